@@ -1,0 +1,50 @@
+//! The api's settings: every one is a flag and an environment variable, so `api --help` lists them.
+
+use clap::Parser;
+use common::telemetry::LogFormat;
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "api", version, about = "HTTP API of the serverless platform")]
+pub struct Config {
+    /// Postgres holding functions and invocation records.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub database_url: String,
+
+    /// Largest number of Postgres connections the api keeps.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
+    pub database_pool_size: usize,
+
+    /// RabbitMQ the invocation jobs are published to.
+    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+
+    /// Prefix of the exchange and queue names, so that deployments can share one broker.
+    #[arg(long, env = "QUEUE_PREFIX", default_value = "")]
+    pub queue_prefix: String,
+
+    /// Address of the public HTTP API.
+    #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8000")]
+    pub api_addr: SocketAddr,
+
+    /// Address of the Prometheus listener (path /metrics), kept off the public port.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9100")]
+    pub metrics_addr: SocketAddr,
+
+    /// Largest accepted function source, in bytes (larger: 413).
+    #[arg(long, env = "MAX_CODE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_code_bytes: usize,
+
+    /// Largest accepted invocation body, in bytes (larger: 413); 6 MiB as Lambda's sync limit.
+    #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = 6 * 1024 * 1024)]
+    pub max_event_bytes: usize,
+
+    /// Time a job may wait in the queue and spend starting its container, on top of the
+    /// function's own timeout, before the api gives up on it (ms).
+    #[arg(long, env = "INVOKE_OVERHEAD_MS", default_value_t = 15_000)]
+    pub invoke_overhead_ms: u64,
+
+    /// How log lines are written.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}

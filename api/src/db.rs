@@ -1,0 +1,307 @@
+//! Postgres: the connection pool, the schema migrations, and every query the api makes.
+
+use crate::error::{ApiError, DbError};
+use chrono::{DateTime, Utc};
+use common::{ErrorInfo, Language, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Opens a pool on `url` and brings the schema up to date.
+pub async fn connect(url: &str, pool_size: usize) -> anyhow::Result<Pool> {
+    let config: tokio_postgres::Config = url.parse()?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(pool_size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()?;
+    let mut client = pool.get().await?;
+    embedded::migrations::runner()
+        .run_async(&mut **client)
+        .await?;
+    Ok(pool)
+}
+
+/// A stored function, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Function {
+    pub id: i64,
+    pub name: String,
+    pub route: String,
+    pub language: Language,
+    pub code: String,
+    pub timeout: i32,
+    pub runtime: Runtime,
+    pub memory_mb: i32,
+    pub env: BTreeMap<String, String>,
+    pub version: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A function's fields as a client sets them, already validated.
+#[derive(Debug, Clone)]
+pub struct FunctionFields {
+    pub name: String,
+    pub route: String,
+    pub language: Language,
+    pub code: String,
+    pub timeout: i32,
+    pub runtime: Runtime,
+    pub memory_mb: i32,
+    pub env: BTreeMap<String, String>,
+}
+
+const FUNCTION_COLUMNS: &str =
+    "id, name, route, language, code, timeout, runtime, memory_mb, env, version, created_at, updated_at";
+
+impl TryFrom<&Row> for Function {
+    type Error = DbError;
+    fn try_from(row: &Row) -> Result<Self, DbError> {
+        let language: String = row.try_get("language")?;
+        let runtime: String = row.try_get("runtime")?;
+        let env: serde_json::Value = row.try_get("env")?;
+        Ok(Function {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            route: row.try_get("route")?,
+            // The table's CHECK constraints keep both columns inside their enums.
+            language: language.parse().unwrap_or(Language::Python),
+            code: row.try_get("code")?,
+            timeout: row.try_get("timeout")?,
+            runtime: runtime.parse().unwrap_or(Runtime::Docker),
+            memory_mb: row.try_get("memory_mb")?,
+            env: serde_json::from_value(env).unwrap_or_default(),
+            version: row.try_get("version")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+fn rows_to_functions(rows: &[Row]) -> Result<Vec<Function>, ApiError> {
+    rows.iter()
+        .map(|row| Function::try_from(row).map_err(ApiError::from))
+        .collect()
+}
+
+/// Turns a unique-constraint violation into the 409 that names what is taken.
+fn conflict_or(error: tokio_postgres::Error, fields: &FunctionFields) -> ApiError {
+    if let Some(db) = error.as_db_error()
+        && *db.code() == SqlState::UNIQUE_VIOLATION
+    {
+        return match db.constraint() {
+            Some("functions_route_key") => ApiError::Conflict(format!(
+                "a function with route {:?} already exists",
+                fields.route
+            )),
+            _ => ApiError::Conflict(format!("a function named {:?} already exists", fields.name)),
+        };
+    }
+    error.into()
+}
+
+pub async fn insert_function(pool: &Pool, fields: &FunctionFields) -> Result<Function, ApiError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "INSERT INTO functions (name, route, language, code, timeout, runtime, memory_mb, env)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {FUNCTION_COLUMNS}"
+    );
+    let env = serde_json::to_value(&fields.env).unwrap_or_default();
+    let row = client
+        .query_one(
+            &sql,
+            &[
+                &fields.name,
+                &fields.route,
+                &fields.language.as_str(),
+                &fields.code,
+                &fields.timeout,
+                &fields.runtime.as_str(),
+                &fields.memory_mb,
+                &env,
+            ],
+        )
+        .await
+        .map_err(|e| conflict_or(e, fields))?;
+    Ok(Function::try_from(&row)?)
+}
+
+/// Replaces every field of function `id` and bumps its version; `None` when there is none.
+pub async fn update_function(
+    pool: &Pool,
+    id: i64,
+    fields: &FunctionFields,
+) -> Result<Option<Function>, ApiError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "UPDATE functions SET name = $2, route = $3, language = $4, code = $5, timeout = $6,
+                runtime = $7, memory_mb = $8, env = $9, version = version + 1, updated_at = now()
+         WHERE id = $1 RETURNING {FUNCTION_COLUMNS}"
+    );
+    let env = serde_json::to_value(&fields.env).unwrap_or_default();
+    let row = client
+        .query_opt(
+            &sql,
+            &[
+                &id,
+                &fields.name,
+                &fields.route,
+                &fields.language.as_str(),
+                &fields.code,
+                &fields.timeout,
+                &fields.runtime.as_str(),
+                &fields.memory_mb,
+                &env,
+            ],
+        )
+        .await
+        .map_err(|e| conflict_or(e, fields))?;
+    Ok(row.as_ref().map(Function::try_from).transpose()?)
+}
+
+pub async fn list_functions(pool: &Pool, skip: i64, limit: i64) -> Result<Vec<Function>, ApiError> {
+    let client = pool.get().await?;
+    let sql = format!("SELECT {FUNCTION_COLUMNS} FROM functions ORDER BY id OFFSET $1 LIMIT $2");
+    let rows = client.query(&sql, &[&skip, &limit]).await?;
+    rows_to_functions(&rows)
+}
+
+pub async fn get_function(pool: &Pool, id: i64) -> Result<Option<Function>, ApiError> {
+    let client = pool.get().await?;
+    let sql = format!("SELECT {FUNCTION_COLUMNS} FROM functions WHERE id = $1");
+    let row = client.query_opt(&sql, &[&id]).await?;
+    Ok(row.as_ref().map(Function::try_from).transpose()?)
+}
+
+pub async fn get_function_by_name(pool: &Pool, name: &str) -> Result<Option<Function>, ApiError> {
+    let client = pool.get().await?;
+    let sql = format!("SELECT {FUNCTION_COLUMNS} FROM functions WHERE name = $1");
+    let row = client.query_opt(&sql, &[&name]).await?;
+    Ok(row.as_ref().map(Function::try_from).transpose()?)
+}
+
+/// Deletes function `id`; false when there was none.
+pub async fn delete_function(pool: &Pool, id: i64) -> Result<bool, ApiError> {
+    let client = pool.get().await?;
+    let deleted = client
+        .execute("DELETE FROM functions WHERE id = $1", &[&id])
+        .await?;
+    Ok(deleted > 0)
+}
+
+/// One invocation as `GET /metrics/` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvocationRecord {
+    pub invocation_id: Uuid,
+    pub function_id: i64,
+    pub function_name: String,
+    pub function_version: i32,
+    pub runtime: String,
+    pub status: String,
+    pub cold_start: bool,
+    pub duration_ms: f64,
+    pub queue_ms: Option<f64>,
+    pub init_ms: Option<f64>,
+    pub run_ms: Option<f64>,
+    pub worker_id: Option<String>,
+    pub error: Option<ErrorInfo>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn insert_invocation(pool: &Pool, record: &InvocationRecord) -> Result<(), ApiError> {
+    let client = pool.get().await?;
+    let error = record
+        .error
+        .as_ref()
+        .map(|e| serde_json::to_value(e).unwrap_or_default());
+    client
+        .execute(
+            "INSERT INTO invocations (id, function_id, function_name, function_version, runtime,
+                 status, cold_start, duration_ms, queue_ms, init_ms, run_ms, worker_id, error, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            &[
+                &record.invocation_id,
+                &record.function_id,
+                &record.function_name,
+                &record.function_version,
+                &record.runtime,
+                &record.status,
+                &record.cold_start,
+                &record.duration_ms,
+                &record.queue_ms,
+                &record.init_ms,
+                &record.run_ms,
+                &record.worker_id,
+                &error,
+                &record.created_at,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Newest first, optionally of one function only.
+pub async fn list_invocations(
+    pool: &Pool,
+    function: Option<&str>,
+    limit: i64,
+) -> Result<Vec<InvocationRecord>, ApiError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT id, function_id, function_name, function_version, runtime, status, cold_start,
+                    duration_ms, queue_ms, init_ms, run_ms, worker_id, error, created_at
+             FROM invocations
+             WHERE $1::text IS NULL OR function_name = $1
+             ORDER BY created_at DESC, id DESC LIMIT $2",
+            &[&function, &limit],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let error: Option<serde_json::Value> = row.try_get("error")?;
+            Ok(InvocationRecord {
+                invocation_id: row.try_get("id")?,
+                function_id: row.try_get("function_id")?,
+                function_name: row.try_get("function_name")?,
+                function_version: row.try_get("function_version")?,
+                runtime: row.try_get("runtime")?,
+                status: row.try_get("status")?,
+                cold_start: row.try_get("cold_start")?,
+                duration_ms: row.try_get("duration_ms")?,
+                queue_ms: row.try_get("queue_ms")?,
+                init_ms: row.try_get("init_ms")?,
+                run_ms: row.try_get("run_ms")?,
+                worker_id: row.try_get("worker_id")?,
+                error: error.and_then(|v| serde_json::from_value(v).ok()),
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(ApiError::from)
+}
+
+/// True when a trivial query answers.
+pub async fn ping(pool: &Pool) -> Result<(), ApiError> {
+    let client = pool.get().await?;
+    client.simple_query("SELECT 1").await?;
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! Every way a request can fail, and the status and `{"detail", "code"}` body each one gets.
+//! The cause of a 5xx is logged here and never sent to the client.
+
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use common::Runtime;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("function {0} not found")]
+    FunctionNotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("no {0} worker is running; start one with `worker --runtime {0}`")]
+    NoWorker(Runtime),
+    #[error("the message broker is unavailable")]
+    BrokerUnavailable(#[source] lapin::Error),
+    #[error("the message broker is not connected")]
+    BrokerDisconnected,
+    #[error("the database is unavailable")]
+    Database(#[from] DbError),
+}
+
+/// A database failure, whatever layer it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error(transparent)]
+    Query(#[from] tokio_postgres::Error),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::FunctionNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::NoWorker(_) | ApiError::BrokerUnavailable(_) | ApiError::BrokerDisconnected => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Invalid(_) => "invalid_request",
+            ApiError::TooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::FunctionNotFound(_) => "function_not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::NoWorker(_) => "no_worker",
+            ApiError::BrokerUnavailable(_) | ApiError::BrokerDisconnected => "broker_unavailable",
+            ApiError::Database(_) => "database_unavailable",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            match &self {
+                ApiError::BrokerUnavailable(cause) => {
+                    metrics::counter!("faas_broker_errors_total").increment(1);
+                    tracing::error!(error = %cause, "broker request failed");
+                }
+                ApiError::Database(cause) => {
+                    metrics::counter!("faas_database_errors_total").increment(1);
+                    tracing::error!(error = %cause, "database request failed");
+                }
+                other => tracing::warn!(error = %other, "request refused"),
+            }
+        }
+        let body = json!({ "detail": self.to_string(), "code": self.code() });
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge("request body is too large".into()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(
+                "expected a JSON body with `Content-Type: application/json`".into(),
+            ),
+            _ => ApiError::Invalid(format!("invalid JSON body: {}", rejection.body_text())),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge("request body is too large".into())
+        } else {
+            ApiError::Invalid(rejection.body_text())
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::Invalid(format!("invalid path: {}", rejection.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::Invalid(format!("invalid query: {}", rejection.body_text()))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        ApiError::Database(error.into())
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        ApiError::Database(error.into())
+    }
+}

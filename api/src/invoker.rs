@@ -1,0 +1,248 @@
+//! The api's side of RabbitMQ: publishes jobs and routes the replies, which arrive on one
+//! direct reply-to consumer, back to the request that waits for each (by invocation id).
+//!
+//! The connection is supervised: when it drops, waiting requests fail at once with 503 and a
+//! background task reconnects with backoff; requests in between get 503 without waiting.
+
+use crate::error::ApiError;
+use common::broker::{CONTENT_TYPE_JSON, DIRECT_REPLY_TO, Topology};
+use common::{Job, Reply, Runtime};
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, Consumer};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// How long a seen consumer counts as still there; an idle queue is checked on every call.
+const CONSUMER_SEEN_TTL: Duration = Duration::from_millis(500);
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+struct Session {
+    connection: Connection,
+    /// Publishes go on the channel that consumes direct replies: RabbitMQ requires it.
+    channel: Channel,
+}
+
+pub struct Invoker {
+    url: String,
+    topology: Topology,
+    session: RwLock<Option<Arc<Session>>>,
+    pending: Mutex<HashMap<Uuid, oneshot::Sender<Reply>>>,
+    consumers_seen: Mutex<HashMap<Runtime, Instant>>,
+}
+
+/// Why no reply came back.
+#[derive(Debug)]
+pub enum NoReply {
+    /// The deadline passed.
+    TimedOut,
+}
+
+impl Invoker {
+    /// Connects, declares the topology and starts the reply consumer. Fails when the broker
+    /// cannot be reached now; after that, the connection is kept up in the background.
+    pub async fn connect(url: &str, topology: Topology) -> Result<Arc<Self>, lapin::Error> {
+        let invoker = Arc::new(Invoker {
+            url: url.to_owned(),
+            topology,
+            session: RwLock::new(None),
+            pending: Mutex::new(HashMap::new()),
+            consumers_seen: Mutex::new(HashMap::new()),
+        });
+        let consumer = invoker.open_session().await?;
+        tokio::spawn(supervise(Arc::downgrade(&invoker), consumer));
+        Ok(invoker)
+    }
+
+    async fn open_session(&self) -> Result<Consumer, lapin::Error> {
+        let connection = common::broker::connect(&self.url, "faas-api").await?;
+        let channel = connection.create_channel().await?;
+        self.topology.declare(&channel).await?;
+        let consumer = channel
+            .basic_consume(
+                DIRECT_REPLY_TO.into(),
+                "faas-api-replies".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        *self.session.write().unwrap() = Some(Arc::new(Session {
+            connection,
+            channel,
+        }));
+        Ok(consumer)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.session.read().unwrap().is_some()
+    }
+
+    fn current_session(&self) -> Result<Arc<Session>, ApiError> {
+        self.session
+            .read()
+            .unwrap()
+            .clone()
+            .ok_or(ApiError::BrokerDisconnected)
+    }
+
+    /// Fails with 503 unless some worker consumes `runtime`'s queue.
+    async fn ensure_consumer(&self, session: &Session, runtime: Runtime) -> Result<(), ApiError> {
+        let seen = self.consumers_seen.lock().unwrap().get(&runtime).copied();
+        if seen.is_some_and(|at| at.elapsed() < CONSUMER_SEEN_TTL) {
+            return Ok(());
+        }
+        let consumers = self
+            .topology
+            .declare_queue(&session.channel, runtime)
+            .await
+            .map_err(ApiError::BrokerUnavailable)?;
+        if consumers == 0 {
+            self.consumers_seen.lock().unwrap().remove(&runtime);
+            return Err(ApiError::NoWorker(runtime));
+        }
+        self.consumers_seen
+            .lock()
+            .unwrap()
+            .insert(runtime, Instant::now());
+        Ok(())
+    }
+
+    /// Publishes `job` to `runtime`'s workers and waits for the reply until the job's deadline
+    /// (plus `grace`, so that a worker's own timeout reply wins the race against ours).
+    pub async fn invoke(
+        &self,
+        runtime: Runtime,
+        job: &Job,
+        grace: Duration,
+    ) -> Result<Result<Reply, NoReply>, ApiError> {
+        let session = self.current_session()?;
+        self.ensure_consumer(&session, runtime).await?;
+
+        let body = serde_json::to_vec(job).expect("a job always serializes");
+        let ttl_ms = job.deadline_unix_ms.saturating_sub(common::now_unix_ms()).max(1);
+        let properties = BasicProperties::default()
+            .with_correlation_id(job.invocation_id.to_string().into())
+            .with_reply_to(DIRECT_REPLY_TO.into())
+            .with_expiration(ttl_ms.to_string().into())
+            .with_content_type(CONTENT_TYPE_JSON.into())
+            // Sync calls die with their HTTP request: persisting them would buy nothing.
+            .with_delivery_mode(1);
+
+        let (tx, rx) = oneshot::channel();
+        let _pending = PendingGuard::register(self, job.invocation_id, tx);
+        session
+            .channel
+            .basic_publish(
+                self.topology.exchange().as_str().into(),
+                Topology::routing_key(runtime).into(),
+                BasicPublishOptions::default(),
+                &body,
+                properties,
+            )
+            .await
+            .map_err(ApiError::BrokerUnavailable)?;
+
+        match tokio::time::timeout(Duration::from_millis(ttl_ms) + grace, rx).await {
+            Ok(Ok(reply)) => Ok(Ok(reply)),
+            // The sender was dropped: the connection went away under us.
+            Ok(Err(_)) => Err(ApiError::BrokerDisconnected),
+            Err(_) => Ok(Err(NoReply::TimedOut)),
+        }
+    }
+
+    /// Closes the connection; waiting requests fail with 503. Used on shutdown.
+    pub async fn close(&self) {
+        let session = self.session.write().unwrap().take();
+        if let Some(session) = session
+            && let Err(error) = session.connection.close(200, "api shutting down".into()).await
+        {
+            tracing::debug!(%error, "closing the broker connection");
+        }
+        self.pending.lock().unwrap().clear();
+    }
+
+    fn deliver(&self, reply: Reply) {
+        let waiter = self.pending.lock().unwrap().remove(&reply.invocation_id);
+        match waiter {
+            Some(tx) => {
+                let _ = tx.send(reply);
+            }
+            None => tracing::debug!(invocation_id = %reply.invocation_id, "reply with nobody waiting"),
+        }
+    }
+
+    fn lose_session(&self) {
+        *self.session.write().unwrap() = None;
+        // Dropping the senders wakes every waiting request with an error.
+        self.pending.lock().unwrap().clear();
+        self.consumers_seen.lock().unwrap().clear();
+    }
+}
+
+/// Removes a request's entry from the pending map however the request ends (even when its HTTP
+/// connection is dropped mid-wait), so the map never leaks.
+struct PendingGuard<'a> {
+    invoker: &'a Invoker,
+    id: Uuid,
+}
+
+impl<'a> PendingGuard<'a> {
+    fn register(invoker: &'a Invoker, id: Uuid, tx: oneshot::Sender<Reply>) -> Self {
+        invoker.pending.lock().unwrap().insert(id, tx);
+        PendingGuard { invoker, id }
+    }
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.invoker.pending.lock().unwrap().remove(&self.id);
+    }
+}
+
+/// Reads replies until the connection drops, then reconnects with backoff, for as long as the
+/// invoker lives.
+async fn supervise(invoker: Weak<Invoker>, mut consumer: Consumer) {
+    loop {
+        while let Some(delivery) = consumer.next().await {
+            let Some(invoker) = invoker.upgrade() else { return };
+            match delivery {
+                Ok(delivery) => match serde_json::from_slice::<Reply>(&delivery.data) {
+                    Ok(reply) => invoker.deliver(reply),
+                    Err(error) => tracing::warn!(%error, "malformed reply dropped"),
+                },
+                Err(error) => {
+                    tracing::warn!(%error, "reply consumer failed");
+                    break;
+                }
+            }
+        }
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let Some(strong) = invoker.upgrade() else { return };
+            strong.lose_session();
+            metrics::counter!("faas_broker_errors_total").increment(1);
+            tracing::warn!("broker connection lost; reconnecting in {backoff:?}");
+            drop(strong);
+            tokio::time::sleep(backoff).await;
+            let Some(strong) = invoker.upgrade() else { return };
+            match strong.open_session().await {
+                Ok(new_consumer) => {
+                    tracing::info!("broker connection restored");
+                    consumer = new_consumer;
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "broker still unreachable");
+                    backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The platform's HTTP API: function CRUD in Postgres, synchronous invocations over RabbitMQ,
+//! invocation records, health probes, and Prometheus metrics on a listener of their own.
+//!
+//! [`run`] is the whole server; `main` only parses settings and binds the listeners, so tests
+//! start the same server on port 0.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod invoker;
+pub mod routes;
+pub mod state;
+
+use anyhow::Context;
+use common::broker::Topology;
+pub use config::Config;
+use state::{AppState, Limits};
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+/// Connects to Postgres (migrating it) and RabbitMQ, then serves the API on `listener` and
+/// Prometheus text on `metrics_listener` until `shutdown` resolves; in-flight requests finish.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = db::connect(&config.database_url, config.database_pool_size)
+        .await
+        .context("cannot open the database (DATABASE_URL)")?;
+    let invoker = invoker::Invoker::connect(&config.amqp_url, Topology::new(&config.queue_prefix))
+        .await
+        .context("cannot reach the message broker (AMQP_URL)")?;
+    let state = AppState {
+        db,
+        invoker: invoker.clone(),
+        limits: Limits {
+            max_code_bytes: config.max_code_bytes,
+            max_event_bytes: config.max_event_bytes,
+            invoke_overhead: Duration::from_millis(config.invoke_overhead_ms),
+        },
+    };
+
+    let metrics_task = tokio::spawn(serve_metrics(metrics_listener));
+    let app = routes::router(state)
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::new());
+    tracing::info!(addr = %listener.local_addr()?, "api listening");
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server failed");
+    metrics_task.abort();
+    invoker.close().await;
+    served
+}
+
+/// Serves the process's Prometheus metrics at `/metrics`.
+async fn serve_metrics(listener: TcpListener) {
+    let handle = common::metrics::handle();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move { handle.render() }
+        }),
+    );
+    if let Err(error) = axum::serve(listener, app).await {
+        tracing::error!(%error, "metrics listener failed");
+    }
+}

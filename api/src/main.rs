@@ -1,0 +1,17 @@
+use anyhow::Context;
+use api::Config;
+use clap::Parser;
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    common::telemetry::init(config.log_format, "info,tower_http=info");
+    let listener = TcpListener::bind(config.api_addr)
+        .await
+        .with_context(|| format!("cannot listen on API_ADDR {}", config.api_addr))?;
+    let metrics_listener = TcpListener::bind(config.metrics_addr)
+        .await
+        .with_context(|| format!("cannot listen on METRICS_ADDR {}", config.metrics_addr))?;
+    api::run(config, listener, metrics_listener, common::shutdown::signal()).await
+}

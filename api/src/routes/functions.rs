@@ -1,0 +1,197 @@
+//! Function CRUD: `/functions/` and `/functions/{id}`.
+
+use crate::db::{self, Function, FunctionFields};
+use crate::error::ApiError;
+use crate::extract::{Json, Path, Query};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use common::{Language, Runtime};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+const MAX_NAME_LEN: usize = 64;
+const MAX_ROUTE_LEN: usize = 256;
+const TIMEOUT_RANGE_S: std::ops::RangeInclusive<i64> = 1..=900;
+const MEMORY_RANGE_MB: std::ops::RangeInclusive<i64> = 64..=10_240;
+const DEFAULT_MEMORY_MB: i64 = 128;
+/// Lambda's limit on the summed size of a function's environment.
+const MAX_ENV_BYTES: usize = 4 * 1024;
+
+/// The body of `POST /functions/` and `PUT /functions/{id}`.
+#[derive(Debug, Deserialize)]
+pub struct FunctionInput {
+    name: String,
+    route: String,
+    language: Language,
+    code: String,
+    timeout: i64,
+    #[serde(default)]
+    runtime: Option<Runtime>,
+    #[serde(default)]
+    memory_mb: Option<i64>,
+    #[serde(default)]
+    env: Option<BTreeMap<String, String>>,
+}
+
+impl FunctionInput {
+    fn validate(self, max_code_bytes: usize) -> Result<FunctionFields, ApiError> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= MAX_NAME_LEN
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !name_ok {
+            return Err(ApiError::Invalid(format!(
+                "name must be 1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, _ and -; got {:?}",
+                self.name
+            )));
+        }
+        let route_ok = self.route.starts_with('/')
+            && self.route.len() <= MAX_ROUTE_LEN
+            && !self.route.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !route_ok {
+            return Err(ApiError::Invalid(format!(
+                "route must start with / and hold at most {MAX_ROUTE_LEN} characters, none of them spaces; got {:?}",
+                self.route
+            )));
+        }
+        if self.code.trim().is_empty() {
+            return Err(ApiError::Invalid("code must not be empty".into()));
+        }
+        if self.code.len() > max_code_bytes {
+            return Err(ApiError::TooLarge(format!(
+                "code is {} bytes, over the limit of {max_code_bytes}",
+                self.code.len()
+            )));
+        }
+        if !TIMEOUT_RANGE_S.contains(&self.timeout) {
+            return Err(ApiError::Invalid(format!(
+                "timeout must be a whole number of seconds from {} to {}; got {}",
+                TIMEOUT_RANGE_S.start(),
+                TIMEOUT_RANGE_S.end(),
+                self.timeout
+            )));
+        }
+        let memory_mb = self.memory_mb.unwrap_or(DEFAULT_MEMORY_MB);
+        if !MEMORY_RANGE_MB.contains(&memory_mb) {
+            return Err(ApiError::Invalid(format!(
+                "memory_mb must be from {} to {}; got {memory_mb}",
+                MEMORY_RANGE_MB.start(),
+                MEMORY_RANGE_MB.end()
+            )));
+        }
+        let env = self.env.unwrap_or_default();
+        validate_env(&env)?;
+        Ok(FunctionFields {
+            name: self.name,
+            route: self.route,
+            language: self.language,
+            code: self.code,
+            timeout: self.timeout as i32,
+            runtime: self.runtime.unwrap_or(Runtime::Docker),
+            memory_mb: memory_mb as i32,
+            env,
+        })
+    }
+}
+
+fn validate_env(env: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    for key in env.keys() {
+        let mut bytes = key.bytes();
+        let ok = bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok {
+            return Err(ApiError::Invalid(format!(
+                "env keys must match [A-Za-z_][A-Za-z0-9_]*; got {key:?}"
+            )));
+        }
+    }
+    let size: usize = env.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_ENV_BYTES {
+        return Err(ApiError::Invalid(format!(
+            "env holds {size} bytes, over the limit of {MAX_ENV_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+/// `?skip=0&limit=100`
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    #[serde(default)]
+    skip: i64,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+fn default_limit() -> i64 {
+    100
+}
+
+/// Checks `limit` against 1..=`max` and `skip` against 0.., the paging rules of every list.
+pub fn check_page(skip: i64, limit: i64, max: i64) -> Result<(), ApiError> {
+    if skip < 0 {
+        return Err(ApiError::Invalid(format!("skip must be 0 or more; got {skip}")));
+    }
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::Invalid(format!("limit must be from 1 to {max}; got {limit}")));
+    }
+    Ok(())
+}
+
+pub async fn create_function(
+    State(state): State<AppState>,
+    Json(input): Json<FunctionInput>,
+) -> Result<(StatusCode, axum::Json<Function>), ApiError> {
+    let fields = input.validate(state.limits.max_code_bytes)?;
+    let function = db::insert_function(&state.db, &fields).await?;
+    tracing::info!(id = function.id, name = %function.name, "function created");
+    Ok((StatusCode::CREATED, axum::Json(function)))
+}
+
+pub async fn list_functions(
+    State(state): State<AppState>,
+    Query(page): Query<Page>,
+) -> Result<axum::Json<Vec<Function>>, ApiError> {
+    check_page(page.skip, page.limit, 1000)?;
+    Ok(axum::Json(db::list_functions(&state.db, page.skip, page.limit).await?))
+}
+
+pub async fn get_function(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<Function>, ApiError> {
+    db::get_function(&state.db, id)
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::FunctionNotFound(id.to_string()))
+}
+
+pub async fn update_function(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Json(input): Json<FunctionInput>,
+) -> Result<axum::Json<Function>, ApiError> {
+    let fields = input.validate(state.limits.max_code_bytes)?;
+    let function = db::update_function(&state.db, id, &fields)
+        .await?
+        .ok_or_else(|| ApiError::FunctionNotFound(id.to_string()))?;
+    tracing::info!(id, version = function.version, "function updated");
+    Ok(axum::Json(function))
+}
+
+pub async fn delete_function(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<Value>, ApiError> {
+    if !db::delete_function(&state.db, id).await? {
+        return Err(ApiError::FunctionNotFound(id.to_string()));
+    }
+    tracing::info!(id, "function deleted");
+    Ok(axum::Json(json!({ "message": "Function deleted" })))
+}

@@ -1,0 +1,215 @@
+//! Synchronous invocation: `POST /execute/{name}` and `POST /execute_gvisor/{name}`.
+//!
+//! The handler looks the function up, publishes a job, waits for the worker's reply and answers
+//! with the handler's result or with the status that says how the call failed.
+
+use crate::db::{self, InvocationRecord};
+use crate::error::ApiError;
+use crate::extract::Path;
+use crate::invoker::NoReply;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use common::{FunctionSpec, Job, Reply, ReplyStatus, Runtime};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Extra wait past the deadline, so that a worker's own timeout reply arrives before we give up.
+const REPLY_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Deserialize)]
+struct ExecuteRequest {
+    #[serde(default = "empty_object")]
+    event: Value,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+/// Runs the function on the runtime it was created with (Docker unless it says gVisor).
+pub async fn execute_function(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    execute(state, name, None, body?).await
+}
+
+/// Runs the function in a gVisor sandbox, whatever runtime it was created with.
+pub async fn execute_function_gvisor(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    execute(state, name, Some(Runtime::Gvisor), body?).await
+}
+
+fn parse_event(body: &[u8], max_event_bytes: usize) -> Result<Value, ApiError> {
+    if body.len() > max_event_bytes {
+        return Err(ApiError::TooLarge(format!(
+            "the request is {} bytes, over the limit of {max_event_bytes}",
+            body.len()
+        )));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(empty_object());
+    }
+    serde_json::from_slice::<ExecuteRequest>(body)
+        .map(|request| request.event)
+        .map_err(|error| ApiError::Invalid(format!("invalid JSON body: {error}")))
+}
+
+async fn execute(
+    state: AppState,
+    name: String,
+    forced_runtime: Option<Runtime>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let event = parse_event(&body, state.limits.max_event_bytes)?;
+    let function = db::get_function_by_name(&state.db, &name)
+        .await?
+        .ok_or(ApiError::FunctionNotFound(name))?;
+    let runtime = forced_runtime.unwrap_or(function.runtime);
+
+    let now = common::now_unix_ms();
+    let timeout_ms = function.timeout as u64 * 1000;
+    let job = Job {
+        invocation_id: Uuid::now_v7(),
+        function: FunctionSpec {
+            id: function.id,
+            name: function.name.clone(),
+            version: function.version,
+            language: function.language,
+            code: function.code,
+            timeout_ms,
+            memory_mb: function.memory_mb as u32,
+            env: function.env,
+        },
+        event,
+        deadline_unix_ms: now + timeout_ms + state.limits.invoke_overhead.as_millis() as u64,
+        published_unix_ms: now,
+    };
+
+    let inflight = metrics::gauge!("faas_inflight_invocations", "runtime" => runtime.as_str());
+    inflight.increment(1.0);
+    let outcome = state.invoker.invoke(runtime, &job, REPLY_GRACE).await;
+    inflight.decrement(1.0);
+    let outcome = outcome.inspect_err(|error| {
+        let status = if matches!(error, ApiError::NoWorker(_)) { "no_worker" } else { "unavailable" };
+        count_invocation(&job.function.name, runtime, status);
+    })?;
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+
+    let status = match &outcome {
+        Ok(reply) => reply.status.as_str(),
+        Err(NoReply::TimedOut) => "no_reply",
+    };
+    count_invocation(&job.function.name, runtime, status);
+    metrics::histogram!("faas_invocation_duration_seconds", "runtime" => runtime.as_str())
+        .record(duration_ms / 1000.0);
+    let reply = outcome.as_ref().ok();
+    if reply.is_some_and(|r| r.cold_start) {
+        metrics::counter!("faas_cold_starts_total", "function" => job.function.name.clone(), "runtime" => runtime.as_str())
+            .increment(1);
+    }
+
+    let record = InvocationRecord {
+        invocation_id: job.invocation_id,
+        function_id: job.function.id,
+        function_name: job.function.name.clone(),
+        function_version: job.function.version,
+        runtime: runtime.as_str().to_owned(),
+        status: status.to_owned(),
+        cold_start: reply.is_some_and(|r| r.cold_start),
+        duration_ms,
+        queue_ms: reply.map(|r| r.timing.queue_ms),
+        init_ms: reply.map(|r| r.timing.init_ms),
+        run_ms: reply.map(|r| r.timing.run_ms),
+        worker_id: reply.map(|r| r.worker_id.clone()),
+        error: reply.and_then(|r| r.error.clone()),
+        created_at: chrono::Utc::now(),
+    };
+    if let Err(error) = db::insert_invocation(&state.db, &record).await {
+        // The caller still gets its answer; only the record is lost.
+        tracing::error!(invocation_id = %record.invocation_id, %error, "invocation record not written");
+    }
+
+    Ok(match outcome {
+        Ok(reply) => reply_response(reply, duration_ms, job.function.timeout_ms / 1000),
+        Err(NoReply::TimedOut) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            axum::Json(json!({
+                "detail": "no worker answered before the call's deadline",
+                "code": "no_reply",
+                "invocation_id": job.invocation_id,
+                "logs": "",
+            })),
+        )
+            .into_response(),
+    })
+}
+
+fn count_invocation(function: &str, runtime: Runtime, status: &'static str) {
+    metrics::counter!(
+        "faas_invocations_total",
+        "function" => function.to_owned(),
+        "runtime" => runtime.as_str(),
+        "status" => status
+    )
+    .increment(1);
+}
+
+/// The HTTP answer for a worker's reply: 200 with the result, or the status of the failure.
+fn reply_response(reply: Reply, duration_ms: f64, timeout_s: u64) -> Response {
+    if reply.status == ReplyStatus::Success {
+        let body = json!({
+            "result": reply.result,
+            "invocation_id": reply.invocation_id,
+            "duration_ms": duration_ms,
+            "cold_start": reply.cold_start,
+            "logs": reply.logs,
+            "logs_truncated": reply.logs_truncated,
+        });
+        return (StatusCode::OK, axum::Json(body)).into_response();
+    }
+    let describe = |what: &str| match &reply.error {
+        Some(error) if !error.message.is_empty() => format!("{what}: {}: {}", error.kind, error.message),
+        Some(error) => format!("{what}: {}", error.kind),
+        None => what.to_owned(),
+    };
+    let (status, code, detail) = match reply.status {
+        ReplyStatus::Error => (StatusCode::BAD_GATEWAY, "function_error", describe("the function raised an error")),
+        ReplyStatus::InitError => (StatusCode::BAD_GATEWAY, "init_error", describe("the function's code failed to load")),
+        ReplyStatus::Oom => (StatusCode::BAD_GATEWAY, "out_of_memory", describe("the function ran out of memory")),
+        ReplyStatus::Crashed => (StatusCode::BAD_GATEWAY, "function_crashed", describe("the function's container died")),
+        ReplyStatus::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "function_timeout",
+            format!("the function ran past its timeout of {timeout_s} s"),
+        ),
+        ReplyStatus::Expired => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "expired",
+            "no worker took the call before its deadline; the platform is overloaded".to_owned(),
+        ),
+        ReplyStatus::Success => unreachable!("handled above"),
+    };
+    let body = json!({
+        "detail": detail,
+        "code": code,
+        "error": reply.error,
+        "invocation_id": reply.invocation_id,
+        "duration_ms": duration_ms,
+        "cold_start": reply.cold_start,
+        "logs": reply.logs,
+        "logs_truncated": reply.logs_truncated,
+    });
+    (status, axum::Json(body)).into_response()
+}

@@ -1,0 +1,30 @@
+//! `GET /metrics/`: the invocation records, newest first (the seed's "metrics"). Prometheus
+//! metrics live on a separate listener, see `crate::telemetry`.
+
+use crate::db::{self, InvocationRecord};
+use crate::error::ApiError;
+use crate::extract::Query;
+use crate::routes::functions::check_page;
+use crate::state::AppState;
+use axum::extract::State;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+pub struct InvocationFilter {
+    function: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+fn default_limit() -> i64 {
+    100
+}
+
+pub async fn list_invocations(
+    State(state): State<AppState>,
+    Query(filter): Query<InvocationFilter>,
+) -> Result<axum::Json<Vec<InvocationRecord>>, ApiError> {
+    check_page(0, filter.limit, 1000)?;
+    let records = db::list_invocations(&state.db, filter.function.as_deref(), filter.limit).await?;
+    Ok(axum::Json(records))
+}

@@ -1,0 +1,21 @@
+//! What every handler can reach.
+
+use crate::invoker::Invoker;
+use deadpool_postgres::Pool;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Pool,
+    pub invoker: Arc<Invoker>,
+    pub limits: Limits,
+}
+
+/// Size and time limits taken from the settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_code_bytes: usize,
+    pub max_event_bytes: usize,
+    pub invoke_overhead: Duration,
+}

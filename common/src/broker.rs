@@ -1,0 +1,93 @@
+//! RabbitMQ topology, declared identically by the api and the workers so that either can start
+//! first: one durable direct exchange, one durable queue per runtime bound by the runtime's name.
+
+use crate::model::Runtime;
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+
+/// Routing key a reply to a sync invocation goes to (RabbitMQ direct reply-to).
+pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+/// Content type of every job and reply body.
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+
+/// Names of the exchange and queues, with the deployment's prefix (`QUEUE_PREFIX`), so that
+/// several deployments or test runs can share one broker.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    prefix: String,
+}
+
+impl Topology {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Topology {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn exchange(&self) -> String {
+        format!("{}faas.invoke", self.prefix)
+    }
+
+    pub fn queue(&self, runtime: Runtime) -> String {
+        format!("{}faas.invoke.{}", self.prefix, runtime)
+    }
+
+    /// The routing key of jobs for `runtime`.
+    pub fn routing_key(runtime: Runtime) -> &'static str {
+        runtime.as_str()
+    }
+
+    /// Declares the exchange and both queues and binds them; idempotent.
+    pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+        channel
+            .exchange_declare(
+                self.exchange().as_str().into(),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        for runtime in Runtime::ALL {
+            self.declare_queue(channel, runtime).await?;
+            channel
+                .queue_bind(
+                    self.queue(runtime).as_str().into(),
+                    self.exchange().as_str().into(),
+                    Self::routing_key(runtime).into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Declares one runtime's queue and returns how many consumers it has right now. Declaring
+    /// (rather than a passive declare) cannot fail on a missing queue, so the channel survives.
+    pub async fn declare_queue(&self, channel: &Channel, runtime: Runtime) -> lapin::Result<u32> {
+        let queue = channel
+            .queue_declare(
+                self.queue(runtime).as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(queue.consumer_count())
+    }
+}
+
+/// Opens a connection named after the process, so `rabbitmqctl list_connections` tells them apart.
+pub async fn connect(url: &str, connection_name: &str) -> lapin::Result<Connection> {
+    Connection::connect(
+        url,
+        ConnectionProperties::default().with_connection_name(connection_name.into()),
+    )
+    .await
+}

@@ -1,0 +1,23 @@
+//! Contracts that the `api` and the `worker` must agree on: queue topology, the job and reply
+//! messages, the runtime and language enums, and the start-up helpers both binaries share
+//! (telemetry, shutdown signal, broker connection).
+//!
+//! Nothing here knows about HTTP or Docker, so either side can change its internals freely.
+
+pub mod broker;
+pub mod messages;
+pub mod metrics;
+pub mod model;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use messages::{ErrorInfo, FunctionSpec, Job, Reply, ReplyStatus, Timing};
+pub use model::{Language, Runtime};
+
+/// Milliseconds since the Unix epoch, the clock every deadline in a message is written in.
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Brings a machine to the state the platform and its tests need, and is safe to run again:
+#   - Docker (Debian's docker.io) and gVisor's runsc, with runsc registered as a Docker runtime;
+#   - dockerd running (started here when no daemon answers);
+#   - the runtime images python-base and nodejs-base, built on a base made locally from Debian
+#     packages (mmdebstrap + docker import) when the upstream base images cannot be pulled.
+# Postgres and RabbitMQ are not touched here: scripts/test.sh checks them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+PYTHON_IMAGE=${PYTHON_IMAGE:-python-base}
+NODE_IMAGE=${NODE_IMAGE:-nodejs-base}
+LOCAL_BASE=${LOCAL_BASE:-faas-local-base:bookworm}
+
+need_pkgs=()
+command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
+command -v runsc >/dev/null 2>&1 || need_pkgs+=(runsc)
+if ((${#need_pkgs[@]})); then
+  log "installing ${need_pkgs[*]} from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# runsc needs --network=none on these machines: its own netstack cannot be set up in this sandbox,
+# and function containers have no network anyway.
+daemon_json=/etc/docker/daemon.json
+want_json='{
+  "runtimes": {
+    "runsc": { "path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"] }
+  }
+}'
+mkdir -p /etc/docker
+daemon_changed=0
+if ! [ -f "$daemon_json" ] || ! grep -q '"runsc"' "$daemon_json"; then
+  if [ -f "$daemon_json" ] && [ -s "$daemon_json" ]; then
+    # Keep whatever else the file says; add the runtime.
+    python3 - "$daemon_json" <<'PY'
+import json, sys
+path = sys.argv[1]
+with open(path) as f:
+    cfg = json.load(f)
+cfg.setdefault("runtimes", {})["runsc"] = {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}
+with open(path, "w") as f:
+    json.dump(cfg, f, indent=2)
+PY
+  else
+    printf '%s\n' "$want_json" >"$daemon_json"
+  fi
+  daemon_changed=1
+  log "registered runsc in $daemon_json"
+fi
+
+if docker info >/dev/null 2>&1; then
+  if ((daemon_changed)); then
+    # runtimes are reloadable: SIGHUP makes a running dockerd read daemon.json again.
+    pkill -HUP -x dockerd || true
+    sleep 1
+  fi
+else
+  log "starting dockerd (log: /var/log/dockerd.log)"
+  nohup dockerd >/var/log/dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  docker info >/dev/null 2>&1 || { log "dockerd did not come up; see /var/log/dockerd.log"; tail -20 /var/log/dockerd.log >&2; exit 1; }
+fi
+docker info --format '{{json .Runtimes}}' | grep -q runsc || { log "dockerd does not list the runsc runtime"; exit 1; }
+
+# Base images: the upstream ones when they are here or can be pulled, else one made from Debian packages.
+py_base=python:3.12-slim
+node_base=node:22-slim
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+if ! have_image "$py_base" && ! timeout 20 docker pull -q "$py_base" >/dev/null 2>&1; then py_base=$LOCAL_BASE; fi
+if ! have_image "$node_base" && ! timeout 20 docker pull -q "$node_base" >/dev/null 2>&1; then node_base=$LOCAL_BASE; fi
+if { [ "$py_base" = "$LOCAL_BASE" ] || [ "$node_base" = "$LOCAL_BASE" ]; } && ! have_image "$LOCAL_BASE"; then
+  command -v mmdebstrap >/dev/null 2>&1 || {
+    log "installing mmdebstrap"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null
+  }
+  log "building $LOCAL_BASE from Debian packages (python3, nodejs)"
+  mmdebstrap --quiet --variant=minbase --include=python3,nodejs,ca-certificates \
+    --customize-hook='rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*' \
+    bookworm - | docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - "$LOCAL_BASE" >/dev/null
+fi
+
+log "building $PYTHON_IMAGE on $py_base"
+docker build -q --build-arg BASE_IMAGE="$py_base" -t "$PYTHON_IMAGE" docker/python >/dev/null
+log "building $NODE_IMAGE on $node_base"
+docker build -q --build-arg BASE_IMAGE="$node_base" -t "$NODE_IMAGE" docker/nodejs >/dev/null
+log "ready: docker $(docker version --format '{{.Server.Version}}'), runtimes $(docker info --format '{{range $k, $v := .Runtimes}}{{$k}} {{end}}')"
