@@ -1,1 +1,15 @@
-fn main(){}
+use anyhow::Context;
+use clap::Parser;
+use tokio::net::TcpListener;
+use worker::Config;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    common::telemetry::init(config.log_format, "info");
+    let metrics_listener = TcpListener::bind(config.metrics_addr)
+        .await
+        .with_context(|| format!("cannot listen on METRICS_ADDR {}", config.metrics_addr))?;
+    worker::run(config, metrics_listener, common::shutdown::signal()).await?;
+    Ok(())
+}

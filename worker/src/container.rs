@@ -1,0 +1,459 @@
+//! One function container: created with the sandbox settings, attached before it starts, and
+//! spoken to in the bootstrap's line protocol (docker/README.md): an `init` frame binds it to a
+//! function version, then one `invoke` frame at a time.
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions,
+    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use common::{ErrorInfo, FunctionSpec, Language, Runtime};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::timeout_at;
+
+/// Warm containers are keyed by function id and version: a container never serves another.
+pub type FunctionKey = (i64, i32);
+
+/// Label every container of the platform carries, with the worker that owns it.
+pub const LABEL_WORKER: &str = "faas.worker";
+/// The largest frame accepted from a bootstrap: a 6 MiB result plus its logs and JSON overhead.
+const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
+/// How much of the bootstrap's own stderr is kept to explain a crash.
+const STDERR_TAIL_BYTES: usize = 4 * 1024;
+
+/// How function containers are made on this worker.
+#[derive(Clone)]
+pub struct Sandbox {
+    pub docker: Docker,
+    pub worker_id: String,
+    pub runtime: Runtime,
+    /// Docker runtime name (`runsc`) for gVisor workers; the daemon's default otherwise.
+    pub docker_runtime: Option<String>,
+    pub python_image: String,
+    pub node_image: String,
+    pub pids_limit: i64,
+    pub nano_cpus: i64,
+    pub tmp_mb: u32,
+}
+
+/// What went wrong talking to a container, short of the handler's own errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("Docker refused: {0}")]
+    Docker(#[from] bollard::errors::Error),
+    #[error("writing to the container failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Sandbox {
+    pub fn image_for(&self, language: Language) -> &str {
+        match language {
+            Language::Python => &self.python_image,
+            Language::Javascript => &self.node_image,
+        }
+    }
+
+    fn create_body(&self, spec: &FunctionSpec) -> ContainerCreateBody {
+        let memory = i64::from(spec.memory_mb) * 1024 * 1024;
+        let labels = HashMap::from([
+            ("faas.managed".to_owned(), "true".to_owned()),
+            (LABEL_WORKER.to_owned(), self.worker_id.clone()),
+            ("faas.function".to_owned(), spec.name.clone()),
+            ("faas.function_id".to_owned(), spec.id.to_string()),
+            ("faas.version".to_owned(), spec.version.to_string()),
+        ]);
+        let host_config = HostConfig {
+            network_mode: Some("none".into()),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([(
+                "/tmp".to_owned(),
+                format!("rw,nosuid,nodev,size={}m,mode=1777", self.tmp_mb),
+            )])),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            pids_limit: Some(self.pids_limit),
+            memory: Some(memory),
+            // Equal to `memory`: no swap, so going over the limit is an OOM kill, not a slowdown.
+            memory_swap: Some(memory),
+            nano_cpus: Some(self.nano_cpus),
+            runtime: self.docker_runtime.clone(),
+            init: Some(false),
+            ..Default::default()
+        };
+        ContainerCreateBody {
+            image: Some(self.image_for(spec.language).to_owned()),
+            user: Some("65534:65534".into()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(labels),
+            open_stdin: Some(true),
+            stdin_once: Some(false),
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            network_disabled: Some(true),
+            host_config: Some(host_config),
+            ..Default::default()
+        }
+    }
+
+    /// Creates, attaches and starts a container for `spec`; it still needs [`Container::init`].
+    pub async fn start(&self, spec: &FunctionSpec) -> Result<Container, ContainerError> {
+        let name = format!(
+            "faas-{}-{}-v{}-{}",
+            sanitize(&self.worker_id),
+            spec.id,
+            spec.version,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let id = self
+            .docker
+            .create_container(Some(options), self.create_body(spec))
+            .await?
+            .id;
+        match self.attach_and_start(&id).await {
+            Ok((input, output)) => Ok(Container::new(id, (spec.id, spec.version), input, output)),
+            Err(error) => {
+                self.remove(&id).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn attach_and_start(
+        &self,
+        id: &str,
+    ) -> Result<(Pin<Box<dyn AsyncWrite + Send>>, OutputStream), ContainerError> {
+        let options = AttachContainerOptionsBuilder::default()
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .build();
+        // Attach first, so that no byte the bootstrap writes is missed.
+        let attached = self.docker.attach_container(id, Some(options)).await?;
+        self.docker.start_container(id, None).await?;
+        Ok((attached.input, attached.output))
+    }
+
+    /// Kills and removes a container; failures are logged, as there is nothing else to do.
+    pub async fn remove(&self, id: &str) {
+        let options = RemoveContainerOptionsBuilder::default().force(true).build();
+        if let Err(error) = self.docker.remove_container(id, Some(options)).await {
+            metrics::counter!("faas_docker_errors_total").increment(1);
+            tracing::warn!(container = id, %error, "cannot remove container");
+        }
+    }
+
+    /// Explains why a container stopped answering: out of memory, or some other death.
+    /// `stderr` is what the bootstrap itself last wrote there.
+    pub async fn diagnose(&self, id: &str, stderr: &str, memory_mb: u32) -> Death {
+        let wait = WaitContainerOptionsBuilder::default().condition("not-running").build();
+        let mut waiting = self.docker.wait_container(id, Some(wait));
+        let _ = tokio::time::timeout(Duration::from_secs(2), waiting.next()).await;
+        let state = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .ok()
+            .and_then(|inspect| inspect.state);
+        let oom = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
+        let exit_code = state.as_ref().and_then(|s| s.exit_code);
+        // gVisor reports an OOM kill of its sandbox as exit 137 without the OOMKilled flag.
+        if oom || (self.runtime == Runtime::Gvisor && exit_code == Some(137)) {
+            return Death::OutOfMemory(ErrorInfo::new(
+                "Runtime.OutOfMemory",
+                format!("the function used more than its {memory_mb} MB of memory and was killed"),
+            ));
+        }
+        let mut message = match exit_code {
+            Some(code) => format!("the function's process exited with code {code}"),
+            None => "the function's container stopped answering".to_owned(),
+        };
+        if !stderr.is_empty() {
+            message.push_str(": ");
+            message.push_str(stderr.trim());
+        }
+        Death::Crashed(ErrorInfo::new("Runtime.ExitError", message))
+    }
+}
+
+/// How a container that stopped answering died.
+pub enum Death {
+    OutOfMemory(ErrorInfo),
+    Crashed(ErrorInfo),
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
+}
+
+type OutputStream =
+    Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+
+/// A frame from the bootstrap.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Frame {
+    Ready {
+        #[serde(default)]
+        logs: String,
+    },
+    InitError {
+        error: ErrorInfo,
+        #[serde(default)]
+        logs: String,
+    },
+    Result {
+        id: String,
+        ok: bool,
+        #[serde(default)]
+        result: Value,
+        #[serde(default)]
+        error: Option<ErrorInfo>,
+        #[serde(default)]
+        logs: String,
+        #[serde(default)]
+        logs_truncated: bool,
+    },
+}
+
+/// What the reader task saw on the container's stdout.
+enum Event {
+    Frame(Frame),
+    /// The bootstrap wrote something that is not a frame: the container is no longer trusted.
+    Broken(String),
+}
+
+#[derive(Serialize)]
+struct InitFrame<'a> {
+    op: &'static str,
+    code: &'a str,
+    handler: &'static str,
+    env: &'a std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct InvokeFrame<'a> {
+    op: &'static str,
+    id: &'a str,
+    event: &'a Value,
+    context: &'a InvokeContext<'a>,
+}
+
+/// The `context` of an invoke frame.
+#[derive(Serialize)]
+pub struct InvokeContext<'a> {
+    pub invocation_id: &'a str,
+    pub function_name: &'a str,
+    pub function_version: i32,
+    pub memory_mb: u32,
+    pub deadline_unix_ms: u64,
+}
+
+/// How loading the code ended.
+pub enum InitOutcome {
+    Ready { logs: String },
+    Failed { error: ErrorInfo, logs: String },
+    TimedOut,
+    Died,
+}
+
+/// How one call ended.
+pub enum CallOutcome {
+    Returned { result: Value, logs: String, logs_truncated: bool },
+    Raised { error: ErrorInfo, logs: String, logs_truncated: bool },
+    TimedOut,
+    Died,
+}
+
+/// A started container, attached. Dropping it does not remove it: call [`Sandbox::remove`].
+pub struct Container {
+    pub id: String,
+    pub key: FunctionKey,
+    input: Pin<Box<dyn AsyncWrite + Send>>,
+    events: mpsc::Receiver<Event>,
+    stderr_tail: Arc<Mutex<Vec<u8>>>,
+    reader: JoinHandle<()>,
+    /// When it last finished a call; the idle reaper and LRU eviction read it.
+    pub idle_since: Instant,
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Container {
+    fn new(
+        id: String,
+        key: FunctionKey,
+        input: Pin<Box<dyn AsyncWrite + Send>>,
+        output: OutputStream,
+    ) -> Self {
+        let (tx, events) = mpsc::channel(4);
+        let stderr_tail = Arc::new(Mutex::new(Vec::new()));
+        let reader = tokio::spawn(read_frames(output, tx, stderr_tail.clone()));
+        Container {
+            id,
+            key,
+            input,
+            events,
+            stderr_tail,
+            reader,
+            idle_since: Instant::now(),
+        }
+    }
+
+    pub fn stderr_tail(&self) -> String {
+        String::from_utf8_lossy(&self.stderr_tail.lock().unwrap()).into_owned()
+    }
+
+    async fn send(&mut self, frame: &impl Serialize) -> Result<(), ContainerError> {
+        let mut line = serde_json::to_vec(frame).expect("frames always serialize");
+        line.push(b'\n');
+        self.input.write_all(&line).await?;
+        self.input.flush().await?;
+        Ok(())
+    }
+
+    /// Loads `spec`'s code; waits for `ready` until `deadline`.
+    pub async fn init(&mut self, spec: &FunctionSpec, deadline: tokio::time::Instant) -> InitOutcome {
+        let frame = InitFrame {
+            op: "init",
+            code: &spec.code,
+            handler: "handler",
+            env: &spec.env,
+        };
+        let exchange = async {
+            if self.send(&frame).await.is_err() {
+                return InitOutcome::Died;
+            }
+            match self.events.recv().await {
+                Some(Event::Frame(Frame::Ready { logs })) => InitOutcome::Ready { logs },
+                Some(Event::Frame(Frame::InitError { error, logs })) => InitOutcome::Failed { error, logs },
+                Some(Event::Frame(other)) => {
+                    tracing::warn!(container = %self.id, ?other, "unexpected frame during init");
+                    InitOutcome::Died
+                }
+                Some(Event::Broken(why)) => {
+                    tracing::warn!(container = %self.id, %why, "protocol broken during init");
+                    InitOutcome::Died
+                }
+                None => InitOutcome::Died,
+            }
+        };
+        timeout_at(deadline, exchange).await.unwrap_or(InitOutcome::TimedOut)
+    }
+
+    /// Runs one call; waits for its result until `deadline`.
+    pub async fn invoke(
+        &mut self,
+        id: &str,
+        event: &Value,
+        context: &InvokeContext<'_>,
+        deadline: tokio::time::Instant,
+    ) -> CallOutcome {
+        let frame = InvokeFrame {
+            op: "invoke",
+            id,
+            event,
+            context,
+        };
+        let exchange = async {
+            if self.send(&frame).await.is_err() {
+                return CallOutcome::Died;
+            }
+            match self.events.recv().await {
+                Some(Event::Frame(Frame::Result {
+                    id: got,
+                    ok,
+                    result,
+                    error,
+                    logs,
+                    logs_truncated,
+                })) if got == id => {
+                    if ok {
+                        CallOutcome::Returned { result, logs, logs_truncated }
+                    } else {
+                        CallOutcome::Raised {
+                            error: error.unwrap_or_else(|| ErrorInfo::new("Error", "")),
+                            logs,
+                            logs_truncated,
+                        }
+                    }
+                }
+                Some(Event::Frame(other)) => {
+                    tracing::warn!(container = %self.id, ?other, "unexpected frame during a call");
+                    CallOutcome::Died
+                }
+                Some(Event::Broken(why)) => {
+                    tracing::warn!(container = %self.id, %why, "protocol broken during a call");
+                    CallOutcome::Died
+                }
+                None => CallOutcome::Died,
+            }
+        };
+        timeout_at(deadline, exchange).await.unwrap_or(CallOutcome::TimedOut)
+    }
+}
+
+/// Splits the container's stdout into frames and keeps the tail of its stderr; ends when the
+/// container's output ends or the protocol breaks.
+async fn read_frames(mut output: OutputStream, tx: mpsc::Sender<Event>, stderr_tail: Arc<Mutex<Vec<u8>>>) {
+    let mut buffer: Vec<u8> = Vec::new();
+    while let Some(chunk) = output.next().await {
+        let message = match chunk {
+            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => message,
+            Ok(LogOutput::StdErr { message }) => {
+                let mut tail = stderr_tail.lock().unwrap();
+                tail.extend_from_slice(&message);
+                let excess = tail.len().saturating_sub(STDERR_TAIL_BYTES);
+                tail.drain(..excess);
+                continue;
+            }
+            Ok(LogOutput::StdIn { .. }) => continue,
+            Err(error) => {
+                tracing::debug!(%error, "container output ended with an error");
+                return;
+            }
+        };
+        buffer.extend_from_slice(&message);
+        while let Some(newline) = buffer.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=newline).collect();
+            let line = &line[..line.len() - 1];
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let event = match serde_json::from_slice::<Frame>(line) {
+                Ok(frame) => Event::Frame(frame),
+                Err(error) => Event::Broken(format!("not a frame ({error})")),
+            };
+            let broken = matches!(event, Event::Broken(_));
+            if tx.send(event).await.is_err() || broken {
+                return;
+            }
+        }
+        if buffer.len() > MAX_FRAME_BYTES {
+            let _ = tx
+                .send(Event::Broken(format!("a frame over {MAX_FRAME_BYTES} bytes")))
+                .await;
+            return;
+        }
+    }
+}
