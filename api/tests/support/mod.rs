@@ -1,0 +1,267 @@
+//! Starts the real api and real workers in this process, on port 0, against the real Postgres
+//! (a fresh database per test), RabbitMQ (a fresh queue prefix per test) and Docker daemon.
+//! A missing service makes the test fail with a message that names it.
+
+#![allow(dead_code)]
+
+use clap::Parser;
+use common::Runtime;
+use common::broker::Topology;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// The server that per-test databases are created on.
+pub fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Creates an empty database and returns its URL.
+pub async fn create_database() -> String {
+    let name = format!("faas_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = admin_database_url();
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("Postgres is not reachable at {admin} (TEST_DATABASE_URL): {e}"));
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("cannot create a test database");
+    let base = admin.rsplit_once('/').expect("a database URL has a path").0;
+    format!("{base}/{name}")
+}
+
+struct Task {
+    stop: oneshot::Sender<()>,
+    handle: JoinHandle<Result<(), String>>,
+}
+
+pub struct TestApp {
+    pub base_url: String,
+    pub metrics_url: String,
+    pub worker_metrics_urls: Vec<String>,
+    pub client: reqwest::Client,
+    pub prefix: String,
+    pub database_url: String,
+    api: Option<Task>,
+    workers: Vec<Task>,
+}
+
+/// Settings for a test worker of `runtime` on `prefix`.
+pub fn worker_config(runtime: Runtime, prefix: &str) -> worker::Config {
+    let mut config = worker::Config::parse_from(["worker", "--runtime", runtime.as_str()]);
+    config.worker_id = Some(format!("{prefix}{runtime}"));
+    config.amqp_url = amqp_url();
+    config.queue_prefix = prefix.to_owned();
+    config.concurrency = 4;
+    config.shutdown_grace_secs = 5;
+    config
+}
+
+impl TestApp {
+    /// The api alone: invocations get 503 until a worker is added.
+    pub async fn start() -> TestApp {
+        Self::start_with(|_| {}).await
+    }
+
+    /// The api, with `adjust` applied to its settings.
+    pub async fn start_with(adjust: impl FnOnce(&mut api::Config)) -> TestApp {
+        let prefix = format!("test-{}.", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let database_url = create_database().await;
+        let mut config = api::Config::parse_from(["api"]);
+        config.database_url = database_url.clone();
+        config.amqp_url = amqp_url();
+        config.queue_prefix = prefix.clone();
+        adjust(&mut config);
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let metrics_url = format!("http://{}/metrics", metrics_listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            api::run(config, listener, metrics_listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .map_err(|e| format!("{e:#}"))
+        });
+        let app = TestApp {
+            base_url,
+            metrics_url,
+            worker_metrics_urls: Vec::new(),
+            client: reqwest::Client::new(),
+            prefix,
+            database_url,
+            api: Some(Task { stop, handle }),
+            workers: Vec::new(),
+        };
+        app.wait_until_ready().await;
+        app
+    }
+
+    /// The api and one worker of each given runtime, consuming before this returns.
+    pub async fn with_workers(runtimes: &[Runtime]) -> TestApp {
+        let mut app = Self::start().await;
+        for &runtime in runtimes {
+            app.add_worker(worker_config(runtime, &app.prefix.clone())).await;
+        }
+        app
+    }
+
+    async fn wait_until_ready(&self) {
+        for _ in 0..200 {
+            if let Some(api) = &self.api
+                && api.handle.is_finished()
+            {
+                panic!("the api stopped during start-up; see the test output");
+            }
+            if let Ok(response) = self.client.get(self.url("/readyz")).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the api did not become ready in 10 s");
+    }
+
+    /// Starts a worker with `config` and waits until it consumes its queue.
+    pub async fn add_worker(&mut self, config: worker::Config) {
+        let runtime = config.runtime;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.worker_metrics_urls
+            .push(format!("http://{}/metrics", listener.local_addr().unwrap()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            worker::run(config, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .map_err(|e| e.to_string())
+        });
+        let connection = common::broker::connect(&amqp_url(), "faas-test")
+            .await
+            .expect("RabbitMQ is not reachable (AMQP_URL)");
+        let channel = connection.create_channel().await.unwrap();
+        let topology = Topology::new(&self.prefix);
+        for _ in 0..600 {
+            if handle.is_finished() {
+                let error = handle.await.unwrap().err().unwrap_or_default();
+                panic!("the {runtime} worker stopped during start-up: {error}");
+            }
+            if topology.declare_queue(&channel, runtime).await.unwrap() > 0 {
+                self.workers.push(Task { stop, handle });
+                let _ = connection.close(200, "".into()).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the {runtime} worker did not start consuming in 30 s");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self.client.post(self.url(path)).json(body).send().await.unwrap();
+        read(response).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self.client.put(self.url(path)).json(body).send().await.unwrap();
+        read(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        read(self.client.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        read(self.client.delete(self.url(path)).send().await.unwrap()).await
+    }
+
+    /// Creates a function and returns it; panics unless the api says 201.
+    pub async fn create_function(&self, body: Value) -> Value {
+        let (status, function) = self.post("/functions/", &body).await;
+        assert_eq!(status, 201, "creating {body}: {function}");
+        function
+    }
+
+    pub async fn invoke(&self, endpoint: &str, name: &str, event: Value) -> (u16, Value) {
+        self.post(&format!("/{endpoint}/{name}"), &json!({ "event": event })).await
+    }
+
+    /// Stops workers and api gracefully, then deletes this test's queues and exchange.
+    pub async fn stop(mut self) {
+        for worker in self.workers.drain(..) {
+            let _ = worker.stop.send(());
+            let result = tokio::time::timeout(Duration::from_secs(30), worker.handle)
+                .await
+                .expect("a worker did not stop in 30 s")
+                .unwrap();
+            assert!(result.is_ok(), "worker failed: {result:?}");
+        }
+        if let Some(api) = self.api.take() {
+            let _ = api.stop.send(());
+            let result = tokio::time::timeout(Duration::from_secs(30), api.handle)
+                .await
+                .expect("the api did not stop in 30 s")
+                .unwrap();
+            assert!(result.is_ok(), "api failed: {result:?}");
+        }
+        delete_topology(&self.prefix).await;
+    }
+}
+
+async fn read(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+pub async fn delete_topology(prefix: &str) {
+    let Ok(connection) = common::broker::connect(&amqp_url(), "faas-test-cleanup").await else {
+        return;
+    };
+    let channel = connection.create_channel().await.unwrap();
+    let topology = Topology::new(prefix);
+    for runtime in Runtime::ALL {
+        let _ = channel
+            .queue_delete(topology.queue(runtime).as_str().into(), Default::default())
+            .await;
+    }
+    let _ = channel
+        .exchange_delete(topology.exchange().as_str().into(), Default::default())
+        .await;
+    let _ = connection.close(200, "".into()).await;
+}
+
+/// The seed README's example function.
+pub fn seed_function(name: &str) -> Value {
+    json!({
+        "name": name,
+        "route": format!("/{name}"),
+        "language": "python",
+        "code": "def handler(event, context):\n    return {'message': f'Hello, {event.get(\"name\", \"World\")}'}",
+        "timeout": 5
+    })
+}
+
+pub fn python(name: &str, code: &str) -> Value {
+    json!({ "name": name, "route": format!("/{name}"), "language": "python", "code": code, "timeout": 5 })
+}
+
+pub fn javascript(name: &str, code: &str) -> Value {
+    json!({ "name": name, "route": format!("/{name}"), "language": "javascript", "code": code, "timeout": 5 })
+}
