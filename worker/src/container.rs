@@ -57,6 +57,20 @@ pub enum ContainerError {
 }
 
 impl Sandbox {
+    pub fn new(config: &crate::Config, docker: Docker, worker_id: String) -> Self {
+        Sandbox {
+            docker,
+            worker_id,
+            runtime: config.runtime,
+            docker_runtime: (config.runtime == Runtime::Gvisor).then(|| config.gvisor_runtime.clone()),
+            python_image: config.python_image.clone(),
+            node_image: config.node_image.clone(),
+            pids_limit: config.pids_limit,
+            nano_cpus: (config.cpus * 1e9) as i64,
+            tmp_mb: config.tmp_mb,
+        }
+    }
+
     pub fn image_for(&self, language: Language) -> &str {
         match language {
             Language::Python => &self.python_image,
@@ -171,8 +185,7 @@ impl Sandbox {
             .and_then(|inspect| inspect.state);
         let oom = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
         let exit_code = state.as_ref().and_then(|s| s.exit_code);
-        // gVisor reports an OOM kill of its sandbox as exit 137 without the OOMKilled flag.
-        if oom || (self.runtime == Runtime::Gvisor && exit_code == Some(137)) {
+        if oom {
             return Death::OutOfMemory(ErrorInfo::new(
                 "Runtime.OutOfMemory",
                 format!("the function used more than its {memory_mb} MB of memory and was killed"),

@@ -33,17 +33,7 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     let worker_id = config.resolved_worker_id();
     let docker = preflight(&config).await?;
-    let sandbox = Sandbox {
-        docker,
-        worker_id: worker_id.clone(),
-        runtime: config.runtime,
-        docker_runtime: (config.runtime == Runtime::Gvisor).then(|| config.gvisor_runtime.clone()),
-        python_image: config.python_image.clone(),
-        node_image: config.node_image.clone(),
-        pids_limit: config.pids_limit,
-        nano_cpus: (config.cpus * 1e9) as i64,
-        tmp_mb: config.tmp_mb,
-    };
+    let sandbox = Sandbox::new(&config, docker, worker_id.clone());
     let pool = Arc::new(Pool::new(sandbox, Duration::from_secs(config.idle_ttl_secs)));
     let leftovers = pool.remove_leftovers().await?;
     if leftovers > 0 {
@@ -88,7 +78,7 @@ pub async fn run(
 
 /// Connects to Docker and checks that this worker can run functions at all, so that a
 /// misconfigured worker stops with a clear message instead of failing every job.
-async fn preflight(config: &Config) -> Result<Docker, WorkerError> {
+pub async fn preflight(config: &Config) -> Result<Docker, WorkerError> {
     let host = config.docker_host.clone();
     let unreachable = |source| WorkerError::DockerUnreachable {
         host: host.clone(),

@@ -1,0 +1,232 @@
+//! The worker against the real Docker daemon, without a broker: start-up checks, the sandbox
+//! every function container gets, and what happens to containers that misbehave.
+
+use bollard::query_parameters::InspectContainerOptions;
+use clap::Parser;
+use common::{FunctionSpec, Job, Language, ReplyStatus, Runtime};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use worker::executor::Executor;
+use worker::pool::Pool;
+use worker::{Config, WorkerError};
+
+fn config(runtime: Runtime) -> Config {
+    let mut config = Config::parse_from(["worker", "--runtime", runtime.as_str()]);
+    config.worker_id = Some(format!("sandbox-test-{}", uuid::Uuid::new_v4().simple()));
+    config
+}
+
+async fn start_error(config: Config) -> WorkerError {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // `run` checks Docker before it touches the broker, so these fail fast with no broker call.
+    worker::run(config, listener, std::future::pending())
+        .await
+        .expect_err("the worker must refuse to start")
+}
+
+#[tokio::test]
+async fn worker_refuses_to_start_without_docker_images_or_runsc() {
+    let mut no_docker = config(Runtime::Docker);
+    no_docker.docker_host = "unix:///nonexistent/docker.sock".into();
+    let error = start_error(no_docker).await;
+    assert!(matches!(error, WorkerError::DockerUnreachable { .. }), "{error}");
+    assert!(error.to_string().contains("/nonexistent/docker.sock"), "{error}");
+
+    let mut no_image = config(Runtime::Docker);
+    no_image.python_image = "faas-no-such-image".into();
+    let error = start_error(no_image).await;
+    assert!(matches!(error, WorkerError::ImageMissing { .. }), "{error}");
+    assert!(
+        error.to_string().contains("docker build -t faas-no-such-image docker/python"),
+        "the message names the command that builds it: {error}"
+    );
+
+    let mut no_runsc = config(Runtime::Gvisor);
+    no_runsc.gvisor_runtime = "runsc-missing".into();
+    let error = start_error(no_runsc).await;
+    assert!(matches!(error, WorkerError::RuntimeMissing { .. }), "{error}");
+    assert!(error.to_string().contains("runsc-missing"), "{error}");
+}
+
+struct Harness {
+    executor: Executor,
+    pool: Arc<Pool>,
+}
+
+async fn harness(runtime: Runtime) -> Harness {
+    let config = config(runtime);
+    let docker = worker::preflight(&config)
+        .await
+        .unwrap_or_else(|e| panic!("Docker is required for this test: {e}"));
+    let pool = Arc::new(Pool::new(
+        worker::container::Sandbox::new(&config, docker, config.worker_id.clone().unwrap()),
+        Duration::from_secs(300),
+    ));
+    Harness {
+        executor: Executor {
+            pool: pool.clone(),
+            worker_id: config.worker_id.unwrap(),
+            init_timeout: Duration::from_secs(10),
+        },
+        pool,
+    }
+}
+
+fn job(id: i64, code: &str, timeout_ms: u64, env: BTreeMap<String, String>) -> Job {
+    let now = common::now_unix_ms();
+    Job {
+        invocation_id: uuid::Uuid::now_v7(),
+        function: FunctionSpec {
+            id,
+            name: format!("fn{id}"),
+            version: 1,
+            language: Language::Python,
+            code: code.to_owned(),
+            timeout_ms,
+            memory_mb: 128,
+            env,
+        },
+        event: json!({}),
+        deadline_unix_ms: now + timeout_ms + 15_000,
+        published_unix_ms: now,
+    }
+}
+
+const PROBE: &str = r#"
+import os
+def handler(event, context):
+    def fails(action):
+        try:
+            action()
+            return False
+        except OSError:
+            return True
+    def write_root():
+        with open('/probe', 'w') as f:
+            f.write('x')
+    def write_tmp():
+        with open('/tmp/probe', 'w') as f:
+            f.write('x')
+    status = open('/proc/self/status').read()
+    cap_eff = [line.split()[1] for line in status.splitlines() if line.startswith('CapEff')][0]
+    no_new_privs = [line.split()[1] for line in status.splitlines() if line.startswith('NoNewPrivs')]
+    interfaces = [line.split(':')[0].strip() for line in open('/proc/net/dev').read().splitlines()[2:]]
+    return {
+        'uid': os.getuid(), 'gid': os.getgid(),
+        'root_read_only': fails(write_root), 'tmp_writable': not fails(write_tmp),
+        'cap_eff': cap_eff, 'no_new_privs': no_new_privs,
+        'interfaces': sorted(interfaces),
+        'env': sorted(k for k in os.environ if k not in ('PATH', 'HOME', 'HOSTNAME', 'PWD', 'LANG', 'PYTHONDONTWRITEBYTECODE', 'PYTHONUNBUFFERED', 'NODE_VERSION', 'PYTHON_VERSION', 'GPG_KEY', 'SHLVL', '_', 'LC_CTYPE')),
+    }
+"#;
+
+async fn check_sandbox(runtime: Runtime) {
+    let h = harness(runtime).await;
+    let env = BTreeMap::from([("SECRET_SETTING".to_owned(), "42".to_owned())]);
+    let reply = h.executor.run(&job(1, PROBE, 10_000, env)).await;
+    assert_eq!(reply.status, ReplyStatus::Success, "{runtime}: {reply:?}");
+    let probe = reply.result;
+    assert_eq!(probe["uid"], 65534, "{runtime}: {probe}");
+    assert_eq!(probe["gid"], 65534, "{runtime}: {probe}");
+    assert_eq!(probe["root_read_only"], true, "{runtime}: {probe}");
+    assert_eq!(probe["tmp_writable"], true, "{runtime}: {probe}");
+    assert_eq!(probe["cap_eff"], "0000000000000000", "{runtime}: {probe}");
+    if runtime == Runtime::Docker {
+        // gVisor's /proc does not show the flag; Docker's HostConfig is checked below for both.
+        assert_eq!(probe["no_new_privs"], json!(["1"]), "{probe}");
+    }
+    assert_eq!(probe["interfaces"], json!(["lo"]), "{runtime}: no network but loopback: {probe}");
+    assert_eq!(probe["env"], json!(["SECRET_SETTING"]), "{runtime}: only the function's env: {probe}");
+
+    let ids = h.pool.live_ids();
+    assert_eq!(ids.len(), 1);
+    let inspect = h
+        .pool
+        .sandbox
+        .docker
+        .inspect_container(&ids[0], None::<InspectContainerOptions>)
+        .await
+        .unwrap();
+    let host = inspect.host_config.unwrap();
+    assert_eq!(host.network_mode.as_deref(), Some("none"));
+    assert_eq!(host.readonly_rootfs, Some(true));
+    assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+    assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
+    assert_eq!(host.pids_limit, Some(128));
+    assert_eq!(host.memory, Some(128 * 1024 * 1024));
+    assert_eq!(host.memory_swap, Some(128 * 1024 * 1024), "no swap");
+    assert_eq!(host.nano_cpus, Some(1_000_000_000));
+    assert!(host.binds.unwrap_or_default().is_empty(), "no host mounts");
+    let expected_runtime = match runtime {
+        Runtime::Docker => "runc",
+        Runtime::Gvisor => "runsc",
+    };
+    assert_eq!(host.runtime.as_deref(), Some(expected_runtime));
+    assert_eq!(inspect.config.unwrap().user.as_deref(), Some("65534:65534"));
+    h.pool.remove_all().await;
+}
+
+#[tokio::test]
+async fn docker_containers_are_sandboxed() {
+    check_sandbox(Runtime::Docker).await;
+}
+
+#[tokio::test]
+async fn gvisor_containers_are_sandboxed() {
+    check_sandbox(Runtime::Gvisor).await;
+}
+
+async fn container_exists(pool: &Pool, id: &str) -> bool {
+    for _ in 0..50 {
+        match pool.sandbox.docker.inspect_container(id, None::<InspectContainerOptions>).await {
+            Err(_) => return false,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    true
+}
+
+#[tokio::test]
+async fn a_container_that_timed_out_or_died_is_removed_and_never_reused() {
+    let h = harness(Runtime::Docker).await;
+    let sleeper = "import time\nSTATE = {'calls': 0}\ndef handler(event, context):\n    STATE['calls'] += 1\n    if event.get('sleep'):\n        time.sleep(30)\n    return STATE['calls']";
+    let mut first = job(7, sleeper, 1_000, BTreeMap::new());
+    let reply = h.executor.run(&first).await;
+    assert_eq!(reply.status, ReplyStatus::Success);
+    assert_eq!(reply.result, json!(1));
+    let warm = h.pool.live_ids();
+
+    first.invocation_id = uuid::Uuid::now_v7();
+    first.event = json!({"sleep": true});
+    let reply = h.executor.run(&first).await;
+    assert_eq!(reply.status, ReplyStatus::Timeout);
+    assert!(!reply.cold_start, "the warm container took the call");
+    assert!(!container_exists(&h.pool, &warm[0]).await, "the timed-out container is removed");
+
+    first.invocation_id = uuid::Uuid::now_v7();
+    first.event = json!({});
+    let reply = h.executor.run(&first).await;
+    assert_eq!(reply.status, ReplyStatus::Success);
+    assert!(reply.cold_start, "a fresh container, not the killed one");
+    assert_eq!(reply.result, json!(1), "fresh process state");
+
+    let dies = job(8, "import os\ndef handler(event, context):\n    os._exit(1)", 5_000, BTreeMap::new());
+    let reply = h.executor.run(&dies).await;
+    assert_eq!(reply.status, ReplyStatus::Crashed);
+    assert_eq!(h.pool.live_ids().len(), 1, "only the healthy container of function 7 is left");
+    h.pool.remove_all().await;
+}
+
+#[tokio::test]
+async fn a_job_past_its_deadline_is_not_run() {
+    let h = harness(Runtime::Docker).await;
+    let mut late = job(9, "def handler(event, context):\n    return 1", 1_000, BTreeMap::new());
+    late.deadline_unix_ms = common::now_unix_ms() - 1;
+    let reply = h.executor.run(&late).await;
+    assert_eq!(reply.status, ReplyStatus::Expired);
+    assert_eq!(reply.result, Value::Null);
+    assert!(h.pool.live_ids().is_empty(), "no container was started");
+}
