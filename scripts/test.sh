@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The project's test command (README: "Run the tests"). Sets the machine up (scripts/setup.sh),
+# makes sure Postgres and RabbitMQ answer (bringing them up with docker compose where they do
+# not), runs the Rust test suites against the real services, then the seed README's curl
+# session against the real binaries (scripts/seed-session.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log() { printf '[test] %s\n' "$*" >&2; }
+
+bash scripts/setup.sh
+
+export TEST_DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+
+port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+missing=()
+port_open 5432 || missing+=(postgres)
+port_open 5672 || missing+=(rabbitmq)
+if ((${#missing[@]})); then
+  log "not reachable: ${missing[*]}; starting them with docker compose"
+  if docker compose version >/dev/null 2>&1; then compose=(docker compose); else
+    command -v docker-compose >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+    compose=(docker-compose)
+  fi
+  "${compose[@]}" up -d "${missing[@]}"
+  for _ in $(seq 1 120); do
+    ok=1
+    for s in "${missing[@]}"; do
+      case $s in postgres) port_open 5432 || ok=0 ;; rabbitmq) port_open 5672 || ok=0 ;; esac
+    done
+    ((ok)) && break
+    sleep 1
+  done
+  # RabbitMQ accepts TCP a little before it accepts AMQP.
+  sleep 5
+fi
+
+# Databases left by earlier runs (a test that panicked does not drop its own).
+if command -v psql >/dev/null 2>&1; then
+  for db in $(psql "$TEST_DATABASE_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'faas_test_%' OR datname LIKE 'faas_seed_%'" 2>/dev/null || true); do
+    psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+fi
+
+log "cargo test"
+cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
+
+log "seed README curl session"
+bash scripts/seed-session.sh
