@@ -8,7 +8,11 @@ use std::net::SocketAddr;
 #[command(name = "api", version, about = "HTTP API of the serverless platform")]
 pub struct Config {
     /// Postgres holding functions and invocation records.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
     pub database_url: String,
 
     /// Largest number of Postgres connections the api keeps.
@@ -16,7 +20,11 @@ pub struct Config {
     pub database_pool_size: usize,
 
     /// RabbitMQ the invocation jobs are published to.
-    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
     pub amqp_url: String,
 
     /// Prefix of the exchange and queue names, so that deployments can share one broker.

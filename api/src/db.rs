@@ -69,8 +69,7 @@ pub struct FunctionFields {
     pub env: BTreeMap<String, String>,
 }
 
-const FUNCTION_COLUMNS: &str =
-    "id, name, route, language, code, timeout, runtime, memory_mb, env, version, created_at, updated_at";
+const FUNCTION_COLUMNS: &str = "id, name, route, language, code, timeout, runtime, memory_mb, env, version, created_at, updated_at";
 
 impl TryFrom<&Row> for Function {
     type Error = DbError;

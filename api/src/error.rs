@@ -46,9 +46,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::FunctionNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::NoWorker(_) | ApiError::BrokerUnavailable(_) | ApiError::BrokerDisconnected => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::NoWorker(_)
+            | ApiError::BrokerUnavailable(_)
+            | ApiError::BrokerDisconnected => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

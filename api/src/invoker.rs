@@ -126,7 +126,10 @@ impl Invoker {
         self.ensure_consumer(&session, runtime).await?;
 
         let body = serde_json::to_vec(job).expect("a job always serializes");
-        let ttl_ms = job.deadline_unix_ms.saturating_sub(common::now_unix_ms()).max(1);
+        let ttl_ms = job
+            .deadline_unix_ms
+            .saturating_sub(common::now_unix_ms())
+            .max(1);
         let properties = BasicProperties::default()
             .with_correlation_id(job.invocation_id.to_string().into())
             .with_reply_to(DIRECT_REPLY_TO.into())
@@ -161,7 +164,10 @@ impl Invoker {
     pub async fn close(&self) {
         let session = self.session.write().unwrap().take();
         if let Some(session) = session
-            && let Err(error) = session.connection.close(200, "api shutting down".into()).await
+            && let Err(error) = session
+                .connection
+                .close(200, "api shutting down".into())
+                .await
         {
             tracing::debug!(%error, "closing the broker connection");
         }
@@ -174,7 +180,9 @@ impl Invoker {
             Some(tx) => {
                 let _ = tx.send(reply);
             }
-            None => tracing::debug!(invocation_id = %reply.invocation_id, "reply with nobody waiting"),
+            None => {
+                tracing::debug!(invocation_id = %reply.invocation_id, "reply with nobody waiting")
+            }
         }
     }
 
@@ -211,7 +219,9 @@ impl Drop for PendingGuard<'_> {
 async fn supervise(invoker: Weak<Invoker>, mut consumer: Consumer) {
     loop {
         while let Some(delivery) = consumer.next().await {
-            let Some(invoker) = invoker.upgrade() else { return };
+            let Some(invoker) = invoker.upgrade() else {
+                return;
+            };
             match delivery {
                 Ok(delivery) => match serde_json::from_slice::<Reply>(&delivery.data) {
                     Ok(reply) => invoker.deliver(reply),
@@ -225,13 +235,17 @@ async fn supervise(invoker: Weak<Invoker>, mut consumer: Consumer) {
         }
         let mut backoff = Duration::from_millis(200);
         loop {
-            let Some(strong) = invoker.upgrade() else { return };
+            let Some(strong) = invoker.upgrade() else {
+                return;
+            };
             strong.lose_session();
             metrics::counter!("faas_broker_errors_total").increment(1);
             tracing::warn!("broker connection lost; reconnecting in {backoff:?}");
             drop(strong);
             tokio::time::sleep(backoff).await;
-            let Some(strong) = invoker.upgrade() else { return };
+            let Some(strong) = invoker.upgrade() else {
+                return;
+            };
             match strong.open_session().await {
                 Ok(new_consumer) => {
                     tracing::info!("broker connection restored");

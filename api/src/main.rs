@@ -13,5 +13,11 @@ async fn main() -> anyhow::Result<()> {
     let metrics_listener = TcpListener::bind(config.metrics_addr)
         .await
         .with_context(|| format!("cannot listen on METRICS_ADDR {}", config.metrics_addr))?;
-    api::run(config, listener, metrics_listener, common::shutdown::signal()).await
+    api::run(
+        config,
+        listener,
+        metrics_listener,
+        common::shutdown::signal(),
+    )
+    .await
 }

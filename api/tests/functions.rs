@@ -27,7 +27,12 @@ async fn create_get_list_update_delete_round_trip() {
     app.create_function(seed_function("second")).await;
     let (status, list) = app.get("/functions/").await;
     assert_eq!(status, 200);
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["hello", "second"]);
     let (_, page) = app.get("/functions/?skip=1&limit=1").await;
     assert_eq!(page.as_array().unwrap().len(), 1);
@@ -56,7 +61,9 @@ async fn create_get_list_update_delete_round_trip() {
     assert_eq!(body["code"], "function_not_found");
     let (status, _) = app.delete(&format!("/functions/{id}")).await;
     assert_eq!(status, 404);
-    let (status, _) = app.put(&format!("/functions/{id}"), &seed_function("gone")).await;
+    let (status, _) = app
+        .put(&format!("/functions/{id}"), &seed_function("gone"))
+        .await;
     assert_eq!(status, 404);
 
     app.stop().await;
@@ -81,7 +88,10 @@ async fn duplicate_name_or_route_is_409_and_changes_nothing() {
 
     // Renaming onto another function's name is refused too, and leaves both as they were.
     let (status, _) = app
-        .put(&format!("/functions/{}", other["id"]), &seed_function("taken"))
+        .put(
+            &format!("/functions/{}", other["id"]),
+            &seed_function("taken"),
+        )
         .await;
     assert_eq!(status, 409);
     let (_, list) = app.get("/functions/").await;
@@ -114,11 +124,19 @@ async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
         ("empty name", with("name", json!("")), 422),
         ("name with a space", with("name", json!("my func")), 422),
         ("name with a slash", with("name", json!("a/b")), 422),
-        ("name of 65 characters", with("name", json!("a".repeat(65))), 422),
+        (
+            "name of 65 characters",
+            with("name", json!("a".repeat(65))),
+            422,
+        ),
         ("name as a number", with("name", json!(5)), 422),
         ("route without a slash", with("route", json!("hello")), 422),
         ("unknown language", with("language", json!("ruby")), 422),
-        ("unknown runtime", with("runtime", json!("firecracker")), 422),
+        (
+            "unknown runtime",
+            with("runtime", json!("firecracker")),
+            422,
+        ),
         ("timeout 0", with("timeout", json!(0)), 422),
         ("timeout 901", with("timeout", json!(901)), 422),
         ("timeout as a string", with("timeout", json!("5")), 422),
@@ -127,7 +145,11 @@ async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
         ("env value not a string", with("env", json!({"A": 1})), 422),
         ("env key with a dash", with("env", json!({"A-B": "1"})), 422),
         ("empty code", with("code", json!("  ")), 422),
-        ("code over the limit", with("code", json!("#".repeat(1001))), 413),
+        (
+            "code over the limit",
+            with("code", json!("#".repeat(1001))),
+            413,
+        ),
         ("not an object", json!([1, 2]), 422),
     ];
     for (what, body, expected) in cases {
@@ -149,10 +171,20 @@ async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
     let body: Value = malformed.json().await.unwrap();
     assert_eq!(body["code"], "invalid_request");
 
-    let not_json = app.client.post(app.url("/functions/")).body("name=x").send().await.unwrap();
+    let not_json = app
+        .client
+        .post(app.url("/functions/"))
+        .body("name=x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(not_json.status(), 415);
 
-    for path in ["/functions/abc", "/functions/1.5", "/functions/99999999999999999999"] {
+    for path in [
+        "/functions/abc",
+        "/functions/1.5",
+        "/functions/99999999999999999999",
+    ] {
         let (status, body) = app.get(path).await;
         assert_eq!(status, 422, "{path}: {body}");
     }
@@ -167,7 +199,10 @@ async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
     // An update with bad input leaves the function as it was.
     let created = app.create_function(valid.clone()).await;
     let (status, _) = app
-        .put(&format!("/functions/{}", created["id"]), &with("timeout", json!(0)))
+        .put(
+            &format!("/functions/{}", created["id"]),
+            &with("timeout", json!(0)),
+        )
         .await;
     assert_eq!(status, 422);
     let (_, unchanged) = app.get(&format!("/functions/{}", created["id"])).await;

@@ -6,7 +6,10 @@ use common::Runtime;
 use serde_json::{Value, json};
 use support::{TestApp, javascript, python, seed_function};
 
-const BOTH: [(&str, Runtime); 2] = [("execute", Runtime::Docker), ("execute_gvisor", Runtime::Gvisor)];
+const BOTH: [(&str, Runtime); 2] = [
+    ("execute", Runtime::Docker),
+    ("execute_gvisor", Runtime::Gvisor),
+];
 
 #[tokio::test]
 async fn seed_function_runs_on_docker_and_gvisor_and_is_recorded() {
@@ -14,10 +17,19 @@ async fn seed_function_runs_on_docker_and_gvisor_and_is_recorded() {
     app.create_function(seed_function("exec_test")).await;
 
     for (endpoint, runtime) in BOTH {
-        let (status, body) = app.invoke(endpoint, "exec_test", json!({"name": "Test"})).await;
+        let (status, body) = app
+            .invoke(endpoint, "exec_test", json!({"name": "Test"}))
+            .await;
         assert_eq!(status, 200, "{endpoint}: {body}");
-        assert_eq!(body["result"], json!({"message": "Hello, Test"}), "{endpoint}");
-        assert_eq!(body["cold_start"], true, "{endpoint}: first call of a version is cold");
+        assert_eq!(
+            body["result"],
+            json!({"message": "Hello, Test"}),
+            "{endpoint}"
+        );
+        assert_eq!(
+            body["cold_start"], true,
+            "{endpoint}: first call of a version is cold"
+        );
         assert!(body["invocation_id"].is_string());
         assert!(body["duration_ms"].as_f64().unwrap() > 0.0);
 
@@ -25,12 +37,20 @@ async fn seed_function_runs_on_docker_and_gvisor_and_is_recorded() {
         let (status, body) = app.invoke(endpoint, "exec_test", json!({})).await;
         assert_eq!(status, 200, "{endpoint}: {body}");
         assert_eq!(body["result"], json!({"message": "Hello, World"}));
-        assert_eq!(body["cold_start"], false, "{endpoint}: second call reuses the container");
+        assert_eq!(
+            body["cold_start"], false,
+            "{endpoint}: second call reuses the container"
+        );
         let _ = runtime;
     }
 
     // A missing body and a body without "event" both mean an empty event.
-    let response = app.client.post(app.url("/execute/exec_test")).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/execute/exec_test"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["result"], json!({"message": "Hello, World"}));
@@ -39,12 +59,24 @@ async fn seed_function_runs_on_docker_and_gvisor_and_is_recorded() {
     assert_eq!(status, 200);
     let records = records.as_array().unwrap();
     assert_eq!(records.len(), 5, "{records:?}");
-    let runtimes: Vec<&str> = records.iter().map(|r| r["runtime"].as_str().unwrap()).collect();
-    assert_eq!(runtimes, ["docker", "gvisor", "gvisor", "docker", "docker"], "newest first");
+    let runtimes: Vec<&str> = records
+        .iter()
+        .map(|r| r["runtime"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        runtimes,
+        ["docker", "gvisor", "gvisor", "docker", "docker"],
+        "newest first"
+    );
     for record in records {
         assert_eq!(record["status"], "success");
         assert_eq!(record["function_name"], "exec_test");
-        assert!(record["worker_id"].as_str().unwrap().starts_with(&app.prefix));
+        assert!(
+            record["worker_id"]
+                .as_str()
+                .unwrap()
+                .starts_with(&app.prefix)
+        );
     }
     assert_eq!(records[4]["cold_start"], true);
     assert!(records[4]["init_ms"].as_f64().unwrap() > 0.0);
@@ -85,7 +117,10 @@ async fn python_and_javascript_handlers_get_event_and_context_and_return_logs() 
     for (endpoint, _) in BOTH {
         let (status, body) = app.invoke(endpoint, "py_sync", json!({"n": 21})).await;
         assert_eq!(status, 200, "{endpoint}: {body}");
-        assert_eq!(body["result"], json!({"doubled": 42, "name": "py_sync", "version": 1, "left": true}));
+        assert_eq!(
+            body["result"],
+            json!({"doubled": 42, "name": "py_sync", "version": 1, "left": true})
+        );
         assert_eq!(body["logs"], "to stdout\nraw fd write\n");
 
         let (status, body) = app.invoke(endpoint, "py_async", json!({"n": 1})).await;
@@ -107,15 +142,41 @@ async fn python_and_javascript_handlers_get_event_and_context_and_return_logs() 
 #[tokio::test]
 async fn failures_map_to_502_504_404_with_error_details() {
     let app = TestApp::with_workers(&[Runtime::Docker, Runtime::Gvisor]).await;
-    app.create_function(python("raises", "def handler(event, context):\n    print('before')\n    raise ValueError('bad input')")).await;
-    app.create_function(javascript("js_throws", "exports.handler = async () => { throw new TypeError('no way'); };")).await;
-    app.create_function(python("syntax", "def handler(event, context)\n    return 1")).await;
-    app.create_function(python("no_handler", "def main(event, context):\n    return 1")).await;
-    app.create_function(python("dies", "import os\ndef handler(event, context):\n    os._exit(7)")).await;
-    let mut hog = python("hog", "def handler(event, context):\n    blob = b'x' * (400 * 1024 * 1024)\n    return len(blob)");
+    app.create_function(python(
+        "raises",
+        "def handler(event, context):\n    print('before')\n    raise ValueError('bad input')",
+    ))
+    .await;
+    app.create_function(javascript(
+        "js_throws",
+        "exports.handler = async () => { throw new TypeError('no way'); };",
+    ))
+    .await;
+    app.create_function(python(
+        "syntax",
+        "def handler(event, context)\n    return 1",
+    ))
+    .await;
+    app.create_function(python(
+        "no_handler",
+        "def main(event, context):\n    return 1",
+    ))
+    .await;
+    app.create_function(python(
+        "dies",
+        "import os\ndef handler(event, context):\n    os._exit(7)",
+    ))
+    .await;
+    let mut hog = python(
+        "hog",
+        "def handler(event, context):\n    blob = b'x' * (400 * 1024 * 1024)\n    return len(blob)",
+    );
     hog["memory_mb"] = json!(128);
     app.create_function(hog).await;
-    let mut sleeper = python("sleeper", "import time\ndef handler(event, context):\n    time.sleep(30)");
+    let mut sleeper = python(
+        "sleeper",
+        "import time\ndef handler(event, context):\n    time.sleep(30)",
+    );
     sleeper["timeout"] = json!(1);
     app.create_function(sleeper).await;
 
@@ -125,7 +186,10 @@ async fn failures_map_to_502_504_404_with_error_details() {
         assert_eq!(body["code"], "function_error");
         assert_eq!(body["error"]["type"], "ValueError");
         assert_eq!(body["error"]["message"], "bad input");
-        assert!(body["error"]["stack"].as_str().unwrap().contains("line 3"), "{body}");
+        assert!(
+            body["error"]["stack"].as_str().unwrap().contains("line 3"),
+            "{body}"
+        );
         assert_eq!(body["logs"], "before\n");
         assert!(body["invocation_id"].is_string());
 
@@ -146,7 +210,13 @@ async fn failures_map_to_502_504_404_with_error_details() {
         let (status, body) = app.invoke(endpoint, "dies", json!({})).await;
         assert_eq!(status, 502, "{endpoint}: {body}");
         assert_eq!(body["code"], "function_crashed");
-        assert!(body["error"]["message"].as_str().unwrap().contains("code 7"), "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("code 7"),
+            "{body}"
+        );
 
         let (status, body) = app.invoke(endpoint, "hog", json!({})).await;
         assert_eq!(status, 502, "{endpoint}: {body}");
@@ -167,7 +237,9 @@ async fn failures_map_to_502_504_404_with_error_details() {
     // After all that, the same workers still serve.
     app.create_function(seed_function("after")).await;
     for (endpoint, _) in BOTH {
-        let (status, body) = app.invoke(endpoint, "after", json!({"name": "again"})).await;
+        let (status, body) = app
+            .invoke(endpoint, "after", json!({"name": "again"}))
+            .await;
         assert_eq!(status, 200, "{endpoint}: {body}");
     }
 
@@ -178,7 +250,12 @@ async fn failures_map_to_502_504_404_with_error_details() {
     assert_eq!(status, 404);
 
     let (_, records) = app.get("/metrics/?function=hog").await;
-    let statuses: Vec<&str> = records.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["oom", "oom"]);
     let (_, records) = app.get("/metrics/?function=sleeper").await;
     assert_eq!(records[0]["status"], "timeout");
@@ -194,11 +271,19 @@ async fn no_worker_of_the_runtime_is_503_at_once() {
     app.create_function(slow).await;
 
     let started = std::time::Instant::now();
-    let (status, body) = app.invoke("execute_gvisor", "needs_gvisor", json!({})).await;
+    let (status, body) = app
+        .invoke("execute_gvisor", "needs_gvisor", json!({}))
+        .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], "no_worker");
-    assert!(body["detail"].as_str().unwrap().contains("gvisor"), "{body}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "answered at once, not after the timeout");
+    assert!(
+        body["detail"].as_str().unwrap().contains("gvisor"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "answered at once, not after the timeout"
+    );
 
     // A function created for gVisor never falls back to plain Docker.
     let mut sandboxed = seed_function("sandboxed");
@@ -246,11 +331,17 @@ async fn containers_are_reused_per_version_never_across_versions_or_functions() 
 
     let (_, a) = app.invoke("execute", "counter", json!({})).await;
     let (_, b) = app.invoke("execute", "counter", json!({})).await;
-    assert_eq!(a["result"]["container"], b["result"]["container"], "warm reuse");
+    assert_eq!(
+        a["result"]["container"], b["result"]["container"],
+        "warm reuse"
+    );
     assert_eq!(b["result"]["calls"], 2);
 
     let (_, other) = app.invoke("execute", "another", json!({})).await;
-    assert_ne!(other["result"]["container"], a["result"]["container"], "never across functions");
+    assert_ne!(
+        other["result"]["container"], a["result"]["container"],
+        "never across functions"
+    );
     assert_eq!(other["cold_start"], true);
 
     let mut v2 = python("counter", &counter.replace("'v1'", "'v2'"));
@@ -261,6 +352,9 @@ async fn containers_are_reused_per_version_never_across_versions_or_functions() 
     let (_, c) = app.invoke("execute", "counter", json!({})).await;
     assert_eq!(c["result"]["tag"], "v2", "the new version runs at once");
     assert_eq!(c["cold_start"], true);
-    assert_ne!(c["result"]["container"], a["result"]["container"], "never across versions");
+    assert_ne!(
+        c["result"]["container"], a["result"]["container"],
+        "never across versions"
+    );
     app.stop().await;
 }

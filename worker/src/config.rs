@@ -6,7 +6,11 @@ use common::telemetry::LogFormat;
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "worker", version, about = "Runs invocation jobs in sandboxed containers")]
+#[command(
+    name = "worker",
+    version,
+    about = "Runs invocation jobs in sandboxed containers"
+)]
 pub struct Config {
     /// Which queue to consume and how to sandbox: runc (docker) or runsc (gvisor).
     #[arg(long, env = "WORKER_RUNTIME", value_enum)]
@@ -21,7 +25,11 @@ pub struct Config {
     pub concurrency: u16,
 
     /// RabbitMQ the jobs come from.
-    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
     pub amqp_url: String,
 
     /// Prefix of the exchange and queue names; must match the api's.
@@ -29,7 +37,11 @@ pub struct Config {
     pub queue_prefix: String,
 
     /// Docker daemon to run containers on (unix socket path or URL); DOCKER_HOST's default.
-    #[arg(long, env = "DOCKER_HOST", default_value = "unix:///var/run/docker.sock")]
+    #[arg(
+        long,
+        env = "DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
     pub docker_host: String,
 
     /// Name of the gVisor runtime in the Docker daemon's configuration.

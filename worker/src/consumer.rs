@@ -101,17 +101,26 @@ pub async fn consume(
     tracing::info!(in_flight = tasks.len(), "no longer taking jobs");
     let _ = session
         .channel
-        .basic_cancel(settings.consumer_tag.as_str().into(), BasicCancelOptions::default())
+        .basic_cancel(
+            settings.consumer_tag.as_str().into(),
+            BasicCancelOptions::default(),
+        )
         .await;
     let drained = tokio::time::timeout(settings.shutdown_grace, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(abandoned = tasks.len(), "grace period over; abandoning jobs (they will be redelivered)");
+        tracing::warn!(
+            abandoned = tasks.len(),
+            "grace period over; abandoning jobs (they will be redelivered)"
+        );
         tasks.abort_all();
     }
-    let _ = session.connection.close(200, "worker shutting down".into()).await;
+    let _ = session
+        .connection
+        .close(200, "worker shutting down".into())
+        .await;
     Ok(())
 }
 
@@ -145,9 +154,7 @@ async fn handle(delivery: Delivery, channel: &Channel, executor: &Executor) {
         Ok(job) => job,
         Err(error) => {
             tracing::error!(%error, "malformed job rejected");
-            let _ = delivery
-                .reject(BasicRejectOptions { requeue: false })
-                .await;
+            let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
             return;
         }
     };

@@ -62,7 +62,8 @@ impl Sandbox {
             docker,
             worker_id,
             runtime: config.runtime,
-            docker_runtime: (config.runtime == Runtime::Gvisor).then(|| config.gvisor_runtime.clone()),
+            docker_runtime: (config.runtime == Runtime::Gvisor)
+                .then(|| config.gvisor_runtime.clone()),
             python_image: config.python_image.clone(),
             node_image: config.node_image.clone(),
             pids_limit: config.pids_limit,
@@ -174,7 +175,9 @@ impl Sandbox {
     /// Explains why a container stopped answering: out of memory, or some other death.
     /// `stderr` is what the bootstrap itself last wrote there.
     pub async fn diagnose(&self, id: &str, stderr: &str, memory_mb: u32) -> Death {
-        let wait = WaitContainerOptionsBuilder::default().condition("not-running").build();
+        let wait = WaitContainerOptionsBuilder::default()
+            .condition("not-running")
+            .build();
         let mut waiting = self.docker.wait_container(id, Some(wait));
         let _ = tokio::time::timeout(Duration::from_secs(2), waiting.next()).await;
         let state = self
@@ -211,7 +214,13 @@ pub enum Death {
 
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -288,8 +297,16 @@ pub enum InitOutcome {
 
 /// How one call ended.
 pub enum CallOutcome {
-    Returned { result: Value, logs: String, logs_truncated: bool },
-    Raised { error: ErrorInfo, logs: String, logs_truncated: bool },
+    Returned {
+        result: Value,
+        logs: String,
+        logs_truncated: bool,
+    },
+    Raised {
+        error: ErrorInfo,
+        logs: String,
+        logs_truncated: bool,
+    },
     TimedOut,
     Died,
 }
@@ -346,7 +363,11 @@ impl Container {
     }
 
     /// Loads `spec`'s code; waits for `ready` until `deadline`.
-    pub async fn init(&mut self, spec: &FunctionSpec, deadline: tokio::time::Instant) -> InitOutcome {
+    pub async fn init(
+        &mut self,
+        spec: &FunctionSpec,
+        deadline: tokio::time::Instant,
+    ) -> InitOutcome {
         let frame = InitFrame {
             op: "init",
             code: &spec.code,
@@ -359,7 +380,9 @@ impl Container {
             }
             match self.events.recv().await {
                 Some(Event::Frame(Frame::Ready { logs })) => InitOutcome::Ready { logs },
-                Some(Event::Frame(Frame::InitError { error, logs })) => InitOutcome::Failed { error, logs },
+                Some(Event::Frame(Frame::InitError { error, logs })) => {
+                    InitOutcome::Failed { error, logs }
+                }
                 Some(Event::Frame(other)) => {
                     tracing::warn!(container = %self.id, ?other, "unexpected frame during init");
                     InitOutcome::Died
@@ -371,7 +394,9 @@ impl Container {
                 None => InitOutcome::Died,
             }
         };
-        timeout_at(deadline, exchange).await.unwrap_or(InitOutcome::TimedOut)
+        timeout_at(deadline, exchange)
+            .await
+            .unwrap_or(InitOutcome::TimedOut)
     }
 
     /// Runs one call; waits for its result until `deadline`.
@@ -402,7 +427,11 @@ impl Container {
                     logs_truncated,
                 })) if got == id => {
                     if ok {
-                        CallOutcome::Returned { result, logs, logs_truncated }
+                        CallOutcome::Returned {
+                            result,
+                            logs,
+                            logs_truncated,
+                        }
                     } else {
                         CallOutcome::Raised {
                             error: error.unwrap_or_else(|| ErrorInfo::new("Error", "")),
@@ -422,13 +451,19 @@ impl Container {
                 None => CallOutcome::Died,
             }
         };
-        timeout_at(deadline, exchange).await.unwrap_or(CallOutcome::TimedOut)
+        timeout_at(deadline, exchange)
+            .await
+            .unwrap_or(CallOutcome::TimedOut)
     }
 }
 
 /// Splits the container's stdout into frames and keeps the tail of its stderr; ends when the
 /// container's output ends or the protocol breaks.
-async fn read_frames(mut output: OutputStream, tx: mpsc::Sender<Event>, stderr_tail: Arc<Mutex<Vec<u8>>>) {
+async fn read_frames(
+    mut output: OutputStream,
+    tx: mpsc::Sender<Event>,
+    stderr_tail: Arc<Mutex<Vec<u8>>>,
+) {
     let mut buffer: Vec<u8> = Vec::new();
     while let Some(chunk) = output.next().await {
         let message = match chunk {
@@ -464,7 +499,9 @@ async fn read_frames(mut output: OutputStream, tx: mpsc::Sender<Event>, stderr_t
         }
         if buffer.len() > MAX_FRAME_BYTES {
             let _ = tx
-                .send(Event::Broken(format!("a frame over {MAX_FRAME_BYTES} bytes")))
+                .send(Event::Broken(format!(
+                    "a frame over {MAX_FRAME_BYTES} bytes"
+                )))
                 .await;
             return;
         }

@@ -51,19 +51,26 @@ impl Executor {
         let outcome = if taken_at >= job.deadline_unix_ms {
             Outcome::failed(
                 ReplyStatus::Expired,
-                ErrorInfo::new("Runtime.Expired", "the job was taken after its deadline and was not run"),
+                ErrorInfo::new(
+                    "Runtime.Expired",
+                    "the job was taken after its deadline and was not run",
+                ),
                 String::new(),
             )
         } else {
-            self.run_in_container(job, &mut timing, &mut cold_start).await
+            self.run_in_container(job, &mut timing, &mut cold_start)
+                .await
         };
         let runtime = self.pool.sandbox.runtime.as_str();
         metrics::counter!("faas_worker_jobs_total", "runtime" => runtime, "status" => outcome.status.as_str())
             .increment(1);
-        metrics::histogram!("faas_worker_queue_seconds", "runtime" => runtime).record(timing.queue_ms / 1000.0);
-        metrics::histogram!("faas_worker_run_seconds", "runtime" => runtime).record(timing.run_ms / 1000.0);
+        metrics::histogram!("faas_worker_queue_seconds", "runtime" => runtime)
+            .record(timing.queue_ms / 1000.0);
+        metrics::histogram!("faas_worker_run_seconds", "runtime" => runtime)
+            .record(timing.run_ms / 1000.0);
         if cold_start {
-            metrics::histogram!("faas_worker_init_seconds", "runtime" => runtime).record(timing.init_ms / 1000.0);
+            metrics::histogram!("faas_worker_init_seconds", "runtime" => runtime)
+                .record(timing.init_ms / 1000.0);
         }
         Reply {
             invocation_id: job.invocation_id,
@@ -78,9 +85,15 @@ impl Executor {
         }
     }
 
-    async fn run_in_container(&self, job: &Job, timing: &mut Timing, cold_start: &mut bool) -> Outcome {
+    async fn run_in_container(
+        &self,
+        job: &Job,
+        timing: &mut Timing,
+        cold_start: &mut bool,
+    ) -> Outcome {
         let spec = &job.function;
-        let remaining = Duration::from_millis(job.deadline_unix_ms.saturating_sub(common::now_unix_ms()));
+        let remaining =
+            Duration::from_millis(job.deadline_unix_ms.saturating_sub(common::now_unix_ms()));
         let job_deadline = tokio::time::Instant::now() + remaining;
 
         let mut container = match self.pool.take_idle((spec.id, spec.version)) {
@@ -88,7 +101,8 @@ impl Executor {
             None => {
                 *cold_start = true;
                 let init_started = Instant::now();
-                let init_deadline = job_deadline.min(tokio::time::Instant::now() + self.init_timeout);
+                let init_deadline =
+                    job_deadline.min(tokio::time::Instant::now() + self.init_timeout);
                 let started = self.cold_start(job, init_deadline).await;
                 timing.init_ms = millis(init_started.elapsed());
                 match started {
@@ -99,8 +113,12 @@ impl Executor {
         };
 
         let run_started = Instant::now();
-        let run_deadline = job_deadline.min(tokio::time::Instant::now() + Duration::from_millis(spec.timeout_ms));
-        let deadline_unix_ms = common::now_unix_ms() + run_deadline.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64;
+        let run_deadline =
+            job_deadline.min(tokio::time::Instant::now() + Duration::from_millis(spec.timeout_ms));
+        let deadline_unix_ms = common::now_unix_ms()
+            + run_deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .as_millis() as u64;
         let invocation_id = job.invocation_id.to_string();
         let context = InvokeContext {
             invocation_id: &invocation_id,
@@ -109,10 +127,16 @@ impl Executor {
             memory_mb: spec.memory_mb,
             deadline_unix_ms,
         };
-        let call = container.invoke(&invocation_id, &job.event, &context, run_deadline).await;
+        let call = container
+            .invoke(&invocation_id, &job.event, &context, run_deadline)
+            .await;
         timing.run_ms = millis(run_started.elapsed());
         match call {
-            CallOutcome::Returned { result, logs, logs_truncated } => {
+            CallOutcome::Returned {
+                result,
+                logs,
+                logs_truncated,
+            } => {
                 self.pool.put_idle(container);
                 Outcome {
                     status: ReplyStatus::Success,
@@ -122,7 +146,11 @@ impl Executor {
                     logs_truncated,
                 }
             }
-            CallOutcome::Raised { error, logs, logs_truncated } => {
+            CallOutcome::Raised {
+                error,
+                logs,
+                logs_truncated,
+            } => {
                 // The handler's own error leaves the process sound: the container stays warm.
                 self.pool.put_idle(container);
                 Outcome {
@@ -149,7 +177,11 @@ impl Executor {
     }
 
     /// Starts a container and loads the code; on failure the container is already removed.
-    async fn cold_start(&self, job: &Job, deadline: tokio::time::Instant) -> Result<Container, Outcome> {
+    async fn cold_start(
+        &self,
+        job: &Job,
+        deadline: tokio::time::Instant,
+    ) -> Result<Container, Outcome> {
         let spec = &job.function;
         let mut container = match self.pool.sandbox.start(spec).await {
             Ok(container) => container,
@@ -158,7 +190,10 @@ impl Executor {
                 tracing::error!(function = %spec.name, %error, "cannot start a container");
                 return Err(Outcome::failed(
                     ReplyStatus::Crashed,
-                    ErrorInfo::new("Runtime.ContainerStartFailed", "the worker could not start a container for the function"),
+                    ErrorInfo::new(
+                        "Runtime.ContainerStartFailed",
+                        "the worker could not start a container for the function",
+                    ),
                     String::new(),
                 ));
             }
@@ -174,7 +209,10 @@ impl Executor {
                 self.pool.discard(container);
                 Err(Outcome::failed(
                     ReplyStatus::InitError,
-                    ErrorInfo::new("Runtime.InitTimeout", "the function's code did not load in time"),
+                    ErrorInfo::new(
+                        "Runtime.InitTimeout",
+                        "the function's code did not load in time",
+                    ),
                     String::new(),
                 ))
             }

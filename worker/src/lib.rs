@@ -34,10 +34,16 @@ pub async fn run(
     let worker_id = config.resolved_worker_id();
     let docker = preflight(&config).await?;
     let sandbox = Sandbox::new(&config, docker, worker_id.clone());
-    let pool = Arc::new(Pool::new(sandbox, Duration::from_secs(config.idle_ttl_secs)));
+    let pool = Arc::new(Pool::new(
+        sandbox,
+        Duration::from_secs(config.idle_ttl_secs),
+    ));
     let leftovers = pool.remove_leftovers().await?;
     if leftovers > 0 {
-        tracing::info!(count = leftovers, "removed containers left by an earlier run");
+        tracing::info!(
+            count = leftovers,
+            "removed containers left by an earlier run"
+        );
     }
 
     let reaper = tokio::spawn({
@@ -96,7 +102,10 @@ pub async fn preflight(config: &Config) -> Result<Docker, WorkerError> {
     let docker = docker.negotiate_version().await.map_err(unreachable)?;
     docker.ping().await.map_err(unreachable)?;
 
-    for (image, dir) in [(&config.python_image, "docker/python"), (&config.node_image, "docker/nodejs")] {
+    for (image, dir) in [
+        (&config.python_image, "docker/python"),
+        (&config.node_image, "docker/nodejs"),
+    ] {
         if docker.inspect_image(image).await.is_err() {
             return Err(WorkerError::ImageMissing {
                 image: image.clone(),

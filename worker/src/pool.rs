@@ -142,7 +142,8 @@ impl Pool {
         let idle = self.idle_count();
         let live = self.live.lock().unwrap().len();
         let runtime = self.sandbox.runtime.as_str();
-        metrics::gauge!("faas_containers", "state" => "warm", "runtime" => runtime).set(idle as f64);
+        metrics::gauge!("faas_containers", "state" => "warm", "runtime" => runtime)
+            .set(idle as f64);
         metrics::gauge!("faas_containers", "state" => "busy", "runtime" => runtime)
             .set(live.saturating_sub(idle) as f64);
     }

@@ -32,22 +32,33 @@ async fn worker_refuses_to_start_without_docker_images_or_runsc() {
     let mut no_docker = config(Runtime::Docker);
     no_docker.docker_host = "unix:///nonexistent/docker.sock".into();
     let error = start_error(no_docker).await;
-    assert!(matches!(error, WorkerError::DockerUnreachable { .. }), "{error}");
-    assert!(error.to_string().contains("/nonexistent/docker.sock"), "{error}");
+    assert!(
+        matches!(error, WorkerError::DockerUnreachable { .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("/nonexistent/docker.sock"),
+        "{error}"
+    );
 
     let mut no_image = config(Runtime::Docker);
     no_image.python_image = "faas-no-such-image".into();
     let error = start_error(no_image).await;
     assert!(matches!(error, WorkerError::ImageMissing { .. }), "{error}");
     assert!(
-        error.to_string().contains("docker build -t faas-no-such-image docker/python"),
+        error
+            .to_string()
+            .contains("docker build -t faas-no-such-image docker/python"),
         "the message names the command that builds it: {error}"
     );
 
     let mut no_runsc = config(Runtime::Gvisor);
     no_runsc.gvisor_runtime = "runsc-missing".into();
     let error = start_error(no_runsc).await;
-    assert!(matches!(error, WorkerError::RuntimeMissing { .. }), "{error}");
+    assert!(
+        matches!(error, WorkerError::RuntimeMissing { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("runsc-missing"), "{error}");
 }
 
@@ -138,8 +149,16 @@ async fn check_sandbox(runtime: Runtime) {
         // gVisor's /proc does not show the flag; Docker's HostConfig is checked below for both.
         assert_eq!(probe["no_new_privs"], json!(["1"]), "{probe}");
     }
-    assert_eq!(probe["interfaces"], json!(["lo"]), "{runtime}: no network but loopback: {probe}");
-    assert_eq!(probe["env"], json!(["SECRET_SETTING"]), "{runtime}: only the function's env: {probe}");
+    assert_eq!(
+        probe["interfaces"],
+        json!(["lo"]),
+        "{runtime}: no network but loopback: {probe}"
+    );
+    assert_eq!(
+        probe["env"],
+        json!(["SECRET_SETTING"]),
+        "{runtime}: only the function's env: {probe}"
+    );
 
     let ids = h.pool.live_ids();
     assert_eq!(ids.len(), 1);
@@ -154,7 +173,10 @@ async fn check_sandbox(runtime: Runtime) {
     assert_eq!(host.network_mode.as_deref(), Some("none"));
     assert_eq!(host.readonly_rootfs, Some(true));
     assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
-    assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
+    assert_eq!(
+        host.security_opt,
+        Some(vec!["no-new-privileges".to_owned()])
+    );
     assert_eq!(host.pids_limit, Some(128));
     assert_eq!(host.memory, Some(128 * 1024 * 1024));
     assert_eq!(host.memory_swap, Some(128 * 1024 * 1024), "no swap");
@@ -181,7 +203,12 @@ async fn gvisor_containers_are_sandboxed() {
 
 async fn container_exists(pool: &Pool, id: &str) -> bool {
     for _ in 0..50 {
-        match pool.sandbox.docker.inspect_container(id, None::<InspectContainerOptions>).await {
+        match pool
+            .sandbox
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+        {
             Err(_) => return false,
             Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
@@ -204,7 +231,10 @@ async fn a_container_that_timed_out_or_died_is_removed_and_never_reused() {
     let reply = h.executor.run(&first).await;
     assert_eq!(reply.status, ReplyStatus::Timeout);
     assert!(!reply.cold_start, "the warm container took the call");
-    assert!(!container_exists(&h.pool, &warm[0]).await, "the timed-out container is removed");
+    assert!(
+        !container_exists(&h.pool, &warm[0]).await,
+        "the timed-out container is removed"
+    );
 
     first.invocation_id = uuid::Uuid::now_v7();
     first.event = json!({});
@@ -213,17 +243,31 @@ async fn a_container_that_timed_out_or_died_is_removed_and_never_reused() {
     assert!(reply.cold_start, "a fresh container, not the killed one");
     assert_eq!(reply.result, json!(1), "fresh process state");
 
-    let dies = job(8, "import os\ndef handler(event, context):\n    os._exit(1)", 5_000, BTreeMap::new());
+    let dies = job(
+        8,
+        "import os\ndef handler(event, context):\n    os._exit(1)",
+        5_000,
+        BTreeMap::new(),
+    );
     let reply = h.executor.run(&dies).await;
     assert_eq!(reply.status, ReplyStatus::Crashed);
-    assert_eq!(h.pool.live_ids().len(), 1, "only the healthy container of function 7 is left");
+    assert_eq!(
+        h.pool.live_ids().len(),
+        1,
+        "only the healthy container of function 7 is left"
+    );
     h.pool.remove_all().await;
 }
 
 #[tokio::test]
 async fn a_job_past_its_deadline_is_not_run() {
     let h = harness(Runtime::Docker).await;
-    let mut late = job(9, "def handler(event, context):\n    return 1", 1_000, BTreeMap::new());
+    let mut late = job(
+        9,
+        "def handler(event, context):\n    return 1",
+        1_000,
+        BTreeMap::new(),
+    );
     late.deadline_unix_ms = common::now_unix_ms() - 1;
     let reply = h.executor.run(&late).await;
     assert_eq!(reply.status, ReplyStatus::Expired);

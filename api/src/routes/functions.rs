@@ -51,7 +51,10 @@ impl FunctionInput {
         }
         let route_ok = self.route.starts_with('/')
             && self.route.len() <= MAX_ROUTE_LEN
-            && !self.route.chars().any(|c| c.is_whitespace() || c.is_control());
+            && !self
+                .route
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control());
         if !route_ok {
             return Err(ApiError::Invalid(format!(
                 "route must start with / and hold at most {MAX_ROUTE_LEN} characters, none of them spaces; got {:?}",
@@ -136,10 +139,14 @@ fn default_limit() -> i64 {
 /// Checks `limit` against 1..=`max` and `skip` against 0.., the paging rules of every list.
 pub fn check_page(skip: i64, limit: i64, max: i64) -> Result<(), ApiError> {
     if skip < 0 {
-        return Err(ApiError::Invalid(format!("skip must be 0 or more; got {skip}")));
+        return Err(ApiError::Invalid(format!(
+            "skip must be 0 or more; got {skip}"
+        )));
     }
     if !(1..=max).contains(&limit) {
-        return Err(ApiError::Invalid(format!("limit must be from 1 to {max}; got {limit}")));
+        return Err(ApiError::Invalid(format!(
+            "limit must be from 1 to {max}; got {limit}"
+        )));
     }
     Ok(())
 }
@@ -159,7 +166,9 @@ pub async fn list_functions(
     Query(page): Query<Page>,
 ) -> Result<axum::Json<Vec<Function>>, ApiError> {
     check_page(page.skip, page.limit, 1000)?;
-    Ok(axum::Json(db::list_functions(&state.db, page.skip, page.limit).await?))
+    Ok(axum::Json(
+        db::list_functions(&state.db, page.skip, page.limit).await?,
+    ))
 }
 
 pub async fn get_function(

@@ -15,7 +15,11 @@ pub async fn get_healthz() -> axum::Json<Value> {
 pub async fn get_readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Value>) {
     let database = db::ping(&state.db).await.is_ok();
     let broker = state.invoker.is_connected();
-    let status = if database && broker { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if database && broker {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let mut down = Vec::new();
     if !database {
         down.push("database");

@@ -102,7 +102,11 @@ async fn execute(
     let outcome = state.invoker.invoke(runtime, &job, REPLY_GRACE).await;
     inflight.decrement(1.0);
     let outcome = outcome.inspect_err(|error| {
-        let status = if matches!(error, ApiError::NoWorker(_)) { "no_worker" } else { "unavailable" };
+        let status = if matches!(error, ApiError::NoWorker(_)) {
+            "no_worker"
+        } else {
+            "unavailable"
+        };
         count_invocation(&job.function.name, runtime, status);
     })?;
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -180,15 +184,33 @@ fn reply_response(reply: Reply, duration_ms: f64, timeout_s: u64) -> Response {
         return (StatusCode::OK, axum::Json(body)).into_response();
     }
     let describe = |what: &str| match &reply.error {
-        Some(error) if !error.message.is_empty() => format!("{what}: {}: {}", error.kind, error.message),
+        Some(error) if !error.message.is_empty() => {
+            format!("{what}: {}: {}", error.kind, error.message)
+        }
         Some(error) => format!("{what}: {}", error.kind),
         None => what.to_owned(),
     };
     let (status, code, detail) = match reply.status {
-        ReplyStatus::Error => (StatusCode::BAD_GATEWAY, "function_error", describe("the function raised an error")),
-        ReplyStatus::InitError => (StatusCode::BAD_GATEWAY, "init_error", describe("the function's code failed to load")),
-        ReplyStatus::Oom => (StatusCode::BAD_GATEWAY, "out_of_memory", describe("the function ran out of memory")),
-        ReplyStatus::Crashed => (StatusCode::BAD_GATEWAY, "function_crashed", describe("the function's container died")),
+        ReplyStatus::Error => (
+            StatusCode::BAD_GATEWAY,
+            "function_error",
+            describe("the function raised an error"),
+        ),
+        ReplyStatus::InitError => (
+            StatusCode::BAD_GATEWAY,
+            "init_error",
+            describe("the function's code failed to load"),
+        ),
+        ReplyStatus::Oom => (
+            StatusCode::BAD_GATEWAY,
+            "out_of_memory",
+            describe("the function ran out of memory"),
+        ),
+        ReplyStatus::Crashed => (
+            StatusCode::BAD_GATEWAY,
+            "function_crashed",
+            describe("the function's container died"),
+        ),
         ReplyStatus::Timeout => (
             StatusCode::GATEWAY_TIMEOUT,
             "function_timeout",

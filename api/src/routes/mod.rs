@@ -14,10 +14,15 @@ use axum::routing::{get, post};
 const BODY_OVERHEAD_BYTES: usize = 64 * 1024;
 
 pub fn router(state: AppState) -> Router {
-    let function_body_limit = DefaultBodyLimit::max(state.limits.max_code_bytes * 2 + BODY_OVERHEAD_BYTES);
-    let event_body_limit = DefaultBodyLimit::max(state.limits.max_event_bytes + BODY_OVERHEAD_BYTES);
+    let function_body_limit =
+        DefaultBodyLimit::max(state.limits.max_code_bytes * 2 + BODY_OVERHEAD_BYTES);
+    let event_body_limit =
+        DefaultBodyLimit::max(state.limits.max_event_bytes + BODY_OVERHEAD_BYTES);
     let functions = Router::new()
-        .route("/functions/", get(functions::list_functions).post(functions::create_function))
+        .route(
+            "/functions/",
+            get(functions::list_functions).post(functions::create_function),
+        )
         .route(
             "/functions/{id}",
             get(functions::get_function)
@@ -27,7 +32,10 @@ pub fn router(state: AppState) -> Router {
         .layer(function_body_limit);
     let invocations = Router::new()
         .route("/execute/{name}", post(invoke::execute_function))
-        .route("/execute_gvisor/{name}", post(invoke::execute_function_gvisor))
+        .route(
+            "/execute_gvisor/{name}",
+            post(invoke::execute_function_gvisor),
+        )
         .layer(event_body_limit);
     Router::new()
         .merge(functions)

@@ -29,7 +29,9 @@ pub async fn create_database() -> String {
     let admin = admin_database_url();
     let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
         .await
-        .unwrap_or_else(|e| panic!("Postgres is not reachable at {admin} (TEST_DATABASE_URL): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("Postgres is not reachable at {admin} (TEST_DATABASE_URL): {e}")
+        });
     tokio::spawn(connection);
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -112,7 +114,8 @@ impl TestApp {
     pub async fn with_workers(runtimes: &[Runtime]) -> TestApp {
         let mut app = Self::start().await;
         for &runtime in runtimes {
-            app.add_worker(worker_config(runtime, &app.prefix.clone())).await;
+            app.add_worker(worker_config(runtime, &app.prefix.clone()))
+                .await;
         }
         app
     }
@@ -173,12 +176,24 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let response = self.client.post(self.url(path)).json(body).send().await.unwrap();
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
         read(response).await
     }
 
     pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
-        let response = self.client.put(self.url(path)).json(body).send().await.unwrap();
+        let response = self
+            .client
+            .put(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
         read(response).await
     }
 
@@ -198,7 +213,8 @@ impl TestApp {
     }
 
     pub async fn invoke(&self, endpoint: &str, name: &str, event: Value) -> (u16, Value) {
-        self.post(&format!("/{endpoint}/{name}"), &json!({ "event": event })).await
+        self.post(&format!("/{endpoint}/{name}"), &json!({ "event": event }))
+            .await
     }
 
     /// Stops workers and api gracefully, then deletes this test's queues and exchange.
@@ -220,6 +236,19 @@ impl TestApp {
             assert!(result.is_ok(), "api failed: {result:?}");
         }
         delete_topology(&self.prefix).await;
+        drop_database(&self.database_url).await;
+    }
+}
+
+async fn drop_database(url: &str) {
+    let name = url.rsplit('/').next().unwrap_or_default();
+    if let Ok((client, connection)) =
+        tokio_postgres::connect(&admin_database_url(), tokio_postgres::NoTls).await
+    {
+        tokio::spawn(connection);
+        let _ = client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
     }
 }
 
