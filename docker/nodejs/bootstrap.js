@@ -1,0 +1,536 @@
+'use strict';
+// Node.js function runtime bootstrap (started by /opt/faas/entry.sh in the nodejs-base image).
+//
+// Speaks the line-based JSON protocol described in docker/README.md with the worker. entry.sh
+// has already moved the protocol streams away from the standard fds:
+//   fd 4: frames in (original stdin)    fd 3: frames out (original stdout)
+//   fd 5: bootstrap diagnostics (original stderr)
+//   fds 1 and 2: /tmp/.faas-log-<pid>, the log capture (console.*, process.stdout/stderr,
+//   child processes); fd 0: /dev/null.
+// Everything the function prints lands in the "logs" field of the next frame and can never
+// corrupt the protocol stream. Runs on Node 18 and newer; CommonJS only.
+//
+// The log file lives on the /tmp tmpfs, whose pages count against the container's memory
+// limit, so it is kept small: once it is over TRIM_AT bytes its last LOG_CAP bytes are kept
+// in memory and it is emptied. It is checked after every 256 KiB written through
+// process.stdout/stderr (console.*), and by a timer (every 10 ms while the function runs,
+// every 250 ms between calls) for what child processes and raw fd writes add.
+
+const fs = require('fs');
+// Our own references: the function's code may wrap or replace these on the fs module.
+const { writeSync, readSync, fstatSync, ftruncateSync, openSync, unlinkSync } = fs;
+
+const PROTO_OUT = 3;
+const PROTO_IN = 4;
+const DIAG = 5;
+const LOG_CAP = 256 * 1024; // bytes of logs kept per frame (the LAST ones)
+const TEXT_CAP = 64 * 1024; // characters kept of error.message / error.stack
+const TRIM_AT = 1024 * 1024; // the log file is trimmed once it is bigger than this
+const TRIM_CHECK_BYTES = 256 * 1024;
+const TRIM_POLL_BUSY_MS = 10;
+const TRIM_POLL_IDLE_MS = 250;
+const CODE_DIR = '/tmp/function';
+const CODE_FILE = CODE_DIR + '/handler.js';
+const BOOT_FILE = __filename;
+
+const realExit = process.exit.bind(process);
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const LONE_SURROGATES = new RegExp(LONE_SURROGATE.source, 'g');
+
+let diagFd = 2;
+let logFd = -1;
+let logSaved = null; // last LOG_CAP bytes of what trimLog() took out of the file since the last frame
+let logDropped = false; // whether trimLog() emptied the file since the last frame
+let writtenSinceCheck = 0;
+let trimTimer = null;
+let inStream = null;
+let handler = null;
+let handlerThis = null;
+let initialized = false;
+let loading = false;
+let eof = false;
+let current = null; // the invocation in flight: { id, done, callbackStyle, settle(ok, value) }
+const queue = []; // complete lines not handled yet
+let partial = []; // pieces of the line being received
+
+// ---------------------------------------------------------------------------
+// plumbing
+
+function fatal(msg, code = 2) {
+  try {
+    writeSync(diagFd, `faas bootstrap: ${msg}\n`);
+  } catch (_) {
+    // nothing left to tell it to
+  }
+  realExit(code);
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+function sendRaw(text) {
+  const buf = Buffer.from(text, 'utf8');
+  let off = 0;
+  while (off < buf.length) {
+    try {
+      off += writeSync(PROTO_OUT, buf, off, buf.length - off);
+    } catch (e) {
+      if (e && e.code === 'EAGAIN') {
+        Atomics.wait(sleeper, 0, 0, 1); // non-blocking pipe is full: wait for the worker to read
+        continue;
+      }
+      fatal(`writing a frame to stdout failed: ${e && e.message}`);
+    }
+  }
+}
+
+function wellFormed(s) {
+  return s.replace(LONE_SURROGATES, '\ufffd');
+}
+
+function cap(s) {
+  s = wellFormed(s);
+  return s.length > TEXT_CAP ? s.slice(0, TEXT_CAP) + '\n[... truncated]' : s;
+}
+
+function setupLog() {
+  const path = `/tmp/.faas-log-${process.pid}`;
+  try {
+    logFd = openSync(path, 'r+'); // opened by libuv with O_CLOEXEC
+    unlinkSync(path); // user code cannot delete, replace or read it behind our back
+  } catch (e) {
+    fatal(`cannot open the log capture file ${path} (was node started by entry.sh?): ${e.message}`);
+  }
+}
+
+// The last LOG_CAP bytes of the log file, and its size.
+function readTail() {
+  const size = fstatSync(logFd).size;
+  const offset = Math.max(0, size - LOG_CAP);
+  const want = size - offset;
+  const buf = Buffer.allocUnsafe(want);
+  let got = 0;
+  while (got < want) {
+    const n = readSync(logFd, buf, got, want - got, offset + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return { data: buf.subarray(0, got), size };
+}
+
+// Keep the log file small (see the top of this file).
+function trimLog() {
+  writtenSinceCheck = 0;
+  try {
+    if (fstatSync(logFd).size <= TRIM_AT) return;
+    logSaved = readTail().data;
+    ftruncateSync(logFd, 0); // fds 1/2 are O_APPEND: the next write goes to offset 0
+    logDropped = true;
+  } catch (_) {
+    // collectLogs() reports problems with the file
+  }
+}
+
+function armTrimTimer(ms) {
+  if (trimTimer !== null) clearTimeout(trimTimer);
+  trimTimer = setTimeout(() => {
+    trimLog();
+    armTrimTimer(current !== null ? TRIM_POLL_BUSY_MS : TRIM_POLL_IDLE_MS);
+  }, ms);
+  trimTimer.unref(); // never keeps the process alive
+}
+
+function watchStdio() {
+  for (const stream of [process.stdout, process.stderr]) {
+    const write = stream.write;
+    stream.write = function write_(chunk) {
+      const r = Reflect.apply(write, this, arguments);
+      writtenSinceCheck += (chunk && chunk.length) || 0;
+      if (writtenSinceCheck >= TRIM_CHECK_BYTES) trimLog();
+      return r;
+    };
+  }
+  armTrimTimer(TRIM_POLL_IDLE_MS);
+}
+
+// Everything written to fds 1/2 since the last frame (the last LOG_CAP bytes), then empty the file.
+function collectLogs() {
+  let truncated;
+  let data;
+  try {
+    const tail = readTail();
+    data = tail.data;
+    truncated = tail.size > LOG_CAP || logDropped;
+    if (logDropped && data.length < LOG_CAP) {
+      const need = LOG_CAP - data.length;
+      data = Buffer.concat([logSaved.subarray(Math.max(0, logSaved.length - need)), data]);
+    }
+    logSaved = null;
+    logDropped = false;
+    ftruncateSync(logFd, 0);
+  } catch (e) {
+    return { logs: `[faas: reading logs failed: ${e && e.message}]`, truncated: false };
+  }
+  if (truncated) {
+    let i = 0; // don't start in the middle of a UTF-8 sequence
+    while (i < 3 && i < data.length && (data[i] & 0xc0) === 0x80) i++;
+    data = data.subarray(i);
+  }
+  return { logs: data.toString('utf8'), truncated };
+}
+
+function cleanStack(stack) {
+  // Frames are listed innermost first: from the first bootstrap frame on, it is the bootstrap
+  // (and the Node internals that called it), not the function.
+  const lines = stack.split('\n');
+  const i = lines.findIndex((l) => l.trimStart().startsWith('at ') && l.includes(BOOT_FILE));
+  return (i === -1 ? lines : lines.slice(0, i)).join('\n');
+}
+
+function describe(v) {
+  try {
+    return require('util').inspect(v, { depth: 3, breakLength: Infinity });
+  } catch (_) {
+    return '<uninspectable value>';
+  }
+}
+
+// {type, message, stack} for anything thrown or rejected with.
+function errorInfo(e) {
+  let type = 'Error';
+  let message;
+  let stack;
+  try {
+    const isErrorLike =
+      e instanceof Error ||
+      (e !== null && typeof e === 'object' && typeof e.message === 'string' && typeof e.stack === 'string');
+    if (isErrorLike) {
+      if (typeof e.name === 'string' && e.name) type = e.name;
+      message = String(e.message);
+      stack = typeof e.stack === 'string' ? cleanStack(e.stack) : `${type}: ${message}`;
+    } else {
+      message = typeof e === 'string' ? e : describe(e);
+      stack = `${type}: ${message}`;
+    }
+  } catch (_) {
+    if (message === undefined) message = '<unprintable error>';
+    stack = `${type}: ${message}`;
+  }
+  return { type: cap(type), message: cap(message), stack: cap(stack) };
+}
+
+function runtimeError(type, message, below) {
+  const e = new Error(message);
+  e.name = type;
+  if (below) Error.captureStackTrace(e, below); // the stack starts at below's caller
+  return e;
+}
+
+// JSON text of a handler result; throws when it cannot be sent.
+function marshal(v) {
+  if (v === undefined) return 'null';
+  const text = JSON.stringify(v);
+  if (text === undefined) return 'null'; // functions, symbols
+  if (text.includes('\\ud')) {
+    // JSON.stringify escapes unpaired surrogates as \udXXX, which strict JSON parsers
+    // (e.g. serde_json) reject: look for real ones.
+    JSON.stringify(v, (k, x) => {
+      if (LONE_SURROGATE.test(k) || (typeof x === 'string' && LONE_SURROGATE.test(x))) {
+        throw new TypeError('a string contains an unpaired UTF-16 surrogate');
+      }
+      return x;
+    });
+  }
+  return text;
+}
+
+// ---------------------------------------------------------------------------
+// the function
+
+function applyEnv(env) {
+  for (const k of Object.keys(env)) {
+    const v0 = env[k];
+    const v = typeof v0 === 'string' ? v0 : v0 == null ? '' : JSON.stringify(v0);
+    if (!k || k.includes('=') || k.includes('\0') || v.includes('\0')) {
+      throw new Error(`invalid environment variable name or value: ${JSON.stringify(k)}`);
+    }
+    process.env[k] = v;
+  }
+}
+
+function isIdentifier(name) {
+  if (!/^[A-Za-z_$][\w$]*$/.test(name)) return false;
+  try {
+    new Function(`var ${name};`); // rejects reserved words
+    return true;
+  } catch (_) {
+    return false;
+  }
+}
+
+// Compile and run the code as a CommonJS module (/tmp/function/handler.js); returns
+// { handler, thisArg } or { error }.
+function loadFunction(code, handlerName) {
+  const Module = require('module');
+  // "handler" or, AWS-style, "index.handler": the export is the part after the last dot.
+  const attr = handlerName.split('.').pop();
+  let src = code.charCodeAt(0) === 0xfeff ? code.slice(1) : code;
+  if (isIdentifier(attr)) {
+    // Also accept a top-level `function handler` / `const handler = ...` that was not exported.
+    src +=
+      `\n;if (typeof ${attr} === 'function' && module.exports != null && ` +
+      `typeof module.exports.${attr} !== 'function') module.exports.${attr} = ${attr};\n`;
+  }
+  const m = new Module(CODE_FILE, null);
+  m.filename = CODE_FILE;
+  m.paths = Module._nodeModulePaths(CODE_DIR);
+  Module._cache[CODE_FILE] = m;
+  try {
+    // 'commonjs': on Node 22 don't let syntax detection turn the code into an ES module.
+    m._compile(src, CODE_FILE, 'commonjs');
+    m.loaded = true;
+  } catch (e) {
+    return { error: errorInfo(e) };
+  }
+  const exp = m.exports;
+  const fn = exp == null ? undefined : exp[attr];
+  if (fn == null) {
+    return {
+      error: {
+        type: 'Runtime.HandlerNotFound',
+        message: cap(`handler '${attr}' is neither exported (module.exports.${attr}) nor declared in the function code`),
+        stack: '',
+      },
+    };
+  }
+  if (typeof fn !== 'function') {
+    return {
+      error: {
+        type: 'Runtime.HandlerNotFound',
+        message: cap(`handler '${attr}' is not a function (it is a ${typeof fn})`),
+        stack: '',
+      },
+    };
+  }
+  return { handler: fn, thisArg: exp };
+}
+
+function makeContext(c) {
+  const deadline = c.deadline_unix_ms;
+  return {
+    invocationId: c.invocation_id ?? null,
+    awsRequestId: c.invocation_id ?? null,
+    functionName: c.function_name ?? null,
+    functionVersion: c.function_version ?? null,
+    memoryLimitInMB: c.memory_mb ?? null,
+    deadlineUnixMs: deadline ?? null,
+    getRemainingTimeInMillis() {
+      return typeof deadline === 'number' ? Math.max(0, Math.floor(deadline - Date.now())) : 0;
+    },
+  };
+}
+
+function finishCall(call, ok, value) {
+  let resultText;
+  let error;
+  if (ok) {
+    try {
+      resultText = marshal(value);
+    } catch (e) {
+      ok = false;
+      const why = e && typeof e === 'object' ? `${e.name}: ${e.message}` : String(e);
+      error = { type: 'Runtime.MarshalError', message: cap(`the handler's result cannot be sent as JSON: ${why}`), stack: '' };
+    }
+  } else {
+    error = errorInfo(value);
+  }
+  const { logs, truncated } = collectLogs();
+  const head = `{"op":"result","id":${JSON.stringify(wellFormed(call.id))}`;
+  const tail = `,"logs":${JSON.stringify(logs)},"logs_truncated":${truncated}}\n`;
+  sendRaw(ok ? `${head},"ok":true,"result":${resultText}${tail}` : `${head},"ok":false,"error":${JSON.stringify(error)}${tail}`);
+  if (inStream && typeof inStream.ref === 'function') inStream.ref();
+  setImmediate(pump);
+}
+
+function startInvoke(frame) {
+  if (typeof frame.id !== 'string') fatal('malformed invoke frame: "id" must be a string');
+  const ctxIn = frame.context !== null && typeof frame.context === 'object' ? frame.context : {};
+  const event = frame.event === undefined ? null : frame.event;
+  const call = { id: frame.id, done: false, callbackStyle: false };
+  call.settle = (ok, value) => {
+    if (call.done) return;
+    call.done = true;
+    if (current === call) current = null;
+    finishCall(call, ok, value);
+  };
+  current = call;
+  armTrimTimer(TRIM_POLL_BUSY_MS);
+  // While a call runs, the protocol input must not keep the event loop alive: if the loop
+  // runs dry the handler can never finish ('beforeExit' below turns that into a result).
+  if (inStream && typeof inStream.unref === 'function') inStream.unref();
+  const callback = (err, result) => {
+    if (err !== undefined && err !== null) call.settle(false, err);
+    else call.settle(true, result);
+  };
+  try {
+    const r = Reflect.apply(handler, handlerThis, [event, makeContext(ctxIn), callback]);
+    if (r !== null && (typeof r === 'object' || typeof r === 'function') && typeof r.then === 'function') {
+      Promise.resolve(r).then(
+        (v) => call.settle(true, v),
+        (e) => call.settle(false, e),
+      );
+    } else if (handler.length >= 3) {
+      call.callbackStyle = true; // the result comes through the callback
+    } else {
+      call.settle(true, r);
+    }
+  } catch (e) {
+    call.settle(false, e);
+  }
+}
+
+function doInit(frame) {
+  const code = frame.code;
+  const handlerName = frame.handler === undefined ? 'handler' : frame.handler;
+  const env = frame.env == null ? {} : frame.env;
+  if (typeof code !== 'string' || typeof handlerName !== 'string' || typeof env !== 'object' || Array.isArray(env)) {
+    fatal('malformed init frame: needs string "code", string "handler" and object "env"');
+  }
+  try {
+    applyEnv(env);
+  } catch (e) {
+    const error = { type: 'Runtime.InvalidEnvironment', message: cap(e.message), stack: '' };
+    sendRaw(JSON.stringify({ op: 'init_error', error, logs: '' }) + '\n');
+    realExit(1);
+  }
+  loading = true;
+  const res = loadFunction(code, handlerName);
+  loading = false;
+  const { logs } = collectLogs();
+  if (res.error) {
+    sendRaw(JSON.stringify({ op: 'init_error', error: res.error, logs }) + '\n');
+    realExit(1);
+  }
+  handler = res.handler;
+  handlerThis = res.thisArg;
+  initialized = true;
+  sendRaw(JSON.stringify({ op: 'ready', logs }) + '\n');
+}
+
+function handleLine(buf) {
+  const text = buf.toString('utf8');
+  if (text.trim() === '') return;
+  let frame;
+  try {
+    frame = JSON.parse(text);
+  } catch (e) {
+    fatal(`malformed frame (not JSON: ${e.message}): ${JSON.stringify(text.slice(0, 200))}`);
+  }
+  if (frame === null || typeof frame !== 'object' || Array.isArray(frame)) {
+    fatal(`malformed frame (not a JSON object): ${JSON.stringify(text.slice(0, 200))}`);
+  }
+  if (!initialized) {
+    if (frame.op !== 'init') fatal(`expected an init frame first, got op ${JSON.stringify(frame.op)}`);
+    doInit(frame);
+  } else if (frame.op === 'invoke') {
+    startInvoke(frame);
+  } else {
+    fatal(`unexpected frame op ${JSON.stringify(frame.op)} (expected "invoke")`);
+  }
+}
+
+function pump() {
+  while (current === null && queue.length > 0) handleLine(queue.shift());
+  if (current === null && queue.length === 0 && eof) realExit(0);
+}
+
+function onData(chunk) {
+  let start = 0;
+  let nl;
+  while ((nl = chunk.indexOf(10, start)) !== -1) {
+    const piece = chunk.subarray(start, nl);
+    if (partial.length > 0) {
+      partial.push(piece);
+      queue.push(Buffer.concat(partial));
+      partial = [];
+    } else {
+      queue.push(piece);
+    }
+    start = nl + 1;
+  }
+  if (start < chunk.length) partial.push(chunk.subarray(start));
+  pump();
+}
+
+function onEnd() {
+  if (partial.length > 0) {
+    queue.push(Buffer.concat(partial)); // a last frame without '\n'
+    partial = [];
+  }
+  eof = true;
+  pump();
+}
+
+function onAsyncError(err, what) {
+  if (current !== null) {
+    current.settle(false, err);
+    return;
+  }
+  // Between calls: report it in the logs of the next call and carry on.
+  try {
+    const info = errorInfo(err);
+    writeSync(2, `faas: ${what} outside an invocation: ${info.stack || info.message}\n`);
+  } catch (_) {
+    // ignore
+  }
+}
+
+function main() {
+  for (const fd of [PROTO_OUT, PROTO_IN, DIAG]) {
+    try {
+      fstatSync(fd);
+    } catch (_) {
+      fatal(`fd ${fd} is not open: start the bootstrap through /opt/faas/entry.sh`);
+    }
+  }
+  diagFd = DIAG;
+  setupLog();
+  watchStdio();
+
+  process.on('uncaughtException', (err) => onAsyncError(err, 'uncaught exception'));
+  process.on('unhandledRejection', (reason) => onAsyncError(reason, 'unhandled promise rejection'));
+  process.on('beforeExit', () => {
+    // The event loop ran dry while a call was in flight: nothing can settle it any more.
+    if (current === null) return;
+    if (current.callbackStyle) current.settle(true, null); // callback never called: null (as on AWS)
+    else current.settle(false, runtimeError('Runtime.HandlerNeverCompleted', "the handler's promise never settled and nothing was left to run"));
+  });
+  // process.exit() from the function: report it as the call's (or init's) error, then exit.
+  process.exit = function exit(code) {
+    const c = code === undefined ? process.exitCode : code;
+    const what = `process.exit(${c === undefined ? '' : c}) called`;
+    if (current !== null) {
+      current.settle(false, runtimeError('Runtime.ExitError', what, exit));
+    } else if (loading) {
+      const error = errorInfo(runtimeError('Runtime.ExitError', what + ' while loading', exit));
+      sendRaw(JSON.stringify({ op: 'init_error', error, logs: collectLogs().logs }) + '\n');
+    }
+    return realExit(code);
+  };
+
+  let st;
+  try {
+    st = fstatSync(PROTO_IN);
+  } catch (e) {
+    fatal(`fd ${PROTO_IN}: ${e.message}`);
+  }
+  if (st.isFIFO() || st.isSocket()) {
+    inStream = new (require('net').Socket)({ fd: PROTO_IN, readable: true, writable: false });
+  } else {
+    inStream = fs.createReadStream(null, { fd: PROTO_IN, highWaterMark: 1 << 16 });
+  }
+  inStream.on('data', onData);
+  inStream.on('end', onEnd);
+  inStream.on('error', (e) => fatal(`reading stdin failed: ${e.message}`));
+}
+
+main();
