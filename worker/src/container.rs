@@ -4,7 +4,7 @@
 
 use bollard::Docker;
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions,
     RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
@@ -104,6 +104,12 @@ impl Sandbox {
             nano_cpus: Some(self.nano_cpus),
             runtime: self.docker_runtime.clone(),
             init: Some(false),
+            // Frames and logs travel over the attach stream; dockerd need not also write them
+            // to disk.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".into()),
+                config: None,
+            }),
             ..Default::default()
         };
         ContainerCreateBody {
