@@ -225,32 +225,37 @@ pub struct InvocationRecord {
     pub created_at: DateTime<Utc>,
 }
 
-pub async fn insert_invocation(pool: &Pool, record: &InvocationRecord) -> Result<(), ApiError> {
+/// Writes many records in one statement.
+pub async fn insert_invocations(pool: &Pool, records: &[InvocationRecord]) -> Result<(), ApiError> {
     let client = pool.get().await?;
-    let error = record
-        .error
-        .as_ref()
-        .map(|e| serde_json::to_value(e).unwrap_or_default());
+    let ids: Vec<Uuid> = records.iter().map(|r| r.invocation_id).collect();
+    let function_ids: Vec<i64> = records.iter().map(|r| r.function_id).collect();
+    let names: Vec<&str> = records.iter().map(|r| r.function_name.as_str()).collect();
+    let versions: Vec<i32> = records.iter().map(|r| r.function_version).collect();
+    let runtimes: Vec<&str> = records.iter().map(|r| r.runtime.as_str()).collect();
+    let statuses: Vec<&str> = records.iter().map(|r| r.status.as_str()).collect();
+    let cold: Vec<bool> = records.iter().map(|r| r.cold_start).collect();
+    let durations: Vec<f64> = records.iter().map(|r| r.duration_ms).collect();
+    let queue: Vec<Option<f64>> = records.iter().map(|r| r.queue_ms).collect();
+    let init: Vec<Option<f64>> = records.iter().map(|r| r.init_ms).collect();
+    let run: Vec<Option<f64>> = records.iter().map(|r| r.run_ms).collect();
+    let workers: Vec<Option<&str>> = records.iter().map(|r| r.worker_id.as_deref()).collect();
+    let errors: Vec<Option<serde_json::Value>> = records
+        .iter()
+        .map(|r| r.error.as_ref().and_then(|e| serde_json::to_value(e).ok()))
+        .collect();
+    let created: Vec<DateTime<Utc>> = records.iter().map(|r| r.created_at).collect();
     client
         .execute(
             "INSERT INTO invocations (id, function_id, function_name, function_version, runtime,
                  status, cold_start, duration_ms, queue_ms, init_ms, run_ms, worker_id, error, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::int[], $5::text[],
+                 $6::text[], $7::bool[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
+                 $12::text[], $13::jsonb[], $14::timestamptz[])
+             ON CONFLICT (id) DO NOTHING",
             &[
-                &record.invocation_id,
-                &record.function_id,
-                &record.function_name,
-                &record.function_version,
-                &record.runtime,
-                &record.status,
-                &record.cold_start,
-                &record.duration_ms,
-                &record.queue_ms,
-                &record.init_ms,
-                &record.run_ms,
-                &record.worker_id,
-                &error,
-                &record.created_at,
+                &ids, &function_ids, &names, &versions, &runtimes, &statuses, &cold, &durations,
+                &queue, &init, &run, &workers, &errors, &created,
             ],
         )
         .await?;

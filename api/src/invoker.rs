@@ -4,9 +4,10 @@
 //! The connection is supervised: when it drops, waiting requests fail at once with 503 and a
 //! background task reconnects with backoff; requests in between get 503 without waiting.
 
+use crate::cache::FunctionCache;
 use crate::error::ApiError;
 use common::broker::{CONTENT_TYPE_JSON, DIRECT_REPLY_TO, Topology};
-use common::{Job, Reply, Runtime};
+use common::{FunctionEvent, Job, Reply, Runtime};
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
 use lapin::types::FieldTable;
@@ -30,6 +31,8 @@ struct Session {
 pub struct Invoker {
     url: String,
     topology: Topology,
+    /// Dropped entries on function events; cleared when events may have been missed.
+    cache: Arc<FunctionCache>,
     session: RwLock<Option<Arc<Session>>>,
     pending: Mutex<HashMap<Uuid, oneshot::Sender<Reply>>>,
     consumers_seen: Mutex<HashMap<Runtime, Instant>>,
@@ -45,20 +48,25 @@ pub enum NoReply {
 impl Invoker {
     /// Connects, declares the topology and starts the reply consumer. Fails when the broker
     /// cannot be reached now; after that, the connection is kept up in the background.
-    pub async fn connect(url: &str, topology: Topology) -> Result<Arc<Self>, lapin::Error> {
+    pub async fn connect(
+        url: &str,
+        topology: Topology,
+        cache: Arc<FunctionCache>,
+    ) -> Result<Arc<Self>, lapin::Error> {
         let invoker = Arc::new(Invoker {
             url: url.to_owned(),
             topology,
+            cache,
             session: RwLock::new(None),
             pending: Mutex::new(HashMap::new()),
             consumers_seen: Mutex::new(HashMap::new()),
         });
-        let consumer = invoker.open_session().await?;
-        tokio::spawn(supervise(Arc::downgrade(&invoker), consumer));
+        let consumers = invoker.open_session().await?;
+        tokio::spawn(supervise(Arc::downgrade(&invoker), consumers));
         Ok(invoker)
     }
 
-    async fn open_session(&self) -> Result<Consumer, lapin::Error> {
+    async fn open_session(&self) -> Result<Consumers, lapin::Error> {
         let connection = common::broker::connect(&self.url, "faas-api").await?;
         let channel = connection.create_channel().await?;
         self.topology.declare(&channel).await?;
@@ -73,11 +81,41 @@ impl Invoker {
                 FieldTable::default(),
             )
             .await?;
+        let events = self
+            .topology
+            .subscribe_events(&channel, "faas-api-events")
+            .await?;
         *self.session.write().unwrap() = Some(Arc::new(Session {
             connection,
             channel,
         }));
-        Ok(consumer)
+        Ok(Consumers {
+            replies: consumer,
+            events,
+        })
+    }
+
+    /// Tells every api replica and worker that function `event.function_id` changed. Best
+    /// effort: a replica that misses it has lost its broker connection, and clears its cache.
+    pub async fn publish_event(&self, event: &FunctionEvent) {
+        let Ok(session) = self.current_session() else {
+            return;
+        };
+        let body = serde_json::to_vec(event).expect("an event always serializes");
+        let published = session
+            .channel
+            .basic_publish(
+                self.topology.events_exchange().as_str().into(),
+                "".into(),
+                BasicPublishOptions::default(),
+                &body,
+                BasicProperties::default().with_content_type(CONTENT_TYPE_JSON.into()),
+            )
+            .await;
+        if let Err(error) = published {
+            metrics::counter!("faas_broker_errors_total").increment(1);
+            tracing::warn!(%error, "function event not published");
+        }
     }
 
     pub fn is_connected(&self) -> bool {
@@ -188,6 +226,7 @@ impl Invoker {
 
     fn lose_session(&self) {
         *self.session.write().unwrap() = None;
+        self.cache.clear();
         // Dropping the senders wakes every waiting request with an error.
         self.pending.lock().unwrap().clear();
         self.consumers_seen.lock().unwrap().clear();
@@ -214,23 +253,40 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-/// Reads replies until the connection drops, then reconnects with backoff, for as long as the
-/// invoker lives.
-async fn supervise(invoker: Weak<Invoker>, mut consumer: Consumer) {
+struct Consumers {
+    replies: Consumer,
+    events: Consumer,
+}
+
+/// Reads replies and function events until the connection drops, then reconnects with
+/// backoff, for as long as the invoker lives.
+async fn supervise(invoker: Weak<Invoker>, mut consumers: Consumers) {
     loop {
-        while let Some(delivery) = consumer.next().await {
+        loop {
+            let (delivery, is_reply) = tokio::select! {
+                delivery = consumers.replies.next() => (delivery, true),
+                delivery = consumers.events.next() => (delivery, false),
+            };
             let Some(invoker) = invoker.upgrade() else {
                 return;
             };
             match delivery {
-                Ok(delivery) => match serde_json::from_slice::<Reply>(&delivery.data) {
-                    Ok(reply) => invoker.deliver(reply),
-                    Err(error) => tracing::warn!(%error, "malformed reply dropped"),
+                Some(Ok(delivery)) if is_reply => {
+                    match serde_json::from_slice::<Reply>(&delivery.data) {
+                        Ok(reply) => invoker.deliver(reply),
+                        Err(error) => tracing::warn!(%error, "malformed reply dropped"),
+                    }
+                }
+                Some(Ok(delivery)) => match serde_json::from_slice::<FunctionEvent>(&delivery.data)
+                {
+                    Ok(event) => invoker.cache.invalidate(event.function_id),
+                    Err(error) => tracing::warn!(%error, "malformed function event dropped"),
                 },
-                Err(error) => {
-                    tracing::warn!(%error, "reply consumer failed");
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "broker consumer failed");
                     break;
                 }
+                None => break,
             }
         }
         let mut backoff = Duration::from_millis(200);
@@ -247,9 +303,9 @@ async fn supervise(invoker: Weak<Invoker>, mut consumer: Consumer) {
                 return;
             };
             match strong.open_session().await {
-                Ok(new_consumer) => {
+                Ok(new_consumers) => {
                     tracing::info!("broker connection restored");
-                    consumer = new_consumer;
+                    consumers = new_consumers;
                     break;
                 }
                 Err(error) => {

@@ -4,11 +4,13 @@
 //! [`run`] is the whole server; `main` only parses settings and binds the listeners, so tests
 //! start the same server on port 0.
 
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
 pub mod invoker;
+pub mod records;
 pub mod routes;
 pub mod state;
 
@@ -17,6 +19,7 @@ use common::broker::Topology;
 pub use config::Config;
 use state::{AppState, Limits};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -33,12 +36,20 @@ pub async fn run(
     let db = db::connect(&config.database_url, config.database_pool_size)
         .await
         .context("cannot open the database (DATABASE_URL)")?;
-    let invoker = invoker::Invoker::connect(&config.amqp_url, Topology::new(&config.queue_prefix))
-        .await
-        .context("cannot reach the message broker (AMQP_URL)")?;
+    let functions = Arc::new(cache::FunctionCache::default());
+    let invoker = invoker::Invoker::connect(
+        &config.amqp_url,
+        Topology::new(&config.queue_prefix),
+        functions.clone(),
+    )
+    .await
+    .context("cannot reach the message broker (AMQP_URL)")?;
+    let (records, record_writer) = records::RecordWriter::spawn(db.clone());
     let state = AppState {
         db,
         invoker: invoker.clone(),
+        functions,
+        records,
         limits: Limits {
             max_code_bytes: config.max_code_bytes,
             max_event_bytes: config.max_event_bytes,
@@ -57,6 +68,13 @@ pub async fn run(
         .context("HTTP server failed");
     metrics_task.abort();
     invoker.close().await;
+    // The router (and with it every RecordWriter) is gone: the writer drains and ends.
+    if tokio::time::timeout(Duration::from_secs(10), record_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("invocation records still unwritten at shutdown");
+    }
     served
 }
 

@@ -1,6 +1,8 @@
 //! What every handler can reach.
 
+use crate::cache::FunctionCache;
 use crate::invoker::Invoker;
+use crate::records::RecordWriter;
 use deadpool_postgres::Pool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +11,8 @@ use std::time::Duration;
 pub struct AppState {
     pub db: Pool,
     pub invoker: Arc<Invoker>,
+    pub functions: Arc<FunctionCache>,
+    pub records: RecordWriter,
     pub limits: Limits,
 }
 

@@ -29,6 +29,12 @@ impl Topology {
         format!("{}faas.invoke", self.prefix)
     }
 
+    /// Fanout exchange of [`crate::FunctionEvent`]s: every api replica and worker binds a
+    /// private queue to it, to drop cached definitions and warm containers of old versions.
+    pub fn events_exchange(&self) -> String {
+        format!("{}faas.events", self.prefix)
+    }
+
     pub fn queue(&self, runtime: Runtime) -> String {
         format!("{}faas.invoke.{}", self.prefix, runtime)
     }
@@ -44,6 +50,17 @@ impl Topology {
             .exchange_declare(
                 self.exchange().as_str().into(),
                 ExchangeKind::Direct,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .exchange_declare(
+                self.events_exchange().as_str().into(),
+                ExchangeKind::Fanout,
                 ExchangeDeclareOptions {
                     durable: true,
                     ..Default::default()
@@ -80,6 +97,48 @@ impl Topology {
             )
             .await?;
         Ok(queue.consumer_count())
+    }
+}
+
+impl Topology {
+    /// Declares a private, server-named queue bound to the events exchange and starts
+    /// consuming it; the queue goes away with the connection.
+    pub async fn subscribe_events(
+        &self,
+        channel: &Channel,
+        tag: &str,
+    ) -> lapin::Result<lapin::Consumer> {
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                queue.name().clone(),
+                self.events_exchange().as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .basic_consume(
+                queue.name().clone(),
+                tag.into(),
+                lapin::options::BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
     }
 }
 

@@ -124,6 +124,15 @@ pub struct Reply {
     pub timing: Timing,
 }
 
+/// A change to a function, broadcast on the events exchange after it is committed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FunctionEvent {
+    pub function_id: i64,
+    /// The version now current; `None` when the function was deleted. Containers of older
+    /// versions are retired either way.
+    pub version: Option<i32>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,6 +60,19 @@ pub struct Config {
     #[arg(long, env = "IDLE_TTL_SECS", default_value_t = 300)]
     pub idle_ttl_secs: u64,
 
+    /// Containers this worker keeps at most (busy, warm and stem cells); a new one over the cap
+    /// evicts the least recently used idle container, or waits for one to free up.
+    #[arg(long, env = "MAX_CONTAINERS", default_value_t = 64)]
+    pub max_containers: usize,
+
+    /// Prewarmed containers kept ready per language, bound to a function by its first call.
+    #[arg(long, env = "STEM_CELLS", default_value_t = 2)]
+    pub stem_cells: usize,
+
+    /// Memory of stem cells (MiB); functions with another `memory_mb` start their own container.
+    #[arg(long, env = "STEM_CELL_MEMORY_MB", default_value_t = 128)]
+    pub stem_cell_memory_mb: u32,
+
     /// Longest time a container may take to start and load the function's code (ms).
     #[arg(long, env = "INIT_TIMEOUT_MS", default_value_t = 10_000)]
     pub init_timeout_ms: u64,
@@ -90,6 +103,15 @@ pub struct Config {
 }
 
 impl Config {
+    pub fn pool_settings(&self) -> crate::pool::PoolSettings {
+        crate::pool::PoolSettings {
+            idle_ttl: std::time::Duration::from_secs(self.idle_ttl_secs),
+            max_containers: self.max_containers,
+            stem_cells: self.stem_cells,
+            stem_memory_mb: self.stem_cell_memory_mb,
+        }
+    }
+
     /// `worker_id`, or the hostname when none was set.
     pub fn resolved_worker_id(&self) -> String {
         self.worker_id.clone().unwrap_or_else(|| {

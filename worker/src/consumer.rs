@@ -5,7 +5,7 @@
 use crate::error::WorkerError;
 use crate::executor::Executor;
 use common::broker::{CONTENT_TYPE_JSON, Topology};
-use common::{Job, Runtime};
+use common::{FunctionEvent, Job, Runtime};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -34,6 +34,8 @@ struct Session {
     connection: Connection,
     channel: Channel,
     consumer: Consumer,
+    /// Function changes, to retire warm containers of old versions at once.
+    events: Consumer,
 }
 
 async fn open(settings: &Settings) -> Result<Session, lapin::Error> {
@@ -51,10 +53,15 @@ async fn open(settings: &Settings) -> Result<Session, lapin::Error> {
             FieldTable::default(),
         )
         .await?;
+    let events = settings
+        .topology
+        .subscribe_events(&channel, &format!("{}-events", settings.consumer_tag))
+        .await?;
     Ok(Session {
         connection,
         channel,
         consumer,
+        events,
     })
 }
 
@@ -73,6 +80,12 @@ pub async fn consume(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(Ok(event)) = session.events.next() => {
+                match serde_json::from_slice::<FunctionEvent>(&event.data) {
+                    Ok(event) => executor.pool.retire(event.function_id, event.version),
+                    Err(error) => tracing::warn!(%error, "malformed function event dropped"),
+                }
+            }
             delivery = session.consumer.next() => match delivery {
                 Some(Ok(delivery)) => {
                     let executor = executor.clone();

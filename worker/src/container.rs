@@ -18,12 +18,14 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::timeout_at;
 
 /// Warm containers are keyed by function id and version: a container never serves another.
 pub type FunctionKey = (i64, i32);
+/// The key of a stem cell, bound to no function yet.
+pub const STEM_KEY: FunctionKey = (-1, -1);
 
 /// Label every container of the platform carries, with the worker that owns it.
 pub const LABEL_WORKER: &str = "faas.worker";
@@ -79,15 +81,31 @@ impl Sandbox {
         }
     }
 
-    fn create_body(&self, spec: &FunctionSpec) -> ContainerCreateBody {
-        let memory = i64::from(spec.memory_mb) * 1024 * 1024;
-        let labels = HashMap::from([
+    fn create_body(
+        &self,
+        language: Language,
+        memory_mb: u32,
+        function: Option<&FunctionSpec>,
+    ) -> ContainerCreateBody {
+        let memory = i64::from(memory_mb) * 1024 * 1024;
+        let mut labels = HashMap::from([
             ("faas.managed".to_owned(), "true".to_owned()),
             (LABEL_WORKER.to_owned(), self.worker_id.clone()),
-            ("faas.function".to_owned(), spec.name.clone()),
-            ("faas.function_id".to_owned(), spec.id.to_string()),
-            ("faas.version".to_owned(), spec.version.to_string()),
+            ("faas.language".to_owned(), language.to_string()),
         ]);
+        // A stem cell has no function yet: its function's env arrives with the init frame.
+        let env = match function {
+            Some(spec) => {
+                labels.insert("faas.function".to_owned(), spec.name.clone());
+                labels.insert("faas.function_id".to_owned(), spec.id.to_string());
+                labels.insert("faas.version".to_owned(), spec.version.to_string());
+                spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()
+            }
+            None => {
+                labels.insert("faas.stem_cell".to_owned(), "true".to_owned());
+                Vec::new()
+            }
+        };
         let host_config = HostConfig {
             network_mode: Some("none".into()),
             readonly_rootfs: Some(true),
@@ -113,9 +131,9 @@ impl Sandbox {
             ..Default::default()
         };
         ContainerCreateBody {
-            image: Some(self.image_for(spec.language).to_owned()),
+            image: Some(self.image_for(language).to_owned()),
             user: Some("65534:65534".into()),
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            env: Some(env),
             labels: Some(labels),
             open_stdin: Some(true),
             stdin_once: Some(false),
@@ -129,23 +147,46 @@ impl Sandbox {
         }
     }
 
-    /// Creates, attaches and starts a container for `spec`; it still needs [`Container::init`].
-    pub async fn start(&self, spec: &FunctionSpec) -> Result<Container, ContainerError> {
-        let name = format!(
-            "faas-{}-{}-v{}-{}",
-            sanitize(&self.worker_id),
-            spec.id,
-            spec.version,
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+    /// Creates, attaches and starts a container for `function`, or a stem cell of `language`
+    /// that any function can be bound to later (`function` = `None`). It still needs
+    /// [`Container::init`]. `permit` is its place under the worker's container cap.
+    pub async fn start(
+        &self,
+        language: Language,
+        memory_mb: u32,
+        function: Option<&FunctionSpec>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Container, ContainerError> {
+        let name = match function {
+            Some(spec) => format!(
+                "faas-{}-{}-v{}-{}",
+                sanitize(&self.worker_id),
+                spec.id,
+                spec.version,
+                short_id()
+            ),
+            None => format!(
+                "faas-{}-stem-{language}-{}",
+                sanitize(&self.worker_id),
+                short_id()
+            ),
+        };
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
         let id = self
             .docker
-            .create_container(Some(options), self.create_body(spec))
+            .create_container(
+                Some(options),
+                self.create_body(language, memory_mb, function),
+            )
             .await?
             .id;
         match self.attach_and_start(&id).await {
-            Ok((input, output)) => Ok(Container::new(id, (spec.id, spec.version), input, output)),
+            Ok((input, output)) => {
+                let key = function.map_or(STEM_KEY, |spec| (spec.id, spec.version));
+                Ok(Container::new(
+                    id, key, language, memory_mb, permit, input, output,
+                ))
+            }
             Err(error) => {
                 self.remove(&id).await;
                 Err(error)
@@ -216,6 +257,10 @@ impl Sandbox {
 pub enum Death {
     OutOfMemory(ErrorInfo),
     Crashed(ErrorInfo),
+}
+
+fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
 }
 
 fn sanitize(name: &str) -> String {
@@ -320,7 +365,12 @@ pub enum CallOutcome {
 /// A started container, attached. Dropping it does not remove it: call [`Sandbox::remove`].
 pub struct Container {
     pub id: String,
+    /// The function version it serves; [`STEM_KEY`] until a stem cell is bound.
     pub key: FunctionKey,
+    pub language: Language,
+    pub memory_mb: u32,
+    /// Its place under the worker's container cap, given back when it is discarded.
+    pub permit: Option<OwnedSemaphorePermit>,
     input: Pin<Box<dyn AsyncWrite + Send>>,
     events: mpsc::Receiver<Event>,
     stderr_tail: Arc<Mutex<Vec<u8>>>,
@@ -339,6 +389,9 @@ impl Container {
     fn new(
         id: String,
         key: FunctionKey,
+        language: Language,
+        memory_mb: u32,
+        permit: OwnedSemaphorePermit,
         input: Pin<Box<dyn AsyncWrite + Send>>,
         output: OutputStream,
     ) -> Self {
@@ -348,6 +401,9 @@ impl Container {
         Container {
             id,
             key,
+            language,
+            memory_mb,
+            permit: Some(permit),
             input,
             events,
             stderr_tail,
@@ -368,12 +424,14 @@ impl Container {
         Ok(())
     }
 
-    /// Loads `spec`'s code; waits for `ready` until `deadline`.
+    /// Loads `spec`'s code, binding the container to its version; waits for `ready` until
+    /// `deadline`.
     pub async fn init(
         &mut self,
         spec: &FunctionSpec,
         deadline: tokio::time::Instant,
     ) -> InitOutcome {
+        self.key = (spec.id, spec.version);
         let frame = InitFrame {
             op: "init",
             code: &spec.code,

@@ -4,7 +4,7 @@
 
 use crate::container::{CallOutcome, Container, Death, InitOutcome, InvokeContext};
 use crate::pool::Pool;
-use common::{ErrorInfo, Job, Reply, ReplyStatus, Timing};
+use common::{ErrorInfo, FunctionSpec, Job, Reply, ReplyStatus, Timing};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -172,33 +172,22 @@ impl Executor {
                     String::new(),
                 )
             }
-            CallOutcome::Died => self.died(container, spec.memory_mb).await,
+            CallOutcome::Died => self.died(container).await,
         }
     }
 
-    /// Starts a container and loads the code; on failure the container is already removed.
+    /// Binds a stem cell, or starts a container, and loads the code; on failure the container
+    /// is already removed.
     async fn cold_start(
         &self,
         job: &Job,
         deadline: tokio::time::Instant,
     ) -> Result<Container, Outcome> {
         let spec = &job.function;
-        let mut container = match self.pool.sandbox.start(spec).await {
-            Ok(container) => container,
-            Err(error) => {
-                metrics::counter!("faas_docker_errors_total").increment(1);
-                tracing::error!(function = %spec.name, %error, "cannot start a container");
-                return Err(Outcome::failed(
-                    ReplyStatus::Crashed,
-                    ErrorInfo::new(
-                        "Runtime.ContainerStartFailed",
-                        "the worker could not start a container for the function",
-                    ),
-                    String::new(),
-                ));
-            }
+        let mut container = match self.pool.take_stem(spec.language, spec.memory_mb) {
+            Some(stem) => stem,
+            None => self.start_container(spec, deadline).await?,
         };
-        self.pool.track(&container);
         match container.init(spec, deadline).await {
             InitOutcome::Ready { .. } => Ok(container),
             InitOutcome::Failed { error, logs } => {
@@ -216,14 +205,50 @@ impl Executor {
                     String::new(),
                 ))
             }
-            InitOutcome::Died => Err(self.died(container, spec.memory_mb).await),
+            InitOutcome::Died => Err(self.died(container).await),
         }
     }
 
-    async fn died(&self, container: Container, memory_mb: u32) -> Outcome {
+    async fn start_container(
+        &self,
+        spec: &FunctionSpec,
+        deadline: tokio::time::Instant,
+    ) -> Result<Container, Outcome> {
+        let Some(permit) = self.pool.reserve(deadline).await else {
+            return Err(Outcome::failed(
+                ReplyStatus::Expired,
+                ErrorInfo::new(
+                    "Runtime.NoCapacity",
+                    "every container of the worker stayed busy until the call's deadline",
+                ),
+                String::new(),
+            ));
+        };
+        self.pool
+            .start(spec.language, spec.memory_mb, Some(spec), permit)
+            .await
+            .map_err(|error| {
+                metrics::counter!("faas_docker_errors_total").increment(1);
+                tracing::error!(function = %spec.name, %error, "cannot start a container");
+                Outcome::failed(
+                    ReplyStatus::Crashed,
+                    ErrorInfo::new(
+                        "Runtime.ContainerStartFailed",
+                        "the worker could not start a container for the function",
+                    ),
+                    String::new(),
+                )
+            })
+    }
+
+    async fn died(&self, container: Container) -> Outcome {
         let stderr = container.stderr_tail();
         let id = container.id.clone();
-        let death = self.pool.sandbox.diagnose(&id, &stderr, memory_mb).await;
+        let death = self
+            .pool
+            .sandbox
+            .diagnose(&id, &stderr, container.memory_mb)
+            .await;
         self.pool.discard(container);
         match death {
             Death::OutOfMemory(error) => Outcome::failed(ReplyStatus::Oom, error, String::new()),

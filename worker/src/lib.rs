@@ -34,10 +34,7 @@ pub async fn run(
     let worker_id = config.resolved_worker_id();
     let docker = preflight(&config).await?;
     let sandbox = Sandbox::new(&config, docker, worker_id.clone());
-    let pool = Arc::new(Pool::new(
-        sandbox,
-        Duration::from_secs(config.idle_ttl_secs),
-    ));
+    let pool = Arc::new(Pool::new(sandbox, config.pool_settings()));
     let leftovers = pool.remove_leftovers().await?;
     if leftovers > 0 {
         tracing::info!(
@@ -57,6 +54,7 @@ pub async fn run(
             }
         }
     });
+    let stem_cells = tokio::spawn(pool.clone().keep_stem_cells());
     let metrics_server = tokio::spawn(serve_metrics(metrics_listener));
 
     let executor = Arc::new(Executor {
@@ -76,6 +74,7 @@ pub async fn run(
     let consumed = consumer::consume(settings, executor, shutdown).await;
 
     reaper.abort();
+    stem_cells.abort();
     metrics_server.abort();
     pool.remove_all().await;
     tracing::info!("worker stopped; its containers are removed");

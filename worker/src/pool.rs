@@ -1,27 +1,64 @@
-//! Warm containers of this worker: idle ones per function version, reused most recently used
-//! first and removed after an idle TTL; and the set of every live container, so that none
-//! outlives the worker.
+//! The containers of one worker:
+//! - warm ones per function version, reused most recently used first, removed after an idle
+//!   TTL, and retired as soon as their function gets a newer version or is deleted;
+//! - prewarmed "stem cells" per language, started before any job needs them and bound to a
+//!   function by its init frame, then replaced in the background;
+//! - a cap on how many exist at once: a cold start that finds no room evicts the least
+//!   recently used idle container, or waits for one, up to its deadline.
 
-use crate::container::{Container, FunctionKey, LABEL_WORKER, Sandbox};
+use crate::container::{Container, ContainerError, FunctionKey, LABEL_WORKER, Sandbox};
 use bollard::query_parameters::ListContainersOptionsBuilder;
+use common::{FunctionSpec, Language};
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+/// How the pool sizes itself.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub idle_ttl: Duration,
+    /// Containers of this worker at most, busy, idle and stem cells together.
+    pub max_containers: usize,
+    /// Stem cells kept ready per language; 0 turns them off.
+    pub stem_cells: usize,
+    /// Memory limit of stem cells: only functions with this `memory_mb` can use them.
+    pub stem_memory_mb: u32,
+}
+
+#[derive(Default)]
+struct State {
+    /// Idle containers per function version, most recently used last.
+    idle: HashMap<FunctionKey, Vec<Container>>,
+    stems: HashMap<Language, Vec<Container>>,
+    /// Stem cells being started, so the filler does not start too many.
+    stems_starting: HashMap<Language, usize>,
+    /// Every container started and not yet discarded, idle or busy.
+    live: HashSet<String>,
+    /// Per function id, the oldest version that may still serve (deleted: `i32::MAX`).
+    retired_below: HashMap<i64, i32>,
+}
 
 pub struct Pool {
     pub sandbox: Sandbox,
-    idle: Mutex<HashMap<FunctionKey, Vec<Container>>>,
-    live: Mutex<HashSet<String>>,
-    idle_ttl: Duration,
+    settings: PoolSettings,
+    state: Mutex<State>,
+    capacity: Arc<Semaphore>,
+    /// Woken whenever a container becomes idle or goes away: a cold start waiting for room
+    /// looks again.
+    room: Notify,
+    stems_wanted: Notify,
 }
 
 impl Pool {
-    pub fn new(sandbox: Sandbox, idle_ttl: Duration) -> Self {
+    pub fn new(sandbox: Sandbox, settings: PoolSettings) -> Self {
         Pool {
             sandbox,
-            idle: Mutex::new(HashMap::new()),
-            live: Mutex::new(HashSet::new()),
-            idle_ttl,
+            capacity: Arc::new(Semaphore::new(settings.max_containers.max(1))),
+            settings,
+            state: Mutex::new(State::default()),
+            room: Notify::new(),
+            stems_wanted: Notify::new(),
         }
     }
 
@@ -30,20 +67,13 @@ impl Pool {
     /// again.
     pub fn take_idle(&self, key: FunctionKey) -> Option<Container> {
         let (taken, stale) = {
-            let mut idle = self.idle.lock().unwrap();
-            let stale_keys: Vec<FunctionKey> = idle
-                .keys()
-                .filter(|(id, version)| *id == key.0 && *version < key.1)
-                .copied()
-                .collect();
-            let stale: Vec<Container> = stale_keys
-                .iter()
-                .filter_map(|k| idle.remove(k))
-                .flatten()
-                .collect();
-            let taken = idle.get_mut(&key).and_then(Vec::pop);
-            if idle.get(&key).is_some_and(Vec::is_empty) {
-                idle.remove(&key);
+            let mut state = self.state.lock().unwrap();
+            let floor = state.retired_below.entry(key.0).or_insert(key.1);
+            *floor = (*floor).max(key.1);
+            let stale = drain_retired(&mut state.idle, key.0, key.1);
+            let taken = state.idle.get_mut(&key).and_then(Vec::pop);
+            if state.idle.get(&key).is_some_and(Vec::is_empty) {
+                state.idle.remove(&key);
             }
             (taken, stale)
         };
@@ -54,45 +84,159 @@ impl Pool {
         taken
     }
 
-    /// Records a container just started, so shutdown can find it even while it is busy.
-    pub fn track(&self, container: &Container) {
-        self.live.lock().unwrap().insert(container.id.clone());
-        self.update_gauges();
-    }
-
-    /// Returns a healthy container after a call, for the next call of the same version.
-    pub fn put_idle(&self, mut container: Container) {
-        container.idle_since = std::time::Instant::now();
-        self.idle
+    /// Takes a stem cell for a function of `language` and `memory_mb`, and asks for a new one.
+    pub fn take_stem(&self, language: Language, memory_mb: u32) -> Option<Container> {
+        if memory_mb != self.settings.stem_memory_mb {
+            return None;
+        }
+        let stem = self
+            .state
             .lock()
             .unwrap()
-            .entry(container.key)
-            .or_default()
-            .push(container);
+            .stems
+            .get_mut(&language)
+            .and_then(Vec::pop);
+        if stem.is_some() {
+            self.stems_wanted.notify_one();
+            self.update_gauges();
+        }
+        stem
+    }
+
+    /// A place under the cap for a new container: free room, else the room of the least
+    /// recently used idle container (evicted), else the first room that frees up before
+    /// `deadline`. `None` when the deadline came first.
+    pub async fn reserve(&self, deadline: tokio::time::Instant) -> Option<OwnedSemaphorePermit> {
+        loop {
+            let freed = self.room.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Ok(permit) = self.capacity.clone().try_acquire_owned() {
+                return Some(permit);
+            }
+            if let Some(victim) = self.pop_least_recently_used() {
+                tracing::debug!(container = %victim.id, "evicting to make room");
+                metrics::counter!("faas_container_evictions_total", "runtime" => self.sandbox.runtime.as_str())
+                    .increment(1);
+                self.discard(victim);
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Starts a container under `permit` and tracks it until it is discarded.
+    pub async fn start(
+        &self,
+        language: Language,
+        memory_mb: u32,
+        function: Option<&FunctionSpec>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Container, ContainerError> {
+        let container = self
+            .sandbox
+            .start(language, memory_mb, function, permit)
+            .await?;
+        self.state.lock().unwrap().live.insert(container.id.clone());
+        self.update_gauges();
+        Ok(container)
+    }
+
+    /// Returns a healthy container after a call, for the next call of the same version, unless
+    /// that version was retired meanwhile.
+    pub fn put_idle(&self, mut container: Container) {
+        container.idle_since = Instant::now();
+        let retired = {
+            let mut state = self.state.lock().unwrap();
+            let (id, version) = container.key;
+            if state
+                .retired_below
+                .get(&id)
+                .is_some_and(|&floor| version < floor)
+            {
+                Some(container)
+            } else {
+                state.idle.entry(container.key).or_default().push(container);
+                None
+            }
+        };
+        if let Some(container) = retired {
+            self.discard(container);
+        }
+        self.room.notify_waiters();
         self.update_gauges();
     }
 
-    /// Removes a container that must not serve again, in the background.
-    pub fn discard(&self, container: Container) {
-        self.live.lock().unwrap().remove(&container.id);
+    /// Removes a container that must not serve again; its room under the cap is free at once.
+    pub fn discard(&self, mut container: Container) {
+        self.state.lock().unwrap().live.remove(&container.id);
+        drop(container.permit.take());
+        self.room.notify_waiters();
         self.update_gauges();
         let sandbox = self.sandbox.clone();
         tokio::spawn(async move { sandbox.remove(&container.id).await });
     }
 
-    /// Removes containers idle for longer than the TTL.
+    /// Retires the warm containers of function `id` older than `current` (`None`: deleted, all
+    /// of them), now and when busy ones come back.
+    pub fn retire(&self, id: i64, current: Option<i32>) {
+        let floor = current.unwrap_or(i32::MAX);
+        let stale = {
+            let mut state = self.state.lock().unwrap();
+            let entry = state.retired_below.entry(id).or_insert(floor);
+            *entry = (*entry).max(floor);
+            drain_retired(&mut state.idle, id, floor)
+        };
+        if !stale.is_empty() {
+            tracing::debug!(
+                function_id = id,
+                count = stale.len(),
+                "retiring containers of old versions"
+            );
+        }
+        for container in stale {
+            self.discard(container);
+        }
+    }
+
+    fn pop_least_recently_used(&self) -> Option<Container> {
+        let mut state = self.state.lock().unwrap();
+        let idle_oldest = state
+            .idle
+            .iter()
+            .filter_map(|(key, list)| list.first().map(|c| (c.idle_since, *key)))
+            .min();
+        if let Some((_, key)) = idle_oldest {
+            let list = state.idle.get_mut(&key).expect("key was just found");
+            let victim = list.remove(0);
+            if list.is_empty() {
+                state.idle.remove(&key);
+            }
+            return Some(victim);
+        }
+        // Stem cells go last: they are what makes the next new function fast.
+        state
+            .stems
+            .values_mut()
+            .find(|list| !list.is_empty())
+            .map(|list| list.remove(0))
+    }
+
+    /// Removes containers idle for longer than the TTL (stem cells stay).
     pub fn reap_idle(&self) {
         let expired: Vec<Container> = {
-            let mut idle = self.idle.lock().unwrap();
+            let mut state = self.state.lock().unwrap();
             let mut expired = Vec::new();
-            for containers in idle.values_mut() {
+            for containers in state.idle.values_mut() {
                 let (old, fresh): (Vec<_>, Vec<_>) = containers
                     .drain(..)
-                    .partition(|c| c.idle_since.elapsed() >= self.idle_ttl);
+                    .partition(|c| c.idle_since.elapsed() >= self.settings.idle_ttl);
                 *containers = fresh;
                 expired.extend(old);
             }
-            idle.retain(|_, containers| !containers.is_empty());
+            state.idle.retain(|_, containers| !containers.is_empty());
             expired
         };
         if !expired.is_empty() {
@@ -103,20 +247,93 @@ impl Pool {
         }
     }
 
-    /// How many idle containers there are, in all.
-    pub fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap().values().map(Vec::len).sum()
+    /// Keeps `stem_cells` stem cells per language, for as long as it runs; it only uses free
+    /// room under the cap, never evicts for them.
+    pub async fn keep_stem_cells(self: Arc<Self>) {
+        if self.settings.stem_cells == 0 {
+            return;
+        }
+        loop {
+            let wanted = self.stems_wanted.notified();
+            tokio::pin!(wanted);
+            wanted.as_mut().enable();
+            let mut failed = false;
+            for language in Language::ALL {
+                while self.stems_short(language) {
+                    let Ok(permit) = self.capacity.clone().try_acquire_owned() else {
+                        break;
+                    };
+                    *self
+                        .state
+                        .lock()
+                        .unwrap()
+                        .stems_starting
+                        .entry(language)
+                        .or_default() += 1;
+                    let started = self
+                        .start(language, self.settings.stem_memory_mb, None, permit)
+                        .await;
+                    let mut state = self.state.lock().unwrap();
+                    *state.stems_starting.entry(language).or_default() -= 1;
+                    match started {
+                        Ok(stem) => state.stems.entry(language).or_default().push(stem),
+                        Err(error) => {
+                            drop(state);
+                            metrics::counter!("faas_docker_errors_total").increment(1);
+                            tracing::warn!(%language, %error, "cannot start a stem cell");
+                            failed = true;
+                            break;
+                        }
+                    }
+                    drop(state);
+                    self.update_gauges();
+                }
+            }
+            let pause = if failed {
+                Duration::from_secs(5)
+            } else {
+                Duration::from_secs(1)
+            };
+            // Woken by a stem cell taken; the timer catches room freed by other containers.
+            let _ = tokio::time::timeout(pause, wanted).await;
+        }
     }
 
-    /// Ids of every container this worker runs, idle or busy.
+    fn stems_short(&self, language: Language) -> bool {
+        let state = self.state.lock().unwrap();
+        let ready = state.stems.get(&language).map_or(0, Vec::len);
+        let starting = state.stems_starting.get(&language).copied().unwrap_or(0);
+        ready + starting < self.settings.stem_cells
+    }
+
+    /// Stem cells ready for `language`.
+    pub fn stem_count(&self, language: Language) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .stems
+            .get(&language)
+            .map_or(0, Vec::len)
+    }
+
+    /// How many idle warm containers there are, in all (stem cells not counted).
+    pub fn idle_count(&self) -> usize {
+        self.state.lock().unwrap().idle.values().map(Vec::len).sum()
+    }
+
+    /// Ids of every container this worker runs, idle, busy or stem cell.
     pub fn live_ids(&self) -> Vec<String> {
-        self.live.lock().unwrap().iter().cloned().collect()
+        self.state.lock().unwrap().live.iter().cloned().collect()
     }
 
     /// Removes every container this worker started, idle or busy; used on shutdown.
     pub async fn remove_all(&self) {
-        self.idle.lock().unwrap().clear();
-        let ids: Vec<String> = self.live.lock().unwrap().drain().collect();
+        let ids: Vec<String> = {
+            let mut state = self.state.lock().unwrap();
+            state.idle.clear();
+            state.stems.clear();
+            state.live.drain().collect()
+        };
         let removals = ids.iter().map(|id| self.sandbox.remove(id));
         futures_util::future::join_all(removals).await;
         self.update_gauges();
@@ -139,12 +356,36 @@ impl Pool {
     }
 
     fn update_gauges(&self) {
-        let idle = self.idle_count();
-        let live = self.live.lock().unwrap().len();
+        let (idle, stems, live) = {
+            let state = self.state.lock().unwrap();
+            let idle: usize = state.idle.values().map(Vec::len).sum();
+            let stems: usize = state.stems.values().map(Vec::len).sum();
+            (idle, stems, state.live.len())
+        };
         let runtime = self.sandbox.runtime.as_str();
         metrics::gauge!("faas_containers", "state" => "warm", "runtime" => runtime)
             .set(idle as f64);
+        metrics::gauge!("faas_containers", "state" => "prewarmed", "runtime" => runtime)
+            .set(stems as f64);
         metrics::gauge!("faas_containers", "state" => "busy", "runtime" => runtime)
-            .set(live.saturating_sub(idle) as f64);
+            .set(live.saturating_sub(idle + stems) as f64);
     }
+}
+
+/// Takes out the idle containers of function `id` older than `floor`.
+fn drain_retired(
+    idle: &mut HashMap<FunctionKey, Vec<Container>>,
+    id: i64,
+    floor: i32,
+) -> Vec<Container> {
+    let stale_keys: Vec<FunctionKey> = idle
+        .keys()
+        .filter(|(fid, version)| *fid == id && *version < floor)
+        .copied()
+        .collect();
+    stale_keys
+        .iter()
+        .filter_map(|k| idle.remove(k))
+        .flatten()
+        .collect()
 }

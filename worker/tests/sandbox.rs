@@ -68,13 +68,20 @@ struct Harness {
 }
 
 async fn harness(runtime: Runtime) -> Harness {
-    let config = config(runtime);
+    harness_with(runtime, |_| {}).await
+}
+
+/// An executor and pool on the real daemon; stem cells are off unless `adjust` turns them on.
+async fn harness_with(runtime: Runtime, adjust: impl FnOnce(&mut Config)) -> Harness {
+    let mut config = config(runtime);
+    config.stem_cells = 0;
+    adjust(&mut config);
     let docker = worker::preflight(&config)
         .await
         .unwrap_or_else(|e| panic!("Docker is required for this test: {e}"));
     let pool = Arc::new(Pool::new(
         worker::container::Sandbox::new(&config, docker, config.worker_id.clone().unwrap()),
-        Duration::from_secs(300),
+        config.pool_settings(),
     ));
     Harness {
         executor: Executor {
@@ -273,4 +280,52 @@ async fn a_job_past_its_deadline_is_not_run() {
     assert_eq!(reply.status, ReplyStatus::Expired);
     assert_eq!(reply.result, Value::Null);
     assert!(h.pool.live_ids().is_empty(), "no container was started");
+}
+
+async fn wait_for_stems(pool: &Pool, language: Language, count: usize) {
+    for _ in 0..200 {
+        if pool.stem_count(language) >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{count} {language} stem cells were not ready in 10 s");
+}
+
+#[tokio::test]
+async fn first_call_binds_a_prewarmed_stem_cell_which_is_then_replaced() {
+    let h = harness_with(Runtime::Docker, |c| c.stem_cells = 1).await;
+    tokio::spawn(h.pool.clone().keep_stem_cells());
+    wait_for_stems(&h.pool, Language::Python, 1).await;
+    let prewarmed = h.pool.live_ids();
+
+    let env = BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())]);
+    let code = "import os\ndef handler(event, context):\n    return os.environ['GREETING']";
+    let reply = h.executor.run(&job(21, code, 5_000, env.clone())).await;
+    assert_eq!(reply.status, ReplyStatus::Success, "{reply:?}");
+    assert_eq!(
+        reply.result,
+        json!("hello"),
+        "the function's env reaches a stem cell"
+    );
+    assert!(
+        reply.cold_start,
+        "the first call of a version is a cold start"
+    );
+    let after = h.pool.live_ids();
+    let served: Vec<&String> = after.iter().filter(|id| prewarmed.contains(id)).collect();
+    assert_eq!(
+        served.len(),
+        1,
+        "a prewarmed container served the call: {prewarmed:?} {after:?}"
+    );
+
+    let reply = h.executor.run(&job(21, code, 5_000, env)).await;
+    assert!(
+        !reply.cold_start,
+        "the bound stem cell is now the function's warm container: {reply:?}"
+    );
+
+    wait_for_stems(&h.pool, Language::Python, 1).await;
+    h.pool.remove_all().await;
 }

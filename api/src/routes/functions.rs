@@ -6,7 +6,7 @@ use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use common::{Language, Runtime};
+use common::{FunctionEvent, Language, Runtime};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -151,6 +151,19 @@ pub fn check_page(skip: i64, limit: i64, max: i64) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Drops the function from this replica's cache before answering (so the caller's next call
+/// runs what it just saved), and tells the other replicas and the workers.
+async fn announce(state: &AppState, function_id: i64, version: Option<i32>) {
+    state.functions.invalidate(function_id);
+    state
+        .invoker
+        .publish_event(&FunctionEvent {
+            function_id,
+            version,
+        })
+        .await;
+}
+
 pub async fn create_function(
     State(state): State<AppState>,
     Json(input): Json<FunctionInput>,
@@ -191,6 +204,7 @@ pub async fn update_function(
         .await?
         .ok_or_else(|| ApiError::FunctionNotFound(id.to_string()))?;
     tracing::info!(id, version = function.version, "function updated");
+    announce(&state, id, Some(function.version)).await;
     Ok(axum::Json(function))
 }
 
@@ -202,5 +216,6 @@ pub async fn delete_function(
         return Err(ApiError::FunctionNotFound(id.to_string()));
     }
     tracing::info!(id, "function deleted");
+    announce(&state, id, None).await;
     Ok(axum::Json(json!({ "message": "Function deleted" })))
 }

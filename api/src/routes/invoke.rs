@@ -3,7 +3,7 @@
 //! The handler looks the function up, publishes a job, waits for the worker's reply and answers
 //! with the handler's result or with the status that says how the call failed.
 
-use crate::db::{self, InvocationRecord};
+use crate::db::{self, Function, InvocationRecord};
 use crate::error::ApiError;
 use crate::extract::Path;
 use crate::invoker::NoReply;
@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use common::{FunctionSpec, Job, Reply, ReplyStatus, Runtime};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -73,9 +74,7 @@ async fn execute(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let event = parse_event(&body, state.limits.max_event_bytes)?;
-    let function = db::get_function_by_name(&state.db, &name)
-        .await?
-        .ok_or(ApiError::FunctionNotFound(name))?;
+    let function = find_function(&state, name).await?;
     let runtime = forced_runtime.unwrap_or(function.runtime);
 
     let now = common::now_unix_ms();
@@ -87,10 +86,10 @@ async fn execute(
             name: function.name.clone(),
             version: function.version,
             language: function.language,
-            code: function.code,
+            code: function.code.clone(),
             timeout_ms,
             memory_mb: function.memory_mb as u32,
-            env: function.env,
+            env: function.env.clone(),
         },
         event,
         deadline_unix_ms: now + timeout_ms + state.limits.invoke_overhead.as_millis() as u64,
@@ -140,10 +139,7 @@ async fn execute(
         error: reply.and_then(|r| r.error.clone()),
         created_at: chrono::Utc::now(),
     };
-    if let Err(error) = db::insert_invocation(&state.db, &record).await {
-        // The caller still gets its answer; only the record is lost.
-        tracing::error!(invocation_id = %record.invocation_id, %error, "invocation record not written");
-    }
+    state.records.submit(record);
 
     Ok(match outcome {
         Ok(reply) => reply_response(reply, duration_ms, job.function.timeout_ms / 1000),
@@ -158,6 +154,20 @@ async fn execute(
         )
             .into_response(),
     })
+}
+
+/// The function called `name`: from the cache, else from Postgres (then cached).
+async fn find_function(state: &AppState, name: String) -> Result<Arc<Function>, ApiError> {
+    if let Some(function) = state.functions.get(&name) {
+        return Ok(function);
+    }
+    let generation = state.functions.generation();
+    let function = db::get_function_by_name(&state.db, &name)
+        .await?
+        .map(Arc::new)
+        .ok_or(ApiError::FunctionNotFound(name))?;
+    state.functions.insert(function.clone(), generation);
+    Ok(function)
 }
 
 fn count_invocation(function: &str, runtime: Runtime, status: &'static str) {
@@ -178,6 +188,7 @@ fn reply_response(reply: Reply, duration_ms: f64, timeout_s: u64) -> Response {
             "invocation_id": reply.invocation_id,
             "duration_ms": duration_ms,
             "cold_start": reply.cold_start,
+            "timing": reply.timing,
             "logs": reply.logs,
             "logs_truncated": reply.logs_truncated,
         });
@@ -230,6 +241,7 @@ fn reply_response(reply: Reply, duration_ms: f64, timeout_s: u64) -> Response {
         "invocation_id": reply.invocation_id,
         "duration_ms": duration_ms,
         "cold_start": reply.cold_start,
+        "timing": reply.timing,
         "logs": reply.logs,
         "logs_truncated": reply.logs_truncated,
     });

@@ -8,6 +8,9 @@ use crate::routes::functions::check_page;
 use crate::state::AppState;
 use axum::extract::State;
 use serde::Deserialize;
+use std::time::Duration;
+
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Deserialize)]
 pub struct InvocationFilter {
@@ -25,6 +28,8 @@ pub async fn list_invocations(
     Query(filter): Query<InvocationFilter>,
 ) -> Result<axum::Json<Vec<InvocationRecord>>, ApiError> {
     check_page(0, filter.limit, 1000)?;
+    // Records are written in batches: make sure this client sees the calls it just made.
+    state.records.flush(FLUSH_WAIT).await;
     let records = db::list_invocations(&state.db, filter.function.as_deref(), filter.limit).await?;
     Ok(axum::Json(records))
 }
