@@ -329,3 +329,105 @@ async fn first_call_binds_a_prewarmed_stem_cell_which_is_then_replaced() {
     wait_for_stems(&h.pool, Language::Python, 1).await;
     h.pool.remove_all().await;
 }
+
+const ECHO: &str = "import uuid\nME = str(uuid.uuid4())\ndef handler(event, context):\n    return {'container': ME, 'event': event}";
+
+#[tokio::test]
+async fn over_the_cap_the_least_recently_used_idle_container_is_evicted() {
+    let h = harness_with(Runtime::Docker, |c| c.max_containers = 2).await;
+    let first = h.executor.run(&job(31, ECHO, 5_000, BTreeMap::new())).await;
+    let second = h.executor.run(&job(32, ECHO, 5_000, BTreeMap::new())).await;
+    let again = h.executor.run(&job(31, ECHO, 5_000, BTreeMap::new())).await;
+    assert!(
+        !again.cold_start,
+        "function 31 is warm, and now the most recently used"
+    );
+    assert_eq!(again.result["container"], first.result["container"]);
+    assert_eq!(h.pool.live_ids().len(), 2);
+
+    // A third function: no room, so the least recently used idle container (32's) goes.
+    let third = h.executor.run(&job(33, ECHO, 5_000, BTreeMap::new())).await;
+    assert_eq!(third.status, ReplyStatus::Success, "{third:?}");
+    assert!(third.cold_start);
+    assert_eq!(h.pool.live_ids().len(), 2, "still at the cap");
+    let warm_31 = h.executor.run(&job(31, ECHO, 5_000, BTreeMap::new())).await;
+    assert!(!warm_31.cold_start, "31 was kept");
+    let back_32 = h.executor.run(&job(32, ECHO, 5_000, BTreeMap::new())).await;
+    assert!(back_32.cold_start, "32 was evicted");
+    assert_ne!(back_32.result["container"], second.result["container"]);
+    h.pool.remove_all().await;
+}
+
+#[tokio::test]
+async fn a_call_that_finds_no_room_waits_for_one() {
+    let h = Arc::new(harness_with(Runtime::Docker, |c| c.max_containers = 1).await);
+    let slow = "import time\ndef handler(event, context):\n    time.sleep(1)\n    return 'slow'";
+    let busy = {
+        let h = h.clone();
+        tokio::spawn(async move { h.executor.run(&job(41, slow, 5_000, BTreeMap::new())).await })
+    };
+    // Let the slow call take the only place.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let waiting = h
+        .executor
+        .run(&job(42, ECHO, 10_000, BTreeMap::new()))
+        .await;
+    assert_eq!(waiting.status, ReplyStatus::Success, "{waiting:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "it waited for the busy container"
+    );
+    assert_eq!(busy.await.unwrap().result, json!("slow"));
+    assert_eq!(h.pool.live_ids().len(), 1, "never over the cap");
+
+    // With no room before its deadline, a call gives up without running.
+    let hog = {
+        let h = h.clone();
+        tokio::spawn(async move { h.executor.run(&job(43, slow, 5_000, BTreeMap::new())).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut hurried = job(44, ECHO, 5_000, BTreeMap::new());
+    hurried.deadline_unix_ms = common::now_unix_ms() + 200;
+    let reply = h.executor.run(&hurried).await;
+    assert_eq!(reply.status, ReplyStatus::Expired, "{reply:?}");
+    assert_eq!(hog.await.unwrap().status, ReplyStatus::Success);
+    h.pool.remove_all().await;
+}
+
+#[tokio::test]
+async fn idle_containers_are_reaped_after_their_ttl() {
+    let h = harness_with(Runtime::Docker, |c| c.idle_ttl_secs = 1).await;
+    let reply = h.executor.run(&job(51, ECHO, 5_000, BTreeMap::new())).await;
+    assert_eq!(reply.status, ReplyStatus::Success);
+    let ids = h.pool.live_ids();
+    h.pool.reap_idle();
+    assert_eq!(h.pool.live_ids(), ids, "not yet idle for its TTL");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    h.pool.reap_idle();
+    assert!(h.pool.live_ids().is_empty());
+    assert!(
+        !container_exists(&h.pool, &ids[0]).await,
+        "the container is removed"
+    );
+}
+
+#[tokio::test]
+async fn a_new_version_retires_the_old_ones_warm_containers() {
+    let h = harness_with(Runtime::Docker, |c| c.max_containers = 4).await;
+    let v1 = job(61, ECHO, 5_000, BTreeMap::new());
+    h.executor.run(&v1).await;
+    let old = h.pool.live_ids();
+    // The api announced version 2: version 1's idle container goes at once.
+    h.pool.retire(61, Some(2));
+    assert!(h.pool.live_ids().is_empty(), "retired");
+    assert!(!container_exists(&h.pool, &old[0]).await);
+    // A late job of version 1 still runs, but its container is not kept.
+    let late = h.executor.run(&v1).await;
+    assert_eq!(late.status, ReplyStatus::Success);
+    assert!(
+        h.pool.live_ids().is_empty(),
+        "an old version's container is not kept warm"
+    );
+    h.pool.remove_all().await;
+}
