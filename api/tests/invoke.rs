@@ -32,6 +32,12 @@ async fn seed_function_runs_on_docker_and_gvisor_and_is_recorded() {
         );
         assert!(body["invocation_id"].is_string());
         assert!(body["duration_ms"].as_f64().unwrap() > 0.0);
+        assert!(body["timing"]["init_ms"].as_f64().unwrap() > 0.0, "{body}");
+        assert!(body["timing"]["run_ms"].as_f64().unwrap() > 0.0, "{body}");
+        assert!(
+            body["timing"]["queue_ms"].as_f64().unwrap() >= 0.0,
+            "{body}"
+        );
 
         // The same version again: served by the warm container.
         let (status, body) = app.invoke(endpoint, "exec_test", json!({})).await;

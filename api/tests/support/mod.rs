@@ -294,3 +294,53 @@ pub fn python(name: &str, code: &str) -> Value {
 pub fn javascript(name: &str, code: &str) -> Value {
     json!({ "name": name, "route": format!("/{name}"), "language": "javascript", "code": code, "timeout": 5 })
 }
+
+/// A TCP proxy in front of Postgres that a test can cut: while blocked, its connections are
+/// dropped and new ones are closed at once, as when the database host goes away.
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+    blocked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    pub async fn start(target: std::net::SocketAddr) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let blocked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (b, c) = (blocked.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if b.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection closed
+                }
+                let handle = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                c.lock().unwrap().push(handle);
+            }
+        });
+        Proxy {
+            addr,
+            blocked,
+            connections,
+        }
+    }
+
+    pub fn block(&self) {
+        self.blocked
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    pub fn unblock(&self) {
+        self.blocked
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
