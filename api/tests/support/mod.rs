@@ -344,3 +344,110 @@ impl Proxy {
             .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// The `worker` binary next to this test's `api` binary, built first when missing.
+pub fn worker_binary() -> std::path::PathBuf {
+    let api = std::path::PathBuf::from(env!("CARGO_BIN_EXE_api"));
+    let worker = api.with_file_name("worker");
+    if !worker.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "worker"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cannot build the worker binary");
+    }
+    worker
+}
+
+/// A worker started as its own process, as an operator would run it.
+pub struct WorkerProcess {
+    pub id: String,
+    pub child: tokio::process::Child,
+}
+
+impl WorkerProcess {
+    /// Starts `worker --runtime docker` on this app's queues and waits until it consumes.
+    pub async fn start(app: &TestApp, id: &str) -> WorkerProcess {
+        let child = tokio::process::Command::new(worker_binary())
+            .args(["--runtime", "docker"])
+            .env("WORKER_ID", id)
+            .env("QUEUE_PREFIX", &app.prefix)
+            .env("AMQP_URL", amqp_url())
+            .env("METRICS_ADDR", "127.0.0.1:0")
+            .env("WORKER_CONCURRENCY", "4")
+            .env("STEM_CELLS", "0")
+            .env("SHUTDOWN_GRACE_SECS", "20")
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the worker binary starts");
+        let worker = WorkerProcess {
+            id: id.to_owned(),
+            child,
+        };
+        app.wait_for_consumers(Runtime::Docker, consumers_now(app).await + 1)
+            .await;
+        worker
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("still running") as i32
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+async fn consumers_now(app: &TestApp) -> u32 {
+    let connection = common::broker::connect(&amqp_url(), "faas-test")
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let count = Topology::new(&app.prefix)
+        .declare_queue(&channel, Runtime::Docker)
+        .await
+        .unwrap();
+    let _ = connection.close(200, "".into()).await;
+    count
+}
+
+impl TestApp {
+    /// Waits until `runtime`'s queue has `count` consumers.
+    pub async fn wait_for_consumers(&self, runtime: Runtime, count: u32) {
+        let connection = common::broker::connect(&amqp_url(), "faas-test")
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let topology = Topology::new(&self.prefix);
+        for _ in 0..600 {
+            if topology.declare_queue(&channel, runtime).await.unwrap() >= count {
+                let _ = connection.close(200, "".into()).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{runtime} queue did not reach {count} consumers in 30 s");
+    }
+}
+
+/// Ids of the containers that carry `faas.worker=<worker_id>`, running or not.
+pub fn containers_of(worker_id: &str) -> Vec<String> {
+    let output = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=faas.worker={worker_id}"),
+        ])
+        .output()
+        .expect("the docker CLI runs");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
