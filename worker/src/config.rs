@@ -73,7 +73,11 @@ pub struct Config {
     #[arg(long, env = "STEM_CELL_MEMORY_MB", default_value_t = 128)]
     pub stem_cell_memory_mb: u32,
 
-    /// Longest time a container may take to start and load the function's code (ms).
+    /// Containers created and started at once; calls beyond it queue for a start slot.
+    #[arg(long, env = "MAX_STARTING", default_value_t = 4)]
+    pub max_starting: usize,
+
+    /// Longest time a started container may take to load the function's code (ms).
     #[arg(long, env = "INIT_TIMEOUT_MS", default_value_t = 10_000)]
     pub init_timeout_ms: u64,
 
@@ -109,6 +113,7 @@ impl Config {
             max_containers: self.max_containers,
             stem_cells: self.stem_cells,
             stem_memory_mb: self.stem_cell_memory_mb,
+            max_starting: self.max_starting,
         }
     }
 

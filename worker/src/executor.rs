@@ -101,9 +101,7 @@ impl Executor {
             None => {
                 *cold_start = true;
                 let init_started = Instant::now();
-                let init_deadline =
-                    job_deadline.min(tokio::time::Instant::now() + self.init_timeout);
-                let started = self.cold_start(job, init_deadline).await;
+                let started = self.cold_start(job, job_deadline).await;
                 timing.init_ms = millis(init_started.elapsed());
                 match started {
                     Ok(container) => container,
@@ -177,17 +175,19 @@ impl Executor {
     }
 
     /// Binds a stem cell, or starts a container, and loads the code; on failure the container
-    /// is already removed.
+    /// is already removed. Waiting for room or for a start slot is bounded by the job's
+    /// deadline; loading the code, by `init_timeout` from when the container is there.
     async fn cold_start(
         &self,
         job: &Job,
-        deadline: tokio::time::Instant,
+        job_deadline: tokio::time::Instant,
     ) -> Result<Container, Outcome> {
         let spec = &job.function;
         let mut container = match self.pool.take_stem(spec.language, spec.memory_mb) {
             Some(stem) => stem,
-            None => self.start_container(spec, deadline).await?,
+            None => self.start_container(spec, job_deadline).await?,
         };
+        let deadline = job_deadline.min(tokio::time::Instant::now() + self.init_timeout);
         match container.init(spec, deadline).await {
             InitOutcome::Ready { .. } => Ok(container),
             InitOutcome::Failed { error, logs } => {
@@ -224,21 +224,34 @@ impl Executor {
                 String::new(),
             ));
         };
-        self.pool
-            .start(spec.language, spec.memory_mb, Some(spec), permit)
-            .await
-            .map_err(|error| {
-                metrics::counter!("faas_docker_errors_total").increment(1);
-                tracing::error!(function = %spec.name, %error, "cannot start a container");
-                Outcome::failed(
-                    ReplyStatus::Crashed,
-                    ErrorInfo::new(
-                        "Runtime.ContainerStartFailed",
-                        "the worker could not start a container for the function",
-                    ),
-                    String::new(),
-                )
-            })
+        let started = tokio::time::timeout_at(
+            deadline,
+            self.pool
+                .start(spec.language, spec.memory_mb, Some(spec), permit),
+        )
+        .await
+        .map_err(|_| {
+            Outcome::failed(
+                ReplyStatus::Expired,
+                ErrorInfo::new(
+                    "Runtime.NoCapacity",
+                    "the worker could not start a container before the call's deadline",
+                ),
+                String::new(),
+            )
+        })?;
+        started.map_err(|error| {
+            metrics::counter!("faas_docker_errors_total").increment(1);
+            tracing::error!(function = %spec.name, %error, "cannot start a container");
+            Outcome::failed(
+                ReplyStatus::Crashed,
+                ErrorInfo::new(
+                    "Runtime.ContainerStartFailed",
+                    "the worker could not start a container for the function",
+                ),
+                String::new(),
+            )
+        })
     }
 
     async fn died(&self, container: Container) -> Outcome {

@@ -24,6 +24,9 @@ pub struct PoolSettings {
     pub stem_cells: usize,
     /// Memory limit of stem cells: only functions with this `memory_mb` can use them.
     pub stem_memory_mb: u32,
+    /// Containers being created and started at once. More in parallel only slows each down
+    /// (dockerd and runsc do the work) until every one of them misses its init timeout.
+    pub max_starting: usize,
 }
 
 #[derive(Default)]
@@ -44,6 +47,7 @@ pub struct Pool {
     settings: PoolSettings,
     state: Mutex<State>,
     capacity: Arc<Semaphore>,
+    starting: Semaphore,
     /// Woken whenever a container becomes idle or goes away: a cold start waiting for room
     /// looks again.
     room: Notify,
@@ -55,6 +59,7 @@ impl Pool {
         Pool {
             sandbox,
             capacity: Arc::new(Semaphore::new(settings.max_containers.max(1))),
+            starting: Semaphore::new(settings.max_starting.max(1)),
             settings,
             state: Mutex::new(State::default()),
             room: Notify::new(),
@@ -127,7 +132,8 @@ impl Pool {
         }
     }
 
-    /// Starts a container under `permit` and tracks it until it is discarded.
+    /// Starts a container under `permit`, once a start slot is free, and tracks it until it is
+    /// discarded.
     pub async fn start(
         &self,
         language: Language,
@@ -135,6 +141,11 @@ impl Pool {
         function: Option<&FunctionSpec>,
         permit: OwnedSemaphorePermit,
     ) -> Result<Container, ContainerError> {
+        let _slot = self
+            .starting
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let container = self
             .sandbox
             .start(language, memory_mb, function, permit)
