@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The benchmark (README: "Benchmark"; docs/benchmarks.md). It builds the release binaries,
+# creates a fresh database, starts the api, one docker worker and one gvisor worker in the
+# background (WORKER_CONCURRENCY=64, queue prefix "bench.", RUST_LOG=warn), waits until /readyz
+# answers and a throwaway function runs on each runtime, runs `bench`, then stops the three with
+# SIGTERM and drops the database.
+#
+# Arguments go to bench (`bench --help`), e.g. `bench/run.sh --runtimes docker --duration-secs 5`;
+# so do BENCH_* variables. The platform side reads:
+#   BENCH_PG_SERVER     Postgres server, trust auth   (postgres://postgres@127.0.0.1:5432)
+#   BENCH_DB            database created and dropped  (faas_bench)
+#   AMQP_URL            RabbitMQ                      (amqp://guest:guest@127.0.0.1:5672/%2f)
+#   BENCH_QUEUE_PREFIX  queue prefix                  (bench.)
+#   BENCH_API_ADDR      api address                   (127.0.0.1:8000)
+#   BENCH_METRICS_PORTS api, docker, gvisor worker    (9100,9101,9102)
+#   BENCH_WORKER_CONCURRENCY                          (64)
+#   BENCH_SKIP_BUILD=1  use the binaries already in ${CARGO_TARGET_DIR:-target}/release
+# Other settings of the api and workers (.env.example: MAX_CONTAINERS, STEM_CELLS, IDLE_TTL_SECS,
+# ...) pass through from the environment; .env is not read.
+# Logs of the three processes go to target/bench/, the results to target/bench/results.json
+# (BENCH_OUT) and the printed report beside it (results.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[run.sh] %s\n' "$*" >&2; }
+
+PG_SERVER=${BENCH_PG_SERVER:-postgres://postgres@127.0.0.1:5432}
+DB=${BENCH_DB:-faas_bench}
+AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+QUEUE_PREFIX=${BENCH_QUEUE_PREFIX:-bench.}
+API_ADDR=${BENCH_API_ADDR:-127.0.0.1:8000}
+IFS=, read -r API_METRICS_PORT DOCKER_METRICS_PORT GVISOR_METRICS_PORT <<<"${BENCH_METRICS_PORTS:-9100,9101,9102}"
+CONCURRENCY=${BENCH_WORKER_CONCURRENCY:-64}
+OUT_DIR=target/bench
+API_URL=http://$API_ADDR
+bin=${CARGO_TARGET_DIR:-target}/release
+mkdir -p "$OUT_DIR"
+
+image=${PYTHON_IMAGE:-python-base}
+docker image inspect "$image" >/dev/null 2>&1 || { log "no image $image: run scripts/setup.sh first"; exit 1; }
+if curl -s -o /dev/null --max-time 2 "$API_URL/healthz"; then
+  log "something already answers on $API_URL; stop it or set BENCH_API_ADDR"
+  exit 1
+fi
+
+if [ "${BENCH_SKIP_BUILD:-}" != 1 ]; then
+  log "building release binaries"
+  cargo build --release --locked -p api -p worker -p bench
+fi
+
+psql_admin() {
+  PGOPTIONS='--client-min-messages=warning' psql "$PG_SERVER/postgres" -v ON_ERROR_STOP=1 -qtA -c "$1" >/dev/null
+}
+log "creating database $DB"
+psql_admin "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)"
+psql_admin "CREATE DATABASE \"$DB\""
+
+run_tag=$$
+docker_worker_id=bench-docker-$run_tag
+gvisor_worker_id=bench-gvisor-$run_tag
+pids=()
+any_alive() {
+  local pid
+  for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && return 0; done
+  return 1
+}
+stop() {
+  trap - EXIT INT TERM
+  if ((${#pids[@]})); then
+    log "stopping api and workers (SIGTERM)"
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    local waited=0
+    while any_alive && ((waited < 120)); do
+      sleep 1
+      waited=$((waited + 1))
+    done
+    if any_alive; then
+      log "still running after ${waited} s: SIGKILL"
+      kill -KILL "${pids[@]}" 2>/dev/null || true
+    fi
+    wait "${pids[@]}" 2>/dev/null || true
+    log "stopped in ${waited} s"
+    # Containers a killed worker could not remove; only those of this run's workers.
+    for id in "$docker_worker_id" "$gvisor_worker_id"; do
+      docker ps -aq --filter "label=faas.worker=$id" | xargs -r docker rm -f >/dev/null 2>&1 || true
+    done
+  fi
+  log "dropping database $DB"
+  psql_admin "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" || true
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+export DATABASE_URL=$PG_SERVER/$DB AMQP_URL QUEUE_PREFIX RUST_LOG=warn LOG_FORMAT=text
+API_ADDR=$API_ADDR METRICS_ADDR=127.0.0.1:$API_METRICS_PORT \
+  "$bin/api" >"$OUT_DIR/api.log" 2>&1 &
+api_pid=$!
+pids+=("$api_pid")
+WORKER_ID=$docker_worker_id WORKER_CONCURRENCY=$CONCURRENCY METRICS_ADDR=127.0.0.1:$DOCKER_METRICS_PORT \
+  "$bin/worker" --runtime docker >"$OUT_DIR/worker-docker.log" 2>&1 &
+docker_pid=$!
+pids+=("$docker_pid")
+WORKER_ID=$gvisor_worker_id WORKER_CONCURRENCY=$CONCURRENCY METRICS_ADDR=127.0.0.1:$GVISOR_METRICS_PORT \
+  "$bin/worker" --runtime gvisor >"$OUT_DIR/worker-gvisor.log" 2>&1 &
+gvisor_pid=$!
+pids+=("$gvisor_pid")
+log "api $api_pid, docker worker $docker_pid, gvisor worker $gvisor_pid; logs in $OUT_DIR/"
+
+alive() {
+  local name pid
+  for name in api:$api_pid worker-docker:$docker_pid worker-gvisor:$gvisor_pid; do
+    pid=${name#*:}
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "${name%%:*} exited; the end of $OUT_DIR/${name%%:*}.log:"
+      tail -20 "$OUT_DIR/${name%%:*}.log" >&2
+      return 1
+    fi
+  done
+}
+
+log "waiting for $API_URL/readyz"
+for i in $(seq 1 120); do
+  alive || exit 1
+  curl -sf -o /dev/null --max-time 2 "$API_URL/readyz" && break
+  ((i == 120)) && { log "/readyz did not answer 200 within 60 s"; curl -s "$API_URL/readyz" >&2; exit 1; }
+  sleep 0.5
+done
+
+# A throwaway function, called until each runtime answers 200 (the worker consumes its queue
+# and a container starts).
+probe=bench-probe-$run_tag
+created=$(curl -sf -X POST -H 'Content-Type: application/json' "$API_URL/functions/" -d "{
+  \"name\": \"$probe\", \"route\": \"/$probe\", \"language\": \"python\", \"timeout\": 5,
+  \"code\": \"def handler(event, context):\\n    return {\\\"ok\\\": True}\"}") \
+  || { log "cannot create the probe function"; exit 1; }
+probe_id=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$created")
+for path in execute execute_gvisor; do
+  log "waiting for POST /$path/$probe to answer 200"
+  for i in $(seq 1 120); do
+    alive || exit 1
+    answer=$(curl -s --max-time 30 -o "$OUT_DIR/probe.json" -w '%{http_code}' -X POST \
+      -H 'Content-Type: application/json' -d '{"event": {}}' "$API_URL/$path/$probe") || true
+    [ "$answer" = 200 ] && break
+    ((i == 120)) && { log "/$path never answered 200; last: $answer $(cat "$OUT_DIR/probe.json")"; exit 1; }
+    sleep 1
+  done
+done
+curl -sf -o /dev/null -X DELETE "$API_URL/functions/$probe_id" || log "could not delete the probe function"
+
+log "running bench"
+out=${BENCH_OUT:-$OUT_DIR/results.json}
+report=${out%.json}.md
+"$bin/bench" --api-url "$API_URL" --api-pid "$api_pid" --worker-pid "$docker_pid,$gvisor_pid" \
+  --worker-metrics-url "http://127.0.0.1:$DOCKER_METRICS_PORT/metrics,http://127.0.0.1:$GVISOR_METRICS_PORT/metrics" \
+  --out "$out" "$@" | tee -i "$report"
+log "report: $report, results: $out"

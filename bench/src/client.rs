@@ -1,0 +1,329 @@
+//! The api as the benchmark sees it: create, list and delete functions, and invoke them over
+//! one keep-alive HTTP client, timing each call from the client's side.
+
+use crate::config::Runtime;
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// The handler every benchmark function runs.
+pub const HANDLER: &str = "def handler(event, context):\n    return {\"ok\": True}";
+
+/// The body of every invocation.
+const EVENT_BODY: &str = r#"{"event": {}}"#;
+
+/// The server's breakdown of a call, when the answer carries `timing`.
+#[derive(Debug, Clone, Default)]
+pub struct Timing {
+    pub queue_ms: Option<f64>,
+    pub init_ms: Option<f64>,
+    pub run_ms: Option<f64>,
+}
+
+/// One invocation as the client saw it.
+#[derive(Debug, Clone, Default)]
+pub struct CallOutcome {
+    /// HTTP status; 0 when no HTTP answer came (connection error, client timeout).
+    pub status: u16,
+    /// From sending the request to having read the whole answer.
+    pub latency_ms: f64,
+    pub cold_start: Option<bool>,
+    /// The api's own `duration_ms`.
+    pub duration_ms: Option<f64>,
+    pub timing: Option<Timing>,
+    /// `code` of a failed call: the answer's, `-` when it had none, `transport` or
+    /// `client_timeout` when no answer came, `wrong_result` for a 200 without `{"ok": true}`.
+    pub code: Option<String>,
+    /// `detail` of an error answer.
+    pub detail: Option<String>,
+}
+
+impl CallOutcome {
+    /// A 200 carrying the handler's `{"ok": true}`.
+    pub fn is_ok(&self) -> bool {
+        self.status == 200 && self.code.is_none()
+    }
+}
+
+/// A function the benchmark created.
+#[derive(Debug, Clone)]
+pub struct Function {
+    pub id: i64,
+    pub name: String,
+}
+
+/// Client of one api.
+#[derive(Debug, Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    /// A client keeping up to `pool` idle connections to `base` (`http://host:port`).
+    pub fn new(base: &str, pool: usize, timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .http1_only()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(pool)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .timeout(timeout)
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET /readyz` answered 200.
+    pub async fn ready(&self) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .get(format!("{}/readyz", self.base))
+            .send()
+            .await
+            .with_context(|| format!("the api at {} does not answer", self.base))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            bail!("GET /readyz answered {status}: {body}");
+        }
+        Ok(())
+    }
+
+    /// The body of a `GET url` that answers 200, else `None` (for the workers' metrics).
+    pub async fn get_text(&self, url: &str) -> Option<String> {
+        let response = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.text().await.ok()
+    }
+
+    /// `POST /functions/` with the benchmark handler; the route is `/` + name.
+    pub async fn create_function(
+        &self,
+        name: &str,
+        runtime: Runtime,
+        timeout_secs: u32,
+    ) -> anyhow::Result<Function> {
+        let body = json!({
+            "name": name,
+            "route": format!("/{name}"),
+            "language": "python",
+            "code": HANDLER,
+            "timeout": timeout_secs,
+            "runtime": runtime.as_str(),
+        });
+        let response = self
+            .http
+            .post(format!("{}/functions/", self.base))
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("POST /functions/ ({name})"))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.as_u16() != 201 {
+            bail!("POST /functions/ ({name}) answered {status}: {text}");
+        }
+        let value: Value = serde_json::from_str(&text).with_context(|| {
+            format!("POST /functions/ answered a body that is not JSON: {text}")
+        })?;
+        let id = value["id"]
+            .as_i64()
+            .with_context(|| format!("POST /functions/ answered no numeric id: {text}"))?;
+        Ok(Function {
+            id,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Every function, through `GET /functions/?skip=..&limit=1000`.
+    pub async fn list_functions(&self) -> anyhow::Result<Vec<Function>> {
+        const PAGE: usize = 1000;
+        let mut all = Vec::new();
+        let mut skip = 0;
+        loop {
+            let response = self
+                .http
+                .get(format!(
+                    "{}/functions/?skip={}&limit={PAGE}",
+                    self.base, skip
+                ))
+                .send()
+                .await
+                .context("GET /functions/")?;
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            if !status.is_success() {
+                bail!("GET /functions/ answered {status}: {text}");
+            }
+            let page: Vec<Value> = serde_json::from_str(&text)
+                .with_context(|| format!("GET /functions/ answered no array: {text}"))?;
+            let len = page.len();
+            skip += len;
+            all.extend(page.into_iter().filter_map(|f| {
+                Some(Function {
+                    id: f["id"].as_i64()?,
+                    name: f["name"].as_str()?.to_owned(),
+                })
+            }));
+            if len < PAGE {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// `DELETE /functions/{id}`; a 404 counts as deleted.
+    pub async fn delete_function(&self, id: i64) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .delete(format!("{}/functions/{id}", self.base))
+            .send()
+            .await
+            .with_context(|| format!("DELETE /functions/{id}"))?;
+        let status = response.status();
+        if !status.is_success() && status.as_u16() != 404 {
+            let text = response.text().await.unwrap_or_default();
+            bail!("DELETE /functions/{id} answered {status}: {text}");
+        }
+        Ok(())
+    }
+
+    /// One invocation: `/execute/{name}` on docker, `/execute_gvisor/{name}` on gvisor.
+    pub async fn invoke(&self, name: &str, runtime: Runtime) -> CallOutcome {
+        let path = match runtime {
+            Runtime::Docker => "execute",
+            Runtime::Gvisor => "execute_gvisor",
+        };
+        let url = format!("{}/{path}/{name}", self.base);
+        let started = Instant::now();
+        let sent = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(EVENT_BODY)
+            .send()
+            .await;
+        let answer = match sent {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                response.bytes().await.map(|body| (status, body))
+            }
+            Err(error) => Err(error),
+        };
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match answer {
+            Ok((status, body)) => parse_answer(status, &body, latency_ms),
+            Err(error) => CallOutcome {
+                status: 0,
+                latency_ms,
+                code: Some(if error.is_timeout() {
+                    "client_timeout".to_owned()
+                } else {
+                    "transport".to_owned()
+                }),
+                detail: Some(error_chain(&error)),
+                ..CallOutcome::default()
+            },
+        }
+    }
+}
+
+/// The error with its sources, as one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Reads what matters out of an invocation answer.
+fn parse_answer(status: u16, body: &[u8], latency_ms: f64) -> CallOutcome {
+    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut outcome = CallOutcome {
+        status,
+        latency_ms,
+        cold_start: value["cold_start"].as_bool(),
+        duration_ms: value["duration_ms"].as_f64(),
+        timing: value
+            .get("timing")
+            .filter(|t| t.is_object())
+            .map(|t| Timing {
+                queue_ms: t["queue_ms"].as_f64(),
+                init_ms: t["init_ms"].as_f64(),
+                run_ms: t["run_ms"].as_f64(),
+            }),
+        code: None,
+        detail: None,
+    };
+    if status == 200 {
+        if value["result"] != json!({"ok": true}) {
+            // A 200 that does not carry the handler's answer is a failure of the platform.
+            outcome.code = Some("wrong_result".to_owned());
+            outcome.detail = Some(truncate(&String::from_utf8_lossy(body), 300));
+        }
+    } else {
+        outcome.code = Some(value["code"].as_str().unwrap_or("-").to_owned());
+        outcome.detail = Some(match value["detail"].as_str() {
+            Some(detail) => detail.to_owned(),
+            None => truncate(&String::from_utf8_lossy(body), 300),
+        });
+    }
+    outcome
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_success_with_and_without_timing() {
+        let body = br#"{"result":{"ok":true},"duration_ms":4.5,"cold_start":false,"timing":{"queue_ms":1,"init_ms":0,"run_ms":0.5}}"#;
+        let outcome = parse_answer(200, body, 5.0);
+        assert_eq!(outcome.status, 200);
+        assert_eq!(outcome.cold_start, Some(false));
+        assert_eq!(outcome.duration_ms, Some(4.5));
+        assert_eq!(outcome.timing.unwrap().run_ms, Some(0.5));
+        let plain = parse_answer(200, br#"{"result":{"ok":true},"cold_start":true}"#, 5.0);
+        assert!(plain.timing.is_none());
+        assert_eq!(plain.cold_start, Some(true));
+    }
+
+    #[test]
+    fn reads_errors_and_wrong_results() {
+        let outcome = parse_answer(503, br#"{"detail":"no worker","code":"no_worker"}"#, 1.0);
+        assert_eq!(outcome.code.as_deref(), Some("no_worker"));
+        assert_eq!(outcome.detail.as_deref(), Some("no worker"));
+        let wrong = parse_answer(200, br#"{"result":null}"#, 1.0);
+        assert!(!wrong.is_ok());
+        assert_eq!(wrong.code.as_deref(), Some("wrong_result"));
+        let html = parse_answer(502, b"<html>bad gateway</html>", 1.0);
+        assert_eq!(html.code.as_deref(), Some("-"));
+    }
+}

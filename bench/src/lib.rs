@@ -1,0 +1,233 @@
+//! Benchmark of a running platform (api and workers): the five scenarios of the benchmark
+//! issue per runtime, the memory of the api and worker processes, the machine's facts, a
+//! markdown report on stdout and the same numbers as JSON. See docs/benchmarks.md.
+
+pub mod client;
+pub mod config;
+pub mod cpu;
+pub mod machine;
+pub mod naive;
+pub mod pool;
+pub mod procs;
+pub mod report;
+pub mod scenarios;
+pub mod stats;
+
+pub use config::Config;
+
+use crate::client::{Api, Function};
+use crate::config::{Runtime, Scenario};
+use crate::machine::Machine;
+use crate::report::{Cleanup, Results, RuntimeResults};
+use crate::scenarios::Ctx;
+use anyhow::Context;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Runs the benchmark, prints the report, writes the JSON and deletes what it created.
+pub async fn run(config: Config) -> anyhow::Result<Results> {
+    let machine = Machine::probe();
+    let api = Api::new(
+        &config.api_url,
+        config.concurrency * 2 + 8,
+        config.request_timeout(),
+    )?;
+    api.ready().await?;
+    let processes = procs::discover(config.api_pid, &config.worker_pid);
+    let memory_at_start = procs::sample(&processes);
+
+    let run_id = format!(
+        "{:08x}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+            & 0xffff_ffff
+    );
+    let ctx = Ctx {
+        api: &api,
+        config: &config,
+        name_stem: format!("{}-{run_id}-", config.name_prefix),
+        created: Mutex::new(Vec::new()),
+        cpu: cpu::CpuMeter::new(processes.clone()),
+    };
+    eprintln!(
+        "[bench] {} against {}, run {run_id}",
+        machine.line(),
+        api.base()
+    );
+
+    let mut runtimes = Vec::new();
+    let interrupted = tokio::select! {
+        () = run_all(&ctx, &mut runtimes) => false,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("[bench] interrupted: cleaning up");
+            true
+        }
+    };
+
+    let memory_at_end = procs::sample(&processes);
+    let targets = report::check_targets(&runtimes, &memory_at_end, config.concurrency);
+    let cleanup = cleanup(&ctx).await;
+    let results = Results {
+        machine,
+        settings: config.clone(),
+        run_id,
+        interrupted,
+        runtimes,
+        memory_at_start,
+        memory_at_end,
+        targets,
+        cleanup,
+    };
+    write_json(&config, &results)?;
+    println!("{}", report::markdown(&results));
+    Ok(results)
+}
+
+/// Every asked-for scenario of every runtime, in order; a scenario that fails is recorded
+/// and the next one runs.
+async fn run_all(ctx: &Ctx<'_>, out: &mut Vec<RuntimeResults>) {
+    let config = ctx.config;
+    for &runtime in &config.runtimes {
+        out.push(RuntimeResults::new(runtime));
+        let results = out.last_mut().expect("just pushed");
+
+        let single = if config.wants(Scenario::Warm) || config.wants(Scenario::Throughput) {
+            match scenarios::create_single(ctx, runtime).await {
+                Ok(name) => Some(name),
+                Err(error) => {
+                    fail(results, "create the single function", error);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(name) = &single {
+            if config.wants(Scenario::Warm) {
+                let before = pool_state(ctx, runtime).await;
+                match scenarios::warm(ctx, runtime, name).await {
+                    Ok(r) => results.warm = Some(r),
+                    Err(error) => fail(results, "1. warm", error),
+                }
+                pool_change(ctx, results, "1. warm", before).await;
+            }
+            if config.wants(Scenario::Throughput) {
+                let before = pool_state(ctx, runtime).await;
+                match scenarios::throughput(ctx, runtime, name).await {
+                    Ok(r) => results.throughput = Some(r),
+                    Err(error) => fail(results, "2. throughput", error),
+                }
+                pool_change(ctx, results, "2. throughput", before).await;
+            }
+        }
+        if config.wants(Scenario::Cold) {
+            let before = pool_state(ctx, runtime).await;
+            match scenarios::cold(ctx, runtime).await {
+                Ok(r) => results.cold = Some(r),
+                Err(error) => fail(results, "3. cold", error),
+            }
+            pool_change(ctx, results, "3. cold", before).await;
+        }
+        if config.wants(Scenario::RoundRobin) {
+            let before = pool_state(ctx, runtime).await;
+            match scenarios::round_robin(ctx, runtime).await {
+                Ok(mut r) => {
+                    r.ratio_to_single = results
+                        .throughput
+                        .as_ref()
+                        .filter(|t| t.calls_per_s > 0.0)
+                        .map(|t| r.calls_per_s / t.calls_per_s);
+                    results.round_robin = Some(r);
+                }
+                Err(error) => fail(results, "4. round robin", error),
+            }
+            pool_change(ctx, results, "4. round robin", before).await;
+        }
+        if config.wants(Scenario::Naive) {
+            results.naive = Some(naive::run(config, runtime).await);
+        }
+    }
+}
+
+fn fail(results: &mut RuntimeResults, scenario: &str, error: anyhow::Error) {
+    eprintln!(
+        "[bench] {}: {scenario} failed: {error:#}",
+        results.runtime.as_str()
+    );
+    results.failures.push(format!("{scenario}: {error:#}"));
+}
+
+/// The runtime's worker pool, when worker metrics endpoints were given.
+async fn pool_state(ctx: &Ctx<'_>, runtime: Runtime) -> Option<pool::PoolState> {
+    let urls = &ctx.config.worker_metrics_url;
+    if urls.is_empty() {
+        return None;
+    }
+    Some(pool::read(ctx.api, urls, runtime).await)
+}
+
+async fn pool_change(
+    ctx: &Ctx<'_>,
+    results: &mut RuntimeResults,
+    scenario: &str,
+    before: Option<pool::PoolState>,
+) {
+    let Some(before) = before else { return };
+    let after = pool::read(ctx.api, &ctx.config.worker_metrics_url, results.runtime).await;
+    results.pool.push(pool::PoolChange {
+        scenario: scenario.to_owned(),
+        before,
+        after,
+    });
+}
+
+/// Deletes every function whose name starts with this run's stem (listed from the api, so
+/// that a creation whose answer was lost is found too), and those the run recorded.
+async fn cleanup(ctx: &Ctx<'_>) -> Cleanup {
+    let created: Vec<Function> = ctx
+        .created
+        .lock()
+        .expect("the created list is never poisoned")
+        .clone();
+    if ctx.config.keep {
+        return Cleanup {
+            kept: true,
+            ..Cleanup::default()
+        };
+    }
+    let mut cleanup = Cleanup::default();
+    let mut ids: Vec<i64> = created.iter().map(|f| f.id).collect();
+    match ctx.api.list_functions().await {
+        Ok(listed) => ids.extend(
+            listed
+                .iter()
+                .filter(|f| f.name.starts_with(&ctx.name_stem))
+                .map(|f| f.id),
+        ),
+        Err(error) => cleanup.failures.push(format!("{error:#}")),
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    if !ids.is_empty() {
+        eprintln!("[bench] deleting {} functions", ids.len());
+    }
+    for id in ids {
+        match ctx.api.delete_function(id).await {
+            Ok(()) => cleanup.deleted += 1,
+            Err(error) => cleanup.failures.push(format!("{error:#}")),
+        }
+    }
+    cleanup
+}
+
+fn write_json(config: &Config, results: &Results) -> anyhow::Result<()> {
+    if let Some(dir) = config.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let json = serde_json::to_string_pretty(results)?;
+    std::fs::write(&config.out, json + "\n")
+        .with_context(|| format!("cannot write {}", config.out.display()))?;
+    eprintln!("[bench] results written to {}", config.out.display());
+    Ok(())
+}

@@ -1,0 +1,680 @@
+//! The results: the issue's targets checked against them, and the markdown tables printed on
+//! stdout (the JSON is the same structure, serialized).
+
+use crate::config::{Config, Runtime};
+use crate::cpu::CpuUsage;
+use crate::machine::Machine;
+use crate::naive::NaiveResult;
+use crate::pool::PoolChange;
+use crate::procs::Memory;
+use crate::scenarios::{ColdResult, LoadResult, WarmResult};
+use crate::stats::{CallStats, ErrorKind, Summary};
+use serde::Serialize;
+use std::fmt::Write;
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub machine: Machine,
+    pub settings: Config,
+    /// Part of every function name the run created.
+    pub run_id: String,
+    /// Ctrl-C stopped the run early.
+    pub interrupted: bool,
+    pub runtimes: Vec<RuntimeResults>,
+    pub memory_at_start: Vec<Memory>,
+    pub memory_at_end: Vec<Memory>,
+    pub targets: Vec<TargetCheck>,
+    pub cleanup: Cleanup,
+}
+
+/// The scenarios of one runtime; `None` when not run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeResults {
+    pub runtime: Runtime,
+    pub warm: Option<WarmResult>,
+    pub throughput: Option<LoadResult>,
+    pub cold: Option<ColdResult>,
+    pub round_robin: Option<LoadResult>,
+    pub naive: Option<NaiveResult>,
+    /// The worker pool around each scenario (with `--worker-metrics-url`).
+    pub pool: Vec<PoolChange>,
+    /// Scenarios that could not run, and why.
+    pub failures: Vec<String>,
+}
+
+impl RuntimeResults {
+    /// Nothing measured yet.
+    pub fn new(runtime: Runtime) -> Self {
+        Self {
+            runtime,
+            warm: None,
+            throughput: None,
+            cold: None,
+            round_robin: None,
+            naive: None,
+            pool: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+}
+
+/// What the clean-up deleted.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Cleanup {
+    pub kept: bool,
+    pub deleted: usize,
+    pub failures: Vec<String>,
+}
+
+/// Whether a target was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Met,
+    Missed,
+    NotMeasured,
+}
+
+impl Status {
+    fn of(met: bool) -> Self {
+        if met { Status::Met } else { Status::Missed }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Status::Met => "met",
+            Status::Missed => "**missed**",
+            Status::NotMeasured => "not measured",
+        }
+    }
+}
+
+/// One of the issue's targets against the measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetCheck {
+    /// The runtime, or the process (`api`, `worker docker`, ...) for memory targets.
+    pub subject: String,
+    pub what: String,
+    pub target: String,
+    pub measured: String,
+    pub status: Status,
+}
+
+/// A latency-type target: `value(summary) <= limit`.
+fn latency_check(
+    subject: &str,
+    what: &str,
+    limit_ms: f64,
+    stats: Option<&CallStats>,
+    value: fn(&Summary) -> f64,
+) -> TargetCheck {
+    let (measured, status) = match stats {
+        None => ("-".to_owned(), Status::NotMeasured),
+        Some(stats) => match &stats.latency_ms {
+            Some(summary) => (
+                format!("{} ms", ms(value(summary))),
+                Status::of(value(summary) <= limit_ms),
+            ),
+            None => ("no successful call".to_owned(), Status::Missed),
+        },
+    };
+    TargetCheck {
+        subject: subject.to_owned(),
+        what: what.to_owned(),
+        target: format!("≤ {limit_ms} ms"),
+        measured,
+        status,
+    }
+}
+
+/// Checks the issue's targets.
+pub fn check_targets(
+    runtimes: &[RuntimeResults],
+    memory: &[Memory],
+    concurrency: usize,
+) -> Vec<TargetCheck> {
+    let mut checks = Vec::new();
+    let throughput = format!("2. throughput, c={concurrency}");
+    for r in runtimes {
+        let rt = r.runtime.as_str();
+        let (warm_p50, warm_p99, min_rate, cold_p50) = match r.runtime {
+            Runtime::Docker => (2.0, 10.0, 2000.0, 50.0),
+            Runtime::Gvisor => (3.0, 15.0, 1000.0, 80.0),
+        };
+        let warm = r.warm.as_ref().map(|w| &w.stats);
+        checks.push(latency_check(rt, "1. warm p50", warm_p50, warm, |s| {
+            s.p50_ms
+        }));
+        checks.push(latency_check(rt, "1. warm p99", warm_p99, warm, |s| {
+            s.p99_ms
+        }));
+        checks.push(match &r.throughput {
+            Some(t) => TargetCheck {
+                subject: rt.to_owned(),
+                what: throughput.clone(),
+                target: format!("≥ {min_rate}/s"),
+                measured: format!("{:.0}/s", t.calls_per_s),
+                status: Status::of(t.calls_per_s >= min_rate),
+            },
+            None => not_measured(rt, &throughput, &format!("≥ {min_rate}/s")),
+        });
+        checks.push(match &r.throughput {
+            Some(t) => TargetCheck {
+                subject: rt.to_owned(),
+                what: "2. errors under load".to_owned(),
+                target: "0".to_owned(),
+                measured: format!("{} of {}", t.stats.errors, t.stats.calls),
+                status: Status::of(t.stats.errors == 0),
+            },
+            None => not_measured(rt, "2. errors under load", "0"),
+        });
+        checks.push(latency_check(
+            rt,
+            "3. first call p50",
+            cold_p50,
+            r.cold.as_ref().map(|c| &c.stats),
+            |s| s.p50_ms,
+        ));
+        checks.push(
+            match r.round_robin.as_ref().and_then(|rr| rr.ratio_to_single) {
+                Some(ratio) => TargetCheck {
+                    subject: rt.to_owned(),
+                    what: "4. round robin / single".to_owned(),
+                    target: "≥ 0.5".to_owned(),
+                    measured: format!("{ratio:.2}"),
+                    status: Status::of(ratio >= 0.5),
+                },
+                None => not_measured(rt, "4. round robin / single", "≥ 0.5"),
+            },
+        );
+    }
+    for m in memory {
+        let subject = process_name(m);
+        checks.push(match m.vm_hwm_kb {
+            Some(kb) => TargetCheck {
+                subject,
+                what: "peak RSS (VmHWM)".to_owned(),
+                target: "≤ 64 MB".to_owned(),
+                measured: format!("{:.1} MB", kb as f64 / 1024.0),
+                status: Status::of(kb <= 64 * 1024),
+            },
+            None => not_measured(&subject, "peak RSS (VmHWM)", "≤ 64 MB"),
+        });
+    }
+    checks
+}
+
+fn not_measured(subject: &str, what: &str, target: &str) -> TargetCheck {
+    TargetCheck {
+        subject: subject.to_owned(),
+        what: what.to_owned(),
+        target: target.to_owned(),
+        measured: "-".to_owned(),
+        status: Status::NotMeasured,
+    }
+}
+
+fn process_name(memory: &Memory) -> String {
+    memory.process.label()
+}
+
+/// Milliseconds with the precision that matters at their size.
+fn ms(value: f64) -> String {
+    if value < 10.0 {
+        format!("{value:.2}")
+    } else if value < 100.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.0}")
+    }
+}
+
+fn opt_ms(summary: Option<&Summary>, value: fn(&Summary) -> f64) -> String {
+    summary.map_or("-".to_owned(), |s| ms(value(s)))
+}
+
+fn mb(kb: Option<u64>) -> String {
+    kb.map_or("-".to_owned(), |kb| format!("{:.1}", kb as f64 / 1024.0))
+}
+
+fn warmup_cell(load: &LoadResult) -> String {
+    let w = &load.warmup;
+    let per_round: Vec<String> = w.cold_starts_per_round.iter().map(u64::to_string).collect();
+    format!(
+        "{} rounds in {:.1} s, cold {}, {} errors",
+        w.rounds,
+        w.seconds,
+        per_round.join("/"),
+        w.errors
+    )
+}
+
+/// The report printed on stdout.
+pub fn markdown(results: &Results) -> String {
+    let s = &results.settings;
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "# Benchmark\n");
+    let _ = writeln!(w, "Machine: {}\n", results.machine.line());
+    let _ = writeln!(
+        w,
+        "api {}, run {}; {} warm calls; concurrency {} for {} s; {} fresh functions; {} \
+         functions round robin for {} s; {} docker runs.{}\n",
+        s.api_url,
+        results.run_id,
+        s.warm_calls,
+        s.concurrency,
+        s.duration_secs,
+        s.cold_functions,
+        s.rr_functions,
+        s.rr_duration_secs,
+        s.naive_runs,
+        if results.interrupted {
+            " **Interrupted (Ctrl-C): partial results.**"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        w,
+        "Latencies are client-measured over successful calls (200 with the handler's result), \
+         in ms; errors are calls that answered anything else.\n"
+    );
+
+    // A section with one row per runtime that ran the scenario; none when no runtime did.
+    let table = |w: &mut String, head: &str, row: &dyn Fn(&RuntimeResults) -> Option<String>| {
+        let rows: Vec<String> = results.runtimes.iter().filter_map(row).collect();
+        if !rows.is_empty() {
+            let _ = writeln!(w, "{head}\n{}\n", rows.join("\n"));
+        }
+    };
+
+    table(
+        w,
+        "## 1. Warm latency, concurrency 1\n\n| runtime | calls | errors | p50 | p90 | p99 | mean \
+         | max | cold starts |\n| --- | --: | --: | --: | --: | --: | --: | --: | --: |",
+        &|r| {
+            let st = &r.warm.as_ref()?.stats;
+            let l = st.latency_ms.as_ref();
+            Some(format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.runtime.as_str(),
+                st.calls,
+                st.errors,
+                opt_ms(l, |s| s.p50_ms),
+                opt_ms(l, |s| s.p90_ms),
+                opt_ms(l, |s| s.p99_ms),
+                opt_ms(l, |s| s.mean_ms),
+                opt_ms(l, |s| s.max_ms),
+                st.cold_starts
+            ))
+        },
+    );
+
+    let load_head = |title: String| {
+        format!(
+            "{title}\n\n| runtime | functions | seconds | calls | calls/s | errors | p50 | p99 | \
+             cold starts | ratio to 2. | warm-up |\n| --- | --: | --: | --: | --: | --: | --: | \
+             --: | --: | --: | --- |"
+        )
+    };
+    let load_row = |r: &RuntimeResults, load: &LoadResult| {
+        let l = load.stats.latency_ms.as_ref();
+        format!(
+            "| {} | {} | {:.1} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            r.runtime.as_str(),
+            load.functions,
+            load.seconds,
+            load.stats.calls,
+            load.calls_per_s,
+            load.stats.errors,
+            opt_ms(l, |s| s.p50_ms),
+            opt_ms(l, |s| s.p99_ms),
+            load.stats.cold_starts,
+            load.ratio_to_single
+                .map_or("-".to_owned(), |ratio| format!("{ratio:.2}")),
+            warmup_cell(load)
+        )
+    };
+    table(
+        w,
+        &load_head(format!(
+            "## 2. Throughput, one function, concurrency {}",
+            s.concurrency
+        )),
+        &|r| Some(load_row(r, r.throughput.as_ref()?)),
+    );
+
+    table(
+        w,
+        "## 3. Cold start: first call of a new function\n\n| runtime | functions | errors | p50 \
+         | p99 | mean | max | `cold_start: true` |\n| --- | --: | --: | --: | --: | --: | --: | \
+         --: |",
+        &|r| {
+            let cold = r.cold.as_ref()?;
+            let st = &cold.stats;
+            let l = st.latency_ms.as_ref();
+            Some(format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} of {} |",
+                r.runtime.as_str(),
+                cold.functions,
+                st.errors + cold.create_errors.len() as u64,
+                opt_ms(l, |s| s.p50_ms),
+                opt_ms(l, |s| s.p99_ms),
+                opt_ms(l, |s| s.mean_ms),
+                opt_ms(l, |s| s.max_ms),
+                st.cold_starts,
+                st.ok
+            ))
+        },
+    );
+
+    table(
+        w,
+        &load_head(format!(
+            "## 4. Round robin over {} functions, concurrency {}",
+            s.rr_functions, s.concurrency
+        )),
+        &|r| Some(load_row(r, r.round_robin.as_ref()?)),
+    );
+
+    table(
+        w,
+        "## 5. Naive floor: one `docker run` per call\n\n| runtime | runs | failures | to result \
+         p50 | to result p99 | to exit p50 | to exit p99 |\n| --- | --: | --: | --: | --: | --: \
+         | --: |",
+        &|r| {
+            let n = r.naive.as_ref()?;
+            Some(format!(
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                r.runtime.as_str(),
+                n.runs,
+                n.failures.len(),
+                opt_ms(n.to_result_ms.as_ref(), |s| s.p50_ms),
+                opt_ms(n.to_result_ms.as_ref(), |s| s.p99_ms),
+                opt_ms(n.to_exit_ms.as_ref(), |s| s.p50_ms),
+                opt_ms(n.to_exit_ms.as_ref(), |s| s.p99_ms),
+            ))
+        },
+    );
+
+    let _ = writeln!(
+        w,
+        "## Memory of the platform's processes (MB)\n\n| process | pid | peak (VmHWM) | now \
+         (VmRSS) | at start (VmRSS) |\n| --- | --: | --: | --: | --: |"
+    );
+    for m in &results.memory_at_end {
+        let start = results
+            .memory_at_start
+            .iter()
+            .find(|s| s.process.pid == m.process.pid)
+            .and_then(|s| s.vm_rss_kb);
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} |",
+            process_name(m),
+            m.process.pid,
+            mb(m.vm_hwm_kb),
+            mb(m.vm_rss_kb),
+            mb(start)
+        );
+    }
+    if results.memory_at_end.is_empty() {
+        let _ = writeln!(w, "| (no api or worker process found) | | | | |");
+    }
+    let _ = writeln!(w);
+
+    write_cpu(w, results);
+    write_pool(w, results);
+    write_errors(w, results);
+
+    if s.verbose {
+        write_timing(w, results);
+    }
+
+    let _ = writeln!(
+        w,
+        "## Targets\n\n| subject | what | target | measured | |\n| --- | --- | --- | --: | --- |"
+    );
+    for t in results
+        .targets
+        .iter()
+        .filter(|t| t.status != Status::NotMeasured)
+    {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} |",
+            t.subject,
+            t.what,
+            t.target,
+            t.measured,
+            t.status.word()
+        );
+    }
+    out
+}
+
+/// The workers' containers after each scenario and the evictions during it.
+fn write_pool(w: &mut String, results: &Results) {
+    if results.runtimes.iter().all(|r| r.pool.is_empty()) {
+        return;
+    }
+    let n = |value: Option<f64>| value.map_or("-".to_owned(), |v| format!("{v:.0}"));
+    let _ = writeln!(
+        w,
+        "## Worker pool (from the workers' metrics)\n\n| scenario | runtime | warm after | \
+         prewarmed after | busy after | evictions during |\n| --- | --- | --: | --: | --: | --: |"
+    );
+    for r in &results.runtimes {
+        for change in &r.pool {
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {} |",
+                change.scenario,
+                r.runtime.as_str(),
+                n(change.after.warm),
+                n(change.after.prewarmed),
+                n(change.after.busy),
+                n(change.evictions())
+            );
+        }
+    }
+    let _ = writeln!(w);
+}
+
+/// Cores in use during the measured phases, per process.
+fn write_cpu(w: &mut String, results: &Results) {
+    let phases: Vec<(&str, Runtime, &CpuUsage)> = results
+        .runtimes
+        .iter()
+        .flat_map(|r| {
+            [
+                ("1. warm", r.warm.as_ref().map(|x| &x.cpu)),
+                ("2. throughput", r.throughput.as_ref().map(|x| &x.cpu)),
+                ("4. round robin", r.round_robin.as_ref().map(|x| &x.cpu)),
+            ]
+            .into_iter()
+            .filter_map(move |(name, cpu)| Some((name, r.runtime, cpu?)))
+        })
+        .collect();
+    if phases.is_empty() {
+        return;
+    }
+    let mut names: Vec<String> = Vec::new();
+    for (_, _, cpu) in &phases {
+        for p in &cpu.processes {
+            if !names.contains(&p.name) {
+                names.push(p.name.clone());
+            }
+        }
+    }
+    let services: Vec<String> = phases
+        .first()
+        .map(|(_, _, cpu)| cpu.services.iter().map(|s| s.name.clone()).collect())
+        .unwrap_or_default();
+    let cores = |value: Option<f64>| value.map_or("-".to_owned(), |c| format!("{c:.2}"));
+    let _ = writeln!(
+        w,
+        "## CPU during the measured calls (cores busy; the machine has {})\n",
+        results.machine.nproc
+    );
+    let columns: Vec<String> = names
+        .iter()
+        .cloned()
+        .chain(["bench client".to_owned(), "containers".to_owned()])
+        .chain(services.iter().cloned())
+        .chain(["rest".to_owned()])
+        .collect();
+    let _ = writeln!(
+        w,
+        "| scenario | runtime | machine | {} |\n| --- | --- | --: |{}",
+        columns.join(" | "),
+        " --: |".repeat(columns.len())
+    );
+    for (scenario, runtime, cpu) in phases {
+        let mut cells: Vec<String> = names
+            .iter()
+            .map(|name| {
+                cores(
+                    cpu.processes
+                        .iter()
+                        .filter(|p| &p.name == name)
+                        .map(|p| p.cores)
+                        .reduce(|a, b| a + b),
+                )
+            })
+            .collect();
+        cells.push(cores(cpu.bench_cores));
+        cells.push(cores(cpu.containers_cores));
+        for service in &services {
+            cells.push(cores(
+                cpu.services
+                    .iter()
+                    .find(|s| &s.name == service)
+                    .map(|s| s.cores),
+            ));
+        }
+        cells.push(cores(cpu.rest_cores));
+        let _ = writeln!(
+            w,
+            "| {scenario} | {} | {} | {} |",
+            runtime.as_str(),
+            cores(cpu.machine_cores),
+            cells.join(" | ")
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\n`containers` is every Docker container on the machine; `rest` is the machine minus \
+         the columns before it (other work on the machine, the kernel's own threads).\n"
+    );
+}
+
+/// Every failed call and scenario, grouped.
+fn write_errors(w: &mut String, results: &Results) {
+    let mut lines = Vec::new();
+    let kinds = |scenario: &str, rt: Runtime, kinds: &[ErrorKind], lines: &mut Vec<String>| {
+        for k in kinds {
+            lines.push(format!(
+                "| {scenario} | {} | {} | {} | {} | {} |",
+                rt.as_str(),
+                k.status,
+                k.code,
+                k.count,
+                k.detail.replace('|', "\\|").replace('\n', " ")
+            ));
+        }
+    };
+    for r in &results.runtimes {
+        let rt = r.runtime;
+        if let Some(warm) = &r.warm {
+            kinds("1. warm", rt, &warm.stats.error_kinds, &mut lines);
+        }
+        if let Some(t) = &r.throughput {
+            kinds("2. warm-up", rt, &t.warmup.error_kinds, &mut lines);
+            kinds("2. throughput", rt, &t.stats.error_kinds, &mut lines);
+        }
+        if let Some(cold) = &r.cold {
+            kinds("3. cold", rt, &cold.stats.error_kinds, &mut lines);
+            for e in &cold.create_errors {
+                lines.push(format!("| 3. create | {} | | | 1 | {e} |", rt.as_str()));
+            }
+        }
+        if let Some(rr) = &r.round_robin {
+            kinds("4. warm-up", rt, &rr.warmup.error_kinds, &mut lines);
+            kinds("4. round robin", rt, &rr.stats.error_kinds, &mut lines);
+        }
+        if let Some(n) = &r.naive {
+            for f in &n.failures {
+                lines.push(format!(
+                    "| 5. naive | {} | | | 1 | {} |",
+                    rt.as_str(),
+                    f.replace('|', "\\|").replace('\n', " ")
+                ));
+            }
+        }
+        for f in &r.failures {
+            lines.push(format!(
+                "| scenario failed | {} | | | | {} |",
+                rt.as_str(),
+                f.replace('|', "\\|").replace('\n', " ")
+            ));
+        }
+    }
+    for f in &results.cleanup.failures {
+        lines.push(format!("| clean-up | | | | | {f} |"));
+    }
+    let _ = writeln!(w, "## Errors\n");
+    if lines.is_empty() {
+        let _ = writeln!(w, "None.\n");
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "| scenario | runtime | status | code | count | first detail |\n| --- | --- | --: | --- | \
+         --: | --- |"
+    );
+    for line in lines {
+        let _ = writeln!(w, "{line}");
+    }
+    let _ = writeln!(w);
+}
+
+/// The api's `duration_ms` and, when the answers carry it, its `timing` breakdown.
+fn write_timing(w: &mut String, results: &Results) {
+    let _ = writeln!(
+        w,
+        "## Server-side breakdown of successful calls (p50 / p99 ms)\n\n| scenario | runtime | \
+         client | api `duration_ms` | `queue_ms` | `init_ms` | `run_ms` |\n| --- | --- | --: | \
+         --: | --: | --: | --: |"
+    );
+    let pair = |s: Option<&Summary>| {
+        s.map_or("-".to_owned(), |s| {
+            format!("{} / {}", ms(s.p50_ms), ms(s.p99_ms))
+        })
+    };
+    for r in &results.runtimes {
+        let scenarios: [(&str, Option<&CallStats>); 4] = [
+            ("1. warm", r.warm.as_ref().map(|x| &x.stats)),
+            ("2. throughput", r.throughput.as_ref().map(|x| &x.stats)),
+            ("3. cold", r.cold.as_ref().map(|x| &x.stats)),
+            ("4. round robin", r.round_robin.as_ref().map(|x| &x.stats)),
+        ];
+        for (name, stats) in scenarios {
+            let Some(st) = stats else { continue };
+            let timing = st.timing.as_ref();
+            let _ = writeln!(
+                w,
+                "| {name} | {} | {} | {} | {} | {} | {} |",
+                r.runtime.as_str(),
+                pair(st.latency_ms.as_ref()),
+                pair(st.server_duration_ms.as_ref()),
+                pair(timing.and_then(|t| t.queue_ms.as_ref())),
+                pair(timing.and_then(|t| t.init_ms.as_ref())),
+                pair(timing.and_then(|t| t.run_ms.as_ref())),
+            );
+        }
+    }
+    let _ = writeln!(w);
+}

@@ -1,0 +1,348 @@
+//! Scenarios 1 to 4, run against the api: warm latency at concurrency 1, throughput of one
+//! function, first calls of fresh functions, and many functions round robin.
+
+use crate::client::{Api, Function};
+use crate::config::{Config, Runtime};
+use crate::cpu::{CpuMeter, CpuUsage};
+use crate::stats::{CallStats, ErrorKind, Recorder};
+use serde::Serialize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+/// What scenarios share: the client, the settings, and the names of what they created.
+pub struct Ctx<'a> {
+    pub api: &'a Api,
+    pub config: &'a Config,
+    /// Start of every function name of this run (`{prefix}-{run id}-`).
+    pub name_stem: String,
+    /// Every function created so far, for the clean-up.
+    pub created: Mutex<Vec<Function>>,
+    /// CPU of the platform's processes, the client and the machine.
+    pub cpu: CpuMeter,
+}
+
+impl Ctx<'_> {
+    fn name(&self, runtime: Runtime, what: &str) -> String {
+        format!("{}{}-{what}", self.name_stem, runtime.as_str())
+    }
+
+    async fn create(&self, name: &str, runtime: Runtime) -> anyhow::Result<Function> {
+        let function = self
+            .api
+            .create_function(name, runtime, self.config.function_timeout_secs)
+            .await?;
+        self.created
+            .lock()
+            .expect("the created list is never poisoned")
+            .push(function.clone());
+        Ok(function)
+    }
+
+    fn progress(&self, runtime: Runtime, text: &str) {
+        eprintln!("[bench] {}: {text}", runtime.as_str());
+    }
+}
+
+/// Scenario 1.
+#[derive(Debug, Clone, Serialize)]
+pub struct WarmResult {
+    pub function: String,
+    /// Latency of the call that warmed the function (not in `stats`).
+    pub first_call_ms: f64,
+    pub first_call_cold_start: Option<bool>,
+    pub stats: CallStats,
+    /// Client-measured latency of each call, in order (failed calls included).
+    pub latencies_ms: Vec<f64>,
+    /// CPU over the sequential calls.
+    pub cpu: CpuUsage,
+}
+
+/// The warm-up before a load scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Warmup {
+    pub rounds: usize,
+    pub calls: u64,
+    pub errors: u64,
+    pub error_kinds: Vec<ErrorKind>,
+    /// Cold starts seen in each round; the warm-up stops after a round with none.
+    pub cold_starts_per_round: Vec<u64>,
+    pub seconds: f64,
+}
+
+/// Scenarios 2 and 4: a fixed duration of calls at a fixed concurrency.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadResult {
+    pub functions: usize,
+    pub concurrency: usize,
+    /// From the first call to the last answer (calls still in flight at the end of the
+    /// duration are waited for and counted).
+    pub seconds: f64,
+    /// Successful calls per second.
+    pub calls_per_s: f64,
+    pub warmup: Warmup,
+    pub stats: CallStats,
+    /// CPU over the measured calls.
+    pub cpu: CpuUsage,
+    /// Scenario 4 only: `calls_per_s` over scenario 2's.
+    pub ratio_to_single: Option<f64>,
+}
+
+/// Scenario 3.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColdResult {
+    pub functions: usize,
+    /// Creations that failed (their functions were not called).
+    pub create_errors: Vec<String>,
+    /// Latency of each first call, in order, successful or not.
+    pub first_calls_ms: Vec<f64>,
+    pub stats: CallStats,
+}
+
+/// When a load loop stops taking new calls.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    AfterCalls(usize),
+    At(Instant),
+}
+
+/// Runs calls on `concurrency` tasks; call `i` goes to `names[i % len]`.
+async fn drive(
+    api: &Api,
+    names: &Arc<Vec<String>>,
+    runtime: Runtime,
+    concurrency: usize,
+    stop: Stop,
+) -> anyhow::Result<(Recorder, f64)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (api, names, next) = (api.clone(), Arc::clone(names), Arc::clone(&next));
+        tasks.spawn(async move {
+            let mut recorder = Recorder::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let done = match stop {
+                    Stop::AfterCalls(calls) => i >= calls,
+                    Stop::At(end) => Instant::now() >= end,
+                };
+                if done {
+                    return recorder;
+                }
+                let outcome = api.invoke(&names[i % names.len()], runtime).await;
+                recorder.record(&outcome);
+            }
+        });
+    }
+    let mut total = Recorder::default();
+    while let Some(joined) = tasks.join_next().await {
+        total.merge(joined?);
+    }
+    Ok((total, started.elapsed().as_secs_f64()))
+}
+
+/// Rounds of `round_calls` calls at `concurrency` until one has no cold start and no error.
+async fn warm_up(
+    ctx: &Ctx<'_>,
+    names: &Arc<Vec<String>>,
+    runtime: Runtime,
+    round_calls: usize,
+) -> anyhow::Result<Warmup> {
+    let started = Instant::now();
+    let mut all = Recorder::default();
+    let mut cold_starts_per_round = Vec::new();
+    for round in 1..=ctx.config.warmup_rounds.max(1) {
+        let (recorder, seconds) = drive(
+            ctx.api,
+            names,
+            runtime,
+            ctx.config.concurrency,
+            Stop::AfterCalls(round_calls),
+        )
+        .await?;
+        let (cold, errors) = (recorder.cold_starts(), recorder.errors());
+        cold_starts_per_round.push(cold);
+        if ctx.config.verbose {
+            ctx.progress(
+                runtime,
+                &format!(
+                    "  warm-up round {round}: {round_calls} calls in {seconds:.1} s, {cold} cold, \
+                     {errors} errors"
+                ),
+            );
+        }
+        all.merge(recorder);
+        if cold == 0 && errors == 0 {
+            break;
+        }
+    }
+    let stats = all.finish();
+    Ok(Warmup {
+        rounds: cold_starts_per_round.len(),
+        calls: stats.calls,
+        errors: stats.errors,
+        error_kinds: stats.error_kinds,
+        cold_starts_per_round,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Warm-up, then `seconds` of calls over `names` at the configured concurrency.
+async fn load(
+    ctx: &Ctx<'_>,
+    names: Vec<String>,
+    runtime: Runtime,
+    round_calls: usize,
+    seconds: f64,
+) -> anyhow::Result<LoadResult> {
+    let names = Arc::new(names);
+    let warmup = warm_up(ctx, &names, runtime, round_calls).await?;
+    let mark = ctx.cpu.mark();
+    let end = Instant::now() + Duration::from_secs_f64(seconds.max(0.0));
+    let (recorder, elapsed) = drive(
+        ctx.api,
+        &names,
+        runtime,
+        ctx.config.concurrency,
+        Stop::At(end),
+    )
+    .await?;
+    let cpu = ctx.cpu.since(&mark);
+    let stats = recorder.finish();
+    Ok(LoadResult {
+        functions: names.len(),
+        concurrency: ctx.config.concurrency,
+        seconds: elapsed,
+        calls_per_s: if elapsed > 0.0 {
+            stats.ok as f64 / elapsed
+        } else {
+            0.0
+        },
+        warmup,
+        stats,
+        cpu,
+        ratio_to_single: None,
+    })
+}
+
+/// Scenario 1: creates the function scenario 2 reuses, warms it with one call, then makes
+/// `warm_calls` sequential calls.
+pub async fn warm(ctx: &Ctx<'_>, runtime: Runtime, function: &str) -> anyhow::Result<WarmResult> {
+    ctx.progress(
+        runtime,
+        &format!(
+            "1. warm latency: 1 + {} sequential calls",
+            ctx.config.warm_calls
+        ),
+    );
+    let first = ctx.api.invoke(function, runtime).await;
+    if !first.is_ok() {
+        ctx.progress(
+            runtime,
+            &format!(
+                "  the warm-up call failed: {} {}: {}",
+                first.status,
+                first.code.as_deref().unwrap_or("-"),
+                first.detail.as_deref().unwrap_or("")
+            ),
+        );
+    }
+    let mut recorder = Recorder::default();
+    let mut latencies_ms = Vec::with_capacity(ctx.config.warm_calls);
+    let mark = ctx.cpu.mark();
+    for _ in 0..ctx.config.warm_calls {
+        let outcome = ctx.api.invoke(function, runtime).await;
+        latencies_ms.push(outcome.latency_ms);
+        recorder.record(&outcome);
+    }
+    Ok(WarmResult {
+        function: function.to_owned(),
+        first_call_ms: first.latency_ms,
+        first_call_cold_start: first.cold_start,
+        stats: recorder.finish(),
+        latencies_ms,
+        cpu: ctx.cpu.since(&mark),
+    })
+}
+
+/// Creates the single function of scenarios 1 and 2.
+pub async fn create_single(ctx: &Ctx<'_>, runtime: Runtime) -> anyhow::Result<String> {
+    let name = ctx.name(runtime, "single");
+    ctx.create(&name, runtime).await?;
+    Ok(name)
+}
+
+/// Scenario 2: one function at the configured concurrency, after rounds of one call per
+/// slot that leave as many warm containers as slots.
+pub async fn throughput(
+    ctx: &Ctx<'_>,
+    runtime: Runtime,
+    function: &str,
+) -> anyhow::Result<LoadResult> {
+    ctx.progress(
+        runtime,
+        &format!(
+            "2. throughput: 1 function, concurrency {}, {} s",
+            ctx.config.concurrency, ctx.config.duration_secs
+        ),
+    );
+    load(
+        ctx,
+        vec![function.to_owned()],
+        runtime,
+        ctx.config.concurrency,
+        ctx.config.duration_secs,
+    )
+    .await
+}
+
+/// Scenario 3: creates fresh functions one by one and times the first call of each.
+pub async fn cold(ctx: &Ctx<'_>, runtime: Runtime) -> anyhow::Result<ColdResult> {
+    ctx.progress(
+        runtime,
+        &format!(
+            "3. cold start: {} fresh functions, created then called once",
+            ctx.config.cold_functions
+        ),
+    );
+    let mut recorder = Recorder::default();
+    let mut create_errors = Vec::new();
+    let mut first_calls_ms = Vec::new();
+    for i in 0..ctx.config.cold_functions {
+        let name = ctx.name(runtime, &format!("cold-{i:03}"));
+        if let Err(error) = ctx.create(&name, runtime).await {
+            create_errors.push(format!("{error:#}"));
+            continue;
+        }
+        let outcome = ctx.api.invoke(&name, runtime).await;
+        first_calls_ms.push(outcome.latency_ms);
+        recorder.record(&outcome);
+    }
+    Ok(ColdResult {
+        functions: ctx.config.cold_functions,
+        create_errors,
+        first_calls_ms,
+        stats: recorder.finish(),
+    })
+}
+
+/// Scenario 4: creates `rr_functions` functions, warms each, then calls them round robin.
+pub async fn round_robin(ctx: &Ctx<'_>, runtime: Runtime) -> anyhow::Result<LoadResult> {
+    let count = ctx.config.rr_functions.max(1);
+    ctx.progress(
+        runtime,
+        &format!(
+            "4. round robin: {count} functions, concurrency {}, {} s",
+            ctx.config.concurrency, ctx.config.rr_duration_secs
+        ),
+    );
+    let mut names = Vec::with_capacity(count);
+    for i in 0..count {
+        let name = ctx.name(runtime, &format!("rr-{i:03}"));
+        ctx.create(&name, runtime).await?;
+        names.push(name);
+    }
+    load(ctx, names, runtime, count, ctx.config.rr_duration_secs).await
+}
