@@ -96,6 +96,8 @@ API_ADDR=$API_ADDR METRICS_ADDR=127.0.0.1:$API_METRICS_PORT \
   "$bin/api" >"$OUT_DIR/api.log" 2>&1 &
 api_pid=$!
 pids+=("$api_pid")
+# 100 functions at concurrency 64 need room for about 170 warm containers, plus stem cells.
+export MAX_CONTAINERS=${MAX_CONTAINERS:-256}
 WORKER_ID=$docker_worker_id WORKER_CONCURRENCY=$CONCURRENCY METRICS_ADDR=127.0.0.1:$DOCKER_METRICS_PORT \
   "$bin/worker" --runtime docker >"$OUT_DIR/worker-docker.log" 2>&1 &
 docker_pid=$!

@@ -42,6 +42,10 @@ if command -v psql >/dev/null 2>&1; then
   done
 fi
 
+# Containers of test workers that a failed test could not remove.
+docker ps -a --filter label=faas.managed --format '{{.ID}} {{.Label "faas.worker"}}' |
+  awk '$2 ~ /^(test-|sandbox-test-|seed-)/ {print $1}' | xargs -r docker rm -f >/dev/null
+
 log "cargo test"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
 

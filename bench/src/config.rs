@@ -77,6 +77,11 @@ pub struct Config {
     #[arg(long, env = "BENCH_WARM_CALLS", default_value_t = 500)]
     pub warm_calls: usize,
 
+    /// Scenario 1: seconds to wait after the warm-up call before measuring, so that the stem
+    /// cell its cold start used is replaced (a container start that loads both cores) first.
+    #[arg(long, env = "BENCH_WARM_SETTLE_SECS", default_value_t = 2.0)]
+    pub warm_settle_secs: f64,
+
     /// Scenarios 2 and 4: calls in flight at once.
     #[arg(long, env = "BENCH_CONCURRENCY", default_value_t = 64)]
     pub concurrency: usize,

@@ -249,6 +249,7 @@ pub async fn warm(ctx: &Ctx<'_>, runtime: Runtime, function: &str) -> anyhow::Re
             ),
         );
     }
+    tokio::time::sleep(Duration::from_secs_f64(ctx.config.warm_settle_secs)).await;
     let mut recorder = Recorder::default();
     let mut latencies_ms = Vec::with_capacity(ctx.config.warm_calls);
     let mark = ctx.cpu.mark();

@@ -62,11 +62,11 @@ pub struct Config {
 
     /// Containers this worker keeps at most (busy, warm and stem cells); a new one over the cap
     /// evicts the least recently used idle container, or waits for one to free up.
-    #[arg(long, env = "MAX_CONTAINERS", default_value_t = 64)]
+    #[arg(long, env = "MAX_CONTAINERS", default_value_t = 128)]
     pub max_containers: usize,
 
     /// Prewarmed containers kept ready per language, bound to a function by its first call.
-    #[arg(long, env = "STEM_CELLS", default_value_t = 2)]
+    #[arg(long, env = "STEM_CELLS", default_value_t = 4)]
     pub stem_cells: usize,
 
     /// Memory of stem cells (MiB); functions with another `memory_mb` start their own container.

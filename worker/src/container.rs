@@ -31,6 +31,9 @@ pub const STEM_KEY: FunctionKey = (-1, -1);
 pub const LABEL_WORKER: &str = "faas.worker";
 /// The largest frame accepted from a bootstrap: a 6 MiB result plus its logs and JSON overhead.
 const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
+/// How long a dead container's state may take to settle in Docker (longer under load, and for
+/// a gVisor sandbox) before it is inspected for an OOM kill.
+const DEATH_WAIT: Duration = Duration::from_secs(10);
 /// How much of the bootstrap's own stderr is kept to explain a crash.
 const STDERR_TAIL_BYTES: usize = 4 * 1024;
 
@@ -226,7 +229,7 @@ impl Sandbox {
             .condition("not-running")
             .build();
         let mut waiting = self.docker.wait_container(id, Some(wait));
-        let _ = tokio::time::timeout(Duration::from_secs(2), waiting.next()).await;
+        let _ = tokio::time::timeout(DEATH_WAIT, waiting.next()).await;
         let state = self
             .docker
             .inspect_container(id, None::<InspectContainerOptions>)

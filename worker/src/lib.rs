@@ -77,6 +77,10 @@ pub async fn run(
     stem_cells.abort();
     metrics_server.abort();
     pool.remove_all().await;
+    // A container whose start was cut short by the shutdown is not tracked yet: sweep by label.
+    if let Err(error) = pool.remove_leftovers().await {
+        tracing::warn!(%error, "cannot list this worker's containers at shutdown");
+    }
     tracing::info!("worker stopped; its containers are removed");
     consumed
 }

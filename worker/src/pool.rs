@@ -119,7 +119,7 @@ impl Pool {
             if let Ok(permit) = self.capacity.clone().try_acquire_owned() {
                 return Some(permit);
             }
-            if let Some(victim) = self.pop_least_recently_used() {
+            if let Some(victim) = self.pop_least_recently_used(true) {
                 tracing::debug!(container = %victim.id, "evicting to make room");
                 metrics::counter!("faas_container_evictions_total", "runtime" => self.sandbox.runtime.as_str())
                     .increment(1);
@@ -212,7 +212,7 @@ impl Pool {
         }
     }
 
-    fn pop_least_recently_used(&self) -> Option<Container> {
+    fn pop_least_recently_used(&self, include_stems: bool) -> Option<Container> {
         let mut state = self.state.lock().unwrap();
         let idle_oldest = state
             .idle
@@ -226,6 +226,9 @@ impl Pool {
                 state.idle.remove(&key);
             }
             return Some(victim);
+        }
+        if !include_stems {
+            return None;
         }
         // Stem cells go last: they are what makes the next new function fast.
         state
@@ -258,8 +261,10 @@ impl Pool {
         }
     }
 
-    /// Keeps `stem_cells` stem cells per language, for as long as it runs; it only uses free
-    /// room under the cap, never evicts for them.
+    /// Keeps `stem_cells` stem cells per language, for as long as it runs, starting missing
+    /// ones side by side. A stem cell takes free room under the cap, or the room of the least
+    /// recently used idle warm container: a ready stem cell makes the next new function's first
+    /// call fast, while an idle container only helps if its own function comes back.
     pub async fn keep_stem_cells(self: Arc<Self>) {
         if self.settings.stem_cells == 0 {
             return;
@@ -268,10 +273,10 @@ impl Pool {
             let wanted = self.stems_wanted.notified();
             tokio::pin!(wanted);
             wanted.as_mut().enable();
-            let mut failed = false;
+            let mut starts = Vec::new();
             for language in Language::ALL {
                 while self.stems_short(language) {
-                    let Ok(permit) = self.capacity.clone().try_acquire_owned() else {
+                    let Some(permit) = self.room_for_stem() else {
                         break;
                     };
                     *self
@@ -281,26 +286,11 @@ impl Pool {
                         .stems_starting
                         .entry(language)
                         .or_default() += 1;
-                    let started = self
-                        .start(language, self.settings.stem_memory_mb, None, permit)
-                        .await;
-                    let mut state = self.state.lock().unwrap();
-                    *state.stems_starting.entry(language).or_default() -= 1;
-                    match started {
-                        Ok(stem) => state.stems.entry(language).or_default().push(stem),
-                        Err(error) => {
-                            drop(state);
-                            metrics::counter!("faas_docker_errors_total").increment(1);
-                            tracing::warn!(%language, %error, "cannot start a stem cell");
-                            failed = true;
-                            break;
-                        }
-                    }
-                    drop(state);
-                    self.update_gauges();
+                    starts.push(self.start_stem(language, permit));
                 }
             }
-            let pause = if failed {
+            let results = futures_util::future::join_all(starts).await;
+            let pause = if results.iter().any(|ok| !ok) {
                 Duration::from_secs(5)
             } else {
                 Duration::from_secs(1)
@@ -308,6 +298,41 @@ impl Pool {
             // Woken by a stem cell taken; the timer catches room freed by other containers.
             let _ = tokio::time::timeout(pause, wanted).await;
         }
+    }
+
+    fn room_for_stem(&self) -> Option<OwnedSemaphorePermit> {
+        loop {
+            if let Ok(permit) = self.capacity.clone().try_acquire_owned() {
+                return Some(permit);
+            }
+            let victim = self.pop_least_recently_used(false)?;
+            metrics::counter!("faas_container_evictions_total", "runtime" => self.sandbox.runtime.as_str())
+                .increment(1);
+            self.discard(victim);
+        }
+    }
+
+    /// Starts one stem cell; false when Docker refused.
+    async fn start_stem(&self, language: Language, permit: OwnedSemaphorePermit) -> bool {
+        let started = self
+            .start(language, self.settings.stem_memory_mb, None, permit)
+            .await;
+        let mut state = self.state.lock().unwrap();
+        *state.stems_starting.entry(language).or_default() -= 1;
+        let ok = match started {
+            Ok(stem) => {
+                state.stems.entry(language).or_default().push(stem);
+                true
+            }
+            Err(error) => {
+                metrics::counter!("faas_docker_errors_total").increment(1);
+                tracing::warn!(%language, %error, "cannot start a stem cell");
+                false
+            }
+        };
+        drop(state);
+        self.update_gauges();
+        ok
     }
 
     fn stems_short(&self, language: Language) -> bool {
@@ -325,6 +350,14 @@ impl Pool {
             .stems
             .get(&language)
             .map_or(0, Vec::len)
+    }
+
+    /// Ids of the stem cells ready for `language`.
+    pub fn stem_ids(&self, language: Language) -> Vec<String> {
+        let state = self.state.lock().unwrap();
+        state.stems.get(&language).map_or_else(Vec::new, |stems| {
+            stems.iter().map(|c| c.id.clone()).collect()
+        })
     }
 
     /// How many idle warm containers there are, in all (stem cells not counted).

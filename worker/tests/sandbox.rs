@@ -67,6 +67,18 @@ struct Harness {
     pool: Arc<Pool>,
 }
 
+impl Harness {
+    /// Removes every container of this test's worker, also those whose removal was only
+    /// spawned (the test runtime would drop those tasks).
+    async fn finish(&self) {
+        self.pool.remove_all().await;
+        self.pool
+            .remove_leftovers()
+            .await
+            .expect("Docker lists containers");
+    }
+}
+
 async fn harness(runtime: Runtime) -> Harness {
     harness_with(runtime, |_| {}).await
 }
@@ -195,7 +207,7 @@ async fn check_sandbox(runtime: Runtime) {
     };
     assert_eq!(host.runtime.as_deref(), Some(expected_runtime));
     assert_eq!(inspect.config.unwrap().user.as_deref(), Some("65534:65534"));
-    h.pool.remove_all().await;
+    h.finish().await;
 }
 
 #[tokio::test]
@@ -263,7 +275,7 @@ async fn a_container_that_timed_out_or_died_is_removed_and_never_reused() {
         1,
         "only the healthy container of function 7 is left"
     );
-    h.pool.remove_all().await;
+    h.finish().await;
 }
 
 #[tokio::test]
@@ -295,39 +307,46 @@ async fn wait_for_stems(pool: &Pool, language: Language, count: usize) {
 #[tokio::test]
 async fn first_call_binds_a_prewarmed_stem_cell_which_is_then_replaced() {
     let h = harness_with(Runtime::Docker, |c| c.stem_cells = 1).await;
-    tokio::spawn(h.pool.clone().keep_stem_cells());
+    let filler = tokio::spawn(h.pool.clone().keep_stem_cells());
     wait_for_stems(&h.pool, Language::Python, 1).await;
-    let prewarmed = h.pool.live_ids();
+    let stem = h.pool.stem_ids(Language::Python);
+    assert_eq!(stem.len(), 1);
 
     let env = BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())]);
-    let code = "import os\ndef handler(event, context):\n    return os.environ['GREETING']";
+    // Docker names a container's host after the first 12 characters of its id.
+    let code = "import os, socket\ndef handler(event, context):\n    return [os.environ['GREETING'], socket.gethostname()]";
     let reply = h.executor.run(&job(21, code, 5_000, env.clone())).await;
     assert_eq!(reply.status, ReplyStatus::Success, "{reply:?}");
     assert_eq!(
-        reply.result,
-        json!("hello"),
+        reply.result[0], "hello",
         "the function's env reaches a stem cell"
+    );
+    let host = reply.result[1].as_str().unwrap();
+    assert!(
+        stem[0].starts_with(host),
+        "the prewarmed container {} served the call, not {host}",
+        stem[0]
     );
     assert!(
         reply.cold_start,
         "the first call of a version is a cold start"
     );
-    let after = h.pool.live_ids();
-    let served: Vec<&String> = after.iter().filter(|id| prewarmed.contains(id)).collect();
-    assert_eq!(
-        served.len(),
-        1,
-        "a prewarmed container served the call: {prewarmed:?} {after:?}"
-    );
 
-    let reply = h.executor.run(&job(21, code, 5_000, env)).await;
+    let again = h.executor.run(&job(21, code, 5_000, env)).await;
     assert!(
-        !reply.cold_start,
-        "the bound stem cell is now the function's warm container: {reply:?}"
+        !again.cold_start,
+        "the bound stem cell is now the function's warm container: {again:?}"
     );
+    assert_eq!(again.result[1], host);
 
     wait_for_stems(&h.pool, Language::Python, 1).await;
-    h.pool.remove_all().await;
+    assert_ne!(
+        h.pool.stem_ids(Language::Python),
+        stem,
+        "a new stem cell replaced it"
+    );
+    filler.abort();
+    h.finish().await;
 }
 
 const ECHO: &str = "import uuid\nME = str(uuid.uuid4())\ndef handler(event, context):\n    return {'container': ME, 'event': event}";
@@ -355,7 +374,7 @@ async fn over_the_cap_the_least_recently_used_idle_container_is_evicted() {
     let back_32 = h.executor.run(&job(32, ECHO, 5_000, BTreeMap::new())).await;
     assert!(back_32.cold_start, "32 was evicted");
     assert_ne!(back_32.result["container"], second.result["container"]);
-    h.pool.remove_all().await;
+    h.finish().await;
 }
 
 #[tokio::test]
@@ -392,7 +411,7 @@ async fn a_call_that_finds_no_room_waits_for_one() {
     let reply = h.executor.run(&hurried).await;
     assert_eq!(reply.status, ReplyStatus::Expired, "{reply:?}");
     assert_eq!(hog.await.unwrap().status, ReplyStatus::Success);
-    h.pool.remove_all().await;
+    h.finish().await;
 }
 
 #[tokio::test]
@@ -410,6 +429,7 @@ async fn idle_containers_are_reaped_after_their_ttl() {
         !container_exists(&h.pool, &ids[0]).await,
         "the container is removed"
     );
+    h.finish().await;
 }
 
 #[tokio::test]
@@ -429,5 +449,5 @@ async fn a_new_version_retires_the_old_ones_warm_containers() {
         h.pool.live_ids().is_empty(),
         "an old version's container is not kept warm"
     );
-    h.pool.remove_all().await;
+    h.finish().await;
 }

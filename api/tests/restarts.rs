@@ -1,0 +1,98 @@
+//! The real RabbitMQ and Postgres restarted under a running api and worker: both reconnect on
+//! their own, answer 503 while the broker is away, and work again when it is back.
+//!
+//! This binary has one test, since it restarts services every other test uses; cargo runs test
+//! binaries one after another. The restart commands can be set for other set-ups with
+//! `RABBITMQ_STOP`/`RABBITMQ_START` and `POSTGRES_RESTART` (e.g. `docker compose restart`).
+
+mod support;
+
+use common::Runtime;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use support::{TestApp, python};
+
+fn sh(command: &str) {
+    let status = std::process::Command::new("sh")
+        .args(["-c", command])
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(status.success(), "{command:?} failed: {status}");
+}
+
+fn command(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_owned())
+}
+
+async fn eventually_200(app: &TestApp, name: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, body) = app.invoke("execute", name, json!({})).await;
+        if status == 200 {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "still {status} after {within:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn api_and_worker_survive_restarts_of_rabbitmq_and_postgres() {
+    let app = TestApp::with_workers(&[Runtime::Docker]).await;
+    app.create_function(python(
+        "durable",
+        "def handler(event, context):\n    return 'up'",
+    ))
+    .await;
+    let (status, _) = app.invoke("execute", "durable", json!({})).await;
+    assert_eq!(status, 200);
+
+    sh(&command("RABBITMQ_STOP", "rabbitmqctl -q stop_app"));
+    let started = Instant::now();
+    let (status, body) = app.invoke("execute", "durable", json!({})).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "broker_unavailable", "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused at once"
+    );
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 503);
+    assert_eq!(body["down"], json!(["broker"]));
+    sh(&command("RABBITMQ_START", "rabbitmqctl -q start_app"));
+    let took = eventually_200(&app, "durable", Duration::from_secs(60)).await;
+    eprintln!("calls work again {took:?} after the broker is back");
+
+    sh(&command(
+        "POSTGRES_RESTART",
+        "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main restart",
+    ));
+    // A known function never needed the database.
+    let (status, body) = app.invoke("execute", "durable", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let started = Instant::now();
+    loop {
+        let (status, _) = app.get("/functions/").await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the api did not reconnect to Postgres"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    app.create_function(python(
+        "after_restart",
+        "def handler(event, context):\n    return 2",
+    ))
+    .await;
+    let (status, _) = app.invoke("execute", "after_restart", json!({})).await;
+    assert_eq!(status, 200);
+    let (_, records) = app.get("/metrics/?function=durable").await;
+    assert!(records.as_array().unwrap().len() >= 3, "{records}");
+    app.stop().await;
+}
