@@ -13,8 +13,8 @@
 // The log file lives on the /tmp tmpfs, whose pages count against the container's memory
 // limit, so it is kept small: once it is over TRIM_AT bytes its last LOG_CAP bytes are kept
 // in memory and it is emptied. It is checked after every 256 KiB written through
-// process.stdout/stderr (console.*), and by a timer (every 10 ms while the function runs,
-// every 250 ms between calls) for what child processes and raw fd writes add.
+// process.stdout/stderr (console.*), and by a timer (every 50 ms while the function runs,
+// every 2 s between calls) for what child processes and raw fd writes add.
 
 const fs = require('fs');
 // Our own references: the function's code may wrap or replace these on the fs module.
@@ -27,8 +27,9 @@ const LOG_CAP = 256 * 1024; // bytes of logs kept per frame (the LAST ones)
 const TEXT_CAP = 64 * 1024; // characters kept of error.message / error.stack
 const TRIM_AT = 1024 * 1024; // the log file is trimmed once it is bigger than this
 const TRIM_CHECK_BYTES = 256 * 1024;
-const TRIM_POLL_BUSY_MS = 10;
-const TRIM_POLL_IDLE_MS = 250;
+const TRIM_POLL_BUSY_MS = 50;
+// Hundreds of idle containers must not wake up several times a second each (costly under gVisor).
+const TRIM_POLL_IDLE_MS = 2000;
 const CODE_DIR = '/tmp/function';
 const CODE_FILE = CODE_DIR + '/handler.js';
 const BOOT_FILE = __filename;

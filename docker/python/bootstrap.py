@@ -9,7 +9,8 @@ can never corrupt the protocol stream.
 
 The log file lives on the /tmp tmpfs, whose pages count against the container's memory
 limit, so it is kept small: a background thread checks it (every 10 ms while the function
-runs, every 250 ms between calls) and, once it is over TRIM_AT bytes, keeps its last
+runs, every 2 s between calls; and from sys.stdout/sys.stderr after every TRIM_CHECK_CHARS
+written) and, once it is over TRIM_AT bytes, keeps its last
 LOG_CAP bytes in memory and empties it. sys.stdout/sys.stderr are replaced by text streams
 that take the same lock as the trimming, so nothing printed from Python is lost to it
 (raw writes to fds 1/2 and child processes' output can lose a few bytes at a trim).
@@ -27,8 +28,10 @@ import time
 
 LOG_CAP = 256 * 1024          # bytes of logs kept per frame (the LAST ones)
 TRIM_AT = 1024 * 1024         # the log file is trimmed once it is bigger than this
-TRIM_POLL_BUSY = 0.01         # seconds between two looks at its size while code runs
-TRIM_POLL_IDLE = 0.25         # ... and between calls
+TRIM_POLL_BUSY = 0.05         # seconds between two looks at its size while code runs
+TRIM_POLL_IDLE = 2.0          # ... and between calls: hundreds of idle containers must not
+                              # wake up several times a second each (costly under gVisor)
+TRIM_CHECK_CHARS = 256 * 1024  # print() output after which the writer itself looks
 TEXT_CAP = 64 * 1024          # characters kept of error.message / error.stack
 LOG_DIR = "/tmp"
 CODE_DIR = "/tmp/function"
@@ -46,6 +49,7 @@ log_lock = threading.RLock()
 log_saved = b""     # last LOG_CAP bytes of what the trimmer took out of the file since the last frame
 log_dropped = False  # whether the trimmer emptied the file since the last frame
 busy = False        # function code is running (init or a call)
+written_since_check = 0  # characters print()ed since the writer last looked at the file size
 trim_wake = threading.Event()
 
 
@@ -67,8 +71,15 @@ class LockedTextIO(io.TextIOWrapper):
     """sys.stdout / sys.stderr: writes don't interleave with trimming the log file."""
 
     def write(self, s):
+        global written_since_check
         with log_lock:
-            return super().write(s)
+            n = super().write(s)
+            written_since_check += len(s)
+            if written_since_check >= TRIM_CHECK_CHARS:
+                written_since_check = 0
+                super().flush()
+                trim_log()
+            return n
 
     def flush(self):
         with log_lock:
@@ -186,10 +197,10 @@ def trim_log():
 
 
 def set_busy(value):
+    # No wake-up of the trimmer here: a thread switch on every call costs more than the call.
+    # It looks within TRIM_POLL_IDLE of a call's start, and print() output checks itself.
     global busy
     busy = value
-    if value:
-        trim_wake.set()
 
 
 def trimmer():
