@@ -77,6 +77,11 @@ pub struct Config {
     #[arg(long, env = "BENCH_WARM_CALLS", default_value_t = 500)]
     pub warm_calls: usize,
 
+    /// Scenarios 2 and 4: seconds of the same load, unmeasured, after the warm-up rounds and
+    /// before the measured period.
+    #[arg(long, env = "BENCH_LOAD_WARMUP_SECS", default_value_t = 5.0)]
+    pub load_warmup_secs: f64,
+
     /// Scenario 1: seconds to wait after the warm-up call before measuring, so that the stem
     /// cell its cold start used is replaced (a container start that loads both cores) first.
     #[arg(long, env = "BENCH_WARM_SETTLE_SECS", default_value_t = 2.0)]
