@@ -204,7 +204,14 @@ async fn load(
     // measurement sees the pool it settles on rather than its growth.
     if ctx.config.load_warmup_secs > 0.0 {
         let until = Instant::now() + Duration::from_secs_f64(ctx.config.load_warmup_secs);
-        drive(ctx.api, &names, runtime, ctx.config.concurrency, Stop::At(until)).await?;
+        drive(
+            ctx.api,
+            &names,
+            runtime,
+            ctx.config.concurrency,
+            Stop::At(until),
+        )
+        .await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let mark = ctx.cpu.mark();
