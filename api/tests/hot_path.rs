@@ -171,3 +171,68 @@ async fn updating_or_deleting_a_function_retires_its_warm_containers() {
     assert_eq!(status, 404, "the cache forgot the deleted function");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_update_through_one_api_replica_reaches_the_cache_of_another() {
+    let mut app = TestApp::with_workers(&[Runtime::Docker]).await;
+    let other = app.add_api_replica().await;
+    let function = app
+        .create_function(python(
+            "shared",
+            "def handler(event, context):\n    return 'v1'",
+        ))
+        .await;
+    let call_other = || async {
+        let response = app
+            .client
+            .post(format!("{other}/execute/shared"))
+            .json(&json!({"event": {}}))
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["result"].clone()
+    };
+    // The other replica caches version 1.
+    assert_eq!(call_other().await, "v1");
+
+    let (status, _) = app
+        .put(
+            &format!("/functions/{}", function["id"]),
+            &python("shared", "def handler(event, context):\n    return 'v2'"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let started = Instant::now();
+    loop {
+        if call_other().await == "v2" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the other replica still runs version 1"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "the other replica ran version 2 after {:?}",
+        started.elapsed()
+    );
+
+    let (status, _) = app.delete(&format!("/functions/{}", function["id"])).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let response = app
+        .client
+        .post(format!("{other}/execute/shared"))
+        .json(&json!({"event": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        404,
+        "the other replica forgot the deleted function"
+    );
+    app.stop().await;
+}

@@ -54,6 +54,8 @@ pub struct TestApp {
     pub prefix: String,
     pub database_url: String,
     api: Option<Task>,
+    /// More api processes on the same database and queues, as behind a load balancer.
+    replicas: Vec<Task>,
     workers: Vec<Task>,
 }
 
@@ -104,6 +106,7 @@ impl TestApp {
             prefix,
             database_url,
             api: Some(Task { stop, handle }),
+            replicas: Vec::new(),
             workers: Vec::new(),
         };
         app.wait_until_ready().await;
@@ -135,6 +138,35 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the api did not become ready in 10 s");
+    }
+
+    /// Starts a second api on this app's database and queues; returns its base URL.
+    pub async fn add_api_replica(&mut self) -> String {
+        let mut config = api::Config::parse_from(["api"]);
+        config.database_url = self.database_url.clone();
+        config.amqp_url = amqp_url();
+        config.queue_prefix = self.prefix.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            api::run(config, listener, metrics_listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .map_err(|e| format!("{e:#}"))
+        });
+        for _ in 0..200 {
+            if let Ok(response) = self.client.get(format!("{base_url}/readyz")).send().await
+                && response.status().is_success()
+            {
+                self.replicas.push(Task { stop, handle });
+                return base_url;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the api replica did not become ready in 10 s");
     }
 
     /// Starts a worker with `config` and waits until it consumes its queue.
@@ -219,6 +251,14 @@ impl TestApp {
 
     /// Stops workers and api gracefully, then deletes this test's queues and exchange.
     pub async fn stop(mut self) {
+        for replica in self.replicas.drain(..) {
+            let _ = replica.stop.send(());
+            let result = tokio::time::timeout(Duration::from_secs(30), replica.handle)
+                .await
+                .expect("an api replica did not stop in 30 s")
+                .unwrap();
+            assert!(result.is_ok(), "api replica failed: {result:?}");
+        }
         for worker in self.workers.drain(..) {
             let _ = worker.stop.send(());
             let result = tokio::time::timeout(Duration::from_secs(30), worker.handle)
@@ -368,6 +408,8 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// Starts `worker --runtime docker` on this app's queues and waits until it consumes.
     pub async fn start(app: &TestApp, id: &str) -> WorkerProcess {
+        // Counted before the process starts: it may be consuming by the time we look again.
+        let before = consumers_now(app).await;
         let child = tokio::process::Command::new(worker_binary())
             .args(["--runtime", "docker"])
             .env("WORKER_ID", id)
@@ -385,8 +427,7 @@ impl WorkerProcess {
             id: id.to_owned(),
             child,
         };
-        app.wait_for_consumers(Runtime::Docker, consumers_now(app).await + 1)
-            .await;
+        app.wait_for_consumers(Runtime::Docker, before + 1).await;
         worker
     }
 
