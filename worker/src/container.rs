@@ -238,12 +238,13 @@ impl Sandbox {
             .and_then(|inspect| inspect.state);
         let oom = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
         let exit_code = state.as_ref().and_then(|s| s.exit_code);
-        // gVisor's kernel may kill a process over the limit itself (SIGKILL, exit 137) before
-        // the host's cgroup does, and then Docker does not set OOMKilled. The worker never
-        // kills a container it diagnoses, so a silent 137 under gVisor is taken for an OOM
-        // kill; a function that SIGKILLs itself there is misreported as one.
-        let silent_kill =
-            self.runtime == Runtime::Gvisor && exit_code == Some(137) && stderr.trim().is_empty();
+        // Docker does not always set OOMKilled: on cgroup v2 its OOM event can race the exit,
+        // and gVisor's kernel may kill a process over the limit itself before the host's cgroup
+        // does. A container's first process cannot be SIGKILLed from inside its own namespace
+        // (runc), and the worker never kills a container it diagnoses, so a silent exit 137 is
+        // taken for an OOM kill. Misreported: an operator's `docker kill`, and a gVisor function
+        // that SIGKILLs itself.
+        let silent_kill = exit_code == Some(137) && stderr.trim().is_empty();
         if oom || silent_kill {
             return Death::OutOfMemory(ErrorInfo::new(
                 "Runtime.OutOfMemory",
