@@ -73,6 +73,11 @@ pub struct Config {
     #[arg(long, env = "STEM_CELL_MEMORY_MB", default_value_t = 128)]
     pub stem_cell_memory_mb: u32,
 
+    /// Milliseconds a call whose function's containers are all busy waits for one of them
+    /// before it starts another (0: never waits).
+    #[arg(long, env = "WARM_WAIT_MS", default_value_t = 25)]
+    pub warm_wait_ms: u64,
+
     /// Containers created and started at once; calls beyond it queue for a start slot.
     #[arg(long, env = "MAX_STARTING", default_value_t = 4)]
     pub max_starting: usize,
@@ -114,6 +119,7 @@ impl Config {
             stem_cells: self.stem_cells,
             stem_memory_mb: self.stem_cell_memory_mb,
             max_starting: self.max_starting,
+            warm_wait: std::time::Duration::from_millis(self.warm_wait_ms),
         }
     }
 

@@ -96,7 +96,17 @@ impl Executor {
             Duration::from_millis(job.deadline_unix_ms.saturating_sub(common::now_unix_ms()));
         let job_deadline = tokio::time::Instant::now() + remaining;
 
-        let mut container = match self.pool.take_idle((spec.id, spec.version)) {
+        let key = (spec.id, spec.version);
+        let waited = Instant::now();
+        let warm = match self.pool.take_idle(key) {
+            Some(container) => Some(container),
+            None => {
+                let wait = job_deadline.min(tokio::time::Instant::now() + self.pool.warm_wait());
+                self.pool.wait_for_idle(key, wait).await
+            }
+        };
+        timing.queue_ms += millis(waited.elapsed());
+        let mut container = match warm {
             Some(container) => container,
             None => {
                 *cold_start = true;
@@ -110,6 +120,7 @@ impl Executor {
             }
         };
 
+        let _busy = self.pool.busy(key);
         let run_started = Instant::now();
         let run_deadline =
             job_deadline.min(tokio::time::Instant::now() + Duration::from_millis(spec.timeout_ms));

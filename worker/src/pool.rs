@@ -24,6 +24,9 @@ pub struct PoolSettings {
     pub stem_cells: usize,
     /// Memory limit of stem cells: only functions with this `memory_mb` can use them.
     pub stem_memory_mb: u32,
+    /// How long a call whose function's containers are all busy waits for one of them before
+    /// it starts another: a warm call takes milliseconds, a container start far more CPU.
+    pub warm_wait: Duration,
     /// Containers being created and started at once. More in parallel only slows each down
     /// (dockerd and runsc do the work) until every one of them misses its init timeout.
     pub max_starting: usize,
@@ -38,6 +41,8 @@ struct State {
     stems_starting: HashMap<Language, usize>,
     /// Every container started and not yet discarded, idle or busy.
     live: HashSet<String>,
+    /// Calls running per function version.
+    busy: HashMap<FunctionKey, usize>,
     /// Per function id, the oldest version that may still serve (deleted: `i32::MAX`).
     retired_below: HashMap<i64, i32>,
 }
@@ -87,6 +92,48 @@ impl Pool {
         }
         self.update_gauges();
         taken
+    }
+
+    pub fn warm_wait(&self) -> Duration {
+        self.settings.warm_wait
+    }
+
+    /// Waits until `deadline` for a container of `key` to come back idle, while calls of
+    /// `key` are running; `None` when none is running or none came back in time.
+    pub async fn wait_for_idle(
+        &self,
+        key: FunctionKey,
+        deadline: tokio::time::Instant,
+    ) -> Option<Container> {
+        loop {
+            let freed = self.room.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(container) = self.take_idle(key) {
+                return Some(container);
+            }
+            if self
+                .state
+                .lock()
+                .unwrap()
+                .busy
+                .get(&key)
+                .copied()
+                .unwrap_or(0)
+                == 0
+            {
+                return None;
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return self.take_idle(key);
+            }
+        }
+    }
+
+    /// Counts a call of `key` as running until the guard is dropped.
+    pub fn busy(&self, key: FunctionKey) -> BusyGuard<'_> {
+        *self.state.lock().unwrap().busy.entry(key).or_default() += 1;
+        BusyGuard { pool: self, key }
     }
 
     /// Takes a stem cell for a function of `language` and `memory_mb`, and asks for a new one.
@@ -413,6 +460,24 @@ impl Pool {
             .set(stems as f64);
         metrics::gauge!("faas_containers", "state" => "busy", "runtime" => runtime)
             .set(live.saturating_sub(idle + stems) as f64);
+    }
+}
+
+/// A running call; see [`Pool::busy`].
+pub struct BusyGuard<'a> {
+    pool: &'a Pool,
+    key: FunctionKey,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        let mut state = self.pool.state.lock().unwrap();
+        if let Some(count) = state.busy.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                state.busy.remove(&self.key);
+            }
+        }
     }
 }
 

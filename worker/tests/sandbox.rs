@@ -451,3 +451,42 @@ async fn a_new_version_retires_the_old_ones_warm_containers() {
     );
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_call_whose_function_is_busy_waits_briefly_for_it_rather_than_starting_another() {
+    let napper = "import time, uuid\nME = str(uuid.uuid4())\ndef handler(event, context):\n    time.sleep(0.1)\n    return ME";
+    for (wait_ms, expect_cold) in [(1_000, false), (0, true)] {
+        let h = Arc::new(harness_with(Runtime::Docker, |c| c.warm_wait_ms = wait_ms).await);
+        let id = 71 + wait_ms as i64;
+        let first = h
+            .executor
+            .run(&job(id, napper, 5_000, BTreeMap::new()))
+            .await;
+        assert_eq!(first.status, ReplyStatus::Success, "{first:?}");
+        let busy = {
+            let h = h.clone();
+            tokio::spawn(async move {
+                h.executor
+                    .run(&job(id, napper, 5_000, BTreeMap::new()))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let second = h
+            .executor
+            .run(&job(id, napper, 5_000, BTreeMap::new()))
+            .await;
+        assert_eq!(busy.await.unwrap().result, first.result);
+        assert_eq!(
+            second.cold_start, expect_cold,
+            "WARM_WAIT_MS={wait_ms}: {second:?}"
+        );
+        if !expect_cold {
+            assert_eq!(
+                second.result, first.result,
+                "the one container served all three calls"
+            );
+        }
+        h.finish().await;
+    }
+}
