@@ -41,6 +41,23 @@ pub async fn create_database() -> String {
     format!("{base}/{name}")
 }
 
+/// Runs the api with `config` on port 0; returns its base URL, its metrics URL and its task.
+async fn spawn_api(config: api::Config) -> (String, String, Task) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let metrics_url = format!("http://{}/metrics", metrics_listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        api::run(config, listener, metrics_listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .map_err(|e| format!("{e:#}"))
+    });
+    (base_url, metrics_url, Task { stop, handle })
+}
+
 struct Task {
     stop: oneshot::Sender<()>,
     handle: JoinHandle<Result<(), String>>,
@@ -86,18 +103,7 @@ impl TestApp {
         config.queue_prefix = prefix.clone();
         adjust(&mut config);
 
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let metrics_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base_url = format!("http://{}", listener.local_addr().unwrap());
-        let metrics_url = format!("http://{}/metrics", metrics_listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            api::run(config, listener, metrics_listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(|e| format!("{e:#}"))
-        });
+        let (base_url, metrics_url, api) = spawn_api(config).await;
         let app = TestApp {
             base_url,
             metrics_url,
@@ -105,7 +111,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             prefix,
             database_url,
-            api: Some(Task { stop, handle }),
+            api: Some(api),
             replicas: Vec::new(),
             workers: Vec::new(),
         };
@@ -146,22 +152,12 @@ impl TestApp {
         config.database_url = self.database_url.clone();
         config.amqp_url = amqp_url();
         config.queue_prefix = self.prefix.clone();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let metrics_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base_url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            api::run(config, listener, metrics_listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(|e| format!("{e:#}"))
-        });
+        let (base_url, _, replica) = spawn_api(config).await;
         for _ in 0..200 {
             if let Ok(response) = self.client.get(format!("{base_url}/readyz")).send().await
                 && response.status().is_success()
             {
-                self.replicas.push(Task { stop, handle });
+                self.replicas.push(replica);
                 return base_url;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
