@@ -123,6 +123,18 @@ fn container_exists(id: &str) -> bool {
         .success()
 }
 
+/// Polls until container `id` is gone; false when it is still there after `limit`.
+async fn removed_within(id: &str, limit: Duration) -> bool {
+    let started = Instant::now();
+    while container_exists(id) {
+        if started.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
+}
+
 #[tokio::test]
 async fn updating_or_deleting_a_function_retires_its_warm_containers() {
     let app = TestApp::with_workers(&[Runtime::Docker]).await;
@@ -140,16 +152,8 @@ async fn updating_or_deleting_a_function_retires_its_warm_containers() {
         )
         .await;
     assert_eq!(status, 200);
-    let mut gone = false;
-    for _ in 0..50 {
-        if !container_exists(&v1_container) {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        gone,
+        removed_within(&v1_container, Duration::from_secs(5)).await,
         "version 1's idle container is removed without waiting for a call"
     );
 
@@ -158,15 +162,10 @@ async fn updating_or_deleting_a_function_retires_its_warm_containers() {
     let v2_container = second["result"].as_str().unwrap().to_owned();
     let (status, _) = app.delete(&format!("/functions/{}", function["id"])).await;
     assert_eq!(status, 200);
-    let mut gone = false;
-    for _ in 0..50 {
-        if !container_exists(&v2_container) {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(gone, "a deleted function's container is removed");
+    assert!(
+        removed_within(&v2_container, Duration::from_secs(5)).await,
+        "a deleted function's container is removed"
+    );
     let (status, _) = app.invoke("execute", "retiring", json!({})).await;
     assert_eq!(status, 404, "the cache forgot the deleted function");
     app.stop().await;
@@ -182,6 +181,7 @@ async fn an_update_through_one_api_replica_reaches_the_cache_of_another() {
             "def handler(event, context):\n    return 'v1'",
         ))
         .await;
+    // (status, result) of a call through the other replica.
     let call_other = || async {
         let response = app
             .client
@@ -190,11 +190,12 @@ async fn an_update_through_one_api_replica_reaches_the_cache_of_another() {
             .send()
             .await
             .unwrap();
+        let status = response.status().as_u16();
         let body: serde_json::Value = response.json().await.unwrap();
-        body["result"].clone()
+        (status, body["result"].clone())
     };
     // The other replica caches version 1.
-    assert_eq!(call_other().await, "v1");
+    assert_eq!(call_other().await, (200, json!("v1")));
 
     let (status, _) = app
         .put(
@@ -205,7 +206,7 @@ async fn an_update_through_one_api_replica_reaches_the_cache_of_another() {
     assert_eq!(status, 200);
     let started = Instant::now();
     loop {
-        if call_other().await == "v2" {
+        if call_other().await == (200, json!("v2")) {
             break;
         }
         assert!(
@@ -222,15 +223,8 @@ async fn an_update_through_one_api_replica_reaches_the_cache_of_another() {
     let (status, _) = app.delete(&format!("/functions/{}", function["id"])).await;
     assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let response = app
-        .client
-        .post(format!("{other}/execute/shared"))
-        .json(&json!({"event": {}}))
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        response.status(),
+        call_other().await.0,
         404,
         "the other replica forgot the deleted function"
     );
