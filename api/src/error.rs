@@ -21,6 +21,12 @@ pub enum ApiError {
     Conflict(String),
     #[error("no {0} worker is running; start one with `worker --runtime {0}`")]
     NoWorker(Runtime),
+    /// Workers are up but cannot start this runtime's sandboxes (a gVisor worker whose Docker
+    /// host has no `runsc`); they stand by instead of taking jobs.
+    #[error(
+        "no worker can run {0} functions: the {0} workers that are up found no gVisor runtime (runsc) in their host's Docker; install runsc, register it in /etc/docker/daemon.json and restart those workers"
+    )]
+    RuntimeUnavailable(Runtime),
     #[error("the message broker is unavailable")]
     BrokerUnavailable(#[source] lapin::Error),
     #[error("the message broker is not connected")]
@@ -47,6 +53,7 @@ impl ApiError {
             ApiError::FunctionNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NoWorker(_)
+            | ApiError::RuntimeUnavailable(_)
             | ApiError::BrokerUnavailable(_)
             | ApiError::BrokerDisconnected => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -61,6 +68,7 @@ impl ApiError {
             ApiError::FunctionNotFound(_) => "function_not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::NoWorker(_) => "no_worker",
+            ApiError::RuntimeUnavailable(_) => "runtime_unavailable",
             ApiError::BrokerUnavailable(_) | ApiError::BrokerDisconnected => "broker_unavailable",
             ApiError::Database(_) => "database_unavailable",
         }

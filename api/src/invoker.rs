@@ -130,7 +130,8 @@ impl Invoker {
             .ok_or(ApiError::BrokerDisconnected)
     }
 
-    /// Fails with 503 unless some worker consumes `runtime`'s queue.
+    /// Fails with 503 unless some worker consumes `runtime`'s queue; the error says whether no
+    /// worker is up or the ones that are up cannot run `runtime`.
     async fn ensure_consumer(&self, session: &Session, runtime: Runtime) -> Result<(), ApiError> {
         let seen = self.consumers_seen.lock().unwrap().get(&runtime).copied();
         if seen.is_some_and(|at| at.elapsed() < CONSUMER_SEEN_TTL) {
@@ -143,7 +144,16 @@ impl Invoker {
             .map_err(ApiError::BrokerUnavailable)?;
         if consumers == 0 {
             self.consumers_seen.lock().unwrap().remove(&runtime);
-            return Err(ApiError::NoWorker(runtime));
+            let standing_by = self
+                .topology
+                .declare_unavailable_queue(&session.channel, runtime)
+                .await
+                .map_err(ApiError::BrokerUnavailable)?;
+            return Err(if standing_by > 0 {
+                ApiError::RuntimeUnavailable(runtime)
+            } else {
+                ApiError::NoWorker(runtime)
+            });
         }
         self.consumers_seen
             .lock()

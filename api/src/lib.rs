@@ -57,6 +57,7 @@ pub async fn run(
         },
     };
 
+    register_metrics();
     let metrics_task = tokio::spawn(serve_metrics(metrics_listener));
     let app = routes::router(state)
         .layer(TraceLayer::new_for_http())
@@ -76,6 +77,47 @@ pub async fn run(
         tracing::warn!("invocation records still unwritten at shutdown");
     }
     served
+}
+
+/// Describes the api's metrics and starts its unlabelled counters and gauges at zero, so that
+/// every series a dashboard reads exists from the first scrape.
+fn register_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "faas_invocations_total",
+        "Calls by function, runtime and outcome (a reply status, no_worker, runtime_unavailable, unavailable or no_reply)."
+    );
+    describe_histogram!(
+        "faas_invocation_duration_seconds",
+        metrics::Unit::Seconds,
+        "End-to-end time of a call as the api saw it, from publish to reply."
+    );
+    describe_counter!(
+        "faas_cold_starts_total",
+        "Calls that had to start a container."
+    );
+    describe_gauge!(
+        "faas_inflight_invocations",
+        "Calls waiting for their reply now."
+    );
+    describe_counter!(
+        "faas_broker_errors_total",
+        "Failed or lost RabbitMQ connections and publishes."
+    );
+    describe_counter!(
+        "faas_database_errors_total",
+        "Failed Postgres requests and record batches."
+    );
+    describe_counter!(
+        "faas_records_dropped_total",
+        "Invocation records dropped because the writer's backlog was full."
+    );
+    metrics::counter!("faas_broker_errors_total").absolute(0);
+    metrics::counter!("faas_database_errors_total").absolute(0);
+    metrics::counter!("faas_records_dropped_total").absolute(0);
+    for runtime in common::Runtime::ALL {
+        metrics::gauge!("faas_inflight_invocations", "runtime" => runtime.as_str()).set(0.0);
+    }
 }
 
 /// Serves the process's Prometheus metrics at `/metrics`.

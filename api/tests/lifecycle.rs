@@ -3,9 +3,10 @@
 
 mod support;
 
+use common::Runtime;
 use serde_json::json;
 use std::time::{Duration, Instant};
-use support::{TestApp, WorkerProcess, containers_of, python};
+use support::{TestApp, WorkerProcess, containers_of, python, scrape};
 
 fn slow_function(name: &str, seconds: f64) -> serde_json::Value {
     let code = format!(
@@ -119,5 +120,63 @@ async fn a_worker_killed_mid_call_has_its_job_finished_by_another() {
             .args(["rm", "-f", &leftover])
             .output();
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_gvisor_worker_without_runsc_stays_up_says_why_and_the_api_answers_503_naming_it() {
+    let app = TestApp::start().await;
+    let id = format!("{}norunsc", app.prefix);
+    // The host has runsc; a runtime name Docker does not know stands for a host without it.
+    let mut worker = WorkerProcess::spawn(
+        &app,
+        &id,
+        Runtime::Gvisor,
+        &[("GVISOR_RUNTIME", "runsc-not-installed")],
+    );
+    app.wait_for_standby(Runtime::Gvisor, 1).await;
+    app.create_function(python(
+        "sandboxed",
+        "def handler(event, context):\n    return 1",
+    ))
+    .await;
+
+    let (status, body) = app.invoke("execute_gvisor", "sandboxed", json!({})).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "runtime_unavailable", "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("runsc"),
+        "the sentence names the cause: {detail}"
+    );
+
+    let metrics = scrape(&worker.metrics_url).await;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("faas_worker_runtime_available{"))
+        .unwrap_or_else(|| panic!("no availability gauge in:\n{metrics}"));
+    assert!(
+        line.contains(r#"reason="runtime_missing""#) && line.contains(r#"runtime="gvisor""#),
+        "{line}"
+    );
+    assert!(line.ends_with(" 0"), "{line}");
+    assert!(
+        worker.child.try_wait().unwrap().is_none(),
+        "the worker is still up"
+    );
+    assert!(containers_of(&id).is_empty(), "it started no container");
+
+    worker.signal("TERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), worker.child.wait())
+        .await
+        .expect("a standing-by worker stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    let (status, body) = app.invoke("execute_gvisor", "sandboxed", json!({})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("no_worker")),
+        "{body}"
+    );
     app.stop().await;
 }

@@ -39,6 +39,13 @@ impl Topology {
         format!("{}faas.invoke.{}", self.prefix, runtime)
     }
 
+    /// A queue nobody publishes to: a worker that is up but cannot run `runtime` (a gVisor
+    /// worker on a host without `runsc`) consumes it, so the api can tell "no worker" from
+    /// "workers that cannot run this runtime" by its consumer count.
+    pub fn unavailable_queue(&self, runtime: Runtime) -> String {
+        format!("{}faas.unavailable.{}", self.prefix, runtime)
+    }
+
     /// The routing key of jobs for `runtime`.
     pub fn routing_key(runtime: Runtime) -> &'static str {
         runtime.as_str()
@@ -93,6 +100,23 @@ impl Topology {
                     durable: true,
                     ..Default::default()
                 },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(queue.consumer_count())
+    }
+
+    /// Declares `runtime`'s [unavailable queue](Self::unavailable_queue) and returns how many
+    /// workers stand by on it. Not durable: after a broker restart the workers redeclare it.
+    pub async fn declare_unavailable_queue(
+        &self,
+        channel: &Channel,
+        runtime: Runtime,
+    ) -> lapin::Result<u32> {
+        let queue = channel
+            .queue_declare(
+                self.unavailable_queue(runtime).as_str().into(),
+                QueueDeclareOptions::default(),
                 FieldTable::default(),
             )
             .await?;

@@ -38,16 +38,34 @@ struct Session {
     events: Consumer,
 }
 
-async fn open(settings: &Settings) -> Result<Session, lapin::Error> {
+/// What a worker consumes: its runtime's jobs, or (when it cannot run that runtime) the
+/// runtime's unavailable queue, only to be counted there by the api.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Jobs,
+    StandBy,
+}
+
+async fn open(settings: &Settings, role: Role) -> Result<Session, lapin::Error> {
     let connection = common::broker::connect(&settings.amqp_url, &settings.consumer_tag).await?;
     let channel = connection.create_channel().await?;
     settings.topology.declare(&channel).await?;
     channel
         .basic_qos(settings.concurrency, BasicQosOptions::default())
         .await?;
+    let queue = match role {
+        Role::Jobs => settings.topology.queue(settings.runtime),
+        Role::StandBy => {
+            settings
+                .topology
+                .declare_unavailable_queue(&channel, settings.runtime)
+                .await?;
+            settings.topology.unavailable_queue(settings.runtime)
+        }
+    };
     let consumer = channel
         .basic_consume(
-            settings.topology.queue(settings.runtime).as_str().into(),
+            queue.as_str().into(),
             settings.consumer_tag.as_str().into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
@@ -72,7 +90,7 @@ pub async fn consume(
     executor: Arc<Executor>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
-    let mut session = open(&settings).await?;
+    let mut session = open(&settings, Role::Jobs).await?;
     tracing::info!(queue = %settings.topology.queue(settings.runtime), "consuming jobs");
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
@@ -95,14 +113,14 @@ pub async fn consume(
                 Some(Err(error)) => {
                     tracing::warn!(%error, "lost the broker connection");
                     metrics::counter!("faas_broker_errors_total").increment(1);
-                    match reconnect(&settings, &mut shutdown).await {
+                    match reconnect(&settings, Role::Jobs, &mut shutdown).await {
                         Some(new_session) => session = new_session,
                         None => break,
                     }
                 }
                 None => {
                     tracing::warn!("the broker cancelled the consumer");
-                    match reconnect(&settings, &mut shutdown).await {
+                    match reconnect(&settings, Role::Jobs, &mut shutdown).await {
                         Some(new_session) => session = new_session,
                         None => break,
                     }
@@ -137,9 +155,51 @@ pub async fn consume(
     Ok(())
 }
 
+/// Keeps a worker that cannot run its runtime visible to the api until `shutdown` resolves:
+/// it consumes the runtime's unavailable queue (where no job is ever published), so the api
+/// answers 503 naming the cause instead of "no worker", and reconnects when the broker goes away.
+pub async fn stand_by(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    let mut session = open(&settings, Role::StandBy).await?;
+    tracing::info!(queue = %settings.topology.unavailable_queue(settings.runtime), "standing by");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = session.events.next() => {}
+            delivery = session.consumer.next() => {
+                match delivery {
+                    // Nobody should publish there; drop whatever arrives.
+                    Some(Ok(delivery)) => {
+                        let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
+                        continue;
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "lost the broker connection");
+                        metrics::counter!("faas_broker_errors_total").increment(1);
+                    }
+                    None => tracing::warn!("the broker cancelled the consumer"),
+                }
+                match reconnect(&settings, Role::StandBy, &mut shutdown).await {
+                    Some(new_session) => session = new_session,
+                    None => break,
+                }
+            }
+        }
+    }
+    let _ = session
+        .connection
+        .close(200, "worker shutting down".into())
+        .await;
+    Ok(())
+}
+
 /// Reopens the session with backoff; `None` when shutdown came first.
 async fn reconnect(
     settings: &Settings,
+    role: Role,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
 ) -> Option<Session> {
     let mut backoff = Duration::from_millis(200);
@@ -148,7 +208,7 @@ async fn reconnect(
             _ = &mut *shutdown => return None,
             _ = tokio::time::sleep(backoff) => {}
         }
-        match open(settings).await {
+        match open(settings, role).await {
             Ok(session) => {
                 tracing::info!("broker connection restored");
                 return Some(session);

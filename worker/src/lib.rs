@@ -23,9 +23,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// Checks Docker, the images and (for gVisor) the runtime, then consumes jobs until `shutdown`
-/// resolves; in-flight jobs finish and every container of this worker is removed before it
-/// returns.
+/// Checks Docker and the images, then consumes jobs until `shutdown` resolves; in-flight jobs
+/// finish and every container of this worker is removed before it returns.
+///
+/// A gVisor worker whose Docker has no gVisor runtime does not exit: it stays up, says why in
+/// its log and in `faas_worker_runtime_available`, and stands by on the broker so that the api
+/// answers 503 naming the cause (see [`consumer::stand_by`]).
 pub async fn run(
     config: Config,
     metrics_listener: TcpListener,
@@ -33,6 +36,30 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     let worker_id = config.resolved_worker_id();
     let docker = preflight(&config).await?;
+    register_metrics(config.runtime);
+    let metrics_server = tokio::spawn(serve_metrics(metrics_listener));
+    let settings = consumer::Settings {
+        amqp_url: config.amqp_url.clone(),
+        topology: Topology::new(&config.queue_prefix),
+        runtime: config.runtime,
+        concurrency: config.concurrency.max(1),
+        consumer_tag: format!("{worker_id}-{}", config.runtime),
+        shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+    };
+
+    if let Err(error) = check_runtime(&docker, &config).await {
+        let reason = match &error {
+            WorkerError::RuntimeMissing { .. } => "runtime_missing",
+            _ => "docker_error",
+        };
+        tracing::error!(%error, "this worker cannot run {} sandboxes; it stays up and takes no jobs until restarted", config.runtime);
+        set_runtime_available(config.runtime, false, reason);
+        let stood_by = consumer::stand_by(settings, shutdown).await;
+        metrics_server.abort();
+        return stood_by;
+    }
+    set_runtime_available(config.runtime, true, "ok");
+
     let sandbox = Sandbox::new(&config, docker, worker_id.clone());
     let pool = Arc::new(Pool::new(sandbox, config.pool_settings()));
     let leftovers = pool.remove_leftovers().await?;
@@ -55,21 +82,12 @@ pub async fn run(
         }
     });
     let stem_cells = tokio::spawn(pool.clone().keep_stem_cells());
-    let metrics_server = tokio::spawn(serve_metrics(metrics_listener));
 
     let executor = Arc::new(Executor {
         pool: pool.clone(),
         worker_id: worker_id.clone(),
         init_timeout: Duration::from_millis(config.init_timeout_ms),
     });
-    let settings = consumer::Settings {
-        amqp_url: config.amqp_url.clone(),
-        topology: Topology::new(&config.queue_prefix),
-        runtime: config.runtime,
-        concurrency: config.concurrency.max(1),
-        consumer_tag: format!("{worker_id}-{}", config.runtime),
-        shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
-    };
     tracing::info!(%worker_id, runtime = %config.runtime, concurrency = settings.concurrency, "worker starting");
     let consumed = consumer::consume(settings, executor, shutdown).await;
 
@@ -85,8 +103,8 @@ pub async fn run(
     consumed
 }
 
-/// Connects to Docker and checks that this worker can run functions at all, so that a
-/// misconfigured worker stops with a clear message instead of failing every job.
+/// Connects to Docker and checks that the runtime images are there, so that a misconfigured
+/// worker stops with a clear message instead of failing every job.
 pub async fn preflight(config: &Config) -> Result<Docker, WorkerError> {
     let host = config.docker_host.clone();
     let unreachable = |source| WorkerError::DockerUnreachable {
@@ -117,6 +135,12 @@ pub async fn preflight(config: &Config) -> Result<Docker, WorkerError> {
         }
     }
 
+    Ok(docker)
+}
+
+/// Checks that Docker can start this worker's sandboxes: for gVisor, that the daemon has the
+/// `GVISOR_RUNTIME` runtime registered.
+pub async fn check_runtime(docker: &Docker, config: &Config) -> Result<(), WorkerError> {
     if config.runtime == Runtime::Gvisor {
         let info = docker.info().await?;
         let runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
@@ -127,7 +151,67 @@ pub async fn preflight(config: &Config) -> Result<Docker, WorkerError> {
             });
         }
     }
-    Ok(docker)
+    Ok(())
+}
+
+/// Describes the worker's metrics and starts its counters at zero, so that every series a
+/// dashboard reads exists from the first scrape (a counter that appears late loses its first
+/// increase to `rate()`).
+fn register_metrics(runtime: Runtime) {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    let runtime = runtime.as_str();
+    describe_counter!(
+        "faas_worker_jobs_total",
+        "Jobs this worker finished, by reply status."
+    );
+    describe_histogram!(
+        "faas_worker_queue_seconds",
+        metrics::Unit::Seconds,
+        "Time a job waited in the queue before this worker took it."
+    );
+    describe_histogram!(
+        "faas_worker_init_seconds",
+        metrics::Unit::Seconds,
+        "Time to start and initialise a container for a cold call."
+    );
+    describe_histogram!(
+        "faas_worker_run_seconds",
+        metrics::Unit::Seconds,
+        "Time the handler ran."
+    );
+    describe_gauge!(
+        "faas_containers",
+        "This worker's containers by state: warm (idle), busy, prewarmed (stem cells)."
+    );
+    describe_gauge!(
+        "faas_worker_inflight_jobs",
+        "Jobs this worker is running now."
+    );
+    describe_gauge!(
+        "faas_worker_runtime_available",
+        "1 when this worker can start its runtime's sandboxes; 0 with the reason when it cannot."
+    );
+    describe_counter!(
+        "faas_container_evictions_total",
+        "Idle containers removed to make room under MAX_CONTAINERS."
+    );
+    describe_counter!("faas_docker_errors_total", "Failed Docker API requests.");
+    describe_counter!(
+        "faas_broker_errors_total",
+        "Failed or lost RabbitMQ connections and publishes."
+    );
+    metrics::counter!("faas_docker_errors_total").absolute(0);
+    metrics::counter!("faas_broker_errors_total").absolute(0);
+    metrics::counter!("faas_container_evictions_total", "runtime" => runtime).absolute(0);
+    metrics::gauge!("faas_worker_inflight_jobs", "runtime" => runtime).set(0.0);
+    for state in ["warm", "busy", "prewarmed"] {
+        metrics::gauge!("faas_containers", "state" => state, "runtime" => runtime).set(0.0);
+    }
+}
+
+fn set_runtime_available(runtime: Runtime, available: bool, reason: &'static str) {
+    metrics::gauge!("faas_worker_runtime_available", "runtime" => runtime.as_str(), "reason" => reason)
+        .set(if available { 1.0 } else { 0.0 });
 }
 
 /// Serves the process's Prometheus metrics at `/metrics`.

@@ -28,7 +28,7 @@ async fn start_error(config: Config) -> WorkerError {
 }
 
 #[tokio::test]
-async fn worker_refuses_to_start_without_docker_images_or_runsc() {
+async fn worker_refuses_to_start_without_docker_or_images_and_finds_a_missing_runsc() {
     let mut no_docker = config(Runtime::Docker);
     no_docker.docker_host = "unix:///nonexistent/docker.sock".into();
     let error = start_error(no_docker).await;
@@ -52,9 +52,14 @@ async fn worker_refuses_to_start_without_docker_images_or_runsc() {
         "the message names the command that builds it: {error}"
     );
 
+    // Without runsc a gVisor worker does not exit (api/tests/lifecycle.rs shows it standing
+    // by); the check it makes names the runtime it looked for.
     let mut no_runsc = config(Runtime::Gvisor);
     no_runsc.gvisor_runtime = "runsc-missing".into();
-    let error = start_error(no_runsc).await;
+    let docker = worker::preflight(&no_runsc).await.expect("Docker answers");
+    let error = worker::check_runtime(&docker, &no_runsc)
+        .await
+        .expect_err("the daemon has no runsc-missing runtime");
     assert!(
         matches!(error, WorkerError::RuntimeMissing { .. }),
         "{error}"

@@ -101,10 +101,9 @@ async fn execute(
     let outcome = state.invoker.invoke(runtime, &job, REPLY_GRACE).await;
     inflight.decrement(1.0);
     let outcome = outcome.inspect_err(|error| {
-        let status = if matches!(error, ApiError::NoWorker(_)) {
-            "no_worker"
-        } else {
-            "unavailable"
+        let status = match error {
+            ApiError::NoWorker(_) | ApiError::RuntimeUnavailable(_) => error.code(),
+            _ => "unavailable",
         };
         count_invocation(&job.function.name, runtime, status);
     })?;

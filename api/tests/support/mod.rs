@@ -305,6 +305,12 @@ pub async fn delete_topology(prefix: &str) {
         let _ = channel
             .queue_delete(topology.queue(runtime).as_str().into(), Default::default())
             .await;
+        let _ = channel
+            .queue_delete(
+                topology.unavailable_queue(runtime).as_str().into(),
+                Default::default(),
+            )
+            .await;
     }
     let _ = channel
         .exchange_delete(topology.exchange().as_str().into(), Default::default())
@@ -399,32 +405,53 @@ pub fn worker_binary() -> std::path::PathBuf {
 pub struct WorkerProcess {
     pub id: String,
     pub child: tokio::process::Child,
+    /// Where its Prometheus text is served.
+    pub metrics_url: String,
 }
 
 impl WorkerProcess {
     /// Starts `worker --runtime docker` on this app's queues and waits until it consumes.
     pub async fn start(app: &TestApp, id: &str) -> WorkerProcess {
+        Self::start_with(app, id, Runtime::Docker, &[]).await
+    }
+
+    /// Starts a worker of `runtime` with `env` on top of the test settings and waits until it
+    /// consumes its runtime's queue.
+    pub async fn start_with(
+        app: &TestApp,
+        id: &str,
+        runtime: Runtime,
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
         // Counted before the process starts: it may be consuming by the time we look again.
-        let before = consumers_now(app).await;
+        let before = consumers_now(app, runtime).await;
+        let worker = Self::spawn(app, id, runtime, env);
+        app.wait_for_consumers(runtime, before + 1).await;
+        worker
+    }
+
+    /// Starts a worker of `runtime` with `env` on top of the test settings, without waiting.
+    pub fn spawn(app: &TestApp, id: &str, runtime: Runtime, env: &[(&str, &str)]) -> WorkerProcess {
+        let metrics_addr = free_local_addr();
         let child = tokio::process::Command::new(worker_binary())
-            .args(["--runtime", "docker"])
+            .args(["--runtime", runtime.as_str()])
             .env("WORKER_ID", id)
             .env("QUEUE_PREFIX", &app.prefix)
             .env("AMQP_URL", amqp_url())
-            .env("METRICS_ADDR", "127.0.0.1:0")
+            .env("METRICS_ADDR", metrics_addr.to_string())
             .env("WORKER_CONCURRENCY", "4")
             .env("STEM_CELLS", "0")
             .env("SHUTDOWN_GRACE_SECS", "20")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .kill_on_drop(true)
             .spawn()
             .expect("the worker binary starts");
-        let worker = WorkerProcess {
+        WorkerProcess {
             id: id.to_owned(),
             child,
-        };
-        app.wait_for_consumers(Runtime::Docker, before + 1).await;
-        worker
+            metrics_url: format!("http://{metrics_addr}/metrics"),
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -440,13 +467,19 @@ impl WorkerProcess {
     }
 }
 
-async fn consumers_now(app: &TestApp) -> u32 {
+/// A loopback address no one listens on right now, for a child process to bind.
+fn free_local_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+async fn consumers_now(app: &TestApp, runtime: Runtime) -> u32 {
     let connection = common::broker::connect(&amqp_url(), "faas-test")
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
     let count = Topology::new(&app.prefix)
-        .declare_queue(&channel, Runtime::Docker)
+        .declare_queue(&channel, runtime)
         .await
         .unwrap();
     let _ = connection.close(200, "".into()).await;
@@ -470,6 +503,38 @@ impl TestApp {
         }
         panic!("{runtime} queue did not reach {count} consumers in 30 s");
     }
+
+    /// Waits until `count` workers stand by on `runtime`'s unavailable queue.
+    pub async fn wait_for_standby(&self, runtime: Runtime, count: u32) {
+        let connection = common::broker::connect(&amqp_url(), "faas-test")
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let topology = Topology::new(&self.prefix);
+        for _ in 0..600 {
+            if topology
+                .declare_unavailable_queue(&channel, runtime)
+                .await
+                .unwrap()
+                >= count
+            {
+                let _ = connection.close(200, "".into()).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{count} {runtime} workers did not stand by in 30 s");
+    }
+}
+
+/// The Prometheus text at `url`.
+pub async fn scrape(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("metrics at {url}: {e}"))
+        .text()
+        .await
+        .unwrap()
 }
 
 /// Ids of the containers that carry `faas.worker=<worker_id>`, running or not.
