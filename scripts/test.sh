@@ -35,6 +35,13 @@ if ((${#missing[@]})); then
   sleep 5
 fi
 
+# RabbitMQ's own metrics (queue depth) come from its prometheus plugin; the dashboards test
+# reads them, so a local broker gets the plugin as the cluster's broker has it.
+if ! port_open 15692 && command -v rabbitmq-plugins >/dev/null 2>&1; then
+  log "enabling RabbitMQ's prometheus plugin"
+  rabbitmq-plugins enable --quiet rabbitmq_prometheus >/dev/null
+fi
+
 # Databases left by earlier runs (a test that panicked does not drop its own).
 if command -v psql >/dev/null 2>&1; then
   for db in $(psql "$TEST_DATABASE_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'faas_test_%' OR datname LIKE 'faas_seed_%'" 2>/dev/null || true); do

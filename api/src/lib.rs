@@ -83,6 +83,8 @@ pub async fn run(
 /// every series a dashboard reads exists from the first scrape.
 fn register_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    // Installs the recorder: whatever is recorded before that is lost.
+    common::metrics::handle();
     describe_counter!(
         "faas_invocations_total",
         "Calls by function, runtime and outcome (a reply status, no_worker, runtime_unavailable, unavailable or no_reply)."

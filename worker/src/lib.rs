@@ -159,6 +159,8 @@ pub async fn check_runtime(docker: &Docker, config: &Config) -> Result<(), Worke
 /// increase to `rate()`).
 fn register_metrics(runtime: Runtime) {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    // Installs the recorder: whatever is recorded before that is lost.
+    common::metrics::handle();
     let runtime = runtime.as_str();
     describe_counter!(
         "faas_worker_jobs_total",
