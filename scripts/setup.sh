@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Brings a machine to the state the platform and its tests need, and is safe to run again:
 #   - Docker (Debian's docker.io) and gVisor's runsc, with runsc registered as a Docker runtime;
+#   - docker-compose and promtool, to check the cluster's configs;
 #   - dockerd running (started here when no daemon answers);
 #   - the runtime images python-base and nodejs-base, built on a base made locally from Debian
 #     packages (mmdebstrap + docker import) when the upstream base images cannot be pulled.
@@ -17,6 +18,10 @@ LOCAL_BASE=${LOCAL_BASE:-faas-local-base:bookworm}
 need_pkgs=()
 command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v runsc >/dev/null 2>&1 || need_pkgs+=(runsc)
+# Checks of the cluster's configs (scripts/check-cluster-config.sh): Compose v1 where the docker
+# CLI has no v2 plugin, and promtool, which Debian ships in the prometheus package.
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || need_pkgs+=(docker-compose)
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 if ((${#need_pkgs[@]})); then
   log "installing ${need_pkgs[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive

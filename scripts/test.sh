@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"). Sets the machine up (scripts/setup.sh),
-# makes sure Postgres and RabbitMQ answer (bringing them up with docker compose where they do
-# not), runs the Rust test suites against the real services, then the seed README's curl
+# checks that Postgres and RabbitMQ answer, validates the cluster's configs
+# (scripts/check-cluster-config.sh), runs the Rust test suites against the real services, then the seed README's curl
 # session against the real binaries (scripts/seed-session.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,27 +13,9 @@ export TEST_DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 
 port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
-missing=()
-port_open 5432 || missing+=(postgres)
-port_open 5672 || missing+=(rabbitmq)
-if ((${#missing[@]})); then
-  log "not reachable: ${missing[*]}; starting them with docker compose"
-  if docker compose version >/dev/null 2>&1; then compose=(docker compose); else
-    command -v docker-compose >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
-    compose=(docker-compose)
-  fi
-  "${compose[@]}" up -d "${missing[@]}"
-  for _ in $(seq 1 120); do
-    ok=1
-    for s in "${missing[@]}"; do
-      case $s in postgres) port_open 5432 || ok=0 ;; rabbitmq) port_open 5672 || ok=0 ;; esac
-    done
-    ((ok)) && break
-    sleep 1
-  done
-  # RabbitMQ accepts TCP a little before it accepts AMQP.
-  sleep 5
-fi
+# The tests need the real services and fail loudly without them.
+port_open 5432 || { log "Postgres does not answer on 127.0.0.1:5432 (TEST_DATABASE_URL); start it first"; exit 1; }
+port_open 5672 || { log "RabbitMQ does not answer on 127.0.0.1:5672 (AMQP_URL); start it first"; exit 1; }
 
 # RabbitMQ's own metrics (queue depth) come from its prometheus plugin; the dashboards test
 # reads them, so a local broker gets the plugin as the cluster's broker has it.
@@ -52,6 +34,9 @@ fi
 # Containers of test workers that a failed test could not remove.
 docker ps -a --filter label=faas.managed --format '{{.ID}} {{.Label "faas.worker"}}' |
   awk '$2 ~ /^(test-|sandbox-test-|seed-)/ {print $1}' | xargs -r docker rm -f >/dev/null
+
+log "cluster configs"
+bash scripts/check-cluster-config.sh
 
 log "cargo test"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
