@@ -29,10 +29,10 @@ async fn every_metric_a_dashboard_reads_is_exported() {
     );
 
     let app = TestApp::start().await;
-    let docker =
+    let mut docker =
         WorkerProcess::start_with(&app, &format!("{}dash-d", app.prefix), Runtime::Docker, &[])
             .await;
-    let gvisor =
+    let mut gvisor =
         WorkerProcess::start_with(&app, &format!("{}dash-g", app.prefix), Runtime::Gvisor, &[])
             .await;
     // One cold call per runtime, so that every labelled series has a sample.
@@ -73,6 +73,11 @@ async fn every_metric_a_dashboard_reads_is_exported() {
         missing.is_empty(),
         "dashboards read metrics nobody exports: {missing:?}\nexported: {exported:?}"
     );
+    for worker in [&mut docker, &mut gvisor] {
+        // SIGTERM, so that the workers remove their containers.
+        worker.signal("TERM");
+        worker.child.wait().await.unwrap();
+    }
     app.stop().await;
 }
 
