@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"). Sets the machine up (scripts/setup.sh),
 # checks that Postgres and RabbitMQ answer, validates the cluster's configs
-# (scripts/check-cluster-config.sh), runs the Rust test suites against the real services, then the seed README's curl
-# session against the real binaries (scripts/seed-session.sh).
+# (scripts/check-cluster-config.sh), runs the Rust test suites against the real services, then
+# the seed README's curl session against the real binaries (scripts/seed-session.sh), and last
+# brings the compose cluster up and checks it (scripts/cluster-smoke.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '[test] %s\n' "$*" >&2; }
@@ -43,3 +44,6 @@ cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
 
 log "seed README curl session"
 bash scripts/seed-session.sh
+
+log "the compose cluster, for real"
+bash scripts/cluster-smoke.sh

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Brings the compose cluster up for real and checks it end to end, then takes it down:
+#   - `up --build` builds the api, worker and runtime images and starts every service healthy;
+#   - a function answers on /execute (runc) and /execute_gvisor (runsc);
+#   - `--scale worker-docker=3`: Prometheus finds the three replicas by DNS, and calls spread
+#     over all of them;
+#   - every query of the Grafana dashboards evaluates in the cluster's Prometheus;
+#   - `stop` makes every worker exit 0 and remove its containers.
+# Runs as its own compose project on other host ports, so it leaves a running cluster alone.
+# Where upstream images cannot be pulled, it uses the Debian-package stand-ins of
+# scripts/local-images.sh (docker/local/compose.env) and leaves Grafana out.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log() { printf '[cluster-smoke] %s\n' "$*" >&2; }
+fail() { log "FAILED: $*"; exit 1; }
+
+export API_PORT=${SMOKE_API_PORT:-18000} PROMETHEUS_PORT=${SMOKE_PROMETHEUS_PORT:-19090} GRAFANA_PORT=${SMOKE_GRAFANA_PORT:-13000}
+api=http://127.0.0.1:$API_PORT
+prom=http://127.0.0.1:$PROMETHEUS_PORT
+build_log=$(mktemp)
+
+if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
+compose+=(-p faas-smoke)
+services=(postgres rabbitmq runtime-python runtime-nodejs api worker-docker worker-gvisor prometheus grafana)
+if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1 && ! timeout 20 docker pull -q debian:bookworm-slim >/dev/null 2>&1; then
+  log "no registry: local stand-ins from Debian packages, without Grafana"
+  bash scripts/local-images.sh
+  compose+=(--env-file docker/local/compose.env)
+  set -a; . docker/local/compose.env; set +a
+  services=(postgres rabbitmq runtime-python runtime-nodejs api worker-docker worker-gvisor prometheus)
+fi
+
+cleanup() {
+  local status=$?
+  if ((status != 0)); then
+    log "last lines of the build and of the services:"
+    tail -40 "$build_log" >&2
+    "${compose[@]}" logs --tail 30 api worker-docker worker-gvisor >&2 2>&1 || true
+  fi
+  "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
+  docker image prune -f >/dev/null 2>&1 || true
+  rm -f "$build_log"
+}
+trap cleanup EXIT
+trap 'log "FAILED at line $LINENO: $BASH_COMMAND"' ERR
+
+started=$SECONDS
+# The builder stage under a tag of its own: it holds the compiled dependencies, and the tag
+# keeps it through the prune below, which drops the builder images of earlier sources.
+log "building the builder stage"
+docker build -q --target builder -t faas-build-cache:latest \
+  --build-arg RUST_IMAGE="${RUST_IMAGE:-rust:1.95-slim-bookworm}" . >"$build_log" 2>&1 || fail "builder stage"
+log "building and starting ${services[*]}"
+"${compose[@]}" up -d --build "${services[@]}" >>"$build_log" 2>&1 || fail "compose up"
+for _ in $(seq 1 120); do
+  curl -sf "$api/readyz" >/dev/null && break
+  sleep 1
+done
+curl -sf "$api/readyz" >/dev/null || fail "the api is not ready after 120 s"
+log "cluster up in $((SECONDS - started)) s"
+
+# Every started service is healthy or, for the one-shot image builders, exited 0.
+for _ in $(seq 1 60); do
+  unhealthy=$(docker ps -a --filter label=com.docker.compose.project=faas-smoke --format '{{.Names}} {{.Status}}' |
+    grep -v -e 'healthy)' -e 'Exited (0)' || true)
+  [ -z "$unhealthy" ] && break
+  sleep 1
+done
+[ -z "$unhealthy" ] || fail "services not healthy: $unhealthy"
+
+post() { curl -s -o /tmp/smoke-body -w '%{http_code}' -X POST "$api$1" -H 'Content-Type: application/json' -d "$2"; }
+code='def handler(event, context):\n    return {\"hello\": event.get(\"name\")}'
+status=$(post /functions/ "{\"name\": \"smoke\", \"route\": \"/smoke\", \"language\": \"python\", \"code\": \"$code\", \"timeout\": 10}")
+[ "$status" = 201 ] || fail "create: $status $(cat /tmp/smoke-body)"
+for endpoint in execute execute_gvisor; do
+  status=$(post "/$endpoint/smoke" '{"event": {"name": "cluster"}}')
+  [ "$status" = 200 ] && grep -q '"hello":"cluster"' /tmp/smoke-body || fail "$endpoint: $status $(cat /tmp/smoke-body)"
+done
+log "a function answers on runc and on runsc"
+
+"${compose[@]}" up -d --scale worker-docker=3 "${services[@]}" >>"$build_log" 2>&1 || fail "scale"
+promql() { curl -s "$prom/api/v1/query" --data-urlencode "query=$1"; }
+for _ in $(seq 1 60); do
+  replicas=$(promql 'count(up{job="worker-docker"} == 1)' | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else 0)')
+  [ "$replicas" = 3 ] && break
+  sleep 1
+done
+[ "$replicas" = 3 ] || fail "Prometheus sees $replicas worker-docker replicas, not 3"
+log "Prometheus found the 3 worker-docker replicas by DNS"
+
+seq 90 | xargs -P 12 -I@ curl -s -o /dev/null -w '%{http_code}\n' -X POST "$api/execute/smoke" \
+  -H 'Content-Type: application/json' -d '{"event": {}}' | sort | uniq -c >/tmp/smoke-codes
+grep -qv ' 200$' /tmp/smoke-codes && fail "calls after scaling: $(cat /tmp/smoke-codes)"
+sleep 7 # two scrapes
+per_worker=$(promql 'sum by (instance) (faas_worker_jobs_total{runtime="docker"})' |
+  python3 -c 'import json,sys; print(" ".join("%s=%s" % (r["metric"]["instance"], r["value"][1]) for r in json.load(sys.stdin)["data"]["result"]))')
+log "jobs per docker worker: $per_worker"
+[ "$(wc -w <<<"$per_worker")" = 3 ] && ! grep -q '=0\b' <<<"$per_worker" || fail "jobs did not reach every replica: $per_worker"
+
+python3 - "$prom" docker/grafana/dashboards/*.json <<'PY' || fail "dashboard queries"
+import json, sys, urllib.parse, urllib.request
+prom, files = sys.argv[1], sys.argv[2:]
+def exprs(node):
+    if isinstance(node, dict):
+        if isinstance(node.get("expr"), str):
+            yield node["expr"]
+        for value in node.values():
+            yield from exprs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from exprs(value)
+bad, count, empty = [], 0, []
+for path in files:
+    for expr in exprs(json.load(open(path))):
+        query = expr.replace("$runtime", "docker|gvisor")
+        url = f"{prom}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+        try:
+            answer = json.load(urllib.request.urlopen(url))
+        except urllib.error.HTTPError as error:
+            answer = json.load(error)
+        count += 1
+        if answer.get("status") != "success":
+            bad.append(f"{expr}: {answer.get('error')}")
+        elif not answer["data"]["result"]:
+            empty.append(expr)
+for line in bad:
+    print("query fails:", line, file=sys.stderr)
+print(f"[cluster-smoke] {count} dashboard queries evaluate; {len(empty)} have no series yet (errors, evictions, unavailable workers)", file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+
+worker_ids=$(docker ps --filter label=com.docker.compose.project=faas-smoke --filter label=com.docker.compose.service=worker-docker --format '{{.ID}}')
+"${compose[@]}" stop worker-docker worker-gvisor >>"$build_log" 2>&1
+exits=$(docker ps -a --filter label=com.docker.compose.project=faas-smoke --filter label=com.docker.compose.service=worker-docker --format '{{.Status}}' | sort | uniq -c)
+grep -qv 'Exited (0)' <<<"$exits" && fail "workers after SIGTERM: $exits"
+for id in $worker_ids; do
+  left=$(docker ps -aq --filter "label=faas.worker=$id")
+  [ -z "$left" ] || fail "worker $id left containers: $left"
+done
+log "SIGTERM: every worker exited 0 and removed its containers"
+log "passed in $((SECONDS - started)) s"
