@@ -489,41 +489,34 @@ async fn consumers_now(app: &TestApp, runtime: Runtime) -> u32 {
 impl TestApp {
     /// Waits until `runtime`'s queue has `count` consumers.
     pub async fn wait_for_consumers(&self, runtime: Runtime, count: u32) {
-        let connection = common::broker::connect(&amqp_url(), "faas-test")
-            .await
-            .unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        let topology = Topology::new(&self.prefix);
-        for _ in 0..600 {
-            if topology.declare_queue(&channel, runtime).await.unwrap() >= count {
-                let _ = connection.close(200, "".into()).await;
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("{runtime} queue did not reach {count} consumers in 30 s");
+        self.wait_for_queue_consumers(runtime, false, count).await
     }
 
     /// Waits until `count` workers stand by on `runtime`'s unavailable queue.
     pub async fn wait_for_standby(&self, runtime: Runtime, count: u32) {
+        self.wait_for_queue_consumers(runtime, true, count).await
+    }
+
+    async fn wait_for_queue_consumers(&self, runtime: Runtime, standby: bool, count: u32) {
         let connection = common::broker::connect(&amqp_url(), "faas-test")
             .await
             .unwrap();
         let channel = connection.create_channel().await.unwrap();
         let topology = Topology::new(&self.prefix);
         for _ in 0..600 {
-            if topology
-                .declare_unavailable_queue(&channel, runtime)
-                .await
-                .unwrap()
-                >= count
-            {
+            let consumers = if standby {
+                topology.declare_unavailable_queue(&channel, runtime).await
+            } else {
+                topology.declare_queue(&channel, runtime).await
+            };
+            if consumers.unwrap() >= count {
                 let _ = connection.close(200, "".into()).await;
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("{count} {runtime} workers did not stand by in 30 s");
+        let queue = if standby { "unavailable" } else { "job" };
+        panic!("{runtime} {queue} queue did not reach {count} consumers in 30 s");
     }
 }
 
