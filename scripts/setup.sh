@@ -22,6 +22,7 @@ command -v runsc >/dev/null 2>&1 || need_pkgs+=(runsc)
 # CLI has no v2 plugin, and promtool, which Debian ships in the prometheus package.
 docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || need_pkgs+=(docker-compose)
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+/usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need_pkgs+=(python3-yaml)
 if ((${#need_pkgs[@]})); then
   log "installing ${need_pkgs[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
