@@ -1,6 +1,7 @@
 //! The api's settings: every one is a flag and an environment variable, so `api --help` lists them.
 
 use clap::Parser;
+use common::broker::BrokerSettings;
 use common::telemetry::LogFormat;
 use std::net::SocketAddr;
 
@@ -19,17 +20,8 @@ pub struct Config {
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
     pub database_pool_size: usize,
 
-    /// RabbitMQ the invocation jobs are published to.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    pub amqp_url: String,
-
-    /// Prefix of the exchange and queue names, so that deployments can share one broker.
-    #[arg(long, env = "QUEUE_PREFIX", default_value = "")]
-    pub queue_prefix: String,
+    #[command(flatten)]
+    pub broker: BrokerSettings,
 
     /// Address of the public HTTP API.
     #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8000")]

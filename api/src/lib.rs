@@ -15,7 +15,6 @@ pub mod routes;
 pub mod state;
 
 use anyhow::Context;
-use common::broker::Topology;
 pub use config::Config;
 use state::{AppState, Limits};
 use std::future::Future;
@@ -38,8 +37,8 @@ pub async fn run(
         .context("cannot open the database (DATABASE_URL)")?;
     let functions = Arc::new(cache::FunctionCache::default());
     let invoker = invoker::Invoker::connect(
-        &config.amqp_url,
-        Topology::new(&config.queue_prefix),
+        &config.broker.amqp_url,
+        config.broker.topology(),
         functions.clone(),
     )
     .await

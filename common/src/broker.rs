@@ -11,6 +11,30 @@ pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
 /// Content type of every job and reply body.
 pub const CONTENT_TYPE_JSON: &str = "application/json";
 
+/// Where the broker is and which names this deployment uses on it; flattened into both
+/// binaries' settings, so `AMQP_URL` and `QUEUE_PREFIX` mean the same to each.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BrokerSettings {
+    /// RabbitMQ that carries the invocation jobs and their replies.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+
+    /// Prefix of the exchange and queue names, so that deployments can share one broker; the
+    /// api's and its workers' must match.
+    #[arg(long, env = "QUEUE_PREFIX", default_value = "")]
+    pub queue_prefix: String,
+}
+
+impl BrokerSettings {
+    pub fn topology(&self) -> Topology {
+        Topology::new(&self.queue_prefix)
+    }
+}
+
 /// Names of the exchange and queues, with the deployment's prefix (`QUEUE_PREFIX`), so that
 /// several deployments or test runs can share one broker.
 #[derive(Debug, Clone, Default)]

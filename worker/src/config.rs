@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use common::Runtime;
+use common::broker::BrokerSettings;
 use common::telemetry::LogFormat;
 use std::net::SocketAddr;
 
@@ -24,17 +25,8 @@ pub struct Config {
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
 
-    /// RabbitMQ the jobs come from.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    pub amqp_url: String,
-
-    /// Prefix of the exchange and queue names; must match the api's.
-    #[arg(long, env = "QUEUE_PREFIX", default_value = "")]
-    pub queue_prefix: String,
+    #[command(flatten)]
+    pub broker: BrokerSettings,
 
     /// Docker daemon to run containers on (unix socket path or URL); DOCKER_HOST's default.
     #[arg(

@@ -12,7 +12,6 @@ pub mod pool;
 
 use bollard::Docker;
 use common::Runtime;
-use common::broker::Topology;
 pub use config::Config;
 use container::Sandbox;
 pub use error::WorkerError;
@@ -39,8 +38,8 @@ pub async fn run(
     register_metrics(config.runtime);
     let metrics_server = tokio::spawn(serve_metrics(metrics_listener));
     let settings = consumer::Settings {
-        amqp_url: config.amqp_url.clone(),
-        topology: Topology::new(&config.queue_prefix),
+        amqp_url: config.broker.amqp_url.clone(),
+        topology: config.broker.topology(),
         runtime: config.runtime,
         concurrency: config.concurrency.max(1),
         consumer_tag: format!("{worker_id}-{}", config.runtime),

@@ -80,8 +80,8 @@ pub struct TestApp {
 pub fn worker_config(runtime: Runtime, prefix: &str) -> worker::Config {
     let mut config = worker::Config::parse_from(["worker", "--runtime", runtime.as_str()]);
     config.worker_id = Some(format!("{prefix}{runtime}"));
-    config.amqp_url = amqp_url();
-    config.queue_prefix = prefix.to_owned();
+    config.broker.amqp_url = amqp_url();
+    config.broker.queue_prefix = prefix.to_owned();
     config.concurrency = 4;
     config.shutdown_grace_secs = 5;
     config
@@ -99,8 +99,8 @@ impl TestApp {
         let database_url = create_database().await;
         let mut config = api::Config::parse_from(["api"]);
         config.database_url = database_url.clone();
-        config.amqp_url = amqp_url();
-        config.queue_prefix = prefix.clone();
+        config.broker.amqp_url = amqp_url();
+        config.broker.queue_prefix = prefix.clone();
         adjust(&mut config);
 
         let (base_url, metrics_url, api) = spawn_api(config).await;
@@ -150,8 +150,8 @@ impl TestApp {
     pub async fn add_api_replica(&mut self) -> String {
         let mut config = api::Config::parse_from(["api"]);
         config.database_url = self.database_url.clone();
-        config.amqp_url = amqp_url();
-        config.queue_prefix = self.prefix.clone();
+        config.broker.amqp_url = amqp_url();
+        config.broker.queue_prefix = self.prefix.clone();
         let (base_url, _, replica) = spawn_api(config).await;
         for _ in 0..200 {
             if let Ok(response) = self.client.get(format!("{base_url}/readyz")).send().await
