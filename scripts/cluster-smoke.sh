@@ -4,6 +4,7 @@
 #   - a function answers on /execute (runc) and /execute_gvisor (runsc);
 #   - `--scale worker-docker=3`: Prometheus finds the three replicas by DNS, and calls spread
 #     over all of them;
+#   - a replica that replaces a killed one removes the containers the killed one left;
 #   - every query of the Grafana dashboards evaluates in the cluster's Prometheus;
 #   - `stop` makes every worker exit 0 and remove its containers.
 # Runs as its own compose project on other host ports, so it leaves a running cluster alone.
@@ -96,6 +97,21 @@ per_worker=$(promql 'sum by (instance) (faas_worker_jobs_total{runtime="docker"}
   python3 -c 'import json,sys; print(" ".join("%s=%s" % (r["metric"]["instance"], r["value"][1]) for r in json.load(sys.stdin)["data"]["result"]))')
 log "jobs per docker worker: $per_worker"
 [ "$(wc -w <<<"$per_worker")" = 3 ] && ! grep -q '=0\b' <<<"$per_worker" || fail "jobs did not reach every replica: $per_worker"
+
+# A worker killed and removed (what recreating a crashed replica does) leaves its containers;
+# the replica that replaces it removes them at start.
+victim=$(docker ps -q --no-trunc --filter label=com.docker.compose.project=faas-smoke --filter label=com.docker.compose.service=worker-docker | head -1)
+orphans=$(docker ps -aq --filter "label=faas.worker_container=$victim")
+[ -n "$orphans" ] || fail "worker $victim has no containers labelled with its container id"
+docker rm -f "$victim" >/dev/null
+"${compose[@]}" up -d --scale worker-docker=3 "${services[@]}" >>"$build_log" 2>&1 || fail "replace the killed replica"
+for _ in $(seq 1 60); do
+  left=$(docker ps -aq --filter "label=faas.worker_container=$victim")
+  [ -z "$left" ] && break
+  sleep 1
+done
+[ -z "$left" ] || fail "containers of the removed worker are still there: $left"
+log "the replica replacing a killed one removed its $(wc -w <<<"$orphans") orphaned containers"
 
 python3 - "$prom" docker/grafana/dashboards/*.json <<'PY' || fail "dashboard queries"
 import json, sys, urllib.parse, urllib.request

@@ -29,6 +29,10 @@ pub const STEM_KEY: FunctionKey = (-1, -1);
 
 /// Label every container of the platform carries, with the worker that owns it.
 pub const LABEL_WORKER: &str = "faas.worker";
+/// Label with the id of the container the owning worker runs in, when it runs in one: a
+/// worker finds the containers of workers whose own container is gone (see
+/// [`crate::pool::Pool::remove_orphans`]).
+pub const LABEL_WORKER_CONTAINER: &str = "faas.worker_container";
 /// The largest frame accepted from a bootstrap: a 6 MiB result plus its logs and JSON overhead.
 const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 /// How long a dead container's state may take to settle in Docker (longer under load, and for
@@ -50,6 +54,9 @@ pub struct Sandbox {
     pub pids_limit: i64,
     pub nano_cpus: i64,
     pub tmp_mb: u32,
+    /// The id of the container this worker runs in (compose), if it runs in one on this
+    /// daemon; set by [`own_container_id`] at start.
+    pub own_container: Option<String>,
 }
 
 /// What went wrong talking to a container, short of the handler's own errors.
@@ -74,6 +81,7 @@ impl Sandbox {
             pids_limit: config.pids_limit,
             nano_cpus: (config.cpus * 1e9) as i64,
             tmp_mb: config.tmp_mb,
+            own_container: None,
         }
     }
 
@@ -96,6 +104,9 @@ impl Sandbox {
             (LABEL_WORKER.to_owned(), self.worker_id.clone()),
             ("faas.language".to_owned(), language.to_string()),
         ]);
+        if let Some(own) = &self.own_container {
+            labels.insert(LABEL_WORKER_CONTAINER.to_owned(), own.clone());
+        }
         // A stem cell has no function yet: its function's env arrives with the init frame.
         let env = match function {
             Some(spec) => {
@@ -579,5 +590,42 @@ async fn read_frames(
                 .await;
             return;
         }
+    }
+}
+
+/// The id of the container this process runs in, read from the bind mounts Docker gives every
+/// container (`…/containers/<64 hex>/hostname`), when `docker` knows that container; `None` on
+/// a host, or in a container of another daemon.
+pub async fn own_container_id(docker: &Docker) -> Option<String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let id = container_id_in_mountinfo(&mountinfo)?;
+    docker.inspect_container(&id, None).await.ok()?;
+    Some(id)
+}
+
+fn container_id_in_mountinfo(mountinfo: &str) -> Option<String> {
+    mountinfo.lines().find_map(|line| {
+        let (_, rest) = line.split_once("/containers/")?;
+        let (id, file) = rest.split_once('/')?;
+        let is_id = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+        let is_docker_file = file.starts_with("hostname ") || file.starts_with("hosts ");
+        (is_id && is_docker_file).then(|| id.to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::container_id_in_mountinfo;
+
+    #[test]
+    fn the_own_container_id_is_read_from_dockers_bind_mounts() {
+        let id = "85058d84ce05a1e6b0f3c3e1d2a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2";
+        let inside = format!(
+            "600 580 0:52 / / rw,relatime - overlay overlay rw\n\
+             612 600 254:1 /var/lib/docker/containers/{id}/hostname /etc/hostname rw,relatime - ext4 /dev/vda rw\n"
+        );
+        assert_eq!(container_id_in_mountinfo(&inside).as_deref(), Some(id));
+        let host = "22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n";
+        assert_eq!(container_id_in_mountinfo(host), None);
     }
 }

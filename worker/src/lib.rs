@@ -59,7 +59,8 @@ pub async fn run(
     }
     set_runtime_available(config.runtime, true, "ok");
 
-    let sandbox = Sandbox::new(&config, docker, worker_id.clone());
+    let mut sandbox = Sandbox::new(&config, docker, worker_id.clone());
+    sandbox.own_container = container::own_container_id(&sandbox.docker).await;
     let pool = Arc::new(Pool::new(sandbox, config.pool_settings()));
     let leftovers = pool.remove_leftovers().await?;
     if leftovers > 0 {
@@ -67,6 +68,14 @@ pub async fn run(
             count = leftovers,
             "removed containers left by an earlier run"
         );
+    }
+    match pool.remove_orphans().await {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(
+            count,
+            "removed containers of worker containers that are gone"
+        ),
+        Err(error) => tracing::warn!(%error, "cannot look for orphaned containers"),
     }
 
     let reaper = tokio::spawn({

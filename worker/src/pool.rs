@@ -6,7 +6,9 @@
 //! - a cap on how many exist at once: a cold start that finds no room evicts the least
 //!   recently used idle container, or waits for one, up to its deadline.
 
-use crate::container::{Container, ContainerError, FunctionKey, LABEL_WORKER, Sandbox};
+use crate::container::{
+    Container, ContainerError, FunctionKey, LABEL_WORKER, LABEL_WORKER_CONTAINER, Sandbox,
+};
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use common::{FunctionSpec, Language};
 use std::collections::{HashMap, HashSet};
@@ -444,6 +446,48 @@ impl Pool {
         let ids: Vec<String> = leftovers.into_iter().filter_map(|c| c.id).collect();
         futures_util::future::join_all(ids.iter().map(|id| self.sandbox.remove(id))).await;
         Ok(ids.len())
+    }
+
+    /// Removes containers whose worker ran in a container that no longer exists on this
+    /// daemon: a worker killed and then recreated (compose gives the new one a new id, so
+    /// [`Self::remove_leftovers`] cannot find them). Containers of workers on a host, or of a
+    /// worker container that still exists (running, restarting or stopped), are left alone.
+    pub async fn remove_orphans(&self) -> Result<usize, bollard::errors::Error> {
+        let filters =
+            HashMap::from([("label".to_owned(), vec![LABEL_WORKER_CONTAINER.to_owned()])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let labelled = self.sandbox.docker.list_containers(Some(options)).await?;
+        let mut by_owner: HashMap<String, Vec<String>> = HashMap::new();
+        for container in labelled {
+            let owner = container
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(LABEL_WORKER_CONTAINER))
+                .cloned();
+            if let (Some(owner), Some(id)) = (owner, container.id)
+                && Some(&owner) != self.sandbox.own_container.as_ref()
+            {
+                by_owner.entry(owner).or_default().push(id);
+            }
+        }
+        let mut removed = 0;
+        for (owner, ids) in by_owner {
+            match self.sandbox.docker.inspect_container(&owner, None).await {
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {
+                    futures_util::future::join_all(ids.iter().map(|id| self.sandbox.remove(id)))
+                        .await;
+                    removed += ids.len();
+                }
+                Ok(_) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(removed)
     }
 
     fn update_gauges(&self) {
