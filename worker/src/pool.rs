@@ -427,24 +427,35 @@ impl Pool {
             state.stems.clear();
             state.live.drain().collect()
         };
-        let removals = ids.iter().map(|id| self.sandbox.remove(id));
-        futures_util::future::join_all(removals).await;
+        self.remove_ids(&ids).await;
         self.update_gauges();
     }
 
-    /// Removes containers an earlier run of this worker left behind (found by label).
-    pub async fn remove_leftovers(&self) -> Result<usize, bollard::errors::Error> {
-        let filters = HashMap::from([(
-            "label".to_owned(),
-            vec![format!("{LABEL_WORKER}={}", self.sandbox.worker_id)],
-        )]);
+    async fn remove_ids(&self, ids: &[String]) {
+        futures_util::future::join_all(ids.iter().map(|id| self.sandbox.remove(id))).await;
+    }
+
+    /// Every container on the daemon, running or not, that matches the Docker `label` filter
+    /// `filter` (`key` or `key=value`).
+    async fn list_labelled(
+        &self,
+        filter: String,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, bollard::errors::Error> {
+        let filters = HashMap::from([("label".to_owned(), vec![filter])]);
         let options = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&filters)
             .build();
-        let leftovers = self.sandbox.docker.list_containers(Some(options)).await?;
+        self.sandbox.docker.list_containers(Some(options)).await
+    }
+
+    /// Removes containers an earlier run of this worker left behind (found by label).
+    pub async fn remove_leftovers(&self) -> Result<usize, bollard::errors::Error> {
+        let leftovers = self
+            .list_labelled(format!("{LABEL_WORKER}={}", self.sandbox.worker_id))
+            .await?;
         let ids: Vec<String> = leftovers.into_iter().filter_map(|c| c.id).collect();
-        futures_util::future::join_all(ids.iter().map(|id| self.sandbox.remove(id))).await;
+        self.remove_ids(&ids).await;
         Ok(ids.len())
     }
 
@@ -453,13 +464,9 @@ impl Pool {
     /// [`Self::remove_leftovers`] cannot find them). Containers of workers on a host, or of a
     /// worker container that still exists (running, restarting or stopped), are left alone.
     pub async fn remove_orphans(&self) -> Result<usize, bollard::errors::Error> {
-        let filters =
-            HashMap::from([("label".to_owned(), vec![LABEL_WORKER_CONTAINER.to_owned()])]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let labelled = self.sandbox.docker.list_containers(Some(options)).await?;
+        let labelled = self
+            .list_labelled(LABEL_WORKER_CONTAINER.to_owned())
+            .await?;
         let mut by_owner: HashMap<String, Vec<String>> = HashMap::new();
         for container in labelled {
             let owner = container
@@ -479,8 +486,7 @@ impl Pool {
                 Err(bollard::errors::Error::DockerResponseServerError {
                     status_code: 404, ..
                 }) => {
-                    futures_util::future::join_all(ids.iter().map(|id| self.sandbox.remove(id)))
-                        .await;
+                    self.remove_ids(&ids).await;
                     removed += ids.len();
                 }
                 Ok(_) => {}
