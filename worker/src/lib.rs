@@ -46,16 +46,17 @@ pub async fn run(
         shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
     };
 
-    if let Err(error) = check_runtime(&docker, &config).await {
-        let reason = match &error {
-            WorkerError::RuntimeMissing { .. } => "runtime_missing",
-            _ => "docker_error",
-        };
-        tracing::error!(%error, "this worker cannot run {} sandboxes; it stays up and takes no jobs until restarted", config.runtime);
-        set_runtime_available(config.runtime, false, reason);
-        let stood_by = consumer::stand_by(settings, shutdown).await;
-        metrics_server.abort();
-        return stood_by;
+    // Only a missing runtime is waited out standing by; a failing Docker stops the worker, as
+    // in `preflight`.
+    match check_runtime(&docker, &config).await {
+        Err(error @ WorkerError::RuntimeMissing { .. }) => {
+            tracing::error!(%error, "this worker cannot run {} sandboxes; it stays up and takes no jobs until restarted", config.runtime);
+            set_runtime_available(config.runtime, false, "runtime_missing");
+            let stood_by = consumer::stand_by(settings, shutdown).await;
+            metrics_server.abort();
+            return stood_by;
+        }
+        checked => checked?,
     }
     set_runtime_available(config.runtime, true, "ok");
 
