@@ -104,26 +104,20 @@ pub async fn consume(
                     Err(error) => tracing::warn!(%error, "malformed function event dropped"),
                 }
             }
-            delivery = session.consumer.next() => match delivery {
-                Some(Ok(delivery)) => {
-                    let executor = executor.clone();
-                    let channel = session.channel.clone();
-                    tasks.spawn(async move { handle(delivery, &channel, &executor).await });
-                }
-                Some(Err(error)) => {
-                    tracing::warn!(%error, "lost the broker connection");
-                    metrics::counter!("faas_broker_errors_total").increment(1);
-                    match reconnect(&settings, Role::Jobs, &mut shutdown).await {
-                        Some(new_session) => session = new_session,
-                        None => break,
+            delivery = session.consumer.next() => {
+                match delivery {
+                    Some(Ok(delivery)) => {
+                        let executor = executor.clone();
+                        let channel = session.channel.clone();
+                        tasks.spawn(async move { handle(delivery, &channel, &executor).await });
+                        continue;
                     }
+                    Some(Err(error)) => log_lost_consumer(Some(error)),
+                    None => log_lost_consumer(None),
                 }
-                None => {
-                    tracing::warn!("the broker cancelled the consumer");
-                    match reconnect(&settings, Role::Jobs, &mut shutdown).await {
-                        Some(new_session) => session = new_session,
-                        None => break,
-                    }
+                match reconnect(&settings, Role::Jobs, &mut shutdown).await {
+                    Some(new_session) => session = new_session,
+                    None => break,
                 }
             }
         }
@@ -176,11 +170,8 @@ pub async fn stand_by(
                         let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
                         continue;
                     }
-                    Some(Err(error)) => {
-                        tracing::warn!(%error, "lost the broker connection");
-                        metrics::counter!("faas_broker_errors_total").increment(1);
-                    }
-                    None => tracing::warn!("the broker cancelled the consumer"),
+                    Some(Err(error)) => log_lost_consumer(Some(error)),
+                    None => log_lost_consumer(None),
                 }
                 match reconnect(&settings, Role::StandBy, &mut shutdown).await {
                     Some(new_session) => session = new_session,
@@ -194,6 +185,18 @@ pub async fn stand_by(
         .close(200, "worker shutting down".into())
         .await;
     Ok(())
+}
+
+/// Says why a consumer's stream ended: the connection failed (`error`), or the broker cancelled
+/// the consumer.
+fn log_lost_consumer(error: Option<lapin::Error>) {
+    match error {
+        Some(error) => {
+            tracing::warn!(%error, "lost the broker connection");
+            metrics::counter!("faas_broker_errors_total").increment(1);
+        }
+        None => tracing::warn!("the broker cancelled the consumer"),
+    }
 }
 
 /// Reopens the session with backoff; `None` when shutdown came first.
