@@ -1,9 +1,12 @@
 //! RabbitMQ topology, declared identically by the api and the workers so that either can start
 //! first: one durable direct exchange, one durable queue per runtime bound by the runtime's name.
+//! Job queues are bounded (`x-max-length`, `x-max-length-bytes`) and refuse publishes over the
+//! bound (`reject-publish`), so a flood of calls cannot push the broker into its memory alarm,
+//! which would block every publisher, the workers' replies included.
 
 use crate::model::Runtime;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
 /// Routing key a reply to a sync invocation goes to (RabbitMQ direct reply-to).
@@ -27,26 +30,82 @@ pub struct BrokerSettings {
     /// api's and its workers' must match.
     #[arg(long, env = "QUEUE_PREFIX", default_value = "")]
     pub queue_prefix: String,
+
+    /// Jobs a runtime's queue holds at most; a call over it is refused with 503 `overloaded`.
+    /// The api's and its workers' must match (both declare the queues).
+    #[arg(long, env = "QUEUE_MAX_LENGTH", default_value_t = QueueLimits::default().max_length)]
+    pub queue_max_length: u32,
+
+    /// Bytes of jobs a runtime's queue holds at most (events are up to 6 MiB each); over it a
+    /// call is refused with 503 `overloaded`. Must match between the api and its workers.
+    #[arg(long, env = "QUEUE_MAX_BYTES", default_value_t = QueueLimits::default().max_bytes)]
+    pub queue_max_bytes: u64,
 }
 
 impl BrokerSettings {
     pub fn topology(&self) -> Topology {
-        Topology::new(&self.queue_prefix)
+        Topology::new(&self.queue_prefix).with_limits(QueueLimits {
+            max_length: self.queue_max_length,
+            max_bytes: self.queue_max_bytes,
+        })
+    }
+}
+
+/// How much a job queue may hold before the broker refuses publishes to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    pub max_length: u32,
+    pub max_bytes: u64,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        QueueLimits {
+            max_length: 10_000,
+            max_bytes: 256 * 1024 * 1024,
+        }
     }
 }
 
 /// Names of the exchange and queues, with the deployment's prefix (`QUEUE_PREFIX`), so that
-/// several deployments or test runs can share one broker.
+/// several deployments or test runs can share one broker, and the job queues' bounds.
 #[derive(Debug, Clone, Default)]
 pub struct Topology {
     prefix: String,
+    limits: QueueLimits,
 }
 
 impl Topology {
     pub fn new(prefix: impl Into<String>) -> Self {
         Topology {
             prefix: prefix.into(),
+            limits: QueueLimits::default(),
         }
+    }
+
+    pub fn with_limits(mut self, limits: QueueLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The arguments every job queue is declared with. A queue that exists with other ones
+    /// (declared by an older version) makes the declare fail with PRECONDITION_FAILED; see
+    /// [`explain_declare_error`].
+    fn job_queue_arguments(&self) -> FieldTable {
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            ShortString::from("x-max-length"),
+            AMQPValue::LongLongInt(i64::from(self.limits.max_length)),
+        );
+        arguments.insert(
+            ShortString::from("x-max-length-bytes"),
+            AMQPValue::LongLongInt(i64::try_from(self.limits.max_bytes).unwrap_or(i64::MAX)),
+        );
+        arguments.insert(
+            ShortString::from("x-overflow"),
+            AMQPValue::LongString(LongString::from("reject-publish")),
+        );
+        arguments
     }
 
     pub fn exchange(&self) -> String {
@@ -124,7 +183,7 @@ impl Topology {
                     durable: true,
                     ..Default::default()
                 },
-                FieldTable::default(),
+                self.job_queue_arguments(),
             )
             .await?;
         Ok(queue.consumer_count())
@@ -188,6 +247,19 @@ impl Topology {
             )
             .await
     }
+}
+
+/// A sentence for an operator when declaring the topology failed: a job queue declared by an
+/// older version, without the bounds, is refused with PRECONDITION_FAILED until it is deleted.
+pub fn explain_declare_error(error: &lapin::Error) -> Option<String> {
+    let text = error.to_string();
+    (text.contains("PRECONDITION_FAILED") || text.contains("inequivalent arg")).then(|| {
+        format!(
+            "a job queue exists on the broker with other arguments than this version declares ({text}); \
+             delete the old queues (`rabbitmqctl delete_queue faas.invoke.docker` and `faas.invoke.gvisor`, \
+             with your QUEUE_PREFIX) or set QUEUE_MAX_LENGTH / QUEUE_MAX_BYTES to what they were declared with"
+        )
+    })
 }
 
 /// Opens a connection named after the process, so `rabbitmqctl list_connections` tells them apart.

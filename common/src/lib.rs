@@ -11,7 +11,10 @@ pub mod model;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use messages::{ErrorInfo, FunctionEvent, FunctionSpec, Job, Reply, ReplyStatus, Timing};
+pub use messages::{
+    ErrorInfo, FunctionEvent, FunctionSpec, Job, RawJson, RawValue, Reply, ReplyStatus, Timing,
+    raw_null,
+};
 pub use model::{Language, Runtime};
 
 /// Milliseconds since the Unix epoch, the clock every deadline in a message is written in.

@@ -1,17 +1,29 @@
 //! The two messages that cross RabbitMQ: the job the api publishes and the reply a worker sends
 //! back to the job's `reply_to` with the same `correlation_id` (the invocation id).
+//!
+//! Events and results travel as raw JSON text ([`RawValue`]): they are checked to be JSON once,
+//! where they enter, and never turned into a tree that could cost many times their size.
 
 use crate::model::Language;
 use serde::{Deserialize, Serialize};
+pub use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use uuid::Uuid;
+
+/// A function's event or result: JSON text, checked but never parsed into a tree.
+pub type RawJson = Box<RawValue>;
+
+/// The JSON `null`, for a result that is absent.
+pub fn raw_null() -> RawJson {
+    RawValue::from_string("null".to_owned()).expect("null is JSON")
+}
 
 /// One invocation, self-contained: it carries the code so that workers stay stateless.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Job {
     pub invocation_id: Uuid,
     pub function: FunctionSpec,
-    pub event: serde_json::Value,
+    pub event: RawJson,
     /// When the api stops waiting. A worker that takes the job later replies `expired` without
     /// running it; one that takes it earlier runs it for at most `min(timeout, deadline - now)`.
     pub deadline_unix_ms: u64,
@@ -48,6 +60,8 @@ pub enum ReplyStatus {
     Timeout,
     /// The container went over its memory limit and was killed.
     Oom,
+    /// The handler returned a result over the size limit (6 MiB); nothing of it is sent.
+    ResultTooLarge,
     /// The container died or broke the protocol.
     Crashed,
     /// The job was taken after its deadline and was not run.
@@ -62,6 +76,7 @@ impl ReplyStatus {
             ReplyStatus::InitError => "init_error",
             ReplyStatus::Timeout => "timeout",
             ReplyStatus::Oom => "oom",
+            ReplyStatus::ResultTooLarge => "result_too_large",
             ReplyStatus::Crashed => "crashed",
             ReplyStatus::Expired => "expired",
         }
@@ -92,6 +107,26 @@ impl ErrorInfo {
             stack: String::new(),
         }
     }
+
+    /// The same error with each text cut to at most `max_bytes` (on a character boundary):
+    /// an error comes from the function's own process, which may send anything.
+    pub fn bounded(mut self, max_bytes: usize) -> Self {
+        for text in [&mut self.kind, &mut self.message, &mut self.stack] {
+            truncate_at_char(text, max_bytes);
+        }
+        self
+    }
+}
+
+/// Cuts `text` to at most `max_bytes`, never inside a character.
+pub fn truncate_at_char(text: &mut String, max_bytes: usize) {
+    if text.len() > max_bytes {
+        let mut end = max_bytes;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
 }
 
 /// Where the time of one invocation went, in milliseconds.
@@ -111,8 +146,8 @@ pub struct Reply {
     pub invocation_id: Uuid,
     pub worker_id: String,
     pub status: ReplyStatus,
-    #[serde(default)]
-    pub result: serde_json::Value,
+    #[serde(default = "raw_null")]
+    pub result: RawJson,
     #[serde(default)]
     pub error: Option<ErrorInfo>,
     #[serde(default)]
@@ -128,6 +163,10 @@ pub struct Reply {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FunctionEvent {
     pub function_id: i64,
+    /// The function's name now (`None` when deleted): a replica that cached the name as
+    /// unknown forgets that, so a function just created is found at once everywhere.
+    #[serde(default)]
+    pub name: Option<String>,
     /// The version now current; `None` when the function was deleted. Containers of older
     /// versions are retired either way.
     pub version: Option<i32>,
@@ -143,7 +182,7 @@ mod tests {
             invocation_id: Uuid::nil(),
             worker_id: "w1".into(),
             status: ReplyStatus::InitError,
-            result: serde_json::Value::Null,
+            result: raw_null(),
             error: Some(ErrorInfo::new("SyntaxError", "bad")),
             logs: String::new(),
             logs_truncated: false,
@@ -154,7 +193,27 @@ mod tests {
         assert_eq!(json["status"], "init_error");
         assert_eq!(json["error"]["type"], "SyntaxError");
         assert_eq!(json["timing"]["queue_ms"], 0.0);
-        let back: Reply = serde_json::from_value(json).unwrap();
+        let back: Reply = serde_json::from_str(&json.to_string()).unwrap();
         assert_eq!(back.status, ReplyStatus::InitError);
+        assert_eq!(back.result.get(), "null");
+    }
+
+    #[test]
+    fn a_result_travels_as_the_same_json_text() {
+        let text = r#"{"invocation_id":"00000000-0000-0000-0000-000000000000","worker_id":"w","status":"success","result":[1, 2,{"a":"\u0000"}],"cold_start":false}"#;
+        let reply: Reply = serde_json::from_str(text).unwrap();
+        assert_eq!(reply.result.get(), r#"[1, 2,{"a":"\u0000"}]"#);
+        let again = serde_json::to_string(&reply).unwrap();
+        assert!(
+            again.contains(r#""result":[1, 2,{"a":"\u0000"}]"#),
+            "{again}"
+        );
+    }
+
+    #[test]
+    fn errors_are_bounded_on_character_boundaries() {
+        let error = ErrorInfo::new("Kind", "é".repeat(10)).bounded(5);
+        assert_eq!(error.message, "éé");
+        assert_eq!(error.kind, "Kind");
     }
 }

@@ -12,7 +12,6 @@ use bollard::query_parameters::{
 use common::{ErrorInfo, FunctionSpec, Language, Runtime};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -300,30 +299,64 @@ type OutputStream =
     Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 
 /// A frame from the bootstrap.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[derive(Debug)]
 enum Frame {
     Ready {
-        #[serde(default)]
         logs: String,
     },
     InitError {
         error: ErrorInfo,
-        #[serde(default)]
         logs: String,
     },
     Result {
         id: String,
         ok: bool,
-        #[serde(default)]
-        result: Value,
-        #[serde(default)]
+        result: common::RawJson,
         error: Option<ErrorInfo>,
-        #[serde(default)]
         logs: String,
-        #[serde(default)]
         logs_truncated: bool,
     },
+}
+
+/// A frame as it is written: one flat object whose `op` says which fields matter. (A serde
+/// internally tagged enum cannot hold a raw `result`: it buffers the fields as a tree first.)
+#[derive(Deserialize)]
+struct WireFrame {
+    op: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    ok: bool,
+    #[serde(default)]
+    result: Option<common::RawJson>,
+    #[serde(default)]
+    error: Option<ErrorInfo>,
+    #[serde(default)]
+    logs: String,
+    #[serde(default)]
+    logs_truncated: bool,
+}
+
+impl Frame {
+    fn parse(line: &[u8]) -> Result<Frame, String> {
+        let wire: WireFrame = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        match wire.op.as_str() {
+            "ready" => Ok(Frame::Ready { logs: wire.logs }),
+            "init_error" => Ok(Frame::InitError {
+                error: wire.error.unwrap_or_default(),
+                logs: wire.logs,
+            }),
+            "result" => Ok(Frame::Result {
+                id: wire.id.ok_or("a result frame without an id")?,
+                ok: wire.ok,
+                result: wire.result.unwrap_or_else(common::raw_null),
+                error: wire.error,
+                logs: wire.logs,
+                logs_truncated: wire.logs_truncated,
+            }),
+            _ => Err("unknown op".to_owned()),
+        }
+    }
 }
 
 /// What the reader task saw on the container's stdout.
@@ -345,7 +378,7 @@ struct InitFrame<'a> {
 struct InvokeFrame<'a> {
     op: &'static str,
     id: &'a str,
-    event: &'a Value,
+    event: &'a common::RawValue,
     context: &'a InvokeContext<'a>,
 }
 
@@ -370,7 +403,7 @@ pub enum InitOutcome {
 /// How one call ended.
 pub enum CallOutcome {
     Returned {
-        result: Value,
+        result: common::RawJson,
         logs: String,
         logs_truncated: bool,
     },
@@ -488,7 +521,7 @@ impl Container {
     pub async fn invoke(
         &mut self,
         id: &str,
-        event: &Value,
+        event: &common::RawValue,
         context: &InvokeContext<'_>,
         deadline: tokio::time::Instant,
     ) -> CallOutcome {
@@ -573,7 +606,7 @@ async fn read_frames(
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let event = match serde_json::from_slice::<Frame>(line) {
+            let event = match Frame::parse(line) {
                 Ok(frame) => Event::Frame(frame),
                 Err(error) => Event::Broken(format!("not a frame ({error})")),
             };

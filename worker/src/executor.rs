@@ -4,8 +4,7 @@
 
 use crate::container::{CallOutcome, Container, Death, InitOutcome, InvokeContext};
 use crate::pool::Pool;
-use common::{ErrorInfo, FunctionSpec, Job, Reply, ReplyStatus, Timing};
-use serde_json::Value;
+use common::{ErrorInfo, FunctionSpec, Job, RawJson, Reply, ReplyStatus, Timing, raw_null};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,7 @@ pub struct Executor {
 /// What a finished job reports, before it is turned into a reply.
 struct Outcome {
     status: ReplyStatus,
-    result: Value,
+    result: RawJson,
     error: Option<ErrorInfo>,
     logs: String,
     logs_truncated: bool,
@@ -28,7 +27,7 @@ impl Outcome {
     fn failed(status: ReplyStatus, error: ErrorInfo, logs: String) -> Self {
         Outcome {
             status,
-            result: Value::Null,
+            result: raw_null(),
             error: Some(error),
             logs,
             logs_truncated: false,
@@ -164,7 +163,7 @@ impl Executor {
                 self.pool.put_idle(container);
                 Outcome {
                     status: ReplyStatus::Error,
-                    result: Value::Null,
+                    result: raw_null(),
                     error: Some(error),
                     logs,
                     logs_truncated,

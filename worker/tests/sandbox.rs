@@ -110,6 +110,15 @@ async fn harness_with(runtime: Runtime, adjust: impl FnOnce(&mut Config)) -> Har
     }
 }
 
+/// The reply's result as a JSON tree, for assertions.
+fn value(reply: &common::Reply) -> Value {
+    serde_json::from_str(reply.result.get()).expect("a result is JSON")
+}
+
+fn raw(value: Value) -> common::RawJson {
+    common::RawValue::from_string(value.to_string()).unwrap()
+}
+
 fn job(id: i64, code: &str, timeout_ms: u64, env: BTreeMap<String, String>) -> Job {
     let now = common::now_unix_ms();
     Job {
@@ -124,7 +133,7 @@ fn job(id: i64, code: &str, timeout_ms: u64, env: BTreeMap<String, String>) -> J
             memory_mb: 128,
             env,
         },
-        event: json!({}),
+        event: raw(json!({})),
         deadline_unix_ms: now + timeout_ms + 15_000,
         published_unix_ms: now,
     }
@@ -163,7 +172,7 @@ async fn check_sandbox(runtime: Runtime) {
     let env = BTreeMap::from([("SECRET_SETTING".to_owned(), "42".to_owned())]);
     let reply = h.executor.run(&job(1, PROBE, 10_000, env)).await;
     assert_eq!(reply.status, ReplyStatus::Success, "{runtime}: {reply:?}");
-    let probe = reply.result;
+    let probe = value(&reply);
     assert_eq!(probe["uid"], 65534, "{runtime}: {probe}");
     assert_eq!(probe["gid"], 65534, "{runtime}: {probe}");
     assert_eq!(probe["root_read_only"], true, "{runtime}: {probe}");
@@ -247,11 +256,11 @@ async fn a_container_that_timed_out_or_died_is_removed_and_never_reused() {
     let mut first = job(7, sleeper, 1_000, BTreeMap::new());
     let reply = h.executor.run(&first).await;
     assert_eq!(reply.status, ReplyStatus::Success);
-    assert_eq!(reply.result, json!(1));
+    assert_eq!(value(&reply), json!(1));
     let warm = h.pool.live_ids();
 
     first.invocation_id = uuid::Uuid::now_v7();
-    first.event = json!({"sleep": true});
+    first.event = raw(json!({"sleep": true}));
     let reply = h.executor.run(&first).await;
     assert_eq!(reply.status, ReplyStatus::Timeout);
     assert!(!reply.cold_start, "the warm container took the call");
@@ -261,11 +270,11 @@ async fn a_container_that_timed_out_or_died_is_removed_and_never_reused() {
     );
 
     first.invocation_id = uuid::Uuid::now_v7();
-    first.event = json!({});
+    first.event = raw(json!({}));
     let reply = h.executor.run(&first).await;
     assert_eq!(reply.status, ReplyStatus::Success);
     assert!(reply.cold_start, "a fresh container, not the killed one");
-    assert_eq!(reply.result, json!(1), "fresh process state");
+    assert_eq!(value(&reply), json!(1), "fresh process state");
 
     let dies = job(
         8,
@@ -295,7 +304,7 @@ async fn a_job_past_its_deadline_is_not_run() {
     late.deadline_unix_ms = common::now_unix_ms() - 1;
     let reply = h.executor.run(&late).await;
     assert_eq!(reply.status, ReplyStatus::Expired);
-    assert_eq!(reply.result, Value::Null);
+    assert_eq!(value(&reply), Value::Null);
     assert!(h.pool.live_ids().is_empty(), "no container was started");
 }
 
@@ -323,12 +332,13 @@ async fn first_call_binds_a_prewarmed_stem_cell_which_is_then_replaced() {
     let reply = h.executor.run(&job(21, code, 5_000, env.clone())).await;
     assert_eq!(reply.status, ReplyStatus::Success, "{reply:?}");
     assert_eq!(
-        reply.result[0], "hello",
+        value(&reply)[0],
+        "hello",
         "the function's env reaches a stem cell"
     );
-    let host = reply.result[1].as_str().unwrap();
+    let host = value(&reply)[1].as_str().unwrap().to_owned();
     assert!(
-        stem[0].starts_with(host),
+        stem[0].starts_with(&host),
         "the prewarmed container {} served the call, not {host}",
         stem[0]
     );
@@ -342,7 +352,7 @@ async fn first_call_binds_a_prewarmed_stem_cell_which_is_then_replaced() {
         !again.cold_start,
         "the bound stem cell is now the function's warm container: {again:?}"
     );
-    assert_eq!(again.result[1], host);
+    assert_eq!(value(&again)[1], host.as_str());
 
     wait_for_stems(&h.pool, Language::Python, 1).await;
     assert_ne!(
@@ -366,7 +376,7 @@ async fn over_the_cap_the_least_recently_used_idle_container_is_evicted() {
         !again.cold_start,
         "function 31 is warm, and now the most recently used"
     );
-    assert_eq!(again.result["container"], first.result["container"]);
+    assert_eq!(value(&again)["container"], value(&first)["container"]);
     assert_eq!(h.pool.live_ids().len(), 2);
 
     // A third function: no room, so the least recently used idle container (32's) goes.
@@ -378,7 +388,7 @@ async fn over_the_cap_the_least_recently_used_idle_container_is_evicted() {
     assert!(!warm_31.cold_start, "31 was kept");
     let back_32 = h.executor.run(&job(32, ECHO, 5_000, BTreeMap::new())).await;
     assert!(back_32.cold_start, "32 was evicted");
-    assert_ne!(back_32.result["container"], second.result["container"]);
+    assert_ne!(value(&back_32)["container"], value(&second)["container"]);
     h.finish().await;
 }
 
@@ -402,7 +412,7 @@ async fn a_call_that_finds_no_room_waits_for_one() {
         started.elapsed() >= Duration::from_millis(300),
         "it waited for the busy container"
     );
-    assert_eq!(busy.await.unwrap().result, json!("slow"));
+    assert_eq!(value(&busy.await.unwrap()), json!("slow"));
     assert_eq!(h.pool.live_ids().len(), 1, "never over the cap");
 
     // With no room before its deadline, a call gives up without running.
@@ -481,14 +491,15 @@ async fn a_call_whose_function_is_busy_waits_briefly_for_it_rather_than_starting
             .executor
             .run(&job(id, napper, 5_000, BTreeMap::new()))
             .await;
-        assert_eq!(busy.await.unwrap().result, first.result);
+        assert_eq!(value(&busy.await.unwrap()), value(&first));
         assert_eq!(
             second.cold_start, expect_cold,
             "WARM_WAIT_MS={wait_ms}: {second:?}"
         );
         if !expect_cold {
             assert_eq!(
-                second.result, first.result,
+                value(&second),
+                value(&first),
                 "the one container served all three calls"
             );
         }

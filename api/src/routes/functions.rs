@@ -153,12 +153,13 @@ pub fn check_page(skip: i64, limit: i64, max: i64) -> Result<(), ApiError> {
 
 /// Drops the function from this replica's cache before answering (so the caller's next call
 /// runs what it just saved), and tells the other replicas and the workers.
-async fn announce(state: &AppState, function_id: i64, version: Option<i32>) {
+async fn announce(state: &AppState, function_id: i64, version: Option<i32>, name: Option<&str>) {
     state.functions.invalidate(function_id);
     state
         .invoker
         .publish_event(&FunctionEvent {
             function_id,
+            name: name.map(str::to_owned),
             version,
         })
         .await;
@@ -204,7 +205,7 @@ pub async fn update_function(
         .await?
         .ok_or_else(|| ApiError::FunctionNotFound(id.to_string()))?;
     tracing::info!(id, version = function.version, "function updated");
-    announce(&state, id, Some(function.version)).await;
+    announce(&state, id, Some(function.version), Some(&function.name)).await;
     Ok(axum::Json(function))
 }
 
@@ -216,6 +217,6 @@ pub async fn delete_function(
         return Err(ApiError::FunctionNotFound(id.to_string()));
     }
     tracing::info!(id, "function deleted");
-    announce(&state, id, None).await;
+    announce(&state, id, None, None).await;
     Ok(axum::Json(json!({ "message": "Function deleted" })))
 }

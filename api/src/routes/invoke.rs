@@ -13,9 +13,9 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use common::{FunctionSpec, Job, Reply, ReplyStatus, Runtime};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use common::{FunctionSpec, Job, RawJson, RawValue, Reply, ReplyStatus, Runtime, Timing};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -23,14 +23,16 @@ use uuid::Uuid;
 /// Extra wait past the deadline, so that a worker's own timeout reply arrives before we give up.
 const REPLY_GRACE: Duration = Duration::from_secs(2);
 
+/// The body of an invocation. The event stays JSON text: it is checked here and passed on to
+/// the function as it came, never parsed into a tree.
 #[derive(Debug, Deserialize)]
 struct ExecuteRequest {
     #[serde(default = "empty_object")]
-    event: Value,
+    event: RawJson,
 }
 
-fn empty_object() -> Value {
-    json!({})
+fn empty_object() -> RawJson {
+    RawValue::from_string("{}".to_owned()).expect("{} is JSON")
 }
 
 /// Runs the function on the runtime it was created with (Docker unless it says gVisor).
@@ -51,7 +53,7 @@ pub async fn execute_function_gvisor(
     execute(state, name, Some(Runtime::Gvisor), body?).await
 }
 
-fn parse_event(body: &[u8], max_event_bytes: usize) -> Result<Value, ApiError> {
+fn parse_event(body: &[u8], max_event_bytes: usize) -> Result<RawJson, ApiError> {
     if body.len() > max_event_bytes {
         return Err(ApiError::TooLarge(format!(
             "the request is {} bytes, over the limit of {max_event_bytes}",
@@ -179,18 +181,30 @@ fn count_invocation(function: &str, runtime: Runtime, status: &'static str) {
     .increment(1);
 }
 
+/// The 200 body of a call; `result` is the function's JSON text as it came.
+#[derive(Serialize)]
+struct Success<'a> {
+    result: &'a RawValue,
+    invocation_id: Uuid,
+    duration_ms: f64,
+    cold_start: bool,
+    timing: Timing,
+    logs: &'a str,
+    logs_truncated: bool,
+}
+
 /// The HTTP answer for a worker's reply: 200 with the result, or the status of the failure.
 fn reply_response(reply: Reply, duration_ms: f64, timeout_s: u64) -> Response {
     if reply.status == ReplyStatus::Success {
-        let body = json!({
-            "result": reply.result,
-            "invocation_id": reply.invocation_id,
-            "duration_ms": duration_ms,
-            "cold_start": reply.cold_start,
-            "timing": reply.timing,
-            "logs": reply.logs,
-            "logs_truncated": reply.logs_truncated,
-        });
+        let body = Success {
+            result: &reply.result,
+            invocation_id: reply.invocation_id,
+            duration_ms,
+            cold_start: reply.cold_start,
+            timing: reply.timing,
+            logs: &reply.logs,
+            logs_truncated: reply.logs_truncated,
+        };
         return (StatusCode::OK, axum::Json(body)).into_response();
     }
     let describe = |what: &str| match &reply.error {
@@ -215,6 +229,11 @@ fn reply_response(reply: Reply, duration_ms: f64, timeout_s: u64) -> Response {
             StatusCode::BAD_GATEWAY,
             "out_of_memory",
             describe("the function ran out of memory"),
+        ),
+        ReplyStatus::ResultTooLarge => (
+            StatusCode::BAD_GATEWAY,
+            "result_too_large",
+            describe("the function's result is too large"),
         ),
         ReplyStatus::Crashed => (
             StatusCode::BAD_GATEWAY,

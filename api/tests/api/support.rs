@@ -1,6 +1,9 @@
 //! Starts the real api and real workers in this process, on port 0, against the real Postgres
 //! (a fresh database per test), RabbitMQ (a fresh queue prefix per test) and Docker daemon.
 //! A missing service makes the test fail with a message that names it.
+//!
+//! Tests run side by side and hold the shared services (Postgres, RabbitMQ) *shared*; a test
+//! that restarts them holds them *exclusively*, so it runs alone ([`TestApp::start_alone`]).
 
 #![allow(dead_code)]
 
@@ -10,8 +13,17 @@ use common::broker::Topology;
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, oneshot};
 use tokio::task::JoinHandle;
+
+/// Held shared by every running test and exclusively by one that stops the services.
+static SERVICES: RwLock<()> = RwLock::const_new(());
+
+/// How a test holds the shared services, for as long as its [`TestApp`] lives.
+enum ServicesHeld {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Exclusive(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+}
 
 pub fn amqp_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
@@ -74,6 +86,8 @@ pub struct TestApp {
     /// More api processes on the same database and queues, as behind a load balancer.
     replicas: Vec<Task>,
     workers: Vec<Task>,
+    /// Dropped last, after the api and workers stopped.
+    _services: ServicesHeld,
 }
 
 /// Settings for a test worker of `runtime` on `prefix`.
@@ -95,6 +109,18 @@ impl TestApp {
 
     /// The api, with `adjust` applied to its settings.
     pub async fn start_with(adjust: impl FnOnce(&mut api::Config)) -> TestApp {
+        let held = ServicesHeld::Shared(SERVICES.read().await);
+        Self::start_holding(held, adjust).await
+    }
+
+    /// The api, once no other test runs, and no other test starts until it is stopped: for a
+    /// test that stops and starts Postgres or RabbitMQ.
+    pub async fn start_alone() -> TestApp {
+        let held = ServicesHeld::Exclusive(SERVICES.write().await);
+        Self::start_holding(held, |_| {}).await
+    }
+
+    async fn start_holding(held: ServicesHeld, adjust: impl FnOnce(&mut api::Config)) -> TestApp {
         let prefix = format!("test-{}.", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let database_url = create_database().await;
         let mut config = api::Config::parse_from(["api"]);
@@ -114,6 +140,7 @@ impl TestApp {
             api: Some(api),
             replicas: Vec::new(),
             workers: Vec::new(),
+            _services: held,
         };
         app.wait_until_ready().await;
         app

@@ -1,9 +1,7 @@
 //! Function CRUD and input validation against the real api, Postgres and RabbitMQ.
 
-mod support;
-
+use crate::support::{TestApp, seed_function};
 use serde_json::{Value, json};
-use support::{TestApp, seed_function};
 
 #[tokio::test]
 async fn create_get_list_update_delete_round_trip() {

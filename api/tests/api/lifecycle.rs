@@ -1,12 +1,10 @@
 //! Workers as separate processes, as in a cluster: a graceful stop on SIGTERM, clean-up of what
 //! an earlier run left, and a worker killed mid-call whose job another worker finishes.
 
-mod support;
-
+use crate::support::{TestApp, WorkerProcess, containers_of, python, scrape};
 use common::Runtime;
 use serde_json::json;
 use std::time::{Duration, Instant};
-use support::{TestApp, WorkerProcess, containers_of, python, scrape};
 
 fn slow_function(name: &str, seconds: f64) -> serde_json::Value {
     let code = format!(

@@ -1,10 +1,8 @@
 //! Invocations end to end: the real api, real workers (Docker and gVisor) and real containers.
 
-mod support;
-
+use crate::support::{TestApp, javascript, python, seed_function};
 use common::Runtime;
 use serde_json::{Value, json};
-use support::{TestApp, javascript, python, seed_function};
 
 const BOTH: [(&str, Runtime); 2] = [
     ("execute", Runtime::Docker),

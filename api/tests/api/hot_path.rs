@@ -1,13 +1,11 @@
 //! The invocation hot path under load and under a failing database: many concurrent calls,
 //! cached function definitions, batched records, and retirement of old versions' containers.
 
-mod support;
-
+use crate::support::{Proxy, TestApp, javascript, python, worker_config};
 use common::Runtime;
 use futures_util::future::join_all;
 use serde_json::json;
 use std::time::{Duration, Instant};
-use support::{Proxy, TestApp, javascript, python, worker_config};
 
 #[tokio::test]
 async fn two_hundred_concurrent_calls_of_mixed_functions_each_get_their_own_answer() {

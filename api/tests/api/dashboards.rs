@@ -2,12 +2,10 @@
 //! queries is exported by a running api and real worker processes (or by RabbitMQ's own
 //! prometheus plugin, for `rabbitmq_*`).
 
-mod support;
-
+use crate::support::{TestApp, WorkerProcess, python, scrape};
 use common::Runtime;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use support::{TestApp, WorkerProcess, python, scrape};
 
 const DASHBOARDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker/grafana/dashboards");
 

@@ -1,16 +1,14 @@
 //! The real RabbitMQ and Postgres restarted under a running api and worker: both reconnect on
 //! their own, answer 503 while the broker is away, and work again when it is back.
 //!
-//! This binary has one test, since it restarts services every other test uses; cargo runs test
-//! binaries one after another. The restart commands can be set for other set-ups with
+//! It restarts services every other test uses, so it runs alone: it takes the services
+//! exclusively ([`TestApp::start_alone`]) while every other test holds them shared. The restart commands can be set for other set-ups with
 //! `RABBITMQ_STOP`/`RABBITMQ_START` and `POSTGRES_RESTART` (e.g. `docker compose restart`).
 
-mod support;
-
+use crate::support::{TestApp, python};
 use common::Runtime;
 use serde_json::json;
 use std::time::{Duration, Instant};
-use support::{TestApp, python};
 
 fn sh(command: &str) {
     let status = std::process::Command::new("sh")
@@ -41,7 +39,12 @@ async fn eventually_200(app: &TestApp, name: &str, within: Duration) -> Duration
 
 #[tokio::test]
 async fn api_and_worker_survive_restarts_of_rabbitmq_and_postgres() {
-    let app = TestApp::with_workers(&[Runtime::Docker]).await;
+    let mut app = TestApp::start_alone().await;
+    app.add_worker(crate::support::worker_config(
+        Runtime::Docker,
+        &app.prefix.clone(),
+    ))
+    .await;
     app.create_function(python(
         "durable",
         "def handler(event, context):\n    return 'up'",

@@ -1,0 +1,11 @@
+//! The api's integration tests, one binary (so `support` is compiled once): each module starts
+//! the real api, and where it needs them real workers, against the real Postgres, RabbitMQ and
+//! Docker daemon.
+
+mod dashboards;
+mod functions;
+mod hot_path;
+mod invoke;
+mod lifecycle;
+mod restarts;
+mod support;
