@@ -47,6 +47,8 @@ let trimTimer = null;
 let inStream = null;
 let handler = null;
 let handlerThis = null;
+// Bytes of JSON a result may hold; the init frame's limits.result_bytes says how many.
+let resultLimit = 6 * 1024 * 1024;
 let initialized = false;
 let loading = false;
 let eof = false;
@@ -341,6 +343,18 @@ function finishCall(call, ok, value) {
       const why = e && typeof e === 'object' ? `${e.name}: ${e.message}` : String(e);
       error = { type: 'Runtime.MarshalError', message: cap(`the handler's result cannot be sent as JSON: ${why}`), stack: '' };
     }
+    if (ok) {
+      const size = Buffer.byteLength(resultText, 'utf8');
+      if (size > resultLimit) {
+        ok = false;
+        resultText = undefined;
+        error = {
+          type: 'Runtime.ResultTooLarge',
+          message: `the function's result is ${size} bytes of JSON, over the limit of ${resultLimit} bytes (6 MiB)`,
+          stack: '',
+        };
+      }
+    }
   } else {
     error = errorInfo(value);
   }
@@ -393,6 +407,8 @@ function doInit(frame) {
   const code = frame.code;
   const handlerName = frame.handler === undefined ? 'handler' : frame.handler;
   const env = frame.env == null ? {} : frame.env;
+  const limits = frame.limits && typeof frame.limits === 'object' ? frame.limits : {};
+  if (Number.isSafeInteger(limits.result_bytes) && limits.result_bytes > 0) resultLimit = limits.result_bytes;
   if (typeof code !== 'string' || typeof handlerName !== 'string' || typeof env !== 'object' || Array.isArray(env)) {
     fatal('malformed init frame: needs string "code", string "handler" and object "env"');
   }

@@ -33,6 +33,7 @@ TRIM_POLL_IDLE = 2.0          # ... and between calls: hundreds of idle containe
                               # wake up several times a second each (costly under gVisor)
 TRIM_CHECK_CHARS = 256 * 1024  # print() output after which the writer itself looks
 TEXT_CAP = 64 * 1024          # characters kept of error.message / error.stack
+result_limit = 6 * 1024 * 1024  # bytes of JSON a result may hold (the init frame's limits)
 LOG_DIR = "/tmp"
 CODE_DIR = "/tmp/function"
 CODE_FILE = CODE_DIR + "/handler.py"
@@ -408,6 +409,18 @@ def handle_invoke(handler, frame):
                      "message": cap_text("the handler's result cannot be sent as JSON: %s: %s"
                                          % (type(e).__name__, e)),
                      "stack": ""}
+    if ok:
+        # At least one byte per character: only a result that may be near the limit is encoded.
+        size = len(result_text)
+        if size * 4 > result_limit:
+            size = len(result_text.encode("utf-8"))
+        if size > result_limit:
+            ok = False
+            result_text = None
+            error = {"type": "Runtime.ResultTooLarge",
+                     "message": "the function's result is %d bytes of JSON, over the limit of %d bytes (6 MiB)"
+                                % (size, result_limit),
+                     "stack": ""}
     else:
         error = error_info(value)
         value.__traceback__ = None
@@ -429,7 +442,11 @@ def main():
         os._exit(0)
     if frame.get("op") != "init":
         fatal("expected an init frame first, got op %r" % (frame.get("op"),))
+    global result_limit
     code, handler_name, env = frame.get("code"), frame.get("handler", "handler"), frame.get("env")
+    limits = frame.get("limits")
+    if isinstance(limits, dict) and isinstance(limits.get("result_bytes"), int) and limits["result_bytes"] > 0:
+        result_limit = limits["result_bytes"]
     if env is None:
         env = {}
     if not isinstance(code, str) or not isinstance(handler_name, str) or not isinstance(env, dict):
