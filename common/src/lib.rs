@@ -12,8 +12,8 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use messages::{
-    ErrorInfo, FunctionEvent, FunctionSpec, Job, RawJson, RawValue, Reply, ReplyStatus, Timing,
-    raw_null,
+    ErrorInfo, FunctionEvent, FunctionSpec, Job, MAX_RESULT_BYTES, RawJson, RawValue, Reply,
+    ReplyStatus, Timing, raw_null,
 };
 pub use model::{Language, Runtime};
 

@@ -10,6 +10,10 @@ pub use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+/// The largest result a function may return, in bytes of JSON (Lambda's synchronous limit);
+/// over it the call ends with [`ReplyStatus::ResultTooLarge`].
+pub const MAX_RESULT_BYTES: usize = 6 * 1024 * 1024;
+
 /// A function's event or result: JSON text, checked but never parsed into a tree.
 pub type RawJson = Box<RawValue>;
 

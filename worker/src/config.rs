@@ -21,9 +21,28 @@ pub struct Config {
     #[arg(long, env = "WORKER_ID")]
     pub worker_id: Option<String>,
 
-    /// Jobs run at once (the AMQP prefetch); each runs in its own container.
-    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 8)]
-    pub concurrency: u16,
+    /// Jobs taken from the queue at once (the AMQP prefetch). By default as many as
+    /// 64 MB containers fit in WORKER_MEMORY_MB (at most MAX_CONTAINERS and 1000): what
+    /// bounds the calls that run is the memory budget, and a job with no room goes back to
+    /// the queue after ROOM_WAIT_MS.
+    #[arg(long, env = "WORKER_CONCURRENCY")]
+    pub concurrency: Option<u16>,
+
+    /// Memory budget of this worker's containers in MiB: the sum of their `memory_mb`, busy,
+    /// warm and prewarmed. By default 75% of the host's memory; set it when several workers
+    /// share a host.
+    #[arg(long, env = "WORKER_MEMORY_MB")]
+    pub memory_mb: Option<u64>,
+
+    /// Milliseconds a job that finds no room waits for some before it goes back to the queue,
+    /// for a worker with room (or this one, later).
+    #[arg(long, env = "ROOM_WAIT_MS", default_value_t = 1_000)]
+    pub room_wait_ms: u64,
+
+    /// Largest job message accepted, in bytes (code, env and event together); a larger one is
+    /// dropped with an error in the log.
+    #[arg(long, env = "MAX_JOB_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_job_bytes: usize,
 
     #[command(flatten)]
     pub broker: BrokerSettings,
@@ -52,9 +71,9 @@ pub struct Config {
     #[arg(long, env = "IDLE_TTL_SECS", default_value_t = 300)]
     pub idle_ttl_secs: u64,
 
-    /// Containers this worker keeps at most (busy, warm and stem cells); a new one over the cap
-    /// evicts the least recently used idle container, or waits for one to free up.
-    #[arg(long, env = "MAX_CONTAINERS", default_value_t = 128)]
+    /// Containers this worker keeps at most (busy, warm and stem cells), besides the memory
+    /// budget; a new one over either evicts least recently used idle containers, or waits.
+    #[arg(long, env = "MAX_CONTAINERS", default_value_t = 512)]
     pub max_containers: usize,
 
     /// Prewarmed containers kept ready per language, bound to a function by its first call.
@@ -103,16 +122,44 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// The smallest `memory_mb` a function can have: the default prefetch is how many of those
+/// fit in the budget.
+const SMALLEST_FUNCTION_MB: u64 = 64;
+/// Share of the host's memory the budget takes by default; the rest is for dockerd, the
+/// worker and whatever else runs there.
+const DEFAULT_BUDGET_SHARE: f64 = 0.75;
+
 impl Config {
     pub fn pool_settings(&self) -> crate::pool::PoolSettings {
         crate::pool::PoolSettings {
             idle_ttl: std::time::Duration::from_secs(self.idle_ttl_secs),
+            memory_budget_mb: self.resolved_memory_mb(),
             max_containers: self.max_containers,
             stem_cells: self.stem_cells,
             stem_memory_mb: self.stem_cell_memory_mb,
             max_starting: self.max_starting,
             warm_wait: std::time::Duration::from_millis(self.warm_wait_ms),
+            runtime_label: self.runtime.as_str(),
         }
+    }
+
+    /// `memory_mb`, or 75% of the host's memory.
+    pub fn resolved_memory_mb(&self) -> u64 {
+        self.memory_mb.unwrap_or_else(|| {
+            let total = std::fs::read_to_string("/proc/meminfo")
+                .ok()
+                .and_then(|text| mem_total_mb(&text))
+                .unwrap_or(4096);
+            (total as f64 * DEFAULT_BUDGET_SHARE) as u64
+        })
+    }
+
+    /// `concurrency`, or what the memory budget holds of the smallest functions.
+    pub fn resolved_prefetch(&self) -> u16 {
+        self.concurrency.unwrap_or_else(|| {
+            let fits = self.resolved_memory_mb() / SMALLEST_FUNCTION_MB;
+            fits.clamp(1, self.max_containers.clamp(1, 1000) as u64) as u16
+        })
     }
 
     /// `worker_id`, or the hostname when none was set.
@@ -124,5 +171,34 @@ impl Config {
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| format!("worker-{}", std::process::id()))
         })
+    }
+}
+
+/// `MemTotal` of /proc/meminfo, in MiB.
+fn mem_total_mb(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_and_the_prefetch_follow_the_hosts_memory_unless_set() {
+        assert_eq!(
+            mem_total_mb("MemTotal:       24684096 kB\nMemFree: 1 kB\n"),
+            Some(24105)
+        );
+        let mut config = Config::parse_from(["worker", "--runtime", "docker"]);
+        config.memory_mb = Some(2048);
+        assert_eq!(config.resolved_prefetch(), 32);
+        config.memory_mb = Some(1 << 20);
+        assert_eq!(config.resolved_prefetch(), 512, "at most MAX_CONTAINERS");
+        config.concurrency = Some(4);
+        assert_eq!(config.resolved_prefetch(), 4);
+        config.memory_mb = None;
+        assert!(config.resolved_memory_mb() > 0);
     }
 }

@@ -1,38 +1,54 @@
-//! The worker's side of RabbitMQ: consumes its runtime's queue with a prefetch equal to its
-//! concurrency, runs each job in a task of its own, publishes the reply to the job's `reply_to`
-//! and only then acks, so a job whose worker dies is redelivered to another.
+//! The worker's side of RabbitMQ: consumes its runtime's queue with a prefetch sized by its
+//! memory budget, runs each job in a task of its own (in a tracing span with its ids),
+//! publishes the reply to the job's `reply_to` and only then acks, so a job whose worker dies is
+//! redelivered to another. Whatever happens to a job, its delivery is settled: acked after its
+//! reply, or given back (nacked with requeue) when there is no room for it, when its reply
+//! cannot be published, or when its task panicked.
 
 use crate::error::WorkerError;
-use crate::executor::Executor;
+use crate::executor::{Executor, Verdict};
 use common::broker::{CONTENT_TYPE_JSON, Topology};
-use common::{FunctionEvent, Job, Runtime};
-use futures_util::StreamExt;
+use common::{FunctionEvent, Job, Reply, Runtime};
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, Consumer};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long each step of closing the broker session may take at shutdown: a connection the
+/// broker blocks (its memory alarm) would otherwise never answer.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Settings {
     pub amqp_url: String,
     pub topology: Topology,
     pub runtime: Runtime,
-    pub concurrency: u16,
+    /// Jobs taken at once (the AMQP prefetch).
+    pub prefetch: u16,
     pub consumer_tag: String,
     pub shutdown_grace: Duration,
+    /// A larger job message is dropped unread.
+    pub max_job_bytes: usize,
+    /// Names the worker in the jobs' tracing spans.
+    pub worker_id: String,
 }
 
 struct Session {
     connection: Connection,
+    /// Consumes jobs (and acks them).
     channel: Channel,
+    /// Publishes replies: a failed publish must not take the channel the jobs are acked on.
+    replies: Channel,
     consumer: Consumer,
     /// Function changes, to retire warm containers of old versions at once.
     events: Consumer,
@@ -49,10 +65,16 @@ enum Role {
 async fn open(settings: &Settings, role: Role) -> Result<Session, lapin::Error> {
     let connection = common::broker::connect(&settings.amqp_url, &settings.consumer_tag).await?;
     let channel = connection.create_channel().await?;
-    settings.topology.declare(&channel).await?;
+    if let Err(error) = settings.topology.declare(&channel).await {
+        if let Some(why) = common::broker::explain_declare_error(&error) {
+            tracing::error!("{why}");
+        }
+        return Err(error);
+    }
     channel
-        .basic_qos(settings.concurrency, BasicQosOptions::default())
+        .basic_qos(settings.prefetch, BasicQosOptions::default())
         .await?;
+    let replies = connection.create_channel().await?;
     let queue = match role {
         Role::Jobs => settings.topology.queue(settings.runtime),
         Role::StandBy => {
@@ -78,6 +100,7 @@ async fn open(settings: &Settings, role: Role) -> Result<Session, lapin::Error> 
     Ok(Session {
         connection,
         channel,
+        replies,
         consumer,
         events,
     })
@@ -108,8 +131,12 @@ pub async fn consume(
                 match delivery {
                     Some(Ok(delivery)) => {
                         let executor = executor.clone();
-                        let channel = session.channel.clone();
-                        tasks.spawn(async move { handle(delivery, &channel, &executor).await });
+                        let replies = session.replies.clone();
+                        let max_job_bytes = settings.max_job_bytes;
+                        let worker_id = settings.worker_id.clone();
+                        tasks.spawn(async move {
+                            handle(delivery, &replies, &executor, max_job_bytes, &worker_id).await
+                        });
                         continue;
                     }
                     Some(Err(error)) => log_lost_consumer(Some(error)),
@@ -124,13 +151,13 @@ pub async fn consume(
     }
 
     tracing::info!(in_flight = tasks.len(), "no longer taking jobs");
-    let _ = session
-        .channel
-        .basic_cancel(
-            settings.consumer_tag.as_str().into(),
-            BasicCancelOptions::default(),
-        )
-        .await;
+    let cancel = session.channel.basic_cancel(
+        settings.consumer_tag.as_str().into(),
+        BasicCancelOptions::default(),
+    );
+    if tokio::time::timeout(CLOSE_TIMEOUT, cancel).await.is_err() {
+        tracing::warn!("the broker did not confirm the consumer's cancel in time");
+    }
     let drained = tokio::time::timeout(settings.shutdown_grace, async {
         while tasks.join_next().await.is_some() {}
     })
@@ -142,11 +169,16 @@ pub async fn consume(
         );
         tasks.abort_all();
     }
-    let _ = session
-        .connection
-        .close(200, "worker shutting down".into())
-        .await;
+    close(&session.connection).await;
     Ok(())
+}
+
+/// Closes the connection, or gives up on it after [`CLOSE_TIMEOUT`].
+async fn close(connection: &Connection) {
+    let closing = connection.close(200, "worker shutting down".into());
+    if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
+        tracing::warn!("the broker did not confirm the close in time; leaving the connection");
+    }
 }
 
 /// Keeps a worker that cannot run its runtime visible to the api until `shutdown` resolves:
@@ -180,10 +212,7 @@ pub async fn stand_by(
             }
         }
     }
-    let _ = session
-        .connection
-        .close(200, "worker shutting down".into())
-        .await;
+    close(&session.connection).await;
     Ok(())
 }
 
@@ -225,52 +254,142 @@ async fn reconnect(
     }
 }
 
-async fn handle(delivery: Delivery, channel: &Channel, executor: &Executor) {
+/// Runs one delivered job and settles its delivery, whatever happens.
+async fn handle(
+    delivery: Delivery,
+    replies: &Channel,
+    executor: &Executor,
+    max_job_bytes: usize,
+    worker_id: &str,
+) {
+    if delivery.data.len() > max_job_bytes {
+        tracing::error!(
+            bytes = delivery.data.len(),
+            limit = max_job_bytes,
+            "job message over MAX_JOB_BYTES dropped"
+        );
+        let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
+        return;
+    }
     let job: Job = match serde_json::from_slice(&delivery.data) {
         Ok(job) => job,
         Err(error) => {
-            tracing::error!(%error, "malformed job rejected");
+            // The error names a position and an expected type, never the contents.
+            tracing::error!(%error, bytes = delivery.data.len(), "malformed job rejected");
             let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
             return;
         }
     };
-    let runtime = executor.pool.sandbox.runtime.as_str();
-    let inflight = metrics::gauge!("faas_worker_inflight_jobs", "runtime" => runtime);
-    inflight.increment(1.0);
-    let reply = executor.run(&job).await;
-    inflight.decrement(1.0);
-    tracing::info!(
+    let span = tracing::info_span!(
+        "job",
         invocation_id = %job.invocation_id,
         function = %job.function.name,
+        version = job.function.version,
+        worker = %worker_id,
+    );
+    settle(delivery, replies, executor, &job)
+        .instrument(span)
+        .await
+}
+
+async fn settle(delivery: Delivery, replies: &Channel, executor: &Executor, job: &Job) {
+    let runtime = executor.pool.launcher().runtime.as_str();
+    let inflight = metrics::gauge!("faas_worker_inflight_jobs", "runtime" => runtime);
+    inflight.increment(1.0);
+    let ran = AssertUnwindSafe(executor.run(job)).catch_unwind().await;
+    inflight.decrement(1.0);
+    let reply = match ran {
+        Ok(Verdict::Reply(reply)) => reply,
+        Ok(Verdict::Requeue) => {
+            requeue(&delivery, "no room on this worker").await;
+            return;
+        }
+        Err(_) => match after_panic(delivery.redelivered) {
+            AfterPanic::Requeue => {
+                tracing::error!("the job's task panicked; giving the job back to the queue");
+                requeue(&delivery, "panicked").await;
+                return;
+            }
+            AfterPanic::Answer => {
+                tracing::error!("the job's task panicked again; answering with an error");
+                executor.worker_failure(job)
+            }
+        },
+    };
+    tracing::info!(
         status = %reply.status,
         cold_start = reply.cold_start,
         run_ms = reply.timing.run_ms,
         "job done"
     );
-
-    if let Some(reply_to) = delivery.properties.reply_to() {
-        let body = serde_json::to_vec(&reply).expect("a reply always serializes");
-        let properties = BasicProperties::default()
-            .with_correlation_id(job.invocation_id.to_string().into())
-            .with_content_type(CONTENT_TYPE_JSON.into());
-        let published = channel
-            .basic_publish(
-                "".into(),
-                reply_to.as_str().into(),
-                BasicPublishOptions::default(),
-                &body,
-                properties,
-            )
-            .await;
-        if let Err(error) = published {
-            // Not acked: the broker redelivers the job, and the caller still gets an answer.
-            metrics::counter!("faas_broker_errors_total").increment(1);
-            tracing::warn!(invocation_id = %job.invocation_id, %error, "reply not published");
-            return;
-        }
+    if let Some(reply_to) = delivery.properties.reply_to()
+        && let Err(error) = publish_reply(replies, reply_to.as_str(), &reply).await
+    {
+        metrics::counter!("faas_broker_errors_total").increment(1);
+        tracing::warn!(%error, "reply not published; giving the job back to the queue");
+        requeue(&delivery, "reply not published").await;
+        return;
     }
     if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
         metrics::counter!("faas_broker_errors_total").increment(1);
-        tracing::warn!(invocation_id = %job.invocation_id, %error, "ack failed");
+        tracing::warn!(%error, "ack failed");
+    }
+}
+
+/// What a delivery whose task panicked gets.
+#[derive(Debug, PartialEq, Eq)]
+enum AfterPanic {
+    /// The first time: back to the queue, for this worker or another to try again.
+    Requeue,
+    /// It was delivered before (and may be what makes workers panic): an error reply, so it
+    /// does not go round for ever.
+    Answer,
+}
+
+fn after_panic(redelivered: bool) -> AfterPanic {
+    if redelivered {
+        AfterPanic::Answer
+    } else {
+        AfterPanic::Requeue
+    }
+}
+
+async fn publish_reply(channel: &Channel, reply_to: &str, reply: &Reply) -> lapin::Result<()> {
+    let body = serde_json::to_vec(reply).expect("a reply always serializes");
+    let properties = BasicProperties::default()
+        .with_correlation_id(reply.invocation_id.to_string().into())
+        .with_content_type(CONTENT_TYPE_JSON.into());
+    channel
+        .basic_publish(
+            "".into(),
+            reply_to.into(),
+            BasicPublishOptions::default(),
+            &body,
+            properties,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Gives a delivery back to the queue. If even that fails the channel is gone, and the broker
+/// requeues the delivery itself.
+async fn requeue(delivery: &Delivery, why: &str) {
+    let options = BasicNackOptions {
+        requeue: true,
+        ..Default::default()
+    };
+    if let Err(error) = delivery.nack(options).await {
+        tracing::warn!(%error, why, "nack failed; the broker requeues the job when the channel closes");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_requeues_once_then_answers() {
+        assert_eq!(after_panic(false), AfterPanic::Requeue);
+        assert_eq!(after_panic(true), AfterPanic::Answer);
     }
 }

@@ -1,409 +1,48 @@
-//! One function container: created with the sandbox settings, attached before it starts, and
-//! spoken to in the bootstrap's line protocol (docker/README.md): an `init` frame binds it to a
-//! function version, then one `invoke` frame at a time.
+//! One started function container as the worker holds it: the write side of its stdin, the
+//! frames its reader task hands over, and the two exchanges of the protocol: `init` binds it to
+//! a function version, then one `invoke` at a time.
+//!
+//! It knows nothing of Docker: [`Sandbox`](crate::sandbox::Sandbox) makes one from an attached
+//! container, and tests make one over in-memory pipes.
 
-use bollard::Docker;
-use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
-use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions,
-    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+use crate::pool::Pooled;
+use crate::protocol::{
+    self, Event, Frame, FrameLimits, InitFrame, InvokeContext, InvokeFrame, Outstanding, Violation,
 };
-use common::{ErrorInfo, FunctionSpec, Language, Runtime};
-use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use crate::sandbox::ContainerError;
+use common::{ErrorInfo, FunctionSpec, RawJson, RawValue};
+use serde::Serialize;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use std::time::SystemTime;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout_at;
 
-/// Warm containers are keyed by function id and version: a container never serves another.
-pub type FunctionKey = (i64, i32);
-/// The key of a stem cell, bound to no function yet.
-pub const STEM_KEY: FunctionKey = (-1, -1);
+/// Error type the bootstraps give a result over the size limit; the container stays sound.
+pub const RESULT_TOO_LARGE: &str = "Runtime.ResultTooLarge";
 
-/// Label every container of the platform carries, with the worker that owns it.
-pub const LABEL_WORKER: &str = "faas.worker";
-/// Label with the id of the container the owning worker runs in, when it runs in one: a
-/// worker finds the containers of workers whose own container is gone (see
-/// [`crate::pool::Pool::remove_orphans`]).
-pub const LABEL_WORKER_CONTAINER: &str = "faas.worker_container";
-/// The largest frame accepted from a bootstrap: a 6 MiB result plus its logs and JSON overhead.
-const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
-/// How long a dead container's state may take to settle in Docker (longer under load, and for
-/// a gVisor sandbox) before it is inspected for an OOM kill.
-const DEATH_WAIT: Duration = Duration::from_secs(10);
-/// How much of the bootstrap's own stderr is kept to explain a crash.
-const STDERR_TAIL_BYTES: usize = 4 * 1024;
-
-/// How function containers are made on this worker.
-#[derive(Clone)]
-pub struct Sandbox {
-    pub docker: Docker,
-    pub worker_id: String,
-    pub runtime: Runtime,
-    /// Docker runtime name (`runsc`) for gVisor workers; the daemon's default otherwise.
-    pub docker_runtime: Option<String>,
-    pub python_image: String,
-    pub node_image: String,
-    pub pids_limit: i64,
-    pub nano_cpus: i64,
-    pub tmp_mb: u32,
-    /// The id of the container this worker runs in (compose), if it runs in one on this
-    /// daemon; set by [`own_container_id`] at start.
-    pub own_container: Option<String>,
-}
-
-/// What went wrong talking to a container, short of the handler's own errors.
-#[derive(Debug, thiserror::Error)]
-pub enum ContainerError {
-    #[error("Docker refused: {0}")]
-    Docker(#[from] bollard::errors::Error),
-    #[error("writing to the container failed: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-impl Sandbox {
-    pub fn new(config: &crate::Config, docker: Docker, worker_id: String) -> Self {
-        Sandbox {
-            docker,
-            worker_id,
-            runtime: config.runtime,
-            docker_runtime: (config.runtime == Runtime::Gvisor)
-                .then(|| config.gvisor_runtime.clone()),
-            python_image: config.python_image.clone(),
-            node_image: config.node_image.clone(),
-            pids_limit: config.pids_limit,
-            nano_cpus: (config.cpus * 1e9) as i64,
-            tmp_mb: config.tmp_mb,
-            own_container: None,
-        }
-    }
-
-    pub fn image_for(&self, language: Language) -> &str {
-        match language {
-            Language::Python => &self.python_image,
-            Language::Javascript => &self.node_image,
-        }
-    }
-
-    fn create_body(
-        &self,
-        language: Language,
-        memory_mb: u32,
-        function: Option<&FunctionSpec>,
-    ) -> ContainerCreateBody {
-        let memory = i64::from(memory_mb) * 1024 * 1024;
-        let mut labels = HashMap::from([
-            ("faas.managed".to_owned(), "true".to_owned()),
-            (LABEL_WORKER.to_owned(), self.worker_id.clone()),
-            ("faas.language".to_owned(), language.to_string()),
-        ]);
-        if let Some(own) = &self.own_container {
-            labels.insert(LABEL_WORKER_CONTAINER.to_owned(), own.clone());
-        }
-        // A stem cell has no function yet: its function's env arrives with the init frame.
-        let env = match function {
-            Some(spec) => {
-                labels.insert("faas.function".to_owned(), spec.name.clone());
-                labels.insert("faas.function_id".to_owned(), spec.id.to_string());
-                labels.insert("faas.version".to_owned(), spec.version.to_string());
-                spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()
-            }
-            None => {
-                labels.insert("faas.stem_cell".to_owned(), "true".to_owned());
-                Vec::new()
-            }
-        };
-        let host_config = HostConfig {
-            network_mode: Some("none".into()),
-            readonly_rootfs: Some(true),
-            tmpfs: Some(HashMap::from([(
-                "/tmp".to_owned(),
-                format!("rw,nosuid,nodev,size={}m,mode=1777", self.tmp_mb),
-            )])),
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges".into()]),
-            pids_limit: Some(self.pids_limit),
-            memory: Some(memory),
-            // Equal to `memory`: no swap, so going over the limit is an OOM kill, not a slowdown.
-            memory_swap: Some(memory),
-            nano_cpus: Some(self.nano_cpus),
-            runtime: self.docker_runtime.clone(),
-            init: Some(false),
-            // Frames and logs travel over the attach stream; dockerd need not also write them
-            // to disk.
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("none".into()),
-                config: None,
-            }),
-            ..Default::default()
-        };
-        ContainerCreateBody {
-            image: Some(self.image_for(language).to_owned()),
-            user: Some("65534:65534".into()),
-            env: Some(env),
-            labels: Some(labels),
-            open_stdin: Some(true),
-            stdin_once: Some(false),
-            attach_stdin: Some(true),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(false),
-            network_disabled: Some(true),
-            host_config: Some(host_config),
-            ..Default::default()
-        }
-    }
-
-    /// Creates, attaches and starts a container for `function`, or a stem cell of `language`
-    /// that any function can be bound to later (`function` = `None`). It still needs
-    /// [`Container::init`]. `permit` is its place under the worker's container cap.
-    pub async fn start(
-        &self,
-        language: Language,
-        memory_mb: u32,
-        function: Option<&FunctionSpec>,
-        permit: OwnedSemaphorePermit,
-    ) -> Result<Container, ContainerError> {
-        let name = match function {
-            Some(spec) => format!(
-                "faas-{}-{}-v{}-{}",
-                sanitize(&self.worker_id),
-                spec.id,
-                spec.version,
-                short_id()
-            ),
-            None => format!(
-                "faas-{}-stem-{language}-{}",
-                sanitize(&self.worker_id),
-                short_id()
-            ),
-        };
-        let options = CreateContainerOptionsBuilder::default().name(&name).build();
-        let id = self
-            .docker
-            .create_container(
-                Some(options),
-                self.create_body(language, memory_mb, function),
-            )
-            .await?
-            .id;
-        match self.attach_and_start(&id).await {
-            Ok((input, output)) => {
-                let key = function.map_or(STEM_KEY, |spec| (spec.id, spec.version));
-                Ok(Container::new(
-                    id, key, language, memory_mb, permit, input, output,
-                ))
-            }
-            Err(error) => {
-                self.remove(&id).await;
-                Err(error)
-            }
-        }
-    }
-
-    async fn attach_and_start(
-        &self,
-        id: &str,
-    ) -> Result<(Pin<Box<dyn AsyncWrite + Send>>, OutputStream), ContainerError> {
-        let options = AttachContainerOptionsBuilder::default()
-            .stdin(true)
-            .stdout(true)
-            .stderr(true)
-            .stream(true)
-            .build();
-        // Attach first, so that no byte the bootstrap writes is missed.
-        let attached = self.docker.attach_container(id, Some(options)).await?;
-        self.docker.start_container(id, None).await?;
-        Ok((attached.input, attached.output))
-    }
-
-    /// Kills and removes a container; failures are logged, as there is nothing else to do.
-    pub async fn remove(&self, id: &str) {
-        let options = RemoveContainerOptionsBuilder::default().force(true).build();
-        if let Err(error) = self.docker.remove_container(id, Some(options)).await {
-            metrics::counter!("faas_docker_errors_total").increment(1);
-            tracing::warn!(container = id, %error, "cannot remove container");
-        }
-    }
-
-    /// Explains why a container stopped answering: out of memory, or some other death.
-    /// `stderr` is what the bootstrap itself last wrote there.
-    pub async fn diagnose(&self, id: &str, stderr: &str, memory_mb: u32) -> Death {
-        let wait = WaitContainerOptionsBuilder::default()
-            .condition("not-running")
-            .build();
-        let mut waiting = self.docker.wait_container(id, Some(wait));
-        let _ = tokio::time::timeout(DEATH_WAIT, waiting.next()).await;
-        let state = self
-            .docker
-            .inspect_container(id, None::<InspectContainerOptions>)
-            .await
-            .ok()
-            .and_then(|inspect| inspect.state);
-        let oom = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
-        let exit_code = state.as_ref().and_then(|s| s.exit_code);
-        // Docker does not always set OOMKilled: on cgroup v2 its OOM event can race the exit,
-        // and gVisor's kernel may kill a process over the limit itself before the host's cgroup
-        // does. A container's first process cannot be SIGKILLed from inside its own namespace
-        // (runc), and the worker never kills a container it diagnoses, so a silent exit 137 is
-        // taken for an OOM kill. Misreported: an operator's `docker kill`, and a gVisor function
-        // that SIGKILLs itself.
-        let silent_kill = exit_code == Some(137) && stderr.trim().is_empty();
-        if oom || silent_kill {
-            return Death::OutOfMemory(ErrorInfo::new(
-                "Runtime.OutOfMemory",
-                format!("the function used more than its {memory_mb} MB of memory and was killed"),
-            ));
-        }
-        let mut message = match exit_code {
-            Some(code) => format!("the function's process exited with code {code}"),
-            None => "the function's container stopped answering".to_owned(),
-        };
-        if !stderr.is_empty() {
-            message.push_str(": ");
-            message.push_str(stderr.trim());
-        }
-        Death::Crashed(ErrorInfo::new("Runtime.ExitError", message))
-    }
-}
-
-/// How a container that stopped answering died.
-pub enum Death {
-    OutOfMemory(ErrorInfo),
-    Crashed(ErrorInfo),
-}
-
-fn short_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
-}
-
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-type OutputStream =
-    Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
-
-/// A frame from the bootstrap.
+/// How loading the code ended.
 #[derive(Debug)]
-enum Frame {
-    Ready {
-        logs: String,
-    },
-    InitError {
+pub enum InitOutcome {
+    Ready,
+    Failed {
         error: ErrorInfo,
         logs: String,
     },
-    Result {
-        id: String,
-        ok: bool,
-        result: common::RawJson,
-        error: Option<ErrorInfo>,
-        logs: String,
-        logs_truncated: bool,
-    },
-}
-
-/// A frame as it is written: one flat object whose `op` says which fields matter. (A serde
-/// internally tagged enum cannot hold a raw `result`: it buffers the fields as a tree first.)
-#[derive(Deserialize)]
-struct WireFrame {
-    op: String,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    ok: bool,
-    #[serde(default)]
-    result: Option<common::RawJson>,
-    #[serde(default)]
-    error: Option<ErrorInfo>,
-    #[serde(default)]
-    logs: String,
-    #[serde(default)]
-    logs_truncated: bool,
-}
-
-impl Frame {
-    fn parse(line: &[u8]) -> Result<Frame, String> {
-        let wire: WireFrame = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-        match wire.op.as_str() {
-            "ready" => Ok(Frame::Ready { logs: wire.logs }),
-            "init_error" => Ok(Frame::InitError {
-                error: wire.error.unwrap_or_default(),
-                logs: wire.logs,
-            }),
-            "result" => Ok(Frame::Result {
-                id: wire.id.ok_or("a result frame without an id")?,
-                ok: wire.ok,
-                result: wire.result.unwrap_or_else(common::raw_null),
-                error: wire.error,
-                logs: wire.logs,
-                logs_truncated: wire.logs_truncated,
-            }),
-            _ => Err("unknown op".to_owned()),
-        }
-    }
-}
-
-/// What the reader task saw on the container's stdout.
-enum Event {
-    Frame(Frame),
-    /// The bootstrap wrote something that is not a frame: the container is no longer trusted.
-    Broken(String),
-}
-
-#[derive(Serialize)]
-struct InitFrame<'a> {
-    op: &'static str,
-    code: &'a str,
-    handler: &'static str,
-    env: &'a std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Serialize)]
-struct InvokeFrame<'a> {
-    op: &'static str,
-    id: &'a str,
-    event: &'a common::RawValue,
-    context: &'a InvokeContext<'a>,
-}
-
-/// The `context` of an invoke frame.
-#[derive(Serialize)]
-pub struct InvokeContext<'a> {
-    pub invocation_id: &'a str,
-    pub function_name: &'a str,
-    pub function_version: i32,
-    pub memory_mb: u32,
-    pub deadline_unix_ms: u64,
-}
-
-/// How loading the code ended.
-pub enum InitOutcome {
-    Ready { logs: String },
-    Failed { error: ErrorInfo, logs: String },
     TimedOut,
+    /// The container stopped answering (its output ended).
     Died,
+    /// It broke the protocol and has been killed.
+    Broken(Violation),
 }
 
 /// How one call ended.
+#[derive(Debug)]
 pub enum CallOutcome {
     Returned {
-        result: common::RawJson,
+        result: RawJson,
         logs: String,
         logs_truncated: bool,
     },
@@ -412,25 +51,28 @@ pub enum CallOutcome {
         logs: String,
         logs_truncated: bool,
     },
+    /// The result is over the limit. `sound` when the bootstrap itself said so (the container
+    /// can serve again); not when the container wrote it anyway.
+    TooLarge {
+        error: ErrorInfo,
+        sound: bool,
+    },
     TimedOut,
     Died,
+    Broken(Violation),
 }
 
-/// A started container, attached. Dropping it does not remove it: call [`Sandbox::remove`].
+/// A started container. Dropping it does not remove it: the pool does.
 pub struct Container {
     pub id: String,
-    /// The function version it serves; [`STEM_KEY`] until a stem cell is bound.
-    pub key: FunctionKey,
-    pub language: Language,
-    pub memory_mb: u32,
-    /// Its place under the worker's container cap, given back when it is discarded.
-    pub permit: Option<OwnedSemaphorePermit>,
     input: Pin<Box<dyn AsyncWrite + Send>>,
     events: mpsc::Receiver<Event>,
-    stderr_tail: Arc<Mutex<Vec<u8>>>,
+    outstanding: Arc<Outstanding>,
     reader: JoinHandle<()>,
-    /// When it last finished a call; the idle reaper and LRU eviction read it.
-    pub idle_since: Instant,
+    stderr_tail: Arc<Mutex<Vec<u8>>>,
+    limits: FrameLimits,
+    /// When the last request was written: a death before it was not that request's doing.
+    last_request_at: SystemTime,
 }
 
 impl Drop for Container {
@@ -439,30 +81,46 @@ impl Drop for Container {
     }
 }
 
+impl Pooled for Container {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// False once its output ended (it died, or was killed for breaking the protocol).
+    fn is_alive(&self) -> bool {
+        !self.reader.is_finished()
+    }
+}
+
 impl Container {
-    fn new(
+    /// A container whose stdin is `input` and whose stdout (frames only) is `stdout`. `kill`
+    /// is pulled when it breaks the protocol: it must not run on, even while idle.
+    pub fn new(
         id: String,
-        key: FunctionKey,
-        language: Language,
-        memory_mb: u32,
-        permit: OwnedSemaphorePermit,
         input: Pin<Box<dyn AsyncWrite + Send>>,
-        output: OutputStream,
+        stdout: impl AsyncRead + Send + Unpin + 'static,
+        stderr_tail: Arc<Mutex<Vec<u8>>>,
+        limits: FrameLimits,
+        kill: impl FnOnce() + Send + 'static,
     ) -> Self {
-        let (tx, events) = mpsc::channel(4);
-        let stderr_tail = Arc::new(Mutex::new(Vec::new()));
-        let reader = tokio::spawn(read_frames(output, tx, stderr_tail.clone()));
+        let (tx, events) = mpsc::channel(2);
+        let outstanding = Arc::new(Outstanding::default());
+        let reader = tokio::spawn(protocol::read_frames(
+            stdout,
+            protocol::max_frame_bytes(limits.result_bytes),
+            outstanding.clone(),
+            tx,
+            kill,
+        ));
         Container {
             id,
-            key,
-            language,
-            memory_mb,
-            permit: Some(permit),
             input,
             events,
-            stderr_tail,
+            outstanding,
             reader,
-            idle_since: Instant::now(),
+            stderr_tail,
+            limits,
+            last_request_at: SystemTime::now(),
         }
     }
 
@@ -470,45 +128,48 @@ impl Container {
         String::from_utf8_lossy(&self.stderr_tail.lock().unwrap()).into_owned()
     }
 
+    /// When the request now outstanding (or the last one) was written.
+    pub fn last_request_at(&self) -> SystemTime {
+        self.last_request_at
+    }
+
     async fn send(&mut self, frame: &impl Serialize) -> Result<(), ContainerError> {
         let mut line = serde_json::to_vec(frame).expect("frames always serialize");
         line.push(b'\n');
+        self.outstanding.expect_answer();
+        self.last_request_at = SystemTime::now();
         self.input.write_all(&line).await?;
         self.input.flush().await?;
         Ok(())
     }
 
-    /// Loads `spec`'s code, binding the container to its version; waits for `ready` until
-    /// `deadline`.
+    /// Loads `spec`'s code; waits for `ready` until `deadline`.
     pub async fn init(
         &mut self,
         spec: &FunctionSpec,
         deadline: tokio::time::Instant,
     ) -> InitOutcome {
-        self.key = (spec.id, spec.version);
         let frame = InitFrame {
             op: "init",
             code: &spec.code,
             handler: "handler",
             env: &spec.env,
+            limits: self.limits,
         };
         let exchange = async {
             if self.send(&frame).await.is_err() {
                 return InitOutcome::Died;
             }
             match self.events.recv().await {
-                Some(Event::Frame(Frame::Ready { logs })) => InitOutcome::Ready { logs },
+                Some(Event::Frame(Frame::Ready)) => InitOutcome::Ready,
                 Some(Event::Frame(Frame::InitError { error, logs })) => {
                     InitOutcome::Failed { error, logs }
                 }
                 Some(Event::Frame(other)) => {
-                    tracing::warn!(container = %self.id, ?other, "unexpected frame during init");
-                    InitOutcome::Died
+                    tracing::warn!(container = %self.id, op = other.op(), "unexpected frame during init");
+                    InitOutcome::Broken(Violation::Unrequested)
                 }
-                Some(Event::Broken(why)) => {
-                    tracing::warn!(container = %self.id, %why, "protocol broken during init");
-                    InitOutcome::Died
-                }
+                Some(Event::Violation(violation)) => InitOutcome::Broken(violation),
                 None => InitOutcome::Died,
             }
         };
@@ -521,7 +182,7 @@ impl Container {
     pub async fn invoke(
         &mut self,
         id: &str,
-        event: &common::RawValue,
+        event: &RawValue,
         context: &InvokeContext<'_>,
         deadline: tokio::time::Instant,
     ) -> CallOutcome {
@@ -531,6 +192,7 @@ impl Container {
             event,
             context,
         };
+        let result_limit = self.limits.result_bytes;
         let exchange = async {
             if self.send(&frame).await.is_err() {
                 return CallOutcome::Died;
@@ -544,28 +206,44 @@ impl Container {
                     logs,
                     logs_truncated,
                 })) if got == id => {
-                    if ok {
-                        CallOutcome::Returned {
+                    if ok && result.get().len() > result_limit {
+                        // The bootstrap checks this itself: a container that sent it anyway
+                        // does not run the bootstrap's code any more.
+                        return CallOutcome::TooLarge {
+                            error: too_large(result.get().len(), result_limit),
+                            sound: false,
+                        };
+                    }
+                    match (ok, error) {
+                        (true, _) => CallOutcome::Returned {
                             result,
                             logs,
                             logs_truncated,
+                        },
+                        (false, Some(error)) if error.kind == RESULT_TOO_LARGE => {
+                            CallOutcome::TooLarge { error, sound: true }
                         }
-                    } else {
-                        CallOutcome::Raised {
+                        (false, error) => CallOutcome::Raised {
                             error: error.unwrap_or_else(|| ErrorInfo::new("Error", "")),
                             logs,
                             logs_truncated,
-                        }
+                        },
                     }
                 }
                 Some(Event::Frame(other)) => {
-                    tracing::warn!(container = %self.id, ?other, "unexpected frame during a call");
-                    CallOutcome::Died
+                    tracing::warn!(container = %self.id, op = other.op(), "unexpected frame during a call");
+                    CallOutcome::Broken(Violation::Unrequested)
                 }
-                Some(Event::Broken(why)) => {
-                    tracing::warn!(container = %self.id, %why, "protocol broken during a call");
-                    CallOutcome::Died
-                }
+                Some(Event::Violation(Violation::Oversized { limit })) => CallOutcome::TooLarge {
+                    error: ErrorInfo::new(
+                        RESULT_TOO_LARGE,
+                        format!(
+                            "the function's answer is over {limit} bytes; results may hold at most {result_limit} bytes (6 MiB) of JSON"
+                        ),
+                    ),
+                    sound: false,
+                },
+                Some(Event::Violation(violation)) => CallOutcome::Broken(violation),
                 None => CallOutcome::Died,
             }
         };
@@ -575,90 +253,179 @@ impl Container {
     }
 }
 
-/// Splits the container's stdout into frames and keeps the tail of its stderr; ends when the
-/// container's output ends or the protocol breaks.
-async fn read_frames(
-    mut output: OutputStream,
-    tx: mpsc::Sender<Event>,
-    stderr_tail: Arc<Mutex<Vec<u8>>>,
-) {
-    let mut buffer: Vec<u8> = Vec::new();
-    while let Some(chunk) = output.next().await {
-        let message = match chunk {
-            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => message,
-            Ok(LogOutput::StdErr { message }) => {
-                let mut tail = stderr_tail.lock().unwrap();
-                tail.extend_from_slice(&message);
-                let excess = tail.len().saturating_sub(STDERR_TAIL_BYTES);
-                tail.drain(..excess);
-                continue;
-            }
-            Ok(LogOutput::StdIn { .. }) => continue,
-            Err(error) => {
-                tracing::debug!(%error, "container output ended with an error");
-                return;
-            }
-        };
-        buffer.extend_from_slice(&message);
-        while let Some(newline) = buffer.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buffer.drain(..=newline).collect();
-            let line = &line[..line.len() - 1];
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let event = match Frame::parse(line) {
-                Ok(frame) => Event::Frame(frame),
-                Err(error) => Event::Broken(format!("not a frame ({error})")),
-            };
-            let broken = matches!(event, Event::Broken(_));
-            if tx.send(event).await.is_err() || broken {
-                return;
-            }
-        }
-        if buffer.len() > MAX_FRAME_BYTES {
-            let _ = tx
-                .send(Event::Broken(format!(
-                    "a frame over {MAX_FRAME_BYTES} bytes"
-                )))
-                .await;
-            return;
-        }
-    }
-}
-
-/// The id of the container this process runs in, read from the bind mounts Docker gives every
-/// container (`…/containers/<64 hex>/hostname`), when `docker` knows that container; `None` on
-/// a host, or in a container of another daemon.
-pub async fn own_container_id(docker: &Docker) -> Option<String> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let id = container_id_in_mountinfo(&mountinfo)?;
-    docker.inspect_container(&id, None).await.ok()?;
-    Some(id)
-}
-
-fn container_id_in_mountinfo(mountinfo: &str) -> Option<String> {
-    mountinfo.lines().find_map(|line| {
-        let (_, rest) = line.split_once("/containers/")?;
-        let (id, file) = rest.split_once('/')?;
-        let is_id = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
-        let is_docker_file = file.starts_with("hostname ") || file.starts_with("hosts ");
-        (is_id && is_docker_file).then(|| id.to_owned())
-    })
+fn too_large(size: usize, limit: usize) -> ErrorInfo {
+    ErrorInfo::new(
+        RESULT_TOO_LARGE,
+        format!(
+            "the function's result is {size} bytes of JSON, over the limit of {limit} bytes (6 MiB)"
+        ),
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::container_id_in_mountinfo;
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+    use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream, duplex};
 
-    #[test]
-    fn the_own_container_id_is_read_from_dockers_bind_mounts() {
-        let id = "85058d84ce05a1e6b0f3c3e1d2a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2";
-        let inside = format!(
-            "600 580 0:52 / / rw,relatime - overlay overlay rw\n\
-             612 600 254:1 /var/lib/docker/containers/{id}/hostname /etc/hostname rw,relatime - ext4 /dev/vda rw\n"
+    /// A container over in-memory pipes; the test plays the bootstrap on the other ends.
+    fn container(
+        result_bytes: usize,
+    ) -> (
+        Container,
+        BufReader<DuplexStream>,
+        DuplexStream,
+        Arc<AtomicBool>,
+    ) {
+        let (stdin_worker, stdin_bootstrap) = duplex(1 << 20);
+        let (stdout_bootstrap, stdout_worker) = duplex(1 << 20);
+        let killed = Arc::new(AtomicBool::new(false));
+        let flag = killed.clone();
+        let container = Container::new(
+            "c1".into(),
+            Box::pin(stdin_worker),
+            stdout_worker,
+            Arc::default(),
+            FrameLimits { result_bytes },
+            move || flag.store(true, Ordering::SeqCst),
         );
-        assert_eq!(container_id_in_mountinfo(&inside).as_deref(), Some(id));
-        let host = "22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n";
-        assert_eq!(container_id_in_mountinfo(host), None);
+        (
+            container,
+            BufReader::new(stdin_bootstrap),
+            stdout_bootstrap,
+            killed,
+        )
+    }
+
+    fn spec() -> FunctionSpec {
+        FunctionSpec {
+            id: 1,
+            name: "f".into(),
+            version: 1,
+            language: common::Language::Python,
+            code: "def handler(e, c): return e".into(),
+            timeout_ms: 1000,
+            memory_mb: 128,
+            env: Default::default(),
+        }
+    }
+
+    fn soon() -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_secs(5)
+    }
+
+    const CONTEXT: InvokeContext<'static> = InvokeContext {
+        invocation_id: "i1",
+        function_name: "f",
+        function_version: 1,
+        memory_mb: 128,
+        deadline_unix_ms: 0,
+    };
+
+    #[tokio::test]
+    async fn init_then_a_call_pass_the_event_through_as_text_and_keep_the_limits() {
+        let (mut c, mut stdin, mut stdout, _) = container(100);
+        let bootstrap = tokio::spawn(async move {
+            let mut line = String::new();
+            stdin.read_line(&mut line).await.unwrap();
+            let init: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(init["limits"]["result_bytes"], 100);
+            stdout.write_all(b"{\"op\":\"ready\"}\n").await.unwrap();
+            line.clear();
+            stdin.read_line(&mut line).await.unwrap();
+            assert!(line.contains(r#""event":{"a": [1, 2]}"#), "{line}");
+            stdout
+                .write_all(b"{\"op\":\"result\",\"id\":\"i1\",\"ok\":true,\"result\":{\"a\": [1, 2]},\"logs\":\"\"}\n")
+                .await
+                .unwrap();
+            (stdin, stdout)
+        });
+        assert!(matches!(c.init(&spec(), soon()).await, InitOutcome::Ready));
+        let event = RawValue::from_string(r#"{"a": [1, 2]}"#.into()).unwrap();
+        match c.invoke("i1", &event, &CONTEXT, soon()).await {
+            CallOutcome::Returned { result, .. } => assert_eq!(result.get(), r#"{"a": [1, 2]}"#),
+            other => panic!("{other:?}"),
+        }
+        let _pipes = bootstrap.await.unwrap();
+        assert!(c.is_alive());
+    }
+
+    #[tokio::test]
+    async fn a_result_over_the_limit_is_too_large_and_the_container_is_not_sound() {
+        let (mut c, mut stdin, mut stdout, killed) = container(10);
+        tokio::spawn(async move {
+            let mut line = String::new();
+            stdin.read_line(&mut line).await.unwrap();
+            stdout
+                .write_all(b"{\"op\":\"result\",\"id\":\"i1\",\"ok\":true,\"result\":\"0123456789abcdef\"}\n")
+                .await
+                .unwrap();
+            // A flood far past the frame limit (10 bytes + 4 MiB) for the next call.
+            line.clear();
+            stdin.read_line(&mut line).await.unwrap();
+            let chunk = vec![b'x'; 64 * 1024];
+            while stdout.write_all(&chunk).await.is_ok() {}
+        });
+        let event = RawValue::from_string("{}".into()).unwrap();
+        match c.invoke("i1", &event, &CONTEXT, soon()).await {
+            CallOutcome::TooLarge { error, sound } => {
+                assert!(!sound);
+                assert!(error.message.contains("18 bytes"), "{}", error.message);
+            }
+            other => panic!("{other:?}"),
+        }
+        match c.invoke("i1", &event, &CONTEXT, soon()).await {
+            CallOutcome::TooLarge { sound: false, .. } => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(killed.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!c.is_alive());
+    }
+
+    #[tokio::test]
+    async fn the_bootstraps_own_too_large_error_keeps_the_container() {
+        let (mut c, mut stdin, mut stdout, killed) = container(10);
+        tokio::spawn(async move {
+            let mut line = String::new();
+            stdin.read_line(&mut line).await.unwrap();
+            stdout
+                .write_all(b"{\"op\":\"result\",\"id\":\"i1\",\"ok\":false,\"error\":{\"type\":\"Runtime.ResultTooLarge\",\"message\":\"20 bytes\"}}\n")
+                .await
+                .unwrap();
+            std::future::pending::<()>().await;
+        });
+        let event = RawValue::from_string("{}".into()).unwrap();
+        assert!(matches!(
+            c.invoke("i1", &event, &CONTEXT, soon()).await,
+            CallOutcome::TooLarge { sound: true, .. }
+        ));
+        assert!(!killed.load(Ordering::SeqCst));
+        assert!(c.is_alive());
+    }
+
+    #[tokio::test]
+    async fn an_answer_to_another_id_breaks_the_protocol_and_silence_times_out() {
+        let (mut c, mut stdin, mut stdout, _) = container(100);
+        tokio::spawn(async move {
+            let mut line = String::new();
+            stdin.read_line(&mut line).await.unwrap();
+            stdout
+                .write_all(b"{\"op\":\"result\",\"id\":\"other\",\"ok\":true}\n")
+                .await
+                .unwrap();
+            std::future::pending::<()>().await;
+        });
+        let event = RawValue::from_string("{}".into()).unwrap();
+        assert!(matches!(
+            c.invoke("i1", &event, &CONTEXT, soon()).await,
+            CallOutcome::Broken(Violation::Unrequested)
+        ));
+        let quick = tokio::time::Instant::now() + Duration::from_millis(50);
+        assert!(matches!(
+            c.invoke("i2", &event, &CONTEXT, quick).await,
+            CallOutcome::TimedOut
+        ));
     }
 }

@@ -1,17 +1,83 @@
-//! Runs one job to a reply: checks its deadline, finds a warm container or starts one (a cold
-//! start), sends the call and turns whatever happened into a [`Reply`]. A container that timed
-//! out, died or broke the protocol is removed, never reused.
+//! Runs one job to a verdict: checks its fields and deadline, finds a warm container or starts
+//! one (a cold start), sends the call and turns whatever happened into a [`Reply`], or gives
+//! the job back to the queue when this worker has no room for it. A container that timed out,
+//! died or broke the protocol is removed, never reused; one that died before the call reached
+//! it is not the caller's fault, and the call goes to another container.
 
-use crate::container::{CallOutcome, Container, Death, InitOutcome, InvokeContext};
-use crate::pool::Pool;
-use common::{ErrorInfo, FunctionSpec, Job, RawJson, Reply, ReplyStatus, Timing, raw_null};
+use crate::container::{CallOutcome, Container, InitOutcome};
+use crate::pool::{Pool, Slot};
+use crate::protocol::InvokeContext;
+use crate::sandbox::{Death, Sandbox};
+use common::{ErrorInfo, Job, RawJson, Reply, ReplyStatus, Timing, raw_null};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The pool of Docker containers the executor runs calls in.
+pub type DockerPool = Pool<Sandbox>;
+
+/// Bounds on what a job may ask for, whoever published it: the api checks a function's fields
+/// when it is saved, but anything that can publish to the queue can send a job.
+const MEMORY_RANGE_MB: std::ops::RangeInclusive<u32> = 64..=10_240;
+const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=900_000;
+/// The longest a job may wait on top of its timeout before its deadline.
+const MAX_DEADLINE_OVERHEAD_MS: u64 = 10 * 60 * 1000;
+/// A call whose container died before the call reached it goes to another container, once.
+const ATTEMPTS: usize = 2;
+
 pub struct Executor {
-    pub pool: Arc<Pool>,
+    pub pool: Arc<DockerPool>,
     pub worker_id: String,
     pub init_timeout: Duration,
+    /// How long a job waits for room before it goes back to the queue, where a worker with
+    /// room (or this one, later) takes it.
+    pub room_wait: Duration,
+}
+
+/// What becomes of a delivered job.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Publish this reply, then ack.
+    Reply(Reply),
+    /// No room for it now: give it back to the queue unanswered.
+    Requeue,
+}
+
+impl Verdict {
+    /// The reply; panics on a requeue (tests that leave no room for one).
+    pub fn reply(self) -> Reply {
+        match self {
+            Verdict::Reply(reply) => reply,
+            Verdict::Requeue => panic!("the job was given back to the queue"),
+        }
+    }
+}
+
+/// A job's fields as this worker will honour them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounded {
+    pub memory_mb: u32,
+    pub timeout_ms: u64,
+    pub deadline_unix_ms: u64,
+}
+
+impl Bounded {
+    /// Clamps `job`'s memory and timeout into the ranges the api allows (`memory_mb: 0` would
+    /// mean "unlimited" to Docker) and its deadline to at most ten minutes past its timeout.
+    pub fn of(job: &Job, now_unix_ms: u64) -> Bounded {
+        let spec = &job.function;
+        let memory_mb = spec
+            .memory_mb
+            .clamp(*MEMORY_RANGE_MB.start(), *MEMORY_RANGE_MB.end());
+        let timeout_ms = spec
+            .timeout_ms
+            .clamp(*TIMEOUT_RANGE_MS.start(), *TIMEOUT_RANGE_MS.end());
+        let latest = now_unix_ms + timeout_ms + MAX_DEADLINE_OVERHEAD_MS;
+        Bounded {
+            memory_mb,
+            timeout_ms,
+            deadline_unix_ms: job.deadline_unix_ms.min(latest),
+        }
+    }
 }
 
 /// What a finished job reports, before it is turned into a reply.
@@ -35,19 +101,26 @@ impl Outcome {
     }
 }
 
+/// Why a job got no container.
+enum NoContainer {
+    Answer(Outcome),
+    Requeue,
+}
+
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
 impl Executor {
-    pub async fn run(&self, job: &Job) -> Reply {
+    pub async fn run(&self, job: &Job) -> Verdict {
         let taken_at = common::now_unix_ms();
+        let bounded = Bounded::of(job, taken_at);
         let mut timing = Timing {
             queue_ms: taken_at.saturating_sub(job.published_unix_ms) as f64,
             ..Timing::default()
         };
         let mut cold_start = false;
-        let outcome = if taken_at >= job.deadline_unix_ms {
+        let outcome = if taken_at >= bounded.deadline_unix_ms {
             Outcome::failed(
                 ReplyStatus::Expired,
                 ErrorInfo::new(
@@ -57,10 +130,15 @@ impl Executor {
                 String::new(),
             )
         } else {
-            self.run_in_container(job, &mut timing, &mut cold_start)
+            match self
+                .run_in_container(job, bounded, &mut timing, &mut cold_start)
                 .await
+            {
+                Ok(outcome) => outcome,
+                Err(()) => return Verdict::Requeue,
+            }
         };
-        let runtime = self.pool.sandbox.runtime.as_str();
+        let runtime = self.pool.launcher().runtime.as_str();
         metrics::counter!("faas_worker_jobs_total", "runtime" => runtime, "status" => outcome.status.as_str())
             .increment(1);
         metrics::histogram!("faas_worker_queue_seconds", "runtime" => runtime)
@@ -71,7 +149,7 @@ impl Executor {
             metrics::histogram!("faas_worker_init_seconds", "runtime" => runtime)
                 .record(timing.init_ms / 1000.0);
         }
-        Reply {
+        Verdict::Reply(Reply {
             invocation_id: job.invocation_id,
             worker_id: self.worker_id.clone(),
             status: outcome.status,
@@ -81,201 +159,364 @@ impl Executor {
             logs_truncated: outcome.logs_truncated,
             cold_start,
             timing,
+        })
+    }
+
+    /// The reply for a job this worker could not run through (its task panicked twice).
+    pub fn worker_failure(&self, job: &Job) -> Reply {
+        Reply {
+            invocation_id: job.invocation_id,
+            worker_id: self.worker_id.clone(),
+            status: ReplyStatus::Crashed,
+            result: raw_null(),
+            error: Some(ErrorInfo::new(
+                "Runtime.WorkerError",
+                "the worker failed while running this call; see the worker's log",
+            )),
+            logs: String::new(),
+            logs_truncated: false,
+            cold_start: false,
+            timing: Timing::default(),
         }
     }
 
+    /// `Err` when the job should go back to the queue.
     async fn run_in_container(
         &self,
         job: &Job,
+        bounded: Bounded,
         timing: &mut Timing,
         cold_start: &mut bool,
-    ) -> Outcome {
+    ) -> Result<Outcome, ()> {
         let spec = &job.function;
-        let remaining =
-            Duration::from_millis(job.deadline_unix_ms.saturating_sub(common::now_unix_ms()));
+        let remaining = Duration::from_millis(
+            bounded
+                .deadline_unix_ms
+                .saturating_sub(common::now_unix_ms()),
+        );
         let job_deadline = tokio::time::Instant::now() + remaining;
+        let key = (spec.id, spec.version);
+        let invocation_id = job.invocation_id.to_string();
 
+        for attempt in 1..=ATTEMPTS {
+            let mut slot = match self
+                .acquire(job, bounded, job_deadline, timing, cold_start)
+                .await
+            {
+                Ok(slot) => slot,
+                Err(NoContainer::Answer(outcome)) => return Ok(outcome),
+                Err(NoContainer::Requeue) => return Err(()),
+            };
+
+            let busy = self.pool.busy(key);
+            let run_started = Instant::now();
+            let run_deadline = job_deadline
+                .min(tokio::time::Instant::now() + Duration::from_millis(bounded.timeout_ms));
+            let deadline_unix_ms = common::now_unix_ms()
+                + run_deadline
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .as_millis() as u64;
+            let context = InvokeContext {
+                invocation_id: &invocation_id,
+                function_name: &spec.name,
+                function_version: spec.version,
+                memory_mb: bounded.memory_mb,
+                deadline_unix_ms,
+            };
+            let call = slot
+                .container
+                .invoke(&invocation_id, &job.event, &context, run_deadline)
+                .await;
+            timing.run_ms = millis(run_started.elapsed());
+            drop(busy);
+            let outcome = match call {
+                CallOutcome::Returned {
+                    result,
+                    logs,
+                    logs_truncated,
+                } => {
+                    self.pool.put_idle(slot);
+                    Outcome {
+                        status: ReplyStatus::Success,
+                        result,
+                        error: None,
+                        logs,
+                        logs_truncated,
+                    }
+                }
+                CallOutcome::Raised {
+                    error,
+                    logs,
+                    logs_truncated,
+                } => {
+                    // The handler's own error leaves the process sound: the container stays warm.
+                    self.pool.put_idle(slot);
+                    Outcome {
+                        status: ReplyStatus::Error,
+                        result: raw_null(),
+                        error: Some(error),
+                        logs,
+                        logs_truncated,
+                    }
+                }
+                CallOutcome::TooLarge { error, sound } => {
+                    if sound {
+                        self.pool.put_idle(slot);
+                    } else {
+                        self.pool.discard(slot);
+                    }
+                    Outcome::failed(ReplyStatus::ResultTooLarge, error, String::new())
+                }
+                CallOutcome::TimedOut => {
+                    self.pool.discard(slot);
+                    Outcome::failed(
+                        ReplyStatus::Timeout,
+                        ErrorInfo::new(
+                            "Runtime.Timeout",
+                            format!(
+                                "the function did not return within {} ms",
+                                bounded.timeout_ms
+                            ),
+                        ),
+                        String::new(),
+                    )
+                }
+                CallOutcome::Broken(violation) => {
+                    self.pool.discard(slot);
+                    Outcome::failed(
+                        ReplyStatus::Crashed,
+                        ErrorInfo::new(
+                            "Runtime.ProtocolError",
+                            format!("the function's container was killed: {violation}"),
+                        ),
+                        String::new(),
+                    )
+                }
+                CallOutcome::Died => match self.died(slot).await {
+                    Death::BeforeTheCall if attempt < ATTEMPTS => {
+                        tracing::info!(
+                            "the container died before the call reached it; retrying in another"
+                        );
+                        continue;
+                    }
+                    death => death_outcome(death),
+                },
+            };
+            return Ok(outcome);
+        }
+        unreachable!("the last attempt always returns")
+    }
+
+    /// A container for the call: a warm one of its version, else (a cold start) a stem cell or
+    /// a new container with its code loaded.
+    async fn acquire(
+        &self,
+        job: &Job,
+        bounded: Bounded,
+        job_deadline: tokio::time::Instant,
+        timing: &mut Timing,
+        cold_start: &mut bool,
+    ) -> Result<Slot<Container>, NoContainer> {
+        let spec = &job.function;
         let key = (spec.id, spec.version);
         let waited = Instant::now();
         let warm = match self.pool.take_idle(key) {
-            Some(container) => Some(container),
+            Some(slot) => Some(slot),
             None => {
                 let wait = job_deadline.min(tokio::time::Instant::now() + self.pool.warm_wait());
                 self.pool.wait_for_idle(key, wait).await
             }
         };
         timing.queue_ms += millis(waited.elapsed());
-        let mut container = match warm {
-            Some(container) => container,
-            None => {
-                *cold_start = true;
-                let init_started = Instant::now();
-                let started = self.cold_start(job, job_deadline).await;
-                timing.init_ms = millis(init_started.elapsed());
-                match started {
-                    Ok(container) => container,
-                    Err(outcome) => return outcome,
-                }
-            }
-        };
-
-        let _busy = self.pool.busy(key);
-        let run_started = Instant::now();
-        let run_deadline =
-            job_deadline.min(tokio::time::Instant::now() + Duration::from_millis(spec.timeout_ms));
-        let deadline_unix_ms = common::now_unix_ms()
-            + run_deadline
-                .saturating_duration_since(tokio::time::Instant::now())
-                .as_millis() as u64;
-        let invocation_id = job.invocation_id.to_string();
-        let context = InvokeContext {
-            invocation_id: &invocation_id,
-            function_name: &spec.name,
-            function_version: spec.version,
-            memory_mb: spec.memory_mb,
-            deadline_unix_ms,
-        };
-        let call = container
-            .invoke(&invocation_id, &job.event, &context, run_deadline)
-            .await;
-        timing.run_ms = millis(run_started.elapsed());
-        match call {
-            CallOutcome::Returned {
-                result,
-                logs,
-                logs_truncated,
-            } => {
-                self.pool.put_idle(container);
-                Outcome {
-                    status: ReplyStatus::Success,
-                    result,
-                    error: None,
-                    logs,
-                    logs_truncated,
-                }
-            }
-            CallOutcome::Raised {
-                error,
-                logs,
-                logs_truncated,
-            } => {
-                // The handler's own error leaves the process sound: the container stays warm.
-                self.pool.put_idle(container);
-                Outcome {
-                    status: ReplyStatus::Error,
-                    result: raw_null(),
-                    error: Some(error),
-                    logs,
-                    logs_truncated,
-                }
-            }
-            CallOutcome::TimedOut => {
-                self.pool.discard(container);
-                Outcome::failed(
-                    ReplyStatus::Timeout,
-                    ErrorInfo::new(
-                        "Runtime.Timeout",
-                        format!("the function did not return within {} ms", spec.timeout_ms),
-                    ),
-                    String::new(),
-                )
-            }
-            CallOutcome::Died => self.died(container).await,
+        if let Some(slot) = warm {
+            return Ok(slot);
         }
+        *cold_start = true;
+        let init_started = Instant::now();
+        let started = self.cold_start(job, bounded, job_deadline).await;
+        timing.init_ms = millis(init_started.elapsed());
+        started
     }
 
     /// Binds a stem cell, or starts a container, and loads the code; on failure the container
-    /// is already removed. Waiting for room or for a start slot is bounded by the job's
-    /// deadline; loading the code, by `init_timeout` from when the container is there.
+    /// is already removed. Waiting for room is bounded by `room_wait` (then the job goes back
+    /// to the queue) and by the job's deadline; loading the code by `init_timeout`.
     async fn cold_start(
         &self,
         job: &Job,
+        bounded: Bounded,
         job_deadline: tokio::time::Instant,
-    ) -> Result<Container, Outcome> {
+    ) -> Result<Slot<Container>, NoContainer> {
         let spec = &job.function;
-        let mut container = match self.pool.take_stem(spec.language, spec.memory_mb) {
+        let mut slot = match self.pool.take_stem(spec.language, bounded.memory_mb) {
             Some(stem) => stem,
-            None => self.start_container(spec, job_deadline).await?,
+            None => self.start_container(job, bounded, job_deadline).await?,
         };
         let deadline = job_deadline.min(tokio::time::Instant::now() + self.init_timeout);
-        match container.init(spec, deadline).await {
-            InitOutcome::Ready { .. } => Ok(container),
+        slot.bind((spec.id, spec.version));
+        let failed = |status, kind: &str, message: &str| {
+            NoContainer::Answer(Outcome::failed(
+                status,
+                ErrorInfo::new(kind, message),
+                String::new(),
+            ))
+        };
+        match slot.container.init(spec, deadline).await {
+            InitOutcome::Ready => Ok(slot),
             InitOutcome::Failed { error, logs } => {
-                self.pool.discard(container);
-                Err(Outcome::failed(ReplyStatus::InitError, error, logs))
+                self.pool.discard(slot);
+                Err(NoContainer::Answer(Outcome::failed(
+                    ReplyStatus::InitError,
+                    error,
+                    logs,
+                )))
             }
             InitOutcome::TimedOut => {
-                self.pool.discard(container);
-                Err(Outcome::failed(
+                self.pool.discard(slot);
+                Err(failed(
                     ReplyStatus::InitError,
-                    ErrorInfo::new(
-                        "Runtime.InitTimeout",
-                        "the function's code did not load in time",
-                    ),
-                    String::new(),
+                    "Runtime.InitTimeout",
+                    "the function's code did not load in time",
                 ))
             }
-            InitOutcome::Died => Err(self.died(container).await),
+            InitOutcome::Broken(violation) => {
+                self.pool.discard(slot);
+                Err(failed(
+                    ReplyStatus::Crashed,
+                    "Runtime.ProtocolError",
+                    &format!("the function's container was killed while loading: {violation}"),
+                ))
+            }
+            InitOutcome::Died => Err(NoContainer::Answer(death_outcome(self.died(slot).await))),
         }
     }
 
     async fn start_container(
         &self,
-        spec: &FunctionSpec,
-        deadline: tokio::time::Instant,
-    ) -> Result<Container, Outcome> {
-        let Some(permit) = self.pool.reserve(deadline).await else {
-            return Err(Outcome::failed(
+        job: &Job,
+        bounded: Bounded,
+        job_deadline: tokio::time::Instant,
+    ) -> Result<Slot<Container>, NoContainer> {
+        let spec = &job.function;
+        let until = job_deadline.min(tokio::time::Instant::now() + self.room_wait);
+        let Some(room) = self.pool.reserve(bounded.memory_mb, until).await else {
+            if tokio::time::Instant::now() < job_deadline {
+                tracing::debug!(
+                    memory_mb = bounded.memory_mb,
+                    "no room for the job; giving it back to the queue"
+                );
+                return Err(NoContainer::Requeue);
+            }
+            return Err(NoContainer::Answer(Outcome::failed(
                 ReplyStatus::Expired,
                 ErrorInfo::new(
                     "Runtime.NoCapacity",
-                    "every container of the worker stayed busy until the call's deadline",
+                    "no worker had room for the call before its deadline",
                 ),
                 String::new(),
-            ));
+            )));
         };
         let started = tokio::time::timeout_at(
-            deadline,
+            job_deadline,
             self.pool
-                .start(spec.language, spec.memory_mb, Some(spec), permit),
+                .start(spec.language, bounded.memory_mb, Some(spec), room),
         )
         .await
         .map_err(|_| {
-            Outcome::failed(
+            NoContainer::Answer(Outcome::failed(
                 ReplyStatus::Expired,
                 ErrorInfo::new(
                     "Runtime.NoCapacity",
                     "the worker could not start a container before the call's deadline",
                 ),
                 String::new(),
-            )
+            ))
         })?;
         started.map_err(|error| {
             metrics::counter!("faas_docker_errors_total").increment(1);
-            tracing::error!(function = %spec.name, %error, "cannot start a container");
-            Outcome::failed(
+            tracing::error!(%error, "cannot start a container");
+            NoContainer::Answer(Outcome::failed(
                 ReplyStatus::Crashed,
                 ErrorInfo::new(
                     "Runtime.ContainerStartFailed",
                     "the worker could not start a container for the function",
                 ),
                 String::new(),
-            )
+            ))
         })
     }
 
-    async fn died(&self, container: Container) -> Outcome {
-        let stderr = container.stderr_tail();
-        let id = container.id.clone();
-        let death = self
-            .pool
-            .sandbox
-            .diagnose(&id, &stderr, container.memory_mb)
-            .await;
-        self.pool.discard(container);
-        match death {
-            Death::OutOfMemory(error) => Outcome::failed(ReplyStatus::Oom, error, String::new()),
-            Death::Crashed(error) => Outcome::failed(ReplyStatus::Crashed, error, String::new()),
+    /// How a container that stopped answering died; it is discarded.
+    async fn died(&self, slot: Slot<Container>) -> Death {
+        let sandbox = self.pool.launcher();
+        let record = sandbox.death_record(&slot.container.id).await;
+        let death = Death::explain(
+            &record,
+            slot.container.last_request_at(),
+            &slot.container.stderr_tail(),
+            slot.memory_mb(),
+        );
+        self.pool.discard(slot);
+        death
+    }
+}
+
+fn death_outcome(death: Death) -> Outcome {
+    match death {
+        Death::OutOfMemory(error) => Outcome::failed(ReplyStatus::Oom, error, String::new()),
+        Death::Crashed(error) => Outcome::failed(ReplyStatus::Crashed, error, String::new()),
+        Death::BeforeTheCall => Outcome::failed(
+            ReplyStatus::Crashed,
+            ErrorInfo::new(
+                "Runtime.ExitError",
+                "the function's container stopped before the call reached it, twice",
+            ),
+            String::new(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::{FunctionSpec, Language};
+
+    fn job(memory_mb: u32, timeout_ms: u64, deadline_unix_ms: u64) -> Job {
+        Job {
+            invocation_id: uuid::Uuid::nil(),
+            function: FunctionSpec {
+                id: 1,
+                name: "f".into(),
+                version: 1,
+                language: Language::Python,
+                code: String::new(),
+                timeout_ms,
+                memory_mb,
+                env: Default::default(),
+            },
+            event: raw_null(),
+            deadline_unix_ms,
+            published_unix_ms: 0,
         }
+    }
+
+    #[test]
+    fn job_fields_are_held_to_what_the_api_allows() {
+        let now = 1_000_000;
+        let sane = Bounded::of(&job(256, 5_000, now + 20_000), now);
+        assert_eq!(
+            sane,
+            Bounded {
+                memory_mb: 256,
+                timeout_ms: 5_000,
+                deadline_unix_ms: now + 20_000
+            }
+        );
+        let hostile = Bounded::of(&job(0, u64::MAX, u64::MAX), now);
+        assert_eq!(hostile.memory_mb, 64, "0 would be unlimited to Docker");
+        assert_eq!(hostile.timeout_ms, 900_000);
+        assert_eq!(hostile.deadline_unix_ms, now + 900_000 + 600_000);
+        assert_eq!(Bounded::of(&job(1 << 30, 0, now), now).memory_mb, 10_240);
+        assert_eq!(Bounded::of(&job(128, 0, now), now).timeout_ms, 1_000);
     }
 }

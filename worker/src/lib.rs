@@ -2,25 +2,37 @@
 //! each in a sandboxed, warm-when-possible container through the Docker API.
 //!
 //! [`run`] is the whole worker; `main` only parses settings and binds the metrics listener.
+//!
+//! Inside: `consumer` (RabbitMQ) hands each job to the `executor`, which takes a container from
+//! the `pool` (scheduling and room, no I/O of its own) or has the `sandbox` (Docker) start one,
+//! and speaks the bootstraps' `protocol` through the `container` handle.
 
-pub mod config;
-pub mod consumer;
-pub mod container;
-pub mod error;
-pub mod executor;
-pub mod pool;
+mod config;
+mod consumer;
+mod container;
+mod error;
+mod executor;
+mod pool;
+mod protocol;
+mod sandbox;
 
 use bollard::Docker;
 use common::Runtime;
 pub use config::Config;
-use container::Sandbox;
+pub use container::{CallOutcome, Container, InitOutcome};
 pub use error::WorkerError;
-use executor::Executor;
-use pool::Pool;
+pub use executor::{DockerPool, Executor, Verdict};
+pub use pool::{FunctionKey, Launcher, Pool, PoolSettings, Pooled, Slot};
+pub use protocol::InvokeContext;
+pub use sandbox::{LABEL_WORKER, LABEL_WORKER_CONTAINER, Sandbox};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// How long removing the worker's containers may take at shutdown.
+const REMOVE_ALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Checks Docker and the images, then consumes jobs until `shutdown` resolves; in-flight jobs
 /// finish and every container of this worker is removed before it returns.
@@ -35,15 +47,18 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     let worker_id = config.resolved_worker_id();
     let docker = preflight(&config).await?;
-    register_metrics(config.runtime);
-    let metrics_server = tokio::spawn(serve_metrics(metrics_listener));
+    register_metrics(config.runtime, config.resolved_memory_mb());
+    let stop = CancellationToken::new();
+    let metrics_server = tokio::spawn(serve_metrics(metrics_listener, stop.clone()));
     let settings = consumer::Settings {
         amqp_url: config.broker.amqp_url.clone(),
         topology: config.broker.topology(),
         runtime: config.runtime,
-        concurrency: config.concurrency.max(1),
+        prefetch: config.resolved_prefetch().max(1),
         consumer_tag: format!("{worker_id}-{}", config.runtime),
         shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+        max_job_bytes: config.max_job_bytes,
+        worker_id: worker_id.clone(),
     };
 
     // Only a missing runtime is waited out standing by; a failing Docker stops the worker, as
@@ -53,7 +68,8 @@ pub async fn run(
             tracing::error!(%error, "this worker cannot run {} sandboxes; it stays up and takes no jobs until restarted", config.runtime);
             set_runtime_available(config.runtime, false, "runtime_missing");
             let stood_by = consumer::stand_by(settings, shutdown).await;
-            metrics_server.abort();
+            stop.cancel();
+            stop_metrics(metrics_server).await;
             return stood_by;
         }
         checked => checked?,
@@ -61,16 +77,16 @@ pub async fn run(
     set_runtime_available(config.runtime, true, "ok");
 
     let mut sandbox = Sandbox::new(&config, docker, worker_id.clone());
-    sandbox.own_container = container::own_container_id(&sandbox.docker).await;
+    sandbox.own_container = sandbox::own_container_id(&sandbox.docker).await;
     let pool = Arc::new(Pool::new(sandbox, config.pool_settings()));
-    let leftovers = pool.remove_leftovers().await?;
+    let leftovers = pool.launcher().remove_leftovers().await?;
     if leftovers > 0 {
         tracing::info!(
             count = leftovers,
             "removed containers left by an earlier run"
         );
     }
-    match pool.remove_orphans().await {
+    match pool.launcher().remove_orphans().await {
         Ok(0) => {}
         Ok(count) => tracing::info!(
             count,
@@ -79,34 +95,55 @@ pub async fn run(
         Err(error) => tracing::warn!(%error, "cannot look for orphaned containers"),
     }
 
+    // Every second: dead idle containers go soon after they die, expired ones within a
+    // second of their TTL.
     let reaper = tokio::spawn({
         let pool = pool.clone();
-        let period = Duration::from_secs(config.idle_ttl_secs.clamp(1, 10));
+        let stop = stop.clone();
         async move {
-            let mut tick = tokio::time::interval(period);
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
-                tick.tick().await;
-                pool.reap_idle();
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => pool.reap_idle(),
+                }
             }
         }
     });
-    let stem_cells = tokio::spawn(pool.clone().keep_stem_cells());
+    let stem_cells = tokio::spawn(pool.clone().keep_stem_cells(stop.clone()));
 
     let executor = Arc::new(Executor {
         pool: pool.clone(),
         worker_id: worker_id.clone(),
         init_timeout: Duration::from_millis(config.init_timeout_ms),
+        room_wait: Duration::from_millis(config.room_wait_ms),
     });
-    tracing::info!(%worker_id, runtime = %config.runtime, concurrency = settings.concurrency, "worker starting");
+    tracing::info!(
+        %worker_id,
+        runtime = %config.runtime,
+        prefetch = settings.prefetch,
+        memory_budget_mb = config.resolved_memory_mb(),
+        "worker starting"
+    );
     let consumed = consumer::consume(settings, executor, shutdown).await;
 
-    reaper.abort();
-    stem_cells.abort();
-    metrics_server.abort();
-    pool.remove_all().await;
+    stop.cancel();
+    let _ = tokio::join!(reaper, stem_cells);
+    stop_metrics(metrics_server).await;
+    if tokio::time::timeout(REMOVE_ALL_TIMEOUT, pool.remove_all())
+        .await
+        .is_err()
+    {
+        tracing::warn!("Docker did not remove every container in time");
+    }
     // A container whose start was cut short by the shutdown is not tracked yet: sweep by label.
-    if let Err(error) = pool.remove_leftovers().await {
-        tracing::warn!(%error, "cannot list this worker's containers at shutdown");
+    let sweep = tokio::time::timeout(REMOVE_ALL_TIMEOUT, pool.launcher().remove_leftovers());
+    match sweep.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "cannot list this worker's containers at shutdown")
+        }
+        Err(_) => tracing::warn!("Docker did not list and remove this worker's containers in time"),
     }
     tracing::info!("worker stopped; its containers are removed");
     consumed
@@ -166,7 +203,7 @@ pub async fn check_runtime(docker: &Docker, config: &Config) -> Result<(), Worke
 /// Describes the worker's metrics and starts its counters at zero, so that every series a
 /// dashboard reads exists from the first scrape (a counter that appears late loses its first
 /// increase to `rate()`).
-fn register_metrics(runtime: Runtime) {
+fn register_metrics(runtime: Runtime, memory_budget_mb: u64) {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     // Installs the recorder: whatever is recorded before that is lost.
     common::metrics::handle();
@@ -195,6 +232,11 @@ fn register_metrics(runtime: Runtime) {
         "This worker's containers by state: warm (idle), busy, prewarmed (stem cells)."
     );
     describe_gauge!(
+        "faas_worker_memory_mb",
+        metrics::Unit::Mebibytes,
+        "This worker's memory budget (state=budget) and what its containers hold of it (state=reserved)."
+    );
+    describe_gauge!(
         "faas_worker_inflight_jobs",
         "Jobs this worker is running now."
     );
@@ -204,7 +246,7 @@ fn register_metrics(runtime: Runtime) {
     );
     describe_counter!(
         "faas_container_evictions_total",
-        "Idle containers removed to make room under MAX_CONTAINERS."
+        "Idle containers removed to make room under WORKER_MEMORY_MB or MAX_CONTAINERS."
     );
     describe_counter!("faas_docker_errors_total", "Failed Docker API requests.");
     describe_counter!(
@@ -215,6 +257,9 @@ fn register_metrics(runtime: Runtime) {
     metrics::counter!("faas_broker_errors_total").absolute(0);
     metrics::counter!("faas_container_evictions_total", "runtime" => runtime).absolute(0);
     metrics::gauge!("faas_worker_inflight_jobs", "runtime" => runtime).set(0.0);
+    metrics::gauge!("faas_worker_memory_mb", "state" => "budget", "runtime" => runtime)
+        .set(memory_budget_mb as f64);
+    metrics::gauge!("faas_worker_memory_mb", "state" => "reserved", "runtime" => runtime).set(0.0);
     for state in ["warm", "busy", "prewarmed"] {
         metrics::gauge!("faas_containers", "state" => state, "runtime" => runtime).set(0.0);
     }
@@ -225,8 +270,20 @@ fn set_runtime_available(runtime: Runtime, available: bool, reason: &'static str
         .set(if available { 1.0 } else { 0.0 });
 }
 
-/// Serves the process's Prometheus metrics at `/metrics`.
-async fn serve_metrics(listener: TcpListener) {
+/// Waits for the metrics listener to finish its last scrape, briefly: a scraper holding its
+/// connection open must not hold up the exit.
+async fn stop_metrics(server: tokio::task::JoinHandle<()>) {
+    let abort = server.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), server)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
+}
+
+/// Serves the process's Prometheus metrics at `/metrics` until `stop`.
+async fn serve_metrics(listener: TcpListener, stop: CancellationToken) {
     let handle = common::metrics::handle();
     let app = axum::Router::new().route(
         "/metrics",
@@ -235,7 +292,10 @@ async fn serve_metrics(listener: TcpListener) {
             async move { handle.render() }
         }),
     );
-    if let Err(error) = axum::serve(listener, app).await {
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    if let Err(error) = served {
         tracing::error!(%error, "metrics listener failed");
     }
 }

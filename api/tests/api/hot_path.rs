@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 async fn two_hundred_concurrent_calls_of_mixed_functions_each_get_their_own_answer() {
     let mut app = TestApp::start().await;
     let mut config = worker_config(Runtime::Docker, &app.prefix.clone());
-    config.concurrency = 16;
+    config.concurrency = Some(16);
     app.add_worker(config).await;
     let names = ["mix_py_a", "mix_py_b", "mix_py_c", "mix_js_a", "mix_js_b"];
     for name in &names[..3] {

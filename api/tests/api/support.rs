@@ -96,7 +96,7 @@ pub fn worker_config(runtime: Runtime, prefix: &str) -> worker::Config {
     config.worker_id = Some(format!("{prefix}{runtime}"));
     config.broker.amqp_url = amqp_url();
     config.broker.queue_prefix = prefix.to_owned();
-    config.concurrency = 4;
+    config.concurrency = Some(4);
     config.shutdown_grace_secs = 5;
     config
 }

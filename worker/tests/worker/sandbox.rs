@@ -1,23 +1,17 @@
 //! The worker against the real Docker daemon, without a broker: start-up checks, the sandbox
-//! every function container gets, and what happens to containers that misbehave.
+//! every function container gets, and what happens to containers that time out or die. (How
+//! the pool schedules is unit-tested in src/pool.rs without a daemon.)
 
+use crate::support::{config, container_exists, harness, harness_with, job, raw, value};
 use bollard::query_parameters::InspectContainerOptions;
-use clap::Parser;
-use common::{FunctionSpec, Job, Language, ReplyStatus, Runtime};
+use common::{Language, ReplyStatus, Runtime};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use worker::executor::Executor;
-use worker::pool::Pool;
-use worker::{Config, WorkerError};
-
-fn config(runtime: Runtime) -> Config {
-    let mut config = Config::parse_from(["worker", "--runtime", runtime.as_str()]);
-    config.worker_id = Some(format!("sandbox-test-{}", uuid::Uuid::new_v4().simple()));
-    config
-}
+use tokio_util::sync::CancellationToken;
+use worker::{Config, DockerPool, WorkerError};
 
 async fn start_error(config: Config) -> WorkerError {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -67,78 +61,6 @@ async fn worker_refuses_to_start_without_docker_or_images_and_finds_a_missing_ru
     assert!(error.to_string().contains("runsc-missing"), "{error}");
 }
 
-struct Harness {
-    executor: Executor,
-    pool: Arc<Pool>,
-}
-
-impl Harness {
-    /// Removes every container of this test's worker, also those whose removal was only
-    /// spawned (the test runtime would drop those tasks).
-    async fn finish(&self) {
-        self.pool.remove_all().await;
-        self.pool
-            .remove_leftovers()
-            .await
-            .expect("Docker lists containers");
-    }
-}
-
-async fn harness(runtime: Runtime) -> Harness {
-    harness_with(runtime, |_| {}).await
-}
-
-/// An executor and pool on the real daemon; stem cells are off unless `adjust` turns them on.
-async fn harness_with(runtime: Runtime, adjust: impl FnOnce(&mut Config)) -> Harness {
-    let mut config = config(runtime);
-    config.stem_cells = 0;
-    adjust(&mut config);
-    let docker = worker::preflight(&config)
-        .await
-        .unwrap_or_else(|e| panic!("Docker is required for this test: {e}"));
-    let pool = Arc::new(Pool::new(
-        worker::container::Sandbox::new(&config, docker, config.worker_id.clone().unwrap()),
-        config.pool_settings(),
-    ));
-    Harness {
-        executor: Executor {
-            pool: pool.clone(),
-            worker_id: config.worker_id.unwrap(),
-            init_timeout: Duration::from_secs(10),
-        },
-        pool,
-    }
-}
-
-/// The reply's result as a JSON tree, for assertions.
-fn value(reply: &common::Reply) -> Value {
-    serde_json::from_str(reply.result.get()).expect("a result is JSON")
-}
-
-fn raw(value: Value) -> common::RawJson {
-    common::RawValue::from_string(value.to_string()).unwrap()
-}
-
-fn job(id: i64, code: &str, timeout_ms: u64, env: BTreeMap<String, String>) -> Job {
-    let now = common::now_unix_ms();
-    Job {
-        invocation_id: uuid::Uuid::now_v7(),
-        function: FunctionSpec {
-            id,
-            name: format!("fn{id}"),
-            version: 1,
-            language: Language::Python,
-            code: code.to_owned(),
-            timeout_ms,
-            memory_mb: 128,
-            env,
-        },
-        event: raw(json!({})),
-        deadline_unix_ms: now + timeout_ms + 15_000,
-        published_unix_ms: now,
-    }
-}
-
 const PROBE: &str = r#"
 import os
 def handler(event, context):
@@ -170,7 +92,7 @@ def handler(event, context):
 async fn check_sandbox(runtime: Runtime) {
     let h = harness(runtime).await;
     let env = BTreeMap::from([("SECRET_SETTING".to_owned(), "42".to_owned())]);
-    let reply = h.executor.run(&job(1, PROBE, 10_000, env)).await;
+    let reply = h.call(&job(1, PROBE, 10_000, env)).await;
     assert_eq!(reply.status, ReplyStatus::Success, "{runtime}: {reply:?}");
     let probe = value(&reply);
     assert_eq!(probe["uid"], 65534, "{runtime}: {probe}");
@@ -197,7 +119,7 @@ async fn check_sandbox(runtime: Runtime) {
     assert_eq!(ids.len(), 1);
     let inspect = h
         .pool
-        .sandbox
+        .launcher()
         .docker
         .inspect_container(&ids[0], None::<InspectContainerOptions>)
         .await
@@ -214,6 +136,11 @@ async fn check_sandbox(runtime: Runtime) {
     assert_eq!(host.memory, Some(128 * 1024 * 1024));
     assert_eq!(host.memory_swap, Some(128 * 1024 * 1024), "no swap");
     assert_eq!(host.nano_cpus, Some(1_000_000_000));
+    assert_eq!(
+        host.oom_score_adj,
+        Some(1000),
+        "the host's OOM killer takes function containers first"
+    );
     assert!(host.binds.unwrap_or_default().is_empty(), "no host mounts");
     let expected_runtime = match runtime {
         Runtime::Docker => "runc",
@@ -234,44 +161,29 @@ async fn gvisor_containers_are_sandboxed() {
     check_sandbox(Runtime::Gvisor).await;
 }
 
-async fn container_exists(pool: &Pool, id: &str) -> bool {
-    for _ in 0..50 {
-        match pool
-            .sandbox
-            .docker
-            .inspect_container(id, None::<InspectContainerOptions>)
-            .await
-        {
-            Err(_) => return false,
-            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    true
-}
-
 #[tokio::test]
 async fn a_container_that_timed_out_or_died_is_removed_and_never_reused() {
     let h = harness(Runtime::Docker).await;
     let sleeper = "import time\nSTATE = {'calls': 0}\ndef handler(event, context):\n    STATE['calls'] += 1\n    if event.get('sleep'):\n        time.sleep(30)\n    return STATE['calls']";
     let mut first = job(7, sleeper, 1_000, BTreeMap::new());
-    let reply = h.executor.run(&first).await;
+    let reply = h.call(&first).await;
     assert_eq!(reply.status, ReplyStatus::Success);
     assert_eq!(value(&reply), json!(1));
     let warm = h.pool.live_ids();
 
     first.invocation_id = uuid::Uuid::now_v7();
     first.event = raw(json!({"sleep": true}));
-    let reply = h.executor.run(&first).await;
+    let reply = h.call(&first).await;
     assert_eq!(reply.status, ReplyStatus::Timeout);
     assert!(!reply.cold_start, "the warm container took the call");
     assert!(
-        !container_exists(&h.pool, &warm[0]).await,
+        !container_exists(&h, &warm[0]).await,
         "the timed-out container is removed"
     );
 
     first.invocation_id = uuid::Uuid::now_v7();
     first.event = raw(json!({}));
-    let reply = h.executor.run(&first).await;
+    let reply = h.call(&first).await;
     assert_eq!(reply.status, ReplyStatus::Success);
     assert!(reply.cold_start, "a fresh container, not the killed one");
     assert_eq!(value(&reply), json!(1), "fresh process state");
@@ -282,7 +194,7 @@ async fn a_container_that_timed_out_or_died_is_removed_and_never_reused() {
         5_000,
         BTreeMap::new(),
     );
-    let reply = h.executor.run(&dies).await;
+    let reply = h.call(&dies).await;
     assert_eq!(reply.status, ReplyStatus::Crashed);
     assert_eq!(
         h.pool.live_ids().len(),
@@ -302,13 +214,13 @@ async fn a_job_past_its_deadline_is_not_run() {
         BTreeMap::new(),
     );
     late.deadline_unix_ms = common::now_unix_ms() - 1;
-    let reply = h.executor.run(&late).await;
+    let reply = h.call(&late).await;
     assert_eq!(reply.status, ReplyStatus::Expired);
     assert_eq!(value(&reply), Value::Null);
     assert!(h.pool.live_ids().is_empty(), "no container was started");
 }
 
-async fn wait_for_stems(pool: &Pool, language: Language, count: usize) {
+async fn wait_for_stems(pool: &DockerPool, language: Language, count: usize) {
     for _ in 0..200 {
         if pool.stem_count(language) >= count {
             return;
@@ -321,7 +233,8 @@ async fn wait_for_stems(pool: &Pool, language: Language, count: usize) {
 #[tokio::test]
 async fn first_call_binds_a_prewarmed_stem_cell_which_is_then_replaced() {
     let h = harness_with(Runtime::Docker, |c| c.stem_cells = 1).await;
-    let filler = tokio::spawn(h.pool.clone().keep_stem_cells());
+    let stop = CancellationToken::new();
+    let filler = tokio::spawn(h.pool.clone().keep_stem_cells(stop.clone()));
     wait_for_stems(&h.pool, Language::Python, 1).await;
     let stem = h.pool.stem_ids(Language::Python);
     assert_eq!(stem.len(), 1);
@@ -329,7 +242,7 @@ async fn first_call_binds_a_prewarmed_stem_cell_which_is_then_replaced() {
     let env = BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())]);
     // Docker names a container's host after the first 12 characters of its id.
     let code = "import os, socket\ndef handler(event, context):\n    return [os.environ['GREETING'], socket.gethostname()]";
-    let reply = h.executor.run(&job(21, code, 5_000, env.clone())).await;
+    let reply = h.call(&job(21, code, 5_000, env.clone())).await;
     assert_eq!(reply.status, ReplyStatus::Success, "{reply:?}");
     assert_eq!(
         value(&reply)[0],
@@ -347,7 +260,7 @@ async fn first_call_binds_a_prewarmed_stem_cell_which_is_then_replaced() {
         "the first call of a version is a cold start"
     );
 
-    let again = h.executor.run(&job(21, code, 5_000, env)).await;
+    let again = h.call(&job(21, code, 5_000, env)).await;
     assert!(
         !again.cold_start,
         "the bound stem cell is now the function's warm container: {again:?}"
@@ -360,7 +273,8 @@ async fn first_call_binds_a_prewarmed_stem_cell_which_is_then_replaced() {
         stem,
         "a new stem cell replaced it"
     );
-    filler.abort();
+    stop.cancel();
+    filler.await.unwrap();
     h.finish().await;
 }
 
@@ -369,9 +283,9 @@ const ECHO: &str = "import uuid\nME = str(uuid.uuid4())\ndef handler(event, cont
 #[tokio::test]
 async fn over_the_cap_the_least_recently_used_idle_container_is_evicted() {
     let h = harness_with(Runtime::Docker, |c| c.max_containers = 2).await;
-    let first = h.executor.run(&job(31, ECHO, 5_000, BTreeMap::new())).await;
-    let second = h.executor.run(&job(32, ECHO, 5_000, BTreeMap::new())).await;
-    let again = h.executor.run(&job(31, ECHO, 5_000, BTreeMap::new())).await;
+    let first = h.call(&job(31, ECHO, 5_000, BTreeMap::new())).await;
+    let second = h.call(&job(32, ECHO, 5_000, BTreeMap::new())).await;
+    let again = h.call(&job(31, ECHO, 5_000, BTreeMap::new())).await;
     assert!(
         !again.cold_start,
         "function 31 is warm, and now the most recently used"
@@ -380,33 +294,36 @@ async fn over_the_cap_the_least_recently_used_idle_container_is_evicted() {
     assert_eq!(h.pool.live_ids().len(), 2);
 
     // A third function: no room, so the least recently used idle container (32's) goes.
-    let third = h.executor.run(&job(33, ECHO, 5_000, BTreeMap::new())).await;
+    let third = h.call(&job(33, ECHO, 5_000, BTreeMap::new())).await;
     assert_eq!(third.status, ReplyStatus::Success, "{third:?}");
     assert!(third.cold_start);
     assert_eq!(h.pool.live_ids().len(), 2, "still at the cap");
-    let warm_31 = h.executor.run(&job(31, ECHO, 5_000, BTreeMap::new())).await;
+    let warm_31 = h.call(&job(31, ECHO, 5_000, BTreeMap::new())).await;
     assert!(!warm_31.cold_start, "31 was kept");
-    let back_32 = h.executor.run(&job(32, ECHO, 5_000, BTreeMap::new())).await;
+    let back_32 = h.call(&job(32, ECHO, 5_000, BTreeMap::new())).await;
     assert!(back_32.cold_start, "32 was evicted");
     assert_ne!(value(&back_32)["container"], value(&second)["container"]);
     h.finish().await;
 }
 
 #[tokio::test]
-async fn a_call_that_finds_no_room_waits_for_one() {
-    let h = Arc::new(harness_with(Runtime::Docker, |c| c.max_containers = 1).await);
+async fn a_call_that_finds_no_room_waits_for_some_then_goes_back_to_the_queue() {
+    let h = Arc::new(
+        harness_with(Runtime::Docker, |c| {
+            c.max_containers = 1;
+            c.room_wait_ms = 10_000;
+        })
+        .await,
+    );
     let slow = "import time\ndef handler(event, context):\n    time.sleep(1)\n    return 'slow'";
     let busy = {
         let h = h.clone();
-        tokio::spawn(async move { h.executor.run(&job(41, slow, 5_000, BTreeMap::new())).await })
+        tokio::spawn(async move { h.call(&job(41, slow, 5_000, BTreeMap::new())).await })
     };
     // Let the slow call take the only place.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = std::time::Instant::now();
-    let waiting = h
-        .executor
-        .run(&job(42, ECHO, 10_000, BTreeMap::new()))
-        .await;
+    let waiting = h.call(&job(42, ECHO, 10_000, BTreeMap::new())).await;
     assert_eq!(waiting.status, ReplyStatus::Success, "{waiting:?}");
     assert!(
         started.elapsed() >= Duration::from_millis(300),
@@ -418,91 +335,35 @@ async fn a_call_that_finds_no_room_waits_for_one() {
     // With no room before its deadline, a call gives up without running.
     let hog = {
         let h = h.clone();
-        tokio::spawn(async move { h.executor.run(&job(43, slow, 5_000, BTreeMap::new())).await })
+        tokio::spawn(async move { h.call(&job(43, slow, 5_000, BTreeMap::new())).await })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut hurried = job(44, ECHO, 5_000, BTreeMap::new());
     hurried.deadline_unix_ms = common::now_unix_ms() + 200;
-    let reply = h.executor.run(&hurried).await;
+    let reply = h.call(&hurried).await;
     assert_eq!(reply.status, ReplyStatus::Expired, "{reply:?}");
     assert_eq!(hog.await.unwrap().status, ReplyStatus::Success);
     h.finish().await;
-}
 
-#[tokio::test]
-async fn idle_containers_are_reaped_after_their_ttl() {
-    let h = harness_with(Runtime::Docker, |c| c.idle_ttl_secs = 1).await;
-    let reply = h.executor.run(&job(51, ECHO, 5_000, BTreeMap::new())).await;
-    assert_eq!(reply.status, ReplyStatus::Success);
-    let ids = h.pool.live_ids();
-    h.pool.reap_idle();
-    assert_eq!(h.pool.live_ids(), ids, "not yet idle for its TTL");
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
-    h.pool.reap_idle();
-    assert!(h.pool.live_ids().is_empty());
-    assert!(
-        !container_exists(&h.pool, &ids[0]).await,
-        "the container is removed"
+    // A worker that waits only briefly gives a call with time left back to the queue, for a
+    // worker with room: it never sits on a job it has no room for.
+    let brief = Arc::new(
+        harness_with(Runtime::Docker, |c| {
+            c.max_containers = 1;
+            c.room_wait_ms = 100;
+        })
+        .await,
     );
-    h.finish().await;
-}
-
-#[tokio::test]
-async fn a_new_version_retires_the_old_ones_warm_containers() {
-    let h = harness_with(Runtime::Docker, |c| c.max_containers = 4).await;
-    let v1 = job(61, ECHO, 5_000, BTreeMap::new());
-    h.executor.run(&v1).await;
-    let old = h.pool.live_ids();
-    // The api announced version 2: version 1's idle container goes at once.
-    h.pool.retire(61, Some(2));
-    assert!(h.pool.live_ids().is_empty(), "retired");
-    assert!(!container_exists(&h.pool, &old[0]).await);
-    // A late job of version 1 still runs, but its container is not kept.
-    let late = h.executor.run(&v1).await;
-    assert_eq!(late.status, ReplyStatus::Success);
-    assert!(
-        h.pool.live_ids().is_empty(),
-        "an old version's container is not kept warm"
-    );
-    h.finish().await;
-}
-
-#[tokio::test]
-async fn a_call_whose_function_is_busy_waits_briefly_for_it_rather_than_starting_another() {
-    let napper = "import time, uuid\nME = str(uuid.uuid4())\ndef handler(event, context):\n    time.sleep(0.1)\n    return ME";
-    for (wait_ms, expect_cold) in [(1_000, false), (0, true)] {
-        let h = Arc::new(harness_with(Runtime::Docker, |c| c.warm_wait_ms = wait_ms).await);
-        let id = 71 + wait_ms as i64;
-        let first = h
-            .executor
-            .run(&job(id, napper, 5_000, BTreeMap::new()))
-            .await;
-        assert_eq!(first.status, ReplyStatus::Success, "{first:?}");
-        let busy = {
-            let h = h.clone();
-            tokio::spawn(async move {
-                h.executor
-                    .run(&job(id, napper, 5_000, BTreeMap::new()))
-                    .await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        let second = h
-            .executor
-            .run(&job(id, napper, 5_000, BTreeMap::new()))
-            .await;
-        assert_eq!(value(&busy.await.unwrap()), value(&first));
-        assert_eq!(
-            second.cold_start, expect_cold,
-            "WARM_WAIT_MS={wait_ms}: {second:?}"
-        );
-        if !expect_cold {
-            assert_eq!(
-                value(&second),
-                value(&first),
-                "the one container served all three calls"
-            );
-        }
-        h.finish().await;
-    }
+    let hog = {
+        let h = brief.clone();
+        tokio::spawn(async move { h.call(&job(45, slow, 5_000, BTreeMap::new())).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let verdict = brief
+        .executor
+        .run(&job(46, ECHO, 5_000, BTreeMap::new()))
+        .await;
+    assert!(matches!(verdict, worker::Verdict::Requeue), "{verdict:?}");
+    assert_eq!(hog.await.unwrap().status, ReplyStatus::Success);
+    brief.finish().await;
 }

@@ -1,0 +1,6 @@
+//! The worker's integration tests, one binary: the real Docker daemon (runc and runsc) and the
+//! real runtime images, without a broker.
+
+mod hostile;
+mod sandbox;
+mod support;
