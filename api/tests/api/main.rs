@@ -4,6 +4,7 @@
 
 mod dashboards;
 mod functions;
+mod hostile;
 mod hot_path;
 mod invoke;
 mod lifecycle;
