@@ -274,7 +274,7 @@ async fn handle(
     let job: Job = match serde_json::from_slice(&delivery.data) {
         Ok(job) => job,
         Err(error) => {
-            // The error names a position and an expected type, never the contents.
+            let error = crate::protocol::where_wrong(&error);
             tracing::error!(%error, bytes = delivery.data.len(), "malformed job rejected");
             let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
             return;

@@ -116,10 +116,8 @@ struct WireFrame {
 impl Frame {
     /// Parses one line; the error says why without quoting it.
     pub fn parse(line: &[u8]) -> Result<Frame, String> {
-        let wire: WireFrame = serde_json::from_slice(line).map_err(|e| {
-            // serde_json's messages name positions and expected types, never the input.
-            format!("not a frame ({e})")
-        })?;
+        let wire: WireFrame = serde_json::from_slice(line)
+            .map_err(|e| format!("not a frame ({})", where_wrong(&e)))?;
         let (logs, cut) = tail_of(wire.logs, MAX_LOG_BYTES);
         let error = wire.error.map(|e| e.bounded(MAX_ERROR_TEXT_BYTES));
         match wire.op.as_str() {
@@ -139,6 +137,19 @@ impl Frame {
             _ => Err("a frame with an unknown op".to_owned()),
         }
     }
+}
+
+/// Where and how JSON failed to parse, without quoting it: serde_json's own messages may
+/// quote a value ("invalid type: string \"…\""), and a function's output is not for the logs.
+pub fn where_wrong(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let kind = match error.classify() {
+        Category::Io => "a read error",
+        Category::Syntax => "invalid JSON",
+        Category::Data => "unexpected fields or types",
+        Category::Eof => "JSON that ends early",
+    };
+    format!("{kind} at line {}, column {}", error.line(), error.column())
 }
 
 /// The last `max_bytes` of `text` (starting on a character boundary), and whether it was cut.
@@ -441,6 +452,8 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(Frame::parse(br#"{"op":"result","ok":true}"#).is_err());
+        let why = Frame::parse(br#"{"op":"result","id":"x","ok":"SECRET"}"#).unwrap_err();
+        assert!(!why.contains("SECRET"), "{why}");
         assert!(Frame::parse(br#"{"op":"bogus"}"#).is_err());
     }
 }

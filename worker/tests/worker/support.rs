@@ -82,7 +82,7 @@ pub async fn harness_with(runtime: Runtime, adjust: impl FnOnce(&mut Config)) ->
 }
 
 /// The reply's result as a JSON tree, for assertions.
-pub fn value(reply: &common::Reply) -> Value {
+pub fn value(reply: &Reply) -> Value {
     serde_json::from_str(reply.result.get()).expect("a result is JSON")
 }
 
