@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark (README: "Benchmark"; docs/benchmarks.md). It builds the release binaries,
 # creates a fresh database, starts the api, one docker worker and one gvisor worker in the
-# background (WORKER_CONCURRENCY=64, queue prefix "bench.", RUST_LOG=warn), waits until /readyz
-# answers and a throwaway function runs on each runtime, runs `bench`, then stops the three with
-# SIGTERM and drops the database.
+# background (queue prefix "bench.", RUST_LOG=warn, MAX_CONTAINERS=256 unless set), waits until
+# /readyz answers and a throwaway function runs on each runtime, runs `bench`, then stops the
+# three with SIGTERM and drops the database.
 #
 # Arguments go to bench (`bench --help`), e.g. `bench/run.sh --runtimes docker --duration-secs 5`;
 # so do BENCH_* variables. The platform side reads:
@@ -13,7 +13,10 @@
 #   BENCH_QUEUE_PREFIX  queue prefix                  (bench.)
 #   BENCH_API_ADDR      api address                   (127.0.0.1:8000)
 #   BENCH_METRICS_PORTS api, docker, gvisor worker    (9100,9101,9102)
-#   BENCH_WORKER_CONCURRENCY                          (64)
+#   BENCH_WORKER_CONCURRENCY  the workers' WORKER_CONCURRENCY (unset: not set by this script,
+#                       so each worker sizes its prefetch from its memory budget,
+#                       WORKER_MEMORY_MB, 75% of the host's memory unless set; a
+#                       WORKER_CONCURRENCY already in the environment passes through)
 #   BENCH_SKIP_BUILD=1  use the binaries already in ${CARGO_TARGET_DIR:-target}/release
 # Other settings of the api and workers (.env.example: MAX_CONTAINERS, STEM_CELLS, IDLE_TTL_SECS,
 # ...) pass through from the environment; .env is not read.
@@ -30,7 +33,6 @@ AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 QUEUE_PREFIX=${BENCH_QUEUE_PREFIX:-bench.}
 API_ADDR=${BENCH_API_ADDR:-127.0.0.1:8000}
 IFS=, read -r API_METRICS_PORT DOCKER_METRICS_PORT GVISOR_METRICS_PORT <<<"${BENCH_METRICS_PORTS:-9100,9101,9102}"
-CONCURRENCY=${BENCH_WORKER_CONCURRENCY:-64}
 OUT_DIR=target/bench
 API_URL=http://$API_ADDR
 bin=${CARGO_TARGET_DIR:-target}/release
@@ -98,11 +100,15 @@ api_pid=$!
 pids+=("$api_pid")
 # 100 functions at concurrency 64 need room for about 170 warm containers, plus stem cells.
 export MAX_CONTAINERS=${MAX_CONTAINERS:-256}
-WORKER_ID=$docker_worker_id WORKER_CONCURRENCY=$CONCURRENCY METRICS_ADDR=127.0.0.1:$DOCKER_METRICS_PORT \
+# Only when asked: the worker's own default follows its memory budget, as deployed.
+if [ -n "${BENCH_WORKER_CONCURRENCY:-}" ]; then
+  export WORKER_CONCURRENCY=$BENCH_WORKER_CONCURRENCY
+fi
+WORKER_ID=$docker_worker_id METRICS_ADDR=127.0.0.1:$DOCKER_METRICS_PORT \
   "$bin/worker" --runtime docker >"$OUT_DIR/worker-docker.log" 2>&1 &
 docker_pid=$!
 pids+=("$docker_pid")
-WORKER_ID=$gvisor_worker_id WORKER_CONCURRENCY=$CONCURRENCY METRICS_ADDR=127.0.0.1:$GVISOR_METRICS_PORT \
+WORKER_ID=$gvisor_worker_id METRICS_ADDR=127.0.0.1:$GVISOR_METRICS_PORT \
   "$bin/worker" --runtime gvisor >"$OUT_DIR/worker-gvisor.log" 2>&1 &
 gvisor_pid=$!
 pids+=("$gvisor_pid")

@@ -120,11 +120,23 @@ impl Api {
         runtime: Runtime,
         timeout_secs: u32,
     ) -> anyhow::Result<Function> {
+        self.create_function_with_code(name, runtime, HANDLER, timeout_secs)
+            .await
+    }
+
+    /// `POST /functions/` of a Python function running `code`; the route is `/` + name.
+    pub async fn create_function_with_code(
+        &self,
+        name: &str,
+        runtime: Runtime,
+        code: &str,
+        timeout_secs: u32,
+    ) -> anyhow::Result<Function> {
         let body = json!({
             "name": name,
             "route": format!("/{name}"),
             "language": "python",
-            "code": HANDLER,
+            "code": code,
             "timeout": timeout_secs,
             "runtime": runtime.as_str(),
         });
@@ -206,19 +218,32 @@ impl Api {
 
     /// One invocation: `/execute/{name}` on docker, `/execute_gvisor/{name}` on gvisor.
     pub async fn invoke(&self, name: &str, runtime: Runtime) -> CallOutcome {
+        self.invoke_within(name, runtime, None).await
+    }
+
+    /// [`Api::invoke`] with its own client timeout instead of the client's, for functions
+    /// that are meant to run longer than `--request-timeout-secs`.
+    pub async fn invoke_within(
+        &self,
+        name: &str,
+        runtime: Runtime,
+        timeout: Option<Duration>,
+    ) -> CallOutcome {
         let path = match runtime {
             Runtime::Docker => "execute",
             Runtime::Gvisor => "execute_gvisor",
         };
         let url = format!("{}/{path}/{name}", self.base);
-        let started = Instant::now();
-        let sent = self
+        let mut request = self
             .http
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(EVENT_BODY)
-            .send()
-            .await;
+            .body(EVENT_BODY);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        let started = Instant::now();
+        let sent = request.send().await;
         let answer = match sent {
             Ok(response) => {
                 let status = response.status().as_u16();

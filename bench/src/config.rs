@@ -39,6 +39,9 @@ pub enum Scenario {
     RoundRobin,
     /// 5: one `docker run` per call, without the platform.
     Naive,
+    /// 6: sequential calls of one warm function, alone and then beside `--noisy-slow-calls`
+    /// calls of a slow function.
+    NoisyNeighbour,
 }
 
 #[derive(Debug, Clone, Parser, Serialize)]
@@ -46,7 +49,8 @@ pub enum Scenario {
     name = "bench",
     version,
     about = "Benchmarks a running api and its workers: warm latency, throughput, cold starts, \
-             many functions, and the one-docker-run-per-call floor"
+             many functions, the one-docker-run-per-call floor, and a fast function beside slow \
+             ones"
 )]
 pub struct Config {
     /// Base URL of the running api.
@@ -69,7 +73,7 @@ pub struct Config {
         env = "BENCH_SCENARIOS",
         value_enum,
         value_delimiter = ',',
-        default_value = "warm,throughput,cold,round-robin,naive"
+        default_value = "warm,throughput,cold,round-robin,naive,noisy-neighbour"
     )]
     pub scenarios: Vec<Scenario>,
 
@@ -82,8 +86,9 @@ pub struct Config {
     #[arg(long, env = "BENCH_LOAD_WARMUP_SECS", default_value_t = 5.0)]
     pub load_warmup_secs: f64,
 
-    /// Scenario 1: seconds to wait after the warm-up call before measuring, so that the stem
-    /// cell its cold start used is replaced (a container start that loads both cores) first.
+    /// Scenarios 1 and 6: seconds to wait after the warm-up call before measuring (in 6 only
+    /// when that call was a cold start), so that the stem cell its cold start used is replaced
+    /// (a container start that loads both cores) first.
     #[arg(long, env = "BENCH_WARM_SETTLE_SECS", default_value_t = 2.0)]
     pub warm_settle_secs: f64,
 
@@ -116,7 +121,29 @@ pub struct Config {
     #[arg(long, env = "BENCH_NAIVE_RUNS", default_value_t = 10)]
     pub naive_runs: usize,
 
-    /// `timeout` of the functions the benchmark creates (seconds).
+    /// Scenario 6: sequential calls of the fast function measured alone, and again beside the
+    /// slow calls.
+    #[arg(long, env = "BENCH_NOISY_CALLS", default_value_t = 200)]
+    pub noisy_calls: usize,
+
+    /// Scenario 6: client loops that each call the slow function again and again, so that as
+    /// many slow calls are running while the fast function is measured.
+    #[arg(long, env = "BENCH_NOISY_SLOW_CALLS", default_value_t = 40)]
+    pub noisy_slow_calls: usize,
+
+    /// Scenario 6: seconds each slow call sleeps in its handler.
+    #[arg(long, env = "BENCH_NOISY_SLEEP_SECS", default_value_t = 10.0)]
+    pub noisy_sleep_secs: f64,
+
+    /// Scenario 6: the longest wait, on top of one slow call's sleep, for every slow loop to
+    /// have finished its first call (its container started) and for the workers to report that
+    /// many jobs in flight; past it the fast function is measured anyway and the report says
+    /// how many were running.
+    #[arg(long, env = "BENCH_NOISY_SETTLE_SECS", default_value_t = 30.0)]
+    pub noisy_settle_secs: f64,
+
+    /// `timeout` of the functions the benchmark creates (seconds); scenario 6's slow function
+    /// gets its sleep on top of it.
     #[arg(long, env = "BENCH_FUNCTION_TIMEOUT_SECS", default_value_t = 5)]
     pub function_timeout_secs: u32,
 
@@ -146,7 +173,8 @@ pub struct Config {
     pub worker_pid: Vec<u32>,
 
     /// Prometheus endpoints of the workers (repeat or comma-separate), read before and after
-    /// each scenario for the pool's containers and evictions; none by default.
+    /// each scenario for the pool's containers and evictions, and by scenario 6 for the jobs in
+    /// flight; none by default.
     #[arg(long, env = "BENCH_WORKER_METRICS_URL", value_delimiter = ',')]
     pub worker_metrics_url: Vec<String>,
 

@@ -1,12 +1,14 @@
 //! Benchmark of a running platform (api and workers): the five scenarios of the benchmark
-//! issue per runtime, the memory of the api and worker processes, the machine's facts, a
-//! markdown report on stdout and the same numbers as JSON. See docs/benchmarks.md.
+//! issue and a noisy-neighbour one per runtime, the memory of the api and worker processes, the
+//! machine's facts, a markdown report on stdout and the same numbers as JSON. See
+//! docs/benchmarks.md.
 
 pub mod client;
 pub mod config;
 pub mod cpu;
 pub mod machine;
 pub mod naive;
+pub mod noisy;
 pub mod pool;
 pub mod procs;
 pub mod report;
@@ -92,7 +94,10 @@ async fn run_all(ctx: &Ctx<'_>, out: &mut Vec<RuntimeResults>) {
         out.push(RuntimeResults::new(runtime));
         let results = out.last_mut().expect("just pushed");
 
-        let single = if config.wants(Scenario::Warm) || config.wants(Scenario::Throughput) {
+        let single = if config.wants(Scenario::Warm)
+            || config.wants(Scenario::Throughput)
+            || config.wants(Scenario::NoisyNeighbour)
+        {
             match scenarios::create_single(ctx, runtime).await {
                 Ok(name) => Some(name),
                 Err(error) => {
@@ -146,6 +151,17 @@ async fn run_all(ctx: &Ctx<'_>, out: &mut Vec<RuntimeResults>) {
         }
         if config.wants(Scenario::Naive) {
             results.naive = Some(naive::run(config, runtime).await);
+        }
+        if let Some(name) = single
+            .as_ref()
+            .filter(|_| config.wants(Scenario::NoisyNeighbour))
+        {
+            let before = pool_state(ctx, runtime).await;
+            match noisy::run(ctx, runtime, name).await {
+                Ok(r) => results.noisy_neighbour = Some(r),
+                Err(error) => fail(results, "6. noisy neighbour", error),
+            }
+            pool_change(ctx, results, "6. noisy neighbour", before).await;
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The workers' container pool as their Prometheus endpoints report it (`faas_containers
-//! {state, runtime}` and `faas_container_evictions_total{runtime}`), read around each scenario
-//! so that the report can say how many containers were warm and how many were evicted.
+//! {state, runtime}`, `faas_container_evictions_total{runtime}` and
+//! `faas_worker_inflight_jobs{runtime}`), read around each scenario so that the report can say
+//! how many containers were warm and how many were evicted, and polled by scenario 6 to know
+//! when its slow calls are all running.
 
 use crate::client::Api;
 use crate::config::Runtime;
@@ -13,6 +15,9 @@ pub struct PoolState {
     pub prewarmed: Option<f64>,
     pub busy: Option<f64>,
     pub evictions_total: Option<f64>,
+    /// Jobs the workers are running (`faas_worker_inflight_jobs`): taken from the queue, their
+    /// container being found or started, or running.
+    pub inflight_jobs: Option<f64>,
 }
 
 /// The pool before and after one scenario.
@@ -62,25 +67,30 @@ fn parse_line(line: &str) -> Option<Series<'_>> {
 pub async fn read(api: &Api, urls: &[String], runtime: Runtime) -> PoolState {
     let mut state = PoolState::default();
     for url in urls {
-        let Some(text) = api.get_text(url).await else {
-            continue;
-        };
-        for (name, labels, value) in text.lines().filter_map(parse_line) {
-            let label = |key: &str| labels.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
-            if label("runtime") != Some(runtime.as_str()) {
-                continue;
-            }
-            let slot = match (name, label("state")) {
-                ("faas_containers", Some("warm")) => &mut state.warm,
-                ("faas_containers", Some("prewarmed")) => &mut state.prewarmed,
-                ("faas_containers", Some("busy")) => &mut state.busy,
-                ("faas_container_evictions_total", _) => &mut state.evictions_total,
-                _ => continue,
-            };
-            *slot = Some(slot.unwrap_or(0.0) + value);
+        if let Some(text) = api.get_text(url).await {
+            add(&mut state, &text, runtime);
         }
     }
     state
+}
+
+/// Adds `runtime`'s series of one endpoint's metrics `text` to `state`.
+fn add(state: &mut PoolState, text: &str, runtime: Runtime) {
+    for (name, labels, value) in text.lines().filter_map(parse_line) {
+        let label = |key: &str| labels.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+        if label("runtime") != Some(runtime.as_str()) {
+            continue;
+        }
+        let slot = match (name, label("state")) {
+            ("faas_containers", Some("warm")) => &mut state.warm,
+            ("faas_containers", Some("prewarmed")) => &mut state.prewarmed,
+            ("faas_containers", Some("busy")) => &mut state.busy,
+            ("faas_container_evictions_total", _) => &mut state.evictions_total,
+            ("faas_worker_inflight_jobs", _) => &mut state.inflight_jobs,
+            _ => continue,
+        };
+        *slot = Some(slot.unwrap_or(0.0) + value);
+    }
 }
 
 #[cfg(test)]
@@ -96,5 +106,25 @@ mod tests {
         assert_eq!(value, 64.0);
         assert_eq!(parse_line("up 1").unwrap().2, 1.0);
         assert!(parse_line("# TYPE faas_containers gauge").is_none());
+    }
+
+    #[test]
+    fn sums_one_runtimes_series_over_endpoints() {
+        let docker = "# TYPE faas_worker_inflight_jobs gauge\n\
+                      faas_worker_inflight_jobs{runtime=\"docker\"} 40\n\
+                      faas_containers{state=\"busy\",runtime=\"docker\"} 40\n\
+                      faas_containers{state=\"warm\",runtime=\"docker\"} 3\n";
+        let gvisor = "faas_worker_inflight_jobs{runtime=\"gvisor\"} 7\n";
+        let mut state = PoolState::default();
+        add(&mut state, docker, Runtime::Docker);
+        add(&mut state, gvisor, Runtime::Docker);
+        add(&mut state, docker, Runtime::Docker);
+        assert_eq!(state.inflight_jobs, Some(80.0));
+        assert_eq!(state.busy, Some(80.0));
+        assert_eq!(state.warm, Some(6.0));
+        assert_eq!(state.prewarmed, None);
+        let mut gvisor_state = PoolState::default();
+        add(&mut gvisor_state, gvisor, Runtime::Gvisor);
+        assert_eq!(gvisor_state.inflight_jobs, Some(7.0));
     }
 }

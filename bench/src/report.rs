@@ -5,6 +5,7 @@ use crate::config::{Config, Runtime};
 use crate::cpu::CpuUsage;
 use crate::machine::Machine;
 use crate::naive::NaiveResult;
+use crate::noisy::{NoisyResult, Settle};
 use crate::pool::PoolChange;
 use crate::procs::Memory;
 use crate::scenarios::{ColdResult, LoadResult, WarmResult};
@@ -37,6 +38,7 @@ pub struct RuntimeResults {
     pub cold: Option<ColdResult>,
     pub round_robin: Option<LoadResult>,
     pub naive: Option<NaiveResult>,
+    pub noisy_neighbour: Option<NoisyResult>,
     /// The worker pool around each scenario (with `--worker-metrics-url`).
     pub pool: Vec<PoolChange>,
     /// Scenarios that could not run, and why.
@@ -53,6 +55,7 @@ impl RuntimeResults {
             cold: None,
             round_robin: None,
             naive: None,
+            noisy_neighbour: None,
             pool: Vec::new(),
             failures: Vec::new(),
         }
@@ -238,6 +241,54 @@ fn mb(kb: Option<u64>) -> String {
     kb.map_or("-".to_owned(), |kb| format!("{:.1}", kb as f64 / 1024.0))
 }
 
+/// The answers of a set of calls by status (and error code): `200 ×198, 503 expired ×2`.
+fn answers(stats: &CallStats) -> String {
+    let mut parts = Vec::new();
+    if stats.ok > 0 {
+        parts.push(format!("200 ×{}", stats.ok));
+    }
+    for k in &stats.error_kinds {
+        parts.push(format!("{} {} ×{}", k.status, k.code, k.count));
+    }
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// How many slow calls were running when the fast function was measured beside them.
+fn running_cell(settle: &Settle, loops: usize) -> String {
+    let answered = if settle.all_running {
+        format!("{} of {loops}", settle.loops_answered)
+    } else {
+        format!("**{} of {loops}**", settle.loops_answered)
+    };
+    let jobs = match (settle.inflight_jobs_before, settle.inflight_jobs_after) {
+        (Some(before), Some(after)) => format!(", {before:.0} → {after:.0} jobs in flight"),
+        (Some(before), None) => format!(", {before:.0} jobs in flight"),
+        _ => String::new(),
+    };
+    format!(
+        "{answered} after {:.1} s{jobs}{}",
+        settle.seconds,
+        if settle.all_running {
+            ""
+        } else {
+            " (stopped waiting)"
+        }
+    )
+}
+
+/// A pair of values, one per set of calls: `alone / beside`.
+fn pair_cell(alone: &CallStats, beside: &CallStats, value: fn(&Summary) -> f64) -> String {
+    format!(
+        "{} / {}",
+        opt_ms(alone.latency_ms.as_ref(), value),
+        opt_ms(beside.latency_ms.as_ref(), value)
+    )
+}
+
 fn warmup_cell(load: &LoadResult) -> String {
     let w = &load.warmup;
     let per_round: Vec<String> = w.cold_starts_per_round.iter().map(u64::to_string).collect();
@@ -260,7 +311,8 @@ pub fn markdown(results: &Results) -> String {
     let _ = writeln!(
         w,
         "api {}, run {}; {} warm calls; concurrency {} for {} s; {} fresh functions; {} \
-         functions round robin for {} s; {} docker runs.{}\n",
+         functions round robin for {} s; {} docker runs; {} calls alone and beside {} calls \
+         sleeping {} s.{}\n",
         s.api_url,
         results.run_id,
         s.warm_calls,
@@ -270,6 +322,9 @@ pub fn markdown(results: &Results) -> String {
         s.rr_functions,
         s.rr_duration_secs,
         s.naive_runs,
+        s.noisy_calls,
+        s.noisy_slow_calls,
+        s.noisy_sleep_secs,
         if results.interrupted {
             " **Interrupted (Ctrl-C): partial results.**"
         } else {
@@ -399,6 +454,38 @@ pub fn markdown(results: &Results) -> String {
         },
     );
 
+    table(
+        w,
+        &format!(
+            "## 6. Noisy neighbour: a warm function alone, then beside {} calls sleeping {} s\n\n\
+             | runtime | fast calls | p50 alone / beside | p50 ratio | p99 alone / beside | max \
+             alone / beside | answers alone / beside | cold starts alone / beside | slow calls \
+             running | slow answers |\n| --- | --: | --: | --: | --: | --: | --- | --: | --- | \
+             --- |",
+            s.noisy_slow_calls, s.noisy_sleep_secs
+        ),
+        &|r| {
+            let n = r.noisy_neighbour.as_ref()?;
+            let (alone, beside) = (&n.alone, &n.beside);
+            Some(format!(
+                "| {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} | {} |",
+                r.runtime.as_str(),
+                alone.calls,
+                pair_cell(alone, beside, |s| s.p50_ms),
+                n.p50_ratio
+                    .map_or("-".to_owned(), |ratio| format!("{ratio:.2}")),
+                pair_cell(alone, beside, |s| s.p99_ms),
+                pair_cell(alone, beside, |s| s.max_ms),
+                answers(alone),
+                answers(beside),
+                alone.cold_starts,
+                beside.cold_starts,
+                running_cell(&n.settle, n.slow_loops),
+                answers(&n.slow)
+            ))
+        },
+    );
+
     let _ = writeln!(
         w,
         "## Memory of the platform's processes (MB)\n\n| process | pid | peak (VmHWM) | now \
@@ -493,6 +580,10 @@ fn write_cpu(w: &mut String, results: &Results) {
                 ("1. warm", r.warm.as_ref().map(|x| &x.cpu)),
                 ("2. throughput", r.throughput.as_ref().map(|x| &x.cpu)),
                 ("4. round robin", r.round_robin.as_ref().map(|x| &x.cpu)),
+                (
+                    "6. noisy, beside",
+                    r.noisy_neighbour.as_ref().map(|x| &x.cpu),
+                ),
             ]
             .into_iter()
             .filter_map(move |(name, cpu)| Some((name, r.runtime, cpu?)))
@@ -614,6 +705,11 @@ fn write_errors(w: &mut String, results: &Results) {
                 ));
             }
         }
+        if let Some(n) = &r.noisy_neighbour {
+            kinds("6. alone", rt, &n.alone.error_kinds, &mut lines);
+            kinds("6. beside", rt, &n.beside.error_kinds, &mut lines);
+            kinds("6. slow calls", rt, &n.slow.error_kinds, &mut lines);
+        }
         for f in &r.failures {
             lines.push(format!(
                 "| scenario failed | {} | | | | {} |",
@@ -655,11 +751,15 @@ fn write_timing(w: &mut String, results: &Results) {
         })
     };
     for r in &results.runtimes {
-        let scenarios: [(&str, Option<&CallStats>); 4] = [
+        let noisy = r.noisy_neighbour.as_ref();
+        let scenarios: [(&str, Option<&CallStats>); 7] = [
             ("1. warm", r.warm.as_ref().map(|x| &x.stats)),
             ("2. throughput", r.throughput.as_ref().map(|x| &x.stats)),
             ("3. cold", r.cold.as_ref().map(|x| &x.stats)),
             ("4. round robin", r.round_robin.as_ref().map(|x| &x.stats)),
+            ("6. alone", noisy.map(|x| &x.alone)),
+            ("6. beside", noisy.map(|x| &x.beside)),
+            ("6. slow calls", noisy.map(|x| &x.slow)),
         ];
         for (name, stats) in scenarios {
             let Some(st) = stats else { continue };
@@ -677,4 +777,165 @@ fn write_timing(w: &mut String, results: &Results) {
         }
     }
     let _ = writeln!(w);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::CallOutcome;
+    use crate::stats::Recorder;
+    use clap::Parser;
+
+    fn outcome(status: u16, code: Option<&str>, latency_ms: f64, cold: bool) -> CallOutcome {
+        CallOutcome {
+            status,
+            latency_ms,
+            cold_start: Some(cold),
+            code: code.map(str::to_owned),
+            detail: code.map(|c| format!("{c} detail")),
+            ..CallOutcome::default()
+        }
+    }
+
+    fn stats(outcomes: &[CallOutcome]) -> CallStats {
+        let mut recorder = Recorder::default();
+        for o in outcomes {
+            recorder.record(o);
+        }
+        recorder.finish()
+    }
+
+    fn settle(all_running: bool, before: Option<f64>, after: Option<f64>) -> Settle {
+        Settle {
+            seconds: 12.34,
+            loops_answered: if all_running { 40 } else { 35 },
+            inflight_jobs_before: before,
+            inflight_jobs_after: after,
+            all_running,
+        }
+    }
+
+    #[test]
+    fn answers_count_successes_then_each_error_kind() {
+        let mixed = stats(&[
+            outcome(200, None, 1.0, false),
+            outcome(200, None, 1.0, false),
+            outcome(503, Some("expired"), 1.0, false),
+            outcome(0, Some("client_timeout"), 1.0, false),
+            outcome(503, Some("expired"), 1.0, false),
+        ]);
+        assert_eq!(
+            answers(&mixed),
+            "200 ×2, 0 client_timeout ×1, 503 expired ×2"
+        );
+        assert_eq!(answers(&stats(&[])), "none");
+    }
+
+    #[test]
+    fn running_cell_says_how_many_ran_and_what_the_workers_reported() {
+        assert_eq!(
+            running_cell(&settle(true, Some(40.0), Some(40.0)), 40),
+            "40 of 40 after 12.3 s, 40 → 40 jobs in flight"
+        );
+        assert_eq!(
+            running_cell(&settle(true, None, None), 40),
+            "40 of 40 after 12.3 s"
+        );
+        assert_eq!(
+            running_cell(&settle(false, Some(37.0), None), 40),
+            "**35 of 40** after 12.3 s, 37 jobs in flight (stopped waiting)"
+        );
+    }
+
+    #[test]
+    fn the_noisy_neighbour_table_compares_alone_with_beside() {
+        let alone = stats(&[
+            outcome(200, None, 1.0, false),
+            outcome(200, None, 2.0, false),
+        ]);
+        let beside = stats(&[
+            outcome(200, None, 3.0, true),
+            outcome(200, None, 5.0, false),
+            outcome(503, Some("expired"), 9.0, false),
+        ]);
+        let slow = stats(&[
+            outcome(200, None, 10_000.0, true),
+            outcome(504, Some("function_timeout"), 15_000.0, false),
+        ]);
+        let cpu = CpuUsage {
+            seconds: 1.0,
+            machine_cores: Some(1.5),
+            processes: Vec::new(),
+            bench_cores: Some(0.1),
+            containers_cores: Some(0.2),
+            services: Vec::new(),
+            rest_cores: Some(0.0),
+        };
+        let mut runtime = RuntimeResults::new(Runtime::Docker);
+        runtime.noisy_neighbour = Some(NoisyResult {
+            fast_function: "fast".into(),
+            slow_function: "slow".into(),
+            slow_loops: 40,
+            sleep_secs: 10.0,
+            slow_timeout_secs: 15,
+            first_call_ms: 1.0,
+            first_call_cold_start: Some(false),
+            p50_ratio: crate::noisy::p50_ratio(&alone, &beside),
+            alone,
+            beside,
+            alone_latencies_ms: Vec::new(),
+            beside_latencies_ms: Vec::new(),
+            settle: settle(true, Some(40.0), Some(40.0)),
+            slow,
+            cpu,
+        });
+        let results = Results {
+            machine: Machine {
+                nproc: 2,
+                memory_mb: None,
+                cpu_model: None,
+                kernel: None,
+                date: String::new(),
+                git_commit: None,
+                git_dirty: None,
+                docker_version: None,
+                runsc_version: None,
+                load_average: None,
+            },
+            settings: Config::parse_from(["bench"]),
+            run_id: "0".into(),
+            interrupted: false,
+            runtimes: vec![runtime],
+            memory_at_start: Vec::new(),
+            memory_at_end: Vec::new(),
+            targets: Vec::new(),
+            cleanup: Cleanup::default(),
+        };
+        let report = markdown(&results);
+        assert!(
+            report.contains(
+                "| docker | 2 | 1.00 / 3.00 | 3.00 | 2.00 / 5.00 | 2.00 / 5.00 | 200 ×2 / 200 ×2, \
+                 503 expired ×1 | 0 / 1 | 40 of 40 after 12.3 s, 40 → 40 jobs in flight | 200 \
+                 ×1, 504 function_timeout ×1 |"
+            ),
+            "{report}"
+        );
+        assert!(
+            report.contains("| 6. beside | docker | 503 | expired | 1 |"),
+            "{report}"
+        );
+        assert!(
+            report.contains("| 6. slow calls | docker | 504 | function_timeout | 1 |"),
+            "{report}"
+        );
+        assert!(
+            report.contains("| 6. noisy, beside | docker | 1.50 |"),
+            "{report}"
+        );
+        let json = serde_json::to_value(&results).unwrap();
+        let noisy = &json["runtimes"][0]["noisy_neighbour"];
+        assert_eq!(noisy["p50_ratio"], 3.0);
+        assert_eq!(noisy["settle"]["inflight_jobs_before"], 40.0);
+        assert_eq!(noisy["slow"]["errors"], 1);
+    }
 }

@@ -1,5 +1,6 @@
 //! Scenarios 1 to 4, run against the api: warm latency at concurrency 1, throughput of one
-//! function, first calls of fresh functions, and many functions round robin.
+//! function, first calls of fresh functions, and many functions round robin. Scenario 5 is in
+//! `naive`, scenario 6 (a fast function beside slow ones) in `noisy`.
 
 use crate::client::{Api, Function};
 use crate::config::{Config, Runtime};
@@ -24,14 +25,33 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn name(&self, runtime: Runtime, what: &str) -> String {
+    /// The name of this run's function `what` on `runtime`.
+    pub(crate) fn name(&self, runtime: Runtime, what: &str) -> String {
         format!("{}{}-{what}", self.name_stem, runtime.as_str())
     }
 
-    async fn create(&self, name: &str, runtime: Runtime) -> anyhow::Result<Function> {
+    /// Creates a function with the benchmark handler and `--function-timeout-secs`.
+    pub(crate) async fn create(&self, name: &str, runtime: Runtime) -> anyhow::Result<Function> {
+        self.create_with_code(
+            name,
+            runtime,
+            crate::client::HANDLER,
+            self.config.function_timeout_secs,
+        )
+        .await
+    }
+
+    /// Creates a Python function running `code`, recorded for the clean-up.
+    pub(crate) async fn create_with_code(
+        &self,
+        name: &str,
+        runtime: Runtime,
+        code: &str,
+        timeout_secs: u32,
+    ) -> anyhow::Result<Function> {
         let function = self
             .api
-            .create_function(name, runtime, self.config.function_timeout_secs)
+            .create_function_with_code(name, runtime, code, timeout_secs)
             .await?;
         self.created
             .lock()
@@ -40,7 +60,7 @@ impl Ctx<'_> {
         Ok(function)
     }
 
-    fn progress(&self, runtime: Runtime, text: &str) {
+    pub(crate) fn progress(&self, runtime: Runtime, text: &str) {
         eprintln!("[bench] {}: {text}", runtime.as_str());
     }
 }
@@ -283,7 +303,7 @@ pub async fn warm(ctx: &Ctx<'_>, runtime: Runtime, function: &str) -> anyhow::Re
     })
 }
 
-/// Creates the single function of scenarios 1 and 2.
+/// Creates the single function of scenarios 1, 2 and 6.
 pub async fn create_single(ctx: &Ctx<'_>, runtime: Runtime) -> anyhow::Result<String> {
     let name = ctx.name(runtime, "single");
     ctx.create(&name, runtime).await?;
