@@ -61,6 +61,12 @@ impl FunctionInput {
                 self.route
             )));
         }
+        // Postgres text cannot hold U+0000: refuse it here rather than fail the insert.
+        if self.code.contains('\0') {
+            return Err(ApiError::Invalid(
+                "code must not contain NUL (U+0000) characters".into(),
+            ));
+        }
         if self.code.trim().is_empty() {
             return Err(ApiError::Invalid("code must not be empty".into()));
         }
@@ -102,7 +108,13 @@ impl FunctionInput {
 }
 
 fn validate_env(env: &BTreeMap<String, String>) -> Result<(), ApiError> {
-    for key in env.keys() {
+    for (key, value) in env {
+        // Postgres text cannot hold U+0000, and neither can a process environment.
+        if value.contains('\0') {
+            return Err(ApiError::Invalid(format!(
+                "env value of {key:?} must not contain NUL (U+0000) characters"
+            )));
+        }
         let mut bytes = key.bytes();
         let ok = bytes
             .next()
