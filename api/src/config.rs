@@ -44,6 +44,21 @@ pub struct Config {
     #[arg(long, env = "INVOKE_OVERHEAD_MS", default_value_t = 15_000)]
     pub invoke_overhead_ms: u64,
 
+    /// Requests the api serves at once; over it a request is refused at once with 503
+    /// `overloaded` and `Retry-After: 1` (the health probes are exempt).
+    #[arg(long, env = "MAX_INFLIGHT", default_value_t = 1024)]
+    pub max_inflight: usize,
+
+    /// Longest time a client may take to send a request's headers (s); the connection is
+    /// closed after it. Also how long an idle keep-alive connection stays open.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+
+    /// Longest wait for the next piece of a request body (s); over it the request gets 408
+    /// and the connection is closed.
+    #[arg(long, env = "BODY_READ_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_read_timeout_secs: u64,
+
     /// How log lines are written.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

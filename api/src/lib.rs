@@ -10,8 +10,10 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod invoker;
+pub mod limits;
 pub mod records;
 pub mod routes;
+pub mod server;
 pub mod state;
 
 use anyhow::Context;
@@ -53,6 +55,8 @@ pub async fn run(
             max_code_bytes: config.max_code_bytes,
             max_event_bytes: config.max_event_bytes,
             invoke_overhead: Duration::from_millis(config.invoke_overhead_ms),
+            max_inflight: config.max_inflight,
+            body_read_timeout: Duration::from_secs(config.body_read_timeout_secs),
         },
     };
 
@@ -62,10 +66,13 @@ pub async fn run(
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::new());
     tracing::info!(addr = %listener.local_addr()?, "api listening");
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server failed");
+    server::serve(
+        listener,
+        app,
+        Duration::from_secs(config.header_read_timeout_secs),
+        shutdown,
+    )
+    .await;
     metrics_task.abort();
     invoker.close().await;
     // The router (and with it every RecordWriter) is gone: the writer drains and ends.
@@ -75,7 +82,7 @@ pub async fn run(
     {
         tracing::warn!("invocation records still unwritten at shutdown");
     }
-    served
+    Ok(())
 }
 
 /// Describes the api's metrics and starts its unlabelled counters and gauges at zero, so that

@@ -7,5 +7,6 @@ mod functions;
 mod hot_path;
 mod invoke;
 mod lifecycle;
+mod limits;
 mod restarts;
 mod support;
