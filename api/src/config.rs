@@ -59,6 +59,15 @@ pub struct Config {
     #[arg(long, env = "BODY_READ_TIMEOUT_SECS", default_value_t = 30)]
     pub body_read_timeout_secs: u64,
 
+    /// Days invocation records are kept; older ones are deleted in the background. 0 keeps
+    /// them forever.
+    #[arg(long, env = "RECORD_RETENTION_DAYS", default_value_t = 7)]
+    pub record_retention_days: u32,
+
+    /// Seconds between two passes that delete expired invocation records.
+    #[arg(long, env = "RETENTION_INTERVAL_SECS", default_value_t = 3600)]
+    pub retention_interval_secs: u64,
+
     /// How log lines are written.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

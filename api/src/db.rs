@@ -225,8 +225,8 @@ pub struct InvocationRecord {
     pub created_at: DateTime<Utc>,
 }
 
-/// Writes many records in one statement.
-pub async fn insert_invocations(pool: &Pool, records: &[InvocationRecord]) -> Result<(), ApiError> {
+/// Writes many records in one statement; all of them or none.
+pub async fn insert_invocations(pool: &Pool, records: &[InvocationRecord]) -> Result<(), DbError> {
     let mut client = pool.get().await?;
     let ids: Vec<Uuid> = records.iter().map(|r| r.invocation_id).collect();
     let function_ids: Vec<i64> = records.iter().map(|r| r.function_id).collect();
@@ -325,6 +325,27 @@ pub async fn list_invocations(
         })
         .collect::<Result<_, tokio_postgres::Error>>()
         .map_err(ApiError::from)
+}
+
+/// Deletes up to `limit` records created before `cutoff`, oldest first; returns how many went.
+///
+/// Checked with EXPLAIN on 100 000 rows: the subquery is an index scan of
+/// `invocations_created_at_idx` and the delete a bitmap scan of the primary key, so a batch
+/// touches only the rows it deletes. The plainer `id IN (SELECT ...)` was planned as a hash
+/// semi-join over a sequential scan of the whole table, once per batch.
+pub async fn delete_invocations_before(
+    pool: &Pool,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<u64, DbError> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "DELETE FROM invocations WHERE id = ANY(ARRAY(
+                 SELECT id FROM invocations WHERE created_at < $1 ORDER BY created_at LIMIT $2))",
+        )
+        .await?;
+    Ok(client.execute(&statement, &[&cutoff, &limit]).await?)
 }
 
 /// True when a trivial query answers.

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod invoker;
 pub mod limits;
 pub mod records;
+pub mod retention;
 pub mod routes;
 pub mod server;
 pub mod state;
@@ -46,6 +47,13 @@ pub async fn run(
     .await
     .context("cannot reach the message broker (AMQP_URL)")?;
     let (records, record_writer) = records::RecordWriter::spawn(db.clone());
+    let stop_background = tokio_util::sync::CancellationToken::new();
+    let retention = retention::spawn(
+        db.clone(),
+        config.record_retention_days,
+        Duration::from_secs(config.retention_interval_secs.max(1)),
+        stop_background.clone(),
+    );
     let state = AppState {
         db,
         invoker: invoker.clone(),
@@ -74,6 +82,10 @@ pub async fn run(
     )
     .await;
     metrics_task.abort();
+    stop_background.cancel();
+    if let Some(retention) = retention {
+        let _ = retention.await;
+    }
     invoker.close().await;
     // The router (and with it every RecordWriter) is gone: the writer drains and ends.
     if tokio::time::timeout(Duration::from_secs(10), record_writer)
@@ -118,11 +130,13 @@ fn register_metrics() {
     );
     describe_counter!(
         "faas_records_dropped_total",
-        "Invocation records dropped because the writer's backlog was full."
+        "Invocation records not stored, by reason: writer_behind (its channel was full), backlog_full (Postgres away too long), rejected (Postgres refused the row), shutdown (Postgres away at shutdown)."
     );
     metrics::counter!("faas_broker_errors_total").absolute(0);
     metrics::counter!("faas_database_errors_total").absolute(0);
-    metrics::counter!("faas_records_dropped_total").absolute(0);
+    for reason in records::DropReason::ALL {
+        metrics::counter!("faas_records_dropped_total", "reason" => reason.as_str()).absolute(0);
+    }
     for runtime in common::Runtime::ALL {
         metrics::gauge!("faas_inflight_invocations", "runtime" => runtime.as_str()).set(0.0);
     }

@@ -8,5 +8,6 @@ mod hot_path;
 mod invoke;
 mod lifecycle;
 mod limits;
+mod records;
 mod restarts;
 mod support;

@@ -303,7 +303,7 @@ impl TestApp {
     }
 }
 
-async fn drop_database(url: &str) {
+pub async fn drop_database(url: &str) {
     let name = url.rsplit('/').next().unwrap_or_default();
     if let Ok((client, connection)) =
         tokio_postgres::connect(&admin_database_url(), tokio_postgres::NoTls).await
