@@ -39,13 +39,25 @@ pub async fn run(
         .await
         .context("cannot open the database (DATABASE_URL)")?;
     let functions = Arc::new(cache::FunctionCache::default());
+    // Unique per process, so an operator (or a test) can tell the replicas' connections apart.
+    let connection_name = format!(
+        "faas-api {} {}",
+        listener.local_addr()?,
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let invoker = invoker::Invoker::connect(
         &config.broker.amqp_url,
+        connection_name,
         config.broker.topology(),
         functions.clone(),
     )
     .await
-    .context("cannot reach the message broker (AMQP_URL)")?;
+    .map_err(
+        |error| match common::broker::explain_declare_error(&error) {
+            Some(explained) => anyhow::anyhow!(explained),
+            None => anyhow::Error::new(error).context("cannot reach the message broker (AMQP_URL)"),
+        },
+    )?;
     let (records, record_writer) = records::RecordWriter::spawn(db.clone());
     let stop_background = tokio_util::sync::CancellationToken::new();
     let retention = retention::spawn(
@@ -105,7 +117,7 @@ fn register_metrics() {
     common::metrics::handle();
     describe_counter!(
         "faas_invocations_total",
-        "Calls by function, runtime and outcome (a reply status, no_worker, runtime_unavailable, unavailable or no_reply)."
+        "Calls by function, runtime and outcome (a reply status, no_worker, runtime_unavailable, overloaded, concurrency_limit, unavailable or no_reply)."
     );
     describe_histogram!(
         "faas_invocation_duration_seconds",

@@ -104,7 +104,9 @@ async fn execute(
     inflight.decrement(1.0);
     let outcome = outcome.inspect_err(|error| {
         let status = match error {
-            ApiError::NoWorker(_) | ApiError::RuntimeUnavailable(_) => error.code(),
+            ApiError::NoWorker(_) | ApiError::RuntimeUnavailable(_) | ApiError::Overloaded(_) => {
+                error.code()
+            }
             _ => "unavailable",
         };
         count_invocation(&job.function.name, runtime, status);

@@ -8,6 +8,7 @@ mod hot_path;
 mod invoke;
 mod lifecycle;
 mod limits;
+mod queues;
 mod records;
 mod restarts;
 mod support;
