@@ -68,6 +68,11 @@ pub struct Config {
     #[arg(long, env = "RETENTION_INTERVAL_SECS", default_value_t = 3600)]
     pub retention_interval_secs: u64,
 
+    /// Seconds a cached function definition is trusted before it is read again: a safety net
+    /// under the change events, which keep the caches right in the normal course.
+    #[arg(long, env = "FUNCTION_CACHE_TTL_SECS", default_value_t = 10)]
+    pub function_cache_ttl_secs: u64,
+
     /// How log lines are written.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

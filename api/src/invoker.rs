@@ -94,6 +94,8 @@ impl Invoker {
             .topology
             .subscribe_events(&channel, "faas-api-events")
             .await?;
+        // From here on events are heard; whatever was cached or loaded before may be stale.
+        self.cache.reconnected();
         *self.session.write().unwrap() = Some(Arc::new(Session {
             connection,
             channel,
@@ -255,7 +257,7 @@ impl Invoker {
 
     fn lose_session(&self) {
         *self.session.write().unwrap() = None;
-        self.cache.clear();
+        self.cache.disconnected();
         // Dropping the senders wakes every waiting request with an error.
         self.pending.lock().unwrap().clear();
         self.consumers_seen.lock().unwrap().clear();
@@ -308,7 +310,9 @@ async fn supervise(invoker: Weak<Invoker>, mut consumers: Consumers) {
                 }
                 Some(Ok(delivery)) => match serde_json::from_slice::<FunctionEvent>(&delivery.data)
                 {
-                    Ok(event) => invoker.cache.invalidate(event.function_id),
+                    Ok(event) => invoker
+                        .cache
+                        .invalidate(event.function_id, event.name.as_deref()),
                     Err(error) => tracing::warn!(%error, "malformed function event dropped"),
                 },
                 Some(Err(error)) => {

@@ -38,7 +38,9 @@ pub async fn run(
     let db = db::connect(&config.database_url, config.database_pool_size)
         .await
         .context("cannot open the database (DATABASE_URL)")?;
-    let functions = Arc::new(cache::FunctionCache::default());
+    let functions = Arc::new(cache::FunctionCache::new(Duration::from_secs(
+        config.function_cache_ttl_secs,
+    )));
     // Unique per process, so an operator (or a test) can tell the replicas' connections apart.
     let connection_name = format!(
         "faas-api {} {}",

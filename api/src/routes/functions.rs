@@ -164,9 +164,10 @@ pub fn check_page(skip: i64, limit: i64, max: i64) -> Result<(), ApiError> {
 }
 
 /// Drops the function from this replica's cache before answering (so the caller's next call
-/// runs what it just saved), and tells the other replicas and the workers.
+/// runs what it just saved, and a name cached as missing is found), and tells the other
+/// replicas and the workers.
 async fn announce(state: &AppState, function_id: i64, version: Option<i32>, name: Option<&str>) {
-    state.functions.invalidate(function_id);
+    state.functions.invalidate(function_id, name);
     state
         .invoker
         .publish_event(&FunctionEvent {
@@ -184,6 +185,13 @@ pub async fn create_function(
     let fields = input.validate(state.limits.max_code_bytes)?;
     let function = db::insert_function(&state.db, &fields).await?;
     tracing::info!(id = function.id, name = %function.name, "function created");
+    announce(
+        &state,
+        function.id,
+        Some(function.version),
+        Some(&function.name),
+    )
+    .await;
     Ok((StatusCode::CREATED, axum::Json(function)))
 }
 

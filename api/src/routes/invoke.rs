@@ -3,6 +3,7 @@
 //! The handler looks the function up, publishes a job, waits for the worker's reply and answers
 //! with the handler's result or with the status that says how the call failed.
 
+use crate::cache::Lookup;
 use crate::db::{self, Function, InvocationRecord};
 use crate::error::ApiError;
 use crate::extract::Path;
@@ -159,18 +160,25 @@ async fn execute(
     })
 }
 
-/// The function called `name`: from the cache, else from Postgres (then cached).
+/// The function called `name`: from the cache, else from Postgres (then cached, found or not).
 async fn find_function(state: &AppState, name: String) -> Result<Arc<Function>, ApiError> {
-    if let Some(function) = state.functions.get(&name) {
-        return Ok(function);
+    match state.functions.get(&name) {
+        Lookup::Found(function) => return Ok(function),
+        Lookup::Missing => return Err(ApiError::FunctionNotFound(name)),
+        Lookup::Unknown => {}
     }
     let generation = state.functions.generation();
-    let function = db::get_function_by_name(&state.db, &name)
-        .await?
-        .map(Arc::new)
-        .ok_or(ApiError::FunctionNotFound(name))?;
-    state.functions.insert(function.clone(), generation);
-    Ok(function)
+    match db::get_function_by_name(&state.db, &name).await? {
+        Some(function) => {
+            let function = Arc::new(function);
+            state.functions.insert(function.clone(), generation);
+            Ok(function)
+        }
+        None => {
+            state.functions.insert_miss(&name, generation);
+            Err(ApiError::FunctionNotFound(name))
+        }
+    }
 }
 
 fn count_invocation(function: &str, runtime: Runtime, status: &'static str) {

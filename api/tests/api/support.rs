@@ -175,10 +175,17 @@ impl TestApp {
 
     /// Starts a second api on this app's database and queues; returns its base URL.
     pub async fn add_api_replica(&mut self) -> String {
+        self.add_api_replica_with(|_| {}).await
+    }
+
+    /// Starts another api on this app's database and queues, with `adjust` applied to its
+    /// settings; returns its base URL once it is ready.
+    pub async fn add_api_replica_with(&mut self, adjust: impl FnOnce(&mut api::Config)) -> String {
         let mut config = api::Config::parse_from(["api"]);
         config.database_url = self.database_url.clone();
         config.broker.amqp_url = amqp_url();
         config.broker.queue_prefix = self.prefix.clone();
+        adjust(&mut config);
         let (base_url, _, replica) = spawn_api(config).await;
         for _ in 0..200 {
             if let Ok(response) = self.client.get(format!("{base_url}/readyz")).send().await
