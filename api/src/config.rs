@@ -73,6 +73,11 @@ pub struct Config {
     #[arg(long, env = "FUNCTION_CACHE_TTL_SECS", default_value_t = 10)]
     pub function_cache_ttl_secs: u64,
 
+    /// Seconds after which a counter or histogram series nothing updated is dropped from
+    /// /metrics (those of deleted functions); 0 keeps every series forever.
+    #[arg(long, env = "METRICS_IDLE_TIMEOUT_SECS", default_value_t = 3600)]
+    pub metrics_idle_timeout_secs: u64,
+
     /// How log lines are written.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -24,6 +24,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
@@ -35,6 +36,9 @@ pub async fn run(
     metrics_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let metrics_idle_timeout = (config.metrics_idle_timeout_secs > 0)
+        .then(|| Duration::from_secs(config.metrics_idle_timeout_secs));
+    install_metrics(metrics_idle_timeout);
     let db = db::connect(&config.database_url, config.database_pool_size)
         .await
         .context("cannot open the database (DATABASE_URL)")?;
@@ -61,7 +65,7 @@ pub async fn run(
         },
     )?;
     let (records, record_writer) = records::RecordWriter::spawn(db.clone());
-    let stop_background = tokio_util::sync::CancellationToken::new();
+    let stop_background = CancellationToken::new();
     let retention = retention::spawn(
         db.clone(),
         config.record_retention_days,
@@ -83,6 +87,8 @@ pub async fn run(
     };
 
     register_metrics();
+    let keep_alive = metrics_idle_timeout
+        .map(|idle| tokio::spawn(keep_fixed_series_alive(idle, stop_background.clone())));
     let metrics_task = tokio::spawn(serve_metrics(metrics_listener));
     let app = routes::router(state)
         .layer(TraceLayer::new_for_http())
@@ -100,6 +106,9 @@ pub async fn run(
     if let Some(retention) = retention {
         let _ = retention.await;
     }
+    if let Some(keep_alive) = keep_alive {
+        let _ = keep_alive.await;
+    }
     invoker.close().await;
     // The router (and with it every RecordWriter) is gone: the writer drains and ends.
     if tokio::time::timeout(Duration::from_secs(10), record_writer)
@@ -111,12 +120,45 @@ pub async fn run(
     Ok(())
 }
 
+/// Installs the process's recorder; counters and histograms that nothing updated for
+/// `idle_timeout` leave /metrics (those of deleted functions). Gauges never expire: each holds a
+/// current value, however old.
+fn install_metrics(idle_timeout: Option<Duration>) {
+    use metrics_util::MetricKindMask;
+    common::metrics::install_with(|builder| {
+        builder.idle_timeout(
+            MetricKindMask::COUNTER | MetricKindMask::HISTOGRAM,
+            idle_timeout,
+        )
+    });
+}
+
+/// The unlabelled-by-function counters that start at zero so that dashboards find them.
+/// The exporter counts a series idle when its value's generation has not changed between two
+/// renders `idle_timeout` apart; an increment by 0 changes the generation, not the value.
+fn touch_fixed_series() {
+    metrics::counter!("faas_broker_errors_total").increment(0);
+    metrics::counter!("faas_database_errors_total").increment(0);
+    for reason in records::DropReason::ALL {
+        metrics::counter!("faas_records_dropped_total", "reason" => reason.as_str()).increment(0);
+    }
+}
+
+/// Touches the fixed series more often than `idle_timeout`, until `stop`.
+async fn keep_fixed_series_alive(idle_timeout: Duration, stop: CancellationToken) {
+    let period = (idle_timeout / 2).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(period) => touch_fixed_series(),
+        }
+    }
+}
+
 /// Describes the api's metrics and starts its unlabelled counters and gauges at zero, so that
 /// every series a dashboard reads exists from the first scrape.
 fn register_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    // Installs the recorder: whatever is recorded before that is lost.
-    common::metrics::handle();
     describe_counter!(
         "faas_invocations_total",
         "Calls by function, runtime and outcome (a reply status, no_worker, runtime_unavailable, overloaded, concurrency_limit, unavailable or no_reply)."

@@ -9,6 +9,7 @@ mod hot_path;
 mod invoke;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod queues;
 mod records;
 mod restarts;

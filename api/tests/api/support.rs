@@ -502,7 +502,7 @@ impl WorkerProcess {
 }
 
 /// A loopback address no one listens on right now, for a child process to bind.
-fn free_local_addr() -> std::net::SocketAddr {
+pub fn free_local_addr() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
 }
