@@ -168,6 +168,7 @@ mod tests {
             runtime: Runtime::Docker,
             memory_mb: 128,
             env: Default::default(),
+            max_concurrency: None,
             version,
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),

@@ -16,6 +16,7 @@ const MAX_ROUTE_LEN: usize = 256;
 const TIMEOUT_RANGE_S: std::ops::RangeInclusive<i64> = 1..=900;
 const MEMORY_RANGE_MB: std::ops::RangeInclusive<i64> = 64..=10_240;
 const DEFAULT_MEMORY_MB: i64 = 128;
+const MAX_CONCURRENCY_RANGE: std::ops::RangeInclusive<i64> = 1..=1000;
 /// Lambda's limit on the summed size of a function's environment.
 const MAX_ENV_BYTES: usize = 4 * 1024;
 
@@ -33,6 +34,9 @@ pub struct FunctionInput {
     memory_mb: Option<i64>,
     #[serde(default)]
     env: Option<BTreeMap<String, String>>,
+    /// Absent or null: no limit.
+    #[serde(default)]
+    max_concurrency: Option<i64>,
 }
 
 impl FunctionInput {
@@ -94,6 +98,15 @@ impl FunctionInput {
         }
         let env = self.env.unwrap_or_default();
         validate_env(&env)?;
+        if let Some(limit) = self.max_concurrency
+            && !MAX_CONCURRENCY_RANGE.contains(&limit)
+        {
+            return Err(ApiError::Invalid(format!(
+                "max_concurrency must be from {} to {}, or null for no limit; got {limit}",
+                MAX_CONCURRENCY_RANGE.start(),
+                MAX_CONCURRENCY_RANGE.end()
+            )));
+        }
         Ok(FunctionFields {
             name: self.name,
             route: self.route,
@@ -103,6 +116,7 @@ impl FunctionInput {
             runtime: self.runtime.unwrap_or(Runtime::Docker),
             memory_mb: memory_mb as i32,
             env,
+            max_concurrency: self.max_concurrency.map(|limit| limit as i32),
         })
     }
 }

@@ -23,6 +23,9 @@ use uuid::Uuid;
 
 /// Extra wait past the deadline, so that a worker's own timeout reply arrives before we give up.
 const REPLY_GRACE: Duration = Duration::from_secs(2);
+/// How long a concurrency lease outlives its call's wait for a reply: room for the release,
+/// and the longest a crashed api keeps a slot taken beyond that.
+const LEASE_GRACE: Duration = Duration::from_secs(5);
 
 /// The body of an invocation. The event stays JSON text: it is checked here and passed on to
 /// the function as it came, never parsed into a tree.
@@ -98,6 +101,11 @@ async fn execute(
         deadline_unix_ms: now + timeout_ms + state.limits.invoke_overhead.as_millis() as u64,
         published_unix_ms: now,
     };
+    // Only limited functions pay for the lease: the others make no query here.
+    let _lease = match function.max_concurrency {
+        Some(limit) => Some(take_lease(&state, &job, runtime, limit).await?),
+        None => None,
+    };
 
     let inflight = metrics::gauge!("faas_inflight_invocations", "runtime" => runtime.as_str());
     inflight.increment(1.0);
@@ -157,6 +165,57 @@ async fn execute(
             })),
         )
             .into_response(),
+    })
+}
+
+/// A slot of a function's `max_concurrency`, given back when the call ends (however it ends)
+/// by a task of its own, so the answer does not wait for it. A lease that cannot be given
+/// back (the database is away) expires by itself.
+struct Lease {
+    db: deadpool_postgres::Pool,
+    invocation_id: Uuid,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let (db, invocation_id) = (self.db.clone(), self.invocation_id);
+        tokio::spawn(async move {
+            if let Err(error) = db::release_lease(&db, invocation_id).await {
+                tracing::warn!(%error, %invocation_id, "concurrency lease not released; it will expire");
+            }
+        });
+    }
+}
+
+/// Takes a slot of the function's limit, shared by every api replica through Postgres, until
+/// the job's deadline plus [`LEASE_GRACE`] at most; 429 when all are taken.
+async fn take_lease(
+    state: &AppState,
+    job: &Job,
+    runtime: Runtime,
+    limit: i32,
+) -> Result<Lease, ApiError> {
+    let scope = format!("function:{}", job.function.id);
+    let expires = chrono::DateTime::from_timestamp_millis(job.deadline_unix_ms as i64)
+        .unwrap_or_else(chrono::Utc::now)
+        + REPLY_GRACE
+        + LEASE_GRACE;
+    let acquired = db::acquire_lease(&state.db, &scope, job.invocation_id, expires, limit)
+        .await
+        .map_err(|error| {
+            count_invocation(&job.function.name, runtime, "unavailable");
+            ApiError::Database(error)
+        })?;
+    if !acquired {
+        count_invocation(&job.function.name, runtime, "concurrency_limit");
+        return Err(ApiError::ConcurrencyLimit {
+            name: job.function.name.clone(),
+            limit,
+        });
+    }
+    Ok(Lease {
+        db: state.db.clone(),
+        invocation_id: job.invocation_id,
     })
 }
 

@@ -3,6 +3,7 @@
 //! Docker daemon.
 
 mod cache;
+mod concurrency;
 mod dashboards;
 mod functions;
 mod hot_path;
