@@ -49,13 +49,13 @@ pub struct Config {
     #[arg(long, env = "MAX_INFLIGHT", default_value_t = 1024)]
     pub max_inflight: usize,
 
-    /// Longest time a client may take to send a request's headers (s); the connection is
-    /// closed after it. Also how long an idle keep-alive connection stays open.
+    /// Longest time a client may take to send a request's headers (s, at least 1); the
+    /// connection is closed after it. Also how long an idle keep-alive connection stays open.
     #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
     pub header_read_timeout_secs: u64,
 
-    /// Longest wait for the next piece of a request body (s); over it the request gets 408
-    /// and the connection is closed.
+    /// Longest wait for the next piece of a request body (s, at least 1); over it the request
+    /// gets 408 and the connection is closed.
     #[arg(long, env = "BODY_READ_TIMEOUT_SECS", default_value_t = 30)]
     pub body_read_timeout_secs: u64,
 

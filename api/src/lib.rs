@@ -82,7 +82,8 @@ pub async fn run(
             max_event_bytes: config.max_event_bytes,
             invoke_overhead: Duration::from_millis(config.invoke_overhead_ms),
             max_inflight: config.max_inflight,
-            body_read_timeout: Duration::from_secs(config.body_read_timeout_secs),
+            // 0 would refuse every body and every request: a second is the least that works.
+            body_read_timeout: Duration::from_secs(config.body_read_timeout_secs.max(1)),
         },
     };
 
@@ -97,7 +98,7 @@ pub async fn run(
     server::serve(
         listener,
         app,
-        Duration::from_secs(config.header_read_timeout_secs),
+        Duration::from_secs(config.header_read_timeout_secs.max(1)),
         shutdown,
     )
     .await;
