@@ -1,24 +1,90 @@
 //! Function definitions by name, kept in memory so that an invocation of a known function makes
-//! no database query. Entries are dropped when a function changes: by this replica at once, and
-//! by every replica when the change's event arrives over RabbitMQ (all of them when the broker
-//! connection was lost, since events may have been missed).
+//! no database query, and names known to be missing, so that a flood of calls to one does not
+//! reach Postgres either.
+//!
+//! Entries are dropped when a function changes: by this replica at once, and by every replica
+//! when the change's event arrives over RabbitMQ. Events can be missed while the broker
+//! connection is down, so then nothing is stored, and the cache is emptied again once the new
+//! connection's event consumer is subscribed. Entries older than `FUNCTION_CACHE_TTL_SECS` are
+//! reloaded whatever happened: a safety net for an event lost some other way.
 
 use crate::db::Function;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// How long a name stays known as missing. Short: a function created on a replica whose event
+/// did not reach this one is found after this at the latest.
+pub const MISS_TTL: Duration = Duration::from_secs(5);
+/// Names remembered as missing at most; the set is emptied when full (a flood of distinct
+/// unknown names costs one query each, as without this cache).
+pub const MAX_MISSES: usize = 10_000;
+
+/// What the cache knows about a name.
+#[derive(Debug)]
+pub enum Lookup {
+    Found(Arc<Function>),
+    /// Recently looked up and not found.
+    Missing,
+    /// Ask the database.
+    Unknown,
+}
+
+struct Entry {
+    function: Arc<Function>,
+    loaded: Instant,
+}
 
 #[derive(Default)]
+struct Entries {
+    by_name: HashMap<String, Entry>,
+    /// When each name was found missing.
+    misses: HashMap<String, Instant>,
+    /// False while the broker connection is down (and before the first one is up): events
+    /// may be missed, so nothing read now can be trusted later.
+    connected: bool,
+}
+
 pub struct FunctionCache {
-    by_name: RwLock<HashMap<String, Arc<Function>>>,
+    entries: RwLock<Entries>,
     /// Bumped by every invalidation. A load that started before one must not store what it
     /// read: it may be the version that was just replaced.
     generation: AtomicU64,
+    ttl: Duration,
+    miss_ttl: Duration,
 }
 
 impl FunctionCache {
-    pub fn get(&self, name: &str) -> Option<Arc<Function>> {
-        self.by_name.read().unwrap().get(name).cloned()
+    /// A cache whose definitions are reloaded after `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Self::with_ttls(ttl, MISS_TTL)
+    }
+
+    fn with_ttls(ttl: Duration, miss_ttl: Duration) -> Self {
+        FunctionCache {
+            entries: RwLock::default(),
+            generation: AtomicU64::new(0),
+            ttl,
+            miss_ttl,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Lookup {
+        let entries = self.entries.read().unwrap();
+        if let Some(entry) = entries.by_name.get(name)
+            && entry.loaded.elapsed() < self.ttl
+        {
+            return Lookup::Found(entry.function.clone());
+        }
+        if entries
+            .misses
+            .get(name)
+            .is_some_and(|at| at.elapsed() < self.miss_ttl)
+        {
+            return Lookup::Missing;
+        }
+        Lookup::Unknown
     }
 
     /// The generation to pass to [`FunctionCache::insert`] after a database read.
@@ -27,24 +93,198 @@ impl FunctionCache {
     }
 
     /// Stores `function`, read from the database when the cache was at `generation`, unless
-    /// something was invalidated since.
+    /// something was invalidated since or the broker is disconnected.
     pub fn insert(&self, function: Arc<Function>, generation: u64) {
-        let mut map = self.by_name.write().unwrap();
-        if self.generation.load(Ordering::Acquire) == generation {
-            map.insert(function.name.clone(), function);
+        let mut entries = self.entries.write().unwrap();
+        if entries.connected && self.generation.load(Ordering::Acquire) == generation {
+            entries.misses.remove(&function.name);
+            let entry = Entry {
+                function: function.clone(),
+                loaded: Instant::now(),
+            };
+            entries.by_name.insert(function.name.clone(), entry);
         }
     }
 
-    /// Drops function `id`, under whatever name it was cached.
-    pub fn invalidate(&self, id: i64) {
-        let mut map = self.by_name.write().unwrap();
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        map.retain(|_, function| function.id != id);
+    /// Remembers that no function is called `name`, as read when the cache was at
+    /// `generation`; the same conditions as [`FunctionCache::insert`] apply.
+    pub fn insert_miss(&self, name: &str, generation: u64) {
+        let mut entries = self.entries.write().unwrap();
+        if entries.connected && self.generation.load(Ordering::Acquire) == generation {
+            if entries.misses.len() >= MAX_MISSES {
+                entries.misses.clear();
+            }
+            entries.misses.insert(name.to_owned(), Instant::now());
+        }
     }
 
-    pub fn clear(&self) {
-        let mut map = self.by_name.write().unwrap();
+    /// Drops function `id`, under whatever name it was cached, and forgets that `name` (its
+    /// name now, if it has one) was missing.
+    pub fn invalidate(&self, id: i64, name: Option<&str>) {
+        let mut entries = self.entries.write().unwrap();
         self.generation.fetch_add(1, Ordering::AcqRel);
-        map.clear();
+        entries.by_name.retain(|_, entry| entry.function.id != id);
+        if let Some(name) = name {
+            entries.misses.remove(name);
+        }
+    }
+
+    /// The broker connection is gone: empty the cache and store nothing until
+    /// [`FunctionCache::reconnected`].
+    pub fn disconnected(&self) {
+        let mut entries = self.entries.write().unwrap();
+        entries.connected = false;
+        self.clear(&mut entries);
+    }
+
+    /// A new connection's event consumer is subscribed: events are heard again. What was
+    /// stored, or is being loaded, since the last event heard may be stale, so it goes.
+    pub fn reconnected(&self) {
+        let mut entries = self.entries.write().unwrap();
+        self.clear(&mut entries);
+        entries.connected = true;
+    }
+
+    fn clear(&self, entries: &mut Entries) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.by_name.clear();
+        entries.misses.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::{Language, Runtime};
+
+    fn function(id: i64, name: &str, version: i32) -> Arc<Function> {
+        Arc::new(Function {
+            id,
+            name: name.into(),
+            route: format!("/{name}"),
+            language: Language::Python,
+            code: "def handler(event, context):\n    return 1".into(),
+            timeout: 5,
+            runtime: Runtime::Docker,
+            memory_mb: 128,
+            env: Default::default(),
+            max_concurrency: None,
+            version,
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+        })
+    }
+
+    fn connected(ttl: Duration, miss_ttl: Duration) -> FunctionCache {
+        let cache = FunctionCache::with_ttls(ttl, miss_ttl);
+        cache.reconnected();
+        cache
+    }
+
+    fn version(lookup: Lookup) -> Option<i32> {
+        match lookup {
+            Lookup::Found(function) => Some(function.version),
+            _ => None,
+        }
+    }
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_load_is_served_until_its_function_changes() {
+        let cache = connected(LONG, LONG);
+        cache.insert(function(1, "f", 1), cache.generation());
+        assert_eq!(version(cache.get("f")), Some(1));
+        cache.invalidate(1, Some("f"));
+        assert!(matches!(cache.get("f"), Lookup::Unknown));
+    }
+
+    #[test]
+    fn a_load_that_raced_with_an_invalidation_is_not_stored() {
+        let cache = connected(LONG, LONG);
+        let generation = cache.generation();
+        cache.invalidate(1, Some("f"));
+        cache.insert(function(1, "f", 1), generation);
+        assert!(matches!(cache.get("f"), Lookup::Unknown));
+        cache.insert_miss("g", generation);
+        assert!(matches!(cache.get("g"), Lookup::Unknown));
+    }
+
+    #[test]
+    fn nothing_is_stored_while_disconnected_or_before_the_first_connection() {
+        let cache = FunctionCache::with_ttls(LONG, LONG);
+        cache.insert(function(1, "f", 1), cache.generation());
+        assert!(
+            matches!(cache.get("f"), Lookup::Unknown),
+            "not connected yet"
+        );
+
+        cache.reconnected();
+        cache.insert(function(1, "f", 1), cache.generation());
+        cache.disconnected();
+        assert!(matches!(cache.get("f"), Lookup::Unknown), "emptied");
+        cache.insert(function(1, "f", 1), cache.generation());
+        cache.insert_miss("g", cache.generation());
+        assert!(matches!(cache.get("f"), Lookup::Unknown));
+        assert!(matches!(cache.get("g"), Lookup::Unknown));
+    }
+
+    #[test]
+    fn a_load_that_started_before_a_reconnection_is_dropped() {
+        let cache = connected(LONG, LONG);
+        cache.disconnected();
+        // Read while disconnected (an update's event may be lost meanwhile)...
+        let generation = cache.generation();
+        cache.reconnected();
+        // ...and stored only after the new connection is up: refused.
+        cache.insert(function(1, "f", 1), generation);
+        assert!(matches!(cache.get("f"), Lookup::Unknown));
+        cache.insert(function(1, "f", 2), cache.generation());
+        assert_eq!(version(cache.get("f")), Some(2));
+    }
+
+    #[test]
+    fn entries_older_than_the_ttl_are_reloaded() {
+        let cache = connected(Duration::from_millis(30), LONG);
+        cache.insert(function(1, "f", 1), cache.generation());
+        assert_eq!(version(cache.get("f")), Some(1));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(matches!(cache.get("f"), Lookup::Unknown));
+    }
+
+    #[test]
+    fn a_miss_is_remembered_briefly_and_forgotten_when_the_name_appears() {
+        let cache = connected(LONG, Duration::from_millis(30));
+        cache.insert_miss("f", cache.generation());
+        assert!(matches!(cache.get("f"), Lookup::Missing));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(matches!(cache.get("f"), Lookup::Unknown), "expired");
+
+        cache.insert_miss("f", cache.generation());
+        cache.invalidate(7, Some("f"));
+        assert!(
+            matches!(cache.get("f"), Lookup::Unknown),
+            "an event names it"
+        );
+
+        cache.insert_miss("g", cache.generation());
+        cache.insert(function(2, "g", 1), cache.generation());
+        assert_eq!(version(cache.get("g")), Some(1), "a load replaces the miss");
+    }
+
+    #[test]
+    fn the_miss_set_is_bounded() {
+        let cache = connected(LONG, LONG);
+        for i in 0..MAX_MISSES {
+            cache.insert_miss(&format!("n{i}"), cache.generation());
+        }
+        assert!(matches!(cache.get("n0"), Lookup::Missing));
+        cache.insert_miss("one_more", cache.generation());
+        assert!(
+            matches!(cache.get("n0"), Lookup::Unknown),
+            "emptied when full"
+        );
+        assert!(matches!(cache.get("one_more"), Lookup::Missing));
+        assert!(cache.entries.read().unwrap().misses.len() <= MAX_MISSES);
     }
 }

@@ -44,6 +44,40 @@ pub struct Config {
     #[arg(long, env = "INVOKE_OVERHEAD_MS", default_value_t = 15_000)]
     pub invoke_overhead_ms: u64,
 
+    /// Requests the api serves at once; over it a request is refused at once with 503
+    /// `overloaded` and `Retry-After: 1` (the health probes are exempt).
+    #[arg(long, env = "MAX_INFLIGHT", default_value_t = 1024)]
+    pub max_inflight: usize,
+
+    /// Longest time a client may take to send a request's headers (s, at least 1); the
+    /// connection is closed after it. Also how long an idle keep-alive connection stays open.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+
+    /// Longest wait for the next piece of a request body (s, at least 1); over it the request
+    /// gets 408 and the connection is closed.
+    #[arg(long, env = "BODY_READ_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_read_timeout_secs: u64,
+
+    /// Days invocation records are kept; older ones are deleted in the background. 0 keeps
+    /// them forever.
+    #[arg(long, env = "RECORD_RETENTION_DAYS", default_value_t = 7)]
+    pub record_retention_days: u32,
+
+    /// Seconds between two passes that delete expired invocation records.
+    #[arg(long, env = "RETENTION_INTERVAL_SECS", default_value_t = 3600)]
+    pub retention_interval_secs: u64,
+
+    /// Seconds a cached function definition is trusted before it is read again: a safety net
+    /// under the change events, which keep the caches right in the normal course.
+    #[arg(long, env = "FUNCTION_CACHE_TTL_SECS", default_value_t = 10)]
+    pub function_cache_ttl_secs: u64,
+
+    /// Seconds after which a counter or histogram series nothing updated is dropped from
+    /// /metrics (those of deleted functions); 0 keeps every series forever.
+    #[arg(long, env = "METRICS_IDLE_TIMEOUT_SECS", default_value_t = 3600)]
+    pub metrics_idle_timeout_secs: u64,
+
     /// How log lines are written.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

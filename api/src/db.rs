@@ -51,6 +51,8 @@ pub struct Function {
     pub runtime: Runtime,
     pub memory_mb: i32,
     pub env: BTreeMap<String, String>,
+    /// Calls it may run at once across the cluster; `None`: no limit.
+    pub max_concurrency: Option<i32>,
     pub version: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -67,9 +69,10 @@ pub struct FunctionFields {
     pub runtime: Runtime,
     pub memory_mb: i32,
     pub env: BTreeMap<String, String>,
+    pub max_concurrency: Option<i32>,
 }
 
-const FUNCTION_COLUMNS: &str = "id, name, route, language, code, timeout, runtime, memory_mb, env, version, created_at, updated_at";
+const FUNCTION_COLUMNS: &str = "id, name, route, language, code, timeout, runtime, memory_mb, env, max_concurrency, version, created_at, updated_at";
 
 impl TryFrom<&Row> for Function {
     type Error = DbError;
@@ -88,6 +91,7 @@ impl TryFrom<&Row> for Function {
             runtime: runtime.parse().unwrap_or(Runtime::Docker),
             memory_mb: row.try_get("memory_mb")?,
             env: serde_json::from_value(env).unwrap_or_default(),
+            max_concurrency: row.try_get("max_concurrency")?,
             version: row.try_get("version")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -120,8 +124,9 @@ fn conflict_or(error: tokio_postgres::Error, fields: &FunctionFields) -> ApiErro
 pub async fn insert_function(pool: &Pool, fields: &FunctionFields) -> Result<Function, ApiError> {
     let client = pool.get().await?;
     let sql = format!(
-        "INSERT INTO functions (name, route, language, code, timeout, runtime, memory_mb, env)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {FUNCTION_COLUMNS}"
+        "INSERT INTO functions (name, route, language, code, timeout, runtime, memory_mb, env,
+                                max_concurrency)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {FUNCTION_COLUMNS}"
     );
     let env = serde_json::to_value(&fields.env).unwrap_or_default();
     let row = client
@@ -136,6 +141,7 @@ pub async fn insert_function(pool: &Pool, fields: &FunctionFields) -> Result<Fun
                 &fields.runtime.as_str(),
                 &fields.memory_mb,
                 &env,
+                &fields.max_concurrency,
             ],
         )
         .await
@@ -152,7 +158,8 @@ pub async fn update_function(
     let client = pool.get().await?;
     let sql = format!(
         "UPDATE functions SET name = $2, route = $3, language = $4, code = $5, timeout = $6,
-                runtime = $7, memory_mb = $8, env = $9, version = version + 1, updated_at = now()
+                runtime = $7, memory_mb = $8, env = $9, max_concurrency = $10,
+                version = version + 1, updated_at = now()
          WHERE id = $1 RETURNING {FUNCTION_COLUMNS}"
     );
     let env = serde_json::to_value(&fields.env).unwrap_or_default();
@@ -169,6 +176,7 @@ pub async fn update_function(
                 &fields.runtime.as_str(),
                 &fields.memory_mb,
                 &env,
+                &fields.max_concurrency,
             ],
         )
         .await
@@ -206,6 +214,36 @@ pub async fn delete_function(pool: &Pool, id: i64) -> Result<bool, ApiError> {
     Ok(deleted > 0)
 }
 
+/// Takes one of `max` slots of `scope` for `invocation` until `expires`; false when all are
+/// held. One statement: the lock, the clean-up of expired leases, the count and the insert
+/// happen inside `faas_acquire_lease`.
+pub async fn acquire_lease(
+    pool: &Pool,
+    scope: &str,
+    invocation: Uuid,
+    expires: DateTime<Utc>,
+    max: i32,
+) -> Result<bool, DbError> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached("SELECT faas_acquire_lease($1, $2, $3, $4)")
+        .await?;
+    let row = client
+        .query_one(&statement, &[&scope, &invocation, &expires, &max])
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Gives back the slot `invocation` held, if any.
+pub async fn release_lease(pool: &Pool, invocation: Uuid) -> Result<(), DbError> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached("DELETE FROM leases WHERE invocation_id = $1")
+        .await?;
+    client.execute(&statement, &[&invocation]).await?;
+    Ok(())
+}
+
 /// One invocation as `GET /metrics/` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct InvocationRecord {
@@ -225,8 +263,8 @@ pub struct InvocationRecord {
     pub created_at: DateTime<Utc>,
 }
 
-/// Writes many records in one statement.
-pub async fn insert_invocations(pool: &Pool, records: &[InvocationRecord]) -> Result<(), ApiError> {
+/// Writes many records in one statement; all of them or none.
+pub async fn insert_invocations(pool: &Pool, records: &[InvocationRecord]) -> Result<(), DbError> {
     let mut client = pool.get().await?;
     let ids: Vec<Uuid> = records.iter().map(|r| r.invocation_id).collect();
     let function_ids: Vec<i64> = records.iter().map(|r| r.function_id).collect();
@@ -325,6 +363,27 @@ pub async fn list_invocations(
         })
         .collect::<Result<_, tokio_postgres::Error>>()
         .map_err(ApiError::from)
+}
+
+/// Deletes up to `limit` records created before `cutoff`, oldest first; returns how many went.
+///
+/// Checked with EXPLAIN on 100 000 rows: the subquery is an index scan of
+/// `invocations_created_at_idx` and the delete a bitmap scan of the primary key, so a batch
+/// touches only the rows it deletes. The plainer `id IN (SELECT ...)` was planned as a hash
+/// semi-join over a sequential scan of the whole table, once per batch.
+pub async fn delete_invocations_before(
+    pool: &Pool,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<u64, DbError> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "DELETE FROM invocations WHERE id = ANY(ARRAY(
+                 SELECT id FROM invocations WHERE created_at < $1 ORDER BY created_at LIMIT $2))",
+        )
+        .await?;
+    Ok(client.execute(&statement, &[&cutoff, &limit]).await?)
 }
 
 /// True when a trivial query answers.

@@ -33,6 +33,15 @@ pub enum ApiError {
     BrokerDisconnected,
     #[error("the database is unavailable")]
     Database(#[from] DbError),
+    /// The api, or the runtime's job queue, is full: the client should retry shortly.
+    #[error("{0}")]
+    Overloaded(String),
+    /// The function already runs as many calls as its `max_concurrency` allows.
+    #[error("function {name} already runs its limit of {limit} concurrent calls")]
+    ConcurrencyLimit { name: String, limit: i32 },
+    /// The client sent its body too slowly.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
 }
 
 /// A database failure, whatever layer it came from.
@@ -56,7 +65,9 @@ impl ApiError {
             | ApiError::RuntimeUnavailable(_)
             | ApiError::BrokerUnavailable(_)
             | ApiError::BrokerDisconnected => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Database(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ConcurrencyLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -71,6 +82,17 @@ impl ApiError {
             ApiError::RuntimeUnavailable(_) => "runtime_unavailable",
             ApiError::BrokerUnavailable(_) | ApiError::BrokerDisconnected => "broker_unavailable",
             ApiError::Database(_) => "database_unavailable",
+            ApiError::Overloaded(_) => "overloaded",
+            ApiError::ConcurrencyLimit { .. } => "concurrency_limit",
+            ApiError::BodyTimeout => "body_timeout",
+        }
+    }
+
+    /// Seconds after which a retry may succeed, for the errors that say "try again shortly".
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            ApiError::Overloaded(_) | ApiError::ConcurrencyLimit { .. } => Some(1),
+            _ => None,
         }
     }
 }
@@ -88,11 +110,27 @@ impl IntoResponse for ApiError {
                     metrics::counter!("faas_database_errors_total").increment(1);
                     tracing::error!(error = %cause, "database request failed");
                 }
+                // Shedding load is the system working as meant; one line per refusal would
+                // only add to the load.
+                ApiError::Overloaded(_) => tracing::debug!(error = %self, "request refused"),
                 other => tracing::warn!(error = %other, "request refused"),
             }
         }
         let body = json!({ "detail": self.to_string(), "code": self.code() });
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        if matches!(self, ApiError::BodyTimeout) {
+            // What is left of the body may never come: the connection cannot be reused.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 

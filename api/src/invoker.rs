@@ -9,7 +9,8 @@ use crate::error::ApiError;
 use common::broker::{CONTENT_TYPE_JSON, DIRECT_REPLY_TO, Topology};
 use common::{FunctionEvent, Job, Reply, Runtime};
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::Confirmation;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, Consumer};
 use std::collections::HashMap;
@@ -30,6 +31,8 @@ struct Session {
 
 pub struct Invoker {
     url: String,
+    /// Shown by `rabbitmqctl list_connections`; unique per api process.
+    connection_name: String,
     topology: Topology,
     /// Dropped entries on function events; cleared when events may have been missed.
     cache: Arc<FunctionCache>,
@@ -50,11 +53,13 @@ impl Invoker {
     /// cannot be reached now; after that, the connection is kept up in the background.
     pub async fn connect(
         url: &str,
+        connection_name: String,
         topology: Topology,
         cache: Arc<FunctionCache>,
     ) -> Result<Arc<Self>, lapin::Error> {
         let invoker = Arc::new(Invoker {
             url: url.to_owned(),
+            connection_name,
             topology,
             cache,
             session: RwLock::new(None),
@@ -67,8 +72,12 @@ impl Invoker {
     }
 
     async fn open_session(&self) -> Result<Consumers, lapin::Error> {
-        let connection = common::broker::connect(&self.url, "faas-api").await?;
+        let connection = common::broker::connect(&self.url, &self.connection_name).await?;
         let channel = connection.create_channel().await?;
+        // Only a channel in confirm mode hears that a full job queue refused a publish.
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         self.topology.declare(&channel).await?;
         let consumer = channel
             .basic_consume(
@@ -85,6 +94,8 @@ impl Invoker {
             .topology
             .subscribe_events(&channel, "faas-api-events")
             .await?;
+        // From here on events are heard; whatever was cached or loaded before may be stale.
+        self.cache.reconnected();
         *self.session.write().unwrap() = Some(Arc::new(Session {
             connection,
             channel,
@@ -112,7 +123,11 @@ impl Invoker {
                 BasicProperties::default().with_content_type(CONTENT_TYPE_JSON.into()),
             )
             .await;
-        if let Err(error) = published {
+        let confirmed = match published {
+            Ok(confirm) => confirm.await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = confirmed {
             metrics::counter!("faas_broker_errors_total").increment(1);
             tracing::warn!(%error, "function event not published");
         }
@@ -188,7 +203,7 @@ impl Invoker {
 
         let (tx, rx) = oneshot::channel();
         let _pending = PendingGuard::register(self, job.invocation_id, tx);
-        session
+        let confirm = session
             .channel
             .basic_publish(
                 self.topology.exchange().as_str().into(),
@@ -199,6 +214,12 @@ impl Invoker {
             )
             .await
             .map_err(ApiError::BrokerUnavailable)?;
+        // One round trip for a transient message: the broker confirms once it is queued.
+        if let Confirmation::Nack(_) = confirm.await.map_err(ApiError::BrokerUnavailable)? {
+            return Err(ApiError::Overloaded(format!(
+                "the {runtime} job queue is full (QUEUE_MAX_LENGTH / QUEUE_MAX_BYTES); retry shortly"
+            )));
+        }
 
         match tokio::time::timeout(Duration::from_millis(ttl_ms) + grace, rx).await {
             Ok(Ok(reply)) => Ok(Ok(reply)),
@@ -236,7 +257,7 @@ impl Invoker {
 
     fn lose_session(&self) {
         *self.session.write().unwrap() = None;
-        self.cache.clear();
+        self.cache.disconnected();
         // Dropping the senders wakes every waiting request with an error.
         self.pending.lock().unwrap().clear();
         self.consumers_seen.lock().unwrap().clear();
@@ -289,7 +310,9 @@ async fn supervise(invoker: Weak<Invoker>, mut consumers: Consumers) {
                 }
                 Some(Ok(delivery)) => match serde_json::from_slice::<FunctionEvent>(&delivery.data)
                 {
-                    Ok(event) => invoker.cache.invalidate(event.function_id),
+                    Ok(event) => invoker
+                        .cache
+                        .invalidate(event.function_id, event.name.as_deref()),
                     Err(error) => tracing::warn!(%error, "malformed function event dropped"),
                 },
                 Some(Err(error)) => {

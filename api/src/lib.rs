@@ -10,8 +10,11 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod invoker;
+pub mod limits;
 pub mod records;
+pub mod retention;
 pub mod routes;
+pub mod server;
 pub mod state;
 
 use anyhow::Context;
@@ -21,6 +24,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
@@ -32,18 +36,42 @@ pub async fn run(
     metrics_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let metrics_idle_timeout = (config.metrics_idle_timeout_secs > 0)
+        .then(|| Duration::from_secs(config.metrics_idle_timeout_secs));
+    install_metrics(metrics_idle_timeout);
     let db = db::connect(&config.database_url, config.database_pool_size)
         .await
         .context("cannot open the database (DATABASE_URL)")?;
-    let functions = Arc::new(cache::FunctionCache::default());
+    let functions = Arc::new(cache::FunctionCache::new(Duration::from_secs(
+        config.function_cache_ttl_secs,
+    )));
+    // Unique per process, so an operator (or a test) can tell the replicas' connections apart.
+    let connection_name = format!(
+        "faas-api {} {}",
+        listener.local_addr()?,
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let invoker = invoker::Invoker::connect(
         &config.broker.amqp_url,
+        connection_name,
         config.broker.topology(),
         functions.clone(),
     )
     .await
-    .context("cannot reach the message broker (AMQP_URL)")?;
+    .map_err(
+        |error| match common::broker::explain_declare_error(&error) {
+            Some(explained) => anyhow::anyhow!(explained),
+            None => anyhow::Error::new(error).context("cannot reach the message broker (AMQP_URL)"),
+        },
+    )?;
     let (records, record_writer) = records::RecordWriter::spawn(db.clone());
+    let stop_background = CancellationToken::new();
+    let retention = retention::spawn(
+        db.clone(),
+        config.record_retention_days,
+        Duration::from_secs(config.retention_interval_secs.max(1)),
+        stop_background.clone(),
+    );
     let state = AppState {
         db,
         invoker: invoker.clone(),
@@ -53,20 +81,35 @@ pub async fn run(
             max_code_bytes: config.max_code_bytes,
             max_event_bytes: config.max_event_bytes,
             invoke_overhead: Duration::from_millis(config.invoke_overhead_ms),
+            max_inflight: config.max_inflight,
+            // 0 would refuse every body and every request: a second is the least that works.
+            body_read_timeout: Duration::from_secs(config.body_read_timeout_secs.max(1)),
         },
     };
 
     register_metrics();
+    let keep_alive = metrics_idle_timeout
+        .map(|idle| tokio::spawn(keep_fixed_series_alive(idle, stop_background.clone())));
     let metrics_task = tokio::spawn(serve_metrics(metrics_listener));
     let app = routes::router(state)
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::new());
     tracing::info!(addr = %listener.local_addr()?, "api listening");
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server failed");
+    server::serve(
+        listener,
+        app,
+        Duration::from_secs(config.header_read_timeout_secs.max(1)),
+        shutdown,
+    )
+    .await;
     metrics_task.abort();
+    stop_background.cancel();
+    if let Some(retention) = retention {
+        let _ = retention.await;
+    }
+    if let Some(keep_alive) = keep_alive {
+        let _ = keep_alive.await;
+    }
     invoker.close().await;
     // The router (and with it every RecordWriter) is gone: the writer drains and ends.
     if tokio::time::timeout(Duration::from_secs(10), record_writer)
@@ -75,18 +118,51 @@ pub async fn run(
     {
         tracing::warn!("invocation records still unwritten at shutdown");
     }
-    served
+    Ok(())
+}
+
+/// Installs the process's recorder; counters and histograms that nothing updated for
+/// `idle_timeout` leave /metrics (those of deleted functions). Gauges never expire: each holds a
+/// current value, however old.
+fn install_metrics(idle_timeout: Option<Duration>) {
+    use metrics_util::MetricKindMask;
+    common::metrics::install_with(|builder| {
+        builder.idle_timeout(
+            MetricKindMask::COUNTER | MetricKindMask::HISTOGRAM,
+            idle_timeout,
+        )
+    });
+}
+
+/// The unlabelled-by-function counters that start at zero so that dashboards find them.
+/// The exporter counts a series idle when its value's generation has not changed between two
+/// renders `idle_timeout` apart; an increment by 0 changes the generation, not the value.
+fn touch_fixed_series() {
+    metrics::counter!("faas_broker_errors_total").increment(0);
+    metrics::counter!("faas_database_errors_total").increment(0);
+    for reason in records::DropReason::ALL {
+        metrics::counter!("faas_records_dropped_total", "reason" => reason.as_str()).increment(0);
+    }
+}
+
+/// Touches the fixed series more often than `idle_timeout`, until `stop`.
+async fn keep_fixed_series_alive(idle_timeout: Duration, stop: CancellationToken) {
+    let period = (idle_timeout / 2).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(period) => touch_fixed_series(),
+        }
+    }
 }
 
 /// Describes the api's metrics and starts its unlabelled counters and gauges at zero, so that
 /// every series a dashboard reads exists from the first scrape.
 fn register_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    // Installs the recorder: whatever is recorded before that is lost.
-    common::metrics::handle();
     describe_counter!(
         "faas_invocations_total",
-        "Calls by function, runtime and outcome (a reply status, no_worker, runtime_unavailable, unavailable or no_reply)."
+        "Calls by function, runtime and outcome (a reply status, no_worker, runtime_unavailable, overloaded, concurrency_limit, unavailable or no_reply)."
     );
     describe_histogram!(
         "faas_invocation_duration_seconds",
@@ -111,11 +187,13 @@ fn register_metrics() {
     );
     describe_counter!(
         "faas_records_dropped_total",
-        "Invocation records dropped because the writer's backlog was full."
+        "Invocation records not stored, by reason: writer_behind (its channel was full), backlog_full (Postgres away too long), rejected (Postgres refused the row), shutdown (Postgres away at shutdown)."
     );
     metrics::counter!("faas_broker_errors_total").absolute(0);
     metrics::counter!("faas_database_errors_total").absolute(0);
-    metrics::counter!("faas_records_dropped_total").absolute(0);
+    for reason in records::DropReason::ALL {
+        metrics::counter!("faas_records_dropped_total", "reason" => reason.as_str()).absolute(0);
+    }
     for runtime in common::Runtime::ALL {
         metrics::gauge!("faas_inflight_invocations", "runtime" => runtime.as_str()).set(0.0);
     }

@@ -2,10 +2,16 @@
 //! writes whatever has queued up in a single multi-row insert. While the database is down the
 //! task keeps retrying and holds a bounded backlog; `GET /metrics/` first flushes, so a client
 //! reads its own calls.
+//!
+//! A record never stalls the others: its text is cleaned before it is stored (no NUL, bounded
+//! length), and a batch that Postgres refuses for its data is split in halves until the rows it
+//! refuses are found; those are dropped and counted, the rest written.
 
 use crate::db::{self, InvocationRecord};
+use crate::error::DbError;
 use deadpool_postgres::Pool;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -16,6 +22,44 @@ const CHANNEL_CAPACITY: usize = 16_384;
 const BACKLOG_LIMIT: usize = 100_000;
 const BATCH_MAX: usize = 1_000;
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Longest text kept of an error's type, message or stack, and of a worker id.
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+/// Why a record was dropped: the label of `faas_records_dropped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The writer's channel was full: it is behind.
+    WriterBehind,
+    /// The backlog held while Postgres is away was full; the oldest record went.
+    BacklogFull,
+    /// Postgres refused the row itself (a data error).
+    Rejected,
+    /// The api stopped while Postgres was away.
+    Shutdown,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 4] = [
+        DropReason::WriterBehind,
+        DropReason::BacklogFull,
+        DropReason::Rejected,
+        DropReason::Shutdown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::WriterBehind => "writer_behind",
+            DropReason::BacklogFull => "backlog_full",
+            DropReason::Rejected => "rejected",
+            DropReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+fn count_dropped(reason: DropReason, records: usize) {
+    metrics::counter!("faas_records_dropped_total", "reason" => reason.as_str())
+        .increment(records as u64);
+}
 
 enum Command {
     Record(Box<InvocationRecord>),
@@ -38,7 +82,7 @@ impl RecordWriter {
     /// Queues a record; never waits. A full queue drops it and counts the loss.
     pub fn submit(&self, record: InvocationRecord) {
         if self.tx.try_send(Command::Record(Box::new(record))).is_err() {
-            metrics::counter!("faas_records_dropped_total").increment(1);
+            count_dropped(DropReason::WriterBehind, 1);
             tracing::warn!("invocation record dropped: the writer is behind");
         }
     }
@@ -75,22 +119,23 @@ async fn write_records(pool: Pool, mut rx: mpsc::Receiver<Command>) {
                 }
             }
         }
-        while backlog.len() > BACKLOG_LIMIT {
-            backlog.pop_front();
-            metrics::counter!("faas_records_dropped_total").increment(1);
+        if backlog.len() > BACKLOG_LIMIT {
+            let excess = backlog.len() - BACKLOG_LIMIT;
+            backlog.drain(..excess);
+            count_dropped(DropReason::BacklogFull, excess);
         }
         let batch: Vec<InvocationRecord> = backlog.iter().take(BATCH_MAX).cloned().collect();
         if !batch.is_empty() {
-            match db::insert_invocations(&pool, &batch).await {
-                Ok(()) => {
-                    backlog.drain(..batch.len());
-                    retry = Duration::from_millis(100);
-                }
-                Err(error) => {
+            let (settled, failure) = store(&pool, &batch).await;
+            backlog.drain(..settled);
+            match failure {
+                None => retry = Duration::from_millis(100),
+                Some(error) => {
                     metrics::counter!("faas_database_errors_total").increment(1);
                     tracing::warn!(%error, pending = backlog.len(), "cannot write invocation records; retrying in {retry:?}");
                     if !open {
                         // Shutting down with the database away: nothing more to wait for.
+                        count_dropped(DropReason::Shutdown, backlog.len());
                         tracing::error!(
                             lost = backlog.len(),
                             "invocation records lost at shutdown"
@@ -120,7 +165,224 @@ fn take(
     waiting: &mut Vec<oneshot::Sender<()>>,
 ) {
     match command {
-        Command::Record(record) => backlog.push_back(*record),
+        Command::Record(mut record) => {
+            sanitise(&mut record);
+            backlog.push_back(*record);
+        }
         Command::Flush(done) => waiting.push(done),
+    }
+}
+
+/// Makes the text a worker (or the function it ran) chose storable: Postgres text holds no
+/// U+0000, and a record is no place for megabytes of stack.
+pub fn sanitise(record: &mut InvocationRecord) {
+    if let Some(error) = &mut record.error {
+        clean_text(&mut error.kind);
+        clean_text(&mut error.message);
+        clean_text(&mut error.stack);
+    }
+    if let Some(worker_id) = &mut record.worker_id {
+        clean_text(worker_id);
+    }
+}
+
+fn clean_text(text: &mut String) {
+    if text.contains('\0') {
+        *text = text.replace('\0', "\u{FFFD}");
+    }
+    if text.len() > MAX_TEXT_BYTES {
+        let mut end = MAX_TEXT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
+
+/// Writes `batch`, splitting it around rows Postgres refuses; returns how many records from
+/// the front are settled (written or dropped) and, when it had to stop there, the connection
+/// error to retry after.
+pub async fn store(pool: &Pool, batch: &[InvocationRecord]) -> (usize, Option<DbError>) {
+    let outcome = write_splitting(batch, |rows| async move {
+        db::insert_invocations(pool, rows)
+            .await
+            .map_err(|error| match refused_state(&error) {
+                Some(state) => Refusal::Rejected(state),
+                None => Refusal::Unavailable(error),
+            })
+    })
+    .await;
+    for (index, state) in &outcome.dropped {
+        count_dropped(DropReason::Rejected, 1);
+        // The contents stay out of the log: they are what Postgres could not take.
+        tracing::error!(
+            invocation_id = %batch[*index].invocation_id,
+            sqlstate = %state,
+            "invocation record refused by the database; dropped"
+        );
+    }
+    (outcome.settled, outcome.error)
+}
+
+/// The SQLSTATE when Postgres refused the data itself (class 22 data exception, 23 integrity
+/// constraint violation, 54 program limit exceeded): sending the same rows again cannot work.
+fn refused_state(error: &DbError) -> Option<String> {
+    let DbError::Query(error) = error else {
+        return None;
+    };
+    let code = error.as_db_error()?.code().code();
+    ["22", "23", "54"]
+        .iter()
+        .any(|class| code.starts_with(class))
+        .then(|| code.to_owned())
+}
+
+/// How an insert of some rows failed.
+#[derive(Debug)]
+pub enum Refusal<E> {
+    /// Postgres refused the data; the SQLSTATE.
+    Rejected(String),
+    /// Postgres could not be asked: retry later.
+    Unavailable(E),
+}
+
+/// What [`write_splitting`] did.
+#[derive(Debug)]
+pub struct Split<E> {
+    /// Rows from the front that are written or dropped.
+    pub settled: usize,
+    /// Indexes of the rows refused on their own, with the SQLSTATE.
+    pub dropped: Vec<(usize, String)>,
+    /// Why it stopped before the end.
+    pub error: Option<E>,
+}
+
+/// Inserts `rows` with `insert`; a refused batch is split in halves, left first, down to
+/// single rows, which are dropped. Stops at the first `Unavailable`, with every row before the
+/// failing batch settled, so the caller retries from there.
+pub async fn write_splitting<'a, R, E, F, Fut>(rows: &'a [R], mut insert: F) -> Split<E>
+where
+    F: FnMut(&'a [R]) -> Fut,
+    Fut: Future<Output = Result<(), Refusal<E>>>,
+{
+    let mut split = Split {
+        settled: 0,
+        dropped: Vec::new(),
+        error: None,
+    };
+    // Ranges still to write, the next one on top.
+    let mut pending = vec![(0, rows.len())];
+    while let Some((start, end)) = pending.pop() {
+        if start == end {
+            continue;
+        }
+        match insert(&rows[start..end]).await {
+            Ok(()) => split.settled = end,
+            Err(Refusal::Rejected(state)) if end - start == 1 => {
+                split.dropped.push((start, state));
+                split.settled = end;
+            }
+            Err(Refusal::Rejected(_)) => {
+                let middle = start + (end - start) / 2;
+                pending.push((middle, end));
+                pending.push((start, middle));
+            }
+            Err(Refusal::Unavailable(error)) => {
+                split.error = Some(error);
+                break;
+            }
+        }
+    }
+    split
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// Inserts into `table` unless a row is negative (refused) or the call is number
+    /// `unavailable_at` (the connection failed).
+    async fn run(
+        rows: &[i32],
+        unavailable_at: Option<usize>,
+    ) -> (Split<&'static str>, Vec<i32>, usize) {
+        let table = RefCell::new(Vec::new());
+        let calls = RefCell::new(0);
+        let split = write_splitting(rows, |batch| {
+            let (table, calls) = (&table, &calls);
+            async move {
+                *calls.borrow_mut() += 1;
+                if Some(*calls.borrow()) == unavailable_at {
+                    return Err(Refusal::Unavailable("connection lost"));
+                }
+                if batch.iter().any(|row| *row < 0) {
+                    return Err(Refusal::Rejected("22021".to_owned()));
+                }
+                table.borrow_mut().extend_from_slice(batch);
+                Ok(())
+            }
+        })
+        .await;
+        let calls = *calls.borrow();
+        (split, table.into_inner(), calls)
+    }
+
+    #[tokio::test]
+    async fn a_clean_batch_is_one_insert() {
+        let (split, table, calls) = run(&[1, 2, 3, 4], None).await;
+        assert_eq!(table, [1, 2, 3, 4]);
+        assert_eq!((split.settled, calls), (4, 1));
+        assert!(split.dropped.is_empty() && split.error.is_none());
+    }
+
+    #[tokio::test]
+    async fn refused_rows_are_dropped_and_every_other_row_is_written_in_order() {
+        let rows = [1, 2, -3, 4, 5, 6, -7, 8, 9];
+        let (split, table, _) = run(&rows, None).await;
+        assert_eq!(table, [1, 2, 4, 5, 6, 8, 9]);
+        assert_eq!(split.settled, rows.len());
+        let dropped: Vec<usize> = split.dropped.iter().map(|(i, _)| *i).collect();
+        assert_eq!(dropped, [2, 6]);
+        assert_eq!(split.dropped[0].1, "22021");
+        assert!(split.error.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_only_refused_rows_drops_them_all() {
+        let (split, table, _) = run(&[-1, -2, -3], None).await;
+        assert!(table.is_empty());
+        assert_eq!(split.settled, 3);
+        assert_eq!(split.dropped.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_connection_error_stops_with_the_rows_before_it_settled() {
+        // Everything before the failing range stays settled; nothing after it is tried.
+        let rows = [1, -2, 3, 4];
+        let (split, table, calls) = run(&rows, Some(3)).await;
+        // 1: [1,-2,3,4] refused; 2: [1,-2] refused; 3: [1] unavailable.
+        assert_eq!(calls, 3);
+        assert!(table.is_empty());
+        assert_eq!(split.settled, 0);
+        assert_eq!(split.error, Some("connection lost"));
+
+        let (split, table, _) = run(&rows, Some(5)).await;
+        // 3: [1] written; 4: [-2] dropped; 5: [3,4] unavailable.
+        assert_eq!(table, [1]);
+        assert_eq!(split.settled, 2);
+        assert_eq!(split.dropped.len(), 1);
+        assert!(split.error.is_some());
+    }
+
+    #[test]
+    fn text_loses_nul_and_is_capped_on_a_character_boundary() {
+        let mut text = "a\0b".to_owned();
+        clean_text(&mut text);
+        assert_eq!(text, "a\u{FFFD}b");
+        let mut long = "é".repeat(MAX_TEXT_BYTES);
+        clean_text(&mut long);
+        assert!(long.len() <= MAX_TEXT_BYTES && long.len() > MAX_TEXT_BYTES - 2);
+        assert!(long.chars().all(|c| c == 'é'));
     }
 }

@@ -22,4 +22,6 @@ pub struct Limits {
     pub max_code_bytes: usize,
     pub max_event_bytes: usize,
     pub invoke_overhead: Duration,
+    pub max_inflight: usize,
+    pub body_read_timeout: Duration,
 }

@@ -1,5 +1,9 @@
 //! The process-wide Prometheus recorder. Each binary serves `handle().render()` on its own
 //! `METRICS_ADDR` listener, never on a public port.
+//!
+//! A binary whose labels come and go (the api's per-function series) installs the recorder
+//! itself with [`install_with`], e.g. with an idle timeout that drops series nothing updated
+//! for a while; [`handle`] alone installs it with no such expiry.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -10,17 +14,32 @@ const SECONDS_BUCKETS: &[f64] = &[
     900.0,
 ];
 
-/// Installs the recorder on first use and returns its handle. Installing once per process lets
-/// tests start several api and worker instances side by side.
-pub fn handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the recorder, built with the common buckets and then `configure`, unless one is
+/// installed already; returns the handle of the one installed. Call it before recording
+/// anything: what is recorded before the recorder exists is lost.
+///
+/// `configure` takes the builder rather than, say, an idle timeout, because the idle timeout's
+/// kind mask is a `metrics-util` type, which this crate does not depend on.
+pub fn install_with(
+    configure: impl FnOnce(PrometheusBuilder) -> PrometheusBuilder,
+) -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
-                .expect("bucket list is not empty")
+                .expect("bucket list is not empty");
+            configure(builder)
                 .install_recorder()
                 .expect("no other metrics recorder is installed in this process")
         })
         .clone()
+}
+
+/// The recorder's handle, installing it on first use with no idle expiry (series are kept
+/// forever). Installing once per process lets tests start several api and worker instances
+/// side by side; the first installation's settings hold for all of them.
+pub fn handle() -> PrometheusHandle {
+    install_with(|builder| builder)
 }

@@ -16,6 +16,7 @@ const MAX_ROUTE_LEN: usize = 256;
 const TIMEOUT_RANGE_S: std::ops::RangeInclusive<i64> = 1..=900;
 const MEMORY_RANGE_MB: std::ops::RangeInclusive<i64> = 64..=10_240;
 const DEFAULT_MEMORY_MB: i64 = 128;
+const MAX_CONCURRENCY_RANGE: std::ops::RangeInclusive<i64> = 1..=1000;
 /// Lambda's limit on the summed size of a function's environment.
 const MAX_ENV_BYTES: usize = 4 * 1024;
 
@@ -33,6 +34,9 @@ pub struct FunctionInput {
     memory_mb: Option<i64>,
     #[serde(default)]
     env: Option<BTreeMap<String, String>>,
+    /// Absent or null: no limit.
+    #[serde(default)]
+    max_concurrency: Option<i64>,
 }
 
 impl FunctionInput {
@@ -61,6 +65,12 @@ impl FunctionInput {
                 self.route
             )));
         }
+        // Postgres text cannot hold U+0000: refuse it here rather than fail the insert.
+        if self.code.contains('\0') {
+            return Err(ApiError::Invalid(
+                "code must not contain NUL (U+0000) characters".into(),
+            ));
+        }
         if self.code.trim().is_empty() {
             return Err(ApiError::Invalid("code must not be empty".into()));
         }
@@ -88,6 +98,15 @@ impl FunctionInput {
         }
         let env = self.env.unwrap_or_default();
         validate_env(&env)?;
+        if let Some(limit) = self.max_concurrency
+            && !MAX_CONCURRENCY_RANGE.contains(&limit)
+        {
+            return Err(ApiError::Invalid(format!(
+                "max_concurrency must be from {} to {}, or null for no limit; got {limit}",
+                MAX_CONCURRENCY_RANGE.start(),
+                MAX_CONCURRENCY_RANGE.end()
+            )));
+        }
         Ok(FunctionFields {
             name: self.name,
             route: self.route,
@@ -97,12 +116,19 @@ impl FunctionInput {
             runtime: self.runtime.unwrap_or(Runtime::Docker),
             memory_mb: memory_mb as i32,
             env,
+            max_concurrency: self.max_concurrency.map(|limit| limit as i32),
         })
     }
 }
 
 fn validate_env(env: &BTreeMap<String, String>) -> Result<(), ApiError> {
-    for key in env.keys() {
+    for (key, value) in env {
+        // Postgres text cannot hold U+0000, and neither can a process environment.
+        if value.contains('\0') {
+            return Err(ApiError::Invalid(format!(
+                "env value of {key:?} must not contain NUL (U+0000) characters"
+            )));
+        }
         let mut bytes = key.bytes();
         let ok = bytes
             .next()
@@ -152,9 +178,10 @@ pub fn check_page(skip: i64, limit: i64, max: i64) -> Result<(), ApiError> {
 }
 
 /// Drops the function from this replica's cache before answering (so the caller's next call
-/// runs what it just saved), and tells the other replicas and the workers.
+/// runs what it just saved, and a name cached as missing is found), and tells the other
+/// replicas and the workers.
 async fn announce(state: &AppState, function_id: i64, version: Option<i32>, name: Option<&str>) {
-    state.functions.invalidate(function_id);
+    state.functions.invalidate(function_id, name);
     state
         .invoker
         .publish_event(&FunctionEvent {
@@ -172,6 +199,13 @@ pub async fn create_function(
     let fields = input.validate(state.limits.max_code_bytes)?;
     let function = db::insert_function(&state.db, &fields).await?;
     tracing::info!(id = function.id, name = %function.name, "function created");
+    announce(
+        &state,
+        function.id,
+        Some(function.version),
+        Some(&function.name),
+    )
+    .await;
     Ok((StatusCode::CREATED, axum::Json(function)))
 }
 

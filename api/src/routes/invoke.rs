@@ -3,6 +3,7 @@
 //! The handler looks the function up, publishes a job, waits for the worker's reply and answers
 //! with the handler's result or with the status that says how the call failed.
 
+use crate::cache::Lookup;
 use crate::db::{self, Function, InvocationRecord};
 use crate::error::ApiError;
 use crate::extract::Path;
@@ -22,6 +23,9 @@ use uuid::Uuid;
 
 /// Extra wait past the deadline, so that a worker's own timeout reply arrives before we give up.
 const REPLY_GRACE: Duration = Duration::from_secs(2);
+/// How long a concurrency lease outlives its call's wait for a reply: room for the release,
+/// and the longest a crashed api keeps a slot taken beyond that.
+const LEASE_GRACE: Duration = Duration::from_secs(5);
 
 /// The body of an invocation. The event stays JSON text: it is checked here and passed on to
 /// the function as it came, never parsed into a tree.
@@ -97,6 +101,11 @@ async fn execute(
         deadline_unix_ms: now + timeout_ms + state.limits.invoke_overhead.as_millis() as u64,
         published_unix_ms: now,
     };
+    // Only limited functions pay for the lease: the others make no query here.
+    let _lease = match function.max_concurrency {
+        Some(limit) => Some(take_lease(&state, &job, runtime, limit).await?),
+        None => None,
+    };
 
     let inflight = metrics::gauge!("faas_inflight_invocations", "runtime" => runtime.as_str());
     inflight.increment(1.0);
@@ -104,7 +113,9 @@ async fn execute(
     inflight.decrement(1.0);
     let outcome = outcome.inspect_err(|error| {
         let status = match error {
-            ApiError::NoWorker(_) | ApiError::RuntimeUnavailable(_) => error.code(),
+            ApiError::NoWorker(_) | ApiError::RuntimeUnavailable(_) | ApiError::Overloaded(_) => {
+                error.code()
+            }
             _ => "unavailable",
         };
         count_invocation(&job.function.name, runtime, status);
@@ -157,18 +168,76 @@ async fn execute(
     })
 }
 
-/// The function called `name`: from the cache, else from Postgres (then cached).
+/// A slot of a function's `max_concurrency`, given back when the call ends (however it ends)
+/// by a task of its own, so the answer does not wait for it. A lease that cannot be given
+/// back (the database is away) expires by itself.
+struct Lease {
+    db: deadpool_postgres::Pool,
+    invocation_id: Uuid,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let (db, invocation_id) = (self.db.clone(), self.invocation_id);
+        tokio::spawn(async move {
+            if let Err(error) = db::release_lease(&db, invocation_id).await {
+                tracing::warn!(%error, %invocation_id, "concurrency lease not released; it will expire");
+            }
+        });
+    }
+}
+
+/// Takes a slot of the function's limit, shared by every api replica through Postgres, until
+/// the job's deadline plus [`LEASE_GRACE`] at most; 429 when all are taken.
+async fn take_lease(
+    state: &AppState,
+    job: &Job,
+    runtime: Runtime,
+    limit: i32,
+) -> Result<Lease, ApiError> {
+    let scope = format!("function:{}", job.function.id);
+    let expires = chrono::DateTime::from_timestamp_millis(job.deadline_unix_ms as i64)
+        .unwrap_or_else(chrono::Utc::now)
+        + REPLY_GRACE
+        + LEASE_GRACE;
+    let acquired = db::acquire_lease(&state.db, &scope, job.invocation_id, expires, limit)
+        .await
+        .map_err(|error| {
+            count_invocation(&job.function.name, runtime, "unavailable");
+            ApiError::Database(error)
+        })?;
+    if !acquired {
+        count_invocation(&job.function.name, runtime, "concurrency_limit");
+        return Err(ApiError::ConcurrencyLimit {
+            name: job.function.name.clone(),
+            limit,
+        });
+    }
+    Ok(Lease {
+        db: state.db.clone(),
+        invocation_id: job.invocation_id,
+    })
+}
+
+/// The function called `name`: from the cache, else from Postgres (then cached, found or not).
 async fn find_function(state: &AppState, name: String) -> Result<Arc<Function>, ApiError> {
-    if let Some(function) = state.functions.get(&name) {
-        return Ok(function);
+    match state.functions.get(&name) {
+        Lookup::Found(function) => return Ok(function),
+        Lookup::Missing => return Err(ApiError::FunctionNotFound(name)),
+        Lookup::Unknown => {}
     }
     let generation = state.functions.generation();
-    let function = db::get_function_by_name(&state.db, &name)
-        .await?
-        .map(Arc::new)
-        .ok_or(ApiError::FunctionNotFound(name))?;
-    state.functions.insert(function.clone(), generation);
-    Ok(function)
+    match db::get_function_by_name(&state.db, &name).await? {
+        Some(function) => {
+            let function = Arc::new(function);
+            state.functions.insert(function.clone(), generation);
+            Ok(function)
+        }
+        None => {
+            state.functions.insert_miss(&name, generation);
+            Err(ApiError::FunctionNotFound(name))
+        }
+    }
 }
 
 fn count_invocation(function: &str, runtime: Runtime, status: &'static str) {

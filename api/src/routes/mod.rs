@@ -5,19 +5,26 @@ pub mod health;
 pub mod invoke;
 pub mod metrics;
 
+use crate::limits::{self, BodyLimit};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 /// Room for the JSON around a function's code or an event, beyond their own limits.
 const BODY_OVERHEAD_BYTES: usize = 64 * 1024;
 
+/// Every route, behind the bound on requests in flight (the health probes excepted: an
+/// overloaded api is still alive) and the body read timeout.
 pub fn router(state: AppState) -> Router {
-    let function_body_limit =
-        DefaultBodyLimit::max(state.limits.max_code_bytes * 2 + BODY_OVERHEAD_BYTES);
-    let event_body_limit =
-        DefaultBodyLimit::max(state.limits.max_event_bytes + BODY_OVERHEAD_BYTES);
+    // JSON escapes can make the body longer than the code it carries.
+    let function_body_max = state.limits.max_code_bytes * 2 + BODY_OVERHEAD_BYTES;
+    let event_body_max = state.limits.max_event_bytes + BODY_OVERHEAD_BYTES;
+    let inflight = Arc::new(Semaphore::new(state.limits.max_inflight));
     let functions = Router::new()
         .route(
             "/functions/",
@@ -29,19 +36,29 @@ pub fn router(state: AppState) -> Router {
                 .put(functions::update_function)
                 .delete(functions::delete_function),
         )
-        .layer(function_body_limit);
+        .layer(DefaultBodyLimit::max(function_body_max))
+        .layer(from_fn_with_state(
+            BodyLimit(function_body_max),
+            limits::read_body,
+        ));
     let invocations = Router::new()
         .route("/execute/{name}", post(invoke::execute_function))
         .route(
             "/execute_gvisor/{name}",
             post(invoke::execute_function_gvisor),
         )
-        .layer(event_body_limit);
+        .layer(DefaultBodyLimit::max(event_body_max))
+        .layer(from_fn_with_state(
+            BodyLimit(event_body_max),
+            limits::read_body,
+        ));
     Router::new()
         .merge(functions)
         .merge(invocations)
         .route("/metrics/", get(metrics::list_invocations))
+        .layer(from_fn_with_state(inflight, limits::limit_inflight))
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz))
+        .layer(RequestBodyTimeoutLayer::new(state.limits.body_read_timeout))
         .with_state(state)
 }

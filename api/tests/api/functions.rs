@@ -219,3 +219,46 @@ async fn health_probes_answer() {
     assert_eq!(body["broker"], true);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn nul_characters_in_code_or_env_are_422_naming_the_field_and_store_nothing() {
+    let app = TestApp::start().await;
+    let valid = seed_function("nul");
+    let with = |key: &str, value: Value| {
+        let mut body = valid.clone();
+        body[key] = value;
+        body
+    };
+    let cases = [
+        (
+            "code",
+            with(
+                "code",
+                json!("def handler(event, context):\n    return 'a\u{0}b'"),
+            ),
+        ),
+        ("env", with("env", json!({"GREETING": "a\u{0}b"}))),
+        ("env", with("env", json!({"A\u{0}B": "1"}))),
+    ];
+    for (field, body) in &cases {
+        let (status, response) = app.post("/functions/", body).await;
+        assert_eq!(status, 422, "{field}: {response}");
+        assert_eq!(response["code"], "invalid_request", "{response}");
+        let detail = response["detail"].as_str().unwrap();
+        assert!(detail.starts_with(field), "names {field}: {detail}");
+    }
+    let (_, list) = app.get("/functions/").await;
+    assert_eq!(list, json!([]), "nothing was stored");
+
+    // An update with a NUL is refused the same way and changes nothing.
+    let created = app.create_function(valid.clone()).await;
+    for (field, body) in &cases {
+        let (status, response) = app
+            .put(&format!("/functions/{}", created["id"]), body)
+            .await;
+        assert_eq!(status, 422, "{field}: {response}");
+    }
+    let (_, unchanged) = app.get(&format!("/functions/{}", created["id"])).await;
+    assert_eq!(unchanged, created);
+    app.stop().await;
+}

@@ -2,11 +2,17 @@
 //! the real api, and where it needs them real workers, against the real Postgres, RabbitMQ and
 //! Docker daemon.
 
+mod cache;
+mod concurrency;
 mod dashboards;
 mod functions;
 mod hostile;
 mod hot_path;
 mod invoke;
 mod lifecycle;
+mod limits;
+mod metrics;
+mod queues;
+mod records;
 mod restarts;
 mod support;

@@ -175,10 +175,17 @@ impl TestApp {
 
     /// Starts a second api on this app's database and queues; returns its base URL.
     pub async fn add_api_replica(&mut self) -> String {
+        self.add_api_replica_with(|_| {}).await
+    }
+
+    /// Starts another api on this app's database and queues, with `adjust` applied to its
+    /// settings; returns its base URL once it is ready.
+    pub async fn add_api_replica_with(&mut self, adjust: impl FnOnce(&mut api::Config)) -> String {
         let mut config = api::Config::parse_from(["api"]);
         config.database_url = self.database_url.clone();
         config.broker.amqp_url = amqp_url();
         config.broker.queue_prefix = self.prefix.clone();
+        adjust(&mut config);
         let (base_url, _, replica) = spawn_api(config).await;
         for _ in 0..200 {
             if let Ok(response) = self.client.get(format!("{base_url}/readyz")).send().await
@@ -303,7 +310,7 @@ impl TestApp {
     }
 }
 
-async fn drop_database(url: &str) {
+pub async fn drop_database(url: &str) {
     let name = url.rsplit('/').next().unwrap_or_default();
     if let Ok((client, connection)) =
         tokio_postgres::connect(&admin_database_url(), tokio_postgres::NoTls).await
@@ -495,7 +502,7 @@ impl WorkerProcess {
 }
 
 /// A loopback address no one listens on right now, for a child process to bind.
-fn free_local_addr() -> std::net::SocketAddr {
+pub fn free_local_addr() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
 }

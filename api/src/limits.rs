@@ -1,0 +1,129 @@
+//! Guards of the public port: a bound on the requests served at once, and request bodies read
+//! whole, up to a limit, before a handler sees them.
+//!
+//! An oversized body is read on and thrown away (up to [`DRAIN_MAX_BYTES`] or
+//! [`DRAIN_MAX_TIME`]) before the 413 is sent: a client such as Python's urllib writes its
+//! whole body before it reads the answer, and a connection closed under it turns the 413 into a
+//! broken pipe.
+
+use crate::error::ApiError;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Most bytes of an oversized body read and discarded so that the client sees the 413.
+pub const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Longest time spent discarding an oversized body.
+pub const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
+
+/// Refuses a request at once with 503 `overloaded` when `permits` are all taken: queueing it
+/// would only make every request slower.
+pub async fn limit_inflight(
+    State(permits): State<Arc<Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Ok(_permit) = permits.try_acquire() else {
+        return ApiError::Overloaded(
+            "the api is serving as many requests as it may (MAX_INFLIGHT); retry shortly".into(),
+        )
+        .into_response();
+    };
+    next.run(request).await
+}
+
+/// The largest body a group of routes accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// Reads the body whole (413 over the limit, 408 when it stalls) and hands the handler a body
+/// that is already in memory.
+pub async fn read_body(State(limit): State<BodyLimit>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    match buffer(body, limit.0, declared).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(error) => {
+            let mut response = error.into_response();
+            if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                // Whatever was not drained must not be read as the next request.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
+    }
+}
+
+/// The body's bytes, if there are at most `max` of them.
+async fn buffer(body: Body, max: usize, declared: Option<u64>) -> Result<Bytes, ApiError> {
+    let mut stream = body.into_data_stream();
+    let too_large = |size: String| {
+        ApiError::TooLarge(format!(
+            "the request body is {size} bytes, over the limit of {max}"
+        ))
+    };
+    if let Some(length) = declared
+        && length > max as u64
+    {
+        drain(&mut stream, 0).await;
+        return Err(too_large(length.to_string()));
+    }
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut size = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(body_error)?;
+        size += chunk.len();
+        if size > max {
+            drop(chunks);
+            drain(&mut stream, size).await;
+            return Err(too_large(format!("more than {max}")));
+        }
+        chunks.push(chunk);
+    }
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().expect("one chunk"),
+        _ => Bytes::from(chunks.concat()),
+    })
+}
+
+/// Reads and discards the rest of a body, within [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`].
+async fn drain(stream: &mut axum::body::BodyDataStream, mut seen: usize) {
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
+        while seen < DRAIN_MAX_BYTES {
+            match stream.next().await {
+                Some(Ok(chunk)) => seen += chunk.len(),
+                _ => break,
+            }
+        }
+    })
+    .await;
+}
+
+/// 408 when the body stalled past `BODY_READ_TIMEOUT_SECS`, else the body was malformed or the
+/// client went away.
+fn body_error(error: axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(cause) = source {
+        if cause.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::BodyTimeout;
+        }
+        source = cause.source();
+    }
+    ApiError::Invalid(format!("the request body could not be read: {error}"))
+}

@@ -1,0 +1,170 @@
+//! Invocation records never stall: text Postgres cannot hold is cleaned, rows it still refuses
+//! are dropped one by one while the rest are written, and old records expire.
+
+use crate::support::{TestApp, create_database, drop_database, python, worker_config};
+use api::db::InvocationRecord;
+use common::{ErrorInfo, Runtime};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn an_error_with_nul_is_recorded_cleaned_and_holds_up_no_other_record() {
+    let mut app = TestApp::start().await;
+    app.add_worker(worker_config(Runtime::Docker, &app.prefix.clone()))
+        .await;
+    app.create_function(python(
+        "nul_raiser",
+        "def handler(event, context):\n    raise Exception('a\\x00b')",
+    ))
+    .await;
+    app.create_function(python(
+        "healthy",
+        "def handler(event, context):\n    return event['n']",
+    ))
+    .await;
+
+    let (status, body) = app.invoke("execute", "nul_raiser", json!({})).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(
+        body["error"]["message"], "a\u{0}b",
+        "the client sees what was raised"
+    );
+    for n in 0..3 {
+        let (status, body) = app.invoke("execute", "healthy", json!({ "n": n })).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    let started = Instant::now();
+    let (status, records) = app.get("/metrics/").await;
+    assert_eq!(status, 200, "{records}");
+    assert!(started.elapsed() < Duration::from_secs(2), "promptly");
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 4, "all four records: {records:?}");
+    let raised = records
+        .iter()
+        .find(|r| r["function_name"] == "nul_raiser")
+        .expect("the failed call is recorded");
+    assert_eq!(raised["status"], "error");
+    assert_eq!(raised["error"]["type"], "Exception");
+    assert_eq!(raised["error"]["message"], "a\u{FFFD}b");
+    let healthy = records.iter().filter(|r| r["function_name"] == "healthy");
+    assert_eq!(healthy.count(), 3);
+    app.stop().await;
+}
+
+fn record(worker_id: &str) -> InvocationRecord {
+    InvocationRecord {
+        invocation_id: uuid::Uuid::now_v7(),
+        function_id: 1,
+        function_name: "f".into(),
+        function_version: 1,
+        runtime: "docker".into(),
+        status: "error".into(),
+        cold_start: false,
+        duration_ms: 1.0,
+        queue_ms: None,
+        init_ms: None,
+        run_ms: None,
+        worker_id: Some(worker_id.into()),
+        error: Some(ErrorInfo::new("Exception", "boom")),
+        created_at: chrono::Utc::now(),
+    }
+}
+
+fn rejected_count() -> u64 {
+    let text = common::metrics::handle().render();
+    text.lines()
+        .find(|line| line.starts_with("faas_records_dropped_total{reason=\"rejected\"}"))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn rows_postgres_refuses_are_dropped_and_counted_and_the_rest_written() {
+    let url = create_database().await;
+    let pool = api::db::connect(&url, 2).await.unwrap();
+    // Uncleaned on purpose: the writer cleans records before this, so here Postgres itself
+    // refuses the NUL (SQLSTATE 22021) and the batch must be split around it.
+    let batch = vec![
+        record("w1"),
+        record("w2"),
+        record("bad\0worker"),
+        record("w4"),
+        record("w5"),
+    ];
+    let before = rejected_count();
+    let (settled, error) = api::records::store(&pool, &batch).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(settled, 5);
+    assert!(rejected_count() > before, "counted as rejected");
+
+    let stored = api::db::list_invocations(&pool, None, 100).await.unwrap();
+    let mut ids: Vec<_> = stored.iter().map(|r| r.invocation_id).collect();
+    ids.sort();
+    let mut expected: Vec<_> = batch
+        .iter()
+        .filter(|r| r.worker_id.as_deref() != Some("bad\0worker"))
+        .map(|r| r.invocation_id)
+        .collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    drop(pool);
+    drop_database(&url).await;
+}
+
+#[tokio::test]
+async fn records_older_than_the_retention_are_deleted_in_the_background() {
+    let app = TestApp::start_with(|config| {
+        config.record_retention_days = 7;
+        config.retention_interval_secs = 1;
+    })
+    .await;
+    let (client, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // More old rows than one batch holds, so the pass has to loop.
+    client
+        .batch_execute(
+            "INSERT INTO invocations (id, function_id, function_name, function_version, runtime,
+                 status, cold_start, duration_ms, created_at)
+             SELECT gen_random_uuid(), 1, 'old', 1, 'docker', 'success', false, 1,
+                 now() - interval '8 days' - i * interval '1 second'
+             FROM generate_series(1, 2500) AS i;
+             INSERT INTO invocations (id, function_id, function_name, function_version, runtime,
+                 status, cold_start, duration_ms, created_at)
+             SELECT gen_random_uuid(), 1, 'new', 1, 'docker', 'success', false, 1,
+                 now() - i * interval '1 day'
+             FROM generate_series(0, 6) AS i;",
+        )
+        .await
+        .unwrap();
+    let count = |name: &'static str| {
+        let client = &client;
+        async move {
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM invocations WHERE function_name = $1",
+                    &[&name],
+                )
+                .await
+                .unwrap();
+            row.get::<_, i64>(0)
+        }
+    };
+    let mut old = count("old").await;
+    for _ in 0..60 {
+        if old == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        old = count("old").await;
+    }
+    assert_eq!(old, 0, "records older than 7 days are deleted");
+    assert_eq!(count("new").await, 7, "records within 7 days stay");
+    // The api serves as before.
+    let (status, _) = app.get("/metrics/?function=new").await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
