@@ -421,18 +421,23 @@ impl Proxy {
     }
 }
 
-/// The `worker` binary next to this test's `api` binary, built first when missing.
+/// The `worker` binary next to this test's `api` binary.
+///
+/// Built (or found up to date) once per test run: cargo builds it for the api's tests only
+/// when asked, and a binary left in the target directory by an earlier run may be stale.
 pub fn worker_binary() -> std::path::PathBuf {
-    let api = std::path::PathBuf::from(env!("CARGO_BIN_EXE_api"));
-    let worker = api.with_file_name("worker");
-    if !worker.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "worker"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "cannot build the worker binary");
-    }
-    worker
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let api = std::path::PathBuf::from(env!("CARGO_BIN_EXE_api"));
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--locked", "-p", "worker", "--bin", "worker"])
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "cannot build the worker binary");
+            api.with_file_name("worker")
+        })
+        .clone()
 }
 
 /// A worker started as its own process, as an operator would run it.
