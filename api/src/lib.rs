@@ -90,7 +90,7 @@ pub async fn run(
     register_metrics();
     let keep_alive = metrics_idle_timeout
         .map(|idle| tokio::spawn(keep_fixed_series_alive(idle, stop_background.clone())));
-    let metrics_task = tokio::spawn(serve_metrics(metrics_listener));
+    let metrics_task = tokio::spawn(serve_metrics(metrics_listener, stop_background.clone()));
     let app = routes::router(state)
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::new());
@@ -102,8 +102,8 @@ pub async fn run(
         shutdown,
     )
     .await;
-    metrics_task.abort();
     stop_background.cancel();
+    stop_metrics(metrics_task).await;
     if let Some(retention) = retention {
         let _ = retention.await;
     }
@@ -199,8 +199,20 @@ fn register_metrics() {
     }
 }
 
-/// Serves the process's Prometheus metrics at `/metrics`.
-async fn serve_metrics(listener: TcpListener) {
+/// Waits for the metrics listener to finish its last scrape, briefly: a scraper holding its
+/// connection open must not hold up the exit.
+async fn stop_metrics(server: tokio::task::JoinHandle<()>) {
+    let abort = server.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), server)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
+}
+
+/// Serves the process's Prometheus metrics at `/metrics` until `stop`.
+async fn serve_metrics(listener: TcpListener, stop: CancellationToken) {
     let handle = common::metrics::handle();
     let app = axum::Router::new().route(
         "/metrics",
@@ -209,7 +221,10 @@ async fn serve_metrics(listener: TcpListener) {
             async move { handle.render() }
         }),
     );
-    if let Err(error) = axum::serve(listener, app).await {
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    if let Err(error) = served {
         tracing::error!(%error, "metrics listener failed");
     }
 }
