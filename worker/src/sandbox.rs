@@ -312,9 +312,11 @@ impl Sandbox {
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
         match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => {}
-            // Already gone (removed by an operator, or a second removal of the same one).
+            // Already gone, or going (removed by an operator, or a second removal of the same
+            // one: the shutdown sweep can meet a removal an eviction just started).
             Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
+                status_code: 404 | 409,
+                ..
             }) => {}
             Err(error) => {
                 metrics::counter!("faas_docker_errors_total").increment(1);
