@@ -32,32 +32,47 @@ fi
 
 # runsc needs --network=none on these machines: its own netstack cannot be set up in this sandbox,
 # and function containers have no network anyway.
+#
+# runsc is registered through a wrapper that pins TMPDIR=/tmp. runsc builds its sandbox's chroot
+# in $TMPDIR, and it inherits containerd's environment: once dockerd has (re)started containerd
+# (it does when containerd stops answering, e.g. after hundreds of containers are removed at
+# once), that environment has TMPDIR=/var/lib/docker/tmp, under a directory of mode 0710 that
+# the sandbox cannot enter, and every gVisor start then fails with "cannot read client sync
+# file: waiting for sandbox to start: EOF".
+runsc_wrapper=/usr/local/bin/runsc-faas
+want_wrapper='#!/bin/sh
+# scripts/setup.sh: runsc with its temporary files in /tmp, whatever containerd'"'"'s TMPDIR.
+TMPDIR=/tmp exec /usr/bin/runsc "$@"'
+if [ "$(cat "$runsc_wrapper" 2>/dev/null)" != "$want_wrapper" ]; then
+  printf '%s\n' "$want_wrapper" >"$runsc_wrapper"
+  chmod 755 "$runsc_wrapper"
+fi
 daemon_json=/etc/docker/daemon.json
-want_json='{
-  "runtimes": {
-    "runsc": { "path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"] }
-  }
-}'
 mkdir -p /etc/docker
 daemon_changed=0
-if ! [ -f "$daemon_json" ] || ! grep -q '"runsc"' "$daemon_json"; then
-  if [ -f "$daemon_json" ] && [ -s "$daemon_json" ]; then
-    # Keep whatever else the file says; add the runtime.
-    python3 - "$daemon_json" <<'PY'
-import json, sys
-path = sys.argv[1]
-with open(path) as f:
-    cfg = json.load(f)
-cfg.setdefault("runtimes", {})["runsc"] = {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}
+# Keep whatever else the file says; set the runsc runtime (exit 10: the file changed).
+rc=0
+python3 - "$daemon_json" "$runsc_wrapper" <<'PY' || rc=$?
+import json, os, sys
+path, wrapper = sys.argv[1], sys.argv[2]
+want = {"path": wrapper, "runtimeArgs": ["--network=none"]}
+cfg = {}
+if os.path.exists(path) and os.path.getsize(path) > 0:
+    with open(path) as f:
+        cfg = json.load(f)
+if cfg.get("runtimes", {}).get("runsc") == want:
+    sys.exit(0)
+cfg.setdefault("runtimes", {})["runsc"] = want
 with open(path, "w") as f:
     json.dump(cfg, f, indent=2)
+    f.write("\n")
+sys.exit(10)
 PY
-  else
-    printf '%s\n' "$want_json" >"$daemon_json"
-  fi
-  daemon_changed=1
-  log "registered runsc in $daemon_json"
-fi
+case $rc in
+  0) ;;
+  10) daemon_changed=1; log "registered runsc ($runsc_wrapper) in $daemon_json" ;;
+  *) log "cannot read or write $daemon_json (is it valid JSON?)"; exit 1 ;;
+esac
 
 if docker info >/dev/null 2>&1; then
   if ((daemon_changed)); then
