@@ -14,12 +14,17 @@
 
 use crate::sandbox::ContainerError;
 use common::{FunctionSpec, Language};
+use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
+
+/// Containers removed side by side at shutdown. Hundreds at once (a full pool) made containerd
+/// stop answering until dockerd restarted it.
+pub const REMOVALS_AT_ONCE: usize = 16;
 
 /// Warm containers are keyed by function id and version: a container never serves another.
 pub type FunctionKey = (i64, i32);
@@ -663,7 +668,9 @@ impl<L: Launcher> Pool<L> {
             (ids, slots)
         };
         drop(slots);
-        futures_util::future::join_all(ids.into_iter().map(|id| self.launcher.remove(id))).await;
+        futures_util::stream::iter(ids)
+            .for_each_concurrent(REMOVALS_AT_ONCE, |id| self.launcher.remove(id))
+            .await;
         self.update_gauges();
     }
 

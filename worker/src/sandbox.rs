@@ -368,9 +368,11 @@ impl Sandbox {
         self.docker.list_containers(Some(options)).await
     }
 
-    /// Removes the containers with these ids, side by side.
+    /// Removes the containers with these ids, a few at a time.
     pub async fn remove_ids(&self, ids: &[String]) {
-        futures_util::future::join_all(ids.iter().map(|id| self.remove(id))).await;
+        futures_util::stream::iter(ids)
+            .for_each_concurrent(crate::pool::REMOVALS_AT_ONCE, |id| self.remove(id))
+            .await;
     }
 
     /// Removes the containers that carry this worker's label: those an earlier run left
