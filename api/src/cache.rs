@@ -1,4 +1,4 @@
-//! Function definitions by name, kept in memory so that an invocation of a known function makes
+//! Function definitions by namespace and name, kept in memory so that an invocation of a known function makes
 //! no database query, and names known to be missing, so that a flood of calls to one does not
 //! reach Postgres either.
 //!
@@ -38,9 +38,12 @@ struct Entry {
 
 #[derive(Default)]
 struct Entries {
-    by_name: HashMap<String, Entry>,
-    /// When each name was found missing.
-    misses: HashMap<String, Instant>,
+    /// By namespace, then name.
+    by_name: HashMap<String, HashMap<String, Entry>>,
+    /// When each name (by namespace) was found missing.
+    misses: HashMap<String, HashMap<String, Instant>>,
+    /// How many misses are held, over every namespace.
+    miss_count: usize,
     /// False while the broker connection is down (and before the first one is up): events
     /// may be missed, so nothing read now can be trusted later.
     connected: bool,
@@ -70,16 +73,17 @@ impl FunctionCache {
         }
     }
 
-    pub fn get(&self, name: &str) -> Lookup {
+    pub fn get(&self, namespace: &str, name: &str) -> Lookup {
         let entries = self.entries.read().unwrap();
-        if let Some(entry) = entries.by_name.get(name)
+        if let Some(entry) = entries.by_name.get(namespace).and_then(|ns| ns.get(name))
             && entry.loaded.elapsed() < self.ttl
         {
             return Lookup::Found(entry.function.clone());
         }
         if entries
             .misses
-            .get(name)
+            .get(namespace)
+            .and_then(|ns| ns.get(name))
             .is_some_and(|at| at.elapsed() < self.miss_ttl)
         {
             return Lookup::Missing;
@@ -97,35 +101,56 @@ impl FunctionCache {
     pub fn insert(&self, function: Arc<Function>, generation: u64) {
         let mut entries = self.entries.write().unwrap();
         if entries.connected && self.generation.load(Ordering::Acquire) == generation {
-            entries.misses.remove(&function.name);
+            entries.forget_miss(&function.namespace, &function.name);
             let entry = Entry {
                 function: function.clone(),
                 loaded: Instant::now(),
             };
-            entries.by_name.insert(function.name.clone(), entry);
+            entries
+                .by_name
+                .entry(function.namespace.clone())
+                .or_default()
+                .insert(function.name.clone(), entry);
         }
     }
 
-    /// Remembers that no function is called `name`, as read when the cache was at
+    /// Remembers that `namespace` has no function called `name`, as read when the cache was at
     /// `generation`; the same conditions as [`FunctionCache::insert`] apply.
-    pub fn insert_miss(&self, name: &str, generation: u64) {
+    pub fn insert_miss(&self, namespace: &str, name: &str, generation: u64) {
         let mut entries = self.entries.write().unwrap();
         if entries.connected && self.generation.load(Ordering::Acquire) == generation {
-            if entries.misses.len() >= MAX_MISSES {
+            if entries.miss_count >= MAX_MISSES {
                 entries.misses.clear();
+                entries.miss_count = 0;
             }
-            entries.misses.insert(name.to_owned(), Instant::now());
+            let previous = entries
+                .misses
+                .entry(namespace.to_owned())
+                .or_default()
+                .insert(name.to_owned(), Instant::now());
+            if previous.is_none() {
+                entries.miss_count += 1;
+            }
         }
     }
 
     /// Drops function `id`, under whatever name it was cached, and forgets that `name` (its
-    /// name now, if it has one) was missing.
-    pub fn invalidate(&self, id: i64, name: Option<&str>) {
+    /// name now, if it has one) was missing in `namespace`.
+    pub fn invalidate(&self, id: i64, namespace: Option<&str>, name: Option<&str>) {
         let mut entries = self.entries.write().unwrap();
         self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.by_name.retain(|_, entry| entry.function.id != id);
-        if let Some(name) = name {
-            entries.misses.remove(name);
+        for functions in entries.by_name.values_mut() {
+            functions.retain(|_, entry| entry.function.id != id);
+        }
+        entries.by_name.retain(|_, functions| !functions.is_empty());
+        if let (Some(namespace), Some(name)) = (namespace, name) {
+            entries.forget_miss(namespace, name);
+        } else if let Some(name) = name {
+            // An event of an older api names no namespace: forget the name in every one.
+            let namespaces: Vec<String> = entries.misses.keys().cloned().collect();
+            for namespace in namespaces {
+                entries.forget_miss(&namespace, name);
+            }
         }
     }
 
@@ -149,6 +174,20 @@ impl FunctionCache {
         self.generation.fetch_add(1, Ordering::AcqRel);
         entries.by_name.clear();
         entries.misses.clear();
+        entries.miss_count = 0;
+    }
+}
+
+impl Entries {
+    fn forget_miss(&mut self, namespace: &str, name: &str) {
+        if let Some(names) = self.misses.get_mut(namespace)
+            && names.remove(name).is_some()
+        {
+            self.miss_count -= 1;
+            if names.is_empty() {
+                self.misses.remove(namespace);
+            }
+        }
     }
 }
 
@@ -157,9 +196,16 @@ mod tests {
     use super::*;
     use common::{Language, Runtime};
 
+    const NS: &str = "default";
+
     fn function(id: i64, name: &str, version: i32) -> Arc<Function> {
+        in_namespace(NS, id, name, version)
+    }
+
+    fn in_namespace(namespace: &str, id: i64, name: &str, version: i32) -> Arc<Function> {
         Arc::new(Function {
             id,
+            namespace: namespace.into(),
             name: name.into(),
             route: format!("/{name}"),
             language: Language::Python,
@@ -172,6 +218,8 @@ mod tests {
             version,
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
+            allowed_runtimes: Runtime::ALL.to_vec(),
+            namespace_max_concurrency: None,
         })
     }
 
@@ -194,20 +242,20 @@ mod tests {
     fn a_load_is_served_until_its_function_changes() {
         let cache = connected(LONG, LONG);
         cache.insert(function(1, "f", 1), cache.generation());
-        assert_eq!(version(cache.get("f")), Some(1));
-        cache.invalidate(1, Some("f"));
-        assert!(matches!(cache.get("f"), Lookup::Unknown));
+        assert_eq!(version(cache.get(NS, "f")), Some(1));
+        cache.invalidate(1, Some(NS), Some("f"));
+        assert!(matches!(cache.get(NS, "f"), Lookup::Unknown));
     }
 
     #[test]
     fn a_load_that_raced_with_an_invalidation_is_not_stored() {
         let cache = connected(LONG, LONG);
         let generation = cache.generation();
-        cache.invalidate(1, Some("f"));
+        cache.invalidate(1, Some(NS), Some("f"));
         cache.insert(function(1, "f", 1), generation);
-        assert!(matches!(cache.get("f"), Lookup::Unknown));
-        cache.insert_miss("g", generation);
-        assert!(matches!(cache.get("g"), Lookup::Unknown));
+        assert!(matches!(cache.get(NS, "f"), Lookup::Unknown));
+        cache.insert_miss(NS, "g", generation);
+        assert!(matches!(cache.get(NS, "g"), Lookup::Unknown));
     }
 
     #[test]
@@ -215,18 +263,18 @@ mod tests {
         let cache = FunctionCache::with_ttls(LONG, LONG);
         cache.insert(function(1, "f", 1), cache.generation());
         assert!(
-            matches!(cache.get("f"), Lookup::Unknown),
+            matches!(cache.get(NS, "f"), Lookup::Unknown),
             "not connected yet"
         );
 
         cache.reconnected();
         cache.insert(function(1, "f", 1), cache.generation());
         cache.disconnected();
-        assert!(matches!(cache.get("f"), Lookup::Unknown), "emptied");
+        assert!(matches!(cache.get(NS, "f"), Lookup::Unknown), "emptied");
         cache.insert(function(1, "f", 1), cache.generation());
-        cache.insert_miss("g", cache.generation());
-        assert!(matches!(cache.get("f"), Lookup::Unknown));
-        assert!(matches!(cache.get("g"), Lookup::Unknown));
+        cache.insert_miss(NS, "g", cache.generation());
+        assert!(matches!(cache.get(NS, "f"), Lookup::Unknown));
+        assert!(matches!(cache.get(NS, "g"), Lookup::Unknown));
     }
 
     #[test]
@@ -238,53 +286,71 @@ mod tests {
         cache.reconnected();
         // ...and stored only after the new connection is up: refused.
         cache.insert(function(1, "f", 1), generation);
-        assert!(matches!(cache.get("f"), Lookup::Unknown));
+        assert!(matches!(cache.get(NS, "f"), Lookup::Unknown));
         cache.insert(function(1, "f", 2), cache.generation());
-        assert_eq!(version(cache.get("f")), Some(2));
+        assert_eq!(version(cache.get(NS, "f")), Some(2));
     }
 
     #[test]
     fn entries_older_than_the_ttl_are_reloaded() {
         let cache = connected(Duration::from_millis(30), LONG);
         cache.insert(function(1, "f", 1), cache.generation());
-        assert_eq!(version(cache.get("f")), Some(1));
+        assert_eq!(version(cache.get(NS, "f")), Some(1));
         std::thread::sleep(Duration::from_millis(40));
-        assert!(matches!(cache.get("f"), Lookup::Unknown));
+        assert!(matches!(cache.get(NS, "f"), Lookup::Unknown));
     }
 
     #[test]
     fn a_miss_is_remembered_briefly_and_forgotten_when_the_name_appears() {
         let cache = connected(LONG, Duration::from_millis(30));
-        cache.insert_miss("f", cache.generation());
-        assert!(matches!(cache.get("f"), Lookup::Missing));
+        cache.insert_miss(NS, "f", cache.generation());
+        assert!(matches!(cache.get(NS, "f"), Lookup::Missing));
         std::thread::sleep(Duration::from_millis(40));
-        assert!(matches!(cache.get("f"), Lookup::Unknown), "expired");
+        assert!(matches!(cache.get(NS, "f"), Lookup::Unknown), "expired");
 
-        cache.insert_miss("f", cache.generation());
-        cache.invalidate(7, Some("f"));
+        cache.insert_miss(NS, "f", cache.generation());
+        cache.invalidate(7, Some(NS), Some("f"));
         assert!(
-            matches!(cache.get("f"), Lookup::Unknown),
+            matches!(cache.get(NS, "f"), Lookup::Unknown),
             "an event names it"
         );
 
-        cache.insert_miss("g", cache.generation());
+        cache.insert_miss(NS, "g", cache.generation());
         cache.insert(function(2, "g", 1), cache.generation());
-        assert_eq!(version(cache.get("g")), Some(1), "a load replaces the miss");
+        assert_eq!(
+            version(cache.get(NS, "g")),
+            Some(1),
+            "a load replaces the miss"
+        );
     }
 
     #[test]
     fn the_miss_set_is_bounded() {
         let cache = connected(LONG, LONG);
         for i in 0..MAX_MISSES {
-            cache.insert_miss(&format!("n{i}"), cache.generation());
+            cache.insert_miss(NS, &format!("n{i}"), cache.generation());
         }
-        assert!(matches!(cache.get("n0"), Lookup::Missing));
-        cache.insert_miss("one_more", cache.generation());
+        assert!(matches!(cache.get(NS, "n0"), Lookup::Missing));
+        cache.insert_miss(NS, "one_more", cache.generation());
         assert!(
-            matches!(cache.get("n0"), Lookup::Unknown),
+            matches!(cache.get(NS, "n0"), Lookup::Unknown),
             "emptied when full"
         );
-        assert!(matches!(cache.get("one_more"), Lookup::Missing));
-        assert!(cache.entries.read().unwrap().misses.len() <= MAX_MISSES);
+        assert!(matches!(cache.get(NS, "one_more"), Lookup::Missing));
+        assert!(cache.entries.read().unwrap().miss_count <= MAX_MISSES);
+    }
+
+    #[test]
+    fn the_same_name_in_two_namespaces_is_two_functions() {
+        let cache = connected(LONG, LONG);
+        cache.insert(in_namespace("a", 1, "f", 1), cache.generation());
+        cache.insert_miss("b", "f", cache.generation());
+        assert_eq!(version(cache.get("a", "f")), Some(1));
+        assert!(matches!(cache.get("b", "f"), Lookup::Missing));
+        cache.insert(in_namespace("b", 2, "f", 7), cache.generation());
+        assert_eq!(version(cache.get("b", "f")), Some(7));
+        cache.invalidate(2, Some("b"), Some("f"));
+        assert_eq!(version(cache.get("a", "f")), Some(1), "only b's went");
+        assert!(matches!(cache.get("b", "f"), Lookup::Unknown));
     }
 }

@@ -78,7 +78,59 @@ pub struct Config {
     #[arg(long, env = "METRICS_IDLE_TIMEOUT_SECS", default_value_t = 3600)]
     pub metrics_idle_timeout_secs: u64,
 
+    /// Whether requests need an API key (`Authorization: Bearer …`). `disabled` puts every
+    /// caller in namespace `default` with every scope: for local development and the seed's
+    /// curl session only; the api warns at every start.
+    #[arg(long, env = "AUTH", value_enum, default_value_t = AuthMode::Enabled)]
+    pub auth: AuthMode,
+
+    /// The bootstrap admin key: any string of at least 32 characters, kept only in memory (as
+    /// a hash). Unset (or empty) and no admin key in the database: the api makes one at its
+    /// first start and prints it once in its log.
+    #[arg(long, env = "ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<Secret>,
+
+    /// Seconds a verified key is trusted before its row is read again: a safety net under the
+    /// revocation events, which reach every replica at once in the normal course.
+    #[arg(long, env = "KEY_CACHE_TTL_SECS", default_value_t = 5)]
+    pub key_cache_ttl_secs: u64,
+
     /// How log lines are written.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// Whether the api asks for keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    Enabled,
+    Disabled,
+}
+
+/// A setting that must not show up in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl Config {
+    /// The `ADMIN_KEY` setting, if one is set (an empty value counts as none, as compose passes
+    /// an unset variable).
+    pub fn admin_key(&self) -> Option<&str> {
+        self.admin_key
+            .as_ref()
+            .map(|key| key.0.as_str())
+            .filter(|key| !key.is_empty())
+    }
 }

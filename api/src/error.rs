@@ -1,6 +1,7 @@
 //! Every way a request can fail, and the status and `{"detail", "code"}` body each one gets.
 //! The cause of a 5xx is logged here and never sent to the client.
 
+use crate::auth::AuthError;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -17,6 +18,16 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("function {0} not found")]
     FunctionNotFound(String),
+    /// No valid key: 401 with `WWW-Authenticate: Bearer`.
+    #[error("{0}")]
+    Unauthorized(AuthError),
+    /// A valid key without the scope the request needs.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("namespace {0} not found")]
+    NamespaceNotFound(String),
+    #[error("key {0} not found")]
+    KeyNotFound(String),
     #[error("{0}")]
     Conflict(String),
     #[error("no {0} worker is running; start one with `worker --runtime {0}`")]
@@ -36,9 +47,10 @@ pub enum ApiError {
     /// The api, or the runtime's job queue, is full: the client should retry shortly.
     #[error("{0}")]
     Overloaded(String),
-    /// The function already runs as many calls as its `max_concurrency` allows.
-    #[error("function {name} already runs its limit of {limit} concurrent calls")]
-    ConcurrencyLimit { name: String, limit: i32 },
+    /// The function (or its namespace) already runs as many calls as its `max_concurrency`
+    /// allows; `subject` says which ("function f", "namespace n").
+    #[error("{subject} already runs its limit of {limit} concurrent calls")]
+    ConcurrencyLimit { subject: String, limit: i32 },
     /// The client sent its body too slowly.
     #[error("the request body did not arrive in time")]
     BodyTimeout,
@@ -59,7 +71,11 @@ impl ApiError {
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::FunctionNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::FunctionNotFound(_)
+            | ApiError::NamespaceNotFound(_)
+            | ApiError::KeyNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NoWorker(_)
             | ApiError::RuntimeUnavailable(_)
@@ -77,6 +93,10 @@ impl ApiError {
             ApiError::TooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::FunctionNotFound(_) => "function_not_found",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NamespaceNotFound(_) => "namespace_not_found",
+            ApiError::KeyNotFound(_) => "key_not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::NoWorker(_) => "no_worker",
             ApiError::RuntimeUnavailable(_) => "runtime_unavailable",
@@ -122,6 +142,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        if matches!(self, ApiError::Unauthorized(_)) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
         }
         if matches!(self, ApiError::BodyTimeout) {
             // What is left of the body may never come: the connection cannot be reused.

@@ -6,8 +6,9 @@
 
 use crate::cache::FunctionCache;
 use crate::error::ApiError;
+use crate::keys::KeyStore;
 use common::broker::{CONTENT_TYPE_JSON, DIRECT_REPLY_TO, Topology};
-use common::{FunctionEvent, Job, Reply, Runtime};
+use common::{EVENT_TYPE_FUNCTION, EVENT_TYPE_KEY, FunctionEvent, Job, KeyEvent, Reply, Runtime};
 use futures_util::StreamExt;
 use lapin::Confirmation;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
@@ -36,6 +37,8 @@ pub struct Invoker {
     topology: Topology,
     /// Dropped entries on function events; cleared when events may have been missed.
     cache: Arc<FunctionCache>,
+    /// Forgets revoked keys on key events; emptied like `cache`. `None` with auth disabled.
+    keys: Option<Arc<KeyStore>>,
     session: RwLock<Option<Arc<Session>>>,
     pending: Mutex<HashMap<Uuid, oneshot::Sender<Reply>>>,
     consumers_seen: Mutex<HashMap<Runtime, Instant>>,
@@ -56,12 +59,14 @@ impl Invoker {
         connection_name: String,
         topology: Topology,
         cache: Arc<FunctionCache>,
+        keys: Option<Arc<KeyStore>>,
     ) -> Result<Arc<Self>, lapin::Error> {
         let invoker = Arc::new(Invoker {
             url: url.to_owned(),
             connection_name,
             topology,
             cache,
+            keys,
             session: RwLock::new(None),
             pending: Mutex::new(HashMap::new()),
             consumers_seen: Mutex::new(HashMap::new()),
@@ -96,6 +101,9 @@ impl Invoker {
             .await?;
         // From here on events are heard; whatever was cached or loaded before may be stale.
         self.cache.reconnected();
+        if let Some(keys) = &self.keys {
+            keys.reconnected();
+        }
         *self.session.write().unwrap() = Some(Arc::new(Session {
             connection,
             channel,
@@ -109,18 +117,32 @@ impl Invoker {
     /// Tells every api replica and worker that function `event.function_id` changed. Best
     /// effort: a replica that misses it has lost its broker connection, and clears its cache.
     pub async fn publish_event(&self, event: &FunctionEvent) {
+        let body = serde_json::to_vec(event).expect("an event always serializes");
+        self.publish_typed_event(EVENT_TYPE_FUNCTION, &body).await;
+    }
+
+    /// Tells every api replica that a key (or a namespace's keys) must not be trusted any more.
+    /// Best effort, as [`Invoker::publish_event`]; the key cache's TTL is the safety net.
+    pub async fn publish_key_event(&self, event: &KeyEvent) {
+        let body = serde_json::to_vec(event).expect("an event always serializes");
+        self.publish_typed_event(EVENT_TYPE_KEY, &body).await;
+    }
+
+    async fn publish_typed_event(&self, kind: &str, body: &[u8]) {
         let Ok(session) = self.current_session() else {
             return;
         };
-        let body = serde_json::to_vec(event).expect("an event always serializes");
+        let properties = BasicProperties::default()
+            .with_content_type(CONTENT_TYPE_JSON.into())
+            .with_type(kind.into());
         let published = session
             .channel
             .basic_publish(
                 self.topology.events_exchange().as_str().into(),
                 "".into(),
                 BasicPublishOptions::default(),
-                &body,
-                BasicProperties::default().with_content_type(CONTENT_TYPE_JSON.into()),
+                body,
+                properties,
             )
             .await;
         let confirmed = match published {
@@ -129,7 +151,7 @@ impl Invoker {
         };
         if let Err(error) = confirmed {
             metrics::counter!("faas_broker_errors_total").increment(1);
-            tracing::warn!(%error, "function event not published");
+            tracing::warn!(%error, kind, "event not published");
         }
     }
 
@@ -255,9 +277,35 @@ impl Invoker {
         }
     }
 
+    /// Applies a function or key event from the events exchange to the caches.
+    fn handle_event(&self, delivery: &lapin::message::Delivery) {
+        let kind = delivery.properties.kind().as_ref().map(|k| k.as_str());
+        match kind {
+            Some(EVENT_TYPE_KEY) => match serde_json::from_slice::<KeyEvent>(&delivery.data) {
+                Ok(event) => {
+                    if let Some(keys) = &self.keys {
+                        keys.invalidate(event.key_id, event.namespace.as_deref());
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "malformed key event dropped"),
+            },
+            _ => match serde_json::from_slice::<FunctionEvent>(&delivery.data) {
+                Ok(event) => self.cache.invalidate(
+                    event.function_id,
+                    event.namespace.as_deref(),
+                    event.name.as_deref(),
+                ),
+                Err(error) => tracing::warn!(%error, "malformed function event dropped"),
+            },
+        }
+    }
+
     fn lose_session(&self) {
         *self.session.write().unwrap() = None;
         self.cache.disconnected();
+        if let Some(keys) = &self.keys {
+            keys.disconnected();
+        }
         // Dropping the senders wakes every waiting request with an error.
         self.pending.lock().unwrap().clear();
         self.consumers_seen.lock().unwrap().clear();
@@ -308,13 +356,7 @@ async fn supervise(invoker: Weak<Invoker>, mut consumers: Consumers) {
                         Err(error) => tracing::warn!(%error, "malformed reply dropped"),
                     }
                 }
-                Some(Ok(delivery)) => match serde_json::from_slice::<FunctionEvent>(&delivery.data)
-                {
-                    Ok(event) => invoker
-                        .cache
-                        .invalidate(event.function_id, event.name.as_deref()),
-                    Err(error) => tracing::warn!(%error, "malformed function event dropped"),
-                },
+                Some(Ok(delivery)) => invoker.handle_event(&delivery),
                 Some(Err(error)) => {
                     tracing::warn!(%error, "broker consumer failed");
                     break;

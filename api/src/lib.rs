@@ -4,12 +4,14 @@
 //! [`run`] is the whole server; `main` only parses settings and binds the listeners, so tests
 //! start the same server on port 0.
 
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
 pub mod invoker;
+pub mod keys;
 pub mod limits;
 pub mod records;
 pub mod retention;
@@ -45,6 +47,7 @@ pub async fn run(
     let functions = Arc::new(cache::FunctionCache::new(Duration::from_secs(
         config.function_cache_ttl_secs,
     )));
+    let keys = key_store(&config, &db).await?;
     // Unique per process, so an operator (or a test) can tell the replicas' connections apart.
     let connection_name = format!(
         "faas-api {} {}",
@@ -56,6 +59,7 @@ pub async fn run(
         connection_name,
         config.broker.topology(),
         functions.clone(),
+        keys.clone(),
     )
     .await
     .map_err(
@@ -76,6 +80,7 @@ pub async fn run(
         db,
         invoker: invoker.clone(),
         functions,
+        keys,
         records,
         limits: Limits {
             max_code_bytes: config.max_code_bytes,
@@ -119,6 +124,33 @@ pub async fn run(
         tracing::warn!("invocation records still unwritten at shutdown");
     }
     Ok(())
+}
+
+/// The key store, with the first admin key made if there is none and `ADMIN_KEY` is unset;
+/// `None` with `AUTH=disabled`, which is said loudly at every start.
+async fn key_store(
+    config: &Config,
+    db: &deadpool_postgres::Pool,
+) -> anyhow::Result<Option<Arc<keys::KeyStore>>> {
+    if config.auth == config::AuthMode::Disabled {
+        tracing::warn!(
+            "AUTH=disabled: every request is served without a key, as namespace `default` with every scope; never expose this api"
+        );
+        return Ok(None);
+    }
+    match config.admin_key() {
+        Some(key) if key.len() < auth::MIN_ADMIN_KEY_LEN => anyhow::bail!(
+            "ADMIN_KEY is {} characters; it must have at least {} (e.g. `openssl rand -hex 32`)",
+            key.len(),
+            auth::MIN_ADMIN_KEY_LEN
+        ),
+        Some(_) => {}
+        None => keys::make_first_admin_key(db)
+            .await
+            .context("cannot make the first admin key")?,
+    }
+    let ttl = Duration::from_secs(config.key_cache_ttl_secs);
+    Ok(Some(Arc::new(keys::KeyStore::new(config.admin_key(), ttl))))
 }
 
 /// Installs the process's recorder; counters and histograms that nothing updated for

@@ -2,6 +2,7 @@
 
 use crate::cache::FunctionCache;
 use crate::invoker::Invoker;
+use crate::keys::KeyStore;
 use crate::records::RecordWriter;
 use deadpool_postgres::Pool;
 use std::sync::Arc;
@@ -12,6 +13,8 @@ pub struct AppState {
     pub db: Pool,
     pub invoker: Arc<Invoker>,
     pub functions: Arc<FunctionCache>,
+    /// Verifies API keys; `None` with `AUTH=disabled` (every caller is namespace `default`).
+    pub keys: Option<Arc<KeyStore>>,
     pub records: RecordWriter,
     pub limits: Limits,
 }

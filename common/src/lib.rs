@@ -12,8 +12,8 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use messages::{
-    ErrorInfo, FunctionEvent, FunctionSpec, Job, MAX_RESULT_BYTES, RawJson, RawValue, Reply,
-    ReplyStatus, Timing, raw_null,
+    EVENT_TYPE_FUNCTION, EVENT_TYPE_KEY, ErrorInfo, FunctionEvent, FunctionSpec, Job, KeyEvent,
+    MAX_RESULT_BYTES, RawJson, RawValue, Reply, ReplyStatus, Timing, raw_null,
 };
 pub use model::{Language, Runtime};
 

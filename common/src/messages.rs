@@ -163,10 +163,19 @@ pub struct Reply {
     pub timing: Timing,
 }
 
+/// The AMQP `type` of a [`FunctionEvent`] on the events exchange (also what an event without a
+/// type is, as the first versions sent them).
+pub const EVENT_TYPE_FUNCTION: &str = "function";
+/// The AMQP `type` of a [`KeyEvent`]; workers ignore these.
+pub const EVENT_TYPE_KEY: &str = "key";
+
 /// A change to a function, broadcast on the events exchange after it is committed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FunctionEvent {
     pub function_id: i64,
+    /// Its namespace: names are unique only within one.
+    #[serde(default)]
+    pub namespace: Option<String>,
     /// The function's name now (`None` when deleted): a replica that cached the name as
     /// unknown forgets that, so a function just created is found at once everywhere.
     #[serde(default)]
@@ -174,6 +183,15 @@ pub struct FunctionEvent {
     /// The version now current; `None` when the function was deleted. Containers of older
     /// versions are retired either way.
     pub version: Option<i32>,
+}
+
+/// A key revoked, or every key of a deleted namespace: every api replica forgets it at once.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyEvent {
+    #[serde(default)]
+    pub key_id: Option<Uuid>,
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 #[cfg(test)]

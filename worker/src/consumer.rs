@@ -8,7 +8,7 @@
 use crate::error::WorkerError;
 use crate::executor::{Executor, Verdict};
 use common::broker::{CONTENT_TYPE_JSON, Topology};
-use common::{FunctionEvent, Job, Reply, Runtime};
+use common::{EVENT_TYPE_FUNCTION, FunctionEvent, Job, Reply, Runtime};
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
@@ -122,9 +122,13 @@ pub async fn consume(
             _ = &mut shutdown => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             Some(Ok(event)) = session.events.next() => {
-                match serde_json::from_slice::<FunctionEvent>(&event.data) {
-                    Ok(event) => executor.pool.retire(event.function_id, event.version),
-                    Err(error) => tracing::warn!(%error, "malformed function event dropped"),
+                // Only function events concern workers (key events are the api replicas').
+                let kind = event.properties.kind().as_ref().map(|k| k.as_str());
+                if kind.is_none_or(|kind| kind == EVENT_TYPE_FUNCTION) {
+                    match serde_json::from_slice::<FunctionEvent>(&event.data) {
+                        Ok(event) => executor.pool.retire(event.function_id, event.version),
+                        Err(error) => tracing::warn!(%error, "malformed function event dropped"),
+                    }
                 }
             }
             delivery = session.consumer.next() => {

@@ -1,6 +1,8 @@
-//! Function CRUD: `/functions/` and `/functions/{id}`.
+//! Function CRUD: `/functions/` and `/functions/{id}`, within the key's namespace: a function
+//! of another namespace is 404, exactly as if it did not exist.
 
-use crate::db::{self, Function, FunctionFields};
+use crate::auth::{Principal, Scope};
+use crate::db::{self, Function, FunctionFields, Namespace};
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
@@ -40,7 +42,13 @@ pub struct FunctionInput {
 }
 
 impl FunctionInput {
-    fn validate(self, max_code_bytes: usize) -> Result<FunctionFields, ApiError> {
+    /// The fields, checked; `allowed` are the runtimes the namespace allows (the default is
+    /// docker where allowed, else the first allowed).
+    fn validate(
+        self,
+        max_code_bytes: usize,
+        allowed: &[Runtime],
+    ) -> Result<FunctionFields, ApiError> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= MAX_NAME_LEN
             && self
@@ -107,13 +115,25 @@ impl FunctionInput {
                 MAX_CONCURRENCY_RANGE.end()
             )));
         }
+        let runtime = match self.runtime {
+            Some(runtime) if !allowed.contains(&runtime) => {
+                let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+                return Err(ApiError::Invalid(format!(
+                    "runtime {runtime} is not allowed in this namespace; it allows {}",
+                    names.join(", ")
+                )));
+            }
+            Some(runtime) => runtime,
+            None if allowed.contains(&Runtime::Docker) || allowed.is_empty() => Runtime::Docker,
+            None => allowed[0],
+        };
         Ok(FunctionFields {
             name: self.name,
             route: self.route,
             language: self.language,
             code: self.code,
             timeout: self.timeout as i32,
-            runtime: self.runtime.unwrap_or(Runtime::Docker),
+            runtime,
             memory_mb: memory_mb as i32,
             env,
             max_concurrency: self.max_concurrency.map(|limit| limit as i32),
@@ -180,77 +200,128 @@ pub fn check_page(skip: i64, limit: i64, max: i64) -> Result<(), ApiError> {
 /// Drops the function from this replica's cache before answering (so the caller's next call
 /// runs what it just saved, and a name cached as missing is found), and tells the other
 /// replicas and the workers.
-async fn announce(state: &AppState, function_id: i64, version: Option<i32>, name: Option<&str>) {
-    state.functions.invalidate(function_id, name);
+async fn announce(
+    state: &AppState,
+    function_id: i64,
+    namespace: &str,
+    version: Option<i32>,
+    name: Option<&str>,
+) {
+    state
+        .functions
+        .invalidate(function_id, Some(namespace), name);
     state
         .invoker
         .publish_event(&FunctionEvent {
             function_id,
+            namespace: Some(namespace.to_owned()),
             name: name.map(str::to_owned),
             version,
         })
         .await;
 }
 
+/// The key's namespace. Its keys go with it, so only a race with its deletion finds none.
+async fn namespace_of(state: &AppState, principal: &Principal) -> Result<Namespace, ApiError> {
+    db::get_namespace(&state.db, &principal.namespace)
+        .await?
+        .ok_or_else(|| ApiError::NamespaceNotFound(principal.namespace.clone()))
+}
+
+/// A function as `principal` may see it: `env` values only for `manage`.
+fn view(function: &Function, principal: &Principal) -> Value {
+    let mut value = serde_json::to_value(function).expect("a function always serializes");
+    if !principal.has(Scope::Manage)
+        && let Some(env) = value.get_mut("env").and_then(Value::as_object_mut)
+    {
+        for secret in env.values_mut() {
+            *secret = Value::Null;
+        }
+    }
+    value
+}
+
 pub async fn create_function(
+    principal: Principal,
     State(state): State<AppState>,
     Json(input): Json<FunctionInput>,
-) -> Result<(StatusCode, axum::Json<Function>), ApiError> {
-    let fields = input.validate(state.limits.max_code_bytes)?;
-    let function = db::insert_function(&state.db, &fields).await?;
-    tracing::info!(id = function.id, name = %function.name, "function created");
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    principal.require(Scope::Manage)?;
+    let namespace = namespace_of(&state, &principal).await?;
+    let fields = input.validate(state.limits.max_code_bytes, &namespace.allowed_runtimes)?;
+    let function = db::insert_function(&state.db, &principal.namespace, &fields).await?;
+    tracing::info!(id = function.id, namespace = %function.namespace, name = %function.name, "function created");
     announce(
         &state,
         function.id,
+        &function.namespace,
         Some(function.version),
         Some(&function.name),
     )
     .await;
-    Ok((StatusCode::CREATED, axum::Json(function)))
+    Ok((StatusCode::CREATED, axum::Json(view(&function, &principal))))
 }
 
 pub async fn list_functions(
+    principal: Principal,
     State(state): State<AppState>,
     Query(page): Query<Page>,
-) -> Result<axum::Json<Vec<Function>>, ApiError> {
+) -> Result<axum::Json<Vec<Value>>, ApiError> {
+    principal.require_any(&[Scope::Manage, Scope::Read])?;
     check_page(page.skip, page.limit, 1000)?;
+    let functions =
+        db::list_functions(&state.db, &principal.namespace, page.skip, page.limit).await?;
     Ok(axum::Json(
-        db::list_functions(&state.db, page.skip, page.limit).await?,
+        functions.iter().map(|f| view(f, &principal)).collect(),
     ))
 }
 
 pub async fn get_function(
+    principal: Principal,
     State(state): State<AppState>,
     Path(id): Path<i64>,
-) -> Result<axum::Json<Function>, ApiError> {
-    db::get_function(&state.db, id)
+) -> Result<axum::Json<Value>, ApiError> {
+    principal.require_any(&[Scope::Manage, Scope::Read])?;
+    db::get_function(&state.db, &principal.namespace, id)
         .await?
-        .map(axum::Json)
+        .map(|function| axum::Json(view(&function, &principal)))
         .ok_or_else(|| ApiError::FunctionNotFound(id.to_string()))
 }
 
 pub async fn update_function(
+    principal: Principal,
     State(state): State<AppState>,
     Path(id): Path<i64>,
     Json(input): Json<FunctionInput>,
-) -> Result<axum::Json<Function>, ApiError> {
-    let fields = input.validate(state.limits.max_code_bytes)?;
-    let function = db::update_function(&state.db, id, &fields)
+) -> Result<axum::Json<Value>, ApiError> {
+    principal.require(Scope::Manage)?;
+    let namespace = namespace_of(&state, &principal).await?;
+    let fields = input.validate(state.limits.max_code_bytes, &namespace.allowed_runtimes)?;
+    let function = db::update_function(&state.db, &principal.namespace, id, &fields)
         .await?
         .ok_or_else(|| ApiError::FunctionNotFound(id.to_string()))?;
     tracing::info!(id, version = function.version, "function updated");
-    announce(&state, id, Some(function.version), Some(&function.name)).await;
-    Ok(axum::Json(function))
+    announce(
+        &state,
+        id,
+        &function.namespace,
+        Some(function.version),
+        Some(&function.name),
+    )
+    .await;
+    Ok(axum::Json(view(&function, &principal)))
 }
 
 pub async fn delete_function(
+    principal: Principal,
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    if !db::delete_function(&state.db, id).await? {
+    principal.require(Scope::Manage)?;
+    if !db::delete_function(&state.db, &principal.namespace, id).await? {
         return Err(ApiError::FunctionNotFound(id.to_string()));
     }
     tracing::info!(id, "function deleted");
-    announce(&state, id, None, None).await;
+    announce(&state, id, &principal.namespace, None, None).await;
     Ok(axum::Json(json!({ "message": "Function deleted" })))
 }

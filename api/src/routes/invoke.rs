@@ -3,6 +3,7 @@
 //! The handler looks the function up, publishes a job, waits for the worker's reply and answers
 //! with the handler's result or with the status that says how the call failed.
 
+use crate::auth::{Principal, Scope};
 use crate::cache::Lookup;
 use crate::db::{self, Function, InvocationRecord};
 use crate::error::ApiError;
@@ -39,22 +40,34 @@ fn empty_object() -> RawJson {
     RawValue::from_string("{}".to_owned()).expect("{} is JSON")
 }
 
-/// Runs the function on the runtime it was created with (Docker unless it says gVisor).
+/// Runs the key's namespace's function `name` on the runtime it was created with (Docker
+/// unless it says gVisor, or its namespace allows only gVisor).
 pub async fn execute_function(
+    principal: Principal,
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    execute(state, name, None, body?).await
+    principal.require(Scope::Invoke)?;
+    execute(state, &principal.namespace, name, None, body?).await
 }
 
 /// Runs the function in a gVisor sandbox, whatever runtime it was created with.
 pub async fn execute_function_gvisor(
+    principal: Principal,
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    execute(state, name, Some(Runtime::Gvisor), body?).await
+    principal.require(Scope::Invoke)?;
+    execute(
+        state,
+        &principal.namespace,
+        name,
+        Some(Runtime::Gvisor),
+        body?,
+    )
+    .await
 }
 
 fn parse_event(body: &[u8], max_event_bytes: usize) -> Result<RawJson, ApiError> {
@@ -74,14 +87,20 @@ fn parse_event(body: &[u8], max_event_bytes: usize) -> Result<RawJson, ApiError>
 
 async fn execute(
     state: AppState,
+    namespace: &str,
     name: String,
     forced_runtime: Option<Runtime>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let event = parse_event(&body, state.limits.max_event_bytes)?;
-    let function = find_function(&state, name).await?;
-    let runtime = forced_runtime.unwrap_or(function.runtime);
+    let function = find_function(&state, namespace, name).await?;
+    let runtime = runtime_for(&function, forced_runtime);
+    let labels = Labels {
+        namespace: function.namespace.clone(),
+        function: function.name.clone(),
+        runtime,
+    };
 
     let now = common::now_unix_ms();
     let timeout_ms = function.timeout as u64 * 1000;
@@ -101,11 +120,8 @@ async fn execute(
         deadline_unix_ms: now + timeout_ms + state.limits.invoke_overhead.as_millis() as u64,
         published_unix_ms: now,
     };
-    // Only limited functions pay for the lease: the others make no query here.
-    let _lease = match function.max_concurrency {
-        Some(limit) => Some(take_lease(&state, &job, runtime, limit).await?),
-        None => None,
-    };
+    // Only limited functions and namespaces pay for leases: the others make no query here.
+    let _leases = take_leases(&state, &function, &job, &labels).await?;
 
     let inflight = metrics::gauge!("faas_inflight_invocations", "runtime" => runtime.as_str());
     inflight.increment(1.0);
@@ -118,7 +134,7 @@ async fn execute(
             }
             _ => "unavailable",
         };
-        count_invocation(&job.function.name, runtime, status);
+        labels.count(status);
     })?;
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
 
@@ -126,17 +142,18 @@ async fn execute(
         Ok(reply) => reply.status.as_str(),
         Err(NoReply::TimedOut) => "no_reply",
     };
-    count_invocation(&job.function.name, runtime, status);
-    metrics::histogram!("faas_invocation_duration_seconds", "runtime" => runtime.as_str())
+    labels.count(status);
+    metrics::histogram!("faas_invocation_duration_seconds", "namespace" => labels.namespace.clone(), "runtime" => runtime.as_str())
         .record(duration_ms / 1000.0);
     let reply = outcome.as_ref().ok();
     if reply.is_some_and(|r| r.cold_start) {
-        metrics::counter!("faas_cold_starts_total", "function" => job.function.name.clone(), "runtime" => runtime.as_str())
+        metrics::counter!("faas_cold_starts_total", "namespace" => labels.namespace.clone(), "function" => labels.function.clone(), "runtime" => runtime.as_str())
             .increment(1);
     }
 
     let record = InvocationRecord {
         invocation_id: job.invocation_id,
+        namespace: function.namespace.clone(),
         function_id: job.function.id,
         function_name: job.function.name.clone(),
         function_version: job.function.version,
@@ -168,15 +185,46 @@ async fn execute(
     })
 }
 
-/// A slot of a function's `max_concurrency`, given back when the call ends (however it ends)
-/// by a task of its own, so the answer does not wait for it. A lease that cannot be given
-/// back (the database is away) expires by itself.
-struct Lease {
+/// The runtime a call runs on: gVisor when asked for or when the function's namespace allows
+/// nothing else, the function's own otherwise.
+fn runtime_for(function: &Function, forced: Option<Runtime>) -> Runtime {
+    let wanted = forced.unwrap_or(function.runtime);
+    if function.allowed_runtimes.is_empty() || function.allowed_runtimes.contains(&wanted) {
+        wanted
+    } else {
+        Runtime::Gvisor
+    }
+}
+
+/// The labels of a call's metrics.
+struct Labels {
+    namespace: String,
+    function: String,
+    runtime: Runtime,
+}
+
+impl Labels {
+    fn count(&self, status: &'static str) {
+        metrics::counter!(
+            "faas_invocations_total",
+            "namespace" => self.namespace.clone(),
+            "function" => self.function.clone(),
+            "runtime" => self.runtime.as_str(),
+            "status" => status
+        )
+        .increment(1);
+    }
+}
+
+/// The slots a call holds of its function's and its namespace's `max_concurrency`, given back
+/// when the call ends (however it ends) by a task of its own, so the answer does not wait for
+/// it. A lease that cannot be given back (the database is away) expires by itself.
+struct Leases {
     db: deadpool_postgres::Pool,
     invocation_id: Uuid,
 }
 
-impl Drop for Lease {
+impl Drop for Leases {
     fn drop(&mut self) {
         let (db, invocation_id) = (self.db.clone(), self.invocation_id);
         tokio::spawn(async move {
@@ -187,67 +235,85 @@ impl Drop for Lease {
     }
 }
 
-/// Takes a slot of the function's limit, shared by every api replica through Postgres, until
-/// the job's deadline plus [`LEASE_GRACE`] at most; 429 when all are taken.
-async fn take_lease(
+/// Takes a slot of the function's limit and of its namespace's, shared by every api replica
+/// through Postgres, until the job's deadline plus [`LEASE_GRACE`] at most; 429 when either
+/// has none free. `None` when neither has a limit.
+async fn take_leases(
     state: &AppState,
+    function: &Function,
     job: &Job,
-    runtime: Runtime,
-    limit: i32,
-) -> Result<Lease, ApiError> {
-    let scope = format!("function:{}", job.function.id);
+    labels: &Labels,
+) -> Result<Option<Leases>, ApiError> {
+    let limits = [
+        function.max_concurrency.map(|limit| {
+            (
+                format!("function:{}", function.id),
+                limit,
+                "function",
+                &function.name,
+            )
+        }),
+        function.namespace_max_concurrency.map(|limit| {
+            (
+                format!("namespace:{}", function.namespace),
+                limit,
+                "namespace",
+                &function.namespace,
+            )
+        }),
+    ];
     let expires = chrono::DateTime::from_timestamp_millis(job.deadline_unix_ms as i64)
         .unwrap_or_else(chrono::Utc::now)
         + REPLY_GRACE
         + LEASE_GRACE;
-    let acquired = db::acquire_lease(&state.db, &scope, job.invocation_id, expires, limit)
-        .await
-        .map_err(|error| {
-            count_invocation(&job.function.name, runtime, "unavailable");
-            ApiError::Database(error)
-        })?;
-    if !acquired {
-        count_invocation(&job.function.name, runtime, "concurrency_limit");
-        return Err(ApiError::ConcurrencyLimit {
-            name: job.function.name.clone(),
-            limit,
+    let mut held = None;
+    for (scope, limit, kind, name) in limits.into_iter().flatten() {
+        let acquired = db::acquire_lease(&state.db, &scope, job.invocation_id, expires, limit)
+            .await
+            .map_err(|error| {
+                labels.count("unavailable");
+                ApiError::Database(error)
+            })?;
+        // From the first slot on, dropping the guard gives back whatever this call holds.
+        held.get_or_insert_with(|| Leases {
+            db: state.db.clone(),
+            invocation_id: job.invocation_id,
         });
+        if !acquired {
+            labels.count("concurrency_limit");
+            return Err(ApiError::ConcurrencyLimit {
+                subject: format!("{kind} {name}"),
+                limit,
+            });
+        }
     }
-    Ok(Lease {
-        db: state.db.clone(),
-        invocation_id: job.invocation_id,
-    })
+    Ok(held)
 }
 
-/// The function called `name`: from the cache, else from Postgres (then cached, found or not).
-async fn find_function(state: &AppState, name: String) -> Result<Arc<Function>, ApiError> {
-    match state.functions.get(&name) {
+/// The function called `name` in `namespace`: from the cache, else from Postgres (then
+/// cached, found or not).
+async fn find_function(
+    state: &AppState,
+    namespace: &str,
+    name: String,
+) -> Result<Arc<Function>, ApiError> {
+    match state.functions.get(namespace, &name) {
         Lookup::Found(function) => return Ok(function),
         Lookup::Missing => return Err(ApiError::FunctionNotFound(name)),
         Lookup::Unknown => {}
     }
     let generation = state.functions.generation();
-    match db::get_function_by_name(&state.db, &name).await? {
+    match db::get_function_by_name(&state.db, namespace, &name).await? {
         Some(function) => {
             let function = Arc::new(function);
             state.functions.insert(function.clone(), generation);
             Ok(function)
         }
         None => {
-            state.functions.insert_miss(&name, generation);
+            state.functions.insert_miss(namespace, &name, generation);
             Err(ApiError::FunctionNotFound(name))
         }
     }
-}
-
-fn count_invocation(function: &str, runtime: Runtime, status: &'static str) {
-    metrics::counter!(
-        "faas_invocations_total",
-        "function" => function.to_owned(),
-        "runtime" => runtime.as_str(),
-        "status" => status
-    )
-    .increment(1);
 }
 
 /// The 200 body of a call; `result` is the function's JSON text as it came.

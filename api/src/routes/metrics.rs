@@ -1,6 +1,7 @@
-//! `GET /metrics/`: the invocation records, newest first (the seed's "metrics"). Prometheus
-//! metrics live on a separate listener, see `crate::telemetry`.
+//! `GET /metrics/`: the invocation records of the key's namespace, newest first (the seed's
+//! "metrics"). Prometheus metrics live on a separate listener (`METRICS_ADDR`).
 
+use crate::auth::{Principal, Scope};
 use crate::db::{self, InvocationRecord};
 use crate::error::ApiError;
 use crate::extract::Query;
@@ -24,12 +25,20 @@ fn default_limit() -> i64 {
 }
 
 pub async fn list_invocations(
+    principal: Principal,
     State(state): State<AppState>,
     Query(filter): Query<InvocationFilter>,
 ) -> Result<axum::Json<Vec<InvocationRecord>>, ApiError> {
+    principal.require(Scope::Read)?;
     check_page(0, filter.limit, 1000)?;
     // Records are written in batches: make sure this client sees the calls it just made.
     state.records.flush(FLUSH_WAIT).await;
-    let records = db::list_invocations(&state.db, filter.function.as_deref(), filter.limit).await?;
+    let records = db::list_invocations(
+        &state.db,
+        &principal.namespace,
+        filter.function.as_deref(),
+        filter.limit,
+    )
+    .await?;
     Ok(axum::Json(records))
 }

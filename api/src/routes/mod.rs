@@ -3,14 +3,16 @@
 pub mod functions;
 pub mod health;
 pub mod invoke;
+pub mod keys;
 pub mod metrics;
+pub mod namespaces;
 
 use crate::limits::{self, BodyLimit};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tower_http::timeout::RequestBodyTimeoutLayer;
@@ -52,9 +54,20 @@ pub fn router(state: AppState) -> Router {
             BodyLimit(event_body_max),
             limits::read_body,
         ));
+    // Small JSON bodies only; the default body limit (2 MB) holds them.
+    let admin = Router::new()
+        .route("/keys/", get(keys::list_keys).post(keys::create_key))
+        .route("/keys/{id}", delete(keys::delete_key))
+        .route(
+            "/namespaces/",
+            get(namespaces::list_namespaces).post(namespaces::create_namespace),
+        )
+        .route("/namespaces/{name}", delete(namespaces::delete_namespace))
+        .route("/whoami", get(keys::get_whoami));
     Router::new()
         .merge(functions)
         .merge(invocations)
+        .merge(admin)
         .route("/metrics/", get(metrics::list_invocations))
         .layer(from_fn_with_state(inflight, limits::limit_inflight))
         .route("/healthz", get(health::get_healthz))

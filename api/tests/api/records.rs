@@ -55,6 +55,7 @@ async fn an_error_with_nul_is_recorded_cleaned_and_holds_up_no_other_record() {
 fn record(worker_id: &str) -> InvocationRecord {
     InvocationRecord {
         invocation_id: uuid::Uuid::now_v7(),
+        namespace: "default".into(),
         function_id: 1,
         function_name: "f".into(),
         function_version: 1,
@@ -99,7 +100,9 @@ async fn rows_postgres_refuses_are_dropped_and_counted_and_the_rest_written() {
     assert_eq!(settled, 5);
     assert!(rejected_count() > before, "counted as rejected");
 
-    let stored = api::db::list_invocations(&pool, None, 100).await.unwrap();
+    let stored = api::db::list_invocations(&pool, "default", None, 100)
+        .await
+        .unwrap();
     let mut ids: Vec<_> = stored.iter().map(|r| r.invocation_id).collect();
     ids.sort();
     let mut expected: Vec<_> = batch

@@ -16,6 +16,31 @@ use tokio::net::TcpListener;
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, oneshot};
 use tokio::task::JoinHandle;
 
+/// The bootstrap admin key every test api runs with (`ADMIN_KEY`); `TestApp::client` sends it.
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef-0123456789";
+
+/// A client that sends `key` with every request (`Authorization: Bearer …`).
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+        .expect("a key is a valid header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("a client builds")
+}
+
+/// An api's settings for a test: its database and queue prefix, auth on with [`ADMIN_KEY`].
+pub fn api_config(database_url: &str, prefix: &str) -> api::Config {
+    let mut config = api::Config::parse_from(["api"]);
+    config.database_url = database_url.to_owned();
+    config.broker.amqp_url = amqp_url();
+    config.broker.queue_prefix = prefix.to_owned();
+    config.admin_key = Some(api::config::Secret(ADMIN_KEY.to_owned()));
+    config
+}
+
 /// Held shared by every running test and exclusively by one that stops the services.
 static SERVICES: RwLock<()> = RwLock::const_new(());
 
@@ -79,6 +104,7 @@ pub struct TestApp {
     pub base_url: String,
     pub metrics_url: String,
     pub worker_metrics_urls: Vec<String>,
+    /// Sends [`ADMIN_KEY`] with every request.
     pub client: reqwest::Client,
     pub prefix: String,
     pub database_url: String,
@@ -123,10 +149,7 @@ impl TestApp {
     async fn start_holding(held: ServicesHeld, adjust: impl FnOnce(&mut api::Config)) -> TestApp {
         let prefix = format!("test-{}.", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let database_url = create_database().await;
-        let mut config = api::Config::parse_from(["api"]);
-        config.database_url = database_url.clone();
-        config.broker.amqp_url = amqp_url();
-        config.broker.queue_prefix = prefix.clone();
+        let mut config = api_config(&database_url, &prefix);
         adjust(&mut config);
 
         let (base_url, metrics_url, api) = spawn_api(config).await;
@@ -134,7 +157,7 @@ impl TestApp {
             base_url,
             metrics_url,
             worker_metrics_urls: Vec::new(),
-            client: reqwest::Client::new(),
+            client: client_with_key(ADMIN_KEY),
             prefix,
             database_url,
             api: Some(api),
@@ -181,10 +204,7 @@ impl TestApp {
     /// Starts another api on this app's database and queues, with `adjust` applied to its
     /// settings; returns its base URL once it is ready.
     pub async fn add_api_replica_with(&mut self, adjust: impl FnOnce(&mut api::Config)) -> String {
-        let mut config = api::Config::parse_from(["api"]);
-        config.database_url = self.database_url.clone();
-        config.broker.amqp_url = amqp_url();
-        config.broker.queue_prefix = self.prefix.clone();
+        let mut config = api_config(&self.database_url, &self.prefix);
         adjust(&mut config);
         let (base_url, _, replica) = spawn_api(config).await;
         for _ in 0..200 {

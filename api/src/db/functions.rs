@@ -1,0 +1,251 @@
+//! Functions, each in its namespace, read together with what the namespace allows.
+
+use crate::error::{ApiError, DbError};
+use chrono::{DateTime, Utc};
+use common::{Language, Runtime};
+use deadpool_postgres::Pool;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+
+/// A stored function, as the API shows it, with what its namespace allows (not shown).
+#[derive(Debug, Clone, Serialize)]
+pub struct Function {
+    pub id: i64,
+    pub namespace: String,
+    pub name: String,
+    pub route: String,
+    pub language: Language,
+    pub code: String,
+    pub timeout: i32,
+    pub runtime: Runtime,
+    pub memory_mb: i32,
+    pub env: BTreeMap<String, String>,
+    /// Calls it may run at once across the cluster; `None`: no limit.
+    pub max_concurrency: Option<i32>,
+    pub version: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The runtimes its namespace allows: with only gVisor, it never runs under runc.
+    #[serde(skip)]
+    pub allowed_runtimes: Vec<Runtime>,
+    /// Calls of all its namespace's functions at once; `None`: no limit.
+    #[serde(skip)]
+    pub namespace_max_concurrency: Option<i32>,
+}
+
+/// A function's fields as a client sets them, already validated.
+#[derive(Debug, Clone)]
+pub struct FunctionFields {
+    pub name: String,
+    pub route: String,
+    pub language: Language,
+    pub code: String,
+    pub timeout: i32,
+    pub runtime: Runtime,
+    pub memory_mb: i32,
+    pub env: BTreeMap<String, String>,
+    pub max_concurrency: Option<i32>,
+}
+
+/// The columns of a function and of its namespace, from `f` (functions) and `n` (namespaces).
+const FUNCTION_COLUMNS: &str = "f.id, f.namespace, f.name, f.route, f.language, f.code, f.timeout,
+    f.runtime, f.memory_mb, f.env, f.max_concurrency, f.version, f.created_at, f.updated_at,
+    n.allowed_runtimes, n.max_concurrency AS namespace_max_concurrency";
+
+impl TryFrom<&Row> for Function {
+    type Error = DbError;
+    fn try_from(row: &Row) -> Result<Self, DbError> {
+        let language: String = row.try_get("language")?;
+        let runtime: String = row.try_get("runtime")?;
+        let env: serde_json::Value = row.try_get("env")?;
+        let allowed: Vec<String> = row.try_get("allowed_runtimes")?;
+        Ok(Function {
+            id: row.try_get("id")?,
+            namespace: row.try_get("namespace")?,
+            name: row.try_get("name")?,
+            route: row.try_get("route")?,
+            // The table's CHECK constraints keep both columns inside their enums.
+            language: language.parse().unwrap_or(Language::Python),
+            code: row.try_get("code")?,
+            timeout: row.try_get("timeout")?,
+            runtime: runtime.parse().unwrap_or(Runtime::Docker),
+            memory_mb: row.try_get("memory_mb")?,
+            env: serde_json::from_value(env).unwrap_or_default(),
+            max_concurrency: row.try_get("max_concurrency")?,
+            version: row.try_get("version")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            // The namespaces table's CHECK keeps these inside the enum.
+            allowed_runtimes: allowed.iter().filter_map(|r| r.parse().ok()).collect(),
+            namespace_max_concurrency: row.try_get("namespace_max_concurrency")?,
+        })
+    }
+}
+
+fn rows_to_functions(rows: &[Row]) -> Result<Vec<Function>, ApiError> {
+    rows.iter()
+        .map(|row| Function::try_from(row).map_err(ApiError::from))
+        .collect()
+}
+
+/// Turns a unique-constraint violation into the 409 that names what is taken.
+fn conflict_or(error: tokio_postgres::Error, fields: &FunctionFields) -> ApiError {
+    if let Some(db) = error.as_db_error()
+        && *db.code() == SqlState::UNIQUE_VIOLATION
+    {
+        return match db.constraint() {
+            // Routes are unique across namespaces; which one holds it is not said.
+            Some("functions_route_key") => ApiError::Conflict(format!(
+                "a function with route {:?} already exists",
+                fields.route
+            )),
+            _ => ApiError::Conflict(format!(
+                "a function named {:?} already exists in this namespace",
+                fields.name
+            )),
+        };
+    }
+    if let Some(db) = error.as_db_error()
+        && *db.code() == SqlState::FOREIGN_KEY_VIOLATION
+    {
+        // The namespace was deleted between the key's check and the insert.
+        return ApiError::Conflict("the key's namespace no longer exists".into());
+    }
+    error.into()
+}
+
+/// Creates a function in `namespace`.
+pub async fn insert_function(
+    pool: &Pool,
+    namespace: &str,
+    fields: &FunctionFields,
+) -> Result<Function, ApiError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "WITH f AS (
+             INSERT INTO functions (namespace, name, route, language, code, timeout, runtime,
+                                    memory_mb, env, max_concurrency)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *)
+         SELECT {FUNCTION_COLUMNS} FROM f JOIN namespaces n ON n.name = f.namespace"
+    );
+    let env = serde_json::to_value(&fields.env).unwrap_or_default();
+    let row = client
+        .query_one(
+            &sql,
+            &[
+                &namespace,
+                &fields.name,
+                &fields.route,
+                &fields.language.as_str(),
+                &fields.code,
+                &fields.timeout,
+                &fields.runtime.as_str(),
+                &fields.memory_mb,
+                &env,
+                &fields.max_concurrency,
+            ],
+        )
+        .await
+        .map_err(|e| conflict_or(e, fields))?;
+    Ok(Function::try_from(&row)?)
+}
+
+/// Replaces every field of function `id` of `namespace` and bumps its version; `None` when
+/// that namespace has no such function.
+pub async fn update_function(
+    pool: &Pool,
+    namespace: &str,
+    id: i64,
+    fields: &FunctionFields,
+) -> Result<Option<Function>, ApiError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "WITH f AS (
+             UPDATE functions SET name = $3, route = $4, language = $5, code = $6, timeout = $7,
+                    runtime = $8, memory_mb = $9, env = $10, max_concurrency = $11,
+                    version = version + 1, updated_at = now()
+             WHERE id = $1 AND namespace = $2 RETURNING *)
+         SELECT {FUNCTION_COLUMNS} FROM f JOIN namespaces n ON n.name = f.namespace"
+    );
+    let env = serde_json::to_value(&fields.env).unwrap_or_default();
+    let row = client
+        .query_opt(
+            &sql,
+            &[
+                &id,
+                &namespace,
+                &fields.name,
+                &fields.route,
+                &fields.language.as_str(),
+                &fields.code,
+                &fields.timeout,
+                &fields.runtime.as_str(),
+                &fields.memory_mb,
+                &env,
+                &fields.max_concurrency,
+            ],
+        )
+        .await
+        .map_err(|e| conflict_or(e, fields))?;
+    Ok(row.as_ref().map(Function::try_from).transpose()?)
+}
+
+/// The functions of `namespace`, by id.
+pub async fn list_functions(
+    pool: &Pool,
+    namespace: &str,
+    skip: i64,
+    limit: i64,
+) -> Result<Vec<Function>, ApiError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "SELECT {FUNCTION_COLUMNS} FROM functions f JOIN namespaces n ON n.name = f.namespace
+         WHERE f.namespace = $1 ORDER BY f.id OFFSET $2 LIMIT $3"
+    );
+    let rows = client.query(&sql, &[&namespace, &skip, &limit]).await?;
+    rows_to_functions(&rows)
+}
+
+/// Function `id`, if `namespace` has it.
+pub async fn get_function(
+    pool: &Pool,
+    namespace: &str,
+    id: i64,
+) -> Result<Option<Function>, ApiError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "SELECT {FUNCTION_COLUMNS} FROM functions f JOIN namespaces n ON n.name = f.namespace
+         WHERE f.id = $1 AND f.namespace = $2"
+    );
+    let row = client.query_opt(&sql, &[&id, &namespace]).await?;
+    Ok(row.as_ref().map(Function::try_from).transpose()?)
+}
+
+/// The function called `name` in `namespace`.
+pub async fn get_function_by_name(
+    pool: &Pool,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Function>, ApiError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "SELECT {FUNCTION_COLUMNS} FROM functions f JOIN namespaces n ON n.name = f.namespace
+         WHERE f.namespace = $1 AND f.name = $2"
+    );
+    let row = client.query_opt(&sql, &[&namespace, &name]).await?;
+    Ok(row.as_ref().map(Function::try_from).transpose()?)
+}
+
+/// Deletes function `id` of `namespace`; false when it has none.
+pub async fn delete_function(pool: &Pool, namespace: &str, id: i64) -> Result<bool, ApiError> {
+    let client = pool.get().await?;
+    let deleted = client
+        .execute(
+            "DELETE FROM functions WHERE id = $1 AND namespace = $2",
+            &[&id, &namespace],
+        )
+        .await?;
+    Ok(deleted > 0)
+}

@@ -1,0 +1,54 @@
+//! Postgres: the connection pool, the schema migrations, and every query the api makes, one
+//! module per table (functions, invocation records, concurrency leases, namespaces, keys).
+
+mod functions;
+mod invocations;
+mod keys;
+mod leases;
+mod namespaces;
+
+pub use functions::*;
+pub use invocations::*;
+pub use keys::*;
+pub use leases::*;
+pub use namespaces::*;
+
+use crate::error::ApiError;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::time::Duration;
+use tokio_postgres::NoTls;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Opens a pool on `url` and brings the schema up to date.
+pub async fn connect(url: &str, pool_size: usize) -> anyhow::Result<Pool> {
+    let config: tokio_postgres::Config = url.parse()?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(pool_size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()?;
+    let mut client = pool.get().await?;
+    embedded::migrations::runner()
+        .run_async(&mut **client)
+        .await?;
+    Ok(pool)
+}
+
+/// True when a trivial query answers.
+pub async fn ping(pool: &Pool) -> Result<(), ApiError> {
+    let client = pool.get().await?;
+    client.simple_query("SELECT 1").await?;
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! Verifying keys without a database query per call: what a key's row says is cached by key
+//! id for `KEY_CACHE_TTL_SECS` (5 s), ids found unknown too (briefly, and a bounded number).
+//! A revocation drops the entry on the replica that made it at once and on every other replica
+//! when its event arrives (the events exchange); while the broker connection is down nothing
+//! is cached, and the cache is emptied when events are heard again, so a missed event cannot
+//! keep a revoked key alive beyond the TTL. When Postgres is away, an entry past its TTL is
+//! used still (a revocation needs Postgres too).
+
+use crate::auth::{self, ADMIN_KEY_ID, AuthError, DEFAULT_NAMESPACE, Presented, Principal, Scope};
+use crate::db::{self, KeyRecord};
+use crate::error::ApiError;
+use deadpool_postgres::Pool;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Key ids remembered (known or unknown) at most; the cache is emptied when full.
+const MAX_ENTRIES: usize = 100_000;
+
+struct Entry {
+    /// `None`: no live key has this id.
+    record: Option<Arc<KeyRecord>>,
+    loaded: Instant,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_id: HashMap<Uuid, Entry>,
+    connected: bool,
+}
+
+pub struct KeyStore {
+    /// SHA-256 of the `ADMIN_KEY` setting.
+    admin_key_hash: Option<[u8; 32]>,
+    entries: RwLock<Entries>,
+    /// Bumped by every invalidation: a load that started before one is not stored.
+    generation: AtomicU64,
+    ttl: Duration,
+}
+
+impl KeyStore {
+    pub fn new(admin_key: Option<&str>, ttl: Duration) -> KeyStore {
+        KeyStore {
+            admin_key_hash: admin_key.map(|key| auth::sha256(key.as_bytes())),
+            entries: RwLock::default(),
+            generation: AtomicU64::new(0),
+            ttl,
+        }
+    }
+
+    /// The caller a presented key stands for, or 401.
+    pub async fn verify(&self, pool: &Pool, presented: Presented) -> Result<Principal, ApiError> {
+        let rejected = ApiError::Unauthorized(AuthError::Rejected);
+        match presented {
+            Presented::Other { hash } => match &self.admin_key_hash {
+                Some(admin) if auth::same_hash(admin, &hash) => Ok(Principal {
+                    key_id: Some(ADMIN_KEY_ID.to_owned()),
+                    namespace: DEFAULT_NAMESPACE.to_owned(),
+                    scopes: vec![Scope::Admin],
+                }),
+                _ => Err(rejected),
+            },
+            Presented::Key { id, secret_hash } => {
+                let Some(record) = self.record(pool, id).await? else {
+                    return Err(rejected);
+                };
+                let expired = record.expires_at.is_some_and(|at| at <= chrono::Utc::now());
+                if expired || !auth::same_hash(&secret_hash, &record.secret_hash) {
+                    return Err(rejected);
+                }
+                Ok(Principal {
+                    key_id: Some(id.simple().to_string()),
+                    namespace: record.namespace.clone(),
+                    scopes: record.scopes.clone(),
+                })
+            }
+        }
+    }
+
+    /// Key `id`'s row: cached, or read (and cached), or, with Postgres away, cached even if old.
+    async fn record(&self, pool: &Pool, id: Uuid) -> Result<Option<Arc<KeyRecord>>, ApiError> {
+        let stale = {
+            let entries = self.entries.read().unwrap();
+            match entries.by_id.get(&id) {
+                Some(entry) if entry.loaded.elapsed() < self.ttl => {
+                    return Ok(entry.record.clone());
+                }
+                Some(entry) => Some(entry.record.clone()),
+                None => None,
+            }
+        };
+        let generation = self.generation.load(Ordering::Acquire);
+        match db::get_key_record(pool, id).await {
+            Ok(record) => {
+                let record = record.map(Arc::new);
+                self.store(id, record.clone(), generation);
+                Ok(record)
+            }
+            Err(error) => match stale {
+                Some(record) => {
+                    tracing::warn!(%error, "cannot re-read a key; using what was read before");
+                    Ok(record)
+                }
+                None => Err(ApiError::Database(error)),
+            },
+        }
+    }
+
+    fn store(&self, id: Uuid, record: Option<Arc<KeyRecord>>, generation: u64) {
+        let mut entries = self.entries.write().unwrap();
+        if !entries.connected || self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if entries.by_id.len() >= MAX_ENTRIES {
+            entries.by_id.clear();
+        }
+        let loaded = Instant::now();
+        entries.by_id.insert(id, Entry { record, loaded });
+    }
+
+    /// Forgets key `id`, or every key of `namespace` (deleted), or both.
+    pub fn invalidate(&self, id: Option<Uuid>, namespace: Option<&str>) {
+        let mut entries = self.entries.write().unwrap();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(id) = id {
+            entries.by_id.remove(&id);
+        }
+        if let Some(namespace) = namespace {
+            entries.by_id.retain(|_, entry| {
+                entry
+                    .record
+                    .as_ref()
+                    .is_none_or(|record| record.namespace != namespace)
+            });
+        }
+    }
+
+    /// The broker connection is gone: empty the cache and store nothing until
+    /// [`KeyStore::reconnected`].
+    pub fn disconnected(&self) {
+        let mut entries = self.entries.write().unwrap();
+        entries.connected = false;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.by_id.clear();
+    }
+
+    /// Events are heard again; whatever was read before may have missed a revocation.
+    pub fn reconnected(&self) {
+        let mut entries = self.entries.write().unwrap();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.by_id.clear();
+        entries.connected = true;
+    }
+}
+
+/// Makes the first admin key when `ADMIN_KEY` is not set and no live admin key exists, and
+/// prints it, once, in the log: the operator's way in.
+pub async fn make_first_admin_key(pool: &Pool) -> anyhow::Result<()> {
+    let key = auth::new_key();
+    let row = db::NewKeyRow {
+        id: key.id,
+        namespace: DEFAULT_NAMESPACE,
+        scopes: &[Scope::Admin],
+        description: "the first admin key, made by the api at its first start",
+        secret_hash: &key.secret_hash,
+        expires_at: None,
+    };
+    if db::insert_first_admin_key(pool, &row).await? {
+        tracing::warn!(
+            admin_key = %key.key,
+            "no ADMIN_KEY was set and no admin key existed: made this admin key, shown this once; keep it (it mints every other key)"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(namespace: &str) -> Option<Arc<KeyRecord>> {
+        Some(Arc::new(KeyRecord {
+            namespace: namespace.into(),
+            scopes: vec![Scope::Invoke],
+            secret_hash: vec![0; 32],
+            expires_at: None,
+        }))
+    }
+
+    fn cached(store: &KeyStore, id: Uuid) -> bool {
+        store.entries.read().unwrap().by_id.contains_key(&id)
+    }
+
+    #[test]
+    fn nothing_is_stored_while_disconnected_nor_a_load_that_raced_an_invalidation() {
+        let store = KeyStore::new(None, Duration::from_secs(60));
+        let id = Uuid::new_v4();
+        store.store(id, record("a"), store.generation.load(Ordering::Acquire));
+        assert!(!cached(&store, id), "not connected yet");
+        store.reconnected();
+        let before = store.generation.load(Ordering::Acquire);
+        store.invalidate(Some(Uuid::new_v4()), None);
+        store.store(id, record("a"), before);
+        assert!(!cached(&store, id), "read before an invalidation");
+        store.store(id, record("a"), store.generation.load(Ordering::Acquire));
+        assert!(cached(&store, id));
+        store.disconnected();
+        assert!(!cached(&store, id));
+    }
+
+    #[test]
+    fn a_deleted_namespace_takes_its_keys_and_a_revocation_its_key() {
+        let store = KeyStore::new(None, Duration::from_secs(60));
+        store.reconnected();
+        let (a1, a2, b, unknown) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        for (id, ns) in [(a1, "a"), (a2, "a"), (b, "b")] {
+            store.store(id, record(ns), store.generation.load(Ordering::Acquire));
+        }
+        store.store(unknown, None, store.generation.load(Ordering::Acquire));
+        store.invalidate(None, Some("a"));
+        assert!(!cached(&store, a1) && !cached(&store, a2));
+        assert!(cached(&store, b) && cached(&store, unknown));
+        store.invalidate(Some(b), None);
+        assert!(!cached(&store, b));
+    }
+}
