@@ -342,7 +342,72 @@ pub async fn drop_database(url: &str) {
     }
 }
 
-async fn read(response: reqwest::Response) -> (u16, Value) {
+/// Requests to one api with one key (or none): what a client of one namespace sees.
+pub struct Caller {
+    pub base_url: String,
+    pub client: reqwest::Client,
+}
+
+impl Caller {
+    /// A caller of the api at `base_url` sending `key`, or no `Authorization` at all.
+    pub fn new(base_url: &str, key: Option<&str>) -> Caller {
+        Caller {
+            base_url: base_url.to_owned(),
+            client: key.map_or_else(reqwest::Client::new, client_with_key),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let url = format!("{}{path}", self.base_url);
+        read(self.client.get(url).send().await.unwrap()).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let url = format!("{}{path}", self.base_url);
+        read(self.client.post(url).json(body).send().await.unwrap()).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        let url = format!("{}{path}", self.base_url);
+        read(self.client.put(url).json(body).send().await.unwrap()).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let url = format!("{}{path}", self.base_url);
+        read(self.client.delete(url).send().await.unwrap()).await
+    }
+}
+
+impl TestApp {
+    /// A caller of this app's api with `key` (`None`: no key at all).
+    pub fn caller(&self, key: Option<&str>) -> Caller {
+        Caller::new(&self.base_url, key)
+    }
+
+    /// Makes namespace `name` (as admin) and returns a key of it with `scopes`.
+    pub async fn namespace_with_key(&self, name: &str, scopes: &[&str]) -> String {
+        let (status, body) = self.post("/namespaces/", &json!({ "name": name })).await;
+        assert!(
+            status == 201 || status == 409,
+            "namespace {name}: {status} {body}"
+        );
+        self.key_of(name, scopes).await
+    }
+
+    /// A new key of namespace `namespace` with `scopes`, minted by the admin key.
+    pub async fn key_of(&self, namespace: &str, scopes: &[&str]) -> String {
+        let (status, body) = self
+            .post(
+                "/keys/",
+                &json!({ "namespace": namespace, "scopes": scopes, "description": "test" }),
+            )
+            .await;
+        assert_eq!(status, 201, "key of {namespace}: {body}");
+        body["key"].as_str().expect("the key is shown").to_owned()
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
