@@ -128,7 +128,7 @@ def exprs(node):
 bad, count, empty = [], 0, []
 for path in files:
     for expr in exprs(json.load(open(path))):
-        query = expr.replace("$runtime", "docker|gvisor")
+        query = expr.replace("$runtime", "docker|gvisor").replace("$namespace", ".*")
         url = f"{prom}/api/v1/query?" + urllib.parse.urlencode({"query": query})
         try:
             answer = json.load(urllib.request.urlopen(url))
