@@ -1,5 +1,7 @@
-//! The api as the benchmark sees it: create, list and delete functions, and invoke them over
-//! one keep-alive HTTP client, timing each call from the client's side.
+//! The api as the benchmark sees it: create, list and delete functions, make and revoke keys,
+//! and invoke functions over one keep-alive HTTP client, timing each call from the client's
+//! side. With a key, every request to the api carries `Authorization: Bearer <key>` (requests
+//! to other URLs, the workers' metrics, never do).
 
 use crate::config::Runtime;
 use anyhow::{Context, bail};
@@ -52,16 +54,54 @@ pub struct Function {
     pub name: String,
 }
 
-/// Client of one api.
+/// A key `POST /keys/` made.
 #[derive(Debug, Clone)]
+pub struct MadeKey {
+    /// As `DELETE /keys/{id}` takes it.
+    pub id: String,
+    pub key: String,
+}
+
+/// What `GET /whoami` answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Whoami {
+    /// 200: the caller's namespace and key id (`None` on an api with `AUTH=disabled`).
+    Caller {
+        namespace: String,
+        key_id: Option<String>,
+    },
+    /// 401: the api wants a key, or rejected the one sent.
+    Unauthorized,
+    /// Anything else (an api without `/whoami` answers 404).
+    Other(u16),
+}
+
+/// Client of one api.
+#[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
     base: String,
+    key: Option<String>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("base", &self.base)
+            .field("key", &self.key.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Api {
-    /// A client keeping up to `pool` idle connections to `base` (`http://host:port`).
-    pub fn new(base: &str, pool: usize, timeout: Duration) -> anyhow::Result<Self> {
+    /// A client keeping up to `pool` idle connections to `base` (`http://host:port`), sending
+    /// `key` as a bearer token on every request to the api when one is given.
+    pub fn new(
+        base: &str,
+        pool: usize,
+        timeout: Duration,
+        key: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .http1_only()
@@ -74,6 +114,7 @@ impl Api {
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
+            key: key.filter(|key| !key.is_empty()).map(str::to_owned),
         })
     }
 
@@ -82,11 +123,70 @@ impl Api {
         &self.base
     }
 
+    /// Whether requests carry a key.
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// A request to the api's `path` (which starts with `/`), with the key when there is one.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
+    /// `GET /whoami`: who the api takes this client for.
+    pub async fn whoami(&self) -> anyhow::Result<Whoami> {
+        let response = self
+            .request(reqwest::Method::GET, "/whoami")
+            .send()
+            .await
+            .with_context(|| format!("GET {}/whoami", self.base))?;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        Ok(parse_whoami(status, &text))
+    }
+
+    /// `POST /keys/` of a key with `scopes` in the caller's namespace.
+    pub async fn create_key(&self, scopes: &[&str], description: &str) -> anyhow::Result<MadeKey> {
+        let response = self
+            .request(reqwest::Method::POST, "/keys/")
+            .json(&json!({ "scopes": scopes, "description": description }))
+            .send()
+            .await
+            .context("POST /keys/")?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.as_u16() != 201 {
+            bail!("POST /keys/ answered {status}: {}", truncate(&text, 300));
+        }
+        parse_made_key(&text)
+    }
+
+    /// `DELETE /keys/{id}`; a 404 counts as revoked.
+    pub async fn revoke_key(&self, id: &str) -> anyhow::Result<()> {
+        let response = self
+            .request(reqwest::Method::DELETE, &format!("/keys/{id}"))
+            .send()
+            .await
+            .with_context(|| format!("DELETE /keys/{id}"))?;
+        let status = response.status();
+        if !status.is_success() && status.as_u16() != 404 {
+            let text = response.text().await.unwrap_or_default();
+            bail!(
+                "DELETE /keys/{id} answered {status}: {}",
+                truncate(&text, 300)
+            );
+        }
+        Ok(())
+    }
+
     /// `GET /readyz` answered 200.
     pub async fn ready(&self) -> anyhow::Result<()> {
         let response = self
-            .http
-            .get(format!("{}/readyz", self.base))
+            .request(reqwest::Method::GET, "/readyz")
             .send()
             .await
             .with_context(|| format!("the api at {} does not answer", self.base))?;
@@ -141,8 +241,7 @@ impl Api {
             "runtime": runtime.as_str(),
         });
         let response = self
-            .http
-            .post(format!("{}/functions/", self.base))
+            .request(reqwest::Method::POST, "/functions/")
             .json(&body)
             .send()
             .await
@@ -171,11 +270,10 @@ impl Api {
         let mut skip = 0;
         loop {
             let response = self
-                .http
-                .get(format!(
-                    "{}/functions/?skip={}&limit={PAGE}",
-                    self.base, skip
-                ))
+                .request(
+                    reqwest::Method::GET,
+                    &format!("/functions/?skip={skip}&limit={PAGE}"),
+                )
                 .send()
                 .await
                 .context("GET /functions/")?;
@@ -203,8 +301,7 @@ impl Api {
     /// `DELETE /functions/{id}`; a 404 counts as deleted.
     pub async fn delete_function(&self, id: i64) -> anyhow::Result<()> {
         let response = self
-            .http
-            .delete(format!("{}/functions/{id}", self.base))
+            .request(reqwest::Method::DELETE, &format!("/functions/{id}"))
             .send()
             .await
             .with_context(|| format!("DELETE /functions/{id}"))?;
@@ -233,10 +330,8 @@ impl Api {
             Runtime::Docker => "execute",
             Runtime::Gvisor => "execute_gvisor",
         };
-        let url = format!("{}/{path}/{name}", self.base);
         let mut request = self
-            .http
-            .post(url)
+            .request(reqwest::Method::POST, &format!("/{path}/{name}"))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(EVENT_BODY);
         if let Some(timeout) = timeout {
@@ -279,6 +374,37 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Reads a `GET /whoami` answer.
+fn parse_whoami(status: u16, body: &str) -> Whoami {
+    match status {
+        200 => {
+            let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+            match value["namespace"].as_str() {
+                Some(namespace) => Whoami::Caller {
+                    namespace: namespace.to_owned(),
+                    key_id: value["key_id"].as_str().map(str::to_owned),
+                },
+                None => Whoami::Other(status),
+            }
+        }
+        401 => Whoami::Unauthorized,
+        _ => Whoami::Other(status),
+    }
+}
+
+/// Reads a `POST /keys/` answer: the key's id and, shown this once, the key.
+fn parse_made_key(body: &str) -> anyhow::Result<MadeKey> {
+    let value: Value = serde_json::from_str(body)
+        .with_context(|| format!("POST /keys/ answered a body that is not JSON: {body:.100}"))?;
+    let (Some(id), Some(key)) = (value["id"].as_str(), value["key"].as_str()) else {
+        bail!("POST /keys/ answered no id and key");
+    };
+    Ok(MadeKey {
+        id: id.to_owned(),
+        key: key.to_owned(),
+    })
 }
 
 /// Reads what matters out of an invocation answer.
@@ -350,5 +476,63 @@ mod tests {
         assert_eq!(wrong.code.as_deref(), Some("wrong_result"));
         let html = parse_answer(502, b"<html>bad gateway</html>", 1.0);
         assert_eq!(html.code.as_deref(), Some("-"));
+    }
+
+    #[test]
+    fn reads_whoami_with_and_without_auth() {
+        assert_eq!(
+            parse_whoami(
+                200,
+                r#"{"namespace":"default","scopes":["admin"],"key_id":"ADMIN_KEY"}"#
+            ),
+            Whoami::Caller {
+                namespace: "default".into(),
+                key_id: Some("ADMIN_KEY".into())
+            }
+        );
+        assert_eq!(
+            parse_whoami(
+                200,
+                r#"{"namespace":"default","scopes":["admin"],"key_id":null}"#
+            ),
+            Whoami::Caller {
+                namespace: "default".into(),
+                key_id: None
+            }
+        );
+        assert_eq!(
+            parse_whoami(401, r#"{"detail":"no Authorization header"}"#),
+            Whoami::Unauthorized
+        );
+        assert_eq!(parse_whoami(404, ""), Whoami::Other(404));
+        assert_eq!(parse_whoami(200, "not json"), Whoami::Other(200));
+    }
+
+    #[test]
+    fn reads_a_made_key_without_echoing_it_in_errors() {
+        let made = parse_made_key(
+            r#"{"id":"0123456789abcdef0123456789abcdef","namespace":"default","scopes":["invoke"],"key":"faas_0123456789abcdef0123456789abcdef_c2VjcmV0"}"#,
+        )
+        .unwrap();
+        assert_eq!(made.id, "0123456789abcdef0123456789abcdef");
+        assert!(made.key.starts_with("faas_0123"));
+        let error = parse_made_key(r#"{"key":"faas_x_secret"}"#).unwrap_err();
+        assert!(!format!("{error:#}").contains("secret"), "{error:#}");
+    }
+
+    #[test]
+    fn the_key_is_kept_out_of_debug_output() {
+        let api = Api::new(
+            "http://127.0.0.1:1/",
+            1,
+            Duration::from_secs(1),
+            Some("s3cret-admin-key"),
+        )
+        .unwrap();
+        assert!(api.has_key());
+        assert_eq!(api.base(), "http://127.0.0.1:1");
+        assert!(!format!("{api:?}").contains("s3cret"));
+        let none = Api::new("http://127.0.0.1:1", 1, Duration::from_secs(1), Some("")).unwrap();
+        assert!(!none.has_key());
     }
 }

@@ -42,6 +42,41 @@ pub enum Scenario {
     /// 6: sequential calls of one warm function, alone and then beside `--noisy-slow-calls`
     /// calls of a slow function.
     NoisyNeighbour,
+    /// 7: the same warm function through the api with auth on (`--api-url`, `--api-key`) and
+    /// through one with `AUTH=disabled` (`--api-url-noauth`), interleaved; once per run, on
+    /// the first of `--runtimes`.
+    AuthOverhead,
+}
+
+/// An API key, kept out of `Debug` output, `--help` and the JSON results.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// The key itself, for the `Authorization` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+impl std::str::FromStr for ApiKey {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(ApiKey(s.trim().to_owned()))
+    }
+}
+
+impl Serialize for ApiKey {
+    /// Only that a key was given.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
 }
 
 #[derive(Debug, Clone, Parser, Serialize)]
@@ -49,13 +84,25 @@ pub enum Scenario {
     name = "bench",
     version,
     about = "Benchmarks a running api and its workers: warm latency, throughput, cold starts, \
-             many functions, the one-docker-run-per-call floor, and a fast function beside slow \
-             ones"
+             many functions, the one-docker-run-per-call floor, a fast function beside slow \
+             ones, and the cost of API keys"
 )]
 pub struct Config {
     /// Base URL of the running api.
     #[arg(long, env = "BENCH_API_URL", default_value = "http://127.0.0.1:8000")]
     pub api_url: String,
+
+    /// API key sent as `Authorization: Bearer <key>` on every request to `--api-url`; none by
+    /// default (an api started with `AUTH=disabled`). The functions the run creates are in the
+    /// key's namespace: an admin key (`ADMIN_KEY`) works, as namespace `default`.
+    #[arg(long, env = "BENCH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<ApiKey>,
+
+    /// Scenario 7: base URL of a second api over the same database, broker and queue prefix,
+    /// started with `AUTH=disabled` (every caller is namespace `default` there, so the
+    /// function names of the keyed api resolve to the same functions). No key is sent to it.
+    #[arg(long, env = "BENCH_API_URL_NOAUTH")]
+    pub api_url_noauth: Option<String>,
 
     /// Runtimes to measure, comma-separated, in order.
     #[arg(
@@ -73,7 +120,7 @@ pub struct Config {
         env = "BENCH_SCENARIOS",
         value_enum,
         value_delimiter = ',',
-        default_value = "warm,throughput,cold,round-robin,naive,noisy-neighbour"
+        default_value = "warm,throughput,cold,round-robin,naive,noisy-neighbour,auth-overhead"
     )]
     pub scenarios: Vec<Scenario>,
 
@@ -82,17 +129,17 @@ pub struct Config {
     pub warm_calls: usize,
 
     /// Scenarios 2 and 4: seconds of the same load, unmeasured, after the warm-up rounds and
-    /// before the measured period.
+    /// before the measured period (scenario 7 splits it between its apis).
     #[arg(long, env = "BENCH_LOAD_WARMUP_SECS", default_value_t = 5.0)]
     pub load_warmup_secs: f64,
 
-    /// Scenarios 1 and 6: seconds to wait after the warm-up call before measuring (in 6 only
-    /// when that call was a cold start), so that the stem cell its cold start used is replaced
-    /// (a container start that loads both cores) first.
+    /// Scenarios 1, 6 and 7: seconds to wait after the warm-up calls before measuring (in 6
+    /// only when that call was a cold start), so that the stem cell its cold start used is
+    /// replaced (a container start that loads both cores) first.
     #[arg(long, env = "BENCH_WARM_SETTLE_SECS", default_value_t = 2.0)]
     pub warm_settle_secs: f64,
 
-    /// Scenarios 2 and 4: calls in flight at once.
+    /// Scenarios 2, 4 and 7: calls in flight at once.
     #[arg(long, env = "BENCH_CONCURRENCY", default_value_t = 64)]
     pub concurrency: usize,
 
@@ -100,7 +147,7 @@ pub struct Config {
     #[arg(long, env = "BENCH_DURATION_SECS", default_value_t = 10.0)]
     pub duration_secs: f64,
 
-    /// Scenarios 2 and 4: at most this many warm-up rounds (one call per slot, or per
+    /// Scenarios 2, 4 and 7: at most this many warm-up rounds (one call per slot, or per
     /// function); the warm-up stops after the first round without a cold start.
     #[arg(long, env = "BENCH_WARMUP_ROUNDS", default_value_t = 3)]
     pub warmup_rounds: usize,
@@ -141,6 +188,23 @@ pub struct Config {
     /// how many were running.
     #[arg(long, env = "BENCH_NOISY_SETTLE_SECS", default_value_t = 30.0)]
     pub noisy_settle_secs: f64,
+
+    /// Scenario 7: sequential calls per api (and per key) at concurrency 1, measured in
+    /// alternating blocks of `--auth-block-calls`.
+    #[arg(long, env = "BENCH_AUTH_CALLS", default_value_t = 500)]
+    pub auth_calls: usize,
+
+    /// Scenario 7: sequential calls of one api before the next api takes its turn.
+    #[arg(long, env = "BENCH_AUTH_BLOCK_CALLS", default_value_t = 50)]
+    pub auth_block_calls: usize,
+
+    /// Scenario 7: measured phases per api (and per key) at `--concurrency`, alternating.
+    #[arg(long, env = "BENCH_AUTH_PHASES", default_value_t = 4)]
+    pub auth_phases: usize,
+
+    /// Scenario 7: seconds of each phase at `--concurrency`.
+    #[arg(long, env = "BENCH_AUTH_PHASE_SECS", default_value_t = 5.0)]
+    pub auth_phase_secs: f64,
 
     /// `timeout` of the functions the benchmark creates (seconds); scenario 6's slow function
     /// gets its sleep on top of it.
@@ -201,8 +265,62 @@ impl Config {
         self.scenarios.contains(&scenario)
     }
 
+    /// The `--api-key`, unless it is empty.
+    pub fn api_key(&self) -> Option<&str> {
+        self.api_key
+            .as_ref()
+            .map(ApiKey::expose)
+            .filter(|key| !key.is_empty())
+    }
+
     /// The per-request client timeout.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_key_stays_out_of_debug_and_json() {
+        let config =
+            Config::parse_from(["bench", "--api-key", "s3cret-admin-key-0123456789abcdef"]);
+        assert_eq!(config.api_key(), Some("s3cret-admin-key-0123456789abcdef"));
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(json["api_key"], "***");
+        assert!(!json.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn no_or_an_empty_key_sends_none() {
+        let none = Config::parse_from(["bench"]);
+        assert_eq!(none.api_key(), None);
+        assert_eq!(
+            serde_json::to_value(&none).unwrap()["api_key"],
+            serde_json::Value::Null
+        );
+        assert_eq!(
+            Config::parse_from(["bench", "--api-key", " "]).api_key(),
+            None
+        );
+    }
+
+    #[test]
+    fn auth_overhead_is_a_default_scenario_and_can_be_left_out() {
+        assert!(Config::parse_from(["bench"]).wants(Scenario::AuthOverhead));
+        let some = Config::parse_from(["bench", "--scenarios", "warm,auth-overhead"]);
+        assert_eq!(some.scenarios, vec![Scenario::Warm, Scenario::AuthOverhead]);
+        assert!(
+            !Config::parse_from(["bench", "--scenarios", "warm"]).wants(Scenario::AuthOverhead)
+        );
+        assert_eq!(
+            Config::parse_from(["bench", "--api-url-noauth", "http://127.0.0.1:8010"])
+                .api_url_noauth
+                .as_deref(),
+            Some("http://127.0.0.1:8010")
+        );
     }
 }

@@ -1,8 +1,10 @@
 //! Benchmark of a running platform (api and workers): the five scenarios of the benchmark
-//! issue and a noisy-neighbour one per runtime, the memory of the api and worker processes, the
+//! issue and a noisy-neighbour one per runtime, the cost of API keys (auth on against an api
+//! with `AUTH=disabled`) once per run, the memory of the api and worker processes, the
 //! machine's facts, a markdown report on stdout and the same numbers as JSON. See
 //! docs/benchmarks.md.
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod cpu;
@@ -17,12 +19,12 @@ pub mod stats;
 
 pub use config::Config;
 
-use crate::client::{Api, Function};
+use crate::client::{Api, Function, Whoami};
 use crate::config::{Runtime, Scenario};
 use crate::machine::Machine;
 use crate::report::{Cleanup, Results, RuntimeResults};
 use crate::scenarios::Ctx;
-use anyhow::Context;
+use anyhow::{Context, bail};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -33,8 +35,10 @@ pub async fn run(config: Config) -> anyhow::Result<Results> {
         &config.api_url,
         config.concurrency * 2 + 8,
         config.request_timeout(),
+        config.api_key(),
     )?;
     api.ready().await?;
+    check_key(&api).await?;
     let processes = procs::discover(config.api_pid, &config.worker_pid);
     let memory_at_start = procs::sample(&processes);
 
@@ -50,6 +54,7 @@ pub async fn run(config: Config) -> anyhow::Result<Results> {
         config: &config,
         name_stem: format!("{}-{run_id}-", config.name_prefix),
         created: Mutex::new(Vec::new()),
+        made_keys: Mutex::new(Vec::new()),
         cpu: cpu::CpuMeter::new(processes.clone()),
     };
     eprintln!(
@@ -86,17 +91,53 @@ pub async fn run(config: Config) -> anyhow::Result<Results> {
     Ok(results)
 }
 
+/// Stops early, with what to do, when the api wants a key the run has not got or rejects the
+/// one it has; says who the run calls as.
+async fn check_key(api: &Api) -> anyhow::Result<()> {
+    match api.whoami().await {
+        Ok(Whoami::Caller { namespace, key_id }) => eprintln!(
+            "[bench] calling {} as namespace {namespace}{}",
+            api.base(),
+            key_id.map_or_else(
+                || " (no key: the api runs with AUTH=disabled)".to_owned(),
+                |id| format!(", key {id}")
+            )
+        ),
+        Ok(Whoami::Unauthorized) if api.has_key() => {
+            bail!(
+                "the api at {} rejected --api-key (GET /whoami answered 401)",
+                api.base()
+            )
+        }
+        Ok(Whoami::Unauthorized) => bail!(
+            "the api at {} wants an API key: give one with --api-key or BENCH_API_KEY (an \
+             admin key, e.g. its ADMIN_KEY)",
+            api.base()
+        ),
+        // An api without /whoami (before keys), or one that cannot say: the scenarios will.
+        Ok(Whoami::Other(status)) => {
+            eprintln!("[bench] GET /whoami answered {status}: going on");
+        }
+        Err(error) => eprintln!("[bench] {error:#}: going on"),
+    }
+    Ok(())
+}
+
 /// Every asked-for scenario of every runtime, in order; a scenario that fails is recorded
-/// and the next one runs.
+/// and the next one runs. Scenario 7 runs once, on the first runtime, after scenario 2 (whose
+/// warm containers it reuses).
 async fn run_all(ctx: &Ctx<'_>, out: &mut Vec<RuntimeResults>) {
     let config = ctx.config;
     for &runtime in &config.runtimes {
         out.push(RuntimeResults::new(runtime));
         let results = out.last_mut().expect("just pushed");
 
+        let auth_here =
+            config.wants(Scenario::AuthOverhead) && config.runtimes.first() == Some(&runtime);
         let single = if config.wants(Scenario::Warm)
             || config.wants(Scenario::Throughput)
             || config.wants(Scenario::NoisyNeighbour)
+            || auth_here
         {
             match scenarios::create_single(ctx, runtime).await {
                 Ok(name) => Some(name),
@@ -124,6 +165,14 @@ async fn run_all(ctx: &Ctx<'_>, out: &mut Vec<RuntimeResults>) {
                     Err(error) => fail(results, "2. throughput", error),
                 }
                 pool_change(ctx, results, "2. throughput", before).await;
+            }
+            if auth_here {
+                let before = pool_state(ctx, runtime).await;
+                match auth::run(ctx, runtime, name).await {
+                    Ok(r) => results.auth_overhead = Some(r),
+                    Err(error) => fail(results, "7. auth overhead", error),
+                }
+                pool_change(ctx, results, "7. auth overhead", before).await;
             }
         }
         if config.wants(Scenario::Cold) {
@@ -198,21 +247,31 @@ async fn pool_change(
     });
 }
 
-/// Deletes every function whose name starts with this run's stem (listed from the api, so
-/// that a creation whose answer was lost is found too), and those the run recorded.
+/// Revokes the keys the run made (always), and deletes every function whose name starts with
+/// this run's stem (listed from the api, so that a creation whose answer was lost is found
+/// too) and those the run recorded (unless `--keep`).
 async fn cleanup(ctx: &Ctx<'_>) -> Cleanup {
+    let mut cleanup = Cleanup::default();
+    let made_keys: Vec<String> = ctx
+        .made_keys
+        .lock()
+        .expect("the key list is never poisoned")
+        .clone();
+    for id in made_keys {
+        match ctx.api.revoke_key(&id).await {
+            Ok(()) => cleanup.keys_revoked += 1,
+            Err(error) => cleanup.failures.push(format!("{error:#}")),
+        }
+    }
     let created: Vec<Function> = ctx
         .created
         .lock()
         .expect("the created list is never poisoned")
         .clone();
     if ctx.config.keep {
-        return Cleanup {
-            kept: true,
-            ..Cleanup::default()
-        };
+        cleanup.kept = true;
+        return cleanup;
     }
-    let mut cleanup = Cleanup::default();
     let mut ids: Vec<i64> = created.iter().map(|f| f.id).collect();
     match ctx.api.list_functions().await {
         Ok(listed) => ids.extend(

@@ -1,7 +1,8 @@
 //! The results: the issue's targets checked against them, and the markdown tables printed on
 //! stdout (the JSON is the same structure, serialized).
 
-use crate::config::{Config, Runtime};
+use crate::auth::{AuthResult, Key};
+use crate::config::{Config, Runtime, Scenario};
 use crate::cpu::CpuUsage;
 use crate::machine::Machine;
 use crate::naive::NaiveResult;
@@ -39,6 +40,8 @@ pub struct RuntimeResults {
     pub round_robin: Option<LoadResult>,
     pub naive: Option<NaiveResult>,
     pub noisy_neighbour: Option<NoisyResult>,
+    /// Scenario 7: only on the first runtime of `--runtimes`.
+    pub auth_overhead: Option<AuthResult>,
     /// The worker pool around each scenario (with `--worker-metrics-url`).
     pub pool: Vec<PoolChange>,
     /// Scenarios that could not run, and why.
@@ -56,17 +59,20 @@ impl RuntimeResults {
             round_robin: None,
             naive: None,
             noisy_neighbour: None,
+            auth_overhead: None,
             pool: Vec::new(),
             failures: Vec::new(),
         }
     }
 }
 
-/// What the clean-up deleted.
+/// What the clean-up deleted and revoked.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Cleanup {
     pub kept: bool,
     pub deleted: usize,
+    /// Keys the run made (scenario 7), revoked even with `--keep`.
+    pub keys_revoked: usize,
     pub failures: Vec<String>,
 }
 
@@ -192,6 +198,11 @@ pub fn check_targets(
             },
         );
     }
+    for r in runtimes {
+        if let Some(auth) = &r.auth_overhead {
+            checks.extend(auth_checks(r.runtime.as_str(), auth));
+        }
+    }
     for m in memory {
         let subject = process_name(m);
         checks.push(match m.vm_hwm_kb {
@@ -206,6 +217,44 @@ pub fn check_targets(
         });
     }
     checks
+}
+
+/// Largest auth-on over auth-off p50 of the sequential calls that meets the target.
+pub const AUTH_P50_RATIO_MAX: f64 = 1.10;
+/// Smallest auth-on over auth-off throughput that meets the target.
+pub const AUTH_THROUGHPUT_RATIO_MIN: f64 = 0.90;
+
+/// Scenario 7's targets, judged on [`AuthResult::judged`].
+fn auth_checks(subject: &str, auth: &AuthResult) -> [TargetCheck; 2] {
+    let judged = auth.judged();
+    let key = judged.map_or(String::new(), |r| format!(" ({})", auth.key_label(r.key)));
+    let check = |what: &str, target: String, value: Option<f64>, met: fn(f64) -> bool| {
+        let (measured, status) = match value {
+            Some(ratio) => (format!("{ratio:.2} ×{key}"), Status::of(met(ratio))),
+            None => ("no successful call".to_owned(), Status::Missed),
+        };
+        TargetCheck {
+            subject: subject.to_owned(),
+            what: what.to_owned(),
+            target,
+            measured,
+            status,
+        }
+    };
+    [
+        check(
+            "auth on vs off, warm p50",
+            format!("≤ {AUTH_P50_RATIO_MAX:.2} ×"),
+            judged.and_then(|r| r.p50),
+            |ratio| ratio <= AUTH_P50_RATIO_MAX,
+        ),
+        check(
+            "auth on vs off, throughput",
+            format!("≥ {AUTH_THROUGHPUT_RATIO_MIN:.2} ×"),
+            judged.and_then(|r| r.throughput),
+            |ratio| ratio >= AUTH_THROUGHPUT_RATIO_MIN,
+        ),
+    ]
 }
 
 fn not_measured(subject: &str, what: &str, target: &str) -> TargetCheck {
@@ -312,7 +361,7 @@ pub fn markdown(results: &Results) -> String {
         w,
         "api {}, run {}; {} warm calls; concurrency {} for {} s; {} fresh functions; {} \
          functions round robin for {} s; {} docker runs; {} calls alone and beside {} calls \
-         sleeping {} s.{}\n",
+         sleeping {} s{}.{}\n",
         s.api_url,
         results.run_id,
         s.warm_calls,
@@ -325,6 +374,21 @@ pub fn markdown(results: &Results) -> String {
         s.noisy_calls,
         s.noisy_slow_calls,
         s.noisy_sleep_secs,
+        if s.wants(Scenario::AuthOverhead) {
+            format!(
+                "; auth on against {}: {} calls in blocks of {} and {} phases of {} s per api \
+                 and key",
+                s.api_url_noauth
+                    .as_deref()
+                    .unwrap_or("(no --api-url-noauth)"),
+                s.auth_calls,
+                s.auth_block_calls,
+                s.auth_phases,
+                s.auth_phase_secs
+            )
+        } else {
+            String::new()
+        },
         if results.interrupted {
             " **Interrupted (Ctrl-C): partial results.**"
         } else {
@@ -486,6 +550,12 @@ pub fn markdown(results: &Results) -> String {
         },
     );
 
+    for r in &results.runtimes {
+        if let Some(auth) = &r.auth_overhead {
+            write_auth(w, r.runtime, auth);
+        }
+    }
+
     let _ = writeln!(
         w,
         "## Memory of the platform's processes (MB)\n\n| process | pid | peak (VmHWM) | now \
@@ -540,6 +610,111 @@ pub fn markdown(results: &Results) -> String {
         );
     }
     out
+}
+
+/// `auth off`, or `auth on, <key>`.
+fn auth_variant_label(auth: &AuthResult, key: Key) -> String {
+    match key {
+        Key::None => "auth off".to_owned(),
+        _ => format!("auth on, {}", auth.key_label(key)),
+    }
+}
+
+fn ratio_cell(value: Option<f64>) -> String {
+    value.map_or("-".to_owned(), |ratio| format!("{ratio:.2}"))
+}
+
+/// `low–high` of a set of values, or `-`.
+fn range_cell(values: &[f64], format: fn(f64) -> String) -> String {
+    let low = values.iter().copied().reduce(f64::min);
+    let high = values.iter().copied().reduce(f64::max);
+    match (low, high) {
+        (Some(low), Some(high)) => format!("{}–{}", format(low), format(high)),
+        _ => "-".to_owned(),
+    }
+}
+
+/// Scenario 7: each api and key, then the ratios.
+fn write_auth(w: &mut String, runtime: Runtime, auth: &AuthResult) {
+    let rt = runtime.as_str();
+    let _ = writeln!(
+        w,
+        "## 7. Auth overhead: one warm function through the api with auth on and with \
+         AUTH=disabled
+
+\
+         Function `{}` on {rt}; auth on: {}, auth off: {}. Interleaved: {} rounds of one block \
+         of {} sequential calls per api and key, then {} rounds of one {} s phase per api and \
+         key at concurrency {}; the order rotates each round. Under load, p50/p99 are of the \
+         calls at concurrency {}.
+",
+        auth.function,
+        auth.api_url_on,
+        auth.api_url_off,
+        auth.blocks,
+        auth.block_calls,
+        auth.phases,
+        auth.phase_secs,
+        auth.concurrency,
+        auth.concurrency
+    );
+    let _ = writeln!(
+        w,
+        "| runtime | api | key | calls | errors | p50 | p99 | block p50s | calls under load | \
+         errors | calls/s | phases, calls/s | p50 | p99 |
+| --- | --- | --- | --: | --: | --: \
+         | --: | --: | --: | --: | --: | --: | --: | --: |"
+    );
+    for v in &auth.variants {
+        let (warm, load) = (v.warm.latency_ms.as_ref(), v.load.latency_ms.as_ref());
+        let _ = writeln!(
+            w,
+            "| {rt} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
+            if v.key == Key::None {
+                "auth off"
+            } else {
+                "auth on"
+            },
+            auth.key_label(v.key),
+            v.warm.calls,
+            v.warm.errors,
+            opt_ms(warm, |s| s.p50_ms),
+            opt_ms(warm, |s| s.p99_ms),
+            range_cell(&v.block_p50s_ms, ms),
+            v.load.calls,
+            v.load.errors,
+            v.calls_per_s,
+            range_cell(&v.phase_calls_per_s, |rate| format!("{rate:.0}")),
+            opt_ms(load, |s| s.p50_ms),
+            opt_ms(load, |s| s.p99_ms),
+        );
+    }
+    let _ = writeln!(
+        w,
+        "
+| runtime | auth on with | p50 on / off | p99 on / off | calls/s on / off |
+| --- \
+         | --- | --: | --: | --: |"
+    );
+    for r in &auth.ratios {
+        let _ = writeln!(
+            w,
+            "| {rt} | {} | {} | {} | {} |",
+            auth.key_label(r.key),
+            ratio_cell(r.p50),
+            ratio_cell(r.p99),
+            ratio_cell(r.throughput)
+        );
+    }
+    let _ = writeln!(w);
+    if let Some(error) = &auth.made_key_error {
+        let _ = writeln!(
+            w,
+            "No invoke key could be made ({}): the targets judge --api-key.
+",
+            error.replace('|', "\\|").replace('\n', " ")
+        );
+    }
 }
 
 /// The workers' containers after each scenario and the evictions during it.
@@ -710,6 +885,16 @@ fn write_errors(w: &mut String, results: &Results) {
             kinds("6. beside", rt, &n.beside.error_kinds, &mut lines);
             kinds("6. slow calls", rt, &n.slow.error_kinds, &mut lines);
         }
+        if let Some(a) = &r.auth_overhead {
+            kinds("7. warm-up", rt, &a.warmup.error_kinds, &mut lines);
+            for v in &a.variants {
+                let label = auth_variant_label(a, v.key);
+                let c1 = format!("7. {label}, c=1");
+                kinds(&c1, rt, &v.warm.error_kinds, &mut lines);
+                let cn = format!("7. {label}, c={}", a.concurrency);
+                kinds(&cn, rt, &v.load.error_kinds, &mut lines);
+            }
+        }
         for f in &r.failures {
             lines.push(format!(
                 "| scenario failed | {} | | | | {} |",
@@ -845,6 +1030,145 @@ mod tests {
             running_cell(&settle(false, Some(37.0), None), 40),
             "**35 of 40** after 12.3 s, 37 jobs in flight (stopped waiting)"
         );
+    }
+
+    fn variant(key: Key, latencies_ms: &[f64], calls_per_s: f64) -> crate::auth::VariantResult {
+        let warm: Vec<CallOutcome> = latencies_ms
+            .iter()
+            .map(|&ms| outcome(200, None, ms, false))
+            .collect();
+        crate::auth::VariantResult {
+            key,
+            api_url: String::new(),
+            warm: stats(&warm),
+            block_p50s_ms: vec![latencies_ms[0], latencies_ms[latencies_ms.len() - 1]],
+            latencies_ms: latencies_ms.to_vec(),
+            load: stats(&[
+                outcome(200, None, 50.0, false),
+                outcome(503, Some("expired"), 90.0, false),
+            ]),
+            load_seconds: 20.0,
+            calls_per_s,
+            phase_calls_per_s: vec![calls_per_s - 10.0, calls_per_s + 10.0],
+        }
+    }
+
+    fn auth_result(on_ms: f64, on_rate: f64) -> AuthResult {
+        let variants = vec![
+            variant(Key::None, &[1.0, 2.0, 3.0], 500.0),
+            variant(Key::Given, &[1.0, 2.0, 3.0], 500.0),
+            variant(Key::Made, &[1.0, on_ms, 3.0], on_rate),
+        ];
+        let ratios = variants[1..]
+            .iter()
+            .map(|on| crate::auth::ratios(on, &variants[0]))
+            .collect();
+        AuthResult {
+            function: "fast".into(),
+            api_url_on: "http://127.0.0.1:8000".into(),
+            api_url_off: "http://127.0.0.1:8010".into(),
+            given_key_id: Some("ADMIN_KEY".into()),
+            made_key_error: None,
+            block_calls: 50,
+            blocks: 10,
+            concurrency: 64,
+            phases: 4,
+            phase_secs: 5.0,
+            first_calls_cold: false,
+            warmup: crate::scenarios::Warmup {
+                rounds: 1,
+                calls: 64,
+                errors: 0,
+                error_kinds: Vec::new(),
+                cold_starts_per_round: vec![0],
+                seconds: 0.5,
+            },
+            variants,
+            ratios,
+        }
+    }
+
+    #[test]
+    fn auth_targets_judge_the_made_key() {
+        let met = auth_checks("docker", &auth_result(2.2, 460.0));
+        assert_eq!(met[0].what, "auth on vs off, warm p50");
+        assert_eq!(met[0].target, "≤ 1.10 ×");
+        assert_eq!(met[0].measured, "1.10 × (invoke key (made))");
+        assert_eq!(met[0].status, Status::Met);
+        assert_eq!(met[1].what, "auth on vs off, throughput");
+        assert_eq!(met[1].target, "≥ 0.90 ×");
+        assert_eq!(met[1].measured, "0.92 × (invoke key (made))");
+        assert_eq!(met[1].status, Status::Met);
+        let missed = auth_checks("docker", &auth_result(2.4, 440.0));
+        assert_eq!(missed[0].status, Status::Missed);
+        assert_eq!(missed[1].status, Status::Missed);
+        let mut only_given = auth_result(9.0, 100.0);
+        only_given.variants.pop();
+        only_given.ratios.pop();
+        only_given.made_key_error = Some("POST /keys/ answered 403".into());
+        let given = auth_checks("docker", &only_given);
+        assert_eq!(given[0].measured, "1.00 × (ADMIN_KEY)");
+        assert_eq!(given[0].status, Status::Met);
+    }
+
+    #[test]
+    fn the_auth_section_shows_each_api_and_key_then_the_ratios() {
+        let mut runtime = RuntimeResults::new(Runtime::Docker);
+        runtime.auth_overhead = Some(auth_result(2.2, 460.0));
+        let targets = check_targets(std::slice::from_ref(&runtime), &[], 64);
+        assert_eq!(
+            targets
+                .iter()
+                .filter(|t| t.what.starts_with("auth on"))
+                .count(),
+            2
+        );
+        let results = Results {
+            machine: Machine {
+                nproc: 2,
+                memory_mb: None,
+                cpu_model: None,
+                kernel: None,
+                date: String::new(),
+                git_commit: None,
+                git_dirty: None,
+                docker_version: None,
+                runsc_version: None,
+                load_average: None,
+            },
+            settings: Config::parse_from(["bench", "--api-url-noauth", "http://127.0.0.1:8010"]),
+            run_id: "0".into(),
+            interrupted: false,
+            runtimes: vec![runtime],
+            memory_at_start: Vec::new(),
+            memory_at_end: Vec::new(),
+            targets,
+            cleanup: Cleanup::default(),
+        };
+        let report = markdown(&results);
+        assert!(
+            report.contains("auth on against http://127.0.0.1:8010: 500 calls in blocks of 50"),
+            "{report}"
+        );
+        for row in [
+            "| docker | auth off | none | 3 | 0 | 2.00 | 3.00 | 1.00–3.00 | 2 | 1 | 500 | 490–510 \
+             | 50.0 | 50.0 |",
+            "| docker | auth on | ADMIN_KEY | 3 |",
+            "| docker | auth on | invoke key (made) | 3 | 0 | 2.20 | 3.00 | 1.00–3.00 | 2 | 1 | \
+             460 | 450–470 |",
+            "| docker | ADMIN_KEY | 1.00 | 1.00 | 1.00 |",
+            "| docker | invoke key (made) | 1.10 | 1.00 | 0.92 |",
+            "| 7. auth on, invoke key (made), c=64 | docker | 503 | expired | 1 |",
+            "| docker | auth on vs off, warm p50 | ≤ 1.10 × | 1.10 × (invoke key (made)) | met |",
+            "| docker | auth on vs off, throughput | ≥ 0.90 × | 0.92 × (invoke key (made)) | met |",
+        ] {
+            assert!(report.contains(row), "{row}\n{report}");
+        }
+        let json = serde_json::to_value(&results).unwrap();
+        let auth = &json["runtimes"][0]["auth_overhead"];
+        assert_eq!(auth["ratios"][1]["key"], "made");
+        assert_eq!(auth["variants"][0]["key"], "none");
+        assert_eq!(auth["variants"][2]["calls_per_s"], 460.0);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Scenarios 1 to 4, run against the api: warm latency at concurrency 1, throughput of one
 //! function, first calls of fresh functions, and many functions round robin. Scenario 5 is in
-//! `naive`, scenario 6 (a fast function beside slow ones) in `noisy`.
+//! `naive`, scenario 6 (a fast function beside slow ones) in `noisy`, scenario 7 (auth on
+//! against auth off) in `auth`.
 
 use crate::client::{Api, Function};
 use crate::config::{Config, Runtime};
@@ -20,6 +21,8 @@ pub struct Ctx<'a> {
     pub name_stem: String,
     /// Every function created so far, for the clean-up.
     pub created: Mutex<Vec<Function>>,
+    /// Ids of the keys made so far, revoked by the clean-up.
+    pub made_keys: Mutex<Vec<String>>,
     /// CPU of the platform's processes, the client and the machine.
     pub cpu: CpuMeter,
 }
@@ -122,13 +125,14 @@ pub struct ColdResult {
 
 /// When a load loop stops taking new calls.
 #[derive(Debug, Clone, Copy)]
-enum Stop {
+pub(crate) enum Stop {
     AfterCalls(usize),
     At(Instant),
 }
 
-/// Runs calls on `concurrency` tasks; call `i` goes to `names[i % len]`.
-async fn drive(
+/// Runs calls on `concurrency` tasks; call `i` goes to `names[i % len]`. Returns what they
+/// saw and the seconds from the first call to the last answer.
+pub(crate) async fn drive(
     api: &Api,
     names: &Arc<Vec<String>>,
     runtime: Runtime,
@@ -163,9 +167,11 @@ async fn drive(
     Ok((total, started.elapsed().as_secs_f64()))
 }
 
-/// Rounds of `round_calls` calls at `concurrency` until one has no cold start and no error.
-async fn warm_up(
+/// Rounds of `round_calls` calls at `concurrency` through `api` until one has no cold start
+/// and no error.
+pub(crate) async fn warm_up(
     ctx: &Ctx<'_>,
+    api: &Api,
     names: &Arc<Vec<String>>,
     runtime: Runtime,
     round_calls: usize,
@@ -175,7 +181,7 @@ async fn warm_up(
     let mut cold_starts_per_round = Vec::new();
     for round in 1..=ctx.config.warmup_rounds.max(1) {
         let (recorder, seconds) = drive(
-            ctx.api,
+            api,
             names,
             runtime,
             ctx.config.concurrency,
@@ -218,7 +224,7 @@ async fn load(
     seconds: f64,
 ) -> anyhow::Result<LoadResult> {
     let names = Arc::new(names);
-    let warmup = warm_up(ctx, &names, runtime, round_calls).await?;
+    let warmup = warm_up(ctx, ctx.api, &names, runtime, round_calls).await?;
     // Warm-up rounds call each function once; the measured pattern also makes calls of one
     // function overlap, which needs more containers. Run that pattern unmeasured first, so the
     // measurement sees the pool it settles on rather than its growth.
