@@ -10,12 +10,33 @@ cd "$(dirname "$0")/.."
 log() { printf '[cluster-config] %s\n' "$*" >&2; }
 
 if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
-for env_file in "" docker/local/compose.env; do
-  args=()
-  [ -n "$env_file" ] && args=(--env-file "$env_file")
-  "${compose[@]}" "${args[@]}" config -q
-  log "docker-compose.yml is valid${env_file:+ with $env_file}"
-done
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Without its secrets the cluster must not start, and must say how to get them. The env file
+# is given explicitly, so that a developer's .env does not count, and the environment is cleared
+# of the secrets.
+secrets=(
+  RABBITMQ_API_PASSWORD
+  RABBITMQ_WORKER_PASSWORD
+)
+unset_secrets=()
+for name in "${secrets[@]}"; do unset_secrets+=(-u "$name"); done
+: >"$work/empty.env"
+if out=$(env "${unset_secrets[@]}" "${compose[@]}" --env-file "$work/empty.env" config -q 2>&1); then
+  log "docker-compose.yml has a default for a secret: config passes without any"
+  exit 1
+fi
+grep -q 'make-env.sh' <<<"$out" || { log "compose refuses to start without secrets, but does not say how to get them: $out"; exit 1; }
+log "without secrets, compose refuses: ${out##*: }"
+
+# Then valid with dummy secrets, as is and with the local stand-ins.
+for name in "${secrets[@]}"; do echo "$name=dummy-$name"; done >"$work/secrets.env"
+cat "$work/secrets.env" docker/local/compose.env >"$work/local.env"
+env "${unset_secrets[@]}" "${compose[@]}" --env-file "$work/secrets.env" config >"$work/config.yml"
+log "docker-compose.yml is valid"
+env "${unset_secrets[@]}" "${compose[@]}" --env-file "$work/local.env" config -q
+log "docker-compose.yml is valid with docker/local/compose.env"
 
 promtool check config docker/prometheus/prometheus.yml >&2
 

@@ -19,14 +19,20 @@ export API_PORT=${SMOKE_API_PORT:-18000} PROMETHEUS_PORT=${SMOKE_PROMETHEUS_PORT
 api=http://127.0.0.1:$API_PORT
 prom=http://127.0.0.1:$PROMETHEUS_PORT
 build_log=$(mktemp)
+work=$(mktemp -d)
+# The smoke's own env file, with random secrets, in place of a .env.
+bash scripts/make-env.sh "$work/env" 2>/dev/null
+secret() { sed -n "s/^$1=//p" "$work/env"; }
 
 if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
-compose+=(-p faas-smoke)
+compose+=(-p faas-smoke --env-file "$work/env")
 services=(postgres rabbitmq runtime-python runtime-nodejs api worker-docker worker-gvisor prometheus grafana)
 if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1 && ! timeout 20 docker pull -q debian:bookworm-slim >/dev/null 2>&1; then
   log "no registry: local stand-ins from Debian packages, without Grafana"
   bash scripts/local-images.sh
-  compose+=(--env-file docker/local/compose.env)
+  # Compose takes one env file: the stand-ins' names go after the secrets (the last value of a
+  # name wins), and into the environment, which wins over any env file.
+  cat docker/local/compose.env >>"$work/env"
   set -a; . docker/local/compose.env; set +a
   services=(postgres rabbitmq runtime-python runtime-nodejs api worker-docker worker-gvisor prometheus)
 fi
@@ -40,7 +46,7 @@ cleanup() {
   fi
   "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
   docker image prune -f >/dev/null 2>&1 || true
-  rm -f "$build_log"
+  rm -rf "$build_log" "$work"
 }
 trap cleanup EXIT
 trap 'log "FAILED at line $LINENO: $BASH_COMMAND"' ERR
@@ -70,6 +76,25 @@ done
 [ -z "$unhealthy" ] || fail "services not healthy: $unhealthy"
 
 post() { curl -s -o /tmp/smoke-body -w '%{http_code}' -X POST "$api$1" -H 'Content-Type: application/json' -d "$2"; }
+# The api and the workers started once: each waited until what it logs in to accepted it.
+restarts=$(docker inspect --format '{{.Name}} {{.RestartCount}}' $("${compose[@]}" ps -q api worker-docker worker-gvisor) |
+  awk '$2 != 0')
+[ -z "$restarts" ] || fail "restarted: $restarts"
+
+# RabbitMQ, from a throwaway container on the broker network (python-base has python3): no
+# guest, no login without the password, and each user refused what its service never does.
+probe() {
+  docker run --rm -i --network faas-smoke_broker --entrypoint python3 python-base - rabbitmq "$@" \
+    <scripts/amqp-probe.py >&2 || fail "RabbitMQ permissions (above)"
+}
+probe guest guest -login
+probe faas-worker not-the-password -login
+probe faas-api "$(secret RABBITMQ_API_PASSWORD)" +login -consume:faas.invoke.docker -consume:faas.invoke.gvisor \
+  -publish::faas.invoke.docker -declare:smoke-probe
+probe faas-worker "$(secret RABBITMQ_WORKER_PASSWORD)" +login -publish:faas.invoke:docker -publish:faas.events: \
+  -declare:smoke-probe
+log "RabbitMQ refuses guest, and faas-api / faas-worker what their services never do"
+
 code='def handler(event, context):\n    return {\"hello\": event.get(\"name\")}'
 status=$(post /functions/ "{\"name\": \"smoke\", \"route\": \"/smoke\", \"language\": \"python\", \"code\": \"$code\", \"timeout\": 10}")
 [ "$status" = 201 ] || fail "create: $status $(cat /tmp/smoke-body)"
