@@ -17,6 +17,8 @@ trap 'rm -rf "$work"' EXIT
 # is given explicitly, so that a developer's .env does not count, and the environment is cleared
 # of the secrets.
 secrets=(
+  POSTGRES_PASSWORD
+  POSTGRES_API_PASSWORD
   RABBITMQ_API_PASSWORD
   RABBITMQ_WORKER_PASSWORD
 )

@@ -95,6 +95,27 @@ probe faas-worker "$(secret RABBITMQ_WORKER_PASSWORD)" +login -publish:faas.invo
   -declare:smoke-probe
 log "RabbitMQ refuses guest, and faas-api / faas-worker what their services never do"
 
+# Postgres, from a throwaway container on its network, with the image's psql.
+psql_as() { # USER PASSWORD DATABASE SQL
+  docker run --rm --network faas-smoke_db -e PGPASSWORD="$2" -e PGCONNECT_TIMEOUT=5 \
+    "${POSTGRES_IMAGE:-postgres:16}" psql -h postgres -U "$1" -d "$3" -w -X -A -t -c "$4" 2>&1
+}
+for login in "postgres||postgres" "postgres|postgres|postgres" "faas_api||faas" "faas_api|faas_api|faas"; do
+  IFS='|' read -r user password database <<<"$login"
+  if out=$(psql_as "$user" "$password" "$database" 'select 1'); then
+    fail "Postgres let $user in with password '$password'"
+  fi
+  grep -q -e 'no password supplied' -e 'password authentication failed' <<<"$out" || fail "Postgres, $user: $out"
+done
+api_password=$(secret POSTGRES_API_PASSWORD)
+role=$(psql_as faas_api "$api_password" faas \
+  "select rolsuper, rolcreatedb, rolcreaterole, (select tableowner from pg_tables where tablename = 'functions')
+   from pg_roles where rolname = current_user") || fail "faas_api cannot log in: $role"
+[ "$role" = 'f|f|f|faas_api' ] || fail "faas_api (superuser, createdb, createrole, owner of functions): $role"
+if out=$(psql_as faas_api "$api_password" postgres 'select 1'); then fail "faas_api may connect to the database postgres"; fi
+grep -q 'permission denied' <<<"$out" || fail "faas_api on the database postgres: $out"
+log "Postgres refuses logins without the password; faas_api owns database faas (migrated) and nothing more"
+
 code='def handler(event, context):\n    return {\"hello\": event.get(\"name\")}'
 status=$(post /functions/ "{\"name\": \"smoke\", \"route\": \"/smoke\", \"language\": \"python\", \"code\": \"$code\", \"timeout\": 10}")
 [ "$status" = 201 ] || fail "create: $status $(cat /tmp/smoke-body)"

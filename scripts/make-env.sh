@@ -12,6 +12,8 @@ log() { printf '[make-env] %s\n' "$*" >&2; }
 # Name and random bytes of each secret. The passwords end up in amqp:// and postgres:// URLs,
 # hence hex.
 secrets=(
+  POSTGRES_PASSWORD:16
+  POSTGRES_API_PASSWORD:16
   RABBITMQ_API_PASSWORD:16
   RABBITMQ_WORKER_PASSWORD:16
 )
