@@ -21,6 +21,7 @@ secrets=(
   POSTGRES_API_PASSWORD
   RABBITMQ_API_PASSWORD
   RABBITMQ_WORKER_PASSWORD
+  GRAFANA_ADMIN_PASSWORD
 )
 unset_secrets=()
 for name in "${secrets[@]}"; do unset_secrets+=(-u "$name"); done

@@ -16,6 +16,7 @@ secrets=(
   POSTGRES_API_PASSWORD:16
   RABBITMQ_API_PASSWORD:16
   RABBITMQ_WORKER_PASSWORD:16
+  GRAFANA_ADMIN_PASSWORD:16
 )
 
 if [ -e "$target" ]; then
@@ -35,3 +36,4 @@ done
 # noclobber: a file that appeared meanwhile is not overwritten either.
 (umask 077 && set -o noclobber && printf '%s\n' "$content" >"$target")
 log "wrote $target with random ${secrets[*]%%:*}"
+log "Grafana: log in as admin with its GRAFANA_ADMIN_PASSWORD"
