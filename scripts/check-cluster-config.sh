@@ -41,6 +41,26 @@ log "docker-compose.yml is valid"
 env "${unset_secrets[@]}" "${compose[@]}" --env-file "$work/local.env" config -q
 log "docker-compose.yml is valid with docker/local/compose.env"
 
+# What the locked-down cluster promises, read from the resolved config:
+# published ports on 127.0.0.1 by default, no guest or trust;
+/usr/bin/python3 - "$work/config.yml" <<'PY'
+import sys, yaml
+config = yaml.safe_load(open(sys.argv[1]))
+services = config["services"]
+bad = []
+for name, service in services.items():
+    for port in service.get("ports", []):
+        text = port if isinstance(port, str) else f"{port.get('host_ip', '')}:{port.get('published')}"
+        if not text.startswith("127.0.0.1:"):
+            bad.append(f"{name} publishes {text}, not on 127.0.0.1")
+    for key, value in (service.get("environment") or {}).items():
+        if "guest" in str(value) or value == "trust":
+            bad.append(f"{name}: {key}={value}")
+if bad:
+    sys.exit("[cluster-config] " + "\n[cluster-config] ".join(bad))
+print("[cluster-config] ports bind 127.0.0.1 by default; no guest, no trust", file=sys.stderr)
+PY
+
 promtool check config docker/prometheus/prometheus.yml >&2
 
 # Grafana's provisioning: the YAML parses, and every datasource a dashboard names is provisioned.

@@ -81,6 +81,14 @@ restarts=$(docker inspect --format '{{.Name}} {{.RestartCount}}' $("${compose[@]
   awk '$2 != 0')
 [ -z "$restarts" ] || fail "restarted: $restarts"
 
+# Locked down. The published ports listen on 127.0.0.1 only.
+for service in api prometheus grafana; do
+  [[ " ${services[*]} " == *" $service "* ]] || continue
+  ports=$(docker port "$("${compose[@]}" ps -q "$service")")
+  [ -n "$ports" ] && ! grep -qv ' -> 127\.0\.0\.1:[0-9]*$' <<<"$ports" || fail "$service publishes $(tr '\n' ' ' <<<"$ports")"
+done
+log "published ports listen on 127.0.0.1 only"
+
 # RabbitMQ, from a throwaway container on the broker network (python-base has python3): no
 # guest, no login without the password, and each user refused what its service never does.
 probe() {
