@@ -43,6 +43,7 @@ log "docker-compose.yml is valid with docker/local/compose.env"
 
 # What the locked-down cluster promises, read from the resolved config:
 # published ports on 127.0.0.1 by default, no guest or trust;
+# who is on which network.
 /usr/bin/python3 - "$work/config.yml" <<'PY'
 import sys, yaml
 config = yaml.safe_load(open(sys.argv[1]))
@@ -56,9 +57,31 @@ for name, service in services.items():
     for key, value in (service.get("environment") or {}).items():
         if "guest" in str(value) or value == "trust":
             bad.append(f"{name}: {key}={value}")
+expected = {
+    "db": {"postgres", "api"},
+    "broker": {"rabbitmq", "api", "worker-docker", "worker-gvisor"},
+    "metrics": {"prometheus", "api", "worker-docker", "worker-gvisor", "rabbitmq"},
+    "dashboards": {"grafana", "prometheus"},
+    "api-edge": {"api"},
+    "prometheus-edge": {"prometheus"},
+    "grafana-edge": {"grafana"},
+}
+members = {}
+for name, service in services.items():
+    networks = service.get("networks")
+    if networks is None and service.get("network_mode") != "none":
+        bad.append(f"{name} is on the default network")
+    for network in networks or []:
+        members.setdefault(network, set()).add(name)
+if members != expected:
+    bad.append(f"networks: {members} instead of {expected}")
+for network in set(expected) - {"api-edge", "prometheus-edge", "grafana-edge"}:
+    if not config["networks"][network].get("internal"):
+        bad.append(f"network {network} is not internal")
 if bad:
     sys.exit("[cluster-config] " + "\n[cluster-config] ".join(bad))
 print("[cluster-config] ports bind 127.0.0.1 by default; no guest, no trust", file=sys.stderr)
+print("[cluster-config] networks: " + "; ".join(f"{n}: {' '.join(sorted(m))}" for n, m in sorted(members.items())), file=sys.stderr)
 PY
 
 promtool check config docker/prometheus/prometheus.yml >&2

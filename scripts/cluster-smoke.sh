@@ -124,6 +124,33 @@ if out=$(psql_as faas_api "$api_password" postgres 'select 1'); then fail "faas_
 grep -q 'permission denied' <<<"$out" || fail "faas_api on the database postgres: $out"
 log "Postgres refuses logins without the password; faas_api owns database faas (migrated) and nothing more"
 
+# Who reaches whom: TCP connections from a throwaway container on each network.
+reach() { # NETWORK [+-]HOST:PORT...
+  local network=$1
+  shift
+  docker run --rm --network "faas-smoke_$network" --entrypoint python3 python-base -c '
+import socket, sys
+bad = []
+for spec in sys.argv[1:]:
+    host, port = spec[1:].rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+        reached = True
+    except OSError:
+        reached = False
+    if reached != (spec[0] == "+"):
+        bad.append(host + ":" + port + (" reached" if reached else " not reached"))
+sys.exit(", ".join(bad) or None)
+' "$@" || fail "from the $network network (above)"
+}
+reach db +postgres:5432 -rabbitmq:5672
+reach broker +rabbitmq:5672 -postgres:5432 -prometheus:9090
+reach metrics +api:9100 +worker-docker:9101 +worker-gvisor:9101 +rabbitmq:15692 -postgres:5432
+reach dashboards +prometheus:9090 -api:8000 -rabbitmq:5672 -postgres:5432
+reach prometheus-edge +prometheus:9090 -api:8000 -rabbitmq:15692
+reach api-edge +api:8000 -prometheus:9090 -postgres:5432 -rabbitmq:5672
+log "networks: only the api reaches Postgres; Prometheus what it scrapes; the dashboards network only Prometheus"
+
 code='def handler(event, context):\n    return {\"hello\": event.get(\"name\")}'
 status=$(post /functions/ "{\"name\": \"smoke\", \"route\": \"/smoke\", \"language\": \"python\", \"code\": \"$code\", \"timeout\": 10}")
 [ "$status" = 201 ] || fail "create: $status $(cat /tmp/smoke-body)"
@@ -142,6 +169,10 @@ for _ in $(seq 1 60); do
 done
 [ "$replicas" = 3 ] || fail "Prometheus sees $replicas worker-docker replicas, not 3"
 log "Prometheus found the 3 worker-docker replicas by DNS"
+targets=$(promql 'up{job=~"api|rabbitmq"}' |
+  python3 -c 'import json,sys; print(" ".join(sorted("%s=%s" % (r["metric"]["job"], r["value"][1]) for r in json.load(sys.stdin)["data"]["result"])))')
+[ "$targets" = "api=1 rabbitmq=1" ] || fail "Prometheus scrapes: $targets (not api=1 rabbitmq=1)"
+log "Prometheus scrapes the api and RabbitMQ (:15692) across the split networks"
 
 seq 90 | xargs -P 12 -I@ curl -s -o /dev/null -w '%{http_code}\n' -X POST "$api/execute/smoke" \
   -H 'Content-Type: application/json' -d '{"event": {}}' | sort | uniq -c >/tmp/smoke-codes
