@@ -23,6 +23,7 @@ work=$(mktemp -d)
 # The smoke's own env file, with random secrets, in place of a .env.
 bash scripts/make-env.sh "$work/env" 2>/dev/null
 secret() { sed -n "s/^$1=//p" "$work/env"; }
+auth=(-H "Authorization: Bearer $(secret ADMIN_KEY)")
 
 if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
 compose+=(-p faas-smoke --env-file "$work/env")
@@ -60,10 +61,10 @@ docker build -q --target builder -t faas-build-cache:latest \
 log "building and starting ${services[*]}"
 "${compose[@]}" up -d --build "${services[@]}" >>"$build_log" 2>&1 || fail "compose up"
 for _ in $(seq 1 120); do
-  curl -sf "$api/readyz" >/dev/null && break
+  curl -sf "${auth[@]}" "$api/readyz" >/dev/null && break
   sleep 1
 done
-curl -sf "$api/readyz" >/dev/null || fail "the api is not ready after 120 s"
+curl -sf "${auth[@]}" "$api/readyz" >/dev/null || fail "the api is not ready after 120 s"
 log "cluster up in $((SECONDS - started)) s"
 
 # Every started service is healthy or, for the one-shot image builders, exited 0.
@@ -75,7 +76,6 @@ for _ in $(seq 1 60); do
 done
 [ -z "$unhealthy" ] || fail "services not healthy: $unhealthy"
 
-post() { curl -s -o /tmp/smoke-body -w '%{http_code}' -X POST "$api$1" -H 'Content-Type: application/json' -d "$2"; }
 # The api and the workers started once: each waited until what it logs in to accepted it.
 restarts=$(docker inspect --format '{{.Name}} {{.RestartCount}}' $("${compose[@]}" ps -q api worker-docker worker-gvisor) |
   awk '$2 != 0')
@@ -151,6 +151,7 @@ reach prometheus-edge +prometheus:9090 -api:8000 -rabbitmq:15692
 reach api-edge +api:8000 -prometheus:9090 -postgres:5432 -rabbitmq:5672
 log "networks: only the api reaches Postgres; Prometheus what it scrapes; the dashboards network only Prometheus"
 
+post() { curl -s -o /tmp/smoke-body -w '%{http_code}' -X POST "$api$1" "${auth[@]}" -H 'Content-Type: application/json' -d "$2"; }
 code='def handler(event, context):\n    return {\"hello\": event.get(\"name\")}'
 status=$(post /functions/ "{\"name\": \"smoke\", \"route\": \"/smoke\", \"language\": \"python\", \"code\": \"$code\", \"timeout\": 10}")
 [ "$status" = 201 ] || fail "create: $status $(cat /tmp/smoke-body)"
@@ -175,7 +176,7 @@ targets=$(promql 'up{job=~"api|rabbitmq"}' |
 log "Prometheus scrapes the api and RabbitMQ (:15692) across the split networks"
 
 seq 90 | xargs -P 12 -I@ curl -s -o /dev/null -w '%{http_code}\n' -X POST "$api/execute/smoke" \
-  -H 'Content-Type: application/json' -d '{"event": {}}' | sort | uniq -c >/tmp/smoke-codes
+  "${auth[@]}" -H 'Content-Type: application/json' -d '{"event": {}}' | sort | uniq -c >/tmp/smoke-codes
 grep -qv ' 200$' /tmp/smoke-codes && fail "calls after scaling: $(cat /tmp/smoke-codes)"
 sleep 7 # two scrapes
 per_worker=$(promql 'sum by (instance) (faas_worker_jobs_total{runtime="docker"})' |

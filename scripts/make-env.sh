@@ -17,6 +17,7 @@ secrets=(
   RABBITMQ_API_PASSWORD:16
   RABBITMQ_WORKER_PASSWORD:16
   GRAFANA_ADMIN_PASSWORD:16
+  ADMIN_KEY:32
 )
 
 if [ -e "$target" ]; then
@@ -37,3 +38,4 @@ done
 (umask 077 && set -o noclobber && printf '%s\n' "$content" >"$target")
 log "wrote $target with random ${secrets[*]%%:*}"
 log "Grafana: log in as admin with its GRAFANA_ADMIN_PASSWORD"
+log "the api's bootstrap admin key: its ADMIN_KEY"
