@@ -6,8 +6,15 @@
 #     over all of them;
 #   - a replica that replaces a killed one removes the containers the killed one left;
 #   - every query of the Grafana dashboards evaluates in the cluster's Prometheus;
-#   - `stop` makes every worker exit 0 and remove its containers.
-# Runs as its own compose project on other host ports, so it leaves a running cluster alone.
+#   - `stop` makes every worker exit 0 and remove its containers;
+#   - locked down: the published ports listen on 127.0.0.1 only; from throwaway containers on
+#     the cluster's networks, RabbitMQ refuses guest and Postgres refuses logins without a
+#     password, the api's and the workers' broker users can do no more than their service
+#     needs, the api's Postgres role is no superuser, and each network reaches only what it
+#     should.
+# Runs as its own compose project on other host ports, with secrets of its own
+# (scripts/make-env.sh), so it leaves a running cluster and its .env alone. Every api call
+# carries the admin key (Authorization: Bearer).
 # Where upstream images cannot be pulled, it uses the Debian-package stand-ins of
 # scripts/local-images.sh (docker/local/compose.env) and leaves Grafana out.
 set -euo pipefail
