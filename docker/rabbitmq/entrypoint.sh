@@ -20,7 +20,10 @@
 #   consumes its own amq.gen-* events queue. It cannot consume jobs.
 # faas-worker: declares the same topology; consumes a job queue or an unavailable queue;
 #   publishes replies to the default exchange (routing key: the caller's reply-to name); binds
-#   and consumes its own amq.gen-* events queue. It cannot publish jobs or events.
+#   and consumes its own amq.gen-* events queue. It cannot publish jobs or events to the
+#   exchanges. Write on amq.default does let it put a message into any queue by name (RabbitMQ
+#   cannot restrict the routing keys of the default exchange, and direct reply-to needs it); a
+#   worker holds the host's Docker socket, which is root on the host, anyway.
 set -eu
 
 API_CONFIGURE='^(faas\.(invoke|events)|faas\.(invoke|unavailable)\.(docker|gvisor)|amq\.gen-.*)$'
