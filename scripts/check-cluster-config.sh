@@ -10,12 +10,79 @@ cd "$(dirname "$0")/.."
 log() { printf '[cluster-config] %s\n' "$*" >&2; }
 
 if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
-for env_file in "" docker/local/compose.env; do
-  args=()
-  [ -n "$env_file" ] && args=(--env-file "$env_file")
-  "${compose[@]}" "${args[@]}" config -q
-  log "docker-compose.yml is valid${env_file:+ with $env_file}"
-done
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Without its secrets the cluster must not start, and must say how to get them. The env file
+# is given explicitly, so that a developer's .env does not count, and the environment is cleared
+# of the secrets.
+secrets=(
+  POSTGRES_PASSWORD
+  POSTGRES_API_PASSWORD
+  RABBITMQ_API_PASSWORD
+  RABBITMQ_WORKER_PASSWORD
+  GRAFANA_ADMIN_PASSWORD
+)
+unset_secrets=()
+for name in "${secrets[@]}"; do unset_secrets+=(-u "$name"); done
+: >"$work/empty.env"
+if out=$(env "${unset_secrets[@]}" "${compose[@]}" --env-file "$work/empty.env" config -q 2>&1); then
+  log "docker-compose.yml has a default for a secret: config passes without any"
+  exit 1
+fi
+grep -q 'make-env.sh' <<<"$out" || { log "compose refuses to start without secrets, but does not say how to get them: $out"; exit 1; }
+log "without secrets, compose refuses: ${out##*: }"
+
+# Then valid with dummy secrets, as is and with the local stand-ins.
+for name in "${secrets[@]}"; do echo "$name=dummy-$name"; done >"$work/secrets.env"
+cat "$work/secrets.env" docker/local/compose.env >"$work/local.env"
+env "${unset_secrets[@]}" "${compose[@]}" --env-file "$work/secrets.env" config >"$work/config.yml"
+log "docker-compose.yml is valid"
+env "${unset_secrets[@]}" "${compose[@]}" --env-file "$work/local.env" config -q
+log "docker-compose.yml is valid with docker/local/compose.env"
+
+# What the locked-down cluster promises, read from the resolved config:
+# published ports on 127.0.0.1 by default, no guest or trust;
+# who is on which network.
+/usr/bin/python3 - "$work/config.yml" <<'PY'
+import sys, yaml
+config = yaml.safe_load(open(sys.argv[1]))
+services = config["services"]
+bad = []
+for name, service in services.items():
+    for port in service.get("ports", []):
+        text = port if isinstance(port, str) else f"{port.get('host_ip', '')}:{port.get('published')}"
+        if not text.startswith("127.0.0.1:"):
+            bad.append(f"{name} publishes {text}, not on 127.0.0.1")
+    for key, value in (service.get("environment") or {}).items():
+        if "guest" in str(value) or value == "trust":
+            bad.append(f"{name}: {key}={value}")
+expected = {
+    "db": {"postgres", "api"},
+    "broker": {"rabbitmq", "api", "worker-docker", "worker-gvisor"},
+    "metrics": {"prometheus", "api", "worker-docker", "worker-gvisor", "rabbitmq"},
+    "dashboards": {"grafana", "prometheus"},
+    "api-edge": {"api"},
+    "prometheus-edge": {"prometheus"},
+    "grafana-edge": {"grafana"},
+}
+members = {}
+for name, service in services.items():
+    networks = service.get("networks")
+    if networks is None and service.get("network_mode") != "none":
+        bad.append(f"{name} is on the default network")
+    for network in networks or []:
+        members.setdefault(network, set()).add(name)
+if members != expected:
+    bad.append(f"networks: {members} instead of {expected}")
+for network in set(expected) - {"api-edge", "prometheus-edge", "grafana-edge"}:
+    if not config["networks"][network].get("internal"):
+        bad.append(f"network {network} is not internal")
+if bad:
+    sys.exit("[cluster-config] " + "\n[cluster-config] ".join(bad))
+print("[cluster-config] ports bind 127.0.0.1 by default; no guest, no trust", file=sys.stderr)
+print("[cluster-config] networks: " + "; ".join(f"{n}: {' '.join(sorted(m))}" for n, m in sorted(members.items())), file=sys.stderr)
+PY
 
 promtool check config docker/prometheus/prometheus.yml >&2
 

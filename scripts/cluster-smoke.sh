@@ -6,8 +6,15 @@
 #     over all of them;
 #   - a replica that replaces a killed one removes the containers the killed one left;
 #   - every query of the Grafana dashboards evaluates in the cluster's Prometheus;
-#   - `stop` makes every worker exit 0 and remove its containers.
-# Runs as its own compose project on other host ports, so it leaves a running cluster alone.
+#   - `stop` makes every worker exit 0 and remove its containers;
+#   - locked down: the published ports listen on 127.0.0.1 only; from throwaway containers on
+#     the cluster's networks, RabbitMQ refuses guest and Postgres refuses logins without a
+#     password, the api's and the workers' broker users can do no more than their service
+#     needs, the api's Postgres role is no superuser, and each network reaches only what it
+#     should.
+# Runs as its own compose project on other host ports, with secrets of its own
+# (scripts/make-env.sh), so it leaves a running cluster and its .env alone. Every api call
+# carries the admin key (Authorization: Bearer).
 # Where upstream images cannot be pulled, it uses the Debian-package stand-ins of
 # scripts/local-images.sh (docker/local/compose.env) and leaves Grafana out.
 set -euo pipefail
@@ -19,14 +26,21 @@ export API_PORT=${SMOKE_API_PORT:-18000} PROMETHEUS_PORT=${SMOKE_PROMETHEUS_PORT
 api=http://127.0.0.1:$API_PORT
 prom=http://127.0.0.1:$PROMETHEUS_PORT
 build_log=$(mktemp)
+work=$(mktemp -d)
+# The smoke's own env file, with random secrets, in place of a .env.
+bash scripts/make-env.sh "$work/env" 2>/dev/null
+secret() { sed -n "s/^$1=//p" "$work/env"; }
+auth=(-H "Authorization: Bearer $(secret ADMIN_KEY)")
 
 if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
-compose+=(-p faas-smoke)
+compose+=(-p faas-smoke --env-file "$work/env")
 services=(postgres rabbitmq runtime-python runtime-nodejs api worker-docker worker-gvisor prometheus grafana)
 if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1 && ! timeout 20 docker pull -q debian:bookworm-slim >/dev/null 2>&1; then
   log "no registry: local stand-ins from Debian packages, without Grafana"
   bash scripts/local-images.sh
-  compose+=(--env-file docker/local/compose.env)
+  # Compose takes one env file: the stand-ins' names go after the secrets (the last value of a
+  # name wins), and into the environment, which wins over any env file.
+  cat docker/local/compose.env >>"$work/env"
   set -a; . docker/local/compose.env; set +a
   services=(postgres rabbitmq runtime-python runtime-nodejs api worker-docker worker-gvisor prometheus)
 fi
@@ -40,7 +54,7 @@ cleanup() {
   fi
   "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
   docker image prune -f >/dev/null 2>&1 || true
-  rm -f "$build_log"
+  rm -rf "$build_log" "$work"
 }
 trap cleanup EXIT
 trap 'log "FAILED at line $LINENO: $BASH_COMMAND"' ERR
@@ -54,10 +68,10 @@ docker build -q --target builder -t faas-build-cache:latest \
 log "building and starting ${services[*]}"
 "${compose[@]}" up -d --build "${services[@]}" >>"$build_log" 2>&1 || fail "compose up"
 for _ in $(seq 1 120); do
-  curl -sf "$api/readyz" >/dev/null && break
+  curl -sf "${auth[@]}" "$api/readyz" >/dev/null && break
   sleep 1
 done
-curl -sf "$api/readyz" >/dev/null || fail "the api is not ready after 120 s"
+curl -sf "${auth[@]}" "$api/readyz" >/dev/null || fail "the api is not ready after 120 s"
 log "cluster up in $((SECONDS - started)) s"
 
 # Every started service is healthy or, for the one-shot image builders, exited 0.
@@ -69,7 +83,82 @@ for _ in $(seq 1 60); do
 done
 [ -z "$unhealthy" ] || fail "services not healthy: $unhealthy"
 
-post() { curl -s -o /tmp/smoke-body -w '%{http_code}' -X POST "$api$1" -H 'Content-Type: application/json' -d "$2"; }
+# The api and the workers started once: each waited until what it logs in to accepted it.
+restarts=$(docker inspect --format '{{.Name}} {{.RestartCount}}' $("${compose[@]}" ps -q api worker-docker worker-gvisor) |
+  awk '$2 != 0')
+[ -z "$restarts" ] || fail "restarted: $restarts"
+
+# Locked down. The published ports listen on 127.0.0.1 only.
+for service in api prometheus grafana; do
+  [[ " ${services[*]} " == *" $service "* ]] || continue
+  ports=$(docker port "$("${compose[@]}" ps -q "$service")")
+  [ -n "$ports" ] && ! grep -qv ' -> 127\.0\.0\.1:[0-9]*$' <<<"$ports" || fail "$service publishes $(tr '\n' ' ' <<<"$ports")"
+done
+log "published ports listen on 127.0.0.1 only"
+
+# RabbitMQ, from a throwaway container on the broker network (python-base has python3): no
+# guest, no login without the password, and each user refused what its service never does.
+probe() {
+  docker run --rm -i --network faas-smoke_broker --entrypoint python3 python-base - rabbitmq "$@" \
+    <scripts/amqp-probe.py >&2 || fail "RabbitMQ permissions (above)"
+}
+probe guest guest -login
+probe faas-worker not-the-password -login
+probe faas-api "$(secret RABBITMQ_API_PASSWORD)" +login -consume:faas.invoke.docker -consume:faas.invoke.gvisor \
+  -publish::faas.invoke.docker -declare:smoke-probe
+probe faas-worker "$(secret RABBITMQ_WORKER_PASSWORD)" +login -publish:faas.invoke:docker -publish:faas.events: \
+  -declare:smoke-probe
+log "RabbitMQ refuses guest, and faas-api / faas-worker what their services never do"
+
+# Postgres, from a throwaway container on its network, with the image's psql.
+psql_as() { # USER PASSWORD DATABASE SQL
+  docker run --rm --network faas-smoke_db -e PGPASSWORD="$2" -e PGCONNECT_TIMEOUT=5 \
+    "${POSTGRES_IMAGE:-postgres:16}" psql -h postgres -U "$1" -d "$3" -w -X -A -t -c "$4" 2>&1
+}
+for login in "postgres||postgres" "postgres|postgres|postgres" "faas_api||faas" "faas_api|faas_api|faas"; do
+  IFS='|' read -r user password database <<<"$login"
+  if out=$(psql_as "$user" "$password" "$database" 'select 1'); then
+    fail "Postgres let $user in with password '$password'"
+  fi
+  grep -q -e 'no password supplied' -e 'password authentication failed' <<<"$out" || fail "Postgres, $user: $out"
+done
+api_password=$(secret POSTGRES_API_PASSWORD)
+role=$(psql_as faas_api "$api_password" faas \
+  "select rolsuper, rolcreatedb, rolcreaterole, (select tableowner from pg_tables where tablename = 'functions')
+   from pg_roles where rolname = current_user") || fail "faas_api cannot log in: $role"
+[ "$role" = 'f|f|f|faas_api' ] || fail "faas_api (superuser, createdb, createrole, owner of functions): $role"
+if out=$(psql_as faas_api "$api_password" postgres 'select 1'); then fail "faas_api may connect to the database postgres"; fi
+grep -q 'permission denied' <<<"$out" || fail "faas_api on the database postgres: $out"
+log "Postgres refuses logins without the password; faas_api owns database faas (migrated) and nothing more"
+
+# Who reaches whom: TCP connections from a throwaway container on each network.
+reach() { # NETWORK [+-]HOST:PORT...
+  local network=$1
+  shift
+  docker run --rm --network "faas-smoke_$network" --entrypoint python3 python-base -c '
+import socket, sys
+bad = []
+for spec in sys.argv[1:]:
+    host, port = spec[1:].rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+        reached = True
+    except OSError:
+        reached = False
+    if reached != (spec[0] == "+"):
+        bad.append(host + ":" + port + (" reached" if reached else " not reached"))
+sys.exit(", ".join(bad) or None)
+' "$@" || fail "from the $network network (above)"
+}
+reach db +postgres:5432 -rabbitmq:5672
+reach broker +rabbitmq:5672 -postgres:5432 -prometheus:9090
+reach metrics +api:9100 +worker-docker:9101 +worker-gvisor:9101 +rabbitmq:15692 -postgres:5432
+reach dashboards +prometheus:9090 -api:8000 -rabbitmq:5672 -postgres:5432
+reach prometheus-edge +prometheus:9090 -api:8000 -rabbitmq:15692
+reach api-edge +api:8000 -prometheus:9090 -postgres:5432 -rabbitmq:5672
+log "networks: only the api reaches Postgres; Prometheus what it scrapes; the dashboards network only Prometheus"
+
+post() { curl -s -o /tmp/smoke-body -w '%{http_code}' -X POST "$api$1" "${auth[@]}" -H 'Content-Type: application/json' -d "$2"; }
 code='def handler(event, context):\n    return {\"hello\": event.get(\"name\")}'
 status=$(post /functions/ "{\"name\": \"smoke\", \"route\": \"/smoke\", \"language\": \"python\", \"code\": \"$code\", \"timeout\": 10}")
 [ "$status" = 201 ] || fail "create: $status $(cat /tmp/smoke-body)"
@@ -88,9 +177,13 @@ for _ in $(seq 1 60); do
 done
 [ "$replicas" = 3 ] || fail "Prometheus sees $replicas worker-docker replicas, not 3"
 log "Prometheus found the 3 worker-docker replicas by DNS"
+targets=$(promql 'up{job=~"api|rabbitmq"}' |
+  python3 -c 'import json,sys; print(" ".join(sorted("%s=%s" % (r["metric"]["job"], r["value"][1]) for r in json.load(sys.stdin)["data"]["result"])))')
+[ "$targets" = "api=1 rabbitmq=1" ] || fail "Prometheus scrapes: $targets (not api=1 rabbitmq=1)"
+log "Prometheus scrapes the api and RabbitMQ (:15692) across the split networks"
 
 seq 90 | xargs -P 12 -I@ curl -s -o /dev/null -w '%{http_code}\n' -X POST "$api/execute/smoke" \
-  -H 'Content-Type: application/json' -d '{"event": {}}' | sort | uniq -c >/tmp/smoke-codes
+  "${auth[@]}" -H 'Content-Type: application/json' -d '{"event": {}}' | sort | uniq -c >/tmp/smoke-codes
 grep -qv ' 200$' /tmp/smoke-codes && fail "calls after scaling: $(cat /tmp/smoke-codes)"
 sleep 7 # two scrapes
 per_worker=$(promql 'sum by (instance) (faas_worker_jobs_total{runtime="docker"})' |

@@ -1,0 +1,100 @@
+#!/bin/sh
+# Entrypoint of the cluster's RabbitMQ, mounted by docker-compose.yml into the upstream image and
+# into faas-local-rabbitmq alike. At every start of the server it writes the broker's users and
+# their permissions, with the passwords from the environment, into the definitions file that
+# rabbitmq.conf imports at boot (before any listener opens); then it runs the image's own
+# entrypoint. A node that imports definitions at boot never creates the default `guest` user.
+#
+# Two users, one per service, with only what the code in common/src/broker.rs,
+# api/src/invoker.rs and worker/src/consumer.rs does (the names assume an empty QUEUE_PREFIX,
+# which is what compose runs with). RabbitMQ checks one regex per kind of access against the
+# name of the queue or exchange concerned (the default exchange is named `amq.default`):
+#   configure  exchange.declare, queue.declare (server-named queues are `amq.gen-...`)
+#   write      basic.publish (the exchange), queue.bind (the queue)
+#   read       basic.consume (the queue), queue.bind (the exchange)
+# Consuming direct reply-to (`amq.rabbitmq.reply-to`) needs no permission.
+#
+# faas-api: declares the exchanges faas.invoke and faas.events, the job queues
+#   faas.invoke.{docker,gvisor} (and binds them) and the unavailable queues (to count their
+#   consumers); publishes jobs to faas.invoke and function events to faas.events; binds and
+#   consumes its own amq.gen-* events queue. It cannot consume jobs.
+# faas-worker: declares the same topology; consumes a job queue or an unavailable queue;
+#   publishes replies to the default exchange (routing key: the caller's reply-to name); binds
+#   and consumes its own amq.gen-* events queue. It cannot publish jobs or events to the
+#   exchanges. Write on amq.default does let it put a message into any queue by name (RabbitMQ
+#   cannot restrict the routing keys of the default exchange, and direct reply-to needs it); a
+#   worker holds the host's Docker socket, which is root on the host, anyway.
+set -eu
+
+API_CONFIGURE='^(faas\.(invoke|events)|faas\.(invoke|unavailable)\.(docker|gvisor)|amq\.gen-.*)$'
+API_WRITE='^(faas\.(invoke|events)|faas\.invoke\.(docker|gvisor)|amq\.gen-.*)$'
+API_READ='^(faas\.(invoke|events)|amq\.gen-.*)$'
+WORKER_CONFIGURE=$API_CONFIGURE
+WORKER_WRITE='^(faas\.invoke\.(docker|gvisor)|amq\.gen-.*|amq\.default)$'
+WORKER_READ='^(faas\.(invoke|events)|faas\.(invoke|unavailable)\.(docker|gvisor)|amq\.gen-.*)$'
+
+# Where rabbitmq.conf's load_definitions points.
+DEFINITIONS=/run/faas-rabbitmq/definitions.json
+
+fail() {
+  printf 'faas-rabbitmq: %s\n' "$*" >&2
+  exit 1
+}
+
+# The passwords go into amqp:// URLs (docker-compose.yml) and into JSON here: URL-safe
+# characters only, so that neither needs escaping.
+check_password() { # NAME VALUE
+  case $2 in
+    '') fail "$1 is not set (scripts/make-env.sh writes a .env with every secret)" ;;
+    *[!A-Za-z0-9._~-]*) fail "$1 may only hold letters, digits and . _ ~ -" ;;
+  esac
+}
+
+json_string() {
+  printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"
+}
+
+write_definitions() {
+  check_password FAAS_API_AMQP_PASSWORD "${FAAS_API_AMQP_PASSWORD:-}"
+  check_password FAAS_WORKER_AMQP_PASSWORD "${FAAS_WORKER_AMQP_PASSWORD:-}"
+  dir=$(dirname "$DEFINITIONS")
+  mkdir -p "$dir"
+  # Readable by the broker (which runs as rabbitmq) and nobody else.
+  if [ "$(id -u)" = 0 ]; then
+    chown rabbitmq:rabbitmq "$dir"
+  fi
+  chmod 700 "$dir"
+  (
+    umask 077
+    cat >"$DEFINITIONS.tmp" <<EOF
+{
+  "vhosts": [{"name": "/"}],
+  "users": [
+    {"name": "faas-api", "password": "$FAAS_API_AMQP_PASSWORD", "tags": ""},
+    {"name": "faas-worker", "password": "$FAAS_WORKER_AMQP_PASSWORD", "tags": ""}
+  ],
+  "permissions": [
+    {"user": "faas-api", "vhost": "/",
+     "configure": $(json_string "$API_CONFIGURE"),
+     "write": $(json_string "$API_WRITE"),
+     "read": $(json_string "$API_READ")},
+    {"user": "faas-worker", "vhost": "/",
+     "configure": $(json_string "$WORKER_CONFIGURE"),
+     "write": $(json_string "$WORKER_WRITE"),
+     "read": $(json_string "$WORKER_READ")}
+  ]
+}
+EOF
+  )
+  if [ "$(id -u)" = 0 ]; then
+    chown rabbitmq:rabbitmq "$DEFINITIONS.tmp"
+  fi
+  mv "$DEFINITIONS.tmp" "$DEFINITIONS"
+}
+
+if [ "${1:-}" = rabbitmq-server ]; then
+  write_definitions
+fi
+# The passwords stay out of the broker process' environment.
+unset FAAS_API_AMQP_PASSWORD FAAS_WORKER_AMQP_PASSWORD
+exec docker-entrypoint.sh "$@"
