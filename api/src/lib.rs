@@ -3,24 +3,30 @@
 //!
 //! [`run`] is the whole server; `main` only parses settings and binds the listeners, so tests
 //! start the same server on port 0.
+//!
+//! Inside: `routes` (one module per resource) take a `Principal` from `auth` (keys verified
+//! and cached by `keys`), reach Postgres through `db` and the function `cache`, publish jobs
+//! and events through the `invoker`, and hand invocation records to the `records` writer;
+//! `server` serves HTTP with read timeouts, `limits` bounds requests and bodies, `retention`
+//! deletes old records. Modules are private; what the binary and the tests use is re-exported.
 
-pub mod auth;
-pub mod cache;
-pub mod config;
+mod auth;
+mod cache;
+mod config;
 pub mod db;
-pub mod error;
-pub mod extract;
-pub mod invoker;
-pub mod keys;
-pub mod limits;
+mod error;
+mod extract;
+mod invoker;
+mod keys;
+mod limits;
 pub mod records;
-pub mod retention;
-pub mod routes;
-pub mod server;
-pub mod state;
+mod retention;
+mod routes;
+mod server;
+mod state;
 
 use anyhow::Context;
-pub use config::Config;
+pub use config::{AuthMode, Config, Secret};
 use state::{AppState, Limits};
 use std::future::Future;
 use std::sync::Arc;
@@ -132,7 +138,7 @@ async fn key_store(
     config: &Config,
     db: &deadpool_postgres::Pool,
 ) -> anyhow::Result<Option<Arc<keys::KeyStore>>> {
-    if config.auth == config::AuthMode::Disabled {
+    if config.auth == AuthMode::Disabled {
         tracing::warn!(
             "AUTH=disabled: every request is served without a key, as namespace `default` with every scope; never expose this api"
         );

@@ -37,7 +37,7 @@ pub fn api_config(database_url: &str, prefix: &str) -> api::Config {
     config.database_url = database_url.to_owned();
     config.broker.amqp_url = amqp_url();
     config.broker.queue_prefix = prefix.to_owned();
-    config.admin_key = Some(api::config::Secret(ADMIN_KEY.to_owned()));
+    config.admin_key = Some(api::Secret(ADMIN_KEY.to_owned()));
     config
 }
 
