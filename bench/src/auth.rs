@@ -17,7 +17,7 @@
 //! order of the variants rotates each round (off, on; on, off; ...), so that none always goes
 //! first or always follows the same one.
 
-use crate::client::{Api, CallOutcome, Whoami};
+use crate::client::{Api, Whoami};
 use crate::config::Runtime;
 use crate::scenarios::{self, Ctx, Stop, Warmup};
 use crate::stats::{CallStats, Recorder};
@@ -187,15 +187,6 @@ async fn block(api: &Api, function: &str, runtime: Runtime, calls: usize) -> (Re
     (recorder, latencies_ms)
 }
 
-fn describe_failure(outcome: &CallOutcome) -> String {
-    format!(
-        "{} {}: {}",
-        outcome.status,
-        outcome.code.as_deref().unwrap_or("-"),
-        outcome.detail.as_deref().unwrap_or("")
-    )
-}
-
 /// Checks that the two apis are what they are said to be, and who `--api-key` is there.
 async fn check_apis(ctx: &Ctx<'_>, off: &Api, on: &Api) -> anyhow::Result<Option<String>> {
     let config = ctx.config;
@@ -296,10 +287,7 @@ pub async fn run(ctx: &Ctx<'_>, runtime: Runtime, function: &str) -> anyhow::Res
         if !first.is_ok() {
             ctx.progress(
                 runtime,
-                &format!(
-                    "  the first call ({key:?}) failed: {}",
-                    describe_failure(&first)
-                ),
+                &format!("  the first call ({key:?}) failed: {}", first.describe()),
             );
         }
         first_calls_cold |= first.cold_start != Some(false);
@@ -420,18 +408,7 @@ pub async fn run(ctx: &Ctx<'_>, runtime: Runtime, function: &str) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn stats(latencies_ms: &[f64]) -> CallStats {
-        let mut recorder = Recorder::default();
-        for &latency_ms in latencies_ms {
-            recorder.record(&CallOutcome {
-                status: 200,
-                latency_ms,
-                ..CallOutcome::default()
-            });
-        }
-        recorder.finish()
-    }
+    use crate::stats::stats_of as stats;
 
     fn variant(key: Key, latencies_ms: &[f64], calls_per_s: f64) -> VariantResult {
         let load = stats(&[1.0; 10]);

@@ -45,6 +45,16 @@ impl CallOutcome {
     pub fn is_ok(&self) -> bool {
         self.status == 200 && self.code.is_none()
     }
+
+    /// `status code: detail`, for a progress line about a failed call.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {}: {}",
+            self.status,
+            self.code.as_deref().unwrap_or("-"),
+            self.detail.as_deref().unwrap_or("")
+        )
+    }
 }
 
 /// A function the benchmark created.

@@ -187,18 +187,7 @@ pub async fn run(ctx: &Ctx<'_>, runtime: Runtime, fast: &str) -> anyhow::Result<
         .request_timeout()
         .max(Duration::from_secs(u64::from(slow_timeout) + 60));
 
-    let first = ctx.api.invoke(fast, runtime).await;
-    if !first.is_ok() {
-        ctx.progress(
-            runtime,
-            &format!(
-                "  the warm-up call failed: {} {}: {}",
-                first.status,
-                first.code.as_deref().unwrap_or("-"),
-                first.detail.as_deref().unwrap_or("")
-            ),
-        );
-    }
+    let first = ctx.warm_up(fast, runtime).await;
     if first.cold_start != Some(false) {
         // As in scenario 1: the stem cell a cold start used is replaced by a container start
         // that loads both cores; the calls alone should not be measured beside it.
@@ -301,19 +290,7 @@ pub async fn run(ctx: &Ctx<'_>, runtime: Runtime, fast: &str) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::CallOutcome;
-
-    fn stats(latencies_ms: &[f64]) -> CallStats {
-        let mut recorder = Recorder::default();
-        for &latency_ms in latencies_ms {
-            recorder.record(&CallOutcome {
-                status: 200,
-                latency_ms,
-                ..CallOutcome::default()
-            });
-        }
-        recorder.finish()
-    }
+    use crate::stats::stats_of as stats;
 
     #[test]
     fn the_slow_handler_sleeps_then_answers_like_the_benchmark_handler() {

@@ -967,6 +967,22 @@ fn write_timing(w: &mut String, results: &Results) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A machine with nothing known of it but its 2 CPUs.
+    fn machine() -> Machine {
+        Machine {
+            nproc: 2,
+            memory_mb: None,
+            cpu_model: None,
+            kernel: None,
+            date: String::new(),
+            git_commit: None,
+            git_dirty: None,
+            docker_version: None,
+            runsc_version: None,
+            load_average: None,
+        }
+    }
     use crate::client::CallOutcome;
     use crate::stats::Recorder;
     use clap::Parser;
@@ -1124,18 +1140,7 @@ mod tests {
             2
         );
         let results = Results {
-            machine: Machine {
-                nproc: 2,
-                memory_mb: None,
-                cpu_model: None,
-                kernel: None,
-                date: String::new(),
-                git_commit: None,
-                git_dirty: None,
-                docker_version: None,
-                runsc_version: None,
-                load_average: None,
-            },
+            machine: machine(),
             settings: Config::parse_from(["bench", "--api-url-noauth", "http://127.0.0.1:8010"]),
             run_id: "0".into(),
             interrupted: false,
@@ -1214,18 +1219,7 @@ mod tests {
             cpu,
         });
         let results = Results {
-            machine: Machine {
-                nproc: 2,
-                memory_mb: None,
-                cpu_model: None,
-                kernel: None,
-                date: String::new(),
-                git_commit: None,
-                git_dirty: None,
-                docker_version: None,
-                runsc_version: None,
-                load_average: None,
-            },
+            machine: machine(),
             settings: Config::parse_from(["bench"]),
             run_id: "0".into(),
             interrupted: false,

@@ -3,7 +3,7 @@
 //! `naive`, scenario 6 (a fast function beside slow ones) in `noisy`, scenario 7 (auth on
 //! against auth off) in `auth`.
 
-use crate::client::{Api, Function};
+use crate::client::{Api, CallOutcome, Function};
 use crate::config::{Config, Runtime};
 use crate::cpu::{CpuMeter, CpuUsage};
 use crate::stats::{CallStats, ErrorKind, Recorder};
@@ -61,6 +61,18 @@ impl Ctx<'_> {
             .expect("the created list is never poisoned")
             .push(function.clone());
         Ok(function)
+    }
+
+    /// One unmeasured call of `function`, said in the progress when it failed.
+    pub(crate) async fn warm_up(&self, function: &str, runtime: Runtime) -> CallOutcome {
+        let first = self.api.invoke(function, runtime).await;
+        if !first.is_ok() {
+            self.progress(
+                runtime,
+                &format!("  the warm-up call failed: {}", first.describe()),
+            );
+        }
+        first
     }
 
     pub(crate) fn progress(&self, runtime: Runtime, text: &str) {
@@ -278,18 +290,7 @@ pub async fn warm(ctx: &Ctx<'_>, runtime: Runtime, function: &str) -> anyhow::Re
             ctx.config.warm_calls
         ),
     );
-    let first = ctx.api.invoke(function, runtime).await;
-    if !first.is_ok() {
-        ctx.progress(
-            runtime,
-            &format!(
-                "  the warm-up call failed: {} {}: {}",
-                first.status,
-                first.code.as_deref().unwrap_or("-"),
-                first.detail.as_deref().unwrap_or("")
-            ),
-        );
-    }
+    let first = ctx.warm_up(function, runtime).await;
     tokio::time::sleep(Duration::from_secs_f64(ctx.config.warm_settle_secs)).await;
     let mut recorder = Recorder::default();
     let mut latencies_ms = Vec::with_capacity(ctx.config.warm_calls);

@@ -176,6 +176,20 @@ impl Recorder {
     }
 }
 
+/// The stats of successful calls that took `latencies_ms`, for the report's tests.
+#[cfg(test)]
+pub(crate) fn stats_of(latencies_ms: &[f64]) -> CallStats {
+    let mut recorder = Recorder::default();
+    for &latency_ms in latencies_ms {
+        recorder.record(&CallOutcome {
+            status: 200,
+            latency_ms,
+            ..CallOutcome::default()
+        });
+    }
+    recorder.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
