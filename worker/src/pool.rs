@@ -243,13 +243,7 @@ impl<L: Launcher> Pool<L> {
             gone.extend(drain_retired(&mut state.idle, key.0, key.1));
             let mut taken = None;
             if let Some(list) = state.idle.get_mut(&key) {
-                while let Some(slot) = list.pop() {
-                    if slot.container.is_alive() {
-                        taken = Some(slot);
-                        break;
-                    }
-                    gone.push(slot);
-                }
+                taken = pop_live(list, &mut gone);
                 if list.is_empty() {
                     state.idle.remove(&key);
                 }
@@ -300,16 +294,7 @@ impl<L: Launcher> Pool<L> {
         let mut gone = Vec::new();
         let stem = {
             let mut state = self.state.lock().unwrap();
-            let list = state.stems.entry(language).or_default();
-            let mut stem = None;
-            while let Some(slot) = list.pop() {
-                if slot.container.is_alive() {
-                    stem = Some(slot);
-                    break;
-                }
-                gone.push(slot);
-            }
-            stem
+            pop_live(state.stems.entry(language).or_default(), &mut gone)
         };
         let asked = stem.is_some() || !gone.is_empty();
         self.discard_all(gone);
@@ -716,6 +701,18 @@ impl<L: Launcher> Drop for BusyGuard<'_, L> {
             }
         }
     }
+}
+
+/// Pops the most recently used live container of `list`; the dead ones passed on the way go
+/// to `gone`.
+fn pop_live<C: Pooled>(list: &mut Vec<Slot<C>>, gone: &mut Vec<Slot<C>>) -> Option<Slot<C>> {
+    while let Some(slot) = list.pop() {
+        if slot.container.is_alive() {
+            return Some(slot);
+        }
+        gone.push(slot);
+    }
+    None
 }
 
 /// Takes out the idle containers of function `id` older than `floor`.
