@@ -279,9 +279,8 @@ impl Invoker {
 
     /// Applies a function or key event from the events exchange to the caches.
     fn handle_event(&self, delivery: &lapin::message::Delivery) {
-        let kind = delivery.properties.kind().as_ref().map(|k| k.as_str());
-        match kind {
-            Some(EVENT_TYPE_KEY) => match serde_json::from_slice::<KeyEvent>(&delivery.data) {
+        match common::broker::event_type(&delivery.properties) {
+            EVENT_TYPE_KEY => match serde_json::from_slice::<KeyEvent>(&delivery.data) {
                 Ok(event) => {
                     if let Some(keys) = &self.keys {
                         keys.invalidate(event.key_id, event.namespace.as_deref());

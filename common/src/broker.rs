@@ -249,6 +249,16 @@ impl Topology {
     }
 }
 
+/// The AMQP `type` of a message on the events exchange: [`crate::EVENT_TYPE_KEY`], or
+/// [`crate::EVENT_TYPE_FUNCTION`] (also for an event without a type, as the first versions
+/// sent them).
+pub fn event_type(properties: &lapin::BasicProperties) -> &str {
+    properties
+        .kind()
+        .as_ref()
+        .map_or(crate::EVENT_TYPE_FUNCTION, |kind| kind.as_str())
+}
+
 /// A sentence for an operator when declaring the topology failed: a job queue declared by an
 /// older version, without the bounds, is refused with PRECONDITION_FAILED until it is deleted.
 pub fn explain_declare_error(error: &lapin::Error) -> Option<String> {

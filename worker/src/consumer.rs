@@ -123,8 +123,7 @@ pub async fn consume(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             Some(Ok(event)) = session.events.next() => {
                 // Only function events concern workers (key events are the api replicas').
-                let kind = event.properties.kind().as_ref().map(|k| k.as_str());
-                if kind.is_none_or(|kind| kind == EVENT_TYPE_FUNCTION) {
+                if common::broker::event_type(&event.properties) == EVENT_TYPE_FUNCTION {
                     match serde_json::from_slice::<FunctionEvent>(&event.data) {
                         Ok(event) => executor.pool.retire(event.function_id, event.version),
                         Err(error) => tracing::warn!(%error, "malformed function event dropped"),
