@@ -14,6 +14,82 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+/// A value read from Postgres and kept right by change events over RabbitMQ: the function
+/// cache and the key cache both are one. A load may be stored only if the broker connection is
+/// up (events are heard) and nothing was invalidated since the load started (it may have read
+/// what was just replaced); a lost connection empties the value, and so does the new one's
+/// first moment, since events may have been missed in between.
+pub struct EventFed<T> {
+    inner: RwLock<Fed<T>>,
+    /// Bumped by every invalidation, under the write lock.
+    generation: AtomicU64,
+}
+
+struct Fed<T> {
+    value: T,
+    /// False while the broker connection is down, and before the first one is up.
+    connected: bool,
+}
+
+impl<T: Default> Default for EventFed<T> {
+    fn default() -> Self {
+        EventFed {
+            inner: RwLock::new(Fed {
+                value: T::default(),
+                connected: false,
+            }),
+            generation: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<T: Default> EventFed<T> {
+    /// Runs `read` on the value.
+    pub fn read<R>(&self, read: impl FnOnce(&T) -> R) -> R {
+        read(&self.inner.read().unwrap().value)
+    }
+
+    /// The generation a load starts at, to hand to [`EventFed::store`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Runs `store` on the value if the broker is connected and nothing was invalidated since
+    /// `generation`; otherwise what was loaded is dropped.
+    pub fn store(&self, generation: u64, store: impl FnOnce(&mut T)) {
+        let mut fed = self.inner.write().unwrap();
+        if fed.connected && self.generation.load(Ordering::Acquire) == generation {
+            store(&mut fed.value);
+        }
+    }
+
+    /// Runs `change` on the value, and refuses every load that started before.
+    pub fn invalidate(&self, change: impl FnOnce(&mut T)) {
+        let mut fed = self.inner.write().unwrap();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        change(&mut fed.value);
+    }
+
+    /// The broker connection is gone: empty the value and store nothing until
+    /// [`EventFed::reconnected`].
+    pub fn disconnected(&self) {
+        self.reset(false);
+    }
+
+    /// A new connection's event consumer is subscribed: events are heard again. What was
+    /// stored, or is being loaded, since the last event heard may be stale, so it goes.
+    pub fn reconnected(&self) {
+        self.reset(true);
+    }
+
+    fn reset(&self, connected: bool) {
+        let mut fed = self.inner.write().unwrap();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        fed.value = T::default();
+        fed.connected = connected;
+    }
+}
+
 /// How long a name stays known as missing. Short: a function created on a replica whose event
 /// did not reach this one is found after this at the latest.
 pub const MISS_TTL: Duration = Duration::from_secs(5);
@@ -44,16 +120,10 @@ struct Entries {
     misses: HashMap<String, HashMap<String, Instant>>,
     /// How many misses are held, over every namespace.
     miss_count: usize,
-    /// False while the broker connection is down (and before the first one is up): events
-    /// may be missed, so nothing read now can be trusted later.
-    connected: bool,
 }
 
 pub struct FunctionCache {
-    entries: RwLock<Entries>,
-    /// Bumped by every invalidation. A load that started before one must not store what it
-    /// read: it may be the version that was just replaced.
-    generation: AtomicU64,
+    entries: EventFed<Entries>,
     ttl: Duration,
     miss_ttl: Duration,
 }
@@ -66,41 +136,40 @@ impl FunctionCache {
 
     fn with_ttls(ttl: Duration, miss_ttl: Duration) -> Self {
         FunctionCache {
-            entries: RwLock::default(),
-            generation: AtomicU64::new(0),
+            entries: EventFed::default(),
             ttl,
             miss_ttl,
         }
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Lookup {
-        let entries = self.entries.read().unwrap();
-        if let Some(entry) = entries.by_name.get(namespace).and_then(|ns| ns.get(name))
-            && entry.loaded.elapsed() < self.ttl
-        {
-            return Lookup::Found(entry.function.clone());
-        }
-        if entries
-            .misses
-            .get(namespace)
-            .and_then(|ns| ns.get(name))
-            .is_some_and(|at| at.elapsed() < self.miss_ttl)
-        {
-            return Lookup::Missing;
-        }
-        Lookup::Unknown
+        self.entries.read(|entries| {
+            if let Some(entry) = entries.by_name.get(namespace).and_then(|ns| ns.get(name))
+                && entry.loaded.elapsed() < self.ttl
+            {
+                return Lookup::Found(entry.function.clone());
+            }
+            if entries
+                .misses
+                .get(namespace)
+                .and_then(|ns| ns.get(name))
+                .is_some_and(|at| at.elapsed() < self.miss_ttl)
+            {
+                return Lookup::Missing;
+            }
+            Lookup::Unknown
+        })
     }
 
     /// The generation to pass to [`FunctionCache::insert`] after a database read.
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.entries.generation()
     }
 
     /// Stores `function`, read from the database when the cache was at `generation`, unless
     /// something was invalidated since or the broker is disconnected.
     pub fn insert(&self, function: Arc<Function>, generation: u64) {
-        let mut entries = self.entries.write().unwrap();
-        if entries.connected && self.generation.load(Ordering::Acquire) == generation {
+        self.entries.store(generation, |entries| {
             entries.forget_miss(&function.namespace, &function.name);
             let entry = Entry {
                 function: function.clone(),
@@ -111,14 +180,13 @@ impl FunctionCache {
                 .entry(function.namespace.clone())
                 .or_default()
                 .insert(function.name.clone(), entry);
-        }
+        });
     }
 
     /// Remembers that `namespace` has no function called `name`, as read when the cache was at
     /// `generation`; the same conditions as [`FunctionCache::insert`] apply.
     pub fn insert_miss(&self, namespace: &str, name: &str, generation: u64) {
-        let mut entries = self.entries.write().unwrap();
-        if entries.connected && self.generation.load(Ordering::Acquire) == generation {
+        self.entries.store(generation, |entries| {
             if entries.miss_count >= MAX_MISSES {
                 entries.misses.clear();
                 entries.miss_count = 0;
@@ -131,50 +199,37 @@ impl FunctionCache {
             if previous.is_none() {
                 entries.miss_count += 1;
             }
-        }
+        });
     }
 
     /// Drops function `id`, under whatever name it was cached, and forgets that `name` (its
     /// name now, if it has one) was missing in `namespace`.
     pub fn invalidate(&self, id: i64, namespace: Option<&str>, name: Option<&str>) {
-        let mut entries = self.entries.write().unwrap();
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        for functions in entries.by_name.values_mut() {
-            functions.retain(|_, entry| entry.function.id != id);
-        }
-        entries.by_name.retain(|_, functions| !functions.is_empty());
-        if let (Some(namespace), Some(name)) = (namespace, name) {
-            entries.forget_miss(namespace, name);
-        } else if let Some(name) = name {
-            // An event of an older api names no namespace: forget the name in every one.
-            let namespaces: Vec<String> = entries.misses.keys().cloned().collect();
-            for namespace in namespaces {
-                entries.forget_miss(&namespace, name);
+        self.entries.invalidate(|entries| {
+            for functions in entries.by_name.values_mut() {
+                functions.retain(|_, entry| entry.function.id != id);
             }
-        }
+            entries.by_name.retain(|_, functions| !functions.is_empty());
+            if let (Some(namespace), Some(name)) = (namespace, name) {
+                entries.forget_miss(namespace, name);
+            } else if let Some(name) = name {
+                // An event of an older api names no namespace: forget the name in every one.
+                let namespaces: Vec<String> = entries.misses.keys().cloned().collect();
+                for namespace in namespaces {
+                    entries.forget_miss(&namespace, name);
+                }
+            }
+        });
     }
 
-    /// The broker connection is gone: empty the cache and store nothing until
-    /// [`FunctionCache::reconnected`].
+    /// See [`EventFed::disconnected`].
     pub fn disconnected(&self) {
-        let mut entries = self.entries.write().unwrap();
-        entries.connected = false;
-        self.clear(&mut entries);
+        self.entries.disconnected();
     }
 
-    /// A new connection's event consumer is subscribed: events are heard again. What was
-    /// stored, or is being loaded, since the last event heard may be stale, so it goes.
+    /// See [`EventFed::reconnected`].
     pub fn reconnected(&self) {
-        let mut entries = self.entries.write().unwrap();
-        self.clear(&mut entries);
-        entries.connected = true;
-    }
-
-    fn clear(&self, entries: &mut Entries) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.by_name.clear();
-        entries.misses.clear();
-        entries.miss_count = 0;
+        self.entries.reconnected();
     }
 }
 
@@ -337,7 +392,7 @@ mod tests {
             "emptied when full"
         );
         assert!(matches!(cache.get(NS, "one_more"), Lookup::Missing));
-        assert!(cache.entries.read().unwrap().miss_count <= MAX_MISSES);
+        assert!(cache.entries.read(|entries| entries.miss_count) <= MAX_MISSES);
     }
 
     #[test]

@@ -7,12 +7,12 @@
 //! used still (a revocation needs Postgres too).
 
 use crate::auth::{self, ADMIN_KEY_ID, AuthError, DEFAULT_NAMESPACE, Presented, Principal, Scope};
+use crate::cache::EventFed;
 use crate::db::{self, KeyRecord};
 use crate::error::ApiError;
 use deadpool_postgres::Pool;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -25,18 +25,10 @@ struct Entry {
     loaded: Instant,
 }
 
-#[derive(Default)]
-struct Entries {
-    by_id: HashMap<Uuid, Entry>,
-    connected: bool,
-}
-
 pub struct KeyStore {
     /// SHA-256 of the `ADMIN_KEY` setting.
     admin_key_hash: Option<[u8; 32]>,
-    entries: RwLock<Entries>,
-    /// Bumped by every invalidation: a load that started before one is not stored.
-    generation: AtomicU64,
+    by_id: EventFed<HashMap<Uuid, Entry>>,
     ttl: Duration,
 }
 
@@ -44,8 +36,7 @@ impl KeyStore {
     pub fn new(admin_key: Option<&str>, ttl: Duration) -> KeyStore {
         KeyStore {
             admin_key_hash: admin_key.map(|key| auth::sha256(key.as_bytes())),
-            entries: RwLock::default(),
-            generation: AtomicU64::new(0),
+            by_id: EventFed::default(),
             ttl,
         }
     }
@@ -81,17 +72,17 @@ impl KeyStore {
 
     /// Key `id`'s row: cached, or read (and cached), or, with Postgres away, cached even if old.
     async fn record(&self, pool: &Pool, id: Uuid) -> Result<Option<Arc<KeyRecord>>, ApiError> {
-        let stale = {
-            let entries = self.entries.read().unwrap();
-            match entries.by_id.get(&id) {
-                Some(entry) if entry.loaded.elapsed() < self.ttl => {
-                    return Ok(entry.record.clone());
-                }
-                Some(entry) => Some(entry.record.clone()),
-                None => None,
-            }
+        let cached = self.by_id.read(|by_id| {
+            by_id
+                .get(&id)
+                .map(|entry| (entry.record.clone(), entry.loaded.elapsed() < self.ttl))
+        });
+        let stale = match cached {
+            Some((record, true)) => return Ok(record),
+            Some((record, false)) => Some(record),
+            None => None,
         };
-        let generation = self.generation.load(Ordering::Acquire);
+        let generation = self.by_id.generation();
         match db::get_key_record(pool, id).await {
             Ok(record) => {
                 let record = record.map(Arc::new);
@@ -109,49 +100,40 @@ impl KeyStore {
     }
 
     fn store(&self, id: Uuid, record: Option<Arc<KeyRecord>>, generation: u64) {
-        let mut entries = self.entries.write().unwrap();
-        if !entries.connected || self.generation.load(Ordering::Acquire) != generation {
-            return;
-        }
-        if entries.by_id.len() >= MAX_ENTRIES {
-            entries.by_id.clear();
-        }
-        let loaded = Instant::now();
-        entries.by_id.insert(id, Entry { record, loaded });
+        self.by_id.store(generation, |by_id| {
+            if by_id.len() >= MAX_ENTRIES {
+                by_id.clear();
+            }
+            let loaded = Instant::now();
+            by_id.insert(id, Entry { record, loaded });
+        });
     }
 
     /// Forgets key `id`, or every key of `namespace` (deleted), or both.
     pub fn invalidate(&self, id: Option<Uuid>, namespace: Option<&str>) {
-        let mut entries = self.entries.write().unwrap();
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        if let Some(id) = id {
-            entries.by_id.remove(&id);
-        }
-        if let Some(namespace) = namespace {
-            entries.by_id.retain(|_, entry| {
-                entry
-                    .record
-                    .as_ref()
-                    .is_none_or(|record| record.namespace != namespace)
-            });
-        }
+        self.by_id.invalidate(|by_id| {
+            if let Some(id) = id {
+                by_id.remove(&id);
+            }
+            if let Some(namespace) = namespace {
+                by_id.retain(|_, entry| {
+                    entry
+                        .record
+                        .as_ref()
+                        .is_none_or(|record| record.namespace != namespace)
+                });
+            }
+        });
     }
 
-    /// The broker connection is gone: empty the cache and store nothing until
-    /// [`KeyStore::reconnected`].
+    /// See [`EventFed::disconnected`].
     pub fn disconnected(&self) {
-        let mut entries = self.entries.write().unwrap();
-        entries.connected = false;
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.by_id.clear();
+        self.by_id.disconnected();
     }
 
-    /// Events are heard again; whatever was read before may have missed a revocation.
+    /// See [`EventFed::reconnected`].
     pub fn reconnected(&self) {
-        let mut entries = self.entries.write().unwrap();
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.by_id.clear();
-        entries.connected = true;
+        self.by_id.reconnected();
     }
 }
 
@@ -190,21 +172,21 @@ mod tests {
     }
 
     fn cached(store: &KeyStore, id: Uuid) -> bool {
-        store.entries.read().unwrap().by_id.contains_key(&id)
+        store.by_id.read(|by_id| by_id.contains_key(&id))
     }
 
     #[test]
     fn nothing_is_stored_while_disconnected_nor_a_load_that_raced_an_invalidation() {
         let store = KeyStore::new(None, Duration::from_secs(60));
         let id = Uuid::new_v4();
-        store.store(id, record("a"), store.generation.load(Ordering::Acquire));
+        store.store(id, record("a"), store.by_id.generation());
         assert!(!cached(&store, id), "not connected yet");
         store.reconnected();
-        let before = store.generation.load(Ordering::Acquire);
+        let before = store.by_id.generation();
         store.invalidate(Some(Uuid::new_v4()), None);
         store.store(id, record("a"), before);
         assert!(!cached(&store, id), "read before an invalidation");
-        store.store(id, record("a"), store.generation.load(Ordering::Acquire));
+        store.store(id, record("a"), store.by_id.generation());
         assert!(cached(&store, id));
         store.disconnected();
         assert!(!cached(&store, id));
@@ -221,9 +203,9 @@ mod tests {
             Uuid::new_v4(),
         );
         for (id, ns) in [(a1, "a"), (a2, "a"), (b, "b")] {
-            store.store(id, record(ns), store.generation.load(Ordering::Acquire));
+            store.store(id, record(ns), store.by_id.generation());
         }
-        store.store(unknown, None, store.generation.load(Ordering::Acquire));
+        store.store(unknown, None, store.by_id.generation());
         store.invalidate(None, Some("a"));
         assert!(!cached(&store, a1) && !cached(&store, a2));
         assert!(cached(&store, b) && cached(&store, unknown));
