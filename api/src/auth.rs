@@ -9,6 +9,7 @@
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine;
@@ -197,16 +198,23 @@ pub fn new_key() -> NewKey {
     }
 }
 
+impl Principal {
+    /// The caller of a request with `headers`: its key, verified (every caller is
+    /// [`Principal::local`] with auth disabled).
+    pub async fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Self, ApiError> {
+        let Some(keys) = &state.keys else {
+            return Ok(Principal::local());
+        };
+        let token = bearer_token(headers.get(AUTHORIZATION)).map_err(ApiError::Unauthorized)?;
+        keys.verify(&state.db, parse_token(token)).await
+    }
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(keys) = &state.keys else {
-            return Ok(Principal::local());
-        };
-        let token =
-            bearer_token(parts.headers.get(AUTHORIZATION)).map_err(ApiError::Unauthorized)?;
-        keys.verify(&state.db, parse_token(token)).await
+        Principal::from_headers(state, &parts.headers).await
     }
 }
 

@@ -18,6 +18,18 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("function {0} not found")]
     FunctionNotFound(String),
+    /// No function's route matches the path (which the text names).
+    #[error("no function answers {0}")]
+    RouteNotFound(String),
+    /// The route does not answer this method: 405 with `Allow`.
+    #[error("{method} is not one of this route's methods ({})", allowed.join(", "))]
+    MethodNotAllowed {
+        method: String,
+        allowed: Vec<String>,
+    },
+    /// The function's result asked for an answer that HTTP cannot carry.
+    #[error("the function's answer is not a valid HTTP response: {0}")]
+    InvalidResponse(String),
     /// No valid key: 401 with `WWW-Authenticate: Bearer`.
     #[error("{0}")]
     Unauthorized(AuthError),
@@ -73,7 +85,10 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::FunctionNotFound(_)
             | ApiError::NamespaceNotFound(_)
-            | ApiError::KeyNotFound(_) => StatusCode::NOT_FOUND,
+            | ApiError::KeyNotFound(_)
+            | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::InvalidResponse(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -93,6 +108,9 @@ impl ApiError {
             ApiError::TooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::FunctionNotFound(_) => "function_not_found",
+            ApiError::RouteNotFound(_) => "route_not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::InvalidResponse(_) => "invalid_response",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NamespaceNotFound(_) => "namespace_not_found",
@@ -148,6 +166,13 @@ impl IntoResponse for ApiError {
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),
             );
+        }
+        if let ApiError::MethodNotAllowed { allowed, .. } = &self
+            && let Ok(value) = axum::http::HeaderValue::from_str(&allowed.join(", "))
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::ALLOW, value);
         }
         if matches!(self, ApiError::BodyTimeout) {
             // What is left of the body may never come: the connection cannot be reused.

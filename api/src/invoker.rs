@@ -6,6 +6,7 @@
 
 use crate::cache::FunctionCache;
 use crate::error::ApiError;
+use crate::http_trigger::RouteTable;
 use crate::keys::KeyStore;
 use common::broker::{CONTENT_TYPE_JSON, DIRECT_REPLY_TO, Topology};
 use common::{EVENT_TYPE_FUNCTION, EVENT_TYPE_KEY, FunctionEvent, Job, KeyEvent, Reply, Runtime};
@@ -39,6 +40,8 @@ pub struct Invoker {
     cache: Arc<FunctionCache>,
     /// Forgets revoked keys on key events; emptied like `cache`. `None` with auth disabled.
     keys: Option<Arc<KeyStore>>,
+    /// Reloaded on function events, and more often while they may be missed.
+    routes: Arc<RouteTable>,
     session: RwLock<Option<Arc<Session>>>,
     pending: Mutex<HashMap<Uuid, oneshot::Sender<Reply>>>,
     consumers_seen: Mutex<HashMap<Runtime, Instant>>,
@@ -60,6 +63,7 @@ impl Invoker {
         topology: Topology,
         cache: Arc<FunctionCache>,
         keys: Option<Arc<KeyStore>>,
+        routes: Arc<RouteTable>,
     ) -> Result<Arc<Self>, lapin::Error> {
         let invoker = Arc::new(Invoker {
             url: url.to_owned(),
@@ -67,6 +71,7 @@ impl Invoker {
             topology,
             cache,
             keys,
+            routes,
             session: RwLock::new(None),
             pending: Mutex::new(HashMap::new()),
             consumers_seen: Mutex::new(HashMap::new()),
@@ -104,6 +109,7 @@ impl Invoker {
         if let Some(keys) = &self.keys {
             keys.reconnected();
         }
+        self.routes.set_connected(true);
         *self.session.write().unwrap() = Some(Arc::new(Session {
             connection,
             channel,
@@ -289,11 +295,14 @@ impl Invoker {
                 Err(error) => tracing::warn!(%error, "malformed key event dropped"),
             },
             _ => match serde_json::from_slice::<FunctionEvent>(&delivery.data) {
-                Ok(event) => self.cache.invalidate(
-                    event.function_id,
-                    event.namespace.as_deref(),
-                    event.name.as_deref(),
-                ),
+                Ok(event) => {
+                    self.cache.invalidate(
+                        event.function_id,
+                        event.namespace.as_deref(),
+                        event.name.as_deref(),
+                    );
+                    self.routes.changed();
+                }
                 Err(error) => tracing::warn!(%error, "malformed function event dropped"),
             },
         }
@@ -305,6 +314,7 @@ impl Invoker {
         if let Some(keys) = &self.keys {
             keys.disconnected();
         }
+        self.routes.set_connected(false);
         // Dropping the senders wakes every waiting request with an error.
         self.pending.lock().unwrap().clear();
         self.consumers_seen.lock().unwrap().clear();

@@ -41,18 +41,23 @@ impl KeyStore {
         }
     }
 
+    /// Whether `hash` is the `ADMIN_KEY` setting's.
+    pub fn is_admin_hash(&self, hash: &[u8; 32]) -> bool {
+        self.admin_key_hash
+            .as_ref()
+            .is_some_and(|admin| auth::same_hash(admin, hash))
+    }
+
     /// The caller a presented key stands for, or 401.
     pub async fn verify(&self, pool: &Pool, presented: Presented) -> Result<Principal, ApiError> {
         let rejected = ApiError::Unauthorized(AuthError::Rejected);
         match presented {
-            Presented::Other { hash } => match &self.admin_key_hash {
-                Some(admin) if auth::same_hash(admin, &hash) => Ok(Principal {
-                    key_id: Some(ADMIN_KEY_ID.to_owned()),
-                    namespace: DEFAULT_NAMESPACE.to_owned(),
-                    scopes: vec![Scope::Admin],
-                }),
-                _ => Err(rejected),
-            },
+            Presented::Other { hash } if self.is_admin_hash(&hash) => Ok(Principal {
+                key_id: Some(ADMIN_KEY_ID.to_owned()),
+                namespace: DEFAULT_NAMESPACE.to_owned(),
+                scopes: vec![Scope::Admin],
+            }),
+            Presented::Other { .. } => Err(rejected),
             Presented::Key { id, secret_hash } => {
                 let Some(record) = self.record(pool, id).await? else {
                     return Err(rejected);

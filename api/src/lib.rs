@@ -7,6 +7,7 @@
 //! Inside: `routes` (one module per resource) take a `Principal` from `auth` (keys verified
 //! and cached by `keys`), reach Postgres through `db` and the function `cache`, publish jobs
 //! and events through the `invoker`, and hand invocation records to the `records` writer;
+//! `http_trigger` maps paths under `ROUTE_PREFIX` to functions and HTTP to events and back;
 //! `server` serves HTTP with read timeouts, `limits` bounds requests and bodies, `retention`
 //! deletes old records. Modules are private; what the binary and the tests use is re-exported.
 
@@ -16,6 +17,7 @@ mod config;
 pub mod db;
 mod error;
 mod extract;
+mod http_trigger;
 mod invoker;
 mod keys;
 mod limits;
@@ -54,6 +56,12 @@ pub async fn run(
         config.function_cache_ttl_secs,
     )));
     let keys = key_store(&config, &db).await?;
+    let routes = http_trigger::RouteTable::new();
+    let route_count = routes
+        .load(&db)
+        .await
+        .context("cannot load the functions' routes")?;
+    tracing::info!(routes = route_count, prefix = %config.route_prefix, "HTTP routes loaded");
     // Unique per process, so an operator (or a test) can tell the replicas' connections apart.
     let connection_name = format!(
         "faas-api {} {}",
@@ -66,6 +74,7 @@ pub async fn run(
         config.broker.topology(),
         functions.clone(),
         keys.clone(),
+        routes.clone(),
     )
     .await
     .map_err(
@@ -82,12 +91,19 @@ pub async fn run(
         Duration::from_secs(config.retention_interval_secs.max(1)),
         stop_background.clone(),
     );
+    let route_reloader = routes.spawn_reloader(
+        db.clone(),
+        Duration::from_secs(config.function_cache_ttl_secs.max(1)),
+        stop_background.clone(),
+    );
     let state = AppState {
         db,
         invoker: invoker.clone(),
         functions,
         keys,
         records,
+        routes,
+        route_prefix: config.route_prefix.as_str().into(),
         limits: Limits {
             max_code_bytes: config.max_code_bytes,
             max_event_bytes: config.max_event_bytes,
@@ -118,6 +134,7 @@ pub async fn run(
     if let Some(retention) = retention {
         let _ = retention.await;
     }
+    let _ = route_reloader.await;
     if let Some(keep_alive) = keep_alive {
         let _ = keep_alive.await;
     }
@@ -200,7 +217,7 @@ fn register_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         "faas_invocations_total",
-        "Calls by function, runtime and outcome (a reply status, no_worker, runtime_unavailable, overloaded, concurrency_limit, unavailable or no_reply)."
+        "Calls by function, runtime, trigger (execute or http) and outcome (a reply status, no_worker, runtime_unavailable, overloaded, concurrency_limit, unavailable or no_reply)."
     );
     describe_histogram!(
         "faas_invocation_duration_seconds",

@@ -1,6 +1,7 @@
 //! What every handler can reach.
 
 use crate::cache::FunctionCache;
+use crate::http_trigger::RouteTable;
 use crate::invoker::Invoker;
 use crate::keys::KeyStore;
 use crate::records::RecordWriter;
@@ -16,6 +17,10 @@ pub struct AppState {
     /// Verifies API keys; `None` with `AUTH=disabled` (every caller is namespace `default`).
     pub keys: Option<Arc<KeyStore>>,
     pub records: RecordWriter,
+    /// Every function's route, for the HTTP triggers.
+    pub routes: Arc<RouteTable>,
+    /// `ROUTE_PREFIX`: where the routes start.
+    pub route_prefix: Arc<str>,
     pub limits: Limits,
 }
 

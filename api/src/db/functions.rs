@@ -1,6 +1,7 @@
 //! Functions, each in its namespace, read together with what the namespace allows.
 
 use crate::error::{ApiError, DbError};
+use crate::http_trigger::{Cors, HttpAuth};
 use chrono::{DateTime, Utc};
 use common::{Language, Runtime};
 use deadpool_postgres::Pool;
@@ -24,6 +25,10 @@ pub struct Function {
     pub env: BTreeMap<String, String>,
     /// Calls it may run at once across the cluster; `None`: no limit.
     pub max_concurrency: Option<i32>,
+    /// The methods its route answers; `None`: all of them.
+    pub http_methods: Option<Vec<String>>,
+    pub http_auth: HttpAuth,
+    pub cors: Option<Cors>,
     pub version: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -47,11 +52,16 @@ pub struct FunctionFields {
     pub memory_mb: i32,
     pub env: BTreeMap<String, String>,
     pub max_concurrency: Option<i32>,
+    pub http_methods: Option<Vec<String>>,
+    pub http_auth: HttpAuth,
+    pub cors: Option<Cors>,
+    /// The route with its parameter names erased: unique, so that no two are ambiguous.
+    pub route_shape: String,
 }
 
 /// The columns of a function and of its namespace, from `f` (functions) and `n` (namespaces).
 const FUNCTION_COLUMNS: &str = "f.id, f.namespace, f.name, f.route, f.language, f.code, f.timeout,
-    f.runtime, f.memory_mb, f.env, f.max_concurrency, f.version, f.created_at, f.updated_at,
+    f.runtime, f.memory_mb, f.env, f.max_concurrency, f.http_methods, f.http_auth, f.cors, f.version, f.created_at, f.updated_at,
     n.allowed_runtimes, n.max_concurrency AS namespace_max_concurrency";
 
 impl TryFrom<&Row> for Function {
@@ -61,6 +71,8 @@ impl TryFrom<&Row> for Function {
         let runtime: String = row.try_get("runtime")?;
         let env: serde_json::Value = row.try_get("env")?;
         let allowed: Vec<String> = row.try_get("allowed_runtimes")?;
+        let http_auth: String = row.try_get("http_auth")?;
+        let cors: Option<serde_json::Value> = row.try_get("cors")?;
         Ok(Function {
             id: row.try_get("id")?,
             namespace: row.try_get("namespace")?,
@@ -74,6 +86,10 @@ impl TryFrom<&Row> for Function {
             memory_mb: row.try_get("memory_mb")?,
             env: serde_json::from_value(env).unwrap_or_default(),
             max_concurrency: row.try_get("max_concurrency")?,
+            http_methods: row.try_get("http_methods")?,
+            // The CHECK keeps it `key` or `none`; the api only stores checked CORS settings.
+            http_auth: HttpAuth::parse(&http_auth).unwrap_or_default(),
+            cors: cors.and_then(|value| serde_json::from_value(value).ok()),
             version: row.try_get("version")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -101,6 +117,10 @@ fn conflict_or(error: tokio_postgres::Error, fields: &FunctionFields) -> ApiErro
                 "a function with route {:?} already exists",
                 fields.route
             )),
+            Some("functions_route_shape_key") => ApiError::Conflict(format!(
+                "route {:?} is ambiguous: a function's route has the same shape {:?} (the same path with other parameter names)",
+                fields.route, fields.route_shape
+            )),
             _ => ApiError::Conflict(format!(
                 "a function named {:?} already exists in this namespace",
                 fields.name
@@ -126,11 +146,16 @@ pub async fn insert_function(
     let sql = format!(
         "WITH f AS (
              INSERT INTO functions (namespace, name, route, language, code, timeout, runtime,
-                                    memory_mb, env, max_concurrency)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *)
+                                    memory_mb, env, max_concurrency, http_methods, http_auth,
+                                    cors, route_shape)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING *)
          SELECT {FUNCTION_COLUMNS} FROM f JOIN namespaces n ON n.name = f.namespace"
     );
     let env = serde_json::to_value(&fields.env).unwrap_or_default();
+    let cors = fields
+        .cors
+        .as_ref()
+        .map(|cors| serde_json::to_value(cors).unwrap_or_default());
     let row = client
         .query_one(
             &sql,
@@ -145,6 +170,10 @@ pub async fn insert_function(
                 &fields.memory_mb,
                 &env,
                 &fields.max_concurrency,
+                &fields.http_methods,
+                &fields.http_auth.as_str(),
+                &cors,
+                &fields.route_shape,
             ],
         )
         .await
@@ -165,11 +194,16 @@ pub async fn update_function(
         "WITH f AS (
              UPDATE functions SET name = $3, route = $4, language = $5, code = $6, timeout = $7,
                     runtime = $8, memory_mb = $9, env = $10, max_concurrency = $11,
+                    http_methods = $12, http_auth = $13, cors = $14, route_shape = $15,
                     version = version + 1, updated_at = now()
              WHERE id = $1 AND namespace = $2 RETURNING *)
          SELECT {FUNCTION_COLUMNS} FROM f JOIN namespaces n ON n.name = f.namespace"
     );
     let env = serde_json::to_value(&fields.env).unwrap_or_default();
+    let cors = fields
+        .cors
+        .as_ref()
+        .map(|cors| serde_json::to_value(cors).unwrap_or_default());
     let row = client
         .query_opt(
             &sql,
@@ -185,6 +219,10 @@ pub async fn update_function(
                 &fields.memory_mb,
                 &env,
                 &fields.max_concurrency,
+                &fields.http_methods,
+                &fields.http_auth.as_str(),
+                &cors,
+                &fields.route_shape,
             ],
         )
         .await
@@ -248,4 +286,45 @@ pub async fn delete_function(pool: &Pool, namespace: &str, id: i64) -> Result<bo
         )
         .await?;
     Ok(deleted > 0)
+}
+
+/// A function's route and how it is served: a row of the route table.
+#[derive(Debug)]
+pub struct RouteRow {
+    pub id: i64,
+    pub namespace: String,
+    pub name: String,
+    pub route: String,
+    pub http_methods: Option<Vec<String>>,
+    pub http_auth: HttpAuth,
+    pub cors: Option<Cors>,
+}
+
+/// Every function's route that holds its shape (those without one share it with an older
+/// function, from before shapes were kept unique).
+pub async fn list_routes(pool: &Pool) -> Result<Vec<RouteRow>, DbError> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "SELECT id, namespace, name, route, http_methods, http_auth, cors FROM functions
+             WHERE route_shape IS NOT NULL",
+        )
+        .await?;
+    let rows = client.query(&statement, &[]).await?;
+    rows.iter()
+        .map(|row| {
+            let http_auth: String = row.try_get("http_auth")?;
+            let cors: Option<serde_json::Value> = row.try_get("cors")?;
+            Ok(RouteRow {
+                id: row.try_get("id")?,
+                namespace: row.try_get("namespace")?,
+                name: row.try_get("name")?,
+                route: row.try_get("route")?,
+                http_methods: row.try_get("http_methods")?,
+                http_auth: HttpAuth::parse(&http_auth).unwrap_or_default(),
+                cors: cors.and_then(|value| serde_json::from_value(value).ok()),
+            })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(DbError::from)
 }

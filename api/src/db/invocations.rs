@@ -16,6 +16,8 @@ pub struct InvocationRecord {
     pub function_name: String,
     pub function_version: i32,
     pub runtime: String,
+    /// What started it: `execute` or `http` (its route).
+    pub trigger: String,
     pub status: String,
     pub cold_start: bool,
     pub duration_ms: f64,
@@ -48,6 +50,7 @@ pub async fn insert_invocations(pool: &Pool, records: &[InvocationRecord]) -> Re
         .map(|r| r.error.as_ref().and_then(|e| serde_json::to_value(e).ok()))
         .collect();
     let created: Vec<DateTime<Utc>> = records.iter().map(|r| r.created_at).collect();
+    let triggers: Vec<&str> = records.iter().map(|r| r.trigger.as_str()).collect();
     // Records are telemetry: a crash of Postgres may lose the last few milliseconds of them,
     // which spares a WAL flush per batch. Other writes keep full durability.
     let transaction = client.transaction().await?;
@@ -58,10 +61,10 @@ pub async fn insert_invocations(pool: &Pool, records: &[InvocationRecord]) -> Re
         .prepare_cached(
             "INSERT INTO invocations (id, function_id, function_name, function_version, runtime,
                  status, cold_start, duration_ms, queue_ms, init_ms, run_ms, worker_id, error,
-                 created_at, namespace)
+                 created_at, namespace, trigger)
              SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::int[], $5::text[],
                  $6::text[], $7::bool[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
-                 $12::text[], $13::jsonb[], $14::timestamptz[], $15::text[])
+                 $12::text[], $13::jsonb[], $14::timestamptz[], $15::text[], $16::text[])
              ON CONFLICT (id) DO NOTHING",
         )
         .await?;
@@ -84,6 +87,7 @@ pub async fn insert_invocations(pool: &Pool, records: &[InvocationRecord]) -> Re
                 &errors,
                 &created,
                 &namespaces,
+                &triggers,
             ],
         )
         .await?;
@@ -101,7 +105,7 @@ pub async fn list_invocations(
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT id, namespace, function_id, function_name, function_version, runtime, status,
+            "SELECT id, namespace, function_id, function_name, function_version, runtime, trigger, status,
                     cold_start, duration_ms, queue_ms, init_ms, run_ms, worker_id, error, created_at
              FROM invocations
              WHERE namespace = $1 AND ($2::text IS NULL OR function_name = $2)
@@ -119,6 +123,7 @@ pub async fn list_invocations(
                 function_name: row.try_get("function_name")?,
                 function_version: row.try_get("function_version")?,
                 runtime: row.try_get("runtime")?,
+                trigger: row.try_get("trigger")?,
                 status: row.try_get("status")?,
                 cold_start: row.try_get("cold_start")?,
                 duration_ms: row.try_get("duration_ms")?,

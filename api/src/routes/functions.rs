@@ -5,6 +5,7 @@ use crate::auth::{Principal, Scope};
 use crate::db::{self, Function, FunctionFields, Namespace};
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
+use crate::http_trigger::{self, Cors, HttpAuth, RoutePattern};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,7 +15,6 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 const MAX_NAME_LEN: usize = 64;
-const MAX_ROUTE_LEN: usize = 256;
 const TIMEOUT_RANGE_S: std::ops::RangeInclusive<i64> = 1..=900;
 const MEMORY_RANGE_MB: std::ops::RangeInclusive<i64> = 64..=10_240;
 const DEFAULT_MEMORY_MB: i64 = 128;
@@ -39,15 +39,26 @@ pub struct FunctionInput {
     /// Absent or null: no limit.
     #[serde(default)]
     max_concurrency: Option<i64>,
+    /// The methods its route answers; absent or null: all of them.
+    #[serde(default)]
+    http_methods: Option<Vec<String>>,
+    /// Absent: `key`.
+    #[serde(default)]
+    http_auth: Option<HttpAuth>,
+    #[serde(default)]
+    cors: Option<Cors>,
 }
 
 impl FunctionInput {
     /// The fields, checked; `allowed` are the runtimes the namespace allows (the default is
-    /// docker where allowed, else the first allowed).
+    /// docker where allowed, else the first allowed). Only an admin may take a route that
+    /// starts with a parameter (`/{proxy+}`): it answers every path no other route claims,
+    /// in every namespace's stead.
     fn validate(
         self,
         max_code_bytes: usize,
         allowed: &[Runtime],
+        principal: &Principal,
     ) -> Result<FunctionFields, ApiError> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= MAX_NAME_LEN
@@ -61,18 +72,24 @@ impl FunctionInput {
                 self.name
             )));
         }
-        let route_ok = self.route.starts_with('/')
-            && self.route.len() <= MAX_ROUTE_LEN
-            && !self
-                .route
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control());
-        if !route_ok {
-            return Err(ApiError::Invalid(format!(
-                "route must start with / and hold at most {MAX_ROUTE_LEN} characters, none of them spaces; got {:?}",
+        let route = RoutePattern::parse(&self.route)
+            .map_err(|error| ApiError::Invalid(error.to_string()))?;
+        if route.catches_all() && !principal.has(Scope::Admin) {
+            return Err(ApiError::Forbidden(format!(
+                "route {:?} starts with a parameter, so it would answer every path no other route claims, other namespaces' included; only an admin key may set one",
                 self.route
             )));
         }
+        let http_methods = self
+            .http_methods
+            .map(http_trigger::validate_methods)
+            .transpose()
+            .map_err(ApiError::Invalid)?;
+        let cors = self
+            .cors
+            .map(Cors::validate)
+            .transpose()
+            .map_err(ApiError::Invalid)?;
         // Postgres text cannot hold U+0000: refuse it here rather than fail the insert.
         if self.code.contains('\0') {
             return Err(ApiError::Invalid(
@@ -137,6 +154,10 @@ impl FunctionInput {
             memory_mb: memory_mb as i32,
             env,
             max_concurrency: self.max_concurrency.map(|limit| limit as i32),
+            http_methods,
+            http_auth: self.http_auth.unwrap_or_default(),
+            cors,
+            route_shape: route.shape(),
         })
     }
 }
@@ -197,9 +218,9 @@ pub fn check_page(skip: i64, limit: i64, max: i64) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Drops the function from this replica's cache before answering (so the caller's next call
-/// runs what it just saved, and a name cached as missing is found), and tells the other
-/// replicas and the workers.
+/// Drops the function from this replica's cache and reloads its route table before answering
+/// (so the caller's next call runs what it just saved, a name cached as missing is found, and
+/// its route answers), and tells the other replicas and the workers.
 async fn announce(
     state: &AppState,
     function_id: i64,
@@ -219,6 +240,7 @@ async fn announce(
             version,
         })
         .await;
+    state.routes.refresh().await;
 }
 
 /// The key's namespace. Its keys go with it, so only a race with its deletion finds none.
@@ -248,7 +270,11 @@ pub async fn create_function(
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     principal.require(Scope::Manage)?;
     let namespace = namespace_of(&state, &principal).await?;
-    let fields = input.validate(state.limits.max_code_bytes, &namespace.allowed_runtimes)?;
+    let fields = input.validate(
+        state.limits.max_code_bytes,
+        &namespace.allowed_runtimes,
+        &principal,
+    )?;
     let function = db::insert_function(&state.db, &principal.namespace, &fields).await?;
     tracing::info!(id = function.id, namespace = %function.namespace, name = %function.name, "function created");
     announce(
@@ -296,7 +322,11 @@ pub async fn update_function(
 ) -> Result<axum::Json<Value>, ApiError> {
     principal.require(Scope::Manage)?;
     let namespace = namespace_of(&state, &principal).await?;
-    let fields = input.validate(state.limits.max_code_bytes, &namespace.allowed_runtimes)?;
+    let fields = input.validate(
+        state.limits.max_code_bytes,
+        &namespace.allowed_runtimes,
+        &principal,
+    )?;
     let function = db::update_function(&state.db, &principal.namespace, id, &fields)
         .await?
         .ok_or_else(|| ApiError::FunctionNotFound(id.to_string()))?;

@@ -96,16 +96,98 @@ async fn execute(
     let event = parse_event(&body, state.limits.max_event_bytes)?;
     let function = find_function(&state, namespace, name).await?;
     let runtime = runtime_for(&function, forced_runtime);
+    let called = call_function(
+        &state,
+        &function,
+        runtime,
+        event,
+        Uuid::now_v7(),
+        Trigger::Execute,
+        started,
+    )
+    .await?;
+    Ok(called.into_response(Detail::Full))
+}
+
+/// What started a call: a label of its metrics and a field of its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// `/execute/{name}` or `/execute_gvisor/{name}`.
+    Execute,
+    /// The function's route.
+    Http,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Execute => "execute",
+            Trigger::Http => "http",
+        }
+    }
+}
+
+/// A call that ran, or that no worker answered in time.
+pub struct Called {
+    pub invocation_id: Uuid,
+    pub duration_ms: f64,
+    timeout_s: u64,
+    pub outcome: Result<Reply, NoReply>,
+}
+
+/// How much of a failed call its caller is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Everything: the function's error, trace and logs (the caller holds a key of its
+    /// namespace).
+    Full,
+    /// The status, the code and the invocation id only: the caller may be anyone (a public
+    /// route), and the function's errors and logs are its author's.
+    Public,
+}
+
+impl Called {
+    /// The `/execute` answer: 200 with the result, or the status of the failure.
+    pub fn into_response(self, detail: Detail) -> Response {
+        match self.outcome {
+            Ok(reply) => reply_response(reply, self.duration_ms, self.timeout_s, detail),
+            Err(NoReply::TimedOut) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                axum::Json(json!({
+                    "detail": "no worker answered before the call's deadline",
+                    "code": "no_reply",
+                    "invocation_id": self.invocation_id,
+                    "logs": "",
+                })),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// Runs `function` on `runtime` with `event`: takes its concurrency leases, publishes the job,
+/// waits for the reply, and counts and records the call. An error is a call that did not run
+/// (no worker, overloaded, over its concurrency, the broker away); it is counted too.
+pub async fn call_function(
+    state: &AppState,
+    function: &Function,
+    runtime: Runtime,
+    event: RawJson,
+    invocation_id: Uuid,
+    trigger: Trigger,
+    started: Instant,
+) -> Result<Called, ApiError> {
     let labels = Labels {
         namespace: function.namespace.clone(),
         function: function.name.clone(),
         runtime,
+        trigger,
     };
 
     let now = common::now_unix_ms();
     let timeout_ms = function.timeout as u64 * 1000;
     let job = Job {
-        invocation_id: Uuid::now_v7(),
+        invocation_id,
         function: FunctionSpec {
             id: function.id,
             name: function.name.clone(),
@@ -121,7 +203,7 @@ async fn execute(
         published_unix_ms: now,
     };
     // Only limited functions and namespaces pay for leases: the others make no query here.
-    let _leases = take_leases(&state, &function, &job, &labels).await?;
+    let _leases = take_leases(state, function, &job, &labels).await?;
 
     let inflight = metrics::gauge!("faas_inflight_invocations", "runtime" => runtime.as_str());
     inflight.increment(1.0);
@@ -158,6 +240,7 @@ async fn execute(
         function_name: job.function.name.clone(),
         function_version: job.function.version,
         runtime: runtime.as_str().to_owned(),
+        trigger: trigger.as_str().to_owned(),
         status: status.to_owned(),
         cold_start: reply.is_some_and(|r| r.cold_start),
         duration_ms,
@@ -170,24 +253,17 @@ async fn execute(
     };
     state.records.submit(record);
 
-    Ok(match outcome {
-        Ok(reply) => reply_response(reply, duration_ms, job.function.timeout_ms / 1000),
-        Err(NoReply::TimedOut) => (
-            StatusCode::GATEWAY_TIMEOUT,
-            axum::Json(json!({
-                "detail": "no worker answered before the call's deadline",
-                "code": "no_reply",
-                "invocation_id": job.invocation_id,
-                "logs": "",
-            })),
-        )
-            .into_response(),
+    Ok(Called {
+        invocation_id,
+        duration_ms,
+        timeout_s: timeout_ms / 1000,
+        outcome,
     })
 }
 
 /// The runtime a call runs on: gVisor when asked for or when the function's namespace allows
 /// nothing else, the function's own otherwise.
-fn runtime_for(function: &Function, forced: Option<Runtime>) -> Runtime {
+pub fn runtime_for(function: &Function, forced: Option<Runtime>) -> Runtime {
     let wanted = forced.unwrap_or(function.runtime);
     if function.allowed_runtimes.is_empty() || function.allowed_runtimes.contains(&wanted) {
         wanted
@@ -201,6 +277,7 @@ struct Labels {
     namespace: String,
     function: String,
     runtime: Runtime,
+    trigger: Trigger,
 }
 
 impl Labels {
@@ -210,6 +287,7 @@ impl Labels {
             "namespace" => self.namespace.clone(),
             "function" => self.function.clone(),
             "runtime" => self.runtime.as_str(),
+            "trigger" => self.trigger.as_str(),
             "status" => status
         )
         .increment(1);
@@ -292,7 +370,7 @@ async fn take_leases(
 
 /// The function called `name` in `namespace`: from the cache, else from Postgres (then
 /// cached, found or not).
-async fn find_function(
+pub async fn find_function(
     state: &AppState,
     namespace: &str,
     name: String,
@@ -329,7 +407,7 @@ struct Success<'a> {
 }
 
 /// The HTTP answer for a worker's reply: 200 with the result, or the status of the failure.
-fn reply_response(reply: Reply, duration_ms: f64, timeout_s: u64) -> Response {
+fn reply_response(reply: Reply, duration_ms: f64, timeout_s: u64, detail: Detail) -> Response {
     if reply.status == ReplyStatus::Success {
         let body = Success {
             result: &reply.result,
@@ -343,13 +421,14 @@ fn reply_response(reply: Reply, duration_ms: f64, timeout_s: u64) -> Response {
         return (StatusCode::OK, axum::Json(body)).into_response();
     }
     let describe = |what: &str| match &reply.error {
+        _ if detail == Detail::Public => what.to_owned(),
         Some(error) if !error.message.is_empty() => {
             format!("{what}: {}: {}", error.kind, error.message)
         }
         Some(error) => format!("{what}: {}", error.kind),
         None => what.to_owned(),
     };
-    let (status, code, detail) = match reply.status {
+    let (status, code, message) = match reply.status {
         ReplyStatus::Error => (
             StatusCode::BAD_GATEWAY,
             "function_error",
@@ -387,8 +466,16 @@ fn reply_response(reply: Reply, duration_ms: f64, timeout_s: u64) -> Response {
         ),
         ReplyStatus::Success => unreachable!("handled above"),
     };
+    if detail == Detail::Public {
+        let body = json!({
+            "detail": message,
+            "code": code,
+            "invocation_id": reply.invocation_id,
+        });
+        return (status, axum::Json(body)).into_response();
+    }
     let body = json!({
-        "detail": detail,
+        "detail": message,
         "code": code,
         "error": reply.error,
         "invocation_id": reply.invocation_id,

@@ -6,13 +6,14 @@ pub mod invoke;
 pub mod keys;
 pub mod metrics;
 pub mod namespaces;
+pub mod triggers;
 
 use crate::limits::{self, BodyLimit};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tower_http::timeout::RequestBodyTimeoutLayer;
@@ -54,6 +55,16 @@ pub fn router(state: AppState) -> Router {
             BodyLimit(event_body_max),
             limits::read_body,
         ));
+    // Any method, any body (within the event limit) on the prefix and every path below it.
+    let prefix = state.route_prefix.clone();
+    let triggers = Router::new()
+        .route(&prefix, any(triggers::call_route))
+        .route(&format!("{prefix}/"), any(triggers::call_route))
+        .route(&format!("{prefix}/{{*path}}"), any(triggers::call_route))
+        .layer(from_fn_with_state(
+            BodyLimit(state.limits.max_event_bytes),
+            limits::read_body,
+        ));
     // Small JSON bodies only; the default body limit (2 MB) holds them.
     let admin = Router::new()
         .route("/keys/", get(keys::list_keys).post(keys::create_key))
@@ -67,6 +78,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(functions)
         .merge(invocations)
+        .merge(triggers)
         .merge(admin)
         .route("/metrics/", get(metrics::list_invocations))
         .layer(from_fn_with_state(inflight, limits::limit_inflight))

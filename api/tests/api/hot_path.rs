@@ -72,8 +72,26 @@ async fn known_functions_run_while_the_database_is_down_and_records_catch_up() {
     .await;
     let (status, _) = app.invoke("execute", "steady", json!({"n": 0})).await;
     assert_eq!(status, 200);
+    // An HTTP trigger too finds its route and function in memory.
+    app.create_function(python(
+        "steady_http",
+        "def handler(event, context):\n    return {'path': event['rawPath']}",
+    ))
+    .await;
+    let route_call = || async {
+        let response = app
+            .client
+            .get(app.url("/fn/steady_http"))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    assert_eq!(route_call().await.0, 200);
 
     proxy.block();
+    let (status, body) = route_call().await;
+    assert_eq!((status, body.as_str()), (200, r#"{"path":"/steady_http"}"#));
     for n in 1..=5 {
         let started = Instant::now();
         let (status, body) = app.invoke("execute", "steady", json!({ "n": n })).await;

@@ -17,3 +17,4 @@ mod queues;
 mod records;
 mod restarts;
 mod support;
+mod triggers;

@@ -60,6 +60,7 @@ fn record(worker_id: &str) -> InvocationRecord {
         function_name: "f".into(),
         function_version: 1,
         runtime: "docker".into(),
+        trigger: "execute".into(),
         status: "error".into(),
         cold_start: false,
         duration_ms: 1.0,

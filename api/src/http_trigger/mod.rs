@@ -1,0 +1,98 @@
+//! HTTP triggers: every function answers at `ROUTE_PREFIX` + its `route`.
+//!
+//! `pattern` parses routes and matches paths against them (most specific first); `table` keeps
+//! every function's route in memory on each replica, reloaded when a function changes (the
+//! events exchange), so a request makes no query to find its function; `event` turns a request
+//! into an API Gateway HTTP API (payload 2.0) event and the handler's result into the answer;
+//! `cors` answers browsers. The handler itself is `routes::triggers`.
+
+mod cors;
+mod event;
+mod pattern;
+mod table;
+
+pub use cors::Cors;
+pub use event::{RequestFacts, answer_from_result, build_event};
+pub use pattern::RoutePattern;
+pub use table::{RouteEntry, RouteTable};
+
+use serde::{Deserialize, Serialize};
+
+/// Who may call a function's route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpAuth {
+    /// An `invoke` key of the function's namespace (`Authorization: Bearer …`).
+    #[default]
+    Key,
+    /// Anyone: a public endpoint, like a Lambda function URL with auth type NONE.
+    None,
+}
+
+impl HttpAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpAuth::Key => "key",
+            HttpAuth::None => "none",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<HttpAuth> {
+        match text {
+            "key" => Some(HttpAuth::Key),
+            "none" => Some(HttpAuth::None),
+            _ => None,
+        }
+    }
+}
+
+/// The methods a route may be limited to (`http_methods`); absent means all of them.
+pub const HTTP_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// `http_methods` as a client wrote them, checked: upper-cased, each known, none twice.
+pub fn validate_methods(methods: Vec<String>) -> Result<Vec<String>, String> {
+    if methods.is_empty() {
+        return Err(
+            "http_methods must list at least one method; leave it out (or null) for all of them"
+                .into(),
+        );
+    }
+    let mut checked: Vec<String> = Vec::with_capacity(methods.len());
+    for method in methods {
+        let upper = method.to_ascii_uppercase();
+        if !HTTP_METHODS.contains(&upper.as_str()) {
+            return Err(format!(
+                "http_methods: {method:?} is not one of {}",
+                HTTP_METHODS.join(", ")
+            ));
+        }
+        if !checked.contains(&upper) {
+            checked.push(upper);
+        }
+    }
+    Ok(checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_upper_cased_known_and_unique() {
+        assert_eq!(
+            validate_methods(vec!["get".into(), "POST".into(), "Get".into()]),
+            Ok(vec!["GET".to_owned(), "POST".to_owned()])
+        );
+        assert!(
+            validate_methods(vec![])
+                .unwrap_err()
+                .contains("at least one")
+        );
+        assert!(
+            validate_methods(vec!["TRACE".into()])
+                .unwrap_err()
+                .contains("not one of")
+        );
+        assert!(HttpAuth::parse("none") == Some(HttpAuth::None) && HttpAuth::parse("x").is_none());
+    }
+}
