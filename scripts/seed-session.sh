@@ -105,4 +105,13 @@ metrics=$(    curl "${auth[@]}" http://localhost:8001/metrics/?function=test_key
 expect "metrics (keyed) lists the gVisor call" "$metrics" '"runtime":"gvisor"'
 expect "metrics (keyed) lists the Docker call" "$metrics" '"runtime":"docker"'
 log "the keyed session gives the same answers, and none without the key"
+
+# The README's HTTP trigger example (examples/webhook), in both languages: a signed delivery is
+# taken (202), a forged one refused (401).
+for language in python javascript; do
+  hook=$(API=http://localhost:8001 KEY=$admin_key bash examples/webhook/deploy.sh "$language" 2>&1)
+  expect "webhook ($language) created" "$hook" "\"route\":\"/hooks/webhook-$language\""
+  expect "webhook ($language) takes a signed delivery" "$hook" '{"received":"issues","action":"opened"} 202'
+  expect "webhook ($language) refuses a forged one" "$hook" '{"error":"bad signature"} 401'
+done
 echo "seed: $passed passed, 0 failed"
