@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Brings the compose cluster up for real and checks it end to end, then takes it down:
 #   - `up --build` builds the api, worker and runtime images and starts every service healthy;
-#   - a function answers on /execute (runc) and /execute_gvisor (runsc);
+#   - a function answers on /execute (runc) and /execute_gvisor (runsc), and on its route;
 #   - `--scale worker-docker=3`: Prometheus finds the three replicas by DNS, and calls spread
 #     over all of them;
 #   - a replica that replaces a killed one removes the containers the killed one left;
@@ -167,6 +167,12 @@ for endpoint in execute execute_gvisor; do
   [ "$status" = 200 ] && grep -q '"hello":"cluster"' /tmp/smoke-body || fail "$endpoint: $status $(cat /tmp/smoke-body)"
 done
 log "a function answers on runc and on runsc"
+# Its HTTP trigger, keyed (the default), through the cluster's api port.
+status=$(curl -s -o /tmp/smoke-body -w '%{http_code}' "${auth[@]}" "$api/fn/smoke?name=x")
+[ "$status" = 200 ] && grep -q '"hello":null' /tmp/smoke-body || fail "GET /fn/smoke: $status $(cat /tmp/smoke-body)"
+status=$(curl -s -o /dev/null -w '%{http_code}' "$api/fn/smoke")
+[ "$status" = 401 ] || fail "GET /fn/smoke without a key: $status, not 401"
+log "its route answers at /fn/smoke, with a key only"
 
 "${compose[@]}" up -d --scale worker-docker=3 "${services[@]}" >>"$build_log" 2>&1 || fail "scale"
 promql() { curl -s "$prom/api/v1/query" --data-urlencode "query=$1"; }

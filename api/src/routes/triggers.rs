@@ -100,15 +100,19 @@ async fn serve(
             state.limits.max_event_bytes
         )));
     }
+    let not_found = || ApiError::RouteNotFound(format!("{}{path}", state.route_prefix));
     let function = find_function(state, &entry.namespace, entry.name.clone())
         .await
         .map_err(|error| match error {
-            // Deleted since the table was loaded.
-            ApiError::FunctionNotFound(_) => {
-                ApiError::RouteNotFound(format!("{}{path}", state.route_prefix))
-            }
+            ApiError::FunctionNotFound(_) => not_found(),
             other => other,
         })?;
+    // The function cache hears of a change as soon as the table does, and is dropped by the
+    // replica that made it before it answers: a function deleted, renamed or moved to another
+    // route since the table was loaded no longer answers here.
+    if function.id != entry.function_id || function.route != entry.route {
+        return Err(not_found());
+    }
     let invocation_id = Uuid::now_v7();
     let peer = parts
         .extensions
