@@ -94,24 +94,15 @@ pub fn build_event(facts: &RequestFacts<'_>) -> String {
         if *name == header::AUTHORIZATION && facts.strip_authorization {
             continue;
         }
-        let value = String::from_utf8_lossy(value.as_bytes());
-        headers
-            .entry(name.as_str())
-            .and_modify(|joined| {
-                joined.push(',');
-                joined.push_str(&value);
-            })
-            .or_insert_with(|| value.into_owned());
+        join_value(
+            &mut headers,
+            name.as_str(),
+            &String::from_utf8_lossy(value.as_bytes()),
+        );
     }
     let mut query: BTreeMap<String, String> = BTreeMap::new();
     for (key, value) in form_urlencoded::parse(facts.raw_query.as_bytes()) {
-        query
-            .entry(key.into_owned())
-            .and_modify(|joined| {
-                joined.push(',');
-                joined.push_str(&value);
-            })
-            .or_insert_with(|| value.into_owned());
+        join_value(&mut query, key.into_owned(), &value);
     }
     let (body, is_base64_encoded) = match std::str::from_utf8(facts.body) {
         _ if facts.body.is_empty() => (None, false),
@@ -169,6 +160,17 @@ pub fn build_event(facts: &RequestFacts<'_>) -> String {
         is_base64_encoded,
     };
     serde_json::to_string(&event).expect("an event always serializes")
+}
+
+/// Adds `value` under `key`, after a comma when the key is there already: how payload 2.0
+/// carries repeated headers and query parameters.
+fn join_value<K: Ord>(map: &mut BTreeMap<K, String>, key: K, value: &str) {
+    map.entry(key)
+        .and_modify(|joined| {
+            joined.push(',');
+            joined.push_str(value);
+        })
+        .or_insert_with(|| value.to_owned());
 }
 
 /// The HTTP answer a result asks for.

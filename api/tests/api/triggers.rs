@@ -220,18 +220,18 @@ async fn a_keyed_route_wants_an_invoke_key_of_its_namespace_and_never_passes_key
         request.send()
     };
     let (status, body) = read(call(None, "/fn/shop/orders").await.unwrap()).await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
+    expect_error(status, &body, 401, "unauthorized");
     let (status, body) = read(
         call(Some("faas_nonsense"), "/fn/shop/orders")
             .await
             .unwrap(),
     )
     .await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
+    expect_error(status, &body, 401, "unauthorized");
     let (status, body) = read(call(Some(&stranger), "/fn/shop/orders").await.unwrap()).await;
-    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+    expect_error(status, &body, 403, "forbidden");
     let (status, body) = read(call(Some(&reader), "/fn/shop/orders").await.unwrap()).await;
-    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+    expect_error(status, &body, 403, "forbidden");
     let (status, event) = read(call(Some(&invoker), "/fn/shop/orders").await.unwrap()).await;
     assert_eq!(status, 200, "{event}");
     assert!(
@@ -299,10 +299,7 @@ async fn failures_get_the_execute_statuses_and_a_public_route_keeps_the_details_
             .unwrap(),
     )
     .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (502, Some("function_error"))
-    );
+    expect_error(status, &body, 502, "function_error");
     assert!(
         body["detail"].as_str().unwrap().contains("secret detail"),
         "{body}"
@@ -318,10 +315,7 @@ async fn failures_get_the_execute_statuses_and_a_public_route_keeps_the_details_
             .unwrap(),
     )
     .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (502, Some("function_error"))
-    );
+    expect_error(status, &body, 502, "function_error");
     assert!(body["invocation_id"].is_string());
     assert!(!body.to_string().contains("secret detail"), "{body}");
     assert!(
@@ -330,16 +324,10 @@ async fn failures_get_the_execute_statuses_and_a_public_route_keeps_the_details_
     );
 
     let (status, body) = read(client.get(app.url("/fn/bad_answer")).send().await.unwrap()).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (502, Some("invalid_response"))
-    );
+    expect_error(status, &body, 502, "invalid_response");
 
     let (status, body) = read(client.get(app.url("/fn/slow")).send().await.unwrap()).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (504, Some("function_timeout"))
-    );
+    expect_error(status, &body, 504, "function_timeout");
 
     // Over the event limit: 413, and nothing runs.
     let big = vec![b'x'; 6 * 1024 * 1024 + 1];
@@ -352,10 +340,7 @@ async fn failures_get_the_execute_statuses_and_a_public_route_keeps_the_details_
             .unwrap(),
     )
     .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (413, Some("payload_too_large"))
-    );
+    expect_error(status, &body, 413, "payload_too_large");
     app.stop().await;
 }
 
@@ -378,11 +363,7 @@ async fn ambiguous_malformed_and_catch_all_routes_are_refused_and_nothing_change
             &function("item2", "/items/{name}", "python", code, json!({})),
         )
         .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (409, Some("conflict")),
-        "{body}"
-    );
+    expect_error(status, &body, 409, "conflict");
     assert!(
         body["detail"].as_str().unwrap().contains("/items/{}"),
         "{body}"
@@ -425,11 +406,7 @@ async fn ambiguous_malformed_and_catch_all_routes_are_refused_and_nothing_change
             &function("squat", "/{proxy+}", "python", code, json!({})),
         )
         .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (403, Some("forbidden")),
-        "{body}"
-    );
+    expect_error(status, &body, 403, "forbidden");
     let (status, body) = tenant.get("/functions/").await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -579,6 +556,12 @@ async fn route_changes_reach_every_replica() {
     assert_eq!(get(app.base_url.clone(), "/fn/after/1").await.0, 404);
     wait_for_status(|| get(replica.clone(), "/fn/after/1"), 404).await;
     app.stop().await;
+}
+
+/// Fails unless the answer is the platform's JSON error with `status` and `code`.
+fn expect_error(status: u16, body: &Value, expected: u16, code: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["code"], code, "{body}");
 }
 
 /// Calls `call` until it answers `status` (within 5 s); returns that answer's body.
