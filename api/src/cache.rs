@@ -265,6 +265,7 @@ mod tests {
             route: format!("/{name}"),
             language: Language::Python,
             code: "def handler(event, context):\n    return 1".into(),
+            handler: "handler".into(),
             timeout: 5,
             runtime: Runtime::Docker,
             memory_mb: 128,

@@ -40,14 +40,46 @@ pub struct Job {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FunctionSpec {
     pub id: i64,
+    /// Its namespace (`default` from an api older than namespaces in jobs).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
     pub name: String,
     pub version: i32,
+    /// What the bootstrap calls: `name` or Lambda's `file.name` (the file part is ignored for
+    /// single-source functions).
+    #[serde(default = "default_handler")]
+    pub handler: String,
     pub language: Language,
     pub code: String,
     pub timeout_ms: u64,
     pub memory_mb: u32,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+}
+
+fn default_namespace() -> String {
+    "default".to_owned()
+}
+
+fn default_handler() -> String {
+    "handler".to_owned()
+}
+
+impl FunctionSpec {
+    /// The function's ARN-shaped id, as Lambda code reads it from `context.invoked_function_arn`:
+    /// `arn:faas:lambda:local:<namespace>:function:<name>` (the namespace where AWS has the
+    /// account id, so code that splits the ARN finds the same parts in the same places).
+    pub fn arn(&self) -> String {
+        format!(
+            "arn:faas:lambda:local:{}:function:{}",
+            self.namespace, self.name
+        )
+    }
+
+    /// Its log group name, Lambda style: `/faas/<namespace>/<name>`.
+    pub fn log_group_name(&self) -> String {
+        format!("/faas/{}/{}", self.namespace, self.name)
+    }
 }
 
 /// How an invocation ended, as the worker saw it.

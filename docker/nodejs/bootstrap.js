@@ -8,7 +8,8 @@
 //   fds 1 and 2: /tmp/.faas-log-<pid>, the log capture (console.*, process.stdout/stderr,
 //   child processes); fd 0: /dev/null.
 // Everything the function prints lands in the "logs" field of the next frame and can never
-// corrupt the protocol stream. Runs on Node 18 and newer; CommonJS only.
+// corrupt the protocol stream. Runs on Node 18 and newer; CommonJS and ES modules (code that
+// does not compile as CommonJS for its import/export/top-level await is imported as one).
 //
 // The log file lives on the /tmp tmpfs, whose pages count against the container's memory
 // limit, so it is kept small: once it is over TRIM_AT bytes its last LOG_CAP bytes are kept
@@ -270,9 +271,53 @@ function isIdentifier(name) {
   }
 }
 
-// Compile and run the code as a CommonJS module (/tmp/function/handler.js); returns
+// The handler named `attr` of a loaded module's exports (CommonJS `module.exports`, or an ES
+// module's namespace, whose `default` export may be the handler or hold it); returns
 // { handler, thisArg } or { error }.
-function loadFunction(code, handlerName) {
+function findHandler(exp, attr, esm) {
+  let holder = exp;
+  let fn = exp == null ? undefined : exp[attr];
+  if (fn == null && esm && exp.default != null) {
+    if (typeof exp.default === 'function' && attr === 'handler') {
+      fn = exp.default;
+    } else if (typeof exp.default === 'object') {
+      holder = exp.default;
+      fn = holder[attr];
+    }
+  }
+  if (fn == null) {
+    const where = esm ? `export const ${attr} / export function ${attr}` : `module.exports.${attr}`;
+    return {
+      error: {
+        type: 'Runtime.HandlerNotFound',
+        message: cap(`handler '${attr}' is neither exported (${where}) nor declared in the function code`),
+        stack: '',
+      },
+    };
+  }
+  if (typeof fn !== 'function') {
+    return {
+      error: {
+        type: 'Runtime.HandlerNotFound',
+        message: cap(`handler '${attr}' is not a function (it is a ${typeof fn})`),
+        stack: '',
+      },
+    };
+  }
+  return { handler: fn, thisArg: holder };
+}
+
+// Whether a SyntaxError from compiling the code as CommonJS says it is an ES module.
+function isEsmSyntax(e) {
+  return (
+    e instanceof SyntaxError &&
+    /Cannot use import statement|Unexpected token 'export'|await is only valid|import\.meta|Cannot use 'import\.meta'/.test(e.message)
+  );
+}
+
+// Compiles and runs the code as a CommonJS module (/tmp/function/handler.js); returns
+// { handler, thisArg }, { error }, or { esm: true } when its syntax says it is an ES module.
+function loadCommonJs(code, handlerName) {
   const Module = require('module');
   // "handler" or, AWS-style, "index.handler": the export is the part after the last dot.
   const attr = handlerName.split('.').pop();
@@ -289,45 +334,68 @@ function loadFunction(code, handlerName) {
   Module._cache[CODE_FILE] = m;
   try {
     // 'commonjs': on Node 22 don't let syntax detection turn the code into an ES module.
+    // A SyntaxError is thrown before any of the code runs, so trying ESM next runs it once.
     m._compile(src, CODE_FILE, 'commonjs');
     m.loaded = true;
   } catch (e) {
+    delete Module._cache[CODE_FILE];
+    if (isEsmSyntax(e)) return { esm: true };
     return { error: errorInfo(e) };
   }
-  const exp = m.exports;
-  const fn = exp == null ? undefined : exp[attr];
-  if (fn == null) {
-    return {
-      error: {
-        type: 'Runtime.HandlerNotFound',
-        message: cap(`handler '${attr}' is neither exported (module.exports.${attr}) nor declared in the function code`),
-        stack: '',
-      },
-    };
-  }
-  if (typeof fn !== 'function') {
-    return {
-      error: {
-        type: 'Runtime.HandlerNotFound',
-        message: cap(`handler '${attr}' is not a function (it is a ${typeof fn})`),
-        stack: '',
-      },
-    };
-  }
-  return { handler: fn, thisArg: exp };
+  return findHandler(m.exports, attr, false);
 }
 
-function makeContext(c) {
+// Writes the code to /tmp/function/handler.mjs and imports it as an ES module (top-level await
+// included); resolves to { handler, thisArg } or { error }.
+async function loadEsm(code, handlerName) {
+  const attr = handlerName.split('.').pop();
+  const file = CODE_DIR + '/handler.mjs';
+  try {
+    fs.mkdirSync(CODE_DIR, { recursive: true });
+    fs.writeFileSync(file, code);
+  } catch (e) {
+    return { error: errorInfo(e) };
+  }
+  let ns;
+  try {
+    ns = await import(require('url').pathToFileURL(file).href);
+  } catch (e) {
+    return { error: errorInfo(e) };
+  }
+  return findHandler(ns, attr, true);
+}
+
+// The context as AWS's Node.js runtime gives it (memoryLimitInMB and functionVersion are
+// strings there), plus invocationId and deadlineUnixMs; the legacy succeed/fail/done settle
+// `call` as the callback does.
+function makeContext(c, call) {
   const deadline = c.deadline_unix_ms;
+  const str = (v) => (v == null ? null : String(v));
   return {
     invocationId: c.invocation_id ?? null,
     awsRequestId: c.invocation_id ?? null,
     functionName: c.function_name ?? null,
-    functionVersion: c.function_version ?? null,
-    memoryLimitInMB: c.memory_mb ?? null,
+    functionVersion: str(c.function_version),
+    invokedFunctionArn: c.invoked_function_arn ?? null,
+    memoryLimitInMB: str(c.memory_mb),
+    logGroupName: process.env.AWS_LAMBDA_LOG_GROUP_NAME ?? null,
+    logStreamName: process.env.AWS_LAMBDA_LOG_STREAM_NAME ?? null,
     deadlineUnixMs: deadline ?? null,
+    identity: undefined,
+    clientContext: undefined,
+    callbackWaitsForEmptyEventLoop: true,
     getRemainingTimeInMillis() {
       return typeof deadline === 'number' ? Math.max(0, Math.floor(deadline - Date.now())) : 0;
+    },
+    succeed(result) {
+      call.settle(true, result);
+    },
+    fail(err) {
+      call.settle(false, err == null ? runtimeError('Error', 'context.fail() called') : err);
+    },
+    done(err, result) {
+      if (err !== undefined && err !== null) call.settle(false, err);
+      else call.settle(true, result);
     },
   };
 }
@@ -387,7 +455,7 @@ function startInvoke(frame) {
     else call.settle(true, result);
   };
   try {
-    const r = Reflect.apply(handler, handlerThis, [event, makeContext(ctxIn), callback]);
+    const r = Reflect.apply(handler, handlerThis, [event, makeContext(ctxIn, call), callback]);
     if (r !== null && (typeof r === 'object' || typeof r === 'function') && typeof r.then === 'function') {
       Promise.resolve(r).then(
         (v) => call.settle(true, v),
@@ -403,6 +471,37 @@ function startInvoke(frame) {
   }
 }
 
+// The AWS_LAMBDA_* variables of the function (from the init frame's `function`), where the
+// function's own env does not set them.
+function lambdaEnv(fn, env) {
+  if (fn === null || typeof fn !== 'object') return;
+  const vars = {
+    AWS_LAMBDA_FUNCTION_NAME: fn.name,
+    AWS_LAMBDA_FUNCTION_VERSION: fn.version,
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE: fn.memory_mb,
+    AWS_LAMBDA_LOG_GROUP_NAME: fn.log_group_name,
+    AWS_LAMBDA_LOG_STREAM_NAME: fn.log_stream_name,
+  };
+  for (const [k, v] of Object.entries(vars)) {
+    if (v != null && !Object.prototype.hasOwnProperty.call(env, k)) process.env[k] = String(v);
+  }
+}
+
+function finishInit(res) {
+  loading = false;
+  const { logs } = collectLogs();
+  if (res.error) {
+    sendRaw(JSON.stringify({ op: 'init_error', error: res.error, logs }) + '\n');
+    realExit(1);
+  }
+  handler = res.handler;
+  handlerThis = res.thisArg;
+  initialized = true;
+  sendRaw(JSON.stringify({ op: 'ready', logs }) + '\n');
+  if (inStream && typeof inStream.ref === 'function') inStream.ref();
+  setImmediate(pump);
+}
+
 function doInit(frame) {
   const code = frame.code;
   const handlerName = frame.handler === undefined ? 'handler' : frame.handler;
@@ -414,23 +513,23 @@ function doInit(frame) {
   }
   try {
     applyEnv(env);
+    lambdaEnv(frame.function, env);
   } catch (e) {
     const error = { type: 'Runtime.InvalidEnvironment', message: cap(e.message), stack: '' };
     sendRaw(JSON.stringify({ op: 'init_error', error, logs: '' }) + '\n');
     realExit(1);
   }
   loading = true;
-  const res = loadFunction(code, handlerName);
-  loading = false;
-  const { logs } = collectLogs();
-  if (res.error) {
-    sendRaw(JSON.stringify({ op: 'init_error', error: res.error, logs }) + '\n');
-    realExit(1);
+  const res = loadCommonJs(code, handlerName);
+  if (!res.esm) {
+    finishInit(res);
+    return;
   }
-  handler = res.handler;
-  handlerThis = res.thisArg;
-  initialized = true;
-  sendRaw(JSON.stringify({ op: 'ready', logs }) + '\n');
+  // An ES module loads asynchronously; no frame is handled until it has. The protocol input
+  // must not keep the loop alive meanwhile: a top-level await that can never settle ends in
+  // 'beforeExit', which reports it.
+  if (inStream && typeof inStream.unref === 'function') inStream.unref();
+  loadEsm(code, handlerName).then(finishInit, (e) => finishInit({ error: errorInfo(e) }));
 }
 
 function handleLine(buf) {
@@ -456,7 +555,7 @@ function handleLine(buf) {
 }
 
 function pump() {
-  while (current === null && queue.length > 0) handleLine(queue.shift());
+  while (current === null && !loading && queue.length > 0) handleLine(queue.shift());
   if (current === null && queue.length === 0 && eof) realExit(0);
 }
 
@@ -516,6 +615,10 @@ function main() {
   process.on('uncaughtException', (err) => onAsyncError(err, 'uncaught exception'));
   process.on('unhandledRejection', (reason) => onAsyncError(reason, 'unhandled promise rejection'));
   process.on('beforeExit', () => {
+    if (loading) {
+      finishInit({ error: errorInfo(runtimeError('Runtime.HandlerNeverCompleted', "the module's top-level await never settled and nothing was left to run")) });
+      return;
+    }
     // The event loop ran dry while a call was in flight: nothing can settle it any more.
     if (current === null) return;
     if (current.callbackStyle) current.settle(true, null); // callback never called: null (as on AWS)

@@ -264,14 +264,22 @@ def error_info(exc):
 # the function
 
 class Context(object):
-    """The `context` argument of the handler."""
+    """The `context` argument of the handler, as AWS's Python runtime gives it (where
+    `function_version` and `memory_limit_in_mb` are strings), plus `invocation_id` and
+    `deadline_unix_ms`."""
 
     def __init__(self, c):
         self.invocation_id = c.get("invocation_id")
         self.aws_request_id = self.invocation_id
         self.function_name = c.get("function_name")
-        self.function_version = c.get("function_version")
-        self.memory_limit_in_mb = c.get("memory_mb")
+        version, memory = c.get("function_version"), c.get("memory_mb")
+        self.function_version = None if version is None else str(version)
+        self.memory_limit_in_mb = None if memory is None else str(memory)
+        self.invoked_function_arn = c.get("invoked_function_arn")
+        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.identity = None
+        self.client_context = None
         self.deadline_unix_ms = c.get("deadline_unix_ms")
 
     def get_remaining_time_in_millis(self):
@@ -282,10 +290,78 @@ class Context(object):
         return max(0, int(d - time.time() * 1000))
 
     def __repr__(self):
-        return ("Context(invocation_id=%r, function_name=%r, function_version=%r, "
-                "memory_limit_in_mb=%r, deadline_unix_ms=%r)" % (
-                    self.invocation_id, self.function_name, self.function_version,
-                    self.memory_limit_in_mb, self.deadline_unix_ms))
+        return ("LambdaContext([aws_request_id=%s,log_group_name=%s,log_stream_name=%s,"
+                "function_name=%s,memory_limit_in_mb=%s,function_version=%s,"
+                "invoked_function_arn=%s,client_context=%s,identity=%s])" % (
+                    self.aws_request_id, self.log_group_name, self.log_stream_name,
+                    self.function_name, self.memory_limit_in_mb, self.function_version,
+                    self.invoked_function_arn, self.client_context, self.identity))
+
+
+# ---------------------------------------------------------------------------
+# logging, as AWS's runtime sets it up
+
+request_id = ""     # the call in flight's, for log lines ("" while loading)
+
+
+class LoggingHook(object):
+    """A finder on sys.meta_path that sets up the root logger once `logging` is first
+    imported (by the function or by asyncio): importing it at start-up would cost every cold
+    start a few milliseconds, for functions that never log."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name != "logging":
+            return None
+        sys.meta_path.remove(LoggingHook)
+        from importlib.machinery import PathFinder
+        spec = PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_and_configure(module):
+            exec_module(module)
+            configure_logging(module)
+
+        spec.loader.exec_module = exec_and_configure
+        return spec
+
+
+def configure_logging(logging):
+    """Root logger at INFO into the call's logs, each line as Lambda writes it:
+    `[LEVEL]<TAB>2024-01-01T00:00:00.123Z<TAB>request id<TAB>message`."""
+
+    class RequestId(logging.Filter):
+        def filter(self, record):
+            record.aws_request_id = request_id
+            return True
+
+    handler = logging.StreamHandler(sys.stdout)
+    formatter = logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+        "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    handler.addFilter(RequestId())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def lambda_env(fn, env):
+    """The AWS_LAMBDA_* variables of the function (from the init frame's `function`), where
+    its own env does not set them."""
+    if not isinstance(fn, dict):
+        return
+    for key, field in (("AWS_LAMBDA_FUNCTION_NAME", "name"),
+                       ("AWS_LAMBDA_FUNCTION_VERSION", "version"),
+                       ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "memory_mb"),
+                       ("AWS_LAMBDA_LOG_GROUP_NAME", "log_group_name"),
+                       ("AWS_LAMBDA_LOG_STREAM_NAME", "log_stream_name")):
+        value = fn.get(field)
+        if value is not None and key not in env:
+            os.environ[key] = str(value)
 
 
 def apply_env(env):
@@ -396,8 +472,11 @@ def handle_invoke(handler, frame):
     ctx = frame.get("context")
     if not isinstance(ctx, dict):
         ctx = {}
+    global request_id
+    context = Context(ctx)
+    request_id = context.aws_request_id or ""
     set_busy(True)
-    ok, value = call_handler(handler, frame.get("event"), Context(ctx))
+    ok, value = call_handler(handler, frame.get("event"), context)
     if ok:
         try:
             result_text = marshal(value)
@@ -426,6 +505,7 @@ def handle_invoke(handler, frame):
         value.__traceback__ = None
     value = None
     set_busy(False)
+    request_id = ""
     logs, truncated = collect_logs()
     head = '{"op":"result","id":' + dumps(call_id)
     tail = ',"logs":' + dumps(logs) + ',"logs_truncated":' + ("true" if truncated else "false") + "}\n"
@@ -437,6 +517,10 @@ def handle_invoke(handler, frame):
 
 def main():
     setup_fds()
+    if "logging" not in sys.modules:
+        sys.meta_path.insert(0, LoggingHook)
+    else:
+        configure_logging(sys.modules["logging"])
     frame = read_frame()
     if frame is None:
         os._exit(0)
@@ -454,6 +538,7 @@ def main():
 
     try:
         apply_env(env)
+        lambda_env(frame.get("function"), env)
     except ValueError as e:
         err = {"type": "Runtime.InvalidEnvironment", "message": str(e), "stack": ""}
         send_raw(dumps({"op": "init_error", "error": err, "logs": ""}) + "\n")

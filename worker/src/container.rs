@@ -7,7 +7,8 @@
 
 use crate::pool::Pooled;
 use crate::protocol::{
-    self, Event, Frame, FrameLimits, InitFrame, InvokeContext, InvokeFrame, Outstanding, Violation,
+    self, Event, Frame, FrameLimits, InitFrame, InitFunction, InvokeContext, InvokeFrame,
+    Outstanding, Violation,
 };
 use crate::sandbox::ContainerError;
 use common::{ErrorInfo, FunctionSpec, RawJson, RawValue};
@@ -149,12 +150,26 @@ impl Container {
         spec: &FunctionSpec,
         deadline: tokio::time::Instant,
     ) -> InitOutcome {
+        let log_group_name = spec.log_group_name();
+        let log_stream_name = format!(
+            "{}/[{}]{}",
+            chrono::Utc::now().format("%Y/%m/%d"),
+            spec.version,
+            &self.id[..self.id.len().min(12)]
+        );
         let frame = InitFrame {
             op: "init",
             code: &spec.code,
-            handler: "handler",
+            handler: &spec.handler,
             env: &spec.env,
             limits: self.limits,
+            function: InitFunction {
+                name: &spec.name,
+                version: spec.version,
+                memory_mb: spec.memory_mb,
+                log_group_name: &log_group_name,
+                log_stream_name: &log_stream_name,
+            },
         };
         let exchange = async {
             if self.send(&frame).await.is_err() {
@@ -301,8 +316,10 @@ mod tests {
     fn spec() -> FunctionSpec {
         FunctionSpec {
             id: 1,
+            namespace: "default".into(),
             name: "f".into(),
             version: 1,
+            handler: "handler".into(),
             language: common::Language::Python,
             code: "def handler(e, c): return e".into(),
             timeout_ms: 1000,
@@ -318,6 +335,7 @@ mod tests {
     const CONTEXT: InvokeContext<'static> = InvokeContext {
         invocation_id: "i1",
         function_name: "f",
+        invoked_function_arn: "arn:faas:lambda:local:default:function:f",
         function_version: 1,
         memory_mb: 128,
         deadline_unix_ms: 0,

@@ -216,9 +216,11 @@ impl Executor {
                 + run_deadline
                     .saturating_duration_since(tokio::time::Instant::now())
                     .as_millis() as u64;
+            let arn = spec.arn();
             let context = InvokeContext {
                 invocation_id: &invocation_id,
                 function_name: &spec.name,
+                invoked_function_arn: &arn,
                 function_version: spec.version,
                 memory_mb: bounded.memory_mb,
                 deadline_unix_ms,
@@ -486,8 +488,10 @@ mod tests {
             invocation_id: uuid::Uuid::nil(),
             function: FunctionSpec {
                 id: 1,
+                namespace: "default".into(),
                 name: "f".into(),
                 version: 1,
+                handler: "handler".into(),
                 language: Language::Python,
                 code: String::new(),
                 timeout_ms,

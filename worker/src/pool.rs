@@ -812,8 +812,10 @@ mod tests {
     fn spec(id: i64, version: i32, memory_mb: u32) -> FunctionSpec {
         FunctionSpec {
             id,
+            namespace: "default".into(),
             name: format!("f{id}"),
             version,
+            handler: "handler".into(),
             language: Language::Python,
             code: String::new(),
             timeout_ms: 1000,

@@ -38,6 +38,20 @@ pub struct InitFrame<'a> {
     pub env: &'a BTreeMap<String, String>,
     /// Limits the bootstrap enforces itself, so an honest function gets a precise error.
     pub limits: FrameLimits,
+    /// What the bootstrap puts in the `AWS_LAMBDA_*` variables before the code loads.
+    pub function: InitFunction<'a>,
+}
+
+/// The function a container is bound to, as Lambda's environment names it.
+#[derive(Serialize)]
+pub struct InitFunction<'a> {
+    pub name: &'a str,
+    pub version: i32,
+    pub memory_mb: u32,
+    pub log_group_name: &'a str,
+    /// `YYYY/MM/DD/[<version>]<container>`: one stream per container, as Lambda has one per
+    /// execution environment.
+    pub log_stream_name: &'a str,
 }
 
 /// The limits an init frame tells the bootstrap.
@@ -60,6 +74,7 @@ pub struct InvokeFrame<'a> {
 pub struct InvokeContext<'a> {
     pub invocation_id: &'a str,
     pub function_name: &'a str,
+    pub invoked_function_arn: &'a str,
     pub function_version: i32,
     pub memory_mb: u32,
     pub deadline_unix_ms: u64,

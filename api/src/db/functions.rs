@@ -19,6 +19,8 @@ pub struct Function {
     pub route: String,
     pub language: Language,
     pub code: String,
+    /// What is called: `name` or Lambda's `file.name`.
+    pub handler: String,
     pub timeout: i32,
     pub runtime: Runtime,
     pub memory_mb: i32,
@@ -47,6 +49,7 @@ pub struct FunctionFields {
     pub route: String,
     pub language: Language,
     pub code: String,
+    pub handler: String,
     pub timeout: i32,
     pub runtime: Runtime,
     pub memory_mb: i32,
@@ -60,7 +63,7 @@ pub struct FunctionFields {
 }
 
 /// The columns of a function and of its namespace, from `f` (functions) and `n` (namespaces).
-const FUNCTION_COLUMNS: &str = "f.id, f.namespace, f.name, f.route, f.language, f.code, f.timeout,
+const FUNCTION_COLUMNS: &str = "f.id, f.namespace, f.name, f.route, f.language, f.code, f.handler, f.timeout,
     f.runtime, f.memory_mb, f.env, f.max_concurrency, f.http_methods, f.http_auth, f.cors, f.version, f.created_at, f.updated_at,
     n.allowed_runtimes, n.max_concurrency AS namespace_max_concurrency";
 
@@ -81,6 +84,7 @@ impl TryFrom<&Row> for Function {
             // The table's CHECK constraints keep both columns inside their enums.
             language: language.parse().unwrap_or(Language::Python),
             code: row.try_get("code")?,
+            handler: row.try_get("handler")?,
             timeout: row.try_get("timeout")?,
             runtime: runtime.parse().unwrap_or(Runtime::Docker),
             memory_mb: row.try_get("memory_mb")?,
@@ -147,8 +151,9 @@ pub async fn insert_function(
         "WITH f AS (
              INSERT INTO functions (namespace, name, route, language, code, timeout, runtime,
                                     memory_mb, env, max_concurrency, http_methods, http_auth,
-                                    cors, route_shape)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING *)
+                                    cors, route_shape, handler)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+             RETURNING *)
          SELECT {FUNCTION_COLUMNS} FROM f JOIN namespaces n ON n.name = f.namespace"
     );
     let env = serde_json::to_value(&fields.env).unwrap_or_default();
@@ -174,6 +179,7 @@ pub async fn insert_function(
                 &fields.http_auth.as_str(),
                 &cors,
                 &fields.route_shape,
+                &fields.handler,
             ],
         )
         .await
@@ -195,6 +201,7 @@ pub async fn update_function(
              UPDATE functions SET name = $3, route = $4, language = $5, code = $6, timeout = $7,
                     runtime = $8, memory_mb = $9, env = $10, max_concurrency = $11,
                     http_methods = $12, http_auth = $13, cors = $14, route_shape = $15,
+                    handler = $16,
                     version = version + 1, updated_at = now()
              WHERE id = $1 AND namespace = $2 RETURNING *)
          SELECT {FUNCTION_COLUMNS} FROM f JOIN namespaces n ON n.name = f.namespace"
@@ -223,6 +230,7 @@ pub async fn update_function(
                 &fields.http_auth.as_str(),
                 &cors,
                 &fields.route_shape,
+                &fields.handler,
             ],
         )
         .await

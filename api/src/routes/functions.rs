@@ -18,6 +18,8 @@ const MAX_NAME_LEN: usize = 64;
 const TIMEOUT_RANGE_S: std::ops::RangeInclusive<i64> = 1..=900;
 const MEMORY_RANGE_MB: std::ops::RangeInclusive<i64> = 64..=10_240;
 const DEFAULT_MEMORY_MB: i64 = 128;
+/// The longest `handler`.
+const MAX_HANDLER_LEN: usize = 128;
 const MAX_CONCURRENCY_RANGE: std::ops::RangeInclusive<i64> = 1..=1000;
 /// Lambda's limit on the summed size of a function's environment.
 const MAX_ENV_BYTES: usize = 4 * 1024;
@@ -29,6 +31,9 @@ pub struct FunctionInput {
     route: String,
     language: Language,
     code: String,
+    /// Absent: `handler`.
+    #[serde(default)]
+    handler: Option<String>,
     timeout: i64,
     #[serde(default)]
     runtime: Option<Runtime>,
@@ -105,6 +110,8 @@ impl FunctionInput {
                 self.code.len()
             )));
         }
+        let handler = self.handler.unwrap_or_else(|| "handler".to_owned());
+        validate_handler(&handler)?;
         if !TIMEOUT_RANGE_S.contains(&self.timeout) {
             return Err(ApiError::Invalid(format!(
                 "timeout must be a whole number of seconds from {} to {}; got {}",
@@ -149,6 +156,7 @@ impl FunctionInput {
             route: self.route,
             language: self.language,
             code: self.code,
+            handler,
             timeout: self.timeout as i32,
             runtime,
             memory_mb: memory_mb as i32,
@@ -160,6 +168,39 @@ impl FunctionInput {
             route_shape: route.shape(),
         })
     }
+}
+
+/// `name` or Lambda's `file.name`: the name an identifier (Python's and JavaScript's
+/// characters), the file a relative path of letters, digits, `_`, `-`, `$` and `/`, without
+/// `..`.
+fn validate_handler(handler: &str) -> Result<(), ApiError> {
+    let identifier = |part: &str| {
+        let mut chars = part.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+    };
+    let (file, name) = match handler.rsplit_once('.') {
+        Some((file, name)) => (Some(file), name),
+        None => (None, handler),
+    };
+    let file_ok = file.is_none_or(|file| {
+        !file.is_empty()
+            && !file.starts_with('/')
+            && file
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..")
+            && file
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-$/.".contains(c))
+    });
+    if handler.len() > MAX_HANDLER_LEN || !identifier(name) || !file_ok {
+        return Err(ApiError::Invalid(format!(
+            "handler must be `name` or `file.name` (Lambda's form), the name an identifier and the file a relative path, at most {MAX_HANDLER_LEN} characters; got {handler:?}"
+        )));
+    }
+    Ok(())
 }
 
 fn validate_env(env: &BTreeMap<String, String>) -> Result<(), ApiError> {
@@ -354,4 +395,39 @@ pub async fn delete_function(
     tracing::info!(id, "function deleted");
     announce(&state, id, &principal.namespace, None, None).await;
     Ok(axum::Json(json!({ "message": "Function deleted" })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_handler;
+
+    #[test]
+    fn handlers_are_a_name_or_lambdas_file_dot_name() {
+        for good in [
+            "handler",
+            "lambda_handler",
+            "lambda_function.lambda_handler",
+            "index.handler",
+            "src/app.main",
+            "my-file.$run",
+            "a.b.handler",
+        ] {
+            assert!(validate_handler(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "1handler",
+            "handler.",
+            ".handler",
+            "lambda handler",
+            "index.my-handler",
+            "../up.handler",
+            "/abs.handler",
+            "a//b.handler",
+            "a/./b.handler",
+            &format!("{}.h", "f".repeat(200)),
+        ] {
+            assert!(validate_handler(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -190,8 +190,10 @@ pub async fn call_function(
         invocation_id,
         function: FunctionSpec {
             id: function.id,
+            namespace: function.namespace.clone(),
             name: function.name.clone(),
             version: function.version,
+            handler: function.handler.clone(),
             language: function.language,
             code: function.code.clone(),
             timeout_ms,

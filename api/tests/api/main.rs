@@ -10,6 +10,7 @@ mod functions;
 mod hostile;
 mod hot_path;
 mod invoke;
+mod lambda_compat;
 mod lifecycle;
 mod limits;
 mod metrics;

@@ -96,8 +96,10 @@ pub fn job(id: i64, code: &str, timeout_ms: u64, env: BTreeMap<String, String>) 
         invocation_id: uuid::Uuid::now_v7(),
         function: FunctionSpec {
             id,
+            namespace: "default".into(),
             name: format!("fn{id}"),
             version: 1,
+            handler: "handler".into(),
             language: Language::Python,
             code: code.to_owned(),
             timeout_ms,
