@@ -1,5 +1,6 @@
 //! The HTTP surface, one module per resource.
 
+pub mod docs;
 pub mod functions;
 pub mod health;
 pub mod invoke;
