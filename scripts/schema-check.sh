@@ -3,7 +3,9 @@
 # every check (`--checks all`: no 5xx, statuses, content types, headers and bodies as
 # documented, invalid data refused and valid data accepted, auth enforced, 405 for methods the
 # document does not list, resources there after creation and gone after deletion), a fixed seed
-# so a run can be repeated. Fails on any failure.
+# so a run can be repeated, up to 100 generated examples per operation. Fails on any failure. (It
+# tests 20 of the document's 21 operations: schemathesis leaves out the document it loaded,
+# GET /openapi.json, which the api's own tests check.)
 #
 # Like scripts/seed-session.sh it runs the real binaries on a fresh database and queue prefix:
 # the api with auth on and a random ADMIN_KEY (sent as the bearer key), and one docker and one
@@ -57,12 +59,25 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
+# The function the document's examples call (`/execute/hello`), made beforehand so that those
+# calls run and their 200 bodies are checked. A placeholder takes id 1 first: the examples of
+# `/functions/{id}` update and delete function 1.
+auth=(-H "Authorization: Bearer $admin_key" -H "Content-Type: application/json")
+make_function() {
+  curl -sf "${auth[@]}" -d "$1" "$base/functions/" >/dev/null || fail "cannot create $1"
+}
+make_function '{"name": "placeholder", "route": "/placeholder", "language": "python", "code": "def handler(event, context):\n    return 1", "timeout": 5}'
+make_function '{"name": "hello", "route": "/hello", "language": "python", "code": "def handler(event, context):\n    return {\"message\": \"Hello from faas\", \"event\": event}", "timeout": 5}'
+
 log "schemathesis $SCHEMATHESIS_VERSION against $base/openapi.json"
 started=$(date +%s)
-"$venv/bin/schemathesis" run "$base/openapi.json" \
+# scripts/schemathesis_hooks.py: the one rule the document cannot state (a key's expiry must be
+# in the future), kept out of the "valid data" schemathesis generates; see there.
+PYTHONPATH=scripts SCHEMATHESIS_HOOKS=schemathesis_hooks timeout 120 \
+  "$venv/bin/schemathesis" run "$base/openapi.json" \
   --checks all \
   --seed 20260127 \
-  --max-examples 50 \
+  --max-examples 100 \
   --header "Authorization: Bearer $admin_key" \
   --no-color \
   || fail "schemathesis found failures (above)"
