@@ -25,10 +25,15 @@ async fn the_document_describes_every_route_and_needs_no_key() {
     let app = TestApp::start().await;
     let (status, content_type, _, body) = fetch(&app, "/openapi.json").await;
     assert_eq!(status, 200);
-    assert!(content_type.starts_with("application/json"), "{content_type}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
     let doc: Value = serde_json::from_slice(&body).expect("the document is JSON");
     assert!(
-        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1.")),
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1.")),
         "{}",
         doc["openapi"]
     );
@@ -85,7 +90,10 @@ async fn the_docs_page_and_its_assets_come_from_the_api() {
         ("swagger-ui-bundle.js", "text/javascript"),
         ("swagger-ui.css", "text/css"),
     ] {
-        assert!(page.contains(&format!("docs/{asset}")), "{asset} not linked");
+        assert!(
+            page.contains(&format!("docs/{asset}")),
+            "{asset} not linked"
+        );
         let (status, content_type, cache, body) = fetch(&app, &format!("/docs/{asset}")).await;
         assert_eq!(status, 200, "{asset}");
         assert!(content_type.starts_with(kind), "{asset}: {content_type}");
