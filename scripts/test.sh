@@ -2,7 +2,8 @@
 # The project's test command (README: "Run the tests"). Sets the machine up (scripts/setup.sh),
 # checks that Postgres and RabbitMQ answer, validates the cluster's configs
 # (scripts/check-cluster-config.sh), runs the Rust test suites against the real services, then
-# the seed README's curl session against the real binaries (scripts/seed-session.sh), and last
+# the seed README's curl session against the real binaries (scripts/seed-session.sh), then
+# schemathesis against the api and its own OpenAPI document (scripts/schema-check.sh), and last
 # brings the compose cluster up and checks it (scripts/cluster-smoke.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,14 +28,14 @@ fi
 
 # Databases left by earlier runs (a test that panicked does not drop its own).
 if command -v psql >/dev/null 2>&1; then
-  for db in $(psql "$TEST_DATABASE_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'faas_test_%' OR datname LIKE 'faas_seed_%'" 2>/dev/null || true); do
+  for db in $(psql "$TEST_DATABASE_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'faas_test_%' OR datname LIKE 'faas_seed_%' OR datname LIKE 'faas_schema_%'" 2>/dev/null || true); do
     psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
   done
 fi
 
 # Containers of test workers that a failed test could not remove.
 docker ps -a --filter label=faas.managed --format '{{.ID}} {{.Label "faas.worker"}}' |
-  awk '$2 ~ /^(test-|sandbox-test-|seed-)/ {print $1}' | xargs -r docker rm -f >/dev/null
+  awk '$2 ~ /^(test-|sandbox-test-|seed-|schema-)/ {print $1}' | xargs -r docker rm -f >/dev/null
 
 log "cluster configs"
 bash scripts/check-cluster-config.sh
@@ -44,6 +45,9 @@ cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
 
 log "seed README curl session"
 bash scripts/seed-session.sh
+
+log "schemathesis: the api against its OpenAPI document"
+bash scripts/schema-check.sh
 
 log "the compose cluster, for real"
 bash scripts/cluster-smoke.sh

@@ -30,7 +30,19 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub const ADMIN_KEY_ID: &str = "ADMIN_KEY";
 
 /// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Namespaces and keys of every namespace, and everything else in its own.

@@ -1,12 +1,152 @@
 //! Every way a request can fail, and the status and `{"detail", "code"}` body each one gets.
 //! The cause of a 5xx is logged here and never sent to the client.
+//!
+//! [`ErrorCode`] is the closed list of machine codes, the api's own ([`ApiError::error_code`]
+//! maps every variant to one) and those of a failed invocation; the OpenAPI document takes its
+//! enum from that type, so the list a client reads is the list the code sends.
 
 use crate::auth::AuthError;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use common::Runtime;
-use serde_json::json;
+use serde::Serialize;
+
+/// Why a request failed, for machines: the `code` of every error body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 422: the body, path or query is not what the operation takes.
+    InvalidRequest,
+    /// 413: the body (or a function's code) is over its limit.
+    PayloadTooLarge,
+    /// 415: a JSON body without `Content-Type: application/json`.
+    UnsupportedMediaType,
+    /// 404: no such function in the key's namespace.
+    FunctionNotFound,
+    /// 404: no function's route matches the path under the route prefix.
+    RouteNotFound,
+    /// 405 with `Allow`: the route does not answer this method (its `http_methods`).
+    MethodNotAllowed,
+    /// 502: the function's result asked for an HTTP answer that cannot be sent.
+    InvalidResponse,
+    /// 401: no key, or one that is unknown, revoked or expired.
+    Unauthorized,
+    /// 403: the key lacks the scope the operation needs.
+    Forbidden,
+    /// 404: no such namespace.
+    NamespaceNotFound,
+    /// 404: no such key (or one of another namespace).
+    KeyNotFound,
+    /// 409: a name or route is taken, or the namespace still holds functions.
+    Conflict,
+    /// 503: no worker of the runtime is consuming.
+    NoWorker,
+    /// 503: workers are up but cannot run the runtime (gVisor without runsc).
+    RuntimeUnavailable,
+    /// 503: RabbitMQ is unreachable.
+    BrokerUnavailable,
+    /// 503: Postgres is unreachable.
+    DatabaseUnavailable,
+    /// 503 with `Retry-After`: the api or the runtime's queue is full.
+    Overloaded,
+    /// 429 with `Retry-After`: the function or its namespace runs its `max_concurrency`.
+    ConcurrencyLimit,
+    /// 408: the request body did not arrive in time.
+    BodyTimeout,
+    /// 502: the function raised an error.
+    FunctionError,
+    /// 502: the function's code failed to load.
+    InitError,
+    /// 502: the function ran out of memory.
+    OutOfMemory,
+    /// 502: the function's result is over 6 MiB.
+    ResultTooLarge,
+    /// 502: the function's container died.
+    FunctionCrashed,
+    /// 504: the function ran past its timeout.
+    FunctionTimeout,
+    /// 503: no worker took the call before its deadline.
+    Expired,
+    /// 504: no worker answered before the call's deadline.
+    NoReply,
+}
+
+impl ErrorCode {
+    /// Every code, in the order the document lists them.
+    pub const ALL: [ErrorCode; 27] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::FunctionNotFound,
+        ErrorCode::RouteNotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::InvalidResponse,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NamespaceNotFound,
+        ErrorCode::KeyNotFound,
+        ErrorCode::Conflict,
+        ErrorCode::NoWorker,
+        ErrorCode::RuntimeUnavailable,
+        ErrorCode::BrokerUnavailable,
+        ErrorCode::DatabaseUnavailable,
+        ErrorCode::Overloaded,
+        ErrorCode::ConcurrencyLimit,
+        ErrorCode::BodyTimeout,
+        ErrorCode::FunctionError,
+        ErrorCode::InitError,
+        ErrorCode::OutOfMemory,
+        ErrorCode::ResultTooLarge,
+        ErrorCode::FunctionCrashed,
+        ErrorCode::FunctionTimeout,
+        ErrorCode::Expired,
+        ErrorCode::NoReply,
+    ];
+
+    /// The code as it is sent (and as metrics label calls).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::FunctionNotFound => "function_not_found",
+            ErrorCode::RouteNotFound => "route_not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::InvalidResponse => "invalid_response",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NamespaceNotFound => "namespace_not_found",
+            ErrorCode::KeyNotFound => "key_not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::NoWorker => "no_worker",
+            ErrorCode::RuntimeUnavailable => "runtime_unavailable",
+            ErrorCode::BrokerUnavailable => "broker_unavailable",
+            ErrorCode::DatabaseUnavailable => "database_unavailable",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::ConcurrencyLimit => "concurrency_limit",
+            ErrorCode::BodyTimeout => "body_timeout",
+            ErrorCode::FunctionError => "function_error",
+            ErrorCode::InitError => "init_error",
+            ErrorCode::OutOfMemory => "out_of_memory",
+            ErrorCode::ResultTooLarge => "result_too_large",
+            ErrorCode::FunctionCrashed => "function_crashed",
+            ErrorCode::FunctionTimeout => "function_timeout",
+            ErrorCode::Expired => "expired",
+            ErrorCode::NoReply => "no_reply",
+        }
+    }
+}
+
+/// The body of every error: a sentence for people and a code for machines (the seed's FastAPI
+/// `detail` plus `code`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(examples(json!({"detail": "function hello not found", "code": "function_not_found"})))]
+pub struct ErrorBody {
+    /// What went wrong, in a sentence.
+    pub detail: String,
+    pub code: ErrorCode,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -102,28 +242,36 @@ impl ApiError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    /// The machine code of the error; every variant has one in [`ErrorCode`].
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            ApiError::Invalid(_) => "invalid_request",
-            ApiError::TooLarge(_) => "payload_too_large",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::FunctionNotFound(_) => "function_not_found",
-            ApiError::RouteNotFound(_) => "route_not_found",
-            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
-            ApiError::InvalidResponse(_) => "invalid_response",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NamespaceNotFound(_) => "namespace_not_found",
-            ApiError::KeyNotFound(_) => "key_not_found",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::NoWorker(_) => "no_worker",
-            ApiError::RuntimeUnavailable(_) => "runtime_unavailable",
-            ApiError::BrokerUnavailable(_) | ApiError::BrokerDisconnected => "broker_unavailable",
-            ApiError::Database(_) => "database_unavailable",
-            ApiError::Overloaded(_) => "overloaded",
-            ApiError::ConcurrencyLimit { .. } => "concurrency_limit",
-            ApiError::BodyTimeout => "body_timeout",
+            ApiError::Invalid(_) => ErrorCode::InvalidRequest,
+            ApiError::TooLarge(_) => ErrorCode::PayloadTooLarge,
+            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            ApiError::FunctionNotFound(_) => ErrorCode::FunctionNotFound,
+            ApiError::RouteNotFound(_) => ErrorCode::RouteNotFound,
+            ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            ApiError::InvalidResponse(_) => ErrorCode::InvalidResponse,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NamespaceNotFound(_) => ErrorCode::NamespaceNotFound,
+            ApiError::KeyNotFound(_) => ErrorCode::KeyNotFound,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::NoWorker(_) => ErrorCode::NoWorker,
+            ApiError::RuntimeUnavailable(_) => ErrorCode::RuntimeUnavailable,
+            ApiError::BrokerUnavailable(_) | ApiError::BrokerDisconnected => {
+                ErrorCode::BrokerUnavailable
+            }
+            ApiError::Database(_) => ErrorCode::DatabaseUnavailable,
+            ApiError::Overloaded(_) => ErrorCode::Overloaded,
+            ApiError::ConcurrencyLimit { .. } => ErrorCode::ConcurrencyLimit,
+            ApiError::BodyTimeout => ErrorCode::BodyTimeout,
         }
+    }
+
+    /// [`Self::error_code`] as text.
+    pub fn code(&self) -> &'static str {
+        self.error_code().as_str()
     }
 
     /// Seconds after which a retry may succeed, for the errors that say "try again shortly".
@@ -154,7 +302,10 @@ impl IntoResponse for ApiError {
                 other => tracing::warn!(error = %other, "request refused"),
             }
         }
-        let body = json!({ "detail": self.to_string(), "code": self.code() });
+        let body = ErrorBody {
+            detail: self.to_string(),
+            code: self.error_code(),
+        };
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after() {
             response
@@ -228,5 +379,85 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 impl From<tokio_postgres::Error> for ApiError {
     fn from(error: tokio_postgres::Error) -> Self {
         ApiError::Database(error.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One error of every variant: a new variant fails to compile here until it is added, and
+    /// then must map to a code the document lists.
+    fn one_of_each() -> Vec<ApiError> {
+        let all = vec![
+            ApiError::Invalid(String::new()),
+            ApiError::TooLarge(String::new()),
+            ApiError::UnsupportedMediaType(String::new()),
+            ApiError::FunctionNotFound(String::new()),
+            ApiError::RouteNotFound(String::new()),
+            ApiError::MethodNotAllowed {
+                method: String::new(),
+                allowed: Vec::new(),
+            },
+            ApiError::InvalidResponse(String::new()),
+            ApiError::Unauthorized(AuthError::Missing),
+            ApiError::Forbidden(String::new()),
+            ApiError::NamespaceNotFound(String::new()),
+            ApiError::KeyNotFound(String::new()),
+            ApiError::Conflict(String::new()),
+            ApiError::NoWorker(Runtime::Docker),
+            ApiError::RuntimeUnavailable(Runtime::Gvisor),
+            ApiError::BrokerUnavailable(lapin::Error::from(lapin::ErrorKind::ChannelsLimitReached)),
+            ApiError::BrokerDisconnected,
+            ApiError::Overloaded(String::new()),
+            ApiError::ConcurrencyLimit {
+                subject: String::new(),
+                limit: 1,
+            },
+            ApiError::BodyTimeout,
+        ];
+        for error in &all {
+            // Exhaustive: a variant missing above is a compile error.
+            match error {
+                ApiError::Invalid(_)
+                | ApiError::TooLarge(_)
+                | ApiError::UnsupportedMediaType(_)
+                | ApiError::FunctionNotFound(_)
+                | ApiError::RouteNotFound(_)
+                | ApiError::MethodNotAllowed { .. }
+                | ApiError::InvalidResponse(_)
+                | ApiError::Unauthorized(_)
+                | ApiError::Forbidden(_)
+                | ApiError::NamespaceNotFound(_)
+                | ApiError::KeyNotFound(_)
+                | ApiError::Conflict(_)
+                | ApiError::NoWorker(_)
+                | ApiError::RuntimeUnavailable(_)
+                | ApiError::BrokerUnavailable(_)
+                | ApiError::BrokerDisconnected
+                | ApiError::Database(_)
+                | ApiError::Overloaded(_)
+                | ApiError::ConcurrencyLimit { .. }
+                | ApiError::BodyTimeout => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_error_has_a_listed_code_sent_as_its_serde_name() {
+        for error in one_of_each() {
+            assert!(ErrorCode::ALL.contains(&error.error_code()), "{error:?}");
+        }
+        for code in ErrorCode::ALL {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::from(code.as_str())
+            );
+        }
+        let mut texts: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        texts.sort_unstable();
+        texts.dedup();
+        assert_eq!(texts.len(), ErrorCode::ALL.len(), "a code is listed twice");
     }
 }

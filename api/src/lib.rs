@@ -9,9 +9,12 @@
 //! and events through the `invoker`, and hand invocation records to the `records` writer;
 //! `http_trigger` maps paths under `ROUTE_PREFIX` to functions and HTTP to events and back;
 //! `server` serves HTTP with read timeouts, `limits` bounds requests and bodies, `retention`
-//! deletes old records. Modules are private; what the binary and the tests use is re-exported.
+//! deletes old records. `openapi` assembles the OpenAPI document from the handlers' attributes
+//! and the bodies' types; `routes::docs` serves it and its Swagger UI page. Modules are
+//! private; what the binary and the tests use is re-exported.
 
 mod auth;
+mod bodies;
 mod cache;
 mod config;
 pub mod db;
@@ -21,6 +24,7 @@ mod http_trigger;
 mod invoker;
 mod keys;
 mod limits;
+mod openapi;
 pub mod records;
 mod retention;
 mod routes;
@@ -118,7 +122,9 @@ pub async fn run(
     let keep_alive = metrics_idle_timeout
         .map(|idle| tokio::spawn(keep_fixed_series_alive(idle, stop_background.clone())));
     let metrics_task = tokio::spawn(serve_metrics(metrics_listener, stop_background.clone()));
+    // The description routes need no state, no key and no bound on requests in flight.
     let app = routes::router(state)
+        .merge(routes::docs::router())
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::new());
     tracing::info!(addr = %listener.local_addr()?, "api listening");

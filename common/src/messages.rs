@@ -127,10 +127,14 @@ impl std::fmt::Display for ReplyStatus {
 
 /// An error as the handler's language described it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorInfo {
+    /// The exception's class or the error's name, e.g. `ValueError`, `TypeError`, or the
+    /// platform's own `Runtime.*` kinds.
     #[serde(rename = "type")]
     pub kind: String,
     pub message: String,
+    /// The stack trace as the language printed it; empty when there is none.
     #[serde(default)]
     pub stack: String,
 }
@@ -167,6 +171,7 @@ pub fn truncate_at_char(text: &mut String, max_bytes: usize) {
 
 /// Where the time of one invocation went, in milliseconds.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Timing {
     /// From publish to the worker taking the job (clocks of two hosts: approximate).
     pub queue_ms: f64,

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 /// Where a function's containers run: plain Docker (runc) or gVisor (runsc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Runtime {
     Docker,
@@ -42,6 +43,7 @@ impl FromStr for Runtime {
 
 /// The language a function's code is written in; it picks the runtime image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
     Python,

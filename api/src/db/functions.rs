@@ -11,8 +11,9 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 
 /// A stored function, as the API shows it, with what its namespace allows (not shown).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Function {
+    #[schema(examples(1))]
     pub id: i64,
     pub namespace: String,
     pub name: String,
@@ -24,6 +25,9 @@ pub struct Function {
     pub timeout: i32,
     pub runtime: Runtime,
     pub memory_mb: i32,
+    /// Environment variables of its containers. A key without the `manage` scope sees each
+    /// value as null.
+    #[schema(value_type = BTreeMap<String, Option<String>>)]
     pub env: BTreeMap<String, String>,
     /// Calls it may run at once across the cluster; `None`: no limit.
     pub max_concurrency: Option<i32>,
@@ -31,6 +35,7 @@ pub struct Function {
     pub http_methods: Option<Vec<String>>,
     pub http_auth: HttpAuth,
     pub cors: Option<Cors>,
+    /// 1 when created, one more at each update.
     pub version: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -8,16 +8,20 @@ use serde::Serialize;
 use uuid::Uuid;
 
 /// One invocation as `GET /metrics/` lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InvocationRecord {
     pub invocation_id: Uuid,
     pub namespace: String,
     pub function_id: i64,
     pub function_name: String,
     pub function_version: i32,
+    #[schema(value_type = common::Runtime)]
     pub runtime: String,
     /// What started it: `execute` or `http` (its route).
     pub trigger: String,
+    /// How the call ended: `success`, `error`, `init_error`, `timeout`, `oom`, `crashed`,
+    /// `result_too_large`, `expired` (the worker's reply) or `no_reply`.
+    #[schema(examples("success"))]
     pub status: String,
     pub cold_start: bool,
     pub duration_ms: f64,

@@ -9,10 +9,11 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 /// A key as `GET /keys/` shows it: no secret, no hash.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct KeyInfo {
     /// As it appears in the key (`faas_<id>_…`): 32 hex digits.
     #[serde(serialize_with = "simple_uuid")]
+    #[schema(value_type = String, pattern = "^[0-9a-f]{32}$", examples("0b9d2f3c4e5a6b7c8d9e0f1a2b3c4d5e"))]
     pub id: Uuid,
     pub namespace: String,
     pub scopes: Vec<Scope>,

@@ -8,7 +8,7 @@ use serde::Serialize;
 use tokio_postgres::Row;
 
 /// A namespace as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Namespace {
     pub name: String,
     pub allowed_runtimes: Vec<Runtime>,

@@ -5,36 +5,52 @@ use axum::http::{HeaderMap, HeaderValue, Method, header};
 use serde::{Deserialize, Serialize};
 
 /// The longest `max_age` accepted: a day (browsers cap it lower still).
-const MAX_AGE_LIMIT: u32 = 86_400;
+const MAX_AGE_LIMIT: i64 = 86_400;
+
+/// An HTTP token (RFC 9110), what a header name is: as the document's pattern says.
+pub fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
 /// Entries per list at most.
 const MAX_ENTRIES: usize = 100;
 
 /// `cors` of a function, as a client sets it and as it is stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Cors {
-    /// Origins allowed to read the answers (`https://app.example.com`), or `*` for any.
+    /// Origins allowed to read the answers (`https://app.example.com`, no path), or `*` for
+    /// any: 1 to 100.
+    #[schema(schema_with = crate::openapi::cors_origins_schema)]
     pub allow_origins: Vec<String>,
-    /// Methods a preflight allows; empty: the function's `http_methods`.
+    /// Methods a preflight allows (upper case, or `*`); empty: the function's `http_methods`.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::cors_methods_schema)]
     pub allow_methods: Vec<String>,
     /// Request headers a preflight allows; `*` allows whatever the browser asks for.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::cors_headers_schema)]
     pub allow_headers: Vec<String>,
     /// Response headers the browser's script may read.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::cors_headers_schema)]
     pub expose_headers: Vec<String>,
-    /// Seconds a browser may keep a preflight's answer.
-    #[serde(default)]
-    pub max_age: u32,
-    /// Whether the browser may send cookies; not with `*` as an origin.
+    /// Seconds a browser may keep a preflight's answer: 0 to 86400.
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
+    #[schema(minimum = 0, maximum = 86400)]
+    pub max_age: i64,
+    /// Whether the browser may send cookies and credentials, to the origins listed by name:
+    /// `*` never gets them (browsers refuse credentials with a wildcard origin).
     #[serde(default)]
     pub allow_credentials: bool,
 }
 
 impl Cors {
-    /// The settings, checked; the text says what is wrong.
-    pub fn validate(mut self) -> Result<Cors, String> {
+    /// The settings, checked; the text says what is wrong. The OpenAPI document states the
+    /// same rules (`openapi::cors_*_schema`).
+    pub fn validate(self) -> Result<Cors, String> {
         if self.allow_origins.is_empty() {
             return Err("cors.allow_origins must list at least one origin, or \"*\"".into());
         }
@@ -49,59 +65,56 @@ impl Cors {
             }
         }
         for origin in &self.allow_origins {
+            let host = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
             let ok = origin == "*"
-                || (origin.starts_with("http://") || origin.starts_with("https://"))
-                    && origin.split("://").nth(1).is_some_and(|host| {
-                        !host.is_empty()
-                            && !host.contains('/')
-                            && host
-                                .chars()
-                                .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
-                    });
+                || host.is_some_and(|host| {
+                    !host.is_empty()
+                        && host
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+                });
             if !ok {
                 return Err(format!(
                     "cors.allow_origins entries are \"*\" or scheme://host[:port] with no path; got {origin:?}"
                 ));
             }
         }
-        if self.allow_credentials && self.allow_origins.iter().any(|o| o == "*") {
-            return Err(
-                "cors.allow_credentials cannot be true with \"*\" in allow_origins (browsers refuse it)"
-                    .into(),
-            );
-        }
-        for method in &mut self.allow_methods {
-            *method = method.to_ascii_uppercase();
-            if method != "*" && Method::from_bytes(method.as_bytes()).is_err() {
-                return Err(format!("cors.allow_methods: {method:?} is not a method"));
+        for method in &self.allow_methods {
+            if method != "*" && !super::HTTP_METHODS.contains(&method.as_str()) {
+                return Err(format!(
+                    "cors.allow_methods entries are \"*\" or one of {}; got {method:?}",
+                    super::HTTP_METHODS.join(", ")
+                ));
             }
         }
         for header_name in self.allow_headers.iter().chain(&self.expose_headers) {
-            if header_name != "*" && header::HeaderName::from_bytes(header_name.as_bytes()).is_err()
-            {
+            if header_name != "*" && !is_token(header_name) {
                 return Err(format!("cors: {header_name:?} is not a header name"));
             }
         }
-        if self.max_age > MAX_AGE_LIMIT {
+        if !(0..=MAX_AGE_LIMIT).contains(&self.max_age) {
             return Err(format!(
-                "cors.max_age must be at most {MAX_AGE_LIMIT} seconds; got {}",
+                "cors.max_age must be from 0 to {MAX_AGE_LIMIT} seconds; got {}",
                 self.max_age
             ));
         }
         Ok(self)
     }
 
-    /// The value of `Access-Control-Allow-Origin` for a request from `origin`, if allowed.
-    fn allowed_origin(&self, origin: &HeaderValue) -> Option<HeaderValue> {
+    /// The value of `Access-Control-Allow-Origin` for a request from `origin`, if allowed,
+    /// and whether that origin was named (only a named one gets credentials).
+    fn allowed_origin(&self, origin: &HeaderValue) -> Option<(HeaderValue, bool)> {
         let origin_text = origin.to_str().ok()?;
         if self
             .allow_origins
             .iter()
             .any(|o| o.eq_ignore_ascii_case(origin_text))
         {
-            Some(origin.clone())
+            Some((origin.clone(), true))
         } else if self.allow_origins.iter().any(|o| o == "*") {
-            Some(HeaderValue::from_static("*"))
+            Some((HeaderValue::from_static("*"), false))
         } else {
             None
         }
@@ -121,7 +134,7 @@ impl Cors {
     pub fn preflight_headers(&self, request: &HeaderMap, methods: &[String]) -> HeaderMap {
         let mut answer = HeaderMap::new();
         answer.insert(header::VARY, HeaderValue::from_static("Origin"));
-        let Some(allow_origin) = request
+        let Some((allow_origin, named)) = request
             .get(header::ORIGIN)
             .and_then(|origin| self.allowed_origin(origin))
         else {
@@ -149,7 +162,7 @@ impl Cors {
         if self.max_age > 0 {
             answer.insert(header::ACCESS_CONTROL_MAX_AGE, self.max_age.into());
         }
-        if self.allow_credentials {
+        if self.allow_credentials && named {
             answer.insert(
                 header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
                 HeaderValue::from_static("true"),
@@ -162,7 +175,7 @@ impl Cors {
     /// function's own CORS headers give way).
     pub fn apply(&self, request: &HeaderMap, answer: &mut HeaderMap) {
         answer.append(header::VARY, HeaderValue::from_static("Origin"));
-        let Some(allow_origin) = request
+        let Some((allow_origin, named)) = request
             .get(header::ORIGIN)
             .and_then(|origin| self.allowed_origin(origin))
         else {
@@ -174,7 +187,7 @@ impl Cors {
         {
             answer.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, value);
         }
-        if self.allow_credentials {
+        if self.allow_credentials && named {
             answer.insert(
                 header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
                 HeaderValue::from_static("true"),
@@ -221,14 +234,14 @@ mod tests {
             (cors(&["https://"]), "scheme://host"),
             (
                 Cors {
-                    allow_credentials: true,
+                    max_age: 90_000,
                     ..cors(&["*"])
                 },
-                "allow_credentials",
+                "max_age",
             ),
             (
                 Cors {
-                    max_age: 90_000,
+                    max_age: -1,
                     ..cors(&["*"])
                 },
                 "max_age",
@@ -238,7 +251,7 @@ mod tests {
                     allow_methods: vec!["GE T".into()],
                     ..cors(&["*"])
                 },
-                "not a method",
+                "allow_methods",
             ),
             (
                 Cors {
@@ -255,7 +268,7 @@ mod tests {
             allow_methods: vec!["get".into()],
             ..cors(&["*"])
         };
-        assert_eq!(methods.validate().unwrap().allow_methods, vec!["GET"]);
+        assert!(methods.validate().unwrap_err().contains("allow_methods"));
     }
 
     #[test]
@@ -317,5 +330,6 @@ mod tests {
         cors.apply(&request(&[("origin", "https://any.example")]), &mut answer);
         assert_eq!(answer["access-control-allow-origin"], "*");
         assert_eq!(answer["access-control-expose-headers"], "x-total");
+        assert!(!answer.contains_key("access-control-allow-credentials"));
     }
 }

@@ -19,7 +19,7 @@ pub use table::{RouteEntry, RouteTable};
 use serde::{Deserialize, Serialize};
 
 /// Who may call a function's route.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HttpAuth {
     /// An `invoke` key of the function's namespace (`Authorization: Bearer …`).
@@ -49,7 +49,8 @@ impl HttpAuth {
 /// The methods a route may be limited to (`http_methods`); absent means all of them.
 pub const HTTP_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
-/// `http_methods` as a client wrote them, checked: upper-cased, each known, none twice.
+/// `http_methods` as a client wrote them, checked: each one of [`HTTP_METHODS`] (upper case,
+/// as the document's enum says), none twice.
 pub fn validate_methods(methods: Vec<String>) -> Result<Vec<String>, String> {
     if methods.is_empty() {
         return Err(
@@ -59,15 +60,14 @@ pub fn validate_methods(methods: Vec<String>) -> Result<Vec<String>, String> {
     }
     let mut checked: Vec<String> = Vec::with_capacity(methods.len());
     for method in methods {
-        let upper = method.to_ascii_uppercase();
-        if !HTTP_METHODS.contains(&upper.as_str()) {
+        if !HTTP_METHODS.contains(&method.as_str()) {
             return Err(format!(
-                "http_methods: {method:?} is not one of {}",
+                "http_methods: {method:?} is not one of {} (upper case)",
                 HTTP_METHODS.join(", ")
             ));
         }
-        if !checked.contains(&upper) {
-            checked.push(upper);
+        if !checked.contains(&method) {
+            checked.push(method);
         }
     }
     Ok(checked)
@@ -78,10 +78,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn methods_are_upper_cased_known_and_unique() {
+    fn methods_are_known_upper_case_and_unique() {
         assert_eq!(
-            validate_methods(vec!["get".into(), "POST".into(), "Get".into()]),
+            validate_methods(vec!["GET".into(), "POST".into(), "GET".into()]),
             Ok(vec!["GET".to_owned(), "POST".to_owned()])
+        );
+        assert!(
+            validate_methods(vec!["get".into()])
+                .unwrap_err()
+                .contains("upper case")
         );
         assert!(
             validate_methods(vec![])

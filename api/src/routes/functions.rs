@@ -2,8 +2,9 @@
 //! of another namespace is 404, exactly as if it did not exist.
 
 use crate::auth::{Principal, Scope};
+use crate::bodies::Message;
 use crate::db::{self, Function, FunctionFields, Namespace};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
 use crate::http_trigger::{self, Cors, HttpAuth, RoutePattern};
 use crate::state::AppState;
@@ -11,7 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use common::{FunctionEvent, Language, Runtime};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 const MAX_NAME_LEN: usize = 64;
@@ -24,33 +25,79 @@ const MAX_CONCURRENCY_RANGE: std::ops::RangeInclusive<i64> = 1..=1000;
 /// Lambda's limit on the summed size of a function's environment.
 const MAX_ENV_BYTES: usize = 4 * 1024;
 
-/// The body of `POST /functions/` and `PUT /functions/{id}`.
-#[derive(Debug, Deserialize)]
+/// The body of `POST /functions/` and `PUT /functions/{id}`. The schema's limits are those
+/// `validate` enforces (the schemathesis run in scripts/schema-check.sh holds them together).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(examples(json!({
+    "name": "hello",
+    "route": "/hello",
+    "language": "python",
+    "code": "def handler(event, context):\n    return {\"message\": \"Hello from faas\", \"event\": event}",
+    "timeout": 5
+})))]
 pub struct FunctionInput {
+    /// Unique in the namespace.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
     name: String,
+    /// Its HTTP trigger's path below `ROUTE_PREFIX` (`/fn`): `/`, or `/`-separated segments
+    /// that are literals, `{name}` parameters or a final `{name+}` (the rest of the path), each
+    /// parameter name once; at most 256 bytes. Unique across namespaces, and so is its shape
+    /// (the route with its parameter names erased): the same shape is 409. A route starting
+    /// with a parameter needs an admin key (403 otherwise).
+    #[schema(
+        pattern = r"^(/|(/([A-Za-z0-9._~!$&'()*+,;=:@-]+|\{[A-Za-z_][A-Za-z0-9_]*\}))+(/\{[A-Za-z_][A-Za-z0-9_]*\+\})?|/\{[A-Za-z_][A-Za-z0-9_]*\+\})$",
+        max_length = 256,
+        example = "/hello"
+    )]
     route: String,
     language: Language,
+    /// The source, defining `handler(event, context)`: not blank, no NUL, at most
+    /// `MAX_CODE_BYTES` (1 MiB by default) bytes (413 over it).
+    #[schema(
+        min_length = 1,
+        pattern = r"^[^\u0000]*[^\u0000\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+    )]
     code: String,
-    /// Absent: `handler`.
+    /// What is called: `name` or Lambda's `file.name` (the file part is ignored for a
+    /// single-source function). Absent or null: `handler`.
     #[serde(default)]
+    #[schema(
+        pattern = r"^([A-Za-z0-9_$-]+(/[A-Za-z0-9_$-]+)*(\.[A-Za-z0-9_$-]+)*\.)?[A-Za-z_$][A-Za-z0-9_$]*$",
+        max_length = 128
+    )]
     handler: Option<String>,
+    /// Whole seconds a call may run.
+    #[serde(deserialize_with = "crate::extract::whole_number")]
+    #[schema(minimum = 1, maximum = 900)]
     timeout: i64,
+    /// Absent or null: `docker` where the namespace allows it, else its first allowed runtime.
     #[serde(default)]
     runtime: Option<Runtime>,
-    #[serde(default)]
+    /// The container's memory limit; absent or null: 128.
+    #[serde(default, deserialize_with = "crate::extract::optional_whole_number")]
+    #[schema(minimum = 64, maximum = 10240)]
     memory_mb: Option<i64>,
+    /// Environment variables of its containers: names `[A-Za-z_][A-Za-z0-9_]*`, values
+    /// without NUL, at most 4 KiB of names and values together.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::env_input_schema)]
     env: Option<BTreeMap<String, String>>,
-    /// Absent or null: no limit.
-    #[serde(default)]
+    /// Calls it may run at once across the cluster. Absent or null: no limit.
+    #[serde(default, deserialize_with = "crate::extract::optional_whole_number")]
+    #[schema(minimum = 1, maximum = 1000)]
     max_concurrency: Option<i64>,
     /// The methods its route answers; absent or null: all of them.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::http_methods_schema)]
     http_methods: Option<Vec<String>>,
-    /// Absent: `key`.
+    /// Who may call its route: `key` (an `invoke` key of its namespace) or `none` (anyone).
+    /// Absent or null: `key`.
     #[serde(default)]
+    #[schema(nullable)]
     http_auth: Option<HttpAuth>,
+    /// CORS of its route, answered by the api (preflights included); absent or null: none.
     #[serde(default)]
+    #[schema(nullable)]
     cors: Option<Cors>,
 }
 
@@ -232,11 +279,16 @@ fn validate_env(env: &BTreeMap<String, String>) -> Result<(), ApiError> {
 }
 
 /// `?skip=0&limit=100`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// Functions to pass over, in id order.
     #[serde(default)]
+    #[param(minimum = 0, default = 0)]
     skip: i64,
+    /// Functions to list.
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: i64,
 }
 
@@ -304,6 +356,23 @@ fn view(function: &Function, principal: &Principal) -> Value {
     value
 }
 
+/// Creates a function in the key's namespace (`manage` scope).
+#[utoipa::path(
+    post,
+    path = "/functions/",
+    tag = "functions",
+    summary = "Create a function",
+    request_body = FunctionInput,
+    responses(
+        (status = 201, description = "Created, at version 1.", body = Function),
+        (status = 404, description = "`namespace_not_found`: the key's namespace was deleted meanwhile.", body = ErrorBody),
+        (status = 409, description = "`conflict`: the name is taken in the namespace, or the route anywhere.", body = ErrorBody),
+        crate::openapi::BodyErrors,
+        crate::openapi::KeyErrors,
+        crate::openapi::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create_function(
     principal: Principal,
     State(state): State<AppState>,
@@ -329,6 +398,22 @@ pub async fn create_function(
     Ok((StatusCode::CREATED, axum::Json(view(&function, &principal))))
 }
 
+/// The key's namespace's functions, in id order (`manage` or `read` scope; `read` keys see
+/// `env` values as null).
+#[utoipa::path(
+    get,
+    path = "/functions/",
+    tag = "functions",
+    summary = "List functions",
+    params(Page),
+    responses(
+        (status = 200, description = "A page of functions.", body = Vec<Function>),
+        (status = 422, description = "`invalid_request`: `skip` or `limit` out of range.", body = ErrorBody),
+        crate::openapi::KeyErrors,
+        crate::openapi::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list_functions(
     principal: Principal,
     State(state): State<AppState>,
@@ -343,6 +428,22 @@ pub async fn list_functions(
     ))
 }
 
+/// One function (`manage` or `read` scope).
+#[utoipa::path(
+    get,
+    path = "/functions/{id}",
+    tag = "functions",
+    summary = "Get a function",
+    params(crate::openapi::FunctionId),
+    responses(
+        (status = 200, description = "The function.", body = Function),
+        (status = 404, description = "`function_not_found`: no such function in the key's namespace.", body = ErrorBody),
+        (status = 422, description = "`invalid_request`: the id is not an integer.", body = ErrorBody),
+        crate::openapi::KeyErrors,
+        crate::openapi::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get_function(
     principal: Principal,
     State(state): State<AppState>,
@@ -355,6 +456,25 @@ pub async fn get_function(
         .ok_or_else(|| ApiError::FunctionNotFound(id.to_string()))
 }
 
+/// Replaces a function's definition (`manage` scope); its version goes up by one and the next
+/// call runs the new code.
+#[utoipa::path(
+    put,
+    path = "/functions/{id}",
+    tag = "functions",
+    summary = "Update a function",
+    params(crate::openapi::FunctionId),
+    request_body = FunctionInput,
+    responses(
+        (status = 200, description = "Updated, at the next version.", body = Function),
+        (status = 404, description = "`function_not_found` or `namespace_not_found`.", body = ErrorBody),
+        (status = 409, description = "`conflict`: the new name or route is taken.", body = ErrorBody),
+        crate::openapi::BodyErrors,
+        crate::openapi::KeyErrors,
+        crate::openapi::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn update_function(
     principal: Principal,
     State(state): State<AppState>,
@@ -383,18 +503,34 @@ pub async fn update_function(
     Ok(axum::Json(view(&function, &principal)))
 }
 
+/// Deletes a function (`manage` scope); its warm containers go too.
+#[utoipa::path(
+    delete,
+    path = "/functions/{id}",
+    tag = "functions",
+    summary = "Delete a function",
+    params(crate::openapi::FunctionId),
+    responses(
+        (status = 200, description = "Deleted.", body = Message, example = json!({"message": "Function deleted"})),
+        (status = 404, description = "`function_not_found`: no such function in the key's namespace.", body = ErrorBody),
+        (status = 422, description = "`invalid_request`: the id is not an integer.", body = ErrorBody),
+        crate::openapi::KeyErrors,
+        crate::openapi::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete_function(
     principal: Principal,
     State(state): State<AppState>,
     Path(id): Path<i64>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Message>, ApiError> {
     principal.require(Scope::Manage)?;
     if !db::delete_function(&state.db, &principal.namespace, id).await? {
         return Err(ApiError::FunctionNotFound(id.to_string()));
     }
     tracing::info!(id, "function deleted");
     announce(&state, id, &principal.namespace, None, None).await;
-    Ok(axum::Json(json!({ "message": "Function deleted" })))
+    Ok(axum::Json(Message::new("Function deleted")))
 }
 
 #[cfg(test)]

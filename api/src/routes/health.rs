@@ -4,15 +4,55 @@ use crate::db;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde::Serialize;
+
+/// The body of `GET /healthz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(examples("ok"))]
+    pub status: &'static str,
+}
+
+/// The body of `GET /readyz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// Whether Postgres answered.
+    pub database: bool,
+    /// Whether the RabbitMQ connection is up.
+    pub broker: bool,
+    /// What is down: `database`, `broker`, or both; empty when ready.
+    pub down: Vec<&'static str>,
+}
 
 /// The process is up and serving HTTP.
-pub async fn get_healthz() -> axum::Json<Value> {
-    axum::Json(json!({ "status": "ok" }))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "Liveness",
+    responses((status = 200, description = "The process serves HTTP.", body = Health)),
+    security(()),
+)]
+pub async fn get_healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
 }
 
 /// 200 when Postgres and RabbitMQ both answer; 503 naming what is down otherwise.
-pub async fn get_readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Value>) {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    summary = "Readiness",
+    responses(
+        (status = 200, description = "Postgres and RabbitMQ answer.", body = Readiness,
+            example = json!({"database": true, "broker": true, "down": []})),
+        (status = 503, description = "Something is down; `down` names it.", body = Readiness,
+            example = json!({"database": false, "broker": true, "down": ["database"]})),
+    ),
+    security(()),
+)]
+pub async fn get_readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Readiness>) {
     let database = db::ping(&state.db).await.is_ok();
     let broker = state.invoker.is_connected();
     let status = if database && broker {
@@ -29,6 +69,10 @@ pub async fn get_readyz(State(state): State<AppState>) -> (StatusCode, axum::Jso
     }
     (
         status,
-        axum::Json(json!({ "database": database, "broker": broker, "down": down })),
+        axum::Json(Readiness {
+            database,
+            broker,
+            down,
+        }),
     )
 }

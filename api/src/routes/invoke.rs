@@ -6,7 +6,7 @@
 use crate::auth::{Principal, Scope};
 use crate::cache::Lookup;
 use crate::db::{self, Function, InvocationRecord};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::Path;
 use crate::invoker::NoReply;
 use crate::state::AppState;
@@ -15,9 +15,10 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use common::{FunctionSpec, Job, RawJson, RawValue, Reply, ReplyStatus, Runtime, Timing};
+use common::{
+    ErrorInfo, FunctionSpec, Job, RawJson, RawValue, Reply, ReplyStatus, Runtime, Timing,
+};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -30,9 +31,12 @@ const LEASE_GRACE: Duration = Duration::from_secs(5);
 
 /// The body of an invocation. The event stays JSON text: it is checked here and passed on to
 /// the function as it came, never parsed into a tree.
-#[derive(Debug, Deserialize)]
-struct ExecuteRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(examples(json!({"event": {"name": "world"}})))]
+pub(crate) struct ExecuteRequest {
+    /// Any JSON, handed to the handler as its `event`; absent: `{}`.
     #[serde(default = "empty_object")]
+    #[schema(value_type = serde_json::Value, required = false)]
     event: RawJson,
 }
 
@@ -42,6 +46,28 @@ fn empty_object() -> RawJson {
 
 /// Runs the key's namespace's function `name` on the runtime it was created with (Docker
 /// unless it says gVisor, or its namespace allows only gVisor).
+#[utoipa::path(
+    post,
+    path = "/execute/{name}",
+    tag = "invocations",
+    summary = "Call a function and wait for its result",
+    description = "Runs the key's namespace's function on the runtime it was created with \
+        (Docker unless it says gVisor, or its namespace allows only gVisor) and answers with \
+        the handler's return value. An empty body is the event `{}`. Needs the `invoke` scope.",
+    params(crate::openapi::FunctionName),
+    request_body(content = Option<ExecuteRequest>, description = "The event; an empty body is `{\"event\": {}}`."),
+    responses(
+        (status = 200, description = "The handler returned; `result` is its return value.", body = Success<'static>),
+        (status = 404, description = "`function_not_found`: no such function in the key's namespace.", body = ErrorBody),
+        crate::openapi::InvocationErrors,
+        crate::openapi::BodyErrors,
+        crate::openapi::KeyErrors,
+        (status = 429, description = "`concurrency_limit`: the function or its namespace runs its `max_concurrency` calls.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+        crate::openapi::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn execute_function(
     principal: Principal,
     State(state): State<AppState>,
@@ -53,6 +79,27 @@ pub async fn execute_function(
 }
 
 /// Runs the function in a gVisor sandbox, whatever runtime it was created with.
+#[utoipa::path(
+    post,
+    path = "/execute_gvisor/{name}",
+    tag = "invocations",
+    summary = "Call a function in a gVisor sandbox",
+    description = "As `POST /execute/{name}`, but the call runs on a gVisor worker whatever \
+        runtime the function was created with. Needs the `invoke` scope.",
+    params(crate::openapi::FunctionName),
+    request_body(content = Option<ExecuteRequest>, description = "The event; an empty body is `{\"event\": {}}`."),
+    responses(
+        (status = 200, description = "The handler returned; `result` is its return value.", body = Success<'static>),
+        (status = 404, description = "`function_not_found`: no such function in the key's namespace.", body = ErrorBody),
+        crate::openapi::InvocationErrors,
+        crate::openapi::BodyErrors,
+        crate::openapi::KeyErrors,
+        (status = 429, description = "`concurrency_limit`: the function or its namespace runs its `max_concurrency` calls.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+        crate::openapi::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn execute_function_gvisor(
     principal: Principal,
     State(state): State<AppState>,
@@ -77,7 +124,8 @@ fn parse_event(body: &[u8], max_event_bytes: usize) -> Result<RawJson, ApiError>
             body.len()
         )));
     }
-    if body.iter().all(u8::is_ascii_whitespace) {
+    // No body, or a JSON null (the document's optional body): the event `{}`.
+    if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         return Ok(empty_object());
     }
     serde_json::from_slice::<ExecuteRequest>(body)
@@ -153,12 +201,17 @@ impl Called {
             Ok(reply) => reply_response(reply, self.duration_ms, self.timeout_s, detail),
             Err(NoReply::TimedOut) => (
                 StatusCode::GATEWAY_TIMEOUT,
-                axum::Json(json!({
-                    "detail": "no worker answered before the call's deadline",
-                    "code": "no_reply",
-                    "invocation_id": self.invocation_id,
-                    "logs": "",
-                })),
+                axum::Json(Failure {
+                    detail: "no worker answered before the call's deadline".to_owned(),
+                    code: ErrorCode::NoReply,
+                    error: None,
+                    invocation_id: self.invocation_id,
+                    duration_ms: self.duration_ms,
+                    cold_start: false,
+                    timing: Timing::default(),
+                    logs: "",
+                    logs_truncated: false,
+                }),
             )
                 .into_response(),
         }
@@ -397,19 +450,68 @@ pub async fn find_function(
 }
 
 /// The 200 body of a call; `result` is the function's JSON text as it came.
-#[derive(Serialize)]
-struct Success<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(examples(json!({
+    "result": {"message": "Hello from faas", "event": {"name": "world"}},
+    "invocation_id": "01936f7e-3c1a-7b2e-9f4d-5a6b7c8d9e0f",
+    "duration_ms": 4.2,
+    "cold_start": false,
+    "timing": {"queue_ms": 0.4, "init_ms": 0.0, "run_ms": 1.1},
+    "logs": "",
+    "logs_truncated": false
+})))]
+pub(crate) struct Success<'a> {
+    /// What the handler returned, as JSON.
+    #[schema(value_type = serde_json::Value)]
     result: &'a RawValue,
+    invocation_id: Uuid,
+    /// The call as the api saw it, from publish to reply.
+    duration_ms: f64,
+    /// Whether a container had to be started for it.
+    cold_start: bool,
+    timing: Timing,
+    /// What the handler printed (its last 256 KiB).
+    logs: &'a str,
+    /// Whether `logs` was cut.
+    logs_truncated: bool,
+}
+
+/// The body of a call that reached a worker (or should have) and failed: the error body plus
+/// what is known of the call.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Failure<'a> {
+    /// What went wrong, in a sentence.
+    detail: String,
+    code: ErrorCode,
+    /// The error as the function's language described it, when there is one.
+    error: Option<&'a ErrorInfo>,
     invocation_id: Uuid,
     duration_ms: f64,
     cold_start: bool,
     timing: Timing,
+    /// What the handler printed before it failed (none after a timeout: the container is
+    /// killed with what it printed).
     logs: &'a str,
     logs_truncated: bool,
 }
 
+/// The body of a failed call through a public route (`http_auth: "none"`): the caller may be
+/// anyone, and the function's error, trace and logs are its owner's (in the records).
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct PublicFailure {
+    /// What went wrong, in a sentence (without the function's own message).
+    detail: String,
+    code: ErrorCode,
+    invocation_id: Uuid,
+}
+
 /// The HTTP answer for a worker's reply: 200 with the result, or the status of the failure.
-fn reply_response(reply: Reply, duration_ms: f64, timeout_s: u64, detail: Detail) -> Response {
+pub(crate) fn reply_response(
+    reply: Reply,
+    duration_ms: f64,
+    timeout_s: u64,
+    detail: Detail,
+) -> Response {
     if reply.status == ReplyStatus::Success {
         let body = Success {
             result: &reply.result,
@@ -433,59 +535,59 @@ fn reply_response(reply: Reply, duration_ms: f64, timeout_s: u64, detail: Detail
     let (status, code, message) = match reply.status {
         ReplyStatus::Error => (
             StatusCode::BAD_GATEWAY,
-            "function_error",
+            ErrorCode::FunctionError,
             describe("the function raised an error"),
         ),
         ReplyStatus::InitError => (
             StatusCode::BAD_GATEWAY,
-            "init_error",
+            ErrorCode::InitError,
             describe("the function's code failed to load"),
         ),
         ReplyStatus::Oom => (
             StatusCode::BAD_GATEWAY,
-            "out_of_memory",
+            ErrorCode::OutOfMemory,
             describe("the function ran out of memory"),
         ),
         ReplyStatus::ResultTooLarge => (
             StatusCode::BAD_GATEWAY,
-            "result_too_large",
+            ErrorCode::ResultTooLarge,
             describe("the function's result is too large"),
         ),
         ReplyStatus::Crashed => (
             StatusCode::BAD_GATEWAY,
-            "function_crashed",
+            ErrorCode::FunctionCrashed,
             describe("the function's container died"),
         ),
         ReplyStatus::Timeout => (
             StatusCode::GATEWAY_TIMEOUT,
-            "function_timeout",
+            ErrorCode::FunctionTimeout,
             format!("the function ran past its timeout of {timeout_s} s"),
         ),
         ReplyStatus::Expired => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "expired",
+            ErrorCode::Expired,
             "no worker took the call before its deadline; the platform is overloaded".to_owned(),
         ),
         ReplyStatus::Success => unreachable!("handled above"),
     };
     if detail == Detail::Public {
-        let body = json!({
-            "detail": message,
-            "code": code,
-            "invocation_id": reply.invocation_id,
-        });
+        let body = PublicFailure {
+            detail: message,
+            code,
+            invocation_id: reply.invocation_id,
+        };
         return (status, axum::Json(body)).into_response();
     }
-    let body = json!({
-        "detail": message,
-        "code": code,
-        "error": reply.error,
-        "invocation_id": reply.invocation_id,
-        "duration_ms": duration_ms,
-        "cold_start": reply.cold_start,
-        "timing": reply.timing,
-        "logs": reply.logs,
-        "logs_truncated": reply.logs_truncated,
-    });
+    let body = Failure {
+        detail: message,
+        code,
+        error: reply.error.as_ref(),
+        invocation_id: reply.invocation_id,
+        duration_ms,
+        cold_start: reply.cold_start,
+        timing: reply.timing,
+        logs: &reply.logs,
+        logs_truncated: reply.logs_truncated,
+    };
     (status, axum::Json(body)).into_response()
 }

@@ -5,8 +5,9 @@
 //! `invoke` and `read` keys of its own namespace, never `manage` or `admin` ones.
 
 use crate::auth::{self, Principal, Scope};
+use crate::bodies::Message;
 use crate::db::{self, KeyInfo};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 use axum::extract::State;
@@ -14,7 +15,6 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use common::KeyEvent;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use uuid::Uuid;
 
 const MAX_DESCRIPTION_LEN: usize = 256;
@@ -22,26 +22,44 @@ const MAX_DESCRIPTION_LEN: usize = 256;
 const MINTABLE_BY_MANAGE: [Scope; 2] = [Scope::Invoke, Scope::Read];
 
 /// The body of `POST /keys/`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"scopes": ["invoke"], "description": "the checkout service"})))]
 pub struct KeyInput {
-    /// Default: the caller's namespace.
+    /// Absent or null: the caller's namespace. Only an admin key names another.
     #[serde(default)]
+    #[schema(pattern = r"^[^\u0000]*$")]
     namespace: Option<String>,
+    /// At least one; repeats are ignored. A manage key mints `invoke` and `read` keys only.
+    #[schema(value_type = Vec<Scope>, min_items = 1)]
     scopes: Vec<String>,
+    /// Whatever helps you remember what it is for: at most 256 characters, no NUL.
     #[serde(default)]
+    #[schema(max_length = 256, pattern = r"^[^\u0000]*$")]
     description: String,
+    /// When it stops working; must be in the future. Absent or null: never.
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
 }
 
 /// A key just made: its listing and, this once, the key itself.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedKey {
     #[serde(flatten)]
     info: KeyInfo,
-    /// The key, shown only here: the api keeps a hash of it.
+    /// The key, shown only here: the api keeps a hash of it. Send it as
+    /// `Authorization: Bearer <key>`.
+    #[schema(pattern = "^faas_[0-9a-f]{32}_[A-Za-z0-9_-]{43}$")]
     key: String,
+}
+
+/// The body of `GET /whoami`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    pub namespace: String,
+    pub scopes: Vec<Scope>,
+    /// The key's id; `ADMIN_KEY` for the bootstrap setting, null with auth disabled.
+    pub key_id: Option<String>,
 }
 
 /// Scope names, checked, without repeats, in a fixed order.
@@ -66,6 +84,23 @@ fn parse_scopes(names: &[String]) -> Result<Vec<Scope>, ApiError> {
     Ok(scopes)
 }
 
+/// Makes a key; the answer is the only time the key is shown (`admin`, or `manage` for its
+/// own namespace's `invoke` and `read` keys).
+#[utoipa::path(
+    post,
+    path = "/keys/",
+    tag = "keys",
+    summary = "Make an API key",
+    request_body = KeyInput,
+    responses(
+        (status = 201, description = "Made; `key` is shown this once.", body = CreatedKey),
+        (status = 404, description = "`namespace_not_found`: the namespace does not exist.", body = ErrorBody),
+        crate::openapi::BodyErrors,
+        crate::openapi::KeyErrors,
+        crate::openapi::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create_key(
     principal: Principal,
     State(state): State<AppState>,
@@ -80,6 +115,12 @@ pub async fn create_key(
         return Err(ApiError::Invalid(format!(
             "description must be at most {MAX_DESCRIPTION_LEN} characters, without NUL"
         )));
+    }
+    // Postgres text cannot hold U+0000: the lookup would fail (a 503) rather than find none.
+    if namespace.contains('\0') {
+        return Err(ApiError::Invalid(
+            "namespace must not contain NUL (U+0000) characters".into(),
+        ));
     }
     if input.expires_at.is_some_and(|at| at <= Utc::now()) {
         return Err(ApiError::Invalid("expires_at must be in the future".into()));
@@ -110,7 +151,7 @@ pub async fn create_key(
     };
     let info = db::insert_key(&state.db, &row)
         .await?
-        .ok_or_else(|| ApiError::Invalid(format!("namespace {namespace:?} does not exist")))?;
+        .ok_or_else(|| ApiError::NamespaceNotFound(namespace.clone()))?;
     tracing::info!(key_id = %key.id.simple(), namespace = %namespace, "key made");
     Ok((
         StatusCode::CREATED,
@@ -119,11 +160,29 @@ pub async fn create_key(
 }
 
 /// `?namespace=` (admin keys only).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct KeyFilter {
+    /// Only this namespace's keys (admin keys; a manage key always sees its own namespace's).
+    #[param(pattern = r"^[^\u0000]*$")]
     namespace: Option<String>,
 }
 
+/// The keys, without their secrets (`admin`: every namespace's; `manage`: its own namespace's).
+#[utoipa::path(
+    get,
+    path = "/keys/",
+    tag = "keys",
+    summary = "List API keys",
+    params(KeyFilter),
+    responses(
+        (status = 200, description = "The keys, without secrets.", body = Vec<KeyInfo>),
+        (status = 422, description = "`invalid_request`: the query is malformed.", body = ErrorBody),
+        crate::openapi::KeyErrors,
+        crate::openapi::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list_keys(
     principal: Principal,
     State(state): State<AppState>,
@@ -140,11 +199,28 @@ pub async fn list_keys(
     ))
 }
 
+/// Revokes a key, on every api replica at once (`admin`; `manage` for its namespace's
+/// `invoke` and `read` keys).
+#[utoipa::path(
+    delete,
+    path = "/keys/{id}",
+    tag = "keys",
+    summary = "Revoke an API key",
+    params(("id" = String, Path, description = "The key's id (32 hex digits, as in `faas_<id>_…`).", example = "0b9d2f3c4e5a6b7c8d9e0f1a2b3c4d5e")),
+    responses(
+        (status = 200, description = "Revoked.", body = Message, example = json!({"message": "Key revoked"})),
+        (status = 404, description = "`key_not_found`: no such key (or one of another namespace).", body = ErrorBody),
+        (status = 422, description = "`invalid_request`: the id holds a NUL.", body = ErrorBody),
+        crate::openapi::KeyErrors,
+        crate::openapi::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete_key(
     principal: Principal,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Message>, ApiError> {
     principal.require_any(&[Scope::Admin, Scope::Manage])?;
     let not_found = || ApiError::KeyNotFound(id.clone());
     let key_id = Uuid::try_parse(&id).map_err(|_| not_found())?;
@@ -180,16 +256,29 @@ pub async fn delete_key(
         })
         .await;
     tracing::info!(key_id = %key_id.simple(), "key revoked");
-    Ok(axum::Json(json!({ "message": "Key revoked" })))
+    Ok(axum::Json(Message::new("Key revoked")))
 }
 
-/// Who the key is, for scripts: its namespace, scopes and id.
-pub async fn get_whoami(principal: Principal) -> axum::Json<Value> {
-    axum::Json(json!({
-        "namespace": principal.namespace,
-        "scopes": principal.scopes,
-        "key_id": principal.key_id,
-    }))
+/// Who the key is, for scripts: its namespace, scopes and id (any key).
+#[utoipa::path(
+    get,
+    path = "/whoami",
+    tag = "keys",
+    summary = "Describe the calling key",
+    responses(
+        (status = 200, description = "The key's namespace, scopes and id.", body = WhoAmI,
+            example = json!({"namespace": "default", "scopes": ["admin"], "key_id": "ADMIN_KEY"})),
+        crate::openapi::KeyErrors,
+        crate::openapi::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn get_whoami(principal: Principal) -> axum::Json<WhoAmI> {
+    axum::Json(WhoAmI {
+        namespace: principal.namespace,
+        scopes: principal.scopes,
+        key_id: principal.key_id,
+    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use crate::auth::{Principal, Scope};
 use crate::db::{self, InvocationRecord};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::Query;
 use crate::routes::functions::check_page;
 use crate::state::AppState;
@@ -13,10 +13,16 @@ use std::time::Duration;
 
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Deserialize)]
+/// `?function=NAME&limit=100`
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InvocationFilter {
+    /// Only this function's records.
+    #[param(pattern = r"^[^\u0000]*$")]
     function: Option<String>,
+    /// Records to list, newest first.
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: i64,
 }
 
@@ -24,6 +30,22 @@ fn default_limit() -> i64 {
     100
 }
 
+/// The key's namespace's invocation records, newest first (`read` scope); the calls the
+/// client just made are among them.
+#[utoipa::path(
+    get,
+    path = "/metrics/",
+    tag = "invocations",
+    summary = "List invocation records",
+    params(InvocationFilter),
+    responses(
+        (status = 200, description = "Records, newest first.", body = Vec<InvocationRecord>),
+        (status = 422, description = "`invalid_request`: `limit` out of range, or the query is malformed.", body = ErrorBody),
+        crate::openapi::KeyErrors,
+        crate::openapi::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list_invocations(
     principal: Principal,
     State(state): State<AppState>,

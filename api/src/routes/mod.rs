@@ -1,5 +1,6 @@
 //! The HTTP surface, one module per resource.
 
+pub mod docs;
 pub mod functions;
 pub mod health;
 pub mod invoke;
@@ -13,7 +14,7 @@ use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{any, delete, get, post};
+use axum::routing::{delete, get, post};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tower_http::timeout::RequestBodyTimeoutLayer;
@@ -55,16 +56,9 @@ pub fn router(state: AppState) -> Router {
             BodyLimit(event_body_max),
             limits::read_body,
         ));
-    // Any method, any body (within the event limit) on the prefix and every path below it.
-    let prefix = state.route_prefix.clone();
-    let triggers = Router::new()
-        .route(&prefix, any(triggers::call_route))
-        .route(&format!("{prefix}/"), any(triggers::call_route))
-        .route(&format!("{prefix}/{{*path}}"), any(triggers::call_route))
-        .layer(from_fn_with_state(
-            BodyLimit(state.limits.max_event_bytes),
-            limits::read_body,
-        ));
+    // Any method, any body (within the event limit) on the prefix and every path below it:
+    // `/fn/{path}` in the document (the prefix is a setting).
+    let triggers = triggers::router(&state.route_prefix, state.limits.max_event_bytes);
     // Small JSON bodies only; the default body limit (2 MB) holds them.
     let admin = Router::new()
         .route("/keys/", get(keys::list_keys).post(keys::create_key))

@@ -2,29 +2,38 @@
 //! `DELETE /namespaces/{name}` (refused while it holds functions; its keys go with it).
 
 use crate::auth::{DEFAULT_NAMESPACE, Principal, Scope};
+use crate::bodies::Message;
 use crate::db::{self, Namespace, NamespaceChange};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use common::{KeyEvent, Runtime};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 const MAX_CONCURRENCY_RANGE: std::ops::RangeInclusive<i64> = 1..=100_000;
 
 /// The body of `POST /namespaces/`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"name": "team-a", "allowed_runtimes": ["gvisor"], "max_concurrency": 50})))]
 pub struct NamespaceInput {
+    /// A DNS label: 1 to 63 lower-case letters, digits and inner hyphens.
+    #[schema(
+        pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        min_length = 1,
+        max_length = 63
+    )]
     name: String,
     /// Default: both. `["gvisor"]` makes the namespace untrusted: its functions never run
     /// under runc, `/execute` included.
     #[serde(default)]
+    #[schema(min_items = 1)]
     allowed_runtimes: Option<Vec<Runtime>>,
     /// Calls of all its functions at once, across the cluster; absent or null: no limit.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::optional_whole_number")]
+    #[schema(minimum = 1, maximum = 100000)]
     max_concurrency: Option<i64>,
 }
 
@@ -41,6 +50,22 @@ fn valid_name(name: &str) -> bool {
         && bytes[bytes.len() - 1] != b'-'
 }
 
+/// Creates a namespace (`admin` scope).
+#[utoipa::path(
+    post,
+    path = "/namespaces/",
+    tag = "namespaces",
+    summary = "Create a namespace",
+    request_body = NamespaceInput,
+    responses(
+        (status = 201, description = "Created.", body = Namespace),
+        (status = 409, description = "`conflict`: the name is taken.", body = ErrorBody),
+        crate::openapi::BodyErrors,
+        crate::openapi::KeyErrors,
+        crate::openapi::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create_namespace(
     principal: Principal,
     State(state): State<AppState>,
@@ -85,6 +110,19 @@ pub async fn create_namespace(
     Ok((StatusCode::CREATED, axum::Json(namespace)))
 }
 
+/// Every namespace (`admin` scope).
+#[utoipa::path(
+    get,
+    path = "/namespaces/",
+    tag = "namespaces",
+    summary = "List namespaces",
+    responses(
+        (status = 200, description = "The namespaces.", body = Vec<Namespace>),
+        crate::openapi::KeyErrors,
+        crate::openapi::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list_namespaces(
     principal: Principal,
     State(state): State<AppState>,
@@ -93,11 +131,28 @@ pub async fn list_namespaces(
     Ok(axum::Json(db::list_namespaces(&state.db).await?))
 }
 
+/// Deletes a namespace that holds no functions, and its keys with it (`admin` scope).
+#[utoipa::path(
+    delete,
+    path = "/namespaces/{name}",
+    tag = "namespaces",
+    summary = "Delete a namespace",
+    params(("name" = String, Path, description = "The namespace.", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", example = "team-a")),
+    responses(
+        (status = 200, description = "Deleted, with its keys.", body = Message, example = json!({"message": "Namespace deleted"})),
+        (status = 404, description = "`namespace_not_found`.", body = ErrorBody),
+        (status = 409, description = "`conflict`: it still holds functions, or it is `default`.", body = ErrorBody),
+        (status = 422, description = "`invalid_request`: the name holds a NUL.", body = ErrorBody),
+        crate::openapi::KeyErrors,
+        crate::openapi::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete_namespace(
     principal: Principal,
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Message>, ApiError> {
     principal.require(Scope::Admin)?;
     if name == DEFAULT_NAMESPACE {
         return Err(ApiError::Conflict(
@@ -119,7 +174,7 @@ pub async fn delete_namespace(
         })
         .await;
     tracing::info!(namespace = %name, "namespace deleted");
-    Ok(axum::Json(json!({ "message": "Namespace deleted" })))
+    Ok(axum::Json(Message::new("Namespace deleted")))
 }
 
 fn changed(error: NamespaceChange, name: &str) -> ApiError {

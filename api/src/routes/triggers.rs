@@ -5,18 +5,22 @@
 //! makes no query of its own. CORS preflights are answered here without calling the function,
 //! and without a key (browsers send none with them).
 
-use super::invoke::{Detail, Trigger, call_function, find_function, runtime_for};
+use super::invoke::{Detail, Failure, Trigger, call_function, find_function, runtime_for};
 use crate::auth::{self, Principal, Scope};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http_trigger::{
-    Cors, HttpAuth, RequestFacts, RouteEntry, answer_from_result, build_event,
+    Cors, HTTP_METHODS, HttpAuth, RequestFacts, RouteEntry, answer_from_result, build_event,
 };
+use crate::limits::{self, BodyLimit};
 use crate::state::AppState;
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
+use axum::routing::any;
 use common::{RawValue, ReplyStatus};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,10 +30,78 @@ use uuid::Uuid;
 /// The header that names the call, so that its record can be found.
 const INVOCATION_ID_HEADER: HeaderName = HeaderName::from_static("x-faas-invocation-id");
 
+/// The trigger's routes: every method on the prefix and every path below it, with bodies up
+/// to the event limit.
+pub fn router(prefix: &str, max_event_bytes: usize) -> Router<AppState> {
+    Router::new()
+        .route(prefix, any(call_route))
+        .route(&format!("{prefix}/"), any(call_route))
+        .route(&format!("{prefix}/{{*path}}"), any(call_route))
+        .layer(from_fn_with_state(
+            BodyLimit(max_event_bytes),
+            limits::read_body,
+        ))
+}
+
+/// `{path}` of `/fn/{path}`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RoutePath {
+    /// The path below the prefix that a function's route matches (`users/42` for the route
+    /// `/users/{id}`); `/fn/` and `/fn` are the route `/`.
+    #[param(example = "hello")]
+    #[allow(dead_code)] // Read by the derive only: the handler reads the request's own path.
+    path: String,
+}
+
 /// Runs the function whose route matches the path below the prefix.
+#[utoipa::path(
+    method(get, head, post, put, patch, delete, options),
+    path = "/fn/{path}",
+    tag = "http",
+    summary = "Call a function through its route (HTTP trigger)",
+    description = "Any of these methods on `ROUTE_PREFIX` (`/fn`) + a function's `route` runs \
+        it with an API Gateway HTTP API payload 2.0 event made of the request (headers, query, \
+        path parameters, cookies, body; base64 when not UTF-8), and answers what its result asks \
+        for: a result with `statusCode` gives that status, `headers`, `cookies` and `body` \
+        (base64-decoded with `isBase64Encoded`); any other result is 200 with itself as JSON. \
+        With `http_auth: \"key\"` (the default) it needs an `invoke` key of the function's \
+        namespace, which the function never sees; with `\"none\"` anyone may call it and a \
+        failure says only its status, code and invocation id. A route's `cors` answers \
+        preflights here, without the function. The answer carries `X-Faas-Invocation-Id`.",
+    params(RoutePath),
+    request_body(content = Option<serde_json::Value>, content_type = "*/*", description = "Any body of any type, up to `MAX_EVENT_BYTES` (6 MiB): the event's `body` (base64 when not UTF-8)."),
+    responses(
+        (status = "default", description = "The function's answer: the status, headers and body its result asked for.",
+            headers(("X-Faas-Invocation-Id" = String, description = "The call's invocation id (its record's, and the event's `requestContext.requestId`)."))),
+        (status = 204, description = "A CORS preflight, answered by the api from the route's `cors`."),
+        (status = 401, description = "`unauthorized`: the route wants a key (`http_auth: \"key\"`) and none valid came.", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the key lacks `invoke`, or is of another namespace.", body = ErrorBody),
+        (status = 404, description = "`route_not_found`: no function's route matches the path.", body = ErrorBody),
+        (status = 405, description = "`method_not_allowed`: not one of the route's `http_methods` (see `Allow`).", body = ErrorBody,
+            headers(("Allow" = String, description = "The methods the route answers."))),
+        (status = 408, description = "`body_timeout`: the body did not arrive within `BODY_READ_TIMEOUT_SECS`.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over `MAX_EVENT_BYTES`.", body = ErrorBody),
+        (status = 422, description = "`invalid_request`: the body could not be read.", body = ErrorBody),
+        (status = 429, description = "`concurrency_limit`: the function or its namespace runs its `max_concurrency` calls.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+        (status = 502, description = "The function failed (`function_error`, `init_error`, `out_of_memory`, `result_too_large`, `function_crashed`), or its result is not a valid HTTP answer (`invalid_response`). A public route's failure is a `PublicFailure`.", body = Failure<'static>),
+        (status = 504, description = "`function_timeout` or `no_reply`.", body = Failure<'static>),
+        crate::openapi::Unavailable,
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn call_route(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
+    // The methods a route may answer; anything else (TRACE, CONNECT, extensions) never is.
+    if !HTTP_METHODS.contains(&parts.method.as_str()) {
+        return ApiError::MethodNotAllowed {
+            method: parts.method.to_string(),
+            allowed: HTTP_METHODS.iter().map(|m| (*m).to_owned()).collect(),
+        }
+        .into_response();
+    }
     // The body was read whole, within the limit, by `limits::read_body`.
     let body = axum::body::to_bytes(body, usize::MAX)
         .await

@@ -372,7 +372,7 @@ async fn bad_keys_and_namespaces_are_a_clear_4xx_and_store_nothing() {
         (
             "/keys/",
             json!({"scopes": ["read"], "namespace": "nowhere"}),
-            422,
+            404,
             "no such namespace",
         ),
         (

@@ -111,8 +111,15 @@ async fn check_sandbox(runtime: Runtime) {
     );
     assert_eq!(
         probe["env"],
-        json!(["SECRET_SETTING"]),
-        "{runtime}: only the function's env: {probe}"
+        json!([
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            "AWS_LAMBDA_FUNCTION_NAME",
+            "AWS_LAMBDA_FUNCTION_VERSION",
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            "AWS_LAMBDA_LOG_STREAM_NAME",
+            "SECRET_SETTING"
+        ]),
+        "{runtime}: only the function's env and Lambda's description of it: {probe}"
     );
 
     let ids = h.pool.live_ids();

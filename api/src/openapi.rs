@@ -1,0 +1,626 @@
+//! The api's OpenAPI 3.1 document (`GET /openapi.json`), generated from the code's own types.
+//!
+//! Each handler carries a `#[utoipa::path]` attribute with its path, parameters, request body
+//! and every status it can answer; the schemas of the bodies are derived (`ToSchema`) from the
+//! structs the handlers read and write, so the document changes with them. [`ApiDoc`] lists
+//! the handlers and adds what no handler knows by itself: the bearer scheme, the tags and the
+//! document's description. The responses many operations share (a refused key, the api
+//! unavailable, a refused body) are written once here, as [`utoipa::IntoResponses`] types that
+//! the handlers' attributes name. Tests below check that every route the router serves is in
+//! the document, and that every operation lists its errors and, unless public, the key.
+
+use crate::error::{ErrorBody, ErrorCode};
+use crate::routes;
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, HeaderBuilder, ObjectBuilder, RefOr, Response, ResponseBuilder, Schema, Type,
+};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+/// The name of the bearer scheme in `components.securitySchemes`.
+pub const BEARER: &str = "bearer";
+
+/// The document: every operation of the api.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "faas",
+        description = "A self-hosted Lambda: deploy Python and JavaScript functions and call them, \
+each call in a sandboxed container (Docker or gVisor).\n\n\
+**Keys.** Every operation but `/healthz`, `/readyz`, `/openapi.json` and `/docs` needs \
+`Authorization: Bearer <key>`, a key `faas_<id>_<secret>` made by `POST /keys/` (or the \
+operator's `ADMIN_KEY`). A key belongs to one namespace and carries scopes: `admin` \
+(namespaces and keys of every namespace, everything in its own), `manage` (its namespace's \
+functions), `invoke` (call them), `read` (read them and their invocation records). No key or a \
+bad one: 401 `unauthorized`; a key without the scope: 403 `forbidden`; another namespace's \
+function: 404, as if it did not exist. The description pages need no key: they describe the \
+api and reveal nothing of what it holds.\n\n\
+**Errors** are `{\"detail\": <sentence>, \"code\": <ErrorCode>}`; a failed call adds what is \
+known of it (`invocation_id`, `logs`, `error`)."
+    ),
+    paths(
+        routes::functions::create_function,
+        routes::functions::list_functions,
+        routes::functions::get_function,
+        routes::functions::update_function,
+        routes::functions::delete_function,
+        routes::invoke::execute_function,
+        routes::invoke::execute_function_gvisor,
+        routes::triggers::call_route,
+        routes::metrics::list_invocations,
+        routes::keys::create_key,
+        routes::keys::list_keys,
+        routes::keys::delete_key,
+        routes::keys::get_whoami,
+        routes::namespaces::create_namespace,
+        routes::namespaces::list_namespaces,
+        routes::namespaces::delete_namespace,
+        routes::health::get_healthz,
+        routes::health::get_readyz,
+        routes::docs::get_openapi,
+        routes::docs::get_docs,
+        routes::docs::get_swagger_ui_bundle,
+        routes::docs::get_swagger_ui_css,
+    ),
+    components(schemas(
+        ErrorBody,
+        ErrorCode,
+        routes::invoke::Failure<'static>,
+        routes::invoke::PublicFailure
+    )),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "functions", description = "Functions of the key's namespace."),
+        (name = "invocations", description = "Calling functions, and the records of the calls."),
+        (name = "http", description = "HTTP triggers: functions called by plain HTTP on their routes."),
+        (name = "keys", description = "API keys."),
+        (name = "namespaces", description = "Namespaces (admin keys)."),
+        (name = "health", description = "Probes; no key."),
+        (name = "docs", description = "This document and its page; no key."),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as JSON text, made once.
+pub fn json() -> &'static str {
+    static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+        ApiDoc::openapi()
+            .to_json()
+            .expect("the document serializes")
+    });
+    &DOCUMENT
+}
+
+/// Adds the bearer scheme the operations' `security` name.
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("faas_<id>_<secret>")
+                    .description(Some(
+                        "A key made by `POST /keys/` (`faas_` + 32 hex digits of id + `_` + \
+                         the secret), or the operator's `ADMIN_KEY`.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// `{name}` in `/execute/{name}`: a function's name, looked up in the key's namespace.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct FunctionName {
+    /// The function's name (no such name: 404).
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "hello")]
+    #[allow(dead_code)] // Read by the derive only: the handler takes the segment as a String.
+    name: String,
+}
+
+/// `{id}` in `/functions/{id}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct FunctionId {
+    /// The function's id, as its creation answered.
+    #[param(example = 1)]
+    #[allow(dead_code)] // Read by the derive only.
+    id: i64,
+}
+
+/// The schema of a function's `env` as created: names `[A-Za-z_][A-Za-z0-9_]*`, values without
+/// NUL; absent or null is none.
+pub fn env_input_schema() -> Schema {
+    Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                Type::Object,
+                Type::Null,
+            ]))
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[A-Za-z_][A-Za-z0-9_]*$")),
+            ))
+            .additional_properties(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^[^\u0000]*$")),
+            ))
+            .description(Some(
+                "Environment variables of its containers: names `[A-Za-z_][A-Za-z0-9_]*`, \
+                 values without NUL, at most 4 KiB of names and values together.",
+            ))
+            .examples([serde_json::json!({"GREETING": "Hello"})])
+            .build(),
+    )
+}
+
+/// A list of strings that match `pattern`: `min..=100` of them, or null when `nullable`.
+fn string_list(pattern: &str, min: usize, nullable: bool, description: &str) -> Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, SchemaType};
+    let kinds: Vec<Type> = if nullable {
+        vec![Type::Array, Type::Null]
+    } else {
+        vec![Type::Array]
+    };
+    Schema::Array(
+        ArrayBuilder::new()
+            .schema_type(SchemaType::from_iter(kinds))
+            .items(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(pattern)),
+            )
+            .min_items(Some(min))
+            .max_items(Some(100))
+            .description(Some(description))
+            .build(),
+    )
+}
+
+/// `(GET|HEAD|...)`: the methods a route may be limited to, as a pattern.
+fn methods_pattern() -> String {
+    format!("^({})$", crate::http_trigger::HTTP_METHODS.join("|"))
+}
+
+/// A function's `http_methods` as created: some of the methods, upper case; null for all.
+pub fn http_methods_schema() -> Schema {
+    string_list(
+        &methods_pattern(),
+        1,
+        true,
+        "The methods its route answers (upper case); absent or null: all of them. Another \
+         method is 405 with `Allow`.",
+    )
+}
+
+/// `cors.allow_origins`: `*` or `scheme://host[:port]`, as `Cors::validate` checks them.
+pub fn cors_origins_schema() -> Schema {
+    string_list(
+        r"^(\*|https?://[A-Za-z0-9.:\[\]-]+)$",
+        1,
+        false,
+        "Origins allowed to read the answers (`https://app.example.com`, no path), or `*`.",
+    )
+}
+
+/// `cors.allow_methods`: `*` or the route's methods.
+pub fn cors_methods_schema() -> Schema {
+    string_list(
+        &format!("^(\\*|{})$", crate::http_trigger::HTTP_METHODS.join("|")),
+        0,
+        false,
+        "Methods a preflight allows (`*` or upper case); empty: the function's `http_methods`.",
+    )
+}
+
+/// `cors.allow_headers` and `expose_headers`: `*` or header names (HTTP tokens).
+pub fn cors_headers_schema() -> Schema {
+    string_list(
+        r"^(\*|[!#$%&'*+.^_`|~0-9A-Za-z-]+)$",
+        0,
+        false,
+        "Header names, or `*`.",
+    )
+}
+
+/// A response with an [`ErrorBody`]; `codes` are those it may carry.
+fn error_response(summary: &str, codes: &[ErrorCode]) -> ResponseBuilder {
+    let codes: Vec<String> = codes.iter().map(|c| format!("`{}`", c.as_str())).collect();
+    ResponseBuilder::new()
+        .description(format!("{summary} (code: {}).", codes.join(", ")))
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                    ErrorBody::name(),
+                ))))
+                .build(),
+        )
+}
+
+fn retry_after() -> utoipa::openapi::Header {
+    HeaderBuilder::new()
+        .schema(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        )
+        .description(Some("Seconds to wait before retrying."))
+        .build()
+}
+
+type Responses = BTreeMap<String, RefOr<Response>>;
+
+fn responses<const N: usize>(list: [(u16, ResponseBuilder); N]) -> Responses {
+    list.into_iter()
+        .map(|(status, response)| (status.to_string(), RefOr::T(response.build())))
+        .collect()
+}
+
+/// 401 and 403: what every operation that needs a key may answer.
+pub struct KeyErrors;
+
+impl utoipa::IntoResponses for KeyErrors {
+    fn responses() -> Responses {
+        responses([
+            (
+                401,
+                error_response(
+                    "No key, a malformed `Authorization` header, or a key that is unknown, \
+                     revoked, expired or of a deleted namespace",
+                    &[ErrorCode::Unauthorized],
+                )
+                .header(
+                    "WWW-Authenticate",
+                    HeaderBuilder::new()
+                        .schema(ObjectBuilder::new().schema_type(Type::String))
+                        .description(Some("`Bearer`"))
+                        .build(),
+                ),
+            ),
+            (
+                403,
+                error_response(
+                    "The key lacks the scope this operation needs",
+                    &[ErrorCode::Forbidden],
+                ),
+            ),
+        ])
+    }
+}
+
+/// 503: the api cannot serve the request now (every operation but the probes and the docs).
+pub struct Unavailable;
+
+impl utoipa::IntoResponses for Unavailable {
+    fn responses() -> Responses {
+        responses([(
+            503,
+            error_response(
+                "The api cannot serve this now: it serves `MAX_INFLIGHT` requests already \
+                 (with `Retry-After`), or Postgres or RabbitMQ is unreachable; a call may also \
+                 find no worker for its runtime, or none that took it before its deadline",
+                &[
+                    ErrorCode::Overloaded,
+                    ErrorCode::DatabaseUnavailable,
+                    ErrorCode::BrokerUnavailable,
+                    ErrorCode::NoWorker,
+                    ErrorCode::RuntimeUnavailable,
+                    ErrorCode::Expired,
+                ],
+            )
+            .header("Retry-After", retry_after()),
+        )])
+    }
+}
+
+/// 408, 413, 415 and 422: a request body refused.
+pub struct BodyErrors;
+
+impl utoipa::IntoResponses for BodyErrors {
+    fn responses() -> Responses {
+        responses([
+            (
+                408,
+                error_response(
+                    "The body did not arrive within `BODY_READ_TIMEOUT_SECS`",
+                    &[ErrorCode::BodyTimeout],
+                ),
+            ),
+            (
+                413,
+                error_response(
+                    "The body, or a function's code, is over its limit",
+                    &[ErrorCode::PayloadTooLarge],
+                ),
+            ),
+            (
+                415,
+                error_response(
+                    "A JSON body sent without `Content-Type: application/json`",
+                    &[ErrorCode::UnsupportedMediaType],
+                ),
+            ),
+            (
+                422,
+                error_response(
+                    "The body is not JSON of the operation's schema, or a value is out of its \
+                     limits; the sentence names which",
+                    &[ErrorCode::InvalidRequest],
+                ),
+            ),
+        ])
+    }
+}
+
+/// 502 and 504: a call that reached a worker and failed there, or never came back.
+pub struct InvocationErrors;
+
+impl utoipa::IntoResponses for InvocationErrors {
+    fn responses() -> Responses {
+        let failure = |summary: &str, codes: &[ErrorCode]| {
+            let codes: Vec<String> = codes.iter().map(|c| format!("`{}`", c.as_str())).collect();
+            ResponseBuilder::new()
+                .description(format!("{summary} (code: {}).", codes.join(", ")))
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                            routes::invoke::Failure::name(),
+                        ))))
+                        .build(),
+                )
+        };
+        responses([
+            (
+                502,
+                failure(
+                    "The function failed: it raised, its code did not load, it ran out of \
+                     memory, its result is over 6 MiB, or its container died",
+                    &[
+                        ErrorCode::FunctionError,
+                        ErrorCode::InitError,
+                        ErrorCode::OutOfMemory,
+                        ErrorCode::ResultTooLarge,
+                        ErrorCode::FunctionCrashed,
+                    ],
+                ),
+            ),
+            (
+                504,
+                failure(
+                    "The function ran past its timeout, or no worker answered before the \
+                     call's deadline",
+                    &[ErrorCode::FunctionTimeout, ErrorCode::NoReply],
+                ),
+            ),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn document() -> Value {
+        serde_json::from_str(json()).expect("the document is JSON")
+    }
+
+    /// The operations that need no key: they describe the api or probe it.
+    const PUBLIC: [&str; 6] = [
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/docs",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-ui.css",
+    ];
+
+    /// The HTTP trigger's operation, at the default prefix.
+    const TRIGGER: &str = "/fn/{path}";
+
+    /// The paths the router serves, read from the source that declares them, so that a route
+    /// added without an entry in [`ApiDoc`] fails here. The trigger's are built from the
+    /// prefix, a setting: it is checked on its own.
+    fn router_paths() -> Vec<String> {
+        let sources = [
+            include_str!("routes/mod.rs"),
+            include_str!("routes/docs.rs"),
+        ];
+        let mut paths = Vec::new();
+        for source in sources {
+            for piece in source.split(".route(").skip(1) {
+                let literal = piece
+                    .trim_start()
+                    .strip_prefix('"')
+                    .and_then(|rest| rest.split_once('"'))
+                    .map(|(path, _)| path.to_owned());
+                paths.push(literal.expect("a route's path is a string literal"));
+            }
+        }
+        assert!(paths.len() >= 15, "found only {paths:?}");
+        paths
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_every_route() {
+        let doc = document();
+        assert!(
+            doc["openapi"].as_str().unwrap().starts_with("3.1."),
+            "{}",
+            doc["openapi"]
+        );
+        let paths = doc["paths"].as_object().unwrap();
+        for path in router_paths() {
+            assert!(
+                paths.contains_key(&path),
+                "{path} is served but not documented"
+            );
+        }
+        for path in PUBLIC.into_iter().chain([TRIGGER]) {
+            assert!(paths.contains_key(path), "{path}");
+        }
+        let scheme = &doc["components"]["securitySchemes"][BEARER];
+        assert_eq!(scheme["type"], "http");
+        assert_eq!(scheme["scheme"], "bearer");
+    }
+
+    #[test]
+    fn every_operation_lists_its_errors_and_the_key_it_needs() {
+        let doc = document();
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                operations += 1;
+                let what = format!("{method} {path}");
+                let responses = operation["responses"].as_object().unwrap();
+                assert!(
+                    responses.keys().any(|status| status.starts_with('2')),
+                    "{what}: no success"
+                );
+                let security = operation.get("security").and_then(Value::as_array);
+                if path == TRIGGER {
+                    // A route's key is its own setting (`http_auth`): optional here.
+                    assert_eq!(
+                        security,
+                        Some(&vec![
+                            serde_json::json!({}),
+                            serde_json::json!({BEARER: []})
+                        ]),
+                        "{what}"
+                    );
+                    for status in ["401", "403", "404", "405", "413", "502", "503", "504"] {
+                        assert!(responses.contains_key(status), "{what}: no {status}");
+                    }
+                    continue;
+                }
+                if PUBLIC.contains(&path.as_str()) {
+                    // An empty requirement: no key.
+                    assert_eq!(
+                        security,
+                        Some(&vec![serde_json::json!({})]),
+                        "{what} is public"
+                    );
+                    continue;
+                }
+                assert_eq!(
+                    security,
+                    Some(&vec![serde_json::json!({BEARER: []})]),
+                    "{what}: needs a key"
+                );
+                for status in ["401", "403", "503"] {
+                    assert!(responses.contains_key(status), "{what}: no {status}");
+                }
+                if operation.get("requestBody").is_some() {
+                    for status in ["408", "413", "422"] {
+                        assert!(responses.contains_key(status), "{what}: no {status}");
+                    }
+                }
+                if path.contains('{') {
+                    assert!(responses.contains_key("404"), "{what}: no 404");
+                }
+                for (status, response) in responses {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        let schema = &response["content"]["application/json"]["schema"];
+                        assert!(
+                            schema.get("$ref").is_some(),
+                            "{what} {status}: no error schema: {response}"
+                        );
+                    }
+                }
+            }
+        }
+        // 21, and the trigger's seven methods.
+        assert_eq!(operations, 28);
+    }
+
+    /// Every `$ref` names a schema the document holds.
+    #[test]
+    fn every_reference_resolves() {
+        fn walk(value: &Value, doc: &Value, seen: &mut usize) {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::String(target)) = map.get("$ref") {
+                        let pointer = target.strip_prefix('#').expect("a local reference");
+                        assert!(doc.pointer(pointer).is_some(), "{target} does not resolve");
+                        *seen += 1;
+                    }
+                    map.values().for_each(|v| walk(v, doc, seen));
+                }
+                Value::Array(items) => items.iter().for_each(|v| walk(v, doc, seen)),
+                _ => {}
+            }
+        }
+        let doc = document();
+        let mut seen = 0;
+        walk(&doc, &doc, &mut seen);
+        assert!(seen > 50, "only {seen} references");
+    }
+
+    #[test]
+    fn the_error_codes_are_the_codes_the_api_sends() {
+        let doc = document();
+        let listed: Vec<&str> = doc["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .expect("ErrorCode is an enum")
+            .iter()
+            .map(|code| code.as_str().unwrap())
+            .collect();
+        let sent: Vec<&str> = ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
+        assert_eq!(listed, sent);
+    }
+
+    #[test]
+    fn every_failed_call_gets_a_documented_status() {
+        use common::ReplyStatus;
+        let doc = document();
+        let execute = &doc["paths"]["/execute/{name}"]["post"]["responses"];
+        let statuses = [
+            ReplyStatus::Success,
+            ReplyStatus::Error,
+            ReplyStatus::InitError,
+            ReplyStatus::Timeout,
+            ReplyStatus::Oom,
+            ReplyStatus::ResultTooLarge,
+            ReplyStatus::Crashed,
+            ReplyStatus::Expired,
+        ];
+        for status in statuses {
+            // Exhaustive: a new reply status fails to compile here until it is listed above.
+            match status {
+                ReplyStatus::Success
+                | ReplyStatus::Error
+                | ReplyStatus::InitError
+                | ReplyStatus::Timeout
+                | ReplyStatus::Oom
+                | ReplyStatus::ResultTooLarge
+                | ReplyStatus::Crashed
+                | ReplyStatus::Expired => {}
+            }
+            let reply = serde_json::from_value(serde_json::json!({
+                "invocation_id": uuid::Uuid::nil(),
+                "worker_id": "w",
+                "status": status,
+                "cold_start": false,
+            }))
+            .expect("a reply");
+            let response =
+                routes::invoke::reply_response(reply, 1.0, 5, routes::invoke::Detail::Full);
+            let code = response.status().as_u16().to_string();
+            assert!(
+                execute.get(&code).is_some(),
+                "{status:?} answers {code}, which /execute does not document"
+            );
+        }
+    }
+}
