@@ -8,6 +8,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod cpu;
+pub mod interleave;
 pub mod machine;
 pub mod naive;
 pub mod noisy;

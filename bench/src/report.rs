@@ -4,6 +4,7 @@
 use crate::auth::{AuthResult, Key};
 use crate::config::{Config, Runtime, Scenario};
 use crate::cpu::CpuUsage;
+use crate::interleave::VariantResult;
 use crate::machine::Machine;
 use crate::naive::NaiveResult;
 use crate::noisy::{NoisyResult, Settle};
@@ -634,6 +635,32 @@ fn range_cell(values: &[f64], format: fn(f64) -> String) -> String {
     }
 }
 
+/// The columns of one variant of an interleaved scenario, after those that name it.
+const VARIANT_HEAD: &str = "calls | errors | p50 | p90 | p99 | block p50s | calls under load | \
+                            errors | calls/s | phases, calls/s | p50 | p99 |";
+const VARIANT_ALIGN: &str =
+    "--: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |";
+
+/// [`VARIANT_HEAD`]'s cells of `v`: the sequential calls, then those at concurrency.
+fn variant_cells<K>(v: &VariantResult<K>) -> String {
+    let (warm, load) = (v.warm.latency_ms.as_ref(), v.load.latency_ms.as_ref());
+    format!(
+        "{} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {}",
+        v.warm.calls,
+        v.warm.errors,
+        opt_ms(warm, |s| s.p50_ms),
+        opt_ms(warm, |s| s.p90_ms),
+        opt_ms(warm, |s| s.p99_ms),
+        range_cell(&v.measured_block_p50s(), ms),
+        v.load.calls,
+        v.load.errors,
+        v.calls_per_s,
+        range_cell(&v.phase_calls_per_s, |rate| format!("{rate:.0}")),
+        opt_ms(load, |s| s.p50_ms),
+        opt_ms(load, |s| s.p99_ms),
+    )
+}
+
 /// Scenario 7: each api and key, then the ratios.
 fn write_auth(w: &mut String, runtime: Runtime, auth: &AuthResult) {
     let rt = runtime.as_str();
@@ -651,42 +678,28 @@ fn write_auth(w: &mut String, runtime: Runtime, auth: &AuthResult) {
         auth.function,
         auth.api_url_on,
         auth.api_url_off,
-        auth.blocks,
-        auth.block_calls,
-        auth.phases,
-        auth.phase_secs,
-        auth.concurrency,
-        auth.concurrency
+        auth.measured.blocks,
+        auth.measured.block_calls,
+        auth.measured.phases,
+        auth.measured.phase_secs,
+        auth.measured.concurrency,
+        auth.measured.concurrency
     );
     let _ = writeln!(
         w,
-        "| runtime | api | key | calls | errors | p50 | p99 | block p50s | calls under load | \
-         errors | calls/s | phases, calls/s | p50 | p99 |
-| --- | --- | --- | --: | --: | --: \
-         | --: | --: | --: | --: | --: | --: | --: | --: |"
+        "| runtime | api | key | {VARIANT_HEAD}\n| --- | --- | --- | {VARIANT_ALIGN}"
     );
-    for v in &auth.variants {
-        let (warm, load) = (v.warm.latency_ms.as_ref(), v.load.latency_ms.as_ref());
+    for v in &auth.measured.variants {
         let _ = writeln!(
             w,
-            "| {rt} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
+            "| {rt} | {} | {} | {} |",
             if v.key == Key::None {
                 "auth off"
             } else {
                 "auth on"
             },
             auth.key_label(v.key),
-            v.warm.calls,
-            v.warm.errors,
-            opt_ms(warm, |s| s.p50_ms),
-            opt_ms(warm, |s| s.p99_ms),
-            range_cell(&v.block_p50s_ms, ms),
-            v.load.calls,
-            v.load.errors,
-            v.calls_per_s,
-            range_cell(&v.phase_calls_per_s, |rate| format!("{rate:.0}")),
-            opt_ms(load, |s| s.p50_ms),
-            opt_ms(load, |s| s.p99_ms),
+            variant_cells(v)
         );
     }
     let _ = writeln!(
@@ -886,12 +899,12 @@ fn write_errors(w: &mut String, results: &Results) {
             kinds("6. slow calls", rt, &n.slow.error_kinds, &mut lines);
         }
         if let Some(a) = &r.auth_overhead {
-            kinds("7. warm-up", rt, &a.warmup.error_kinds, &mut lines);
-            for v in &a.variants {
+            kinds("7. warm-up", rt, &a.measured.warmup.error_kinds, &mut lines);
+            for v in &a.measured.variants {
                 let label = auth_variant_label(a, v.key);
                 let c1 = format!("7. {label}, c=1");
                 kinds(&c1, rt, &v.warm.error_kinds, &mut lines);
-                let cn = format!("7. {label}, c={}", a.concurrency);
+                let cn = format!("7. {label}, c={}", a.measured.concurrency);
                 kinds(&cn, rt, &v.load.error_kinds, &mut lines);
             }
         }
@@ -984,6 +997,7 @@ mod tests {
         }
     }
     use crate::client::CallOutcome;
+    use crate::interleave::Interleaved;
     use crate::stats::Recorder;
     use clap::Parser;
 
@@ -1048,16 +1062,20 @@ mod tests {
         );
     }
 
-    fn variant(key: Key, latencies_ms: &[f64], calls_per_s: f64) -> crate::auth::VariantResult {
+    fn variant<K>(key: K, latencies_ms: &[f64], calls_per_s: f64) -> VariantResult<K> {
         let warm: Vec<CallOutcome> = latencies_ms
             .iter()
             .map(|&ms| outcome(200, None, ms, false))
             .collect();
-        crate::auth::VariantResult {
+        VariantResult {
             key,
             api_url: String::new(),
             warm: stats(&warm),
-            block_p50s_ms: vec![latencies_ms[0], latencies_ms[latencies_ms.len() - 1]],
+            block_p50s_ms: vec![
+                Some(latencies_ms[0]),
+                None,
+                Some(latencies_ms[latencies_ms.len() - 1]),
+            ],
             latencies_ms: latencies_ms.to_vec(),
             load: stats(&[
                 outcome(200, None, 50.0, false),
@@ -1069,22 +1087,8 @@ mod tests {
         }
     }
 
-    fn auth_result(on_ms: f64, on_rate: f64) -> AuthResult {
-        let variants = vec![
-            variant(Key::None, &[1.0, 2.0, 3.0], 500.0),
-            variant(Key::Given, &[1.0, 2.0, 3.0], 500.0),
-            variant(Key::Made, &[1.0, on_ms, 3.0], on_rate),
-        ];
-        let ratios = variants[1..]
-            .iter()
-            .map(|on| crate::auth::ratios(on, &variants[0]))
-            .collect();
-        AuthResult {
-            function: "fast".into(),
-            api_url_on: "http://127.0.0.1:8000".into(),
-            api_url_off: "http://127.0.0.1:8010".into(),
-            given_key_id: Some("ADMIN_KEY".into()),
-            made_key_error: None,
+    fn interleaved<K>(variants: Vec<VariantResult<K>>) -> Interleaved<K> {
+        Interleaved {
             block_calls: 50,
             blocks: 10,
             concurrency: 64,
@@ -1100,7 +1104,42 @@ mod tests {
                 seconds: 0.5,
             },
             variants,
+        }
+    }
+
+    fn auth_result(on_ms: f64, on_rate: f64) -> AuthResult {
+        let variants = vec![
+            variant(Key::None, &[1.0, 2.0, 3.0], 500.0),
+            variant(Key::Given, &[1.0, 2.0, 3.0], 500.0),
+            variant(Key::Made, &[1.0, on_ms, 3.0], on_rate),
+        ];
+        let ratios = variants[1..]
+            .iter()
+            .map(|on| crate::interleave::ratios(on, &variants[0]))
+            .collect();
+        AuthResult {
+            function: "fast".into(),
+            api_url_on: "http://127.0.0.1:8000".into(),
+            api_url_off: "http://127.0.0.1:8010".into(),
+            given_key_id: Some("ADMIN_KEY".into()),
+            made_key_error: None,
+            measured: interleaved(variants),
             ratios,
+        }
+    }
+
+    fn results_of(runtime: RuntimeResults, settings: &[&str]) -> Results {
+        let targets = check_targets(std::slice::from_ref(&runtime), &[], 64);
+        Results {
+            machine: machine(),
+            settings: Config::parse_from(settings),
+            run_id: "0".into(),
+            interrupted: false,
+            runtimes: vec![runtime],
+            memory_at_start: Vec::new(),
+            memory_at_end: Vec::new(),
+            targets,
+            cleanup: Cleanup::default(),
         }
     }
 
@@ -1119,7 +1158,7 @@ mod tests {
         assert_eq!(missed[0].status, Status::Missed);
         assert_eq!(missed[1].status, Status::Missed);
         let mut only_given = auth_result(9.0, 100.0);
-        only_given.variants.pop();
+        only_given.measured.variants.pop();
         only_given.ratios.pop();
         only_given.made_key_error = Some("POST /keys/ answered 403".into());
         let given = auth_checks("docker", &only_given);
@@ -1131,36 +1170,29 @@ mod tests {
     fn the_auth_section_shows_each_api_and_key_then_the_ratios() {
         let mut runtime = RuntimeResults::new(Runtime::Docker);
         runtime.auth_overhead = Some(auth_result(2.2, 460.0));
-        let targets = check_targets(std::slice::from_ref(&runtime), &[], 64);
+        let results = results_of(
+            runtime,
+            &["bench", "--api-url-noauth", "http://127.0.0.1:8010"],
+        );
         assert_eq!(
-            targets
+            results
+                .targets
                 .iter()
                 .filter(|t| t.what.starts_with("auth on"))
                 .count(),
             2
         );
-        let results = Results {
-            machine: machine(),
-            settings: Config::parse_from(["bench", "--api-url-noauth", "http://127.0.0.1:8010"]),
-            run_id: "0".into(),
-            interrupted: false,
-            runtimes: vec![runtime],
-            memory_at_start: Vec::new(),
-            memory_at_end: Vec::new(),
-            targets,
-            cleanup: Cleanup::default(),
-        };
         let report = markdown(&results);
         assert!(
             report.contains("auth on against http://127.0.0.1:8010: 500 calls in blocks of 50"),
             "{report}"
         );
         for row in [
-            "| docker | auth off | none | 3 | 0 | 2.00 | 3.00 | 1.00–3.00 | 2 | 1 | 500 | 490–510 \
-             | 50.0 | 50.0 |",
+            "| docker | auth off | none | 3 | 0 | 2.00 | 3.00 | 3.00 | 1.00–3.00 | 2 | 1 | 500 | \
+             490–510 | 50.0 | 50.0 |",
             "| docker | auth on | ADMIN_KEY | 3 |",
-            "| docker | auth on | invoke key (made) | 3 | 0 | 2.20 | 3.00 | 1.00–3.00 | 2 | 1 | \
-             460 | 450–470 |",
+            "| docker | auth on | invoke key (made) | 3 | 0 | 2.20 | 3.00 | 3.00 | 1.00–3.00 | 2 \
+             | 1 | 460 | 450–470 |",
             "| docker | ADMIN_KEY | 1.00 | 1.00 | 1.00 |",
             "| docker | invoke key (made) | 1.10 | 1.00 | 0.92 |",
             "| 7. auth on, invoke key (made), c=64 | docker | 503 | expired | 1 |",
@@ -1174,6 +1206,10 @@ mod tests {
         assert_eq!(auth["ratios"][1]["key"], "made");
         assert_eq!(auth["variants"][0]["key"], "none");
         assert_eq!(auth["variants"][2]["calls_per_s"], 460.0);
+        assert_eq!(
+            auth["blocks"], 10,
+            "the interleaving's fields stay at the top"
+        );
     }
 
     #[test]
