@@ -1,6 +1,6 @@
-//! Interleaved comparison of ways to call one warm function, taken out of scenario 7 (auth on
-//! against auth off) so that other comparisons can use it. A variant is a client (its api, its
-//! key, its own connections) and a target.
+//! Interleaved comparison of ways to call one warm function, shared by scenario 7 (auth on
+//! against auth off) and scenario 8 (HTTP trigger against `/execute`). A variant is a client
+//! (its api, its key, its own connections) and a target.
 //!
 //! Interleaved, so that the machine's noise falls on every variant alike: at concurrency 1,
 //! rounds of one block of sequential calls per variant; at `--concurrency`, rounds of one

@@ -1,8 +1,8 @@
 //! Scenarios 1 to 4, run against the api: warm latency at concurrency 1, throughput of one
 //! function, first calls of fresh functions, and many functions round robin. Scenario 5 is in
 //! `naive`, scenario 6 (a fast function beside slow ones) in `noisy`, scenario 7 (auth on
-//! against auth off) in `auth`, with its interleaving in `interleave`. The loops that make the
-//! calls are here.
+//! against auth off) in `auth`, scenario 8 (HTTP trigger against `/execute`) in `http`; the
+//! interleaving 7 and 8 share in `interleave`. The loops that make the calls are here.
 
 use crate::client::{Api, CallOutcome, Function, Target};
 use crate::config::{Config, Runtime};
@@ -43,6 +43,28 @@ impl Ctx<'_> {
             self.config.function_timeout_secs,
         )
         .await
+    }
+
+    /// Creates a function with the benchmark handler and `--function-timeout-secs` at `route`,
+    /// recorded for the clean-up.
+    pub(crate) async fn create_at(
+        &self,
+        name: &str,
+        route: &str,
+        runtime: Runtime,
+    ) -> anyhow::Result<Function> {
+        let function = self
+            .api
+            .create_function_at(
+                name,
+                route,
+                runtime,
+                crate::client::HANDLER,
+                self.config.function_timeout_secs,
+            )
+            .await?;
+        self.record_created(&function);
+        Ok(function)
     }
 
     /// Creates a Python function running `code`, recorded for the clean-up.
