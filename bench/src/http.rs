@@ -7,7 +7,7 @@
 //! connections, to the same api.
 //!
 //! The route path does more than match the route and build the event: the payload 2.0 event
-//! (about a kilobyte) travels through the broker, the worker and the container where
+//! (several hundred bytes of JSON) travels through the broker, the worker and the container where
 //! `/execute` sends `{}`, and the answer is the bare result where `/execute` wraps it. The
 //! difference measured is therefore an upper bound on what matching and building cost.
 //!
