@@ -7,8 +7,9 @@
 # once), a second api with AUTH=disabled over the same database, broker and queue prefix, for
 # scenario 7 (auth on against auth off, the same functions on the same workers). It waits until
 # /readyz answers and a throwaway function runs on each runtime, runs `bench` with the key
-# (BENCH_API_KEY, in its environment rather than on its command line), then stops the four with
-# SIGTERM and drops the database.
+# (BENCH_API_KEY, in its environment rather than on its command line) and the api's route prefix
+# (BENCH_ROUTE_PREFIX, from ROUTE_PREFIX, for scenario 8's HTTP trigger), then stops the four
+# with SIGTERM and drops the database.
 #
 # Arguments go to bench (`bench --help`), e.g. `bench/run.sh --runtimes docker --duration-secs 5`;
 # so do BENCH_* variables. The platform side reads:
@@ -199,8 +200,10 @@ curl -sf -o /dev/null -X DELETE -H @"$auth_header" "$API_URL/functions/$probe_id
 log "running bench"
 out=${BENCH_OUT:-$OUT_DIR/results.json}
 report=${out%.json}.md
-BENCH_API_KEY=$admin_key "$bin/bench" --api-url "$API_URL" --api-url-noauth "$NOAUTH_URL" \
-  --api-pid "$api_pid" --worker-pid "$docker_pid,$gvisor_pid" \
-  --worker-metrics-url "http://127.0.0.1:$DOCKER_METRICS_PORT/metrics,http://127.0.0.1:$GVISOR_METRICS_PORT/metrics" \
-  --out "$out" "$@" | tee -i "$report"
+# Scenario 8 calls an HTTP trigger below the prefix the api was started with.
+BENCH_ROUTE_PREFIX=${BENCH_ROUTE_PREFIX:-${ROUTE_PREFIX:-/fn}} \
+  BENCH_API_KEY=$admin_key "$bin/bench" --api-url "$API_URL" --api-url-noauth "$NOAUTH_URL" \
+    --api-pid "$api_pid" --worker-pid "$docker_pid,$gvisor_pid" \
+    --worker-metrics-url "http://127.0.0.1:$DOCKER_METRICS_PORT/metrics,http://127.0.0.1:$GVISOR_METRICS_PORT/metrics" \
+    --out "$out" "$@" | tee -i "$report"
 log "report: $report, results: $out"

@@ -11,20 +11,16 @@
 //! over the keys table, re-read every `KEY_CACHE_TTL_SECS`), which is how every client but the
 //! operator calls; the targets judge the made key, or `--api-key` when none could be made.
 //!
-//! Interleaved, so that the machine's noise falls on every variant alike: at concurrency 1,
-//! rounds of one block of `--auth-block-calls` sequential calls per variant; at
-//! `--concurrency`, `--auth-phases` rounds of one phase of `--auth-phase-secs` per variant. The
-//! order of the variants rotates each round (off, on; on, off; ...), so that none always goes
-//! first or always follows the same one.
+//! Interleaved as `interleave` does it: at concurrency 1, rounds of one block of
+//! `--auth-block-calls` sequential calls per variant; at `--concurrency`, `--auth-phases`
+//! rounds of one phase of `--auth-phase-secs` per variant, the order rotating each round.
 
-use crate::client::{Api, Whoami};
+use crate::client::{Api, Target, Whoami};
 use crate::config::Runtime;
-use crate::scenarios::{self, Ctx, Stop, Warmup};
-use crate::stats::{CallStats, Recorder};
+use crate::interleave::{self, Interleaved, Plan, Variant};
+use crate::scenarios::Ctx;
 use anyhow::{Context, bail};
 use serde::Serialize;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// The namespace an api with `AUTH=disabled` puts every caller in.
 const DEFAULT_NAMESPACE: &str = "default";
@@ -45,34 +41,10 @@ pub enum Key {
 }
 
 /// One api and key's calls.
-#[derive(Debug, Clone, Serialize)]
-pub struct VariantResult {
-    pub key: Key,
-    pub api_url: String,
-    /// The sequential calls, all blocks together.
-    pub warm: CallStats,
-    /// The p50 of each block, in order: how much the blocks moved.
-    pub block_p50s_ms: Vec<f64>,
-    /// Client-measured latency of each sequential call, in order (failed calls included).
-    pub latencies_ms: Vec<f64>,
-    /// The calls at `--concurrency`, all phases together.
-    pub load: CallStats,
-    /// The phases' seconds, summed (each from its first call to its last answer).
-    pub load_seconds: f64,
-    /// Successful calls per second over all phases.
-    pub calls_per_s: f64,
-    /// Successful calls per second of each phase, in order.
-    pub phase_calls_per_s: Vec<f64>,
-}
+pub type VariantResult = interleave::VariantResult<Key>;
 
 /// An auth-on variant against auth off (on over off).
-#[derive(Debug, Clone, Serialize)]
-pub struct Ratios {
-    pub key: Key,
-    pub p50: Option<f64>,
-    pub p99: Option<f64>,
-    pub throughput: Option<f64>,
-}
+pub type Ratios = interleave::Ratios<Key>;
 
 /// Scenario 7.
 #[derive(Debug, Clone, Serialize)]
@@ -84,17 +56,10 @@ pub struct AuthResult {
     pub given_key_id: Option<String>,
     /// Why no `invoke` key was made, when none was; the ratios are then `--api-key`'s only.
     pub made_key_error: Option<String>,
-    pub block_calls: usize,
-    pub blocks: usize,
-    pub concurrency: usize,
-    pub phases: usize,
-    pub phase_secs: f64,
-    /// Whether the first call through any variant was a cold start.
-    pub first_calls_cold: bool,
-    /// The warm-up rounds at `--concurrency` before the phases (through the keyless api).
-    pub warmup: Warmup,
-    /// Auth off first, then `--api-key`, then the made key.
-    pub variants: Vec<VariantResult>,
+    /// The calls: auth off first (the warm-up goes through it), then `--api-key`, then the
+    /// made key.
+    #[serde(flatten)]
+    pub measured: Interleaved<Key>,
     /// Each auth-on variant over auth off.
     pub ratios: Vec<Ratios>,
 }
@@ -124,67 +89,6 @@ pub fn judged(ratios: &[Ratios]) -> Option<&Ratios> {
         .iter()
         .find(|r| r.key == Key::Made)
         .or_else(|| ratios.iter().find(|r| r.key == Key::Given))
-}
-
-/// The order of `n` variants in round `round`: rotated by one each round.
-pub fn rotation(round: usize, n: usize) -> Vec<usize> {
-    (0..n).map(|i| (i + round) % n).collect()
-}
-
-/// `total` calls cut into blocks of `block` (the last one shorter when it does not divide).
-pub fn blocks(total: usize, block: usize) -> Vec<usize> {
-    let block = block.max(1);
-    let mut sizes = vec![block; total / block];
-    if !total.is_multiple_of(block) {
-        sizes.push(total % block);
-    }
-    sizes
-}
-
-/// `on` over `off`, when both are positive numbers.
-pub fn ratio(on: f64, off: f64) -> Option<f64> {
-    (on.is_finite() && off.is_finite() && on >= 0.0 && off > 0.0).then(|| on / off)
-}
-
-/// Successful calls per second.
-pub fn rate(ok: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        ok as f64 / seconds
-    } else {
-        0.0
-    }
-}
-
-/// `on` against `off`: latencies of the sequential calls, throughput of the phases.
-pub fn ratios(on: &VariantResult, off: &VariantResult) -> Ratios {
-    let latency = |value: fn(&crate::stats::Summary) -> f64| {
-        ratio(
-            value(on.warm.latency_ms.as_ref()?),
-            value(off.warm.latency_ms.as_ref()?),
-        )
-    };
-    Ratios {
-        key: on.key,
-        p50: latency(|s| s.p50_ms),
-        p99: latency(|s| s.p99_ms),
-        throughput: if on.load.calls > 0 && off.load.calls > 0 {
-            ratio(on.calls_per_s, off.calls_per_s)
-        } else {
-            None
-        },
-    }
-}
-
-/// `calls` sequential calls: what they came to, and each one's latency.
-async fn block(api: &Api, function: &str, runtime: Runtime, calls: usize) -> (Recorder, Vec<f64>) {
-    let mut recorder = Recorder::default();
-    let mut latencies_ms = Vec::with_capacity(calls);
-    for _ in 0..calls {
-        let outcome = api.invoke(function, runtime).await;
-        latencies_ms.push(outcome.latency_ms);
-        recorder.record(&outcome);
-    }
-    (recorder, latencies_ms)
 }
 
 /// Checks that the two apis are what they are said to be, and who `--api-key` is there.
@@ -262,117 +166,41 @@ pub async fn run(ctx: &Ctx<'_>, runtime: Runtime, function: &str) -> anyhow::Res
             Some(format!("{error:#}"))
         }
     };
+    let plan = Plan::new(
+        config.auth_calls,
+        config.auth_block_calls,
+        config.auth_phases,
+        config.auth_phase_secs,
+    );
     let n = variants.len();
-    let sizes = blocks(config.auth_calls, config.auth_block_calls);
-    let phases = config.auth_phases.max(1);
-    let phase_secs = config.auth_phase_secs.max(0.1);
     ctx.progress(
         runtime,
         &format!(
             "7. auth overhead: {n} variants (auth off; auth on with --api-key{}), {} sequential \
-             calls each in {} interleaved blocks, then {phases} interleaved phases of \
-             {phase_secs} s each at concurrency {}",
+             calls each in {} interleaved blocks, then {} interleaved phases of {} s each at \
+             concurrency {}",
             if n > 2 { ", with an invoke key" } else { "" },
-            config.auth_calls,
-            sizes.len(),
+            plan.calls,
+            interleave::blocks(plan.calls, plan.block_calls).len(),
+            plan.phases,
+            plan.phase_secs,
             config.concurrency
         ),
     );
-
-    // First calls: the keyless api reads the function's definition, the made key's row is
-    // read, the connections open. Then one unmeasured block each.
-    let mut first_calls_cold = false;
-    for (key, api) in &variants {
-        let first = api.invoke(function, runtime).await;
-        if !first.is_ok() {
-            ctx.progress(
-                runtime,
-                &format!("  the first call ({key:?}) failed: {}", first.describe()),
-            );
-        }
-        first_calls_cold |= first.cold_start != Some(false);
-    }
-    // As in scenario 1: let what came before settle (a replaced stem cell, the containers
-    // scenario 2 left), so that it does not fall on the first blocks only.
-    tokio::time::sleep(Duration::from_secs_f64(config.warm_settle_secs)).await;
-    for (_, api) in &variants {
-        block(api, function, runtime, config.auth_block_calls.clamp(1, 50)).await;
-    }
-
-    let mut warm: Vec<Recorder> = (0..n).map(|_| Recorder::default()).collect();
-    let mut latencies = vec![Vec::new(); n];
-    let mut block_p50s = vec![Vec::new(); n];
-    for (round, &size) in sizes.iter().enumerate() {
-        for v in rotation(round, n) {
-            let (recorder, latencies_ms) = block(&variants[v].1, function, runtime, size).await;
-            if let Some(summary) = recorder.finish().latency_ms {
-                block_p50s[v].push(summary.p50_ms);
-            }
-            latencies[v].extend(latencies_ms);
-            warm[v].merge(recorder);
-        }
-    }
-
-    // At concurrency: warm-up rounds until no call starts a container, the unmeasured load
-    // of scenario 2 split between the variants, then the phases.
-    let names = Arc::new(vec![function.to_owned()]);
-    let warmup = scenarios::warm_up(
-        ctx,
-        &variants[0].1,
-        &names,
-        runtime,
-        config.concurrency.max(1),
-    )
-    .await?;
-    let unmeasured = config.load_warmup_secs.max(0.0) / n as f64;
-    if unmeasured > 0.0 {
-        for (_, api) in &variants {
-            let until = Instant::now() + Duration::from_secs_f64(unmeasured);
-            scenarios::drive(api, &names, runtime, config.concurrency, Stop::At(until)).await?;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let mut load: Vec<Recorder> = (0..n).map(|_| Recorder::default()).collect();
-    let mut load_seconds = vec![0.0; n];
-    let mut phase_rates = vec![Vec::new(); n];
-    for round in 0..phases {
-        for v in rotation(round, n) {
-            let until = Instant::now() + Duration::from_secs_f64(phase_secs);
-            let (recorder, seconds) = scenarios::drive(
-                &variants[v].1,
-                &names,
-                runtime,
-                config.concurrency,
-                Stop::At(until),
-            )
-            .await?;
-            phase_rates[v].push(rate(recorder.ok(), seconds));
-            load_seconds[v] += seconds;
-            load[v].merge(recorder);
-        }
-    }
-
-    let results: Vec<VariantResult> = variants
-        .iter()
-        .enumerate()
-        .map(|(v, (key, api))| {
-            let load_stats = load[v].finish();
-            VariantResult {
-                key: *key,
-                api_url: api.base().to_owned(),
-                warm: warm[v].finish(),
-                block_p50s_ms: std::mem::take(&mut block_p50s[v]),
-                latencies_ms: std::mem::take(&mut latencies[v]),
-                calls_per_s: rate(load_stats.ok, load_seconds[v]),
-                load: load_stats,
-                load_seconds: load_seconds[v],
-                phase_calls_per_s: std::mem::take(&mut phase_rates[v]),
-            }
+    let target = Target::execute(function, runtime);
+    let variants: Vec<Variant<Key>> = variants
+        .into_iter()
+        .map(|(key, api)| Variant {
+            key,
+            api,
+            target: target.clone(),
         })
         .collect();
+    let measured = interleave::measure(ctx, runtime, &variants, plan).await?;
+    let results = &measured.variants;
     let ratios: Vec<Ratios> = results[1..]
         .iter()
-        .map(|on| ratios(on, &results[0]))
+        .map(|on| interleave::ratios(on, &results[0]))
         .collect();
     let fmt = |value: Option<f64>| value.map_or("-".to_owned(), |v| format!("{v:.3}"));
     for r in &ratios {
@@ -393,14 +221,7 @@ pub async fn run(ctx: &Ctx<'_>, runtime: Runtime, function: &str) -> anyhow::Res
         api_url_off: off_url.trim_end_matches('/').to_owned(),
         given_key_id,
         made_key_error,
-        block_calls: config.auth_block_calls.max(1),
-        blocks: sizes.len(),
-        concurrency: config.concurrency,
-        phases,
-        phase_secs,
-        first_calls_cold,
-        warmup,
-        variants: results,
+        measured,
         ratios,
     })
 }
@@ -408,69 +229,6 @@ pub async fn run(ctx: &Ctx<'_>, runtime: Runtime, function: &str) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::stats_of as stats;
-
-    fn variant(key: Key, latencies_ms: &[f64], calls_per_s: f64) -> VariantResult {
-        let load = stats(&[1.0; 10]);
-        VariantResult {
-            key,
-            api_url: String::new(),
-            warm: stats(latencies_ms),
-            block_p50s_ms: Vec::new(),
-            latencies_ms: latencies_ms.to_vec(),
-            load,
-            load_seconds: 1.0,
-            calls_per_s,
-            phase_calls_per_s: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn the_order_rotates_so_each_variant_takes_each_place() {
-        assert_eq!(rotation(0, 2), vec![0, 1]);
-        assert_eq!(rotation(1, 2), vec![1, 0]);
-        assert_eq!(rotation(2, 2), vec![0, 1]);
-        assert_eq!(rotation(0, 3), vec![0, 1, 2]);
-        assert_eq!(rotation(1, 3), vec![1, 2, 0]);
-        assert_eq!(rotation(2, 3), vec![2, 0, 1]);
-        // Over n rounds every variant is first once.
-        let firsts: Vec<usize> = (0..3).map(|round| rotation(round, 3)[0]).collect();
-        assert_eq!(firsts, vec![0, 1, 2]);
-        assert!(rotation(5, 0).is_empty());
-    }
-
-    #[test]
-    fn calls_are_cut_into_blocks() {
-        assert_eq!(blocks(500, 50), vec![50; 10]);
-        assert_eq!(blocks(120, 50), vec![50, 50, 20]);
-        assert_eq!(blocks(30, 50), vec![30]);
-        assert_eq!(blocks(0, 50), Vec::<usize>::new());
-        assert_eq!(blocks(3, 0), vec![1, 1, 1], "a block of 0 counts as 1");
-    }
-
-    #[test]
-    fn ratios_are_on_over_off() {
-        assert_eq!(ratio(1.1, 1.0), Some(1.1));
-        assert_eq!(ratio(0.0, 2.0), Some(0.0));
-        assert_eq!(ratio(1.0, 0.0), None);
-        assert_eq!(ratio(f64::NAN, 1.0), None);
-        assert_eq!(rate(500, 5.0), 100.0);
-        assert_eq!(rate(500, 0.0), 0.0);
-
-        let off = variant(Key::None, &[1.0, 2.0, 3.0, 4.0], 1000.0);
-        let on = variant(Key::Made, &[1.5, 3.0, 4.5, 6.0], 900.0);
-        let r = ratios(&on, &off);
-        assert_eq!(r.key, Key::Made);
-        assert_eq!(r.p50, Some(1.5));
-        assert_eq!(r.p99, Some(1.5));
-        assert_eq!(r.throughput, Some(0.9));
-        let failed = variant(Key::Given, &[], 0.0);
-        let r = ratios(&failed, &off);
-        assert_eq!((r.p50, r.p99, r.throughput), (None, None, Some(0.0)));
-        let mut unmeasured = variant(Key::Given, &[1.0], 0.0);
-        unmeasured.load = stats(&[]);
-        assert_eq!(ratios(&unmeasured, &off).throughput, None);
-    }
 
     #[test]
     fn the_made_key_is_judged_when_there_is_one() {

@@ -1,5 +1,5 @@
 //! The api as the benchmark sees it: create, list and delete functions, make and revoke keys,
-//! and invoke functions over one keep-alive HTTP client, timing each call from the client's
+//! and call functions (through `/execute` or their HTTP trigger) over one keep-alive HTTP client, timing each call from the client's
 //! side. With a key, every request to the api carries `Authorization: Bearer <key>` (requests
 //! to other URLs, the workers' metrics, never do).
 
@@ -11,8 +11,41 @@ use std::time::{Duration, Instant};
 /// The handler every benchmark function runs.
 pub const HANDLER: &str = "def handler(event, context):\n    return {\"ok\": True}";
 
-/// The body of every invocation.
+/// The body of every invocation through `/execute`.
 const EVENT_BODY: &str = r#"{"event": {}}"#;
+
+/// The body of every call of an HTTP trigger: the event `/execute` is sent, as the request's
+/// own body (the function finds it, as a string, in the payload's `body`).
+const ROUTE_BODY: &str = "{}";
+
+/// Where a call goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `POST /execute/{name}` on docker, `/execute_gvisor/{name}` on gvisor, with
+    /// `{"event": {}}`; the answer wraps the result.
+    Execute { name: String, runtime: Runtime },
+    /// `POST` to an HTTP trigger's whole path (`/fn/...`) with `{}`; the answer is the result.
+    Route { path: String },
+}
+
+impl Target {
+    /// `/execute/{name}` on `runtime`.
+    pub fn execute(name: &str, runtime: Runtime) -> Self {
+        Target::Execute {
+            name: name.to_owned(),
+            runtime,
+        }
+    }
+}
+
+/// How an answer carries the handler's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// `{result, cold_start, duration_ms, timing, ...}`, as `/execute` answers.
+    Wrapped,
+    /// The result itself, as an HTTP trigger answers a result without `statusCode`.
+    Bare,
+}
 
 /// The server's breakdown of a call, when the answer carries `timing`.
 #[derive(Debug, Clone, Default)]
@@ -242,13 +275,30 @@ impl Api {
         code: &str,
         timeout_secs: u32,
     ) -> anyhow::Result<Function> {
+        let route = format!("/{name}");
+        self.create_function_at(name, &route, runtime, code, timeout_secs)
+            .await
+    }
+
+    /// `POST /functions/` of a Python function running `code` at `route`, with
+    /// `http_auth: "key"` (the default, said outright because scenario 8 depends on it: its
+    /// HTTP trigger must check the key as `/execute` does).
+    pub async fn create_function_at(
+        &self,
+        name: &str,
+        route: &str,
+        runtime: Runtime,
+        code: &str,
+        timeout_secs: u32,
+    ) -> anyhow::Result<Function> {
         let body = json!({
             "name": name,
-            "route": format!("/{name}"),
+            "route": route,
             "language": "python",
             "code": code,
             "timeout": timeout_secs,
             "runtime": runtime.as_str(),
+            "http_auth": "key",
         });
         let response = self
             .request(reqwest::Method::POST, "/functions/")
@@ -328,6 +378,14 @@ impl Api {
         self.invoke_within(name, runtime, None).await
     }
 
+    /// One call of `target`.
+    pub async fn call(&self, target: &Target) -> CallOutcome {
+        match target {
+            Target::Execute { name, runtime } => self.invoke(name, *runtime).await,
+            Target::Route { path } => self.timed(path, ROUTE_BODY, None, Answer::Bare).await,
+        }
+    }
+
     /// [`Api::invoke`] with its own client timeout instead of the client's, for functions
     /// that are meant to run longer than `--request-timeout-secs`.
     pub async fn invoke_within(
@@ -340,10 +398,27 @@ impl Api {
             Runtime::Docker => "execute",
             Runtime::Gvisor => "execute_gvisor",
         };
+        self.timed(
+            &format!("/{path}/{name}"),
+            EVENT_BODY,
+            timeout,
+            Answer::Wrapped,
+        )
+        .await
+    }
+
+    /// `POST path` with the JSON `body`, timed from sending to having read the whole answer.
+    async fn timed(
+        &self,
+        path: &str,
+        body: &'static str,
+        timeout: Option<Duration>,
+        kind: Answer,
+    ) -> CallOutcome {
         let mut request = self
-            .request(reqwest::Method::POST, &format!("/{path}/{name}"))
+            .request(reqwest::Method::POST, path)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(EVENT_BODY);
+            .body(body);
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
         }
@@ -358,7 +433,7 @@ impl Api {
         };
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         match answer {
-            Ok((status, body)) => parse_answer(status, &body, latency_ms),
+            Ok((status, body)) => parse_answer(status, &body, latency_ms, kind),
             Err(error) => CallOutcome {
                 status: 0,
                 latency_ms,
@@ -418,7 +493,7 @@ fn parse_made_key(body: &str) -> anyhow::Result<MadeKey> {
 }
 
 /// Reads what matters out of an invocation answer.
-fn parse_answer(status: u16, body: &[u8], latency_ms: f64) -> CallOutcome {
+fn parse_answer(status: u16, body: &[u8], latency_ms: f64, kind: Answer) -> CallOutcome {
     let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let mut outcome = CallOutcome {
         status,
@@ -437,7 +512,11 @@ fn parse_answer(status: u16, body: &[u8], latency_ms: f64) -> CallOutcome {
         detail: None,
     };
     if status == 200 {
-        if value["result"] != json!({"ok": true}) {
+        let result = match kind {
+            Answer::Wrapped => &value["result"],
+            Answer::Bare => &value,
+        };
+        if *result != json!({"ok": true}) {
             // A 200 that does not carry the handler's answer is a failure of the platform.
             outcome.code = Some("wrong_result".to_owned());
             outcome.detail = Some(truncate(&String::from_utf8_lossy(body), 300));
@@ -466,26 +545,61 @@ mod tests {
     #[test]
     fn reads_success_with_and_without_timing() {
         let body = br#"{"result":{"ok":true},"duration_ms":4.5,"cold_start":false,"timing":{"queue_ms":1,"init_ms":0,"run_ms":0.5}}"#;
-        let outcome = parse_answer(200, body, 5.0);
+        let outcome = parse_answer(200, body, 5.0, Answer::Wrapped);
         assert_eq!(outcome.status, 200);
         assert_eq!(outcome.cold_start, Some(false));
         assert_eq!(outcome.duration_ms, Some(4.5));
         assert_eq!(outcome.timing.unwrap().run_ms, Some(0.5));
-        let plain = parse_answer(200, br#"{"result":{"ok":true},"cold_start":true}"#, 5.0);
+        let plain = parse_answer(
+            200,
+            br#"{"result":{"ok":true},"cold_start":true}"#,
+            5.0,
+            Answer::Wrapped,
+        );
         assert!(plain.timing.is_none());
         assert_eq!(plain.cold_start, Some(true));
     }
 
     #[test]
     fn reads_errors_and_wrong_results() {
-        let outcome = parse_answer(503, br#"{"detail":"no worker","code":"no_worker"}"#, 1.0);
+        let outcome = parse_answer(
+            503,
+            br#"{"detail":"no worker","code":"no_worker"}"#,
+            1.0,
+            Answer::Wrapped,
+        );
         assert_eq!(outcome.code.as_deref(), Some("no_worker"));
         assert_eq!(outcome.detail.as_deref(), Some("no worker"));
-        let wrong = parse_answer(200, br#"{"result":null}"#, 1.0);
+        let wrong = parse_answer(200, br#"{"result":null}"#, 1.0, Answer::Wrapped);
         assert!(!wrong.is_ok());
         assert_eq!(wrong.code.as_deref(), Some("wrong_result"));
-        let html = parse_answer(502, b"<html>bad gateway</html>", 1.0);
+        let html = parse_answer(502, b"<html>bad gateway</html>", 1.0, Answer::Bare);
         assert_eq!(html.code.as_deref(), Some("-"));
+    }
+
+    #[test]
+    fn reads_a_route_answer_as_the_result_itself() {
+        let ok = parse_answer(200, br#"{"ok": true}"#, 2.0, Answer::Bare);
+        assert!(ok.is_ok());
+        assert_eq!(ok.cold_start, None, "an HTTP trigger does not say");
+        let wrapped = parse_answer(200, br#"{"result":{"ok":true}}"#, 2.0, Answer::Bare);
+        assert_eq!(wrapped.code.as_deref(), Some("wrong_result"));
+        let bare = parse_answer(200, br#"{"ok": true}"#, 2.0, Answer::Wrapped);
+        assert_eq!(bare.code.as_deref(), Some("wrong_result"));
+        let missing = parse_answer(
+            404,
+            br#"{"detail":"no route /fn/x","code":"route_not_found"}"#,
+            1.0,
+            Answer::Bare,
+        );
+        assert_eq!(missing.code.as_deref(), Some("route_not_found"));
+        assert_eq!(
+            Target::execute("f", Runtime::Docker),
+            Target::Execute {
+                name: "f".into(),
+                runtime: Runtime::Docker
+            }
+        );
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub enum Scenario {
     /// through one with `AUTH=disabled` (`--api-url-noauth`), interleaved; once per run, on
     /// the first of `--runtimes`.
     AuthOverhead,
+    /// 8: one warm function through its HTTP trigger (`--route-prefix` + its route) and
+    /// through `/execute/{name}`, interleaved; once per run, on the first of `--runtimes`.
+    #[value(alias = "http")]
+    HttpTrigger,
 }
 
 /// An API key, kept out of `Debug` output, `--help` and the JSON results.
@@ -85,7 +89,7 @@ impl Serialize for ApiKey {
     version,
     about = "Benchmarks a running api and its workers: warm latency, throughput, cold starts, \
              many functions, the one-docker-run-per-call floor, a fast function beside slow \
-             ones, and the cost of API keys"
+             ones, the cost of API keys and of HTTP triggers"
 )]
 pub struct Config {
     /// Base URL of the running api.
@@ -120,7 +124,8 @@ pub struct Config {
         env = "BENCH_SCENARIOS",
         value_enum,
         value_delimiter = ',',
-        default_value = "warm,throughput,cold,round-robin,naive,noisy-neighbour,auth-overhead"
+        default_value = "warm,throughput,cold,round-robin,naive,noisy-neighbour,auth-overhead,\
+                         http-trigger"
     )]
     pub scenarios: Vec<Scenario>,
 
@@ -129,17 +134,17 @@ pub struct Config {
     pub warm_calls: usize,
 
     /// Scenarios 2 and 4: seconds of the same load, unmeasured, after the warm-up rounds and
-    /// before the measured period (scenario 7 splits it between its apis).
+    /// before the measured period (scenarios 7 and 8 split it between their variants).
     #[arg(long, env = "BENCH_LOAD_WARMUP_SECS", default_value_t = 5.0)]
     pub load_warmup_secs: f64,
 
-    /// Scenarios 1, 6 and 7: seconds to wait after the warm-up calls before measuring (in 6
+    /// Scenarios 1, 6, 7 and 8: seconds to wait after the warm-up calls before measuring (in 6
     /// only when that call was a cold start), so that the stem cell its cold start used is
     /// replaced (a container start that loads both cores) first.
     #[arg(long, env = "BENCH_WARM_SETTLE_SECS", default_value_t = 2.0)]
     pub warm_settle_secs: f64,
 
-    /// Scenarios 2, 4 and 7: calls in flight at once.
+    /// Scenarios 2, 4, 7 and 8: calls in flight at once.
     #[arg(long, env = "BENCH_CONCURRENCY", default_value_t = 64)]
     pub concurrency: usize,
 
@@ -147,7 +152,7 @@ pub struct Config {
     #[arg(long, env = "BENCH_DURATION_SECS", default_value_t = 10.0)]
     pub duration_secs: f64,
 
-    /// Scenarios 2, 4 and 7: at most this many warm-up rounds (one call per slot, or per
+    /// Scenarios 2, 4, 7 and 8: at most this many warm-up rounds (one call per slot, or per
     /// function); the warm-up stops after the first round without a cold start.
     #[arg(long, env = "BENCH_WARMUP_ROUNDS", default_value_t = 3)]
     pub warmup_rounds: usize,
@@ -205,6 +210,28 @@ pub struct Config {
     /// Scenario 7: seconds of each phase at `--concurrency`.
     #[arg(long, env = "BENCH_AUTH_PHASE_SECS", default_value_t = 5.0)]
     pub auth_phase_secs: f64,
+
+    /// Scenario 8: sequential calls per path (HTTP trigger, `/execute`) at concurrency 1,
+    /// measured in alternating blocks of `--http-block-calls`; more rounds than scenario 7,
+    /// because the difference it looks for (0.1 ms) is smaller than a block's noise.
+    #[arg(long, env = "BENCH_HTTP_CALLS", default_value_t = 1000)]
+    pub http_calls: usize,
+
+    /// Scenario 8: sequential calls through one path before the other takes its turn.
+    #[arg(long, env = "BENCH_HTTP_BLOCK_CALLS", default_value_t = 50)]
+    pub http_block_calls: usize,
+
+    /// Scenario 8: measured phases per path at `--concurrency`, alternating.
+    #[arg(long, env = "BENCH_HTTP_PHASES", default_value_t = 4)]
+    pub http_phases: usize,
+
+    /// Scenario 8: seconds of each phase at `--concurrency`.
+    #[arg(long, env = "BENCH_HTTP_PHASE_SECS", default_value_t = 5.0)]
+    pub http_phase_secs: f64,
+
+    /// Scenario 8: the api's `ROUTE_PREFIX`, below which HTTP triggers answer.
+    #[arg(long, env = "BENCH_ROUTE_PREFIX", default_value = "/fn")]
+    pub route_prefix: String,
 
     /// `timeout` of the functions the benchmark creates (seconds); scenario 6's slow function
     /// gets its sleep on top of it.
@@ -305,6 +332,22 @@ mod tests {
         assert_eq!(
             Config::parse_from(["bench", "--api-key", " "]).api_key(),
             None
+        );
+    }
+
+    #[test]
+    fn the_http_trigger_is_a_default_scenario_also_called_http() {
+        let all = Config::parse_from(["bench"]);
+        assert!(all.wants(Scenario::HttpTrigger));
+        assert_eq!(all.scenarios.len(), 8, "{:?}", all.scenarios);
+        assert_eq!(all.route_prefix, "/fn");
+        for name in ["http", "http-trigger"] {
+            let one = Config::parse_from(["bench", "--scenarios", name]);
+            assert_eq!(one.scenarios, vec![Scenario::HttpTrigger]);
+        }
+        assert_eq!(
+            serde_json::to_value(Scenario::HttpTrigger).unwrap(),
+            "http-trigger"
         );
     }
 

@@ -1,6 +1,6 @@
 //! Benchmark of a running platform (api and workers): the five scenarios of the benchmark
 //! issue and a noisy-neighbour one per runtime, the cost of API keys (auth on against an api
-//! with `AUTH=disabled`) once per run, the memory of the api and worker processes, the
+//! with `AUTH=disabled`) and of HTTP triggers (a route against `/execute`) once per run, the memory of the api and worker processes, the
 //! machine's facts, a markdown report on stdout and the same numbers as JSON. See
 //! docs/benchmarks.md.
 
@@ -8,6 +8,8 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod cpu;
+pub mod http;
+pub mod interleave;
 pub mod machine;
 pub mod naive;
 pub mod noisy;
@@ -124,16 +126,17 @@ async fn check_key(api: &Api) -> anyhow::Result<()> {
 }
 
 /// Every asked-for scenario of every runtime, in order; a scenario that fails is recorded
-/// and the next one runs. Scenario 7 runs once, on the first runtime, after scenario 2 (whose
-/// warm containers it reuses).
+/// and the next one runs. Scenarios 7 and 8 run once, on the first runtime: 7 after scenario 2
+/// (whose warm containers it reuses), 8 after it (its own function, before scenarios 3 and 4
+/// fill the pool).
 async fn run_all(ctx: &Ctx<'_>, out: &mut Vec<RuntimeResults>) {
     let config = ctx.config;
     for &runtime in &config.runtimes {
         out.push(RuntimeResults::new(runtime));
         let results = out.last_mut().expect("just pushed");
 
-        let auth_here =
-            config.wants(Scenario::AuthOverhead) && config.runtimes.first() == Some(&runtime);
+        let first_runtime = config.runtimes.first() == Some(&runtime);
+        let auth_here = config.wants(Scenario::AuthOverhead) && first_runtime;
         let single = if config.wants(Scenario::Warm)
             || config.wants(Scenario::Throughput)
             || config.wants(Scenario::NoisyNeighbour)
@@ -174,6 +177,14 @@ async fn run_all(ctx: &Ctx<'_>, out: &mut Vec<RuntimeResults>) {
                 }
                 pool_change(ctx, results, "7. auth overhead", before).await;
             }
+        }
+        if config.wants(Scenario::HttpTrigger) && first_runtime {
+            let before = pool_state(ctx, runtime).await;
+            match http::run(ctx, runtime).await {
+                Ok(r) => results.http_trigger = Some(r),
+                Err(error) => fail(results, "8. http trigger", error),
+            }
+            pool_change(ctx, results, "8. http trigger", before).await;
         }
         if config.wants(Scenario::Cold) {
             let before = pool_state(ctx, runtime).await;

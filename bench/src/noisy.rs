@@ -5,11 +5,11 @@
 //! the slow calls' own answers are counted too, since a platform that protects the fast
 //! function by failing the slow ones has not solved anything.
 
-use crate::client::Api;
+use crate::client::Target;
 use crate::config::Runtime;
 use crate::cpu::CpuUsage;
 use crate::pool;
-use crate::scenarios::Ctx;
+use crate::scenarios::{self, Ctx};
 use crate::stats::{CallStats, Recorder};
 use serde::Serialize;
 use std::sync::Arc;
@@ -109,23 +109,6 @@ pub fn p50_ratio(alone: &CallStats, beside: &CallStats) -> Option<f64> {
     (alone > 0.0).then(|| beside / alone)
 }
 
-/// `calls` sequential calls of `function`: their summary and each call's latency.
-async fn sequential(
-    api: &Api,
-    function: &str,
-    runtime: Runtime,
-    calls: usize,
-) -> (CallStats, Vec<f64>) {
-    let mut recorder = Recorder::default();
-    let mut latencies_ms = Vec::with_capacity(calls);
-    for _ in 0..calls {
-        let outcome = api.invoke(function, runtime).await;
-        latencies_ms.push(outcome.latency_ms);
-        recorder.record(&outcome);
-    }
-    (recorder.finish(), latencies_ms)
-}
-
 /// The runtime's jobs in flight on the workers; `None` without worker metrics.
 async fn inflight_jobs(ctx: &Ctx<'_>, runtime: Runtime) -> Option<f64> {
     let urls = &ctx.config.worker_metrics_url;
@@ -193,7 +176,9 @@ pub async fn run(ctx: &Ctx<'_>, runtime: Runtime, fast: &str) -> anyhow::Result<
         // that loads both cores; the calls alone should not be measured beside it.
         tokio::time::sleep(Duration::from_secs_f64(config.warm_settle_secs)).await;
     }
-    let (alone, alone_latencies_ms) = sequential(ctx.api, fast, runtime, calls).await;
+    let fast_target = Target::execute(fast, runtime);
+    let (alone, alone_latencies_ms) = scenarios::sequential(ctx.api, &fast_target, calls).await;
+    let alone = alone.finish();
 
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicUsize::new(0));
@@ -249,7 +234,8 @@ pub async fn run(ctx: &Ctx<'_>, runtime: Runtime, fast: &str) -> anyhow::Result<
     );
 
     let mark = ctx.cpu.mark();
-    let (beside, beside_latencies_ms) = sequential(ctx.api, fast, runtime, calls).await;
+    let (beside, beside_latencies_ms) = scenarios::sequential(ctx.api, &fast_target, calls).await;
+    let beside = beside.finish();
     let cpu = ctx.cpu.since(&mark);
     let inflight_jobs_after = inflight_jobs(ctx, runtime).await;
 

@@ -4,6 +4,8 @@
 use crate::auth::{AuthResult, Key};
 use crate::config::{Config, Runtime, Scenario};
 use crate::cpu::CpuUsage;
+use crate::http::{self, HttpResult, Interval};
+use crate::interleave::VariantResult;
 use crate::machine::Machine;
 use crate::naive::NaiveResult;
 use crate::noisy::{NoisyResult, Settle};
@@ -42,6 +44,8 @@ pub struct RuntimeResults {
     pub noisy_neighbour: Option<NoisyResult>,
     /// Scenario 7: only on the first runtime of `--runtimes`.
     pub auth_overhead: Option<AuthResult>,
+    /// Scenario 8: only on the first runtime of `--runtimes`.
+    pub http_trigger: Option<HttpResult>,
     /// The worker pool around each scenario (with `--worker-metrics-url`).
     pub pool: Vec<PoolChange>,
     /// Scenarios that could not run, and why.
@@ -60,6 +64,7 @@ impl RuntimeResults {
             naive: None,
             noisy_neighbour: None,
             auth_overhead: None,
+            http_trigger: None,
             pool: Vec::new(),
             failures: Vec::new(),
         }
@@ -82,6 +87,8 @@ pub struct Cleanup {
 pub enum Status {
     Met,
     Missed,
+    /// Measured, but the noise is too wide to say either.
+    Inconclusive,
     NotMeasured,
 }
 
@@ -94,6 +101,7 @@ impl Status {
         match self {
             Status::Met => "met",
             Status::Missed => "**missed**",
+            Status::Inconclusive => "inconclusive",
             Status::NotMeasured => "not measured",
         }
     }
@@ -202,6 +210,9 @@ pub fn check_targets(
         if let Some(auth) = &r.auth_overhead {
             checks.extend(auth_checks(r.runtime.as_str(), auth));
         }
+        if let Some(http) = &r.http_trigger {
+            checks.push(http_check(r.runtime.as_str(), http));
+        }
     }
     for m in memory {
         let subject = process_name(m);
@@ -255,6 +266,53 @@ fn auth_checks(subject: &str, auth: &AuthResult) -> [TargetCheck; 2] {
             |ratio| ratio >= AUTH_THROUGHPUT_RATIO_MIN,
         ),
     ]
+}
+
+/// The most the route's p50 may exceed `/execute`'s (the issue: "well under 0.1 ms").
+pub const HTTP_P50_DIFF_MAX_MS: f64 = 0.1;
+
+/// Scenario 8's target on the interval of the per-round differences: met when all of it is
+/// below the limit, missed when all of it is at or above, inconclusive when it holds the limit
+/// (the rounds moved more than the limit) or has less than [`http::CONFIDENCE`] (too few
+/// rounds).
+pub fn http_verdict(interval: &Interval, limit_ms: f64) -> Status {
+    if interval.confidence < http::CONFIDENCE {
+        Status::Inconclusive
+    } else if interval.high_ms < limit_ms {
+        Status::Met
+    } else if interval.low_ms >= limit_ms {
+        Status::Missed
+    } else {
+        Status::Inconclusive
+    }
+}
+
+/// Scenario 8's target: the p50 difference, judged on the interval of the per-round ones.
+fn http_check(subject: &str, http: &HttpResult) -> TargetCheck {
+    let d = &http.difference;
+    let signed = |value: Option<f64>| value.map_or("-".to_owned(), |v| format!("{v:+.3}"));
+    let (measured, status) = match (&d.interval, d.p50_ms) {
+        (Some(interval), Some(p50)) => (
+            format!(
+                "{} ms; per round (n={}) median {} ms, {:.0} % interval {:+.3} to {:+.3} ms",
+                signed(Some(p50)),
+                d.rounds_ms.len(),
+                signed(d.rounds_median_ms),
+                interval.confidence * 100.0,
+                interval.low_ms,
+                interval.high_ms
+            ),
+            http_verdict(interval, HTTP_P50_DIFF_MAX_MS),
+        ),
+        _ => ("no successful call".to_owned(), Status::Missed),
+    };
+    TargetCheck {
+        subject: subject.to_owned(),
+        what: "8. route p50 − /execute p50".to_owned(),
+        target: format!("< {HTTP_P50_DIFF_MAX_MS} ms"),
+        measured,
+        status,
+    }
 }
 
 fn not_measured(subject: &str, what: &str, target: &str) -> TargetCheck {
@@ -361,7 +419,7 @@ pub fn markdown(results: &Results) -> String {
         w,
         "api {}, run {}; {} warm calls; concurrency {} for {} s; {} fresh functions; {} \
          functions round robin for {} s; {} docker runs; {} calls alone and beside {} calls \
-         sleeping {} s{}.{}\n",
+         sleeping {} s{}{}.{}\n",
         s.api_url,
         results.run_id,
         s.warm_calls,
@@ -385,6 +443,15 @@ pub fn markdown(results: &Results) -> String {
                 s.auth_block_calls,
                 s.auth_phases,
                 s.auth_phase_secs
+            )
+        } else {
+            String::new()
+        },
+        if s.wants(Scenario::HttpTrigger) {
+            format!(
+                "; HTTP trigger against /execute: {} calls in blocks of {} and {} phases of {} s \
+                 per path",
+                s.http_calls, s.http_block_calls, s.http_phases, s.http_phase_secs
             )
         } else {
             String::new()
@@ -555,6 +622,11 @@ pub fn markdown(results: &Results) -> String {
             write_auth(w, r.runtime, auth);
         }
     }
+    for r in &results.runtimes {
+        if let Some(http) = &r.http_trigger {
+            write_http(w, r.runtime, http);
+        }
+    }
 
     let _ = writeln!(
         w,
@@ -634,6 +706,32 @@ fn range_cell(values: &[f64], format: fn(f64) -> String) -> String {
     }
 }
 
+/// The columns of one variant of an interleaved scenario (7, 8), after those that name it.
+const VARIANT_HEAD: &str = "calls | errors | p50 | p90 | p99 | block p50s | calls under load | \
+                            errors | calls/s | phases, calls/s | p50 | p99 |";
+const VARIANT_ALIGN: &str =
+    "--: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |";
+
+/// [`VARIANT_HEAD`]'s cells of `v`: the sequential calls, then those at concurrency.
+fn variant_cells<K>(v: &VariantResult<K>) -> String {
+    let (warm, load) = (v.warm.latency_ms.as_ref(), v.load.latency_ms.as_ref());
+    format!(
+        "{} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {}",
+        v.warm.calls,
+        v.warm.errors,
+        opt_ms(warm, |s| s.p50_ms),
+        opt_ms(warm, |s| s.p90_ms),
+        opt_ms(warm, |s| s.p99_ms),
+        range_cell(&v.measured_block_p50s(), ms),
+        v.load.calls,
+        v.load.errors,
+        v.calls_per_s,
+        range_cell(&v.phase_calls_per_s, |rate| format!("{rate:.0}")),
+        opt_ms(load, |s| s.p50_ms),
+        opt_ms(load, |s| s.p99_ms),
+    )
+}
+
 /// Scenario 7: each api and key, then the ratios.
 fn write_auth(w: &mut String, runtime: Runtime, auth: &AuthResult) {
     let rt = runtime.as_str();
@@ -651,42 +749,28 @@ fn write_auth(w: &mut String, runtime: Runtime, auth: &AuthResult) {
         auth.function,
         auth.api_url_on,
         auth.api_url_off,
-        auth.blocks,
-        auth.block_calls,
-        auth.phases,
-        auth.phase_secs,
-        auth.concurrency,
-        auth.concurrency
+        auth.measured.blocks,
+        auth.measured.block_calls,
+        auth.measured.phases,
+        auth.measured.phase_secs,
+        auth.measured.concurrency,
+        auth.measured.concurrency
     );
     let _ = writeln!(
         w,
-        "| runtime | api | key | calls | errors | p50 | p99 | block p50s | calls under load | \
-         errors | calls/s | phases, calls/s | p50 | p99 |
-| --- | --- | --- | --: | --: | --: \
-         | --: | --: | --: | --: | --: | --: | --: | --: |"
+        "| runtime | api | key | {VARIANT_HEAD}\n| --- | --- | --- | {VARIANT_ALIGN}"
     );
-    for v in &auth.variants {
-        let (warm, load) = (v.warm.latency_ms.as_ref(), v.load.latency_ms.as_ref());
+    for v in &auth.measured.variants {
         let _ = writeln!(
             w,
-            "| {rt} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
+            "| {rt} | {} | {} | {} |",
             if v.key == Key::None {
                 "auth off"
             } else {
                 "auth on"
             },
             auth.key_label(v.key),
-            v.warm.calls,
-            v.warm.errors,
-            opt_ms(warm, |s| s.p50_ms),
-            opt_ms(warm, |s| s.p99_ms),
-            range_cell(&v.block_p50s_ms, ms),
-            v.load.calls,
-            v.load.errors,
-            v.calls_per_s,
-            range_cell(&v.phase_calls_per_s, |rate| format!("{rate:.0}")),
-            opt_ms(load, |s| s.p50_ms),
-            opt_ms(load, |s| s.p99_ms),
+            variant_cells(v)
         );
     }
     let _ = writeln!(
@@ -715,6 +799,81 @@ fn write_auth(w: &mut String, runtime: Runtime, auth: &AuthResult) {
             error.replace('|', "\\|").replace('\n', " ")
         );
     }
+}
+
+/// A signed number of milliseconds, to three decimals (the target is 0.1 ms).
+fn signed_ms(value: Option<f64>) -> String {
+    value.map_or("-".to_owned(), |v| format!("{v:+.3}"))
+}
+
+/// Scenario 8: each path, then the route against `/execute`.
+fn write_http(w: &mut String, runtime: Runtime, http: &HttpResult) {
+    let rt = runtime.as_str();
+    let m = &http.measured;
+    let _ = writeln!(
+        w,
+        "## 8. HTTP trigger overhead: one warm function through its route and through /execute
+
+\
+         Function `{}` on {rt}, route `{}`, called as `POST {}` with `{{}}` and as `POST \
+         /execute/{}` with `{{\"event\": {{}}}}`, the same key on both. Interleaved: {} rounds of \
+         one block of {} sequential calls per path, then {} rounds of one {} s phase per path at \
+         concurrency {}; the order rotates each round. Under load, p50/p99 are of the calls at \
+         concurrency {}.
+",
+        http.function,
+        http.route,
+        http.path,
+        http.function,
+        m.blocks,
+        m.block_calls,
+        m.phases,
+        m.phase_secs,
+        m.concurrency,
+        m.concurrency
+    );
+    let _ = writeln!(
+        w,
+        "| runtime | path | {VARIANT_HEAD}\n| --- | --- | {VARIANT_ALIGN}"
+    );
+    for v in &m.variants {
+        let _ = writeln!(w, "| {rt} | {} | {} |", v.key.label(), variant_cells(v));
+    }
+    let d = &http.difference;
+    let interval = d.interval.as_ref();
+    let _ = writeln!(
+        w,
+        "
+| runtime | p50 route − /execute | p90 | p99 | per round: rounds | median | range | \
+         interval (confidence) | p50 route / /execute | calls/s route / /execute | per phase |
+\
+         | --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |
+| {rt} | {} | {} | \
+         {} | {} | {} | {} | {} | {} | {} | {} |
+",
+        signed_ms(d.p50_ms),
+        signed_ms(d.p90_ms),
+        signed_ms(d.p99_ms),
+        d.rounds_ms.len(),
+        signed_ms(d.rounds_median_ms),
+        range_cell(&d.rounds_ms, |v| format!("{v:+.3}")),
+        interval.map_or("-".to_owned(), |i| format!(
+            "{:+.3} to {:+.3} ({:.1} %)",
+            i.low_ms,
+            i.high_ms,
+            i.confidence * 100.0
+        )),
+        ratio_cell(http.ratios.p50),
+        ratio_cell(http.ratios.throughput),
+        range_cell(&d.phase_throughput_ratios, |r| format!("{r:.2}")),
+    );
+    let _ = writeln!(
+        w,
+        "Differences in ms, route minus /execute. Per round: the route's block p50 minus \
+         /execute's in the same round; the interval holds the median of those with the \
+         confidence shown (sign test), and the target is judged on it.
+"
+    );
 }
 
 /// The workers' containers after each scenario and the evictions during it.
@@ -886,12 +1045,21 @@ fn write_errors(w: &mut String, results: &Results) {
             kinds("6. slow calls", rt, &n.slow.error_kinds, &mut lines);
         }
         if let Some(a) = &r.auth_overhead {
-            kinds("7. warm-up", rt, &a.warmup.error_kinds, &mut lines);
-            for v in &a.variants {
+            kinds("7. warm-up", rt, &a.measured.warmup.error_kinds, &mut lines);
+            for v in &a.measured.variants {
                 let label = auth_variant_label(a, v.key);
                 let c1 = format!("7. {label}, c=1");
                 kinds(&c1, rt, &v.warm.error_kinds, &mut lines);
-                let cn = format!("7. {label}, c={}", a.concurrency);
+                let cn = format!("7. {label}, c={}", a.measured.concurrency);
+                kinds(&cn, rt, &v.load.error_kinds, &mut lines);
+            }
+        }
+        if let Some(h) = &r.http_trigger {
+            kinds("8. warm-up", rt, &h.measured.warmup.error_kinds, &mut lines);
+            for v in &h.measured.variants {
+                let c1 = format!("8. {}, c=1", v.key.label());
+                kinds(&c1, rt, &v.warm.error_kinds, &mut lines);
+                let cn = format!("8. {}, c={}", v.key.label(), h.measured.concurrency);
                 kinds(&cn, rt, &v.load.error_kinds, &mut lines);
             }
         }
@@ -984,6 +1152,7 @@ mod tests {
         }
     }
     use crate::client::CallOutcome;
+    use crate::interleave::Interleaved;
     use crate::stats::Recorder;
     use clap::Parser;
 
@@ -1048,16 +1217,20 @@ mod tests {
         );
     }
 
-    fn variant(key: Key, latencies_ms: &[f64], calls_per_s: f64) -> crate::auth::VariantResult {
+    fn variant<K>(key: K, latencies_ms: &[f64], calls_per_s: f64) -> VariantResult<K> {
         let warm: Vec<CallOutcome> = latencies_ms
             .iter()
             .map(|&ms| outcome(200, None, ms, false))
             .collect();
-        crate::auth::VariantResult {
+        VariantResult {
             key,
             api_url: String::new(),
             warm: stats(&warm),
-            block_p50s_ms: vec![latencies_ms[0], latencies_ms[latencies_ms.len() - 1]],
+            block_p50s_ms: vec![
+                Some(latencies_ms[0]),
+                None,
+                Some(latencies_ms[latencies_ms.len() - 1]),
+            ],
             latencies_ms: latencies_ms.to_vec(),
             load: stats(&[
                 outcome(200, None, 50.0, false),
@@ -1069,22 +1242,8 @@ mod tests {
         }
     }
 
-    fn auth_result(on_ms: f64, on_rate: f64) -> AuthResult {
-        let variants = vec![
-            variant(Key::None, &[1.0, 2.0, 3.0], 500.0),
-            variant(Key::Given, &[1.0, 2.0, 3.0], 500.0),
-            variant(Key::Made, &[1.0, on_ms, 3.0], on_rate),
-        ];
-        let ratios = variants[1..]
-            .iter()
-            .map(|on| crate::auth::ratios(on, &variants[0]))
-            .collect();
-        AuthResult {
-            function: "fast".into(),
-            api_url_on: "http://127.0.0.1:8000".into(),
-            api_url_off: "http://127.0.0.1:8010".into(),
-            given_key_id: Some("ADMIN_KEY".into()),
-            made_key_error: None,
+    fn interleaved<K>(variants: Vec<VariantResult<K>>) -> Interleaved<K> {
+        Interleaved {
             block_calls: 50,
             blocks: 10,
             concurrency: 64,
@@ -1100,7 +1259,42 @@ mod tests {
                 seconds: 0.5,
             },
             variants,
+        }
+    }
+
+    fn auth_result(on_ms: f64, on_rate: f64) -> AuthResult {
+        let variants = vec![
+            variant(Key::None, &[1.0, 2.0, 3.0], 500.0),
+            variant(Key::Given, &[1.0, 2.0, 3.0], 500.0),
+            variant(Key::Made, &[1.0, on_ms, 3.0], on_rate),
+        ];
+        let ratios = variants[1..]
+            .iter()
+            .map(|on| crate::interleave::ratios(on, &variants[0]))
+            .collect();
+        AuthResult {
+            function: "fast".into(),
+            api_url_on: "http://127.0.0.1:8000".into(),
+            api_url_off: "http://127.0.0.1:8010".into(),
+            given_key_id: Some("ADMIN_KEY".into()),
+            made_key_error: None,
+            measured: interleaved(variants),
             ratios,
+        }
+    }
+
+    fn results_of(runtime: RuntimeResults, settings: &[&str]) -> Results {
+        let targets = check_targets(std::slice::from_ref(&runtime), &[], 64);
+        Results {
+            machine: machine(),
+            settings: Config::parse_from(settings),
+            run_id: "0".into(),
+            interrupted: false,
+            runtimes: vec![runtime],
+            memory_at_start: Vec::new(),
+            memory_at_end: Vec::new(),
+            targets,
+            cleanup: Cleanup::default(),
         }
     }
 
@@ -1119,7 +1313,7 @@ mod tests {
         assert_eq!(missed[0].status, Status::Missed);
         assert_eq!(missed[1].status, Status::Missed);
         let mut only_given = auth_result(9.0, 100.0);
-        only_given.variants.pop();
+        only_given.measured.variants.pop();
         only_given.ratios.pop();
         only_given.made_key_error = Some("POST /keys/ answered 403".into());
         let given = auth_checks("docker", &only_given);
@@ -1131,36 +1325,29 @@ mod tests {
     fn the_auth_section_shows_each_api_and_key_then_the_ratios() {
         let mut runtime = RuntimeResults::new(Runtime::Docker);
         runtime.auth_overhead = Some(auth_result(2.2, 460.0));
-        let targets = check_targets(std::slice::from_ref(&runtime), &[], 64);
+        let results = results_of(
+            runtime,
+            &["bench", "--api-url-noauth", "http://127.0.0.1:8010"],
+        );
         assert_eq!(
-            targets
+            results
+                .targets
                 .iter()
                 .filter(|t| t.what.starts_with("auth on"))
                 .count(),
             2
         );
-        let results = Results {
-            machine: machine(),
-            settings: Config::parse_from(["bench", "--api-url-noauth", "http://127.0.0.1:8010"]),
-            run_id: "0".into(),
-            interrupted: false,
-            runtimes: vec![runtime],
-            memory_at_start: Vec::new(),
-            memory_at_end: Vec::new(),
-            targets,
-            cleanup: Cleanup::default(),
-        };
         let report = markdown(&results);
         assert!(
             report.contains("auth on against http://127.0.0.1:8010: 500 calls in blocks of 50"),
             "{report}"
         );
         for row in [
-            "| docker | auth off | none | 3 | 0 | 2.00 | 3.00 | 1.00–3.00 | 2 | 1 | 500 | 490–510 \
-             | 50.0 | 50.0 |",
+            "| docker | auth off | none | 3 | 0 | 2.00 | 3.00 | 3.00 | 1.00–3.00 | 2 | 1 | 500 | \
+             490–510 | 50.0 | 50.0 |",
             "| docker | auth on | ADMIN_KEY | 3 |",
-            "| docker | auth on | invoke key (made) | 3 | 0 | 2.20 | 3.00 | 1.00–3.00 | 2 | 1 | \
-             460 | 450–470 |",
+            "| docker | auth on | invoke key (made) | 3 | 0 | 2.20 | 3.00 | 3.00 | 1.00–3.00 | 2 \
+             | 1 | 460 | 450–470 |",
             "| docker | ADMIN_KEY | 1.00 | 1.00 | 1.00 |",
             "| docker | invoke key (made) | 1.10 | 1.00 | 0.92 |",
             "| 7. auth on, invoke key (made), c=64 | docker | 503 | expired | 1 |",
@@ -1174,6 +1361,85 @@ mod tests {
         assert_eq!(auth["ratios"][1]["key"], "made");
         assert_eq!(auth["variants"][0]["key"], "none");
         assert_eq!(auth["variants"][2]["calls_per_s"], 460.0);
+        assert_eq!(
+            auth["blocks"], 10,
+            "the interleaving's fields stay at the top"
+        );
+    }
+
+    fn interval(low_ms: f64, high_ms: f64, confidence: f64) -> Interval {
+        Interval {
+            low_ms,
+            high_ms,
+            confidence,
+        }
+    }
+
+    #[test]
+    fn the_http_target_is_judged_on_the_interval_not_the_point() {
+        let cases = [
+            ((-0.08, 0.09, 0.96), Status::Met),
+            ((0.1, 0.3, 0.96), Status::Missed),
+            // The rounds moved across the limit: the measurement cannot say.
+            ((-0.2, 0.25, 0.96), Status::Inconclusive),
+            // Too few rounds for 95 %, however narrow.
+            ((0.0, 0.01, 0.9375), Status::Inconclusive),
+        ];
+        for ((low, high, confidence), status) in cases {
+            let i = interval(low, high, confidence);
+            assert_eq!(http_verdict(&i, HTTP_P50_DIFF_MAX_MS), status, "{i:?}");
+        }
+    }
+
+    fn http_result(route_ms: &[f64], route_blocks: [f64; 3]) -> HttpResult {
+        let execute = variant(http::Path::Execute, &[1.0, 2.0, 3.0], 1000.0);
+        let mut route = variant(http::Path::Route, route_ms, 950.0);
+        route.block_p50s_ms = route_blocks.iter().copied().map(Some).collect();
+        let ratios = crate::interleave::ratios(&route, &execute);
+        let difference = http::difference(&route, &execute);
+        HttpResult {
+            function: "bench-0-docker-http".into(),
+            route: "/bench-0/http/{id}".into(),
+            path: "/fn/bench-0/http/42".into(),
+            measured: interleaved(vec![execute, route]),
+            ratios,
+            difference,
+        }
+    }
+
+    #[test]
+    fn the_http_section_shows_both_paths_then_the_difference() {
+        let mut runtime = RuntimeResults::new(Runtime::Docker);
+        // Blocks of execute: 1.0, -, 3.0; of the route: 1.05, 9.0 (unpaired), 3.02.
+        runtime.http_trigger = Some(http_result(&[1.0, 2.05, 3.0], [1.05, 9.0, 3.02]));
+        let results = results_of(runtime, &["bench"]);
+        let report = markdown(&results);
+        for row in [
+            "HTTP trigger against /execute: 1000 calls in blocks of 50 and 4 phases of 5 s per \
+             path",
+            "## 8. HTTP trigger overhead",
+            "called as `POST /fn/bench-0/http/42` with `{}` and as `POST \
+             /execute/bench-0-docker-http` with `{\"event\": {}}`",
+            "| docker | /execute | 3 | 0 | 2.00 | 3.00 | 3.00 | 1.00–3.00 | 2 | 1 | 1000 | \
+             990–1010 | 50.0 | 50.0 |",
+            "| docker | route | 3 | 0 | 2.05 |",
+            "| docker | +0.050 | +0.000 | +0.000 | 2 | +0.035 | +0.020–+0.050 | +0.020 to \
+             +0.050 (50.0 %) | 1.02 | 0.95 | 0.95–0.95 |",
+            "| 8. route, c=64 | docker | 503 | expired | 1 |",
+            "| docker | 8. route p50 − /execute p50 | < 0.1 ms | +0.050 ms; per round (n=2) median \
+             +0.035 ms, 50 % interval +0.020 to +0.050 ms | inconclusive |",
+        ] {
+            assert!(report.contains(row), "{row}\n{report}");
+        }
+        let json = serde_json::to_value(&results).unwrap();
+        let http = &json["runtimes"][0]["http_trigger"];
+        assert_eq!(http["variants"][1]["key"], "route");
+        assert_eq!(http["difference"]["rounds_ms"].as_array().unwrap().len(), 2);
+        assert_eq!(results.targets.last().unwrap().status, Status::Inconclusive);
+        assert_eq!(
+            serde_json::to_value(Status::Inconclusive).unwrap(),
+            "inconclusive"
+        );
     }
 
     #[test]

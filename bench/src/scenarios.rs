@@ -1,9 +1,10 @@
 //! Scenarios 1 to 4, run against the api: warm latency at concurrency 1, throughput of one
 //! function, first calls of fresh functions, and many functions round robin. Scenario 5 is in
 //! `naive`, scenario 6 (a fast function beside slow ones) in `noisy`, scenario 7 (auth on
-//! against auth off) in `auth`.
+//! against auth off) in `auth`, scenario 8 (HTTP trigger against `/execute`) in `http`; the
+//! interleaving 7 and 8 share in `interleave`. The loops that make the calls are here.
 
-use crate::client::{Api, CallOutcome, Function};
+use crate::client::{Api, CallOutcome, Function, Target};
 use crate::config::{Config, Runtime};
 use crate::cpu::{CpuMeter, CpuUsage};
 use crate::stats::{CallStats, ErrorKind, Recorder};
@@ -44,6 +45,28 @@ impl Ctx<'_> {
         .await
     }
 
+    /// Creates a function with the benchmark handler and `--function-timeout-secs` at `route`,
+    /// recorded for the clean-up.
+    pub(crate) async fn create_at(
+        &self,
+        name: &str,
+        route: &str,
+        runtime: Runtime,
+    ) -> anyhow::Result<Function> {
+        let function = self
+            .api
+            .create_function_at(
+                name,
+                route,
+                runtime,
+                crate::client::HANDLER,
+                self.config.function_timeout_secs,
+            )
+            .await?;
+        self.record_created(&function);
+        Ok(function)
+    }
+
     /// Creates a Python function running `code`, recorded for the clean-up.
     pub(crate) async fn create_with_code(
         &self,
@@ -56,11 +79,15 @@ impl Ctx<'_> {
             .api
             .create_function_with_code(name, runtime, code, timeout_secs)
             .await?;
+        self.record_created(&function);
+        Ok(function)
+    }
+
+    fn record_created(&self, function: &Function) {
         self.created
             .lock()
             .expect("the created list is never poisoned")
             .push(function.clone());
-        Ok(function)
     }
 
     /// One unmeasured call of `function`, said in the progress when it failed.
@@ -142,12 +169,34 @@ pub(crate) enum Stop {
     At(Instant),
 }
 
-/// Runs calls on `concurrency` tasks; call `i` goes to `names[i % len]`. Returns what they
+/// `calls` sequential calls of `target`: what they came to, and each one's latency (failed
+/// calls included), in order.
+pub(crate) async fn sequential(api: &Api, target: &Target, calls: usize) -> (Recorder, Vec<f64>) {
+    let mut recorder = Recorder::default();
+    let mut latencies_ms = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let outcome = api.call(target).await;
+        latencies_ms.push(outcome.latency_ms);
+        recorder.record(&outcome);
+    }
+    (recorder, latencies_ms)
+}
+
+/// `/execute` targets of the functions `names` on `runtime`.
+pub(crate) fn execute_targets(names: &[String], runtime: Runtime) -> Arc<Vec<Target>> {
+    Arc::new(
+        names
+            .iter()
+            .map(|name| Target::execute(name, runtime))
+            .collect(),
+    )
+}
+
+/// Runs calls on `concurrency` tasks; call `i` goes to `targets[i % len]`. Returns what they
 /// saw and the seconds from the first call to the last answer.
 pub(crate) async fn drive(
     api: &Api,
-    names: &Arc<Vec<String>>,
-    runtime: Runtime,
+    targets: &Arc<Vec<Target>>,
     concurrency: usize,
     stop: Stop,
 ) -> anyhow::Result<(Recorder, f64)> {
@@ -155,7 +204,7 @@ pub(crate) async fn drive(
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for _ in 0..concurrency.max(1) {
-        let (api, names, next) = (api.clone(), Arc::clone(names), Arc::clone(&next));
+        let (api, targets, next) = (api.clone(), Arc::clone(targets), Arc::clone(&next));
         tasks.spawn(async move {
             let mut recorder = Recorder::default();
             loop {
@@ -167,7 +216,7 @@ pub(crate) async fn drive(
                 if done {
                     return recorder;
                 }
-                let outcome = api.invoke(&names[i % names.len()], runtime).await;
+                let outcome = api.call(&targets[i % targets.len()]).await;
                 recorder.record(&outcome);
             }
         });
@@ -180,11 +229,11 @@ pub(crate) async fn drive(
 }
 
 /// Rounds of `round_calls` calls at `concurrency` through `api` until one has no cold start
-/// and no error.
+/// and no error (`runtime` names the progress line).
 pub(crate) async fn warm_up(
     ctx: &Ctx<'_>,
     api: &Api,
-    names: &Arc<Vec<String>>,
+    targets: &Arc<Vec<Target>>,
     runtime: Runtime,
     round_calls: usize,
 ) -> anyhow::Result<Warmup> {
@@ -194,8 +243,7 @@ pub(crate) async fn warm_up(
     for round in 1..=ctx.config.warmup_rounds.max(1) {
         let (recorder, seconds) = drive(
             api,
-            names,
-            runtime,
+            targets,
             ctx.config.concurrency,
             Stop::AfterCalls(round_calls),
         )
@@ -235,33 +283,20 @@ async fn load(
     round_calls: usize,
     seconds: f64,
 ) -> anyhow::Result<LoadResult> {
-    let names = Arc::new(names);
-    let warmup = warm_up(ctx, ctx.api, &names, runtime, round_calls).await?;
+    let targets = execute_targets(&names, runtime);
+    let warmup = warm_up(ctx, ctx.api, &targets, runtime, round_calls).await?;
     // Warm-up rounds call each function once; the measured pattern also makes calls of one
     // function overlap, which needs more containers. Run that pattern unmeasured first, so the
     // measurement sees the pool it settles on rather than its growth.
     if ctx.config.load_warmup_secs > 0.0 {
         let until = Instant::now() + Duration::from_secs_f64(ctx.config.load_warmup_secs);
-        drive(
-            ctx.api,
-            &names,
-            runtime,
-            ctx.config.concurrency,
-            Stop::At(until),
-        )
-        .await?;
+        drive(ctx.api, &targets, ctx.config.concurrency, Stop::At(until)).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let mark = ctx.cpu.mark();
     let end = Instant::now() + Duration::from_secs_f64(seconds.max(0.0));
-    let (recorder, elapsed) = drive(
-        ctx.api,
-        &names,
-        runtime,
-        ctx.config.concurrency,
-        Stop::At(end),
-    )
-    .await?;
+    let (recorder, elapsed) =
+        drive(ctx.api, &targets, ctx.config.concurrency, Stop::At(end)).await?;
     let cpu = ctx.cpu.since(&mark);
     let stats = recorder.finish();
     Ok(LoadResult {
@@ -292,14 +327,13 @@ pub async fn warm(ctx: &Ctx<'_>, runtime: Runtime, function: &str) -> anyhow::Re
     );
     let first = ctx.warm_up(function, runtime).await;
     tokio::time::sleep(Duration::from_secs_f64(ctx.config.warm_settle_secs)).await;
-    let mut recorder = Recorder::default();
-    let mut latencies_ms = Vec::with_capacity(ctx.config.warm_calls);
     let mark = ctx.cpu.mark();
-    for _ in 0..ctx.config.warm_calls {
-        let outcome = ctx.api.invoke(function, runtime).await;
-        latencies_ms.push(outcome.latency_ms);
-        recorder.record(&outcome);
-    }
+    let (recorder, latencies_ms) = sequential(
+        ctx.api,
+        &Target::execute(function, runtime),
+        ctx.config.warm_calls,
+    )
+    .await;
     Ok(WarmResult {
         function: function.to_owned(),
         first_call_ms: first.latency_ms,

@@ -145,6 +145,11 @@ impl Recorder {
         self.cold_starts
     }
 
+    /// The p50 of the successful calls so far; `None` without one.
+    pub fn p50_ms(&self) -> Option<f64> {
+        summarize(&self.ok_ms).map(|s| s.p50_ms)
+    }
+
     /// The summary of everything recorded.
     pub fn finish(&self) -> CallStats {
         let timing =
