@@ -27,10 +27,12 @@ RUN for m in common api worker bench; do mkdir -p "$m/src" && : >"$m/src/lib.rs"
 COPY common/src common/src
 COPY api/src api/src
 COPY api/migrations api/migrations
+# Swagger UI's files, compiled into the api with include_bytes! (GET /docs).
+COPY api/assets api/assets
 COPY worker/src worker/src
 # COPY keeps the files' mtimes, which can be older than the stubs' build: touch them so that
 # cargo rebuilds the workspace crates instead of keeping the stub artifacts.
-RUN find common/src api/src api/migrations worker/src -type f -exec touch {} + \
+RUN find common/src api/src api/migrations api/assets worker/src -type f -exec touch {} + \
  && cargo build --release --locked -p api -p worker \
  && mkdir -p /out && cp target/release/api target/release/worker /out/
 

@@ -2,6 +2,7 @@
 # Brings the compose cluster up for real and checks it end to end, then takes it down:
 #   - `up --build` builds the api, worker and runtime images and starts every service healthy;
 #   - a function answers on /execute (runc) and /execute_gvisor (runsc), and on its route;
+#     /openapi.json and /docs answer;
 #   - `--scale worker-docker=3`: Prometheus finds the three replicas by DNS, and calls spread
 #     over all of them;
 #   - a replica that replaces a killed one removes the containers the killed one left;
@@ -173,6 +174,11 @@ status=$(curl -s -o /tmp/smoke-body -w '%{http_code}' "${auth[@]}" "$api/fn/smok
 status=$(curl -s -o /dev/null -w '%{http_code}' "$api/fn/smoke")
 [ "$status" = 401 ] || fail "GET /fn/smoke without a key: $status, not 401"
 log "its route answers at /fn/smoke, with a key only"
+# The api describes itself from the image's own binary, assets included.
+curl -sf "$api/openapi.json" | grep -q '"openapi":"3\.1' || fail "GET /openapi.json is not an OpenAPI 3.1 document"
+status=$(curl -s -o /dev/null -w '%{http_code}' "$api/docs")
+[ "$status" = 200 ] || fail "GET /docs: $status"
+log "/openapi.json and /docs answer without a key"
 
 "${compose[@]}" up -d --scale worker-docker=3 "${services[@]}" >>"$build_log" 2>&1 || fail "scale"
 promql() { curl -s "$prom/api/v1/query" --data-urlencode "query=$1"; }
