@@ -53,7 +53,9 @@ let resultLimit = 6 * 1024 * 1024;
 let initialized = false;
 let loading = false;
 let eof = false;
-let current = null; // the invocation in flight: { id, done, callbackStyle, settle(ok, value) }
+// The invocation in flight: { id, done, callbackStyle, pending (a callback's [ok, value] waiting
+// for the event loop to empty), settle(ok, value) }.
+let current = null;
 const queue = []; // complete lines not handled yet
 let partial = []; // pieces of the line being received
 
@@ -450,16 +452,23 @@ function startInvoke(frame) {
   // While a call runs, the protocol input must not keep the event loop alive: if the loop
   // runs dry the handler can never finish ('beforeExit' below turns that into a result).
   if (inStream && typeof inStream.unref === 'function') inStream.unref();
+  const context = makeContext(ctxIn, call);
+  // As on AWS: with context.callbackWaitsForEmptyEventLoop (the default) the callback's result
+  // is sent once the event loop has nothing left to run ('beforeExit' below); set to false, at
+  // once, and what is still pending runs on in the warm container.
   const callback = (err, result) => {
-    if (err !== undefined && err !== null) call.settle(false, err);
-    else call.settle(true, result);
+    if (call.done || call.pending) return;
+    const outcome = err !== undefined && err !== null ? [false, err] : [true, result];
+    if (context.callbackWaitsForEmptyEventLoop === false) call.settle(...outcome);
+    else call.pending = outcome;
   };
   try {
-    const r = Reflect.apply(handler, handlerThis, [event, makeContext(ctxIn, call), callback]);
+    const r = Reflect.apply(handler, handlerThis, [event, context, callback]);
     if (r !== null && (typeof r === 'object' || typeof r === 'function') && typeof r.then === 'function') {
+      // A callback called before the promise settles wins, as it did before it waited.
       Promise.resolve(r).then(
-        (v) => call.settle(true, v),
-        (e) => call.settle(false, e),
+        (v) => (call.pending ? call.settle(...call.pending) : call.settle(true, v)),
+        (e) => (call.pending ? call.settle(...call.pending) : call.settle(false, e)),
       );
     } else if (handler.length >= 3) {
       call.callbackStyle = true; // the result comes through the callback
@@ -621,7 +630,8 @@ function main() {
     }
     // The event loop ran dry while a call was in flight: nothing can settle it any more.
     if (current === null) return;
-    if (current.callbackStyle) current.settle(true, null); // callback never called: null (as on AWS)
+    if (current.pending) current.settle(...current.pending);
+    else if (current.callbackStyle) current.settle(true, null); // callback never called: null (as on AWS)
     else current.settle(false, runtimeError('Runtime.HandlerNeverCompleted', "the handler's promise never settled and nothing was left to run"));
   });
   // process.exit() from the function: report it as the call's (or init's) error, then exit.

@@ -291,6 +291,64 @@ async fn the_root_logger_writes_lambdas_lines_into_the_calls_logs() {
     app.stop().await;
 }
 
+/// A callback handler that leaves a timer behind: its output belongs to this call when the
+/// callback waits for the event loop (the default), to a later one when it does not.
+const CALLBACK_TIMER: &str = "exports.handler = function (event, context, callback) {
+  context.callbackWaitsForEmptyEventLoop = event.wait;
+  setTimeout(() => console.log('timer fired after ' + event.ms), event.ms);
+  callback(null, { waits: context.callbackWaitsForEmptyEventLoop });
+};
+";
+
+#[tokio::test]
+async fn a_callback_waits_for_the_event_loop_unless_told_not_to() {
+    let app = TestApp::with_workers(&[Runtime::Docker, Runtime::Gvisor]).await;
+    app.create_function(function(
+        "timers",
+        "javascript",
+        "index.handler",
+        CALLBACK_TIMER,
+    ))
+    .await;
+    for endpoint in BOTH {
+        let (status, body) = app
+            .invoke(endpoint, "timers", json!({"wait": true, "ms": 50}))
+            .await;
+        assert_eq!(
+            (status, &body["result"]),
+            (200, &json!({"waits": true})),
+            "{body}"
+        );
+        assert_eq!(
+            body["logs"], "timer fired after 50\n",
+            "{endpoint}: the timer ran first"
+        );
+        assert!(body["timing"]["run_ms"].as_f64().unwrap() >= 50.0, "{body}");
+
+        let (status, body) = app
+            .invoke(endpoint, "timers", json!({"wait": false, "ms": 1000}))
+            .await;
+        assert_eq!(
+            (status, &body["result"]),
+            (200, &json!({"waits": false})),
+            "{body}"
+        );
+        assert_eq!(body["logs"], "", "{endpoint}: answered before its timer");
+
+        // The timer went on in the warm container; its line comes with the next call.
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        let (status, body) = app
+            .invoke(endpoint, "timers", json!({"wait": true, "ms": 1}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["logs"], "timer fired after 1000\ntimer fired after 1\n",
+            "{endpoint}"
+        );
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_missing_or_malformed_handler_says_which() {
     let app = TestApp::with_workers(&[Runtime::Docker]).await;
