@@ -544,6 +544,43 @@ mod tests {
         assert_eq!(operations, 28);
     }
 
+    /// Every JSON success body shows an example: in the response, on its schema, or on every
+    /// one of its schema's properties.
+    #[test]
+    fn every_success_body_has_an_example() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        let mut missing = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                for (status, response) in operation["responses"].as_object().unwrap() {
+                    let Some(content) = response["content"].get("application/json") else {
+                        continue;
+                    };
+                    if !status.starts_with('2') || content.get("example").is_some() {
+                        continue;
+                    }
+                    let schema = &content["schema"];
+                    let target = schema
+                        .get("$ref")
+                        .or_else(|| schema["items"].get("$ref"))
+                        .and_then(Value::as_str);
+                    let Some(name) = target.and_then(|t| t.rsplit('/').next()) else {
+                        continue; // the document itself: an example would be the document
+                    };
+                    let component = &schemas[name];
+                    let by_property = component["properties"]
+                        .as_object()
+                        .is_some_and(|props| props.values().all(|p| p.get("examples").is_some()));
+                    if component.get("examples").is_none() && !by_property {
+                        missing.push(format!("{method} {path} {status}: {name}"));
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no example: {missing:#?}");
+    }
+
     /// Every `$ref` names a schema the document holds.
     #[test]
     fn every_reference_resolves() {

@@ -12,6 +12,14 @@ use tokio_postgres::error::SqlState;
 
 /// A stored function, as the API shows it, with what its namespace allows (not shown).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(examples(json!({
+    "id": 1, "namespace": "default", "name": "hello", "route": "/hello",
+    "language": "python", "handler": "handler", "timeout": 5, "runtime": "docker",
+    "code": "def handler(event, context):\n    return {'message': 'Hello'}",
+    "memory_mb": 128, "env": {"GREETING": "Hello"}, "max_concurrency": null,
+    "http_methods": ["GET", "POST"], "http_auth": "key", "cors": null, "version": 1,
+    "created_at": "2026-11-27T16:00:00Z", "updated_at": "2026-11-27T16:00:00Z"
+})))]
 pub struct Function {
     #[schema(examples(1))]
     pub id: i64,

@@ -9,6 +9,13 @@ use uuid::Uuid;
 
 /// One invocation as `GET /metrics/` lists it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(examples(json!({
+    "invocation_id": "0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b", "namespace": "default",
+    "function_id": 1, "function_name": "hello", "function_version": 1, "runtime": "docker",
+    "trigger": "http", "status": "success", "cold_start": false, "duration_ms": 1.21,
+    "queue_ms": 0.31, "init_ms": 0.0, "run_ms": 0.42, "worker_id": "worker-1",
+    "error": null, "created_at": "2026-11-27T16:00:00Z"
+})))]
 pub struct InvocationRecord {
     pub invocation_id: Uuid,
     pub namespace: String,

@@ -10,6 +10,11 @@ use uuid::Uuid;
 
 /// A key as `GET /keys/` shows it: no secret, no hash.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(examples(json!({
+    "id": "0b9d2f3c4e5a6b7c8d9e0f1a2b3c4d5e", "namespace": "team-a", "scopes": ["invoke"],
+    "description": "the shop's frontend", "created_at": "2026-11-27T16:00:00Z",
+    "expires_at": null
+})))]
 pub struct KeyInfo {
     /// As it appears in the key (`faas_<id>_…`): 32 hex digits.
     #[serde(serialize_with = "simple_uuid")]

@@ -9,6 +9,10 @@ use tokio_postgres::Row;
 
 /// A namespace as the API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(examples(json!({
+    "name": "team-a", "allowed_runtimes": ["gvisor"], "max_concurrency": 50,
+    "created_at": "2026-11-27T16:00:00Z"
+})))]
 pub struct Namespace {
     pub name: String,
     pub allowed_runtimes: Vec<Runtime>,

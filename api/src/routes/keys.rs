@@ -44,6 +44,12 @@ pub struct KeyInput {
 
 /// A key just made: its listing and, this once, the key itself.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(examples(json!({
+    "id": "0b9d2f3c4e5a6b7c8d9e0f1a2b3c4d5e", "namespace": "team-a", "scopes": ["invoke"],
+    "description": "the shop's frontend", "created_at": "2026-11-27T16:00:00Z",
+    "expires_at": null,
+    "key": "faas_0b9d2f3c4e5a6b7c8d9e0f1a2b3c4d5e_Zm9yIGV4YW1wbGUgb25seSwgbm90IGEgcmVhbCBrZXk"
+})))]
 pub struct CreatedKey {
     #[serde(flatten)]
     info: KeyInfo,
