@@ -9,6 +9,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 
 /// A stored function, as the API shows it, with what its namespace allows (not shown).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -153,6 +154,71 @@ fn conflict_or(error: tokio_postgres::Error, fields: &FunctionFields) -> ApiErro
     error.into()
 }
 
+/// The columns a client sets, in the order of [`FieldValues::params`].
+const FIELD_COLUMNS: [&str; 14] = [
+    "name",
+    "route",
+    "language",
+    "code",
+    "handler",
+    "timeout",
+    "runtime",
+    "memory_mb",
+    "env",
+    "max_concurrency",
+    "http_methods",
+    "http_auth",
+    "cors",
+    "route_shape",
+];
+
+/// [`FunctionFields`] as query parameters: the JSON columns encoded, the enums as text.
+struct FieldValues<'a> {
+    fields: &'a FunctionFields,
+    language: &'static str,
+    runtime: &'static str,
+    http_auth: &'static str,
+    env: serde_json::Value,
+    cors: Option<serde_json::Value>,
+}
+
+impl<'a> FieldValues<'a> {
+    fn new(fields: &'a FunctionFields) -> Self {
+        FieldValues {
+            fields,
+            language: fields.language.as_str(),
+            runtime: fields.runtime.as_str(),
+            http_auth: fields.http_auth.as_str(),
+            env: serde_json::to_value(&fields.env).unwrap_or_default(),
+            cors: fields
+                .cors
+                .as_ref()
+                .map(|cors| serde_json::to_value(cors).unwrap_or_default()),
+        }
+    }
+
+    /// The values of [`FIELD_COLUMNS`], in their order.
+    fn params(&self) -> [&(dyn ToSql + Sync); 14] {
+        let f = self.fields;
+        [
+            &f.name,
+            &f.route,
+            &self.language,
+            &f.code,
+            &f.handler,
+            &f.timeout,
+            &self.runtime,
+            &f.memory_mb,
+            &self.env,
+            &f.max_concurrency,
+            &f.http_methods,
+            &self.http_auth,
+            &self.cors,
+            &f.route_shape,
+        ]
+    }
+}
+
 /// Creates a function in `namespace`.
 pub async fn insert_function(
     pool: &Pool,
@@ -160,41 +226,23 @@ pub async fn insert_function(
     fields: &FunctionFields,
 ) -> Result<Function, ApiError> {
     let client = pool.get().await?;
+    // $1 is the namespace, the fields follow.
+    let placeholders: Vec<String> = (2..FIELD_COLUMNS.len() + 2)
+        .map(|n| format!("${n}"))
+        .collect();
     let sql = format!(
         "WITH f AS (
-             INSERT INTO functions (namespace, name, route, language, code, timeout, runtime,
-                                    memory_mb, env, max_concurrency, http_methods, http_auth,
-                                    cors, route_shape, handler)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-             RETURNING *)
-         SELECT {FUNCTION_COLUMNS} FROM f JOIN namespaces n ON n.name = f.namespace"
+             INSERT INTO functions (namespace, {})
+             VALUES ($1, {}) RETURNING *)
+         SELECT {FUNCTION_COLUMNS} FROM f JOIN namespaces n ON n.name = f.namespace",
+        FIELD_COLUMNS.join(", "),
+        placeholders.join(", ")
     );
-    let env = serde_json::to_value(&fields.env).unwrap_or_default();
-    let cors = fields
-        .cors
-        .as_ref()
-        .map(|cors| serde_json::to_value(cors).unwrap_or_default());
+    let values = FieldValues::new(fields);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&namespace];
+    params.extend(values.params());
     let row = client
-        .query_one(
-            &sql,
-            &[
-                &namespace,
-                &fields.name,
-                &fields.route,
-                &fields.language.as_str(),
-                &fields.code,
-                &fields.timeout,
-                &fields.runtime.as_str(),
-                &fields.memory_mb,
-                &env,
-                &fields.max_concurrency,
-                &fields.http_methods,
-                &fields.http_auth.as_str(),
-                &cors,
-                &fields.route_shape,
-                &fields.handler,
-            ],
-        )
+        .query_one(&sql, &params)
         .await
         .map_err(|e| conflict_or(e, fields))?;
     Ok(Function::try_from(&row)?)
@@ -209,43 +257,24 @@ pub async fn update_function(
     fields: &FunctionFields,
 ) -> Result<Option<Function>, ApiError> {
     let client = pool.get().await?;
+    // $1 and $2 are the id and the namespace, the fields follow.
+    let assignments: Vec<String> = FIELD_COLUMNS
+        .iter()
+        .zip(3..)
+        .map(|(column, n)| format!("{column} = ${n}"))
+        .collect();
     let sql = format!(
         "WITH f AS (
-             UPDATE functions SET name = $3, route = $4, language = $5, code = $6, timeout = $7,
-                    runtime = $8, memory_mb = $9, env = $10, max_concurrency = $11,
-                    http_methods = $12, http_auth = $13, cors = $14, route_shape = $15,
-                    handler = $16,
-                    version = version + 1, updated_at = now()
+             UPDATE functions SET {}, version = version + 1, updated_at = now()
              WHERE id = $1 AND namespace = $2 RETURNING *)
-         SELECT {FUNCTION_COLUMNS} FROM f JOIN namespaces n ON n.name = f.namespace"
+         SELECT {FUNCTION_COLUMNS} FROM f JOIN namespaces n ON n.name = f.namespace",
+        assignments.join(", ")
     );
-    let env = serde_json::to_value(&fields.env).unwrap_or_default();
-    let cors = fields
-        .cors
-        .as_ref()
-        .map(|cors| serde_json::to_value(cors).unwrap_or_default());
+    let values = FieldValues::new(fields);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &namespace];
+    params.extend(values.params());
     let row = client
-        .query_opt(
-            &sql,
-            &[
-                &id,
-                &namespace,
-                &fields.name,
-                &fields.route,
-                &fields.language.as_str(),
-                &fields.code,
-                &fields.timeout,
-                &fields.runtime.as_str(),
-                &fields.memory_mb,
-                &env,
-                &fields.max_concurrency,
-                &fields.http_methods,
-                &fields.http_auth.as_str(),
-                &cors,
-                &fields.route_shape,
-                &fields.handler,
-            ],
-        )
+        .query_opt(&sql, &params)
         .await
         .map_err(|e| conflict_or(e, fields))?;
     Ok(row.as_ref().map(Function::try_from).transpose()?)
