@@ -1,7 +1,7 @@
 //! Functions, each in its namespace, read together with what the namespace allows.
 
 use crate::error::{ApiError, DbError};
-use crate::http_trigger::{Cors, HttpAuth};
+use crate::http_trigger::{Cors, HttpAuth, RouteEntry};
 use chrono::{DateTime, Utc};
 use common::{Language, Runtime};
 use deadpool_postgres::Pool;
@@ -88,8 +88,7 @@ impl TryFrom<&Row> for Function {
         let runtime: String = row.try_get("runtime")?;
         let env: serde_json::Value = row.try_get("env")?;
         let allowed: Vec<String> = row.try_get("allowed_runtimes")?;
-        let http_auth: String = row.try_get("http_auth")?;
-        let cors: Option<serde_json::Value> = row.try_get("cors")?;
+        let trigger = TriggerSettings::try_from(row)?;
         Ok(Function {
             id: row.try_get("id")?,
             namespace: row.try_get("namespace")?,
@@ -104,10 +103,9 @@ impl TryFrom<&Row> for Function {
             memory_mb: row.try_get("memory_mb")?,
             env: serde_json::from_value(env).unwrap_or_default(),
             max_concurrency: row.try_get("max_concurrency")?,
-            http_methods: row.try_get("http_methods")?,
-            // The CHECK keeps it `key` or `none`; the api only stores checked CORS settings.
-            http_auth: HttpAuth::parse(&http_auth).unwrap_or_default(),
-            cors: cors.and_then(|value| serde_json::from_value(value).ok()),
+            http_methods: trigger.methods,
+            http_auth: trigger.auth,
+            cors: trigger.cors,
             version: row.try_get("version")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -122,6 +120,27 @@ fn rows_to_functions(rows: &[Row]) -> Result<Vec<Function>, ApiError> {
     rows.iter()
         .map(|row| Function::try_from(row).map_err(ApiError::from))
         .collect()
+}
+
+/// A function row's HTTP trigger settings.
+struct TriggerSettings {
+    methods: Option<Vec<String>>,
+    auth: HttpAuth,
+    cors: Option<Cors>,
+}
+
+impl TryFrom<&Row> for TriggerSettings {
+    type Error = DbError;
+    fn try_from(row: &Row) -> Result<Self, DbError> {
+        let http_auth: String = row.try_get("http_auth")?;
+        let cors: Option<serde_json::Value> = row.try_get("cors")?;
+        Ok(TriggerSettings {
+            methods: row.try_get("http_methods")?,
+            // The CHECK keeps it `key` or `none`; the api only stores checked CORS settings.
+            auth: HttpAuth::parse(&http_auth).unwrap_or_default(),
+            cors: cors.and_then(|value| serde_json::from_value(value).ok()),
+        })
+    }
 }
 
 /// Turns a unique-constraint violation into the 409 that names what is taken.
@@ -338,21 +357,9 @@ pub async fn delete_function(pool: &Pool, namespace: &str, id: i64) -> Result<bo
     Ok(deleted > 0)
 }
 
-/// A function's route and how it is served: a row of the route table.
-#[derive(Debug)]
-pub struct RouteRow {
-    pub id: i64,
-    pub namespace: String,
-    pub name: String,
-    pub route: String,
-    pub http_methods: Option<Vec<String>>,
-    pub http_auth: HttpAuth,
-    pub cors: Option<Cors>,
-}
-
 /// Every function's route that holds its shape (those without one share it with an older
-/// function, from before shapes were kept unique).
-pub async fn list_routes(pool: &Pool) -> Result<Vec<RouteRow>, DbError> {
+/// function, from before shapes were kept unique), as the route table holds it.
+pub async fn list_routes(pool: &Pool) -> Result<Vec<RouteEntry>, DbError> {
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
@@ -363,18 +370,16 @@ pub async fn list_routes(pool: &Pool) -> Result<Vec<RouteRow>, DbError> {
     let rows = client.query(&statement, &[]).await?;
     rows.iter()
         .map(|row| {
-            let http_auth: String = row.try_get("http_auth")?;
-            let cors: Option<serde_json::Value> = row.try_get("cors")?;
-            Ok(RouteRow {
-                id: row.try_get("id")?,
+            let trigger = TriggerSettings::try_from(row)?;
+            Ok(RouteEntry {
+                function_id: row.try_get("id")?,
                 namespace: row.try_get("namespace")?,
                 name: row.try_get("name")?,
                 route: row.try_get("route")?,
-                http_methods: row.try_get("http_methods")?,
-                http_auth: HttpAuth::parse(&http_auth).unwrap_or_default(),
-                cors: cors.and_then(|value| serde_json::from_value(value).ok()),
+                methods: trigger.methods,
+                auth: trigger.auth,
+                cors: trigger.cors,
             })
         })
-        .collect::<Result<_, tokio_postgres::Error>>()
-        .map_err(DbError::from)
+        .collect()
 }

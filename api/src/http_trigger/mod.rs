@@ -49,6 +49,11 @@ impl HttpAuth {
 /// The methods a route may be limited to (`http_methods`); absent means all of them.
 pub const HTTP_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
+/// [`HTTP_METHODS`], owned: what a route without `http_methods` answers.
+pub fn all_methods() -> Vec<String> {
+    HTTP_METHODS.iter().map(|m| (*m).to_owned()).collect()
+}
+
 /// `http_methods` as a client wrote them, checked: each one of [`HTTP_METHODS`] (upper case,
 /// as the document's enum says), none twice.
 pub fn validate_methods(methods: Vec<String>) -> Result<Vec<String>, String> {

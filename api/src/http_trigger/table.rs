@@ -7,7 +7,7 @@
 
 use super::pattern::{RouteMatcher, RoutePattern};
 use super::{Cors, HttpAuth};
-use crate::db::{self, RouteRow};
+use crate::db;
 use deadpool_postgres::Pool;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -106,8 +106,8 @@ impl RouteTable {
     /// [`RouteTable::spawn_reloader`].
     pub async fn load(&self, db: &Pool) -> Result<usize, crate::error::DbError> {
         let wanted = *self.wanted.borrow();
-        let rows = db::list_routes(db).await?;
-        let routes = build(rows);
+        let entries = db::list_routes(db).await?;
+        let routes = build(entries);
         let count = routes.route_count();
         *self.current.write().unwrap() = Arc::new(routes);
         self.loaded
@@ -155,26 +155,17 @@ impl RouteTable {
 /// The matcher for the stored routes. A route that does not parse (stored before routes were
 /// checked as patterns) or whose shape another holds is left out: it answers nothing until
 /// its function is saved with a valid one.
-fn build(rows: Vec<RouteRow>) -> Routes {
+fn build(entries: Vec<RouteEntry>) -> Routes {
     let mut routes = Routes::default();
-    for row in rows {
-        let pattern = match RoutePattern::parse(&row.route) {
+    for entry in entries {
+        let pattern = match RoutePattern::parse(&entry.route) {
             Ok(pattern) => pattern,
             Err(error) => {
-                tracing::debug!(function_id = row.id, %error, "route not served");
+                tracing::debug!(function_id = entry.function_id, %error, "route not served");
                 continue;
             }
         };
-        let entry = Arc::new(RouteEntry {
-            function_id: row.id,
-            namespace: row.namespace,
-            name: row.name,
-            route: row.route,
-            methods: row.http_methods,
-            auth: row.http_auth,
-            cors: row.cors,
-        });
-        if let Err(entry) = routes.insert(pattern, entry) {
+        if let Err(entry) = routes.insert(pattern, Arc::new(entry)) {
             tracing::debug!(
                 function_id = entry.function_id,
                 "route shape taken; not served"

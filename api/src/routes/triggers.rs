@@ -9,7 +9,7 @@ use super::invoke::{Detail, Failure, Trigger, call_function, find_function, runt
 use crate::auth::{self, Principal, Scope};
 use crate::error::{ApiError, ErrorBody};
 use crate::http_trigger::{
-    Cors, HTTP_METHODS, HttpAuth, RequestFacts, RouteEntry, answer_from_result, build_event,
+    self, Cors, HTTP_METHODS, HttpAuth, RequestFacts, RouteEntry, answer_from_result, build_event,
 };
 use crate::limits::{self, BodyLimit};
 use crate::state::AppState;
@@ -98,7 +98,7 @@ pub async fn call_route(State(state): State<AppState>, request: Request) -> Resp
     if !HTTP_METHODS.contains(&parts.method.as_str()) {
         return ApiError::MethodNotAllowed {
             method: parts.method.to_string(),
-            allowed: HTTP_METHODS.iter().map(|m| (*m).to_owned()).collect(),
+            allowed: http_trigger::all_methods(),
         }
         .into_response();
     }
