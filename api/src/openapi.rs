@@ -234,6 +234,12 @@ pub fn cors_headers_schema() -> Schema {
 
 /// A response with an [`ErrorBody`]; `codes` are those it may carry.
 fn error_response(summary: &str, codes: &[ErrorCode]) -> ResponseBuilder {
+    coded_response(summary, codes, &ErrorBody::name())
+}
+
+/// A response whose JSON body is the schema `schema`, with a `code` among `codes`, which the
+/// description lists.
+fn coded_response(summary: &str, codes: &[ErrorCode], schema: &str) -> ResponseBuilder {
     let codes: Vec<String> = codes.iter().map(|c| format!("`{}`", c.as_str())).collect();
     ResponseBuilder::new()
         .description(format!("{summary} (code: {}).", codes.join(", ")))
@@ -241,7 +247,7 @@ fn error_response(summary: &str, codes: &[ErrorCode]) -> ResponseBuilder {
             "application/json",
             ContentBuilder::new()
                 .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                    ErrorBody::name(),
+                    schema,
                 ))))
                 .build(),
         )
@@ -367,19 +373,8 @@ pub struct InvocationErrors;
 
 impl utoipa::IntoResponses for InvocationErrors {
     fn responses() -> Responses {
-        let failure = |summary: &str, codes: &[ErrorCode]| {
-            let codes: Vec<String> = codes.iter().map(|c| format!("`{}`", c.as_str())).collect();
-            ResponseBuilder::new()
-                .description(format!("{summary} (code: {}).", codes.join(", ")))
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                            routes::invoke::Failure::name(),
-                        ))))
-                        .build(),
-                )
-        };
+        let schema = routes::invoke::Failure::name();
+        let failure = |summary: &str, codes: &[ErrorCode]| coded_response(summary, codes, &schema);
         responses([
             (
                 502,
