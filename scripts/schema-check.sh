@@ -4,10 +4,11 @@
 # documented, invalid data refused and valid data accepted, auth enforced, 405 for methods the
 # document does not list, resources there after creation and gone after deletion), a fixed seed
 # so a run can be repeated, up to 100 generated examples per operation. Fails on any failure. (It
-# tests 20 of the document's 21 operations: schemathesis leaves out the document it loaded,
+# tests 27 of the document's 28 operations: schemathesis leaves out the document it loaded,
 # GET /openapi.json, which the api's own tests check.)
 #
-# Like scripts/seed-session.sh it runs the real binaries on a fresh database and queue prefix:
+# Like scripts/seed-session.sh it runs the real binaries (scripts/lib/real-binaries.sh) on a
+# fresh database and queue prefix:
 # the api with auth on and a random ADMIN_KEY (sent as the bearer key), and one docker and one
 # gvisor worker, so that the calls the document's examples make (`hello`) run and their
 # success bodies are checked too. schemathesis lives in a venv outside the clone
@@ -24,40 +25,17 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VE
   "$venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-cargo build --locked -q -p api -p worker
-bin=${CARGO_TARGET_DIR:-target}/debug
-admin=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-db="faas_schema_$$"
-psql "$admin" -qc "CREATE DATABASE $db" >/dev/null
-export DATABASE_URL="${admin%/*}/$db"
-export QUEUE_PREFIX="schema-$$."
-export RUST_LOG=warn
+source scripts/lib/real-binaries.sh
+real_binaries schema
 port=${SCHEMA_CHECK_PORT:-8002}
 base="http://127.0.0.1:$port"
-logs=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-fail() { log "FAILED: $*"; for f in "$logs"/*.log; do log "--- $f"; tail -20 "$f" >&2; done; exit 1; }
 
 admin_key="schema-admin-key-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 AUTH=enabled ADMIN_KEY=$admin_key API_ADDR=127.0.0.1:$port METRICS_ADDR=127.0.0.1:19103 \
   "$bin/api" >"$logs/api.log" 2>&1 & pids+=($!)
-METRICS_ADDR=127.0.0.1:19104 WORKER_ID="schema-docker-$$" "$bin/worker" --runtime docker >"$logs/docker.log" 2>&1 & pids+=($!)
-METRICS_ADDR=127.0.0.1:19105 WORKER_ID="schema-gvisor-$$" "$bin/worker" --runtime gvisor >"$logs/gvisor.log" 2>&1 & pids+=($!)
-for _ in $(seq 1 100); do
-  curl -sf "$base/readyz" >/dev/null && break
-  sleep 0.1
-done
-curl -sf "$base/readyz" >/dev/null || fail "the api did not become ready"
-for _ in $(seq 1 100); do
-  grep -q "consuming jobs" "$logs/docker.log" && grep -q "consuming jobs" "$logs/gvisor.log" && break
-  sleep 0.1
-done
+start_workers schema 19104 19105
+wait_for_api "$base" || fail "the api did not become ready"
+wait_for_workers
 
 # The function the document's examples call (`/execute/hello`), made beforehand so that those
 # calls run and their 200 bodies are checked. A placeholder takes id 1 first: the examples of

@@ -10,37 +10,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '[seed] %s\n' "$*" >&2; }
 
-cargo build --locked -q -p api -p worker
-bin=${CARGO_TARGET_DIR:-target}/debug
-admin=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-db="faas_seed_$$"
-psql "$admin" -qc "CREATE DATABASE $db" >/dev/null
-export DATABASE_URL="${admin%/*}/$db"
-export QUEUE_PREFIX="seed-$$."
-export RUST_LOG=warn
-logs=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
+source scripts/lib/real-binaries.sh
+real_binaries seed
 
 AUTH=disabled "$bin/api" >"$logs/api.log" 2>&1 & pids+=($!)
-METRICS_ADDR=127.0.0.1:19101 WORKER_ID="seed-docker-$$" "$bin/worker" --runtime docker >"$logs/docker.log" 2>&1 & pids+=($!)
-METRICS_ADDR=127.0.0.1:19102 WORKER_ID="seed-gvisor-$$" "$bin/worker" --runtime gvisor >"$logs/gvisor.log" 2>&1 & pids+=($!)
-for _ in $(seq 1 100); do
-  curl -sf http://localhost:8000/readyz >/dev/null && break
-  sleep 0.1
-done
-# Workers are ready when they consume; give them the moment their start-up checks take.
-for _ in $(seq 1 100); do
-  grep -q "consuming jobs" "$logs/docker.log" && grep -q "consuming jobs" "$logs/gvisor.log" && break
-  sleep 0.1
-done
+start_workers seed 19101 19102
+# A timeout shows as the first check's failure, with the logs.
+wait_for_api http://localhost:8000 || true
+wait_for_workers
 
-fail() { log "FAILED: $*"; for f in "$logs"/*.log; do log "--- $f"; tail -20 "$f" >&2; done; exit 1; }
 passed=0
 expect() { # name, output, fixed string it must contain
   grep -qF -- "$3" <<<"$2" || fail "$1: expected $3 in: $2"
@@ -78,10 +56,7 @@ log "the seed session gives the promised answers on Docker and gVisor"
 admin_key="seed-admin-key-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 AUTH=enabled ADMIN_KEY=$admin_key API_ADDR=0.0.0.0:8001 METRICS_ADDR=127.0.0.1:19100 \
   "$bin/api" >"$logs/api-keyed.log" 2>&1 & pids+=($!)
-for _ in $(seq 1 100); do
-  curl -sf http://localhost:8001/readyz >/dev/null && break
-  sleep 0.1
-done
+wait_for_api http://localhost:8001 || true
 auth=(-H "Authorization: Bearer $admin_key")
 unkeyed=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Content-Type: application/json" -d \
     '{"event": {}}' http://localhost:8001/execute/test_curl_func)
