@@ -4,7 +4,9 @@
 #   - docker-compose and promtool, to check the cluster's configs;
 #   - dockerd running (started here when no daemon answers);
 #   - the runtime images python-base and nodejs-base, built on a base made locally from Debian
-#     packages (mmdebstrap + docker import) when the upstream base images cannot be pulled.
+#     packages (mmdebstrap + docker import) when the upstream base images cannot be pulled;
+#   - the build images python-build and nodejs-build (the runtime images plus pip / npm), which
+#     turn a function's dependencies into an artifact (docker/README.md, "Build images").
 # Postgres and RabbitMQ are not touched here: scripts/test.sh checks them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +15,8 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 PYTHON_IMAGE=${PYTHON_IMAGE:-python-base}
 NODE_IMAGE=${NODE_IMAGE:-nodejs-base}
+PYTHON_BUILD_IMAGE=${PYTHON_BUILD_IMAGE:-python-build}
+NODE_BUILD_IMAGE=${NODE_BUILD_IMAGE:-nodejs-build}
 LOCAL_BASE=${LOCAL_BASE:-faas-local-base:bookworm}
 
 need_pkgs=()
@@ -112,4 +116,10 @@ log "building $PYTHON_IMAGE on $py_base"
 docker build -q --build-arg BASE_IMAGE="$py_base" -t "$PYTHON_IMAGE" docker/python >/dev/null
 log "building $NODE_IMAGE on $node_base"
 docker build -q --build-arg BASE_IMAGE="$node_base" -t "$NODE_IMAGE" docker/nodejs >/dev/null
+# On the runtime images, so that what is built runs on the same Python / Node. Cached after the
+# first run; a rebuilt runtime image installs pip / npm again.
+log "building $PYTHON_BUILD_IMAGE on $PYTHON_IMAGE"
+docker build -q --build-arg BASE_IMAGE="$PYTHON_IMAGE" -t "$PYTHON_BUILD_IMAGE" docker/python-build >/dev/null
+log "building $NODE_BUILD_IMAGE on $NODE_IMAGE"
+docker build -q --build-arg BASE_IMAGE="$NODE_IMAGE" -t "$NODE_BUILD_IMAGE" docker/nodejs-build >/dev/null
 log "ready: docker $(docker version --format '{{.Server.Version}}'), runtimes $(docker info --format '{{range $k, $v := .Runtimes}}{{$k}} {{end}}')"
