@@ -274,11 +274,14 @@ mod tests {
             http_methods: None,
             http_auth: Default::default(),
             cors: None,
+            dependencies: None,
+            build: None,
             version,
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
             allowed_runtimes: Runtime::ALL.to_vec(),
             namespace_max_concurrency: None,
+            serving: None,
         })
     }
 

@@ -100,6 +100,20 @@ pub struct Config {
     #[arg(long, env = "KEY_CACHE_TTL_SECS", default_value_t = 5)]
     pub key_cache_ttl_secs: u64,
 
+    /// The secret workers present (as a bearer token) to report builds and to upload and
+    /// download dependency artifacts under `/internal/`; at least 32 characters. Unset: those
+    /// routes refuse everyone, so no function with dependencies can be built.
+    #[arg(long, env = "WORKER_TOKEN", hide_env_values = true)]
+    pub worker_token: Option<Secret>,
+
+    /// The most seconds `?wait=true` on a create or update waits for the build.
+    #[arg(long, env = "BUILD_WAIT_SECS", default_value_t = 600)]
+    pub build_wait_secs: u64,
+
+    /// The largest dependency artifact (gzip'd tar, as stored) a worker may upload, in MB.
+    #[arg(long, env = "ARTIFACT_MAX_MB", default_value_t = 250)]
+    pub artifact_max_mb: u64,
+
     /// How log lines are written.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -148,7 +162,18 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// The shortest `WORKER_TOKEN` accepted.
+pub const MIN_WORKER_TOKEN_LEN: usize = 32;
+
 impl Config {
+    /// The `WORKER_TOKEN` setting, if set and non-empty.
+    pub fn worker_token(&self) -> Option<&str> {
+        self.worker_token
+            .as_ref()
+            .map(|token| token.0.as_str())
+            .filter(|token| !token.is_empty())
+    }
+
     /// The `ADMIN_KEY` setting, if one is set (an empty value counts as none, as compose passes
     /// an unset variable).
     pub fn admin_key(&self) -> Option<&str> {

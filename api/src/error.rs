@@ -70,11 +70,15 @@ pub enum ErrorCode {
     Expired,
     /// 504: no worker answered before the call's deadline.
     NoReply,
+    /// 409: the function's dependencies are still being built and no earlier version can run.
+    FunctionNotReady,
+    /// 424: the build of the function's dependencies failed and no earlier version can run.
+    BuildFailed,
 }
 
 impl ErrorCode {
     /// Every code, in the order the document lists them.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::InvalidRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -102,6 +106,8 @@ impl ErrorCode {
         ErrorCode::FunctionTimeout,
         ErrorCode::Expired,
         ErrorCode::NoReply,
+        ErrorCode::FunctionNotReady,
+        ErrorCode::BuildFailed,
     ];
 
     /// The code as it is sent (and as metrics label calls).
@@ -134,6 +140,8 @@ impl ErrorCode {
             ErrorCode::FunctionTimeout => "function_timeout",
             ErrorCode::Expired => "expired",
             ErrorCode::NoReply => "no_reply",
+            ErrorCode::FunctionNotReady => "function_not_ready",
+            ErrorCode::BuildFailed => "build_failed",
         }
     }
 }
@@ -206,6 +214,15 @@ pub enum ApiError {
     /// The client sent its body too slowly.
     #[error("the request body did not arrive in time")]
     BodyTimeout,
+    /// The version to run has its dependencies pending or building.
+    #[error("function {0} is not ready: its dependencies are being built (GET /functions/{{id}}/build shows the build)")]
+    FunctionNotReady(String),
+    /// The version to run has a failed build and none before it could run.
+    #[error("the build of function {name}'s dependencies failed; update the function to try again. The log ends with:\n{log_tail}")]
+    BuildFailed { name: String, log_tail: String },
+    /// A worker-only route called without the worker token, or with a wrong one.
+    #[error("this route is for workers: it needs the WORKER_TOKEN as a bearer token")]
+    NotAWorker,
 }
 
 /// A database failure, whatever layer it came from.
@@ -231,7 +248,9 @@ impl ApiError {
             ApiError::InvalidResponse(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::FunctionNotReady(_) => StatusCode::CONFLICT,
+            ApiError::BuildFailed { .. } => StatusCode::FAILED_DEPENDENCY,
+            ApiError::NotAWorker => StatusCode::UNAUTHORIZED,
             ApiError::NoWorker(_)
             | ApiError::RuntimeUnavailable(_)
             | ApiError::BrokerUnavailable(_)
@@ -257,6 +276,9 @@ impl ApiError {
             ApiError::NamespaceNotFound(_) => ErrorCode::NamespaceNotFound,
             ApiError::KeyNotFound(_) => ErrorCode::KeyNotFound,
             ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::FunctionNotReady(_) => ErrorCode::FunctionNotReady,
+            ApiError::BuildFailed { .. } => ErrorCode::BuildFailed,
+            ApiError::NotAWorker => ErrorCode::Unauthorized,
             ApiError::NoWorker(_) => ErrorCode::NoWorker,
             ApiError::RuntimeUnavailable(_) => ErrorCode::RuntimeUnavailable,
             ApiError::BrokerUnavailable(_) | ApiError::BrokerDisconnected => {
@@ -415,6 +437,12 @@ mod tests {
                 limit: 1,
             },
             ApiError::BodyTimeout,
+            ApiError::FunctionNotReady(String::new()),
+            ApiError::BuildFailed {
+                name: String::new(),
+                log_tail: String::new(),
+            },
+            ApiError::NotAWorker,
         ];
         for error in &all {
             // Exhaustive: a variant missing above is a compile error.
@@ -438,7 +466,10 @@ mod tests {
                 | ApiError::Database(_)
                 | ApiError::Overloaded(_)
                 | ApiError::ConcurrencyLimit { .. }
-                | ApiError::BodyTimeout => {}
+                | ApiError::BodyTimeout
+                | ApiError::FunctionNotReady(_)
+                | ApiError::BuildFailed { .. }
+                | ApiError::NotAWorker => {}
             }
         }
         all

@@ -9,7 +9,9 @@ use crate::error::ApiError;
 use crate::http_trigger::RouteTable;
 use crate::keys::KeyStore;
 use common::broker::{CONTENT_TYPE_JSON, DIRECT_REPLY_TO, Topology};
-use common::{EVENT_TYPE_FUNCTION, EVENT_TYPE_KEY, FunctionEvent, Job, KeyEvent, Reply, Runtime};
+use common::{
+    BuildJob, EVENT_TYPE_FUNCTION, EVENT_TYPE_KEY, FunctionEvent, Job, KeyEvent, Reply, Runtime,
+};
 use futures_util::StreamExt;
 use lapin::Confirmation;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
@@ -254,6 +256,37 @@ impl Invoker {
             // The sender was dropped: the connection went away under us.
             Ok(Err(_)) => Err(ApiError::BrokerDisconnected),
             Err(_) => Ok(Err(NoReply::TimedOut)),
+        }
+    }
+
+    /// Queues a dependency build, persistently: the broker confirms once it is on disk, so a
+    /// broker restart does not lose it.
+    pub async fn publish_build(&self, job: &BuildJob) -> Result<(), ApiError> {
+        let session = self.current_session()?;
+        let body = serde_json::to_vec(job).expect("a build job always serializes");
+        let properties = BasicProperties::default()
+            .with_message_id(job.attempt.to_string().into())
+            .with_content_type(CONTENT_TYPE_JSON.into())
+            .with_delivery_mode(2);
+        let confirm = session
+            .channel
+            .basic_publish(
+                "".into(),
+                self.topology.build_queue().as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                &body,
+                properties,
+            )
+            .await
+            .map_err(ApiError::BrokerUnavailable)?;
+        match confirm.await.map_err(ApiError::BrokerUnavailable)? {
+            Confirmation::Nack(_) => Err(ApiError::Overloaded(
+                "the broker refused the build job; save the function again shortly".into(),
+            )),
+            _ => Ok(()),
         }
     }
 

@@ -18,6 +18,7 @@ mod bodies;
 mod cache;
 mod config;
 pub mod db;
+mod deps;
 mod error;
 mod extract;
 mod http_trigger;
@@ -60,6 +61,16 @@ pub async fn run(
         config.function_cache_ttl_secs,
     )));
     let keys = key_store(&config, &db).await?;
+    match config.worker_token() {
+        Some(token) if token.len() < config::MIN_WORKER_TOKEN_LEN => anyhow::bail!(
+            "WORKER_TOKEN must be at least {} characters",
+            config::MIN_WORKER_TOKEN_LEN
+        ),
+        Some(_) => {}
+        None => tracing::warn!(
+            "WORKER_TOKEN is not set: workers cannot report builds or fetch artifacts, so functions with dependencies never become ready"
+        ),
+    }
     let routes = http_trigger::RouteTable::new();
     let route_count = routes
         .load(&db)
@@ -115,7 +126,13 @@ pub async fn run(
             max_inflight: config.max_inflight,
             // 0 would refuse every body and every request: a second is the least that works.
             body_read_timeout: Duration::from_secs(config.body_read_timeout_secs.max(1)),
+            build_wait: Duration::from_secs(config.build_wait_secs),
+            max_artifact_bytes: config.artifact_max_mb * 1024 * 1024,
         },
+        worker_token: config.worker_token().map(|token| {
+            let hash = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+            Arc::new(hash.as_ref().try_into().expect("SHA-256 is 32 bytes"))
+        }),
     };
 
     register_metrics();

@@ -46,6 +46,7 @@ known of it (`invocation_id`, `logs`, `error`)."
         routes::functions::get_function,
         routes::functions::update_function,
         routes::functions::delete_function,
+        routes::functions::get_function_build,
         routes::invoke::execute_function,
         routes::invoke::execute_function_gvisor,
         routes::triggers::call_route,
@@ -398,6 +399,24 @@ impl utoipa::IntoResponses for InvocationErrors {
                     &[ErrorCode::FunctionTimeout, ErrorCode::NoReply],
                 ),
             ),
+            (
+                409,
+                coded_response(
+                    "Its dependencies are being built and no earlier \
+                     version can run",
+                    &[ErrorCode::FunctionNotReady],
+                    &ErrorBody::name(),
+                ),
+            ),
+            (
+                424,
+                coded_response(
+                    "Its dependencies' build failed (the detail ends with the \
+                     log's tail) and no earlier version can run",
+                    &[ErrorCode::BuildFailed],
+                    &ErrorBody::name(),
+                ),
+            ),
         ])
     }
 }
@@ -536,7 +555,7 @@ mod tests {
             }
         }
         // 21, and the trigger's seven methods.
-        assert_eq!(operations, 28);
+        assert_eq!(operations, 29);
     }
 
     /// Every JSON success body shows an example: in the response, on its schema, or on every

@@ -22,6 +22,8 @@ pub struct AppState {
     /// `ROUTE_PREFIX`: where the routes start.
     pub route_prefix: Arc<str>,
     pub limits: Limits,
+    /// SHA-256 of `WORKER_TOKEN`, compared in constant time; `None`: no worker may call.
+    pub worker_token: Option<Arc<[u8; 32]>>,
 }
 
 /// Size and time limits taken from the settings.
@@ -32,4 +34,8 @@ pub struct Limits {
     pub invoke_overhead: Duration,
     pub max_inflight: usize,
     pub body_read_timeout: Duration,
+    /// `BUILD_WAIT_SECS`: the longest `?wait=true` waits for a build.
+    pub build_wait: Duration,
+    /// `ARTIFACT_MAX_MB` in bytes.
+    pub max_artifact_bytes: u64,
 }

@@ -118,6 +118,27 @@ impl Topology {
         format!("{}faas.events", self.prefix)
     }
 
+    /// The durable queue of dependency builds ([`crate::BuildJob`]), taken by any worker.
+    pub fn build_queue(&self) -> String {
+        format!("{}faas.build", self.prefix)
+    }
+
+    /// Declares the build queue (durable, with persistent messages: a build request survives
+    /// a broker restart) and returns its consumer count.
+    pub async fn declare_build_queue(&self, channel: &Channel) -> lapin::Result<u32> {
+        let queue = channel
+            .queue_declare(
+                self.build_queue().as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(queue.consumer_count())
+    }
+
     pub fn queue(&self, runtime: Runtime) -> String {
         format!("{}faas.invoke.{}", self.prefix, runtime)
     }
@@ -134,7 +155,7 @@ impl Topology {
         runtime.as_str()
     }
 
-    /// Declares the exchange and both queues and binds them; idempotent.
+    /// Declares the exchanges, both job queues (bound) and the build queue; idempotent.
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
         channel
             .exchange_declare(
@@ -170,6 +191,7 @@ impl Topology {
                 )
                 .await?;
         }
+        self.declare_build_queue(channel).await?;
         Ok(())
     }
 

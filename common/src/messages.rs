@@ -55,6 +55,41 @@ pub struct FunctionSpec {
     pub memory_mb: u32,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Its built dependencies, mounted read-only on the import path; `None`: it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependencies: Option<ArtifactRef>,
+}
+
+/// A built dependency tree, named by its digest: SHA-256 of (language, build image id,
+/// dependencies text). Workers fetch it from the api once per host and cache it unpacked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct ArtifactRef {
+    /// 64 lowercase hex digits.
+    pub digest: String,
+    /// Bytes once unpacked, for the host cache's accounting.
+    #[serde(default)]
+    pub unpacked_bytes: u64,
+}
+
+impl ArtifactRef {
+    /// True for 64 lowercase hex digits: the only digests a worker puts in a path.
+    pub fn is_valid_digest(digest: &str) -> bool {
+        digest.len() == 64 && digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }
+}
+
+/// A dependency build, published durably on `{prefix}faas.build` when a function's
+/// dependencies name a set not built yet (or whose last build failed). The worker that takes it
+/// reports to the api over HTTP; the message itself is only the work order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BuildJob {
+    /// SHA-256 of (language, dependencies text): the api's name for the build.
+    pub key: String,
+    /// This attempt; a report naming another attempt (a stale redelivery) is refused.
+    pub attempt: Uuid,
+    pub language: Language,
+    /// The text of a `requirements.txt` or a `package.json`, already validated by the api.
+    pub dependencies: String,
 }
 
 fn default_namespace() -> String {

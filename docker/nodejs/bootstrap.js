@@ -32,6 +32,8 @@ const TRIM_POLL_BUSY_MS = 50;
 // Hundreds of idle containers must not wake up several times a second each (costly under gVisor).
 const TRIM_POLL_IDLE_MS = 2000;
 const CODE_DIR = '/tmp/function';
+// Where the worker mounts a function's built dependencies (DESIGN §12).
+const DEPS_NODE_MODULES = '/opt/faas/deps/node_modules';
 const CODE_FILE = CODE_DIR + '/handler.js';
 const BOOT_FILE = __filename;
 
@@ -355,6 +357,11 @@ async function loadEsm(code, handlerName) {
   try {
     fs.mkdirSync(CODE_DIR, { recursive: true });
     fs.writeFileSync(file, code);
+    // ES modules ignore NODE_PATH: the function's dependencies (mounted read-only by the
+    // worker) are found through a node_modules beside the module instead.
+    if (fs.existsSync(DEPS_NODE_MODULES) && !fs.existsSync(CODE_DIR + '/node_modules')) {
+      fs.symlinkSync(DEPS_NODE_MODULES, CODE_DIR + '/node_modules');
+    }
   } catch (e) {
     return { error: errorInfo(e) };
   }

@@ -120,6 +120,93 @@ pub struct Config {
     /// How log lines are written.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub deps: DepsSettings,
+}
+
+/// Dependencies: where artifacts come from, where they are cached, and how builds run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DepsSettings {
+    /// The api, for dependency artifacts and build reports (`/internal/`).
+    #[arg(long, env = "API_URL", default_value = "http://127.0.0.1:8000")]
+    pub api_url: String,
+
+    /// The api's WORKER_TOKEN. Unset: this worker builds nothing and cannot run functions
+    /// with dependencies (their calls fail with `Runtime.DependenciesUnavailable`).
+    #[arg(long, env = "WORKER_TOKEN", hide_env_values = true)]
+    pub worker_token: Option<String>,
+
+    /// Host directory of unpacked artifacts, one read-only directory per digest, bind-mounted
+    /// into function containers. A worker in a container must see it at the same path as the
+    /// Docker host (compose mounts it so).
+    #[arg(long, env = "DEPS_CACHE_DIR", default_value = "/var/lib/faas/deps")]
+    pub cache_dir: std::path::PathBuf,
+
+    /// Megabytes of unpacked artifacts kept; least recently used ones no container uses go.
+    #[arg(long, env = "DEPS_CACHE_MB", default_value_t = 2048)]
+    pub cache_mb: u64,
+
+    /// Whether this worker takes build jobs (`{prefix}faas.build`).
+    #[arg(long, env = "BUILDS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub builds: bool,
+
+    /// Builds run at once.
+    #[arg(long, env = "BUILD_CONCURRENCY", default_value_t = 1)]
+    pub build_concurrency: u16,
+
+    /// Seconds a build may run before it is killed and failed.
+    #[arg(long, env = "BUILD_TIMEOUT_SECS", default_value_t = 300)]
+    pub build_timeout_secs: u64,
+
+    /// Most megabytes a build's output may take unpacked (Lambda's 250 MB); also its /tmp.
+    #[arg(long, env = "BUILD_MAX_MB", default_value_t = 250)]
+    pub build_max_mb: u64,
+
+    /// Memory of a build container (MiB); its /tmp, which holds the output, counts in it.
+    #[arg(long, env = "BUILD_MEMORY_MB", default_value_t = 1024)]
+    pub build_memory_mb: u64,
+
+    /// CPUs of a build container.
+    #[arg(long, env = "BUILD_CPUS", default_value_t = 1.0)]
+    pub build_cpus: f64,
+
+    /// Python package index for builds (pip's --index-url); unset: pip's default.
+    #[arg(long, env = "BUILD_PIP_INDEX_URL")]
+    pub pip_index_url: Option<String>,
+
+    /// npm registry for builds; unset: npm's default.
+    #[arg(long, env = "BUILD_NPM_REGISTRY")]
+    pub npm_registry: Option<String>,
+
+    /// A CA bundle file on this host, copied into build containers, for mirrors and
+    /// intercepting proxies (e.g. /etc/ssl/certs/ca-certificates.crt).
+    #[arg(long, env = "BUILD_CA_BUNDLE")]
+    pub ca_bundle: Option<std::path::PathBuf>,
+
+    /// Let npm run packages' install scripts (off: `--ignore-scripts`).
+    #[arg(long, env = "BUILD_NPM_SCRIPTS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub npm_scripts: bool,
+
+    /// OCI runtime of build containers. Unset: Docker's default (runc); runsc only where it
+    /// gives containers network (the runsc registered with --network=none cannot).
+    #[arg(long, env = "BUILD_OCI_RUNTIME")]
+    pub build_oci_runtime: Option<String>,
+
+    /// Image that builds Python dependencies.
+    #[arg(long, env = "PYTHON_BUILD_IMAGE", default_value = "python-build")]
+    pub python_build_image: String,
+
+    /// Image that builds JavaScript dependencies.
+    #[arg(long, env = "NODE_BUILD_IMAGE", default_value = "nodejs-build")]
+    pub node_build_image: String,
+}
+
+impl DepsSettings {
+    /// The worker token, if set and non-empty.
+    pub fn token(&self) -> Option<&str> {
+        self.worker_token.as_deref().filter(|token| !token.is_empty())
+    }
 }
 
 /// The smallest `memory_mb` a function can have: the default prefetch is how many of those

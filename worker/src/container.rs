@@ -325,6 +325,7 @@ mod tests {
             timeout_ms: 1000,
             memory_mb: 128,
             env: Default::default(),
+            dependencies: None,
         }
     }
 

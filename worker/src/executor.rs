@@ -350,7 +350,30 @@ impl Executor {
         job_deadline: tokio::time::Instant,
     ) -> Result<Slot<Container>, NoContainer> {
         let spec = &job.function;
-        let mut slot = match self.pool.take_stem(spec.language, bounded.memory_mb) {
+        // A stem cell cannot take a mount chosen later: a function with dependencies gets a
+        // container of its own, once its artifact is on this host.
+        let stem = match &spec.dependencies {
+            None => self.pool.take_stem(spec.language, bounded.memory_mb),
+            Some(artifact) => {
+                let fetched =
+                    tokio::time::timeout_at(job_deadline, self.pool.launcher().deps.ensure(artifact)).await;
+                let why = match fetched {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(error)) => Some(error.to_string()),
+                    Err(_) => Some("the call's deadline passed while its dependencies were fetched".to_owned()),
+                };
+                if let Some(why) = why {
+                    tracing::warn!(digest = %artifact.digest, %why, "dependencies unavailable");
+                    return Err(NoContainer::Answer(Outcome::failed(
+                        ReplyStatus::InitError,
+                        ErrorInfo::new("Runtime.DependenciesUnavailable", format!("the function's dependencies could not be fetched: {why}")),
+                        String::new(),
+                    )));
+                }
+                None
+            }
+        };
+        let mut slot = match stem {
             Some(stem) => stem,
             None => self.start_container(job, bounded, job_deadline).await?,
         };
@@ -497,6 +520,7 @@ mod tests {
                 timeout_ms,
                 memory_mb,
                 env: Default::default(),
+                dependencies: None,
             },
             event: raw_null(),
             deadline_unix_ms,

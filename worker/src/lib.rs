@@ -7,6 +7,8 @@
 //! the `pool` (scheduling and room, no I/O of its own) or has the `sandbox` (Docker) start one,
 //! and speaks the bootstraps' `protocol` through the `container` handle.
 
+mod artifacts;
+mod build;
 mod config;
 mod consumer;
 mod container;
@@ -18,7 +20,9 @@ mod sandbox;
 
 use bollard::Docker;
 use common::Runtime;
-pub use config::Config;
+pub use artifacts::{DEPS_MOUNT, DepsCache, unpack};
+pub use build::{BuildOutcome, Builder};
+pub use config::{Config, DepsSettings};
 pub use container::{CallOutcome, Container, InitOutcome};
 pub use error::WorkerError;
 pub use executor::{DockerPool, Executor, Verdict};
@@ -111,6 +115,20 @@ pub async fn run(
         }
     });
     let stem_cells = tokio::spawn(pool.clone().keep_stem_cells(stop.clone()));
+    let builds = config.deps.builds.then(|| {
+        let builder = Arc::new(Builder {
+            docker: pool.launcher().docker.clone(),
+            settings: config.deps.clone(),
+            cache: pool.launcher().deps.clone(),
+            worker_id: worker_id.clone(),
+        });
+        tokio::spawn(build::consume(
+            builder,
+            config.broker.amqp_url.clone(),
+            config.broker.topology(),
+            stop.clone(),
+        ))
+    });
 
     let executor = Arc::new(Executor {
         pool: pool.clone(),
@@ -129,6 +147,9 @@ pub async fn run(
 
     stop.cancel();
     let _ = tokio::join!(reaper, stem_cells);
+    if let Some(builds) = builds {
+        let _ = builds.await;
+    }
     stop_metrics(metrics_server).await;
     if tokio::time::timeout(REMOVE_ALL_TIMEOUT, pool.remove_all())
         .await

@@ -821,6 +821,7 @@ mod tests {
             timeout_ms: 1000,
             memory_mb,
             env: Default::default(),
+            dependencies: None,
         }
     }
 

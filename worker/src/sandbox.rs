@@ -5,6 +5,7 @@
 //! Nothing here knows about frames or the pool: [`Sandbox`] is the pool's
 //! [`Launcher`](crate::pool::Launcher) and hands back an attached [`Container`].
 
+use crate::artifacts::{DEPS_MOUNT, DepsCache};
 use crate::container::Container;
 use crate::pool::Launcher;
 use crate::protocol::FrameLimits;
@@ -55,6 +56,8 @@ pub struct Sandbox {
     /// The id of the container this worker runs in (compose), if it runs in one on this
     /// daemon; set by [`own_container_id`] at start.
     pub own_container: Option<String>,
+    /// Unpacked dependency artifacts, bind-mounted read-only into the functions that have them.
+    pub deps: Arc<DepsCache>,
 }
 
 /// What went wrong talking to a container, short of the handler's own errors.
@@ -141,6 +144,7 @@ impl Sandbox {
                 result_bytes: common::MAX_RESULT_BYTES,
             },
             own_container: None,
+            deps: Arc::new(DepsCache::open(&config.deps)),
         }
     }
 
@@ -167,12 +171,28 @@ impl Sandbox {
             labels.insert(LABEL_WORKER_CONTAINER.to_owned(), own.clone());
         }
         // A stem cell has no function yet: its function's env arrives with the init frame.
+        let mut binds = None;
         let env = match function {
             Some(spec) => {
                 labels.insert("faas.function".to_owned(), spec.name.clone());
                 labels.insert("faas.function_id".to_owned(), spec.id.to_string());
                 labels.insert("faas.version".to_owned(), spec.version.to_string());
-                spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()
+                let mut env = spec.env.clone();
+                if let Some(artifact) = &spec.dependencies {
+                    let host = self.deps.path_of(&artifact.digest);
+                    binds = Some(vec![format!("{}:{DEPS_MOUNT}:ro", host.display())]);
+                    // The artifact goes on the import path after whatever the function set.
+                    let (variable, entry) = match language {
+                        Language::Python => ("PYTHONPATH", DEPS_MOUNT.to_owned()),
+                        Language::Javascript => ("NODE_PATH", format!("{DEPS_MOUNT}/node_modules")),
+                    };
+                    let value = match env.get(variable) {
+                        Some(own) if !own.is_empty() => format!("{own}:{entry}"),
+                        _ => entry,
+                    };
+                    env.insert(variable.to_owned(), value);
+                }
+                env.iter().map(|(k, v)| format!("{k}={v}")).collect()
             }
             None => {
                 labels.insert("faas.stem_cell".to_owned(), "true".to_owned());
@@ -186,6 +206,7 @@ impl Sandbox {
                 "/tmp".to_owned(),
                 format!("rw,nosuid,nodev,size={}m,mode=1777", self.tmp_mb),
             )])),
+            binds,
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges".into()]),
             pids_limit: Some(self.pids_limit),
@@ -250,6 +271,9 @@ impl Sandbox {
             )
             .await?
             .id;
+        if let Some(artifact) = function.and_then(|spec| spec.dependencies.as_ref()) {
+            self.deps.pin(&id, &artifact.digest);
+        }
         match self.attach_and_start(&id).await {
             Ok(container) => Ok(container),
             Err(error) => {
@@ -309,6 +333,7 @@ impl Sandbox {
 
     /// Kills and removes a container; failures are logged, as there is nothing else to do.
     pub async fn remove(&self, id: &str) {
+        self.deps.unpin(id);
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
         match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => {}

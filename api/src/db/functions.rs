@@ -1,9 +1,10 @@
 //! Functions, each in its namespace, read together with what the namespace allows.
 
+use super::builds::{Build, BuildStatus, Requested, request_build};
 use crate::error::{ApiError, DbError};
 use crate::http_trigger::{Cors, HttpAuth, RouteEntry};
 use chrono::{DateTime, Utc};
-use common::{Language, Runtime};
+use common::{ArtifactRef, FunctionSpec, Language, Runtime};
 use deadpool_postgres::Pool;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -18,7 +19,8 @@ use tokio_postgres::types::ToSql;
     "language": "python", "handler": "handler", "timeout": 5, "runtime": "docker",
     "code": "def handler(event, context):\n    return {'message': 'Hello'}",
     "memory_mb": 128, "env": {"GREETING": "Hello"}, "max_concurrency": null,
-    "http_methods": ["GET", "POST"], "http_auth": "key", "cors": null, "version": 1,
+    "http_methods": ["GET", "POST"], "http_auth": "key", "cors": null,
+    "dependencies": null, "build": null, "version": 1,
     "created_at": "2026-11-27T16:00:00Z", "updated_at": "2026-11-27T16:00:00Z"
 })))]
 pub struct Function {
@@ -44,6 +46,10 @@ pub struct Function {
     pub http_methods: Option<Vec<String>>,
     pub http_auth: HttpAuth,
     pub cors: Option<Cors>,
+    /// A `requirements.txt` (Python) or `package.json` (JavaScript); `None`: none.
+    pub dependencies: Option<String>,
+    /// The build of `dependencies` (its log's last 4 KiB); `None` without dependencies.
+    pub build: Option<Build>,
     /// 1 when created, one more at each update.
     pub version: i32,
     pub created_at: DateTime<Utc>,
@@ -54,6 +60,64 @@ pub struct Function {
     /// Calls of all its namespace's functions at once; `None`: no limit.
     #[serde(skip)]
     pub namespace_max_concurrency: Option<i32>,
+    /// While this version's build is not ready: the last runnable version, which calls run.
+    #[serde(skip)]
+    pub serving: Option<FunctionSpec>,
+}
+
+impl Function {
+    /// This version as a job runs it, with its artifact.
+    fn current_spec(&self, dependencies: Option<ArtifactRef>) -> FunctionSpec {
+        FunctionSpec {
+            id: self.id,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            version: self.version,
+            handler: self.handler.clone(),
+            language: self.language,
+            code: self.code.clone(),
+            timeout_ms: self.timeout as u64 * 1000,
+            memory_mb: self.memory_mb as u32,
+            env: self.env.clone(),
+            dependencies,
+        }
+    }
+
+    /// What a call runs: this version when it needs no build or its build is ready; else the
+    /// last version that was runnable (a failed or pending build never takes its place); else
+    /// 409 `function_not_ready` while building, 424 `build_failed` once failed.
+    pub fn runnable(&self) -> Result<FunctionSpec, ApiError> {
+        let Some(build) = &self.build else {
+            return Ok(self.current_spec(None));
+        };
+        if build.status == BuildStatus::Ready
+            && let Some(digest) = &build.digest
+        {
+            return Ok(self.current_spec(Some(ArtifactRef {
+                digest: digest.clone(),
+                unpacked_bytes: build.size_bytes.unwrap_or(0).max(0) as u64,
+            })));
+        }
+        if let Some(serving) = &self.serving {
+            return Ok(serving.clone());
+        }
+        Err(match build.status {
+            BuildStatus::Failed => ApiError::BuildFailed {
+                name: self.name.clone(),
+                log_tail: tail(&build.log, 2048).to_owned(),
+            },
+            _ => ApiError::FunctionNotReady(self.name.clone()),
+        })
+    }
+}
+
+/// The last `max_bytes` (or fewer, on a character boundary) of `text`.
+pub fn tail(text: &str, max_bytes: usize) -> &str {
+    let mut start = text.len().saturating_sub(max_bytes);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
 }
 
 /// A function's fields as a client sets them, already validated.
@@ -74,12 +138,23 @@ pub struct FunctionFields {
     pub cors: Option<Cors>,
     /// The route with its parameter names erased: unique, so that no two are ambiguous.
     pub route_shape: String,
+    pub dependencies: Option<String>,
+    /// The build `dependencies` need ([`crate::deps::build_key`]).
+    pub build_key: Option<String>,
 }
 
-/// The columns of a function and of its namespace, from `f` (functions) and `n` (namespaces).
+/// The columns of a function, of its namespace and of its build, from `f` (functions), `n`
+/// (namespaces) and `b` (builds), joined by [`JOINS`].
 const FUNCTION_COLUMNS: &str = "f.id, f.namespace, f.name, f.route, f.language, f.code, f.handler, f.timeout,
     f.runtime, f.memory_mb, f.env, f.max_concurrency, f.http_methods, f.http_auth, f.cors, f.version, f.created_at, f.updated_at,
-    n.allowed_runtimes, n.max_concurrency AS namespace_max_concurrency";
+    f.dependencies, f.build_key, f.serving,
+    n.allowed_runtimes, n.max_concurrency AS namespace_max_concurrency,
+    b.status AS build_status, b.digest AS build_digest, b.size_bytes AS build_size,
+    right(b.log, 4096) AS build_log, b.started_at AS build_started_at, b.finished_at AS build_finished_at";
+
+/// A function row `f`'s namespace and build.
+const JOINS: &str =
+    "JOIN namespaces n ON n.name = f.namespace LEFT JOIN builds b ON b.key = f.build_key";
 
 impl TryFrom<&Row> for Function {
     type Error = DbError;
@@ -89,6 +164,22 @@ impl TryFrom<&Row> for Function {
         let env: serde_json::Value = row.try_get("env")?;
         let allowed: Vec<String> = row.try_get("allowed_runtimes")?;
         let trigger = TriggerSettings::try_from(row)?;
+        let build_key: Option<String> = row.try_get("build_key")?;
+        let build = match build_key {
+            None => None,
+            Some(_) => {
+                let status: String = row.try_get("build_status")?;
+                Some(Build {
+                    status: BuildStatus::parse(&status).unwrap_or(BuildStatus::Pending),
+                    digest: row.try_get("build_digest")?,
+                    size_bytes: row.try_get("build_size")?,
+                    log: row.try_get("build_log")?,
+                    started_at: row.try_get("build_started_at")?,
+                    finished_at: row.try_get("build_finished_at")?,
+                })
+            }
+        };
+        let serving: Option<serde_json::Value> = row.try_get("serving")?;
         Ok(Function {
             id: row.try_get("id")?,
             namespace: row.try_get("namespace")?,
@@ -106,12 +197,16 @@ impl TryFrom<&Row> for Function {
             http_methods: trigger.methods,
             http_auth: trigger.auth,
             cors: trigger.cors,
+            dependencies: row.try_get("dependencies")?,
+            build,
             version: row.try_get("version")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
             // The namespaces table's CHECK keeps these inside the enum.
             allowed_runtimes: allowed.iter().filter_map(|r| r.parse().ok()).collect(),
             namespace_max_concurrency: row.try_get("namespace_max_concurrency")?,
+            // Written by this api from a FunctionSpec; unreadable would mean a foreign writer.
+            serving: serving.and_then(|value| serde_json::from_value(value).ok()),
         })
     }
 }
@@ -174,7 +269,7 @@ fn conflict_or(error: tokio_postgres::Error, fields: &FunctionFields) -> ApiErro
 }
 
 /// The columns a client sets, in the order of [`FieldValues::params`].
-const FIELD_COLUMNS: [&str; 14] = [
+const FIELD_COLUMNS: [&str; 16] = [
     "name",
     "route",
     "language",
@@ -189,6 +284,8 @@ const FIELD_COLUMNS: [&str; 14] = [
     "http_auth",
     "cors",
     "route_shape",
+    "dependencies",
+    "build_key",
 ];
 
 /// [`FunctionFields`] as query parameters: the JSON columns encoded, the enums as text.
@@ -217,7 +314,7 @@ impl<'a> FieldValues<'a> {
     }
 
     /// The values of [`FIELD_COLUMNS`], in their order.
-    fn params(&self) -> [&(dyn ToSql + Sync); 14] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 16] {
         let f = self.fields;
         [
             &f.name,
@@ -234,17 +331,42 @@ impl<'a> FieldValues<'a> {
             &self.http_auth,
             &self.cors,
             &f.route_shape,
+            &f.dependencies,
+            &f.build_key,
         ]
     }
 }
 
-/// Creates a function in `namespace`.
+/// A function just saved, and the build job to publish once it is committed, if the save
+/// (re)started one.
+#[derive(Debug)]
+pub struct Saved {
+    pub function: Function,
+    pub publish_build: Option<uuid::Uuid>,
+}
+
+/// Asks for the build `fields` need, in the saving transaction.
+async fn request_fields_build(
+    tx: &deadpool_postgres::Transaction<'_>,
+    fields: &FunctionFields,
+) -> Result<Option<Requested>, ApiError> {
+    match (&fields.build_key, &fields.dependencies) {
+        (Some(key), Some(dependencies)) => {
+            Ok(Some(request_build(tx, key, fields.language, dependencies).await?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Creates a function in `namespace`, with the build its dependencies need.
 pub async fn insert_function(
     pool: &Pool,
     namespace: &str,
     fields: &FunctionFields,
-) -> Result<Function, ApiError> {
-    let client = pool.get().await?;
+) -> Result<Saved, ApiError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let build = request_fields_build(&tx, fields).await?;
     // $1 is the namespace, the fields follow.
     let placeholders: Vec<String> = (2..FIELD_COLUMNS.len() + 2)
         .map(|n| format!("${n}"))
@@ -253,50 +375,82 @@ pub async fn insert_function(
         "WITH f AS (
              INSERT INTO functions (namespace, {})
              VALUES ($1, {}) RETURNING *)
-         SELECT {FUNCTION_COLUMNS} FROM f JOIN namespaces n ON n.name = f.namespace",
+         SELECT {FUNCTION_COLUMNS} FROM f {JOINS}",
         FIELD_COLUMNS.join(", "),
         placeholders.join(", ")
     );
     let values = FieldValues::new(fields);
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&namespace];
     params.extend(values.params());
-    let row = client
+    let row = tx
         .query_one(&sql, &params)
         .await
         .map_err(|e| conflict_or(e, fields))?;
-    Ok(Function::try_from(&row)?)
+    let function = Function::try_from(&row)?;
+    tx.commit().await?;
+    Ok(Saved {
+        function,
+        publish_build: build.and_then(|b| b.publish),
+    })
 }
 
 /// Replaces every field of function `id` of `namespace` and bumps its version; `None` when
-/// that namespace has no such function.
+/// that namespace has no such function. When the new version must wait for a build, the
+/// version that ran until now keeps serving calls (its spec is kept in `serving`).
 pub async fn update_function(
     pool: &Pool,
     namespace: &str,
     id: i64,
     fields: &FunctionFields,
-) -> Result<Option<Function>, ApiError> {
-    let client = pool.get().await?;
-    // $1 and $2 are the id and the namespace, the fields follow.
+) -> Result<Option<Saved>, ApiError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let old = tx
+        .query_opt(
+            &format!(
+                "SELECT {FUNCTION_COLUMNS} FROM functions f {JOINS}
+                 WHERE f.id = $1 AND f.namespace = $2 FOR UPDATE OF f"
+            ),
+            &[&id, &namespace],
+        )
+        .await?;
+    let Some(old) = old else { return Ok(None) };
+    let old = Function::try_from(&old)?;
+    let build = request_fields_build(&tx, fields).await?;
+    let ready_now = build.as_ref().is_none_or(|b| b.status == BuildStatus::Ready);
+    let serving = if ready_now {
+        None
+    } else {
+        old.runnable()
+            .ok()
+            .map(|spec| serde_json::to_value(spec).expect("a spec always serializes"))
+    };
+    // $1, $2 and $3 are the id, the namespace and `serving`; the fields follow.
     let assignments: Vec<String> = FIELD_COLUMNS
         .iter()
-        .zip(3..)
+        .zip(4..)
         .map(|(column, n)| format!("{column} = ${n}"))
         .collect();
     let sql = format!(
         "WITH f AS (
-             UPDATE functions SET {}, version = version + 1, updated_at = now()
+             UPDATE functions SET {}, serving = $3, version = version + 1, updated_at = now()
              WHERE id = $1 AND namespace = $2 RETURNING *)
-         SELECT {FUNCTION_COLUMNS} FROM f JOIN namespaces n ON n.name = f.namespace",
+         SELECT {FUNCTION_COLUMNS} FROM f {JOINS}",
         assignments.join(", ")
     );
     let values = FieldValues::new(fields);
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &namespace];
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &namespace, &serving];
     params.extend(values.params());
-    let row = client
-        .query_opt(&sql, &params)
+    let row = tx
+        .query_one(&sql, &params)
         .await
         .map_err(|e| conflict_or(e, fields))?;
-    Ok(row.as_ref().map(Function::try_from).transpose()?)
+    let function = Function::try_from(&row)?;
+    tx.commit().await?;
+    Ok(Some(Saved {
+        function,
+        publish_build: build.and_then(|b| b.publish),
+    }))
 }
 
 /// The functions of `namespace`, by id.
@@ -308,7 +462,7 @@ pub async fn list_functions(
 ) -> Result<Vec<Function>, ApiError> {
     let client = pool.get().await?;
     let sql = format!(
-        "SELECT {FUNCTION_COLUMNS} FROM functions f JOIN namespaces n ON n.name = f.namespace
+        "SELECT {FUNCTION_COLUMNS} FROM functions f {JOINS}
          WHERE f.namespace = $1 ORDER BY f.id OFFSET $2 LIMIT $3"
     );
     let rows = client.query(&sql, &[&namespace, &skip, &limit]).await?;
@@ -323,7 +477,7 @@ pub async fn get_function(
 ) -> Result<Option<Function>, ApiError> {
     let client = pool.get().await?;
     let sql = format!(
-        "SELECT {FUNCTION_COLUMNS} FROM functions f JOIN namespaces n ON n.name = f.namespace
+        "SELECT {FUNCTION_COLUMNS} FROM functions f {JOINS}
          WHERE f.id = $1 AND f.namespace = $2"
     );
     let row = client.query_opt(&sql, &[&id, &namespace]).await?;
@@ -338,7 +492,7 @@ pub async fn get_function_by_name(
 ) -> Result<Option<Function>, ApiError> {
     let client = pool.get().await?;
     let sql = format!(
-        "SELECT {FUNCTION_COLUMNS} FROM functions f JOIN namespaces n ON n.name = f.namespace
+        "SELECT {FUNCTION_COLUMNS} FROM functions f {JOINS}
          WHERE f.namespace = $1 AND f.name = $2"
     );
     let row = client.query_opt(&sql, &[&namespace, &name]).await?;

@@ -1,12 +1,15 @@
 //! Postgres: the connection pool, the schema migrations, and every query the api makes, one
-//! module per table (functions, invocation records, concurrency leases, namespaces, keys).
+//! module per table (functions, dependency builds and artifacts, invocation records, leases,
+//! namespaces, keys).
 
+mod builds;
 mod functions;
 mod invocations;
 mod keys;
 mod leases;
 mod namespaces;
 
+pub use builds::*;
 pub use functions::*;
 pub use invocations::*;
 pub use keys::*;

@@ -3,14 +3,15 @@
 
 use crate::auth::{Principal, Scope};
 use crate::bodies::Message;
-use crate::db::{self, Function, FunctionFields, Namespace};
+use crate::db::{self, Build, Function, FunctionFields, Namespace, Saved};
+use crate::deps;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
 use crate::http_trigger::{self, Cors, HttpAuth, RoutePattern};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use common::{FunctionEvent, Language, Runtime};
+use common::{BuildJob, FunctionEvent, Language, Runtime};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -99,6 +100,13 @@ pub struct FunctionInput {
     #[serde(default)]
     #[schema(nullable)]
     cors: Option<Cors>,
+    /// Python: the text of a `requirements.txt` (requirements only: no options, URLs or
+    /// paths); JavaScript: a `package.json` with a `dependencies` object of registry version
+    /// ranges. At most 64 KiB. Built once per distinct text into an artifact mounted read-only
+    /// on the import path; absent or null: none (no build).
+    #[serde(default)]
+    #[schema(max_length = 65536)]
+    dependencies: Option<String>,
 }
 
 impl FunctionInput {
@@ -186,6 +194,10 @@ impl FunctionInput {
                 MAX_CONCURRENCY_RANGE.end()
             )));
         }
+        let dependencies = self.dependencies.filter(|text| !text.trim().is_empty());
+        if let Some(text) = &dependencies {
+            deps::validate(self.language, text).map_err(ApiError::Invalid)?;
+        }
         let runtime = match self.runtime {
             Some(runtime) if !allowed.contains(&runtime) => {
                 let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
@@ -213,6 +225,10 @@ impl FunctionInput {
             http_auth: self.http_auth.unwrap_or_default(),
             cors,
             route_shape: route.shape(),
+            build_key: dependencies
+                .as_deref()
+                .map(|text| deps::build_key(self.language, text)),
+            dependencies,
         })
     }
 }
@@ -296,6 +312,16 @@ fn default_limit() -> i64 {
     100
 }
 
+/// `?wait=true`
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SaveOptions {
+    /// Answer once the dependencies' build has ended (at most `BUILD_WAIT_SECS`), rather than
+    /// at once with the build pending.
+    #[serde(default)]
+    wait: bool,
+}
+
 /// Checks `limit` against 1..=`max` and `skip` against 0.., the paging rules of every list.
 pub fn check_page(skip: i64, limit: i64, max: i64) -> Result<(), ApiError> {
     if skip < 0 {
@@ -362,6 +388,7 @@ fn view(function: &Function, principal: &Principal) -> Value {
     path = "/functions/",
     tag = "functions",
     summary = "Create a function",
+    params(SaveOptions),
     request_body = FunctionInput,
     responses(
         (status = 201, description = "Created, at version 1.", body = Function),
@@ -376,6 +403,7 @@ fn view(function: &Function, principal: &Principal) -> Value {
 pub async fn create_function(
     principal: Principal,
     State(state): State<AppState>,
+    Query(options): Query<SaveOptions>,
     Json(input): Json<FunctionInput>,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     principal.require(Scope::Manage)?;
@@ -385,17 +413,73 @@ pub async fn create_function(
         &namespace.allowed_runtimes,
         &principal,
     )?;
-    let function = db::insert_function(&state.db, &principal.namespace, &fields).await?;
-    tracing::info!(id = function.id, namespace = %function.namespace, name = %function.name, "function created");
+    let saved = db::insert_function(&state.db, &principal.namespace, &fields).await?;
+    tracing::info!(id = saved.function.id, namespace = %saved.function.namespace, name = %saved.function.name, "function created");
+    let function = after_save(&state, saved, &fields, options.wait).await?;
+    Ok((StatusCode::CREATED, axum::Json(view(&function, &principal))))
+}
+
+/// What a create or update does once committed: queues the build it started, tells the
+/// caches, and with `wait` polls until the build has ended.
+async fn after_save(
+    state: &AppState,
+    saved: Saved,
+    fields: &FunctionFields,
+    wait: bool,
+) -> Result<Function, ApiError> {
+    let Saved {
+        mut function,
+        publish_build,
+    } = saved;
+    if let (Some(attempt), Some(key), Some(dependencies)) =
+        (publish_build, &fields.build_key, &fields.dependencies)
+    {
+        let job = BuildJob {
+            key: key.clone(),
+            attempt,
+            language: fields.language,
+            dependencies: dependencies.clone(),
+        };
+        match state.invoker.publish_build(&job).await {
+            Ok(()) => tracing::info!(build_key = %key, %attempt, "build queued"),
+            Err(error) => {
+                tracing::error!(build_key = %key, %error, "build not queued");
+                let why = format!("the build could not be queued ({error}); save the function again to retry");
+                db::fail_unpublished(&state.db, key, attempt, &why).await?;
+                function = reload(state, &function).await?;
+            }
+        }
+    }
+    // Workers retire containers of versions below the one announced: while this version
+    // waits for its build, the one that serves calls is announced.
+    let serving_version = function.runnable().map_or(function.version, |spec| spec.version);
     announce(
-        &state,
+        state,
         function.id,
         &function.namespace,
-        Some(function.version),
+        Some(serving_version),
         Some(&function.name),
     )
     .await;
-    Ok((StatusCode::CREATED, axum::Json(view(&function, &principal))))
+    if wait {
+        let until = tokio::time::Instant::now() + state.limits.build_wait;
+        while function.build.as_ref().is_some_and(|b| !b.status.is_final())
+            && tokio::time::Instant::now() < until
+        {
+            tokio::time::sleep(BUILD_POLL).await;
+            function = reload(state, &function).await?;
+        }
+    }
+    Ok(function)
+}
+
+/// How often `?wait=true` looks at the build.
+const BUILD_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+async fn reload(state: &AppState, function: &Function) -> Result<Function, ApiError> {
+    db::get_function(&state.db, &function.namespace, function.id)
+        .await?
+        .ok_or_else(|| ApiError::FunctionNotFound(function.id.to_string()))
 }
 
 /// The key's namespace's functions, in id order (`manage` or `read` scope; `read` keys see
@@ -463,7 +547,7 @@ pub async fn get_function(
     path = "/functions/{id}",
     tag = "functions",
     summary = "Update a function",
-    params(crate::openapi::FunctionId),
+    params(crate::openapi::FunctionId, SaveOptions),
     request_body = FunctionInput,
     responses(
         (status = 200, description = "Updated, at the next version.", body = Function),
@@ -479,6 +563,7 @@ pub async fn update_function(
     principal: Principal,
     State(state): State<AppState>,
     Path(id): Path<i64>,
+    Query(options): Query<SaveOptions>,
     Json(input): Json<FunctionInput>,
 ) -> Result<axum::Json<Value>, ApiError> {
     principal.require(Scope::Manage)?;
@@ -488,19 +573,43 @@ pub async fn update_function(
         &namespace.allowed_runtimes,
         &principal,
     )?;
-    let function = db::update_function(&state.db, &principal.namespace, id, &fields)
+    let saved = db::update_function(&state.db, &principal.namespace, id, &fields)
         .await?
         .ok_or_else(|| ApiError::FunctionNotFound(id.to_string()))?;
-    tracing::info!(id, version = function.version, "function updated");
-    announce(
-        &state,
-        id,
-        &function.namespace,
-        Some(function.version),
-        Some(&function.name),
-    )
-    .await;
+    tracing::info!(id, version = saved.function.version, "function updated");
+    let function = after_save(&state, saved, &fields, options.wait).await?;
     Ok(axum::Json(view(&function, &principal)))
+}
+
+/// The build of a function's dependencies, with its whole log (`manage` or `read` scope).
+#[utoipa::path(
+    get,
+    path = "/functions/{id}/build",
+    tag = "functions",
+    summary = "Get a function's dependency build",
+    params(crate::openapi::FunctionId),
+    responses(
+        (status = 200, description = "The build, its whole log included.", body = Build),
+        (status = 404, description = "`function_not_found`: no such function in the key's namespace, or it has no dependencies.", body = ErrorBody),
+        (status = 422, description = "`invalid_request`: the id is not an integer.", body = ErrorBody),
+        crate::openapi::KeyErrors,
+        crate::openapi::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn get_function_build(
+    principal: Principal,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<Build>, ApiError> {
+    principal.require_any(&[Scope::Manage, Scope::Read])?;
+    match db::get_function_build(&state.db, &principal.namespace, id).await? {
+        Some(Some(build)) => Ok(axum::Json(build)),
+        Some(None) => Err(ApiError::FunctionNotFound(format!(
+            "{id}'s build (it has no dependencies)"
+        ))),
+        None => Err(ApiError::FunctionNotFound(id.to_string())),
+    }
 }
 
 /// Deletes a function (`manage` scope); its warm containers go too.

@@ -16,7 +16,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use common::{
-    ErrorInfo, FunctionSpec, Job, RawJson, RawValue, Reply, ReplyStatus, Runtime, Timing,
+    ErrorInfo, Job, RawJson, RawValue, Reply, ReplyStatus, Runtime, Timing,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -237,22 +237,14 @@ pub async fn call_function(
         trigger,
     };
 
+    // The version whose build is not ready yet is not run: the last runnable one is, or the
+    // call is refused (409 pending, 424 failed).
+    let spec = function.runnable().inspect_err(|error| labels.count(error.code()))?;
     let now = common::now_unix_ms();
-    let timeout_ms = function.timeout as u64 * 1000;
+    let timeout_ms = spec.timeout_ms;
     let job = Job {
         invocation_id,
-        function: FunctionSpec {
-            id: function.id,
-            namespace: function.namespace.clone(),
-            name: function.name.clone(),
-            version: function.version,
-            handler: function.handler.clone(),
-            language: function.language,
-            code: function.code.clone(),
-            timeout_ms,
-            memory_mb: function.memory_mb as u32,
-            env: function.env.clone(),
-        },
+        function: spec,
         event,
         deadline_unix_ms: now + timeout_ms + state.limits.invoke_overhead.as_millis() as u64,
         published_unix_ms: now,

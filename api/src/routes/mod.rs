@@ -3,6 +3,7 @@
 pub mod docs;
 pub mod functions;
 pub mod health;
+pub mod internal;
 pub mod invoke;
 pub mod keys;
 pub mod metrics;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
                 .put(functions::update_function)
                 .delete(functions::delete_function),
         )
+        .route("/functions/{id}/build", get(functions::get_function_build))
         .layer(DefaultBodyLimit::max(function_body_max))
         .layer(from_fn_with_state(
             BodyLimit(function_body_max),
@@ -74,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .merge(invocations)
         .merge(triggers)
         .merge(admin)
+        .merge(internal::router())
         .route("/metrics/", get(metrics::list_invocations))
         .layer(from_fn_with_state(inflight, limits::limit_inflight))
         .route("/healthz", get(health::get_healthz))

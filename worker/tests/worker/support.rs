@@ -105,6 +105,7 @@ pub fn job(id: i64, code: &str, timeout_ms: u64, env: BTreeMap<String, String>) 
             timeout_ms,
             memory_mb: 128,
             env,
+            dependencies: None,
         },
         event: raw(json!({})),
         deadline_unix_ms: now + timeout_ms + 15_000,
