@@ -159,7 +159,7 @@ pub async fn start_build(
     Ok(started > 0)
 }
 
-/// A function whose build just became ready: its caches must forget it.
+/// A function whose build just ended: its caches must forget it.
 #[derive(Debug, Clone)]
 pub struct Promoted {
     pub function_id: i64,
@@ -186,8 +186,9 @@ pub enum FinishError {
     Db(#[from] DbError),
 }
 
-/// Ends the build `key` (this attempt only). Ready: every function version that waited for it
-/// now runs (their `serving` snapshot is dropped), and they are returned for announcing.
+/// Ends the build `key` (this attempt only) and returns the functions that use it, for
+/// announcing. Ready: every function version that waited for it now runs (their `serving`
+/// snapshot is dropped).
 pub async fn finish_build(
     pool: &Pool,
     key: &str,
@@ -222,12 +223,18 @@ pub async fn finish_build(
     if updated == 0 {
         return Err(FinishError::NotRunning(key.to_owned()));
     }
-    let promoted = if matches!(end, BuildEnd::Ready { .. }) {
-        tx.query(
-            "UPDATE functions SET serving = NULL WHERE build_key = $1
-             RETURNING id, namespace, name, version",
-            &[&key],
-        )
+    // Ready: the waiting versions run now. Either way the caches must see the new status, and
+    // the workers hear the version that serves (so they retire nothing still in use).
+    let sql = if matches!(end, BuildEnd::Ready { .. }) {
+        "UPDATE functions SET serving = NULL WHERE build_key = $1
+         RETURNING id, namespace, name, version"
+    } else {
+        "SELECT id, namespace, name,
+                coalesce((serving->>'version')::int, version) AS version
+         FROM functions WHERE build_key = $1"
+    };
+    let promoted = tx
+        .query(sql, &[&key])
         .await
         .map_err(DbError::from)?
         .iter()
@@ -240,10 +247,7 @@ pub async fn finish_build(
             })
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()
-        .map_err(DbError::from)?
-    } else {
-        Vec::new()
-    };
+        .map_err(DbError::from)?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(promoted)
 }

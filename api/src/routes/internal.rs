@@ -116,7 +116,7 @@ pub struct FinishRequest {
 
 #[derive(Debug, Serialize)]
 pub struct FinishAnswer {
-    /// Functions whose waiting version now runs.
+    /// Functions that use the build (whose waiting version now runs, when it is ready).
     promoted: usize,
 }
 

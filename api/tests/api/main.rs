@@ -6,6 +6,7 @@ mod auth;
 mod cache;
 mod concurrency;
 mod dashboards;
+mod deps;
 mod docs;
 mod functions;
 mod hostile;

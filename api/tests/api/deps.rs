@@ -1,0 +1,245 @@
+//! Function dependencies end to end: real builds (`six` from PyPI, `is-number` from npm) in the
+//! real build images, artifacts through the api and Postgres, host caches of real workers, and
+//! the functions importing them on both runtimes with no network at run time.
+
+use crate::support::{TestApp, javascript, python, worker_config};
+use common::Runtime;
+use serde_json::{Value, json};
+
+const WORKER_TOKEN: &str = "test-worker-token-0123456789abcdef-0123";
+/// The host's CA bundle: the package registries are reachable from a container on Docker's
+/// bridge only through this machine's TLS interception, which it trusts.
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A scratch directory for one worker's artifact cache.
+fn cache_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "faas-deps-{name}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A worker of `runtime` that can fetch artifacts (and, with `builds`, build them).
+fn deps_worker(app: &TestApp, runtime: Runtime, cache: &std::path::Path, builds: bool) -> worker::Config {
+    let mut config = worker_config(runtime, &app.prefix);
+    config.deps.worker_token = Some(WORKER_TOKEN.to_owned());
+    config.deps.api_url = app.base_url.clone();
+    config.deps.cache_dir = cache.to_owned();
+    config.deps.ca_bundle = Some(CA_BUNDLE.into());
+    config.deps.builds = builds;
+    config.deps.build_timeout_secs = 120;
+    config
+}
+
+async fn app_with_token() -> TestApp {
+    TestApp::start_with(|config| config.worker_token = Some(api::Secret(WORKER_TOKEN.into()))).await
+}
+
+async fn count_builds(app: &TestApp) -> i64 {
+    let (client, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .query_one("SELECT count(*) FROM builds", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+const SIX: &str = "# pinned\nsix==1.16.0\n";
+
+const PY_SIX: &str = r#"
+import socket
+import six
+
+def handler(event, context):
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=2)
+        network = True
+    except OSError:
+        network = False
+    return {"six": six.__version__, "file": six.__file__, "network": network}
+"#;
+
+#[tokio::test]
+async fn python_dependencies_are_built_once_and_import_on_both_runtimes_without_network() {
+    let mut app = app_with_token().await;
+    let builder_cache = cache_dir("builder");
+    let fetcher_cache = cache_dir("fetcher");
+    // The docker worker builds; the gVisor one has an empty cache of its own, as on another host.
+    app.add_worker(deps_worker(&app, Runtime::Docker, &builder_cache, true)).await;
+    app.add_worker(deps_worker(&app, Runtime::Gvisor, &fetcher_cache, false)).await;
+
+    let mut body = python("six-a", PY_SIX);
+    body["dependencies"] = json!(SIX);
+    let (status, created) = app.post("/functions/?wait=true", &body).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["build"]["status"], "ready", "{created}");
+    let digest = created["build"]["digest"].as_str().unwrap().to_owned();
+    assert_eq!(digest.len(), 64);
+    assert!(created["build"]["size_bytes"].as_i64().unwrap() > 10_000, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let (status, build) = app.get(&format!("/functions/{id}/build")).await;
+    assert_eq!(status, 200, "{build}");
+    assert!(build["log"].as_str().unwrap().contains("six"), "{build}");
+
+    for endpoint in ["execute", "execute_gvisor"] {
+        let (status, answer) = app.invoke(endpoint, "six-a", json!({})).await;
+        assert_eq!(status, 200, "{endpoint}: {answer}");
+        assert_eq!(answer["result"]["six"], "1.16.0", "{endpoint}: {answer}");
+        assert_eq!(answer["result"]["file"], "/opt/faas/deps/six.py", "{endpoint}");
+        assert_eq!(answer["result"]["network"], false, "{endpoint}: no network at run time");
+    }
+    // The gVisor worker fetched the artifact from the api into its own cache.
+    assert!(fetcher_cache.join(&digest).join("six.py").is_file());
+    // The mount is read-only.
+    let mut writer = python("six-w", "import six, os\ndef handler(event, context):\n    try:\n        open('/opt/faas/deps/x', 'w')\n        return 'wrote'\n    except OSError as e:\n        return type(e).__name__\n");
+    writer["dependencies"] = json!(SIX);
+    let (status, second) = app.post("/functions/", &writer).await;
+    assert_eq!(status, 201, "{second}");
+    // Same inputs: the same build, ready at once, no second build.
+    assert_eq!(second["build"]["status"], "ready", "{second}");
+    assert_eq!(second["build"]["digest"], digest.as_str());
+    assert_eq!(count_builds(&app).await, 1);
+    let (status, answer) = app.invoke("execute", "six-w", json!({})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"], "OSError", "{answer}");
+    // A warm call of a function with dependencies is an ordinary warm call.
+    let (_, warm) = app.invoke("execute", "six-a", json!({})).await;
+    assert_eq!(warm["cold_start"], false, "{warm}");
+
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(builder_cache);
+    let _ = std::fs::remove_dir_all(fetcher_cache);
+}
+
+#[tokio::test]
+async fn javascript_dependencies_import_from_commonjs_and_es_modules() {
+    let mut app = app_with_token().await;
+    let cache = cache_dir("js");
+    app.add_worker(deps_worker(&app, Runtime::Docker, &cache, true)).await;
+    let package = r#"{"name": "f", "dependencies": {"is-number": "7.0.0"}}"#;
+    let mut cjs = javascript(
+        "isnum-cjs",
+        "const isNumber = require('is-number');\nexports.handler = async (event) => ({ five: isNumber(5), text: isNumber('x') });",
+    );
+    cjs["dependencies"] = json!(package);
+    let (status, created) = app.post("/functions/?wait=true", &cjs).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["build"]["status"], "ready", "{created}");
+    let mut esm = javascript(
+        "isnum-esm",
+        "import isNumber from 'is-number';\nexport const handler = async () => ({ five: isNumber(5) });",
+    );
+    esm["dependencies"] = json!(package);
+    let (status, created) = app.post("/functions/", &esm).await;
+    assert_eq!(status, 201, "{created}");
+    for name in ["isnum-cjs", "isnum-esm"] {
+        let (status, answer) = app.invoke("execute", name, json!({})).await;
+        assert_eq!(status, 200, "{name}: {answer}");
+        assert_eq!(answer["result"]["five"], true, "{name}: {answer}");
+    }
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(cache);
+}
+
+#[tokio::test]
+async fn a_failed_build_says_why_and_never_replaces_the_running_version() {
+    let mut app = app_with_token().await;
+    let cache = cache_dir("fail");
+    app.add_worker(deps_worker(&app, Runtime::Docker, &cache, true)).await;
+
+    // Bad input: 422 naming the line or the field, and nothing stored.
+    for (language, text, expected) in [
+        ("python", "six\n-e git+https://example.com/x.git\n", "line 2"),
+        ("python", "--index-url https://evil.example/simple", "line 1"),
+        ("python", "git+https://github.com/benjaminp/six", "line 1"),
+        ("javascript", "not json", "not JSON"),
+        ("javascript", r#"{"name": "f"}"#, "dependencies"),
+    ] {
+        let mut body = python("bad-deps", "def handler(e, c):\n    return 1");
+        body["language"] = json!(language);
+        body["dependencies"] = json!(text);
+        let (status, answer) = app.post("/functions/", &body).await;
+        assert_eq!(status, 422, "{text}: {answer}");
+        assert!(answer["detail"].as_str().unwrap().contains(expected), "{text}: {answer}");
+    }
+    let (_, listed) = app.get("/functions/").await;
+    assert_eq!(listed, json!([]));
+
+    // A version without dependencies runs; its update to a package that does not exist fails
+    // to build, and calls keep running the version before it.
+    let (status, created) = app
+        .post("/functions/", &python("keeps", "def handler(e, c):\n    return 'v1'"))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let mut update = python("keeps", "import nothing_here\ndef handler(e, c):\n    return 'v2'");
+    update["dependencies"] = json!("this-package-does-not-exist-faas-xyz==1.0\n");
+    let (status, updated) = app.put(&format!("/functions/{id}?wait=true"), &update).await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["version"], 2);
+    assert_eq!(updated["build"]["status"], "failed", "{updated}");
+    let (_, build) = app.get(&format!("/functions/{id}/build")).await;
+    let log = build["log"].as_str().unwrap();
+    assert!(log.contains("this-package-does-not-exist-faas-xyz"), "{log}");
+    assert!(log.contains("build failed"), "{log}");
+    let (status, answer) = app.invoke("execute", "keeps", json!({})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"], "v1");
+
+    // Without a runnable version before it: 409 while building, 424 once failed.
+    let mut fresh = python("never", "def handler(e, c):\n    return 1");
+    fresh["dependencies"] = json!("this-package-does-not-exist-faas-xyz==2.0\n");
+    let (status, created) = app.post("/functions/", &fresh).await;
+    assert_eq!(status, 201, "{created}");
+    let (status, answer) = app.invoke("execute", "never", json!({})).await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["code"], "function_not_ready");
+    let id = created["id"].as_i64().unwrap();
+    let mut failed = false;
+    for _ in 0..240 {
+        let (_, function) = app.get(&format!("/functions/{id}")).await;
+        if function["build"]["status"] == "failed" {
+            failed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(failed, "the build did not fail within 2 minutes");
+    let (status, answer) = app.invoke("execute", "never", json!({})).await;
+    assert_eq!(status, 424, "{answer}");
+    assert_eq!(answer["code"], "build_failed");
+    assert!(answer["detail"].as_str().unwrap().contains("build failed"), "{answer}");
+
+    // The platform carries on: a function without dependencies still runs.
+    let (status, answer) = app.invoke("execute", "keeps", json!({})).await;
+    assert_eq!((status, answer["result"].clone()), (200, Value::from("v1")));
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(cache);
+}
+
+#[tokio::test]
+async fn worker_routes_need_the_worker_token() {
+    let app = app_with_token().await;
+    let digest = "a".repeat(64);
+    for key in [None, Some("wrong-token-wrong-token-wrong-token-x"), Some(crate::support::ADMIN_KEY)] {
+        let mut request = reqwest::Client::new().get(app.url(&format!("/internal/artifacts/{digest}")));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{key:?}");
+    }
+    let response = reqwest::Client::new()
+        .get(app.url(&format!("/internal/artifacts/{digest}")))
+        .bearer_auth(WORKER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    app.stop().await;
+}
