@@ -22,6 +22,7 @@ secrets=(
   RABBITMQ_API_PASSWORD
   RABBITMQ_WORKER_PASSWORD
   GRAFANA_ADMIN_PASSWORD
+  WORKER_TOKEN
 )
 unset_secrets=()
 for name in "${secrets[@]}"; do unset_secrets+=(-u "$name"); done

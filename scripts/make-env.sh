@@ -18,6 +18,7 @@ secrets=(
   RABBITMQ_WORKER_PASSWORD:16
   GRAFANA_ADMIN_PASSWORD:16
   ADMIN_KEY:32
+  WORKER_TOKEN:32
 )
 
 if [ -e "$target" ]; then

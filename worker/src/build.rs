@@ -142,7 +142,7 @@ impl Builder {
             .id
             .unwrap_or_default();
         let digest = Self::artifact_digest(job.language, &image_id, &job.dependencies);
-        let runtime = self.settings.build_oci_runtime.as_deref();
+        let runtime = self.settings.build_oci_runtime.as_deref().filter(|r| !r.is_empty());
         log.line(&format!(
             "[faas] worker {}: image {image} ({image_id}), runtime {}, network: Docker's bridge (the only containers with network), limits: {} MB memory, {} MB output, {} s",
             self.worker_id,
@@ -211,10 +211,10 @@ impl Builder {
     async fn create(&self, job: &BuildJob, image: &str) -> Result<String, String> {
         let memory = (self.settings.build_memory_mb * 1024 * 1024) as i64;
         let mut env = vec!["HOME=/tmp".to_owned()];
-        if let Some(url) = &self.settings.pip_index_url {
+        if let Some(url) = self.settings.pip_index_url.as_ref().filter(|u| !u.is_empty()) {
             env.push(format!("PIP_INDEX_URL={url}"));
         }
-        if let Some(registry) = &self.settings.npm_registry {
+        if let Some(registry) = self.settings.npm_registry.as_ref().filter(|r| !r.is_empty()) {
             env.push(format!("NPM_CONFIG_REGISTRY={registry}"));
         }
         if self.settings.npm_scripts {
@@ -240,7 +240,7 @@ impl Builder {
                 ),
             )])),
             shm_size: Some(64 * 1024 * 1024),
-            runtime: self.settings.build_oci_runtime.clone(),
+            runtime: self.settings.build_oci_runtime.clone().filter(|r| !r.is_empty()),
             init: Some(false),
             ..Default::default()
         };
@@ -279,7 +279,7 @@ impl Builder {
             Language::Python => "requirements.txt",
             Language::Javascript => "package.json",
         };
-        let ca = match &self.settings.ca_bundle {
+        let ca = match self.settings.ca_bundle.as_ref().filter(|p| !p.as_os_str().is_empty()) {
             Some(path) => Some(std::fs::read(path).map_err(|error| {
                 format!("cannot read BUILD_CA_BUNDLE {}: {error}", path.display())
             })?),
