@@ -81,7 +81,10 @@ fn check_requirement(line: &str) -> Result<(), &'static str> {
     let requirement = requirement.trim();
     let marker_ok = marker.chars().all(|c| {
         c.is_ascii_alphanumeric()
-            || matches!(c, ' ' | '"' | '\'' | '<' | '>' | '=' | '!' | '~' | '.' | '_' | '-' | '(' | ')' | '*')
+            || matches!(
+                c,
+                ' ' | '"' | '\'' | '<' | '>' | '=' | '!' | '~' | '.' | '_' | '-' | '(' | ')' | '*'
+            )
     });
     if !marker_ok {
         return Err("its environment marker has characters a marker cannot have");
@@ -94,7 +97,10 @@ fn check_requirement(line: &str) -> Result<(), &'static str> {
         .chars()
         .next()
         .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+        && name
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     if !starts_and_ends_alnum {
         return Err("it does not start with a project name");
     }
@@ -117,7 +123,11 @@ fn check_requirement(line: &str) -> Result<(), &'static str> {
     }
     // Version specifiers: operators, versions, commas, wildcards, local labels and spaces.
     let specifiers_ok = rest.chars().all(|c| {
-        c.is_ascii_alphanumeric() || matches!(c, '<' | '>' | '=' | '!' | '~' | ',' | '.' | '*' | '+' | ' ' | '(' | ')' | '-' | '_')
+        c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                '<' | '>' | '=' | '!' | '~' | ',' | '.' | '*' | '+' | ' ' | '(' | ')' | '-' | '_'
+            )
     });
     if !specifiers_ok {
         return Err("its version specifier has characters a version cannot have");
@@ -128,8 +138,8 @@ fn check_requirement(line: &str) -> Result<(), &'static str> {
 /// A `package.json`: a JSON object whose `dependencies` is an object of names to version
 /// ranges. Ranges that fetch from elsewhere (URLs, git, local paths) are refused, as for pip.
 fn validate_package_json(text: &str) -> Result<(), String> {
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|error| format!("package.json is not JSON: {error}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|error| format!("package.json is not JSON: {error}"))?;
     let Some(object) = value.as_object() else {
         return Err("package.json must be a JSON object".into());
     };
@@ -137,7 +147,9 @@ fn validate_package_json(text: &str) -> Result<(), String> {
         return Err("package.json has no \"dependencies\" object".into());
     };
     let Some(dependencies) = dependencies.as_object() else {
-        return Err("package.json's \"dependencies\" must be an object of names to versions".into());
+        return Err(
+            "package.json's \"dependencies\" must be an object of names to versions".into(),
+        );
     };
     for (name, range) in dependencies {
         let name_ok = !name.is_empty()
@@ -163,7 +175,10 @@ fn validate_package_json(text: &str) -> Result<(), String> {
         let range_ok = !fetches_elsewhere
             && range.chars().all(|c| {
                 c.is_ascii_alphanumeric()
-                    || matches!(c, '^' | '~' | '<' | '>' | '=' | '.' | '*' | '-' | '+' | '|' | ' ')
+                    || matches!(
+                        c,
+                        '^' | '~' | '<' | '>' | '=' | '.' | '*' | '-' | '+' | '|' | ' '
+                    )
             });
         if !range_ok {
             return Err(format!(
@@ -239,9 +254,18 @@ mod tests {
             ("[]", "JSON object"),
             (r#"{"name":"f"}"#, "no \"dependencies\""),
             (r#"{"dependencies":[]}"#, "must be an object"),
-            (r#"{"dependencies":{"x":"git+https://h/x.git"}}"#, "not a version range"),
-            (r#"{"dependencies":{"x":"file:../x"}}"#, "not a version range"),
-            (r#"{"dependencies":{"x":"user/repo"}}"#, "not a version range"),
+            (
+                r#"{"dependencies":{"x":"git+https://h/x.git"}}"#,
+                "not a version range",
+            ),
+            (
+                r#"{"dependencies":{"x":"file:../x"}}"#,
+                "not a version range",
+            ),
+            (
+                r#"{"dependencies":{"x":"user/repo"}}"#,
+                "not a version range",
+            ),
             (r#"{"dependencies":{"x":1}}"#, "must be a string"),
             (r#"{"dependencies":{"../x":"1"}}"#, "not a package name"),
         ] {

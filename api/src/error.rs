@@ -215,10 +215,14 @@ pub enum ApiError {
     #[error("the request body did not arrive in time")]
     BodyTimeout,
     /// The version to run has its dependencies pending or building.
-    #[error("function {0} is not ready: its dependencies are being built (GET /functions/{{id}}/build shows the build)")]
+    #[error(
+        "function {0} is not ready: its dependencies are being built (GET /functions/{{id}}/build shows the build)"
+    )]
     FunctionNotReady(String),
     /// The version to run has a failed build and none before it could run.
-    #[error("the build of function {name}'s dependencies failed; update the function to try again. The log ends with:\n{log_tail}")]
+    #[error(
+        "the build of function {name}'s dependencies failed; update the function to try again. The log ends with:\n{log_tail}"
+    )]
     BuildFailed { name: String, log_tail: String },
     /// A worker-only route called without the worker token, or with a wrong one.
     #[error("this route is for workers: it needs the WORKER_TOKEN as a bearer token")]

@@ -74,7 +74,10 @@ pub struct ArtifactRef {
 impl ArtifactRef {
     /// True for 64 lowercase hex digits: the only digests a worker puts in a path.
     pub fn is_valid_digest(digest: &str) -> bool {
-        digest.len() == 64 && digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        digest.len() == 64
+            && digest
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     }
 }
 

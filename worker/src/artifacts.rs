@@ -385,8 +385,7 @@ impl DepsCache {
         let victims = {
             let mut state = self.state.lock().unwrap();
             let mut total: u64 = state.entries.values().map(|entry| entry.bytes).sum();
-            let mounted: std::collections::HashSet<String> =
-                state.pins.values().cloned().collect();
+            let mounted: std::collections::HashSet<String> = state.pins.values().cloned().collect();
             let mut candidates: Vec<(String, Instant, u64)> = state
                 .entries
                 .iter()
@@ -584,7 +583,13 @@ mod tests {
             header.set_size(0);
             builder.append_link(&mut header, name, target).unwrap();
         }
-        builder.into_inner().unwrap().finish().unwrap().flush().unwrap();
+        builder
+            .into_inner()
+            .unwrap()
+            .finish()
+            .unwrap()
+            .flush()
+            .unwrap();
         path
     }
 
@@ -600,7 +605,10 @@ mod tests {
         let bytes = unpack(&path, &dest, 1024).unwrap();
         assert_eq!(bytes, 6);
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dest.join("six.py")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dest.join("six.py"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o444, 0o444, "{mode:o}");
         assert!(dest.join("node_modules/.bin/tool").is_symlink());
         std::fs::remove_dir_all(dir).unwrap();
@@ -639,7 +647,9 @@ mod tests {
         let cache = DepsCache::open(&settings);
         let path = archive(&dir, &[("m.py", b"1234")], &[]);
         let (a, b) = ("a".repeat(64), "b".repeat(64));
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         cache.pin("container-1", &a);
         runtime.block_on(cache.install(&a, &path)).unwrap();
         runtime.block_on(cache.install(&b, &path)).unwrap();

@@ -126,7 +126,11 @@ impl Builder {
         };
         log.line(&format!(
             "[faas] build {} after {:.1} s",
-            if matches!(outcome, BuildOutcome::Ready { .. }) { "succeeded" } else { "failed" },
+            if matches!(outcome, BuildOutcome::Ready { .. }) {
+                "succeeded"
+            } else {
+                "failed"
+            },
             started.elapsed().as_secs_f64()
         ));
         (outcome, log.into_string())
@@ -142,7 +146,11 @@ impl Builder {
             .id
             .unwrap_or_default();
         let digest = Self::artifact_digest(job.language, &image_id, &job.dependencies);
-        let runtime = self.settings.build_oci_runtime.as_deref().filter(|r| !r.is_empty());
+        let runtime = self
+            .settings
+            .build_oci_runtime
+            .as_deref()
+            .filter(|r| !r.is_empty());
         log.line(&format!(
             "[faas] worker {}: image {image} ({image_id}), runtime {}, network: Docker's bridge (the only containers with network), limits: {} MB memory, {} MB output, {} s",
             self.worker_id,
@@ -179,7 +187,8 @@ impl Builder {
         if exit != 0 {
             let _ = std::fs::remove_file(&archive);
             return Err(match exit {
-                137 => "the build container was killed (exit 137: out of memory, BUILD_MEMORY_MB)".to_owned(),
+                137 => "the build container was killed (exit 137: out of memory, BUILD_MEMORY_MB)"
+                    .to_owned(),
                 code => format!("the build exited with status {code}"),
             });
         }
@@ -211,10 +220,20 @@ impl Builder {
     async fn create(&self, job: &BuildJob, image: &str) -> Result<String, String> {
         let memory = (self.settings.build_memory_mb * 1024 * 1024) as i64;
         let mut env = vec!["HOME=/tmp".to_owned()];
-        if let Some(url) = self.settings.pip_index_url.as_ref().filter(|u| !u.is_empty()) {
+        if let Some(url) = self
+            .settings
+            .pip_index_url
+            .as_ref()
+            .filter(|u| !u.is_empty())
+        {
             env.push(format!("PIP_INDEX_URL={url}"));
         }
-        if let Some(registry) = self.settings.npm_registry.as_ref().filter(|r| !r.is_empty()) {
+        if let Some(registry) = self
+            .settings
+            .npm_registry
+            .as_ref()
+            .filter(|r| !r.is_empty())
+        {
             env.push(format!("NPM_CONFIG_REGISTRY={registry}"));
         }
         if self.settings.npm_scripts {
@@ -240,7 +259,11 @@ impl Builder {
                 ),
             )])),
             shm_size: Some(64 * 1024 * 1024),
-            runtime: self.settings.build_oci_runtime.clone().filter(|r| !r.is_empty()),
+            runtime: self
+                .settings
+                .build_oci_runtime
+                .clone()
+                .filter(|r| !r.is_empty()),
             init: Some(false),
             ..Default::default()
         };
@@ -257,7 +280,10 @@ impl Builder {
         };
         let nonce = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let options = CreateContainerOptionsBuilder::default()
-            .name(&format!("faas-build-{}-{nonce}", &job.key[..12.min(job.key.len())]))
+            .name(&format!(
+                "faas-build-{}-{nonce}",
+                &job.key[..12.min(job.key.len())]
+            ))
             .build();
         let id = self
             .docker
@@ -279,7 +305,12 @@ impl Builder {
             Language::Python => "requirements.txt",
             Language::Javascript => "package.json",
         };
-        let ca = match self.settings.ca_bundle.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+        let ca = match self
+            .settings
+            .ca_bundle
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
             Some(path) => Some(std::fs::read(path).map_err(|error| {
                 format!("cannot read BUILD_CA_BUNDLE {}: {error}", path.display())
             })?),
@@ -359,16 +390,14 @@ impl Builder {
         gzip.finish()
             .and_then(|mut writer| writer.flush())
             .map_err(|e| e.to_string())?;
-        let waited = self
-            .docker
-            .wait_container(id, None)
-            .next()
-            .await;
+        let waited = self.docker.wait_container(id, None).next().await;
         Ok(match waited {
             Some(Ok(response)) => response.status_code,
             // Docker answers a non-zero exit as an error of the wait stream.
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-            Some(Err(error)) => return Err(format!("cannot wait for the build container: {error}")),
+            Some(Err(error)) => {
+                return Err(format!("cannot wait for the build container: {error}"));
+            }
             None => return Err("the build container vanished".into()),
         })
     }
@@ -412,7 +441,9 @@ impl Builder {
                         "size_bytes": unpacked_bytes, "log": log,
                     }),
                     Err(error) => {
-                        log.push_str(&format!("build failed: the artifact upload failed: {error}\n"));
+                        log.push_str(&format!(
+                            "build failed: the artifact upload failed: {error}\n"
+                        ));
                         serde_json::json!({"attempt": job.attempt, "status": "failed", "log": log})
                     }
                 }
@@ -472,7 +503,10 @@ async fn consume_once(
     let channel = connection.create_channel().await?;
     topology.declare_build_queue(&channel).await?;
     channel
-        .basic_qos(builder.settings.build_concurrency.max(1), BasicQosOptions::default())
+        .basic_qos(
+            builder.settings.build_concurrency.max(1),
+            BasicQosOptions::default(),
+        )
         .await?;
     let mut consumer = channel
         .basic_consume(
@@ -493,9 +527,9 @@ async fn consume_once(
             delivery = consumer.next() => delivery,
         };
         let Some(delivery) = delivery else {
-            return Err(lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
-                lapin::ConnectionState::Closed,
-            )));
+            return Err(lapin::Error::from(
+                lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed),
+            ));
         };
         let delivery = delivery?;
         let job: BuildJob = match serde_json::from_slice(&delivery.data) {

@@ -84,6 +84,15 @@ pub struct Config {
     #[arg(long, env = "STEM_CELL_MEMORY_MB", default_value_t = 128)]
     pub stem_cell_memory_mb: u32,
 
+    /// Stem cells kept per popular dependency set (two cold starts within ten minutes), with
+    /// its artifact mounted; 0 turns them off.
+    #[arg(long, env = "DEPS_STEM_CELLS", default_value_t = 1)]
+    pub deps_stem_cells: usize,
+
+    /// How many popular dependency sets get stem cells, the most demanded first.
+    #[arg(long, env = "DEPS_STEM_SETS", default_value_t = 4)]
+    pub deps_stem_sets: usize,
+
     /// Milliseconds a call whose function's containers are all busy waits for one of them
     /// before it starts another (0: never waits).
     #[arg(long, env = "WARM_WAIT_MS", default_value_t = 25)]
@@ -205,7 +214,9 @@ pub struct DepsSettings {
 impl DepsSettings {
     /// The worker token, if set and non-empty.
     pub fn token(&self) -> Option<&str> {
-        self.worker_token.as_deref().filter(|token| !token.is_empty())
+        self.worker_token
+            .as_deref()
+            .filter(|token| !token.is_empty())
     }
 }
 
@@ -224,6 +235,8 @@ impl Config {
             max_containers: self.max_containers,
             stem_cells: self.stem_cells,
             stem_memory_mb: self.stem_cell_memory_mb,
+            deps_stem_cells: self.deps_stem_cells,
+            deps_stem_sets: self.deps_stem_sets,
             max_starting: self.max_starting,
             warm_wait: std::time::Duration::from_millis(self.warm_wait_ms),
             runtime_label: self.runtime.as_str(),

@@ -5,7 +5,7 @@
 //! it is not the caller's fault, and the call goes to another container.
 
 use crate::container::{CallOutcome, Container, InitOutcome};
-use crate::pool::{Pool, Slot};
+use crate::pool::{Pool, Slot, StemKind};
 use crate::protocol::InvokeContext;
 use crate::sandbox::{Death, Sandbox};
 use common::{ErrorInfo, Job, RawJson, Reply, ReplyStatus, Timing, raw_null};
@@ -350,27 +350,37 @@ impl Executor {
         job_deadline: tokio::time::Instant,
     ) -> Result<Slot<Container>, NoContainer> {
         let spec = &job.function;
-        // A stem cell cannot take a mount chosen later: a function with dependencies gets a
-        // container of its own, once its artifact is on this host.
+        // A stem cell cannot take a mount chosen later: a function with dependencies binds one
+        // that mounts its artifact (kept for popular sets), else gets a container of its own,
+        // once the artifact is on this host.
         let stem = match &spec.dependencies {
-            None => self.pool.take_stem(spec.language, bounded.memory_mb),
+            None => self.pool.take_stem(&StemKind::of(spec), bounded.memory_mb),
             Some(artifact) => {
-                let fetched =
-                    tokio::time::timeout_at(job_deadline, self.pool.launcher().deps.ensure(artifact)).await;
+                let fetched = tokio::time::timeout_at(
+                    job_deadline,
+                    self.pool.launcher().deps.ensure(artifact),
+                )
+                .await;
                 let why = match fetched {
                     Ok(Ok(_)) => None,
                     Ok(Err(error)) => Some(error.to_string()),
-                    Err(_) => Some("the call's deadline passed while its dependencies were fetched".to_owned()),
+                    Err(_) => Some(
+                        "the call's deadline passed while its dependencies were fetched".to_owned(),
+                    ),
                 };
                 if let Some(why) = why {
                     tracing::warn!(digest = %artifact.digest, %why, "dependencies unavailable");
                     return Err(NoContainer::Answer(Outcome::failed(
                         ReplyStatus::InitError,
-                        ErrorInfo::new("Runtime.DependenciesUnavailable", format!("the function's dependencies could not be fetched: {why}")),
+                        ErrorInfo::new(
+                            "Runtime.DependenciesUnavailable",
+                            format!("the function's dependencies could not be fetched: {why}"),
+                        ),
                         String::new(),
                     )));
                 }
-                None
+                // Popular dependency sets have stem cells that mount them.
+                self.pool.take_stem(&StemKind::of(spec), bounded.memory_mb)
             }
         };
         let mut slot = match stem {
@@ -443,8 +453,13 @@ impl Executor {
         };
         let started = tokio::time::timeout_at(
             job_deadline,
-            self.pool
-                .start(spec.language, bounded.memory_mb, Some(spec), room),
+            self.pool.start(
+                spec.language,
+                bounded.memory_mb,
+                Some(spec),
+                spec.dependencies.as_ref().map(|a| a.digest.as_str()),
+                room,
+            ),
         )
         .await
         .map_err(|_| {

@@ -18,15 +18,15 @@ mod pool;
 mod protocol;
 mod sandbox;
 
-use bollard::Docker;
-use common::Runtime;
 pub use artifacts::{DEPS_MOUNT, DepsCache, unpack};
+use bollard::Docker;
 pub use build::{BuildOutcome, Builder};
+use common::Runtime;
 pub use config::{Config, DepsSettings};
 pub use container::{CallOutcome, Container, InitOutcome};
 pub use error::WorkerError;
 pub use executor::{DockerPool, Executor, Verdict};
-pub use pool::{FunctionKey, Launcher, Pool, PoolSettings, Pooled, Slot};
+pub use pool::{FunctionKey, Launcher, Pool, PoolSettings, Pooled, Slot, StemKind};
 pub use protocol::InvokeContext;
 pub use sandbox::{LABEL_WORKER, LABEL_WORKER_CONTAINER, Sandbox};
 use std::future::Future;

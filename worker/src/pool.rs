@@ -31,6 +31,37 @@ pub type FunctionKey = (i64, i32);
 /// The key of a stem cell, bound to no function yet.
 pub const STEM_KEY: FunctionKey = (-1, -1);
 
+/// What a stem cell is ready for: a language, and for functions with dependencies the
+/// artifact it mounts (a mount cannot be added to a running container).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StemKind {
+    pub language: Language,
+    /// The artifact's digest; `None`: a plain stem cell, for functions without dependencies.
+    pub deps: Option<String>,
+}
+
+impl StemKind {
+    pub fn plain(language: Language) -> Self {
+        StemKind {
+            language,
+            deps: None,
+        }
+    }
+
+    /// The stem cell a cold start of `spec` can bind.
+    pub fn of(spec: &FunctionSpec) -> Self {
+        StemKind {
+            language: spec.language,
+            deps: spec.dependencies.as_ref().map(|a| a.digest.clone()),
+        }
+    }
+}
+
+/// How long cold starts of a dependency set count towards its popularity.
+const DEPS_DEMAND_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// Cold starts within the window that make a dependency set popular.
+const DEPS_DEMAND_POPULAR: usize = 2;
+
 /// What the pool needs of a container.
 pub trait Pooled: Send + 'static {
     fn id(&self) -> &str;
@@ -42,12 +73,14 @@ pub trait Pooled: Send + 'static {
 pub trait Launcher: Send + Sync + 'static {
     type Container: Pooled;
 
-    /// Starts a container for `function`, or a stem cell of `language` (`function` = `None`).
+    /// Starts a container for `function`, or a stem cell of `language` (`function` = `None`),
+    /// mounting the dependency artifact `deps` (a digest) when there is one.
     fn launch(
         &self,
         language: Language,
         memory_mb: u32,
         function: Option<&FunctionSpec>,
+        deps: Option<&str>,
     ) -> impl Future<Output = Result<Self::Container, ContainerError>> + Send;
 
     /// Kills and removes the container `id`; failures are the launcher's to report.
@@ -66,6 +99,10 @@ pub struct PoolSettings {
     pub stem_cells: usize,
     /// Memory limit of stem cells: only functions with this `memory_mb` can use them.
     pub stem_memory_mb: u32,
+    /// Stem cells kept ready per popular dependency set (two cold starts in ten minutes).
+    pub deps_stem_cells: usize,
+    /// How many popular dependency sets get stem cells, the most demanded first.
+    pub deps_stem_sets: usize,
     /// How long a call whose function's containers are all busy waits for one of them before
     /// it starts another: a warm call takes milliseconds, a container start far more CPU.
     pub warm_wait: Duration,
@@ -173,9 +210,11 @@ impl<C> Slot<C> {
 struct State<C> {
     /// Idle containers per function version, most recently used last.
     idle: HashMap<FunctionKey, Vec<Slot<C>>>,
-    stems: HashMap<Language, Vec<Slot<C>>>,
+    stems: HashMap<StemKind, Vec<Slot<C>>>,
     /// Stem cells being started, so the filler does not start too many.
-    stems_starting: HashMap<Language, usize>,
+    stems_starting: HashMap<StemKind, usize>,
+    /// Recent cold starts per dependency set, oldest first: what makes a set popular.
+    deps_demand: HashMap<StemKind, std::collections::VecDeque<Instant>>,
     /// Every container started and not yet discarded, idle or busy.
     live: HashSet<String>,
     /// Calls running per function version.
@@ -190,6 +229,7 @@ impl<C> Default for State<C> {
             idle: HashMap::new(),
             stems: HashMap::new(),
             stems_starting: HashMap::new(),
+            deps_demand: HashMap::new(),
             live: HashSet::new(),
             busy: HashMap::new(),
             retired_below: HashMap::new(),
@@ -285,18 +325,32 @@ impl<L: Launcher> Pool<L> {
         BusyGuard { pool: self, key }
     }
 
-    /// Takes a live stem cell for a function of `language` and `memory_mb`, and asks for a
-    /// new one.
-    pub fn take_stem(&self, language: Language, memory_mb: u32) -> Option<Slot<L::Container>> {
-        if memory_mb != self.settings.stem_memory_mb {
-            return None;
-        }
+    /// Takes a live stem cell of `kind` for a function of `memory_mb`, and asks for a new one.
+    /// A cold start with dependencies counts towards its set's popularity, found or not.
+    pub fn take_stem(&self, kind: &StemKind, memory_mb: u32) -> Option<Slot<L::Container>> {
         let mut gone = Vec::new();
+        let mut became_popular = false;
         let stem = {
             let mut state = self.state.lock().unwrap();
-            pop_live(state.stems.entry(language).or_default(), &mut gone)
+            if kind.deps.is_some() && self.settings.deps_stem_cells > 0 {
+                let demand = state.deps_demand.entry(kind.clone()).or_default();
+                let now = Instant::now();
+                demand.push_back(now);
+                while demand
+                    .front()
+                    .is_some_and(|at| now - *at > DEPS_DEMAND_WINDOW)
+                {
+                    demand.pop_front();
+                }
+                became_popular = demand.len() == DEPS_DEMAND_POPULAR;
+            }
+            if memory_mb != self.settings.stem_memory_mb {
+                None
+            } else {
+                pop_live(state.stems.entry(kind.clone()).or_default(), &mut gone)
+            }
         };
-        let asked = stem.is_some() || !gone.is_empty();
+        let asked = stem.is_some() || !gone.is_empty() || became_popular;
         self.discard_all(gone);
         if asked {
             self.stems_wanted.notify_one();
@@ -349,13 +403,13 @@ impl<L: Launcher> Pool<L> {
                 }
             }
             if stems {
-                for (language, list) in &state.stems {
+                for (kind, list) in &state.stems {
                     for slot in list {
                         let id = slot.container.id().to_owned();
                         candidates.push((
                             true,
                             slot.idle_since,
-                            Place::Stem(*language),
+                            Place::Stem(kind.clone()),
                             id,
                             slot.memory_mb,
                         ));
@@ -381,7 +435,7 @@ impl<L: Launcher> Pool<L> {
             for (_, _, place, id, _) in &candidates[..chosen] {
                 let list = match place {
                     Place::Idle(key) => state.idle.get_mut(key),
-                    Place::Stem(language) => state.stems.get_mut(language),
+                    Place::Stem(kind) => state.stems.get_mut(kind),
                 };
                 if let Some(list) = list
                     && let Some(at) = list.iter().position(|slot| slot.container.id() == id)
@@ -409,6 +463,7 @@ impl<L: Launcher> Pool<L> {
         language: Language,
         memory_mb: u32,
         function: Option<&FunctionSpec>,
+        deps: Option<&str>,
         room: Room,
     ) -> Result<Slot<L::Container>, ContainerError> {
         let _slot = self
@@ -416,7 +471,10 @@ impl<L: Launcher> Pool<L> {
             .acquire()
             .await
             .expect("the semaphore is never closed");
-        let container = self.launcher.launch(language, memory_mb, function).await?;
+        let container = self
+            .launcher
+            .launch(language, memory_mb, function, deps)
+            .await?;
         self.state
             .lock()
             .unwrap()
@@ -524,21 +582,24 @@ impl<L: Launcher> Pool<L> {
         self.discard_all(gone);
     }
 
-    /// Keeps `stem_cells` stem cells per language until `stop`, starting missing ones side by
-    /// side. A stem cell takes free room, or the room of least recently used idle warm
-    /// containers: a ready stem cell makes the next new function's first call fast, while an
-    /// idle container only helps if its own function comes back.
+    /// Keeps `stem_cells` stem cells per language, and `deps_stem_cells` per popular
+    /// dependency set, until `stop`, starting missing ones side by side; stem cells of sets no
+    /// longer popular are removed. A stem cell takes free room, or the room of least recently
+    /// used idle warm containers: a ready stem cell makes the next new function's first call
+    /// fast, while an idle container only helps if its own function comes back.
     pub async fn keep_stem_cells(self: Arc<Self>, stop: CancellationToken) {
-        if self.settings.stem_cells == 0 {
+        if self.settings.stem_cells == 0 && self.settings.deps_stem_cells == 0 {
             return;
         }
         loop {
             let wanted = self.stems_wanted.notified();
             tokio::pin!(wanted);
             wanted.as_mut().enable();
+            let targets = self.stem_targets();
+            self.drop_unwanted_stems(&targets);
             let mut starts = Vec::new();
-            for language in Language::ALL {
-                while self.stems_short(language) {
+            for (kind, target) in targets {
+                while self.stems_short(&kind, target) {
                     let Some(room) = self.room_for_stem() else {
                         break;
                     };
@@ -547,9 +608,9 @@ impl<L: Launcher> Pool<L> {
                         .lock()
                         .unwrap()
                         .stems_starting
-                        .entry(language)
+                        .entry(kind.clone())
                         .or_default() += 1;
-                    starts.push(self.start_stem(language, room));
+                    starts.push(self.start_stem(kind.clone(), room));
                 }
             }
             let results = tokio::select! {
@@ -569,6 +630,66 @@ impl<L: Launcher> Pool<L> {
         }
     }
 
+    /// The stem cells wanted now, per kind: every language's plain ones, and the most
+    /// demanded popular dependency sets'.
+    fn stem_targets(&self) -> Vec<(StemKind, usize)> {
+        let mut targets: Vec<(StemKind, usize)> = Vec::new();
+        if self.settings.stem_cells > 0 {
+            targets.extend(
+                Language::ALL
+                    .into_iter()
+                    .map(|language| (StemKind::plain(language), self.settings.stem_cells)),
+            );
+        }
+        if self.settings.deps_stem_cells == 0 {
+            return targets;
+        }
+        let mut state = self.state.lock().unwrap();
+        let now = Instant::now();
+        for demand in state.deps_demand.values_mut() {
+            while demand
+                .front()
+                .is_some_and(|at| now - *at > DEPS_DEMAND_WINDOW)
+            {
+                demand.pop_front();
+            }
+        }
+        state.deps_demand.retain(|_, demand| !demand.is_empty());
+        let mut popular: Vec<(&StemKind, usize)> = state
+            .deps_demand
+            .iter()
+            .map(|(kind, demand)| (kind, demand.len()))
+            .filter(|(_, count)| *count >= DEPS_DEMAND_POPULAR)
+            .collect();
+        popular.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
+        targets.extend(
+            popular
+                .into_iter()
+                .take(self.settings.deps_stem_sets)
+                .map(|(kind, _)| (kind.clone(), self.settings.deps_stem_cells)),
+        );
+        targets
+    }
+
+    /// Removes the stem cells of dependency sets that are no longer wanted.
+    fn drop_unwanted_stems(&self, targets: &[(StemKind, usize)]) {
+        let unwanted: Vec<Slot<L::Container>> = {
+            let mut state = self.state.lock().unwrap();
+            let mut unwanted = Vec::new();
+            for (kind, list) in state.stems.iter_mut() {
+                if kind.deps.is_some() && !targets.iter().any(|(wanted, _)| wanted == kind) {
+                    unwanted.append(list);
+                }
+            }
+            state.stems.retain(|_, list| !list.is_empty());
+            unwanted
+        };
+        if !unwanted.is_empty() {
+            self.discard_all(unwanted);
+            self.update_gauges();
+        }
+    }
+
     fn room_for_stem(&self) -> Option<Room> {
         let memory_mb = self.settings.stem_memory_mb;
         loop {
@@ -582,20 +703,26 @@ impl<L: Launcher> Pool<L> {
     }
 
     /// Starts one stem cell; false when the launcher failed.
-    async fn start_stem(&self, language: Language, room: Room) -> bool {
+    async fn start_stem(&self, kind: StemKind, room: Room) -> bool {
         let started = self
-            .start(language, self.settings.stem_memory_mb, None, room)
+            .start(
+                kind.language,
+                self.settings.stem_memory_mb,
+                None,
+                kind.deps.as_deref(),
+                room,
+            )
             .await;
         let mut state = self.state.lock().unwrap();
-        *state.stems_starting.entry(language).or_default() -= 1;
+        *state.stems_starting.entry(kind.clone()).or_default() -= 1;
         let ok = match started {
             Ok(stem) => {
-                state.stems.entry(language).or_default().push(stem);
+                state.stems.entry(kind).or_default().push(stem);
                 true
             }
             Err(error) => {
                 metrics::counter!("faas_docker_errors_total").increment(1);
-                tracing::warn!(%language, %error, "cannot start a stem cell");
+                tracing::warn!(language = %kind.language, deps = ?kind.deps, %error, "cannot start a stem cell");
                 false
             }
         };
@@ -604,22 +731,22 @@ impl<L: Launcher> Pool<L> {
         ok
     }
 
-    fn stems_short(&self, language: Language) -> bool {
+    fn stems_short(&self, kind: &StemKind, target: usize) -> bool {
         let state = self.state.lock().unwrap();
-        let ready = state.stems.get(&language).map_or(0, Vec::len);
-        let starting = state.stems_starting.get(&language).copied().unwrap_or(0);
-        ready + starting < self.settings.stem_cells
+        let ready = state.stems.get(kind).map_or(0, Vec::len);
+        let starting = state.stems_starting.get(kind).copied().unwrap_or(0);
+        ready + starting < target
     }
 
-    /// Stem cells ready for `language`.
+    /// Plain stem cells ready for `language`.
     pub fn stem_count(&self, language: Language) -> usize {
-        self.stem_ids(language).len()
+        self.stem_ids(&StemKind::plain(language)).len()
     }
 
-    /// Ids of the stem cells ready for `language`.
-    pub fn stem_ids(&self, language: Language) -> Vec<String> {
+    /// Ids of the stem cells of `kind` ready.
+    pub fn stem_ids(&self, kind: &StemKind) -> Vec<String> {
         let state = self.state.lock().unwrap();
-        state.stems.get(&language).map_or_else(Vec::new, |stems| {
+        state.stems.get(kind).map_or_else(Vec::new, |stems| {
             stems
                 .iter()
                 .map(|slot| slot.container.id().to_owned())
@@ -682,7 +809,7 @@ impl<L: Launcher> Pool<L> {
 /// Where an idle container waits.
 enum Place {
     Idle(FunctionKey),
-    Stem(Language),
+    Stem(StemKind),
 }
 
 /// A running call; see [`Pool::busy`].
@@ -768,11 +895,16 @@ mod tests {
             language: Language,
             memory_mb: u32,
             function: Option<&FunctionSpec>,
+            deps: Option<&str>,
         ) -> Result<Fake, ContainerError> {
             let n = self.next.fetch_add(1, Ordering::SeqCst);
             let what = function.map_or(format!("stem-{language}"), |f| {
                 format!("f{}v{}", f.id, f.version)
             });
+            let what = match deps {
+                Some(digest) => format!("{what}-deps-{digest}"),
+                None => what,
+            };
             let id = format!("{what}-{memory_mb}-{n}");
             let alive = Arc::new(AtomicBool::new(true));
             self.alive.lock().unwrap().insert(id.clone(), alive.clone());
@@ -803,6 +935,8 @@ mod tests {
             max_containers: 100,
             stem_cells: 0,
             stem_memory_mb: 128,
+            deps_stem_cells: 0,
+            deps_stem_sets: 4,
             warm_wait: Duration::from_millis(25),
             max_starting: 4,
             runtime_label: "test",
@@ -832,7 +966,7 @@ mod tests {
     /// A container of `spec`, started in room reserved for it.
     async fn cold(pool: &Pool<FakeLauncher>, spec: &FunctionSpec) -> Slot<Fake> {
         let room = pool.reserve(spec.memory_mb, soon()).await.expect("room");
-        pool.start(spec.language, spec.memory_mb, Some(spec), room)
+        pool.start(spec.language, spec.memory_mb, Some(spec), None, room)
             .await
             .unwrap()
     }
@@ -1055,8 +1189,13 @@ mod tests {
         assert_eq!(pool.memory_used_mb(), 512);
 
         // Only functions of the stem cells' memory can use them.
-        assert!(pool.take_stem(Language::Python, 256).is_none());
-        let mut stem = pool.take_stem(Language::Python, 128).expect("a stem cell");
+        assert!(
+            pool.take_stem(&StemKind::plain(Language::Python), 256)
+                .is_none()
+        );
+        let mut stem = pool
+            .take_stem(&StemKind::plain(Language::Python), 128)
+            .expect("a stem cell");
         stem.bind((7, 1));
         assert_eq!(stem.key(), (7, 1));
         wait_for(Language::Python, 2).await;
@@ -1076,6 +1215,69 @@ mod tests {
         stop.cancel();
         filler.await.unwrap();
         drop((room, room2));
+    }
+
+    #[tokio::test]
+    async fn a_dependency_set_gets_stem_cells_once_popular_and_they_mount_it() {
+        let mut with_deps = settings(128 * 8);
+        with_deps.deps_stem_cells = 1;
+        with_deps.deps_stem_sets = 1;
+        let pool = Arc::new(Pool::new(FakeLauncher::default(), with_deps));
+        let stop = CancellationToken::new();
+        let filler = tokio::spawn(pool.clone().keep_stem_cells(stop.clone()));
+        let kind = |digest: &str| StemKind {
+            language: Language::Python,
+            deps: Some(digest.to_owned()),
+        };
+        let ready = |kind: StemKind| {
+            let pool = pool.clone();
+            async move {
+                for _ in 0..200 {
+                    if !pool.stem_ids(&kind).is_empty() {
+                        return pool.stem_ids(&kind);
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Vec::new()
+            }
+        };
+        // One cold start is not popularity: no stem cell.
+        assert!(pool.take_stem(&kind("aa"), 128).is_none());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(pool.stem_ids(&kind("aa")).is_empty());
+        // The second is: a stem cell that mounts the set comes up, and the next cold start
+        // binds it.
+        assert!(pool.take_stem(&kind("aa"), 128).is_none());
+        let ids = ready(kind("aa")).await;
+        assert_eq!(ids.len(), 1, "no stem cell for a popular set");
+        assert!(ids[0].contains("deps-aa"), "{ids:?}");
+        let stem = pool
+            .take_stem(&kind("aa"), 128)
+            .expect("the set's stem cell");
+        assert!(stem.container.id.contains("deps-aa"));
+        // Plain stem cells are off here; a set never gets another's stem cell.
+        assert!(
+            pool.take_stem(&StemKind::plain(Language::Python), 128)
+                .is_none()
+        );
+        // A more demanded set takes the only place; the other's stem cell goes.
+        for _ in 0..4 {
+            assert!(pool.take_stem(&kind("bb"), 128).is_none());
+        }
+        assert_eq!(ready(kind("bb")).await.len(), 1);
+        for _ in 0..200 {
+            if pool.stem_ids(&kind("aa")).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            pool.stem_ids(&kind("aa")).is_empty(),
+            "the less demanded set kept its stem cell"
+        );
+        stop.cancel();
+        filler.await.unwrap();
+        drop(stem);
     }
 
     #[tokio::test]

@@ -160,6 +160,7 @@ impl Sandbox {
         language: Language,
         memory_mb: u32,
         function: Option<&FunctionSpec>,
+        deps: Option<&str>,
     ) -> ContainerCreateBody {
         let memory = i64::from(memory_mb) * 1024 * 1024;
         let mut labels = HashMap::from([
@@ -171,34 +172,35 @@ impl Sandbox {
             labels.insert(LABEL_WORKER_CONTAINER.to_owned(), own.clone());
         }
         // A stem cell has no function yet: its function's env arrives with the init frame.
-        let mut binds = None;
-        let env = match function {
+        let mut env = match function {
             Some(spec) => {
                 labels.insert("faas.function".to_owned(), spec.name.clone());
                 labels.insert("faas.function_id".to_owned(), spec.id.to_string());
                 labels.insert("faas.version".to_owned(), spec.version.to_string());
-                let mut env = spec.env.clone();
-                if let Some(artifact) = &spec.dependencies {
-                    let host = self.deps.path_of(&artifact.digest);
-                    binds = Some(vec![format!("{}:{DEPS_MOUNT}:ro", host.display())]);
-                    // The artifact goes on the import path after whatever the function set.
-                    let (variable, entry) = match language {
-                        Language::Python => ("PYTHONPATH", DEPS_MOUNT.to_owned()),
-                        Language::Javascript => ("NODE_PATH", format!("{DEPS_MOUNT}/node_modules")),
-                    };
-                    let value = match env.get(variable) {
-                        Some(own) if !own.is_empty() => format!("{own}:{entry}"),
-                        _ => entry,
-                    };
-                    env.insert(variable.to_owned(), value);
-                }
-                env.iter().map(|(k, v)| format!("{k}={v}")).collect()
+                spec.env.clone()
             }
             None => {
                 labels.insert("faas.stem_cell".to_owned(), "true".to_owned());
-                Vec::new()
+                Default::default()
             }
         };
+        let mut binds = None;
+        if let Some(digest) = deps {
+            labels.insert("faas.deps".to_owned(), digest.to_owned());
+            let host = self.deps.path_of(digest);
+            binds = Some(vec![format!("{}:{DEPS_MOUNT}:ro", host.display())]);
+            // The artifact goes on the import path after whatever the function set.
+            let (variable, entry) = match language {
+                Language::Python => ("PYTHONPATH", DEPS_MOUNT.to_owned()),
+                Language::Javascript => ("NODE_PATH", format!("{DEPS_MOUNT}/node_modules")),
+            };
+            let value = match env.get(variable) {
+                Some(own) if !own.is_empty() => format!("{own}:{entry}"),
+                _ => entry,
+            };
+            env.insert(variable.to_owned(), value);
+        }
+        let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let host_config = HostConfig {
             network_mode: Some("none".into()),
             readonly_rootfs: Some(true),
@@ -259,7 +261,20 @@ impl Sandbox {
         language: Language,
         memory_mb: u32,
         function: Option<&FunctionSpec>,
+        deps: Option<&str>,
     ) -> Result<Container, ContainerError> {
+        if let Some(digest) = deps {
+            // Normally here already (a call fetched it); a stem cell of a set evicted since
+            // fetches it again.
+            let artifact = common::ArtifactRef {
+                digest: digest.to_owned(),
+                unpacked_bytes: 0,
+            };
+            self.deps
+                .ensure(&artifact)
+                .await
+                .map_err(|error| ContainerError::Io(std::io::Error::other(error.to_string())))?;
+        }
         let options = CreateContainerOptionsBuilder::default()
             .name(&self.container_name(language, function))
             .build();
@@ -267,12 +282,12 @@ impl Sandbox {
             .docker
             .create_container(
                 Some(options),
-                self.create_body(language, memory_mb, function),
+                self.create_body(language, memory_mb, function, deps),
             )
             .await?
             .id;
-        if let Some(artifact) = function.and_then(|spec| spec.dependencies.as_ref()) {
-            self.deps.pin(&id, &artifact.digest);
+        if let Some(digest) = deps {
+            self.deps.pin(&id, digest);
         }
         match self.attach_and_start(&id).await {
             Ok(container) => Ok(container),
@@ -457,8 +472,9 @@ impl Launcher for Sandbox {
         language: Language,
         memory_mb: u32,
         function: Option<&FunctionSpec>,
+        deps: Option<&str>,
     ) -> Result<Container, ContainerError> {
-        self.start(language, memory_mb, function).await
+        self.start(language, memory_mb, function, deps).await
     }
 
     async fn remove(&self, id: String) {

@@ -128,7 +128,12 @@ pub async fn request_build(
 }
 
 /// Marks a build whose job could not be published as failed, with the reason as its log.
-pub async fn fail_unpublished(pool: &Pool, key: &str, attempt: Uuid, why: &str) -> Result<(), DbError> {
+pub async fn fail_unpublished(
+    pool: &Pool,
+    key: &str,
+    attempt: Uuid,
+    why: &str,
+) -> Result<(), DbError> {
     let client = pool.get().await?;
     client
         .execute(
@@ -314,7 +319,11 @@ pub async fn artifact_meta(pool: &Pool, digest: &str) -> Result<Option<ArtifactM
 }
 
 /// One chunk of an artifact; `None` past its end.
-pub async fn artifact_chunk(pool: &Pool, digest: &str, seq: i32) -> Result<Option<Vec<u8>>, DbError> {
+pub async fn artifact_chunk(
+    pool: &Pool,
+    digest: &str,
+    seq: i32,
+) -> Result<Option<Vec<u8>>, DbError> {
     let client = pool.get().await?;
     let statement = client
         .prepare_cached("SELECT data FROM artifact_chunks WHERE digest = $1 AND seq = $2")

@@ -351,9 +351,9 @@ async fn request_fields_build(
     fields: &FunctionFields,
 ) -> Result<Option<Requested>, ApiError> {
     match (&fields.build_key, &fields.dependencies) {
-        (Some(key), Some(dependencies)) => {
-            Ok(Some(request_build(tx, key, fields.language, dependencies).await?))
-        }
+        (Some(key), Some(dependencies)) => Ok(Some(
+            request_build(tx, key, fields.language, dependencies).await?,
+        )),
         _ => Ok(None),
     }
 }
@@ -417,7 +417,9 @@ pub async fn update_function(
     let Some(old) = old else { return Ok(None) };
     let old = Function::try_from(&old)?;
     let build = request_fields_build(&tx, fields).await?;
-    let ready_now = build.as_ref().is_none_or(|b| b.status == BuildStatus::Ready);
+    let ready_now = build
+        .as_ref()
+        .is_none_or(|b| b.status == BuildStatus::Ready);
     let serving = if ready_now {
         None
     } else {

@@ -444,7 +444,9 @@ async fn after_save(
             Ok(()) => tracing::info!(build_key = %key, %attempt, "build queued"),
             Err(error) => {
                 tracing::error!(build_key = %key, %error, "build not queued");
-                let why = format!("the build could not be queued ({error}); save the function again to retry");
+                let why = format!(
+                    "the build could not be queued ({error}); save the function again to retry"
+                );
                 db::fail_unpublished(&state.db, key, attempt, &why).await?;
                 function = reload(state, &function).await?;
             }
@@ -452,7 +454,9 @@ async fn after_save(
     }
     // Workers retire containers of versions below the one announced: while this version
     // waits for its build, the one that serves calls is announced.
-    let serving_version = function.runnable().map_or(function.version, |spec| spec.version);
+    let serving_version = function
+        .runnable()
+        .map_or(function.version, |spec| spec.version);
     announce(
         state,
         function.id,
@@ -463,7 +467,10 @@ async fn after_save(
     .await;
     if wait {
         let until = tokio::time::Instant::now() + state.limits.build_wait;
-        while function.build.as_ref().is_some_and(|b| !b.status.is_final())
+        while function
+            .build
+            .as_ref()
+            .is_some_and(|b| !b.status.is_final())
             && tokio::time::Instant::now() < until
         {
             tokio::time::sleep(BUILD_POLL).await;

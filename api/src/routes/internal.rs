@@ -192,14 +192,22 @@ pub async fn put_artifact(
         .and_then(|text| text.parse().ok())
         .ok_or_else(|| ApiError::Invalid(format!("{UNPACKED_BYTES} must be a byte count")))?;
     if db::artifact_meta(&state.db, &digest).await?.is_some() {
-        return Ok((StatusCode::OK, axum::Json(serde_json::json!({"stored": false}))).into_response());
+        return Ok((
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"stored": false})),
+        )
+            .into_response());
     }
     let max = state.limits.max_artifact_bytes;
     let mut writer = match ArtifactWriter::begin(&state.db, &digest).await {
         Ok(writer) => writer,
         // Another upload of the same digest won the race.
         Err(error) if is_unique_violation(&error) => {
-            return Ok((StatusCode::OK, axum::Json(serde_json::json!({"stored": false}))).into_response());
+            return Ok((
+                StatusCode::OK,
+                axum::Json(serde_json::json!({"stored": false})),
+            )
+                .into_response());
         }
         Err(error) => return Err(error.into()),
     };
@@ -239,7 +247,11 @@ pub async fn put_artifact(
     }
     writer.finish(&actual, size as i64, unpacked).await?;
     tracing::info!(%digest, size, unpacked, "artifact stored");
-    Ok((StatusCode::CREATED, axum::Json(serde_json::json!({"stored": true}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({"stored": true})),
+    )
+        .into_response())
 }
 
 fn is_unique_violation(error: &crate::error::DbError) -> bool {
@@ -282,7 +294,10 @@ pub async fn get_artifact(
     });
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size_bytes.max(0) as u64));
+    headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(meta.size_bytes.max(0) as u64),
+    );
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/gzip"),
@@ -290,6 +305,9 @@ pub async fn get_artifact(
     if let Ok(value) = HeaderValue::from_str(&meta.content_sha256) {
         headers.insert(CONTENT_SHA256, value);
     }
-    headers.insert(UNPACKED_BYTES, HeaderValue::from(meta.unpacked_bytes.max(0) as u64));
+    headers.insert(
+        UNPACKED_BYTES,
+        HeaderValue::from(meta.unpacked_bytes.max(0) as u64),
+    );
     Ok(response)
 }

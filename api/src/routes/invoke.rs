@@ -15,9 +15,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use common::{
-    ErrorInfo, Job, RawJson, RawValue, Reply, ReplyStatus, Runtime, Timing,
-};
+use common::{ErrorInfo, Job, RawJson, RawValue, Reply, ReplyStatus, Runtime, Timing};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -239,7 +237,9 @@ pub async fn call_function(
 
     // The version whose build is not ready yet is not run: the last runnable one is, or the
     // call is refused (409 pending, 424 failed).
-    let spec = function.runnable().inspect_err(|error| labels.count(error.code()))?;
+    let spec = function
+        .runnable()
+        .inspect_err(|error| labels.count(error.code()))?;
     let now = common::now_unix_ms();
     let timeout_ms = spec.timeout_ms;
     let job = Job {

@@ -22,7 +22,12 @@ fn cache_dir(name: &str) -> std::path::PathBuf {
 }
 
 /// A worker of `runtime` that can fetch artifacts (and, with `builds`, build them).
-fn deps_worker(app: &TestApp, runtime: Runtime, cache: &std::path::Path, builds: bool) -> worker::Config {
+fn deps_worker(
+    app: &TestApp,
+    runtime: Runtime,
+    cache: &std::path::Path,
+    builds: bool,
+) -> worker::Config {
     let mut config = worker_config(runtime, &app.prefix);
     config.deps.worker_token = Some(WORKER_TOKEN.to_owned());
     config.deps.api_url = app.base_url.clone();
@@ -35,6 +40,25 @@ fn deps_worker(app: &TestApp, runtime: Runtime, cache: &std::path::Path, builds:
 
 async fn app_with_token() -> TestApp {
     TestApp::start_with(|config| config.worker_token = Some(api::Secret(WORKER_TOKEN.into()))).await
+}
+
+/// Containers started as stem cells that mount artifact `digest`.
+fn deps_stem_cells(digest: &str) -> Vec<String> {
+    let output = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            "label=faas.stem_cell=true",
+            "--filter",
+            &format!("label=faas.deps={digest}"),
+        ])
+        .output()
+        .expect("the docker CLI runs");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
 async fn count_builds(app: &TestApp) -> i64 {
@@ -70,8 +94,10 @@ async fn python_dependencies_are_built_once_and_import_on_both_runtimes_without_
     let builder_cache = cache_dir("builder");
     let fetcher_cache = cache_dir("fetcher");
     // The docker worker builds; the gVisor one has an empty cache of its own, as on another host.
-    app.add_worker(deps_worker(&app, Runtime::Docker, &builder_cache, true)).await;
-    app.add_worker(deps_worker(&app, Runtime::Gvisor, &fetcher_cache, false)).await;
+    app.add_worker(deps_worker(&app, Runtime::Docker, &builder_cache, true))
+        .await;
+    app.add_worker(deps_worker(&app, Runtime::Gvisor, &fetcher_cache, false))
+        .await;
 
     let mut body = python("six-a", PY_SIX);
     body["dependencies"] = json!(SIX);
@@ -80,7 +106,10 @@ async fn python_dependencies_are_built_once_and_import_on_both_runtimes_without_
     assert_eq!(created["build"]["status"], "ready", "{created}");
     let digest = created["build"]["digest"].as_str().unwrap().to_owned();
     assert_eq!(digest.len(), 64);
-    assert!(created["build"]["size_bytes"].as_i64().unwrap() > 10_000, "{created}");
+    assert!(
+        created["build"]["size_bytes"].as_i64().unwrap() > 10_000,
+        "{created}"
+    );
     let id = created["id"].as_i64().unwrap();
     let (status, build) = app.get(&format!("/functions/{id}/build")).await;
     assert_eq!(status, 200, "{build}");
@@ -90,13 +119,22 @@ async fn python_dependencies_are_built_once_and_import_on_both_runtimes_without_
         let (status, answer) = app.invoke(endpoint, "six-a", json!({})).await;
         assert_eq!(status, 200, "{endpoint}: {answer}");
         assert_eq!(answer["result"]["six"], "1.16.0", "{endpoint}: {answer}");
-        assert_eq!(answer["result"]["file"], "/opt/faas/deps/six.py", "{endpoint}");
-        assert_eq!(answer["result"]["network"], false, "{endpoint}: no network at run time");
+        assert_eq!(
+            answer["result"]["file"], "/opt/faas/deps/six.py",
+            "{endpoint}"
+        );
+        assert_eq!(
+            answer["result"]["network"], false,
+            "{endpoint}: no network at run time"
+        );
     }
     // The gVisor worker fetched the artifact from the api into its own cache.
     assert!(fetcher_cache.join(&digest).join("six.py").is_file());
     // The mount is read-only.
-    let mut writer = python("six-w", "import six, os\ndef handler(event, context):\n    try:\n        open('/opt/faas/deps/x', 'w')\n        return 'wrote'\n    except OSError as e:\n        return type(e).__name__\n");
+    let mut writer = python(
+        "six-w",
+        "import six, os\ndef handler(event, context):\n    try:\n        open('/opt/faas/deps/x', 'w')\n        return 'wrote'\n    except OSError as e:\n        return type(e).__name__\n",
+    );
     writer["dependencies"] = json!(SIX);
     let (status, second) = app.post("/functions/", &writer).await;
     assert_eq!(status, 201, "{second}");
@@ -111,6 +149,39 @@ async fn python_dependencies_are_built_once_and_import_on_both_runtimes_without_
     let (_, warm) = app.invoke("execute", "six-a", json!({})).await;
     assert_eq!(warm["cold_start"], false, "{warm}");
 
+    // Two cold starts with the same set made it popular on the docker worker: a stem cell that
+    // mounts it comes up, and a new function with the set binds it on its first call.
+    let mut stems = Vec::new();
+    for _ in 0..100 {
+        stems = deps_stem_cells(&digest);
+        if !stems.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(stems.len(), 1, "no stem cell for the popular set");
+    let mut third = python("six-c", PY_SIX);
+    third["dependencies"] = json!(SIX);
+    app.create_function(third).await;
+    let (status, answer) = app.invoke("execute", "six-c", json!({})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["cold_start"], true);
+    assert_eq!(answer["result"]["six"], "1.16.0", "{answer}");
+    let mut after = Vec::new();
+    for _ in 0..100 {
+        after = deps_stem_cells(&digest);
+        if after.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The one six-c bound (it keeps its label) and its replacement.
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(
+        after.contains(&stems[0]),
+        "six-c did not bind the stem cell"
+    );
+
     app.stop().await;
     let _ = std::fs::remove_dir_all(builder_cache);
     let _ = std::fs::remove_dir_all(fetcher_cache);
@@ -120,7 +191,8 @@ async fn python_dependencies_are_built_once_and_import_on_both_runtimes_without_
 async fn javascript_dependencies_import_from_commonjs_and_es_modules() {
     let mut app = app_with_token().await;
     let cache = cache_dir("js");
-    app.add_worker(deps_worker(&app, Runtime::Docker, &cache, true)).await;
+    app.add_worker(deps_worker(&app, Runtime::Docker, &cache, true))
+        .await;
     let package = r#"{"name": "f", "dependencies": {"is-number": "7.0.0"}}"#;
     let mut cjs = javascript(
         "isnum-cjs",
@@ -150,12 +222,21 @@ async fn javascript_dependencies_import_from_commonjs_and_es_modules() {
 async fn a_failed_build_says_why_and_never_replaces_the_running_version() {
     let mut app = app_with_token().await;
     let cache = cache_dir("fail");
-    app.add_worker(deps_worker(&app, Runtime::Docker, &cache, true)).await;
+    app.add_worker(deps_worker(&app, Runtime::Docker, &cache, true))
+        .await;
 
     // Bad input: 422 naming the line or the field, and nothing stored.
     for (language, text, expected) in [
-        ("python", "six\n-e git+https://example.com/x.git\n", "line 2"),
-        ("python", "--index-url https://evil.example/simple", "line 1"),
+        (
+            "python",
+            "six\n-e git+https://example.com/x.git\n",
+            "line 2",
+        ),
+        (
+            "python",
+            "--index-url https://evil.example/simple",
+            "line 1",
+        ),
         ("python", "git+https://github.com/benjaminp/six", "line 1"),
         ("javascript", "not json", "not JSON"),
         ("javascript", r#"{"name": "f"}"#, "dependencies"),
@@ -165,7 +246,10 @@ async fn a_failed_build_says_why_and_never_replaces_the_running_version() {
         body["dependencies"] = json!(text);
         let (status, answer) = app.post("/functions/", &body).await;
         assert_eq!(status, 422, "{text}: {answer}");
-        assert!(answer["detail"].as_str().unwrap().contains(expected), "{text}: {answer}");
+        assert!(
+            answer["detail"].as_str().unwrap().contains(expected),
+            "{text}: {answer}"
+        );
     }
     let (_, listed) = app.get("/functions/").await;
     assert_eq!(listed, json!([]));
@@ -173,19 +257,30 @@ async fn a_failed_build_says_why_and_never_replaces_the_running_version() {
     // A version without dependencies runs; its update to a package that does not exist fails
     // to build, and calls keep running the version before it.
     let (status, created) = app
-        .post("/functions/", &python("keeps", "def handler(e, c):\n    return 'v1'"))
+        .post(
+            "/functions/",
+            &python("keeps", "def handler(e, c):\n    return 'v1'"),
+        )
         .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_i64().unwrap();
-    let mut update = python("keeps", "import nothing_here\ndef handler(e, c):\n    return 'v2'");
+    let mut update = python(
+        "keeps",
+        "import nothing_here\ndef handler(e, c):\n    return 'v2'",
+    );
     update["dependencies"] = json!("this-package-does-not-exist-faas-xyz==1.0\n");
-    let (status, updated) = app.put(&format!("/functions/{id}?wait=true"), &update).await;
+    let (status, updated) = app
+        .put(&format!("/functions/{id}?wait=true"), &update)
+        .await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["version"], 2);
     assert_eq!(updated["build"]["status"], "failed", "{updated}");
     let (_, build) = app.get(&format!("/functions/{id}/build")).await;
     let log = build["log"].as_str().unwrap();
-    assert!(log.contains("this-package-does-not-exist-faas-xyz"), "{log}");
+    assert!(
+        log.contains("this-package-does-not-exist-faas-xyz"),
+        "{log}"
+    );
     assert!(log.contains("build failed"), "{log}");
     let (status, answer) = app.invoke("execute", "keeps", json!({})).await;
     assert_eq!(status, 200, "{answer}");
@@ -213,7 +308,10 @@ async fn a_failed_build_says_why_and_never_replaces_the_running_version() {
     let (status, answer) = app.invoke("execute", "never", json!({})).await;
     assert_eq!(status, 424, "{answer}");
     assert_eq!(answer["code"], "build_failed");
-    assert!(answer["detail"].as_str().unwrap().contains("build failed"), "{answer}");
+    assert!(
+        answer["detail"].as_str().unwrap().contains("build failed"),
+        "{answer}"
+    );
 
     // The platform carries on: a function without dependencies still runs.
     let (status, answer) = app.invoke("execute", "keeps", json!({})).await;
@@ -226,8 +324,13 @@ async fn a_failed_build_says_why_and_never_replaces_the_running_version() {
 async fn worker_routes_need_the_worker_token() {
     let app = app_with_token().await;
     let digest = "a".repeat(64);
-    for key in [None, Some("wrong-token-wrong-token-wrong-token-x"), Some(crate::support::ADMIN_KEY)] {
-        let mut request = reqwest::Client::new().get(app.url(&format!("/internal/artifacts/{digest}")));
+    for key in [
+        None,
+        Some("wrong-token-wrong-token-wrong-token-x"),
+        Some(crate::support::ADMIN_KEY),
+    ] {
+        let mut request =
+            reqwest::Client::new().get(app.url(&format!("/internal/artifacts/{digest}")));
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }

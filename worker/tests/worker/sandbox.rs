@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use worker::{Config, DockerPool, WorkerError};
+use worker::{Config, DockerPool, StemKind, WorkerError};
 
 async fn start_error(config: Config) -> WorkerError {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -243,7 +243,7 @@ async fn first_call_binds_a_prewarmed_stem_cell_which_is_then_replaced() {
     let stop = CancellationToken::new();
     let filler = tokio::spawn(h.pool.clone().keep_stem_cells(stop.clone()));
     wait_for_stems(&h.pool, Language::Python, 1).await;
-    let stem = h.pool.stem_ids(Language::Python);
+    let stem = h.pool.stem_ids(&StemKind::plain(Language::Python));
     assert_eq!(stem.len(), 1);
 
     let env = BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())]);
@@ -276,7 +276,7 @@ async fn first_call_binds_a_prewarmed_stem_cell_which_is_then_replaced() {
 
     wait_for_stems(&h.pool, Language::Python, 1).await;
     assert_ne!(
-        h.pool.stem_ids(Language::Python),
+        h.pool.stem_ids(&StemKind::plain(Language::Python)),
         stem,
         "a new stem cell replaced it"
     );
