@@ -60,6 +60,9 @@ pub struct Builder {
     pub settings: DepsSettings,
     pub cache: Arc<DepsCache>,
     pub worker_id: String,
+    /// The container this worker runs in, if any: its build containers carry it, so that
+    /// another worker removes them once this one's container is gone.
+    pub own_container: Option<String>,
 }
 
 /// A bounded log: the end of what was written, with a note that the start was cut.
@@ -239,11 +242,14 @@ impl Builder {
         if self.settings.npm_scripts {
             env.push("FAAS_NPM_SCRIPTS=1".to_owned());
         }
-        let labels = HashMap::from([
+        let mut labels = HashMap::from([
             ("faas.managed".to_owned(), "true".to_owned()),
             (crate::LABEL_WORKER.to_owned(), self.worker_id.clone()),
             ("faas.build".to_owned(), job.key.clone()),
         ]);
+        if let Some(own) = &self.own_container {
+            labels.insert(crate::LABEL_WORKER_CONTAINER.to_owned(), own.clone());
+        }
         let host_config = HostConfig {
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges".into()]),

@@ -121,6 +121,7 @@ pub async fn run(
             settings: config.deps.clone(),
             cache: pool.launcher().deps.clone(),
             worker_id: worker_id.clone(),
+            own_container: pool.launcher().own_container.clone(),
         });
         tokio::spawn(build::consume(
             builder,

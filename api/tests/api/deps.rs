@@ -2,7 +2,7 @@
 //! real build images, artifacts through the api and Postgres, host caches of real workers, and
 //! the functions importing them on both runtimes with no network at run time.
 
-use crate::support::{TestApp, javascript, python, worker_config};
+use crate::support::{TestApp, WorkerProcess, javascript, python, worker_config};
 use common::Runtime;
 use serde_json::{Value, json};
 
@@ -316,6 +316,75 @@ async fn a_failed_build_says_why_and_never_replaces_the_running_version() {
     // The platform carries on: a function without dependencies still runs.
     let (status, answer) = app.invoke("execute", "keeps", json!({})).await;
     assert_eq!((status, answer["result"].clone()), (200, Value::from("v1")));
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(cache);
+}
+
+/// A build status, polled until `done` says so (two minutes at most).
+async fn wait_for_build(app: &TestApp, id: i64, done: impl Fn(&str) -> bool) -> Value {
+    for _ in 0..1200 {
+        let (_, build) = app.get(&format!("/functions/{id}/build")).await;
+        if build["status"].as_str().is_some_and(&done) {
+            return build;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the build did not reach the awaited status in 2 minutes");
+}
+
+#[tokio::test]
+async fn a_build_whose_worker_is_killed_is_finished_by_another() {
+    let app = app_with_token().await;
+    let cache = cache_dir("killed");
+    let env = |dir: &std::path::Path| -> Vec<(String, String)> {
+        vec![
+            ("WORKER_TOKEN".into(), WORKER_TOKEN.into()),
+            ("API_URL".into(), app.base_url.clone()),
+            ("DEPS_CACHE_DIR".into(), dir.display().to_string()),
+            ("BUILD_CA_BUNDLE".into(), CA_BUNDLE.into()),
+        ]
+    };
+    let pairs = env(&cache.join("a"));
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let first_id = format!("{}killed-a", app.prefix);
+    let mut first = WorkerProcess::start_with(&app, &first_id, Runtime::Docker, &pairs).await;
+
+    let mut body = python("survivor", PY_SIX);
+    body["dependencies"] = json!(format!("six==1.16.0\n# {}\n", app.prefix));
+    let (status, created) = app.post("/functions/", &body).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    wait_for_build(&app, id, |status| status != "pending").await;
+    first.signal("KILL");
+    let _ = first.child.wait().await;
+
+    // The broker gives the unacked build job to the next worker, which builds it again.
+    let pairs = env(&cache.join("b"));
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let second_id = format!("{}killed-b", app.prefix);
+    let _second = WorkerProcess::spawn(&app, &second_id, Runtime::Docker, &pairs);
+    let build = wait_for_build(&app, id, |status| status == "ready" || status == "failed").await;
+    assert_eq!(build["status"], "ready", "{build}");
+    assert!(
+        build["log"].as_str().unwrap().contains(&second_id),
+        "{build}"
+    );
+    let (status, answer) = app.invoke("execute", "survivor", json!({})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["six"], "1.16.0");
+
+    // The killed worker's build container is its to remove at its next start; here, ours.
+    for container in crate::support::containers_of(&first_id) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &container])
+            .output();
+    }
     app.stop().await;
     let _ = std::fs::remove_dir_all(cache);
 }
