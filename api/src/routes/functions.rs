@@ -596,8 +596,8 @@ pub async fn update_function(
     summary = "Get a function's dependency build",
     params(crate::openapi::FunctionId),
     responses(
-        (status = 200, description = "The build, its whole log included.", body = Build),
-        (status = 404, description = "`function_not_found`: no such function in the key's namespace, or it has no dependencies.", body = ErrorBody),
+        (status = 200, description = "The build, its whole log included; `null` when the function has no dependencies (nothing to build).", body = Option<Build>),
+        (status = 404, description = "`function_not_found`: no such function in the key's namespace.", body = ErrorBody),
         (status = 422, description = "`invalid_request`: the id is not an integer.", body = ErrorBody),
         crate::openapi::KeyErrors,
         crate::openapi::Unavailable,
@@ -608,13 +608,10 @@ pub async fn get_function_build(
     principal: Principal,
     State(state): State<AppState>,
     Path(id): Path<i64>,
-) -> Result<axum::Json<Build>, ApiError> {
+) -> Result<axum::Json<Option<Build>>, ApiError> {
     principal.require_any(&[Scope::Manage, Scope::Read])?;
     match db::get_function_build(&state.db, &principal.namespace, id).await? {
-        Some(Some(build)) => Ok(axum::Json(build)),
-        Some(None) => Err(ApiError::FunctionNotFound(format!(
-            "{id}'s build (it has no dependencies)"
-        ))),
+        Some(build) => Ok(axum::Json(build)),
         None => Err(ApiError::FunctionNotFound(id.to_string())),
     }
 }

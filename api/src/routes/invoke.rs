@@ -497,6 +497,16 @@ pub(crate) struct PublicFailure {
     invocation_id: Uuid,
 }
 
+/// A failed call through a route, as the document describes it: the full body for a caller
+/// with a key of the function's namespace, the public one on a route without auth.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Only its schema is used; the handlers send the two bodies themselves.
+pub(crate) enum RouteFailure<'a> {
+    Full(Failure<'a>),
+    Public(PublicFailure),
+}
+
 /// The HTTP answer for a worker's reply: 200 with the result, or the status of the failure.
 pub(crate) fn reply_response(
     reply: Reply,

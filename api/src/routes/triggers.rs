@@ -5,7 +5,7 @@
 //! makes no query of its own. CORS preflights are answered here without calling the function,
 //! and without a key (browsers send none with them).
 
-use super::invoke::{Detail, Failure, Trigger, call_function, find_function, runtime_for};
+use super::invoke::{Detail, RouteFailure, Trigger, call_function, find_function, runtime_for};
 use crate::auth::{self, Principal, Scope};
 use crate::error::{ApiError, ErrorBody};
 use crate::http_trigger::{
@@ -85,8 +85,8 @@ pub struct RoutePath {
         (status = 422, description = "`invalid_request`: the body could not be read.", body = ErrorBody),
         (status = 429, description = "`concurrency_limit`: the function or its namespace runs its `max_concurrency` calls.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
-        (status = 502, description = "The function failed (`function_error`, `init_error`, `out_of_memory`, `result_too_large`, `function_crashed`), or its result is not a valid HTTP answer (`invalid_response`). A public route's failure is a `PublicFailure`.", body = Failure<'static>),
-        (status = 504, description = "`function_timeout` or `no_reply`.", body = Failure<'static>),
+        (status = 502, description = "The function failed (`function_error`, `init_error`, `out_of_memory`, `result_too_large`, `function_crashed`), or its result is not a valid HTTP answer (`invalid_response`). A public route's failure is a `PublicFailure`.", body = RouteFailure<'static>),
+        (status = 504, description = "`function_timeout` or `no_reply` (a `PublicFailure` on a public route).", body = RouteFailure<'static>),
         crate::openapi::Unavailable,
     ),
     security((), ("bearer" = [])),
