@@ -28,6 +28,11 @@
 # Other settings of the api and workers (.env.example: MAX_CONTAINERS, STEM_CELLS, IDLE_TTL_SECS,
 # ...) pass through from the environment, except AUTH and ADMIN_KEY, which this script sets for
 # each api; .env is not read.
+# Dependencies (scenario 9): the apis and workers share a random WORKER_TOKEN; the workers get
+# API_URL (the keyed api), BUILD_CA_BUNDLE (/etc/ssl/certs/ca-certificates.crt unless set, when it
+# exists) and each an empty DEPS_CACHE_DIR under a fresh /tmp/benchdeps-* (removed at the end).
+# The gvisor worker builds (BUILDS=true) and the docker worker does not (BUILDS=false), so that a
+# fresh artifact is missing from the docker worker's cache until its first call fetches it.
 # Logs of the four processes go to target/bench/ (api.log, api-noauth.log, worker-docker.log,
 # worker-gvisor.log), the results to target/bench/results.json (BENCH_OUT) and the printed
 # report beside it (results.md).
@@ -82,6 +87,10 @@ auth_header=$(mktemp)
 printf 'Authorization: Bearer %s\n' "$admin_key" >"$auth_header"
 
 run_tag=$$
+worker_token=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+((${#worker_token} == 64)) || { log "cannot read 32 random bytes from /dev/urandom"; exit 1; }
+deps_dir=$(mktemp -d /tmp/benchdeps-XXXXXX)
+mkdir -p "$deps_dir/docker" "$deps_dir/gvisor"
 docker_worker_id=bench-docker-$run_tag
 gvisor_worker_id=bench-gvisor-$run_tag
 pids=()
@@ -112,6 +121,9 @@ stop() {
       docker ps -aq --filter "label=faas.worker=$id" | xargs -r docker rm -f >/dev/null 2>&1 || true
     done
   fi
+  # Unpacked artifacts are read-only.
+  chmod -R u+w "$deps_dir" 2>/dev/null || true
+  rm -rf "$deps_dir"
   log "dropping database $DB"
   psql_admin "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" || true
 }
@@ -119,6 +131,10 @@ trap stop EXIT
 trap 'exit 130' INT TERM
 
 export DATABASE_URL=$PG_SERVER/$DB AMQP_URL QUEUE_PREFIX RUST_LOG=warn LOG_FORMAT=text
+export WORKER_TOKEN=$worker_token API_URL
+if [ -z "${BUILD_CA_BUNDLE:-}" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  export BUILD_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+fi
 AUTH=enabled ADMIN_KEY=$admin_key API_ADDR=$API_ADDR METRICS_ADDR=127.0.0.1:$API_METRICS_PORT \
   "$bin/api" >"$OUT_DIR/api.log" 2>&1 &
 api_pid=$!
@@ -131,10 +147,12 @@ if [ -n "${BENCH_WORKER_CONCURRENCY:-}" ]; then
   export WORKER_CONCURRENCY=$BENCH_WORKER_CONCURRENCY
 fi
 WORKER_ID=$docker_worker_id METRICS_ADDR=127.0.0.1:$DOCKER_METRICS_PORT \
+  DEPS_CACHE_DIR=$deps_dir/docker BUILDS=false \
   "$bin/worker" --runtime docker >"$OUT_DIR/worker-docker.log" 2>&1 &
 docker_pid=$!
 pids+=("$docker_pid")
 WORKER_ID=$gvisor_worker_id METRICS_ADDR=127.0.0.1:$GVISOR_METRICS_PORT \
+  DEPS_CACHE_DIR=$deps_dir/gvisor BUILDS=true \
   "$bin/worker" --runtime gvisor >"$OUT_DIR/worker-gvisor.log" 2>&1 &
 gvisor_pid=$!
 pids+=("$gvisor_pid")

@@ -323,6 +323,38 @@ impl Api {
         })
     }
 
+    /// `POST /functions/` (with `?wait=true` when `wait`: the answer comes once the function's
+    /// build has ended) of the JSON `body`; the function and the whole answer.
+    pub async fn create_function_json(
+        &self,
+        body: &Value,
+        wait: bool,
+    ) -> anyhow::Result<(Function, Value)> {
+        let name = body["name"].as_str().unwrap_or("?").to_owned();
+        let path = if wait {
+            "/functions/?wait=true"
+        } else {
+            "/functions/"
+        };
+        let response = self
+            .request(reqwest::Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("POST {path} ({name})"))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.as_u16() != 201 {
+            bail!("POST {path} ({name}) answered {status}: {text}");
+        }
+        let value: Value = serde_json::from_str(&text)
+            .with_context(|| format!("POST {path} answered a body that is not JSON: {text}"))?;
+        let id = value["id"]
+            .as_i64()
+            .with_context(|| format!("POST {path} answered no numeric id: {text}"))?;
+        Ok((Function { id, name }, value))
+    }
+
     /// Every function, through `GET /functions/?skip=..&limit=1000`.
     pub async fn list_functions(&self) -> anyhow::Result<Vec<Function>> {
         const PAGE: usize = 1000;

@@ -50,6 +50,12 @@ pub enum Scenario {
     /// through `/execute/{name}`, interleaved; once per run, on the first of `--runtimes`.
     #[value(alias = "http")]
     HttpTrigger,
+    /// 9: functions with dependencies: builds through the api, first calls with the artifact
+    /// in the worker's cache and without, and warm calls beside the same function without
+    /// dependencies; once per run, on docker. Not a default: it needs the workers set up for
+    /// builds (`bench/run.sh` does) and reaches PyPI and npm.
+    #[value(alias = "deps")]
+    Dependencies,
 }
 
 /// An API key, kept out of `Debug` output, `--help` and the JSON results.
@@ -229,6 +235,17 @@ pub struct Config {
     #[arg(long, env = "BENCH_HTTP_PHASE_SECS", default_value_t = 5.0)]
     pub http_phase_secs: f64,
 
+    /// Scenario 9: fresh dependency texts, each built, then the first call of one function
+    /// using it (the worker fetches the artifact), of a second one (cached) and of one without
+    /// dependencies.
+    #[arg(long, env = "BENCH_DEPS_COLD_SAMPLES", default_value_t = 5)]
+    pub deps_cold_samples: usize,
+
+    /// Scenario 9: warm calls of each of the two functions (with and without dependencies),
+    /// alternating.
+    #[arg(long, env = "BENCH_DEPS_WARM_CALLS", default_value_t = 300)]
+    pub deps_warm_calls: usize,
+
     /// Scenario 8: the api's `ROUTE_PREFIX`, below which HTTP triggers answer.
     #[arg(long, env = "BENCH_ROUTE_PREFIX", default_value = "/fn")]
     pub route_prefix: String,
@@ -348,6 +365,31 @@ mod tests {
         assert_eq!(
             serde_json::to_value(Scenario::HttpTrigger).unwrap(),
             "http-trigger"
+        );
+    }
+
+    #[test]
+    fn dependencies_is_scenario_9_asked_for_by_name_only() {
+        let all = Config::parse_from(["bench"]);
+        assert!(!all.wants(Scenario::Dependencies));
+        for name in ["deps", "dependencies"] {
+            let one = Config::parse_from(["bench", "--scenarios", name]);
+            assert_eq!(one.scenarios, vec![Scenario::Dependencies]);
+            assert_eq!((one.deps_cold_samples, one.deps_warm_calls), (5, 300));
+        }
+        let set = Config::parse_from([
+            "bench",
+            "--scenarios",
+            "deps",
+            "--deps-cold-samples",
+            "2",
+            "--deps-warm-calls",
+            "10",
+        ]);
+        assert_eq!((set.deps_cold_samples, set.deps_warm_calls), (2, 10));
+        assert_eq!(
+            serde_json::to_value(Scenario::Dependencies).unwrap(),
+            "dependencies"
         );
     }
 

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod cpu;
+pub mod deps;
 pub mod http;
 pub mod interleave;
 pub mod machine;
@@ -222,6 +223,14 @@ async fn run_all(ctx: &Ctx<'_>, out: &mut Vec<RuntimeResults>) {
                 Err(error) => fail(results, "6. noisy neighbour", error),
             }
             pool_change(ctx, results, "6. noisy neighbour", before).await;
+        }
+        if config.wants(Scenario::Dependencies) && runtime == deps::RUNTIME {
+            let before = pool_state(ctx, runtime).await;
+            match deps::run(ctx).await {
+                Ok(r) => results.dependencies = Some(r),
+                Err(error) => fail(results, "9. dependencies", error),
+            }
+            pool_change(ctx, results, "9. dependencies", before).await;
         }
     }
 }

@@ -4,6 +4,7 @@
 use crate::auth::{AuthResult, Key};
 use crate::config::{Config, Runtime, Scenario};
 use crate::cpu::CpuUsage;
+use crate::deps::DepsResult;
 use crate::http::{self, HttpResult, Interval};
 use crate::interleave::VariantResult;
 use crate::machine::Machine;
@@ -46,6 +47,8 @@ pub struct RuntimeResults {
     pub auth_overhead: Option<AuthResult>,
     /// Scenario 8: only on the first runtime of `--runtimes`.
     pub http_trigger: Option<HttpResult>,
+    /// Scenario 9: only on docker.
+    pub dependencies: Option<DepsResult>,
     /// The worker pool around each scenario (with `--worker-metrics-url`).
     pub pool: Vec<PoolChange>,
     /// Scenarios that could not run, and why.
@@ -65,6 +68,7 @@ impl RuntimeResults {
             noisy_neighbour: None,
             auth_overhead: None,
             http_trigger: None,
+            dependencies: None,
             pool: Vec::new(),
             failures: Vec::new(),
         }
@@ -628,6 +632,12 @@ pub fn markdown(results: &Results) -> String {
         }
     }
 
+    for r in &results.runtimes {
+        if let Some(deps) = &r.dependencies {
+            write_deps(w, r.runtime, deps);
+        }
+    }
+
     let _ = writeln!(
         w,
         "## Memory of the platform's processes (MB)\n\n| process | pid | peak (VmHWM) | now \
@@ -682,6 +692,81 @@ pub fn markdown(results: &Results) -> String {
         );
     }
     out
+}
+
+fn seconds(value: Option<f64>) -> String {
+    value.map_or("-".to_owned(), |s| format!("{s:.1} s"))
+}
+
+fn p50_p90(summary: Option<&Summary>) -> String {
+    summary.map_or("-".to_owned(), |s| {
+        format!("{} / {} ({})", ms(s.p50_ms), ms(s.p90_ms), s.count)
+    })
+}
+
+/// `a / b`, of two summaries' p50s.
+fn p50_ratio(a: Option<&Summary>, b: Option<&Summary>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b.p50_ms > 0.0 => format!("{:.2}×", a.p50_ms / b.p50_ms),
+        _ => "-".to_owned(),
+    }
+}
+
+fn write_deps(w: &mut String, runtime: Runtime, deps: &DepsResult) {
+    let _ = writeln!(
+        w,
+        "#### 9. Dependencies ({}): builds, first calls, warm calls\n\n| set | packages | \
+         status | `?wait=true` wall clock | build (started → finished) | size |\n\
+         | --- | --- | --- | --: | --: | --: |",
+        runtime.as_str()
+    );
+    for b in &deps.builds {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {:.1} s | {} | {} |",
+            b.set,
+            b.packages,
+            b.status,
+            b.wall_s,
+            seconds(b.build_s),
+            b.size_bytes
+                .map_or("-".to_owned(), |n| format!("{:.1} MB", n as f64 / 1e6))
+        );
+    }
+    let f = &deps.first_calls;
+    let _ = writeln!(
+        w,
+        "\n| first call of a new function | p50 / p90 (samples) |\n| --- | --: |\n\
+         | with dependencies, artifact not cached (fetched) | {} |\n\
+         | with dependencies, artifact cached | {} |\n\
+         | without dependencies ({} of {} cold starts) | {} |\n\
+         | fetch cost: not cached − cached, p50 | {} |\n\
+         | cached with dependencies / without, p50 | {} |",
+        p50_p90(f.uncached.as_ref()),
+        p50_p90(f.cached.as_ref()),
+        f.plain_cold_starts,
+        f.plain_ms.len(),
+        p50_p90(f.plain.as_ref()),
+        match (&f.uncached, &f.cached) {
+            (Some(u), Some(c)) => ms(u.p50_ms - c.p50_ms),
+            _ => "-".to_owned(),
+        },
+        p50_ratio(f.cached.as_ref(), f.plain.as_ref()),
+    );
+    let _ = writeln!(
+        w,
+        "\n| warm calls, alternating | p50 / p90 (calls) |\n| --- | --: |\n\
+         | with dependencies | {} |\n| without | {} |\n| with / without, p50 | {} |\n",
+        p50_p90(deps.warm_with.as_ref()),
+        p50_p90(deps.warm_without.as_ref()),
+        p50_ratio(deps.warm_with.as_ref(), deps.warm_without.as_ref()),
+    );
+    for error in f.errors.iter().take(5) {
+        let _ = writeln!(w, "- first-call error: {error}");
+    }
+    if deps.warm_errors > 0 {
+        let _ = writeln!(w, "- {} warm calls failed\n", deps.warm_errors);
+    }
 }
 
 /// `auth off`, or `auth on, <key>`.

@@ -83,7 +83,7 @@ impl Ctx<'_> {
         Ok(function)
     }
 
-    fn record_created(&self, function: &Function) {
+    pub(crate) fn record_created(&self, function: &Function) {
         self.created
             .lock()
             .expect("the created list is never poisoned")

@@ -1,0 +1,325 @@
+//! Scenario 9: functions with dependencies, once per run, on docker. It expects the docker
+//! worker to build nothing (`BUILDS=false`) and another worker (`bench/run.sh`: the gvisor one)
+//! to build, so that every fresh artifact is missing from the docker worker's cache until its
+//! first call fetches it from the api.
+//!
+//! 1. Builds: four dependency sets (Python and JavaScript, small and medium), each made unique
+//!    to the run (builds are shared by exact text), created with `?wait=true`: the wall clock
+//!    of that request and the build's own `started_at` → `finished_at`.
+//! 2. First calls: for each of `--deps-cold-samples` fresh texts (`six`), the first call of a
+//!    function using it (not cached: fetched), of a second function with the same text (the
+//!    artifact cached), and of one without dependencies (stem cells as the worker has them).
+//!    All three run the benchmark handler, which imports nothing.
+//! 3. Warm calls: one function with dependencies and the same without, alternating.
+
+use crate::client::{HANDLER, Target};
+use crate::config::Runtime;
+use crate::scenarios::Ctx;
+use crate::stats::{Summary, summarize};
+use anyhow::{Context, bail};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// The runtime scenario 9 runs on.
+pub const RUNTIME: Runtime = Runtime::Docker;
+
+const JS_HANDLER: &str = "exports.handler = async () => ({ ok: true });";
+
+/// One dependency set of the build measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildSample {
+    /// `python small`, `javascript medium`, …
+    pub set: String,
+    /// The packages, as asked for.
+    pub packages: String,
+    /// `ready` or `failed`.
+    pub status: String,
+    /// `POST /functions/?wait=true`, sent to answered.
+    pub wall_s: f64,
+    /// The build's `finished_at` - `started_at`.
+    pub build_s: Option<f64>,
+    pub size_bytes: Option<i64>,
+}
+
+/// First calls of fresh functions.
+#[derive(Debug, Clone, Serialize)]
+pub struct FirstCalls {
+    /// With dependencies, the artifact not in the worker's cache.
+    pub uncached_ms: Vec<f64>,
+    /// With dependencies, the artifact in the worker's cache.
+    pub cached_ms: Vec<f64>,
+    /// Without dependencies.
+    pub plain_ms: Vec<f64>,
+    /// How many of the first calls without dependencies the api reported as cold starts.
+    pub plain_cold_starts: usize,
+    /// Calls that did not answer `{"ok": true}`, with why.
+    pub errors: Vec<String>,
+    pub uncached: Option<Summary>,
+    pub cached: Option<Summary>,
+    pub plain: Option<Summary>,
+}
+
+/// Scenario 9.
+#[derive(Debug, Clone, Serialize)]
+pub struct DepsResult {
+    pub builds: Vec<BuildSample>,
+    pub first_calls: FirstCalls,
+    /// Warm calls of the function with dependencies.
+    pub warm_with: Option<Summary>,
+    /// Warm calls of the same function without.
+    pub warm_without: Option<Summary>,
+    pub warm_errors: usize,
+}
+
+/// The requirements.txt of a small Python set (`medium`: requests), unique to `tag`.
+pub fn python_requirements(tag: &str, medium: bool) -> String {
+    let package = if medium {
+        "requests==2.32.3"
+    } else {
+        "six==1.16.0"
+    };
+    format!("# run {tag}\n{package}\n")
+}
+
+/// The package.json of a small JavaScript set (`medium`: axios, lodash, uuid), unique to
+/// `tag` through its name.
+pub fn package_json(tag: &str, medium: bool) -> String {
+    let dependencies = if medium {
+        json!({"axios": "1.7.7", "lodash": "4.17.21", "uuid": "10.0.0"})
+    } else {
+        json!({"is-number": "7.0.0"})
+    };
+    json!({"name": format!("bench-{tag}"), "dependencies": dependencies}).to_string()
+}
+
+fn body(name: &str, language: &str, code: &str, dependencies: Option<&str>, timeout: u32) -> Value {
+    let mut body = json!({
+        "name": name,
+        "route": format!("/{name}"),
+        "language": language,
+        "code": code,
+        "timeout": timeout,
+        "runtime": RUNTIME.as_str(),
+    });
+    if let Some(dependencies) = dependencies {
+        body["dependencies"] = json!(dependencies);
+    }
+    body
+}
+
+/// Seconds from `started_at` to `finished_at` of a build.
+fn build_seconds(build: &Value) -> Option<f64> {
+    let time = |key: &str| {
+        build[key]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    let (start, end) = (time("started_at")?, time("finished_at")?);
+    Some((end - start).num_milliseconds() as f64 / 1000.0)
+}
+
+impl Ctx<'_> {
+    /// Creates (and records) a function from `body`, waiting for its build; its build object.
+    async fn create_built(&self, body: &Value) -> anyhow::Result<(Value, f64)> {
+        let started = Instant::now();
+        let (function, answer) = self.api.create_function_json(body, true).await?;
+        let wall_s = started.elapsed().as_secs_f64();
+        self.record_created(&function);
+        Ok((answer["build"].clone(), wall_s))
+    }
+
+    fn tag(&self, what: &str) -> String {
+        format!("{}{what}", self.name_stem)
+    }
+}
+
+/// Runs scenario 9.
+pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<DepsResult> {
+    let config = ctx.config;
+    let timeout = config.function_timeout_secs;
+    ctx.progress(
+        RUNTIME,
+        &format!(
+            "9. dependencies: 4 builds, {} x 3 first calls, 2 x {} warm calls",
+            config.deps_cold_samples, config.deps_warm_calls
+        ),
+    );
+
+    // 1. Builds.
+    let mut builds = Vec::new();
+    for (set, language, medium) in [
+        ("python small", "python", false),
+        ("python medium", "python", true),
+        ("javascript small", "javascript", false),
+        ("javascript medium", "javascript", true),
+    ] {
+        let what = format!("build-{}", set.replace(' ', "-"));
+        let (dependencies, code, packages) = if language == "python" {
+            let text = python_requirements(&ctx.tag(&what), medium);
+            let packages = text.lines().skip(1).collect::<Vec<_>>().join(" ");
+            (text, HANDLER, packages)
+        } else {
+            let text = package_json(&ctx.tag(&what), medium);
+            let value: Value = serde_json::from_str(&text)?;
+            let packages = value["dependencies"]
+                .as_object()
+                .map(|d| {
+                    d.iter()
+                        .map(|(k, v)| format!("{k}@{}", v.as_str().unwrap_or("?")))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            (text, JS_HANDLER, packages)
+        };
+        let name = ctx.name(RUNTIME, &what);
+        let (build, wall_s) = ctx
+            .create_built(&body(&name, language, code, Some(&dependencies), timeout))
+            .await
+            .with_context(|| format!("build of {set}"))?;
+        let sample = BuildSample {
+            set: set.to_owned(),
+            packages,
+            status: build["status"].as_str().unwrap_or("?").to_owned(),
+            wall_s,
+            build_s: build_seconds(&build),
+            size_bytes: build["size_bytes"].as_i64(),
+        };
+        ctx.progress(
+            RUNTIME,
+            &format!(
+                "  build {set}: {} in {wall_s:.1} s (build {})",
+                sample.status,
+                sample
+                    .build_s
+                    .map_or("-".to_owned(), |s| format!("{s:.1} s"))
+            ),
+        );
+        builds.push(sample);
+    }
+    if builds[0].status != "ready" {
+        bail!("the small Python build did not succeed: {:?}", builds[0]);
+    }
+
+    // 2. First calls: not cached, cached, without dependencies, per fresh text.
+    let settle = Duration::from_secs_f64(config.warm_settle_secs);
+    let mut first = FirstCalls {
+        uncached_ms: Vec::new(),
+        cached_ms: Vec::new(),
+        plain_ms: Vec::new(),
+        plain_cold_starts: 0,
+        errors: Vec::new(),
+        uncached: None,
+        cached: None,
+        plain: None,
+    };
+    for i in 0..config.deps_cold_samples {
+        let text = python_requirements(&ctx.tag(&format!("cold-{i}")), false);
+        let fetch = ctx.name(RUNTIME, &format!("deps-fetch-{i:02}"));
+        let (build, _) = ctx
+            .create_built(&body(&fetch, "python", HANDLER, Some(&text), timeout))
+            .await?;
+        if build["status"] != "ready" {
+            first.errors.push(format!("build {i}: {build}"));
+            continue;
+        }
+        let cached = ctx.name(RUNTIME, &format!("deps-cached-{i:02}"));
+        ctx.create_built(&body(&cached, "python", HANDLER, Some(&text), timeout))
+            .await?;
+        let plain = ctx.name(RUNTIME, &format!("deps-plain-{i:02}"));
+        ctx.create(&plain, RUNTIME).await?;
+        for (name, out) in [
+            (&fetch, &mut first.uncached_ms),
+            (&cached, &mut first.cached_ms),
+            (&plain, &mut first.plain_ms),
+        ] {
+            tokio::time::sleep(settle).await;
+            let outcome = ctx.api.invoke(name, RUNTIME).await;
+            if outcome.is_ok() {
+                out.push(outcome.latency_ms);
+                if *name == plain && outcome.cold_start == Some(true) {
+                    first.plain_cold_starts += 1;
+                }
+            } else {
+                first.errors.push(format!("{name}: {}", outcome.describe()));
+            }
+        }
+        ctx.progress(
+            RUNTIME,
+            &format!(
+                "  first calls {i}: not cached {}, cached {}, without dependencies {} ms",
+                last(&first.uncached_ms),
+                last(&first.cached_ms),
+                last(&first.plain_ms)
+            ),
+        );
+    }
+    first.uncached = summarize(&first.uncached_ms);
+    first.cached = summarize(&first.cached_ms);
+    first.plain = summarize(&first.plain_ms);
+
+    // 3. Warm calls, alternating (the order swaps every pair).
+    let with = ctx.name(RUNTIME, "deps-warm-with");
+    let text = python_requirements(&ctx.tag("build-python-small"), false);
+    ctx.create_built(&body(&with, "python", HANDLER, Some(&text), timeout))
+        .await?;
+    let without = ctx.name(RUNTIME, "deps-warm-without");
+    ctx.create(&without, RUNTIME).await?;
+    let targets = [
+        Target::execute(&with, RUNTIME),
+        Target::execute(&without, RUNTIME),
+    ];
+    for target in &targets {
+        ctx.api.call(target).await;
+    }
+    tokio::time::sleep(settle).await;
+    let (mut with_ms, mut without_ms, mut warm_errors) = (Vec::new(), Vec::new(), 0);
+    for i in 0..config.deps_warm_calls {
+        for k in [i % 2, 1 - i % 2] {
+            let outcome = ctx.api.call(&targets[k]).await;
+            if outcome.is_ok() {
+                [&mut with_ms, &mut without_ms][k].push(outcome.latency_ms);
+            } else {
+                warm_errors += 1;
+            }
+        }
+    }
+    Ok(DepsResult {
+        builds,
+        first_calls: first,
+        warm_with: summarize(&with_ms),
+        warm_without: summarize(&without_ms),
+        warm_errors,
+    })
+}
+
+fn last(values: &[f64]) -> String {
+    values.last().map_or("-".to_owned(), |v| format!("{v:.0}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependency_texts_are_unique_to_the_tag_and_pinned() {
+        let a = python_requirements("bench-1-a", false);
+        assert_eq!(a, "# run bench-1-a\nsix==1.16.0\n");
+        assert_ne!(a, python_requirements("bench-1-b", false));
+        assert!(python_requirements("t", true).ends_with("requests==2.32.3\n"));
+        let js: Value = serde_json::from_str(&package_json("t", true)).unwrap();
+        assert_eq!(js["name"], "bench-t");
+        assert_eq!(js["dependencies"]["lodash"], "4.17.21");
+        let small: Value = serde_json::from_str(&package_json("t", false)).unwrap();
+        assert_eq!(small["dependencies"], json!({"is-number": "7.0.0"}));
+    }
+
+    #[test]
+    fn build_seconds_run_from_start_to_finish() {
+        let build = json!({"started_at": "2026-11-27T16:00:01Z",
+                           "finished_at": "2026-11-27T16:00:04.5Z"});
+        assert_eq!(build_seconds(&build), Some(3.5));
+        assert_eq!(build_seconds(&json!({"started_at": null})), None);
+    }
+}
