@@ -8,7 +8,8 @@
 //!    of that request and the build's own `started_at` → `finished_at`.
 //! 2. First calls: for each of `--deps-cold-samples` fresh texts (`six`), the first call of a
 //!    function using it (not cached: fetched), of a second function with the same text (the
-//!    artifact cached), and of one without dependencies (stem cells as the worker has them).
+//!    artifact cached), of a third one (the set is popular by then: a stem cell mounts it), and
+//!    of one without dependencies (stem cells as the worker has them).
 //!    All three run the benchmark handler, which imports nothing.
 //! 3. Warm calls: one function with dependencies and the same without, alternating.
 
@@ -49,6 +50,9 @@ pub struct FirstCalls {
     pub uncached_ms: Vec<f64>,
     /// With dependencies, the artifact in the worker's cache.
     pub cached_ms: Vec<f64>,
+    /// With dependencies, a third function of the set: the two before made it popular, so the
+    /// worker keeps a stem cell with it mounted (`DEPS_STEM_CELLS`).
+    pub stem_ms: Vec<f64>,
     /// Without dependencies.
     pub plain_ms: Vec<f64>,
     /// How many of the first calls without dependencies the api reported as cold starts.
@@ -57,6 +61,7 @@ pub struct FirstCalls {
     pub errors: Vec<String>,
     pub uncached: Option<Summary>,
     pub cached: Option<Summary>,
+    pub stem: Option<Summary>,
     pub plain: Option<Summary>,
 }
 
@@ -207,11 +212,13 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<DepsResult> {
     let mut first = FirstCalls {
         uncached_ms: Vec::new(),
         cached_ms: Vec::new(),
+        stem_ms: Vec::new(),
         plain_ms: Vec::new(),
         plain_cold_starts: 0,
         errors: Vec::new(),
         uncached: None,
         cached: None,
+        stem: None,
         plain: None,
     };
     for i in 0..config.deps_cold_samples {
@@ -227,14 +234,22 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<DepsResult> {
         let cached = ctx.name(RUNTIME, &format!("deps-cached-{i:02}"));
         ctx.create_built(&body(&cached, "python", HANDLER, Some(&text), timeout))
             .await?;
+        let stem = ctx.name(RUNTIME, &format!("deps-stem-{i:02}"));
+        ctx.create_built(&body(&stem, "python", HANDLER, Some(&text), timeout))
+            .await?;
         let plain = ctx.name(RUNTIME, &format!("deps-plain-{i:02}"));
         ctx.create(&plain, RUNTIME).await?;
         for (name, out) in [
             (&fetch, &mut first.uncached_ms),
             (&cached, &mut first.cached_ms),
+            (&stem, &mut first.stem_ms),
             (&plain, &mut first.plain_ms),
         ] {
             tokio::time::sleep(settle).await;
+            if *name == stem {
+                // Time for the set's stem cell, asked for by the second cold start, to start.
+                tokio::time::sleep(STEM_CELL_START).await;
+            }
             let outcome = ctx.api.invoke(name, RUNTIME).await;
             if outcome.is_ok() {
                 out.push(outcome.latency_ms);
@@ -248,15 +263,17 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<DepsResult> {
         ctx.progress(
             RUNTIME,
             &format!(
-                "  first calls {i}: not cached {}, cached {}, without dependencies {} ms",
+                "  first calls {i}: not cached {}, cached {}, popular set's stem cell {}, without dependencies {} ms",
                 last(&first.uncached_ms),
                 last(&first.cached_ms),
+                last(&first.stem_ms),
                 last(&first.plain_ms)
             ),
         );
     }
     first.uncached = summarize(&first.uncached_ms);
     first.cached = summarize(&first.cached_ms);
+    first.stem = summarize(&first.stem_ms);
     first.plain = summarize(&first.plain_ms);
 
     // 3. Warm calls, alternating (the order swaps every pair).
@@ -293,6 +310,9 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<DepsResult> {
         warm_errors,
     })
 }
+
+/// Long enough for a stem cell to be created, started and ready on a busy two-core machine.
+const STEM_CELL_START: Duration = Duration::from_secs(3);
 
 fn last(values: &[f64]) -> String {
     values.last().map_or("-".to_owned(), |v| format!("{v:.0}"))

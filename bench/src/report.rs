@@ -739,11 +739,13 @@ fn write_deps(w: &mut String, runtime: Runtime, deps: &DepsResult) {
         "\n| first call of a new function | p50 / p90 (samples) |\n| --- | --: |\n\
          | with dependencies, artifact not cached (fetched) | {} |\n\
          | with dependencies, artifact cached | {} |\n\
+         | with dependencies, the popular set's stem cell | {} |\n\
          | without dependencies ({} of {} cold starts) | {} |\n\
          | fetch cost: not cached − cached, p50 | {} |\n\
          | cached with dependencies / without, p50 | {} |",
         p50_p90(f.uncached.as_ref()),
         p50_p90(f.cached.as_ref()),
+        p50_p90(f.stem.as_ref()),
         f.plain_cold_starts,
         f.plain_ms.len(),
         p50_p90(f.plain.as_ref()),
