@@ -8,7 +8,6 @@
 
 use common::Language;
 use ring::digest::{SHA256, digest};
-use std::fmt::Write as _;
 
 /// The most dependency text a function may have.
 pub const MAX_DEPENDENCIES_BYTES: usize = 64 * 1024;
@@ -199,14 +198,7 @@ pub fn build_key(language: Language, text: &str) -> String {
     hex(digest(&SHA256, &input).as_ref())
 }
 
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
+pub use common::hex;
 
 #[cfg(test)]
 mod tests {

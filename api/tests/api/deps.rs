@@ -44,21 +44,7 @@ async fn app_with_token() -> TestApp {
 
 /// Containers started as stem cells that mount artifact `digest`.
 fn deps_stem_cells(digest: &str) -> Vec<String> {
-    let output = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-q",
-            "--filter",
-            "label=faas.stem_cell=true",
-            "--filter",
-            &format!("label=faas.deps={digest}"),
-        ])
-        .output()
-        .expect("the docker CLI runs");
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
+    crate::support::containers_labelled(&["faas.stem_cell=true", &format!("faas.deps={digest}")])
 }
 
 async fn count_builds(app: &TestApp) -> i64 {
@@ -191,7 +177,10 @@ async fn python_dependencies_are_built_once_and_import_on_both_runtimes_without_
 async fn javascript_dependencies_import_from_commonjs_and_es_modules() {
     let mut app = app_with_token().await;
     let cache = cache_dir("js");
+    let fetcher_cache = cache_dir("js-fetcher");
     app.add_worker(deps_worker(&app, Runtime::Docker, &cache, true))
+        .await;
+    app.add_worker(deps_worker(&app, Runtime::Gvisor, &fetcher_cache, false))
         .await;
     let package = r#"{"name": "f", "dependencies": {"is-number": "7.0.0"}}"#;
     let mut cjs = javascript(
@@ -209,13 +198,19 @@ async fn javascript_dependencies_import_from_commonjs_and_es_modules() {
     esm["dependencies"] = json!(package);
     let (status, created) = app.post("/functions/", &esm).await;
     assert_eq!(status, 201, "{created}");
-    for name in ["isnum-cjs", "isnum-esm"] {
-        let (status, answer) = app.invoke("execute", name, json!({})).await;
-        assert_eq!(status, 200, "{name}: {answer}");
-        assert_eq!(answer["result"]["five"], true, "{name}: {answer}");
+    for endpoint in ["execute", "execute_gvisor"] {
+        for name in ["isnum-cjs", "isnum-esm"] {
+            let (status, answer) = app.invoke(endpoint, name, json!({})).await;
+            assert_eq!(status, 200, "{endpoint} {name}: {answer}");
+            assert_eq!(
+                answer["result"]["five"], true,
+                "{endpoint} {name}: {answer}"
+            );
+        }
     }
     app.stop().await;
     let _ = std::fs::remove_dir_all(cache);
+    let _ = std::fs::remove_dir_all(fetcher_cache);
 }
 
 #[tokio::test]
@@ -385,6 +380,60 @@ async fn a_build_whose_worker_is_killed_is_finished_by_another() {
             .args(["rm", "-f", &container])
             .output();
     }
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(cache);
+}
+
+#[tokio::test]
+async fn builds_past_their_time_or_size_fail_and_say_so() {
+    let app = app_with_token().await;
+    let cache = cache_dir("limits");
+    let dir = cache.display().to_string();
+    let common = [
+        ("WORKER_TOKEN", WORKER_TOKEN),
+        ("API_URL", app.base_url.as_str()),
+        ("DEPS_CACHE_DIR", dir.as_str()),
+        ("BUILD_CA_BUNDLE", CA_BUNDLE),
+    ];
+    // No pip install finishes within a second: the build is killed and failed.
+    let mut env = common.to_vec();
+    env.push(("BUILD_TIMEOUT_SECS", "1"));
+    let slow_id = format!("{}limits-time", app.prefix);
+    let mut slow = WorkerProcess::start_with(&app, &slow_id, Runtime::Docker, &env).await;
+    let mut body = python("too-slow", PY_SIX);
+    body["dependencies"] = json!(format!("six==1.16.0\n# {} time\n", app.prefix));
+    let (status, created) = app.post("/functions/?wait=true", &body).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["build"]["status"], "failed", "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let (_, build) = app.get(&format!("/functions/{id}/build")).await;
+    assert!(
+        build["log"]
+            .as_str()
+            .unwrap()
+            .contains("BUILD_TIMEOUT_SECS"),
+        "{build}"
+    );
+    slow.signal("TERM");
+    // Gone before the next build is queued, so that the next worker takes it.
+    let _ = slow.child.wait().await;
+
+    // requests and its dependencies are about 3 MB: over a 1 MB cap.
+    let mut env = common.to_vec();
+    env.push(("BUILD_MAX_MB", "1"));
+    let small_id = format!("{}limits-size", app.prefix);
+    let _small = WorkerProcess::spawn(&app, &small_id, Runtime::Docker, &env);
+    let mut body = python("too-big", PY_SIX);
+    body["dependencies"] = json!(format!("requests==2.32.3\n# {} size\n", app.prefix));
+    let (status, created) = app.post("/functions/", &body).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let build = wait_for_build(&app, id, |status| status == "ready" || status == "failed").await;
+    assert_eq!(build["status"], "failed", "{build}");
+    assert!(
+        build["log"].as_str().unwrap().contains("BUILD_MAX_MB"),
+        "{build}"
+    );
     app.stop().await;
     let _ = std::fs::remove_dir_all(cache);
 }

@@ -656,13 +656,18 @@ pub async fn scrape(url: &str) -> String {
 
 /// Ids of the containers that carry `faas.worker=<worker_id>`, running or not.
 pub fn containers_of(worker_id: &str) -> Vec<String> {
+    containers_labelled(&[&format!("faas.worker={worker_id}")])
+}
+
+/// Ids of the containers (running or not) that carry every one of `labels` (`key=value`).
+pub fn containers_labelled(labels: &[&str]) -> Vec<String> {
+    let mut args = vec!["ps".to_owned(), "-aq".to_owned()];
+    for label in labels {
+        args.push("--filter".to_owned());
+        args.push(format!("label={label}"));
+    }
     let output = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=faas.worker={worker_id}"),
-        ])
+        .args(&args)
         .output()
         .expect("the docker CLI runs");
     String::from_utf8_lossy(&output.stdout)
