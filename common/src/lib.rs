@@ -18,6 +18,16 @@ pub use messages::{
 };
 pub use model::{Language, Runtime};
 
+/// Lowercase hex of `bytes`: how digests are written everywhere.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
 /// Milliseconds since the Unix epoch, the clock every deadline in a message is written in.
 pub fn now_unix_ms() -> u64 {
     std::time::SystemTime::now()

@@ -181,10 +181,7 @@ impl ApiClient {
     }
 }
 
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use common::hex;
 
 /// SHA-256 of a file, read in blocks.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
