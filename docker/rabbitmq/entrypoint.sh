@@ -17,8 +17,10 @@
 # faas-api: declares the exchanges faas.invoke and faas.events, the job queues
 #   faas.invoke.{docker,gvisor} (and binds them) and the unavailable queues (to count their
 #   consumers); publishes jobs to faas.invoke and function events to faas.events; binds and
-#   consumes its own amq.gen-* events queue. It cannot consume jobs.
-# faas-worker: declares the same topology; consumes a job queue or an unavailable queue;
+#   consumes its own amq.gen-* events queue; declares the durable build queue faas.build and
+#   publishes build jobs to it through the default exchange. It cannot consume jobs or builds.
+# faas-worker: declares the same topology; consumes a job queue or an unavailable queue, and
+#   the build queue;
 #   publishes replies to the default exchange (routing key: the caller's reply-to name); binds
 #   and consumes its own amq.gen-* events queue. It cannot publish jobs or events to the
 #   exchanges. Write on amq.default does let it put a message into any queue by name (RabbitMQ
@@ -26,12 +28,12 @@
 #   worker holds the host's Docker socket, which is root on the host, anyway.
 set -eu
 
-API_CONFIGURE='^(faas\.(invoke|events)|faas\.(invoke|unavailable)\.(docker|gvisor)|amq\.gen-.*)$'
-API_WRITE='^(faas\.(invoke|events)|faas\.invoke\.(docker|gvisor)|amq\.gen-.*)$'
+API_CONFIGURE='^(faas\.(invoke|events|build)|faas\.(invoke|unavailable)\.(docker|gvisor)|amq\.gen-.*)$'
+API_WRITE='^(faas\.(invoke|events|build)|faas\.invoke\.(docker|gvisor)|amq\.gen-.*|amq\.default)$'
 API_READ='^(faas\.(invoke|events)|amq\.gen-.*)$'
 WORKER_CONFIGURE=$API_CONFIGURE
 WORKER_WRITE='^(faas\.invoke\.(docker|gvisor)|amq\.gen-.*|amq\.default)$'
-WORKER_READ='^(faas\.(invoke|events)|faas\.(invoke|unavailable)\.(docker|gvisor)|amq\.gen-.*)$'
+WORKER_READ='^(faas\.(invoke|events|build)|faas\.(invoke|unavailable)\.(docker|gvisor)|amq\.gen-.*)$'
 
 # Where rabbitmq.conf's load_definitions points.
 DEFINITIONS=/run/faas-rabbitmq/definitions.json
