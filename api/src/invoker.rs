@@ -259,6 +259,17 @@ impl Invoker {
         }
     }
 
+    /// How many workers consume the build queue now (0 when the broker is away).
+    pub async fn build_consumers(&self) -> u32 {
+        let Ok(session) = self.current_session() else {
+            return 0;
+        };
+        self.topology
+            .declare_build_queue(&session.channel)
+            .await
+            .unwrap_or(0)
+    }
+
     /// Queues a dependency build, persistently: the broker confirms once it is on disk, so a
     /// broker restart does not lose it.
     pub async fn publish_build(&self, job: &BuildJob) -> Result<(), ApiError> {

@@ -317,7 +317,7 @@ fn default_limit() -> i64 {
 #[into_params(parameter_in = Query)]
 pub struct SaveOptions {
     /// Answer once the dependencies' build has ended (at most `BUILD_WAIT_SECS`), rather than
-    /// at once with the build pending.
+    /// at once with the build pending; at once anyway when no worker takes builds.
     #[serde(default)]
     wait: bool,
 }
@@ -465,7 +465,19 @@ async fn after_save(
         Some(&function.name),
     )
     .await;
-    if wait {
+    // Waiting for a build no worker will take would only hold the request for BUILD_WAIT_SECS.
+    if wait
+        && function
+            .build
+            .as_ref()
+            .is_some_and(|b| !b.status.is_final())
+        && state.invoker.build_consumers().await == 0
+    {
+        tracing::warn!(
+            id = function.id,
+            "?wait=true answered at once: no worker takes builds"
+        );
+    } else if wait {
         let until = tokio::time::Instant::now() + state.limits.build_wait;
         while function
             .build
