@@ -91,6 +91,7 @@ impl Invoker {
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
         self.topology.declare(&channel).await?;
+        self.topology.declare_build_route(&channel).await?;
         let consumer = channel
             .basic_consume(
                 DIRECT_REPLY_TO.into(),
@@ -282,8 +283,8 @@ impl Invoker {
         let confirm = session
             .channel
             .basic_publish(
-                "".into(),
-                self.topology.build_queue().as_str().into(),
+                self.topology.build_exchange().as_str().into(),
+                Topology::BUILD_ROUTING_KEY.into(),
                 BasicPublishOptions {
                     mandatory: true,
                     ..Default::default()

@@ -123,6 +123,42 @@ impl Topology {
         format!("{}faas.build", self.prefix)
     }
 
+    /// The durable direct exchange build jobs are published to (same name as its queue): the
+    /// api publishes there rather than through the default exchange, which would let it put
+    /// a message into any queue by name (the broker's permissions cannot narrow that).
+    pub fn build_exchange(&self) -> String {
+        format!("{}faas.build", self.prefix)
+    }
+
+    /// The routing key of build jobs on [`Self::build_exchange`].
+    pub const BUILD_ROUTING_KEY: &'static str = "build";
+
+    /// Declares the build exchange and queue and binds them: the api's part (it publishes);
+    /// workers only declare the queue and consume it.
+    pub async fn declare_build_route(&self, channel: &Channel) -> lapin::Result<()> {
+        channel
+            .exchange_declare(
+                self.build_exchange().as_str().into(),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        self.declare_build_queue(channel).await?;
+        channel
+            .queue_bind(
+                self.build_queue().as_str().into(),
+                self.build_exchange().as_str().into(),
+                Self::BUILD_ROUTING_KEY.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+    }
+
     /// Declares the build queue (durable, with persistent messages: a build request survives
     /// a broker restart) and returns its consumer count.
     pub async fn declare_build_queue(&self, channel: &Channel) -> lapin::Result<u32> {

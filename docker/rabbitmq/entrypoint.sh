@@ -17,10 +17,11 @@
 # faas-api: declares the exchanges faas.invoke and faas.events, the job queues
 #   faas.invoke.{docker,gvisor} (and binds them) and the unavailable queues (to count their
 #   consumers); publishes jobs to faas.invoke and function events to faas.events; binds and
-#   consumes its own amq.gen-* events queue; declares the durable build queue faas.build and
-#   publishes build jobs to it through the default exchange. It cannot consume jobs or builds.
+#   consumes its own amq.gen-* events queue; declares the build exchange and queue (both named
+#   faas.build), binds them and publishes build jobs to the exchange. It cannot consume jobs,
+#   and has no write on the default exchange.
 # faas-worker: declares the same topology; consumes a job queue or an unavailable queue, and
-#   the build queue;
+#   the build queue (which it cannot bind);
 #   publishes replies to the default exchange (routing key: the caller's reply-to name); binds
 #   and consumes its own amq.gen-* events queue. It cannot publish jobs or events to the
 #   exchanges. Write on amq.default does let it put a message into any queue by name (RabbitMQ
@@ -29,8 +30,8 @@
 set -eu
 
 API_CONFIGURE='^(faas\.(invoke|events|build)|faas\.(invoke|unavailable)\.(docker|gvisor)|amq\.gen-.*)$'
-API_WRITE='^(faas\.(invoke|events|build)|faas\.invoke\.(docker|gvisor)|amq\.gen-.*|amq\.default)$'
-API_READ='^(faas\.(invoke|events)|amq\.gen-.*)$'
+API_WRITE='^(faas\.(invoke|events|build)|faas\.invoke\.(docker|gvisor)|amq\.gen-.*)$'
+API_READ='^(faas\.(invoke|events|build)|amq\.gen-.*)$'
 WORKER_CONFIGURE=$API_CONFIGURE
 WORKER_WRITE='^(faas\.invoke\.(docker|gvisor)|amq\.gen-.*|amq\.default)$'
 WORKER_READ='^(faas\.(invoke|events|build)|faas\.(invoke|unavailable)\.(docker|gvisor)|amq\.gen-.*)$'

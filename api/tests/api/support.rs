@@ -432,8 +432,13 @@ pub async fn delete_topology(prefix: &str) {
             .await;
     }
     let _ = channel
-        .exchange_delete(topology.exchange().as_str().into(), Default::default())
+        .queue_delete(topology.build_queue().as_str().into(), Default::default())
         .await;
+    for exchange in [topology.exchange(), topology.build_exchange()] {
+        let _ = channel
+            .exchange_delete(exchange.as_str().into(), Default::default())
+            .await;
+    }
     let _ = connection.close(200, "".into()).await;
 }
 
