@@ -136,17 +136,7 @@ impl Topology {
     /// Declares the build exchange and queue and binds them: the api's part (it publishes);
     /// workers only declare the queue and consume it.
     pub async fn declare_build_route(&self, channel: &Channel) -> lapin::Result<()> {
-        channel
-            .exchange_declare(
-                self.build_exchange().as_str().into(),
-                ExchangeKind::Direct,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        declare_durable_exchange(channel, &self.build_exchange(), ExchangeKind::Direct).await?;
         self.declare_build_queue(channel).await?;
         channel
             .queue_bind(
@@ -193,28 +183,8 @@ impl Topology {
 
     /// Declares the exchanges, both job queues (bound) and the build queue; idempotent.
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
-        channel
-            .exchange_declare(
-                self.exchange().as_str().into(),
-                ExchangeKind::Direct,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .exchange_declare(
-                self.events_exchange().as_str().into(),
-                ExchangeKind::Fanout,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        declare_durable_exchange(channel, &self.exchange(), ExchangeKind::Direct).await?;
+        declare_durable_exchange(channel, &self.events_exchange(), ExchangeKind::Fanout).await?;
         for runtime in Runtime::ALL {
             self.declare_queue(channel, runtime).await?;
             channel
@@ -305,6 +275,25 @@ impl Topology {
             )
             .await
     }
+}
+
+/// Declares the durable exchange `name` of `kind`; idempotent.
+async fn declare_durable_exchange(
+    channel: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+) -> lapin::Result<()> {
+    channel
+        .exchange_declare(
+            name.into(),
+            kind,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
 }
 
 /// The AMQP `type` of a message on the events exchange: [`crate::EVENT_TYPE_KEY`], or

@@ -12,9 +12,9 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use messages::{
-    ArtifactRef, BuildJob, EVENT_TYPE_FUNCTION, EVENT_TYPE_KEY, ErrorInfo, FunctionEvent,
-    FunctionSpec, Job, KeyEvent, MAX_RESULT_BYTES, RawJson, RawValue, Reply, ReplyStatus, Timing,
-    raw_null,
+    ARTIFACT_SHA256_HEADER, ARTIFACT_UNPACKED_HEADER, ArtifactRef, BuildJob, EVENT_TYPE_FUNCTION,
+    EVENT_TYPE_KEY, ErrorInfo, FunctionEvent, FunctionSpec, Job, KeyEvent, MAX_RESULT_BYTES,
+    RawJson, RawValue, Reply, ReplyStatus, Timing, raw_null,
 };
 pub use model::{Language, Runtime};
 

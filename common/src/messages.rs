@@ -71,6 +71,12 @@ pub struct ArtifactRef {
     pub unpacked_bytes: u64,
 }
 
+/// The HTTP header that carries an artifact's SHA-256 (of its bytes as stored), on its upload
+/// to the api and its download from it.
+pub const ARTIFACT_SHA256_HEADER: &str = "x-faas-content-sha256";
+/// The HTTP header that carries an artifact's unpacked size, both ways.
+pub const ARTIFACT_UNPACKED_HEADER: &str = "x-faas-unpacked-bytes";
+
 impl ArtifactRef {
     /// True for 64 lowercase hex digits: the only digests a worker puts in a path.
     pub fn is_valid_digest(digest: &str) -> bool {

@@ -9,7 +9,10 @@
 //! devices, absolute or escaping paths), up to the unpacked limit.
 
 use crate::config::DepsSettings;
-use common::ArtifactRef;
+use common::{
+    ARTIFACT_SHA256_HEADER as CONTENT_SHA256, ARTIFACT_UNPACKED_HEADER as UNPACKED_BYTES,
+    ArtifactRef,
+};
 use futures_util::StreamExt;
 use ring::digest::{Context, SHA256};
 use std::collections::HashMap;
@@ -21,9 +24,6 @@ use tokio::io::AsyncWriteExt;
 
 /// Where an artifact is mounted in a function's container.
 pub const DEPS_MOUNT: &str = "/opt/faas/deps";
-/// The header that carries an artifact's SHA-256 (the api's `routes::internal`).
-const CONTENT_SHA256: &str = "x-faas-content-sha256";
-const UNPACKED_BYTES: &str = "x-faas-unpacked-bytes";
 /// The largest tree an artifact may unpack to (Lambda's 250 MB for code and layers).
 pub const MAX_UNPACKED_BYTES: u64 = 250 * 1024 * 1024;
 

@@ -15,17 +15,16 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use common::{ArtifactRef, FunctionEvent};
+use common::{
+    ARTIFACT_SHA256_HEADER as CONTENT_SHA256, ARTIFACT_UNPACKED_HEADER as UNPACKED_BYTES,
+    ArtifactRef, FunctionEvent,
+};
 use futures_util::StreamExt;
 use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-/// The header that carries an artifact's SHA-256 (of its bytes as stored), both ways.
-pub const CONTENT_SHA256: &str = "x-faas-content-sha256";
-/// The header that carries an artifact's unpacked size, both ways.
-pub const UNPACKED_BYTES: &str = "x-faas-unpacked-bytes";
 /// The most of a build's log kept: its end.
 const MAX_BUILD_LOG_BYTES: usize = 256 * 1024;
 
