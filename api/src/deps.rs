@@ -195,10 +195,8 @@ pub fn build_key(language: Language, text: &str) -> String {
     input.extend_from_slice(language.as_str().as_bytes());
     input.push(0);
     input.extend_from_slice(text.as_bytes());
-    hex(digest(&SHA256, &input).as_ref())
+    common::hex(digest(&SHA256, &input).as_ref())
 }
-
-pub use common::hex;
 
 #[cfg(test)]
 mod tests {

@@ -129,10 +129,9 @@ pub async fn run(
             build_wait: Duration::from_secs(config.build_wait_secs),
             max_artifact_bytes: config.artifact_max_mb * 1024 * 1024,
         },
-        worker_token: config.worker_token().map(|token| {
-            let hash = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-            Arc::new(hash.as_ref().try_into().expect("SHA-256 is 32 bytes"))
-        }),
+        worker_token: config
+            .worker_token()
+            .map(|token| auth::sha256(token.as_bytes())),
     };
 
     register_metrics();

@@ -23,7 +23,7 @@ pub struct AppState {
     pub route_prefix: Arc<str>,
     pub limits: Limits,
     /// SHA-256 of `WORKER_TOKEN`, compared in constant time; `None`: no worker may call.
-    pub worker_token: Option<Arc<[u8; 32]>>,
+    pub worker_token: Option<[u8; 32]>,
 }
 
 /// Size and time limits taken from the settings.

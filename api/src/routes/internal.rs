@@ -5,6 +5,7 @@
 //! Artifacts stream both ways in chunks of at most [`db::CHUNK_BYTES`]: neither side holds a
 //! whole one in memory.
 
+use crate::auth;
 use crate::db::{self, ArtifactWriter, BuildEnd, FinishError};
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
@@ -22,7 +23,6 @@ use common::{
 use futures_util::StreamExt;
 use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 /// The most of a build's log kept: its end.
@@ -45,13 +45,9 @@ fn require_worker(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError>
     let Some(expected) = &state.worker_token else {
         return Err(ApiError::NotAWorker);
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let given = ring::digest::digest(&SHA256, given.as_bytes());
-    if bool::from(given.as_ref().ct_eq(expected.as_ref())) {
+    let given =
+        auth::bearer_token(headers.get(header::AUTHORIZATION)).map_err(|_| ApiError::NotAWorker)?;
+    if auth::same_hash(expected, &auth::sha256(given.as_bytes())) {
         Ok(())
     } else {
         Err(ApiError::NotAWorker)
@@ -238,7 +234,7 @@ pub async fn put_artifact(
     if !pending.is_empty() {
         writer.write_chunk(&pending).await?;
     }
-    let actual = crate::deps::hex(sha.finish().as_ref());
+    let actual = common::hex(sha.finish().as_ref());
     if actual != expected_sha {
         return Err(ApiError::Invalid(format!(
             "the artifact's bytes do not match {CONTENT_SHA256} (got {actual})"
