@@ -267,27 +267,37 @@ pub async fn get_function_build(
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT b.status, b.digest, b.size_bytes, b.log, b.started_at, b.finished_at,
-                    f.build_key
+            "SELECT f.build_key, b.status AS build_status, b.digest AS build_digest,
+                    b.size_bytes AS build_size, b.log AS build_log,
+                    b.started_at AS build_started_at, b.finished_at AS build_finished_at
              FROM functions f LEFT JOIN builds b ON b.key = f.build_key
              WHERE f.id = $1 AND f.namespace = $2",
             &[&id, &namespace],
         )
         .await?;
-    let Some(row) = row else { return Ok(None) };
-    let key: Option<String> = row.try_get("build_key")?;
-    if key.is_none() {
-        return Ok(Some(None));
+    row.as_ref().map(Build::from_row).transpose()
+}
+
+impl Build {
+    /// The build of a row that joined a function `f` with its build `b` as
+    /// `f.build_key, b.status AS build_status, b.digest AS build_digest, b.size_bytes AS
+    /// build_size, … AS build_log, b.started_at AS build_started_at, b.finished_at AS
+    /// build_finished_at`; `None` when the function has no dependencies.
+    pub fn from_row(row: &tokio_postgres::Row) -> Result<Option<Build>, DbError> {
+        let key: Option<String> = row.try_get("build_key")?;
+        if key.is_none() {
+            return Ok(None);
+        }
+        let status: String = row.try_get("build_status")?;
+        Ok(Some(Build {
+            status: BuildStatus::parse(&status).unwrap_or(BuildStatus::Pending),
+            digest: row.try_get("build_digest")?,
+            size_bytes: row.try_get("build_size")?,
+            log: row.try_get("build_log")?,
+            started_at: row.try_get("build_started_at")?,
+            finished_at: row.try_get("build_finished_at")?,
+        }))
     }
-    let status: String = row.try_get("status")?;
-    Ok(Some(Some(Build {
-        status: BuildStatus::parse(&status).unwrap_or(BuildStatus::Pending),
-        digest: row.try_get("digest")?,
-        size_bytes: row.try_get("size_bytes")?,
-        log: row.try_get("log")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-    })))
 }
 
 /// An artifact's stored description.

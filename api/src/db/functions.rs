@@ -164,21 +164,7 @@ impl TryFrom<&Row> for Function {
         let env: serde_json::Value = row.try_get("env")?;
         let allowed: Vec<String> = row.try_get("allowed_runtimes")?;
         let trigger = TriggerSettings::try_from(row)?;
-        let build_key: Option<String> = row.try_get("build_key")?;
-        let build = match build_key {
-            None => None,
-            Some(_) => {
-                let status: String = row.try_get("build_status")?;
-                Some(Build {
-                    status: BuildStatus::parse(&status).unwrap_or(BuildStatus::Pending),
-                    digest: row.try_get("build_digest")?,
-                    size_bytes: row.try_get("build_size")?,
-                    log: row.try_get("build_log")?,
-                    started_at: row.try_get("build_started_at")?,
-                    finished_at: row.try_get("build_finished_at")?,
-                })
-            }
-        };
+        let build = Build::from_row(row)?;
         let serving: Option<serde_json::Value> = row.try_get("serving")?;
         Ok(Function {
             id: row.try_get("id")?,
