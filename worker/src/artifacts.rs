@@ -171,7 +171,7 @@ impl ApiClient {
             out.write_all(&piece).await?;
         }
         out.flush().await?;
-        let actual = hex(sha.finish().as_ref());
+        let actual = common::hex(sha.finish().as_ref());
         if actual != expected {
             return Err(DepsError::Invalid(format!(
                 "its SHA-256 is {actual}, the api said {expected:?}"
@@ -180,8 +180,6 @@ impl ApiClient {
         Ok(())
     }
 }
-
-pub use common::hex;
 
 /// SHA-256 of a file, read in blocks.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
@@ -195,7 +193,7 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         }
         sha.update(&buffer[..read]);
     }
-    Ok(hex(sha.finish().as_ref()))
+    Ok(common::hex(sha.finish().as_ref()))
 }
 
 struct Entry {
@@ -306,10 +304,11 @@ impl DepsCache {
             Err(error) => Err(error),
         };
         let _ = tokio::fs::remove_file(&download).await;
+        // The lock goes either way: a failed fetch must not leave one behind per digest.
+        self.fetching.lock().await.remove(digest);
         let bytes = installed?;
         metrics::counter!("faas_artifact_fetches_total").increment(1);
         tracing::info!(%digest, bytes, ms = started.elapsed().as_millis() as u64, "artifact fetched");
-        self.fetching.lock().await.remove(digest);
         Ok(self.path_of(digest))
     }
 
@@ -324,7 +323,9 @@ impl DepsCache {
         }
     }
 
-    fn temp_path(&self, digest: &str, suffix: &str) -> PathBuf {
+    /// A fresh name in the cache directory for a file or directory on its way to becoming
+    /// `digest`; [`Self::open`] removes what such names leave behind.
+    pub fn temp_path(&self, digest: &str, suffix: &str) -> PathBuf {
         let nonce = &uuid::Uuid::new_v4().simple().to_string()[..8];
         self.dir.join(format!(".tmp-{digest}-{nonce}.{suffix}"))
     }

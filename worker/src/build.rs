@@ -10,7 +10,7 @@
 //! room for pip's and npm's scratch files), `BUILD_TIMEOUT_SECS`, and output over BUILD_MAX_MB
 //! refused as it streams.
 
-use crate::artifacts::{ApiClient, DepsCache, hex, sha256_file};
+use crate::artifacts::{ApiClient, DepsCache, sha256_file};
 use crate::config::DepsSettings;
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -111,7 +111,7 @@ impl Builder {
             input.extend_from_slice(part.as_bytes());
             input.push(0);
         }
-        hex(digest(&SHA256, &input).as_ref())
+        common::hex(digest(&SHA256, &input).as_ref())
     }
 
     /// Runs `job` and returns its outcome and log. Never fails: whatever goes wrong is a
@@ -170,7 +170,7 @@ impl Builder {
         }
         let id = self.create(job, image).await?;
         let deadline = Duration::from_secs(self.settings.build_timeout_secs.max(1));
-        let archive = self.cache_dir_temp(&digest);
+        let archive = self.cache.temp_path(&digest, "build.tar.gz");
         let ran = tokio::time::timeout(deadline, self.attach_and_collect(&id, &archive, log)).await;
         self.remove(&id).await;
         let exit = match ran {
@@ -211,13 +211,6 @@ impl Builder {
             archive,
             unpacked_bytes,
         })
-    }
-
-    fn cache_dir_temp(&self, digest: &str) -> PathBuf {
-        let nonce = &uuid::Uuid::new_v4().simple().to_string()[..8];
-        self.settings
-            .cache_dir
-            .join(format!(".tmp-{digest}-{nonce}.build.tar.gz"))
     }
 
     async fn create(&self, job: &BuildJob, image: &str) -> Result<String, String> {

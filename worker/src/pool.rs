@@ -62,6 +62,16 @@ const DEPS_DEMAND_WINDOW: Duration = Duration::from_secs(10 * 60);
 /// Cold starts within the window that make a dependency set popular.
 const DEPS_DEMAND_POPULAR: usize = 2;
 
+/// Drops the cold starts older than [`DEPS_DEMAND_WINDOW`] from a set's demand (oldest first).
+fn forget_old_demand(demand: &mut std::collections::VecDeque<Instant>, now: Instant) {
+    while demand
+        .front()
+        .is_some_and(|at| now - *at > DEPS_DEMAND_WINDOW)
+    {
+        demand.pop_front();
+    }
+}
+
 /// What the pool needs of a container.
 pub trait Pooled: Send + 'static {
     fn id(&self) -> &str;
@@ -336,12 +346,7 @@ impl<L: Launcher> Pool<L> {
                 let demand = state.deps_demand.entry(kind.clone()).or_default();
                 let now = Instant::now();
                 demand.push_back(now);
-                while demand
-                    .front()
-                    .is_some_and(|at| now - *at > DEPS_DEMAND_WINDOW)
-                {
-                    demand.pop_front();
-                }
+                forget_old_demand(demand, now);
                 became_popular = demand.len() == DEPS_DEMAND_POPULAR;
             }
             if memory_mb != self.settings.stem_memory_mb {
@@ -647,12 +652,7 @@ impl<L: Launcher> Pool<L> {
         let mut state = self.state.lock().unwrap();
         let now = Instant::now();
         for demand in state.deps_demand.values_mut() {
-            while demand
-                .front()
-                .is_some_and(|at| now - *at > DEPS_DEMAND_WINDOW)
-            {
-                demand.pop_front();
-            }
+            forget_old_demand(demand, now);
         }
         state.deps_demand.retain(|_, demand| !demand.is_empty());
         let mut popular: Vec<(&StemKind, usize)> = state
