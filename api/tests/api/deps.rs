@@ -38,6 +38,24 @@ fn deps_worker(
     config
 }
 
+/// Waits until a worker consumes the build queue: a worker consumes its job queue first, and
+/// `?wait=true` answers at once while no worker takes builds.
+async fn wait_for_builder(app: &TestApp) {
+    let connection = common::broker::connect(&crate::support::amqp_url(), "faas-test")
+        .await
+        .expect("RabbitMQ is not reachable (AMQP_URL)");
+    let channel = connection.create_channel().await.unwrap();
+    let topology = common::broker::Topology::new(&app.prefix);
+    for _ in 0..300 {
+        if topology.declare_build_queue(&channel).await.unwrap() > 0 {
+            let _ = connection.close(200, "".into()).await;
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no worker consumed the build queue in 30 s");
+}
+
 async fn app_with_token() -> TestApp {
     TestApp::start_with(|config| config.worker_token = Some(api::Secret(WORKER_TOKEN.into()))).await
 }
@@ -87,6 +105,7 @@ async fn python_dependencies_are_built_once_and_import_on_both_runtimes_without_
 
     let mut body = python("six-a", PY_SIX);
     body["dependencies"] = json!(SIX);
+    wait_for_builder(&app).await;
     let (status, created) = app.post("/functions/?wait=true", &body).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["build"]["status"], "ready", "{created}");
@@ -188,6 +207,7 @@ async fn javascript_dependencies_import_from_commonjs_and_es_modules() {
         "const isNumber = require('is-number');\nexports.handler = async (event) => ({ five: isNumber(5), text: isNumber('x') });",
     );
     cjs["dependencies"] = json!(package);
+    wait_for_builder(&app).await;
     let (status, created) = app.post("/functions/?wait=true", &cjs).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["build"]["status"], "ready", "{created}");
@@ -264,6 +284,7 @@ async fn a_failed_build_says_why_and_never_replaces_the_running_version() {
         "import nothing_here\ndef handler(e, c):\n    return 'v2'",
     );
     update["dependencies"] = json!("this-package-does-not-exist-faas-xyz==1.0\n");
+    wait_for_builder(&app).await;
     let (status, updated) = app
         .put(&format!("/functions/{id}?wait=true"), &update)
         .await;
@@ -402,6 +423,7 @@ async fn builds_past_their_time_or_size_fail_and_say_so() {
     let mut slow = WorkerProcess::start_with(&app, &slow_id, Runtime::Docker, &env).await;
     let mut body = python("too-slow", PY_SIX);
     body["dependencies"] = json!(format!("six==1.16.0\n# {} time\n", app.prefix));
+    wait_for_builder(&app).await;
     let (status, created) = app.post("/functions/?wait=true", &body).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["build"]["status"], "failed", "{created}");
