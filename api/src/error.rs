@@ -238,6 +238,18 @@ pub enum DbError {
     Query(#[from] tokio_postgres::Error),
 }
 
+impl DbError {
+    /// True for a unique constraint's violation: the row is there already.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            DbError::Query(error) => error
+                .as_db_error()
+                .is_some_and(|db| *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION),
+            DbError::Pool(_) => false,
+        }
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {

@@ -9,7 +9,7 @@
 //! and events through the `invoker`, and hand invocation records to the `records` writer;
 //! `http_trigger` maps paths under `ROUTE_PREFIX` to functions and HTTP to events and back;
 //! `server` serves HTTP with read timeouts, `limits` bounds requests and bodies, `retention`
-//! deletes old records. `openapi` assembles the OpenAPI document from the handlers' attributes
+//! deletes old records. `deps` checks dependency lists and `package` deployment packages. `openapi` assembles the OpenAPI document from the handlers' attributes
 //! and the bodies' types; `routes::docs` serves it and its Swagger UI page. Modules are
 //! private; what the binary and the tests use is re-exported.
 
@@ -26,6 +26,7 @@ mod invoker;
 mod keys;
 mod limits;
 mod openapi;
+mod package;
 pub mod records;
 mod retention;
 mod routes;

@@ -28,6 +28,27 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// True when `path` is relative and never climbs above its root, read without touching a file
+/// system: how both sides check the paths of packages and artifacts.
+pub fn path_stays_inside(path: &std::path::Path) -> bool {
+    use std::path::Component;
+    let mut depth: i64 = 0;
+    for component in path.components() {
+        match component {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
 /// Milliseconds since the Unix epoch, the clock every deadline in a message is written in.
 pub fn now_unix_ms() -> u64 {
     std::time::SystemTime::now()

@@ -58,6 +58,10 @@ pub struct FunctionSpec {
     /// Its built dependencies, mounted read-only on the import path; `None`: it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dependencies: Option<ArtifactRef>,
+    /// Its deployment package (a `code_zip`, unpacked), mounted read-only and put first on the
+    /// import path; `None`: `code` is its whole source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<ArtifactRef>,
 }
 
 /// A built dependency tree, named by its digest: SHA-256 of (language, build image id,

@@ -374,6 +374,46 @@ async function loadEsm(code, handlerName) {
   return findHandler(ns, attr, true);
 }
 
+// Loads the handler from a deployment package, as Lambda does from its task root: `file.name`
+// names file.js, file.mjs or file.cjs there; .mjs is an ES module, .cjs CommonJS, and .js is
+// whatever Node makes of it (CommonJS unless the package's package.json says "type": "module").
+// Resolves to { handler, thisArg } or { error }.
+async function loadPackage(dir, handlerName) {
+  const cut = handlerName.lastIndexOf('.');
+  const file = handlerName.slice(0, cut);
+  const attr = handlerName.slice(cut + 1);
+  if (process.env.LAMBDA_TASK_ROOT === undefined) process.env.LAMBDA_TASK_ROOT = dir;
+  try {
+    process.chdir(dir);
+  } catch (e) {
+    // The mount is there or the worker would not have started the container; carry on.
+  }
+  const path = ['.js', '.mjs', '.cjs'].map((ext) => `${dir}/${file}${ext}`).find((p) => fs.existsSync(p));
+  if (path === undefined) {
+    return {
+      error: {
+        type: 'Runtime.ImportModuleError',
+        message: cap(`Cannot find module '${file}': the package has no ${file}.js, ${file}.mjs or ${file}.cjs`),
+        stack: '',
+      },
+    };
+  }
+  if (!path.endsWith('.mjs')) {
+    try {
+      return findHandler(require(path), attr, false);
+    } catch (e) {
+      if (e.code !== 'ERR_REQUIRE_ESM') return { error: errorInfo(e) };
+    }
+  }
+  let ns;
+  try {
+    ns = await import(require('url').pathToFileURL(path).href);
+  } catch (e) {
+    return { error: errorInfo(e) };
+  }
+  return findHandler(ns, attr, true);
+}
+
 // The context as AWS's Node.js runtime gives it (memoryLimitInMB and functionVersion are
 // strings there), plus invocationId and deadlineUnixMs; the legacy succeed/fail/done settle
 // `call` as the callback does.
@@ -536,6 +576,11 @@ function doInit(frame) {
     realExit(1);
   }
   loading = true;
+  if (typeof frame.package_dir === 'string' && frame.package_dir !== '') {
+    if (inStream && typeof inStream.unref === 'function') inStream.unref();
+    loadPackage(frame.package_dir, handlerName).then(finishInit, (e) => finishInit({ error: errorInfo(e) }));
+    return;
+  }
   const res = loadCommonJs(code, handlerName);
   if (!res.esm) {
     finishInit(res);

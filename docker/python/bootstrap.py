@@ -408,6 +408,48 @@ def load_function(code, handler_name):
     return fn, None
 
 
+def load_package(package_dir, handler_name):
+    """Import the handler's module from a deployment package, as Lambda does from its task
+    root: the package first on the import path and the working directory, `file.name` naming
+    module `file` (slashes and dots both separate packages). Returns (handler, None) or (None,
+    error_info)."""
+    module_path, _, attr = handler_name.rpartition(".")
+    module_name = module_path.replace("/", ".")
+    if sys.path and sys.path[0] == os.path.dirname(_BOOT_FILE):
+        sys.path[0] = package_dir
+    else:
+        sys.path.insert(0, package_dir)
+    os.environ.setdefault("LAMBDA_TASK_ROOT", package_dir)
+    try:
+        os.chdir(package_dir)
+    except OSError:
+        pass
+    import importlib
+    try:
+        module = importlib.import_module(module_name)
+    except KeyboardInterrupt:
+        raise
+    except ImportError as e:
+        # Lambda's name and words for it, the missing module being the function's or one it
+        # imports.
+        err = error_info(e)
+        err["type"] = "Runtime.ImportModuleError"
+        err["message"] = "Unable to import module %r: %s" % (module_name, e)
+        return None, err
+    except BaseException as e:
+        return None, error_info(e)
+    fn = getattr(module, attr, None)
+    if fn is None:
+        return None, {"type": "Runtime.HandlerNotFound",
+                      "message": "handler %r is not defined in module %r" % (attr, module_name),
+                      "stack": ""}
+    if not callable(fn):
+        return None, {"type": "Runtime.HandlerNotFound",
+                      "message": "handler %r is not callable (it is a %s)" % (attr, type(fn).__name__),
+                      "stack": ""}
+    return fn, None
+
+
 _loop = None
 
 
@@ -545,7 +587,11 @@ def main():
         os._exit(1)
 
     set_busy(True)
-    handler, err = load_function(code, handler_name)
+    package_dir = frame.get("package_dir")
+    if isinstance(package_dir, str) and package_dir:
+        handler, err = load_package(package_dir, handler_name)
+    else:
+        handler, err = load_function(code, handler_name)
     set_busy(False)
     logs, _ = collect_logs()
     if err is not None:

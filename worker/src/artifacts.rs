@@ -17,13 +17,16 @@ use futures_util::StreamExt;
 use ring::digest::{Context, SHA256};
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 
-/// Where an artifact is mounted in a function's container.
+/// Where a dependency artifact is mounted in a function's container.
 pub const DEPS_MOUNT: &str = "/opt/faas/deps";
+/// Where a deployment package is mounted; the bootstrap puts it first on the import path and
+/// makes it the working directory, as Lambda's task root.
+pub const PACKAGE_MOUNT: &str = "/opt/faas/package";
 /// The largest tree an artifact may unpack to (Lambda's 250 MB for code and layers).
 pub const MAX_UNPACKED_BYTES: u64 = 250 * 1024 * 1024;
 
@@ -204,8 +207,8 @@ struct Entry {
 #[derive(Default)]
 struct CacheState {
     entries: HashMap<String, Entry>,
-    /// Container id → the digest it mounts; a mounted digest is never evicted.
-    pins: HashMap<String, String>,
+    /// Container id → the digests it mounts; a mounted digest is never evicted.
+    pins: HashMap<String, Vec<String>>,
 }
 
 /// The host's unpacked artifacts.
@@ -365,13 +368,19 @@ impl DepsCache {
         Ok(bytes)
     }
 
-    /// Container `id` mounts `digest`: it stays until [`Self::unpin`].
-    pub fn pin(&self, id: &str, digest: &str) {
+    /// Container `id` mounts `digests`: they stay until [`Self::unpin`].
+    pub fn pin<'a>(&self, id: &str, digests: impl Iterator<Item = &'a str>) {
         let mut state = self.state.lock().unwrap();
-        state.pins.insert(id.to_owned(), digest.to_owned());
-        if let Some(entry) = state.entries.get_mut(digest) {
-            entry.last_used = Instant::now();
+        let digests: Vec<String> = digests.map(str::to_owned).collect();
+        if digests.is_empty() {
+            return;
         }
+        for digest in &digests {
+            if let Some(entry) = state.entries.get_mut(digest) {
+                entry.last_used = Instant::now();
+            }
+        }
+        state.pins.insert(id.to_owned(), digests);
     }
 
     pub fn unpin(&self, id: &str) {
@@ -383,7 +392,8 @@ impl DepsCache {
         let victims = {
             let mut state = self.state.lock().unwrap();
             let mut total: u64 = state.entries.values().map(|entry| entry.bytes).sum();
-            let mounted: std::collections::HashSet<String> = state.pins.values().cloned().collect();
+            let mounted: std::collections::HashSet<String> =
+                state.pins.values().flatten().cloned().collect();
             let mut candidates: Vec<(String, Instant, u64)> = state
                 .entries
                 .iter()
@@ -446,25 +456,6 @@ fn tree_bytes(path: &Path) -> u64 {
     total
 }
 
-/// True when `path` is relative and never climbs above its root.
-fn stays_inside(path: &Path) -> bool {
-    let mut depth: i64 = 0;
-    for component in path.components() {
-        match component {
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return false;
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-    }
-    true
-}
-
 /// Unpacks the gzip'd tar `archive` into `dest` (created), taking only regular files,
 /// directories and symlinks that resolve inside the tree, and at most `max_bytes` of file
 /// contents; files end up world-readable (the container's user is not the worker's).
@@ -489,7 +480,7 @@ pub fn unpack(archive: &Path, dest: &Path, max_bytes: u64) -> Result<u64, DepsEr
             .path()
             .map_err(|error| DepsError::Invalid(error.to_string()))?
             .into_owned();
-        if !stays_inside(&path) {
+        if !common::path_stays_inside(&path) {
             return Err(DepsError::Invalid(format!(
                 "{} points outside the tree",
                 path.display()
@@ -504,7 +495,7 @@ pub fn unpack(archive: &Path, dest: &Path, max_bytes: u64) -> Result<u64, DepsEr
                     .map(|target| target.into_owned())
                     .unwrap_or_default();
                 let resolved = path.parent().unwrap_or(Path::new("")).join(&target);
-                if target.is_absolute() || !stays_inside(&resolved) {
+                if target.is_absolute() || !common::path_stays_inside(&resolved) {
                     tracing::debug!(path = %path.display(), "skipped a symlink out of the tree");
                     continue;
                 }
@@ -648,7 +639,7 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        cache.pin("container-1", &a);
+        cache.pin("container-1", [a.as_str()].into_iter());
         runtime.block_on(cache.install(&a, &path)).unwrap();
         runtime.block_on(cache.install(&b, &path)).unwrap();
         // The cap is 0: the unmounted one goes at once, the mounted one stays.

@@ -161,6 +161,10 @@ impl Container {
             op: "init",
             code: &spec.code,
             handler: &spec.handler,
+            package_dir: spec
+                .package
+                .as_ref()
+                .map(|_| crate::artifacts::PACKAGE_MOUNT),
             env: &spec.env,
             limits: self.limits,
             function: InitFunction {
@@ -326,6 +330,7 @@ mod tests {
             memory_mb: 128,
             env: Default::default(),
             dependencies: None,
+            package: None,
         }
     }
 

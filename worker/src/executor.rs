@@ -4,11 +4,12 @@
 //! died or broke the protocol is removed, never reused; one that died before the call reached
 //! it is not the caller's fault, and the call goes to another container.
 
+use crate::artifacts::MAX_UNPACKED_BYTES;
 use crate::container::{CallOutcome, Container, InitOutcome};
-use crate::pool::{Pool, Slot, StemKind};
+use crate::pool::{Mounts, Pool, Slot, StemKind};
 use crate::protocol::InvokeContext;
 use crate::sandbox::{Death, Sandbox};
-use common::{ErrorInfo, Job, RawJson, Reply, ReplyStatus, Timing, raw_null};
+use common::{ErrorInfo, FunctionSpec, Job, RawJson, Reply, ReplyStatus, Timing, raw_null};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -350,39 +351,11 @@ impl Executor {
         job_deadline: tokio::time::Instant,
     ) -> Result<Slot<Container>, NoContainer> {
         let spec = &job.function;
-        // A stem cell cannot take a mount chosen later: a function with dependencies binds one
-        // that mounts its artifact (kept for popular sets), else gets a container of its own,
-        // once the artifact is on this host.
-        let stem = match &spec.dependencies {
-            None => self.pool.take_stem(&StemKind::of(spec), bounded.memory_mb),
-            Some(artifact) => {
-                let fetched = tokio::time::timeout_at(
-                    job_deadline,
-                    self.pool.launcher().deps.ensure(artifact),
-                )
-                .await;
-                let why = match fetched {
-                    Ok(Ok(_)) => None,
-                    Ok(Err(error)) => Some(error.to_string()),
-                    Err(_) => Some(
-                        "the call's deadline passed while its dependencies were fetched".to_owned(),
-                    ),
-                };
-                if let Some(why) = why {
-                    tracing::warn!(digest = %artifact.digest, %why, "dependencies unavailable");
-                    return Err(NoContainer::Answer(Outcome::failed(
-                        ReplyStatus::InitError,
-                        ErrorInfo::new(
-                            "Runtime.DependenciesUnavailable",
-                            format!("the function's dependencies could not be fetched: {why}"),
-                        ),
-                        String::new(),
-                    )));
-                }
-                // Popular dependency sets have stem cells that mount them.
-                self.pool.take_stem(&StemKind::of(spec), bounded.memory_mb)
-            }
-        };
+        // A stem cell cannot take a mount chosen later: a function with dependencies or a
+        // package binds one that mounts its artifacts (kept for popular sets), else gets a
+        // container of its own, once the artifacts are on this host.
+        self.fetch_artifacts(spec, job_deadline).await?;
+        let stem = self.pool.take_stem(&StemKind::of(spec), bounded.memory_mb);
         let mut slot = match stem {
             Some(stem) => stem,
             None => self.start_container(job, bounded, job_deadline).await?,
@@ -426,6 +399,61 @@ impl Executor {
         }
     }
 
+    /// Makes the function's artifacts (dependencies, package) present on this host; a call
+    /// whose artifacts cannot be had, or are over Lambda's 250 MB together, ends as an
+    /// `init_error` that says why.
+    async fn fetch_artifacts(
+        &self,
+        spec: &FunctionSpec,
+        job_deadline: tokio::time::Instant,
+    ) -> Result<(), NoContainer> {
+        let init_error = |kind: &str, message: String| {
+            NoContainer::Answer(Outcome::failed(
+                ReplyStatus::InitError,
+                ErrorInfo::new(kind, message),
+                String::new(),
+            ))
+        };
+        let unpacked: u64 = [&spec.dependencies, &spec.package]
+            .into_iter()
+            .flatten()
+            .map(|artifact| artifact.unpacked_bytes)
+            .sum();
+        if unpacked > MAX_UNPACKED_BYTES {
+            return Err(init_error(
+                "Runtime.CodeTooLarge",
+                format!(
+                    "the function's package and dependencies unpack to {unpacked} bytes, over the limit of {} MB together",
+                    MAX_UNPACKED_BYTES / (1024 * 1024)
+                ),
+            ));
+        }
+        for (artifact, what, kind) in [
+            (
+                &spec.dependencies,
+                "dependencies",
+                "Runtime.DependenciesUnavailable",
+            ),
+            (&spec.package, "package", "Runtime.PackageUnavailable"),
+        ] {
+            let Some(artifact) = artifact else { continue };
+            let fetched =
+                tokio::time::timeout_at(job_deadline, self.pool.launcher().deps.ensure(artifact))
+                    .await;
+            let why = match fetched {
+                Ok(Ok(_)) => continue,
+                Ok(Err(error)) => error.to_string(),
+                Err(_) => format!("the call's deadline passed while fetching its {what}"),
+            };
+            tracing::warn!(digest = %artifact.digest, %why, "{what} unavailable");
+            return Err(init_error(
+                kind,
+                format!("the function's {what} could not be fetched: {why}"),
+            ));
+        }
+        Ok(())
+    }
+
     async fn start_container(
         &self,
         job: &Job,
@@ -457,7 +485,7 @@ impl Executor {
                 spec.language,
                 bounded.memory_mb,
                 Some(spec),
-                spec.dependencies.as_ref().map(|a| a.digest.as_str()),
+                &Mounts::of(spec),
                 room,
             ),
         )
@@ -536,6 +564,7 @@ mod tests {
                 memory_mb,
                 env: Default::default(),
                 dependencies: None,
+                package: None,
             },
             event: raw_null(),
             deadline_unix_ms,

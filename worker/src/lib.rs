@@ -18,7 +18,7 @@ mod pool;
 mod protocol;
 mod sandbox;
 
-pub use artifacts::{DEPS_MOUNT, DepsCache, unpack};
+pub use artifacts::{DEPS_MOUNT, DepsCache, PACKAGE_MOUNT, unpack};
 use bollard::Docker;
 pub use build::{BuildOutcome, Builder};
 use common::Runtime;
@@ -26,7 +26,7 @@ pub use config::{Config, DepsSettings};
 pub use container::{CallOutcome, Container, InitOutcome};
 pub use error::WorkerError;
 pub use executor::{DockerPool, Executor, Verdict};
-pub use pool::{FunctionKey, Launcher, Pool, PoolSettings, Pooled, Slot, StemKind};
+pub use pool::{FunctionKey, Launcher, Mounts, Pool, PoolSettings, Pooled, Slot, StemKind};
 pub use protocol::InvokeContext;
 pub use sandbox::{LABEL_WORKER, LABEL_WORKER_CONTAINER, Sandbox};
 use std::future::Future;

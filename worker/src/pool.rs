@@ -31,20 +31,50 @@ pub type FunctionKey = (i64, i32);
 /// The key of a stem cell, bound to no function yet.
 pub const STEM_KEY: FunctionKey = (-1, -1);
 
-/// What a stem cell is ready for: a language, and for functions with dependencies the
-/// artifact it mounts (a mount cannot be added to a running container).
+/// The artifacts a container mounts read-only, by digest: a function's dependencies and its
+/// deployment package.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Mounts {
+    pub deps: Option<String>,
+    pub package: Option<String>,
+}
+
+impl Mounts {
+    /// What `spec` mounts.
+    pub fn of(spec: &FunctionSpec) -> Self {
+        Mounts {
+            deps: spec.dependencies.as_ref().map(|a| a.digest.clone()),
+            package: spec.package.as_ref().map(|a| a.digest.clone()),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.deps.is_none() && self.package.is_none()
+    }
+
+    /// The digests, dependencies first.
+    pub fn digests(&self) -> impl Iterator<Item = &str> {
+        self.deps
+            .iter()
+            .chain(self.package.iter())
+            .map(String::as_str)
+    }
+}
+
+/// What a stem cell is ready for: a language, and for functions with dependencies or a
+/// package the artifacts it mounts (a mount cannot be added to a running container).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StemKind {
     pub language: Language,
-    /// The artifact's digest; `None`: a plain stem cell, for functions without dependencies.
-    pub deps: Option<String>,
+    /// Empty: a plain stem cell, for single-source functions without dependencies.
+    pub mounts: Mounts,
 }
 
 impl StemKind {
     pub fn plain(language: Language) -> Self {
         StemKind {
             language,
-            deps: None,
+            mounts: Mounts::default(),
         }
     }
 
@@ -52,7 +82,7 @@ impl StemKind {
     pub fn of(spec: &FunctionSpec) -> Self {
         StemKind {
             language: spec.language,
-            deps: spec.dependencies.as_ref().map(|a| a.digest.clone()),
+            mounts: Mounts::of(spec),
         }
     }
 }
@@ -84,13 +114,13 @@ pub trait Launcher: Send + Sync + 'static {
     type Container: Pooled;
 
     /// Starts a container for `function`, or a stem cell of `language` (`function` = `None`),
-    /// mounting the dependency artifact `deps` (a digest) when there is one.
+    /// mounting the artifacts `mounts` names.
     fn launch(
         &self,
         language: Language,
         memory_mb: u32,
         function: Option<&FunctionSpec>,
-        deps: Option<&str>,
+        mounts: &Mounts,
     ) -> impl Future<Output = Result<Self::Container, ContainerError>> + Send;
 
     /// Kills and removes the container `id`; failures are the launcher's to report.
@@ -342,7 +372,7 @@ impl<L: Launcher> Pool<L> {
         let mut became_popular = false;
         let stem = {
             let mut state = self.state.lock().unwrap();
-            if kind.deps.is_some() && self.settings.deps_stem_cells > 0 {
+            if !kind.mounts.is_empty() && self.settings.deps_stem_cells > 0 {
                 let demand = state.deps_demand.entry(kind.clone()).or_default();
                 let now = Instant::now();
                 demand.push_back(now);
@@ -468,7 +498,7 @@ impl<L: Launcher> Pool<L> {
         language: Language,
         memory_mb: u32,
         function: Option<&FunctionSpec>,
-        deps: Option<&str>,
+        mounts: &Mounts,
         room: Room,
     ) -> Result<Slot<L::Container>, ContainerError> {
         let _slot = self
@@ -478,7 +508,7 @@ impl<L: Launcher> Pool<L> {
             .expect("the semaphore is never closed");
         let container = self
             .launcher
-            .launch(language, memory_mb, function, deps)
+            .launch(language, memory_mb, function, mounts)
             .await?;
         self.state
             .lock()
@@ -677,7 +707,7 @@ impl<L: Launcher> Pool<L> {
             let mut state = self.state.lock().unwrap();
             let mut unwanted = Vec::new();
             for (kind, list) in state.stems.iter_mut() {
-                if kind.deps.is_some() && !targets.iter().any(|(wanted, _)| wanted == kind) {
+                if !kind.mounts.is_empty() && !targets.iter().any(|(wanted, _)| wanted == kind) {
                     unwanted.append(list);
                 }
             }
@@ -709,7 +739,7 @@ impl<L: Launcher> Pool<L> {
                 kind.language,
                 self.settings.stem_memory_mb,
                 None,
-                kind.deps.as_deref(),
+                &kind.mounts,
                 room,
             )
             .await;
@@ -722,7 +752,7 @@ impl<L: Launcher> Pool<L> {
             }
             Err(error) => {
                 metrics::counter!("faas_docker_errors_total").increment(1);
-                tracing::warn!(language = %kind.language, deps = ?kind.deps, %error, "cannot start a stem cell");
+                tracing::warn!(language = %kind.language, mounts = ?kind.mounts, %error, "cannot start a stem cell");
                 false
             }
         };
@@ -895,13 +925,13 @@ mod tests {
             language: Language,
             memory_mb: u32,
             function: Option<&FunctionSpec>,
-            deps: Option<&str>,
+            mounts: &Mounts,
         ) -> Result<Fake, ContainerError> {
             let n = self.next.fetch_add(1, Ordering::SeqCst);
             let what = function.map_or(format!("stem-{language}"), |f| {
                 format!("f{}v{}", f.id, f.version)
             });
-            let what = match deps {
+            let what = match &mounts.deps {
                 Some(digest) => format!("{what}-deps-{digest}"),
                 None => what,
             };
@@ -956,6 +986,7 @@ mod tests {
             memory_mb,
             env: Default::default(),
             dependencies: None,
+            package: None,
         }
     }
 
@@ -966,9 +997,15 @@ mod tests {
     /// A container of `spec`, started in room reserved for it.
     async fn cold(pool: &Pool<FakeLauncher>, spec: &FunctionSpec) -> Slot<Fake> {
         let room = pool.reserve(spec.memory_mb, soon()).await.expect("room");
-        pool.start(spec.language, spec.memory_mb, Some(spec), None, room)
-            .await
-            .unwrap()
+        pool.start(
+            spec.language,
+            spec.memory_mb,
+            Some(spec),
+            &Mounts::default(),
+            room,
+        )
+        .await
+        .unwrap()
     }
 
     /// Lets spawned removals run.
@@ -1227,7 +1264,10 @@ mod tests {
         let filler = tokio::spawn(pool.clone().keep_stem_cells(stop.clone()));
         let kind = |digest: &str| StemKind {
             language: Language::Python,
-            deps: Some(digest.to_owned()),
+            mounts: Mounts {
+                deps: Some(digest.to_owned()),
+                package: None,
+            },
         };
         let ready = |kind: StemKind| {
             let pool = pool.clone();

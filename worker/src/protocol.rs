@@ -35,6 +35,10 @@ pub struct InitFrame<'a> {
     pub op: &'static str,
     pub code: &'a str,
     pub handler: &'a str,
+    /// Where the function's deployment package is mounted, when it has one: the handler is
+    /// loaded from its files instead of `code` (which is then empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package_dir: Option<&'static str>,
     pub env: &'a BTreeMap<String, String>,
     /// Limits the bootstrap enforces itself, so an honest function gets a precise error.
     pub limits: FrameLimits,

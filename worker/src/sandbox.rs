@@ -5,9 +5,10 @@
 //! Nothing here knows about frames or the pool: [`Sandbox`] is the pool's
 //! [`Launcher`](crate::pool::Launcher) and hands back an attached [`Container`].
 
-use crate::artifacts::{DEPS_MOUNT, DepsCache};
+use crate::artifacts::{DEPS_MOUNT, DepsCache, PACKAGE_MOUNT};
 use crate::container::Container;
 use crate::pool::Launcher;
+use crate::pool::Mounts;
 use crate::protocol::FrameLimits;
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -160,7 +161,7 @@ impl Sandbox {
         language: Language,
         memory_mb: u32,
         function: Option<&FunctionSpec>,
-        deps: Option<&str>,
+        mounts: &Mounts,
     ) -> ContainerCreateBody {
         let memory = i64::from(memory_mb) * 1024 * 1024;
         let mut labels = HashMap::from([
@@ -184,11 +185,16 @@ impl Sandbox {
                 Default::default()
             }
         };
-        let mut binds = None;
-        if let Some(digest) = deps {
-            labels.insert("faas.deps".to_owned(), digest.to_owned());
+        let mut binds = Vec::new();
+        if let Some(digest) = &mounts.package {
+            labels.insert("faas.package".to_owned(), digest.clone());
             let host = self.deps.path_of(digest);
-            binds = Some(vec![format!("{}:{DEPS_MOUNT}:ro", host.display())]);
+            binds.push(format!("{}:{PACKAGE_MOUNT}:ro", host.display()));
+        }
+        if let Some(digest) = &mounts.deps {
+            labels.insert("faas.deps".to_owned(), digest.clone());
+            let host = self.deps.path_of(digest);
+            binds.push(format!("{}:{DEPS_MOUNT}:ro", host.display()));
             // The artifact goes on the import path after whatever the function set.
             let (variable, entry) = match language {
                 Language::Python => ("PYTHONPATH", DEPS_MOUNT.to_owned()),
@@ -208,7 +214,7 @@ impl Sandbox {
                 "/tmp".to_owned(),
                 format!("rw,nosuid,nodev,size={}m,mode=1777", self.tmp_mb),
             )])),
-            binds,
+            binds: Some(binds).filter(|binds| !binds.is_empty()),
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges".into()]),
             pids_limit: Some(self.pids_limit),
@@ -261,9 +267,9 @@ impl Sandbox {
         language: Language,
         memory_mb: u32,
         function: Option<&FunctionSpec>,
-        deps: Option<&str>,
+        mounts: &Mounts,
     ) -> Result<Container, ContainerError> {
-        if let Some(digest) = deps {
+        for digest in mounts.digests() {
             // Normally here already (a call fetched it); a stem cell of a set evicted since
             // fetches it again.
             let artifact = common::ArtifactRef {
@@ -282,13 +288,11 @@ impl Sandbox {
             .docker
             .create_container(
                 Some(options),
-                self.create_body(language, memory_mb, function, deps),
+                self.create_body(language, memory_mb, function, mounts),
             )
             .await?
             .id;
-        if let Some(digest) = deps {
-            self.deps.pin(&id, digest);
-        }
+        self.deps.pin(&id, mounts.digests());
         match self.attach_and_start(&id).await {
             Ok(container) => Ok(container),
             Err(error) => {
@@ -472,9 +476,9 @@ impl Launcher for Sandbox {
         language: Language,
         memory_mb: u32,
         function: Option<&FunctionSpec>,
-        deps: Option<&str>,
+        mounts: &Mounts,
     ) -> Result<Container, ContainerError> {
-        self.start(language, memory_mb, function, deps).await
+        self.start(language, memory_mb, function, mounts).await
     }
 
     async fn remove(&self, id: String) {

@@ -300,6 +300,45 @@ impl Build {
     }
 }
 
+/// The unpacked size of build `key`'s artifact, once it is ready.
+pub async fn ready_build_size(pool: &Pool, key: &str) -> Result<Option<i64>, DbError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT size_bytes FROM builds WHERE key = $1 AND status = 'ready'",
+            &[&key],
+        )
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get(0)?,
+        None => None,
+    })
+}
+
+/// Stores a deployment package's artifact, chunk by chunk; one already stored (the same
+/// files) is kept.
+pub async fn store_package(pool: &Pool, package: &crate::package::Package) -> Result<(), DbError> {
+    if artifact_meta(pool, &package.digest).await?.is_some() {
+        return Ok(());
+    }
+    let mut writer = match ArtifactWriter::begin(pool, &package.digest).await {
+        Ok(writer) => writer,
+        // A concurrent save of the same files stored it.
+        Err(error) if error.is_unique_violation() => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    for chunk in package.archive.chunks(CHUNK_BYTES) {
+        writer.write_chunk(chunk).await?;
+    }
+    writer
+        .finish(
+            &package.content_sha256,
+            package.archive.len() as i64,
+            package.unpacked_bytes as i64,
+        )
+        .await
+}
+
 /// An artifact's stored description.
 #[derive(Debug, Clone)]
 pub struct ArtifactMeta {

@@ -20,7 +20,7 @@ use tokio_postgres::types::ToSql;
     "code": "def handler(event, context):\n    return {'message': 'Hello'}",
     "memory_mb": 128, "env": {"GREETING": "Hello"}, "max_concurrency": null,
     "http_methods": ["GET", "POST"], "http_auth": "key", "cors": null,
-    "dependencies": null, "build": null, "version": 1,
+    "dependencies": null, "build": null, "package": null, "version": 1,
     "created_at": "2026-11-27T16:00:00Z", "updated_at": "2026-11-27T16:00:00Z"
 })))]
 pub struct Function {
@@ -30,7 +30,8 @@ pub struct Function {
     pub name: String,
     pub route: String,
     pub language: Language,
-    pub code: String,
+    /// The source; `None` for a function deployed as a package (`package` describes it).
+    pub code: Option<String>,
     /// What is called: `name` or Lambda's `file.name`.
     pub handler: String,
     pub timeout: i32,
@@ -50,6 +51,8 @@ pub struct Function {
     pub dependencies: Option<String>,
     /// The build of `dependencies` (its log's last 4 KiB); `None` without dependencies.
     pub build: Option<Build>,
+    /// Its deployment package, when it was saved with `code_zip`.
+    pub package: Option<PackageInfo>,
     /// 1 when created, one more at each update.
     pub version: i32,
     pub created_at: DateTime<Utc>,
@@ -65,6 +68,21 @@ pub struct Function {
     pub serving: Option<FunctionSpec>,
 }
 
+/// A function's deployment package as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PackageInfo {
+    /// The package's artifact: SHA-256 of `package` and its archive's SHA-256. The same files
+    /// make the same digest.
+    #[schema(examples("9a3f0c1d5e6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7"))]
+    pub digest: String,
+    /// Bytes of the zip as uploaded.
+    pub zip_bytes: i64,
+    /// Bytes of its files, unpacked.
+    pub unpacked_bytes: i64,
+    /// Its regular files.
+    pub files: i32,
+}
+
 impl Function {
     /// This version as a job runs it, with its artifact.
     fn current_spec(&self, dependencies: Option<ArtifactRef>) -> FunctionSpec {
@@ -75,11 +93,15 @@ impl Function {
             version: self.version,
             handler: self.handler.clone(),
             language: self.language,
-            code: self.code.clone(),
+            code: self.code.clone().unwrap_or_default(),
             timeout_ms: self.timeout as u64 * 1000,
             memory_mb: self.memory_mb as u32,
             env: self.env.clone(),
             dependencies,
+            package: self.package.as_ref().map(|package| ArtifactRef {
+                digest: package.digest.clone(),
+                unpacked_bytes: package.unpacked_bytes.max(0) as u64,
+            }),
         }
     }
 
@@ -141,6 +163,8 @@ pub struct FunctionFields {
     pub dependencies: Option<String>,
     /// The build `dependencies` need ([`crate::deps::build_key`]).
     pub build_key: Option<String>,
+    /// The stored package, for a function saved with `code_zip` (then `code` is empty).
+    pub package: Option<PackageInfo>,
 }
 
 /// The columns of a function, of its namespace and of its build, from `f` (functions), `n`
@@ -148,13 +172,15 @@ pub struct FunctionFields {
 const FUNCTION_COLUMNS: &str = "f.id, f.namespace, f.name, f.route, f.language, f.code, f.handler, f.timeout,
     f.runtime, f.memory_mb, f.env, f.max_concurrency, f.http_methods, f.http_auth, f.cors, f.version, f.created_at, f.updated_at,
     f.dependencies, f.build_key, f.serving,
+    f.package_digest, f.package_zip_bytes, f.package_files, pa.unpacked_bytes AS package_unpacked_bytes,
     n.allowed_runtimes, n.max_concurrency AS namespace_max_concurrency,
     b.status AS build_status, b.digest AS build_digest, b.size_bytes AS build_size,
     right(b.log, 4096) AS build_log, b.started_at AS build_started_at, b.finished_at AS build_finished_at";
 
 /// A function row `f`'s namespace and build.
 const JOINS: &str =
-    "JOIN namespaces n ON n.name = f.namespace LEFT JOIN builds b ON b.key = f.build_key";
+    "JOIN namespaces n ON n.name = f.namespace LEFT JOIN builds b ON b.key = f.build_key
+     LEFT JOIN artifacts pa ON pa.digest = f.package_digest";
 
 impl TryFrom<&Row> for Function {
     type Error = DbError;
@@ -166,6 +192,20 @@ impl TryFrom<&Row> for Function {
         let trigger = TriggerSettings::try_from(row)?;
         let build = Build::from_row(row)?;
         let serving: Option<serde_json::Value> = row.try_get("serving")?;
+        let package_digest: Option<String> = row.try_get("package_digest")?;
+        let package = match package_digest {
+            Some(digest) => Some(PackageInfo {
+                digest,
+                zip_bytes: row
+                    .try_get::<_, Option<i64>>("package_zip_bytes")?
+                    .unwrap_or(0),
+                unpacked_bytes: row
+                    .try_get::<_, Option<i64>>("package_unpacked_bytes")?
+                    .unwrap_or(0),
+                files: row.try_get::<_, Option<i32>>("package_files")?.unwrap_or(0),
+            }),
+            None => None,
+        };
         Ok(Function {
             id: row.try_get("id")?,
             namespace: row.try_get("namespace")?,
@@ -173,7 +213,10 @@ impl TryFrom<&Row> for Function {
             route: row.try_get("route")?,
             // The table's CHECK constraints keep both columns inside their enums.
             language: language.parse().unwrap_or(Language::Python),
-            code: row.try_get("code")?,
+            code: match package {
+                Some(_) => None,
+                None => Some(row.try_get("code")?),
+            },
             handler: row.try_get("handler")?,
             timeout: row.try_get("timeout")?,
             runtime: runtime.parse().unwrap_or(Runtime::Docker),
@@ -185,6 +228,7 @@ impl TryFrom<&Row> for Function {
             cors: trigger.cors,
             dependencies: row.try_get("dependencies")?,
             build,
+            package,
             version: row.try_get("version")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -255,7 +299,7 @@ fn conflict_or(error: tokio_postgres::Error, fields: &FunctionFields) -> ApiErro
 }
 
 /// The columns a client sets, in the order of [`FieldValues::params`].
-const FIELD_COLUMNS: [&str; 16] = [
+const FIELD_COLUMNS: [&str; 19] = [
     "name",
     "route",
     "language",
@@ -272,6 +316,9 @@ const FIELD_COLUMNS: [&str; 16] = [
     "route_shape",
     "dependencies",
     "build_key",
+    "package_digest",
+    "package_zip_bytes",
+    "package_files",
 ];
 
 /// [`FunctionFields`] as query parameters: the JSON columns encoded, the enums as text.
@@ -282,6 +329,9 @@ struct FieldValues<'a> {
     http_auth: &'static str,
     env: serde_json::Value,
     cors: Option<serde_json::Value>,
+    package_digest: Option<&'a str>,
+    package_zip_bytes: Option<i64>,
+    package_files: Option<i32>,
 }
 
 impl<'a> FieldValues<'a> {
@@ -296,11 +346,14 @@ impl<'a> FieldValues<'a> {
                 .cors
                 .as_ref()
                 .map(|cors| serde_json::to_value(cors).unwrap_or_default()),
+            package_digest: fields.package.as_ref().map(|p| p.digest.as_str()),
+            package_zip_bytes: fields.package.as_ref().map(|p| p.zip_bytes),
+            package_files: fields.package.as_ref().map(|p| p.files),
         }
     }
 
     /// The values of [`FIELD_COLUMNS`], in their order.
-    fn params(&self) -> [&(dyn ToSql + Sync); 16] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 19] {
         let f = self.fields;
         [
             &f.name,
@@ -319,6 +372,9 @@ impl<'a> FieldValues<'a> {
             &f.route_shape,
             &f.dependencies,
             &f.build_key,
+            &self.package_digest,
+            &self.package_zip_bytes,
+            &self.package_files,
         ]
     }
 }

@@ -8,13 +8,18 @@ use crate::deps;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
 use crate::http_trigger::{self, Cors, HttpAuth, RoutePattern};
+use crate::package;
 use crate::state::AppState;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use common::{BuildJob, FunctionEvent, Language, Runtime};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 const MAX_NAME_LEN: usize = 64;
 const TIMEOUT_RANGE_S: std::ops::RangeInclusive<i64> = 1..=900;
@@ -52,15 +57,25 @@ pub struct FunctionInput {
     )]
     route: String,
     language: Language,
-    /// The source, defining `handler(event, context)`: not blank, no NUL, at most
-    /// `MAX_CODE_BYTES` (1 MiB by default) bytes (413 over it).
+    /// The source, defining the handler: not blank, no NUL, at most `MAX_CODE_BYTES` (1 MiB
+    /// by default) bytes (413 over it). Exactly one of `code` and `code_zip`.
+    #[serde(default)]
     #[schema(
         min_length = 1,
         pattern = r"^[^\u0000]*[^\u0000\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
     )]
-    code: String,
+    code: Option<String>,
+    /// A deployment package, as Lambda takes one: a .zip of the function's files, base64
+    /// (standard alphabet), at most 50 MB zipped and 250 MB unpacked (with its dependencies).
+    /// `handler` must then be `file.name`, the file in the zip (`file.py` or `file/__init__.py`;
+    /// `file.js`, `.mjs` or `.cjs`). Entries that leave the package root (`../`, absolute,
+    /// backslashes, symlinks pointing out) and zip bombs are 422. Exactly one of `code` and
+    /// `code_zip`.
+    #[serde(default)]
+    #[schema(format = Byte, min_length = 1)]
+    code_zip: Option<String>,
     /// What is called: `name` or Lambda's `file.name` (the file part is ignored for a
-    /// single-source function). Absent or null: `handler`.
+    /// single-source function; with `code_zip` it names the file). Absent or null: `handler`.
     #[serde(default)]
     #[schema(
         pattern = r"^([A-Za-z0-9_$-]+(/[A-Za-z0-9_$-]+)*(\.[A-Za-z0-9_$-]+)*\.)?[A-Za-z_$][A-Za-z0-9_$]*$",
@@ -119,7 +134,7 @@ impl FunctionInput {
         max_code_bytes: usize,
         allowed: &[Runtime],
         principal: &Principal,
-    ) -> Result<FunctionFields, ApiError> {
+    ) -> Result<Validated, ApiError> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= MAX_NAME_LEN
             && self
@@ -150,21 +165,25 @@ impl FunctionInput {
             .map(Cors::validate)
             .transpose()
             .map_err(ApiError::Invalid)?;
-        // Postgres text cannot hold U+0000: refuse it here rather than fail the insert.
-        if self.code.contains('\0') {
-            return Err(ApiError::Invalid(
-                "code must not contain NUL (U+0000) characters".into(),
-            ));
-        }
-        if self.code.trim().is_empty() {
-            return Err(ApiError::Invalid("code must not be empty".into()));
-        }
-        if self.code.len() > max_code_bytes {
-            return Err(ApiError::TooLarge(format!(
-                "code is {} bytes, over the limit of {max_code_bytes}",
-                self.code.len()
-            )));
-        }
+        let (code, code_zip) = match (self.code, self.code_zip) {
+            (Some(code), None) => {
+                validate_code(&code, max_code_bytes)?;
+                (code, None)
+            }
+            // The package is checked once the rest is valid: unpacking it is the costly part.
+            (None, Some(zip)) => (String::new(), Some(zip)),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::Invalid(
+                    "give either code or code_zip, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(ApiError::Invalid(
+                    "code or code_zip is required: the function's source, or a .zip of its files"
+                        .into(),
+                ));
+            }
+        };
         let handler = self.handler.unwrap_or_else(|| "handler".to_owned());
         validate_handler(&handler)?;
         if !TIMEOUT_RANGE_S.contains(&self.timeout) {
@@ -210,11 +229,11 @@ impl FunctionInput {
             None if allowed.contains(&Runtime::Docker) || allowed.is_empty() => Runtime::Docker,
             None => allowed[0],
         };
-        Ok(FunctionFields {
+        let fields = FunctionFields {
             name: self.name,
             route: self.route,
             language: self.language,
-            code: self.code,
+            code,
             handler,
             timeout: self.timeout as i32,
             runtime,
@@ -229,8 +248,80 @@ impl FunctionInput {
                 .as_deref()
                 .map(|text| deps::build_key(self.language, text)),
             dependencies,
-        })
+            package: None,
+        };
+        Ok(Validated { fields, code_zip })
     }
+}
+
+/// A function's input, checked except for its package, which is checked and stored by
+/// [`store_package`].
+struct Validated {
+    fields: FunctionFields,
+    code_zip: Option<String>,
+}
+
+/// Single-source code: not blank, no NUL, within the limit.
+fn validate_code(code: &str, max_code_bytes: usize) -> Result<(), ApiError> {
+    // Postgres text cannot hold U+0000: refuse it here rather than fail the insert.
+    if code.contains('\0') {
+        return Err(ApiError::Invalid(
+            "code must not contain NUL (U+0000) characters".into(),
+        ));
+    }
+    if code.trim().is_empty() {
+        return Err(ApiError::Invalid("code must not be empty".into()));
+    }
+    if code.len() > max_code_bytes {
+        return Err(ApiError::TooLarge(format!(
+            "code is {} bytes, over the limit of {max_code_bytes}",
+            code.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks `code_zip` (off the async threads: inflating it is CPU work), stores its artifact
+/// unless the same files are stored already, and returns the fields that name it. Nothing is
+/// stored for a package that is refused.
+async fn store_package(state: &AppState, validated: Validated) -> Result<FunctionFields, ApiError> {
+    let Validated {
+        mut fields,
+        code_zip,
+    } = validated;
+    let Some(code_zip) = code_zip else {
+        return Ok(fields);
+    };
+    let (language, handler) = (fields.language, fields.handler.clone());
+    let prepared =
+        tokio::task::spawn_blocking(move || package::prepare(&code_zip, language, &handler))
+            .await
+            .map_err(|error| {
+                ApiError::Invalid(format!("the package could not be read: {error}"))
+            })?;
+    let package = prepared.map_err(|error| match error {
+        package::PackageError::TooLarge(why) => ApiError::TooLarge(why),
+        other => ApiError::Invalid(other.to_string()),
+    })?;
+    if let Some(key) = &fields.build_key
+        && let Some(deps_bytes) = db::ready_build_size(&state.db, key).await?
+        && package.unpacked_bytes + deps_bytes.max(0) as u64 > package::MAX_UNPACKED_BYTES
+    {
+        return Err(ApiError::TooLarge(format!(
+            "the package ({} bytes unpacked) and its dependencies ({deps_bytes} bytes) are over the limit of {} MB together",
+            package.unpacked_bytes,
+            package::MAX_UNPACKED_BYTES / (1024 * 1024)
+        )));
+    }
+    db::store_package(&state.db, &package).await?;
+    tracing::info!(digest = %package.digest, zip_bytes = package.zip_bytes, files = package.files, "package stored");
+    fields.package = Some(db::PackageInfo {
+        digest: package.digest,
+        zip_bytes: package.zip_bytes as i64,
+        unpacked_bytes: package.unpacked_bytes as i64,
+        files: package.files as i32,
+    });
+    Ok(fields)
 }
 
 /// `name` or Lambda's `file.name`: the name an identifier (Python's and JavaScript's
@@ -292,6 +383,56 @@ fn validate_env(env: &BTreeMap<String, String>) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+/// Bodies larger than a single-source function's (packages) read at once; the others wait.
+/// Each holds the body, the zip and its files in memory, up to a few hundred MB.
+pub const UPLOADS_AT_ONCE: usize = 2;
+
+/// What [`admit_upload`] needs.
+#[derive(Clone)]
+pub struct UploadGuard {
+    pub state: AppState,
+    pub permits: Arc<Semaphore>,
+    /// The largest body of a function saved with `code`: larger ones carry a package.
+    pub source_body_max: usize,
+}
+
+/// Lets a body larger than a single-source function's be read only for a key that may save
+/// functions, and only [`UPLOADS_AT_ONCE`] of them at a time: an anonymous client must not
+/// make the api buffer tens of MB, nor a key hundreds of them at once. Smaller bodies pass
+/// through (their handler checks the key as usual).
+pub async fn admit_upload(
+    State(guard): State<UploadGuard>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    let chunked = declared.is_none() && request.headers().contains_key(header::TRANSFER_ENCODING);
+    let large = declared.is_some_and(|length| length > guard.source_body_max) || chunked;
+    if !large {
+        return next.run(request).await;
+    }
+    let allowed = match Principal::from_headers(&guard.state, request.headers()).await {
+        Ok(principal) => principal.require(Scope::Manage),
+        Err(error) => Err(error),
+    };
+    if let Err(error) = allowed {
+        let mut response = error.into_response();
+        // The body stays unread: it must not be taken for the next request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    let Ok(_permit) = guard.permits.acquire().await else {
+        return ApiError::Overloaded("the api is shutting down".into()).into_response();
+    };
+    next.run(request).await
 }
 
 /// `?skip=0&limit=100`
@@ -408,11 +549,12 @@ pub async fn create_function(
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     principal.require(Scope::Manage)?;
     let namespace = namespace_of(&state, &principal).await?;
-    let fields = input.validate(
+    let validated = input.validate(
         state.limits.max_code_bytes,
         &namespace.allowed_runtimes,
         &principal,
     )?;
+    let fields = store_package(&state, validated).await?;
     let saved = db::insert_function(&state.db, &principal.namespace, &fields).await?;
     tracing::info!(id = saved.function.id, namespace = %saved.function.namespace, name = %saved.function.name, "function created");
     let function = after_save(&state, saved, &fields, options.wait).await?;
@@ -587,11 +729,12 @@ pub async fn update_function(
 ) -> Result<axum::Json<Value>, ApiError> {
     principal.require(Scope::Manage)?;
     let namespace = namespace_of(&state, &principal).await?;
-    let fields = input.validate(
+    let validated = input.validate(
         state.limits.max_code_bytes,
         &namespace.allowed_runtimes,
         &principal,
     )?;
+    let fields = store_package(&state, validated).await?;
     let saved = db::update_function(&state.db, &principal.namespace, id, &fields)
         .await?
         .ok_or_else(|| ApiError::FunctionNotFound(id.to_string()))?;

@@ -197,7 +197,7 @@ pub async fn put_artifact(
     let mut writer = match ArtifactWriter::begin(&state.db, &digest).await {
         Ok(writer) => writer,
         // Another upload of the same digest won the race.
-        Err(error) if is_unique_violation(&error) => {
+        Err(error) if error.is_unique_violation() => {
             return Ok((
                 StatusCode::OK,
                 axum::Json(serde_json::json!({"stored": false})),
@@ -247,15 +247,6 @@ pub async fn put_artifact(
         axum::Json(serde_json::json!({"stored": true})),
     )
         .into_response())
-}
-
-fn is_unique_violation(error: &crate::error::DbError) -> bool {
-    match error {
-        crate::error::DbError::Query(error) => error
-            .as_db_error()
-            .is_some_and(|db| *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION),
-        _ => false,
-    }
 }
 
 /// Streams an artifact, one chunk from Postgres at a time.

@@ -26,8 +26,16 @@ const BODY_OVERHEAD_BYTES: usize = 64 * 1024;
 /// Every route, behind the bound on requests in flight (the health probes excepted: an
 /// overloaded api is still alive) and the body read timeout.
 pub fn router(state: AppState) -> Router {
-    // JSON escapes can make the body longer than the code it carries.
-    let function_body_max = state.limits.max_code_bytes * 2 + BODY_OVERHEAD_BYTES;
+    // JSON escapes can make the body longer than the code it carries; a package is base64,
+    // four bytes for three.
+    let source_body_max = state.limits.max_code_bytes * 2 + BODY_OVERHEAD_BYTES;
+    let function_body_max =
+        source_body_max.max(crate::package::MAX_ZIP_BYTES.div_ceil(3) * 4 + BODY_OVERHEAD_BYTES);
+    let uploads = functions::UploadGuard {
+        state: state.clone(),
+        permits: Arc::new(Semaphore::new(functions::UPLOADS_AT_ONCE)),
+        source_body_max,
+    };
     let event_body_max = state.limits.max_event_bytes + BODY_OVERHEAD_BYTES;
     let inflight = Arc::new(Semaphore::new(state.limits.max_inflight));
     let functions = Router::new()
@@ -46,7 +54,9 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(
             BodyLimit(function_body_max),
             limits::read_body,
-        ));
+        ))
+        // Outermost: the key is checked before a large body is read.
+        .layer(from_fn_with_state(uploads, functions::admit_upload));
     let invocations = Router::new()
         .route("/execute/{name}", post(invoke::execute_function))
         .route(

@@ -12,7 +12,7 @@ const WORKER_TOKEN: &str = "test-worker-token-0123456789abcdef-0123";
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// A scratch directory for one worker's artifact cache.
-fn cache_dir(name: &str) -> std::path::PathBuf {
+pub(crate) fn cache_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "faas-deps-{name}-{}",
         uuid::Uuid::new_v4().simple()
@@ -22,7 +22,7 @@ fn cache_dir(name: &str) -> std::path::PathBuf {
 }
 
 /// A worker of `runtime` that can fetch artifacts (and, with `builds`, build them).
-fn deps_worker(
+pub(crate) fn deps_worker(
     app: &TestApp,
     runtime: Runtime,
     cache: &std::path::Path,
@@ -56,7 +56,7 @@ async fn wait_for_builder(app: &TestApp) {
     panic!("no worker consumed the build queue in 30 s");
 }
 
-async fn app_with_token() -> TestApp {
+pub(crate) async fn app_with_token() -> TestApp {
     TestApp::start_with(|config| config.worker_token = Some(api::Secret(WORKER_TOKEN.into()))).await
 }
 

@@ -16,6 +16,7 @@ mod lambda_compat;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod packages;
 mod queues;
 mod records;
 mod restarts;

@@ -124,6 +124,9 @@ pub fn worker_config(runtime: Runtime, prefix: &str) -> worker::Config {
     config.broker.queue_prefix = prefix.to_owned();
     config.concurrency = Some(4);
     config.shutdown_grace_secs = 5;
+    // Test binaries run side by side on CI's two cores, where sixteen cold starts at once took
+    // 14 s to load (hot_path, on a fresh machine): more than production's 10 s default.
+    config.init_timeout_ms = 30_000;
     config
 }
 

@@ -106,6 +106,7 @@ pub fn job(id: i64, code: &str, timeout_ms: u64, env: BTreeMap<String, String>) 
             memory_mb: 128,
             env,
             dependencies: None,
+            package: None,
         },
         event: raw(json!({})),
         deadline_unix_ms: now + timeout_ms + 15_000,

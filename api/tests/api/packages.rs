@@ -1,0 +1,371 @@
+//! Deployment packages (`code_zip`): Lambda-style multi-file .zip packages, checked by the api,
+//! stored as artifacts, fetched and mounted by real workers, and imported as Lambda imports them
+//! (the package root first on the import path and the working directory), on both runtimes.
+//! Bad packages are refused and leave nothing behind.
+
+use crate::deps::{app_with_token, cache_dir, deps_worker};
+use crate::support::TestApp;
+use base64::Engine as _;
+use common::Runtime;
+use serde_json::{Value, json};
+use std::io::Write;
+use zip::write::SimpleFileOptions;
+
+type ZipWriter = zip::ZipWriter<std::io::Cursor<Vec<u8>>>;
+
+/// A zip of `files`, base64.
+fn zip_of(files: &[(&str, &str)]) -> String {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, text) in files {
+        writer
+            .start_file(*name, SimpleFileOptions::default())
+            .unwrap();
+        writer.write_all(text.as_bytes()).unwrap();
+    }
+    encode(writer.finish().unwrap().into_inner())
+}
+
+fn encode(bytes: Vec<u8>) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn packaged(name: &str, language: &str, handler: &str, zip: &str) -> Value {
+    json!({
+        "name": name, "route": format!("/pkg/{name}"), "language": language,
+        "handler": handler, "code_zip": zip, "timeout": 10,
+    })
+}
+
+/// The guide's layout: the handler module, a helper module, a package with a submodule, and a
+/// data file read through a relative path (the working directory is the package root).
+fn python_package() -> String {
+    zip_of(&[
+        (
+            "lambda_function.py",
+            "import json
+import logging
+import os
+import helpers
+from shop.prices import total
+
+logger = logging.getLogger()
+logger.setLevel(logging.INFO)
+
+def lambda_handler(event, context):
+    logger.info('order of %d items', len(event['items']))
+    with open('data/tax.json') as f:
+        tax = json.load(f)['rate']
+    return {
+        'statusCode': 200,
+        'headers': {'Content-Type': 'application/json'},
+        'body': json.dumps({
+            'greeting': helpers.greet(event['name']),
+            'total': total(event['items'], tax),
+            'cwd': os.getcwd(),
+            'module': helpers.__file__,
+        }),
+    }
+",
+        ),
+        (
+            "helpers.py",
+            "def greet(name):\n    return 'Hello, ' + name\n",
+        ),
+        ("shop/__init__.py", ""),
+        (
+            "shop/prices.py",
+            "def total(items, tax):\n    return round(sum(items) * (1 + tax), 2)\n",
+        ),
+        ("data/tax.json", "{\"rate\": 0.5}"),
+    ])
+}
+
+/// An ES module handler importing a sibling module, and a CommonJS one requiring a nested
+/// file, in one package.
+fn javascript_package() -> String {
+    zip_of(&[
+        (
+            "index.mjs",
+            "import { greet } from './lib/greet.mjs';
+const config = await Promise.resolve({ punctuation: '!' });
+export const handler = async (event, context) => ({
+  statusCode: 200,
+  body: JSON.stringify({ greeting: greet(event.name) + config.punctuation, cwd: process.cwd() }),
+});
+",
+        ),
+        (
+            "lib/greet.mjs",
+            "export function greet(name) { return `Hello, ${name}`; }\n",
+        ),
+        (
+            "src/app.js",
+            "const util = require('./util/sum.js');
+exports.handler = (event, context, callback) => callback(null, { sum: util.sum(event.items) });
+",
+        ),
+        (
+            "src/util/sum.js",
+            "module.exports.sum = (xs) => xs.reduce((a, b) => a + b, 0);\n",
+        ),
+    ])
+}
+
+async fn app_with_fetchers() -> (TestApp, Vec<std::path::PathBuf>) {
+    let mut app = app_with_token().await;
+    let docker_cache = cache_dir("pkg-docker");
+    let gvisor_cache = cache_dir("pkg-gvisor");
+    app.add_worker(deps_worker(&app, Runtime::Docker, &docker_cache, false))
+        .await;
+    app.add_worker(deps_worker(&app, Runtime::Gvisor, &gvisor_cache, false))
+        .await;
+    (app, vec![docker_cache, gvisor_cache])
+}
+
+#[tokio::test]
+async fn multi_file_packages_import_as_on_lambda_on_both_runtimes() {
+    let (app, caches) = app_with_fetchers().await;
+    let body = packaged(
+        "shop",
+        "python",
+        "lambda_function.lambda_handler",
+        &python_package(),
+    );
+    let created = app.create_function(body.clone()).await;
+    assert_eq!(created["code"], Value::Null, "{created}");
+    let digest = created["package"]["digest"].as_str().unwrap().to_owned();
+    assert_eq!(digest.len(), 64, "{created}");
+    assert_eq!(created["package"]["files"], 5, "{created}");
+    assert!(created["package"]["zip_bytes"].as_i64().unwrap() > 0);
+    // The same files saved again are the same artifact.
+    let mut copy = body.clone();
+    copy["name"] = json!("shop2");
+    copy["route"] = json!("/pkg/shop2");
+    let again = app.create_function(copy).await;
+    assert_eq!(again["package"]["digest"], digest.as_str());
+
+    let event = json!({"name": "Ada", "items": [1, 2, 3]});
+    for endpoint in ["execute", "execute_gvisor"] {
+        let (status, answer) = app.invoke(endpoint, "shop", event.clone()).await;
+        assert_eq!(status, 200, "{endpoint}: {answer}");
+        assert_eq!(answer["result"]["statusCode"], 200, "{endpoint}: {answer}");
+        let inner: Value =
+            serde_json::from_str(answer["result"]["body"].as_str().unwrap()).unwrap();
+        assert_eq!(inner["greeting"], "Hello, Ada", "{endpoint}");
+        assert_eq!(inner["total"], 9.0, "{endpoint}");
+        assert_eq!(inner["cwd"], "/opt/faas/package", "{endpoint}");
+        assert_eq!(
+            inner["module"], "/opt/faas/package/helpers.py",
+            "{endpoint}"
+        );
+        let logs = answer["logs"].as_str().unwrap();
+        assert!(
+            logs.contains("[INFO]") && logs.contains("order of 3 items"),
+            "{endpoint}: {logs}"
+        );
+    }
+    // Each worker fetched the package into its own cache.
+    for cache in &caches {
+        assert!(cache.join(&digest).join("shop/prices.py").is_file());
+    }
+
+    let js = javascript_package();
+    app.create_function(packaged("greet", "javascript", "index.handler", &js))
+        .await;
+    app.create_function(packaged("sum", "javascript", "src/app.handler", &js))
+        .await;
+    for endpoint in ["execute", "execute_gvisor"] {
+        let (status, answer) = app.invoke(endpoint, "greet", json!({"name": "Bo"})).await;
+        assert_eq!(status, 200, "{endpoint}: {answer}");
+        let inner: Value =
+            serde_json::from_str(answer["result"]["body"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            inner,
+            json!({"greeting": "Hello, Bo!", "cwd": "/opt/faas/package"})
+        );
+        let (status, answer) = app
+            .invoke(endpoint, "sum", json!({"items": [4, 5, 6]}))
+            .await;
+        assert_eq!(status, 200, "{endpoint}: {answer}");
+        assert_eq!(answer["result"], json!({"sum": 15}), "{endpoint}");
+    }
+
+    // Updating the package runs the new files; going back to plain code works too.
+    let id = created["id"].as_i64().unwrap();
+    let changed = zip_of(&[(
+        "lambda_function.py",
+        "def lambda_handler(event, context):\n    return 'v2'\n",
+    )]);
+    let (status, updated) = app
+        .put(
+            &format!("/functions/{id}"),
+            &packaged("shop", "python", "lambda_function.lambda_handler", &changed),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_ne!(updated["package"]["digest"], digest.as_str());
+    let (_, answer) = app.invoke("execute", "shop", json!({})).await;
+    assert_eq!(answer["result"], "v2", "{answer}");
+    let (status, plain) = app
+        .put(
+            &format!("/functions/{id}"),
+            &json!({"name": "shop", "route": "/pkg/shop", "language": "python", "timeout": 5,
+                    "code": "def handler(event, context):\n    return 'v3'\n"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{plain}");
+    assert_eq!(plain["package"], Value::Null);
+    let (_, answer) = app.invoke("execute", "shop", json!({})).await;
+    assert_eq!(answer["result"], "v3", "{answer}");
+
+    // A package whose module fails to import is Lambda's init error, naming the module.
+    let broken = zip_of(&[(
+        "main.py",
+        "import not_installed\ndef h(e, c):\n    return 1\n",
+    )]);
+    app.create_function(packaged("broken", "python", "main.h", &broken))
+        .await;
+    let (status, answer) = app.invoke("execute", "broken", json!({})).await;
+    assert_eq!(status, 502, "{answer}");
+    assert_eq!(
+        answer["error"]["type"], "Runtime.ImportModuleError",
+        "{answer}"
+    );
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not_installed"),
+        "{answer}"
+    );
+
+    app.stop().await;
+    for cache in caches {
+        let _ = std::fs::remove_dir_all(cache);
+    }
+}
+
+async fn count(app: &TestApp, table: &str) -> i64 {
+    let (client, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn bad_packages_are_refused_and_store_nothing() {
+    let app = TestApp::start().await;
+    let handler = "main.handler";
+    let good_main = ("main.py", "def handler(event, context):\n    return 1\n");
+    let with_entry = |entry: &dyn Fn(&mut ZipWriter)| {
+        let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        writer
+            .start_file(good_main.0, SimpleFileOptions::default())
+            .unwrap();
+        writer.write_all(good_main.1.as_bytes()).unwrap();
+        entry(&mut writer);
+        encode(writer.finish().unwrap().into_inner())
+    };
+    let traversal = zip_of(&[good_main, ("../../etc/cron.d/evil", "* * * * * root sh\n")]);
+    let symlink_out = with_entry(&|writer| {
+        writer
+            .add_symlink(
+                "lib/passwd",
+                "../../../etc/passwd",
+                SimpleFileOptions::default(),
+            )
+            .unwrap();
+    });
+    let bomb = with_entry(&|writer| {
+        writer
+            .start_file("zeros.bin", SimpleFileOptions::default())
+            .unwrap();
+        writer.write_all(&vec![0u8; 8 * 1024 * 1024]).unwrap();
+    });
+    let not_a_zip = encode(b"this is a tarball, honest".to_vec());
+    let missing_handler = zip_of(&[("other.py", "def handler(event, context):\n    return 1\n")]);
+    let cases: [(&str, Value, &str); 7] = [
+        ("traversal", json!(traversal), "outside the package root"),
+        ("symlink", json!(symlink_out), "symlink"),
+        ("bomb", json!(bomb), "zip bomb"),
+        ("not a zip", json!(not_a_zip), "not a zip"),
+        ("not base64", json!("@@@@"), "base64"),
+        ("missing handler file", json!(missing_handler), "main.py"),
+        (
+            "handler without a file",
+            json!(zip_of(&[good_main])),
+            "file.name",
+        ),
+    ];
+    for (what, zip, says) in cases {
+        let mut body = packaged("bad", "python", handler, "");
+        body["code_zip"] = zip;
+        if what == "handler without a file" {
+            body["handler"] = json!("handler");
+        }
+        let (status, answer) = app.post("/functions/", &body).await;
+        assert_eq!(status, 422, "{what}: {answer}");
+        assert_eq!(answer["code"], "invalid_request", "{what}");
+        let detail = answer["detail"].as_str().unwrap();
+        assert!(detail.contains(says), "{what}: {detail}");
+    }
+    // Both sources, or none.
+    let mut both = packaged("bad", "python", handler, &zip_of(&[good_main]));
+    both["code"] = json!(good_main.1);
+    let (status, answer) = app.post("/functions/", &both).await;
+    assert_eq!(status, 422, "{answer}");
+    let mut neither = both.clone();
+    neither.as_object_mut().unwrap().remove("code");
+    neither.as_object_mut().unwrap().remove("code_zip");
+    let (status, answer) = app.post("/functions/", &neither).await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer["detail"].as_str().unwrap().contains("code_zip"));
+    assert_eq!(count(&app, "functions").await, 0);
+    assert_eq!(
+        count(&app, "artifacts").await,
+        0,
+        "a refused package left its artifact"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_package_sized_body_is_read_only_for_a_key_that_may_save_functions() {
+    let app = TestApp::start().await;
+    // Over a single-source function's body limit (2 × MAX_CODE_BYTES and room for JSON).
+    let large = vec![b' '; 3 * 1024 * 1024];
+    let anonymous = reqwest::Client::new();
+    let response = anonymous
+        .post(app.url("/functions/"))
+        .header("content-type", "application/json")
+        .body(large.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let reader = app.key_of("default", &["read"]).await;
+    let response = crate::support::client_with_key(&reader)
+        .post(app.url("/functions/"))
+        .header("content-type", "application/json")
+        .body(large.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    // A key with `manage` gets its body read: a body of spaces is not JSON.
+    let response = app
+        .client
+        .post(app.url("/functions/"))
+        .header("content-type", "application/json")
+        .body(large)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    app.stop().await;
+}
