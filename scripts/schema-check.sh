@@ -32,6 +32,10 @@ port=${SCHEMA_CHECK_PORT:-8002}
 base="http://127.0.0.1:$port"
 
 admin_key="schema-admin-key-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+# The workers fetch the packages of functions saved with `code_zip` from the api, with this
+# token, into a cache of their own; they build nothing (the hooks leave dependencies out).
+export WORKER_TOKEN="schema-worker-token-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export API_URL=$base BUILDS=false DEPS_CACHE_DIR=$logs/deps
 AUTH=enabled ADMIN_KEY=$admin_key API_ADDR=127.0.0.1:$port METRICS_ADDR=127.0.0.1:19103 \
   "$bin/api" >"$logs/api.log" 2>&1 & pids+=($!)
 start_workers schema 19104 19105
@@ -55,7 +59,7 @@ started=$(date +%s)
 # scripts/schemathesis.toml: what function calls answer (see there).
 # It runs in the scratch directory, where it keeps its cache (.schemathesis/), not in the clone;
 # no example database, so that the seed alone decides what is sent.
-(cd "$logs" && PYTHONPATH="$OLDPWD/scripts" SCHEMATHESIS_HOOKS=schemathesis_hooks timeout 120 \
+(cd "$logs" && PYTHONPATH="$OLDPWD/scripts" SCHEMATHESIS_HOOKS=schemathesis_hooks timeout 300 \
   "$venv/bin/schemathesis" --config-file "$OLDPWD/scripts/schemathesis.toml" run "$base/openapi.json" \
   --seed 20260127 \
   --max-examples 100 \

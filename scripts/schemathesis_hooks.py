@@ -4,13 +4,34 @@ Two constraints of the api cannot be written in its OpenAPI document. First, `PO
 `expires_at` that is not in the future (422), and JSON Schema has no "now". schemathesis would
 otherwise send schema-valid past dates and report their 422 as valid data refused. This hook
 moves a generated past `expires_at` into the future, keeping everything else of the case; the
-422 for a past date is covered by the api's own tests (api/tests/api/auth.rs). The second, a
-function's `dependencies`, is described at its hook, the last one.
+422 for a past date is covered by the api's own tests (api/tests/api/auth.rs). The others, a
+function's `dependencies` and `code_zip`, are described at their hook, the last one.
 """
 
+import base64
+import io
+import re
+import zipfile
 from datetime import datetime, timezone
 
 import schemathesis
+from schemathesis.engine import observations as _observations
+
+# schemathesis 4.32.5 scans 2xx JSON bodies for links to follow and dies (`ValueError: Invalid
+# IPv6 URL`, a "Test Execution Error" that ends the run) on any string it generated that starts
+# like "http://[" and that the api stored and shows back (a CORS origin, an env value, an event a
+# function returns). Such a string is no link: the scan skips it instead.
+_same_origin_path = _observations._same_origin_path
+
+
+def _same_origin_path_or_none(value, origin):
+    try:
+        return _same_origin_path(value, origin)
+    except ValueError:
+        return None
+
+
+_observations._same_origin_path = _same_origin_path_or_none
 
 
 @schemathesis.hook.apply_to(method="POST", path="/keys/")
@@ -36,11 +57,52 @@ def map_case(context, case):
 # out: the api's own tests (api/tests/api/deps.rs) send good and bad ones, and the run has no
 # worker token, so a build could never finish anyway. Only a string within the schema's length
 # is left out: a case made negative by this field (another type, too long) stays as it is.
+#
+# `code_zip` is a base64 .zip whose files must hold the handler's file: a schema-valid string is
+# almost never one. A generated string is replaced with a real package of the case's language
+# whose handler is `main.handler` (the api's tests, api/tests/api/packages.rs, send bad ones).
 @schemathesis.hook.apply_to(method="POST", path="/functions/")
 @schemathesis.hook.apply_to(method="PUT", path="/functions/{id}")
 def map_case(context, case):
     body = case.body
-    if isinstance(body, dict) and isinstance(body.get("dependencies"), str) \
-            and len(body["dependencies"]) <= 65536:
-        case.body = {k: v for k, v in body.items() if k != "dependencies"}
+    if not isinstance(body, dict):
+        return case
+    if isinstance(body.get("dependencies"), str) and len(body["dependencies"]) <= 65536:
+        body = {k: v for k, v in body.items() if k != "dependencies"}
+    if isinstance(body.get("route"), str):
+        body = {**body, "route": _unique_parameters(body["route"])}
+    if isinstance(body.get("code_zip"), str) and body.get("language") in PACKAGES:
+        body = {**body, "code_zip": PACKAGES[body["language"]], "handler": "main.handler"}
+    case.body = body
     return case
+
+
+def _unique_parameters(route):
+    """A route's parameter names must differ (`/{a}/{a}` is 422), which its pattern cannot
+    say: a repeated name gets a numbered one, everything else of the route unchanged."""
+    seen = set()
+
+    def rename(match):
+        name, rest = match.group(1), match.group(2)
+        unique, n = name, 2
+        while unique in seen:
+            unique, n = "%s%d" % (name, n), n + 1
+        seen.add(unique)
+        return "{%s%s}" % (unique, rest)
+
+    return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)(\+?)\}", rename, route)
+
+
+def _package(name, source):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, source)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# They answer a constant: an echoed event would hand schemathesis' own URL scan whatever it
+# generated (a string such as "http://[" crashed it).
+PACKAGES = {
+    "python": _package("main.py", "def handler(event, context):\n    return {'ok': True}\n"),
+    "javascript": _package("main.js", "exports.handler = async () => ({ ok: true });\n"),
+}

@@ -11,6 +11,7 @@
 
 use crate::error::{ErrorBody, ErrorCode};
 use crate::routes;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -87,11 +88,25 @@ pub struct ApiDoc;
 /// The document as JSON text, made once.
 pub fn json() -> &'static str {
     static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-        ApiDoc::openapi()
-            .to_json()
-            .expect("the document serializes")
+        let mut document =
+            serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+        require_one_source(&mut document);
+        document.to_string()
     });
     &DOCUMENT
+}
+
+/// A function's input takes exactly one of `code` and `code_zip` (a string each; null is
+/// absent): a rule across two fields,
+/// which utoipa's derive cannot state, added to the derived schema.
+fn require_one_source(document: &mut Value) {
+    let input = &mut document["components"]["schemas"]["FunctionInput"];
+    assert!(input.is_object(), "FunctionInput is in the document");
+    // Present and not null: a null source is as good as an absent one.
+    input["oneOf"] = serde_json::json!([
+        {"required": ["code"], "properties": {"code": {"type": "string"}}},
+        {"required": ["code_zip"], "properties": {"code_zip": {"type": "string"}}},
+    ]);
 }
 
 /// Adds the bearer scheme the operations' `security` name.

@@ -489,7 +489,10 @@ pub(crate) struct Failure<'a> {
 
 /// The body of a failed call through a public route (`http_auth: "none"`): the caller may be
 /// anyone, and the function's error, trace and logs are its owner's (in the records).
+/// Exactly these fields (`additionalProperties: false` in the document): a full failure, which
+/// has them too, must not also read as a public one under `RouteFailure`'s `oneOf`.
 #[derive(Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PublicFailure {
     /// What went wrong, in a sentence (without the function's own message).
     detail: String,
