@@ -102,6 +102,13 @@ async fn buffer(body: Body, max: usize, declared: Option<u64>) -> Result<Bytes, 
     })
 }
 
+/// Reads and discards a body that is refused, within [`DRAIN_MAX_BYTES`] and
+/// [`DRAIN_MAX_TIME`], so that a client that writes all of it before reading sees the answer;
+/// nothing of it is kept. The answer should close the connection: a longer body is not drained.
+pub async fn discard(body: Body) {
+    drain(&mut body.into_data_stream(), 0).await;
+}
+
 /// Reads and discards the rest of a body, within [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`].
 async fn drain(stream: &mut axum::body::BodyDataStream, mut seen: usize) {
     let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {

@@ -400,8 +400,9 @@ pub struct UploadGuard {
 
 /// Lets a body larger than a single-source function's be read only for a key that may save
 /// functions, and only [`UPLOADS_AT_ONCE`] of them at a time: an anonymous client must not
-/// make the api buffer tens of MB, nor a key hundreds of them at once. Smaller bodies pass
-/// through (their handler checks the key as usual).
+/// make the api buffer tens of MB, nor a key hundreds of them at once (a refused body is
+/// discarded as it arrives, as an oversized one is). Smaller bodies pass through (their
+/// handler checks the key as usual).
 pub async fn admit_upload(
     State(guard): State<UploadGuard>,
     request: Request,
@@ -422,8 +423,10 @@ pub async fn admit_upload(
         Err(error) => Err(error),
     };
     if let Err(error) = allowed {
+        // Discarded, never held: a client that writes its whole body first reads the 401.
+        crate::limits::discard(request.into_body()).await;
         let mut response = error.into_response();
-        // The body stays unread: it must not be taken for the next request.
+        // What was not drained must not be taken for the next request.
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

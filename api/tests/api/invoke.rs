@@ -177,6 +177,9 @@ async fn failures_map_to_502_504_404_with_error_details() {
         "def handler(event, context):\n    blob = b'x' * (400 * 1024 * 1024)\n    return len(blob)",
     );
     hog["memory_mb"] = json!(128);
+    // The OOM kill is what is tested, not its speed: on a loaded CI machine reclaim before it
+    // once took over 5 s.
+    hog["timeout"] = json!(30);
     app.create_function(hog).await;
     let mut sleeper = python(
         "sleeper",

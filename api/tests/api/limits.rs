@@ -2,7 +2,7 @@
 //! body read timeouts (raw TCP clients), and oversized bodies answered 413 to a real Python
 //! urllib client, which writes its whole body before it reads the answer.
 
-use crate::support::{TestApp, python, worker_config};
+use crate::support::{ADMIN_KEY, TestApp, python, worker_config};
 use common::Runtime;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -142,10 +142,13 @@ async fn a_body_that_stalls_gets_408_and_the_connection_closes() {
 
 /// POSTs `size` bytes to `url` with Python's urllib, with a Content-Length or chunked, and
 /// returns what it printed: the status and error code it read, or its traceback.
-async fn urllib_post(url: &str, kind: &str, size: usize, chunked: bool) -> String {
+async fn urllib_post(url: &str, kind: &str, size: usize, chunked: bool, key: &str) -> String {
     let script = r##"
 import json, sys, urllib.error, urllib.request
 url, kind, size, chunked = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "chunked"
+headers = {"Content-Type": "application/json"}
+if sys.argv[5]:
+    headers["Authorization"] = "Bearer " + sys.argv[5]
 if kind == "function":
     body = json.dumps({"name": "big", "route": "/big", "language": "python",
                        "code": "#" * size, "timeout": 5}).encode()
@@ -153,8 +156,7 @@ else:
     body = json.dumps({"event": {"blob": "x" * size}}).encode()
 # An iterable body has no length: urllib sends it chunked.
 data = (body[i:i + 65536] for i in range(0, len(body), 65536)) if chunked else body
-request = urllib.request.Request(url, data=data, method="POST",
-                                 headers={"Content-Type": "application/json"})
+request = urllib.request.Request(url, data=data, method="POST", headers=headers)
 try:
     with urllib.request.urlopen(request, timeout=30) as response:
         print(response.status)
@@ -164,6 +166,7 @@ except urllib.error.HTTPError as error:
     let output = tokio::process::Command::new("python3")
         .args(["-c", script, url, kind, &size.to_string()])
         .arg(if chunked { "chunked" } else { "length" })
+        .arg(key)
         .output()
         .await
         .expect("python3 runs");
@@ -181,13 +184,28 @@ async fn python_urllib_reads_the_413_for_oversized_code_and_events() {
     // even from a server that closes early; 12 MiB does not.
     for size in [2 * 1024 * 1024 + 512 * 1024, 12 * 1024 * 1024] {
         for chunked in [false, true] {
-            let printed = urllib_post(&app.url("/functions/"), "function", size, chunked).await;
+            let printed = urllib_post(
+                &app.url("/functions/"),
+                "function",
+                size,
+                chunked,
+                ADMIN_KEY,
+            )
+            .await;
             assert_eq!(
                 printed.trim(),
                 "413 payload_too_large",
                 "creating a function with {size} bytes of code (chunked: {chunked})"
             );
-            let printed = urllib_post(&app.url("/execute/big"), "event", size, chunked).await;
+            // Without a key a body that large is not read (only discarded): the client still
+            // reads its 401.
+            let printed = urllib_post(&app.url("/functions/"), "function", size, chunked, "").await;
+            assert_eq!(
+                printed.trim(),
+                "401 unauthorized",
+                "an anonymous function of {size} bytes (chunked: {chunked})"
+            );
+            let printed = urllib_post(&app.url("/execute/big"), "event", size, chunked, "").await;
             assert_eq!(
                 printed.trim(),
                 "413 payload_too_large",
