@@ -11,6 +11,9 @@
 //!    artifact cached), of a third one (the set is popular by then: a stem cell mounts it), and
 //!    of one without dependencies (stem cells as the worker has them).
 //!    All three run the benchmark handler, which imports nothing.
+//!    Then, per sample, the first call of a function deployed as a fresh `.zip` package
+//!    (`code_zip`: the benchmark handler in `main.py` beside a helper module), the package not
+//!    in the worker's cache (fetched), and of a second function with the same package (cached).
 //! 3. Warm calls: one function with dependencies and the same without, alternating.
 
 use crate::client::{HANDLER, Target};
@@ -55,6 +58,10 @@ pub struct FirstCalls {
     pub stem_ms: Vec<f64>,
     /// Without dependencies.
     pub plain_ms: Vec<f64>,
+    /// A deployment package (`code_zip`), not in the worker's cache (fetched).
+    pub package_uncached_ms: Vec<f64>,
+    /// A deployment package, in the worker's cache.
+    pub package_cached_ms: Vec<f64>,
     /// How many of the first calls without dependencies the api reported as cold starts.
     pub plain_cold_starts: usize,
     /// Calls that did not answer `{"ok": true}`, with why.
@@ -63,6 +70,8 @@ pub struct FirstCalls {
     pub cached: Option<Summary>,
     pub stem: Option<Summary>,
     pub plain: Option<Summary>,
+    pub package_uncached: Option<Summary>,
+    pub package_cached: Option<Summary>,
 }
 
 /// Scenario 9.
@@ -96,6 +105,31 @@ pub fn package_json(tag: &str, medium: bool) -> String {
         json!({"is-number": "7.0.0"})
     };
     json!({"name": format!("bench-{tag}"), "dependencies": dependencies}).to_string()
+}
+
+/// A base64 `.zip` package unique to `tag`: the benchmark handler in `main.py`, which imports a
+/// helper module beside it.
+pub fn package_zip(tag: &str) -> String {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let files = [
+        ("main.py", format!("import helper\n{HANDLER}\n")),
+        ("helper.py", format!("TAG = {tag:?}\n")),
+    ];
+    for (name, text) in files {
+        writer
+            .start_file(name, zip::write::SimpleFileOptions::default())
+            .expect("a zip in memory takes a file");
+        writer
+            .write_all(text.as_bytes())
+            .expect("a zip in memory takes bytes");
+    }
+    let bytes = writer
+        .finish()
+        .expect("a zip in memory finishes")
+        .into_inner();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 fn body(name: &str, language: &str, code: &str, dependencies: Option<&str>, timeout: u32) -> Value {
@@ -220,6 +254,10 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<DepsResult> {
         cached: None,
         stem: None,
         plain: None,
+        package_uncached_ms: Vec::new(),
+        package_cached_ms: Vec::new(),
+        package_uncached: None,
+        package_cached: None,
     };
     for i in 0..config.deps_cold_samples {
         let text = python_requirements(&ctx.tag(&format!("cold-{i}")), false);
@@ -271,6 +309,42 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<DepsResult> {
             ),
         );
     }
+    for i in 0..config.deps_cold_samples {
+        let zip = package_zip(&ctx.tag(&format!("package-{i}")));
+        let mut names = Vec::new();
+        for what in ["fetch", "cached"] {
+            let name = ctx.name(RUNTIME, &format!("pkg-{what}-{i:02}"));
+            let mut packaged = body(&name, "python", HANDLER, None, timeout);
+            packaged["code"] = Value::Null;
+            packaged["code_zip"] = json!(zip);
+            packaged["handler"] = json!("main.handler");
+            let (function, _) = ctx.api.create_function_json(&packaged, false).await?;
+            ctx.record_created(&function);
+            names.push(name);
+        }
+        for (name, out) in names
+            .iter()
+            .zip([&mut first.package_uncached_ms, &mut first.package_cached_ms])
+        {
+            tokio::time::sleep(settle).await;
+            let outcome = ctx.api.invoke(name, RUNTIME).await;
+            if outcome.is_ok() {
+                out.push(outcome.latency_ms);
+            } else {
+                first.errors.push(format!("{name}: {}", outcome.describe()));
+            }
+        }
+        ctx.progress(
+            RUNTIME,
+            &format!(
+                "  package first calls {i}: not cached {}, cached {} ms",
+                last(&first.package_uncached_ms),
+                last(&first.package_cached_ms),
+            ),
+        );
+    }
+    first.package_uncached = summarize(&first.package_uncached_ms);
+    first.package_cached = summarize(&first.package_cached_ms);
     first.uncached = summarize(&first.uncached_ms);
     first.cached = summarize(&first.cached_ms);
     first.stem = summarize(&first.stem_ms);
@@ -333,6 +407,12 @@ mod tests {
         assert_eq!(js["dependencies"]["lodash"], "4.17.21");
         let small: Value = serde_json::from_str(&package_json("t", false)).unwrap();
         assert_eq!(small["dependencies"], json!({"is-number": "7.0.0"}));
+    }
+
+    #[test]
+    fn packages_are_unique_to_the_tag() {
+        assert_ne!(package_zip("a"), package_zip("b"));
+        assert_eq!(package_zip("a"), package_zip("a"));
     }
 
     #[test]

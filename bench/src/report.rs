@@ -742,7 +742,10 @@ fn write_deps(w: &mut String, runtime: Runtime, deps: &DepsResult) {
          | with dependencies, the popular set's stem cell | {} |\n\
          | without dependencies ({} of {} cold starts) | {} |\n\
          | fetch cost: not cached − cached, p50 | {} |\n\
-         | cached with dependencies / without, p50 | {} |",
+         | cached with dependencies / without, p50 | {} |\n\
+         | `.zip` package, not cached (fetched) | {} |\n\
+         | `.zip` package, cached | {} |\n\
+         | cached package / single source without dependencies, p50 | {} |",
         p50_p90(f.uncached.as_ref()),
         p50_p90(f.cached.as_ref()),
         p50_p90(f.stem.as_ref()),
@@ -754,6 +757,9 @@ fn write_deps(w: &mut String, runtime: Runtime, deps: &DepsResult) {
             _ => "-".to_owned(),
         },
         p50_ratio(f.cached.as_ref(), f.plain.as_ref()),
+        p50_p90(f.package_uncached.as_ref()),
+        p50_p90(f.package_cached.as_ref()),
+        p50_ratio(f.package_cached.as_ref(), f.plain.as_ref()),
     );
     let _ = writeln!(
         w,
