@@ -64,9 +64,16 @@ pub struct Config {
     #[arg(long, env = "RECORD_RETENTION_DAYS", default_value_t = 7)]
     pub record_retention_days: u32,
 
-    /// Seconds between two passes that delete expired invocation records.
+    /// Seconds between two passes that delete expired invocation records and unused
+    /// artifacts.
     #[arg(long, env = "RETENTION_INTERVAL_SECS", default_value_t = 3600)]
     pub retention_interval_secs: u64,
+
+    /// Seconds an artifact (a deployment package, or a dependency build's tree) that no
+    /// function names any more is kept before a retention pass deletes it, with the finished
+    /// builds no function names. Every package update stores a new artifact of up to 50 MB.
+    #[arg(long, env = "ARTIFACT_GRACE_SECS", default_value_t = 3600)]
+    pub artifact_grace_secs: u64,
 
     /// Seconds a cached function definition is trusted before it is read again: a safety net
     /// under the change events, which keep the caches right in the normal course.

@@ -103,8 +103,11 @@ pub async fn run(
     let stop_background = CancellationToken::new();
     let retention = retention::spawn(
         db.clone(),
-        config.record_retention_days,
-        Duration::from_secs(config.retention_interval_secs.max(1)),
+        retention::Retention {
+            record_days: config.record_retention_days,
+            artifact_grace: Duration::from_secs(config.artifact_grace_secs),
+            interval: Duration::from_secs(config.retention_interval_secs.max(1)),
+        },
         stop_background.clone(),
     );
     let route_reloader = routes.spawn_reloader(
@@ -154,9 +157,7 @@ pub async fn run(
     .await;
     stop_background.cancel();
     stop_metrics(metrics_task).await;
-    if let Some(retention) = retention {
-        let _ = retention.await;
-    }
+    let _ = retention.await;
     let _ = route_reloader.await;
     if let Some(keep_alive) = keep_alive {
         let _ = keep_alive.await;

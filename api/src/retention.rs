@@ -1,6 +1,8 @@
-//! Invocation records are kept `RECORD_RETENTION_DAYS`: a background task deletes older ones
-//! in small batches, with a pause between them, so that neither the table's locks nor the
-//! write-ahead log see one huge delete.
+//! What the api keeps only for a while, deleted by one background task: invocation records
+//! older than `RECORD_RETENTION_DAYS`, in small batches with a pause between them so that
+//! neither the table's locks nor the write-ahead log see one huge delete; and artifacts
+//! (packages, dependency trees) that no function has named for `ARTIFACT_GRACE_SECS`, with the
+//! finished builds no function names.
 
 use crate::db;
 use chrono::Utc;
@@ -16,29 +18,49 @@ const BATCH_PAUSE: Duration = Duration::from_millis(100);
 /// Longest wait before the first pass after start-up.
 const FIRST_RUN_DELAY: Duration = Duration::from_secs(10);
 
-/// Starts the task, unless `retention_days` is 0 (keep forever); it ends when `stop` is
-/// cancelled, between two batches at the latest.
-pub fn spawn(
-    pool: Pool,
-    retention_days: u32,
-    interval: Duration,
-    stop: CancellationToken,
-) -> Option<JoinHandle<()>> {
-    if retention_days == 0 {
-        return None;
-    }
-    let keep = chrono::Duration::days(i64::from(retention_days));
-    Some(tokio::spawn(async move {
-        let mut delay = interval.min(FIRST_RUN_DELAY);
+/// What the task keeps, and how often it looks.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Days of invocation records; 0 keeps them forever.
+    pub record_days: u32,
+    /// How long an artifact no function names is kept.
+    pub artifact_grace: Duration,
+    pub interval: Duration,
+}
+
+/// Starts the task; it ends when `stop` is cancelled, between two batches at the latest.
+pub fn spawn(pool: Pool, retention: Retention, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut delay = retention.interval.min(FIRST_RUN_DELAY);
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(delay) => {}
             }
-            delay = interval;
-            delete_older_than(&pool, Utc::now() - keep, &stop).await;
+            delay = retention.interval;
+            if retention.record_days > 0 {
+                let keep = chrono::Duration::days(i64::from(retention.record_days));
+                delete_older_than(&pool, Utc::now() - keep, &stop).await;
+            }
+            collect_artifacts(&pool, retention.artifact_grace).await;
         }
-    }))
+    })
+}
+
+/// Deletes the artifacts and finished builds no function has named for `grace`.
+async fn collect_artifacts(pool: &Pool, grace: Duration) {
+    match db::delete_unused_artifacts(pool, grace).await {
+        Ok((0, 0)) => {}
+        Ok((builds, artifacts)) => {
+            tracing::info!(builds, artifacts, "unused builds and artifacts deleted");
+        }
+        Err(error) => {
+            // A save that named one of them meanwhile makes the delete fail: the next pass
+            // tries again.
+            metrics::counter!("faas_database_errors_total").increment(1);
+            tracing::warn!(%error, "cannot delete unused artifacts");
+        }
+    }
 }
 
 /// One pass: deletes batch after batch until none is full, the database fails, or `stop`.

@@ -319,6 +319,14 @@ pub async fn ready_build_size(pool: &Pool, key: &str) -> Result<Option<i64>, DbE
 /// files) is kept.
 pub async fn store_package(pool: &Pool, package: &crate::package::Package) -> Result<(), DbError> {
     if artifact_meta(pool, &package.digest).await?.is_some() {
+        // Named again: the unused-artifact collection's grace starts over.
+        pool.get()
+            .await?
+            .execute(
+                "UPDATE artifacts SET created_at = now() WHERE digest = $1",
+                &[&package.digest],
+            )
+            .await?;
         return Ok(());
     }
     let mut writer = match ArtifactWriter::begin(pool, &package.digest).await {
@@ -337,6 +345,38 @@ pub async fn store_package(pool: &Pool, package: &crate::package::Package) -> Re
             package.unpacked_bytes as i64,
         )
         .await
+}
+
+/// Deletes the finished builds no function names, then the artifacts nothing names (no
+/// function's package, no snapshot of a serving version, no build), each once unused for
+/// `grace`: an artifact's `created_at` is renewed when a save names it again. Returns how many
+/// of each went; an artifact's chunks go with it.
+pub async fn delete_unused_artifacts(pool: &Pool, grace: Duration) -> Result<(u64, u64), DbError> {
+    let client = pool.get().await?;
+    let grace = grace.as_secs_f64();
+    let builds = client
+        .execute(
+            "DELETE FROM builds b
+             WHERE b.status IN ('ready', 'failed')
+               AND coalesce(b.finished_at, b.created_at) < now() - make_interval(secs => $1)
+               AND NOT EXISTS (SELECT 1 FROM functions f WHERE f.build_key = b.key)",
+            &[&grace],
+        )
+        .await?;
+    let artifacts = client
+        .execute(
+            "WITH used AS (
+                 SELECT package_digest AS digest FROM functions
+                 UNION SELECT serving->'package'->>'digest' FROM functions
+                 UNION SELECT serving->'dependencies'->>'digest' FROM functions
+                 UNION SELECT digest FROM builds)
+             DELETE FROM artifacts a
+             WHERE a.created_at < now() - make_interval(secs => $1)
+               AND a.digest NOT IN (SELECT digest FROM used WHERE digest IS NOT NULL)",
+            &[&grace],
+        )
+        .await?;
+    Ok((builds, artifacts))
 }
 
 /// An artifact's stored description.

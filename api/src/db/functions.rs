@@ -292,8 +292,17 @@ fn conflict_or(error: tokio_postgres::Error, fields: &FunctionFields) -> ApiErro
     if let Some(db) = error.as_db_error()
         && *db.code() == SqlState::FOREIGN_KEY_VIOLATION
     {
-        // The namespace was deleted between the key's check and the insert.
-        return ApiError::Conflict("the key's namespace no longer exists".into());
+        return match db.constraint() {
+            // Its package or build, unused for ARTIFACT_GRACE_SECS until this save named it,
+            // was deleted by the retention task in between.
+            Some("functions_package_digest_fkey" | "functions_build_key_fkey") => {
+                ApiError::Conflict(
+                    "the package or dependency build this save names was being deleted as unused; send the save again".into(),
+                )
+            }
+            // The namespace was deleted between the key's check and the insert.
+            _ => ApiError::Conflict("the key's namespace no longer exists".into()),
+        };
     }
     error.into()
 }

@@ -369,3 +369,78 @@ async fn a_package_sized_body_is_read_only_for_a_key_that_may_save_functions() {
     assert_eq!(response.status(), 422);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn artifacts_no_function_names_are_collected() {
+    let app = TestApp::start_with(|config| {
+        config.artifact_grace_secs = 0;
+        config.retention_interval_secs = 1;
+    })
+    .await;
+    let first = zip_of(&[("main.py", "def handler(event, context):\n    return 1\n")]);
+    let second = zip_of(&[("main.py", "def handler(event, context):\n    return 2\n")]);
+    let created = app
+        .create_function(packaged("gc", "python", "main.handler", &first))
+        .await;
+    let id = created["id"].as_i64().unwrap();
+    let old = created["package"]["digest"].as_str().unwrap().to_owned();
+    let (status, updated) = app
+        .put(
+            &format!("/functions/{id}"),
+            &packaged("gc", "python", "main.handler", &second),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    let new = updated["package"]["digest"].as_str().unwrap().to_owned();
+    let stored = |digest: String| {
+        let url = app.database_url.clone();
+        async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM artifacts WHERE digest = $1",
+                    &[&digest],
+                )
+                .await
+                .unwrap();
+            row.get::<_, i64>(0) == 1
+        }
+    };
+    let mut collected = false;
+    for _ in 0..100 {
+        if !stored(old.clone()).await {
+            collected = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(collected, "the replaced package was not collected in 10 s");
+    assert!(
+        stored(new.clone()).await,
+        "the package in use was collected"
+    );
+    assert_eq!(
+        count(&app, "artifact_chunks").await,
+        1,
+        "one package of one chunk is left"
+    );
+    // Deleted, the function no longer holds its package either.
+    let (status, _) = app.delete(&format!("/functions/{id}")).await;
+    assert_eq!(status, 200);
+    let mut collected = false;
+    for _ in 0..100 {
+        if !stored(new.clone()).await {
+            collected = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        collected,
+        "the deleted function's package was not collected in 10 s"
+    );
+    app.stop().await;
+}
