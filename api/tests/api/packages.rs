@@ -257,22 +257,65 @@ async fn count(app: &TestApp, table: &str) -> i64 {
         .get(0)
 }
 
-#[tokio::test]
-async fn bad_packages_are_refused_and_store_nothing() {
+const GOOD_MAIN: (&str, &str) = ("main.py", "def handler(event, context):\n    return 1\n");
+
+/// A zip of `main.py` and whatever `entry` adds.
+fn main_and(entry: &dyn Fn(&mut ZipWriter)) -> String {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    writer
+        .start_file(GOOD_MAIN.0, SimpleFileOptions::default())
+        .unwrap();
+    writer.write_all(GOOD_MAIN.1.as_bytes()).unwrap();
+    entry(&mut writer);
+    encode(writer.finish().unwrap().into_inner())
+}
+
+/// Saving `code_zip` with `handler` (create, and update of a good function) is 422 with a
+/// detail that says `says`, and leaves no function, version or artifact behind.
+async fn assert_refused(code_zip: Value, handler: &str, says: &str) {
     let app = TestApp::start().await;
-    let handler = "main.handler";
-    let good_main = ("main.py", "def handler(event, context):\n    return 1\n");
-    let with_entry = |entry: &dyn Fn(&mut ZipWriter)| {
-        let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        writer
-            .start_file(good_main.0, SimpleFileOptions::default())
-            .unwrap();
-        writer.write_all(good_main.1.as_bytes()).unwrap();
-        entry(&mut writer);
-        encode(writer.finish().unwrap().into_inner())
-    };
-    let traversal = zip_of(&[good_main, ("../../etc/cron.d/evil", "* * * * * root sh\n")]);
-    let symlink_out = with_entry(&|writer| {
+    let mut body = packaged("bad", "python", handler, "");
+    body["code_zip"] = code_zip;
+    let (status, answer) = app.post("/functions/", &body).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["code"], "invalid_request");
+    let detail = answer["detail"].as_str().unwrap();
+    assert!(detail.contains(says), "{detail}");
+    assert_eq!(count(&app, "functions").await, 0);
+    let good = app
+        .create_function(packaged(
+            "good",
+            "python",
+            "main.handler",
+            &zip_of(&[GOOD_MAIN]),
+        ))
+        .await;
+    let id = good["id"].as_i64().unwrap();
+    body["name"] = json!("good");
+    body["route"] = json!("/pkg/good");
+    let (status, answer) = app.put(&format!("/functions/{id}"), &body).await;
+    assert_eq!(status, 422, "{answer}");
+    let (_, after) = app.get(&format!("/functions/{id}")).await;
+    assert_eq!(after["version"], 1, "a refused update changed the function");
+    assert_eq!(
+        count(&app, "artifacts").await,
+        1,
+        "a refused package left its artifact"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_zip_entry_that_climbs_out_of_the_root_is_refused() {
+    let traversal = zip_of(&[GOOD_MAIN, ("../../etc/cron.d/evil", "* * * * * root sh\n")]);
+    assert_refused(json!(traversal), "main.handler", "outside the package root").await;
+    let absolute = zip_of(&[GOOD_MAIN, ("/etc/cron.d/evil", "* * * * * root sh\n")]);
+    assert_refused(json!(absolute), "main.handler", "outside the package root").await;
+}
+
+#[tokio::test]
+async fn a_symlink_out_of_the_root_is_refused() {
+    let symlink_out = main_and(&|writer| {
         writer
             .add_symlink(
                 "lib/passwd",
@@ -281,44 +324,43 @@ async fn bad_packages_are_refused_and_store_nothing() {
             )
             .unwrap();
     });
-    let bomb = with_entry(&|writer| {
+    assert_refused(json!(symlink_out), "main.handler", "symlink").await;
+}
+
+#[tokio::test]
+async fn a_zip_bomb_is_refused() {
+    let bomb = main_and(&|writer| {
         writer
             .start_file("zeros.bin", SimpleFileOptions::default())
             .unwrap();
         writer.write_all(&vec![0u8; 8 * 1024 * 1024]).unwrap();
     });
+    assert_refused(json!(bomb), "main.handler", "zip bomb").await;
+}
+
+#[tokio::test]
+async fn what_is_not_a_zip_is_refused() {
     let not_a_zip = encode(b"this is a tarball, honest".to_vec());
-    let missing_handler = zip_of(&[("other.py", "def handler(event, context):\n    return 1\n")]);
-    let cases: [(&str, Value, &str); 7] = [
-        ("traversal", json!(traversal), "outside the package root"),
-        ("symlink", json!(symlink_out), "symlink"),
-        ("bomb", json!(bomb), "zip bomb"),
-        ("not a zip", json!(not_a_zip), "not a zip"),
-        ("not base64", json!("@@@@"), "base64"),
-        ("missing handler file", json!(missing_handler), "main.py"),
-        (
-            "handler without a file",
-            json!(zip_of(&[good_main])),
-            "file.name",
-        ),
-    ];
-    for (what, zip, says) in cases {
-        let mut body = packaged("bad", "python", handler, "");
-        body["code_zip"] = zip;
-        if what == "handler without a file" {
-            body["handler"] = json!("handler");
-        }
-        let (status, answer) = app.post("/functions/", &body).await;
-        assert_eq!(status, 422, "{what}: {answer}");
-        assert_eq!(answer["code"], "invalid_request", "{what}");
-        let detail = answer["detail"].as_str().unwrap();
-        assert!(detail.contains(says), "{what}: {detail}");
-    }
-    // Both sources, or none.
-    let mut both = packaged("bad", "python", handler, &zip_of(&[good_main]));
-    both["code"] = json!(good_main.1);
+    assert_refused(json!(not_a_zip), "main.handler", "not a zip").await;
+    assert_refused(json!("@@@@"), "main.handler", "base64").await;
+}
+
+#[tokio::test]
+async fn a_handler_whose_file_is_not_in_the_package_is_refused() {
+    let other = zip_of(&[("other.py", "def handler(event, context):\n    return 1\n")]);
+    assert_refused(json!(other), "main.handler", "main.py").await;
+    // A package's handler must name its file.
+    assert_refused(json!(zip_of(&[GOOD_MAIN])), "handler", "file.name").await;
+}
+
+#[tokio::test]
+async fn a_function_takes_code_or_code_zip_not_both_nor_neither() {
+    let app = TestApp::start().await;
+    let mut both = packaged("bad", "python", "main.handler", &zip_of(&[GOOD_MAIN]));
+    both["code"] = json!(GOOD_MAIN.1);
     let (status, answer) = app.post("/functions/", &both).await;
     assert_eq!(status, 422, "{answer}");
+    assert!(answer["detail"].as_str().unwrap().contains("not both"));
     let mut neither = both.clone();
     neither.as_object_mut().unwrap().remove("code");
     neither.as_object_mut().unwrap().remove("code_zip");
@@ -326,11 +368,7 @@ async fn bad_packages_are_refused_and_store_nothing() {
     assert_eq!(status, 422, "{answer}");
     assert!(answer["detail"].as_str().unwrap().contains("code_zip"));
     assert_eq!(count(&app, "functions").await, 0);
-    assert_eq!(
-        count(&app, "artifacts").await,
-        0,
-        "a refused package left its artifact"
-    );
+    assert_eq!(count(&app, "artifacts").await, 0);
     app.stop().await;
 }
 
