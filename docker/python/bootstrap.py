@@ -395,11 +395,15 @@ def load_function(code, handler_name):
     except BaseException as e:
         return None, error_info(e)
     # "handler" or, AWS-style, "module.handler": the attribute is the part after the last dot.
-    attr = handler_name.rsplit(".", 1)[-1]
+    return find_handler(module, handler_name.rsplit(".", 1)[-1], "the function code")
+
+
+def find_handler(module, attr, where):
+    """(handler, None), or (None, error_info) when `module` has no callable `attr`."""
     fn = getattr(module, attr, None)
     if fn is None:
         return None, {"type": "Runtime.HandlerNotFound",
-                      "message": "handler %r is not defined in the function code" % attr,
+                      "message": "handler %r is not defined in %s" % (attr, where),
                       "stack": ""}
     if not callable(fn):
         return None, {"type": "Runtime.HandlerNotFound",
@@ -438,16 +442,7 @@ def load_package(package_dir, handler_name):
         return None, err
     except BaseException as e:
         return None, error_info(e)
-    fn = getattr(module, attr, None)
-    if fn is None:
-        return None, {"type": "Runtime.HandlerNotFound",
-                      "message": "handler %r is not defined in module %r" % (attr, module_name),
-                      "stack": ""}
-    if not callable(fn):
-        return None, {"type": "Runtime.HandlerNotFound",
-                      "message": "handler %r is not callable (it is a %s)" % (attr, type(fn).__name__),
-                      "stack": ""}
-    return fn, None
+    return find_handler(module, attr, "module %r" % module_name)
 
 
 _loop = None

@@ -447,15 +447,19 @@ async fn artifacts_no_function_names_are_collected() {
             row.get::<_, i64>(0) == 1
         }
     };
-    let mut collected = false;
-    for _ in 0..100 {
-        if !stored(old.clone()).await {
-            collected = true;
-            break;
+    let collected = |digest: String| async move {
+        for _ in 0..100 {
+            if !stored(digest.clone()).await {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(collected, "the replaced package was not collected in 10 s");
+        false
+    };
+    assert!(
+        collected(old).await,
+        "the replaced package was not collected in 10 s"
+    );
     assert!(
         stored(new.clone()).await,
         "the package in use was collected"
@@ -468,16 +472,8 @@ async fn artifacts_no_function_names_are_collected() {
     // Deleted, the function no longer holds its package either.
     let (status, _) = app.delete(&format!("/functions/{id}")).await;
     assert_eq!(status, 200);
-    let mut collected = false;
-    for _ in 0..100 {
-        if !stored(new.clone()).await {
-            collected = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
     assert!(
-        collected,
+        collected(new).await,
         "the deleted function's package was not collected in 10 s"
     );
     app.stop().await;
