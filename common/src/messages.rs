@@ -34,6 +34,14 @@ pub struct Job {
     /// When the api published the job; the worker reports `queue_ms` from it.
     #[serde(default)]
     pub published_unix_ms: u64,
+    /// Which attempt at the invocation this is, 1-based (the handler's `context.attempt`):
+    /// always 1 for a synchronous call; a retried asynchronous one counts up.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 /// What a worker needs to know of a function. Warm containers are keyed by `(id, version)`.

@@ -430,6 +430,8 @@ function makeContext(c, call) {
     logGroupName: process.env.AWS_LAMBDA_LOG_GROUP_NAME ?? null,
     logStreamName: process.env.AWS_LAMBDA_LOG_STREAM_NAME ?? null,
     deadlineUnixMs: deadline ?? null,
+    // 1-based; above 1 only for a retried async call.
+    attempt: Number.isSafeInteger(c.attempt) && c.attempt > 0 ? c.attempt : 1,
     identity: undefined,
     clientContext: undefined,
     callbackWaitsForEmptyEventLoop: true,

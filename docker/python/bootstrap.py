@@ -265,8 +265,8 @@ def error_info(exc):
 
 class Context(object):
     """The `context` argument of the handler, as AWS's Python runtime gives it (where
-    `function_version` and `memory_limit_in_mb` are strings), plus `invocation_id` and
-    `deadline_unix_ms`."""
+    `function_version` and `memory_limit_in_mb` are strings), plus `invocation_id`,
+    `deadline_unix_ms` and `attempt` (1-based; above 1 only for a retried async call)."""
 
     def __init__(self, c):
         self.invocation_id = c.get("invocation_id")
@@ -281,6 +281,8 @@ class Context(object):
         self.identity = None
         self.client_context = None
         self.deadline_unix_ms = c.get("deadline_unix_ms")
+        attempt = c.get("attempt")
+        self.attempt = attempt if isinstance(attempt, int) and attempt > 0 else 1
 
     def get_remaining_time_in_millis(self):
         """Milliseconds until the deadline (0 when it passed or none was given)."""

@@ -345,6 +345,7 @@ mod tests {
         function_version: 1,
         memory_mb: 128,
         deadline_unix_ms: 0,
+        attempt: 1,
     };
 
     #[tokio::test]

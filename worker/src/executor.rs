@@ -225,6 +225,7 @@ impl Executor {
                 function_version: spec.version,
                 memory_mb: bounded.memory_mb,
                 deadline_unix_ms,
+                attempt: job.attempt.max(1),
             };
             let call = slot
                 .container
@@ -569,6 +570,7 @@ mod tests {
             event: raw_null(),
             deadline_unix_ms,
             published_unix_ms: 0,
+            attempt: 1,
         }
     }
 

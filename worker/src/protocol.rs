@@ -82,6 +82,8 @@ pub struct InvokeContext<'a> {
     pub function_version: i32,
     pub memory_mb: u32,
     pub deadline_unix_ms: u64,
+    /// 1-based: the handler's `context.attempt`.
+    pub attempt: u32,
 }
 
 /// A frame from the bootstrap.

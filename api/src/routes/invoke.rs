@@ -248,6 +248,7 @@ pub async fn call_function(
         event,
         deadline_unix_ms: now + timeout_ms + state.limits.invoke_overhead.as_millis() as u64,
         published_unix_ms: now,
+        attempt: 1,
     };
     // Only limited functions and namespaces pay for leases: the others make no query here.
     let _leases = take_leases(state, function, &job, &labels).await?;

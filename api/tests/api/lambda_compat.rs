@@ -47,6 +47,7 @@ def lambda_handler(event, context):
         'stream': context.log_stream_name,
         'identity': context.identity,
         'client_context': context.client_context,
+        'attempt': context.attempt,
         'env': {k: v for k, v in os.environ.items() if k.startswith('AWS_LAMBDA_')},
     }
 ";
@@ -92,6 +93,7 @@ export async function handler(event, context) {
     group: context.logGroupName,
     stream: typeof context.logStreamName,
     waits: context.callbackWaitsForEmptyEventLoop,
+    attempt: context.attempt,
     env: process.env.AWS_LAMBDA_FUNCTION_NAME,
   };
 }
@@ -202,6 +204,8 @@ async fn the_context_and_environment_are_lambdas_names_and_types() {
         assert!(stream.contains("/[1]"), "{stream}");
         assert_eq!(result["identity"], Value::Null);
         assert_eq!(result["client_context"], Value::Null);
+        // A synchronous call is always its invocation's first attempt.
+        assert_eq!(result["attempt"], 1);
         assert_eq!(
             result["env"],
             json!({
@@ -232,6 +236,7 @@ async fn the_context_and_environment_are_lambdas_names_and_types() {
                 "group": "/faas/default/esm_ctx",
                 "stream": "string",
                 "waits": true,
+                "attempt": 1,
                 "env": "esm_ctx",
             })
         );
