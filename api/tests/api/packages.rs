@@ -108,6 +108,12 @@ exports.handler = (event, context, callback) => callback(null, { sum: util.sum(e
             "src/util/sum.js",
             "module.exports.sum = (xs) => xs.reduce((a, b) => a + b, 0);\n",
         ),
+        // A .js file is an ES module where its package.json says so, as on Lambda.
+        ("esm/package.json", "{\"type\": \"module\"}"),
+        (
+            "esm/app.js",
+            "import { greet } from '../lib/greet.mjs';\nexport const handler = async (event) => greet(event.name);\n",
+        ),
     ])
 }
 
@@ -174,6 +180,8 @@ async fn multi_file_packages_import_as_on_lambda_on_both_runtimes() {
         .await;
     app.create_function(packaged("sum", "javascript", "src/app.handler", &js))
         .await;
+    app.create_function(packaged("typed", "javascript", "esm/app.handler", &js))
+        .await;
     for endpoint in ["execute", "execute_gvisor"] {
         let (status, answer) = app.invoke(endpoint, "greet", json!({"name": "Bo"})).await;
         assert_eq!(status, 200, "{endpoint}: {answer}");
@@ -188,6 +196,9 @@ async fn multi_file_packages_import_as_on_lambda_on_both_runtimes() {
             .await;
         assert_eq!(status, 200, "{endpoint}: {answer}");
         assert_eq!(answer["result"], json!({"sum": 15}), "{endpoint}");
+        let (status, answer) = app.invoke(endpoint, "typed", json!({"name": "Cy"})).await;
+        assert_eq!(status, 200, "{endpoint}: {answer}");
+        assert_eq!(answer["result"], "Hello, Cy", "{endpoint}");
     }
 
     // Updating the package runs the new files; going back to plain code works too.
