@@ -38,6 +38,15 @@ pub async fn limit_inflight(
     next.run(request).await
 }
 
+/// The body's length as its `Content-Length` declares it; `None` without one (chunked) or
+/// with one that is not a number.
+pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+}
+
 /// The largest body a group of routes accepts.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
@@ -46,11 +55,7 @@ pub struct BodyLimit(pub usize);
 /// that is already in memory.
 pub async fn read_body(State(limit): State<BodyLimit>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
+    let declared = declared_length(&parts.headers);
     match buffer(body, limit.0, declared).await {
         Ok(bytes) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))

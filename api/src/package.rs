@@ -15,8 +15,7 @@ use std::path::Path;
 
 /// Lambda's limit on a zipped upload.
 pub const MAX_ZIP_BYTES: usize = 50 * 1024 * 1024;
-/// Lambda's limit on a function's unpacked code, shared with its dependencies.
-pub const MAX_UNPACKED_BYTES: u64 = 250 * 1024 * 1024;
+pub use common::MAX_UNPACKED_BYTES;
 /// Entries a package may hold.
 const MAX_ENTRIES: usize = 20_000;
 /// An entry that inflates more than this many times its compressed size is a bomb...

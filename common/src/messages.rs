@@ -83,6 +83,10 @@ pub struct ArtifactRef {
     pub unpacked_bytes: u64,
 }
 
+/// The most a function's code may unpack to, package and dependencies together (Lambda's
+/// 250 MB): the api refuses a package over it, the worker an artifact or a pair of them.
+pub const MAX_UNPACKED_BYTES: u64 = 250 * 1024 * 1024;
+
 /// The HTTP header that carries an artifact's SHA-256 (of its bytes as stored), on its upload
 /// to the api and its download from it.
 pub const ARTIFACT_SHA256_HEADER: &str = "x-faas-content-sha256";

@@ -365,9 +365,15 @@ async function loadEsm(code, handlerName) {
   } catch (e) {
     return { error: errorInfo(e) };
   }
+  return importHandler(file, attr);
+}
+
+// Imports the ES module at `path` and finds its handler `attr`; resolves to
+// { handler, thisArg } or { error }.
+async function importHandler(path, attr) {
   let ns;
   try {
-    ns = await import(require('url').pathToFileURL(file).href);
+    ns = await import(require('url').pathToFileURL(path).href);
   } catch (e) {
     return { error: errorInfo(e) };
   }
@@ -405,13 +411,7 @@ async function loadPackage(dir, handlerName) {
       if (e.code !== 'ERR_REQUIRE_ESM') return { error: errorInfo(e) };
     }
   }
-  let ns;
-  try {
-    ns = await import(require('url').pathToFileURL(path).href);
-  } catch (e) {
-    return { error: errorInfo(e) };
-  }
-  return findHandler(ns, attr, true);
+  return importHandler(path, attr);
 }
 
 // The context as AWS's Node.js runtime gives it (memoryLimitInMB and functionVersion are

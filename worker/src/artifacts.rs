@@ -27,8 +27,7 @@ pub const DEPS_MOUNT: &str = "/opt/faas/deps";
 /// Where a deployment package is mounted; the bootstrap puts it first on the import path and
 /// makes it the working directory, as Lambda's task root.
 pub const PACKAGE_MOUNT: &str = "/opt/faas/package";
-/// The largest tree an artifact may unpack to (Lambda's 250 MB for code and layers).
-pub const MAX_UNPACKED_BYTES: u64 = 250 * 1024 * 1024;
+pub use common::MAX_UNPACKED_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DepsError {

@@ -7,8 +7,7 @@
 
 use crate::artifacts::{DEPS_MOUNT, DepsCache, PACKAGE_MOUNT};
 use crate::container::Container;
-use crate::pool::Launcher;
-use crate::pool::Mounts;
+use crate::pool::{Launcher, Mounts};
 use crate::protocol::FrameLimits;
 use bollard::Docker;
 use bollard::container::LogOutput;

@@ -318,15 +318,16 @@ pub async fn ready_build_size(pool: &Pool, key: &str) -> Result<Option<i64>, DbE
 /// Stores a deployment package's artifact, chunk by chunk; one already stored (the same
 /// files) is kept.
 pub async fn store_package(pool: &Pool, package: &crate::package::Package) -> Result<(), DbError> {
-    if artifact_meta(pool, &package.digest).await?.is_some() {
-        // Named again: the unused-artifact collection's grace starts over.
-        pool.get()
-            .await?
-            .execute(
-                "UPDATE artifacts SET created_at = now() WHERE digest = $1",
-                &[&package.digest],
-            )
-            .await?;
+    // Stored already: named again, its unused-artifact grace starts over.
+    let renewed = pool
+        .get()
+        .await?
+        .execute(
+            "UPDATE artifacts SET created_at = now() WHERE digest = $1",
+            &[&package.digest],
+        )
+        .await?;
+    if renewed > 0 {
         return Ok(());
     }
     let mut writer = match ArtifactWriter::begin(pool, &package.digest).await {

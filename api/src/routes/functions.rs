@@ -408,13 +408,9 @@ pub async fn admit_upload(
     request: Request,
     next: Next,
 ) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
+    let declared = crate::limits::declared_length(request.headers());
     let chunked = declared.is_none() && request.headers().contains_key(header::TRANSFER_ENCODING);
-    let large = declared.is_some_and(|length| length > guard.source_body_max) || chunked;
+    let large = declared.is_some_and(|length| length > guard.source_body_max as u64) || chunked;
     if !large {
         return next.run(request).await;
     }
