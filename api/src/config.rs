@@ -121,6 +121,19 @@ pub struct Config {
     #[arg(long, env = "ARTIFACT_MAX_MB", default_value_t = 250)]
     pub artifact_max_mb: u64,
 
+    /// Seconds before the first retry of a failed async invocation; each next retry waits
+    /// twice as long (1, 2, 4, 8, 16 s by default). One delay queue per retry on the broker.
+    #[arg(long, env = "RETRY_BASE_SECS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub retry_base_secs: u64,
+    /// Async jobs this api replica runs at once (its prefetch on the async queue). Bounded so
+    /// that a backlog of async calls cannot crowd the workers' queues ahead of sync calls.
+    /// 0: this replica accepts async calls but runs none (other replicas do).
+    #[arg(long, env = "ASYNC_CONCURRENCY", default_value_t = 32)]
+    pub async_concurrency: u16,
+    /// Largest accepted async invocation body, in bytes (larger: 413); Lambda takes 256 KiB.
+    /// Async events are stored in Postgres until their invocation is deleted.
+    #[arg(long, env = "MAX_ASYNC_EVENT_BYTES", default_value_t = 256 * 1024)]
+    pub max_async_event_bytes: usize,
     /// How log lines are written.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

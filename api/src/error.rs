@@ -24,6 +24,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// 404: no such function in the key's namespace.
     FunctionNotFound,
+    /// 404: no invocation with that id in the key's namespace.
+    InvocationNotFound,
     /// 404: no function's route matches the path under the route prefix.
     RouteNotFound,
     /// 405 with `Allow`: the route does not answer this method (its `http_methods`).
@@ -78,11 +80,12 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order the document lists them.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::InvalidRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::FunctionNotFound,
+        ErrorCode::InvocationNotFound,
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::InvalidResponse,
@@ -117,6 +120,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::FunctionNotFound => "function_not_found",
+            ErrorCode::InvocationNotFound => "invocation_not_found",
             ErrorCode::RouteNotFound => "route_not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::InvalidResponse => "invalid_response",
@@ -166,6 +170,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("function {0} not found")]
     FunctionNotFound(String),
+    #[error("invocation {0} not found")]
+    InvocationNotFound(String),
     /// No function's route matches the path (which the text names).
     #[error("no function answers {0}")]
     RouteNotFound(String),
@@ -257,6 +263,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::FunctionNotFound(_)
+            | ApiError::InvocationNotFound(_)
             | ApiError::NamespaceNotFound(_)
             | ApiError::KeyNotFound(_)
             | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
@@ -284,6 +291,7 @@ impl ApiError {
             ApiError::TooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             ApiError::FunctionNotFound(_) => ErrorCode::FunctionNotFound,
+            ApiError::InvocationNotFound(_) => ErrorCode::InvocationNotFound,
             ApiError::RouteNotFound(_) => ErrorCode::RouteNotFound,
             ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             ApiError::InvalidResponse(_) => ErrorCode::InvalidResponse,
@@ -432,6 +440,7 @@ mod tests {
             ApiError::TooLarge(String::new()),
             ApiError::UnsupportedMediaType(String::new()),
             ApiError::FunctionNotFound(String::new()),
+            ApiError::InvocationNotFound(String::new()),
             ApiError::RouteNotFound(String::new()),
             ApiError::MethodNotAllowed {
                 method: String::new(),
@@ -467,6 +476,7 @@ mod tests {
                 | ApiError::TooLarge(_)
                 | ApiError::UnsupportedMediaType(_)
                 | ApiError::FunctionNotFound(_)
+                | ApiError::InvocationNotFound(_)
                 | ApiError::RouteNotFound(_)
                 | ApiError::MethodNotAllowed { .. }
                 | ApiError::InvalidResponse(_)

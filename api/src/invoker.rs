@@ -92,6 +92,9 @@ impl Invoker {
             .await?;
         self.topology.declare(&channel).await?;
         self.topology.declare_build_route(&channel).await?;
+        self.topology
+            .declare_async(&channel, &self.topology.retry_delays())
+            .await?;
         let consumer = channel
             .basic_consume(
                 DIRECT_REPLY_TO.into(),
@@ -299,6 +302,40 @@ impl Invoker {
                 "the broker refused the build job; save the function again shortly".into(),
             )),
             _ => Ok(()),
+        }
+    }
+
+    /// Publishes a message of the async topology (a job to run, to retry after a delay, or to
+    /// keep as dead) persistently under `routing_key`, and waits for the broker's confirm: for
+    /// a durable queue it comes once the message is on disk (a quorum queue: on a majority).
+    pub async fn publish_async(&self, routing_key: &str, body: &[u8]) -> Result<(), ApiError> {
+        let session = self.current_session()?;
+        let properties = BasicProperties::default()
+            .with_content_type(CONTENT_TYPE_JSON.into())
+            .with_delivery_mode(2);
+        let confirm = session
+            .channel
+            .basic_publish(
+                self.topology.async_exchange().as_str().into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                body,
+                properties,
+            )
+            .await
+            .map_err(ApiError::BrokerUnavailable)?;
+        match confirm.await.map_err(ApiError::BrokerUnavailable)? {
+            Confirmation::Ack(None) => Ok(()),
+            // Returned: no queue is bound (deleted under a running api).
+            Confirmation::Ack(Some(_)) | Confirmation::NotRequested => Err(ApiError::Overloaded(
+                "the broker did not route the async job; retry shortly".into(),
+            )),
+            Confirmation::Nack(_) => Err(ApiError::Overloaded(
+                "the broker refused the async job; retry shortly".into(),
+            )),
         }
     }
 

@@ -19,6 +19,7 @@ mod cache;
 mod config;
 pub mod db;
 mod deps;
+mod dispatch;
 mod error;
 mod extract;
 mod http_trigger;
@@ -30,6 +31,7 @@ mod package;
 pub mod records;
 mod retention;
 mod routes;
+pub mod schedule;
 mod server;
 mod state;
 
@@ -86,8 +88,11 @@ pub async fn run(
     );
     let invoker = invoker::Invoker::connect(
         &config.broker.amqp_url,
-        connection_name,
-        config.broker.topology(),
+        connection_name.clone(),
+        config
+            .broker
+            .topology()
+            .with_retry_base_secs(config.retry_base_secs),
         functions.clone(),
         keys.clone(),
         routes.clone(),
@@ -126,6 +131,7 @@ pub async fn run(
         limits: Limits {
             max_code_bytes: config.max_code_bytes,
             max_event_bytes: config.max_event_bytes,
+            max_async_event_bytes: config.max_async_event_bytes,
             invoke_overhead: Duration::from_millis(config.invoke_overhead_ms),
             max_inflight: config.max_inflight,
             // 0 would refuse every body and every request: a second is the least that works.
@@ -137,6 +143,24 @@ pub async fn run(
             .worker_token()
             .map(|token| auth::sha256(token.as_bytes())),
     };
+
+    let dispatcher = (config.async_concurrency > 0).then(|| {
+        dispatch::spawn_dispatcher(
+            state.clone(),
+            dispatch::DispatchSettings {
+                amqp_url: config.broker.amqp_url.clone(),
+                connection_name: format!("{connection_name} dispatcher"),
+                concurrency: config.async_concurrency,
+                topology: config
+                    .broker
+                    .topology()
+                    .with_retry_base_secs(config.retry_base_secs),
+            },
+            stop_background.clone(),
+        )
+    });
+    let sweeper = dispatch::spawn_sweeper(state.clone(), stop_background.clone());
+    let scheduler = dispatch::spawn_scheduler(state.clone(), stop_background.clone());
 
     register_metrics();
     let keep_alive = metrics_idle_timeout
@@ -158,6 +182,12 @@ pub async fn run(
     stop_background.cancel();
     stop_metrics(metrics_task).await;
     let _ = retention.await;
+    // Its running jobs finish (or go back to the queue) while the broker connection is open.
+    if let Some(dispatcher) = dispatcher {
+        let _ = dispatcher.await;
+    }
+    let _ = sweeper.await;
+    let _ = scheduler.await;
     let _ = route_reloader.await;
     if let Some(keep_alive) = keep_alive {
         let _ = keep_alive.await;

@@ -50,8 +50,12 @@ known of it (`invocation_id`, `logs`, `error`)."
         routes::functions::get_function_build,
         routes::invoke::execute_function,
         routes::invoke::execute_function_gvisor,
+        routes::invoke::execute_function_async,
         routes::triggers::call_route,
         routes::metrics::list_invocations,
+        routes::invocations::list_invocations,
+        routes::invocations::get_invocation,
+        routes::invocations::retry_invocation,
         routes::keys::create_key,
         routes::keys::list_keys,
         routes::keys::delete_key,
@@ -569,8 +573,8 @@ mod tests {
                 }
             }
         }
-        // 21, and the trigger's seven methods.
-        assert_eq!(operations, 29);
+        // 26, and the trigger's seven methods.
+        assert_eq!(operations, 33);
     }
 
     /// Every JSON success body shows an example: in the response, on its schema, or on every

@@ -31,6 +31,8 @@ pub struct AppState {
 pub struct Limits {
     pub max_code_bytes: usize,
     pub max_event_bytes: usize,
+    /// `MAX_ASYNC_EVENT_BYTES`.
+    pub max_async_event_bytes: usize,
     pub invoke_overhead: Duration,
     pub max_inflight: usize,
     pub body_read_timeout: Duration,

@@ -73,6 +73,8 @@ impl Default for QueueLimits {
 pub struct Topology {
     prefix: String,
     limits: QueueLimits,
+    /// `RETRY_BASE_SECS` (the api's): the first retry's delay; each next one doubles it.
+    retry_base_secs: u64,
 }
 
 impl Topology {
@@ -80,7 +82,29 @@ impl Topology {
         Topology {
             prefix: prefix.into(),
             limits: QueueLimits::default(),
+            retry_base_secs: 1,
         }
+    }
+
+    /// Sets the delay of the first retry of an async invocation (at least 1 s).
+    pub fn with_retry_base_secs(mut self, secs: u64) -> Self {
+        self.retry_base_secs = secs.max(1);
+        self
+    }
+
+    /// The most retries an async invocation has (`max_retries` goes up to it).
+    pub const MAX_RETRIES: u32 = 5;
+
+    /// The delay before retry number `retry` (1-based): the base, doubled at each retry.
+    pub fn retry_delay_secs(&self, retry: u32) -> u64 {
+        self.retry_base_secs.max(1) << retry.clamp(1, Self::MAX_RETRIES).saturating_sub(1)
+    }
+
+    /// Every retry delay, one delay queue each.
+    pub fn retry_delays(&self) -> Vec<u64> {
+        (1..=Self::MAX_RETRIES)
+            .map(|retry| self.retry_delay_secs(retry))
+            .collect()
     }
 
     pub fn with_limits(mut self, limits: QueueLimits) -> Self {
@@ -232,6 +256,105 @@ impl Topology {
             )
             .await?;
         Ok(queue.consumer_count())
+    }
+}
+
+/// The async invocations' part of the topology (DESIGN section 10), declared by the api only:
+/// it publishes and consumes these queues, workers never see them.
+impl Topology {
+    /// Durable direct exchange of async jobs: `run` routes to [`Self::async_queue`], `dead`
+    /// to [`Self::dead_queue`], `delay.{secs}` to that delay's queue.
+    pub fn async_exchange(&self) -> String {
+        format!("{}faas.async", self.prefix)
+    }
+
+    /// The quorum queue of async jobs waiting to be run (replicated on a cluster, and its
+    /// messages survive a broker restart).
+    pub fn async_queue(&self) -> String {
+        format!("{}faas.async", self.prefix)
+    }
+
+    /// Where the jobs of dead-lettered invocations are kept (nobody consumes it; the database
+    /// says which invocations are dead and `POST /invocations/{id}/retry` redrives one).
+    pub fn dead_queue(&self) -> String {
+        format!("{}faas.dead", self.prefix)
+    }
+
+    /// The queue a retry waits in for `secs` before it dead-letters back to the async queue.
+    pub fn delay_queue(&self, secs: u64) -> String {
+        format!("{}faas.async.delay.{secs}", self.prefix)
+    }
+
+    pub const ASYNC_RUN_KEY: &'static str = "run";
+    pub const ASYNC_DEAD_KEY: &'static str = "dead";
+
+    /// The routing key of the delay queue of `secs`.
+    pub fn delay_routing_key(secs: u64) -> String {
+        format!("delay.{secs}")
+    }
+
+    /// Declares the async exchange, the async queue (quorum), the dead queue and one delay
+    /// queue per entry of `delays_secs`, and binds them; idempotent.
+    pub async fn declare_async(&self, channel: &Channel, delays_secs: &[u64]) -> lapin::Result<()> {
+        let exchange = self.async_exchange();
+        declare_durable_exchange(channel, &exchange, ExchangeKind::Direct).await?;
+        let mut quorum = FieldTable::default();
+        quorum.insert(
+            ShortString::from("x-queue-type"),
+            AMQPValue::LongString(LongString::from("quorum")),
+        );
+        let mut dead = FieldTable::default();
+        // Kept for operators and tools, bounded: the database holds every dead invocation.
+        dead.insert(
+            ShortString::from("x-max-length"),
+            AMQPValue::LongLongInt(100_000),
+        );
+        let mut queues = vec![
+            (self.async_queue(), Self::ASYNC_RUN_KEY.to_owned(), quorum),
+            (self.dead_queue(), Self::ASYNC_DEAD_KEY.to_owned(), dead),
+        ];
+        for &secs in delays_secs {
+            let mut arguments = FieldTable::default();
+            arguments.insert(
+                ShortString::from("x-message-ttl"),
+                AMQPValue::LongLongInt((secs * 1000) as i64),
+            );
+            arguments.insert(
+                ShortString::from("x-dead-letter-exchange"),
+                AMQPValue::LongString(LongString::from(exchange.as_str())),
+            );
+            arguments.insert(
+                ShortString::from("x-dead-letter-routing-key"),
+                AMQPValue::LongString(LongString::from(Self::ASYNC_RUN_KEY)),
+            );
+            queues.push((
+                self.delay_queue(secs),
+                Self::delay_routing_key(secs),
+                arguments,
+            ));
+        }
+        for (queue, key, arguments) in queues {
+            channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    arguments,
+                )
+                .await?;
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }
 

@@ -20,7 +20,9 @@ use tokio_postgres::types::ToSql;
     "code": "def handler(event, context):\n    return {'message': 'Hello'}",
     "memory_mb": 128, "env": {"GREETING": "Hello"}, "max_concurrency": null,
     "http_methods": ["GET", "POST"], "http_auth": "key", "cors": null,
-    "dependencies": null, "build": null, "package": null, "version": 1,
+    "dependencies": null, "build": null, "package": null, "max_retries": 2,
+    "max_event_age_secs": 21600, "on_success": null, "on_failure": null, "schedule": null,
+    "schedule_timezone": "UTC", "version": 1,
     "created_at": "2026-11-27T16:00:00Z", "updated_at": "2026-11-27T16:00:00Z"
 })))]
 pub struct Function {
@@ -53,6 +55,18 @@ pub struct Function {
     pub build: Option<Build>,
     /// Its deployment package, when it was saved with `code_zip`.
     pub package: Option<PackageInfo>,
+    /// Times a failed async call is tried again.
+    pub max_retries: i32,
+    /// An async call older than this is not started again: it is dead-lettered.
+    pub max_event_age_secs: i32,
+    /// The function of the namespace invoked async with the outcome of a succeeded async call.
+    pub on_success: Option<String>,
+    /// The function invoked async with the outcome of a dead-lettered async call.
+    pub on_failure: Option<String>,
+    /// A 5-field cron expression: one async call per tick.
+    pub schedule: Option<String>,
+    /// The IANA time zone `schedule` is read in.
+    pub schedule_timezone: String,
     /// 1 when created, one more at each update.
     pub version: i32,
     pub created_at: DateTime<Utc>,
@@ -165,6 +179,12 @@ pub struct FunctionFields {
     pub build_key: Option<String>,
     /// The stored package, for a function saved with `code_zip` (then `code` is empty).
     pub package: Option<PackageInfo>,
+    pub max_retries: i32,
+    pub max_event_age_secs: i32,
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
+    pub schedule: Option<String>,
+    pub schedule_timezone: String,
 }
 
 /// The columns of a function, of its namespace and of its build, from `f` (functions), `n`
@@ -173,6 +193,7 @@ const FUNCTION_COLUMNS: &str = "f.id, f.namespace, f.name, f.route, f.language, 
     f.runtime, f.memory_mb, f.env, f.max_concurrency, f.http_methods, f.http_auth, f.cors, f.version, f.created_at, f.updated_at,
     f.dependencies, f.build_key, f.serving,
     f.package_digest, f.package_zip_bytes, f.package_files, pa.unpacked_bytes AS package_unpacked_bytes,
+    f.max_retries, f.max_event_age_secs, f.on_success, f.on_failure, f.schedule, f.schedule_timezone,
     n.allowed_runtimes, n.max_concurrency AS namespace_max_concurrency,
     b.status AS build_status, b.digest AS build_digest, b.size_bytes AS build_size,
     right(b.log, 4096) AS build_log, b.started_at AS build_started_at, b.finished_at AS build_finished_at";
@@ -229,6 +250,12 @@ impl TryFrom<&Row> for Function {
             dependencies: row.try_get("dependencies")?,
             build,
             package,
+            max_retries: row.try_get("max_retries")?,
+            max_event_age_secs: row.try_get("max_event_age_secs")?,
+            on_success: row.try_get("on_success")?,
+            on_failure: row.try_get("on_failure")?,
+            schedule: row.try_get("schedule")?,
+            schedule_timezone: row.try_get("schedule_timezone")?,
             version: row.try_get("version")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -308,7 +335,7 @@ fn conflict_or(error: tokio_postgres::Error, fields: &FunctionFields) -> ApiErro
 }
 
 /// The columns a client sets, in the order of [`FieldValues::params`].
-const FIELD_COLUMNS: [&str; 19] = [
+const FIELD_COLUMNS: [&str; 25] = [
     "name",
     "route",
     "language",
@@ -328,6 +355,12 @@ const FIELD_COLUMNS: [&str; 19] = [
     "package_digest",
     "package_zip_bytes",
     "package_files",
+    "max_retries",
+    "max_event_age_secs",
+    "on_success",
+    "on_failure",
+    "schedule",
+    "schedule_timezone",
 ];
 
 /// [`FunctionFields`] as query parameters: the JSON columns encoded, the enums as text.
@@ -362,7 +395,7 @@ impl<'a> FieldValues<'a> {
     }
 
     /// The values of [`FIELD_COLUMNS`], in their order.
-    fn params(&self) -> [&(dyn ToSql + Sync); 19] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 25] {
         let f = self.fields;
         [
             &f.name,
@@ -384,6 +417,12 @@ impl<'a> FieldValues<'a> {
             &self.package_digest,
             &self.package_zip_bytes,
             &self.package_files,
+            &f.max_retries,
+            &f.max_event_age_secs,
+            &f.on_success,
+            &f.on_failure,
+            &f.schedule,
+            &f.schedule_timezone,
         ]
     }
 }

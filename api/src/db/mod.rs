@@ -2,6 +2,7 @@
 //! module per table (functions, dependency builds and artifacts, invocation records, leases,
 //! namespaces, keys).
 
+mod async_invocations;
 mod builds;
 mod functions;
 mod invocations;
@@ -9,6 +10,7 @@ mod keys;
 mod leases;
 mod namespaces;
 
+pub use async_invocations::*;
 pub use builds::*;
 pub use functions::*;
 pub use invocations::*;

@@ -9,6 +9,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
 use crate::http_trigger::{self, Cors, HttpAuth, RoutePattern};
 use crate::package;
+use crate::schedule::Schedule;
 use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -28,6 +29,10 @@ const DEFAULT_MEMORY_MB: i64 = 128;
 /// The longest `handler`.
 const MAX_HANDLER_LEN: usize = 128;
 const MAX_CONCURRENCY_RANGE: std::ops::RangeInclusive<i64> = 1..=1000;
+const MAX_RETRIES_RANGE: std::ops::RangeInclusive<i64> = 0..=5;
+const DEFAULT_MAX_RETRIES: i64 = 2;
+const MAX_EVENT_AGE_RANGE_S: std::ops::RangeInclusive<i64> = 60..=21_600;
+const DEFAULT_MAX_EVENT_AGE_SECS: i64 = 21_600;
 /// Lambda's limit on the summed size of a function's environment.
 const MAX_ENV_BYTES: usize = 4 * 1024;
 
@@ -122,6 +127,36 @@ pub struct FunctionInput {
     #[serde(default)]
     #[schema(max_length = 65536)]
     dependencies: Option<String>,
+    /// Times a failed async call (error, timeout, out of memory, crash) is tried again, with
+    /// exponential backoff from `RETRY_BASE_SECS`. Absent or null: 2.
+    #[serde(default, deserialize_with = "crate::extract::optional_whole_number")]
+    #[schema(minimum = 0, maximum = 5)]
+    max_retries: Option<i64>,
+    /// Seconds after which an async call is not started again (it is dead-lettered), counted
+    /// from its acceptance or its last redrive. Absent or null: 21600 (6 hours).
+    #[serde(default, deserialize_with = "crate::extract::optional_whole_number")]
+    #[schema(minimum = 60, maximum = 21600)]
+    max_event_age_secs: Option<i64>,
+    /// Another function of the namespace, invoked async with the outcome of each succeeded
+    /// async call: `{"source": "destination", "invocation_id", "status", "result", "event"}`.
+    #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
+    on_success: Option<String>,
+    /// Another function of the namespace, invoked async with the outcome (`error` instead of
+    /// `result`) of each dead-lettered async call.
+    #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
+    on_failure: Option<String>,
+    /// A 5-field cron expression (minute hour day-of-month month day-of-week): one async call
+    /// per tick, its event `{"source": "schedule", "scheduled_time": RFC 3339}`. Absent or
+    /// null: none.
+    #[serde(default)]
+    #[schema(max_length = 200)]
+    schedule: Option<String>,
+    /// The IANA time zone `schedule` is read in. Absent or null: `UTC`.
+    #[serde(default)]
+    #[schema(max_length = 64, example = "Europe/Paris")]
+    schedule_timezone: Option<String>,
 }
 
 impl FunctionInput {
@@ -135,13 +170,7 @@ impl FunctionInput {
         allowed: &[Runtime],
         principal: &Principal,
     ) -> Result<Validated, ApiError> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= MAX_NAME_LEN
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !name_ok {
+        if !valid_name(&self.name) {
             return Err(ApiError::Invalid(format!(
                 "name must be 1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, _ and -; got {:?}",
                 self.name
@@ -217,6 +246,53 @@ impl FunctionInput {
         if let Some(text) = &dependencies {
             deps::validate(self.language, text).map_err(ApiError::Invalid)?;
         }
+        let max_retries = self.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
+        if !MAX_RETRIES_RANGE.contains(&max_retries) {
+            return Err(ApiError::Invalid(format!(
+                "max_retries must be from {} to {}; got {max_retries}",
+                MAX_RETRIES_RANGE.start(),
+                MAX_RETRIES_RANGE.end()
+            )));
+        }
+        let max_event_age_secs = self
+            .max_event_age_secs
+            .unwrap_or(DEFAULT_MAX_EVENT_AGE_SECS);
+        if !MAX_EVENT_AGE_RANGE_S.contains(&max_event_age_secs) {
+            return Err(ApiError::Invalid(format!(
+                "max_event_age_secs must be from {} to {}; got {max_event_age_secs}",
+                MAX_EVENT_AGE_RANGE_S.start(),
+                MAX_EVENT_AGE_RANGE_S.end()
+            )));
+        }
+        for (field, destination) in [
+            ("on_success", &self.on_success),
+            ("on_failure", &self.on_failure),
+        ] {
+            if let Some(destination) = destination {
+                if !valid_name(destination) {
+                    return Err(ApiError::Invalid(format!(
+                        "{field} must name a function of this namespace (1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, _ and -); got {destination:?}"
+                    )));
+                }
+                if *destination == self.name {
+                    return Err(ApiError::Invalid(format!(
+                        "{field} names the function itself: its outcome would invoke it again, without end"
+                    )));
+                }
+            }
+        }
+        let schedule_timezone = self.schedule_timezone.unwrap_or_else(|| "UTC".to_owned());
+        match &self.schedule {
+            Some(expr) => {
+                Schedule::parse(expr, Some(&schedule_timezone))
+                    .map_err(|error| ApiError::Invalid(format!("schedule: {error}")))?;
+            }
+            None => {
+                // Checked even without a schedule, so that a typo is not stored silently.
+                Schedule::parse("* * * * *", Some(&schedule_timezone))
+                    .map_err(|error| ApiError::Invalid(format!("schedule_timezone: {error}")))?;
+            }
+        }
         let runtime = match self.runtime {
             Some(runtime) if !allowed.contains(&runtime) => {
                 let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
@@ -249,9 +325,48 @@ impl FunctionInput {
                 .map(|text| deps::build_key(self.language, text)),
             dependencies,
             package: None,
+            max_retries: max_retries as i32,
+            max_event_age_secs: max_event_age_secs as i32,
+            on_success: self.on_success,
+            on_failure: self.on_failure,
+            schedule: self.schedule.map(|expr| expr.trim().to_owned()),
+            schedule_timezone,
         };
         Ok(Validated { fields, code_zip })
     }
+}
+
+/// 422 unless `on_success` and `on_failure` name functions of `namespace`. A destination
+/// deleted later makes its invocations fail (logged and counted), as Lambda's do.
+async fn check_destinations(
+    state: &AppState,
+    namespace: &str,
+    fields: &FunctionFields,
+) -> Result<(), ApiError> {
+    for (field, destination) in [
+        ("on_success", &fields.on_success),
+        ("on_failure", &fields.on_failure),
+    ] {
+        if let Some(name) = destination
+            && db::get_function_by_name(&state.db, namespace, name)
+                .await?
+                .is_none()
+        {
+            return Err(ApiError::Invalid(format!(
+                "{field} names {name:?}, which is no function of this namespace"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A function name: 1 to [`MAX_NAME_LEN`] of `A-Za-z0-9_-`.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// A function's input, checked except for its package, which is checked and stored by
@@ -553,6 +668,7 @@ pub async fn create_function(
         &namespace.allowed_runtimes,
         &principal,
     )?;
+    check_destinations(&state, &principal.namespace, &validated.fields).await?;
     let fields = store_package(&state, validated).await?;
     let saved = db::insert_function(&state.db, &principal.namespace, &fields).await?;
     tracing::info!(id = saved.function.id, namespace = %saved.function.namespace, name = %saved.function.name, "function created");
@@ -733,6 +849,7 @@ pub async fn update_function(
         &namespace.allowed_runtimes,
         &principal,
     )?;
+    check_destinations(&state, &principal.namespace, &validated.fields).await?;
     let fields = store_package(&state, validated).await?;
     let saved = db::update_function(&state.db, &principal.namespace, id, &fields)
         .await?

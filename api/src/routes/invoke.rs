@@ -149,6 +149,7 @@ async fn execute(
         event,
         Uuid::now_v7(),
         Trigger::Execute,
+        1,
         started,
     )
     .await?;
@@ -162,6 +163,10 @@ pub enum Trigger {
     Execute,
     /// The function's route.
     Http,
+    /// An attempt of an async invocation (`/execute_async`, a destination).
+    Async,
+    /// An attempt of a scheduled invocation.
+    Schedule,
 }
 
 impl Trigger {
@@ -169,7 +174,15 @@ impl Trigger {
         match self {
             Trigger::Execute => "execute",
             Trigger::Http => "http",
+            Trigger::Async => "async",
+            Trigger::Schedule => "schedule",
         }
+    }
+
+    /// Whether the call is a sync one, recorded in `invocations` (an async invocation's
+    /// attempts are recorded with their invocation).
+    fn is_sync(self) -> bool {
+        matches!(self, Trigger::Execute | Trigger::Http)
     }
 }
 
@@ -217,8 +230,10 @@ impl Called {
 }
 
 /// Runs `function` on `runtime` with `event`: takes its concurrency leases, publishes the job,
-/// waits for the reply, and counts and records the call. An error is a call that did not run
-/// (no worker, overloaded, over its concurrency, the broker away); it is counted too.
+/// waits for the reply, and counts and records the call (a sync one; an async attempt is
+/// recorded by the dispatcher). An error is a call that did not run (no worker, overloaded,
+/// over its concurrency, the broker away); it is counted too.
+#[allow(clippy::too_many_arguments)] // Each is a separate fact of the call.
 pub async fn call_function(
     state: &AppState,
     function: &Function,
@@ -226,6 +241,7 @@ pub async fn call_function(
     event: RawJson,
     invocation_id: Uuid,
     trigger: Trigger,
+    attempt: u32,
     started: Instant,
 ) -> Result<Called, ApiError> {
     let labels = Labels {
@@ -248,7 +264,7 @@ pub async fn call_function(
         event,
         deadline_unix_ms: now + timeout_ms + state.limits.invoke_overhead.as_millis() as u64,
         published_unix_ms: now,
-        attempt: 1,
+        attempt,
     };
     // Only limited functions and namespaces pay for leases: the others make no query here.
     let _leases = take_leases(state, function, &job, &labels).await?;
@@ -281,6 +297,39 @@ pub async fn call_function(
             .increment(1);
     }
 
+    if trigger.is_sync() {
+        submit_record(
+            state,
+            function,
+            &job,
+            runtime,
+            trigger,
+            status,
+            duration_ms,
+            reply,
+        );
+    }
+
+    Ok(Called {
+        invocation_id,
+        duration_ms,
+        timeout_s: timeout_ms / 1000,
+        outcome,
+    })
+}
+
+/// Hands a sync call's record to the records writer.
+#[allow(clippy::too_many_arguments)]
+fn submit_record(
+    state: &AppState,
+    function: &Function,
+    job: &Job,
+    runtime: Runtime,
+    trigger: Trigger,
+    status: &str,
+    duration_ms: f64,
+    reply: Option<&Reply>,
+) {
     let record = InvocationRecord {
         invocation_id: job.invocation_id,
         namespace: function.namespace.clone(),
@@ -300,13 +349,6 @@ pub async fn call_function(
         created_at: chrono::Utc::now(),
     };
     state.records.submit(record);
-
-    Ok(Called {
-        invocation_id,
-        duration_ms,
-        timeout_s: timeout_ms / 1000,
-        outcome,
-    })
 }
 
 /// The runtime a call runs on: gVisor when asked for or when the function's namespace allows
@@ -596,4 +638,97 @@ pub(crate) fn reply_response(
         logs_truncated: reply.logs_truncated,
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// The longest `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
+
+/// The 202 (or, for a repeated `Idempotency-Key`, 200) body of an async call.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(examples(json!({
+    "invocation_id": "0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b",
+    "status_url": "/invocations/0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b"
+})))]
+pub(crate) struct AsyncAccepted {
+    invocation_id: Uuid,
+    /// Where its status, attempts and result are (`GET`).
+    status_url: String,
+}
+
+/// Queues a call of the key's namespace's function and answers at once.
+#[utoipa::path(
+    post,
+    path = "/execute_async/{name}",
+    tag = "invocations",
+    summary = "Call a function asynchronously",
+    description = "Answers 202 once the call is durably accepted (stored, and its job confirmed \
+        by the broker on a durable queue). It runs at least once: a failed attempt is retried \
+        `max_retries` times with exponential backoff from `RETRY_BASE_SECS` (the handler sees \
+        `context.attempt`); when retries or `max_event_age_secs` run out it is \
+        `dead_lettered`. `GET status_url` follows it. With an `Idempotency-Key`, a repeat \
+        within 24 hours answers 200 with the same invocation and runs nothing. The event is at \
+        most `MAX_ASYNC_EVENT_BYTES` (256 KiB). Needs the `invoke` scope.",
+    params(
+        crate::openapi::FunctionName,
+        ("Idempotency-Key" = Option<String>, Header, description = "At most 256 characters; a repeat within 24 h returns the first invocation."),
+    ),
+    request_body(content = Option<ExecuteRequest>, description = "The event; an empty body is `{\"event\": {}}`."),
+    responses(
+        (status = 202, description = "Accepted: it will run.", body = AsyncAccepted),
+        (status = 200, description = "The `Idempotency-Key` made this invocation already: nothing new runs.", body = AsyncAccepted),
+        (status = 404, description = "`function_not_found`: no such function in the key's namespace.", body = ErrorBody),
+        crate::openapi::BodyErrors,
+        crate::openapi::KeyErrors,
+        crate::openapi::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn execute_function_async(
+    principal: Principal,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Invoke)?;
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => {
+            let key = value.to_str().map_err(|_| {
+                ApiError::Invalid("Idempotency-Key must be visible ASCII characters".into())
+            })?;
+            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+                return Err(ApiError::Invalid(format!(
+                    "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters; got {}",
+                    key.len()
+                )));
+            }
+            Some(key.to_owned())
+        }
+    };
+    let event = parse_event(&body?, state.limits.max_async_event_bytes)?;
+    let function = find_function(&state, &principal.namespace, name).await?;
+    let accepted = crate::dispatch::accept(
+        &state,
+        db::NewAsync {
+            id: Uuid::now_v7(),
+            namespace: function.namespace.clone(),
+            function_id: function.id,
+            function_name: function.name.clone(),
+            mode: "async",
+            event: event.get().to_owned(),
+            idempotency_key,
+        },
+    )
+    .await?;
+    let status = if accepted.existing {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let body = AsyncAccepted {
+        invocation_id: accepted.invocation_id,
+        status_url: format!("/invocations/{}", accepted.invocation_id),
+    };
+    Ok((status, axum::Json(body)).into_response())
 }

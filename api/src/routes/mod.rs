@@ -4,6 +4,7 @@ pub mod docs;
 pub mod functions;
 pub mod health;
 pub mod internal;
+pub mod invocations;
 pub mod invoke;
 pub mod keys;
 pub mod metrics;
@@ -63,6 +64,10 @@ pub fn router(state: AppState) -> Router {
             "/execute_gvisor/{name}",
             post(invoke::execute_function_gvisor),
         )
+        .route(
+            "/execute_async/{name}",
+            post(invoke::execute_function_async),
+        )
         .layer(DefaultBodyLimit::max(event_body_max))
         .layer(from_fn_with_state(
             BodyLimit(event_body_max),
@@ -88,6 +93,12 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .merge(internal::router())
         .route("/metrics/", get(metrics::list_invocations))
+        .route("/invocations/", get(invocations::list_invocations))
+        .route("/invocations/{id}", get(invocations::get_invocation))
+        .route(
+            "/invocations/{id}/retry",
+            post(invocations::retry_invocation),
+        )
         .layer(from_fn_with_state(inflight, limits::limit_inflight))
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz))

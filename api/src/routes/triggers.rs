@@ -215,6 +215,7 @@ async fn serve(
         event,
         invocation_id,
         Trigger::Http,
+        1,
         started,
     )
     .await?;

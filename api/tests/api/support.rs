@@ -437,7 +437,24 @@ pub async fn delete_topology(prefix: &str) {
     let _ = channel
         .queue_delete(topology.build_queue().as_str().into(), Default::default())
         .await;
-    for exchange in [topology.exchange(), topology.build_exchange()] {
+    let async_queues = [topology.async_queue(), topology.dead_queue()]
+        .into_iter()
+        .chain(
+            topology
+                .retry_delays()
+                .into_iter()
+                .map(|secs| topology.delay_queue(secs)),
+        );
+    for queue in async_queues {
+        let _ = channel
+            .queue_delete(queue.as_str().into(), Default::default())
+            .await;
+    }
+    for exchange in [
+        topology.exchange(),
+        topology.build_exchange(),
+        topology.async_exchange(),
+    ] {
         let _ = channel
             .exchange_delete(exchange.as_str().into(), Default::default())
             .await;

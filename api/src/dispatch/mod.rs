@@ -1,0 +1,149 @@
+//! Asynchronous invocations (DESIGN section 10): accepted into Postgres and a durable queue,
+//! run by a dispatcher in every api replica, retried with backoff, dead-lettered, chained to
+//! destinations, and fired by schedules.
+//!
+//! The row in `async_invocations` is the truth; a queue message only says "run attempt N of
+//! invocation X". Accepting stores the row (`accepting`), publishes the job (persistent, on the
+//! quorum queue `{prefix}faas.async`, publisher confirm) and marks it `queued`; a sweeper
+//! publishes again what an api left `accepting` when it died in between. The dispatcher
+//! (`consumer`) takes jobs with a bounded prefetch (`ASYNC_CONCURRENCY`), and `runner` claims
+//! the attempt on the row, runs it through the same path as a sync call (it waits for a
+//! concurrency slot rather than failing), records the outcome (only the claimant of that
+//! attempt can) and only then acks: a job whose api or worker dies mid-run is delivered again.
+//! `plan` holds the decisions, apart from I/O; `scheduler` turns cron ticks into invocations.
+
+mod consumer;
+mod plan;
+mod runner;
+mod scheduler;
+
+pub use consumer::spawn_dispatcher;
+pub use scheduler::spawn_scheduler;
+
+use crate::db::{self, Inserted, NewAsync};
+use crate::error::ApiError;
+use crate::state::AppState;
+use common::broker::Topology;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// A message of the async queues: run attempt `attempt` (1-based) of the invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsyncJob {
+    pub invocation_id: Uuid,
+    pub attempt: u32,
+}
+
+impl AsyncJob {
+    fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an async job always serializes")
+    }
+}
+
+/// An accepted invocation.
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted {
+    pub invocation_id: Uuid,
+    /// The idempotency key had made it already: nothing new runs.
+    pub existing: bool,
+}
+
+/// The dispatcher's and the scheduler's settings.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    pub amqp_url: String,
+    /// Names this replica's dispatcher connection for `rabbitmqctl list_connections`.
+    pub connection_name: String,
+    /// Jobs this replica runs at once (`ASYNC_CONCURRENCY`).
+    pub concurrency: u16,
+    pub topology: Topology,
+}
+
+/// Accepts `new`: stored, then its first attempt published and confirmed. With an
+/// idempotency key that made an invocation within 24 h, that one. A job the broker does not
+/// confirm is 503 and nothing is kept.
+pub async fn accept(state: &AppState, new: NewAsync) -> Result<Accepted, ApiError> {
+    let mode = new.mode;
+    let (namespace, function) = (new.namespace.clone(), new.function_name.clone());
+    match db::insert_async(&state.db, &new).await? {
+        Inserted::Existing(invocation_id) => Ok(Accepted {
+            invocation_id,
+            existing: true,
+        }),
+        Inserted::New(invocation_id) => {
+            if let Err(error) = publish_attempt(state, invocation_id, 1).await {
+                if let Err(db_error) = db::forget_unpublished(&state.db, invocation_id).await {
+                    // The sweeper will publish it after all: the caller, told 503, may see it run.
+                    tracing::warn!(%db_error, %invocation_id, "refused invocation not deleted");
+                }
+                return Err(error);
+            }
+            metrics::counter!("faas_async_accepted_total", "namespace" => namespace, "function" => function, "mode" => mode)
+                .increment(1);
+            Ok(Accepted {
+                invocation_id,
+                existing: false,
+            })
+        }
+    }
+}
+
+/// Publishes attempt `attempt` of `invocation_id` to run now, then marks the row published
+/// (best effort: the sweeper's duplicate is dropped by the claim).
+pub async fn publish_attempt(
+    state: &AppState,
+    invocation_id: Uuid,
+    attempt: u32,
+) -> Result<(), ApiError> {
+    let job = AsyncJob {
+        invocation_id,
+        attempt,
+    };
+    state
+        .invoker
+        .publish_async(Topology::ASYNC_RUN_KEY, &job.body())
+        .await?;
+    if let Err(error) = db::mark_published(&state.db, invocation_id).await {
+        tracing::warn!(%error, %invocation_id, "published invocation not marked; the sweeper will publish it again");
+    }
+    Ok(())
+}
+
+/// How long an invocation may stay `accepting` before the sweeper publishes it again.
+const UNPUBLISHED_AFTER: Duration = Duration::from_secs(30);
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Publishes again, every [`SWEEP_EVERY`], the invocations left `accepting` for
+/// [`UNPUBLISHED_AFTER`]: an api died between storing one and publishing it, or a redrive's
+/// publish failed. Until `stop`.
+pub fn spawn_sweeper(state: AppState, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(SWEEP_EVERY) => {}
+            }
+            let stale = match db::unpublished(&state.db, UNPUBLISHED_AFTER, 100).await {
+                Ok(stale) => stale,
+                Err(error) => {
+                    tracing::debug!(%error, "cannot look for unpublished invocations");
+                    continue;
+                }
+            };
+            for (invocation_id, attempt) in stale {
+                match publish_attempt(&state, invocation_id, attempt).await {
+                    Ok(()) => {
+                        tracing::info!(%invocation_id, attempt, "unpublished invocation published")
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, %invocation_id, "unpublished invocation still not published");
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}

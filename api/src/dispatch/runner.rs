@@ -1,0 +1,479 @@
+//! One delivered async job, from the row's state to the ack: claim the attempt, run it through
+//! the sync call path (waiting for a slot, a worker or a build instead of failing), record the
+//! outcome once, then publish what follows (the retry, the dead letter, the destination).
+
+use super::plan::{self, DeadReason, Next, OnDelivery, Policy};
+use super::{AsyncJob, publish_attempt};
+use crate::db::{self, AsyncState, AttemptOutcome, NewAsync, Recorded};
+use crate::error::ApiError;
+use crate::invoker::NoReply;
+use crate::routes::invoke::{Called, Trigger, call_function, find_function, runtime_for};
+use crate::state::AppState;
+use chrono::Utc;
+use common::broker::Topology;
+use common::{RawValue, ReplyStatus};
+use serde_json::{Value, json};
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// What becomes of the delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    Ack,
+    /// Back to the queue: this api is stopping or lost the broker before the outcome was
+    /// recorded (the attempt may run again: at least once).
+    Requeue,
+}
+
+/// Longest pause between two tries of something that waits (a slot, a worker, the database).
+const MAX_WAIT_STEP: Duration = Duration::from_secs(2);
+/// Margin of a claim beyond the call's own deadline.
+const CLAIM_MARGIN: Duration = Duration::from_secs(10);
+
+/// What a runner needs.
+pub struct Runner {
+    pub state: AppState,
+    pub topology: Topology,
+    pub stop: CancellationToken,
+}
+
+impl Runner {
+    /// Handles one job, in a span that names it.
+    pub async fn handle(&self, job: AsyncJob) -> Disposition {
+        let attempt = job.attempt as i32;
+        let id = job.invocation_id;
+        let row = loop {
+            let Some(row) = self
+                .retry_db(|| db::get_async_state(&self.state.db, id))
+                .await
+            else {
+                return Disposition::Requeue;
+            };
+            match plan::on_delivery(row.as_ref(), attempt, Utc::now()) {
+                OnDelivery::Drop => {
+                    tracing::debug!("duplicate or stale async job dropped");
+                    return Disposition::Ack;
+                }
+                OnDelivery::RepublishRetry => {
+                    return match publish_attempt(&self.state, id, job.attempt + 1).await {
+                        Ok(()) => Disposition::Ack,
+                        Err(_) => Disposition::Requeue,
+                    };
+                }
+                OnDelivery::WaitUntil(until) => {
+                    let wait = (until - Utc::now()).to_std().unwrap_or_default();
+                    if !self.pause(wait.min(Duration::from_secs(5))).await {
+                        return Disposition::Requeue;
+                    }
+                }
+                OnDelivery::Run => break row.expect("Run needs a row"),
+            }
+        };
+        self.run(row, attempt).await
+    }
+
+    async fn run(&self, row: AsyncState, attempt: i32) -> Disposition {
+        let id = row.id;
+        let started_at = Utc::now();
+        let mut wait = Duration::from_millis(100);
+        let mut claimed = false;
+        loop {
+            let found = find_function(&self.state, &row.namespace, row.function_name.clone()).await;
+            let function = match found {
+                Ok(function) => Some(function),
+                Err(ApiError::FunctionNotFound(_)) => None,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the function; waiting");
+                    if !self.pause(wait).await {
+                        return self.give_back(id, attempt, claimed).await;
+                    }
+                    wait = (wait * 2).min(MAX_WAIT_STEP);
+                    continue;
+                }
+            };
+            let timeout = function.as_ref().map_or(Duration::ZERO, |f| {
+                Duration::from_secs(f.timeout.max(0) as u64)
+            });
+            let until = Utc::now() + timeout + self.state.limits.invoke_overhead + CLAIM_MARGIN;
+            let Some(taken) = self
+                .retry_db(|| async {
+                    if claimed {
+                        db::extend_claim(&self.state.db, id, attempt, until).await
+                    } else {
+                        db::claim_attempt(&self.state.db, id, attempt, until).await
+                    }
+                })
+                .await
+            else {
+                return self.give_back(id, attempt, claimed).await;
+            };
+            if !taken {
+                tracing::debug!("another copy of the job holds the attempt");
+                return Disposition::Ack;
+            }
+            claimed = true;
+            let Some(function) = function else {
+                let error = json!({"kind": "FunctionNotFound", "message": format!("function {} was deleted", row.function_name)});
+                return self
+                    .finish(
+                        &row,
+                        attempt,
+                        None,
+                        Failed::NotRun(error),
+                        Next::DeadLetter(DeadReason::FunctionNotFound),
+                        started_at,
+                    )
+                    .await;
+            };
+            let policy = Policy {
+                max_retries: function.max_retries.max(0) as u32,
+                max_event_age: Duration::from_secs(function.max_event_age_secs.max(0) as u64),
+                age: plan::age(&row, Utc::now()),
+            };
+            if policy.age > policy.max_event_age {
+                let error = json!({"kind": "EventAgeExceeded", "message": format!("the invocation is {} s old, over max_event_age_secs {}", policy.age.as_secs(), function.max_event_age_secs)});
+                return self
+                    .finish(
+                        &row,
+                        attempt,
+                        Some(&function),
+                        Failed::NotRun(error),
+                        Next::DeadLetter(DeadReason::EventAgeExceeded),
+                        started_at,
+                    )
+                    .await;
+            }
+            let runtime = runtime_for(&function, None);
+            let event = RawValue::from_string(row.event.clone())
+                .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).expect("{} is JSON"));
+            let trigger = if row.mode == "schedule" {
+                Trigger::Schedule
+            } else {
+                Trigger::Async
+            };
+            if attempt - row.retry_floor == 1 {
+                metrics::histogram!("faas_async_age_at_start_seconds", "namespace" => row.namespace.clone())
+                    .record(policy.age.as_secs_f64());
+            }
+            let called = call_function(
+                &self.state,
+                &function,
+                runtime,
+                event,
+                id,
+                trigger,
+                attempt as u32,
+                Instant::now(),
+            )
+            .await;
+            let failed = match called {
+                Ok(called) => {
+                    let attempts_since_redrive = (attempt - row.retry_floor).max(1) as u32;
+                    let succeeded = matches!(&called.outcome, Ok(reply) if reply.status == ReplyStatus::Success);
+                    let next =
+                        plan::after_attempt(succeeded, attempts_since_redrive, policy, |retry| {
+                            Duration::from_secs(self.topology.retry_delay_secs(retry))
+                        });
+                    return self
+                        .finish(
+                            &row,
+                            attempt,
+                            Some(&function),
+                            Failed::Ran(called),
+                            next,
+                            started_at,
+                        )
+                        .await;
+                }
+                // The call did not start: wait for what it lacks, as long as the age allows.
+                Err(
+                    error @ (ApiError::NoWorker(_)
+                    | ApiError::RuntimeUnavailable(_)
+                    | ApiError::Overloaded(_)
+                    | ApiError::ConcurrencyLimit { .. }
+                    | ApiError::FunctionNotReady(_)
+                    | ApiError::Database(_)),
+                ) => error,
+                Err(ApiError::BrokerUnavailable(_) | ApiError::BrokerDisconnected) => {
+                    return self.give_back(id, attempt, claimed).await;
+                }
+                Err(error) => {
+                    // It cannot run as it is (its build failed): a failed attempt.
+                    let error_value = json!({"kind": error.code(), "message": error.to_string()});
+                    let attempts_since_redrive = (attempt - row.retry_floor).max(1) as u32;
+                    let next =
+                        plan::after_attempt(false, attempts_since_redrive, policy, |retry| {
+                            Duration::from_secs(self.topology.retry_delay_secs(retry))
+                        });
+                    return self
+                        .finish(
+                            &row,
+                            attempt,
+                            Some(&function),
+                            Failed::NotRun(error_value),
+                            next,
+                            started_at,
+                        )
+                        .await;
+                }
+            };
+            if plan::age(&row, Utc::now()) > policy.max_event_age {
+                let error = json!({"kind": "EventAgeExceeded", "message": format!("it could not start before max_event_age_secs: {failed}")});
+                return self
+                    .finish(
+                        &row,
+                        attempt,
+                        Some(&function),
+                        Failed::NotRun(error),
+                        Next::DeadLetter(DeadReason::EventAgeExceeded),
+                        started_at,
+                    )
+                    .await;
+            }
+            tracing::debug!(error = %failed, "async attempt waits");
+            if !self.pause(wait).await {
+                return self.give_back(id, attempt, claimed).await;
+            }
+            wait = (wait * 2).min(MAX_WAIT_STEP);
+        }
+    }
+
+    /// Records the attempt's outcome and publishes what follows; acks once recorded.
+    async fn finish(
+        &self,
+        row: &AsyncState,
+        attempt: i32,
+        function: Option<&db::Function>,
+        failed: Failed,
+        next: Next,
+        started_at: chrono::DateTime<Utc>,
+    ) -> Disposition {
+        let id = row.id;
+        let outcome = self
+            .outcome(row, attempt, function, failed, &next, started_at)
+            .await;
+        let Some(recorded) = self
+            .retry_db(|| db::record_attempt(&self.state.db, id, &outcome))
+            .await
+        else {
+            // Stopping with the outcome unrecorded: the job runs again elsewhere.
+            return self.give_back(id, attempt, true).await;
+        };
+        let Recorded::Stored { destination } = recorded else {
+            tracing::info!("attempt recorded by another copy of the job");
+            return Disposition::Ack;
+        };
+        let labels = (row.namespace.clone(), row.function_name.clone());
+        match next {
+            Next::Succeeded => tracing::debug!("async invocation succeeded"),
+            Next::Retry(delay) => {
+                metrics::counter!("faas_async_retries_total", "namespace" => labels.0.clone(), "function" => labels.1.clone())
+                    .increment(1);
+                let job = AsyncJob {
+                    invocation_id: id,
+                    attempt: attempt as u32 + 1,
+                };
+                let key = Topology::delay_routing_key(delay.as_secs());
+                if let Err(error) = self.state.invoker.publish_async(&key, &job.body()).await {
+                    // Redelivered, the job finds the retry due and publishes it again.
+                    tracing::warn!(%error, "retry not published; the job goes back to the queue");
+                    return Disposition::Requeue;
+                }
+                tracing::info!(retry_in = ?delay, "async attempt failed; retry scheduled");
+            }
+            Next::DeadLetter(reason) => {
+                metrics::counter!("faas_async_dead_lettered_total", "namespace" => labels.0.clone(), "function" => labels.1.clone(), "reason" => reason.as_str())
+                    .increment(1);
+                let job = AsyncJob {
+                    invocation_id: id,
+                    attempt: attempt as u32,
+                };
+                if let Err(error) = self
+                    .state
+                    .invoker
+                    .publish_async(Topology::ASYNC_DEAD_KEY, &job.body())
+                    .await
+                {
+                    tracing::warn!(%error, "dead-lettered job not kept in the dead queue (the database has it)");
+                }
+                tracing::info!(reason = reason.as_str(), "async invocation dead-lettered");
+            }
+        }
+        if let Some(destination) = destination
+            && let Err(error) = publish_attempt(&self.state, destination, 1).await
+        {
+            tracing::warn!(%error, %destination, "destination invocation not published; the sweeper will");
+        }
+        Disposition::Ack
+    }
+
+    /// The outcome to record, with the destination invocation it makes.
+    async fn outcome(
+        &self,
+        row: &AsyncState,
+        attempt: i32,
+        function: Option<&db::Function>,
+        failed: Failed,
+        next: &Next,
+        started_at: chrono::DateTime<Utc>,
+    ) -> AttemptOutcome {
+        let next_status = match next {
+            Next::Succeeded => "succeeded",
+            Next::Retry(_) => "queued",
+            Next::DeadLetter(_) => "dead_lettered",
+        };
+        let mut outcome = AttemptOutcome {
+            attempt,
+            next_status,
+            outcome: "not_run".to_owned(),
+            result: None,
+            error: None,
+            logs: None,
+            logs_truncated: false,
+            timing: None,
+            duration_ms: None,
+            cold_start: false,
+            worker_id: None,
+            function_version: function.map(|f| f.version),
+            runtime: function.map(|f| runtime_for(f, None).as_str().to_owned()),
+            started_at,
+            destination: None,
+        };
+        match failed {
+            Failed::NotRun(error) => outcome.error = Some(error),
+            Failed::Ran(called) => {
+                outcome.duration_ms = Some(called.duration_ms);
+                match called.outcome {
+                    Ok(reply) => {
+                        outcome.outcome = reply.status.as_str().to_owned();
+                        if reply.status == ReplyStatus::Success {
+                            outcome.result = Some(reply.result.get().to_owned());
+                        }
+                        outcome.error = reply
+                            .error
+                            .as_ref()
+                            .and_then(|error| serde_json::to_value(error).ok());
+                        outcome.logs = Some(reply.logs.replace('\0', "\u{FFFD}"));
+                        outcome.logs_truncated = reply.logs_truncated;
+                        outcome.timing = serde_json::to_value(reply.timing).ok();
+                        outcome.cold_start = reply.cold_start;
+                        outcome.worker_id = Some(reply.worker_id.replace('\0', "\u{FFFD}"));
+                    }
+                    Err(NoReply::TimedOut) => {
+                        outcome.outcome = "no_reply".to_owned();
+                        outcome.error = Some(
+                            json!({"kind": "NoReply", "message": "no worker answered before the call's deadline"}),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(error) = &mut outcome.error {
+            scrub_nul(error);
+        }
+        let destination = match (next, function) {
+            (Next::Succeeded, Some(f)) => f.on_success.clone(),
+            (Next::DeadLetter(_), Some(f)) => f.on_failure.clone(),
+            _ => None,
+        };
+        if let Some(name) = destination {
+            match find_function(&self.state, &row.namespace, name.clone()).await {
+                Ok(target) => {
+                    outcome.destination = Some(NewAsync {
+                        id: Uuid::now_v7(),
+                        namespace: row.namespace.clone(),
+                        function_id: target.id,
+                        function_name: target.name.clone(),
+                        mode: "async",
+                        event: destination_event(row, next_status, &outcome),
+                        // One destination call per outcome, however often it is recorded
+                        // (no header value can hold a newline: no caller's key collides).
+                        idempotency_key: Some(format!("\ndestination:{}:{attempt}", row.id)),
+                    });
+                }
+                Err(error) => {
+                    metrics::counter!("faas_async_destination_errors_total", "namespace" => row.namespace.clone(), "function" => row.function_name.clone())
+                        .increment(1);
+                    tracing::warn!(%error, destination = %name, "destination not invoked");
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Tries `query` until it answers, pausing between tries; `None` once stopping.
+    async fn retry_db<T, F, Fut>(&self, mut query: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, crate::error::DbError>>,
+    {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match query().await {
+                Ok(value) => return Some(value),
+                Err(error) => {
+                    metrics::counter!("faas_database_errors_total").increment(1);
+                    tracing::warn!(%error, "async dispatcher cannot reach the database; retrying");
+                }
+            }
+            if !self.pause(wait).await {
+                return None;
+            }
+            wait = (wait * 2).min(MAX_WAIT_STEP);
+        }
+    }
+
+    /// Sleeps `wait`; false when stopping instead.
+    async fn pause(&self, wait: Duration) -> bool {
+        tokio::select! {
+            () = self.stop.cancelled() => false,
+            () = tokio::time::sleep(wait) => true,
+        }
+    }
+
+    /// Lets the job go back to the queue, its claim released so that its next delivery runs
+    /// at once.
+    async fn give_back(&self, id: Uuid, attempt: i32, claimed: bool) -> Disposition {
+        if claimed && let Err(error) = db::release_claim(&self.state.db, id, attempt).await {
+            tracing::debug!(%error, "claim not released; it lapses by itself");
+        }
+        Disposition::Requeue
+    }
+}
+
+/// An attempt that ran (and how), or did not (and why).
+enum Failed {
+    Ran(Called),
+    NotRun(Value),
+}
+
+/// Postgres JSON cannot hold U+0000: a function's error text may.
+fn scrub_nul(value: &mut Value) {
+    match value {
+        Value::String(text) if text.contains('\0') => *text = text.replace('\0', "\u{FFFD}"),
+        Value::Array(items) => items.iter_mut().for_each(scrub_nul),
+        Value::Object(fields) => fields.values_mut().for_each(scrub_nul),
+        _ => {}
+    }
+}
+
+/// The event a destination receives: where it comes from, how it ended, and the original event.
+fn destination_event(row: &AsyncState, status: &str, outcome: &AttemptOutcome) -> String {
+    let original: Value = serde_json::from_str(&row.event).unwrap_or(Value::Null);
+    let mut event = json!({
+        "source": "destination",
+        "invocation_id": row.id,
+        "function": row.function_name,
+        "status": status,
+        "event": original,
+    });
+    match &outcome.result {
+        Some(result) => {
+            event["result"] = serde_json::from_str(result).unwrap_or(Value::Null);
+        }
+        None => event["error"] = outcome.error.clone().unwrap_or(Value::Null),
+    }
+    event.to_string()
+}

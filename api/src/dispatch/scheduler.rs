@@ -1,0 +1,108 @@
+//! Schedules: every api replica looks once a second for the cron ticks that passed since it
+//! last looked and accepts one invocation per tick. The tick's idempotency key (function and
+//! tick time) makes it one invocation however many replicas see the tick. Function schedules
+//! are read again every few seconds, so a change applies without a restart; ticks that passed
+//! while no api ran are not fired afterwards (a replica starts looking from its start).
+
+use super::accept;
+use crate::db::{self, NewAsync, ScheduledFunction};
+use crate::schedule::Schedule;
+use crate::state::AppState;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+const RELOAD_EVERY: Duration = Duration::from_secs(5);
+/// Ticks of one function fired at most per look (an every-minute schedule needs one).
+const MAX_TICKS_PER_LOOK: usize = 10;
+/// The furthest back a look reaches after it could not fire (Postgres or the broker away).
+const MAX_CATCH_UP: chrono::Duration = chrono::Duration::minutes(10);
+
+/// Starts the scheduler; it ends when `stop` is cancelled.
+pub fn spawn_scheduler(state: AppState, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut schedules: HashMap<i64, (ScheduledFunction, Schedule)> = HashMap::new();
+        let mut loaded_at: Option<Instant> = None;
+        let mut last_look = Utc::now();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(LOOK_EVERY) => {}
+            }
+            if loaded_at.is_none_or(|at| at.elapsed() >= RELOAD_EVERY) {
+                match db::list_schedules(&state.db).await {
+                    Ok(list) => {
+                        schedules = parse_all(list);
+                        loaded_at = Some(Instant::now());
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "cannot read the schedules");
+                        continue;
+                    }
+                }
+            }
+            let now = Utc::now();
+            let since = last_look.max(now - MAX_CATCH_UP);
+            let mut all_fired = true;
+            for (function, schedule) in schedules.values() {
+                for tick in schedule.ticks_between(since, now, MAX_TICKS_PER_LOOK) {
+                    if let Err(error) = fire(&state, function, tick).await {
+                        tracing::warn!(%error, function = %function.name, %tick, "schedule tick not fired; trying again");
+                        all_fired = false;
+                    }
+                }
+            }
+            // A tick that could not fire is tried again at the next look (its key keeps it one).
+            if all_fired {
+                last_look = now;
+            }
+        }
+    })
+}
+
+/// The schedules that parse (the api checked them when they were saved).
+fn parse_all(list: Vec<ScheduledFunction>) -> HashMap<i64, (ScheduledFunction, Schedule)> {
+    list.into_iter()
+        .filter_map(|function| {
+            match Schedule::parse(&function.schedule, Some(&function.timezone)) {
+                Ok(schedule) => Some((function.id, (function, schedule))),
+                Err(error) => {
+                    tracing::warn!(%error, function = %function.name, "schedule ignored");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// Accepts the invocation of `function`'s `tick`, unless a replica did.
+async fn fire(
+    state: &AppState,
+    function: &ScheduledFunction,
+    tick: DateTime<Utc>,
+) -> Result<(), crate::error::ApiError> {
+    let scheduled_time = tick.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let accepted = accept(
+        state,
+        NewAsync {
+            id: Uuid::now_v7(),
+            namespace: function.namespace.clone(),
+            function_id: function.id,
+            function_name: function.name.clone(),
+            mode: "schedule",
+            event: json!({"source": "schedule", "scheduled_time": scheduled_time}).to_string(),
+            // No header value holds a newline: no caller's key can take a tick's.
+            idempotency_key: Some(format!("\nschedule:{}:{scheduled_time}", function.id)),
+        },
+    )
+    .await?;
+    if !accepted.existing {
+        tracing::info!(function = %function.name, %scheduled_time, invocation_id = %accepted.invocation_id, "schedule fired");
+    }
+    Ok(())
+}
