@@ -99,3 +99,85 @@ async fn api_and_worker_survive_restarts_of_rabbitmq_and_postgres() {
     assert!(records.as_array().unwrap().len() >= 3, "{records}");
     app.stop().await;
 }
+
+/// Polls until every invocation in `ids` succeeded; returns their views.
+async fn all_succeeded(app: &TestApp, ids: &[String], within: Duration) -> Vec<serde_json::Value> {
+    let started = Instant::now();
+    loop {
+        let mut views = Vec::new();
+        for id in ids {
+            let (status, view) = app.get(&format!("/invocations/{id}")).await;
+            if status == 200 && view["status"] == "succeeded" {
+                views.push(view);
+            }
+        }
+        if views.len() == ids.len() {
+            return views;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{} of {} succeeded after {within:?}",
+            views.len(),
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn accept(app: &TestApp, name: &str, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let (status, body) = app
+            .post(
+                &format!("/execute_async/{name}"),
+                &json!({"event": {"n": n}}),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["invocation_id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+#[tokio::test]
+async fn accepted_async_calls_survive_restarts_of_rabbitmq_and_postgres() {
+    let mut app = TestApp::start_alone().await;
+    app.create_function(python(
+        "patient",
+        "import time\ndef handler(event, context):\n    time.sleep(1)\n    return {'n': event['n'], 'attempt': context.attempt}",
+    ))
+    .await;
+    // No worker yet: the jobs wait (in the dispatcher, claimed) while the broker goes away.
+    let waiting = accept(&app, "patient", 5).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sh(&command("RABBITMQ_STOP", "rabbitmqctl -q stop_app"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sh(&command("RABBITMQ_START", "rabbitmqctl -q start_app"));
+    app.add_worker(crate::support::worker_config(
+        Runtime::Docker,
+        &app.prefix.clone(),
+    ))
+    .await;
+    let started = Instant::now();
+    for view in all_succeeded(&app, &waiting, Duration::from_secs(90)).await {
+        let attempts = view["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 1, "recorded once: {view}");
+        assert_eq!(view["result"]["attempt"], 1, "{view}");
+    }
+    eprintln!(
+        "jobs queued across a broker restart done {:?} after it",
+        started.elapsed()
+    );
+
+    // Postgres goes away while the attempts run: their outcomes are stored once it is back.
+    let running = accept(&app, "patient", 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sh(&command(
+        "POSTGRES_RESTART",
+        "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main restart",
+    ));
+    for view in all_succeeded(&app, &running, Duration::from_secs(90)).await {
+        assert_eq!(view["attempts"].as_array().unwrap().len(), 1, "{view}");
+    }
+    app.stop().await;
+}
