@@ -298,6 +298,27 @@ fn register_metrics() {
         "faas_records_dropped_total",
         "Invocation records not stored, by reason: writer_behind (its channel was full), backlog_full (Postgres away too long), rejected (Postgres refused the row), shutdown (Postgres away at shutdown)."
     );
+    describe_counter!(
+        "faas_async_accepted_total",
+        "Async invocations accepted, by namespace, function and mode (async or schedule)."
+    );
+    describe_counter!(
+        "faas_async_retries_total",
+        "Failed async attempts scheduled to run again."
+    );
+    describe_counter!(
+        "faas_async_dead_lettered_total",
+        "Async invocations dead-lettered, by reason: retries_exhausted, event_age_exceeded, function_not_found."
+    );
+    describe_counter!(
+        "faas_async_destination_errors_total",
+        "Destinations (on_success / on_failure) not invoked because their function is gone."
+    );
+    describe_histogram!(
+        "faas_async_age_at_start_seconds",
+        metrics::Unit::Seconds,
+        "Age of an async invocation when its first attempt starts: the backlog callers feel."
+    );
     metrics::counter!("faas_broker_errors_total").absolute(0);
     metrics::counter!("faas_database_errors_total").absolute(0);
     for reason in records::DropReason::ALL {

@@ -40,6 +40,24 @@ async fn every_metric_a_dashboard_reads_is_exported() {
         let (status, body) = app.invoke(endpoint, "dash", json!({})).await;
         assert_eq!(status, 200, "{endpoint}: {body}");
     }
+    // An async call that fails once and is dead-lettered: the async series get samples.
+    let mut failing = python(
+        "dash_fail",
+        "def handler(event, context):\n    raise ValueError()",
+    );
+    failing["max_retries"] = json!(1);
+    app.create_function(failing).await;
+    let (status, body) = app.invoke("execute_async", "dash_fail", json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    let status_url = body["status_url"].as_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    while app.get(&status_url).await.1["status"] != "dead_lettered" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "not dead-lettered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 
     let mut exported = BTreeSet::new();
     for url in [&app.metrics_url, &docker.metrics_url, &gvisor.metrics_url] {
