@@ -1,5 +1,5 @@
 //! What the api keeps only for a while, deleted by one background task: invocation records
-//! older than `RECORD_RETENTION_DAYS`, in small batches with a pause between them so that
+//! and finished async invocations older than `RECORD_RETENTION_DAYS`, in small batches with a pause between them so that
 //! neither the table's locks nor the write-ahead log see one huge delete; and artifacts
 //! (packages, dependency trees) that no function has named for `ARTIFACT_GRACE_SECS`, with the
 //! finished builds no function names.
@@ -67,10 +67,16 @@ async fn collect_artifacts(pool: &Pool, grace: Duration) {
 async fn delete_older_than(pool: &Pool, cutoff: chrono::DateTime<Utc>, stop: &CancellationToken) {
     let mut deleted = 0;
     loop {
-        match db::delete_invocations_before(pool, cutoff, BATCH_ROWS).await {
-            Ok(rows) => {
-                deleted += rows;
-                if rows < BATCH_ROWS as u64 {
+        let batch = match db::delete_invocations_before(pool, cutoff, BATCH_ROWS).await {
+            Ok(records) => db::delete_async_before(pool, cutoff, BATCH_ROWS)
+                .await
+                .map(|invocations| (records, invocations)),
+            Err(error) => Err(error),
+        };
+        match batch {
+            Ok((records, invocations)) => {
+                deleted += records + invocations;
+                if records < BATCH_ROWS as u64 && invocations < BATCH_ROWS as u64 {
                     break;
                 }
             }

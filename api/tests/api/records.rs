@@ -140,7 +140,20 @@ async fn records_older_than_the_retention_are_deleted_in_the_background() {
                  status, cold_start, duration_ms, created_at)
              SELECT gen_random_uuid(), 1, 'new', 1, 'docker', 'success', false, 1,
                  now() - i * interval '1 day'
-             FROM generate_series(0, 6) AS i;",
+             FROM generate_series(0, 6) AS i;
+             INSERT INTO async_invocations (id, namespace, function_id, function_name, mode,
+                 status, event, attempts, created_at, finished_at)
+             SELECT gen_random_uuid(), 'default', 1, 'old_async', 'async', 'succeeded', '{}', 1,
+                 now() - interval '9 days', now() - interval '8 days'
+             FROM generate_series(1, 3);
+             INSERT INTO invocation_attempts (invocation_id, attempt, outcome, started_at)
+             SELECT id, 1, 'success', created_at FROM async_invocations;
+             INSERT INTO async_invocations (id, namespace, function_id, function_name, mode,
+                 status, event, attempts, created_at, finished_at)
+             VALUES (gen_random_uuid(), 'default', 1, 'new_async', 'async', 'dead_lettered',
+                     '{}', 3, now() - interval '6 days', now() - interval '6 days'),
+                    (gen_random_uuid(), 'default', 1, 'unfinished', 'async', 'queued',
+                     '{}', 1, now() - interval '8 days', NULL);",
         )
         .await
         .unwrap();
@@ -167,6 +180,27 @@ async fn records_older_than_the_retention_are_deleted_in_the_background() {
     }
     assert_eq!(old, 0, "records older than 7 days are deleted");
     assert_eq!(count("new").await, 7, "records within 7 days stay");
+    let async_left: Vec<String> = client
+        .query(
+            "SELECT function_name FROM async_invocations ORDER BY function_name",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        async_left,
+        ["new_async", "unfinished"],
+        "async invocations finished over 7 days ago go, the others stay"
+    );
+    let attempts: i64 = client
+        .query_one("SELECT count(*) FROM invocation_attempts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 0, "with their attempts");
     // The api serves as before.
     let (status, _) = app.get("/metrics/?function=new").await;
     assert_eq!(status, 200);
