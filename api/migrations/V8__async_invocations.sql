@@ -50,8 +50,8 @@ CREATE UNIQUE INDEX async_invocations_idempotency_key
     ON async_invocations (namespace, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX async_invocations_namespace_created_idx
     ON async_invocations (namespace, created_at DESC);
-CREATE INDEX async_invocations_accepting_idx
-    ON async_invocations (updated_at) WHERE status = 'accepting';
+CREATE INDEX async_invocations_waiting_idx
+    ON async_invocations (updated_at) WHERE status IN ('accepting', 'queued');
 CREATE INDEX async_invocations_finished_idx
     ON async_invocations (finished_at) WHERE finished_at IS NOT NULL;
 

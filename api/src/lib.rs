@@ -86,13 +86,14 @@ pub async fn run(
         listener.local_addr()?,
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
+    let topology = config
+        .broker
+        .topology()
+        .with_retry_base_secs(config.retry_base_secs);
     let invoker = invoker::Invoker::connect(
         &config.broker.amqp_url,
         connection_name.clone(),
-        config
-            .broker
-            .topology()
-            .with_retry_base_secs(config.retry_base_secs),
+        topology.clone(),
         functions.clone(),
         keys.clone(),
         routes.clone(),
@@ -151,15 +152,12 @@ pub async fn run(
                 amqp_url: config.broker.amqp_url.clone(),
                 connection_name: format!("{connection_name} dispatcher"),
                 concurrency: config.async_concurrency,
-                topology: config
-                    .broker
-                    .topology()
-                    .with_retry_base_secs(config.retry_base_secs),
+                topology: topology.clone(),
             },
             stop_background.clone(),
         )
     });
-    let sweeper = dispatch::spawn_sweeper(state.clone(), stop_background.clone());
+    let sweeper = dispatch::spawn_sweeper(state.clone(), topology, stop_background.clone());
     let scheduler = dispatch::spawn_scheduler(state.clone(), stop_background.clone());
 
     register_metrics();
@@ -271,7 +269,7 @@ fn register_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         "faas_invocations_total",
-        "Calls by function, runtime, trigger (execute or http) and outcome (a reply status, no_worker, runtime_unavailable, overloaded, concurrency_limit, unavailable or no_reply)."
+        "Calls by function, runtime, trigger (execute, http, or async and schedule for the attempts of async invocations) and outcome (a reply status, no_worker, runtime_unavailable, overloaded, concurrency_limit, unavailable or no_reply)."
     );
     describe_histogram!(
         "faas_invocation_duration_seconds",

@@ -153,6 +153,36 @@ pub async fn unpublished(
         .collect()
 }
 
+/// Invocations `queued` for `older_than` without a change: their retry's job may have been
+/// lost (a delay queue's dead-lettering is at most once if the broker dies at that moment).
+/// Each is stamped as seen, so that it is published again at most once per `older_than`, and
+/// returned with the attempt its job must carry. A duplicate is dropped by the claim.
+pub async fn stale_queued(
+    pool: &Pool,
+    older_than: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<(Uuid, u32)>, DbError> {
+    let client = pool.get().await?;
+    let seconds = older_than.as_secs_f64();
+    let rows = client
+        .query(
+            "UPDATE async_invocations SET updated_at = now()
+             WHERE id = ANY(ARRAY(
+                 SELECT id FROM async_invocations
+                 WHERE status = 'queued' AND updated_at < now() - make_interval(secs => $1)
+                 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED))
+             RETURNING id, attempts",
+            &[&seconds, &limit],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let attempts: i32 = row.try_get(1)?;
+            Ok((row.try_get(0)?, attempts as u32 + 1))
+        })
+        .collect()
+}
+
 /// An invocation's state, as a job of it finds it.
 #[derive(Debug, Clone)]
 pub struct AsyncState {

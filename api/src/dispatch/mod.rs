@@ -114,32 +114,52 @@ pub async fn publish_attempt(
 
 /// How long an invocation may stay `accepting` before the sweeper publishes it again.
 const UNPUBLISHED_AFTER: Duration = Duration::from_secs(30);
+/// The least time an invocation stays `queued` unchanged before the sweeper publishes its next
+/// attempt again (more when the longest retry delay is longer).
+const STALE_QUEUED_AFTER: Duration = Duration::from_secs(15 * 60);
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
-/// Publishes again, every [`SWEEP_EVERY`], the invocations left `accepting` for
-/// [`UNPUBLISHED_AFTER`]: an api died between storing one and publishing it, or a redrive's
-/// publish failed. Until `stop`.
-pub fn spawn_sweeper(state: AppState, stop: CancellationToken) -> JoinHandle<()> {
+/// Every [`SWEEP_EVERY`], publishes again the jobs that may have been lost: of invocations left
+/// `accepting` for [`UNPUBLISHED_AFTER`] (an api died between storing one and publishing it, or
+/// a redrive's publish failed), and of invocations `queued` unchanged for twice the longest
+/// retry delay and at least [`STALE_QUEUED_AFTER`]. A job that was not lost after all is a
+/// duplicate, which the claim drops. Until `stop`.
+pub fn spawn_sweeper(
+    state: AppState,
+    topology: Topology,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    let longest_delay = Duration::from_secs(topology.retry_delay_secs(Topology::MAX_RETRIES));
+    let stale_after = (longest_delay * 2).max(STALE_QUEUED_AFTER);
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(SWEEP_EVERY) => {}
             }
-            let stale = match db::unpublished(&state.db, UNPUBLISHED_AFTER, 100).await {
-                Ok(stale) => stale,
+            let lost = match db::unpublished(&state.db, UNPUBLISHED_AFTER, 100).await {
+                Ok(mut lost) => match db::stale_queued(&state.db, stale_after, 100).await {
+                    Ok(stale) => {
+                        lost.extend(stale);
+                        lost
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "cannot look for stale invocations");
+                        lost
+                    }
+                },
                 Err(error) => {
                     tracing::debug!(%error, "cannot look for unpublished invocations");
                     continue;
                 }
             };
-            for (invocation_id, attempt) in stale {
+            for (invocation_id, attempt) in lost {
                 match publish_attempt(&state, invocation_id, attempt).await {
                     Ok(()) => {
-                        tracing::info!(%invocation_id, attempt, "unpublished invocation published")
+                        tracing::info!(%invocation_id, attempt, "possibly lost async job published again")
                     }
                     Err(error) => {
-                        tracing::warn!(%error, %invocation_id, "unpublished invocation still not published");
+                        tracing::warn!(%error, %invocation_id, "possibly lost async job not published; trying later");
                         break;
                     }
                 }
