@@ -5,7 +5,7 @@
 # documented, invalid data refused and valid data accepted, auth enforced, 405 for methods the
 # document does not list, resources there after creation and gone after deletion), a fixed seed
 # so a run can be repeated, up to 100 generated examples per operation. Fails on any failure. (It
-# tests 28 of the document's 29 operations: schemathesis leaves out the document it loaded,
+# tests 32 of the document's 33 operations: schemathesis leaves out the document it loaded,
 # GET /openapi.json, which the api's own tests check.)
 #
 # Like scripts/seed-session.sh it runs the real binaries (scripts/lib/real-binaries.sh) on a
@@ -51,6 +51,8 @@ make_function() {
 }
 make_function '{"name": "placeholder", "route": "/placeholder", "language": "python", "code": "def handler(event, context):\n    return 1", "timeout": 5}'
 make_function '{"name": "hello", "route": "/hello", "language": "python", "code": "def handler(event, context):\n    return {\"message\": \"Hello from faas\", \"event\": event}", "timeout": 5}'
+# The destination the document's examples name (`on_success`, `on_failure`).
+make_function '{"name": "notify", "route": "/notify", "language": "python", "code": "def handler(event, context):\n    return 1", "timeout": 5}'
 
 log "schemathesis $SCHEMATHESIS_VERSION against $base/openapi.json"
 started=$(date +%s)
@@ -59,7 +61,7 @@ started=$(date +%s)
 # scripts/schemathesis.toml: what function calls answer (see there).
 # It runs in the scratch directory, where it keeps its cache (.schemathesis/), not in the clone;
 # no example database, so that the seed alone decides what is sent.
-(cd "$logs" && PYTHONPATH="$OLDPWD/scripts" SCHEMATHESIS_HOOKS=schemathesis_hooks timeout 300 \
+(cd "$logs" && PYTHONPATH="$OLDPWD/scripts" SCHEMATHESIS_HOOKS=schemathesis_hooks timeout 600 \
   "$venv/bin/schemathesis" --config-file "$OLDPWD/scripts/schemathesis.toml" run "$base/openapi.json" \
   --seed 20260127 \
   --max-examples 100 \

@@ -58,6 +58,12 @@ def map_case(context, case):
 # worker token, so a build could never finish anyway. Only a string within the schema's length
 # is left out: a case made negative by this field (another type, too long) stays as it is.
 #
+# `on_success` / `on_failure` must name another existing function of the namespace, and
+# `schedule` / `schedule_timezone` must be a cron expression and an IANA zone: rules no pattern
+# states. Generated destinations are left out (and a schedule or zone within its length becomes
+# a valid one, yearly so that it never fires during the run); the api's own tests
+# (api/tests/api/async_invoke.rs) send bad ones.
+#
 # `code_zip` is a base64 .zip whose files must hold the handler's file: a schema-valid string is
 # almost never one. A generated string is replaced with a real package of the case's language
 # whose handler is `main.handler` (the api's tests, api/tests/api/packages.rs, send bad ones).
@@ -73,6 +79,13 @@ def map_case(context, case):
         body = {**body, "route": _unique_parameters(body["route"])}
     if isinstance(body.get("code_zip"), str) and body.get("language") in PACKAGES:
         body = {**body, "code_zip": PACKAGES[body["language"]], "handler": "main.handler"}
+    for field in ("on_success", "on_failure"):
+        if isinstance(body.get(field), str) and len(body[field]) <= 64:
+            body = {k: v for k, v in body.items() if k != field}
+    if isinstance(body.get("schedule"), str) and len(body["schedule"]) <= 200:
+        body = {**body, "schedule": "0 0 1 1 *"}
+    if isinstance(body.get("schedule_timezone"), str) and len(body["schedule_timezone"]) <= 64:
+        body = {**body, "schedule_timezone": "Europe/Paris"}
     case.body = body
     return case
 

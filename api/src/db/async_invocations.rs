@@ -145,12 +145,7 @@ pub async fn unpublished(
             &[&seconds, &limit],
         )
         .await?;
-    rows.iter()
-        .map(|row| {
-            let attempts: i32 = row.try_get(1)?;
-            Ok((row.try_get(0)?, attempts as u32 + 1))
-        })
-        .collect()
+    next_jobs(&rows)
 }
 
 /// Invocations `queued` for `older_than` without a change: their retry's job may have been
@@ -175,6 +170,11 @@ pub async fn stale_queued(
             &[&seconds, &limit],
         )
         .await?;
+    next_jobs(&rows)
+}
+
+/// Rows of `(id, attempts)` as the jobs to publish: each its next attempt.
+fn next_jobs(rows: &[tokio_postgres::Row]) -> Result<Vec<(Uuid, u32)>, DbError> {
     rows.iter()
         .map(|row| {
             let attempts: i32 = row.try_get(1)?;
@@ -445,7 +445,10 @@ pub struct AttemptView {
     pub error: Option<Value>,
     pub worker_id: Option<String>,
     pub cold_start: bool,
+    /// From publish to reply, as the api saw it.
     pub duration_ms: Option<f64>,
+    /// The worker's `{queue_ms, init_ms, run_ms}`, when it answered.
+    pub timing: Option<Value>,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
 }
@@ -456,7 +459,9 @@ pub struct AttemptView {
     "invocation_id": "0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b", "function": "hello",
     "version": 1, "runtime": "docker", "mode": "async", "status": "succeeded",
     "attempts": [{"attempt": 1, "outcome": "success", "error": null, "worker_id": "worker-1",
-        "cold_start": false, "duration_ms": 3.1, "started_at": "2026-11-27T16:00:00Z",
+        "cold_start": false, "duration_ms": 3.1,
+        "timing": {"queue_ms": 0.3, "init_ms": 0.0, "run_ms": 1.2},
+        "started_at": "2026-11-27T16:00:00Z",
         "finished_at": "2026-11-27T16:00:00Z"}],
     "result": {"ok": true}, "error": null, "logs": "", "logs_truncated": false,
     "timing": {"queue_ms": 0.3, "init_ms": 0.0, "run_ms": 1.2},
@@ -563,6 +568,7 @@ async fn query_views(
                 worker_id: row.try_get("worker_id")?,
                 cold_start: row.try_get("cold_start")?,
                 duration_ms: row.try_get("duration_ms")?,
+                timing: row.try_get("timing")?,
                 started_at: created_at,
                 finished_at: created_at,
             }],
@@ -607,7 +613,7 @@ async fn attempts_of(
     let rows = client
         .query(
             "SELECT invocation_id, attempt, outcome, error, worker_id, cold_start, duration_ms,
-                    started_at, finished_at
+                    timing, started_at, finished_at
              FROM invocation_attempts WHERE invocation_id = ANY($1) ORDER BY attempt",
             &[&ids],
         )
@@ -624,6 +630,7 @@ async fn attempts_of(
                 worker_id: row.try_get("worker_id")?,
                 cold_start: row.try_get("cold_start")?,
                 duration_ms: row.try_get("duration_ms")?,
+                timing: row.try_get("timing")?,
                 started_at: row.try_get("started_at")?,
                 finished_at: row.try_get("finished_at")?,
             });

@@ -29,8 +29,11 @@ pub enum Disposition {
 
 /// Longest pause between two tries of something that waits (a slot, a worker, the database).
 const MAX_WAIT_STEP: Duration = Duration::from_secs(2);
-/// Margin of a claim beyond the call's own deadline.
-const CLAIM_MARGIN: Duration = Duration::from_secs(10);
+/// How long a claim holds without renewal: how long a job redelivered after its api died waits
+/// before it takes the attempt over.
+const CLAIM_TTL: Duration = Duration::from_secs(15);
+/// How often a running attempt renews its claim.
+const CLAIM_RENEW: Duration = Duration::from_secs(5);
 
 /// What a runner needs.
 pub struct Runner {
@@ -74,6 +77,8 @@ impl Runner {
         self.run(row, attempt).await
     }
 
+    /// Claims the attempt and runs it, waiting for what it lacks; ends with its outcome
+    /// recorded (acked), or the job given back.
     async fn run(&self, row: AsyncState, attempt: i32) -> Disposition {
         let id = row.id;
         let started_at = Utc::now();
@@ -93,10 +98,7 @@ impl Runner {
                     continue;
                 }
             };
-            let timeout = function.as_ref().map_or(Duration::ZERO, |f| {
-                Duration::from_secs(f.timeout.max(0) as u64)
-            });
-            let until = Utc::now() + timeout + self.state.limits.invoke_overhead + CLAIM_MARGIN;
+            let until = Utc::now() + CLAIM_TTL;
             let Some(taken) = self
                 .retry_db(|| async {
                     if claimed {
@@ -116,15 +118,9 @@ impl Runner {
             claimed = true;
             let Some(function) = function else {
                 let error = json!({"kind": "FunctionNotFound", "message": format!("function {} was deleted", row.function_name)});
+                let next = Next::DeadLetter(DeadReason::FunctionNotFound);
                 return self
-                    .finish(
-                        &row,
-                        attempt,
-                        None,
-                        Failed::NotRun(error),
-                        Next::DeadLetter(DeadReason::FunctionNotFound),
-                        started_at,
-                    )
+                    .finish(&row, attempt, None, Failed::NotRun(error), next, started_at)
                     .await;
             };
             let policy = Policy {
@@ -132,111 +128,120 @@ impl Runner {
                 max_event_age: Duration::from_secs(function.max_event_age_secs.max(0) as u64),
                 age: plan::age(&row, Utc::now()),
             };
-            if policy.age > policy.max_event_age {
-                let error = json!({"kind": "EventAgeExceeded", "message": format!("the invocation is {} s old, over max_event_age_secs {}", policy.age.as_secs(), function.max_event_age_secs)});
-                return self
-                    .finish(
-                        &row,
-                        attempt,
-                        Some(&function),
-                        Failed::NotRun(error),
-                        Next::DeadLetter(DeadReason::EventAgeExceeded),
-                        started_at,
-                    )
-                    .await;
-            }
-            let runtime = runtime_for(&function, None);
-            let event = RawValue::from_string(row.event.clone())
-                .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).expect("{} is JSON"));
-            let trigger = if row.mode == "schedule" {
-                Trigger::Schedule
+            let next_after = |succeeded: bool| {
+                let since_redrive = (attempt - row.retry_floor).max(1) as u32;
+                plan::after_attempt(succeeded, since_redrive, policy, |retry| {
+                    Duration::from_secs(self.topology.retry_delay_secs(retry))
+                })
+            };
+            let too_old = |why: String| {
+                let error = json!({"kind": "EventAgeExceeded", "message": why});
+                (
+                    Failed::NotRun(error),
+                    Next::DeadLetter(DeadReason::EventAgeExceeded),
+                )
+            };
+            let (failed, next) = if policy.age > policy.max_event_age {
+                too_old(format!(
+                    "the invocation is {} s old, over max_event_age_secs {}",
+                    policy.age.as_secs(),
+                    function.max_event_age_secs
+                ))
             } else {
-                Trigger::Async
-            };
-            if attempt - row.retry_floor == 1 {
-                metrics::histogram!("faas_async_age_at_start_seconds", "namespace" => row.namespace.clone())
-                    .record(policy.age.as_secs_f64());
-            }
-            let called = call_function(
-                &self.state,
-                &function,
-                runtime,
-                event,
-                id,
-                trigger,
-                attempt as u32,
-                Instant::now(),
-            )
-            .await;
-            let failed = match called {
-                Ok(called) => {
-                    let attempts_since_redrive = (attempt - row.retry_floor).max(1) as u32;
-                    let succeeded = matches!(&called.outcome, Ok(reply) if reply.status == ReplyStatus::Success);
-                    let next =
-                        plan::after_attempt(succeeded, attempts_since_redrive, policy, |retry| {
-                            Duration::from_secs(self.topology.retry_delay_secs(retry))
-                        });
-                    return self
-                        .finish(
-                            &row,
-                            attempt,
-                            Some(&function),
-                            Failed::Ran(called),
-                            next,
-                            started_at,
-                        )
-                        .await;
-                }
-                // The call did not start: wait for what it lacks, as long as the age allows.
-                Err(
-                    error @ (ApiError::NoWorker(_)
-                    | ApiError::RuntimeUnavailable(_)
-                    | ApiError::Overloaded(_)
-                    | ApiError::ConcurrencyLimit { .. }
-                    | ApiError::FunctionNotReady(_)
-                    | ApiError::Database(_)),
-                ) => error,
-                Err(ApiError::BrokerUnavailable(_) | ApiError::BrokerDisconnected) => {
-                    return self.give_back(id, attempt, claimed).await;
-                }
-                Err(error) => {
-                    // It cannot run as it is (its build failed): a failed attempt.
-                    let error_value = json!({"kind": error.code(), "message": error.to_string()});
-                    let attempts_since_redrive = (attempt - row.retry_floor).max(1) as u32;
-                    let next =
-                        plan::after_attempt(false, attempts_since_redrive, policy, |retry| {
-                            Duration::from_secs(self.topology.retry_delay_secs(retry))
-                        });
-                    return self
-                        .finish(
-                            &row,
-                            attempt,
-                            Some(&function),
-                            Failed::NotRun(error_value),
-                            next,
-                            started_at,
-                        )
-                        .await;
+                match self.attempt(&row, &function, attempt, policy).await {
+                    Attempted::Ran(called) => {
+                        let succeeded = matches!(&called.outcome, Ok(reply) if reply.status == ReplyStatus::Success);
+                        (Failed::Ran(called), next_after(succeeded))
+                    }
+                    Attempted::Refused(error) => {
+                        // It cannot run as it is (its build failed): a failed attempt.
+                        let error = json!({"kind": error.code(), "message": error.to_string()});
+                        (Failed::NotRun(error), next_after(false))
+                    }
+                    Attempted::Blocked(error)
+                        if plan::age(&row, Utc::now()) > policy.max_event_age =>
+                    {
+                        too_old(format!(
+                            "it could not start before max_event_age_secs: {error}"
+                        ))
+                    }
+                    Attempted::Blocked(error) => {
+                        tracing::debug!(%error, "async attempt waits");
+                        if !self.pause(wait).await {
+                            return self.give_back(id, attempt, claimed).await;
+                        }
+                        wait = (wait * 2).min(MAX_WAIT_STEP);
+                        continue;
+                    }
+                    Attempted::BrokerLost => return self.give_back(id, attempt, claimed).await,
                 }
             };
-            if plan::age(&row, Utc::now()) > policy.max_event_age {
-                let error = json!({"kind": "EventAgeExceeded", "message": format!("it could not start before max_event_age_secs: {failed}")});
-                return self
-                    .finish(
-                        &row,
-                        attempt,
-                        Some(&function),
-                        Failed::NotRun(error),
-                        Next::DeadLetter(DeadReason::EventAgeExceeded),
-                        started_at,
-                    )
-                    .await;
+            return self
+                .finish(&row, attempt, Some(&function), failed, next, started_at)
+                .await;
+        }
+    }
+
+    /// Calls the function once for the attempt.
+    async fn attempt(
+        &self,
+        row: &AsyncState,
+        function: &db::Function,
+        attempt: i32,
+        policy: Policy,
+    ) -> Attempted {
+        let runtime = runtime_for(function, None);
+        // Stored by accept from a checked event: always JSON.
+        let event = RawValue::from_string(row.event.clone())
+            .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).expect("{} is JSON"));
+        let trigger = if row.mode == "schedule" {
+            Trigger::Schedule
+        } else {
+            Trigger::Async
+        };
+        if attempt - row.retry_floor == 1 {
+            metrics::histogram!("faas_async_age_at_start_seconds", "namespace" => row.namespace.clone())
+                .record(policy.age.as_secs_f64());
+        }
+        let call = call_function(
+            &self.state,
+            function,
+            runtime,
+            event,
+            row.id,
+            trigger,
+            attempt as u32,
+            Instant::now(),
+        );
+        tokio::pin!(call);
+        let mut renew = tokio::time::interval(CLAIM_RENEW);
+        renew.reset();
+        let called = loop {
+            tokio::select! {
+                called = &mut call => break called,
+                _ = renew.tick() => {
+                    // The claim lapses only if this api dies (or loses Postgres for CLAIM_TTL).
+                    let until = Utc::now() + CLAIM_TTL;
+                    if let Err(error) = db::extend_claim(&self.state.db, row.id, attempt, until).await {
+                        tracing::debug!(%error, "claim not renewed");
+                    }
+                }
             }
-            tracing::debug!(error = %failed, "async attempt waits");
-            if !self.pause(wait).await {
-                return self.give_back(id, attempt, claimed).await;
+        };
+        match called {
+            Ok(called) => Attempted::Ran(called),
+            Err(
+                error @ (ApiError::NoWorker(_)
+                | ApiError::RuntimeUnavailable(_)
+                | ApiError::Overloaded(_)
+                | ApiError::ConcurrencyLimit { .. }
+                | ApiError::FunctionNotReady(_)
+                | ApiError::Database(_)),
+            ) => Attempted::Blocked(error),
+            Err(ApiError::BrokerUnavailable(_) | ApiError::BrokerDisconnected) => {
+                Attempted::BrokerLost
             }
-            wait = (wait * 2).min(MAX_WAIT_STEP);
+            Err(error) => Attempted::Refused(error),
         }
     }
 
@@ -441,6 +446,19 @@ impl Runner {
         }
         Disposition::Requeue
     }
+}
+
+/// How one call of an attempt went.
+enum Attempted {
+    /// It ran (or no worker answered in time).
+    Ran(Called),
+    /// It could not start for something that passes (a slot, a worker, a build, the
+    /// database): wait and call again, as long as the event's age allows.
+    Blocked(ApiError),
+    /// It cannot run as it is (its build failed).
+    Refused(ApiError),
+    /// The broker connection went away: the job comes back to some dispatcher.
+    BrokerLost,
 }
 
 /// An attempt that ran (and how), or did not (and why).

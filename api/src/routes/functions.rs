@@ -140,18 +140,28 @@ pub struct FunctionInput {
     /// Another function of the namespace, invoked async with the outcome of each succeeded
     /// async call: `{"source": "destination", "invocation_id", "status", "result", "event"}`.
     #[serde(default)]
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
+    #[schema(
+        pattern = "^[A-Za-z0-9_-]{1,64}$",
+        min_length = 1,
+        max_length = 64,
+        example = "notify"
+    )]
     on_success: Option<String>,
     /// Another function of the namespace, invoked async with the outcome (`error` instead of
     /// `result`) of each dead-lettered async call.
     #[serde(default)]
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
+    #[schema(
+        pattern = "^[A-Za-z0-9_-]{1,64}$",
+        min_length = 1,
+        max_length = 64,
+        example = "notify"
+    )]
     on_failure: Option<String>,
     /// A 5-field cron expression (minute hour day-of-month month day-of-week): one async call
     /// per tick, its event `{"source": "schedule", "scheduled_time": RFC 3339}`. Absent or
     /// null: none.
     #[serde(default)]
-    #[schema(max_length = 200)]
+    #[schema(max_length = 200, example = "0 9 * * MON-FRI")]
     schedule: Option<String>,
     /// The IANA time zone `schedule` is read in. Absent or null: `UTC`.
     #[serde(default)]

@@ -670,7 +670,9 @@ pub(crate) struct AsyncAccepted {
         most `MAX_ASYNC_EVENT_BYTES` (256 KiB). Needs the `invoke` scope.",
     params(
         crate::openapi::FunctionName,
-        ("Idempotency-Key" = Option<String>, Header, description = "At most 256 characters; a repeat within 24 h returns the first invocation."),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 256,
+            pattern = "^[!-~]([ -~]*[!-~])?$",
+            description = "1 to 256 visible ASCII characters; a repeat within 24 h returns the first invocation."),
     ),
     request_body(content = Option<ExecuteRequest>, description = "The event; an empty body is `{\"event\": {}}`."),
     responses(

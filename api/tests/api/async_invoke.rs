@@ -94,6 +94,7 @@ async fn an_async_call_is_accepted_run_once_and_its_result_stored() {
     assert_eq!(attempts[0]["attempt"], 1);
     assert_eq!(attempts[0]["outcome"], "success");
     assert!(attempts[0]["worker_id"].is_string());
+    assert!(attempts[0]["timing"]["run_ms"].is_number(), "{done}");
 
     // A sync call is an invocation too; the list holds both, newest first, and filters.
     let (status, sync) = app.invoke("execute", "echo_async", json!({})).await;
