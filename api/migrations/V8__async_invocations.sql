@@ -42,6 +42,9 @@ CREATE TABLE async_invocations (
     worker_id         TEXT,
     created_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- Destinations invoked one after another to reach this one (0: called by a client or a
+    -- schedule): a chain stops at 16, as Lambda stops recursive loops.
+    chain_depth       INTEGER     NOT NULL DEFAULT 0,
     -- Age counts from here after a redrive (max_event_age_secs).
     redriven_at       TIMESTAMPTZ,
     finished_at       TIMESTAMPTZ

@@ -29,6 +29,8 @@ pub struct NewAsync {
     /// The event, JSON text.
     pub event: String,
     pub idempotency_key: Option<String>,
+    /// 0 for a client's or a schedule's call; a destination's is its source's plus one.
+    pub chain_depth: i32,
 }
 
 /// What [`insert_async`] did.
@@ -66,8 +68,9 @@ async fn insert_async_in(client: &impl GenericClient, new: &NewAsync) -> Result<
     let statement = client
         .prepare_cached(
             "INSERT INTO async_invocations
-                 (id, namespace, function_id, function_name, mode, status, event, idempotency_key)
-             VALUES ($1, $2, $3, $4, $5, 'accepting', $6, $7)
+                 (id, namespace, function_id, function_name, mode, status, event, idempotency_key,
+                  chain_depth)
+             VALUES ($1, $2, $3, $4, $5, 'accepting', $6, $7, $8)
              ON CONFLICT (namespace, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING id",
         )
@@ -83,6 +86,7 @@ async fn insert_async_in(client: &impl GenericClient, new: &NewAsync) -> Result<
                 &new.mode,
                 &new.event,
                 &new.idempotency_key,
+                &new.chain_depth,
             ],
         )
         .await?;
@@ -197,6 +201,7 @@ pub struct AsyncState {
     pub claimed_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub redriven_at: Option<DateTime<Utc>>,
+    pub chain_depth: i32,
 }
 
 /// The state of invocation `id`, if it exists.
@@ -205,7 +210,7 @@ pub async fn get_async_state(pool: &Pool, id: Uuid) -> Result<Option<AsyncState>
     let statement = client
         .prepare_cached(
             "SELECT id, namespace, function_name, mode, status, event, attempts, retry_floor,
-                    claimed_until, created_at, redriven_at
+                    claimed_until, created_at, redriven_at, chain_depth
              FROM async_invocations WHERE id = $1",
         )
         .await?;
@@ -224,6 +229,7 @@ pub async fn get_async_state(pool: &Pool, id: Uuid) -> Result<Option<AsyncState>
         claimed_until: row.try_get("claimed_until")?,
         created_at: row.try_get("created_at")?,
         redriven_at: row.try_get("redriven_at")?,
+        chain_depth: row.try_get("chain_depth")?,
     }))
 }
 

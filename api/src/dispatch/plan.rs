@@ -121,6 +121,7 @@ mod tests {
             claimed_until,
             created_at: Utc::now(),
             redriven_at: None,
+            chain_depth: 0,
         }
     }
 

@@ -32,6 +32,9 @@ const MAX_WAIT_STEP: Duration = Duration::from_secs(2);
 /// How long a claim holds without renewal: how long a job redelivered after its api died waits
 /// before it takes the attempt over.
 const CLAIM_TTL: Duration = Duration::from_secs(15);
+/// Destinations invoked one after another at most (A's on_success B, B's A, ...): as Lambda's
+/// recursive loop detection, a chain stops there.
+const MAX_CHAIN_DEPTH: i32 = 16;
 /// How often a running attempt renews its claim.
 const CLAIM_RENEW: Duration = Duration::from_secs(5);
 
@@ -383,7 +386,13 @@ impl Runner {
             (Next::DeadLetter(_), Some(f)) => f.on_failure.clone(),
             _ => None,
         };
-        if let Some(name) = destination {
+        if let Some(name) = &destination
+            && row.chain_depth >= MAX_CHAIN_DEPTH
+        {
+            metrics::counter!("faas_async_destination_errors_total", "namespace" => row.namespace.clone(), "function" => row.function_name.clone())
+                .increment(1);
+            tracing::warn!(destination = %name, depth = row.chain_depth, "destination not invoked: the chain of destinations is too long (a loop?)");
+        } else if let Some(name) = destination {
             match find_function(&self.state, &row.namespace, name.clone()).await {
                 Ok(target) => {
                     outcome.destination = Some(NewAsync {
@@ -396,6 +405,7 @@ impl Runner {
                         // One destination call per outcome, however often it is recorded
                         // (no header value can hold a newline: no caller's key collides).
                         idempotency_key: Some(format!("\ndestination:{}:{attempt}", row.id)),
+                        chain_depth: row.chain_depth + 1,
                     });
                 }
                 Err(error) => {

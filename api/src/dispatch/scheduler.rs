@@ -98,6 +98,7 @@ async fn fire(
             event: json!({"source": "schedule", "scheduled_time": scheduled_time}).to_string(),
             // No header value holds a newline: no caller's key can take a tick's.
             idempotency_key: Some(format!("\nschedule:{}:{scheduled_time}", function.id)),
+            chain_depth: 0,
         },
     )
     .await?;

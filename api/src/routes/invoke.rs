@@ -720,6 +720,7 @@ pub async fn execute_function_async(
             mode: "async",
             event: event.get().to_owned(),
             idempotency_key,
+            chain_depth: 0,
         },
     )
     .await?;

@@ -616,3 +616,45 @@ async fn an_accepted_call_survives_its_worker_and_its_api_killed_mid_run() {
     second.child.wait().await.unwrap();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_loop_of_destinations_stops_after_sixteen_links() {
+    let app = TestApp::with_workers(&[Runtime::Docker]).await;
+    let ping = app
+        .create_function(python("ping", "def handler(event, context):\n    return 1"))
+        .await;
+    let mut pong = python("pong", "def handler(event, context):\n    return 2");
+    pong["on_success"] = json!("ping");
+    app.create_function(pong).await;
+    let mut ping_again = python("ping", "def handler(event, context):\n    return 1");
+    ping_again["on_success"] = json!("pong");
+    let (status, body) = app
+        .put(&format!("/functions/{}", ping["id"]), &ping_again)
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, _) = call_async(&app, "ping", json!({}), None).await;
+    assert_eq!(status, 202);
+    // The call and 16 destinations, then nothing more.
+    let count = || async {
+        let (_, ping) = app
+            .get("/invocations/?function=ping&status=succeeded&limit=100")
+            .await;
+        let (_, pong) = app
+            .get("/invocations/?function=pong&status=succeeded&limit=100")
+            .await;
+        ping.as_array().unwrap().len() + pong.as_array().unwrap().len()
+    };
+    let started = Instant::now();
+    while count().await < 17 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the chain stalled at {}",
+            count().await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count().await, 17, "the loop stopped");
+    app.stop().await;
+}
