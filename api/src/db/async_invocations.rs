@@ -488,7 +488,7 @@ pub struct InvocationView {
     /// Every attempt, oldest first (a sync call has one).
     pub attempts: Vec<AttemptView>,
     /// What the handler returned (async only: a sync caller got it in its answer).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub result: Option<Box<serde_json::value::RawValue>>,
     /// The last attempt's error, or why it was dead-lettered without running.
     pub error: Option<Value>,
