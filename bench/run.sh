@@ -33,9 +33,21 @@
 # exists) and each an empty DEPS_CACHE_DIR under a fresh /tmp/benchdeps-* (removed at the end).
 # The gvisor worker builds (BUILDS=true) and the docker worker does not (BUILDS=false), so that a
 # fresh artifact is missing from the docker worker's cache until its first call fetches it.
+# Async invocations (scenario 10, `--scenarios async`; not a default) kill the docker worker: the
+# script passes bench BENCH_DOCKER_WORKER_PID (its docker worker's pid), BENCH_WORKER_BIN (the
+# release `worker`, absolute), BENCH_REPLACEMENT_WORKER_ID (bench-docker-replacement-<this
+# script's pid>; bench appends -1, -2, ...) and BENCH_REPLACEMENT_DEPS_DIR (replacements/ under
+# the run's deps directory). bench starts each replacement docker worker with the environment it
+# gets from this script, which exports what the workers need (DATABASE_URL, AMQP_URL,
+# QUEUE_PREFIX, RUST_LOG, LOG_FORMAT, WORKER_TOKEN, API_URL, BUILD_CA_BUNDLE, MAX_CONTAINERS,
+# WORKER_CONCURRENCY when asked) plus its own WORKER_ID, METRICS_ADDR (a free port),
+# DEPS_CACHE_DIR and BUILDS=false; bench reads AMQP_URL and QUEUE_PREFIX itself to count the
+# queues' consumers. The stop copes with the killed docker worker (bash reports it `Killed` when it
+# reaps it) and also removes the containers of the replacement workers (by their `faas.worker`
+# label).
 # Logs of the four processes go to target/bench/ (api.log, api-noauth.log, worker-docker.log,
-# worker-gvisor.log), the results to target/bench/results.json (BENCH_OUT) and the printed
-# report beside it (results.md).
+# worker-gvisor.log; scenario 10's replacements: worker-docker-replacement-N.log), the results to
+# target/bench/results.json (BENCH_OUT) and the printed report beside it (results.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -90,9 +102,11 @@ run_tag=$$
 worker_token=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 ((${#worker_token} == 64)) || { log "cannot read 32 random bytes from /dev/urandom"; exit 1; }
 deps_dir=$(mktemp -d /tmp/benchdeps-XXXXXX)
-mkdir -p "$deps_dir/docker" "$deps_dir/gvisor"
+mkdir -p "$deps_dir/docker" "$deps_dir/gvisor" "$deps_dir/replacements"
 docker_worker_id=bench-docker-$run_tag
 gvisor_worker_id=bench-gvisor-$run_tag
+# Scenario 10's replacement docker workers: this, then -1, -2, ...
+replacement_worker_id=bench-docker-replacement-$run_tag
 pids=()
 any_alive() {
   local pid
@@ -116,8 +130,12 @@ stop() {
     fi
     wait "${pids[@]}" 2>/dev/null || true
     log "stopped in ${waited} s"
-    # Containers a killed worker could not remove; only those of this run's workers.
-    for id in "$docker_worker_id" "$gvisor_worker_id"; do
+    # Containers a killed worker could not remove; only those of this run's workers, scenario
+    # 10's replacement docker workers included (it kills the docker worker and replacements).
+    local replacements
+    replacements=$(docker ps -a --filter label=faas.worker --format '{{.Label "faas.worker"}}' \
+      2>/dev/null | grep -E "^$replacement_worker_id-[0-9]+\$" | sort -u) || true
+    for id in "$docker_worker_id" "$gvisor_worker_id" $replacements; do
       docker ps -aq --filter "label=faas.worker=$id" | xargs -r docker rm -f >/dev/null 2>&1 || true
     done
   fi
@@ -218,8 +236,12 @@ curl -sf -o /dev/null -X DELETE -H @"$auth_header" "$API_URL/functions/$probe_id
 log "running bench"
 out=${BENCH_OUT:-$OUT_DIR/results.json}
 report=${out%.json}.md
-# Scenario 8 calls an HTTP trigger below the prefix the api was started with.
+# Scenario 8 calls an HTTP trigger below the prefix the api was started with; scenario 10 kills
+# the docker worker and starts replacements.
 BENCH_ROUTE_PREFIX=${BENCH_ROUTE_PREFIX:-${ROUTE_PREFIX:-/fn}} \
+  BENCH_DOCKER_WORKER_PID=$docker_pid BENCH_WORKER_BIN=$(realpath "$bin/worker") \
+  BENCH_REPLACEMENT_WORKER_ID=$replacement_worker_id \
+  BENCH_REPLACEMENT_DEPS_DIR=$deps_dir/replacements \
   BENCH_API_KEY=$admin_key "$bin/bench" --api-url "$API_URL" --api-url-noauth "$NOAUTH_URL" \
     --api-pid "$api_pid" --worker-pid "$docker_pid,$gvisor_pid" \
     --worker-metrics-url "http://127.0.0.1:$DOCKER_METRICS_PORT/metrics,http://127.0.0.1:$GVISOR_METRICS_PORT/metrics" \

@@ -1,6 +1,7 @@
 //! The api as the benchmark sees it: create, list and delete functions, make and revoke keys,
-//! and call functions (through `/execute` or their HTTP trigger) over one keep-alive HTTP client, timing each call from the client's
-//! side. With a key, every request to the api carries `Authorization: Bearer <key>` (requests
+//! call functions (through `/execute`, their HTTP trigger or `/execute_async`) over one
+//! keep-alive HTTP client, timing each call from the client's side, and read invocations
+//! (`/invocations/`). With a key, every request to the api carries `Authorization: Bearer <key>` (requests
 //! to other URLs, the workers' metrics, never do).
 
 use crate::config::Runtime;
@@ -26,6 +27,9 @@ pub enum Target {
     Execute { name: String, runtime: Runtime },
     /// `POST` to an HTTP trigger's whole path (`/fn/...`) with `{}`; the answer is the result.
     Route { path: String },
+    /// `POST /execute_async/{name}` with `{"event": {}}`; the answer is a 202 with the
+    /// invocation's id (the function runs later, on its own runtime).
+    Async { name: String },
 }
 
 impl Target {
@@ -45,6 +49,8 @@ enum Answer {
     Wrapped,
     /// The result itself, as an HTTP trigger answers a result without `statusCode`.
     Bare,
+    /// A 202 `{invocation_id, status_url}`, as `/execute_async` answers an accepted call.
+    Accepted,
 }
 
 /// The server's breakdown of a call, when the answer carries `timing`.
@@ -67,16 +73,19 @@ pub struct CallOutcome {
     pub duration_ms: Option<f64>,
     pub timing: Option<Timing>,
     /// `code` of a failed call: the answer's, `-` when it had none, `transport` or
-    /// `client_timeout` when no answer came, `wrong_result` for a 200 without `{"ok": true}`.
+    /// `client_timeout` when no answer came, `wrong_result` for a 200 without `{"ok": true}`
+    /// (or a 202 without an `invocation_id`).
     pub code: Option<String>,
     /// `detail` of an error answer.
     pub detail: Option<String>,
+    /// The `invocation_id` of an accepted async call.
+    pub invocation_id: Option<String>,
 }
 
 impl CallOutcome {
-    /// A 200 carrying the handler's `{"ok": true}`.
+    /// A 200 carrying the handler's `{"ok": true}`, or the 202 of an accepted async call.
     pub fn is_ok(&self) -> bool {
-        self.status == 200 && self.code.is_none()
+        matches!(self.status, 200 | 202) && self.code.is_none()
     }
 
     /// `status code: detail`, for a progress line about a failed call.
@@ -415,7 +424,57 @@ impl Api {
         match target {
             Target::Execute { name, runtime } => self.invoke(name, *runtime).await,
             Target::Route { path } => self.timed(path, ROUTE_BODY, None, Answer::Bare).await,
+            Target::Async { name } => {
+                let path = format!("/execute_async/{name}");
+                self.timed(&path, EVENT_BODY, None, Answer::Accepted).await
+            }
         }
+    }
+
+    /// `GET /invocations/{id}`: the invocation as the api shows it.
+    pub async fn invocation(&self, id: &str) -> anyhow::Result<Value> {
+        self.get_json(&format!("/invocations/{id}")).await
+    }
+
+    /// `GET /invocations/?function=..&status=..&limit=..`: the function's invocations with that
+    /// status, newest first (`limit` at most 100).
+    pub async fn list_invocations(
+        &self,
+        function: &str,
+        status: &str,
+        limit: usize,
+    ) -> anyhow::Result<Vec<Value>> {
+        let mut url = reqwest::Url::parse("http://query.invalid/invocations/")
+            .expect("a constant URL parses");
+        url.query_pairs_mut()
+            .append_pair("function", function)
+            .append_pair("status", status)
+            .append_pair("limit", &limit.to_string());
+        let path = format!("/invocations/?{}", url.query().unwrap_or_default());
+        let value = self.get_json(&path).await?;
+        match value {
+            Value::Array(items) => Ok(items),
+            other => bail!(
+                "GET /invocations/ answered no array: {}",
+                truncate(&other.to_string(), 300)
+            ),
+        }
+    }
+
+    /// `GET path`, whose 200 answer is JSON.
+    async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.as_u16() != 200 {
+            bail!("GET {path} answered {status}: {}", truncate(&text, 300));
+        }
+        serde_json::from_str(&text)
+            .with_context(|| format!("GET {path} answered a body that is not JSON: {text:.100}"))
     }
 
     /// [`Api::invoke`] with its own client timeout instead of the client's, for functions
@@ -542,23 +601,32 @@ fn parse_answer(status: u16, body: &[u8], latency_ms: f64, kind: Answer) -> Call
             }),
         code: None,
         detail: None,
+        invocation_id: None,
     };
-    if status == 200 {
-        let result = match kind {
-            Answer::Wrapped => &value["result"],
-            Answer::Bare => &value,
-        };
-        if *result != json!({"ok": true}) {
-            // A 200 that does not carry the handler's answer is a failure of the platform.
-            outcome.code = Some("wrong_result".to_owned());
-            outcome.detail = Some(truncate(&String::from_utf8_lossy(body), 300));
-        }
-    } else {
+    // An accepted async call answers 202 (a 200 would be a repeated `Idempotency-Key`, which
+    // the benchmark never sends); every other call answers 200.
+    let expected = if kind == Answer::Accepted { 202 } else { 200 };
+    if status != expected {
         outcome.code = Some(value["code"].as_str().unwrap_or("-").to_owned());
         outcome.detail = Some(match value["detail"].as_str() {
             Some(detail) => detail.to_owned(),
             None => truncate(&String::from_utf8_lossy(body), 300),
         });
+        return outcome;
+    }
+    let right = match kind {
+        Answer::Wrapped => value["result"] == json!({"ok": true}),
+        Answer::Bare => value == json!({"ok": true}),
+        Answer::Accepted => {
+            outcome.invocation_id = value["invocation_id"].as_str().map(str::to_owned);
+            outcome.invocation_id.is_some()
+        }
+    };
+    if !right {
+        // A success that does not carry the handler's answer (or the invocation's id) is a
+        // failure of the platform.
+        outcome.code = Some("wrong_result".to_owned());
+        outcome.detail = Some(truncate(&String::from_utf8_lossy(body), 300));
     }
     outcome
 }
@@ -607,6 +675,40 @@ mod tests {
         assert_eq!(wrong.code.as_deref(), Some("wrong_result"));
         let html = parse_answer(502, b"<html>bad gateway</html>", 1.0, Answer::Bare);
         assert_eq!(html.code.as_deref(), Some("-"));
+    }
+
+    #[test]
+    fn reads_an_accepted_async_call_as_its_invocation_id() {
+        let accepted = parse_answer(
+            202,
+            br#"{"invocation_id":"0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b","status_url":"/invocations/0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b"}"#,
+            1.5,
+            Answer::Accepted,
+        );
+        assert!(accepted.is_ok());
+        assert_eq!(
+            accepted.invocation_id.as_deref(),
+            Some("0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b")
+        );
+        let repeated = parse_answer(
+            200,
+            br#"{"invocation_id":"x","status_url":"/invocations/x"}"#,
+            1.0,
+            Answer::Accepted,
+        );
+        assert!(!repeated.is_ok(), "only a 202 is a new invocation");
+        let no_id = parse_answer(202, br#"{}"#, 1.0, Answer::Accepted);
+        assert_eq!(no_id.code.as_deref(), Some("wrong_result"));
+        let refused = parse_answer(
+            503,
+            br#"{"detail":"broker down","code":"broker_unavailable"}"#,
+            1.0,
+            Answer::Accepted,
+        );
+        assert_eq!(refused.code.as_deref(), Some("broker_unavailable"));
+        assert!(!refused.is_ok());
+        // /execute never answers 202: it is not a success there.
+        assert!(!parse_answer(202, br#"{"result":{"ok":true}}"#, 1.0, Answer::Wrapped).is_ok());
     }
 
     #[test]

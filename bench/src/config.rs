@@ -56,6 +56,14 @@ pub enum Scenario {
     /// builds (`bench/run.sh` does) and reaches PyPI and npm.
     #[value(alias = "deps")]
     Dependencies,
+    /// 10: async invocations on docker, once per run, after every other scenario: `POST
+    /// /execute_async` latency and rate at `--concurrency`, the end-to-end rate of a burst of
+    /// `--async-burst` calls, and how long a job waits when its docker worker is killed
+    /// (SIGKILL) until a replacement runs it. Not a default: its last part kills the docker
+    /// worker (`--docker-worker-pid`) and starts others (`--worker-bin`), as `bench/run.sh`
+    /// sets up; without those it measures the first two parts only.
+    #[value(alias = "async-invocations")]
+    Async,
 }
 
 /// An API key, kept out of `Debug` output, `--help` and the JSON results.
@@ -95,7 +103,7 @@ impl Serialize for ApiKey {
     version,
     about = "Benchmarks a running api and its workers: warm latency, throughput, cold starts, \
              many functions, the one-docker-run-per-call floor, a fast function beside slow \
-             ones, the cost of API keys and of HTTP triggers"
+             ones, the cost of API keys and of HTTP triggers, dependencies, async invocations"
 )]
 pub struct Config {
     /// Base URL of the running api.
@@ -124,7 +132,7 @@ pub struct Config {
     )]
     pub runtimes: Vec<Runtime>,
 
-    /// Scenarios to run, comma-separated (all by default).
+    /// Scenarios to run, comma-separated (by default all but `dependencies` and `async`).
     #[arg(
         long,
         env = "BENCH_SCENARIOS",
@@ -245,6 +253,78 @@ pub struct Config {
     /// alternating.
     #[arg(long, env = "BENCH_DEPS_WARM_CALLS", default_value_t = 300)]
     pub deps_warm_calls: usize,
+
+    /// Scenario 10: seconds of measured `POST /execute_async` calls of a trivial function at
+    /// `--concurrency` (after `--async-warmup-secs` of the same, unmeasured).
+    #[arg(long, env = "BENCH_ASYNC_DURATION_SECS", default_value_t = 10.0)]
+    pub async_duration_secs: f64,
+
+    /// Scenario 10: seconds of unmeasured `POST /execute_async` calls before the measured ones.
+    #[arg(long, env = "BENCH_ASYNC_WARMUP_SECS", default_value_t = 2.0)]
+    pub async_warmup_secs: f64,
+
+    /// Scenario 10: async calls of a fresh trivial function accepted at `--concurrency`, then
+    /// waited for: their rate from the first accepted to the last finished, and each one's
+    /// accept → finished latency, from the invocations' own `created_at` and `finished_at`.
+    #[arg(long, env = "BENCH_ASYNC_BURST", default_value_t = 2000)]
+    pub async_burst: usize,
+
+    /// Scenario 10: the longest wait for the accepted invocations of each part to end; those
+    /// still queued or running then are counted as not finished.
+    #[arg(long, env = "BENCH_ASYNC_TIMEOUT_SECS", default_value_t = 300.0)]
+    pub async_timeout_secs: f64,
+
+    /// Scenario 10: docker workers killed (SIGKILL) while they run an async call, each after a
+    /// replacement worker consumes the docker queue beside it (the first one killed is
+    /// `--docker-worker-pid`, each next one the replacement before).
+    #[arg(long, env = "BENCH_ASYNC_KILL_SAMPLES", default_value_t = 3)]
+    pub async_kill_samples: usize,
+
+    /// Scenario 10: seconds the handler of the function whose worker is killed sleeps.
+    #[arg(long, env = "BENCH_ASYNC_KILL_SLEEP_SECS", default_value_t = 2.0)]
+    pub async_kill_sleep_secs: f64,
+
+    /// Scenario 10: pid of the one docker worker, killed by the run (`bench/run.sh` passes
+    /// its own); without it no worker is killed.
+    #[arg(long, env = "BENCH_DOCKER_WORKER_PID")]
+    pub docker_worker_pid: Option<u32>,
+
+    /// Scenario 10: the `worker` binary started (`--runtime docker`) as a replacement docker
+    /// worker, with this process's environment (the settings `bench/run.sh` exports for its
+    /// workers) and its own WORKER_ID, METRICS_ADDR (a free port), DEPS_CACHE_DIR and
+    /// BUILDS=false; its output goes to `worker-docker-replacement-N.log` beside `--out`.
+    /// Without it no worker is killed.
+    #[arg(long, env = "BENCH_WORKER_BIN")]
+    pub worker_bin: Option<PathBuf>,
+
+    /// Scenario 10: WORKER_ID of the replacement workers, before `-1`, `-2`, ... (their
+    /// containers carry it in the `faas.worker` label).
+    #[arg(
+        long,
+        env = "BENCH_REPLACEMENT_WORKER_ID",
+        default_value = "bench-docker-replacement"
+    )]
+    pub replacement_worker_id: String,
+
+    /// Scenario 10: directory under which each replacement worker gets its own empty
+    /// DEPS_CACHE_DIR (the system's temporary directory by default).
+    #[arg(long, env = "BENCH_REPLACEMENT_DEPS_DIR")]
+    pub replacement_deps_dir: Option<PathBuf>,
+
+    /// Scenario 10: RabbitMQ of the platform, asked how many consumers the docker queue and
+    /// the async queue have. Kept out of the JSON results.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        hide_env_values = true,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    #[serde(skip)]
+    pub amqp_url: String,
+
+    /// Scenario 10: the platform's QUEUE_PREFIX.
+    #[arg(long, env = "QUEUE_PREFIX", default_value = "")]
+    pub queue_prefix: String,
 
     /// Scenario 8: the api's `ROUTE_PREFIX`, below which HTTP triggers answer.
     #[arg(long, env = "BENCH_ROUTE_PREFIX", default_value = "/fn")]
@@ -391,6 +471,38 @@ mod tests {
             serde_json::to_value(Scenario::Dependencies).unwrap(),
             "dependencies"
         );
+    }
+
+    #[test]
+    fn async_is_scenario_10_asked_for_by_name_only() {
+        let all = Config::parse_from(["bench"]);
+        assert!(!all.wants(Scenario::Async));
+        for name in ["async", "async-invocations"] {
+            let one = Config::parse_from(["bench", "--scenarios", name]);
+            assert_eq!(one.scenarios, vec![Scenario::Async]);
+            assert_eq!(one.concurrency, 64);
+            assert_eq!(
+                (
+                    one.async_duration_secs,
+                    one.async_burst,
+                    one.async_kill_samples
+                ),
+                (10.0, 2000, 3)
+            );
+            assert_eq!(one.docker_worker_pid, None);
+        }
+        assert_eq!(serde_json::to_value(Scenario::Async).unwrap(), "async");
+        let set = Config::parse_from([
+            "bench",
+            "--amqp-url",
+            "amqp://user:s3cret@rabbit:5672/%2f",
+            "--docker-worker-pid",
+            "42",
+        ]);
+        assert_eq!(set.docker_worker_pid, Some(42));
+        let json = serde_json::to_value(&set).unwrap();
+        assert!(json.get("amqp_url").is_none());
+        assert!(!json.to_string().contains("s3cret"));
     }
 
     #[test]

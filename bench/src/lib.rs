@@ -1,9 +1,11 @@
 //! Benchmark of a running platform (api and workers): the five scenarios of the benchmark
 //! issue and a noisy-neighbour one per runtime, the cost of API keys (auth on against an api
-//! with `AUTH=disabled`) and of HTTP triggers (a route against `/execute`) once per run, the memory of the api and worker processes, the
-//! machine's facts, a markdown report on stdout and the same numbers as JSON. See
-//! docs/benchmarks.md.
+//! with `AUTH=disabled`) and of HTTP triggers (a route against `/execute`) once per run,
+//! functions with dependencies and async invocations once per run on docker, the memory of the
+//! api and worker processes, the machine's facts, a markdown report on stdout and the same
+//! numbers as JSON. See docs/benchmarks.md.
 
+pub mod async_calls;
 pub mod auth;
 pub mod client;
 pub mod config;
@@ -129,7 +131,8 @@ async fn check_key(api: &Api) -> anyhow::Result<()> {
 /// Every asked-for scenario of every runtime, in order; a scenario that fails is recorded
 /// and the next one runs. Scenarios 7 and 8 run once, on the first runtime: 7 after scenario 2
 /// (whose warm containers it reuses), 8 after it (its own function, before scenarios 3 and 4
-/// fill the pool).
+/// fill the pool). Scenario 10 runs once, on docker, after all the others of every runtime:
+/// its last part kills the docker worker.
 async fn run_all(ctx: &Ctx<'_>, out: &mut Vec<RuntimeResults>) {
     let config = ctx.config;
     for &runtime in &config.runtimes {
@@ -231,6 +234,23 @@ async fn run_all(ctx: &Ctx<'_>, out: &mut Vec<RuntimeResults>) {
                 Err(error) => fail(results, "9. dependencies", error),
             }
             pool_change(ctx, results, "9. dependencies", before).await;
+        }
+    }
+    if config.wants(Scenario::Async) {
+        let runtime = async_calls::RUNTIME;
+        let index = match out.iter().position(|r| r.runtime == runtime) {
+            Some(index) => index,
+            None => {
+                out.push(RuntimeResults::new(runtime));
+                out.len() - 1
+            }
+        };
+        // No pool reading around it: the docker worker whose metrics it would read is killed.
+        let (result, failures) = async_calls::run(ctx).await;
+        let results = &mut out[index];
+        results.async_invocations = Some(result);
+        for (part, error) in failures {
+            fail(results, part, error);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The results: the issue's targets checked against them, and the markdown tables printed on
 //! stdout (the JSON is the same structure, serialized).
 
+use crate::async_calls::AsyncResult;
 use crate::auth::{AuthResult, Key};
 use crate::config::{Config, Runtime, Scenario};
 use crate::cpu::CpuUsage;
@@ -49,6 +50,8 @@ pub struct RuntimeResults {
     pub http_trigger: Option<HttpResult>,
     /// Scenario 9: only on docker.
     pub dependencies: Option<DepsResult>,
+    /// Scenario 10: only on docker.
+    pub async_invocations: Option<AsyncResult>,
     /// The worker pool around each scenario (with `--worker-metrics-url`).
     pub pool: Vec<PoolChange>,
     /// Scenarios that could not run, and why.
@@ -69,6 +72,7 @@ impl RuntimeResults {
             auth_overhead: None,
             http_trigger: None,
             dependencies: None,
+            async_invocations: None,
             pool: Vec::new(),
             failures: Vec::new(),
         }
@@ -423,7 +427,7 @@ pub fn markdown(results: &Results) -> String {
         w,
         "api {}, run {}; {} warm calls; concurrency {} for {} s; {} fresh functions; {} \
          functions round robin for {} s; {} docker runs; {} calls alone and beside {} calls \
-         sleeping {} s{}{}.{}\n",
+         sleeping {} s{}{}{}.{}\n",
         s.api_url,
         results.run_id,
         s.warm_calls,
@@ -456,6 +460,14 @@ pub fn markdown(results: &Results) -> String {
                 "; HTTP trigger against /execute: {} calls in blocks of {} and {} phases of {} s \
                  per path",
                 s.http_calls, s.http_block_calls, s.http_phases, s.http_phase_secs
+            )
+        } else {
+            String::new()
+        },
+        if s.wants(Scenario::Async) {
+            format!(
+                "; async: accepted at concurrency {} for {} s, a burst of {}, {} killed workers",
+                s.concurrency, s.async_duration_secs, s.async_burst, s.async_kill_samples
             )
         } else {
             String::new()
@@ -637,6 +649,11 @@ pub fn markdown(results: &Results) -> String {
             write_deps(w, r.runtime, deps);
         }
     }
+    for r in &results.runtimes {
+        if let Some(a) = &r.async_invocations {
+            write_async(w, r.runtime, a, s.async_timeout_secs);
+        }
+    }
 
     let _ = writeln!(
         w,
@@ -774,6 +791,171 @@ fn write_deps(w: &mut String, runtime: Runtime, deps: &DepsResult) {
     }
     if deps.warm_errors > 0 {
         let _ = writeln!(w, "- {} warm calls failed\n", deps.warm_errors);
+    }
+}
+
+/// Seconds to two decimals, or `-`.
+fn secs2(value: Option<f64>) -> String {
+    value.map_or("-".to_owned(), |s| format!("{s:.2} s"))
+}
+
+/// Scenario 10: accepting, a burst from accepted to finished, and killed workers.
+fn write_async(w: &mut String, runtime: Runtime, a: &AsyncResult, timeout_secs: f64) {
+    let rt = runtime.as_str();
+    let _ = writeln!(
+        w,
+        "## 10. Async invocations ({rt})\n\n`POST /execute_async/{{name}}` answers 202 once the \
+         call is stored and its job confirmed on the async queue; {} consume that queue (one \
+         dispatcher per api replica, each running up to its ASYNC_CONCURRENCY jobs at once \
+         through the {rt} workers' queue). Latencies in ms.\n",
+        a.dispatchers
+            .map_or("the api replicas".to_owned(), |n| format!(
+                "{n} dispatchers"
+            ))
+    );
+    if let Some(x) = &a.accept {
+        let st = &x.stats;
+        let l = st.latency_ms.as_ref();
+        let _ = writeln!(
+            w,
+            "| accept, concurrency {} | seconds | accepted | accepted/s | errors (not 202) | \
+             p50 | p90 | p99 | max | unmeasured before | all accepted ended after | of them \
+             dead-lettered |\n| --- | --: | --: | --: | --: | --: | --: | --: | --: | --- | --: | \
+             --: |\n| `{}` | {:.1} | {} | {:.0} | {} | {} | {} | {} | {} | {:.1} s, {} calls, {} \
+             errors | {:.1} s{} | {} |\n",
+            x.concurrency,
+            x.function,
+            x.seconds,
+            st.ok,
+            x.accepted_per_s,
+            st.errors,
+            opt_ms(l, |s| s.p50_ms),
+            opt_ms(l, |s| s.p90_ms),
+            opt_ms(l, |s| s.p99_ms),
+            opt_ms(l, |s| s.max_ms),
+            x.warmup_seconds,
+            x.warmup.calls,
+            x.warmup.errors,
+            x.drain.seconds,
+            if x.drain.ended { "" } else { " (**not all**)" },
+            match x.dead_lettered {
+                None => "-".to_owned(),
+                Some(n) if n >= crate::async_calls::DEAD_LETTERED_COUNTED => format!("{n}+"),
+                Some(n) => n.to_string(),
+            }
+        );
+    }
+    if let Some(b) = &a.burst {
+        let l = b.latency_ms.as_ref();
+        let _ = writeln!(
+            w,
+            "| burst of {} at concurrency {} | accepted in | not accepted | succeeded | \
+             dead-lettered | not ended in {timeout_secs} s | unread | first accepted → last \
+             finished | invocations/s | accept → finished p50 | p90 | p99 | max | retried | \
+             cold starts |\n| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | \
+             --: | --: | --: | --: |\n| `{}` | {:.1} s | {} | {} | {} | {} | {} | {} | {} | {} | \
+             {} | {} | {} | {} | {} |\n",
+            b.calls,
+            b.concurrency,
+            b.function,
+            b.accept_seconds,
+            b.accept.errors,
+            b.succeeded,
+            b.dead_lettered,
+            b.not_finished,
+            b.unread,
+            secs2(b.seconds),
+            b.invocations_per_s
+                .map_or("-".to_owned(), |rate| format!("{rate:.0}")),
+            opt_ms(l, |s| s.p50_ms),
+            opt_ms(l, |s| s.p90_ms),
+            opt_ms(l, |s| s.p99_ms),
+            opt_ms(l, |s| s.max_ms),
+            b.retried,
+            b.cold_starts,
+        );
+        let p50_p99 = |s: Option<&Summary>| {
+            s.map_or("-".to_owned(), |s| {
+                format!("{} / {}", ms(s.p50_ms), ms(s.p99_ms))
+            })
+        };
+        let _ = writeln!(
+            w,
+            "The burst's rate and latencies are the api's own timestamps: `created_at` (accepted) \
+             and `finished_at` of each invocation, read once all had ended; an invocation's \
+             latency includes its wait behind the burst's earlier ones: accepted → its first \
+             attempt's `started_at` (waiting for a dispatcher) p50 / p99 {} ms, then to \
+             `finished_at` (running: the worker's queue, the worker, the record) {} ms. The \
+             function had one warm container before the burst (cold starts: the pool growing to \
+             the dispatchers' concurrency).\n",
+            p50_p99(b.queued_ms.as_ref()),
+            p50_p99(b.running_ms.as_ref()),
+        );
+    }
+    if let Some(k) = &a.kill {
+        if let Some(skipped) = &k.skipped {
+            let _ = writeln!(w, "Worker death: not measured ({skipped}).\n");
+        }
+        if !k.samples.is_empty() {
+            let _ = writeln!(
+                w,
+                "| worker death | killed (SIGKILL) | replacement consuming after | status at \
+                 kill | kill → finished | redelivery wait (− {} s sleep) | of which container \
+                 start (`init_ms`) | handler (`run_ms`) | attempts | ran on | cold start |\n| --: \
+                 | --- | --: | --- | --: | --: | --: | --: | --: | --- | --- |",
+                k.sleep_secs
+            );
+            for (i, x) in k.samples.iter().enumerate() {
+                let _ = writeln!(
+                    w,
+                    "| {} | {} | {:.2} s | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    i + 1,
+                    x.killed,
+                    x.replacement_ready_s,
+                    x.status_at_kill,
+                    secs2(x.kill_to_finished_s),
+                    secs2(x.redelivery_wait_s),
+                    secs2(x.init_ms.map(|ms| ms / 1000.0)),
+                    secs2(x.run_ms.map(|ms| ms / 1000.0)),
+                    x.attempts,
+                    x.ran_on.as_deref().unwrap_or("-"),
+                    x.cold_start
+                        .map_or("-", |cold| if cold { "yes" } else { "no" }),
+                );
+            }
+            let redelivered = k.samples.iter().filter(|x| x.redelivered).count();
+            let median = |s: Option<&Summary>| {
+                s.map_or("-".to_owned(), |s| {
+                    format!(
+                        "{:.2} s (max {:.2} s)",
+                        s.p50_ms / 1000.0,
+                        s.max_ms / 1000.0
+                    )
+                })
+            };
+            let _ = writeln!(
+                w,
+                "\nFunction `{}` sleeps {} s (timeout {} s). Each sample: the invocation \
+                 `running` on the only docker worker, a replacement started and consuming the \
+                 docker queue, then the first worker killed; the broker gives its unacknowledged \
+                 job to the replacement, which runs it again. {redelivered} of {} samples were \
+                 redelivered (`running` at the kill, then succeeded on the replacement): kill → \
+                 finished p50 {}, redelivery wait p50 {}.\n",
+                k.function,
+                k.sleep_secs,
+                k.timeout_secs,
+                k.samples.len(),
+                median(k.kill_to_finished.as_ref()),
+                median(k.redelivery_wait.as_ref()),
+            );
+        }
+        if !k.stopped.is_empty() {
+            let _ = writeln!(
+                w,
+                "Replacement workers stopped (SIGTERM): {}.\n",
+                k.stopped.join("; ")
+            );
+        }
     }
 }
 
@@ -1011,6 +1193,13 @@ fn write_cpu(w: &mut String, results: &Results) {
                     "6. noisy, beside",
                     r.noisy_neighbour.as_ref().map(|x| &x.cpu),
                 ),
+                (
+                    "10. async accept",
+                    r.async_invocations
+                        .as_ref()
+                        .and_then(|x| x.accept.as_ref())
+                        .map(|x| &x.cpu),
+                ),
             ]
             .into_iter()
             .filter_map(move |(name, cpu)| Some((name, r.runtime, cpu?)))
@@ -1154,6 +1343,39 @@ fn write_errors(w: &mut String, results: &Results) {
                 kinds(&c1, rt, &v.warm.error_kinds, &mut lines);
                 let cn = format!("8. {}, c={}", v.key.label(), h.measured.concurrency);
                 kinds(&cn, rt, &v.load.error_kinds, &mut lines);
+            }
+        }
+        if let Some(a) = &r.async_invocations {
+            if let Some(accept) = &a.accept {
+                kinds(
+                    "10. accept warm-up",
+                    rt,
+                    &accept.warmup.error_kinds,
+                    &mut lines,
+                );
+                kinds("10. accept", rt, &accept.stats.error_kinds, &mut lines);
+            }
+            if let Some(burst) = &a.burst {
+                kinds(
+                    "10. burst accept",
+                    rt,
+                    &burst.accept.error_kinds,
+                    &mut lines,
+                );
+                for e in &burst.read_errors {
+                    lines.push(format!(
+                        "| 10. burst read | {} | | | 1 | {} |",
+                        rt.as_str(),
+                        e.replace('|', "\\|").replace('\n', " ")
+                    ));
+                }
+            }
+            if let Some(error) = a.kill.as_ref().and_then(|k| k.error.as_ref()) {
+                lines.push(format!(
+                    "| 10. worker death | {} | | | | {} |",
+                    rt.as_str(),
+                    error.replace('|', "\\|").replace('\n', " ")
+                ));
             }
         }
         for f in &r.failures {
@@ -1533,6 +1755,124 @@ mod tests {
             serde_json::to_value(Status::Inconclusive).unwrap(),
             "inconclusive"
         );
+    }
+
+    #[test]
+    fn the_async_section_shows_accepting_the_burst_and_each_killed_worker() {
+        use crate::async_calls::{AcceptResult, BurstResult, Drain, KillResult, KillSample};
+        let cpu = CpuUsage {
+            seconds: 10.0,
+            machine_cores: Some(1.9),
+            processes: Vec::new(),
+            bench_cores: Some(0.3),
+            containers_cores: Some(0.2),
+            services: Vec::new(),
+            rest_cores: Some(0.1),
+        };
+        let accepted = stats(&[
+            outcome(202, None, 4.0, false),
+            outcome(202, None, 6.0, false),
+            outcome(503, Some("broker_unavailable"), 1.0, false),
+        ]);
+        let sample = |i: usize, redelivered: bool| KillSample {
+            invocation_id: format!("id-{i}"),
+            killed: format!("w-{i}"),
+            killed_pid: 100 + i as u32,
+            replacement: format!("w-{}", i + 1),
+            replacement_ready_s: 0.4,
+            status_at_kill: "running".into(),
+            status: "succeeded".into(),
+            kill_to_finished_s: Some(2.5 + i as f64),
+            redelivery_wait_s: Some(0.5 + i as f64),
+            attempts: 1,
+            ran_on: Some(format!("w-{}", i + 1)),
+            cold_start: Some(true),
+            init_ms: Some(250.0),
+            run_ms: None,
+            redelivered,
+        };
+        let mut runtime = RuntimeResults::new(Runtime::Docker);
+        runtime.async_invocations = Some(AsyncResult {
+            dispatchers: Some(2),
+            accept: Some(AcceptResult {
+                function: "acc".into(),
+                concurrency: 64,
+                warmup: stats(&[outcome(202, None, 5.0, false)]),
+                warmup_seconds: 2.0,
+                seconds: 10.0,
+                accepted_per_s: 0.2,
+                stats: accepted,
+                cpu,
+                drain: Drain {
+                    seconds: 3.25,
+                    ended: true,
+                    error: None,
+                },
+                dead_lettered: Some(0),
+            }),
+            burst: Some(BurstResult {
+                function: "burst".into(),
+                calls: 3,
+                concurrency: 64,
+                accept: stats(&[outcome(202, None, 4.0, false)]),
+                accept_seconds: 0.5,
+                wait: Drain {
+                    seconds: 1.0,
+                    ended: false,
+                    error: None,
+                },
+                succeeded: 2,
+                dead_lettered: 0,
+                not_finished: 1,
+                unread: 0,
+                read_errors: Vec::new(),
+                retried: 0,
+                cold_starts: 1,
+                seconds: Some(2.0),
+                invocations_per_s: Some(1.0),
+                latency_ms: crate::stats::summarize(&[100.0, 300.0]),
+                queued_ms: crate::stats::summarize(&[80.0, 200.0]),
+                running_ms: crate::stats::summarize(&[20.0, 100.0]),
+            }),
+            kill: Some(KillResult {
+                function: "kill".into(),
+                sleep_secs: 2.0,
+                timeout_secs: 7,
+                samples: vec![sample(1, true), sample(2, false)],
+                kill_to_finished: crate::stats::summarize(&[3500.0]),
+                redelivery_wait: crate::stats::summarize(&[1500.0]),
+                stopped: vec!["w-3: exit status: 0 after 1.0 s".into()],
+                skipped: None,
+                error: Some("sample 3: no".into()),
+            }),
+        });
+        let results = results_of(runtime, &["bench", "--scenarios", "async"]);
+        let report = markdown(&results);
+        for row in [
+            "; async: accepted at concurrency 64 for 10 s, a burst of 2000, 3 killed workers",
+            "## 10. Async invocations (docker)",
+            "2 dispatchers consume that queue",
+            "| `acc` | 10.0 | 2 | 0 | 1 | 4.00 | 6.00 | 6.00 | 6.00 | 2.0 s, 1 calls, 0 errors | \
+             3.2 s | 0 |",
+            "| `burst` | 0.5 s | 0 | 2 | 0 | 1 | 0 | 2.00 s | 1 | 100 | 300 | 300 | 300 | 0 | 1 |",
+            "(waiting for a dispatcher) p50 / p99 80.0 / 200 ms, then to `finished_at` (running: \
+             the worker's queue, the worker, the record) 20.0 / 100 ms.",
+            "| 1 | w-1 | 0.40 s | running | 3.50 s | 1.50 s | 0.25 s | - | 1 | w-2 | yes |",
+            "| 2 | w-2 | 0.40 s | running | 4.50 s | 2.50 s | 0.25 s | - | 1 | w-3 | yes |",
+            "1 of 2 samples were redelivered",
+            "kill → finished p50 3.50 s (max 3.50 s), redelivery wait p50 1.50 s (max 1.50 s)",
+            "Replacement workers stopped (SIGTERM): w-3: exit status: 0 after 1.0 s.",
+            "| 10. accept | docker | 503 | broker_unavailable | 1 |",
+            "| 10. worker death | docker | | | | sample 3: no |",
+            "| 10. async accept | docker | 1.90 |",
+        ] {
+            assert!(report.contains(row), "{row}\n{report}");
+        }
+        let json = serde_json::to_value(&results).unwrap();
+        let a = &json["runtimes"][0]["async_invocations"];
+        assert_eq!(a["burst"]["invocations_per_s"], 1.0);
+        assert_eq!(a["kill"]["samples"][0]["redelivered"], true);
+        assert_eq!(a["accept"]["stats"]["ok"], 2);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! function, first calls of fresh functions, and many functions round robin. Scenario 5 is in
 //! `naive`, scenario 6 (a fast function beside slow ones) in `noisy`, scenario 7 (auth on
 //! against auth off) in `auth`, scenario 8 (HTTP trigger against `/execute`) in `http`; the
-//! interleaving 7 and 8 share in `interleave`. The loops that make the calls are here.
+//! interleaving 7 and 8 share in `interleave`; scenario 9 (dependencies) in `deps`, scenario 10
+//! (async invocations) in `async_calls`. The loops that make the calls are here.
 
 use crate::client::{Api, CallOutcome, Function, Target};
 use crate::config::{Config, Runtime};
@@ -200,6 +201,19 @@ pub(crate) async fn drive(
     concurrency: usize,
     stop: Stop,
 ) -> anyhow::Result<(Recorder, f64)> {
+    let (recorder, _, seconds) =
+        drive_keeping(api, targets, concurrency, stop, |_| None::<()>).await?;
+    Ok((recorder, seconds))
+}
+
+/// [`drive`], also keeping what `keep` takes out of each outcome (in no particular order).
+pub(crate) async fn drive_keeping<T: Send + 'static>(
+    api: &Api,
+    targets: &Arc<Vec<Target>>,
+    concurrency: usize,
+    stop: Stop,
+    keep: fn(&CallOutcome) -> Option<T>,
+) -> anyhow::Result<(Recorder, Vec<T>, f64)> {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = JoinSet::new();
@@ -207,6 +221,7 @@ pub(crate) async fn drive(
         let (api, targets, next) = (api.clone(), Arc::clone(targets), Arc::clone(&next));
         tasks.spawn(async move {
             let mut recorder = Recorder::default();
+            let mut kept = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let done = match stop {
@@ -214,18 +229,22 @@ pub(crate) async fn drive(
                     Stop::At(end) => Instant::now() >= end,
                 };
                 if done {
-                    return recorder;
+                    return (recorder, kept);
                 }
                 let outcome = api.call(&targets[i % targets.len()]).await;
                 recorder.record(&outcome);
+                kept.extend(keep(&outcome));
             }
         });
     }
     let mut total = Recorder::default();
+    let mut all = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        total.merge(joined?);
+        let (recorder, kept) = joined?;
+        total.merge(recorder);
+        all.extend(kept);
     }
-    Ok((total, started.elapsed().as_secs_f64()))
+    Ok((total, all, started.elapsed().as_secs_f64()))
 }
 
 /// Rounds of `round_calls` calls at `concurrency` through `api` until one has no cold start
