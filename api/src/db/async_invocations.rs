@@ -204,20 +204,13 @@ pub struct AsyncState {
     pub chain_depth: i32,
 }
 
-/// The state of invocation `id`, if it exists.
-pub async fn get_async_state(pool: &Pool, id: Uuid) -> Result<Option<AsyncState>, DbError> {
-    let client = pool.get().await?;
-    let statement = client
-        .prepare_cached(
-            "SELECT id, namespace, function_name, mode, status, event, attempts, retry_floor,
-                    claimed_until, created_at, redriven_at, chain_depth
-             FROM async_invocations WHERE id = $1",
-        )
-        .await?;
-    let Some(row) = client.query_opt(&statement, &[&id]).await? else {
-        return Ok(None);
-    };
-    Ok(Some(AsyncState {
+/// The columns of [`AsyncState`].
+const STATE_COLUMNS: &str =
+    "id, namespace, function_name, mode, status, event, attempts, retry_floor,
+    claimed_until, created_at, redriven_at, chain_depth";
+
+fn state_of(row: &tokio_postgres::Row) -> Result<AsyncState, DbError> {
+    Ok(AsyncState {
         id: row.try_get("id")?,
         namespace: row.try_get("namespace")?,
         function_name: row.try_get("function_name")?,
@@ -230,29 +223,45 @@ pub async fn get_async_state(pool: &Pool, id: Uuid) -> Result<Option<AsyncState>
         created_at: row.try_get("created_at")?,
         redriven_at: row.try_get("redriven_at")?,
         chain_depth: row.try_get("chain_depth")?,
-    }))
+    })
+}
+
+/// The state of invocation `id`, if it exists.
+pub async fn get_async_state(pool: &Pool, id: Uuid) -> Result<Option<AsyncState>, DbError> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {STATE_COLUMNS} FROM async_invocations WHERE id = $1"
+        ))
+        .await?;
+    let row = client.query_opt(&statement, &[&id]).await?;
+    row.as_ref().map(state_of).transpose()
 }
 
 /// Takes attempt `attempt` of `id` until `until`: from `accepting`/`queued` at `attempt - 1`,
-/// or from `running` at `attempt` whose claim lapsed (its api died mid-run). False when
-/// another job copy holds it or moved it on.
+/// or from `running` at `attempt` whose claim lapsed (its api died mid-run). The invocation as
+/// claimed, or `None` when another job copy holds it or moved it on (or there is none).
 pub async fn claim_attempt(
     pool: &Pool,
     id: Uuid,
     attempt: i32,
     until: DateTime<Utc>,
-) -> Result<bool, DbError> {
+) -> Result<Option<AsyncState>, DbError> {
     let client = pool.get().await?;
     let statement = client
-        .prepare_cached(
+        .prepare_cached(&format!(
             "UPDATE async_invocations
              SET status = 'running', attempts = $2, claimed_until = $3, updated_at = now()
              WHERE id = $1
                AND ((status IN ('accepting', 'queued') AND attempts = $2 - 1)
-                    OR (status = 'running' AND attempts = $2 AND claimed_until < now()))",
-        )
+                    OR (status = 'running' AND attempts = $2 AND claimed_until < now()))
+             RETURNING {STATE_COLUMNS}"
+        ))
         .await?;
-    Ok(client.execute(&statement, &[&id, &attempt, &until]).await? == 1)
+    let row = client
+        .query_opt(&statement, &[&id, &attempt, &until])
+        .await?;
+    row.as_ref().map(state_of).transpose()
 }
 
 /// Moves the claim of a running attempt to `until` (the attempt waited for a slot); false when

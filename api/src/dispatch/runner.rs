@@ -46,11 +46,22 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// Handles one job, in a span that names it.
+    /// Handles one job: claims its attempt (in the common case, one statement that also reads
+    /// the invocation), or decides from the invocation's state what else to do.
     pub async fn handle(&self, job: AsyncJob) -> Disposition {
         let attempt = job.attempt as i32;
         let id = job.invocation_id;
-        let row = loop {
+        loop {
+            let until = Utc::now() + CLAIM_TTL;
+            let Some(claimed) = self
+                .retry_db(|| db::claim_attempt(&self.state.db, id, attempt, until))
+                .await
+            else {
+                return Disposition::Requeue;
+            };
+            if let Some(row) = claimed {
+                return self.run(row, attempt).await;
+            }
             let Some(row) = self
                 .retry_db(|| db::get_async_state(&self.state.db, id))
                 .await
@@ -74,19 +85,19 @@ impl Runner {
                         return Disposition::Requeue;
                     }
                 }
-                OnDelivery::Run => break row.expect("Run needs a row"),
+                // The row moved between the claim and the read: claim again.
+                OnDelivery::Run => {}
             }
-        };
-        self.run(row, attempt).await
+        }
     }
 
-    /// Claims the attempt and runs it, waiting for what it lacks; ends with its outcome
-    /// recorded (acked), or the job given back.
+    /// Runs the claimed attempt, waiting for what it lacks; ends with its outcome recorded
+    /// (acked), or the job given back.
     async fn run(&self, row: AsyncState, attempt: i32) -> Disposition {
         let id = row.id;
         let started_at = Utc::now();
         let mut wait = Duration::from_millis(100);
-        let mut claimed = false;
+        let mut renewed = Instant::now();
         loop {
             let found = find_function(&self.state, &row.namespace, row.function_name.clone()).await;
             let function = match found {
@@ -95,30 +106,26 @@ impl Runner {
                 Err(error) => {
                     tracing::warn!(%error, "cannot read the function; waiting");
                     if !self.pause(wait).await {
-                        return self.give_back(id, attempt, claimed).await;
+                        return self.give_back(id, attempt).await;
                     }
                     wait = (wait * 2).min(MAX_WAIT_STEP);
                     continue;
                 }
             };
-            let until = Utc::now() + CLAIM_TTL;
-            let Some(taken) = self
-                .retry_db(|| async {
-                    if claimed {
-                        db::extend_claim(&self.state.db, id, attempt, until).await
-                    } else {
-                        db::claim_attempt(&self.state.db, id, attempt, until).await
-                    }
-                })
-                .await
-            else {
-                return self.give_back(id, attempt, claimed).await;
-            };
-            if !taken {
-                tracing::debug!("another copy of the job holds the attempt");
-                return Disposition::Ack;
+            if renewed.elapsed() >= CLAIM_RENEW {
+                let until = Utc::now() + CLAIM_TTL;
+                let Some(held) = self
+                    .retry_db(|| db::extend_claim(&self.state.db, id, attempt, until))
+                    .await
+                else {
+                    return self.give_back(id, attempt).await;
+                };
+                if !held {
+                    tracing::debug!("another copy of the job took the attempt over");
+                    return Disposition::Ack;
+                }
+                renewed = Instant::now();
             }
-            claimed = true;
             let Some(function) = function else {
                 let error = json!({"kind": "FunctionNotFound", "message": format!("function {} was deleted", row.function_name)});
                 let next = Next::DeadLetter(DeadReason::FunctionNotFound);
@@ -171,12 +178,12 @@ impl Runner {
                     Attempted::Blocked(error) => {
                         tracing::debug!(%error, "async attempt waits");
                         if !self.pause(wait).await {
-                            return self.give_back(id, attempt, claimed).await;
+                            return self.give_back(id, attempt).await;
                         }
                         wait = (wait * 2).min(MAX_WAIT_STEP);
                         continue;
                     }
-                    Attempted::BrokerLost => return self.give_back(id, attempt, claimed).await,
+                    Attempted::BrokerLost => return self.give_back(id, attempt).await,
                 }
             };
             return self
@@ -267,7 +274,7 @@ impl Runner {
             .await
         else {
             // Stopping with the outcome unrecorded: the job runs again elsewhere.
-            return self.give_back(id, attempt, true).await;
+            return self.give_back(id, attempt).await;
         };
         let Recorded::Stored { destination } = recorded else {
             tracing::info!("attempt recorded by another copy of the job");
@@ -450,8 +457,8 @@ impl Runner {
 
     /// Lets the job go back to the queue, its claim released so that its next delivery runs
     /// at once.
-    async fn give_back(&self, id: Uuid, attempt: i32, claimed: bool) -> Disposition {
-        if claimed && let Err(error) = db::release_claim(&self.state.db, id, attempt).await {
+    async fn give_back(&self, id: Uuid, attempt: i32) -> Disposition {
+        if let Err(error) = db::release_claim(&self.state.db, id, attempt).await {
             tracing::debug!(%error, "claim not released; it lapses by itself");
         }
         Disposition::Requeue
