@@ -11,7 +11,8 @@
 //!    `--async-timeout-secs`) and read once each (`GET /invocations/{id}`, a few at a time):
 //!    the succeeded invocations per second from the first `created_at` to the last
 //!    `finished_at`, and each one's `finished_at - created_at`. Both are the api's clocks, so
-//!    the client's polling adds nothing to them.
+//!    the client's polling adds nothing to them. Then the same burst again on the same
+//!    function, whose pool the first one grew: the end-to-end rate with warm containers.
 //! 3. Worker death: a function whose handler sleeps `--async-kill-sleep-secs`, called async
 //!    while one docker worker consumes the docker queue. Once the invocation is `running`, and
 //!    300 ms more (the job is in the handler), a replacement worker is started; once it
@@ -66,7 +67,9 @@ pub struct AsyncResult {
     /// each running up to its ASYNC_CONCURRENCY jobs at once.
     pub dispatchers: Option<u32>,
     pub accept: Option<AcceptResult>,
-    pub burst: Option<BurstResult>,
+    /// The burst on a fresh function (its pool grows), then again on the same function (its
+    /// pool warm from the first).
+    pub bursts: Vec<BurstResult>,
     pub kill: Option<KillResult>,
 }
 
@@ -107,6 +110,8 @@ pub struct AcceptResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct BurstResult {
     pub function: String,
+    /// The function's containers before the burst, in words.
+    pub pool_before: String,
     pub calls: usize,
     pub concurrency: usize,
     /// The `POST /execute_async` calls: latency to the 202, and those not accepted.
@@ -379,7 +384,7 @@ pub async fn run(ctx: &Ctx<'_>) -> (AsyncResult, Vec<(&'static str, anyhow::Erro
     let mut result = AsyncResult {
         dispatchers: None,
         accept: None,
-        burst: None,
+        bursts: Vec::new(),
         kill: None,
     };
     if let Some(broker) = &broker {
@@ -392,8 +397,15 @@ pub async fn run(ctx: &Ctx<'_>) -> (AsyncResult, Vec<(&'static str, anyhow::Erro
         Ok(r) => result.accept = Some(r),
         Err(error) => failures.push(("10. async accept", error)),
     }
-    match burst(ctx).await {
-        Ok(r) => result.burst = Some(r),
+    match burst(ctx, None).await {
+        Ok(first) => {
+            let function = first.function.clone();
+            result.bursts.push(first);
+            match burst(ctx, Some(function)).await {
+                Ok(again) => result.bursts.push(again),
+                Err(error) => failures.push(("10. async burst again", error)),
+            }
+        }
         Err(error) => failures.push(("10. async burst", error)),
     }
     match kill(ctx, broker.as_ref()).await {
@@ -573,9 +585,17 @@ async fn read_until_ended(
 }
 
 /// Part 2.
-async fn burst(ctx: &Ctx<'_>) -> anyhow::Result<BurstResult> {
+/// A burst on `again` (a function a burst ran before), or on a fresh function.
+async fn burst(ctx: &Ctx<'_>, again: Option<String>) -> anyhow::Result<BurstResult> {
     let config = ctx.config;
-    let function = trivial_function(ctx, "async-burst").await?;
+    let (function, pool_before) = match again {
+        Some(function) => (function, "warm from the burst before".to_owned()),
+        None => (
+            trivial_function(ctx, "async-burst").await?,
+            "one warm container (cold starts: the pool growing to the dispatchers' concurrency)"
+                .to_owned(),
+        ),
+    };
     let targets = Arc::new(vec![Target::Async {
         name: function.clone(),
     }]);
@@ -611,6 +631,7 @@ async fn burst(ctx: &Ctx<'_>) -> anyhow::Result<BurstResult> {
     let e2e = end_to_end(&views);
     let result = BurstResult {
         function,
+        pool_before,
         calls: config.async_burst,
         concurrency: config.concurrency,
         accept,

@@ -845,7 +845,7 @@ fn write_async(w: &mut String, runtime: Runtime, a: &AsyncResult, timeout_secs: 
             }
         );
     }
-    if let Some(b) = &a.burst {
+    for b in &a.bursts {
         let l = b.latency_ms.as_ref();
         let _ = writeln!(
             w,
@@ -886,10 +886,10 @@ fn write_async(w: &mut String, runtime: Runtime, a: &AsyncResult, timeout_secs: 
              latency includes its wait behind the burst's earlier ones: accepted → its first \
              attempt's `started_at` (waiting for a dispatcher) p50 / p99 {} ms, then to \
              `finished_at` (running: the worker's queue, the worker, the record) {} ms. The \
-             function had one warm container before the burst (cold starts: the pool growing to \
-             the dispatchers' concurrency).\n",
+             function's pool before the burst: {}.\n",
             p50_p99(b.queued_ms.as_ref()),
             p50_p99(b.running_ms.as_ref()),
+            b.pool_before,
         );
     }
     if let Some(k) = &a.kill {
@@ -1355,7 +1355,7 @@ fn write_errors(w: &mut String, results: &Results) {
                 );
                 kinds("10. accept", rt, &accept.stats.error_kinds, &mut lines);
             }
-            if let Some(burst) = &a.burst {
+            for burst in &a.bursts {
                 kinds(
                     "10. burst accept",
                     rt,
@@ -1810,8 +1810,9 @@ mod tests {
                 },
                 dead_lettered: Some(0),
             }),
-            burst: Some(BurstResult {
+            bursts: vec![BurstResult {
                 function: "burst".into(),
+                pool_before: "one warm container".into(),
                 calls: 3,
                 concurrency: 64,
                 accept: stats(&[outcome(202, None, 4.0, false)]),
@@ -1833,7 +1834,7 @@ mod tests {
                 latency_ms: crate::stats::summarize(&[100.0, 300.0]),
                 queued_ms: crate::stats::summarize(&[80.0, 200.0]),
                 running_ms: crate::stats::summarize(&[20.0, 100.0]),
-            }),
+            }],
             kill: Some(KillResult {
                 function: "kill".into(),
                 sleep_secs: 2.0,
@@ -1870,7 +1871,7 @@ mod tests {
         }
         let json = serde_json::to_value(&results).unwrap();
         let a = &json["runtimes"][0]["async_invocations"];
-        assert_eq!(a["burst"]["invocations_per_s"], 1.0);
+        assert_eq!(a["bursts"][0]["invocations_per_s"], 1.0);
         assert_eq!(a["kill"]["samples"][0]["redelivered"], true);
         assert_eq!(a["accept"]["stats"]["ok"], 2);
     }
