@@ -3,6 +3,7 @@
 #   - `up --build` builds the api, worker and runtime images and starts every service healthy;
 #   - a function answers on /execute (runc) and /execute_gvisor (runsc), and on its route;
 #     /openapi.json and /docs answer;
+#   - an async call (/execute_async) is accepted and reaches `succeeded` with its result;
 #   - `--scale worker-docker=3`: Prometheus finds the three replicas by DNS, and calls spread
 #     over all of them;
 #   - a replica that replaces a killed one removes the containers the killed one left;
@@ -108,7 +109,7 @@ probe faas-worker not-the-password -login
 probe faas-api "$(secret RABBITMQ_API_PASSWORD)" +login -consume:faas.invoke.docker -consume:faas.invoke.gvisor \
   -publish::faas.invoke.docker -declare:smoke-probe
 probe faas-worker "$(secret RABBITMQ_WORKER_PASSWORD)" +login -publish:faas.invoke:docker -publish:faas.events: \
-  -declare:smoke-probe
+  -declare:smoke-probe -consume:faas.async -publish:faas.async:run
 log "RabbitMQ refuses guest, and faas-api / faas-worker what their services never do"
 
 # Postgres, from a throwaway container on its network, with the image's psql.
@@ -174,6 +175,18 @@ status=$(curl -s -o /tmp/smoke-body -w '%{http_code}' "${auth[@]}" "$api/fn/smok
 status=$(curl -s -o /dev/null -w '%{http_code}' "$api/fn/smoke")
 [ "$status" = 401 ] || fail "GET /fn/smoke without a key: $status, not 401"
 log "its route answers at /fn/smoke, with a key only"
+# An async call: accepted on the quorum queue, run by the api's dispatcher, its result stored.
+status=$(post /execute_async/smoke '{"event": {"name": "later"}}')
+[ "$status" = 202 ] || fail "execute_async: $status $(cat /tmp/smoke-body)"
+invocation=$(python3 -c 'import json; print(json.load(open("/tmp/smoke-body"))["invocation_id"])')
+for _ in $(seq 1 60); do
+  curl -s -o /tmp/smoke-body "${auth[@]}" "$api/invocations/$invocation"
+  grep -q '"status":"succeeded"' /tmp/smoke-body && break
+  sleep 0.5
+done
+grep -q '"status":"succeeded"' /tmp/smoke-body && grep -q '"hello":"later"' /tmp/smoke-body ||
+  fail "async invocation $invocation: $(cat /tmp/smoke-body)"
+log "an async call is accepted, run and its result stored"
 # The api describes itself from the image's own binary, assets included.
 curl -sf "$api/openapi.json" | grep -q '"openapi":"3\.1' || fail "GET /openapi.json is not an OpenAPI 3.1 document"
 status=$(curl -s -o /dev/null -w '%{http_code}' "$api/docs")

@@ -18,21 +18,25 @@
 #   faas.invoke.{docker,gvisor} (and binds them) and the unavailable queues (to count their
 #   consumers); publishes jobs to faas.invoke and function events to faas.events; binds and
 #   consumes its own amq.gen-* events queue; declares the build exchange and queue (both named
-#   faas.build), binds them and publishes build jobs to the exchange. It cannot consume jobs,
-#   and has no write on the default exchange.
+#   faas.build), binds them and publishes build jobs to the exchange; declares the async
+#   exchange faas.async, the quorum queue faas.async, the dead queue faas.dead and the retry
+#   delay queues faas.async.delay.{secs} (the broker dead-letters those back to faas.async),
+#   binds them, publishes async jobs to faas.async and consumes the queue faas.async (the api
+#   runs async jobs itself); declaring a queue with a dead-letter exchange takes read on the
+#   queue (and write on that exchange). It cannot consume jobs, and has no write on the default exchange.
 # faas-worker: declares the same topology; consumes a job queue or an unavailable queue, and
 #   the build queue (which it cannot bind);
 #   publishes replies to the default exchange (routing key: the caller's reply-to name); binds
 #   and consumes its own amq.gen-* events queue. It cannot publish jobs or events to the
-#   exchanges. Write on amq.default does let it put a message into any queue by name (RabbitMQ
+#   exchanges, nor see the async queues. Write on amq.default does let it put a message into any queue by name (RabbitMQ
 #   cannot restrict the routing keys of the default exchange, and direct reply-to needs it); a
 #   worker holds the host's Docker socket, which is root on the host, anyway.
 set -eu
 
-API_CONFIGURE='^(faas\.(invoke|events|build)|faas\.(invoke|unavailable)\.(docker|gvisor)|amq\.gen-.*)$'
-API_WRITE='^(faas\.(invoke|events|build)|faas\.invoke\.(docker|gvisor)|amq\.gen-.*)$'
-API_READ='^(faas\.(invoke|events|build)|amq\.gen-.*)$'
-WORKER_CONFIGURE=$API_CONFIGURE
+API_CONFIGURE='^(faas\.(invoke|events|build|async|dead)|faas\.(invoke|unavailable)\.(docker|gvisor)|faas\.async\.delay\.[0-9]+|amq\.gen-.*)$'
+API_WRITE='^(faas\.(invoke|events|build|async|dead)|faas\.invoke\.(docker|gvisor)|faas\.async\.delay\.[0-9]+|amq\.gen-.*)$'
+API_READ='^(faas\.(invoke|events|build|async)|faas\.async\.delay\.[0-9]+|amq\.gen-.*)$'
+WORKER_CONFIGURE='^(faas\.(invoke|events|build)|faas\.(invoke|unavailable)\.(docker|gvisor)|amq\.gen-.*)$'
 WORKER_WRITE='^(faas\.invoke\.(docker|gvisor)|amq\.gen-.*|amq\.default)$'
 WORKER_READ='^(faas\.(invoke|events|build)|faas\.(invoke|unavailable)\.(docker|gvisor)|amq\.gen-.*)$'
 
