@@ -277,27 +277,13 @@ impl Invoker {
     /// Queues a dependency build, persistently: the broker confirms once it is on disk, so a
     /// broker restart does not lose it.
     pub async fn publish_build(&self, job: &BuildJob) -> Result<(), ApiError> {
-        let session = self.current_session()?;
         let body = serde_json::to_vec(job).expect("a build job always serializes");
-        let properties = BasicProperties::default()
-            .with_message_id(job.attempt.to_string().into())
-            .with_content_type(CONTENT_TYPE_JSON.into())
-            .with_delivery_mode(2);
-        let confirm = session
-            .channel
-            .basic_publish(
-                self.topology.build_exchange().as_str().into(),
-                Topology::BUILD_ROUTING_KEY.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                &body,
-                properties,
-            )
-            .await
-            .map_err(ApiError::BrokerUnavailable)?;
-        match confirm.await.map_err(ApiError::BrokerUnavailable)? {
+        let properties = BasicProperties::default().with_message_id(job.attempt.to_string().into());
+        let exchange = self.topology.build_exchange();
+        match self
+            .publish_persistent(&exchange, Topology::BUILD_ROUTING_KEY, &body, properties)
+            .await?
+        {
             Confirmation::Nack(_) => Err(ApiError::Overloaded(
                 "the broker refused the build job; save the function again shortly".into(),
             )),
@@ -309,14 +295,39 @@ impl Invoker {
     /// keep as dead) persistently under `routing_key`, and waits for the broker's confirm: for
     /// a durable queue it comes once the message is on disk (a quorum queue: on a majority).
     pub async fn publish_async(&self, routing_key: &str, body: &[u8]) -> Result<(), ApiError> {
+        let exchange = self.topology.async_exchange();
+        match self
+            .publish_persistent(&exchange, routing_key, body, BasicProperties::default())
+            .await?
+        {
+            Confirmation::Ack(None) => Ok(()),
+            // Returned: no queue is bound (deleted under a running api).
+            Confirmation::Ack(Some(_)) | Confirmation::NotRequested => Err(ApiError::Overloaded(
+                "the broker did not route the async job; retry shortly".into(),
+            )),
+            Confirmation::Nack(_) => Err(ApiError::Overloaded(
+                "the broker refused the async job; retry shortly".into(),
+            )),
+        }
+    }
+
+    /// Publishes `body` as a persistent JSON message (`mandatory`, so that an unroutable one
+    /// comes back) and waits for the broker's confirm, which the caller reads.
+    async fn publish_persistent(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<Confirmation, ApiError> {
         let session = self.current_session()?;
-        let properties = BasicProperties::default()
+        let properties = properties
             .with_content_type(CONTENT_TYPE_JSON.into())
             .with_delivery_mode(2);
         let confirm = session
             .channel
             .basic_publish(
-                self.topology.async_exchange().as_str().into(),
+                exchange.into(),
                 routing_key.into(),
                 BasicPublishOptions {
                     mandatory: true,
@@ -327,16 +338,7 @@ impl Invoker {
             )
             .await
             .map_err(ApiError::BrokerUnavailable)?;
-        match confirm.await.map_err(ApiError::BrokerUnavailable)? {
-            Confirmation::Ack(None) => Ok(()),
-            // Returned: no queue is bound (deleted under a running api).
-            Confirmation::Ack(Some(_)) | Confirmation::NotRequested => Err(ApiError::Overloaded(
-                "the broker did not route the async job; retry shortly".into(),
-            )),
-            Confirmation::Nack(_) => Err(ApiError::Overloaded(
-                "the broker refused the async job; retry shortly".into(),
-            )),
-        }
+        confirm.await.map_err(ApiError::BrokerUnavailable)
     }
 
     /// Closes the connection; waiting requests fail with 503. Used on shutdown.

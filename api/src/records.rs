@@ -9,6 +9,7 @@
 
 use crate::db::{self, InvocationRecord};
 use crate::error::DbError;
+use common::ErrorInfo;
 use deadpool_postgres::Pool;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -177,16 +178,23 @@ fn take(
 /// U+0000, and a record is no place for megabytes of stack.
 pub fn sanitise(record: &mut InvocationRecord) {
     if let Some(error) = &mut record.error {
-        clean_text(&mut error.kind);
-        clean_text(&mut error.message);
-        clean_text(&mut error.stack);
+        clean_error(error);
     }
     if let Some(worker_id) = &mut record.worker_id {
         clean_text(worker_id);
     }
 }
 
-fn clean_text(text: &mut String) {
+/// An error as a worker described it, made storable (see [`sanitise`]); async attempts store
+/// theirs through it too.
+pub fn clean_error(error: &mut ErrorInfo) {
+    clean_text(&mut error.kind);
+    clean_text(&mut error.message);
+    clean_text(&mut error.stack);
+}
+
+/// Text without U+0000 and within [`MAX_TEXT_BYTES`], cut on a character boundary.
+pub fn clean_text(text: &mut String) {
     if text.contains('\0') {
         *text = text.replace('\0', "\u{FFFD}");
     }

@@ -185,7 +185,7 @@ fn parse_cron(expr: &str) -> Result<Cron, ScheduleError> {
 }
 
 /// Looks an IANA name up in chrono-tz's copy of the database.
-fn parse_zone(name: &str) -> Result<Tz, ScheduleError> {
+pub fn parse_zone(name: &str) -> Result<Tz, ScheduleError> {
     if name.len() > MAX_TIME_ZONE_LEN {
         return Err(ScheduleError::InvalidTimeZone(shorten(
             name,

@@ -66,8 +66,6 @@ pub struct DispatchSettings {
 /// idempotency key that made an invocation within 24 h, that one. A job the broker does not
 /// confirm is 503 and nothing is kept.
 pub async fn accept(state: &AppState, new: NewAsync) -> Result<Accepted, ApiError> {
-    let mode = new.mode;
-    let (namespace, function) = (new.namespace.clone(), new.function_name.clone());
     match db::insert_async(&state.db, &new).await? {
         Inserted::Existing(invocation_id) => Ok(Accepted {
             invocation_id,
@@ -81,7 +79,7 @@ pub async fn accept(state: &AppState, new: NewAsync) -> Result<Accepted, ApiErro
                 }
                 return Err(error);
             }
-            metrics::counter!("faas_async_accepted_total", "namespace" => namespace, "function" => function, "mode" => mode)
+            metrics::counter!("faas_async_accepted_total", "namespace" => new.namespace, "function" => new.function_name, "mode" => new.mode)
                 .increment(1);
             Ok(Accepted {
                 invocation_id,

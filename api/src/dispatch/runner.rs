@@ -7,6 +7,7 @@ use super::{AsyncJob, publish_attempt};
 use crate::db::{self, AsyncState, AttemptOutcome, NewAsync, Recorded};
 use crate::error::ApiError;
 use crate::invoker::NoReply;
+use crate::records;
 use crate::routes::invoke::{Called, Trigger, call_function, find_function, runtime_for};
 use crate::state::AppState;
 use chrono::Utc;
@@ -280,11 +281,11 @@ impl Runner {
             tracing::info!("attempt recorded by another copy of the job");
             return Disposition::Ack;
         };
-        let labels = (row.namespace.clone(), row.function_name.clone());
+        let (namespace, function) = (&row.namespace, &row.function_name);
         match next {
             Next::Succeeded => tracing::debug!("async invocation succeeded"),
             Next::Retry(delay) => {
-                metrics::counter!("faas_async_retries_total", "namespace" => labels.0.clone(), "function" => labels.1.clone())
+                metrics::counter!("faas_async_retries_total", "namespace" => namespace.clone(), "function" => function.clone())
                     .increment(1);
                 let job = AsyncJob {
                     invocation_id: id,
@@ -299,7 +300,7 @@ impl Runner {
                 tracing::info!(retry_in = ?delay, "async attempt failed; retry scheduled");
             }
             Next::DeadLetter(reason) => {
-                metrics::counter!("faas_async_dead_lettered_total", "namespace" => labels.0.clone(), "function" => labels.1.clone(), "reason" => reason.as_str())
+                metrics::counter!("faas_async_dead_lettered_total", "namespace" => namespace.clone(), "function" => function.clone(), "reason" => reason.as_str())
                     .increment(1);
                 let job = AsyncJob {
                     invocation_id: id,
@@ -366,15 +367,18 @@ impl Runner {
                         if reply.status == ReplyStatus::Success {
                             outcome.result = Some(reply.result.get().to_owned());
                         }
-                        outcome.error = reply
-                            .error
-                            .as_ref()
-                            .and_then(|error| serde_json::to_value(error).ok());
+                        outcome.error = reply.error.map(|mut error| {
+                            records::clean_error(&mut error);
+                            serde_json::to_value(error).expect("an error always serializes")
+                        });
+                        // Not capped as record text is: logs are bounded by the worker.
                         outcome.logs = Some(reply.logs.replace('\0', "\u{FFFD}"));
                         outcome.logs_truncated = reply.logs_truncated;
                         outcome.timing = serde_json::to_value(reply.timing).ok();
                         outcome.cold_start = reply.cold_start;
-                        outcome.worker_id = Some(reply.worker_id.replace('\0', "\u{FFFD}"));
+                        let mut worker_id = reply.worker_id;
+                        records::clean_text(&mut worker_id);
+                        outcome.worker_id = Some(worker_id);
                     }
                     Err(NoReply::TimedOut) => {
                         outcome.outcome = "no_reply".to_owned();
@@ -384,9 +388,6 @@ impl Runner {
                     }
                 }
             }
-        }
-        if let Some(error) = &mut outcome.error {
-            scrub_nul(error);
         }
         let destination = match (next, function) {
             (Next::Succeeded, Some(f)) => f.on_success.clone(),
@@ -482,16 +483,6 @@ enum Attempted {
 enum Failed {
     Ran(Called),
     NotRun(Value),
-}
-
-/// Postgres JSON cannot hold U+0000: a function's error text may.
-fn scrub_nul(value: &mut Value) {
-    match value {
-        Value::String(text) if text.contains('\0') => *text = text.replace('\0', "\u{FFFD}"),
-        Value::Array(items) => items.iter_mut().for_each(scrub_nul),
-        Value::Object(fields) => fields.values_mut().for_each(scrub_nul),
-        _ => {}
-    }
 }
 
 /// The event a destination receives: where it comes from, how it ended, and the original event.

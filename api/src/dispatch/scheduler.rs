@@ -37,7 +37,7 @@ pub fn spawn_scheduler(state: AppState, stop: CancellationToken) -> JoinHandle<(
             if loaded_at.is_none_or(|at| at.elapsed() >= RELOAD_EVERY) {
                 match db::list_schedules(&state.db).await {
                     Ok(list) => {
-                        schedules = parse_all(list);
+                        schedules = parse_all(list, schedules);
                         loaded_at = Some(Instant::now());
                     }
                     Err(error) => {
@@ -65,10 +65,20 @@ pub fn spawn_scheduler(state: AppState, stop: CancellationToken) -> JoinHandle<(
     })
 }
 
-/// The schedules that parse (the api checked them when they were saved).
-fn parse_all(list: Vec<ScheduledFunction>) -> HashMap<i64, (ScheduledFunction, Schedule)> {
+/// The schedules that parse (the api checked them when they were saved). One unchanged since
+/// the last load is taken from `before` rather than parsed again: a parse searches up to 400
+/// years for a first tick, milliseconds each, every few seconds for every scheduled function.
+fn parse_all(
+    list: Vec<ScheduledFunction>,
+    mut before: HashMap<i64, (ScheduledFunction, Schedule)>,
+) -> HashMap<i64, (ScheduledFunction, Schedule)> {
     list.into_iter()
         .filter_map(|function| {
+            if let Some((known, schedule)) = before.remove(&function.id)
+                && known == function
+            {
+                return Some((function.id, (function, schedule)));
+            }
             match Schedule::parse(&function.schedule, Some(&function.timezone)) {
                 Ok(schedule) => Some((function.id, (function, schedule))),
                 Err(error) => {
@@ -106,4 +116,61 @@ async fn fire(
         tracing::info!(function = %function.name, %scheduled_time, invocation_id = %accepted.invocation_id, "schedule fired");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheduled(id: i64, schedule: &str) -> ScheduledFunction {
+        ScheduledFunction {
+            id,
+            namespace: "default".into(),
+            name: format!("f{id}"),
+            schedule: schedule.into(),
+            timezone: "UTC".into(),
+        }
+    }
+
+    fn next_minute(map: &HashMap<i64, (ScheduledFunction, Schedule)>, id: i64) -> u32 {
+        use chrono::Timelike;
+        let from = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        map[&id].1.next_after(from).unwrap().minute()
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_schedules_takes_changed_ones_and_drops_the_rest() {
+        let first = parse_all(
+            vec![
+                scheduled(1, "5 * * * *"),
+                scheduled(2, "10 * * * *"),
+                scheduled(3, "0 0 * * *"),
+            ],
+            HashMap::new(),
+        );
+        assert_eq!(first.len(), 3);
+        let second = parse_all(
+            vec![
+                scheduled(1, "5 * * * *"),
+                scheduled(2, "20 * * * *"),
+                scheduled(4, "bad"),
+            ],
+            first,
+        );
+        let mut ids: Vec<i64> = second.keys().copied().collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            [1, 2],
+            "the deleted one and the one that does not parse are gone"
+        );
+        assert_eq!(next_minute(&second, 1), 5);
+        assert_eq!(
+            next_minute(&second, 2),
+            20,
+            "a changed expression is parsed again"
+        );
+    }
 }

@@ -9,7 +9,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
 use crate::http_trigger::{self, Cors, HttpAuth, RoutePattern};
 use crate::package;
-use crate::schedule::Schedule;
+use crate::schedule::{self, Schedule};
 use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -299,7 +299,7 @@ impl FunctionInput {
             }
             None => {
                 // Checked even without a schedule, so that a typo is not stored silently.
-                Schedule::parse("* * * * *", Some(&schedule_timezone))
+                schedule::parse_zone(&schedule_timezone)
                     .map_err(|error| ApiError::Invalid(format!("schedule_timezone: {error}")))?;
             }
         }

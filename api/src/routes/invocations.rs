@@ -6,14 +6,13 @@ use crate::db::{self, InvocationView, Redriven};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Path, Query};
 use crate::routes::functions::check_page;
+use crate::routes::metrics::FLUSH_WAIT;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use std::time::Duration;
 use uuid::Uuid;
 
-const FLUSH_WAIT: Duration = Duration::from_secs(2);
 const STATUSES: [&str; 7] = [
     "queued",
     "running",

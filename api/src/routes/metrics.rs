@@ -11,7 +11,8 @@ use axum::extract::State;
 use serde::Deserialize;
 use std::time::Duration;
 
-const FLUSH_WAIT: Duration = Duration::from_secs(2);
+/// How long a listing waits for the records writer to store the calls made just before.
+pub(crate) const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 /// `?function=NAME&limit=100`
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

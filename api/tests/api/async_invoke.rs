@@ -10,17 +10,9 @@ use std::time::{Duration, Instant};
 
 /// Posts an async call of `name` with `event` and an optional `Idempotency-Key`.
 async fn call_async(app: &TestApp, name: &str, event: Value, key: Option<&str>) -> (u16, Value) {
-    call_async_at(&app.base_url, name, event, key).await
-}
-
-async fn call_async_at(
-    base_url: &str,
-    name: &str,
-    event: Value,
-    key: Option<&str>,
-) -> (u16, Value) {
-    let mut request = crate::support::client_with_key(ADMIN_KEY)
-        .post(format!("{base_url}/execute_async/{name}"))
+    let mut request = app
+        .client
+        .post(app.url(&format!("/execute_async/{name}")))
         .json(&json!({ "event": event }));
     if let Some(key) = key {
         request = request.header("Idempotency-Key", key);
@@ -30,15 +22,11 @@ async fn call_async_at(
 
 /// Polls the invocation until its status is `status`; panics after `within`.
 async fn wait_for_status(app: &TestApp, id: &str, status: &str, within: Duration) -> Value {
-    wait_for_status_at(&app.base_url, id, status, within).await
-}
-
-async fn wait_for_status_at(base_url: &str, id: &str, status: &str, within: Duration) -> Value {
-    let client = crate::support::client_with_key(ADMIN_KEY);
     let started = Instant::now();
     loop {
-        let response = client
-            .get(format!("{base_url}/invocations/{id}"))
+        let response = app
+            .client
+            .get(app.url(&format!("/invocations/{id}")))
             .send()
             .await;
         if let Ok(response) = response {
