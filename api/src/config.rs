@@ -134,6 +134,12 @@ pub struct Config {
     /// Async events are stored in Postgres until their invocation is deleted.
     #[arg(long, env = "MAX_ASYNC_EVENT_BYTES", default_value_t = 256 * 1024)]
     pub max_async_event_bytes: usize,
+    /// Async invocations a namespace may have waiting or running; `/execute_async` beyond it
+    /// is 429 `too_many_pending` (destinations and schedules are not refused). It bounds what
+    /// one tenant's burst stores in Postgres and RabbitMQ, and how long others' calls queue
+    /// behind it on a shared async queue.
+    #[arg(long, env = "MAX_PENDING_ASYNC", default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_pending_async: i64,
     /// How log lines are written.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -54,6 +54,11 @@ pub enum ErrorCode {
     Overloaded,
     /// 429 with `Retry-After`: the function or its namespace runs its `max_concurrency`.
     ConcurrencyLimit,
+    /// 429 with `Retry-After`: the namespace has `MAX_PENDING_ASYNC` async invocations not
+    /// yet finished.
+    TooManyPending,
+    /// 422: the `Idempotency-Key` names an invocation of another function or event.
+    IdempotencyKeyReused,
     /// 408: the request body did not arrive in time.
     BodyTimeout,
     /// 502: the function raised an error.
@@ -80,7 +85,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order the document lists them.
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::InvalidRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -100,6 +105,8 @@ impl ErrorCode {
         ErrorCode::DatabaseUnavailable,
         ErrorCode::Overloaded,
         ErrorCode::ConcurrencyLimit,
+        ErrorCode::TooManyPending,
+        ErrorCode::IdempotencyKeyReused,
         ErrorCode::BodyTimeout,
         ErrorCode::FunctionError,
         ErrorCode::InitError,
@@ -135,6 +142,8 @@ impl ErrorCode {
             ErrorCode::DatabaseUnavailable => "database_unavailable",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::ConcurrencyLimit => "concurrency_limit",
+            ErrorCode::TooManyPending => "too_many_pending",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::BodyTimeout => "body_timeout",
             ErrorCode::FunctionError => "function_error",
             ErrorCode::InitError => "init_error",
@@ -217,6 +226,16 @@ pub enum ApiError {
     /// allows; `subject` says which ("function f", "namespace n").
     #[error("{subject} already runs its limit of {limit} concurrent calls")]
     ConcurrencyLimit { subject: String, limit: i32 },
+    /// The namespace has `limit` async invocations not yet finished (`MAX_PENDING_ASYNC`).
+    #[error(
+        "namespace {namespace} has {limit} async invocations waiting or running (MAX_PENDING_ASYNC); try again when some have finished"
+    )]
+    TooManyPending { namespace: String, limit: i64 },
+    /// The `Idempotency-Key` was used within 24 h for another call.
+    #[error(
+        "the Idempotency-Key was used within 24 hours for invocation {0}, of another function or with another event; use a new key for a new call"
+    )]
+    IdempotencyKeyReused(uuid::Uuid),
     /// The client sent its body too slowly.
     #[error("the request body did not arrive in time")]
     BodyTimeout,
@@ -242,6 +261,9 @@ pub enum DbError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error(transparent)]
     Query(#[from] tokio_postgres::Error),
+    /// Rows were not as a statement before left them (a race the caller may retry).
+    #[error("{0}")]
+    Inconsistent(&'static str),
 }
 
 impl DbError {
@@ -251,7 +273,7 @@ impl DbError {
             DbError::Query(error) => error
                 .as_db_error()
                 .is_some_and(|db| *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION),
-            DbError::Pool(_) => false,
+            DbError::Pool(_) | DbError::Inconsistent(_) => false,
         }
     }
 }
@@ -259,7 +281,9 @@ impl DbError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid(_) | ApiError::IdempotencyKeyReused(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::FunctionNotFound(_)
@@ -279,7 +303,9 @@ impl ApiError {
             | ApiError::BrokerUnavailable(_)
             | ApiError::BrokerDisconnected => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Database(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::ConcurrencyLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ConcurrencyLimit { .. } | ApiError::TooManyPending { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
@@ -311,6 +337,8 @@ impl ApiError {
             ApiError::Database(_) => ErrorCode::DatabaseUnavailable,
             ApiError::Overloaded(_) => ErrorCode::Overloaded,
             ApiError::ConcurrencyLimit { .. } => ErrorCode::ConcurrencyLimit,
+            ApiError::TooManyPending { .. } => ErrorCode::TooManyPending,
+            ApiError::IdempotencyKeyReused(_) => ErrorCode::IdempotencyKeyReused,
             ApiError::BodyTimeout => ErrorCode::BodyTimeout,
         }
     }
@@ -324,6 +352,8 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<u32> {
         match self {
             ApiError::Overloaded(_) | ApiError::ConcurrencyLimit { .. } => Some(1),
+            // Pending invocations finish at their functions' pace, not within a second.
+            ApiError::TooManyPending { .. } => Some(10),
             _ => None,
         }
     }
@@ -461,6 +491,11 @@ mod tests {
                 subject: String::new(),
                 limit: 1,
             },
+            ApiError::TooManyPending {
+                namespace: String::new(),
+                limit: 1,
+            },
+            ApiError::IdempotencyKeyReused(uuid::Uuid::nil()),
             ApiError::BodyTimeout,
             ApiError::FunctionNotReady(String::new()),
             ApiError::BuildFailed {
@@ -492,6 +527,8 @@ mod tests {
                 | ApiError::Database(_)
                 | ApiError::Overloaded(_)
                 | ApiError::ConcurrencyLimit { .. }
+                | ApiError::TooManyPending { .. }
+                | ApiError::IdempotencyKeyReused(_)
                 | ApiError::BodyTimeout
                 | ApiError::FunctionNotReady(_)
                 | ApiError::BuildFailed { .. }

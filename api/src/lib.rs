@@ -133,6 +133,7 @@ pub async fn run(
             max_code_bytes: config.max_code_bytes,
             max_event_bytes: config.max_event_bytes,
             max_async_event_bytes: config.max_async_event_bytes,
+            max_pending_async: config.max_pending_async,
             invoke_overhead: Duration::from_millis(config.invoke_overhead_ms),
             max_inflight: config.max_inflight,
             // 0 would refuse every body and every request: a second is the least that works.

@@ -33,6 +33,8 @@ pub struct Limits {
     pub max_event_bytes: usize,
     /// `MAX_ASYNC_EVENT_BYTES`.
     pub max_async_event_bytes: usize,
+    /// `MAX_PENDING_ASYNC`, per namespace.
+    pub max_pending_async: i64,
     pub invoke_overhead: Duration,
     pub max_inflight: usize,
     pub body_read_timeout: Duration,

@@ -40,18 +40,33 @@ pub enum Inserted {
     New(Uuid),
     /// The idempotency key names this invocation already (made within 24 h).
     Existing(Uuid),
+    /// The idempotency key names an invocation (made within 24 h) of another function or with
+    /// another event: nothing was stored.
+    KeyReused(Uuid),
+    /// The namespace has its limit of pending invocations already: nothing was stored.
+    TooManyPending,
 }
 
-/// Stores `new` as `accepting`, unless its idempotency key made an invocation within 24 h.
-pub async fn insert_async(pool: &Pool, new: &NewAsync) -> Result<Inserted, DbError> {
+/// Stores `new` as `accepting`, unless its idempotency key made an invocation within 24 h, or
+/// its namespace has `pending_limit` invocations not yet finished (a soft limit: calls accepted
+/// side by side may pass it by as many as they are).
+pub async fn insert_async(
+    pool: &Pool,
+    new: &NewAsync,
+    pending_limit: Option<i64>,
+) -> Result<Inserted, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let inserted = insert_async_in(&tx, new).await?;
+    let inserted = insert_async_in(&tx, new, pending_limit).await?;
     tx.commit().await?;
     Ok(inserted)
 }
 
-async fn insert_async_in(client: &impl GenericClient, new: &NewAsync) -> Result<Inserted, DbError> {
+async fn insert_async_in(
+    client: &impl GenericClient,
+    new: &NewAsync,
+    pending_limit: Option<i64>,
+) -> Result<Inserted, DbError> {
     if let Some(key) = &new.idempotency_key {
         // A key older than the window is free again: the old invocation keeps its row.
         client
@@ -64,6 +79,27 @@ async fn insert_async_in(client: &impl GenericClient, new: &NewAsync) -> Result<
                 &[&new.namespace, key],
             )
             .await?;
+        // A repeat is answered even when the namespace is at its limit.
+        if let Some(found) = find_by_key(client, new).await? {
+            return Ok(found);
+        }
+    }
+    if let Some(limit) = pending_limit {
+        let statement = client
+            .prepare_cached(
+                "SELECT count(*) FROM (
+                     SELECT 1 FROM async_invocations
+                     WHERE namespace = $1 AND status IN ('accepting', 'queued', 'running')
+                     LIMIT $2) pending",
+            )
+            .await?;
+        let pending: i64 = client
+            .query_one(&statement, &[&new.namespace, &limit])
+            .await?
+            .try_get(0)?;
+        if pending >= limit {
+            return Ok(Inserted::TooManyPending);
+        }
     }
     let statement = client
         .prepare_cached(
@@ -93,13 +129,45 @@ async fn insert_async_in(client: &impl GenericClient, new: &NewAsync) -> Result<
     if row.is_some() {
         return Ok(Inserted::New(new.id));
     }
-    let existing = client
-        .query_one(
-            "SELECT id FROM async_invocations WHERE namespace = $1 AND idempotency_key = $2",
-            &[&new.namespace, &new.idempotency_key],
+    // The same key was stored by a call side by side with this one; its row is committed (the
+    // insert waited for it), and only a row older than the window loses its key.
+    find_by_key(client, new).await?.ok_or(DbError::Inconsistent(
+        "an idempotency key conflicted with no row",
+    ))
+}
+
+/// The invocation that `new`'s idempotency key names, if any: [`Inserted::Existing`] when it is
+/// of the same function with the same event (as bytes), else [`Inserted::KeyReused`].
+async fn find_by_key(
+    client: &impl GenericClient,
+    new: &NewAsync,
+) -> Result<Option<Inserted>, DbError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT id, function_id = $3 AND event = $4 FROM async_invocations
+             WHERE namespace = $1 AND idempotency_key = $2",
         )
         .await?;
-    Ok(Inserted::Existing(existing.try_get(0)?))
+    let Some(row) = client
+        .query_opt(
+            &statement,
+            &[
+                &new.namespace,
+                &new.idempotency_key,
+                &new.function_id,
+                &new.event,
+            ],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let id = row.try_get(0)?;
+    Ok(Some(if row.try_get(1)? {
+        Inserted::Existing(id)
+    } else {
+        Inserted::KeyReused(id)
+    }))
 }
 
 /// The broker confirmed the job of `id`: the sweeper leaves it alone from now on. Losing this
@@ -387,9 +455,9 @@ pub async fn record_attempt(
     )
     .await?;
     let destination = match &outcome.destination {
-        Some(new) => match insert_async_in(&tx, new).await? {
+        Some(new) => match insert_async_in(&tx, new, None).await? {
             Inserted::New(id) => Some(id),
-            Inserted::Existing(_) => None,
+            Inserted::Existing(_) | Inserted::KeyReused(_) | Inserted::TooManyPending => None,
         },
         None => None,
     };

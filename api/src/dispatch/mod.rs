@@ -63,13 +63,23 @@ pub struct DispatchSettings {
 }
 
 /// Accepts `new`: stored, then its first attempt published and confirmed. With an
-/// idempotency key that made an invocation within 24 h, that one. A job the broker does not
-/// confirm is 503 and nothing is kept.
-pub async fn accept(state: &AppState, new: NewAsync) -> Result<Accepted, ApiError> {
-    match db::insert_async(&state.db, &new).await? {
+/// idempotency key that made an invocation within 24 h, that one (422 when it was of another
+/// function or event). With `pending_limit`, 429 when the namespace has that many invocations
+/// not finished. A job the broker does not confirm is 503 and nothing is kept.
+pub async fn accept(
+    state: &AppState,
+    new: NewAsync,
+    pending_limit: Option<i64>,
+) -> Result<Accepted, ApiError> {
+    match db::insert_async(&state.db, &new, pending_limit).await? {
         Inserted::Existing(invocation_id) => Ok(Accepted {
             invocation_id,
             existing: true,
+        }),
+        Inserted::KeyReused(invocation_id) => Err(ApiError::IdempotencyKeyReused(invocation_id)),
+        Inserted::TooManyPending => Err(ApiError::TooManyPending {
+            namespace: new.namespace,
+            limit: pending_limit.unwrap_or_default(),
         }),
         Inserted::New(invocation_id) => {
             if let Err(error) = publish_attempt(state, invocation_id, 1).await {

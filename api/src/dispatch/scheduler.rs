@@ -110,6 +110,8 @@ async fn fire(
             idempotency_key: Some(format!("\nschedule:{}:{scheduled_time}", function.id)),
             chain_depth: 0,
         },
+        // A tick is one invocation however full the namespace is: its time will not come back.
+        None,
     )
     .await?;
     if !accepted.existing {

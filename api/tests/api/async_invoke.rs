@@ -135,6 +135,27 @@ async fn an_idempotency_key_returns_the_same_invocation_and_runs_it_once() {
         (status, &late["invocation_id"]),
         (200, &first["invocation_id"])
     );
+    // The key of another call is refused, and nothing is stored or run: another event (byte
+    // for byte), or another function.
+    app.create_function(python(
+        "other_fn",
+        "def handler(event, context):\n    return event",
+    ))
+    .await;
+    for (name, event) in [("once", json!({"a": 2})), ("other_fn", json!({"a": 1}))] {
+        let (status, body) = call_async(&app, name, event, Some("order-42")).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some("idempotency_key_reused")),
+            "{name}: {body}"
+        );
+        assert!(
+            body["detail"].as_str().unwrap().contains(&id),
+            "names the invocation: {body}"
+        );
+    }
+    let (_, list) = app.get("/invocations/?function=other_fn").await;
+    assert_eq!(list, json!([]));
     // Another key is another invocation.
     let (status, other) = call_async(&app, "once", json!({"a": 1}), Some("order-43")).await;
     assert_eq!(status, 202);
@@ -346,6 +367,75 @@ async fn async_calls_wait_for_a_concurrency_slot_instead_of_failing() {
     for pair in spans.windows(2) {
         assert!(pair[1].0 >= pair[0].1 - 0.01, "ran at once: {spans:?}");
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_namespace_gets_429_beyond_its_pending_invocations_and_room_again_as_they_finish() {
+    let mut app = TestApp::start_with(|config| config.max_pending_async = 2).await;
+    app.add_worker(crate::support::worker_config(Runtime::Docker, &app.prefix))
+        .await;
+    let mut slow = python(
+        "slow_async",
+        "import time\ndef handler(event, context):\n    time.sleep(2)\n    return event",
+    );
+    slow["max_concurrency"] = json!(1);
+    app.create_function(slow).await;
+    let (status, first) = call_async(&app, "slow_async", json!(1), Some("first")).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, second) = call_async(&app, "slow_async", json!(2), None).await;
+    assert_eq!(status, 202, "{second}");
+
+    let response = app
+        .client
+        .post(app.url("/execute_async/slow_async"))
+        .json(&json!({"event": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["retry-after"], "10");
+    let (status, body) = read(response).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("too_many_pending")),
+        "{body}"
+    );
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("MAX_PENDING_ASYNC"),
+        "{body}"
+    );
+    // A repeat of an accepted call is still answered; nothing was stored for the refused one.
+    let (status, again) = call_async(&app, "slow_async", json!(1), Some("first")).await;
+    assert_eq!(
+        (status, &again["invocation_id"]),
+        (200, &first["invocation_id"])
+    );
+    let (_, list) = app.get("/invocations/?function=slow_async").await;
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    // Another namespace counts its own.
+    let other = app.caller(Some(
+        &app.namespace_with_key("roomy", &["invoke", "manage"]).await,
+    ));
+    let (status, body) = other
+        .post(
+            "/functions/",
+            &python("roomy_fn", "def handler(event, context):\n    return 0"),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = other
+        .post("/execute_async/roomy_fn", &json!({"event": 1}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+
+    for accepted in [&first, &second] {
+        wait_for_status(&app, &id_of(accepted), "succeeded", Duration::from_secs(90)).await;
+    }
+    let (status, body) = call_async(&app, "slow_async", json!(4), None).await;
+    assert_eq!(status, 202, "room again: {body}");
     app.stop().await;
 }
 
