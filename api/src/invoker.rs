@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// How long a seen consumer counts as still there; an idle queue is checked on every call.
@@ -47,6 +48,8 @@ pub struct Invoker {
     session: RwLock<Option<Arc<Session>>>,
     pending: Mutex<HashMap<Uuid, oneshot::Sender<Reply>>>,
     consumers_seen: Mutex<HashMap<Runtime, Instant>>,
+    /// Cancelled by [`Invoker::close`]: the connection's end is then no loss to reconnect from.
+    closed: CancellationToken,
 }
 
 /// Why no reply came back.
@@ -77,6 +80,7 @@ impl Invoker {
             session: RwLock::new(None),
             pending: Mutex::new(HashMap::new()),
             consumers_seen: Mutex::new(HashMap::new()),
+            closed: CancellationToken::new(),
         });
         let consumers = invoker.open_session().await?;
         tokio::spawn(supervise(Arc::downgrade(&invoker), consumers));
@@ -343,6 +347,7 @@ impl Invoker {
 
     /// Closes the connection; waiting requests fail with 503. Used on shutdown.
     pub async fn close(&self) {
+        self.closed.cancel();
         let session = self.session.write().unwrap().take();
         if let Some(session) = session
             && let Err(error) = session
@@ -433,9 +438,13 @@ struct Consumers {
 /// Reads replies and function events until the connection drops, then reconnects with
 /// backoff, for as long as the invoker lives.
 async fn supervise(invoker: Weak<Invoker>, mut consumers: Consumers) {
+    let Some(closed) = invoker.upgrade().map(|strong| strong.closed.clone()) else {
+        return;
+    };
     loop {
         loop {
             let (delivery, is_reply) = tokio::select! {
+                _ = closed.cancelled() => return,
                 delivery = consumers.replies.next() => (delivery, true),
                 delivery = consumers.events.next() => (delivery, false),
             };
@@ -462,11 +471,17 @@ async fn supervise(invoker: Weak<Invoker>, mut consumers: Consumers) {
             let Some(strong) = invoker.upgrade() else {
                 return;
             };
+            if closed.is_cancelled() {
+                return;
+            }
             strong.lose_session();
             metrics::counter!("faas_broker_errors_total").increment(1);
             tracing::warn!("broker connection lost; reconnecting in {backoff:?}");
             drop(strong);
-            tokio::time::sleep(backoff).await;
+            tokio::select! {
+                _ = closed.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
             let Some(strong) = invoker.upgrade() else {
                 return;
             };
