@@ -141,6 +141,7 @@ pub async fn run(
             build_wait: Duration::from_secs(config.build_wait_secs),
             max_artifact_bytes: config.artifact_max_mb * 1024 * 1024,
         },
+        pending: Default::default(),
         worker_token: config
             .worker_token()
             .map(|token| auth::sha256(token.as_bytes())),

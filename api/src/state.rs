@@ -22,6 +22,8 @@ pub struct AppState {
     /// `ROUTE_PREFIX`: where the routes start.
     pub route_prefix: Arc<str>,
     pub limits: Limits,
+    /// This replica's estimates of each namespace's pending async invocations.
+    pub pending: Arc<crate::dispatch::PendingCounts>,
     /// SHA-256 of `WORKER_TOKEN`, compared in constant time; `None`: no worker may call.
     pub worker_token: Option<[u8; 32]>,
 }

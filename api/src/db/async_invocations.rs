@@ -43,29 +43,45 @@ pub enum Inserted {
     /// The idempotency key names an invocation (made within 24 h) of another function or with
     /// another event: nothing was stored.
     KeyReused(Uuid),
-    /// The namespace has its limit of pending invocations already: nothing was stored.
+    /// The namespace is at its limit of pending invocations: nothing was stored.
     TooManyPending,
 }
 
 /// Stores `new` as `accepting`, unless its idempotency key made an invocation within 24 h, or
-/// its namespace has `pending_limit` invocations not yet finished (a soft limit: calls accepted
-/// side by side may pass it by as many as they are).
+/// its namespace is `at_limit` (a repeat is answered even then).
 pub async fn insert_async(
     pool: &Pool,
     new: &NewAsync,
-    pending_limit: Option<i64>,
+    at_limit: bool,
 ) -> Result<Inserted, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let inserted = insert_async_in(&tx, new, pending_limit).await?;
+    let inserted = insert_async_in(&tx, new, at_limit).await?;
     tx.commit().await?;
     Ok(inserted)
+}
+
+/// The async invocations of `namespace` waiting or running, counted up to `limit`.
+pub async fn count_pending(pool: &Pool, namespace: &str, limit: i64) -> Result<i64, DbError> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "SELECT count(*) FROM (
+                 SELECT 1 FROM async_invocations
+                 WHERE namespace = $1 AND status IN ('accepting', 'queued', 'running')
+                 LIMIT $2) pending",
+        )
+        .await?;
+    Ok(client
+        .query_one(&statement, &[&namespace, &limit])
+        .await?
+        .try_get(0)?)
 }
 
 async fn insert_async_in(
     client: &impl GenericClient,
     new: &NewAsync,
-    pending_limit: Option<i64>,
+    at_limit: bool,
 ) -> Result<Inserted, DbError> {
     if let Some(key) = &new.idempotency_key {
         // A key older than the window is free again: the old invocation keeps its row.
@@ -79,27 +95,12 @@ async fn insert_async_in(
                 &[&new.namespace, key],
             )
             .await?;
-        // A repeat is answered even when the namespace is at its limit.
         if let Some(found) = find_by_key(client, new).await? {
             return Ok(found);
         }
     }
-    if let Some(limit) = pending_limit {
-        let statement = client
-            .prepare_cached(
-                "SELECT count(*) FROM (
-                     SELECT 1 FROM async_invocations
-                     WHERE namespace = $1 AND status IN ('accepting', 'queued', 'running')
-                     LIMIT $2) pending",
-            )
-            .await?;
-        let pending: i64 = client
-            .query_one(&statement, &[&new.namespace, &limit])
-            .await?
-            .try_get(0)?;
-        if pending >= limit {
-            return Ok(Inserted::TooManyPending);
-        }
+    if at_limit {
+        return Ok(Inserted::TooManyPending);
     }
     let statement = client
         .prepare_cached(
@@ -455,7 +456,7 @@ pub async fn record_attempt(
     )
     .await?;
     let destination = match &outcome.destination {
-        Some(new) => match insert_async_in(&tx, new, None).await? {
+        Some(new) => match insert_async_in(&tx, new, false).await? {
             Inserted::New(id) => Some(id),
             Inserted::Existing(_) | Inserted::KeyReused(_) | Inserted::TooManyPending => None,
         },

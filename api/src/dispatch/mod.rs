@@ -13,11 +13,13 @@
 //! `plan` holds the decisions, apart from I/O; `scheduler` turns cron ticks into invocations.
 
 mod consumer;
+mod pending;
 mod plan;
 mod runner;
 mod scheduler;
 
 pub use consumer::spawn_dispatcher;
+pub use pending::PendingCounts;
 pub use scheduler::spawn_scheduler;
 
 use crate::db::{self, Inserted, NewAsync};
@@ -71,7 +73,16 @@ pub async fn accept(
     new: NewAsync,
     pending_limit: Option<i64>,
 ) -> Result<Accepted, ApiError> {
-    match db::insert_async(&state.db, &new, pending_limit).await? {
+    let at_limit = match pending_limit {
+        Some(limit) => {
+            state
+                .pending
+                .at_limit(&state.db, &new.namespace, limit)
+                .await?
+        }
+        None => false,
+    };
+    match db::insert_async(&state.db, &new, at_limit).await? {
         Inserted::Existing(invocation_id) => Ok(Accepted {
             invocation_id,
             existing: true,
@@ -89,6 +100,7 @@ pub async fn accept(
                 }
                 return Err(error);
             }
+            state.pending.accepted(&new.namespace);
             metrics::counter!("faas_async_accepted_total", "namespace" => new.namespace, "function" => new.function_name, "mode" => new.mode)
                 .increment(1);
             Ok(Accepted {
