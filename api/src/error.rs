@@ -57,7 +57,7 @@ pub enum ErrorCode {
     /// 429 with `Retry-After`: the namespace has `MAX_PENDING_ASYNC` async invocations not
     /// yet finished.
     TooManyPending,
-    /// 422: the `Idempotency-Key` names an invocation of another function or event.
+    /// 409: the `Idempotency-Key` names an invocation of another function or event.
     IdempotencyKeyReused,
     /// 408: the request body did not arrive in time.
     BodyTimeout,
@@ -281,9 +281,7 @@ impl DbError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Invalid(_) | ApiError::IdempotencyKeyReused(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::FunctionNotFound(_)
@@ -295,7 +293,10 @@ impl ApiError {
             ApiError::InvalidResponse(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::Conflict(_) | ApiError::FunctionNotReady(_) => StatusCode::CONFLICT,
+            // A well-formed request that conflicts with what is stored.
+            ApiError::Conflict(_)
+            | ApiError::FunctionNotReady(_)
+            | ApiError::IdempotencyKeyReused(_) => StatusCode::CONFLICT,
             ApiError::BuildFailed { .. } => StatusCode::FAILED_DEPENDENCY,
             ApiError::NotAWorker => StatusCode::UNAUTHORIZED,
             ApiError::NoWorker(_)

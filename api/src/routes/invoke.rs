@@ -667,7 +667,7 @@ pub(crate) struct AsyncAccepted {
         `context.attempt`); when retries or `max_event_age_secs` run out it is \
         `dead_lettered`. `GET status_url` follows it. With an `Idempotency-Key`, a repeat \
         within 24 hours answers 200 with the same invocation and runs nothing; the same key with \
-        another function or another event (compared byte for byte) is 422 \
+        another function or another event (compared byte for byte) is 409 \
         `idempotency_key_reused`. The event is at most `MAX_ASYNC_EVENT_BYTES` (256 KiB). A \
         namespace has at most `MAX_PENDING_ASYNC` invocations waiting or running (429 \
         `too_many_pending` beyond). Needs the `invoke` scope.",
@@ -682,6 +682,7 @@ pub(crate) struct AsyncAccepted {
         (status = 202, description = "Accepted: it will run.", body = AsyncAccepted),
         (status = 200, description = "The `Idempotency-Key` made this invocation already: nothing new runs.", body = AsyncAccepted),
         (status = 404, description = "`function_not_found`: no such function in the key's namespace.", body = ErrorBody),
+        (status = 409, description = "`idempotency_key_reused`: the `Idempotency-Key` named a call of another function or with another event within 24 hours.", body = ErrorBody),
         (status = 429, description = "`too_many_pending`: the namespace has `MAX_PENDING_ASYNC` async invocations waiting or running.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
         crate::openapi::BodyErrors,

@@ -146,7 +146,7 @@ async fn an_idempotency_key_returns_the_same_invocation_and_runs_it_once() {
         let (status, body) = call_async(&app, name, event, Some("order-42")).await;
         assert_eq!(
             (status, body["code"].as_str()),
-            (422, Some("idempotency_key_reused")),
+            (409, Some("idempotency_key_reused")),
             "{name}: {body}"
         );
         assert!(
