@@ -65,7 +65,7 @@ pub struct DispatchSettings {
 }
 
 /// Accepts `new`: stored, then its first attempt published and confirmed. With an
-/// idempotency key that made an invocation within 24 h, that one (422 when it was of another
+/// idempotency key that made an invocation within 24 h, that one (409 when it was of another
 /// function or event). With `pending_limit`, 429 when the namespace has that many invocations
 /// not finished. A job the broker does not confirm is 503 and nothing is kept.
 pub async fn accept(
