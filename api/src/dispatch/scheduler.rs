@@ -6,6 +6,7 @@
 
 use super::accept;
 use crate::db::{self, NewAsync, ScheduledFunction};
+use crate::error::ApiError;
 use crate::schedule::Schedule;
 use crate::state::AppState;
 use chrono::{DateTime, Utc};
@@ -95,9 +96,9 @@ async fn fire(
     state: &AppState,
     function: &ScheduledFunction,
     tick: DateTime<Utc>,
-) -> Result<(), crate::error::ApiError> {
+) -> Result<(), ApiError> {
     let scheduled_time = tick.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let accepted = accept(
+    let accepted = match accept(
         state,
         NewAsync {
             id: Uuid::now_v7(),
@@ -113,7 +114,14 @@ async fn fire(
         // A tick is one invocation however full the namespace is: its time will not come back.
         None,
     )
-    .await?;
+    .await
+    {
+        Ok(accepted) => accepted,
+        // A replica of another version made the tick's invocation with an event written
+        // otherwise: the tick is made all the same.
+        Err(ApiError::IdempotencyKeyReused(_)) => return Ok(()),
+        Err(error) => return Err(error),
+    };
     if !accepted.existing {
         tracing::info!(function = %function.name, %scheduled_time, invocation_id = %accepted.invocation_id, "schedule fired");
     }
