@@ -352,6 +352,22 @@ pub async fn extend_claim(
     Ok(updated == 1)
 }
 
+/// Gives back attempt `attempt` of `id` unstarted: `queued` at the attempt before, so that
+/// the job set aside for it claims it again; false when it is not this attempt's any more.
+pub async fn unclaim(pool: &Pool, id: Uuid, attempt: i32) -> Result<bool, DbError> {
+    let client = pool.get().await?;
+    let updated = client
+        .execute(
+            "UPDATE async_invocations
+             SET status = 'queued', attempts = attempts - 1, claimed_until = NULL,
+                 updated_at = now()
+             WHERE id = $1 AND attempts = $2 AND status = 'running'",
+            &[&id, &attempt],
+        )
+        .await?;
+    Ok(updated == 1)
+}
+
 /// Lets the redelivered job take the attempt over at once: this api lost its broker
 /// connection, so the job is back in the queue.
 pub async fn release_claim(pool: &Pool, id: Uuid, attempt: i32) -> Result<(), DbError> {

@@ -38,6 +38,11 @@ const CLAIM_TTL: Duration = Duration::from_secs(15);
 const MAX_CHAIN_DEPTH: i32 = 16;
 /// How often a running attempt renews its claim.
 const CLAIM_RENEW: Duration = Duration::from_secs(5);
+/// Tries an attempt that cannot start (no slot, no worker, no build) makes in place, 100 and
+/// 200 ms apart, before it is set aside: a job that waits in place holds one of the
+/// dispatcher's `ASYNC_CONCURRENCY` deliveries, and jobs of one throttled function would
+/// otherwise hold them all while every other function's jobs queue behind them.
+const TRIES_IN_PLACE: u32 = 3;
 
 /// What a runner needs.
 pub struct Runner {
@@ -99,6 +104,7 @@ impl Runner {
         let started_at = Utc::now();
         let mut wait = Duration::from_millis(100);
         let mut renewed = Instant::now();
+        let mut blocked_tries = 0;
         loop {
             let found = find_function(&self.state, &row.namespace, row.function_name.clone()).await;
             let function = match found {
@@ -177,6 +183,12 @@ impl Runner {
                         ))
                     }
                     Attempted::Blocked(error) => {
+                        blocked_tries += 1;
+                        if blocked_tries >= TRIES_IN_PLACE
+                            && !matches!(error, ApiError::Database(_))
+                        {
+                            return self.set_aside(id, attempt, &error).await;
+                        }
                         tracing::debug!(%error, "async attempt waits");
                         if !self.pause(wait).await {
                             return self.give_back(id, attempt).await;
@@ -210,10 +222,6 @@ impl Runner {
         } else {
             Trigger::Async
         };
-        if attempt - row.retry_floor == 1 {
-            metrics::histogram!("faas_async_age_at_start_seconds", "namespace" => row.namespace.clone())
-                .record(policy.age.as_secs_f64());
-        }
         let call = call_function(
             &self.state,
             function,
@@ -240,7 +248,13 @@ impl Runner {
             }
         };
         match called {
-            Ok(called) => Attempted::Ran(called),
+            Ok(called) => {
+                if attempt - row.retry_floor == 1 {
+                    metrics::histogram!("faas_async_age_at_start_seconds", "namespace" => row.namespace.clone())
+                        .record(policy.age.as_secs_f64());
+                }
+                Attempted::Ran(called)
+            }
             Err(
                 error @ (ApiError::NoWorker(_)
                 | ApiError::RuntimeUnavailable(_)
@@ -454,6 +468,32 @@ impl Runner {
             () = self.stop.cancelled() => false,
             () = tokio::time::sleep(wait) => true,
         }
+    }
+
+    /// Sets aside an attempt that cannot start yet: its job goes to the shortest delay queue
+    /// (`RETRY_BASE_SECS`) and the invocation back to `queued`, uncounted, so that the
+    /// delivery's slot serves other jobs meanwhile. It uses no retry; the event's age still
+    /// ends it (`max_event_age_secs`).
+    async fn set_aside(&self, id: Uuid, attempt: i32, why: &ApiError) -> Disposition {
+        let job = AsyncJob {
+            invocation_id: id,
+            attempt: attempt as u32,
+        };
+        let delay = self.topology.retry_delay_secs(1);
+        let key = Topology::delay_routing_key(delay);
+        if let Err(error) = self.state.invoker.publish_async(&key, &job.body()).await {
+            tracing::warn!(%error, "blocked attempt not set aside; the job goes back to the queue");
+            return self.give_back(id, attempt).await;
+        }
+        // Stopping, or another copy took the attempt over: the set-aside job finds the row
+        // running and waits for the claim, or finds the attempt done and is dropped.
+        if let Some(true) = self
+            .retry_db(|| db::unclaim(&self.state.db, id, attempt))
+            .await
+        {
+            tracing::debug!(%why, retry_in_secs = delay, "async attempt cannot start yet; set aside");
+        }
+        Disposition::Ack
     }
 
     /// Lets the job go back to the queue, its claim released so that its next delivery runs

@@ -371,6 +371,61 @@ async fn async_calls_wait_for_a_concurrency_slot_instead_of_failing() {
 }
 
 #[tokio::test]
+async fn a_throttled_function_does_not_hold_the_dispatcher_from_other_functions() {
+    // Four dispatcher slots, eight calls of a one-at-a-time function queued ahead of another
+    // function's call: the throttled ones are set aside instead of holding the slots.
+    let mut app = TestApp::start_with(|config| config.async_concurrency = 4).await;
+    app.add_worker(crate::support::worker_config(Runtime::Docker, &app.prefix))
+        .await;
+    let mut throttled = python(
+        "throttled",
+        "import time\ndef handler(event, context):\n    time.sleep(2)\n    return context.attempt",
+    );
+    throttled["max_concurrency"] = json!(1);
+    app.create_function(throttled).await;
+    app.create_function(python(
+        "other_quick",
+        "def handler(event, context):\n    return 'quick'",
+    ))
+    .await;
+    // Warm both, so that no cold start orders what follows.
+    for name in ["throttled", "other_quick"] {
+        let (status, body) = app.invoke("execute", name, json!({})).await;
+        assert_eq!(status, 200, "{name}: {body}");
+    }
+    let mut throttled_ids = Vec::new();
+    for n in 0..8 {
+        let (status, body) = call_async(&app, "throttled", json!(n), None).await;
+        assert_eq!(status, 202, "{body}");
+        throttled_ids.push(id_of(&body));
+    }
+    let (status, body) = call_async(&app, "other_quick", json!({}), None).await;
+    assert_eq!(status, 202, "{body}");
+    let quick = wait_for_status(&app, &id_of(&body), "succeeded", Duration::from_secs(120)).await;
+    let quick_finished = quick["finished_at"].as_str().unwrap().to_owned();
+
+    let mut finished_before_quick = 0;
+    for id in &throttled_ids {
+        let done = wait_for_status(&app, id, "succeeded", Duration::from_secs(180)).await;
+        // Set aside is not a retry: one attempt, attempt 1.
+        assert_eq!(done["result"], 1, "{done}");
+        assert_eq!(done["attempts"].as_array().unwrap().len(), 1, "{done}");
+        let finished =
+            chrono::DateTime::parse_from_rfc3339(done["finished_at"].as_str().unwrap()).unwrap();
+        if finished < chrono::DateTime::parse_from_rfc3339(&quick_finished).unwrap() {
+            finished_before_quick += 1;
+        }
+    }
+    // Held in place, the eight would run one by one ahead of it (2 s each) while holding all
+    // four slots: at least five would finish first.
+    assert!(
+        finished_before_quick <= 2,
+        "{finished_before_quick} of the throttled calls finished before the other function's"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_namespace_gets_429_beyond_its_pending_invocations_and_room_again_as_they_finish() {
     let mut app = TestApp::start_with(|config| config.max_pending_async = 2).await;
     app.add_worker(crate::support::worker_config(Runtime::Docker, &app.prefix))
