@@ -470,16 +470,23 @@ impl Runner {
         }
     }
 
-    /// Sets aside an attempt that cannot start yet: its job goes to the shortest delay queue
-    /// (`RETRY_BASE_SECS`) and the invocation back to `queued`, uncounted, so that the
-    /// delivery's slot serves other jobs meanwhile. It uses no retry; the event's age still
-    /// ends it (`max_event_age_secs`).
+    /// Sets aside an attempt that cannot start yet: its job goes to a delay queue and the
+    /// invocation back to `queued`, uncounted, so that the delivery's slot serves other jobs
+    /// meanwhile. It uses no retry; the event's age still ends it (`max_event_age_secs`).
+    /// A slot frees up soon: the shortest delay (`RETRY_BASE_SECS`). A worker or a build
+    /// takes longer: the third (4 × that), so that a backlog with no worker to run it cycles
+    /// through the broker and Postgres four times less often.
     async fn set_aside(&self, id: Uuid, attempt: i32, why: &ApiError) -> Disposition {
         let job = AsyncJob {
             invocation_id: id,
             attempt: attempt as u32,
         };
-        let delay = self.topology.retry_delay_secs(1);
+        let delay = match why {
+            ApiError::ConcurrencyLimit { .. } | ApiError::Overloaded(_) => {
+                self.topology.retry_delay_secs(1)
+            }
+            _ => self.topology.retry_delay_secs(3),
+        };
         let key = Topology::delay_routing_key(delay);
         if let Err(error) = self.state.invoker.publish_async(&key, &job.body()).await {
             tracing::warn!(%error, "blocked attempt not set aside; the job goes back to the queue");
