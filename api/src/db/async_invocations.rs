@@ -246,6 +246,31 @@ pub async fn stale_queued(
     next_jobs(&rows)
 }
 
+/// Invocations `queued` whose job was due back from a delay queue over `grace` ago: the
+/// broker may have dropped it while dead-lettering. Each is unstamped (the rule for stale
+/// queued rows covers it from then on) and returned with the attempt its job must carry. A
+/// job that was only late is a duplicate, dropped by the claim.
+pub async fn overdue(
+    pool: &Pool,
+    grace: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<(Uuid, u32)>, DbError> {
+    let client = pool.get().await?;
+    let seconds = grace.as_secs_f64();
+    let rows = client
+        .query(
+            "UPDATE async_invocations SET due_back = NULL, updated_at = now()
+             WHERE id = ANY(ARRAY(
+                 SELECT id FROM async_invocations
+                 WHERE status = 'queued' AND due_back < now() - make_interval(secs => $1)
+                 ORDER BY due_back LIMIT $2 FOR UPDATE SKIP LOCKED))
+             RETURNING id, attempts",
+            &[&seconds, &limit],
+        )
+        .await?;
+    next_jobs(&rows)
+}
+
 /// Rows of `(id, attempts)` as the jobs to publish: each its next attempt.
 fn next_jobs(rows: &[tokio_postgres::Row]) -> Result<Vec<(Uuid, u32)>, DbError> {
     rows.iter()
@@ -320,7 +345,8 @@ pub async fn claim_attempt(
     let statement = client
         .prepare_cached(&format!(
             "UPDATE async_invocations
-             SET status = 'running', attempts = $2, claimed_until = $3, updated_at = now()
+             SET status = 'running', attempts = $2, claimed_until = $3, due_back = NULL,
+                 updated_at = now()
              WHERE id = $1
                AND ((status IN ('accepting', 'queued') AND attempts = $2 - 1)
                     OR (status = 'running' AND attempts = $2 AND claimed_until < now()))
@@ -353,16 +379,22 @@ pub async fn extend_claim(
 }
 
 /// Gives back attempt `attempt` of `id` unstarted: `queued` at the attempt before, so that
-/// the job set aside for it claims it again; false when it is not this attempt's any more.
-pub async fn unclaim(pool: &Pool, id: Uuid, attempt: i32) -> Result<bool, DbError> {
+/// the job set aside for it, `due_back` then, claims it again; false when it is not this
+/// attempt's any more.
+pub async fn unclaim(
+    pool: &Pool,
+    id: Uuid,
+    attempt: i32,
+    due_back: DateTime<Utc>,
+) -> Result<bool, DbError> {
     let client = pool.get().await?;
     let updated = client
         .execute(
             "UPDATE async_invocations
              SET status = 'queued', attempts = attempts - 1, claimed_until = NULL,
-                 updated_at = now()
+                 due_back = $3, updated_at = now()
              WHERE id = $1 AND attempts = $2 AND status = 'running'",
-            &[&id, &attempt],
+            &[&id, &attempt, &due_back],
         )
         .await?;
     Ok(updated == 1)
@@ -401,6 +433,8 @@ pub struct AttemptOutcome {
     pub function_version: Option<i32>,
     pub runtime: Option<String>,
     pub started_at: DateTime<Utc>,
+    /// With a retry: when its job is due back from the delay queue.
+    pub due_back: Option<DateTime<Utc>>,
     /// The destination invocation to accept with this outcome, in the same transaction.
     pub destination: Option<NewAsync>,
 }
@@ -429,7 +463,7 @@ pub async fn record_attempt(
             "UPDATE async_invocations
              SET status = $3, result = $4, error = $5, logs = $6, logs_truncated = $7,
                  timing = $8, duration_ms = $9, worker_id = $10, function_version = $11,
-                 runtime = $12, claimed_until = NULL, updated_at = now(),
+                 runtime = $12, claimed_until = NULL, due_back = $14, updated_at = now(),
                  finished_at = CASE WHEN $13 THEN now() END
              WHERE id = $1 AND attempts = $2 AND status = 'running'",
             &[
@@ -446,6 +480,7 @@ pub async fn record_attempt(
                 &outcome.function_version,
                 &outcome.runtime,
                 &terminal,
+                &outcome.due_back,
             ],
         )
         .await?;

@@ -137,13 +137,16 @@ const UNPUBLISHED_AFTER: Duration = Duration::from_secs(30);
 /// The least time an invocation stays `queued` unchanged before the sweeper publishes its next
 /// attempt again (more when the longest retry delay is longer).
 const STALE_QUEUED_AFTER: Duration = Duration::from_secs(15 * 60);
+/// How late a job due back from a delay queue may be before the sweeper publishes it again.
+const OVERDUE_AFTER: Duration = Duration::from_secs(30);
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// Every [`SWEEP_EVERY`], publishes again the jobs that may have been lost: of invocations left
 /// `accepting` for [`UNPUBLISHED_AFTER`] (an api died between storing one and publishing it, or
-/// a redrive's publish failed), and of invocations `queued` unchanged for twice the longest
-/// retry delay and at least [`STALE_QUEUED_AFTER`]. A job that was not lost after all is a
-/// duplicate, which the claim drops. Until `stop`.
+/// a redrive's publish failed), of invocations whose job is [`OVERDUE_AFTER`] late from a
+/// delay queue, and of invocations `queued` unchanged for twice the longest retry delay and at
+/// least [`STALE_QUEUED_AFTER`]. A job that was not lost after all is a duplicate, which the
+/// claim drops. Until `stop`.
 pub fn spawn_sweeper(
     state: AppState,
     topology: Topology,
@@ -157,22 +160,22 @@ pub fn spawn_sweeper(
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(SWEEP_EVERY) => {}
             }
-            let lost = match db::unpublished(&state.db, UNPUBLISHED_AFTER, 100).await {
-                Ok(mut lost) => match db::stale_queued(&state.db, stale_after, 100).await {
-                    Ok(stale) => {
-                        lost.extend(stale);
-                        lost
-                    }
-                    Err(error) => {
-                        tracing::debug!(%error, "cannot look for stale invocations");
-                        lost
-                    }
-                },
+            let mut lost = match db::unpublished(&state.db, UNPUBLISHED_AFTER, 100).await {
+                Ok(lost) => lost,
                 Err(error) => {
                     tracing::debug!(%error, "cannot look for unpublished invocations");
                     continue;
                 }
             };
+            for (what, found) in [
+                ("overdue", db::overdue(&state.db, OVERDUE_AFTER, 100).await),
+                ("stale", db::stale_queued(&state.db, stale_after, 100).await),
+            ] {
+                match found {
+                    Ok(found) => lost.extend(found),
+                    Err(error) => tracing::debug!(%error, "cannot look for {what} invocations"),
+                }
+            }
             for (invocation_id, attempt) in lost {
                 match publish_attempt(&state, invocation_id, attempt).await {
                     Ok(()) => {

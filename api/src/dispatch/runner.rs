@@ -369,6 +369,12 @@ impl Runner {
             function_version: function.map(|f| f.version),
             runtime: function.map(|f| runtime_for(f, None).as_str().to_owned()),
             started_at,
+            due_back: match next {
+                Next::Retry(delay) => chrono::Duration::from_std(*delay)
+                    .ok()
+                    .map(|delay| Utc::now() + delay),
+                _ => None,
+            },
             destination: None,
         };
         match failed {
@@ -494,8 +500,9 @@ impl Runner {
         }
         // Stopping, or another copy took the attempt over: the set-aside job finds the row
         // running and waits for the claim, or finds the attempt done and is dropped.
+        let due_back = Utc::now() + chrono::Duration::seconds(delay as i64);
         if let Some(true) = self
-            .retry_db(|| db::unclaim(&self.state.db, id, attempt))
+            .retry_db(|| db::unclaim(&self.state.db, id, attempt, due_back))
             .await
         {
             tracing::debug!(%why, retry_in_secs = delay, "async attempt cannot start yet; set aside");

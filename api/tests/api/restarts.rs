@@ -147,7 +147,9 @@ async fn accepted_async_calls_survive_restarts_of_rabbitmq_and_postgres() {
         "import time\ndef handler(event, context):\n    time.sleep(1)\n    return {'n': event['n'], 'attempt': context.attempt}",
     ))
     .await;
-    // No worker yet: the jobs wait (in the dispatcher, claimed) while the broker goes away.
+    // No worker yet: the jobs are set aside on a delay queue while the broker goes away.
+    // RabbitMQ dropped them there in this test (dead-lettering is at most once): the sweeper
+    // publishes a job again when it is 30 s overdue.
     let waiting = accept(&app, "patient", 5).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     sh(&command("RABBITMQ_STOP", "rabbitmqctl -q stop_app"));
