@@ -208,17 +208,15 @@ pub async fn unpublished(
     older_than: std::time::Duration,
     limit: i64,
 ) -> Result<Vec<(Uuid, u32)>, DbError> {
-    let client = pool.get().await?;
-    let seconds = older_than.as_secs_f64();
-    let rows = client
-        .query(
-            "SELECT id, attempts FROM async_invocations
-             WHERE status = 'accepting' AND updated_at < now() - make_interval(secs => $1)
-             ORDER BY updated_at LIMIT $2",
-            &[&seconds, &limit],
-        )
-        .await?;
-    next_jobs(&rows)
+    sweep(
+        pool,
+        "SELECT id, attempts FROM async_invocations
+         WHERE status = 'accepting' AND updated_at < now() - make_interval(secs => $1)
+         ORDER BY updated_at LIMIT $2",
+        older_than,
+        limit,
+    )
+    .await
 }
 
 /// Invocations `queued` for `older_than` without a change: their retry's job may have been
@@ -230,20 +228,18 @@ pub async fn stale_queued(
     older_than: std::time::Duration,
     limit: i64,
 ) -> Result<Vec<(Uuid, u32)>, DbError> {
-    let client = pool.get().await?;
-    let seconds = older_than.as_secs_f64();
-    let rows = client
-        .query(
-            "UPDATE async_invocations SET updated_at = now()
-             WHERE id = ANY(ARRAY(
-                 SELECT id FROM async_invocations
-                 WHERE status = 'queued' AND updated_at < now() - make_interval(secs => $1)
-                 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED))
-             RETURNING id, attempts",
-            &[&seconds, &limit],
-        )
-        .await?;
-    next_jobs(&rows)
+    sweep(
+        pool,
+        "UPDATE async_invocations SET updated_at = now()
+         WHERE id = ANY(ARRAY(
+             SELECT id FROM async_invocations
+             WHERE status = 'queued' AND updated_at < now() - make_interval(secs => $1)
+             ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED))
+         RETURNING id, attempts",
+        older_than,
+        limit,
+    )
+    .await
 }
 
 /// Invocations `queued` whose job was due back from a delay queue over `grace` ago: the
@@ -255,19 +251,30 @@ pub async fn overdue(
     grace: std::time::Duration,
     limit: i64,
 ) -> Result<Vec<(Uuid, u32)>, DbError> {
+    sweep(
+        pool,
+        "UPDATE async_invocations SET due_back = NULL, updated_at = now()
+         WHERE id = ANY(ARRAY(
+             SELECT id FROM async_invocations
+             WHERE status = 'queued' AND due_back < now() - make_interval(secs => $1)
+             ORDER BY due_back LIMIT $2 FOR UPDATE SKIP LOCKED))
+         RETURNING id, attempts",
+        grace,
+        limit,
+    )
+    .await
+}
+
+/// Runs one of the sweeper's queries (`$1` an age in seconds, `$2` a row limit, returning
+/// `id, attempts`) and gives the jobs to publish.
+async fn sweep(
+    pool: &Pool,
+    query: &str,
+    age: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<(Uuid, u32)>, DbError> {
     let client = pool.get().await?;
-    let seconds = grace.as_secs_f64();
-    let rows = client
-        .query(
-            "UPDATE async_invocations SET due_back = NULL, updated_at = now()
-             WHERE id = ANY(ARRAY(
-                 SELECT id FROM async_invocations
-                 WHERE status = 'queued' AND due_back < now() - make_interval(secs => $1)
-                 ORDER BY due_back LIMIT $2 FOR UPDATE SKIP LOCKED))
-             RETURNING id, attempts",
-            &[&seconds, &limit],
-        )
-        .await?;
+    let rows = client.query(query, &[&age.as_secs_f64(), &limit]).await?;
     next_jobs(&rows)
 }
 
