@@ -95,12 +95,14 @@ async fn insert_async_in(
                 &[&new.namespace, key],
             )
             .await?;
-        if let Some(found) = find_by_key(client, new).await? {
-            return Ok(found);
-        }
     }
     if at_limit {
-        return Ok(Inserted::TooManyPending);
+        // A repeat is answered even at the limit. Below it, the insert's conflict finds one.
+        let repeat = match new.idempotency_key {
+            Some(_) => find_by_key(client, new).await?,
+            None => None,
+        };
+        return Ok(repeat.unwrap_or(Inserted::TooManyPending));
     }
     let statement = client
         .prepare_cached(
