@@ -66,22 +66,16 @@ pub struct DispatchSettings {
 
 /// Accepts `new`: stored, then its first attempt published and confirmed. With an
 /// idempotency key that made an invocation within 24 h, that one (409 when it was of another
-/// function or event). With `pending_limit`, 429 when the namespace has that many invocations
-/// not finished. A job the broker does not confirm is 503 and nothing is kept.
-pub async fn accept(
-    state: &AppState,
-    new: NewAsync,
-    pending_limit: Option<i64>,
-) -> Result<Accepted, ApiError> {
-    let at_limit = match pending_limit {
-        Some(limit) => {
-            state
-                .pending
-                .at_limit(&state.db, &new.namespace, limit)
-                .await?
-        }
-        None => false,
-    };
+/// function or event). When `limited` (a client's call), 429 when the namespace has
+/// `MAX_PENDING_ASYNC` invocations not finished. A job the broker does not confirm is 503 and
+/// nothing is kept.
+pub async fn accept(state: &AppState, new: NewAsync, limited: bool) -> Result<Accepted, ApiError> {
+    let limit = state.limits.max_pending_async;
+    let at_limit = limited
+        && state
+            .pending
+            .at_limit(&state.db, &new.namespace, limit)
+            .await?;
     match db::insert_async(&state.db, &new, at_limit).await? {
         Inserted::Existing(invocation_id) => Ok(Accepted {
             invocation_id,
@@ -90,7 +84,7 @@ pub async fn accept(
         Inserted::KeyReused(invocation_id) => Err(ApiError::IdempotencyKeyReused(invocation_id)),
         Inserted::TooManyPending => Err(ApiError::TooManyPending {
             namespace: new.namespace,
-            limit: pending_limit.unwrap_or_default(),
+            limit,
         }),
         Inserted::New(invocation_id) => {
             if let Err(error) = publish_attempt(state, invocation_id, 1).await {

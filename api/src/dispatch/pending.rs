@@ -27,12 +27,13 @@ struct Estimate {
     pending: i64,
 }
 
-/// Whether `estimate` decides for `limit` without a count: `Some(false)` when it is fresh and
-/// under three quarters of the limit, `None` (count again) otherwise.
-fn decided(estimate: Option<Estimate>, now: Instant, limit: i64) -> Option<bool> {
-    let estimate = estimate?;
-    let fresh = now.saturating_duration_since(estimate.counted_at) < RECOUNT_AFTER;
-    (fresh && estimate.pending < limit - limit / 4).then_some(false)
+/// Whether `estimate` leaves room under `limit` without a count: it is fresh and under three
+/// quarters of the limit.
+fn room_by_estimate(estimate: Option<Estimate>, now: Instant, limit: i64) -> bool {
+    estimate.is_some_and(|estimate| {
+        now.saturating_duration_since(estimate.counted_at) < RECOUNT_AFTER
+            && estimate.pending < limit - limit / 4
+    })
 }
 
 /// Each namespace's pending estimate on this replica.
@@ -47,8 +48,8 @@ impl PendingCounts {
     pub async fn at_limit(&self, db: &Pool, namespace: &str, limit: i64) -> Result<bool, DbError> {
         let now = Instant::now();
         let estimate = self.estimates.lock().unwrap().get(namespace).copied();
-        if let Some(at_limit) = decided(estimate, now, limit) {
-            return Ok(at_limit);
+        if room_by_estimate(estimate, now, limit) {
+            return Ok(false);
         }
         let pending = db::count_pending(db, namespace, limit).await?;
         self.estimates.lock().unwrap().insert(
@@ -82,16 +83,16 @@ mod tests {
                 pending,
             })
         };
-        assert_eq!(decided(None, now, 100), None, "never counted");
-        assert_eq!(decided(at(10, 0), now, 100), Some(false));
-        assert_eq!(decided(at(10, 74), now, 100), Some(false));
-        assert_eq!(decided(at(10, 75), now, 100), None, "near the limit");
-        assert_eq!(decided(at(10, 500), now, 100), None, "over it: counted");
-        assert_eq!(decided(at(1_000, 0), now, 100), None, "stale");
+        assert!(!room_by_estimate(None, now, 100), "never counted");
+        assert!(room_by_estimate(at(10, 0), now, 100));
+        assert!(room_by_estimate(at(10, 74), now, 100));
+        assert!(!room_by_estimate(at(10, 75), now, 100), "near the limit");
+        assert!(!room_by_estimate(at(10, 500), now, 100), "over it: counted");
+        assert!(!room_by_estimate(at(1_000, 0), now, 100), "stale");
         // Small limits: the estimate still decides below them, and counts at them.
-        assert_eq!(decided(at(10, 0), now, 1), Some(false));
-        assert_eq!(decided(at(10, 1), now, 1), None);
-        assert_eq!(decided(at(10, 1), now, 2), Some(false));
-        assert_eq!(decided(at(10, 2), now, 2), None);
+        assert!(room_by_estimate(at(10, 0), now, 1));
+        assert!(!room_by_estimate(at(10, 1), now, 1));
+        assert!(room_by_estimate(at(10, 1), now, 2));
+        assert!(!room_by_estimate(at(10, 2), now, 2));
     }
 }

@@ -112,7 +112,7 @@ async fn fire(
             chain_depth: 0,
         },
         // A tick is one invocation however full the namespace is: its time will not come back.
-        None,
+        false,
     )
     .await
     {

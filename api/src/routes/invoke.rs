@@ -728,7 +728,7 @@ pub async fn execute_function_async(
             idempotency_key,
             chain_depth: 0,
         },
-        Some(state.limits.max_pending_async),
+        true,
     )
     .await?;
     let status = if accepted.existing {
