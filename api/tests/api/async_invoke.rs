@@ -374,9 +374,8 @@ async fn async_calls_wait_for_a_concurrency_slot_instead_of_failing() {
 async fn a_throttled_function_does_not_hold_the_dispatcher_from_other_functions() {
     // Four dispatcher slots, eight calls of a one-at-a-time function queued ahead of another
     // function's call: the throttled ones are set aside instead of holding the slots.
-    let mut app = TestApp::start_with(|config| config.async_concurrency = 4).await;
-    app.add_worker(crate::support::worker_config(Runtime::Docker, &app.prefix))
-        .await;
+    let app =
+        TestApp::with_workers_and(&[Runtime::Docker], |config| config.async_concurrency = 4).await;
     let mut throttled = python(
         "throttled",
         "import time\ndef handler(event, context):\n    time.sleep(2)\n    return context.attempt",
@@ -427,9 +426,8 @@ async fn a_throttled_function_does_not_hold_the_dispatcher_from_other_functions(
 
 #[tokio::test]
 async fn a_namespace_gets_429_beyond_its_pending_invocations_and_room_again_as_they_finish() {
-    let mut app = TestApp::start_with(|config| config.max_pending_async = 2).await;
-    app.add_worker(crate::support::worker_config(Runtime::Docker, &app.prefix))
-        .await;
+    let app =
+        TestApp::with_workers_and(&[Runtime::Docker], |config| config.max_pending_async = 2).await;
     let mut slow = python(
         "slow_async",
         "import time\ndef handler(event, context):\n    time.sleep(2)\n    return event",

@@ -2,7 +2,7 @@
 //! body read timeouts (raw TCP clients), and oversized bodies answered 413 to a real Python
 //! urllib client, which writes its whole body before it reads the answer.
 
-use crate::support::{ADMIN_KEY, TestApp, python, worker_config};
+use crate::support::{ADMIN_KEY, TestApp, python};
 use common::Runtime;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -11,9 +11,7 @@ use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn requests_over_max_inflight_get_503_overloaded_at_once_and_probes_still_answer() {
-    let mut app = TestApp::start_with(|config| config.max_inflight = 2).await;
-    app.add_worker(worker_config(Runtime::Docker, &app.prefix.clone()))
-        .await;
+    let app = TestApp::with_workers_and(&[Runtime::Docker], |config| config.max_inflight = 2).await;
     app.create_function(python(
         "sleepy",
         "import time\ndef handler(event, context):\n    time.sleep(2)\n    return 'slept'",

@@ -174,7 +174,15 @@ impl TestApp {
 
     /// The api and one worker of each given runtime, consuming before this returns.
     pub async fn with_workers(runtimes: &[Runtime]) -> TestApp {
-        let mut app = Self::start().await;
+        Self::with_workers_and(runtimes, |_| {}).await
+    }
+
+    /// [`Self::with_workers`], the api's settings with `adjust` applied.
+    pub async fn with_workers_and(
+        runtimes: &[Runtime],
+        adjust: impl FnOnce(&mut api::Config),
+    ) -> TestApp {
+        let mut app = Self::start_with(adjust).await;
         for &runtime in runtimes {
             app.add_worker(worker_config(runtime, &app.prefix.clone()))
                 .await;
