@@ -40,6 +40,13 @@ docker ps -a --filter label=faas.managed --format '{{.ID}} {{.Label "faas.worker
 log "cluster configs"
 bash scripts/check-cluster-config.sh
 
+# Every binary the tests start (the api's tests start `worker` as a process of its own) and every
+# test binary are built before the first test runs: built inside the run, the worker's compile
+# ate into the tests' own waits (a first run on a fresh machine failed a 30 s consumer wait).
+log "cargo build (binaries and tests)"
+cargo build --workspace --bins --locked
+cargo test --workspace --locked --no-run
+
 log "cargo test"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
 
