@@ -249,7 +249,6 @@ impl Entries {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::{Language, Runtime};
 
     const NS: &str = "default";
 
@@ -263,32 +262,8 @@ mod tests {
             namespace: namespace.into(),
             name: name.into(),
             route: format!("/{name}"),
-            language: Language::Python,
-            code: Some("def handler(event, context):\n    return 1".into()),
-            handler: "handler".into(),
-            timeout: 5,
-            runtime: Runtime::Docker,
-            memory_mb: 128,
-            env: Default::default(),
-            max_concurrency: None,
-            http_methods: None,
-            http_auth: Default::default(),
-            cors: None,
-            dependencies: None,
-            package: None,
-            build: None,
-            max_retries: 2,
-            max_event_age_secs: 21_600,
-            on_success: None,
-            on_failure: None,
-            schedule: None,
-            schedule_timezone: "UTC".into(),
             version,
-            created_at: chrono::Utc::now(),
-            updated_at: chrono::Utc::now(),
-            allowed_runtimes: Runtime::ALL.to_vec(),
-            namespace_max_concurrency: None,
-            serving: None,
+            ..Function::example()
         })
     }
 

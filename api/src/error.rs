@@ -6,10 +6,13 @@
 //! enum from that type, so the list a client reads is the list the code sends.
 
 use crate::auth::AuthError;
+use crate::db::{DbError, NotRunnable};
+use crate::invoker::BrokerError;
+use crate::services::CallError;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use common::Runtime;
+
 use serde::Serialize;
 
 /// Why a request failed, for machines: the `code` of every error body.
@@ -85,6 +88,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order the document lists them.
+    #[cfg(test)]
     pub const ALL: [ErrorCode; 32] = [
         ErrorCode::InvalidRequest,
         ErrorCode::PayloadTooLarge,
@@ -205,18 +209,10 @@ pub enum ApiError {
     KeyNotFound(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("no {0} worker is running; start one with `worker --runtime {0}`")]
-    NoWorker(Runtime),
-    /// Workers are up but cannot start this runtime's sandboxes (a gVisor worker whose Docker
-    /// host has no `runsc`); they stand by instead of taking jobs.
-    #[error(
-        "no worker can run {0} functions: the {0} workers that are up found no gVisor runtime (runsc) in their host's Docker; install runsc, register it in /etc/docker/daemon.json and restart those workers"
-    )]
-    RuntimeUnavailable(Runtime),
-    #[error("the message broker is unavailable")]
-    BrokerUnavailable(#[source] lapin::Error),
-    #[error("the message broker is not connected")]
-    BrokerDisconnected,
+    /// The job could not be handed to a worker: no worker, a runtime nobody can run, a full
+    /// queue, or the broker away.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
     #[error("the database is unavailable")]
     Database(#[from] DbError),
     /// The api, or the runtime's job queue, is full: the client should retry shortly.
@@ -239,43 +235,13 @@ pub enum ApiError {
     /// The client sent its body too slowly.
     #[error("the request body did not arrive in time")]
     BodyTimeout,
-    /// The version to run has its dependencies pending or building.
-    #[error(
-        "function {0} is not ready: its dependencies are being built (GET /functions/{{id}}/build shows the build)"
-    )]
-    FunctionNotReady(String),
-    /// The version to run has a failed build and none before it could run.
-    #[error(
-        "the build of function {name}'s dependencies failed; update the function to try again. The log ends with:\n{log_tail}"
-    )]
-    BuildFailed { name: String, log_tail: String },
+    /// The version to run has its dependencies pending or building (409), or a failed build
+    /// and none before it could run (424).
+    #[error(transparent)]
+    NotRunnable(#[from] NotRunnable),
     /// A worker-only route called without the worker token, or with a wrong one.
     #[error("this route is for workers: it needs the WORKER_TOKEN as a bearer token")]
     NotAWorker,
-}
-
-/// A database failure, whatever layer it came from.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error(transparent)]
-    Pool(#[from] deadpool_postgres::PoolError),
-    #[error(transparent)]
-    Query(#[from] tokio_postgres::Error),
-    /// Rows were not as a statement before left them (a race the caller may retry).
-    #[error("{0}")]
-    Inconsistent(&'static str),
-}
-
-impl DbError {
-    /// True for a unique constraint's violation: the row is there already.
-    pub fn is_unique_violation(&self) -> bool {
-        match self {
-            DbError::Query(error) => error
-                .as_db_error()
-                .is_some_and(|db| *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION),
-            DbError::Pool(_) | DbError::Inconsistent(_) => false,
-        }
-    }
 }
 
 impl ApiError {
@@ -295,14 +261,11 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             // A well-formed request that conflicts with what is stored.
             ApiError::Conflict(_)
-            | ApiError::FunctionNotReady(_)
+            | ApiError::NotRunnable(NotRunnable::Building(_))
             | ApiError::IdempotencyKeyReused(_) => StatusCode::CONFLICT,
-            ApiError::BuildFailed { .. } => StatusCode::FAILED_DEPENDENCY,
+            ApiError::NotRunnable(NotRunnable::BuildFailed { .. }) => StatusCode::FAILED_DEPENDENCY,
             ApiError::NotAWorker => StatusCode::UNAUTHORIZED,
-            ApiError::NoWorker(_)
-            | ApiError::RuntimeUnavailable(_)
-            | ApiError::BrokerUnavailable(_)
-            | ApiError::BrokerDisconnected => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Database(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ConcurrencyLimit { .. } | ApiError::TooManyPending { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -327,12 +290,13 @@ impl ApiError {
             ApiError::NamespaceNotFound(_) => ErrorCode::NamespaceNotFound,
             ApiError::KeyNotFound(_) => ErrorCode::KeyNotFound,
             ApiError::Conflict(_) => ErrorCode::Conflict,
-            ApiError::FunctionNotReady(_) => ErrorCode::FunctionNotReady,
-            ApiError::BuildFailed { .. } => ErrorCode::BuildFailed,
+            ApiError::NotRunnable(NotRunnable::Building(_)) => ErrorCode::FunctionNotReady,
+            ApiError::NotRunnable(NotRunnable::BuildFailed { .. }) => ErrorCode::BuildFailed,
             ApiError::NotAWorker => ErrorCode::Unauthorized,
-            ApiError::NoWorker(_) => ErrorCode::NoWorker,
-            ApiError::RuntimeUnavailable(_) => ErrorCode::RuntimeUnavailable,
-            ApiError::BrokerUnavailable(_) | ApiError::BrokerDisconnected => {
+            ApiError::Broker(BrokerError::NoWorker(_)) => ErrorCode::NoWorker,
+            ApiError::Broker(BrokerError::RuntimeUnavailable(_)) => ErrorCode::RuntimeUnavailable,
+            ApiError::Broker(BrokerError::Overloaded(_)) => ErrorCode::Overloaded,
+            ApiError::Broker(BrokerError::Unavailable(_) | BrokerError::Disconnected) => {
                 ErrorCode::BrokerUnavailable
             }
             ApiError::Database(_) => ErrorCode::DatabaseUnavailable,
@@ -345,6 +309,7 @@ impl ApiError {
     }
 
     /// [`Self::error_code`] as text.
+    #[cfg(test)]
     pub fn code(&self) -> &'static str {
         self.error_code().as_str()
     }
@@ -352,10 +317,26 @@ impl ApiError {
     /// Seconds after which a retry may succeed, for the errors that say "try again shortly".
     pub fn retry_after(&self) -> Option<u32> {
         match self {
-            ApiError::Overloaded(_) | ApiError::ConcurrencyLimit { .. } => Some(1),
+            ApiError::Overloaded(_)
+            | ApiError::Broker(BrokerError::Overloaded(_))
+            | ApiError::ConcurrencyLimit { .. } => Some(1),
             // Pending invocations finish at their functions' pace, not within a second.
             ApiError::TooManyPending { .. } => Some(10),
             _ => None,
+        }
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::FunctionNotFound(name) => ApiError::FunctionNotFound(name),
+            CallError::NotRunnable(why) => ApiError::NotRunnable(why),
+            CallError::ConcurrencyLimit { subject, limit } => {
+                ApiError::ConcurrencyLimit { subject, limit }
+            }
+            CallError::Broker(error) => ApiError::Broker(error),
+            CallError::Database(error) => ApiError::Database(error),
         }
     }
 }
@@ -365,7 +346,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         if status.is_server_error() {
             match &self {
-                ApiError::BrokerUnavailable(cause) => {
+                ApiError::Broker(BrokerError::Unavailable(cause)) => {
                     metrics::counter!("faas_broker_errors_total").increment(1);
                     tracing::error!(error = %cause, "broker request failed");
                 }
@@ -375,7 +356,9 @@ impl IntoResponse for ApiError {
                 }
                 // Shedding load is the system working as meant; one line per refusal would
                 // only add to the load.
-                ApiError::Overloaded(_) => tracing::debug!(error = %self, "request refused"),
+                ApiError::Overloaded(_) | ApiError::Broker(BrokerError::Overloaded(_)) => {
+                    tracing::debug!(error = %self, "request refused")
+                }
                 other => tracing::warn!(error = %other, "request refused"),
             }
         }
@@ -462,6 +445,7 @@ impl From<tokio_postgres::Error> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::Runtime;
 
     /// One error of every variant: a new variant fails to compile here until it is added, and
     /// then must map to a code the document lists.
@@ -483,10 +467,13 @@ mod tests {
             ApiError::NamespaceNotFound(String::new()),
             ApiError::KeyNotFound(String::new()),
             ApiError::Conflict(String::new()),
-            ApiError::NoWorker(Runtime::Docker),
-            ApiError::RuntimeUnavailable(Runtime::Gvisor),
-            ApiError::BrokerUnavailable(lapin::Error::from(lapin::ErrorKind::ChannelsLimitReached)),
-            ApiError::BrokerDisconnected,
+            ApiError::Broker(BrokerError::NoWorker(Runtime::Docker)),
+            ApiError::Broker(BrokerError::RuntimeUnavailable(Runtime::Gvisor)),
+            ApiError::Broker(BrokerError::Unavailable(lapin::Error::from(
+                lapin::ErrorKind::ChannelsLimitReached,
+            ))),
+            ApiError::Broker(BrokerError::Disconnected),
+            ApiError::Broker(BrokerError::Overloaded(String::new())),
             ApiError::Overloaded(String::new()),
             ApiError::ConcurrencyLimit {
                 subject: String::new(),
@@ -498,11 +485,11 @@ mod tests {
             },
             ApiError::IdempotencyKeyReused(uuid::Uuid::nil()),
             ApiError::BodyTimeout,
-            ApiError::FunctionNotReady(String::new()),
-            ApiError::BuildFailed {
+            ApiError::NotRunnable(NotRunnable::Building(String::new())),
+            ApiError::NotRunnable(NotRunnable::BuildFailed {
                 name: String::new(),
                 log_tail: String::new(),
-            },
+            }),
             ApiError::NotAWorker,
         ];
         for error in &all {
@@ -521,22 +508,57 @@ mod tests {
                 | ApiError::NamespaceNotFound(_)
                 | ApiError::KeyNotFound(_)
                 | ApiError::Conflict(_)
-                | ApiError::NoWorker(_)
-                | ApiError::RuntimeUnavailable(_)
-                | ApiError::BrokerUnavailable(_)
-                | ApiError::BrokerDisconnected
+                | ApiError::Broker(
+                    BrokerError::NoWorker(_)
+                    | BrokerError::RuntimeUnavailable(_)
+                    | BrokerError::Unavailable(_)
+                    | BrokerError::Disconnected
+                    | BrokerError::Overloaded(_),
+                )
                 | ApiError::Database(_)
                 | ApiError::Overloaded(_)
                 | ApiError::ConcurrencyLimit { .. }
                 | ApiError::TooManyPending { .. }
                 | ApiError::IdempotencyKeyReused(_)
                 | ApiError::BodyTimeout
-                | ApiError::FunctionNotReady(_)
-                | ApiError::BuildFailed { .. }
+                | ApiError::NotRunnable(
+                    NotRunnable::Building(_) | NotRunnable::BuildFailed { .. },
+                )
                 | ApiError::NotAWorker => {}
             }
         }
         all
+    }
+
+    #[test]
+    fn a_call_error_keeps_its_code_as_an_api_error() {
+        let lapin_error = || lapin::Error::from(lapin::ErrorKind::ChannelsLimitReached);
+        let all: Vec<CallError> = vec![
+            CallError::FunctionNotFound("f".into()),
+            NotRunnable::Building("f".into()).into(),
+            NotRunnable::BuildFailed {
+                name: "f".into(),
+                log_tail: String::new(),
+            }
+            .into(),
+            CallError::ConcurrencyLimit {
+                subject: "function f".into(),
+                limit: 1,
+            },
+            BrokerError::NoWorker(Runtime::Docker).into(),
+            BrokerError::RuntimeUnavailable(Runtime::Gvisor).into(),
+            BrokerError::Overloaded("full".into()).into(),
+            BrokerError::Unavailable(lapin_error()).into(),
+            BrokerError::Disconnected.into(),
+            CallError::Database(DbError::Inconsistent("gone")),
+        ];
+        for error in all {
+            let code = error.code();
+            let text = error.to_string();
+            let api = ApiError::from(error);
+            assert_eq!(api.code(), code);
+            assert_eq!(api.to_string(), text);
+        }
     }
 
     #[test]

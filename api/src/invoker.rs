@@ -5,7 +5,6 @@
 //! background task reconnects with backoff; requests in between get 503 without waiting.
 
 use crate::cache::FunctionCache;
-use crate::error::ApiError;
 use crate::http_trigger::RouteTable;
 use crate::keys::KeyStore;
 use common::broker::{CONTENT_TYPE_JSON, DIRECT_REPLY_TO, Topology};
@@ -50,6 +49,27 @@ pub struct Invoker {
     consumers_seen: Mutex<HashMap<Runtime, Instant>>,
     /// Cancelled by [`Invoker::close`]: the connection's end is then no loss to reconnect from.
     closed: CancellationToken,
+}
+
+/// Why a job was not handed to a worker: the broker is away, or refused it, or nobody consumes
+/// its queue. Each says what the caller can do; the http layer maps them to 503s.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("the message broker is unavailable")]
+    Unavailable(#[source] lapin::Error),
+    #[error("the message broker is not connected")]
+    Disconnected,
+    /// A queue is full, or the broker refused or could not route the message: retry shortly.
+    #[error("{0}")]
+    Overloaded(String),
+    #[error("no {0} worker is running; start one with `worker --runtime {0}`")]
+    NoWorker(Runtime),
+    /// Workers are up but cannot start this runtime's sandboxes (a gVisor worker whose Docker
+    /// host has no `runsc`); they stand by instead of taking jobs.
+    #[error(
+        "no worker can run {0} functions: the {0} workers that are up found no gVisor runtime (runsc) in their host's Docker; install runsc, register it in /etc/docker/daemon.json and restart those workers"
+    )]
+    RuntimeUnavailable(Runtime),
 }
 
 /// Why no reply came back.
@@ -175,17 +195,21 @@ impl Invoker {
         self.session.read().unwrap().is_some()
     }
 
-    fn current_session(&self) -> Result<Arc<Session>, ApiError> {
+    fn current_session(&self) -> Result<Arc<Session>, BrokerError> {
         self.session
             .read()
             .unwrap()
             .clone()
-            .ok_or(ApiError::BrokerDisconnected)
+            .ok_or(BrokerError::Disconnected)
     }
 
     /// Fails with 503 unless some worker consumes `runtime`'s queue; the error says whether no
     /// worker is up or the ones that are up cannot run `runtime`.
-    async fn ensure_consumer(&self, session: &Session, runtime: Runtime) -> Result<(), ApiError> {
+    async fn ensure_consumer(
+        &self,
+        session: &Session,
+        runtime: Runtime,
+    ) -> Result<(), BrokerError> {
         let seen = self.consumers_seen.lock().unwrap().get(&runtime).copied();
         if seen.is_some_and(|at| at.elapsed() < CONSUMER_SEEN_TTL) {
             return Ok(());
@@ -194,18 +218,18 @@ impl Invoker {
             .topology
             .declare_queue(&session.channel, runtime)
             .await
-            .map_err(ApiError::BrokerUnavailable)?;
+            .map_err(BrokerError::Unavailable)?;
         if consumers == 0 {
             self.consumers_seen.lock().unwrap().remove(&runtime);
             let standing_by = self
                 .topology
                 .declare_unavailable_queue(&session.channel, runtime)
                 .await
-                .map_err(ApiError::BrokerUnavailable)?;
+                .map_err(BrokerError::Unavailable)?;
             return Err(if standing_by > 0 {
-                ApiError::RuntimeUnavailable(runtime)
+                BrokerError::RuntimeUnavailable(runtime)
             } else {
-                ApiError::NoWorker(runtime)
+                BrokerError::NoWorker(runtime)
             });
         }
         self.consumers_seen
@@ -222,7 +246,7 @@ impl Invoker {
         runtime: Runtime,
         job: &Job,
         grace: Duration,
-    ) -> Result<Result<Reply, NoReply>, ApiError> {
+    ) -> Result<Result<Reply, NoReply>, BrokerError> {
         let session = self.current_session()?;
         self.ensure_consumer(&session, runtime).await?;
 
@@ -251,10 +275,10 @@ impl Invoker {
                 properties,
             )
             .await
-            .map_err(ApiError::BrokerUnavailable)?;
+            .map_err(BrokerError::Unavailable)?;
         // One round trip for a transient message: the broker confirms once it is queued.
-        if let Confirmation::Nack(_) = confirm.await.map_err(ApiError::BrokerUnavailable)? {
-            return Err(ApiError::Overloaded(format!(
+        if let Confirmation::Nack(_) = confirm.await.map_err(BrokerError::Unavailable)? {
+            return Err(BrokerError::Overloaded(format!(
                 "the {runtime} job queue is full (QUEUE_MAX_LENGTH / QUEUE_MAX_BYTES); retry shortly"
             )));
         }
@@ -262,7 +286,7 @@ impl Invoker {
         match tokio::time::timeout(Duration::from_millis(ttl_ms) + grace, rx).await {
             Ok(Ok(reply)) => Ok(Ok(reply)),
             // The sender was dropped: the connection went away under us.
-            Ok(Err(_)) => Err(ApiError::BrokerDisconnected),
+            Ok(Err(_)) => Err(BrokerError::Disconnected),
             Err(_) => Ok(Err(NoReply::TimedOut)),
         }
     }
@@ -280,7 +304,7 @@ impl Invoker {
 
     /// Queues a dependency build, persistently: the broker confirms once it is on disk, so a
     /// broker restart does not lose it.
-    pub async fn publish_build(&self, job: &BuildJob) -> Result<(), ApiError> {
+    pub async fn publish_build(&self, job: &BuildJob) -> Result<(), BrokerError> {
         let body = serde_json::to_vec(job).expect("a build job always serializes");
         let properties = BasicProperties::default().with_message_id(job.attempt.to_string().into());
         let exchange = self.topology.build_exchange();
@@ -288,7 +312,7 @@ impl Invoker {
             .publish_persistent(&exchange, Topology::BUILD_ROUTING_KEY, &body, properties)
             .await?
         {
-            Confirmation::Nack(_) => Err(ApiError::Overloaded(
+            Confirmation::Nack(_) => Err(BrokerError::Overloaded(
                 "the broker refused the build job; save the function again shortly".into(),
             )),
             _ => Ok(()),
@@ -298,7 +322,7 @@ impl Invoker {
     /// Publishes a message of the async topology (a job to run, to retry after a delay, or to
     /// keep as dead) persistently under `routing_key`, and waits for the broker's confirm: for
     /// a durable queue it comes once the message is on disk (a quorum queue: on a majority).
-    pub async fn publish_async(&self, routing_key: &str, body: &[u8]) -> Result<(), ApiError> {
+    pub async fn publish_async(&self, routing_key: &str, body: &[u8]) -> Result<(), BrokerError> {
         let exchange = self.topology.async_exchange();
         match self
             .publish_persistent(&exchange, routing_key, body, BasicProperties::default())
@@ -306,10 +330,12 @@ impl Invoker {
         {
             Confirmation::Ack(None) => Ok(()),
             // Returned: no queue is bound (deleted under a running api).
-            Confirmation::Ack(Some(_)) | Confirmation::NotRequested => Err(ApiError::Overloaded(
-                "the broker did not route the async job; retry shortly".into(),
-            )),
-            Confirmation::Nack(_) => Err(ApiError::Overloaded(
+            Confirmation::Ack(Some(_)) | Confirmation::NotRequested => {
+                Err(BrokerError::Overloaded(
+                    "the broker did not route the async job; retry shortly".into(),
+                ))
+            }
+            Confirmation::Nack(_) => Err(BrokerError::Overloaded(
                 "the broker refused the async job; retry shortly".into(),
             )),
         }
@@ -323,7 +349,7 @@ impl Invoker {
         routing_key: &str,
         body: &[u8],
         properties: BasicProperties,
-    ) -> Result<Confirmation, ApiError> {
+    ) -> Result<Confirmation, BrokerError> {
         let session = self.current_session()?;
         let properties = properties
             .with_content_type(CONTENT_TYPE_JSON.into())
@@ -341,8 +367,8 @@ impl Invoker {
                 properties,
             )
             .await
-            .map_err(ApiError::BrokerUnavailable)?;
-        confirm.await.map_err(ApiError::BrokerUnavailable)
+            .map_err(BrokerError::Unavailable)?;
+        confirm.await.map_err(BrokerError::Unavailable)
     }
 
     /// Closes the connection; waiting requests fail with 503. Used on shutdown.

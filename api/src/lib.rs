@@ -33,6 +33,7 @@ mod retention;
 mod routes;
 pub mod schedule;
 mod server;
+mod services;
 mod state;
 
 use anyhow::Context;
@@ -121,12 +122,21 @@ pub async fn run(
         Duration::from_secs(config.function_cache_ttl_secs.max(1)),
         stop_background.clone(),
     );
+    let invoke_overhead = Duration::from_millis(config.invoke_overhead_ms);
+    let invocations = services::Invocations::new(
+        db.clone(),
+        invoker.clone(),
+        functions.clone(),
+        records.clone(),
+        invoke_overhead,
+    );
     let state = AppState {
         db,
         invoker: invoker.clone(),
         functions,
         keys,
         records,
+        invocations,
         routes,
         route_prefix: config.route_prefix.as_str().into(),
         limits: Limits {
@@ -134,7 +144,6 @@ pub async fn run(
             max_event_bytes: config.max_event_bytes,
             max_async_event_bytes: config.max_async_event_bytes,
             max_pending_async: config.max_pending_async,
-            invoke_overhead: Duration::from_millis(config.invoke_overhead_ms),
             max_inflight: config.max_inflight,
             // 0 would refuse every body and every request: a second is the least that works.
             body_read_timeout: Duration::from_secs(config.body_read_timeout_secs.max(1)),

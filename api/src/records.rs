@@ -7,8 +7,8 @@
 //! length), and a batch that Postgres refuses for its data is split in halves until the rows it
 //! refuses are found; those are dropped and counted, the rest written.
 
+use crate::db::DbError;
 use crate::db::{self, InvocationRecord};
-use crate::error::DbError;
 use common::ErrorInfo;
 use deadpool_postgres::Pool;
 use std::collections::VecDeque;

@@ -5,6 +5,7 @@ use crate::http_trigger::RouteTable;
 use crate::invoker::Invoker;
 use crate::keys::KeyStore;
 use crate::records::RecordWriter;
+use crate::services::Invocations;
 use deadpool_postgres::Pool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,8 @@ pub struct AppState {
     /// Verifies API keys; `None` with `AUTH=disabled` (every caller is namespace `default`).
     pub keys: Option<Arc<KeyStore>>,
     pub records: RecordWriter,
+    /// The one call path: `/execute`, the routes and the async runner call through it.
+    pub invocations: Invocations,
     /// Every function's route, for the HTTP triggers.
     pub routes: Arc<RouteTable>,
     /// `ROUTE_PREFIX`: where the routes start.
@@ -37,7 +40,6 @@ pub struct Limits {
     pub max_async_event_bytes: usize,
     /// `MAX_PENDING_ASYNC`, per namespace.
     pub max_pending_async: i64,
-    pub invoke_overhead: Duration,
     pub max_inflight: usize,
     pub body_read_timeout: Duration,
     /// `BUILD_WAIT_SECS`: the longest `?wait=true` waits for a build.

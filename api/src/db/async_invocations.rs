@@ -6,7 +6,7 @@
 //! copies of the same job only one moves it: the claim of attempt N needs the row at N - 1 (or
 //! at N with a lapsed claim), the outcome of attempt N needs it running at N.
 
-use crate::error::DbError;
+use super::DbError;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 use serde::Serialize;

@@ -2,7 +2,7 @@
 //! text), reported on by the worker that runs it; artifacts stored in chunks of at most
 //! [`CHUNK_BYTES`], written and read one chunk at a time.
 
-use crate::error::DbError;
+use super::DbError;
 use chrono::{DateTime, Utc};
 use common::Language;
 use deadpool_postgres::{GenericClient, Pool};

@@ -1,7 +1,7 @@
 //! Functions, each in its namespace, read together with what the namespace allows.
 
+use super::DbError;
 use super::builds::{Build, BuildStatus, Requested, request_build};
-use crate::error::{ApiError, DbError};
 use crate::http_trigger::{Cors, HttpAuth, RouteEntry};
 use chrono::{DateTime, Utc};
 use common::{ArtifactRef, FunctionSpec, Language, Runtime};
@@ -9,7 +9,6 @@ use deadpool_postgres::Pool;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use tokio_postgres::Row;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 /// A stored function, as the API shows it, with what its namespace allows (not shown).
@@ -82,6 +81,21 @@ pub struct Function {
     pub serving: Option<FunctionSpec>,
 }
 
+/// Why a function's current version cannot run and nothing can run in its place.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NotRunnable {
+    /// Its dependencies are pending or building.
+    #[error(
+        "function {0} is not ready: its dependencies are being built (GET /functions/{{id}}/build shows the build)"
+    )]
+    Building(String),
+    /// Its build failed and no version before it could run.
+    #[error(
+        "the build of function {name}'s dependencies failed; update the function to try again. The log ends with:\n{log_tail}"
+    )]
+    BuildFailed { name: String, log_tail: String },
+}
+
 /// A function's deployment package as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PackageInfo {
@@ -98,6 +112,43 @@ pub struct PackageInfo {
 }
 
 impl Function {
+    /// A plain Python function of namespace `default`, for tests to change what they need.
+    #[cfg(test)]
+    pub fn example() -> Function {
+        Function {
+            id: 1,
+            namespace: "default".into(),
+            name: "hello".into(),
+            route: "/hello".into(),
+            language: Language::Python,
+            code: Some("def handler(event, context):\n    return 1".into()),
+            handler: "handler".into(),
+            timeout: 5,
+            runtime: Runtime::Docker,
+            memory_mb: 128,
+            env: Default::default(),
+            max_concurrency: None,
+            http_methods: None,
+            http_auth: Default::default(),
+            cors: None,
+            dependencies: None,
+            package: None,
+            build: None,
+            max_retries: 2,
+            max_event_age_secs: 21_600,
+            on_success: None,
+            on_failure: None,
+            schedule: None,
+            schedule_timezone: "UTC".into(),
+            version: 1,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            allowed_runtimes: Runtime::ALL.to_vec(),
+            namespace_max_concurrency: None,
+            serving: None,
+        }
+    }
+
     /// This version as a job runs it, with its artifact.
     fn current_spec(&self, dependencies: Option<ArtifactRef>) -> FunctionSpec {
         FunctionSpec {
@@ -121,8 +172,8 @@ impl Function {
 
     /// What a call runs: this version when it needs no build or its build is ready; else the
     /// last version that was runnable (a failed or pending build never takes its place); else
-    /// 409 `function_not_ready` while building, 424 `build_failed` once failed.
-    pub fn runnable(&self) -> Result<FunctionSpec, ApiError> {
+    /// [`NotRunnable`] while building or once failed.
+    pub fn runnable(&self) -> Result<FunctionSpec, NotRunnable> {
         let Some(build) = &self.build else {
             return Ok(self.current_spec(None));
         };
@@ -138,11 +189,11 @@ impl Function {
             return Ok(serving.clone());
         }
         Err(match build.status {
-            BuildStatus::Failed => ApiError::BuildFailed {
+            BuildStatus::Failed => NotRunnable::BuildFailed {
                 name: self.name.clone(),
                 log_tail: tail(&build.log, 2048).to_owned(),
             },
-            _ => ApiError::FunctionNotReady(self.name.clone()),
+            _ => NotRunnable::Building(self.name.clone()),
         })
     }
 }
@@ -268,10 +319,8 @@ impl TryFrom<&Row> for Function {
     }
 }
 
-fn rows_to_functions(rows: &[Row]) -> Result<Vec<Function>, ApiError> {
-    rows.iter()
-        .map(|row| Function::try_from(row).map_err(ApiError::from))
-        .collect()
+fn rows_to_functions(rows: &[Row]) -> Result<Vec<Function>, DbError> {
+    rows.iter().map(Function::try_from).collect()
 }
 
 /// A function row's HTTP trigger settings.
@@ -293,45 +342,6 @@ impl TryFrom<&Row> for TriggerSettings {
             cors: cors.and_then(|value| serde_json::from_value(value).ok()),
         })
     }
-}
-
-/// Turns a unique-constraint violation into the 409 that names what is taken.
-fn conflict_or(error: tokio_postgres::Error, fields: &FunctionFields) -> ApiError {
-    if let Some(db) = error.as_db_error()
-        && *db.code() == SqlState::UNIQUE_VIOLATION
-    {
-        return match db.constraint() {
-            // Routes are unique across namespaces; which one holds it is not said.
-            Some("functions_route_key") => ApiError::Conflict(format!(
-                "a function with route {:?} already exists",
-                fields.route
-            )),
-            Some("functions_route_shape_key") => ApiError::Conflict(format!(
-                "route {:?} is ambiguous: a function's route has the same shape {:?} (the same path with other parameter names)",
-                fields.route, fields.route_shape
-            )),
-            _ => ApiError::Conflict(format!(
-                "a function named {:?} already exists in this namespace",
-                fields.name
-            )),
-        };
-    }
-    if let Some(db) = error.as_db_error()
-        && *db.code() == SqlState::FOREIGN_KEY_VIOLATION
-    {
-        return match db.constraint() {
-            // Its package or build, unused for ARTIFACT_GRACE_SECS until this save named it,
-            // was deleted by the retention task in between.
-            Some("functions_package_digest_fkey" | "functions_build_key_fkey") => {
-                ApiError::Conflict(
-                    "the package or dependency build this save names was being deleted as unused; send the save again".into(),
-                )
-            }
-            // The namespace was deleted between the key's check and the insert.
-            _ => ApiError::Conflict("the key's namespace no longer exists".into()),
-        };
-    }
-    error.into()
 }
 
 /// The columns a client sets, in the order of [`FieldValues::params`].
@@ -439,7 +449,7 @@ pub struct Saved {
 async fn request_fields_build(
     tx: &deadpool_postgres::Transaction<'_>,
     fields: &FunctionFields,
-) -> Result<Option<Requested>, ApiError> {
+) -> Result<Option<Requested>, DbError> {
     match (&fields.build_key, &fields.dependencies) {
         (Some(key), Some(dependencies)) => Ok(Some(
             request_build(tx, key, fields.language, dependencies).await?,
@@ -453,7 +463,7 @@ pub async fn insert_function(
     pool: &Pool,
     namespace: &str,
     fields: &FunctionFields,
-) -> Result<Saved, ApiError> {
+) -> Result<Saved, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let build = request_fields_build(&tx, fields).await?;
@@ -472,10 +482,7 @@ pub async fn insert_function(
     let values = FieldValues::new(fields);
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&namespace];
     params.extend(values.params());
-    let row = tx
-        .query_one(&sql, &params)
-        .await
-        .map_err(|e| conflict_or(e, fields))?;
+    let row = tx.query_one(&sql, &params).await?;
     let function = Function::try_from(&row)?;
     tx.commit().await?;
     Ok(Saved {
@@ -492,7 +499,7 @@ pub async fn update_function(
     namespace: &str,
     id: i64,
     fields: &FunctionFields,
-) -> Result<Option<Saved>, ApiError> {
+) -> Result<Option<Saved>, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let old = tx
@@ -533,10 +540,7 @@ pub async fn update_function(
     let values = FieldValues::new(fields);
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &namespace, &serving];
     params.extend(values.params());
-    let row = tx
-        .query_one(&sql, &params)
-        .await
-        .map_err(|e| conflict_or(e, fields))?;
+    let row = tx.query_one(&sql, &params).await?;
     let function = Function::try_from(&row)?;
     tx.commit().await?;
     Ok(Some(Saved {
@@ -551,7 +555,7 @@ pub async fn list_functions(
     namespace: &str,
     skip: i64,
     limit: i64,
-) -> Result<Vec<Function>, ApiError> {
+) -> Result<Vec<Function>, DbError> {
     let client = pool.get().await?;
     let sql = format!(
         "SELECT {FUNCTION_COLUMNS} FROM functions f {JOINS}
@@ -566,14 +570,14 @@ pub async fn get_function(
     pool: &Pool,
     namespace: &str,
     id: i64,
-) -> Result<Option<Function>, ApiError> {
+) -> Result<Option<Function>, DbError> {
     let client = pool.get().await?;
     let sql = format!(
         "SELECT {FUNCTION_COLUMNS} FROM functions f {JOINS}
          WHERE f.id = $1 AND f.namespace = $2"
     );
     let row = client.query_opt(&sql, &[&id, &namespace]).await?;
-    Ok(row.as_ref().map(Function::try_from).transpose()?)
+    row.as_ref().map(Function::try_from).transpose()
 }
 
 /// The function called `name` in `namespace`.
@@ -581,18 +585,18 @@ pub async fn get_function_by_name(
     pool: &Pool,
     namespace: &str,
     name: &str,
-) -> Result<Option<Function>, ApiError> {
+) -> Result<Option<Function>, DbError> {
     let client = pool.get().await?;
     let sql = format!(
         "SELECT {FUNCTION_COLUMNS} FROM functions f {JOINS}
          WHERE f.namespace = $1 AND f.name = $2"
     );
     let row = client.query_opt(&sql, &[&namespace, &name]).await?;
-    Ok(row.as_ref().map(Function::try_from).transpose()?)
+    row.as_ref().map(Function::try_from).transpose()
 }
 
 /// Deletes function `id` of `namespace`; false when it has none.
-pub async fn delete_function(pool: &Pool, namespace: &str, id: i64) -> Result<bool, ApiError> {
+pub async fn delete_function(pool: &Pool, namespace: &str, id: i64) -> Result<bool, DbError> {
     let client = pool.get().await?;
     let deleted = client
         .execute(

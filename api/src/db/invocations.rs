@@ -1,6 +1,6 @@
 //! Invocation records: written in batches, listed newest first, deleted past their retention.
 
-use crate::error::{ApiError, DbError};
+use super::DbError;
 use chrono::{DateTime, Utc};
 use common::ErrorInfo;
 use deadpool_postgres::Pool;
@@ -112,7 +112,7 @@ pub async fn list_invocations(
     namespace: &str,
     function: Option<&str>,
     limit: i64,
-) -> Result<Vec<InvocationRecord>, ApiError> {
+) -> Result<Vec<InvocationRecord>, DbError> {
     let client = pool.get().await?;
     let rows = client
         .query(
@@ -147,7 +147,7 @@ pub async fn list_invocations(
             })
         })
         .collect::<Result<_, tokio_postgres::Error>>()
-        .map_err(ApiError::from)
+        .map_err(DbError::from)
 }
 
 /// Deletes up to `limit` records created before `cutoff`, oldest first; returns how many went.

@@ -1,6 +1,6 @@
 //! Concurrency leases: one row per running call that holds a slot of a limited scope.
 
-use crate::error::DbError;
+use super::DbError;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use uuid::Uuid;

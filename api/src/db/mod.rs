@@ -4,6 +4,7 @@
 
 mod async_invocations;
 mod builds;
+mod error;
 mod functions;
 mod invocations;
 mod keys;
@@ -12,13 +13,13 @@ mod namespaces;
 
 pub use async_invocations::*;
 pub use builds::*;
+pub use error::{DbError, Violation};
 pub use functions::*;
 pub use invocations::*;
 pub use keys::*;
 pub use leases::*;
 pub use namespaces::*;
 
-use crate::error::ApiError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::time::Duration;
 use tokio_postgres::NoTls;
@@ -52,7 +53,7 @@ pub async fn connect(url: &str, pool_size: usize) -> anyhow::Result<Pool> {
 }
 
 /// True when a trivial query answers.
-pub async fn ping(pool: &Pool) -> Result<(), ApiError> {
+pub async fn ping(pool: &Pool) -> Result<(), DbError> {
     let client = pool.get().await?;
     client.simple_query("SELECT 1").await?;
     Ok(())

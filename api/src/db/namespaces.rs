@@ -1,6 +1,6 @@
 //! Namespaces: who owns functions, which runtimes they may use, and their concurrency limit.
 
-use crate::error::DbError;
+use super::DbError;
 use chrono::{DateTime, Utc};
 use common::Runtime;
 use deadpool_postgres::Pool;

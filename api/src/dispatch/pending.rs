@@ -9,7 +9,7 @@
 //! side, may pass it by that much.
 
 use crate::db;
-use crate::error::DbError;
+use crate::db::DbError;
 use deadpool_postgres::Pool;
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -5,10 +5,9 @@
 use super::plan::{self, DeadReason, Next, OnDelivery, Policy};
 use super::{AsyncJob, publish_attempt};
 use crate::db::{self, AsyncState, AttemptOutcome, NewAsync, Recorded};
-use crate::error::ApiError;
 use crate::invoker::NoReply;
 use crate::records;
-use crate::routes::invoke::{Called, Trigger, call_function, find_function, runtime_for};
+use crate::services::{Call, CallError, Called, Trigger, runtime_for};
 use crate::state::AppState;
 use chrono::Utc;
 use common::broker::Topology;
@@ -106,10 +105,14 @@ impl Runner {
         let mut renewed = Instant::now();
         let mut blocked_tries = 0;
         loop {
-            let found = find_function(&self.state, &row.namespace, row.function_name.clone()).await;
+            let found = self
+                .state
+                .invocations
+                .find(&row.namespace, row.function_name.clone())
+                .await;
             let function = match found {
                 Ok(function) => Some(function),
-                Err(ApiError::FunctionNotFound(_)) => None,
+                Err(CallError::FunctionNotFound(_)) => None,
                 Err(error) => {
                     tracing::warn!(%error, "cannot read the function; waiting");
                     if !self.pause(wait).await {
@@ -185,7 +188,7 @@ impl Runner {
                     Attempted::Blocked(error) => {
                         blocked_tries += 1;
                         if blocked_tries >= TRIES_IN_PLACE
-                            && !matches!(error, ApiError::Database(_))
+                            && !matches!(error, CallError::Database(_))
                         {
                             return self.set_aside(id, attempt, &error).await;
                         }
@@ -222,16 +225,15 @@ impl Runner {
         } else {
             Trigger::Async
         };
-        let call = call_function(
-            &self.state,
+        let call = self.state.invocations.call(Call {
             function,
             runtime,
             event,
-            row.id,
+            invocation_id: row.id,
             trigger,
-            attempt as u32,
-            Instant::now(),
-        );
+            attempt: attempt as u32,
+            started: Instant::now(),
+        });
         tokio::pin!(call);
         let mut renew = tokio::time::interval(CLAIM_RENEW);
         renew.reset();
@@ -255,17 +257,8 @@ impl Runner {
                 }
                 Attempted::Ran(called)
             }
-            Err(
-                error @ (ApiError::NoWorker(_)
-                | ApiError::RuntimeUnavailable(_)
-                | ApiError::Overloaded(_)
-                | ApiError::ConcurrencyLimit { .. }
-                | ApiError::FunctionNotReady(_)
-                | ApiError::Database(_)),
-            ) => Attempted::Blocked(error),
-            Err(ApiError::BrokerUnavailable(_) | ApiError::BrokerDisconnected) => {
-                Attempted::BrokerLost
-            }
+            Err(error) if error.is_broker_lost() => Attempted::BrokerLost,
+            Err(error) if error.is_transient() => Attempted::Blocked(error),
             Err(error) => Attempted::Refused(error),
         }
     }
@@ -421,7 +414,12 @@ impl Runner {
                 .increment(1);
             tracing::warn!(destination = %name, depth = row.chain_depth, "destination not invoked: the chain of destinations is too long (a loop?)");
         } else if let Some(name) = destination {
-            match find_function(&self.state, &row.namespace, name.clone()).await {
+            match self
+                .state
+                .invocations
+                .find(&row.namespace, name.clone())
+                .await
+            {
                 Ok(target) => {
                     outcome.destination = Some(NewAsync {
                         id: Uuid::now_v7(),
@@ -450,7 +448,7 @@ impl Runner {
     async fn retry_db<T, F, Fut>(&self, mut query: F) -> Option<T>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, crate::error::DbError>>,
+        Fut: Future<Output = Result<T, db::DbError>>,
     {
         let mut wait = Duration::from_millis(100);
         loop {
@@ -482,16 +480,15 @@ impl Runner {
     /// A slot frees up soon: the shortest delay (`RETRY_BASE_SECS`). A worker or a build
     /// takes longer: the third (4 × that), so that a backlog with no worker to run it cycles
     /// through the broker and Postgres four times less often.
-    async fn set_aside(&self, id: Uuid, attempt: i32, why: &ApiError) -> Disposition {
+    async fn set_aside(&self, id: Uuid, attempt: i32, why: &CallError) -> Disposition {
         let job = AsyncJob {
             invocation_id: id,
             attempt: attempt as u32,
         };
-        let delay = match why {
-            ApiError::ConcurrencyLimit { .. } | ApiError::Overloaded(_) => {
-                self.topology.retry_delay_secs(1)
-            }
-            _ => self.topology.retry_delay_secs(3),
+        let delay = if why.waits_for_a_slot() {
+            self.topology.retry_delay_secs(1)
+        } else {
+            self.topology.retry_delay_secs(3)
         };
         let key = Topology::delay_routing_key(delay);
         if let Err(error) = self.state.invoker.publish_async(&key, &job.body()).await {
@@ -526,9 +523,9 @@ enum Attempted {
     Ran(Called),
     /// It could not start for something that passes (a slot, a worker, a build, the
     /// database): wait and call again, as long as the event's age allows.
-    Blocked(ApiError),
+    Blocked(CallError),
     /// It cannot run as it is (its build failed).
-    Refused(ApiError),
+    Refused(CallError),
     /// The broker connection went away: the job comes back to some dispatcher.
     BrokerLost,
 }

@@ -104,7 +104,7 @@ impl RouteTable {
 
     /// Loads the table once; `changed` and the periods trigger the following loads in
     /// [`RouteTable::spawn_reloader`].
-    pub async fn load(&self, db: &Pool) -> Result<usize, crate::error::DbError> {
+    pub async fn load(&self, db: &Pool) -> Result<usize, db::DbError> {
         let wanted = *self.wanted.borrow();
         let entries = db::list_routes(db).await?;
         let routes = build(entries);

@@ -3,7 +3,7 @@
 
 use crate::auth::{Principal, Scope};
 use crate::bodies::Message;
-use crate::db::{self, Build, Function, FunctionFields, Namespace, Saved};
+use crate::db::{self, Build, DbError, Function, FunctionFields, Namespace, Saved, Violation};
 use crate::deps;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
@@ -647,6 +647,38 @@ fn view(function: &Function, principal: &Principal) -> Value {
     value
 }
 
+/// A save's failure: a taken name or route, or a row the save named deleted under it, is 409
+/// naming what is taken (never which namespace holds a route); anything else is the database's.
+fn on_save_error(error: DbError, fields: &FunctionFields) -> ApiError {
+    match error.violation() {
+        // Routes are unique across namespaces; which one holds it is not said.
+        Some(Violation::Unique(Some("functions_route_key"))) => ApiError::Conflict(format!(
+            "a function with route {:?} already exists",
+            fields.route
+        )),
+        Some(Violation::Unique(Some("functions_route_shape_key"))) => ApiError::Conflict(format!(
+            "route {:?} is ambiguous: a function's route has the same shape {:?} (the same path with other parameter names)",
+            fields.route, fields.route_shape
+        )),
+        Some(Violation::Unique(_)) => ApiError::Conflict(format!(
+            "a function named {:?} already exists in this namespace",
+            fields.name
+        )),
+        // Its package or build, unused for ARTIFACT_GRACE_SECS until this save named it, was
+        // deleted by the retention task in between.
+        Some(Violation::ForeignKey(Some(
+            "functions_package_digest_fkey" | "functions_build_key_fkey",
+        ))) => ApiError::Conflict(
+            "the package or dependency build this save names was being deleted as unused; send the save again".into(),
+        ),
+        // The namespace was deleted between the key's check and the insert.
+        Some(Violation::ForeignKey(_)) => {
+            ApiError::Conflict("the key's namespace no longer exists".into())
+        }
+        None => error.into(),
+    }
+}
+
 /// Creates a function in the key's namespace (`manage` scope).
 #[utoipa::path(
     post,
@@ -680,7 +712,9 @@ pub async fn create_function(
     )?;
     check_destinations(&state, &principal.namespace, &validated.fields).await?;
     let fields = store_package(&state, validated).await?;
-    let saved = db::insert_function(&state.db, &principal.namespace, &fields).await?;
+    let saved = db::insert_function(&state.db, &principal.namespace, &fields)
+        .await
+        .map_err(|error| on_save_error(error, &fields))?;
     tracing::info!(id = saved.function.id, namespace = %saved.function.namespace, name = %saved.function.name, "function created");
     let function = after_save(&state, saved, &fields, options.wait).await?;
     Ok((StatusCode::CREATED, axum::Json(view(&function, &principal))))
@@ -862,7 +896,8 @@ pub async fn update_function(
     check_destinations(&state, &principal.namespace, &validated.fields).await?;
     let fields = store_package(&state, validated).await?;
     let saved = db::update_function(&state.db, &principal.namespace, id, &fields)
-        .await?
+        .await
+        .map_err(|error| on_save_error(error, &fields))?
         .ok_or_else(|| ApiError::FunctionNotFound(id.to_string()))?;
     tracing::info!(id, version = saved.function.version, "function updated");
     let function = after_save(&state, saved, &fields, options.wait).await?;

@@ -4,28 +4,21 @@
 //! with the handler's result or with the status that says how the call failed.
 
 use crate::auth::{Principal, Scope};
-use crate::cache::Lookup;
-use crate::db::{self, Function, InvocationRecord};
+use crate::db;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::Path;
 use crate::invoker::NoReply;
+use crate::services::{Call, Called, Trigger, runtime_for};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use common::{ErrorInfo, Job, RawJson, RawValue, Reply, ReplyStatus, Runtime, Timing};
+use common::{ErrorInfo, RawJson, RawValue, Reply, ReplyStatus, Runtime, Timing};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use uuid::Uuid;
-
-/// Extra wait past the deadline, so that a worker's own timeout reply arrives before we give up.
-const REPLY_GRACE: Duration = Duration::from_secs(2);
-/// How long a concurrency lease outlives its call's wait for a reply: room for the release,
-/// and the longest a crashed api keeps a slot taken beyond that.
-const LEASE_GRACE: Duration = Duration::from_secs(5);
 
 /// The body of an invocation. The event stays JSON text: it is checked here and passed on to
 /// the function as it came, never parsed into a tree.
@@ -140,58 +133,20 @@ async fn execute(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let event = parse_event(&body, state.limits.max_event_bytes)?;
-    let function = find_function(&state, namespace, name).await?;
-    let runtime = runtime_for(&function, forced_runtime);
-    let called = call_function(
-        &state,
-        &function,
-        runtime,
-        event,
-        Uuid::now_v7(),
-        Trigger::Execute,
-        1,
-        started,
-    )
-    .await?;
-    Ok(called.into_response(Detail::Full))
-}
-
-/// What started a call: a label of its metrics and a field of its record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    /// `/execute/{name}` or `/execute_gvisor/{name}`.
-    Execute,
-    /// The function's route.
-    Http,
-    /// An attempt of an async invocation (`/execute_async`, a destination).
-    Async,
-    /// An attempt of a scheduled invocation.
-    Schedule,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Execute => "execute",
-            Trigger::Http => "http",
-            Trigger::Async => "async",
-            Trigger::Schedule => "schedule",
-        }
-    }
-
-    /// Whether the call is a sync one, recorded in `invocations` (an async invocation's
-    /// attempts are recorded with their invocation).
-    fn is_sync(self) -> bool {
-        matches!(self, Trigger::Execute | Trigger::Http)
-    }
-}
-
-/// A call that ran, or that no worker answered in time.
-pub struct Called {
-    pub invocation_id: Uuid,
-    pub duration_ms: f64,
-    timeout_s: u64,
-    pub outcome: Result<Reply, NoReply>,
+    let function = state.invocations.find(namespace, name).await?;
+    let called = state
+        .invocations
+        .call(Call {
+            function: &function,
+            runtime: runtime_for(&function, forced_runtime),
+            event,
+            invocation_id: Uuid::now_v7(),
+            trigger: Trigger::Execute,
+            attempt: 1,
+            started,
+        })
+        .await?;
+    Ok(called_response(called, Detail::Full))
 }
 
 /// How much of a failed call its caller is told.
@@ -205,282 +160,25 @@ pub enum Detail {
     Public,
 }
 
-impl Called {
-    /// The `/execute` answer: 200 with the result, or the status of the failure.
-    pub fn into_response(self, detail: Detail) -> Response {
-        match self.outcome {
-            Ok(reply) => reply_response(reply, self.duration_ms, self.timeout_s, detail),
-            Err(NoReply::TimedOut) => (
-                StatusCode::GATEWAY_TIMEOUT,
-                axum::Json(Failure {
-                    detail: "no worker answered before the call's deadline".to_owned(),
-                    code: ErrorCode::NoReply,
-                    error: None,
-                    invocation_id: self.invocation_id,
-                    duration_ms: self.duration_ms,
-                    cold_start: false,
-                    timing: Timing::default(),
-                    logs: "",
-                    logs_truncated: false,
-                }),
-            )
-                .into_response(),
-        }
-    }
-}
-
-/// Runs `function` on `runtime` with `event`: takes its concurrency leases, publishes the job,
-/// waits for the reply, and counts and records the call (a sync one; an async attempt is
-/// recorded by the dispatcher). An error is a call that did not run (no worker, overloaded,
-/// over its concurrency, the broker away); it is counted too.
-#[allow(clippy::too_many_arguments)] // Each is a separate fact of the call.
-pub async fn call_function(
-    state: &AppState,
-    function: &Function,
-    runtime: Runtime,
-    event: RawJson,
-    invocation_id: Uuid,
-    trigger: Trigger,
-    attempt: u32,
-    started: Instant,
-) -> Result<Called, ApiError> {
-    let labels = Labels {
-        namespace: function.namespace.clone(),
-        function: function.name.clone(),
-        runtime,
-        trigger,
-    };
-
-    // The version whose build is not ready yet is not run: the last runnable one is, or the
-    // call is refused (409 pending, 424 failed).
-    let spec = function
-        .runnable()
-        .inspect_err(|error| labels.count(error.code()))?;
-    let now = common::now_unix_ms();
-    let timeout_ms = spec.timeout_ms;
-    let job = Job {
-        invocation_id,
-        function: spec,
-        event,
-        deadline_unix_ms: now + timeout_ms + state.limits.invoke_overhead.as_millis() as u64,
-        published_unix_ms: now,
-        attempt,
-    };
-    // Only limited functions and namespaces pay for leases: the others make no query here.
-    let _leases = take_leases(state, function, &job, &labels).await?;
-
-    let inflight = metrics::gauge!("faas_inflight_invocations", "runtime" => runtime.as_str());
-    inflight.increment(1.0);
-    let outcome = state.invoker.invoke(runtime, &job, REPLY_GRACE).await;
-    inflight.decrement(1.0);
-    let outcome = outcome.inspect_err(|error| {
-        let status = match error {
-            ApiError::NoWorker(_) | ApiError::RuntimeUnavailable(_) | ApiError::Overloaded(_) => {
-                error.code()
-            }
-            _ => "unavailable",
-        };
-        labels.count(status);
-    })?;
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-
-    let status = match &outcome {
-        Ok(reply) => reply.status.as_str(),
-        Err(NoReply::TimedOut) => "no_reply",
-    };
-    labels.count(status);
-    metrics::histogram!("faas_invocation_duration_seconds", "namespace" => labels.namespace.clone(), "runtime" => runtime.as_str())
-        .record(duration_ms / 1000.0);
-    let reply = outcome.as_ref().ok();
-    if reply.is_some_and(|r| r.cold_start) {
-        metrics::counter!("faas_cold_starts_total", "namespace" => labels.namespace.clone(), "function" => labels.function.clone(), "runtime" => runtime.as_str())
-            .increment(1);
-    }
-
-    if trigger.is_sync() {
-        submit_record(
-            state,
-            function,
-            &job,
-            runtime,
-            trigger,
-            status,
-            duration_ms,
-            reply,
-        );
-    }
-
-    Ok(Called {
-        invocation_id,
-        duration_ms,
-        timeout_s: timeout_ms / 1000,
-        outcome,
-    })
-}
-
-/// Hands a sync call's record to the records writer.
-#[allow(clippy::too_many_arguments)]
-fn submit_record(
-    state: &AppState,
-    function: &Function,
-    job: &Job,
-    runtime: Runtime,
-    trigger: Trigger,
-    status: &str,
-    duration_ms: f64,
-    reply: Option<&Reply>,
-) {
-    let record = InvocationRecord {
-        invocation_id: job.invocation_id,
-        namespace: function.namespace.clone(),
-        function_id: job.function.id,
-        function_name: job.function.name.clone(),
-        function_version: job.function.version,
-        runtime: runtime.as_str().to_owned(),
-        trigger: trigger.as_str().to_owned(),
-        status: status.to_owned(),
-        cold_start: reply.is_some_and(|r| r.cold_start),
-        duration_ms,
-        queue_ms: reply.map(|r| r.timing.queue_ms),
-        init_ms: reply.map(|r| r.timing.init_ms),
-        run_ms: reply.map(|r| r.timing.run_ms),
-        worker_id: reply.map(|r| r.worker_id.clone()),
-        error: reply.and_then(|r| r.error.clone()),
-        created_at: chrono::Utc::now(),
-    };
-    state.records.submit(record);
-}
-
-/// The runtime a call runs on: gVisor when asked for or when the function's namespace allows
-/// nothing else, the function's own otherwise.
-pub fn runtime_for(function: &Function, forced: Option<Runtime>) -> Runtime {
-    let wanted = forced.unwrap_or(function.runtime);
-    if function.allowed_runtimes.is_empty() || function.allowed_runtimes.contains(&wanted) {
-        wanted
-    } else {
-        Runtime::Gvisor
-    }
-}
-
-/// The labels of a call's metrics.
-struct Labels {
-    namespace: String,
-    function: String,
-    runtime: Runtime,
-    trigger: Trigger,
-}
-
-impl Labels {
-    fn count(&self, status: &'static str) {
-        metrics::counter!(
-            "faas_invocations_total",
-            "namespace" => self.namespace.clone(),
-            "function" => self.function.clone(),
-            "runtime" => self.runtime.as_str(),
-            "trigger" => self.trigger.as_str(),
-            "status" => status
+/// The `/execute` answer: 200 with the result, or the status of the failure.
+pub fn called_response(called: Called, detail: Detail) -> Response {
+    match called.outcome {
+        Ok(reply) => reply_response(reply, called.duration_ms, called.timeout_s, detail),
+        Err(NoReply::TimedOut) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            axum::Json(Failure {
+                detail: "no worker answered before the call's deadline".to_owned(),
+                code: ErrorCode::NoReply,
+                error: None,
+                invocation_id: called.invocation_id,
+                duration_ms: called.duration_ms,
+                cold_start: false,
+                timing: Timing::default(),
+                logs: "",
+                logs_truncated: false,
+            }),
         )
-        .increment(1);
-    }
-}
-
-/// The slots a call holds of its function's and its namespace's `max_concurrency`, given back
-/// when the call ends (however it ends) by a task of its own, so the answer does not wait for
-/// it. A lease that cannot be given back (the database is away) expires by itself.
-struct Leases {
-    db: deadpool_postgres::Pool,
-    invocation_id: Uuid,
-}
-
-impl Drop for Leases {
-    fn drop(&mut self) {
-        let (db, invocation_id) = (self.db.clone(), self.invocation_id);
-        tokio::spawn(async move {
-            if let Err(error) = db::release_lease(&db, invocation_id).await {
-                tracing::warn!(%error, %invocation_id, "concurrency lease not released; it will expire");
-            }
-        });
-    }
-}
-
-/// Takes a slot of the function's limit and of its namespace's, shared by every api replica
-/// through Postgres, until the job's deadline plus [`LEASE_GRACE`] at most; 429 when either
-/// has none free. `None` when neither has a limit.
-async fn take_leases(
-    state: &AppState,
-    function: &Function,
-    job: &Job,
-    labels: &Labels,
-) -> Result<Option<Leases>, ApiError> {
-    let limits = [
-        function.max_concurrency.map(|limit| {
-            (
-                format!("function:{}", function.id),
-                limit,
-                "function",
-                &function.name,
-            )
-        }),
-        function.namespace_max_concurrency.map(|limit| {
-            (
-                format!("namespace:{}", function.namespace),
-                limit,
-                "namespace",
-                &function.namespace,
-            )
-        }),
-    ];
-    let expires = chrono::DateTime::from_timestamp_millis(job.deadline_unix_ms as i64)
-        .unwrap_or_else(chrono::Utc::now)
-        + REPLY_GRACE
-        + LEASE_GRACE;
-    let mut held = None;
-    for (scope, limit, kind, name) in limits.into_iter().flatten() {
-        let acquired = db::acquire_lease(&state.db, &scope, job.invocation_id, expires, limit)
-            .await
-            .map_err(|error| {
-                labels.count("unavailable");
-                ApiError::Database(error)
-            })?;
-        // From the first slot on, dropping the guard gives back whatever this call holds.
-        held.get_or_insert_with(|| Leases {
-            db: state.db.clone(),
-            invocation_id: job.invocation_id,
-        });
-        if !acquired {
-            labels.count("concurrency_limit");
-            return Err(ApiError::ConcurrencyLimit {
-                subject: format!("{kind} {name}"),
-                limit,
-            });
-        }
-    }
-    Ok(held)
-}
-
-/// The function called `name` in `namespace`: from the cache, else from Postgres (then
-/// cached, found or not).
-pub async fn find_function(
-    state: &AppState,
-    namespace: &str,
-    name: String,
-) -> Result<Arc<Function>, ApiError> {
-    match state.functions.get(namespace, &name) {
-        Lookup::Found(function) => return Ok(function),
-        Lookup::Missing => return Err(ApiError::FunctionNotFound(name)),
-        Lookup::Unknown => {}
-    }
-    let generation = state.functions.generation();
-    match db::get_function_by_name(&state.db, namespace, &name).await? {
-        Some(function) => {
-            let function = Arc::new(function);
-            state.functions.insert(function.clone(), generation);
-            Ok(function)
-        }
-        None => {
-            state.functions.insert_miss(namespace, &name, generation);
-            Err(ApiError::FunctionNotFound(name))
-        }
+            .into_response(),
     }
 }
 
@@ -715,7 +413,7 @@ pub async fn execute_function_async(
         }
     };
     let event = parse_event(&body?, state.limits.max_async_event_bytes)?;
-    let function = find_function(&state, &principal.namespace, name).await?;
+    let function = state.invocations.find(&principal.namespace, name).await?;
     let accepted = crate::dispatch::accept(
         &state,
         db::NewAsync {

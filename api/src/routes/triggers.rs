@@ -5,13 +5,14 @@
 //! makes no query of its own. CORS preflights are answered here without calling the function,
 //! and without a key (browsers send none with them).
 
-use super::invoke::{Detail, RouteFailure, Trigger, call_function, find_function, runtime_for};
+use super::invoke::{Detail, RouteFailure, called_response};
 use crate::auth::{self, Principal, Scope};
 use crate::error::{ApiError, ErrorBody};
 use crate::http_trigger::{
     self, Cors, HTTP_METHODS, HttpAuth, RequestFacts, RouteEntry, answer_from_result, build_event,
 };
 use crate::limits::{self, BodyLimit};
+use crate::services::{Call, CallError, Trigger, runtime_for};
 use crate::state::AppState;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -173,11 +174,13 @@ async fn serve(
         )));
     }
     let not_found = || ApiError::RouteNotFound(format!("{}{path}", state.route_prefix));
-    let function = find_function(state, &entry.namespace, entry.name.clone())
+    let function = state
+        .invocations
+        .find(&entry.namespace, entry.name.clone())
         .await
         .map_err(|error| match error {
-            ApiError::FunctionNotFound(_) => not_found(),
-            other => other,
+            CallError::FunctionNotFound(_) => not_found(),
+            other => other.into(),
         })?;
     // The function cache hears of a change as soon as the table does, and is dropped by the
     // replica that made it before it answers: a function deleted, renamed or moved to another
@@ -207,18 +210,18 @@ async fn serve(
         strip_authorization: carries_platform_key,
     });
     let event = RawValue::from_string(event).expect("the event is JSON");
-    let runtime = runtime_for(&function, None);
-    let called = call_function(
-        state,
-        &function,
-        runtime,
-        event,
-        invocation_id,
-        Trigger::Http,
-        1,
-        started,
-    )
-    .await?;
+    let called = state
+        .invocations
+        .call(Call {
+            function: &function,
+            runtime: runtime_for(&function, None),
+            event,
+            invocation_id,
+            trigger: Trigger::Http,
+            attempt: 1,
+            started,
+        })
+        .await?;
     let detail = match entry.auth {
         HttpAuth::Key => Detail::Full,
         HttpAuth::None => Detail::Public,
@@ -244,7 +247,7 @@ async fn serve(
                 }
             }
         }
-        _ => called.into_response(detail),
+        _ => called_response(called, detail),
     };
     if let Ok(value) = HeaderValue::from_str(&invocation_id.to_string()) {
         response.headers_mut().insert(INVOCATION_ID_HEADER, value);

@@ -1,0 +1,7 @@
+//! The platform's services: what the api does, apart from how HTTP asks for it. Handlers,
+//! the async runner and the HTTP triggers call these; they reach Postgres through `db` and
+//! RabbitMQ through `invoker`, and return domain errors that the http layer maps to statuses.
+
+mod invocations;
+
+pub use invocations::{Call, CallError, Called, Invocations, Trigger, runtime_for};
