@@ -1448,6 +1448,9 @@ fn write_timing(w: &mut String, results: &Results) {
 }
 
 #[cfg(test)]
+mod snapshot;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
