@@ -14,13 +14,17 @@
 //! Interleaved as `interleave` does it: at concurrency 1, rounds of one block of
 //! `--auth-block-calls` sequential calls per variant; at `--concurrency`, `--auth-phases`
 //! rounds of one phase of `--auth-phase-secs` per variant, the order rotating each round.
+//!
+//! The scenario's section of the report and its two targets are here too.
 
 use crate::client::{Api, Target, Whoami};
-use crate::config::Runtime;
-use crate::interleave::{self, Interleaved, Plan, Variant};
+use crate::config::{Config, Runtime, Scenario};
+use crate::interleave::{self, Interleaved, Plan, VARIANT_ALIGN, VARIANT_HEAD, Variant};
 use crate::scenarios::Ctx;
+use crate::section::{Section, Status, TargetCheck, cell, error_rows, ratio_cell};
 use anyhow::{Context, bail};
 use serde::Serialize;
+use std::fmt::Write;
 
 /// The namespace an api with `AUTH=disabled` puts every caller in.
 const DEFAULT_NAMESPACE: &str = "default";
@@ -224,6 +228,176 @@ pub async fn run(ctx: &Ctx<'_>, runtime: Runtime, function: &str) -> anyhow::Res
         measured,
         ratios,
     })
+}
+
+/// Largest auth-on over auth-off p50 of the sequential calls that meets the target.
+pub const AUTH_P50_RATIO_MAX: f64 = 1.10;
+/// Smallest auth-on over auth-off throughput that meets the target.
+pub const AUTH_THROUGHPUT_RATIO_MIN: f64 = 0.90;
+
+/// Scenario 7's part of the report.
+pub struct AuthSection;
+
+impl Section for AuthSection {
+    type Result = AuthResult;
+    const ONCE_PER_RUN: bool = true;
+
+    fn settings(&self, settings: &Config) -> Option<String> {
+        settings.wants(Scenario::AuthOverhead).then(|| {
+            format!(
+                "auth on against {}: {} calls in blocks of {} and {} phases of {} s per api \
+                 and key",
+                settings
+                    .api_url_noauth
+                    .as_deref()
+                    .unwrap_or("(no --api-url-noauth)"),
+                settings.auth_calls,
+                settings.auth_block_calls,
+                settings.auth_phases,
+                settings.auth_phase_secs
+            )
+        })
+    }
+
+    fn markdown(&self, runs: &[(Runtime, &AuthResult)], _settings: &Config) -> String {
+        let mut out = String::new();
+        for (runtime, auth) in runs {
+            write_auth(&mut out, *runtime, auth);
+        }
+        out
+    }
+
+    fn errors(&self, runtime: Runtime, auth: &AuthResult) -> Vec<String> {
+        let measured = &auth.measured;
+        let mut lines = error_rows("7. warm-up", runtime, &measured.warmup.error_kinds);
+        for v in &measured.variants {
+            let label = auth_variant_label(auth, v.key);
+            let c1 = format!("7. {label}, c=1");
+            lines.extend(error_rows(&c1, runtime, &v.warm.error_kinds));
+            let cn = format!("7. {label}, c={}", measured.concurrency);
+            lines.extend(error_rows(&cn, runtime, &v.load.error_kinds));
+        }
+        lines
+    }
+
+    fn targets(
+        &self,
+        runtime: Runtime,
+        auth: Option<&AuthResult>,
+        _concurrency: usize,
+    ) -> Vec<TargetCheck> {
+        auth.map_or_else(Vec::new, |auth| auth_checks(runtime.as_str(), auth).into())
+    }
+}
+
+/// Scenario 7's targets, judged on [`AuthResult::judged`].
+pub(crate) fn auth_checks(subject: &str, auth: &AuthResult) -> [TargetCheck; 2] {
+    let judged = auth.judged();
+    let key = judged.map_or(String::new(), |r| format!(" ({})", auth.key_label(r.key)));
+    let check = |what: &str, target: String, value: Option<f64>, met: fn(f64) -> bool| {
+        let (measured, status) = match value {
+            Some(ratio) => (format!("{ratio:.2} ×{key}"), Status::of(met(ratio))),
+            None => ("no successful call".to_owned(), Status::Missed),
+        };
+        TargetCheck {
+            subject: subject.to_owned(),
+            what: what.to_owned(),
+            target,
+            measured,
+            status,
+        }
+    };
+    [
+        check(
+            "auth on vs off, warm p50",
+            format!("≤ {AUTH_P50_RATIO_MAX:.2} ×"),
+            judged.and_then(|r| r.p50),
+            |ratio| ratio <= AUTH_P50_RATIO_MAX,
+        ),
+        check(
+            "auth on vs off, throughput",
+            format!("≥ {AUTH_THROUGHPUT_RATIO_MIN:.2} ×"),
+            judged.and_then(|r| r.throughput),
+            |ratio| ratio >= AUTH_THROUGHPUT_RATIO_MIN,
+        ),
+    ]
+}
+
+/// `auth off`, or `auth on, <key>`.
+fn auth_variant_label(auth: &AuthResult, key: Key) -> String {
+    match key {
+        Key::None => "auth off".to_owned(),
+        _ => format!("auth on, {}", auth.key_label(key)),
+    }
+}
+
+/// Scenario 7 on one runtime: each api and key, then the ratios.
+fn write_auth(w: &mut String, runtime: Runtime, auth: &AuthResult) {
+    let rt = runtime.as_str();
+    let _ = writeln!(
+        w,
+        "## 7. Auth overhead: one warm function through the api with auth on and with \
+         AUTH=disabled
+
+\
+         Function `{}` on {rt}; auth on: {}, auth off: {}. Interleaved: {} rounds of one block \
+         of {} sequential calls per api and key, then {} rounds of one {} s phase per api and \
+         key at concurrency {}; the order rotates each round. Under load, p50/p99 are of the \
+         calls at concurrency {}.
+",
+        auth.function,
+        auth.api_url_on,
+        auth.api_url_off,
+        auth.measured.blocks,
+        auth.measured.block_calls,
+        auth.measured.phases,
+        auth.measured.phase_secs,
+        auth.measured.concurrency,
+        auth.measured.concurrency
+    );
+    let _ = writeln!(
+        w,
+        "| runtime | api | key | {VARIANT_HEAD}\n| --- | --- | --- | {VARIANT_ALIGN}"
+    );
+    for v in &auth.measured.variants {
+        let _ = writeln!(
+            w,
+            "| {rt} | {} | {} | {} |",
+            if v.key == Key::None {
+                "auth off"
+            } else {
+                "auth on"
+            },
+            auth.key_label(v.key),
+            interleave::variant_cells(v)
+        );
+    }
+    let _ = writeln!(
+        w,
+        "
+| runtime | auth on with | p50 on / off | p99 on / off | calls/s on / off |
+| --- \
+         | --- | --: | --: | --: |"
+    );
+    for r in &auth.ratios {
+        let _ = writeln!(
+            w,
+            "| {rt} | {} | {} | {} | {} |",
+            auth.key_label(r.key),
+            ratio_cell(r.p50),
+            ratio_cell(r.p99),
+            ratio_cell(r.throughput)
+        );
+    }
+    let _ = writeln!(w);
+    if let Some(error) = &auth.made_key_error {
+        let _ = writeln!(
+            w,
+            "No invoke key could be made ({}): the targets judge --api-key.
+",
+            cell(error)
+        );
+    }
 }
 
 #[cfg(test)]

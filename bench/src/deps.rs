@@ -15,14 +15,18 @@
 //!    (`code_zip`: the benchmark handler in `main.py` beside a helper module), the package not
 //!    in the worker's cache (fetched), and of a second function with the same package (cached).
 //! 3. Warm calls: one function with dependencies and the same without, alternating.
+//!
+//! The scenario's section of the report is here too.
 
 use crate::client::{HANDLER, Target};
-use crate::config::Runtime;
+use crate::config::{Config, Runtime};
 use crate::scenarios::Ctx;
+use crate::section::{Section, ms};
 use crate::stats::{Summary, summarize};
 use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
+use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 /// The runtime scenario 9 runs on.
@@ -390,6 +394,106 @@ const STEM_CELL_START: Duration = Duration::from_secs(3);
 
 fn last(values: &[f64]) -> String {
     values.last().map_or("-".to_owned(), |v| format!("{v:.0}"))
+}
+
+/// Scenario 9's part of the report.
+pub struct DepsSection;
+
+impl Section for DepsSection {
+    type Result = DepsResult;
+    const ONCE_PER_RUN: bool = true;
+
+    fn markdown(&self, runs: &[(Runtime, &DepsResult)], _settings: &Config) -> String {
+        let mut out = String::new();
+        for (runtime, deps) in runs {
+            write_deps(&mut out, *runtime, deps);
+        }
+        out
+    }
+}
+
+fn seconds(value: Option<f64>) -> String {
+    value.map_or("-".to_owned(), |s| format!("{s:.1} s"))
+}
+
+fn p50_p90(summary: Option<&Summary>) -> String {
+    summary.map_or("-".to_owned(), |s| {
+        format!("{} / {} ({})", ms(s.p50_ms), ms(s.p90_ms), s.count)
+    })
+}
+
+/// `a / b`, of two summaries' p50s.
+fn p50_ratio(a: Option<&Summary>, b: Option<&Summary>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b.p50_ms > 0.0 => format!("{:.2}×", a.p50_ms / b.p50_ms),
+        _ => "-".to_owned(),
+    }
+}
+
+/// Scenario 9 on one runtime: the builds, the first calls, the warm calls.
+fn write_deps(w: &mut String, runtime: Runtime, deps: &DepsResult) {
+    let _ = writeln!(
+        w,
+        "#### 9. Dependencies ({}): builds, first calls, warm calls\n\n| set | packages | \
+         status | `?wait=true` wall clock | build (started → finished) | size |\n\
+         | --- | --- | --- | --: | --: | --: |",
+        runtime.as_str()
+    );
+    for b in &deps.builds {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {:.1} s | {} | {} |",
+            b.set,
+            b.packages,
+            b.status,
+            b.wall_s,
+            seconds(b.build_s),
+            b.size_bytes
+                .map_or("-".to_owned(), |n| format!("{:.1} MB", n as f64 / 1e6))
+        );
+    }
+    let f = &deps.first_calls;
+    let _ = writeln!(
+        w,
+        "\n| first call of a new function | p50 / p90 (samples) |\n| --- | --: |\n\
+         | with dependencies, artifact not cached (fetched) | {} |\n\
+         | with dependencies, artifact cached | {} |\n\
+         | with dependencies, the popular set's stem cell | {} |\n\
+         | without dependencies ({} of {} cold starts) | {} |\n\
+         | fetch cost: not cached − cached, p50 | {} |\n\
+         | cached with dependencies / without, p50 | {} |\n\
+         | `.zip` package, not cached (fetched) | {} |\n\
+         | `.zip` package, cached | {} |\n\
+         | cached package / single source without dependencies, p50 | {} |",
+        p50_p90(f.uncached.as_ref()),
+        p50_p90(f.cached.as_ref()),
+        p50_p90(f.stem.as_ref()),
+        f.plain_cold_starts,
+        f.plain_ms.len(),
+        p50_p90(f.plain.as_ref()),
+        match (&f.uncached, &f.cached) {
+            (Some(u), Some(c)) => ms(u.p50_ms - c.p50_ms),
+            _ => "-".to_owned(),
+        },
+        p50_ratio(f.cached.as_ref(), f.plain.as_ref()),
+        p50_p90(f.package_uncached.as_ref()),
+        p50_p90(f.package_cached.as_ref()),
+        p50_ratio(f.package_cached.as_ref(), f.plain.as_ref()),
+    );
+    let _ = writeln!(
+        w,
+        "\n| warm calls, alternating | p50 / p90 (calls) |\n| --- | --: |\n\
+         | with dependencies | {} |\n| without | {} |\n| with / without, p50 | {} |\n",
+        p50_p90(deps.warm_with.as_ref()),
+        p50_p90(deps.warm_without.as_ref()),
+        p50_ratio(deps.warm_with.as_ref(), deps.warm_without.as_ref()),
+    );
+    for error in f.errors.iter().take(5) {
+        let _ = writeln!(w, "- first-call error: {error}");
+    }
+    if deps.warm_errors > 0 {
+        let _ = writeln!(w, "- {} warm calls failed\n", deps.warm_errors);
+    }
 }
 
 #[cfg(test)]

@@ -18,13 +18,17 @@
 //! free confidence interval for the median of those differences (the sign test's order
 //! statistics): the target is judged on that interval, and is inconclusive when the interval
 //! holds the limit.
+//!
+//! The scenario's section of the report and its target are here too.
 
 use crate::client::{Api, Target};
-use crate::config::Runtime;
-use crate::interleave::{self, Interleaved, Plan, Ratios, Variant};
+use crate::config::{Config, Runtime, Scenario};
+use crate::interleave::{self, Interleaved, Plan, Ratios, VARIANT_ALIGN, VARIANT_HEAD, Variant};
 use crate::scenarios::Ctx;
+use crate::section::{Section, Status, TargetCheck, error_rows, range_cell, ratio_cell};
 use crate::stats::Summary;
 use serde::Serialize;
+use std::fmt::Write;
 
 /// The value of the route's `{id}` parameter in every call.
 const PATH_ID: &str = "42";
@@ -282,6 +286,183 @@ pub async fn run(ctx: &Ctx<'_>, runtime: Runtime) -> anyhow::Result<HttpResult> 
         ratios,
         difference,
     })
+}
+
+/// The most the route's p50 may exceed `/execute`'s (the issue: "well under 0.1 ms").
+pub const HTTP_P50_DIFF_MAX_MS: f64 = 0.1;
+
+/// Scenario 8's part of the report.
+pub struct HttpSection;
+
+impl Section for HttpSection {
+    type Result = HttpResult;
+    const ONCE_PER_RUN: bool = true;
+
+    fn settings(&self, settings: &Config) -> Option<String> {
+        settings.wants(Scenario::HttpTrigger).then(|| {
+            format!(
+                "HTTP trigger against /execute: {} calls in blocks of {} and {} phases of {} s \
+                 per path",
+                settings.http_calls,
+                settings.http_block_calls,
+                settings.http_phases,
+                settings.http_phase_secs
+            )
+        })
+    }
+
+    fn markdown(&self, runs: &[(Runtime, &HttpResult)], _settings: &Config) -> String {
+        let mut out = String::new();
+        for (runtime, http) in runs {
+            write_http(&mut out, *runtime, http);
+        }
+        out
+    }
+
+    fn errors(&self, runtime: Runtime, http: &HttpResult) -> Vec<String> {
+        let measured = &http.measured;
+        let mut lines = error_rows("8. warm-up", runtime, &measured.warmup.error_kinds);
+        for v in &measured.variants {
+            let c1 = format!("8. {}, c=1", v.key.label());
+            lines.extend(error_rows(&c1, runtime, &v.warm.error_kinds));
+            let cn = format!("8. {}, c={}", v.key.label(), measured.concurrency);
+            lines.extend(error_rows(&cn, runtime, &v.load.error_kinds));
+        }
+        lines
+    }
+
+    fn targets(
+        &self,
+        runtime: Runtime,
+        http: Option<&HttpResult>,
+        _concurrency: usize,
+    ) -> Vec<TargetCheck> {
+        http.map(|http| http_check(runtime.as_str(), http))
+            .into_iter()
+            .collect()
+    }
+}
+
+/// Scenario 8's target on the interval of the per-round differences: met when all of it is
+/// below the limit, missed when all of it is at or above, inconclusive when it holds the limit
+/// (the rounds moved more than the limit) or has less than [`CONFIDENCE`] (too few rounds).
+pub fn http_verdict(interval: &Interval, limit_ms: f64) -> Status {
+    if interval.confidence < CONFIDENCE {
+        Status::Inconclusive
+    } else if interval.high_ms < limit_ms {
+        Status::Met
+    } else if interval.low_ms >= limit_ms {
+        Status::Missed
+    } else {
+        Status::Inconclusive
+    }
+}
+
+/// Scenario 8's target: the p50 difference, judged on the interval of the per-round ones.
+fn http_check(subject: &str, http: &HttpResult) -> TargetCheck {
+    let d = &http.difference;
+    let (measured, status) = match (&d.interval, d.p50_ms) {
+        (Some(interval), Some(p50)) => (
+            format!(
+                "{} ms; per round (n={}) median {} ms, {:.0} % interval {:+.3} to {:+.3} ms",
+                signed_ms(Some(p50)),
+                d.rounds_ms.len(),
+                signed_ms(d.rounds_median_ms),
+                interval.confidence * 100.0,
+                interval.low_ms,
+                interval.high_ms
+            ),
+            http_verdict(interval, HTTP_P50_DIFF_MAX_MS),
+        ),
+        _ => ("no successful call".to_owned(), Status::Missed),
+    };
+    TargetCheck {
+        subject: subject.to_owned(),
+        what: "8. route p50 − /execute p50".to_owned(),
+        target: format!("< {HTTP_P50_DIFF_MAX_MS} ms"),
+        measured,
+        status,
+    }
+}
+
+/// A signed number of milliseconds, to three decimals (the target is 0.1 ms).
+fn signed_ms(value: Option<f64>) -> String {
+    value.map_or("-".to_owned(), |v| format!("{v:+.3}"))
+}
+
+/// Scenario 8 on one runtime: each path, then the route against `/execute`.
+fn write_http(w: &mut String, runtime: Runtime, http: &HttpResult) {
+    let rt = runtime.as_str();
+    let m = &http.measured;
+    let _ = writeln!(
+        w,
+        "## 8. HTTP trigger overhead: one warm function through its route and through /execute
+
+\
+         Function `{}` on {rt}, route `{}`, called as `POST {}` with `{{}}` and as `POST \
+         /execute/{}` with `{{\"event\": {{}}}}`, the same key on both. Interleaved: {} rounds of \
+         one block of {} sequential calls per path, then {} rounds of one {} s phase per path at \
+         concurrency {}; the order rotates each round. Under load, p50/p99 are of the calls at \
+         concurrency {}.
+",
+        http.function,
+        http.route,
+        http.path,
+        http.function,
+        m.blocks,
+        m.block_calls,
+        m.phases,
+        m.phase_secs,
+        m.concurrency,
+        m.concurrency
+    );
+    let _ = writeln!(
+        w,
+        "| runtime | path | {VARIANT_HEAD}\n| --- | --- | {VARIANT_ALIGN}"
+    );
+    for v in &m.variants {
+        let _ = writeln!(
+            w,
+            "| {rt} | {} | {} |",
+            v.key.label(),
+            interleave::variant_cells(v)
+        );
+    }
+    let d = &http.difference;
+    let interval = d.interval.as_ref();
+    let _ = writeln!(
+        w,
+        "
+| runtime | p50 route − /execute | p90 | p99 | per round: rounds | median | range | \
+         interval (confidence) | p50 route / /execute | calls/s route / /execute | per phase |
+\
+         | --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |
+| {rt} | {} | {} | \
+         {} | {} | {} | {} | {} | {} | {} | {} |
+",
+        signed_ms(d.p50_ms),
+        signed_ms(d.p90_ms),
+        signed_ms(d.p99_ms),
+        d.rounds_ms.len(),
+        signed_ms(d.rounds_median_ms),
+        range_cell(&d.rounds_ms, |v| format!("{v:+.3}")),
+        interval.map_or("-".to_owned(), |i| format!(
+            "{:+.3} to {:+.3} ({:.1} %)",
+            i.low_ms,
+            i.high_ms,
+            i.confidence * 100.0
+        )),
+        ratio_cell(http.ratios.p50),
+        ratio_cell(http.ratios.throughput),
+        range_cell(&d.phase_throughput_ratios, |r| format!("{r:.2}")),
+    );
+    let _ = writeln!(
+        w,
+        "Differences in ms, route minus /execute. Per round: the route's block p50 minus \
+         /execute's in the same round; the interval holds the median of those with the \
+         confidence shown (sign test), and the target is judged on it.
+"
+    );
 }
 
 #[cfg(test)]

@@ -7,11 +7,13 @@
 //! phase per variant. The order of the variants rotates each round (a, b; b, a; ...), so that
 //! none always goes first or always follows the same one. Each block's p50 and each phase's
 //! calls/s are kept by round, so that a scenario can pair the variants round by round and show
-//! how far the rounds move against how far the variants differ.
+//! how far the rounds move against how far the variants differ. The columns both scenarios'
+//! reports show of a variant are here too.
 
 use crate::client::{Api, Target};
 use crate::config::Runtime;
 use crate::scenarios::{self, Ctx, Stop, Warmup};
+use crate::section::{ms, opt_ms, range_cell};
 use crate::stats::{CallStats, Recorder, Summary};
 use serde::Serialize;
 use std::fmt::Debug;
@@ -104,6 +106,34 @@ pub struct Ratios<K> {
     pub p50: Option<f64>,
     pub p99: Option<f64>,
     pub throughput: Option<f64>,
+}
+
+/// The columns of one variant in the report's table of scenario 7 or 8, after those that
+/// name it.
+pub const VARIANT_HEAD: &str = "calls | errors | p50 | p90 | p99 | block p50s | calls under \
+                                load | errors | calls/s | phases, calls/s | p50 | p99 |";
+/// [`VARIANT_HEAD`]'s alignment row.
+pub const VARIANT_ALIGN: &str =
+    "--: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |";
+
+/// [`VARIANT_HEAD`]'s cells of `v`: the sequential calls, then those at concurrency.
+pub fn variant_cells<K>(v: &VariantResult<K>) -> String {
+    let (warm, load) = (v.warm.latency_ms.as_ref(), v.load.latency_ms.as_ref());
+    format!(
+        "{} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {}",
+        v.warm.calls,
+        v.warm.errors,
+        opt_ms(warm, |s| s.p50_ms),
+        opt_ms(warm, |s| s.p90_ms),
+        opt_ms(warm, |s| s.p99_ms),
+        range_cell(&v.measured_block_p50s(), ms),
+        v.load.calls,
+        v.load.errors,
+        v.calls_per_s,
+        range_cell(&v.phase_calls_per_s, |rate| format!("{rate:.0}")),
+        opt_ms(load, |s| s.p50_ms),
+        opt_ms(load, |s| s.p99_ms),
+    )
 }
 
 /// The order of `n` variants in round `round`: rotated by one each round.

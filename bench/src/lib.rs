@@ -20,6 +20,7 @@ pub mod pool;
 pub mod procs;
 pub mod report;
 pub mod scenarios;
+pub mod section;
 pub mod stats;
 
 pub use config::Config;

@@ -1,8 +1,10 @@
 //! Scenario 5, the floor without the platform: one `docker run --rm -i` per call, fed the
-//! init and invoke frames of the container protocol (docker/README.md) on stdin.
+//! init and invoke frames of the container protocol (docker/README.md) on stdin; and the
+//! scenario's section of the report.
 
 use crate::client::HANDLER;
 use crate::config::{Config, Runtime};
+use crate::section::{Section, cell, opt_ms, table};
 use crate::stats::{Summary, summarize};
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -24,6 +26,49 @@ pub struct NaiveResult {
     pub to_result_ms: Option<Summary>,
     /// From spawning `docker run` to its exit (the container removed): what a caller waits.
     pub to_exit_ms: Option<Summary>,
+}
+
+/// Scenario 5's part of the report.
+pub struct NaiveSection;
+
+impl Section for NaiveSection {
+    type Result = NaiveResult;
+
+    fn settings(&self, settings: &Config) -> Option<String> {
+        Some(format!("{} docker runs", settings.naive_runs))
+    }
+
+    fn markdown(&self, runs: &[(Runtime, &NaiveResult)], _settings: &Config) -> String {
+        let rows: Vec<String> = runs
+            .iter()
+            .map(|(runtime, n)| {
+                format!(
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    runtime.as_str(),
+                    n.runs,
+                    n.failures.len(),
+                    opt_ms(n.to_result_ms.as_ref(), |s| s.p50_ms),
+                    opt_ms(n.to_result_ms.as_ref(), |s| s.p99_ms),
+                    opt_ms(n.to_exit_ms.as_ref(), |s| s.p50_ms),
+                    opt_ms(n.to_exit_ms.as_ref(), |s| s.p99_ms),
+                )
+            })
+            .collect();
+        table(
+            "## 5. Naive floor: one `docker run` per call\n\n| runtime | runs | failures | to \
+             result p50 | to result p99 | to exit p50 | to exit p99 |\n| --- | --: | --: | --: | \
+             --: | --: | --: |",
+            &rows,
+        )
+    }
+
+    fn errors(&self, runtime: Runtime, naive: &NaiveResult) -> Vec<String> {
+        naive
+            .failures
+            .iter()
+            .map(|f| format!("| 5. naive | {} | | | 1 | {} |", runtime.as_str(), cell(f)))
+            .collect()
+    }
 }
 
 fn args(config: &Config, runtime: Runtime) -> Vec<String> {

@@ -3,14 +3,16 @@
 //! fast function gets the same sequential calls twice, alone and then beside
 //! `--noisy-slow-calls` slow calls that are all running, so that the two sets compare directly;
 //! the slow calls' own answers are counted too, since a platform that protects the fast
-//! function by failing the slow ones has not solved anything.
+//! function by failing the slow ones has not solved anything. The scenario's section of the
+//! report is here too.
 
 use crate::client::Target;
-use crate::config::Runtime;
+use crate::config::{Config, Runtime};
 use crate::cpu::CpuUsage;
 use crate::pool;
 use crate::scenarios::{self, Ctx};
-use crate::stats::{CallStats, Recorder};
+use crate::section::{Section, error_rows, opt_ms, ratio_cell, table};
+use crate::stats::{CallStats, Recorder, Summary};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -271,6 +273,126 @@ pub async fn run(ctx: &Ctx<'_>, runtime: Runtime, fast: &str) -> anyhow::Result<
         slow: slow_calls.finish(),
         cpu,
     })
+}
+
+/// Scenario 6's part of the report.
+pub struct NoisySection;
+
+impl Section for NoisySection {
+    type Result = NoisyResult;
+
+    fn settings(&self, settings: &Config) -> Option<String> {
+        Some(format!(
+            "{} calls alone and beside {} calls sleeping {} s",
+            settings.noisy_calls, settings.noisy_slow_calls, settings.noisy_sleep_secs
+        ))
+    }
+
+    fn markdown(&self, runs: &[(Runtime, &NoisyResult)], settings: &Config) -> String {
+        let rows: Vec<String> = runs
+            .iter()
+            .map(|(runtime, n)| {
+                let (alone, beside) = (&n.alone, &n.beside);
+                format!(
+                    "| {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} | {} |",
+                    runtime.as_str(),
+                    alone.calls,
+                    pair_cell(alone, beside, |s| s.p50_ms),
+                    ratio_cell(n.p50_ratio),
+                    pair_cell(alone, beside, |s| s.p99_ms),
+                    pair_cell(alone, beside, |s| s.max_ms),
+                    answers(alone),
+                    answers(beside),
+                    alone.cold_starts,
+                    beside.cold_starts,
+                    running_cell(&n.settle, n.slow_loops),
+                    answers(&n.slow)
+                )
+            })
+            .collect();
+        table(
+            &format!(
+                "## 6. Noisy neighbour: a warm function alone, then beside {} calls sleeping {} \
+                 s\n\n| runtime | fast calls | p50 alone / beside | p50 ratio | p99 alone / beside \
+                 | max alone / beside | answers alone / beside | cold starts alone / beside | \
+                 slow calls running | slow answers |\n| --- | --: | --: | --: | --: | --: | --- | \
+                 --: | --- | --- |",
+                settings.noisy_slow_calls, settings.noisy_sleep_secs
+            ),
+            &rows,
+        )
+    }
+
+    fn cpu<'r>(&self, noisy: &'r NoisyResult) -> Vec<(&'static str, &'r CpuUsage)> {
+        vec![("6. noisy, beside", &noisy.cpu)]
+    }
+
+    fn errors(&self, runtime: Runtime, noisy: &NoisyResult) -> Vec<String> {
+        let mut lines = error_rows("6. alone", runtime, &noisy.alone.error_kinds);
+        lines.extend(error_rows("6. beside", runtime, &noisy.beside.error_kinds));
+        lines.extend(error_rows(
+            "6. slow calls",
+            runtime,
+            &noisy.slow.error_kinds,
+        ));
+        lines
+    }
+
+    fn server_side<'r>(&self, noisy: &'r NoisyResult) -> Vec<(&'static str, &'r CallStats)> {
+        vec![
+            ("6. alone", &noisy.alone),
+            ("6. beside", &noisy.beside),
+            ("6. slow calls", &noisy.slow),
+        ]
+    }
+}
+
+/// The answers of a set of calls by status (and error code): `200 ×198, 503 expired ×2`.
+pub(crate) fn answers(stats: &CallStats) -> String {
+    let mut parts = Vec::new();
+    if stats.ok > 0 {
+        parts.push(format!("200 ×{}", stats.ok));
+    }
+    for k in &stats.error_kinds {
+        parts.push(format!("{} {} ×{}", k.status, k.code, k.count));
+    }
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// How many slow calls were running when the fast function was measured beside them.
+pub(crate) fn running_cell(settle: &Settle, loops: usize) -> String {
+    let answered = if settle.all_running {
+        format!("{} of {loops}", settle.loops_answered)
+    } else {
+        format!("**{} of {loops}**", settle.loops_answered)
+    };
+    let jobs = match (settle.inflight_jobs_before, settle.inflight_jobs_after) {
+        (Some(before), Some(after)) => format!(", {before:.0} → {after:.0} jobs in flight"),
+        (Some(before), None) => format!(", {before:.0} jobs in flight"),
+        _ => String::new(),
+    };
+    format!(
+        "{answered} after {:.1} s{jobs}{}",
+        settle.seconds,
+        if settle.all_running {
+            ""
+        } else {
+            " (stopped waiting)"
+        }
+    )
+}
+
+/// A pair of values, one per set of calls: `alone / beside`.
+fn pair_cell(alone: &CallStats, beside: &CallStats, value: fn(&Summary) -> f64) -> String {
+    format!(
+        "{} / {}",
+        opt_ms(alone.latency_ms.as_ref(), value),
+        opt_ms(beside.latency_ms.as_ref(), value)
+    )
 }
 
 #[cfg(test)]

@@ -3,7 +3,12 @@
 //! `naive`, scenario 6 (a fast function beside slow ones) in `noisy`, scenario 7 (auth on
 //! against auth off) in `auth`, scenario 8 (HTTP trigger against `/execute`) in `http`; the
 //! interleaving 7 and 8 share in `interleave`; scenario 9 (dependencies) in `deps`, scenario 10
-//! (async invocations) in `async_calls`. The loops that make the calls are here.
+//! (async invocations) in `async_calls`. The loops that make the calls are here, and the
+//! report's sections of scenarios 1 to 4 in `section`.
+
+mod section;
+
+pub use section::{ColdSection, RoundRobinSection, ThroughputSection, WarmSection};
 
 use crate::client::{Api, CallOutcome, Function, Target};
 use crate::config::{Config, Runtime};
