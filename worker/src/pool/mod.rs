@@ -131,6 +131,7 @@ impl<C> Default for State<C> {
     }
 }
 
+/// The containers of one worker, started by its launcher `L`; see the module doc.
 pub struct Pool<L: Launcher> {
     launcher: Arc<L>,
     settings: PoolSettings,
@@ -141,6 +142,7 @@ pub struct Pool<L: Launcher> {
 }
 
 impl<L: Launcher> Pool<L> {
+    /// An empty pool; stem cells come with [`Pool::keep_stem_cells`].
     pub fn new(launcher: L, settings: PoolSettings) -> Self {
         Pool {
             launcher: Arc::new(launcher),
@@ -155,6 +157,7 @@ impl<L: Launcher> Pool<L> {
         }
     }
 
+    /// The launcher, for what the worker asks of it directly (leftovers, orphans, builds).
     pub fn launcher(&self) -> &L {
         &self.launcher
     }
