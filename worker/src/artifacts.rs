@@ -9,6 +9,7 @@
 //! devices, absolute or escaping paths), up to the unpacked limit.
 
 use crate::config::DepsSettings;
+use crate::error::DepsError;
 use common::{
     ARTIFACT_SHA256_HEADER as CONTENT_SHA256, ARTIFACT_UNPACKED_HEADER as UNPACKED_BYTES,
     ArtifactRef,
@@ -28,28 +29,6 @@ pub const DEPS_MOUNT: &str = "/opt/faas/deps";
 /// makes it the working directory, as Lambda's task root.
 pub const PACKAGE_MOUNT: &str = "/opt/faas/package";
 pub use common::MAX_UNPACKED_BYTES;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DepsError {
-    #[error("this worker has no WORKER_TOKEN, so it cannot fetch dependency artifacts")]
-    NoToken,
-    #[error("the api answered {status} to {what}: {body}")]
-    Api {
-        what: String,
-        status: u16,
-        body: String,
-    },
-    #[error("cannot reach the api for {what}: {source}")]
-    Unreachable {
-        what: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("the artifact is not valid: {0}")]
-    Invalid(String),
-    #[error("artifact file system error: {0}")]
-    Io(#[from] std::io::Error),
-}
 
 /// The api's routes for workers.
 #[derive(Clone)]
@@ -630,7 +609,8 @@ mod tests {
         let settings = DepsSettings {
             cache_dir: dir.clone(),
             cache_mb: 0,
-            ..<crate::Config as clap::Parser>::parse_from(["worker", "--runtime", "docker"]).deps
+            ..<crate::config::Config as clap::Parser>::parse_from(["worker", "--runtime", "docker"])
+                .deps
         };
         let cache = DepsCache::open(&settings);
         let path = archive(&dir, &[("m.py", b"1234")], &[]);

@@ -237,11 +237,17 @@ impl Builder {
         }
         let mut labels = HashMap::from([
             ("faas.managed".to_owned(), "true".to_owned()),
-            (crate::LABEL_WORKER.to_owned(), self.worker_id.clone()),
+            (
+                crate::sandbox::LABEL_WORKER.to_owned(),
+                self.worker_id.clone(),
+            ),
             ("faas.build".to_owned(), job.key.clone()),
         ]);
         if let Some(own) = &self.own_container {
-            labels.insert(crate::LABEL_WORKER_CONTAINER.to_owned(), own.clone());
+            labels.insert(
+                crate::sandbox::LABEL_WORKER_CONTAINER.to_owned(),
+                own.clone(),
+            );
         }
         let host_config = HostConfig {
             cap_drop: Some(vec!["ALL".into()]),

@@ -239,6 +239,8 @@ impl Config {
             deps_stem_sets: self.deps_stem_sets,
             max_starting: self.max_starting,
             warm_wait: std::time::Duration::from_millis(self.warm_wait_ms),
+            room_wait: std::time::Duration::from_millis(self.room_wait_ms),
+            init_timeout: std::time::Duration::from_millis(self.init_timeout_ms),
             runtime_label: self.runtime.as_str(),
         }
     }

@@ -2,16 +2,17 @@
 //! frames its reader task hands over, and the two exchanges of the protocol: `init` binds it to
 //! a function version, then one `invoke` at a time.
 //!
-//! It knows nothing of Docker: [`Sandbox`](crate::sandbox::Sandbox) makes one from an attached
-//! container, and tests make one over in-memory pipes.
+//! It knows nothing of Docker: the `sandbox` module makes one from an attached container, and
+//! tests make one over in-memory pipes. It is what the pool hands out ([`Pooled`]).
 
+use crate::artifacts::PACKAGE_MOUNT;
+use crate::error::ContainerError;
 use crate::pool::Pooled;
 use crate::protocol::{
-    self, Event, Frame, FrameLimits, InitFrame, InitFunction, InvokeContext, InvokeFrame,
-    Outstanding, Violation,
+    self, CallOutcome, Event, Frame, FrameLimits, InitFrame, InitFunction, InitOutcome,
+    InvokeContext, InvokeFrame, Outstanding, Violation,
 };
-use crate::sandbox::ContainerError;
-use common::{ErrorInfo, FunctionSpec, RawJson, RawValue};
+use common::{ErrorInfo, FunctionSpec, RawValue};
 use serde::Serialize;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -23,45 +24,6 @@ use tokio::time::timeout_at;
 
 /// Error type the bootstraps give a result over the size limit; the container stays sound.
 pub const RESULT_TOO_LARGE: &str = "Runtime.ResultTooLarge";
-
-/// How loading the code ended.
-#[derive(Debug)]
-pub enum InitOutcome {
-    Ready,
-    Failed {
-        error: ErrorInfo,
-        logs: String,
-    },
-    TimedOut,
-    /// The container stopped answering (its output ended).
-    Died,
-    /// It broke the protocol and has been killed.
-    Broken(Violation),
-}
-
-/// How one call ended.
-#[derive(Debug)]
-pub enum CallOutcome {
-    Returned {
-        result: RawJson,
-        logs: String,
-        logs_truncated: bool,
-    },
-    Raised {
-        error: ErrorInfo,
-        logs: String,
-        logs_truncated: bool,
-    },
-    /// The result is over the limit. `sound` when the bootstrap itself said so (the container
-    /// can serve again); not when the container wrote it anyway.
-    TooLarge {
-        error: ErrorInfo,
-        sound: bool,
-    },
-    TimedOut,
-    Died,
-    Broken(Violation),
-}
 
 /// A started container. Dropping it does not remove it: the pool does.
 pub struct Container {
@@ -90,6 +52,20 @@ impl Pooled for Container {
     /// False once its output ended (it died, or was killed for breaking the protocol).
     fn is_alive(&self) -> bool {
         !self.reader.is_finished()
+    }
+
+    async fn init(&mut self, spec: &FunctionSpec, deadline: tokio::time::Instant) -> InitOutcome {
+        Container::init(self, spec, deadline).await
+    }
+
+    async fn invoke(
+        &mut self,
+        id: &str,
+        event: &RawValue,
+        context: &InvokeContext<'_>,
+        deadline: tokio::time::Instant,
+    ) -> CallOutcome {
+        Container::invoke(self, id, event, context, deadline).await
     }
 }
 
@@ -161,10 +137,7 @@ impl Container {
             op: "init",
             code: &spec.code,
             handler: &spec.handler,
-            package_dir: spec
-                .package
-                .as_ref()
-                .map(|_| crate::artifacts::PACKAGE_MOUNT),
+            package_dir: spec.package.as_ref().map(|_| PACKAGE_MOUNT),
             env: &spec.env,
             limits: self.limits,
             function: InitFunction {

@@ -1,15 +1,18 @@
-//! Runs one job to a verdict: checks its fields and deadline, finds a warm container or starts
-//! one (a cold start), sends the call and turns whatever happened into a [`Reply`], or gives
-//! the job back to the queue when this worker has no room for it. A container that timed out,
-//! died or broke the protocol is removed, never reused; one that died before the call reached
-//! it is not the caller's fault, and the call goes to another container.
+//! Runs one job to a verdict: checks its fields and deadline, leases a container from the pool
+//! (warm, or a cold start), sends the call, gives the container back with its health, and turns
+//! whatever happened into a [`Reply`]; or gives the job back to the queue when this worker has
+//! no room for it. What becomes of a container is the pool's decision ([`Health`]); what the
+//! caller is told is this module's. A container that died before the call reached it is not
+//! the caller's fault, and the call goes to another container.
+//!
+//! The executor is generic over the pool's [`Launcher`], so that its decisions are unit-tested
+//! with the pool's fake launcher (tests below); the worker's is [`Sandbox`].
 
-use crate::artifacts::MAX_UNPACKED_BYTES;
-use crate::container::{CallOutcome, Container, InitOutcome};
-use crate::pool::{Mounts, Pool, Slot, StemKind};
-use crate::protocol::InvokeContext;
-use crate::sandbox::{Death, Sandbox};
-use common::{ErrorInfo, FunctionSpec, Job, RawJson, Reply, ReplyStatus, Timing, raw_null};
+use crate::death::Death;
+use crate::pool::{Acquisition, Artifact, Health, Launcher, NoContainer, Pool, Pooled};
+use crate::protocol::{CallOutcome, InvokeContext};
+use crate::sandbox::Sandbox;
+use common::{ErrorInfo, Job, MAX_UNPACKED_BYTES, RawJson, Reply, ReplyStatus, Timing, raw_null};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,13 +28,10 @@ const MAX_DEADLINE_OVERHEAD_MS: u64 = 10 * 60 * 1000;
 /// A call whose container died before the call reached it goes to another container, once.
 const ATTEMPTS: usize = 2;
 
-pub struct Executor {
-    pub pool: Arc<DockerPool>,
+/// Runs jobs in the containers of `pool`; `worker_id` names this worker in replies.
+pub struct Executor<L: Launcher = Sandbox> {
+    pub pool: Arc<Pool<L>>,
     pub worker_id: String,
-    pub init_timeout: Duration,
-    /// How long a job waits for room before it goes back to the queue, where a worker with
-    /// room (or this one, later) takes it.
-    pub room_wait: Duration,
 }
 
 /// What becomes of a delivered job.
@@ -102,44 +102,59 @@ impl Outcome {
     }
 }
 
-/// Why a job got no container.
-enum NoContainer {
-    Answer(Outcome),
-    Requeue,
+/// The job goes back to the queue unanswered: this worker has no room for it now.
+struct Requeue;
+
+/// How long a job's parts took, over its attempts.
+#[derive(Debug, Default)]
+struct Spent {
+    warm_wait: Duration,
+    /// The last cold start's, if any attempt started cold.
+    cold_start: Option<Duration>,
+    run: Duration,
+}
+
+impl Spent {
+    fn add(&mut self, acquisition: Acquisition) {
+        self.warm_wait += acquisition.warm_wait;
+        if acquisition.cold_start.is_some() {
+            self.cold_start = acquisition.cold_start;
+        }
+    }
 }
 
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-impl Executor {
+impl<L: Launcher> Executor<L> {
     pub async fn run(&self, job: &Job) -> Verdict {
         let taken_at = common::now_unix_ms();
         let bounded = Bounded::of(job, taken_at);
-        let mut timing = Timing {
-            queue_ms: taken_at.saturating_sub(job.published_unix_ms) as f64,
-            ..Timing::default()
-        };
-        let mut cold_start = false;
-        let outcome = if taken_at >= bounded.deadline_unix_ms {
-            Outcome::failed(
+        let (outcome, spent) = if taken_at >= bounded.deadline_unix_ms {
+            let expired = Outcome::failed(
                 ReplyStatus::Expired,
                 ErrorInfo::new(
                     "Runtime.Expired",
                     "the job was taken after its deadline and was not run",
                 ),
                 String::new(),
-            )
+            );
+            (expired, Spent::default())
         } else {
-            match self
-                .run_in_container(job, bounded, &mut timing, &mut cold_start)
-                .await
-            {
-                Ok(outcome) => outcome,
-                Err(()) => return Verdict::Requeue,
+            match self.run_in_container(job, bounded).await {
+                (Ok(outcome), spent) => (outcome, spent),
+                (Err(Requeue), _) => return Verdict::Requeue,
             }
         };
-        let runtime = self.pool.launcher().runtime.as_str();
+        let timing = Timing {
+            queue_ms: taken_at.saturating_sub(job.published_unix_ms) as f64
+                + millis(spent.warm_wait),
+            init_ms: spent.cold_start.map_or(0.0, millis),
+            run_ms: millis(spent.run),
+        };
+        let cold_start = spent.cold_start.is_some();
+        let runtime = self.pool.runtime_label();
         metrics::counter!("faas_worker_jobs_total", "runtime" => runtime, "status" => outcome.status.as_str())
             .increment(1);
         metrics::histogram!("faas_worker_queue_seconds", "runtime" => runtime)
@@ -181,14 +196,15 @@ impl Executor {
         }
     }
 
-    /// `Err` when the job should go back to the queue.
+    /// Leases a container, runs the call in it and gives it back; once more in another
+    /// container when the first was dead before the call reached it. Also says what each part
+    /// took, whatever came of the job.
     async fn run_in_container(
         &self,
         job: &Job,
         bounded: Bounded,
-        timing: &mut Timing,
-        cold_start: &mut bool,
-    ) -> Result<Outcome, ()> {
+    ) -> (Result<Outcome, Requeue>, Spent) {
+        let mut spent = Spent::default();
         let spec = &job.function;
         let remaining = Duration::from_millis(
             bounded
@@ -196,20 +212,22 @@ impl Executor {
                 .saturating_sub(common::now_unix_ms()),
         );
         let job_deadline = tokio::time::Instant::now() + remaining;
-        let key = (spec.id, spec.version);
         let invocation_id = job.invocation_id.to_string();
 
         for attempt in 1..=ATTEMPTS {
-            let mut slot = match self
-                .acquire(job, bounded, job_deadline, timing, cold_start)
-                .await
-            {
-                Ok(slot) => slot,
-                Err(NoContainer::Answer(outcome)) => return Ok(outcome),
-                Err(NoContainer::Requeue) => return Err(()),
+            let acquired = self
+                .pool
+                .acquire(spec, bounded.memory_mb, job_deadline)
+                .await;
+            let mut lease = match acquired {
+                Ok(lease) => lease,
+                Err(refused) => {
+                    spent.add(refused.acquisition);
+                    return (no_container(refused.why), spent);
+                }
             };
+            spent.add(lease.acquisition());
 
-            let busy = self.pool.busy(key);
             let run_started = Instant::now();
             let run_deadline = job_deadline
                 .min(tokio::time::Instant::now() + Duration::from_millis(bounded.timeout_ms));
@@ -227,306 +245,138 @@ impl Executor {
                 deadline_unix_ms,
                 attempt: job.attempt.max(1),
             };
-            let call = slot
-                .container
+            let call = lease
+                .container()
                 .invoke(&invocation_id, &job.event, &context, run_deadline)
                 .await;
-            timing.run_ms = millis(run_started.elapsed());
-            drop(busy);
-            let outcome = match call {
-                CallOutcome::Returned {
-                    result,
-                    logs,
-                    logs_truncated,
-                } => {
-                    self.pool.put_idle(slot);
-                    Outcome {
-                        status: ReplyStatus::Success,
-                        result,
-                        error: None,
-                        logs,
-                        logs_truncated,
-                    }
-                }
-                CallOutcome::Raised {
-                    error,
-                    logs,
-                    logs_truncated,
-                } => {
-                    // The handler's own error leaves the process sound: the container stays warm.
-                    self.pool.put_idle(slot);
-                    Outcome {
-                        status: ReplyStatus::Error,
-                        result: raw_null(),
-                        error: Some(error),
-                        logs,
-                        logs_truncated,
-                    }
-                }
-                CallOutcome::TooLarge { error, sound } => {
-                    if sound {
-                        self.pool.put_idle(slot);
-                    } else {
-                        self.pool.discard(slot);
-                    }
-                    Outcome::failed(ReplyStatus::ResultTooLarge, error, String::new())
-                }
-                CallOutcome::TimedOut => {
-                    self.pool.discard(slot);
-                    Outcome::failed(
-                        ReplyStatus::Timeout,
-                        ErrorInfo::new(
-                            "Runtime.Timeout",
-                            format!(
-                                "the function did not return within {} ms",
-                                bounded.timeout_ms
-                            ),
-                        ),
-                        String::new(),
-                    )
-                }
-                CallOutcome::Broken(violation) => {
-                    self.pool.discard(slot);
-                    Outcome::failed(
-                        ReplyStatus::Crashed,
-                        ErrorInfo::new(
-                            "Runtime.ProtocolError",
-                            format!("the function's container was killed: {violation}"),
-                        ),
-                        String::new(),
-                    )
-                }
-                CallOutcome::Died => match self.died(slot).await {
-                    Death::BeforeTheCall if attempt < ATTEMPTS => {
-                        tracing::info!(
-                            "the container died before the call reached it; retrying in another"
-                        );
-                        continue;
-                    }
-                    death => death_outcome(death),
-                },
-            };
-            return Ok(outcome);
+            spent.run = run_started.elapsed();
+            let death = lease.release(Health::after_call(&call)).await;
+            if death == Some(Death::BeforeTheCall) && attempt < ATTEMPTS {
+                tracing::info!(
+                    "the container died before the call reached it; retrying in another"
+                );
+                continue;
+            }
+            return (Ok(call_outcome(call, death, bounded.timeout_ms)), spent);
         }
         unreachable!("the last attempt always returns")
     }
+}
 
-    /// A container for the call: a warm one of its version, else (a cold start) a stem cell or
-    /// a new container with its code loaded.
-    async fn acquire(
-        &self,
-        job: &Job,
-        bounded: Bounded,
-        job_deadline: tokio::time::Instant,
-        timing: &mut Timing,
-        cold_start: &mut bool,
-    ) -> Result<Slot<Container>, NoContainer> {
-        let spec = &job.function;
-        let key = (spec.id, spec.version);
-        let waited = Instant::now();
-        let warm = match self.pool.take_idle(key) {
-            Some(slot) => Some(slot),
-            None => {
-                let wait = job_deadline.min(tokio::time::Instant::now() + self.pool.warm_wait());
-                self.pool.wait_for_idle(key, wait).await
-            }
-        };
-        timing.queue_ms += millis(waited.elapsed());
-        if let Some(slot) = warm {
-            return Ok(slot);
+/// What the caller is told of a call that ran; `death` is how its container died, if it did.
+fn call_outcome(call: CallOutcome, death: Option<Death>, timeout_ms: u64) -> Outcome {
+    match call {
+        CallOutcome::Returned {
+            result,
+            logs,
+            logs_truncated,
+        } => Outcome {
+            status: ReplyStatus::Success,
+            result,
+            error: None,
+            logs,
+            logs_truncated,
+        },
+        CallOutcome::Raised {
+            error,
+            logs,
+            logs_truncated,
+        } => Outcome {
+            status: ReplyStatus::Error,
+            result: raw_null(),
+            error: Some(error),
+            logs,
+            logs_truncated,
+        },
+        CallOutcome::TooLarge { error, .. } => {
+            Outcome::failed(ReplyStatus::ResultTooLarge, error, String::new())
         }
-        *cold_start = true;
-        let init_started = Instant::now();
-        let started = self.cold_start(job, bounded, job_deadline).await;
-        timing.init_ms = millis(init_started.elapsed());
-        started
-    }
-
-    /// Binds a stem cell, or starts a container, and loads the code; on failure the container
-    /// is already removed. Waiting for room is bounded by `room_wait` (then the job goes back
-    /// to the queue) and by the job's deadline; loading the code by `init_timeout`.
-    async fn cold_start(
-        &self,
-        job: &Job,
-        bounded: Bounded,
-        job_deadline: tokio::time::Instant,
-    ) -> Result<Slot<Container>, NoContainer> {
-        let spec = &job.function;
-        // A stem cell cannot take a mount chosen later: a function with dependencies or a
-        // package binds one that mounts its artifacts (kept for popular sets), else gets a
-        // container of its own, once the artifacts are on this host.
-        self.fetch_artifacts(spec, job_deadline).await?;
-        let stem = self.pool.take_stem(&StemKind::of(spec), bounded.memory_mb);
-        let mut slot = match stem {
-            Some(stem) => stem,
-            None => self.start_container(job, bounded, job_deadline).await?,
-        };
-        let deadline = job_deadline.min(tokio::time::Instant::now() + self.init_timeout);
-        slot.bind((spec.id, spec.version));
-        let failed = |status, kind: &str, message: &str| {
-            NoContainer::Answer(Outcome::failed(
-                status,
-                ErrorInfo::new(kind, message),
-                String::new(),
-            ))
-        };
-        match slot.container.init(spec, deadline).await {
-            InitOutcome::Ready => Ok(slot),
-            InitOutcome::Failed { error, logs } => {
-                self.pool.discard(slot);
-                Err(NoContainer::Answer(Outcome::failed(
-                    ReplyStatus::InitError,
-                    error,
-                    logs,
-                )))
-            }
-            InitOutcome::TimedOut => {
-                self.pool.discard(slot);
-                Err(failed(
-                    ReplyStatus::InitError,
-                    "Runtime.InitTimeout",
-                    "the function's code did not load in time",
-                ))
-            }
-            InitOutcome::Broken(violation) => {
-                self.pool.discard(slot);
-                Err(failed(
-                    ReplyStatus::Crashed,
-                    "Runtime.ProtocolError",
-                    &format!("the function's container was killed while loading: {violation}"),
-                ))
-            }
-            InitOutcome::Died => Err(NoContainer::Answer(death_outcome(self.died(slot).await))),
-        }
-    }
-
-    /// Makes the function's artifacts (dependencies, package) present on this host; a call
-    /// whose artifacts cannot be had, or are over Lambda's 250 MB together, ends as an
-    /// `init_error` that says why.
-    async fn fetch_artifacts(
-        &self,
-        spec: &FunctionSpec,
-        job_deadline: tokio::time::Instant,
-    ) -> Result<(), NoContainer> {
-        let init_error = |kind: &str, message: String| {
-            NoContainer::Answer(Outcome::failed(
-                ReplyStatus::InitError,
-                ErrorInfo::new(kind, message),
-                String::new(),
-            ))
-        };
-        let unpacked: u64 = [&spec.dependencies, &spec.package]
-            .into_iter()
-            .flatten()
-            .map(|artifact| artifact.unpacked_bytes)
-            .sum();
-        if unpacked > MAX_UNPACKED_BYTES {
-            return Err(init_error(
-                "Runtime.CodeTooLarge",
-                format!(
-                    "the function's package and dependencies unpack to {unpacked} bytes, over the limit of {} MB together",
-                    MAX_UNPACKED_BYTES / (1024 * 1024)
-                ),
-            ));
-        }
-        for (artifact, what, kind) in [
-            (
-                &spec.dependencies,
-                "dependencies",
-                "Runtime.DependenciesUnavailable",
+        CallOutcome::TimedOut => Outcome::failed(
+            ReplyStatus::Timeout,
+            ErrorInfo::new(
+                "Runtime.Timeout",
+                format!("the function did not return within {timeout_ms} ms"),
             ),
-            (&spec.package, "package", "Runtime.PackageUnavailable"),
-        ] {
-            let Some(artifact) = artifact else { continue };
-            let fetched =
-                tokio::time::timeout_at(job_deadline, self.pool.launcher().deps.ensure(artifact))
-                    .await;
-            let why = match fetched {
-                Ok(Ok(_)) => continue,
-                Ok(Err(error)) => error.to_string(),
-                Err(_) => format!("the call's deadline passed while fetching its {what}"),
-            };
-            tracing::warn!(digest = %artifact.digest, %why, "{what} unavailable");
-            return Err(init_error(
-                kind,
-                format!("the function's {what} could not be fetched: {why}"),
-            ));
-        }
-        Ok(())
-    }
-
-    async fn start_container(
-        &self,
-        job: &Job,
-        bounded: Bounded,
-        job_deadline: tokio::time::Instant,
-    ) -> Result<Slot<Container>, NoContainer> {
-        let spec = &job.function;
-        let until = job_deadline.min(tokio::time::Instant::now() + self.room_wait);
-        let Some(room) = self.pool.reserve(bounded.memory_mb, until).await else {
-            if tokio::time::Instant::now() < job_deadline {
-                tracing::debug!(
-                    memory_mb = bounded.memory_mb,
-                    "no room for the job; giving it back to the queue"
-                );
-                return Err(NoContainer::Requeue);
-            }
-            return Err(NoContainer::Answer(Outcome::failed(
-                ReplyStatus::Expired,
-                ErrorInfo::new(
-                    "Runtime.NoCapacity",
-                    "no worker had room for the call before its deadline",
-                ),
-                String::new(),
-            )));
-        };
-        let started = tokio::time::timeout_at(
-            job_deadline,
-            self.pool.start(
-                spec.language,
-                bounded.memory_mb,
-                Some(spec),
-                &Mounts::of(spec),
-                room,
+            String::new(),
+        ),
+        CallOutcome::Broken(violation) => Outcome::failed(
+            ReplyStatus::Crashed,
+            ErrorInfo::new(
+                "Runtime.ProtocolError",
+                format!("the function's container was killed: {violation}"),
             ),
-        )
-        .await
-        .map_err(|_| {
-            NoContainer::Answer(Outcome::failed(
-                ReplyStatus::Expired,
-                ErrorInfo::new(
-                    "Runtime.NoCapacity",
-                    "the worker could not start a container before the call's deadline",
-                ),
-                String::new(),
+            String::new(),
+        ),
+        // A released dead container always comes with its death; without one, nothing is
+        // known but that it stopped answering.
+        CallOutcome::Died => death_outcome(death.unwrap_or_else(|| {
+            Death::Crashed(ErrorInfo::new(
+                "Runtime.ExitError",
+                "the function's container stopped answering",
             ))
-        })?;
-        started.map_err(|error| {
-            metrics::counter!("faas_docker_errors_total").increment(1);
-            tracing::error!(%error, "cannot start a container");
-            NoContainer::Answer(Outcome::failed(
-                ReplyStatus::Crashed,
-                ErrorInfo::new(
-                    "Runtime.ContainerStartFailed",
-                    "the worker could not start a container for the function",
-                ),
-                String::new(),
-            ))
-        })
+        })),
     }
+}
 
-    /// How a container that stopped answering died; it is discarded.
-    async fn died(&self, slot: Slot<Container>) -> Death {
-        let sandbox = self.pool.launcher();
-        let record = sandbox.death_record(&slot.container.id).await;
-        let death = Death::explain(
-            &record,
-            slot.container.last_request_at(),
-            &slot.container.stderr_tail(),
-            slot.memory_mb(),
-        );
-        self.pool.discard(slot);
-        death
+/// What the caller is told when the call got no container, or the job goes back to the queue.
+fn no_container(why: NoContainer) -> Result<Outcome, Requeue> {
+    let failed = |status, kind: &str, message: String| {
+        Ok(Outcome::failed(
+            status,
+            ErrorInfo::new(kind, message),
+            String::new(),
+        ))
+    };
+    match why {
+        NoContainer::NoRoom => Err(Requeue),
+        NoContainer::NoRoomInTime => failed(
+            ReplyStatus::Expired,
+            "Runtime.NoCapacity",
+            "no worker had room for the call before its deadline".into(),
+        ),
+        NoContainer::StartTooSlow => failed(
+            ReplyStatus::Expired,
+            "Runtime.NoCapacity",
+            "the worker could not start a container before the call's deadline".into(),
+        ),
+        NoContainer::StartFailed(_) => failed(
+            ReplyStatus::Crashed,
+            "Runtime.ContainerStartFailed",
+            "the worker could not start a container for the function".into(),
+        ),
+        NoContainer::CodeTooLarge { unpacked_bytes } => failed(
+            ReplyStatus::InitError,
+            "Runtime.CodeTooLarge",
+            format!(
+                "the function's package and dependencies unpack to {unpacked_bytes} bytes, over the limit of {} MB together",
+                MAX_UNPACKED_BYTES / (1024 * 1024)
+            ),
+        ),
+        NoContainer::Unavailable { artifact, why } => failed(
+            ReplyStatus::InitError,
+            match artifact {
+                Artifact::Dependencies => "Runtime.DependenciesUnavailable",
+                Artifact::Package => "Runtime.PackageUnavailable",
+            },
+            format!(
+                "the function's {} could not be fetched: {why}",
+                artifact.as_str()
+            ),
+        ),
+        NoContainer::InitFailed { error, logs } => {
+            Ok(Outcome::failed(ReplyStatus::InitError, error, logs))
+        }
+        NoContainer::InitTimedOut => failed(
+            ReplyStatus::InitError,
+            "Runtime.InitTimeout",
+            "the function's code did not load in time".into(),
+        ),
+        NoContainer::InitBroken(violation) => failed(
+            ReplyStatus::Crashed,
+            "Runtime.ProtocolError",
+            format!("the function's container was killed while loading: {violation}"),
+        ),
+        NoContainer::InitDied(death) => Ok(death_outcome(death)),
     }
 }
 
@@ -548,7 +398,11 @@ fn death_outcome(death: Death) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::{FunctionSpec, Language};
+    use crate::container::RESULT_TOO_LARGE;
+    use crate::pool::PoolSettings;
+    use crate::pool::fake::{FakeLauncher, settings, settle, spec};
+    use crate::protocol::{InitOutcome, Violation};
+    use common::{ArtifactRef, FunctionSpec, Language};
 
     fn job(memory_mb: u32, timeout_ms: u64, deadline_unix_ms: u64) -> Job {
         Job {
@@ -592,5 +446,297 @@ mod tests {
         assert_eq!(hostile.deadline_unix_ms, now + 900_000 + 600_000);
         assert_eq!(Bounded::of(&job(1 << 30, 0, now), now).memory_mb, 10_240);
         assert_eq!(Bounded::of(&job(128, 0, now), now).timeout_ms, 1_000);
+    }
+
+    fn executor(settings: PoolSettings) -> Executor<FakeLauncher> {
+        Executor {
+            pool: Arc::new(Pool::new(FakeLauncher::default(), settings)),
+            worker_id: "w1".into(),
+        }
+    }
+
+    /// A job for `function` with 5 s to go.
+    fn job_for(function: FunctionSpec) -> Job {
+        let now = common::now_unix_ms();
+        Job {
+            invocation_id: uuid::Uuid::now_v7(),
+            function,
+            event: raw_null(),
+            deadline_unix_ms: now + 5_000,
+            published_unix_ms: now,
+            attempt: 1,
+        }
+    }
+
+    fn kind(reply: &Reply) -> Option<&str> {
+        reply.error.as_ref().map(|error| error.kind.as_str())
+    }
+
+    fn returned() -> CallOutcome {
+        CallOutcome::Returned {
+            result: raw_null(),
+            logs: String::new(),
+            logs_truncated: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_second_call_of_a_function_runs_warm_in_the_first_ones_container() {
+        let executor = executor(settings(1024));
+        let cold = executor.run(&job_for(spec(1, 1, 128))).await.reply();
+        assert_eq!(cold.status, ReplyStatus::Success);
+        assert!(cold.cold_start);
+        assert_eq!(cold.worker_id, "w1");
+        let warm = executor.run(&job_for(spec(1, 1, 128))).await.reply();
+        assert_eq!(warm.status, ReplyStatus::Success);
+        assert!(!warm.cold_start);
+        assert_eq!(warm.timing.init_ms, 0.0);
+        let launcher = executor.pool.launcher();
+        assert_eq!((launcher.init_count(), launcher.call_count()), (1, 2));
+        assert_eq!(executor.pool.live_ids().len(), 1);
+        assert_eq!(executor.pool.idle_count(), 1, "back idle after each call");
+    }
+
+    /// What the caller is told of each way a call can end, and whether its container stays
+    /// warm for the next call or is removed.
+    #[tokio::test]
+    async fn each_way_a_call_ends_gives_its_reply_and_its_containers_fate() {
+        let oom = Death::OutOfMemory(ErrorInfo::new("Runtime.OutOfMemory", "over 128 MB"));
+        let crash = Death::Crashed(ErrorInfo::new("Runtime.ExitError", "exited with code 1"));
+        let too_large = |sound| CallOutcome::TooLarge {
+            error: ErrorInfo::new(RESULT_TOO_LARGE, "over 6 MiB"),
+            sound,
+        };
+        let raised = CallOutcome::Raised {
+            error: ErrorInfo::new("ValueError", "bad input"),
+            logs: "printed".into(),
+            logs_truncated: false,
+        };
+        let table = [
+            (returned(), None, ReplyStatus::Success, None, true),
+            (raised, None, ReplyStatus::Error, Some("ValueError"), true),
+            (
+                too_large(true),
+                None,
+                ReplyStatus::ResultTooLarge,
+                Some(RESULT_TOO_LARGE),
+                true,
+            ),
+            (
+                too_large(false),
+                None,
+                ReplyStatus::ResultTooLarge,
+                Some(RESULT_TOO_LARGE),
+                false,
+            ),
+            (
+                CallOutcome::TimedOut,
+                None,
+                ReplyStatus::Timeout,
+                Some("Runtime.Timeout"),
+                false,
+            ),
+            (
+                CallOutcome::Broken(Violation::Unrequested),
+                None,
+                ReplyStatus::Crashed,
+                Some("Runtime.ProtocolError"),
+                false,
+            ),
+            (
+                CallOutcome::Died,
+                Some(oom),
+                ReplyStatus::Oom,
+                Some("Runtime.OutOfMemory"),
+                false,
+            ),
+            (
+                CallOutcome::Died,
+                Some(crash),
+                ReplyStatus::Crashed,
+                Some("Runtime.ExitError"),
+                false,
+            ),
+        ];
+        for (call, death, status, error_kind, kept_warm) in table {
+            let case = format!("{call:?}");
+            let executor = executor(settings(1024));
+            let launcher = executor.pool.launcher();
+            launcher.next_call(call);
+            if let Some(death) = death {
+                launcher.next_death(death);
+            }
+            let reply = executor.run(&job_for(spec(1, 1, 128))).await.reply();
+            settle().await;
+            assert_eq!(reply.status, status, "{case}");
+            assert_eq!(kind(&reply), error_kind, "{case}");
+            assert!(reply.cold_start, "{case}");
+            assert_eq!(executor.pool.idle_count(), usize::from(kept_warm), "{case}");
+            assert_eq!(launcher.removed().len(), usize::from(!kept_warm), "{case}");
+            assert_eq!(
+                executor.pool.memory_used_mb(),
+                if kept_warm { 128 } else { 0 },
+                "{case}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_names_the_functions_timeout_and_a_raise_keeps_its_logs() {
+        let executor = executor(settings(1024));
+        executor.pool.launcher().next_call(CallOutcome::TimedOut);
+        let mut f = spec(1, 1, 128);
+        f.timeout_ms = 3_000;
+        let reply = executor.run(&job_for(f.clone())).await.reply();
+        assert_eq!(
+            reply.error.unwrap().message,
+            "the function did not return within 3000 ms"
+        );
+        executor.pool.launcher().next_call(CallOutcome::Raised {
+            error: ErrorInfo::new("ValueError", "bad input"),
+            logs: "printed".into(),
+            logs_truncated: true,
+        });
+        let reply = executor.run(&job_for(f)).await.reply();
+        assert_eq!(
+            (reply.logs.as_str(), reply.logs_truncated),
+            ("printed", true)
+        );
+    }
+
+    /// What the caller is told when the code does not load; the container never serves.
+    #[tokio::test]
+    async fn each_way_loading_the_code_fails_gives_its_reply_and_removes_the_container() {
+        let table = [
+            (
+                InitOutcome::Failed {
+                    error: ErrorInfo::new("SyntaxError", "invalid syntax"),
+                    logs: "Traceback".into(),
+                },
+                ReplyStatus::InitError,
+                "SyntaxError",
+            ),
+            (
+                InitOutcome::TimedOut,
+                ReplyStatus::InitError,
+                "Runtime.InitTimeout",
+            ),
+            (
+                InitOutcome::Broken(Violation::NotAFrame("junk".into())),
+                ReplyStatus::Crashed,
+                "Runtime.ProtocolError",
+            ),
+            (InitOutcome::Died, ReplyStatus::Oom, "Runtime.OutOfMemory"),
+        ];
+        for (init, status, error_kind) in table {
+            let case = format!("{init:?}");
+            let executor = executor(settings(1024));
+            let launcher = executor.pool.launcher();
+            launcher.next_init(init);
+            let reply = executor.run(&job_for(spec(1, 1, 128))).await.reply();
+            settle().await;
+            assert_eq!(reply.status, status, "{case}");
+            assert_eq!(kind(&reply), Some(error_kind), "{case}");
+            assert!(reply.cold_start, "{case}");
+            assert_eq!(launcher.call_count(), 0, "{case}: the call never ran");
+            assert_eq!(launcher.removed().len(), 1, "{case}");
+            assert!(executor.pool.live_ids().is_empty(), "{case}");
+        }
+        let executor = executor(settings(1024));
+        executor.pool.launcher().next_init(InitOutcome::Failed {
+            error: ErrorInfo::new("SyntaxError", "invalid syntax"),
+            logs: "Traceback".into(),
+        });
+        let reply = executor.run(&job_for(spec(1, 1, 128))).await.reply();
+        assert_eq!(reply.logs, "Traceback", "the init logs reach the caller");
+    }
+
+    #[tokio::test]
+    async fn a_container_dead_before_the_call_reached_it_hands_the_call_to_another_once() {
+        let executor = executor(settings(1024));
+        let launcher = executor.pool.launcher();
+        launcher.next_call(CallOutcome::Died);
+        launcher.next_death(Death::BeforeTheCall);
+        let reply = executor.run(&job_for(spec(1, 1, 128))).await.reply();
+        settle().await;
+        assert_eq!(reply.status, ReplyStatus::Success);
+        assert_eq!(launcher.call_count(), 2);
+        assert_eq!(launcher.removed().len(), 1);
+        assert_eq!(executor.pool.idle_count(), 1, "the second one is warm");
+
+        for _ in 0..2 {
+            launcher.next_call(CallOutcome::Died);
+            launcher.next_death(Death::BeforeTheCall);
+        }
+        let reply = executor.run(&job_for(spec(2, 1, 128))).await.reply();
+        assert_eq!(reply.status, ReplyStatus::Crashed);
+        assert!(reply.error.unwrap().message.ends_with("twice"));
+    }
+
+    #[tokio::test]
+    async fn a_job_taken_after_its_deadline_is_not_run() {
+        let executor = executor(settings(1024));
+        let mut job = job_for(spec(1, 1, 128));
+        job.deadline_unix_ms = common::now_unix_ms() - 1;
+        let reply = executor.run(&job).await.reply();
+        assert_eq!(reply.status, ReplyStatus::Expired);
+        assert_eq!(kind(&reply), Some("Runtime.Expired"));
+        assert!(!reply.cold_start);
+        assert!(
+            executor.pool.live_ids().is_empty(),
+            "no container was started"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_room_a_job_goes_back_to_the_queue_or_expires_at_its_deadline() {
+        let executor = executor(settings(128));
+        let holder = spec(9, 1, 128);
+        let far = tokio::time::Instant::now() + Duration::from_secs(5);
+        let busy = executor.pool.acquire(&holder, 128, far).await.unwrap();
+
+        let verdict = executor.run(&job_for(spec(1, 1, 128))).await;
+        assert!(matches!(verdict, Verdict::Requeue), "{verdict:?}");
+
+        let mut hurried = job_for(spec(1, 1, 128));
+        hurried.deadline_unix_ms = common::now_unix_ms() + 50;
+        let reply = executor.run(&hurried).await.reply();
+        assert_eq!(reply.status, ReplyStatus::Expired);
+        assert_eq!(kind(&reply), Some("Runtime.NoCapacity"));
+        assert!(reply.cold_start, "it tried to start one");
+        drop(busy);
+    }
+
+    #[tokio::test]
+    async fn a_container_that_cannot_start_or_artifacts_that_cannot_be_had_fail_the_call() {
+        let executor = executor(settings(1024));
+        let launcher = executor.pool.launcher();
+        let mut with_deps = spec(1, 1, 128);
+        with_deps.dependencies = Some(ArtifactRef {
+            digest: "aa".into(),
+            unpacked_bytes: 10,
+        });
+        launcher.make_unavailable("aa");
+        let reply = executor.run(&job_for(with_deps)).await.reply();
+        assert_eq!(reply.status, ReplyStatus::InitError);
+        assert_eq!(kind(&reply), Some("Runtime.DependenciesUnavailable"));
+        assert!(reply.error.unwrap().message.starts_with(
+            "the function's dependencies could not be fetched: the artifact is not valid"
+        ));
+
+        let mut huge = spec(2, 1, 128);
+        huge.package = Some(ArtifactRef {
+            digest: "bb".into(),
+            unpacked_bytes: MAX_UNPACKED_BYTES + 1,
+        });
+        let reply = executor.run(&job_for(huge)).await.reply();
+        assert_eq!(reply.status, ReplyStatus::InitError);
+        assert_eq!(kind(&reply), Some("Runtime.CodeTooLarge"));
+
+        launcher.break_starts();
+        let reply = executor.run(&job_for(spec(3, 1, 128))).await.reply();
+        assert_eq!(reply.status, ReplyStatus::Crashed);
+        assert_eq!(kind(&reply), Some("Runtime.ContainerStartFailed"));
+        assert!(executor.pool.live_ids().is_empty());
     }
 }

@@ -3,15 +3,30 @@
 //!
 //! [`run`] is the whole worker; `main` only parses settings and binds the metrics listener.
 //!
-//! Inside: `consumer` (RabbitMQ) hands each job to the `executor`, which takes a container from
-//! the `pool` (scheduling and room, no I/O of its own) or has the `sandbox` (Docker) start one,
-//! and speaks the bootstraps' `protocol` through the `container` handle.
+//! Inside: `consumer` (RabbitMQ) hands each job to the `executor`, which leases a container
+//! from the `pool` (scheduling and room, no I/O of its own: it starts, removes and explains
+//! containers through a `Launcher`, which the `sandbox` (Docker) is), runs the call through
+//! the `container` handle, which speaks the bootstraps' `protocol`, and gives it back with its
+//! health. The modules form layers, each importing only from the ones below it:
+//!
+//! ```text
+//! lib
+//! consumer build
+//! executor
+//! sandbox
+//! container
+//! artifacts
+//! config
+//! pool (launcher, room, stems, lease)
+//! error protocol death
+//! ```
 
 mod artifacts;
 mod build;
 mod config;
 mod consumer;
 mod container;
+mod death;
 mod error;
 mod executor;
 mod pool;
@@ -23,11 +38,15 @@ use bollard::Docker;
 pub use build::{BuildOutcome, Builder};
 use common::Runtime;
 pub use config::{Config, DepsSettings};
-pub use container::{CallOutcome, Container, InitOutcome};
-pub use error::WorkerError;
+pub use container::Container;
+pub use death::Death;
+pub use error::{ContainerError, DepsError, WorkerError};
 pub use executor::{DockerPool, Executor, Verdict};
-pub use pool::{FunctionKey, Launcher, Mounts, Pool, PoolSettings, Pooled, Slot, StemKind};
-pub use protocol::InvokeContext;
+pub use pool::{
+    Acquisition, Artifact, FunctionKey, Health, Launcher, Lease, Mounts, NoContainer, Pool,
+    PoolSettings, Pooled, Refused, StemKind,
+};
+pub use protocol::{CallOutcome, InitOutcome, InvokeContext};
 pub use sandbox::{LABEL_WORKER, LABEL_WORKER_CONTAINER, Sandbox};
 use std::future::Future;
 use std::sync::Arc;
@@ -134,8 +153,6 @@ pub async fn run(
     let executor = Arc::new(Executor {
         pool: pool.clone(),
         worker_id: worker_id.clone(),
-        init_timeout: Duration::from_millis(config.init_timeout_ms),
-        room_wait: Duration::from_millis(config.room_wait_ms),
     });
     tracing::info!(
         %worker_id,

@@ -185,6 +185,45 @@ fn tail_of(text: String, max_bytes: usize) -> (String, bool) {
     (text[start..].to_owned(), true)
 }
 
+/// How loading the code ended.
+#[derive(Debug)]
+pub enum InitOutcome {
+    Ready,
+    Failed {
+        error: ErrorInfo,
+        logs: String,
+    },
+    TimedOut,
+    /// The container stopped answering (its output ended).
+    Died,
+    /// It broke the protocol and has been killed.
+    Broken(Violation),
+}
+
+/// How one call ended.
+#[derive(Debug)]
+pub enum CallOutcome {
+    Returned {
+        result: RawJson,
+        logs: String,
+        logs_truncated: bool,
+    },
+    Raised {
+        error: ErrorInfo,
+        logs: String,
+        logs_truncated: bool,
+    },
+    /// The result is over the limit. `sound` when the bootstrap itself said so (the container
+    /// can serve again); not when the container wrote it anyway.
+    TooLarge {
+        error: ErrorInfo,
+        sound: bool,
+    },
+    TimedOut,
+    Died,
+    Broken(Violation),
+}
+
 /// What the reader task hands to the container.
 #[derive(Debug)]
 pub enum Event {

@@ -2,12 +2,16 @@
 //! gets), started and attached, killed and removed, and inspected after a death; and the
 //! label queries that find containers an earlier run or a vanished worker left behind.
 //!
-//! Nothing here knows about frames or the pool: [`Sandbox`] is the pool's
-//! [`Launcher`](crate::pool::Launcher) and hands back an attached [`Container`].
+//! Nothing here knows about frames or scheduling: [`Sandbox`] is the pool's [`Launcher`]: it
+//! hands back an attached [`Container`], fetches artifacts into the [`DepsCache`], and asks
+//! Docker how a container died (read by [`Death::explain`]).
 
 use crate::artifacts::{DEPS_MOUNT, DepsCache, PACKAGE_MOUNT};
+use crate::config::Config;
 use crate::container::Container;
-use crate::pool::{Launcher, Mounts};
+use crate::death::{Death, DeathRecord};
+use crate::error::{ContainerError, DepsError};
+use crate::pool::{Launcher, Mounts, REMOVALS_AT_ONCE};
 use crate::protocol::FrameLimits;
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -17,7 +21,7 @@ use bollard::query_parameters::{
     KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
     WaitContainerOptionsBuilder,
 };
-use common::{ErrorInfo, FunctionSpec, Language, Runtime};
+use common::{ArtifactRef, FunctionSpec, Language, Runtime};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -60,75 +64,8 @@ pub struct Sandbox {
     pub deps: Arc<DepsCache>,
 }
 
-/// What went wrong talking to a container, short of the handler's own errors.
-#[derive(Debug, thiserror::Error)]
-pub enum ContainerError {
-    #[error("Docker refused: {0}")]
-    Docker(#[from] bollard::errors::Error),
-    #[error("writing to the container failed: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// What Docker says of a container that stopped answering.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DeathRecord {
-    pub oom_killed: bool,
-    pub exit_code: Option<i64>,
-    /// When Docker saw it stop; `None` when it could not say.
-    pub finished_at: Option<SystemTime>,
-}
-
-/// Why a container stopped answering during (or just before) a call.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Death {
-    /// It was gone before the call was sent (killed from outside while idle): the call never
-    /// ran and can go to another container.
-    BeforeTheCall,
-    OutOfMemory(ErrorInfo),
-    Crashed(ErrorInfo),
-}
-
-impl Death {
-    /// Reads a death. `call_sent` is when the request the container failed to answer was
-    /// written; `stderr` is what the bootstrap itself last wrote there.
-    ///
-    /// Docker does not always set OOMKilled: on cgroup v2 its OOM event can race the exit, and
-    /// gVisor's kernel may kill a process over the limit itself before the host's cgroup does.
-    /// A container's first process cannot be SIGKILLed from inside its own namespace (runc),
-    /// and the worker never kills a container it diagnoses, so a silent exit 137 *during the
-    /// call* is taken for an OOM kill. Misreported: an operator's `docker kill` in the middle of
-    /// a call, and a gVisor function that SIGKILLs itself. A death before the call was sent is
-    /// never the caller's.
-    pub fn explain(
-        record: &DeathRecord,
-        call_sent: SystemTime,
-        stderr: &str,
-        memory_mb: u32,
-    ) -> Death {
-        if record.finished_at.is_some_and(|at| at < call_sent) {
-            return Death::BeforeTheCall;
-        }
-        let silent_kill = record.exit_code == Some(137) && stderr.trim().is_empty();
-        if record.oom_killed || silent_kill {
-            return Death::OutOfMemory(ErrorInfo::new(
-                "Runtime.OutOfMemory",
-                format!("the function used more than its {memory_mb} MB of memory and was killed"),
-            ));
-        }
-        let mut message = match record.exit_code {
-            Some(code) => format!("the function's process exited with code {code}"),
-            None => "the function's container stopped answering".to_owned(),
-        };
-        if !stderr.trim().is_empty() {
-            message.push_str(": ");
-            message.push_str(stderr.trim());
-        }
-        Death::Crashed(ErrorInfo::new("Runtime.ExitError", message))
-    }
-}
-
 impl Sandbox {
-    pub fn new(config: &crate::Config, docker: Docker, worker_id: String) -> Self {
+    pub fn new(config: &Config, docker: Docker, worker_id: String) -> Self {
         Sandbox {
             docker,
             worker_id,
@@ -271,7 +208,7 @@ impl Sandbox {
         for digest in mounts.digests() {
             // Normally here already (a call fetched it); a stem cell of a set evicted since
             // fetches it again.
-            let artifact = common::ArtifactRef {
+            let artifact = ArtifactRef {
                 digest: digest.to_owned(),
                 unpacked_bytes: 0,
             };
@@ -414,7 +351,7 @@ impl Sandbox {
     /// Removes the containers with these ids, a few at a time.
     pub async fn remove_ids(&self, ids: &[String]) {
         futures_util::stream::iter(ids)
-            .for_each_concurrent(crate::pool::REMOVALS_AT_ONCE, |id| self.remove(id))
+            .for_each_concurrent(REMOVALS_AT_ONCE, |id| self.remove(id))
             .await;
     }
 
@@ -483,6 +420,20 @@ impl Launcher for Sandbox {
     async fn remove(&self, id: String) {
         Sandbox::remove(self, &id).await
     }
+
+    async fn fetch(&self, artifact: &ArtifactRef) -> Result<(), DepsError> {
+        self.deps.ensure(artifact).await.map(drop)
+    }
+
+    async fn autopsy(&self, container: &mut Container, memory_mb: u32) -> Death {
+        let record = self.death_record(&container.id).await;
+        Death::explain(
+            &record,
+            container.last_request_at(),
+            &container.stderr_tail(),
+            memory_mb,
+        )
+    }
 }
 
 /// SIGKILLs a container that broke the protocol; it is removed when the pool discards it.
@@ -541,54 +492,5 @@ mod tests {
         assert_eq!(container_id_in_mountinfo(&inside).as_deref(), Some(id));
         let host = "22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n";
         assert_eq!(container_id_in_mountinfo(host), None);
-    }
-
-    #[test]
-    fn a_death_before_the_call_is_never_the_callers() {
-        let sent = SystemTime::now();
-        let killed_idle = DeathRecord {
-            oom_killed: false,
-            exit_code: Some(137),
-            finished_at: Some(sent - Duration::from_millis(5)),
-        };
-        assert_eq!(
-            Death::explain(&killed_idle, sent, "", 128),
-            Death::BeforeTheCall
-        );
-        // Even one Docker marks OOM-killed: it died of some earlier call, not this one.
-        let oom_idle = DeathRecord {
-            oom_killed: true,
-            ..killed_idle.clone()
-        };
-        assert_eq!(
-            Death::explain(&oom_idle, sent, "", 128),
-            Death::BeforeTheCall
-        );
-    }
-
-    #[test]
-    fn a_silent_kill_during_the_call_is_out_of_memory_and_an_exit_with_words_a_crash() {
-        let sent = SystemTime::now();
-        let during = |exit_code, oom_killed| DeathRecord {
-            oom_killed,
-            exit_code: Some(exit_code),
-            finished_at: Some(sent + Duration::from_millis(30)),
-        };
-        assert!(matches!(
-            Death::explain(&during(137, false), sent, "", 128),
-            Death::OutOfMemory(e) if e.message.contains("128 MB")
-        ));
-        assert!(matches!(
-            Death::explain(&during(1, true), sent, "boom", 128),
-            Death::OutOfMemory(_)
-        ));
-        assert!(matches!(
-            Death::explain(&during(137, false), sent, "faas bootstrap: bad\n", 128),
-            Death::Crashed(e) if e.message.ends_with("code 137: faas bootstrap: bad")
-        ));
-        assert!(matches!(
-            Death::explain(&DeathRecord::default(), sent, "", 128),
-            Death::Crashed(e) if e.message.contains("stopped answering")
-        ));
     }
 }

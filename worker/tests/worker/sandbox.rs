@@ -1,6 +1,7 @@
 //! The worker against the real Docker daemon, without a broker: start-up checks, the sandbox
 //! every function container gets, and what happens to containers that time out or die. (How
-//! the pool schedules is unit-tested in src/pool.rs without a daemon.)
+//! the pool schedules and what the executor decides are unit-tested in src/pool/ and
+//! src/executor.rs without a daemon.)
 
 use crate::support::{config, container_exists, harness, harness_with, job, raw, value};
 use bollard::query_parameters::InspectContainerOptions;

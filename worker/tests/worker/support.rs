@@ -74,8 +74,6 @@ pub async fn harness_with(runtime: Runtime, adjust: impl FnOnce(&mut Config)) ->
         executor: Executor {
             pool: pool.clone(),
             worker_id: config.worker_id.clone().unwrap(),
-            init_timeout: Duration::from_secs(10),
-            room_wait: Duration::from_millis(config.room_wait_ms),
         },
         pool,
     }

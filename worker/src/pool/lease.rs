@@ -1,0 +1,547 @@
+//! How a call gets a container and gives it back. [`Pool::acquire`] finds one: a warm one of
+//! the function's version, one that comes back within a short wait, or on a cold start a stem
+//! cell or a new container, with the function's artifacts fetched first and its code loaded.
+//! [`Lease::release`] keeps it warm or removes it by its [`Health`] after the call.
+//!
+//! What becomes of a container after an exchange is decided here and nowhere else:
+//! [`Health::after_call`] for a call, the init match in `cold_start` for loading the code.
+
+use super::{BusyGuard, Launcher, Mounts, Pool, Pooled, Slot, StemKind};
+use crate::death::Death;
+use crate::error::ContainerError;
+use crate::protocol::{CallOutcome, InitOutcome, Violation};
+use common::{ErrorInfo, FunctionSpec, MAX_UNPACKED_BYTES};
+use std::time::{Duration, Instant};
+
+/// How long finding a container took, for the call's timing.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Acquisition {
+    /// Spent taking a warm container, or waiting for a busy one to come back.
+    pub warm_wait: Duration,
+    /// Set on a cold start: what it took (artifacts, room, a start or a stem cell, loading
+    /// the code), whether it ended in a container or not.
+    pub cold_start: Option<Duration>,
+}
+
+/// One of a function's artifacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Artifact {
+    Dependencies,
+    Package,
+}
+
+impl Artifact {
+    /// How a message names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Artifact::Dependencies => "dependencies",
+            Artifact::Package => "package",
+        }
+    }
+}
+
+/// Why a call got no container.
+#[derive(Debug)]
+pub enum NoContainer {
+    /// No room freed up within the room wait, and the call's deadline is still ahead: a worker
+    /// with room (or this one, later) can take it.
+    NoRoom,
+    /// No room freed up before the call's deadline.
+    NoRoomInTime,
+    /// The container had not started by the call's deadline.
+    StartTooSlow,
+    /// The launcher could not start a container.
+    StartFailed(ContainerError),
+    /// The package and dependencies unpack to more than `MAX_UNPACKED_BYTES` together.
+    CodeTooLarge { unpacked_bytes: u64 },
+    /// An artifact could not be had on this host.
+    Unavailable { artifact: Artifact, why: String },
+    /// The function's code failed to load.
+    InitFailed { error: ErrorInfo, logs: String },
+    /// The code did not load within the init timeout (or the call's deadline).
+    InitTimedOut,
+    /// The container broke the protocol while loading the code, and was killed.
+    InitBroken(Violation),
+    /// The container died while loading the code.
+    InitDied(Death),
+}
+
+/// A call that got no container: why, and how long finding none took.
+#[derive(Debug)]
+pub struct Refused {
+    pub why: NoContainer,
+    pub acquisition: Acquisition,
+}
+
+/// What a container is fit for after a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// It answered as the protocol says: it can serve its function's next call.
+    Sound,
+    /// It must not serve again: it is removed.
+    Unsound,
+    /// It stopped answering: it is removed once the launcher has said how it died.
+    Died,
+}
+
+impl Health {
+    /// A container's health after `call`.
+    pub fn after_call(call: &CallOutcome) -> Health {
+        match call {
+            // The handler's own error leaves the process sound: the container stays warm.
+            CallOutcome::Returned { .. } | CallOutcome::Raised { .. } => Health::Sound,
+            // Sound when the bootstrap itself refused the result; a container that wrote it
+            // anyway no longer runs the bootstrap's code.
+            CallOutcome::TooLarge { sound: true, .. } => Health::Sound,
+            CallOutcome::TooLarge { sound: false, .. } => Health::Unsound,
+            // A timed-out handler may still be running; a protocol breaker was killed.
+            CallOutcome::TimedOut | CallOutcome::Broken(_) => Health::Unsound,
+            CallOutcome::Died => Health::Died,
+        }
+    }
+}
+
+/// A container held for one call. Give it back with [`Lease::release`]; dropped instead (only
+/// a panic does that), its room is freed and the container left for [`Pool::remove_all`].
+pub struct Lease<'a, L: Launcher> {
+    pool: &'a Pool<L>,
+    slot: Slot<L::Container>,
+    /// Counts the call as running, for calls of the same version waiting for a container.
+    busy: BusyGuard<'a, L>,
+    acquisition: Acquisition,
+}
+
+impl<L: Launcher> Lease<'_, L> {
+    /// How long finding this container took; `cold_start` is set when it was started (or a
+    /// stem cell bound) for this call.
+    pub fn acquisition(&self) -> Acquisition {
+        self.acquisition
+    }
+
+    /// The container, to run the call in.
+    pub fn container(&mut self) -> &mut L::Container {
+        &mut self.slot.container
+    }
+
+    /// Gives the container back after the call: a sound one waits for its function's next
+    /// call (unless its version was retired meanwhile, or it died since), any other is
+    /// removed. For one that died, says how.
+    pub async fn release(self, health: Health) -> Option<Death> {
+        let Lease {
+            pool, slot, busy, ..
+        } = self;
+        drop(busy);
+        match health {
+            Health::Sound => {
+                pool.put_idle(slot);
+                None
+            }
+            Health::Unsound => {
+                pool.discard(slot);
+                None
+            }
+            Health::Died => Some(pool.bury(slot).await),
+        }
+    }
+}
+
+impl<L: Launcher> Pool<L> {
+    /// A container for a call of `spec` with `memory_mb` (the job's, held to what this worker
+    /// allows) by `deadline`: a warm one of its version, else one of them that comes back
+    /// within the warm wait, else a cold start. A cold start fetches the function's
+    /// artifacts, then binds a stem cell or starts a container (waiting for room up to the
+    /// room wait), and loads the code within the init timeout; on failure the container is
+    /// already removed.
+    pub async fn acquire(
+        &self,
+        spec: &FunctionSpec,
+        memory_mb: u32,
+        deadline: tokio::time::Instant,
+    ) -> Result<Lease<'_, L>, Refused> {
+        let key = (spec.id, spec.version);
+        let looked = Instant::now();
+        let warm = match self.take_idle(key) {
+            Some(slot) => Some(slot),
+            None => {
+                let wait = deadline.min(tokio::time::Instant::now() + self.settings.warm_wait);
+                self.wait_for_idle(key, wait).await
+            }
+        };
+        let mut acquisition = Acquisition {
+            warm_wait: looked.elapsed(),
+            cold_start: None,
+        };
+        let slot = match warm {
+            Some(slot) => slot,
+            None => {
+                let started = Instant::now();
+                let cold = self.cold_start(spec, memory_mb, deadline).await;
+                acquisition.cold_start = Some(started.elapsed());
+                cold.map_err(|why| Refused { why, acquisition })?
+            }
+        };
+        Ok(Lease {
+            pool: self,
+            busy: self.busy(key),
+            slot,
+            acquisition,
+        })
+    }
+
+    async fn cold_start(
+        &self,
+        spec: &FunctionSpec,
+        memory_mb: u32,
+        deadline: tokio::time::Instant,
+    ) -> Result<Slot<L::Container>, NoContainer> {
+        // A stem cell cannot take a mount chosen later: a function with dependencies or a
+        // package binds one that mounts its artifacts (kept for popular sets), else gets a
+        // container of its own, once the artifacts are on this host.
+        self.fetch_artifacts(spec, deadline).await?;
+        let mut slot = match self.take_stem(&StemKind::of(spec), memory_mb) {
+            Some(stem) => stem,
+            None => self.start_for(spec, memory_mb, deadline).await?,
+        };
+        let init_deadline = deadline.min(tokio::time::Instant::now() + self.settings.init_timeout);
+        slot.bind((spec.id, spec.version));
+        match slot.container.init(spec, init_deadline).await {
+            InitOutcome::Ready => Ok(slot),
+            InitOutcome::Failed { error, logs } => {
+                self.discard(slot);
+                Err(NoContainer::InitFailed { error, logs })
+            }
+            InitOutcome::TimedOut => {
+                self.discard(slot);
+                Err(NoContainer::InitTimedOut)
+            }
+            InitOutcome::Broken(violation) => {
+                self.discard(slot);
+                Err(NoContainer::InitBroken(violation))
+            }
+            InitOutcome::Died => Err(NoContainer::InitDied(self.bury(slot).await)),
+        }
+    }
+
+    /// Makes the function's artifacts (dependencies, package) present on this host, unless
+    /// they are over Lambda's 250 MB together.
+    async fn fetch_artifacts(
+        &self,
+        spec: &FunctionSpec,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), NoContainer> {
+        let unpacked_bytes: u64 = [&spec.dependencies, &spec.package]
+            .into_iter()
+            .flatten()
+            .map(|artifact| artifact.unpacked_bytes)
+            .sum();
+        if unpacked_bytes > MAX_UNPACKED_BYTES {
+            return Err(NoContainer::CodeTooLarge { unpacked_bytes });
+        }
+        for (artifact, which) in [
+            (&spec.dependencies, Artifact::Dependencies),
+            (&spec.package, Artifact::Package),
+        ] {
+            let Some(artifact) = artifact else { continue };
+            let fetched = tokio::time::timeout_at(deadline, self.launcher.fetch(artifact)).await;
+            let what = which.as_str();
+            let why = match fetched {
+                Ok(Ok(())) => continue,
+                Ok(Err(error)) => error.to_string(),
+                Err(_) => format!("the call's deadline passed while fetching its {what}"),
+            };
+            tracing::warn!(digest = %artifact.digest, %why, "{what} unavailable");
+            return Err(NoContainer::Unavailable {
+                artifact: which,
+                why,
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts a container of its own for `spec`, once there is room. Waiting for room is
+    /// bounded by the room wait (then the call can go back to the queue) and by `deadline`.
+    async fn start_for(
+        &self,
+        spec: &FunctionSpec,
+        memory_mb: u32,
+        deadline: tokio::time::Instant,
+    ) -> Result<Slot<L::Container>, NoContainer> {
+        let until = deadline.min(tokio::time::Instant::now() + self.settings.room_wait);
+        let Some(room) = self.reserve(memory_mb, until).await else {
+            if tokio::time::Instant::now() < deadline {
+                tracing::debug!(
+                    memory_mb,
+                    "no room for the job; giving it back to the queue"
+                );
+                return Err(NoContainer::NoRoom);
+            }
+            return Err(NoContainer::NoRoomInTime);
+        };
+        let mounts = Mounts::of(spec);
+        let start = self.start(spec.language, memory_mb, Some(spec), &mounts, room);
+        let started = tokio::time::timeout_at(deadline, start)
+            .await
+            .map_err(|_| NoContainer::StartTooSlow)?;
+        started.map_err(|error| {
+            metrics::counter!("faas_docker_errors_total").increment(1);
+            tracing::error!(%error, "cannot start a container");
+            NoContainer::StartFailed(error)
+        })
+    }
+
+    /// Removes a container that stopped answering, once the launcher has said how it died.
+    async fn bury(&self, mut slot: Slot<L::Container>) -> Death {
+        let death = self
+            .launcher
+            .autopsy(&mut slot.container, slot.memory_mb)
+            .await;
+        self.discard(slot);
+        death
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::fake::{FakeLauncher, settings, settle, spec};
+    use crate::pool::{Pooled, STEM_KEY};
+    use common::{Language, raw_null};
+    use std::sync::Arc;
+    use tokio_util::sync::CancellationToken;
+
+    fn later() -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_secs(5)
+    }
+
+    #[test]
+    fn a_containers_health_after_each_way_a_call_ends() {
+        let error = || ErrorInfo::new("E", "m");
+        let table = [
+            (
+                CallOutcome::Returned {
+                    result: raw_null(),
+                    logs: String::new(),
+                    logs_truncated: false,
+                },
+                Health::Sound,
+            ),
+            (
+                CallOutcome::Raised {
+                    error: error(),
+                    logs: String::new(),
+                    logs_truncated: false,
+                },
+                Health::Sound,
+            ),
+            (
+                CallOutcome::TooLarge {
+                    error: error(),
+                    sound: true,
+                },
+                Health::Sound,
+            ),
+            (
+                CallOutcome::TooLarge {
+                    error: error(),
+                    sound: false,
+                },
+                Health::Unsound,
+            ),
+            (CallOutcome::TimedOut, Health::Unsound),
+            (CallOutcome::Broken(Violation::Unrequested), Health::Unsound),
+            (CallOutcome::Died, Health::Died),
+        ];
+        for (call, health) in table {
+            assert_eq!(Health::after_call(&call), health, "{call:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_release_keeps_a_sound_container_warm_and_removes_any_other() {
+        let pool = Pool::new(FakeLauncher::default(), settings(1024));
+        let f = spec(1, 1, 128);
+        let oom = Death::OutOfMemory(ErrorInfo::new("Runtime.OutOfMemory", "over"));
+        pool.launcher().next_death(oom.clone());
+        for (health, kept, death) in [
+            (Health::Sound, true, None),
+            (Health::Unsound, false, None),
+            (Health::Died, false, Some(oom)),
+        ] {
+            let mut lease = pool.acquire(&f, 128, later()).await.expect("a container");
+            let id = lease.container().id().to_owned();
+            assert_eq!(lease.release(health).await, death, "{health:?}");
+            settle().await;
+            assert_eq!(pool.idle_count(), usize::from(kept), "{health:?}");
+            assert_eq!(pool.launcher().removed().contains(&id), !kept, "{health:?}");
+            assert_eq!(pool.live_ids().contains(&id), kept, "{health:?}");
+            assert_eq!(pool.memory_used_mb(), if kept { 128 } else { 0 });
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sound_container_of_a_retired_version_is_removed_all_the_same() {
+        let pool = Pool::new(FakeLauncher::default(), settings(1024));
+        let lease = pool.acquire(&spec(1, 1, 128), 128, later()).await.unwrap();
+        pool.retire(1, Some(2));
+        assert_eq!(lease.release(Health::Sound).await, None);
+        settle().await;
+        assert_eq!(pool.idle_count(), 0);
+        assert_eq!(pool.launcher().removed().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn acquire_takes_a_warm_container_before_starting_one() {
+        let pool = Pool::new(FakeLauncher::default(), settings(1024));
+        let f = spec(1, 1, 128);
+        let mut cold = pool.acquire(&f, 128, later()).await.unwrap();
+        let id = cold.container().id().to_owned();
+        assert!(cold.acquisition().cold_start.is_some());
+        assert_eq!(pool.launcher().init_count(), 1, "its code was loaded");
+        cold.release(Health::Sound).await;
+
+        let mut warm = pool.acquire(&f, 128, later()).await.unwrap();
+        assert_eq!(warm.container().id(), id);
+        assert_eq!(warm.acquisition().cold_start, None);
+        assert_eq!(pool.launcher().init_count(), 1, "no second init");
+        // Another version, or another function, starts its own.
+        let mut other = pool.acquire(&spec(2, 1, 128), 128, later()).await.unwrap();
+        assert_ne!(other.container().id(), id);
+        drop((warm, other));
+    }
+
+    #[tokio::test]
+    async fn a_cold_start_binds_a_ready_stem_cell() {
+        let mut with_stems = settings(1024);
+        with_stems.stem_cells = 1;
+        let pool = Arc::new(Pool::new(FakeLauncher::default(), with_stems));
+        let stop = CancellationToken::new();
+        let filler = tokio::spawn(pool.clone().keep_stem_cells(stop.clone()));
+        for _ in 0..200 {
+            if pool.stem_count(Language::Python) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let stem = pool.stem_ids(&StemKind::plain(Language::Python));
+        assert_eq!(stem.len(), 1);
+        let mut lease = pool.acquire(&spec(7, 1, 128), 128, later()).await.unwrap();
+        assert_eq!(lease.container().id(), stem[0]);
+        assert!(lease.acquisition().cold_start.is_some());
+        assert_ne!(lease.slot.key(), STEM_KEY, "bound to its function");
+        lease.release(Health::Sound).await;
+        let mut again = pool.acquire(&spec(7, 1, 128), 128, later()).await.unwrap();
+        assert_eq!(again.container().id(), stem[0], "warm for its function now");
+        stop.cancel();
+        filler.await.unwrap();
+        drop(again);
+    }
+
+    #[tokio::test]
+    async fn a_cold_start_fetches_the_artifacts_first_and_refuses_what_it_cannot_have() {
+        let pool = Pool::new(FakeLauncher::default(), settings(1024));
+        let artifact = |digest: &str, unpacked_bytes| common::ArtifactRef {
+            digest: digest.to_owned(),
+            unpacked_bytes,
+        };
+        let mut with_deps = spec(1, 1, 128);
+        with_deps.dependencies = Some(artifact("aa", 10));
+        let mut lease = pool.acquire(&with_deps, 128, later()).await.unwrap();
+        assert_eq!(pool.launcher().fetched(), vec!["aa".to_owned()]);
+        assert!(lease.container().id().contains("deps-aa"), "it mounts them");
+        lease.release(Health::Sound).await;
+
+        let mut missing = spec(2, 1, 128);
+        missing.package = Some(artifact("bb", 10));
+        pool.launcher().make_unavailable("bb");
+        let refused = pool.acquire(&missing, 128, later()).await.err().unwrap();
+        assert!(
+            matches!(
+                &refused.why,
+                NoContainer::Unavailable { artifact: Artifact::Package, why } if why.contains("scripted")
+            ),
+            "{refused:?}"
+        );
+        assert!(refused.acquisition.cold_start.is_some());
+
+        let mut huge = spec(3, 1, 128);
+        huge.package = Some(artifact("cc", MAX_UNPACKED_BYTES));
+        huge.dependencies = Some(artifact("dd", 1));
+        let refused = pool.acquire(&huge, 128, later()).await.err().unwrap();
+        assert!(matches!(
+            refused.why,
+            NoContainer::CodeTooLarge { unpacked_bytes } if unpacked_bytes == MAX_UNPACKED_BYTES + 1
+        ));
+        assert_eq!(pool.live_ids().len(), 1, "nothing was started for them");
+    }
+
+    #[tokio::test]
+    async fn without_room_a_call_is_refused_for_later_or_for_good_by_its_deadline() {
+        let pool = Pool::new(FakeLauncher::default(), settings(128));
+        let busy = pool.acquire(&spec(1, 1, 128), 128, later()).await.unwrap();
+        let refused = pool
+            .acquire(&spec(2, 1, 128), 128, later())
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(refused.why, NoContainer::NoRoom), "{refused:?}");
+        let soon = tokio::time::Instant::now() + Duration::from_millis(30);
+        let refused = pool
+            .acquire(&spec(2, 1, 128), 128, soon)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(refused.why, NoContainer::NoRoomInTime),
+            "{refused:?}"
+        );
+        drop(busy);
+
+        pool.launcher().break_starts();
+        let refused = pool
+            .acquire(&spec(2, 1, 128), 128, later())
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(refused.why, NoContainer::StartFailed(_)),
+            "{refused:?}"
+        );
+        assert_eq!(pool.memory_used_mb(), 0, "a failed start holds no room");
+    }
+
+    #[tokio::test]
+    async fn a_container_whose_code_did_not_load_is_removed() {
+        let pool = Pool::new(FakeLauncher::default(), settings(1024));
+        let launcher = pool.launcher();
+        launcher.next_init(InitOutcome::Failed {
+            error: ErrorInfo::new("SyntaxError", "bad"),
+            logs: "trace".into(),
+        });
+        launcher.next_init(InitOutcome::TimedOut);
+        launcher.next_init(InitOutcome::Broken(Violation::Unrequested));
+        launcher.next_init(InitOutcome::Died);
+        let oom = Death::OutOfMemory(ErrorInfo::new("Runtime.OutOfMemory", "over"));
+        launcher.next_death(oom.clone());
+        let mut refusals = Vec::new();
+        for _ in 0..4 {
+            refusals.push(
+                pool.acquire(&spec(1, 1, 128), 128, later())
+                    .await
+                    .err()
+                    .unwrap()
+                    .why,
+            );
+        }
+        assert!(matches!(&refusals[0], NoContainer::InitFailed { logs, .. } if logs == "trace"));
+        assert!(matches!(refusals[1], NoContainer::InitTimedOut));
+        assert!(matches!(
+            refusals[2],
+            NoContainer::InitBroken(Violation::Unrequested)
+        ));
+        assert!(matches!(&refusals[3], NoContainer::InitDied(death) if *death == oom));
+        settle().await;
+        assert_eq!(launcher.removed().len(), 4);
+        assert!(pool.live_ids().is_empty());
+        assert_eq!(pool.memory_used_mb(), 0);
+    }
+}
