@@ -8,7 +8,7 @@
 use crate::auth::AuthError;
 use crate::db::{DbError, NotRunnable};
 use crate::invoker::BrokerError;
-use crate::services::CallError;
+use crate::services::{CallError, Invalid, SaveError};
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -337,6 +337,20 @@ impl From<CallError> for ApiError {
             }
             CallError::Broker(error) => ApiError::Broker(error),
             CallError::Database(error) => ApiError::Database(error),
+        }
+    }
+}
+
+impl From<SaveError> for ApiError {
+    fn from(error: SaveError) -> Self {
+        match error {
+            SaveError::Invalid(Invalid::Field(why)) => ApiError::Invalid(why),
+            SaveError::Invalid(Invalid::TooLarge(why)) => ApiError::TooLarge(why),
+            SaveError::Invalid(Invalid::Forbidden(why)) => ApiError::Forbidden(why),
+            SaveError::Conflict(why) => ApiError::Conflict(why),
+            SaveError::FunctionNotFound(id) => ApiError::FunctionNotFound(id.to_string()),
+            SaveError::NamespaceNotFound(name) => ApiError::NamespaceNotFound(name),
+            SaveError::Database(error) => ApiError::Database(error),
         }
     }
 }

@@ -35,6 +35,7 @@ pub mod schedule;
 mod server;
 mod services;
 mod state;
+mod wire;
 
 use anyhow::Context;
 pub use config::{AuthMode, Config, Secret};
@@ -130,10 +131,19 @@ pub async fn run(
         records.clone(),
         invoke_overhead,
     );
+    let function_service = services::Functions::new(
+        db.clone(),
+        invoker.clone(),
+        functions.clone(),
+        routes.clone(),
+        config.max_code_bytes,
+        Duration::from_secs(config.build_wait_secs),
+    );
     let state = AppState {
         db,
         invoker: invoker.clone(),
-        functions,
+        function_cache: functions,
+        functions: function_service,
         keys,
         records,
         invocations,
@@ -147,7 +157,6 @@ pub async fn run(
             max_inflight: config.max_inflight,
             // 0 would refuse every body and every request: a second is the least that works.
             body_read_timeout: Duration::from_secs(config.body_read_timeout_secs.max(1)),
-            build_wait: Duration::from_secs(config.build_wait_secs),
             max_artifact_bytes: config.artifact_max_mb * 1024 * 1024,
         },
         pending: Default::default(),

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
-    ContentBuilder, HeaderBuilder, ObjectBuilder, RefOr, Response, ResponseBuilder, Schema, Type,
+    ContentBuilder, HeaderBuilder, ObjectBuilder, RefOr, Response, ResponseBuilder, Type,
 };
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -153,103 +153,6 @@ pub struct FunctionId {
     #[param(example = 1)]
     #[allow(dead_code)] // Read by the derive only.
     id: i64,
-}
-
-/// The schema of a function's `env` as created: names `[A-Za-z_][A-Za-z0-9_]*`, values without
-/// NUL; absent or null is none.
-pub fn env_input_schema() -> Schema {
-    Schema::Object(
-        ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
-                Type::Object,
-                Type::Null,
-            ]))
-            .property_names(Some(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some("^[A-Za-z_][A-Za-z0-9_]*$")),
-            ))
-            .additional_properties(Some(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some(r"^[^\u0000]*$")),
-            ))
-            .description(Some(
-                "Environment variables of its containers: names `[A-Za-z_][A-Za-z0-9_]*`, \
-                 values without NUL, at most 4 KiB of names and values together.",
-            ))
-            .examples([serde_json::json!({"GREETING": "Hello"})])
-            .build(),
-    )
-}
-
-/// A list of strings that match `pattern`: `min..=100` of them, or null when `nullable`.
-fn string_list(pattern: &str, min: usize, nullable: bool, description: &str) -> Schema {
-    use utoipa::openapi::schema::{ArrayBuilder, SchemaType};
-    let kinds: Vec<Type> = if nullable {
-        vec![Type::Array, Type::Null]
-    } else {
-        vec![Type::Array]
-    };
-    Schema::Array(
-        ArrayBuilder::new()
-            .schema_type(SchemaType::from_iter(kinds))
-            .items(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some(pattern)),
-            )
-            .min_items(Some(min))
-            .max_items(Some(100))
-            .description(Some(description))
-            .build(),
-    )
-}
-
-/// `(GET|HEAD|...)`: the methods a route may be limited to, as a pattern.
-fn methods_pattern() -> String {
-    format!("^({})$", crate::http_trigger::HTTP_METHODS.join("|"))
-}
-
-/// A function's `http_methods` as created: some of the methods, upper case; null for all.
-pub fn http_methods_schema() -> Schema {
-    string_list(
-        &methods_pattern(),
-        1,
-        true,
-        "The methods its route answers (upper case); absent or null: all of them. Another \
-         method is 405 with `Allow`.",
-    )
-}
-
-/// `cors.allow_origins`: `*` or `scheme://host[:port]`, as `Cors::validate` checks them.
-pub fn cors_origins_schema() -> Schema {
-    string_list(
-        r"^(\*|https?://[A-Za-z0-9.:\[\]-]+)$",
-        1,
-        false,
-        "Origins allowed to read the answers (`https://app.example.com`, no path), or `*`.",
-    )
-}
-
-/// `cors.allow_methods`: `*` or the route's methods.
-pub fn cors_methods_schema() -> Schema {
-    string_list(
-        &format!("^(\\*|{})$", crate::http_trigger::HTTP_METHODS.join("|")),
-        0,
-        false,
-        "Methods a preflight allows (`*` or upper case); empty: the function's `http_methods`.",
-    )
-}
-
-/// `cors.allow_headers` and `expose_headers`: `*` or header names (HTTP tokens).
-pub fn cors_headers_schema() -> Schema {
-    string_list(
-        r"^(\*|[!#$%&'*+.^_`|~0-9A-Za-z-]+)$",
-        0,
-        false,
-        "Header names, or `*`.",
-    )
 }
 
 /// A response with an [`ErrorBody`]; `codes` are those it may carry.

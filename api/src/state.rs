@@ -5,7 +5,7 @@ use crate::http_trigger::RouteTable;
 use crate::invoker::Invoker;
 use crate::keys::KeyStore;
 use crate::records::RecordWriter;
-use crate::services::Invocations;
+use crate::services::{Functions, Invocations};
 use deadpool_postgres::Pool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,12 +14,14 @@ use std::time::Duration;
 pub struct AppState {
     pub db: Pool,
     pub invoker: Arc<Invoker>,
-    pub functions: Arc<FunctionCache>,
+    pub function_cache: Arc<FunctionCache>,
     /// Verifies API keys; `None` with `AUTH=disabled` (every caller is namespace `default`).
     pub keys: Option<Arc<KeyStore>>,
     pub records: RecordWriter,
     /// The one call path: `/execute`, the routes and the async runner call through it.
     pub invocations: Invocations,
+    /// Saving and deleting functions.
+    pub functions: Functions,
     /// Every function's route, for the HTTP triggers.
     pub routes: Arc<RouteTable>,
     /// `ROUTE_PREFIX`: where the routes start.
@@ -42,8 +44,6 @@ pub struct Limits {
     pub max_pending_async: i64,
     pub max_inflight: usize,
     pub body_read_timeout: Duration,
-    /// `BUILD_WAIT_SECS`: the longest `?wait=true` waits for a build.
-    pub build_wait: Duration,
     /// `ARTIFACT_MAX_MB` in bytes.
     pub max_artifact_bytes: u64,
 }

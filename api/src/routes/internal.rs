@@ -144,7 +144,7 @@ pub async fn post_build_finish(
     };
     tracing::info!(build_key = %key, status = ?request.status, promoted = promoted.len(), "build finished");
     for function in &promoted {
-        state.functions.invalidate(
+        state.function_cache.invalidate(
             function.function_id,
             Some(&function.namespace),
             Some(&function.name),

@@ -4,8 +4,8 @@
 use crate::auth::{Principal, Scope};
 use crate::db::{self, InvocationView, Redriven};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::check_page;
 use crate::extract::{Path, Query};
-use crate::routes::functions::check_page;
 use crate::routes::metrics::FLUSH_WAIT;
 use crate::state::AppState;
 use axum::extract::State;

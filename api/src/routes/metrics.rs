@@ -5,7 +5,7 @@ use crate::auth::{Principal, Scope};
 use crate::db::{self, InvocationRecord};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Query;
-use crate::routes::functions::check_page;
+use crate::extract::check_page;
 use crate::state::AppState;
 use axum::extract::State;
 use serde::Deserialize;

@@ -32,7 +32,7 @@ pub struct NamespaceInput {
     #[schema(min_items = 1)]
     allowed_runtimes: Option<Vec<Runtime>>,
     /// Calls of all its functions at once, across the cluster; absent or null: no limit.
-    #[serde(default, deserialize_with = "crate::extract::optional_whole_number")]
+    #[serde(default, deserialize_with = "crate::wire::optional_whole_number")]
     #[schema(minimum = 1, maximum = 100000)]
     max_concurrency: Option<i64>,
 }
