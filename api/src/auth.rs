@@ -6,12 +6,6 @@
 //! be any string of at least 32 characters; its hash is held in memory, never stored. Verified
 //! keys are cached ([`crate::keys::KeyStore`]), so a call makes no database query for them.
 
-use crate::error::ApiError;
-use crate::state::AppState;
-use axum::extract::FromRequestParts;
-use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
 use base64::Engine;
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
@@ -103,28 +97,31 @@ impl Principal {
     }
 
     /// 403 unless the key carries `scope`.
-    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+    pub fn require(&self, scope: Scope) -> Result<(), MissingScope> {
         if self.has(scope) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!(
-                "this key lacks the {scope} scope"
-            )))
+            Err(MissingScope(format!("this key lacks the {scope} scope")))
         }
     }
 
     /// 403 unless the key carries one of `scopes`.
-    pub fn require_any(&self, scopes: &[Scope]) -> Result<(), ApiError> {
+    pub fn require_any(&self, scopes: &[Scope]) -> Result<(), MissingScope> {
         if scopes.iter().any(|&scope| self.has(scope)) {
             return Ok(());
         }
         let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-        Err(ApiError::Forbidden(format!(
+        Err(MissingScope(format!(
             "this key needs one of the scopes {}",
             names.join(", ")
         )))
     }
 }
+
+/// A valid key without the scope an operation needs (403); the text names the scope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct MissingScope(pub String);
 
 /// Why a request is not authenticated. Every one is a 401 with the same header; the sentence
 /// says which, so a script's author can tell a typo from a revoked key.
@@ -210,26 +207,6 @@ pub fn new_key() -> NewKey {
     }
 }
 
-impl Principal {
-    /// The caller of a request with `headers`: its key, verified (every caller is
-    /// [`Principal::local`] with auth disabled).
-    pub async fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Self, ApiError> {
-        let Some(keys) = &state.keys else {
-            return Ok(Principal::local());
-        };
-        let token = bearer_token(headers.get(AUTHORIZATION)).map_err(ApiError::Unauthorized)?;
-        keys.verify(&state.db, parse_token(token)).await
-    }
-}
-
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        Principal::from_headers(state, &parts.headers).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,7 +282,7 @@ mod tests {
         assert!(reader.require(Scope::Read).is_ok());
         assert!(matches!(
             reader.require(Scope::Invoke),
-            Err(ApiError::Forbidden(_))
+            Err(MissingScope(_))
         ));
         assert!(reader.require_any(&[Scope::Manage, Scope::Read]).is_ok());
     }

@@ -5,8 +5,8 @@
 //! background task reconnects with backoff; requests in between get 503 without waiting.
 
 use crate::cache::FunctionCache;
-use crate::http_trigger::RouteTable;
 use crate::keys::KeyStore;
+use crate::route_table::RouteTable;
 use common::broker::{CONTENT_TYPE_JSON, DIRECT_REPLY_TO, Topology};
 use common::{
     BuildJob, EVENT_TYPE_FUNCTION, EVENT_TYPE_KEY, FunctionEvent, Job, KeyEvent, Reply, Runtime,

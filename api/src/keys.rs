@@ -8,8 +8,8 @@
 
 use crate::auth::{self, ADMIN_KEY_ID, AuthError, DEFAULT_NAMESPACE, Presented, Principal, Scope};
 use crate::cache::EventFed;
+use crate::db::DbError;
 use crate::db::{self, KeyRecord};
-use crate::error::ApiError;
 use deadpool_postgres::Pool;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +23,16 @@ struct Entry {
     /// `None`: no live key has this id.
     record: Option<Arc<KeyRecord>>,
     loaded: Instant,
+}
+
+/// Why a presented key stands for nobody: it is not a valid key (401), or it could not be
+/// read and none was read before (the database is away).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0}")]
+    Rejected(AuthError),
+    #[error("the database is unavailable")]
+    Database(#[from] DbError),
 }
 
 pub struct KeyStore {
@@ -48,9 +58,9 @@ impl KeyStore {
             .is_some_and(|admin| auth::same_hash(admin, hash))
     }
 
-    /// The caller a presented key stands for, or 401.
-    pub async fn verify(&self, pool: &Pool, presented: Presented) -> Result<Principal, ApiError> {
-        let rejected = ApiError::Unauthorized(AuthError::Rejected);
+    /// The caller a presented key stands for, or why none.
+    pub async fn verify(&self, pool: &Pool, presented: Presented) -> Result<Principal, KeyError> {
+        let rejected = KeyError::Rejected(AuthError::Rejected);
         match presented {
             Presented::Other { hash } if self.is_admin_hash(&hash) => Ok(Principal {
                 key_id: Some(ADMIN_KEY_ID.to_owned()),
@@ -76,7 +86,7 @@ impl KeyStore {
     }
 
     /// Key `id`'s row: cached, or read (and cached), or, with Postgres away, cached even if old.
-    async fn record(&self, pool: &Pool, id: Uuid) -> Result<Option<Arc<KeyRecord>>, ApiError> {
+    async fn record(&self, pool: &Pool, id: Uuid) -> Result<Option<Arc<KeyRecord>>, DbError> {
         let cached = self.by_id.read(|by_id| {
             by_id
                 .get(&id)
@@ -99,7 +109,7 @@ impl KeyStore {
                     tracing::warn!(%error, "cannot re-read a key; using what was read before");
                     Ok(record)
                 }
-                None => Err(ApiError::Database(error)),
+                None => Err(error),
             },
         }
     }

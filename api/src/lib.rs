@@ -14,32 +14,26 @@
 //! private; what the binary and the tests use is re-exported.
 
 mod auth;
-mod bodies;
 mod cache;
 mod config;
 pub mod db;
 mod deps;
 mod dispatch;
-mod error;
-mod extract;
+mod http;
 mod http_trigger;
 mod invoker;
 mod keys;
-mod limits;
-mod openapi;
 mod package;
 pub mod records;
 mod retention;
-mod routes;
+mod route_table;
 pub mod schedule;
-mod server;
 mod services;
-mod state;
 mod wire;
 
 use anyhow::Context;
 pub use config::{AuthMode, Config, Secret};
-use state::{AppState, Limits};
+use http::state::{AppState, Limits};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,7 +70,7 @@ pub async fn run(
             "WORKER_TOKEN is not set: workers cannot report builds or fetch artifacts, so functions with dependencies never become ready"
         ),
     }
-    let routes = http_trigger::RouteTable::new();
+    let routes = route_table::RouteTable::new();
     let route_count = routes
         .load(&db)
         .await
@@ -185,12 +179,12 @@ pub async fn run(
         .map(|idle| tokio::spawn(keep_fixed_series_alive(idle, stop_background.clone())));
     let metrics_task = tokio::spawn(serve_metrics(metrics_listener, stop_background.clone()));
     // The description routes need no state, no key and no bound on requests in flight.
-    let app = routes::router(state)
-        .merge(routes::docs::router())
+    let app = http::routes::router(state)
+        .merge(http::openapi::docs::router())
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::new());
     tracing::info!(addr = %listener.local_addr()?, "api listening");
-    server::serve(
+    http::server::serve(
         listener,
         app,
         Duration::from_secs(config.header_read_timeout_secs.max(1)),

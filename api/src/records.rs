@@ -67,6 +67,9 @@ enum Command {
     Flush(oneshot::Sender<()>),
 }
 
+/// How long a listing waits for the records writer to store the calls made just before.
+pub const FLUSH_WAIT: Duration = Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct RecordWriter {
     tx: mpsc::Sender<Command>,

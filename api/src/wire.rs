@@ -4,6 +4,9 @@
 
 use utoipa::openapi::{ObjectBuilder, Schema, Type};
 
+/// The methods a route may be limited to (`http_methods`); absent means all of them.
+pub const HTTP_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
 /// An integer field of a JSON body that also takes a number written with a zero fraction
 /// (`5.0`): JSON Schema, and so the OpenAPI document, calls that an integer too, and clients
 /// that only have floating point (JavaScript among them) may send it so.
@@ -85,7 +88,7 @@ fn string_list(pattern: &str, min: usize, nullable: bool, description: &str) -> 
 
 /// `(GET|HEAD|...)`: the methods a route may be limited to, as a pattern.
 fn methods_pattern() -> String {
-    format!("^({})$", crate::http_trigger::HTTP_METHODS.join("|"))
+    format!("^({})$", HTTP_METHODS.join("|"))
 }
 
 /// A function's `http_methods` as created: some of the methods, upper case; null for all.
@@ -112,7 +115,7 @@ pub fn cors_origins_schema() -> Schema {
 /// `cors.allow_methods`: `*` or the route's methods.
 pub fn cors_methods_schema() -> Schema {
     string_list(
-        &format!("^(\\*|{})$", crate::http_trigger::HTTP_METHODS.join("|")),
+        &format!("^(\\*|{})$", HTTP_METHODS.join("|")),
         0,
         false,
         "Methods a preflight allows (`*` or upper case); empty: the function's `http_methods`.",

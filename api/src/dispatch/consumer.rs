@@ -4,7 +4,7 @@
 
 use super::runner::{Disposition, Runner};
 use super::{AsyncJob, DispatchSettings};
-use crate::state::AppState;
+use crate::http::state::AppState;
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;

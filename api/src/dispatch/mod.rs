@@ -23,8 +23,8 @@ pub use pending::PendingCounts;
 pub use scheduler::spawn_scheduler;
 
 use crate::db::{self, Inserted, NewAsync};
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use common::broker::Topology;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;

@@ -5,10 +5,10 @@
 use super::plan::{self, DeadReason, Next, OnDelivery, Policy};
 use super::{AsyncJob, publish_attempt};
 use crate::db::{self, AsyncState, AttemptOutcome, NewAsync, Recorded};
+use crate::http::state::AppState;
 use crate::invoker::NoReply;
 use crate::records;
 use crate::services::{Call, CallError, Called, Trigger, runtime_for};
-use crate::state::AppState;
 use chrono::Utc;
 use common::broker::Topology;
 use common::{RawValue, ReplyStatus};

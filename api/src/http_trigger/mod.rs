@@ -1,20 +1,19 @@
 //! HTTP triggers: every function answers at `ROUTE_PREFIX` + its `route`.
 //!
-//! `pattern` parses routes and matches paths against them (most specific first); `table` keeps
-//! every function's route in memory on each replica, reloaded when a function changes (the
-//! events exchange), so a request makes no query to find its function; `event` turns a request
+//! `pattern` parses routes and matches paths against them (most specific first); `crate::route_table`
+//! keeps every function's route in memory on each replica, reloaded when a function changes
+//! (the events exchange), so a request makes no query to find its function; `event` turns a request
 //! into an API Gateway HTTP API (payload 2.0) event and the handler's result into the answer;
 //! `cors` answers browsers. The handler itself is `routes::triggers`.
 
 mod cors;
 mod event;
 mod pattern;
-mod table;
 
+pub use crate::wire::HTTP_METHODS;
 pub use cors::Cors;
 pub use event::{RequestFacts, answer_from_result, build_event};
-pub use pattern::RoutePattern;
-pub use table::{RouteEntry, RouteTable};
+pub use pattern::{RouteMatcher, RoutePattern};
 
 use serde::{Deserialize, Serialize};
 
@@ -46,8 +45,28 @@ impl HttpAuth {
     }
 }
 
-/// The methods a route may be limited to (`http_methods`); absent means all of them.
-pub const HTTP_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+/// What a route leads to.
+#[derive(Debug)]
+pub struct RouteEntry {
+    pub function_id: i64,
+    pub namespace: String,
+    pub name: String,
+    pub route: String,
+    /// `None`: every method.
+    pub methods: Option<Vec<String>>,
+    pub auth: HttpAuth,
+    pub cors: Option<Cors>,
+}
+
+impl RouteEntry {
+    /// The methods the route answers, for `Allow` and CORS.
+    pub fn allowed_methods(&self) -> Vec<String> {
+        match &self.methods {
+            Some(methods) => methods.clone(),
+            None => HTTP_METHODS.iter().map(|m| (*m).to_owned()).collect(),
+        }
+    }
+}
 
 /// [`HTTP_METHODS`], owned: what a route without `http_methods` answers.
 pub fn all_methods() -> Vec<String> {

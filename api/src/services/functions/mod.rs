@@ -8,9 +8,9 @@ pub use validate::{FunctionInput, Invalid, NamespacePolicy, ValidFunction};
 
 use crate::cache::FunctionCache;
 use crate::db::{self, DbError, Function, FunctionFields, Saved, Violation};
-use crate::http_trigger::RouteTable;
 use crate::invoker::Invoker;
 use crate::package;
+use crate::route_table::RouteTable;
 use common::{BuildJob, FunctionEvent};
 use deadpool_postgres::Pool;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Liveness and readiness probes.
 
 use crate::db;
-use crate::state::AppState;
+use crate::http::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;

@@ -3,16 +3,12 @@
 
 use crate::auth::{Principal, Scope};
 use crate::db::{self, InvocationRecord};
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::Query;
-use crate::extract::check_page;
-use crate::state::AppState;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{Query, check_page};
+use crate::http::state::AppState;
+use crate::records;
 use axum::extract::State;
 use serde::Deserialize;
-use std::time::Duration;
-
-/// How long a listing waits for the records writer to store the calls made just before.
-pub(crate) const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 /// `?function=NAME&limit=100`
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -42,8 +38,8 @@ fn default_limit() -> i64 {
     responses(
         (status = 200, description = "Records, newest first.", body = Vec<InvocationRecord>),
         (status = 422, description = "`invalid_request`: `limit` out of range, or the query is malformed.", body = ErrorBody),
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]
@@ -55,7 +51,7 @@ pub async fn list_invocations(
     principal.require(Scope::Read)?;
     check_page(0, filter.limit, 1000)?;
     // Records are written in batches: make sure this client sees the calls it just made.
-    state.records.flush(FLUSH_WAIT).await;
+    state.records.flush(records::FLUSH_WAIT).await;
     let records = db::list_invocations(
         &state.db,
         &principal.namespace,

@@ -5,9 +5,8 @@
 //! broker connection is down, events may be missed, so the table is reloaded every second;
 //! otherwise every `FUNCTION_CACHE_TTL_SECS`, a safety net for an event lost some other way.
 
-use super::pattern::{RouteMatcher, RoutePattern};
-use super::{Cors, HttpAuth};
 use crate::db;
+use crate::http_trigger::{RouteEntry, RouteMatcher, RoutePattern};
 use deadpool_postgres::Pool;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -21,32 +20,6 @@ const DISCONNECTED_PERIOD: Duration = Duration::from_secs(1);
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// The longest a change waits for its own replica's reload.
 const REFRESH_WAIT: Duration = Duration::from_secs(3);
-
-/// What a route leads to.
-#[derive(Debug)]
-pub struct RouteEntry {
-    pub function_id: i64,
-    pub namespace: String,
-    pub name: String,
-    pub route: String,
-    /// `None`: every method.
-    pub methods: Option<Vec<String>>,
-    pub auth: HttpAuth,
-    pub cors: Option<Cors>,
-}
-
-impl RouteEntry {
-    /// The methods the route answers, for `Allow` and CORS.
-    pub fn allowed_methods(&self) -> Vec<String> {
-        match &self.methods {
-            Some(methods) => methods.clone(),
-            None => super::HTTP_METHODS
-                .iter()
-                .map(|m| (*m).to_owned())
-                .collect(),
-        }
-    }
-}
 
 pub type Routes = RouteMatcher<Arc<RouteEntry>>;
 

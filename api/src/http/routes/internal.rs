@@ -7,9 +7,9 @@
 
 use crate::auth;
 use crate::db::{self, ArtifactWriter, BuildEnd, FinishError};
-use crate::error::ApiError;
-use crate::extract::{Json, Path};
-use crate::state::AppState;
+use crate::http::error::ApiError;
+use crate::http::extract::{Json, Path};
+use crate::http::state::AppState;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};

@@ -6,7 +6,7 @@
 //! whole body before it reads the answer, and a connection closed under it turns the 413 into a
 //! broken pipe.
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};

@@ -1,4 +1,4 @@
-//! The api described: `GET /openapi.json` (the document, see `crate::openapi`) and `GET /docs`
+//! The api described: `GET /openapi.json` (the document, see `crate::http::openapi`) and `GET /docs`
 //! (Swagger UI for it, as FastAPI's `/docs` was).
 //!
 //! Swagger UI's files are compiled into the binary (`api/assets/swagger-ui`, written by
@@ -6,16 +6,16 @@
 //! validator badge (which would send the document to validator.swagger.io) is off. None of
 //! these routes needs a key: they describe the api and reveal nothing of what it holds.
 
-use crate::openapi;
+use crate::http::openapi;
 use axum::Router;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use std::sync::LazyLock;
 
-const SWAGGER_UI_BUNDLE: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js");
-const SWAGGER_UI_CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.css");
-const SWAGGER_UI_VERSION: &str = include_str!("../../assets/swagger-ui/VERSION");
+const SWAGGER_UI_BUNDLE: &[u8] = include_bytes!("../../../assets/swagger-ui/swagger-ui-bundle.js");
+const SWAGGER_UI_CSS: &[u8] = include_bytes!("../../../assets/swagger-ui/swagger-ui.css");
+const SWAGGER_UI_VERSION: &str = include_str!("../../../assets/swagger-ui/VERSION");
 
 /// The assets' URLs carry the Swagger UI version, so a browser may keep them for a year: an
 /// upgrade changes the URL.

@@ -1,10 +1,10 @@
 //! What every handler can reach.
 
 use crate::cache::FunctionCache;
-use crate::http_trigger::RouteTable;
 use crate::invoker::Invoker;
 use crate::keys::KeyStore;
 use crate::records::RecordWriter;
+use crate::route_table::RouteTable;
 use crate::services::{Functions, Invocations};
 use deadpool_postgres::Pool;
 use std::sync::Arc;

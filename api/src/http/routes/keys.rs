@@ -5,11 +5,11 @@
 //! `invoke` and `read` keys of its own namespace, never `manage` or `admin` ones.
 
 use crate::auth::{self, Principal, Scope};
-use crate::bodies::Message;
 use crate::db::{self, KeyInfo};
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Json, Path, Query};
-use crate::state::AppState;
+use crate::http::bodies::Message;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
@@ -101,9 +101,9 @@ fn parse_scopes(names: &[String]) -> Result<Vec<Scope>, ApiError> {
     responses(
         (status = 201, description = "Made; `key` is shown this once.", body = CreatedKey),
         (status = 404, description = "`namespace_not_found`: the namespace does not exist.", body = ErrorBody),
-        crate::openapi::BodyErrors,
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::BodyErrors,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]
@@ -184,8 +184,8 @@ pub struct KeyFilter {
     responses(
         (status = 200, description = "The keys, without secrets.", body = Vec<KeyInfo>),
         (status = 422, description = "`invalid_request`: the query is malformed.", body = ErrorBody),
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]
@@ -217,8 +217,8 @@ pub async fn list_keys(
         (status = 200, description = "Revoked.", body = Message, example = json!({"message": "Key revoked"})),
         (status = 404, description = "`key_not_found`: no such key (or one of another namespace).", body = ErrorBody),
         (status = 422, description = "`invalid_request`: the id holds a NUL.", body = ErrorBody),
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]
@@ -274,8 +274,8 @@ pub async fn delete_key(
     responses(
         (status = 200, description = "The key's namespace, scopes and id.", body = WhoAmI,
             example = json!({"namespace": "default", "scopes": ["admin"], "key_id": "ADMIN_KEY"})),
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]

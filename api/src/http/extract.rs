@@ -5,8 +5,12 @@
 //! Postgres text cannot hold U+0000, so a name carrying one would fail its query (a 503) rather
 //! than be found or not.
 
-use crate::error::ApiError;
+use crate::auth::{self, Principal};
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -58,6 +62,29 @@ where
         let axum::extract::Query(value) =
             axum::extract::Query::<T>::from_request_parts(parts, state).await?;
         Ok(Query(value))
+    }
+}
+
+impl Principal {
+    /// The caller of a request with `headers`: its key, verified (every caller is
+    /// [`Principal::local`] with auth disabled).
+    pub async fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Self, ApiError> {
+        let Some(keys) = &state.keys else {
+            return Ok(Principal::local());
+        };
+        let token =
+            auth::bearer_token(headers.get(AUTHORIZATION)).map_err(ApiError::Unauthorized)?;
+        keys.verify(&state.db, auth::parse_token(token))
+            .await
+            .map_err(ApiError::from)
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Principal::from_headers(state, &parts.headers).await
     }
 }
 

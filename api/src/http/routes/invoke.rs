@@ -5,17 +5,18 @@
 
 use crate::auth::{Principal, Scope};
 use crate::db;
-use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::extract::Path;
+use crate::http::error::{ApiError, ErrorBody, ErrorCode};
+use crate::http::extract::Path;
+use crate::http::responses::Failure;
+use crate::http::state::AppState;
 use crate::invoker::NoReply;
 use crate::services::{Call, Called, Trigger, runtime_for};
-use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use common::{ErrorInfo, RawJson, RawValue, Reply, ReplyStatus, Runtime, Timing};
+use common::{RawJson, RawValue, Reply, ReplyStatus, Runtime, Timing};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use uuid::Uuid;
@@ -45,17 +46,17 @@ fn empty_object() -> RawJson {
     description = "Runs the key's namespace's function on the runtime it was created with \
         (Docker unless it says gVisor, or its namespace allows only gVisor) and answers with \
         the handler's return value. An empty body is the event `{}`. Needs the `invoke` scope.",
-    params(crate::openapi::FunctionName),
+    params(crate::http::responses::FunctionName),
     request_body(content = Option<ExecuteRequest>, description = "The event; an empty body is `{\"event\": {}}`."),
     responses(
         (status = 200, description = "The handler returned; `result` is its return value.", body = Success<'static>),
         (status = 404, description = "`function_not_found`: no such function in the key's namespace.", body = ErrorBody),
-        crate::openapi::InvocationErrors,
-        crate::openapi::BodyErrors,
-        crate::openapi::KeyErrors,
+        crate::http::responses::InvocationErrors,
+        crate::http::responses::BodyErrors,
+        crate::http::responses::KeyErrors,
         (status = 429, description = "`concurrency_limit`: the function or its namespace runs its `max_concurrency` calls.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
-        crate::openapi::Unavailable,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]
@@ -77,17 +78,17 @@ pub async fn execute_function(
     summary = "Call a function in a gVisor sandbox",
     description = "As `POST /execute/{name}`, but the call runs on a gVisor worker whatever \
         runtime the function was created with. Needs the `invoke` scope.",
-    params(crate::openapi::FunctionName),
+    params(crate::http::responses::FunctionName),
     request_body(content = Option<ExecuteRequest>, description = "The event; an empty body is `{\"event\": {}}`."),
     responses(
         (status = 200, description = "The handler returned; `result` is its return value.", body = Success<'static>),
         (status = 404, description = "`function_not_found`: no such function in the key's namespace.", body = ErrorBody),
-        crate::openapi::InvocationErrors,
-        crate::openapi::BodyErrors,
-        crate::openapi::KeyErrors,
+        crate::http::responses::InvocationErrors,
+        crate::http::responses::BodyErrors,
+        crate::http::responses::KeyErrors,
         (status = 429, description = "`concurrency_limit`: the function or its namespace runs its `max_concurrency` calls.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
-        crate::openapi::Unavailable,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]
@@ -206,25 +207,6 @@ pub(crate) struct Success<'a> {
     /// What the handler printed (its last 256 KiB).
     logs: &'a str,
     /// Whether `logs` was cut.
-    logs_truncated: bool,
-}
-
-/// The body of a call that reached a worker (or should have) and failed: the error body plus
-/// what is known of the call.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct Failure<'a> {
-    /// What went wrong, in a sentence.
-    detail: String,
-    code: ErrorCode,
-    /// The error as the function's language described it, when there is one.
-    error: Option<&'a ErrorInfo>,
-    invocation_id: Uuid,
-    duration_ms: f64,
-    cold_start: bool,
-    timing: Timing,
-    /// What the handler printed before it failed (none after a timeout: the container is
-    /// killed with what it printed).
-    logs: &'a str,
     logs_truncated: bool,
 }
 
@@ -370,7 +352,7 @@ pub(crate) struct AsyncAccepted {
         namespace has at most `MAX_PENDING_ASYNC` invocations waiting or running (429 \
         `too_many_pending` beyond). Needs the `invoke` scope.",
     params(
-        crate::openapi::FunctionName,
+        crate::http::responses::FunctionName,
         ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 256,
             pattern = "^[!-~]([ -~]*[!-~])?$",
             description = "1 to 256 visible ASCII characters; a repeat within 24 h returns the first invocation."),
@@ -383,9 +365,9 @@ pub(crate) struct AsyncAccepted {
         (status = 409, description = "`idempotency_key_reused`: the `Idempotency-Key` named a call of another function or with another event within 24 hours.", body = ErrorBody),
         (status = 429, description = "`too_many_pending`: the namespace has `MAX_PENDING_ASYNC` async invocations waiting or running.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
-        crate::openapi::BodyErrors,
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::BodyErrors,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]

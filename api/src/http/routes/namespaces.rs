@@ -2,11 +2,11 @@
 //! `DELETE /namespaces/{name}` (refused while it holds functions; its keys go with it).
 
 use crate::auth::{DEFAULT_NAMESPACE, Principal, Scope};
-use crate::bodies::Message;
 use crate::db::{self, Namespace, NamespaceChange};
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Json, Path};
-use crate::state::AppState;
+use crate::http::bodies::Message;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{Json, Path};
+use crate::http::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use common::{KeyEvent, Runtime};
@@ -60,9 +60,9 @@ fn valid_name(name: &str) -> bool {
     responses(
         (status = 201, description = "Created.", body = Namespace),
         (status = 409, description = "`conflict`: the name is taken.", body = ErrorBody),
-        crate::openapi::BodyErrors,
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::BodyErrors,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]
@@ -118,8 +118,8 @@ pub async fn create_namespace(
     summary = "List namespaces",
     responses(
         (status = 200, description = "The namespaces.", body = Vec<Namespace>),
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]
@@ -143,8 +143,8 @@ pub async fn list_namespaces(
         (status = 404, description = "`namespace_not_found`.", body = ErrorBody),
         (status = 409, description = "`conflict`: it still holds functions, or it is `default`.", body = ErrorBody),
         (status = 422, description = "`invalid_request`: the name holds a NUL.", body = ErrorBody),
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]

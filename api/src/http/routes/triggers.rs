@@ -7,13 +7,13 @@
 
 use super::invoke::{Detail, RouteFailure, called_response};
 use crate::auth::{self, Principal, Scope};
-use crate::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::limits::{self, BodyLimit};
+use crate::http::state::AppState;
 use crate::http_trigger::{
     self, Cors, HTTP_METHODS, HttpAuth, RequestFacts, RouteEntry, answer_from_result, build_event,
 };
-use crate::limits::{self, BodyLimit};
 use crate::services::{Call, CallError, Trigger, runtime_for};
-use crate::state::AppState;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -88,7 +88,7 @@ pub struct RoutePath {
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
         (status = 502, description = "The function failed (`function_error`, `init_error`, `out_of_memory`, `result_too_large`, `function_crashed`), or its result is not a valid HTTP answer (`invalid_response`). A public route's failure is a `PublicFailure`.", body = RouteFailure<'static>),
         (status = 504, description = "`function_timeout` or `no_reply` (a `PublicFailure` on a public route).", body = RouteFailure<'static>),
-        crate::openapi::Unavailable,
+        crate::http::responses::Unavailable,
     ),
     security((), ("bearer" = [])),
 )]

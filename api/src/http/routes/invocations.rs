@@ -3,11 +3,10 @@
 
 use crate::auth::{Principal, Scope};
 use crate::db::{self, InvocationView, Redriven};
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::check_page;
-use crate::extract::{Path, Query};
-use crate::routes::metrics::FLUSH_WAIT;
-use crate::state::AppState;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{Path, Query, check_page};
+use crate::http::state::AppState;
+use crate::records;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -60,8 +59,8 @@ fn parse_id(text: &str) -> Result<Uuid, ApiError> {
     responses(
         (status = 200, description = "Invocations, newest first.", body = Vec<InvocationView>),
         (status = 422, description = "`invalid_request`: `limit` or `status` out of range, or the query is malformed.", body = ErrorBody),
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]
@@ -81,7 +80,7 @@ pub async fn list_invocations(
         )));
     }
     // Sync records are written in batches: this client sees the calls it just made.
-    state.records.flush(FLUSH_WAIT).await;
+    state.records.flush(records::FLUSH_WAIT).await;
     let views = db::list_invocation_views(
         &state.db,
         &principal.namespace,
@@ -103,8 +102,8 @@ pub async fn list_invocations(
     responses(
         (status = 200, description = "The invocation.", body = InvocationView),
         (status = 404, description = "`invocation_not_found`: none with that id in the key's namespace.", body = ErrorBody),
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]
@@ -115,7 +114,7 @@ pub async fn get_invocation(
 ) -> Result<axum::Json<InvocationView>, ApiError> {
     principal.require_any(&[Scope::Read, Scope::Invoke])?;
     let uuid = parse_id(&id)?;
-    state.records.flush(FLUSH_WAIT).await;
+    state.records.flush(records::FLUSH_WAIT).await;
     db::get_invocation(&state.db, &principal.namespace, uuid)
         .await?
         .map(axum::Json)
@@ -136,8 +135,8 @@ pub async fn get_invocation(
         (status = 202, description = "Queued again.", body = InvocationView),
         (status = 404, description = "`invocation_not_found`: none with that id in the key's namespace (sync calls cannot be redriven either).", body = ErrorBody),
         (status = 409, description = "`conflict`: it is not dead-lettered.", body = ErrorBody),
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]

@@ -5,9 +5,10 @@
 //! maps every variant to one) and those of a failed invocation; the OpenAPI document takes its
 //! enum from that type, so the list a client reads is the list the code sends.
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, MissingScope};
 use crate::db::{DbError, NotRunnable};
 use crate::invoker::BrokerError;
+use crate::keys::KeyError;
 use crate::services::{CallError, Invalid, SaveError};
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
@@ -337,6 +338,21 @@ impl From<CallError> for ApiError {
             }
             CallError::Broker(error) => ApiError::Broker(error),
             CallError::Database(error) => ApiError::Database(error),
+        }
+    }
+}
+
+impl From<MissingScope> for ApiError {
+    fn from(MissingScope(why): MissingScope) -> Self {
+        ApiError::Forbidden(why)
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::Rejected(why) => ApiError::Unauthorized(why),
+            KeyError::Database(error) => ApiError::Database(error),
         }
     }
 }

@@ -1,6 +1,5 @@
 //! The HTTP surface, one module per resource.
 
-pub mod docs;
 pub mod functions;
 pub mod health;
 pub mod internal;
@@ -11,8 +10,8 @@ pub mod metrics;
 pub mod namespaces;
 pub mod triggers;
 
-use crate::limits::{self, BodyLimit};
-use crate::state::AppState;
+use crate::http::limits::{self, BodyLimit};
+use crate::http::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;

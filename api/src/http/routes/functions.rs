@@ -2,12 +2,12 @@
 //! of another namespace is 404, exactly as if it did not exist.
 
 use crate::auth::{Principal, Scope};
-use crate::bodies::Message;
 use crate::db::{self, Build, Function};
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Json, Path, Query, check_page};
+use crate::http::bodies::Message;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{Json, Path, Query, check_page};
+use crate::http::state::AppState;
 use crate::services::{FunctionInput, SaveOptions};
-use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -40,19 +40,19 @@ pub async fn admit_upload(
     request: Request,
     next: Next,
 ) -> Response {
-    let declared = crate::limits::declared_length(request.headers());
+    let declared = crate::http::limits::declared_length(request.headers());
     let chunked = declared.is_none() && request.headers().contains_key(header::TRANSFER_ENCODING);
     let large = declared.is_some_and(|length| length > guard.source_body_max as u64) || chunked;
     if !large {
         return next.run(request).await;
     }
     let allowed = match Principal::from_headers(&guard.state, request.headers()).await {
-        Ok(principal) => principal.require(Scope::Manage),
+        Ok(principal) => principal.require(Scope::Manage).map_err(ApiError::from),
         Err(error) => Err(error),
     };
     if let Err(error) = allowed {
         // Discarded, never held: a client that writes its whole body first reads the 401.
-        crate::limits::discard(request.into_body()).await;
+        crate::http::limits::discard(request.into_body()).await;
         let mut response = error.into_response();
         // What was not drained must not be taken for the next request.
         response
@@ -127,9 +127,9 @@ fn view(function: &Function, principal: &Principal) -> Value {
         (status = 201, description = "Created, at version 1.", body = Function),
         (status = 404, description = "`namespace_not_found`: the key's namespace was deleted meanwhile.", body = ErrorBody),
         (status = 409, description = "`conflict`: the name is taken in the namespace, or the route anywhere.", body = ErrorBody),
-        crate::openapi::BodyErrors,
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::BodyErrors,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]
@@ -162,8 +162,8 @@ pub async fn create_function(
     responses(
         (status = 200, description = "A page of functions.", body = Vec<Function>),
         (status = 422, description = "`invalid_request`: `skip` or `limit` out of range.", body = ErrorBody),
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]
@@ -187,13 +187,13 @@ pub async fn list_functions(
     path = "/functions/{id}",
     tag = "functions",
     summary = "Get a function",
-    params(crate::openapi::FunctionId),
+    params(crate::http::responses::FunctionId),
     responses(
         (status = 200, description = "The function.", body = Function),
         (status = 404, description = "`function_not_found`: no such function in the key's namespace.", body = ErrorBody),
         (status = 422, description = "`invalid_request`: the id is not an integer.", body = ErrorBody),
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]
@@ -216,15 +216,15 @@ pub async fn get_function(
     path = "/functions/{id}",
     tag = "functions",
     summary = "Update a function",
-    params(crate::openapi::FunctionId, SaveQuery),
+    params(crate::http::responses::FunctionId, SaveQuery),
     request_body = FunctionInput,
     responses(
         (status = 200, description = "Updated, at the next version.", body = Function),
         (status = 404, description = "`function_not_found` or `namespace_not_found`.", body = ErrorBody),
         (status = 409, description = "`conflict`: the new name or route is taken.", body = ErrorBody),
-        crate::openapi::BodyErrors,
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::BodyErrors,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]
@@ -254,13 +254,13 @@ pub async fn update_function(
     path = "/functions/{id}/build",
     tag = "functions",
     summary = "Get a function's dependency build",
-    params(crate::openapi::FunctionId),
+    params(crate::http::responses::FunctionId),
     responses(
         (status = 200, description = "The build, its whole log included; `null` when the function has no dependencies (nothing to build).", body = Option<Build>),
         (status = 404, description = "`function_not_found`: no such function in the key's namespace.", body = ErrorBody),
         (status = 422, description = "`invalid_request`: the id is not an integer.", body = ErrorBody),
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]
@@ -282,13 +282,13 @@ pub async fn get_function_build(
     path = "/functions/{id}",
     tag = "functions",
     summary = "Delete a function",
-    params(crate::openapi::FunctionId),
+    params(crate::http::responses::FunctionId),
     responses(
         (status = 200, description = "Deleted.", body = Message, example = json!({"message": "Function deleted"})),
         (status = 404, description = "`function_not_found`: no such function in the key's namespace.", body = ErrorBody),
         (status = 422, description = "`invalid_request`: the id is not an integer.", body = ErrorBody),
-        crate::openapi::KeyErrors,
-        crate::openapi::Unavailable,
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
     ),
     security(("bearer" = [])),
 )]

@@ -1,0 +1,18 @@
+//! The HTTP layer: the router and its handlers (`routes`, one module per resource), the
+//! extractors (`extract`: the caller's key, JSON, path and query), how an error becomes a
+//! response (`error`), the bounds on requests and bodies (`limits`), the server that reads
+//! them with timeouts (`server`), and the OpenAPI document with its Swagger UI (`openapi`,
+//! with the responses many operations share in `responses`).
+//!
+//! Handlers are thin: they check the key's scope, call a service (`crate::services`) or the
+//! store, and turn the outcome into a status and a body. Nothing below this layer knows HTTP.
+
+pub mod bodies;
+pub mod error;
+pub mod extract;
+pub mod limits;
+pub mod openapi;
+pub mod responses;
+pub mod routes;
+pub mod server;
+pub mod state;
