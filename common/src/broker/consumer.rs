@@ -109,7 +109,8 @@ pub enum Acks {
 /// One connection's worth of consuming: the consumer whose deliveries go to the handler, an
 /// optional events consumer read alongside, and what the handler needs of the session.
 pub struct Session<C = ()> {
-    connection: Connection,
+    /// Shared with whoever publishes on it too (the api's invoker); closed at stop.
+    connection: Arc<Connection>,
     /// The channel `deliveries` consumes on: its consumer is cancelled there at stop.
     channel: Channel,
     deliveries: Consumer,
@@ -142,7 +143,7 @@ impl Session<()> {
             )
             .await?;
         Ok(Session {
-            connection,
+            connection: Arc::new(connection),
             channel,
             deliveries,
             acks,
@@ -172,7 +173,7 @@ impl<C> Session<C> {
         }
     }
 
-    pub fn connection(&self) -> &Connection {
+    pub fn connection(&self) -> &Arc<Connection> {
         &self.connection
     }
 
@@ -255,6 +256,7 @@ pub async fn run<T: Consume>(
     tracing::info!(consumer = name, %queue, "consuming");
     loop {
         let loss = tokio::select! {
+            biased;
             () = stop.cancelled() => break,
             // Finished tasks are reaped as they end, so the set holds only running ones.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
@@ -289,6 +291,10 @@ pub async fn run<T: Consume>(
                 other => Loss::of(other),
             },
         };
+        if stop.is_cancelled() {
+            // Lost because it is being closed (the api's invoker closes its own connection).
+            break;
+        }
         match loss {
             Loss::Failed(error) => {
                 metrics::counter!("faas_broker_errors_total").increment(1);
