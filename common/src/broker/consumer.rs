@@ -259,7 +259,12 @@ pub async fn run<T: Consume>(
             biased;
             () = stop.cancelled() => break,
             // Finished tasks are reaped as they end, so the set holds only running ones.
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                if joined.is_err_and(|error| error.is_panic()) {
+                    tracing::error!(consumer = name, "a delivery's handler panicked; it is settled by nobody (the broker takes an unacknowledged one back when its channel closes)");
+                }
+                continue;
+            }
             event = next_event(&mut session.events) => match event {
                 Some(Ok(event)) => {
                     consumer.event(&event);
