@@ -1,21 +1,20 @@
 //! The api's side of RabbitMQ: publishes jobs and routes the replies, which arrive on one
 //! direct reply-to consumer, back to the request that waits for each (by invocation id).
 //!
-//! The connection is supervised: when it drops, waiting requests fail at once with 503 and a
-//! background task reconnects with backoff; requests in between get 503 without waiting.
+//! The connection is supervised: when it drops, waiting requests fail at once with 503 and the
+//! reply consumer's loop (`common::broker::run`) reconnects with backoff; requests in between
+//! get 503 without waiting.
 
 use crate::cache::FunctionCache;
 use crate::keys::KeyStore;
 use crate::route_table::RouteTable;
-use common::broker::{CONTENT_TYPE_JSON, DIRECT_REPLY_TO, Topology};
+use common::broker::{Acks, CONTENT_TYPE_JSON, DIRECT_REPLY_TO, Decision, Topology};
 use common::{
     BuildJob, EVENT_TYPE_FUNCTION, EVENT_TYPE_KEY, FunctionEvent, Job, KeyEvent, Reply, Runtime,
 };
-use futures_util::StreamExt;
 use lapin::Confirmation;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, Consumer};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Connection};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -25,10 +24,12 @@ use uuid::Uuid;
 
 /// How long a seen consumer counts as still there; an idle queue is checked on every call.
 const CONSUMER_SEEN_TTL: Duration = Duration::from_millis(500);
-const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The reply consumer's tag.
+const REPLIES_TAG: &str = "faas-api-replies";
 
 struct Session {
-    connection: Connection,
+    /// Shared with the reply consumer's session.
+    connection: Arc<Connection>,
     /// Publishes go on the channel that consumes direct replies: RabbitMQ requires it.
     channel: Channel,
 }
@@ -102,12 +103,27 @@ impl Invoker {
             consumers_seen: Mutex::new(HashMap::new()),
             closed: CancellationToken::new(),
         });
-        let consumers = invoker.open_session().await?;
-        tokio::spawn(supervise(Arc::downgrade(&invoker), consumers));
+        let first = invoker.open_session().await?;
+        let replies = Arc::new(Replies {
+            invoker: Arc::downgrade(&invoker),
+        });
+        // Replies and events need no draining: nobody waits for them once the invoker closes.
+        let options = common::broker::LoopOptions {
+            name: "replies",
+            drain: Duration::ZERO,
+        };
+        tokio::spawn(common::broker::run(
+            replies,
+            options,
+            Some(first),
+            invoker.closed.clone(),
+        ));
         Ok(invoker)
     }
 
-    async fn open_session(&self) -> Result<Consumers, lapin::Error> {
+    /// Connects, declares the topology and starts consuming direct replies and events; the
+    /// session is then the one requests publish on.
+    async fn open_session(&self) -> Result<common::broker::Session, lapin::Error> {
         let connection = common::broker::connect(&self.url, &self.connection_name).await?;
         let channel = connection.create_channel().await?;
         // Only a channel in confirm mode hears that a full job queue refused a publish.
@@ -119,17 +135,14 @@ impl Invoker {
         self.topology
             .declare_async(&channel, &self.topology.retry_delays())
             .await?;
-        let consumer = channel
-            .basic_consume(
-                DIRECT_REPLY_TO.into(),
-                "faas-api-replies".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        let replies = common::broker::Session::consume(
+            connection,
+            channel.clone(),
+            DIRECT_REPLY_TO,
+            REPLIES_TAG,
+            Acks::Auto,
+        )
+        .await?;
         let events = self
             .topology
             .subscribe_events(&channel, "faas-api-events")
@@ -141,13 +154,10 @@ impl Invoker {
         }
         self.routes.set_connected(true);
         *self.session.write().unwrap() = Some(Arc::new(Session {
-            connection,
+            connection: replies.connection().clone(),
             channel,
         }));
-        Ok(Consumers {
-            replies: consumer,
-            events,
-        })
+        Ok(replies.with_events(events))
     }
 
     /// Tells every api replica and worker that function `event.function_id` changed. Best
@@ -456,72 +466,52 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-struct Consumers {
-    replies: Consumer,
-    events: Consumer,
+impl Drop for Invoker {
+    /// Ends the reply consumer's loop, which only holds the invoker weakly.
+    fn drop(&mut self) {
+        self.closed.cancel();
+    }
 }
 
-/// Reads replies and function events until the connection drops, then reconnects with
-/// backoff, for as long as the invoker lives.
-async fn supervise(invoker: Weak<Invoker>, mut consumers: Consumers) {
-    let Some(closed) = invoker.upgrade().map(|strong| strong.closed.clone()) else {
-        return;
-    };
-    loop {
-        loop {
-            let (delivery, is_reply) = tokio::select! {
-                _ = closed.cancelled() => return,
-                delivery = consumers.replies.next() => (delivery, true),
-                delivery = consumers.events.next() => (delivery, false),
-            };
-            let Some(invoker) = invoker.upgrade() else {
-                return;
-            };
-            match delivery {
-                Some(Ok(delivery)) if is_reply => {
-                    match serde_json::from_slice::<Reply>(&delivery.data) {
-                        Ok(reply) => invoker.deliver(reply),
-                        Err(error) => tracing::warn!(%error, "malformed reply dropped"),
-                    }
-                }
-                Some(Ok(delivery)) => invoker.handle_event(&delivery),
-                Some(Err(error)) => {
-                    tracing::warn!(%error, "broker consumer failed");
-                    break;
-                }
-                None => break,
+/// The invoker's consumer: direct replies, each handed to the request that waits for it, and
+/// events, applied to the caches. It holds the invoker weakly: the invoker owns the loop's
+/// stop token (cancelled by [`Invoker::close`] and when it is dropped).
+struct Replies {
+    invoker: Weak<Invoker>,
+}
+
+impl common::broker::Consume for Replies {
+    type Context = ();
+
+    async fn open(&self) -> lapin::Result<common::broker::Session> {
+        match self.invoker.upgrade() {
+            Some(invoker) => invoker.open_session().await,
+            None => {
+                Err(lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed).into())
             }
         }
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let Some(strong) = invoker.upgrade() else {
-                return;
-            };
-            if closed.is_cancelled() {
-                return;
+    }
+
+    async fn handle(self: Arc<Self>, delivery: lapin::message::Delivery, _context: ()) -> Decision {
+        if let Some(invoker) = self.invoker.upgrade() {
+            match serde_json::from_slice::<Reply>(&delivery.data) {
+                Ok(reply) => invoker.deliver(reply),
+                Err(error) => tracing::warn!(%error, "malformed reply dropped"),
             }
-            strong.lose_session();
-            metrics::counter!("faas_broker_errors_total").increment(1);
-            tracing::warn!("broker connection lost; reconnecting in {backoff:?}");
-            drop(strong);
-            tokio::select! {
-                _ = closed.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            let Some(strong) = invoker.upgrade() else {
-                return;
-            };
-            match strong.open_session().await {
-                Ok(new_consumers) => {
-                    tracing::info!("broker connection restored");
-                    consumers = new_consumers;
-                    break;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "broker still unreachable");
-                    backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
-                }
-            }
+        }
+        // Not applied: replies come without acknowledgement.
+        Decision::Ack
+    }
+
+    fn event(&self, delivery: &lapin::message::Delivery) {
+        if let Some(invoker) = self.invoker.upgrade() {
+            invoker.handle_event(delivery);
+        }
+    }
+
+    fn lost(&self) {
+        if let Some(invoker) = self.invoker.upgrade() {
+            invoker.lose_session();
         }
     }
 }

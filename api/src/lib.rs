@@ -177,7 +177,10 @@ pub async fn run(
     register_metrics();
     let keep_alive = metrics_idle_timeout
         .map(|idle| tokio::spawn(keep_fixed_series_alive(idle, stop_background.clone())));
-    let metrics_task = tokio::spawn(serve_metrics(metrics_listener, stop_background.clone()));
+    let metrics_task = tokio::spawn(common::metrics::serve(
+        metrics_listener,
+        stop_background.clone(),
+    ));
     // The description routes need no state, no key and no bound on requests in flight.
     let app = http::routes::router(state)
         .merge(http::openapi::docs::router())
@@ -192,7 +195,7 @@ pub async fn run(
     )
     .await;
     stop_background.cancel();
-    stop_metrics(metrics_task).await;
+    common::metrics::stop(metrics_task).await;
     let _ = retention.await;
     // Its running jobs finish (or go back to the queue) while the broker connection is open.
     if let Some(dispatcher) = dispatcher {
@@ -338,35 +341,5 @@ fn register_metrics() {
     }
     for runtime in common::Runtime::ALL {
         metrics::gauge!("faas_inflight_invocations", "runtime" => runtime.as_str()).set(0.0);
-    }
-}
-
-/// Waits for the metrics listener to finish its last scrape, briefly: a scraper holding its
-/// connection open must not hold up the exit.
-async fn stop_metrics(server: tokio::task::JoinHandle<()>) {
-    let abort = server.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(2), server)
-        .await
-        .is_err()
-    {
-        abort.abort();
-    }
-}
-
-/// Serves the process's Prometheus metrics at `/metrics` until `stop`.
-async fn serve_metrics(listener: TcpListener, stop: CancellationToken) {
-    let handle = common::metrics::handle();
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let handle = handle.clone();
-            async move { handle.render() }
-        }),
-    );
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
-    if let Err(error) = served {
-        tracing::error!(%error, "metrics listener failed");
     }
 }

@@ -1,6 +1,6 @@
 //! Contracts that the `api` and the `worker` must agree on: queue topology, the job and reply
-//! messages, the runtime and language enums, and the start-up helpers both binaries share
-//! (telemetry, shutdown signal, broker connection).
+//! messages, the runtime and language enums, and what both binaries run alike (telemetry,
+//! shutdown signal, the broker connection and consumer loop, the metrics listener).
 //!
 //! Nothing here knows about HTTP or Docker, so either side can change its internals freely.
 

@@ -1,4 +1,4 @@
-//! The process-wide Prometheus recorder. Each binary serves `handle().render()` on its own
+//! The process-wide Prometheus recorder, and its listener: each binary runs [`serve`] on its own
 //! `METRICS_ADDR` listener, never on a public port.
 //!
 //! A binary whose labels come and go (the api's per-function series) installs the recorder
@@ -42,4 +42,35 @@ pub fn install_with(
 /// side by side; the first installation's settings hold for all of them.
 pub fn handle() -> PrometheusHandle {
     install_with(|builder| builder)
+}
+
+/// Serves the process's Prometheus metrics at `/metrics` on `listener` until `stop`; spawn it
+/// and hand its handle to [`stop`] at shutdown.
+pub async fn serve(listener: tokio::net::TcpListener, stop: tokio_util::sync::CancellationToken) {
+    let handle = handle();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move { handle.render() }
+        }),
+    );
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    if let Err(error) = served {
+        tracing::error!(%error, "metrics listener failed");
+    }
+}
+
+/// Waits for the metrics listener (its `stop` token cancelled) to finish its last scrape,
+/// briefly: a scraper holding its connection open must not hold up the exit.
+pub async fn stop(server: tokio::task::JoinHandle<()>) {
+    let abort = server.abort_handle();
+    if tokio::time::timeout(std::time::Duration::from_secs(2), server)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
 }

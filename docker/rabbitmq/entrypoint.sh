@@ -5,7 +5,7 @@
 # rabbitmq.conf imports at boot (before any listener opens); then it runs the image's own
 # entrypoint. A node that imports definitions at boot never creates the default `guest` user.
 #
-# Two users, one per service, with only what the code in common/src/broker.rs,
+# Two users, one per service, with only what the code in common/src/broker/topology.rs,
 # api/src/invoker.rs and worker/src/consumer.rs does (the names assume an empty QUEUE_PREFIX,
 # which is what compose runs with). RabbitMQ checks one regex per kind of access against the
 # name of the queue or exchange concerned (the default exchange is named `amq.default`):

@@ -19,11 +19,11 @@ use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
     UploadToContainerOptionsBuilder,
 };
-use common::broker::Topology;
+use common::broker::{Acks, Consume, Decision, LoopOptions, Session, Topology};
 use common::{BuildJob, Language};
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::message::Delivery;
+use lapin::options::BasicQosOptions;
 use ring::digest::{SHA256, digest};
 use std::collections::HashMap;
 use std::io::Write;
@@ -38,7 +38,6 @@ const MAX_LOG_BYTES: usize = 256 * 1024;
 /// Room on the build's /tmp beyond the output, for pip's and npm's own scratch files.
 const TMP_SLACK_MB: u64 = 128;
 const BUILD_PIDS_LIMIT: i64 = 256;
-const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long a job whose report could not reach the api waits before going back to the queue.
 const API_RETRY_DELAY: Duration = Duration::from_secs(5);
 
@@ -468,6 +467,56 @@ impl Builder {
     }
 }
 
+/// The build queue's consumer: each job claimed, run and reported by the [`Builder`].
+struct Builds {
+    builder: Arc<Builder>,
+    client: ApiClient,
+    amqp_url: String,
+    topology: Topology,
+}
+
+impl Consume for Builds {
+    type Context = ();
+
+    async fn open(&self) -> lapin::Result<Session> {
+        let name = format!("{}-builds", self.builder.worker_id);
+        let connection = common::broker::connect(&self.amqp_url, &name).await?;
+        let channel = connection.create_channel().await?;
+        self.topology.declare_build_queue(&channel).await?;
+        channel
+            .basic_qos(
+                self.builder.settings.build_concurrency.max(1),
+                BasicQosOptions::default(),
+            )
+            .await?;
+        let queue = self.topology.build_queue();
+        Session::consume(connection, channel, &queue, &name, Acks::Manual).await
+    }
+
+    async fn handle(self: Arc<Self>, delivery: Delivery, _context: ()) -> Decision {
+        let job: BuildJob = match serde_json::from_slice(&delivery.data) {
+            Ok(job) => job,
+            Err(error) => {
+                tracing::error!(%error, "a build job that is not one; dropped");
+                return Decision::Ack;
+            }
+        };
+        let span = tracing::info_span!("build", key = %job.key, attempt = %job.attempt, language = %job.language);
+        async {
+            match self.builder.handle(&self.client, &job).await {
+                Ok(()) => Decision::Ack,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot reach the api for a build; the job goes back to the queue");
+                    tokio::time::sleep(API_RETRY_DELAY).await;
+                    Decision::Requeue
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
 /// Consumes build jobs until `stop`, reconnecting with backoff; each job in a task of its own,
 /// at most `BUILD_CONCURRENCY` at once (the prefetch).
 pub async fn consume(
@@ -480,93 +529,16 @@ pub async fn consume(
         tracing::warn!("no WORKER_TOKEN: this worker takes no build jobs");
         return;
     };
-    let mut backoff = Duration::from_millis(200);
-    while !stop.is_cancelled() {
-        match consume_once(&builder, &client, &amqp_url, &topology, &stop).await {
-            Ok(()) => return,
-            Err(error) => {
-                tracing::warn!(%error, "build consumer lost its broker connection; reconnecting");
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
-            }
-        }
-    }
-}
-
-async fn consume_once(
-    builder: &Arc<Builder>,
-    client: &ApiClient,
-    amqp_url: &str,
-    topology: &Topology,
-    stop: &CancellationToken,
-) -> Result<(), lapin::Error> {
-    let name = format!("{}-builds", builder.worker_id);
-    let connection = common::broker::connect(amqp_url, &name).await?;
-    let channel = connection.create_channel().await?;
-    topology.declare_build_queue(&channel).await?;
-    channel
-        .basic_qos(
-            builder.settings.build_concurrency.max(1),
-            BasicQosOptions::default(),
-        )
-        .await?;
-    let mut consumer = channel
-        .basic_consume(
-            topology.build_queue().as_str().into(),
-            name.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    tracing::info!(queue = %topology.build_queue(), "taking build jobs");
-    loop {
-        let delivery = tokio::select! {
-            _ = stop.cancelled() => {
-                // Builds in flight are not acked: the broker gives them to another worker.
-                let _ = tokio::time::timeout(Duration::from_secs(2), connection.close(200, "worker stopping".into())).await;
-                return Ok(());
-            }
-            delivery = consumer.next() => delivery,
-        };
-        let Some(delivery) = delivery else {
-            return Err(lapin::Error::from(
-                lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed),
-            ));
-        };
-        let delivery = delivery?;
-        let job: BuildJob = match serde_json::from_slice(&delivery.data) {
-            Ok(job) => job,
-            Err(error) => {
-                tracing::error!(%error, "a build job that is not one; dropped");
-                let _ = delivery.ack(BasicAckOptions::default()).await;
-                continue;
-            }
-        };
-        let builder = builder.clone();
-        let client = client.clone();
-        let span = tracing::info_span!("build", key = %job.key, attempt = %job.attempt, language = %job.language);
-        tokio::spawn(
-            async move {
-                match builder.handle(&client, &job).await {
-                    Ok(()) => {
-                        let _ = delivery.ack(BasicAckOptions::default()).await;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot reach the api for a build; the job goes back to the queue");
-                        tokio::time::sleep(API_RETRY_DELAY).await;
-                        let _ = delivery
-                            .nack(BasicNackOptions {
-                                requeue: true,
-                                ..Default::default()
-                            })
-                            .await;
-                    }
-                }
-            }
-            .instrument(span),
-        );
-    }
+    let builds = Arc::new(Builds {
+        builder,
+        client,
+        amqp_url,
+        topology,
+    });
+    // Builds in flight are not waited for: unacked, the broker gives them to another worker.
+    let options = LoopOptions {
+        name: "builds",
+        drain: Duration::ZERO,
+    };
+    common::broker::run(builds, options, None, stop).await;
 }

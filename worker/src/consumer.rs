@@ -1,33 +1,25 @@
 //! The worker's side of RabbitMQ: consumes its runtime's queue with a prefetch sized by its
 //! memory budget, runs each job in a task of its own (in a tracing span with its ids),
 //! publishes the reply to the job's `reply_to` and only then acks, so a job whose worker dies is
-//! redelivered to another. Whatever happens to a job, its delivery is settled: acked after its
-//! reply, or given back (nacked with requeue) when there is no room for it, when its reply
-//! cannot be published, or when its task panicked.
+//! redelivered to another. Whatever happens to a job, its handler decides what becomes of its
+//! delivery: acked after its reply, or given back (nacked with requeue) when there is no room
+//! for it, when its reply cannot be published, or when its task panicked. The loop around it
+//! (reconnects, spans, drain at shutdown) is `common::broker::run`.
 
 use crate::error::WorkerError;
 use crate::executor::{Executor, Verdict};
-use common::broker::{CONTENT_TYPE_JSON, Topology};
+use common::broker::{Acks, CONTENT_TYPE_JSON, Consume, Decision, LoopOptions, Session, Topology};
 use common::{EVENT_TYPE_FUNCTION, FunctionEvent, Job, Reply, Runtime};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
-};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, Consumer};
+use lapin::options::{BasicPublishOptions, BasicQosOptions};
+use lapin::{BasicProperties, Channel};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-
-const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// How long each step of closing the broker session may take at shutdown: a connection the
-/// broker blocks (its memory alarm) would otherwise never answer.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Settings {
     pub amqp_url: String,
@@ -43,17 +35,6 @@ pub struct Settings {
     pub worker_id: String,
 }
 
-struct Session {
-    connection: Connection,
-    /// Consumes jobs (and acks them).
-    channel: Channel,
-    /// Publishes replies: a failed publish must not take the channel the jobs are acked on.
-    replies: Channel,
-    consumer: Consumer,
-    /// Function changes, to retire warm containers of old versions at once.
-    events: Consumer,
-}
-
 /// What a worker consumes: its runtime's jobs, or (when it cannot run that runtime) the
 /// runtime's unavailable queue, only to be counted there by the api.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +43,10 @@ enum Role {
     StandBy,
 }
 
-async fn open(settings: &Settings, role: Role) -> Result<Session, lapin::Error> {
+/// Opens a session: jobs (or the unavailable queue) consumed on one channel, whose handlers
+/// publish their replies on another (a failed publish must not take the channel the jobs are
+/// acked on), and function events, to retire warm containers of old versions at once.
+async fn open(settings: &Settings, role: Role) -> Result<Session<Channel>, lapin::Error> {
     let connection = common::broker::connect(&settings.amqp_url, &settings.consumer_tag).await?;
     let channel = connection.create_channel().await?;
     if let Err(error) = settings.topology.declare(&channel).await {
@@ -85,25 +69,58 @@ async fn open(settings: &Settings, role: Role) -> Result<Session, lapin::Error> 
             settings.topology.unavailable_queue(settings.runtime)
         }
     };
-    let consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            settings.consumer_tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let events = settings
-        .topology
-        .subscribe_events(&channel, &format!("{}-events", settings.consumer_tag))
-        .await?;
-    Ok(Session {
+    let session = Session::consume(
         connection,
         channel,
-        replies,
-        consumer,
-        events,
-    })
+        &queue,
+        &settings.consumer_tag,
+        Acks::Manual,
+    )
+    .await?;
+    let events = settings
+        .topology
+        .subscribe_events(
+            session.channel(),
+            &format!("{}-events", settings.consumer_tag),
+        )
+        .await?;
+    Ok(session.with_events(events).with_context(replies))
+}
+
+/// The runtime's jobs, each run by the executor.
+struct Jobs {
+    settings: Settings,
+    executor: Arc<Executor>,
+}
+
+impl Consume for Jobs {
+    /// The channel replies are published on.
+    type Context = Channel;
+
+    async fn open(&self) -> lapin::Result<Session<Channel>> {
+        open(&self.settings, Role::Jobs).await
+    }
+
+    async fn handle(self: Arc<Self>, delivery: Delivery, replies: Channel) -> Decision {
+        handle(
+            &delivery,
+            &replies,
+            &self.executor,
+            self.settings.max_job_bytes,
+            &self.settings.worker_id,
+        )
+        .await
+    }
+
+    fn event(&self, event: &Delivery) {
+        // Only function events concern workers (key events are the api replicas').
+        if common::broker::event_type(&event.properties) == EVENT_TYPE_FUNCTION {
+            match serde_json::from_slice::<FunctionEvent>(&event.data) {
+                Ok(event) => self.executor.pool.retire(event.function_id, event.version),
+                Err(error) => tracing::warn!(%error, "malformed function event dropped"),
+            }
+        }
+    }
 }
 
 /// Consumes jobs until `shutdown` resolves, reconnecting when the broker goes away; then stops
@@ -113,74 +130,31 @@ pub async fn consume(
     executor: Arc<Executor>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
-    let mut session = open(&settings, Role::Jobs).await?;
-    tracing::info!(queue = %settings.topology.queue(settings.runtime), "consuming jobs");
-    let mut tasks = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            Some(Ok(event)) = session.events.next() => {
-                // Only function events concern workers (key events are the api replicas').
-                if common::broker::event_type(&event.properties) == EVENT_TYPE_FUNCTION {
-                    match serde_json::from_slice::<FunctionEvent>(&event.data) {
-                        Ok(event) => executor.pool.retire(event.function_id, event.version),
-                        Err(error) => tracing::warn!(%error, "malformed function event dropped"),
-                    }
-                }
-            }
-            delivery = session.consumer.next() => {
-                match delivery {
-                    Some(Ok(delivery)) => {
-                        let executor = executor.clone();
-                        let replies = session.replies.clone();
-                        let max_job_bytes = settings.max_job_bytes;
-                        let worker_id = settings.worker_id.clone();
-                        tasks.spawn(async move {
-                            handle(delivery, &replies, &executor, max_job_bytes, &worker_id).await
-                        });
-                        continue;
-                    }
-                    Some(Err(error)) => log_lost_consumer(Some(error)),
-                    None => log_lost_consumer(None),
-                }
-                match reconnect(&settings, Role::Jobs, &mut shutdown).await {
-                    Some(new_session) => session = new_session,
-                    None => break,
-                }
-            }
-        }
-    }
-
-    tracing::info!(in_flight = tasks.len(), "no longer taking jobs");
-    let cancel = session.channel.basic_cancel(
-        settings.consumer_tag.as_str().into(),
-        BasicCancelOptions::default(),
-    );
-    if tokio::time::timeout(CLOSE_TIMEOUT, cancel).await.is_err() {
-        tracing::warn!("the broker did not confirm the consumer's cancel in time");
-    }
-    let drained = tokio::time::timeout(settings.shutdown_grace, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            abandoned = tasks.len(),
-            "grace period over; abandoning jobs (they will be redelivered)"
-        );
-        tasks.abort_all();
-    }
-    close(&session.connection).await;
+    let first = open(&settings, Role::Jobs).await?;
+    let options = LoopOptions {
+        name: "jobs",
+        drain: settings.shutdown_grace,
+    };
+    let jobs = Arc::new(Jobs { settings, executor });
+    run_until(shutdown, jobs, options, first).await;
     Ok(())
 }
 
-/// Closes the connection, or gives up on it after [`CLOSE_TIMEOUT`].
-async fn close(connection: &Connection) {
-    let closing = connection.close(200, "worker shutting down".into());
-    if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
-        tracing::warn!("the broker did not confirm the close in time; leaving the connection");
+/// The unavailable queue, where no job is ever published.
+struct StandBy {
+    settings: Settings,
+}
+
+impl Consume for StandBy {
+    type Context = Channel;
+
+    async fn open(&self) -> lapin::Result<Session<Channel>> {
+        open(&self.settings, Role::StandBy).await
+    }
+
+    /// Nobody should publish there; whatever arrives is dropped.
+    async fn handle(self: Arc<Self>, _delivery: Delivery, _replies: Channel) -> Decision {
+        Decision::Reject
     }
 }
 
@@ -191,96 +165,55 @@ pub async fn stand_by(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
-    let mut session = open(&settings, Role::StandBy).await?;
-    tracing::info!(queue = %settings.topology.unavailable_queue(settings.runtime), "standing by");
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            Some(_) = session.events.next() => {}
-            delivery = session.consumer.next() => {
-                match delivery {
-                    // Nobody should publish there; drop whatever arrives.
-                    Some(Ok(delivery)) => {
-                        let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
-                        continue;
-                    }
-                    Some(Err(error)) => log_lost_consumer(Some(error)),
-                    None => log_lost_consumer(None),
-                }
-                match reconnect(&settings, Role::StandBy, &mut shutdown).await {
-                    Some(new_session) => session = new_session,
-                    None => break,
-                }
-            }
-        }
-    }
-    close(&session.connection).await;
+    let first = open(&settings, Role::StandBy).await?;
+    let options = LoopOptions {
+        name: "stand-by",
+        drain: settings.shutdown_grace,
+    };
+    run_until(shutdown, Arc::new(StandBy { settings }), options, first).await;
     Ok(())
 }
 
-/// Says why a consumer's stream ended: the connection failed (`error`), or the broker cancelled
-/// the consumer.
-fn log_lost_consumer(error: Option<lapin::Error>) {
-    match error {
-        Some(error) => {
-            tracing::warn!(%error, "lost the broker connection");
-            metrics::counter!("faas_broker_errors_total").increment(1);
-        }
-        None => tracing::warn!("the broker cancelled the consumer"),
+/// Runs the consumer loop from its `first` session until `shutdown` resolves, then until it
+/// has drained.
+async fn run_until<T: Consume>(
+    shutdown: impl Future<Output = ()>,
+    consumer: Arc<T>,
+    options: LoopOptions,
+    first: Session<T::Context>,
+) {
+    let stop = CancellationToken::new();
+    let consuming = common::broker::run(consumer, options, Some(first), stop.clone());
+    tokio::pin!(consuming);
+    tokio::select! {
+        () = &mut consuming => return,
+        () = shutdown => stop.cancel(),
     }
+    consuming.await;
 }
 
-/// Reopens the session with backoff; `None` when shutdown came first.
-async fn reconnect(
-    settings: &Settings,
-    role: Role,
-    shutdown: &mut (impl Future<Output = ()> + Unpin),
-) -> Option<Session> {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        tokio::select! {
-            _ = &mut *shutdown => return None,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        match open(settings, role).await {
-            Ok(session) => {
-                tracing::info!("broker connection restored");
-                return Some(session);
-            }
-            Err(error) => {
-                metrics::counter!("faas_broker_errors_total").increment(1);
-                tracing::warn!(%error, "broker still unreachable; retrying in {backoff:?}");
-                backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
-            }
-        }
-    }
-}
-
-/// Runs one delivered job and settles its delivery, whatever happens.
+/// Runs one delivered job and says what becomes of its delivery, whatever happens.
 async fn handle(
-    delivery: Delivery,
+    delivery: &Delivery,
     replies: &Channel,
     executor: &Executor,
     max_job_bytes: usize,
     worker_id: &str,
-) {
+) -> Decision {
     if delivery.data.len() > max_job_bytes {
         tracing::error!(
             bytes = delivery.data.len(),
             limit = max_job_bytes,
             "job message over MAX_JOB_BYTES dropped"
         );
-        let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
-        return;
+        return Decision::Reject;
     }
     let job: Job = match serde_json::from_slice(&delivery.data) {
         Ok(job) => job,
         Err(error) => {
             let error = crate::protocol::where_wrong(&error);
             tracing::error!(%error, bytes = delivery.data.len(), "malformed job rejected");
-            let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
-            return;
+            return Decision::Reject;
         }
     };
     let span = tracing::info_span!(
@@ -295,7 +228,15 @@ async fn handle(
         .await
 }
 
-async fn settle(delivery: Delivery, replies: &Channel, executor: &Executor, job: &Job) {
+/// Runs `job` and publishes its reply: acked once the reply is out, given back to the queue
+/// when there is no room for it, when its reply cannot be published, or when its run panicked
+/// (the first time).
+async fn settle(
+    delivery: &Delivery,
+    replies: &Channel,
+    executor: &Executor,
+    job: &Job,
+) -> Decision {
     let runtime = executor.pool.launcher().runtime.as_str();
     let inflight = metrics::gauge!("faas_worker_inflight_jobs", "runtime" => runtime);
     inflight.increment(1.0);
@@ -303,15 +244,12 @@ async fn settle(delivery: Delivery, replies: &Channel, executor: &Executor, job:
     inflight.decrement(1.0);
     let reply = match ran {
         Ok(Verdict::Reply(reply)) => reply,
-        Ok(Verdict::Requeue) => {
-            requeue(&delivery, "no room on this worker").await;
-            return;
-        }
+        // No room on this worker.
+        Ok(Verdict::Requeue) => return Decision::Requeue,
         Err(_) => match after_panic(delivery.redelivered) {
             AfterPanic::Requeue => {
                 tracing::error!("the job's task panicked; giving the job back to the queue");
-                requeue(&delivery, "panicked").await;
-                return;
+                return Decision::Requeue;
             }
             AfterPanic::Answer => {
                 tracing::error!("the job's task panicked again; answering with an error");
@@ -330,13 +268,9 @@ async fn settle(delivery: Delivery, replies: &Channel, executor: &Executor, job:
     {
         metrics::counter!("faas_broker_errors_total").increment(1);
         tracing::warn!(%error, "reply not published; giving the job back to the queue");
-        requeue(&delivery, "reply not published").await;
-        return;
+        return Decision::Requeue;
     }
-    if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
-        metrics::counter!("faas_broker_errors_total").increment(1);
-        tracing::warn!(%error, "ack failed");
-    }
+    Decision::Ack
 }
 
 /// What a delivery whose task panicked gets.
@@ -372,18 +306,6 @@ async fn publish_reply(channel: &Channel, reply_to: &str, reply: &Reply) -> lapi
         )
         .await?;
     Ok(())
-}
-
-/// Gives a delivery back to the queue. If even that fails the channel is gone, and the broker
-/// requeues the delivery itself.
-async fn requeue(delivery: &Delivery, why: &str) {
-    let options = BasicNackOptions {
-        requeue: true,
-        ..Default::default()
-    };
-    if let Err(error) = delivery.nack(options).await {
-        tracing::warn!(%error, why, "nack failed; the broker requeues the job when the channel closes");
-    }
 }
 
 #[cfg(test)]

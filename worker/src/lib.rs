@@ -72,7 +72,7 @@ pub async fn run(
     let docker = preflight(&config).await?;
     register_metrics(config.runtime, config.resolved_memory_mb());
     let stop = CancellationToken::new();
-    let metrics_server = tokio::spawn(serve_metrics(metrics_listener, stop.clone()));
+    let metrics_server = tokio::spawn(common::metrics::serve(metrics_listener, stop.clone()));
     let settings = consumer::Settings {
         amqp_url: config.broker.amqp_url.clone(),
         topology: config.broker.topology(),
@@ -92,7 +92,7 @@ pub async fn run(
             set_runtime_available(config.runtime, false, "runtime_missing");
             let stood_by = consumer::stand_by(settings, shutdown).await;
             stop.cancel();
-            stop_metrics(metrics_server).await;
+            common::metrics::stop(metrics_server).await;
             return stood_by;
         }
         checked => checked?,
@@ -168,7 +168,7 @@ pub async fn run(
     if let Some(builds) = builds {
         let _ = builds.await;
     }
-    stop_metrics(metrics_server).await;
+    common::metrics::stop(metrics_server).await;
     if tokio::time::timeout(REMOVE_ALL_TIMEOUT, pool.remove_all())
         .await
         .is_err()
@@ -307,34 +307,4 @@ fn register_metrics(runtime: Runtime, memory_budget_mb: u64) {
 fn set_runtime_available(runtime: Runtime, available: bool, reason: &'static str) {
     metrics::gauge!("faas_worker_runtime_available", "runtime" => runtime.as_str(), "reason" => reason)
         .set(if available { 1.0 } else { 0.0 });
-}
-
-/// Waits for the metrics listener to finish its last scrape, briefly: a scraper holding its
-/// connection open must not hold up the exit.
-async fn stop_metrics(server: tokio::task::JoinHandle<()>) {
-    let abort = server.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(2), server)
-        .await
-        .is_err()
-    {
-        abort.abort();
-    }
-}
-
-/// Serves the process's Prometheus metrics at `/metrics` until `stop`.
-async fn serve_metrics(listener: TcpListener, stop: CancellationToken) {
-    let handle = common::metrics::handle();
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let handle = handle.clone();
-            async move { handle.render() }
-        }),
-    );
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
-    if let Err(error) = served {
-        tracing::error!(%error, "metrics listener failed");
-    }
 }

@@ -7,7 +7,7 @@
 use crate::model::Runtime;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Channel, ExchangeKind};
 
 /// Routing key a reply to a sync invocation goes to (RabbitMQ direct reply-to).
 pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -440,13 +440,4 @@ pub fn explain_declare_error(error: &lapin::Error) -> Option<String> {
              with your QUEUE_PREFIX) or set QUEUE_MAX_LENGTH / QUEUE_MAX_BYTES to what they were declared with"
         )
     })
-}
-
-/// Opens a connection named after the process, so `rabbitmqctl list_connections` tells them apart.
-pub async fn connect(url: &str, connection_name: &str) -> lapin::Result<Connection> {
-    Connection::connect(
-        url,
-        ConnectionProperties::default().with_connection_name(connection_name.into()),
-    )
-    .await
 }
