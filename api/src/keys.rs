@@ -6,10 +6,12 @@
 //! keep a revoked key alive beyond the TTL. When Postgres is away, an entry past its TTL is
 //! used still (a revocation needs Postgres too).
 
-use crate::auth::{self, ADMIN_KEY_ID, AuthError, DEFAULT_NAMESPACE, Presented, Principal, Scope};
 use crate::cache::EventFed;
 use crate::db::DbError;
 use crate::db::{self, KeyRecord};
+use crate::domain::auth::{
+    self, ADMIN_KEY_ID, AuthError, DEFAULT_NAMESPACE, Presented, Principal, Scope,
+};
 use deadpool_postgres::Pool;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -13,23 +13,18 @@
 //! and the bodies' types; `routes::docs` serves it and its Swagger UI page. Modules are
 //! private; what the binary and the tests use is re-exported.
 
-mod auth;
+mod broker;
 mod cache;
 mod config;
 pub mod db;
-mod deps;
 mod dispatch;
+mod domain;
 mod http;
-mod http_trigger;
-mod invoker;
 mod keys;
-mod package;
 pub mod records;
 mod retention;
 mod route_table;
-pub mod schedule;
 mod services;
-mod wire;
 
 use anyhow::Context;
 pub use config::{AuthMode, Config, Secret};
@@ -86,13 +81,15 @@ pub async fn run(
         .broker
         .topology()
         .with_retry_base_secs(config.retry_base_secs);
-    let invoker = invoker::Invoker::connect(
+    let invoker = broker::Invoker::connect(
         &config.broker.amqp_url,
         connection_name.clone(),
         topology.clone(),
-        functions.clone(),
-        keys.clone(),
-        routes.clone(),
+        Arc::new(services::Caches {
+            functions: functions.clone(),
+            keys: keys.clone(),
+            routes: routes.clone(),
+        }),
     )
     .await
     .map_err(
@@ -156,7 +153,7 @@ pub async fn run(
         pending: Default::default(),
         worker_token: config
             .worker_token()
-            .map(|token| auth::sha256(token.as_bytes())),
+            .map(|token| domain::auth::sha256(token.as_bytes())),
     };
 
     let dispatcher = (config.async_concurrency > 0).then(|| {
@@ -231,10 +228,10 @@ async fn key_store(
         return Ok(None);
     }
     match config.admin_key() {
-        Some(key) if key.len() < auth::MIN_ADMIN_KEY_LEN => anyhow::bail!(
+        Some(key) if key.len() < domain::auth::MIN_ADMIN_KEY_LEN => anyhow::bail!(
             "ADMIN_KEY is {} characters; it must have at least {} (e.g. `openssl rand -hex 32`)",
             key.len(),
-            auth::MIN_ADMIN_KEY_LEN
+            domain::auth::MIN_ADMIN_KEY_LEN
         ),
         Some(_) => {}
         None => keys::make_first_admin_key(db)

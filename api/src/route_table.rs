@@ -6,7 +6,7 @@
 //! otherwise every `FUNCTION_CACHE_TTL_SECS`, a safety net for an event lost some other way.
 
 use crate::db;
-use crate::http_trigger::{RouteEntry, RouteMatcher, RoutePattern};
+use crate::domain::http_trigger::{RouteEntry, RouteMatcher, RoutePattern};
 use deadpool_postgres::Pool;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};

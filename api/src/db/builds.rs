@@ -317,7 +317,10 @@ pub async fn ready_build_size(pool: &Pool, key: &str) -> Result<Option<i64>, DbE
 
 /// Stores a deployment package's artifact, chunk by chunk; one already stored (the same
 /// files) is kept.
-pub async fn store_package(pool: &Pool, package: &crate::package::Package) -> Result<(), DbError> {
+pub async fn store_package(
+    pool: &Pool,
+    package: &crate::domain::package::Package,
+) -> Result<(), DbError> {
     // Stored already: named again, its unused-artifact grace starts over.
     let renewed = pool
         .get()

@@ -2,7 +2,7 @@
 
 use super::DbError;
 use super::builds::{Build, BuildStatus, Requested, request_build};
-use crate::http_trigger::{Cors, HttpAuth, RouteEntry};
+use crate::domain::http_trigger::{Cors, HttpAuth, RouteEntry};
 use chrono::{DateTime, Utc};
 use common::{ArtifactRef, FunctionSpec, Language, Runtime};
 use deadpool_postgres::Pool;
@@ -226,7 +226,7 @@ pub struct FunctionFields {
     /// The route with its parameter names erased: unique, so that no two are ambiguous.
     pub route_shape: String,
     pub dependencies: Option<String>,
-    /// The build `dependencies` need ([`crate::deps::build_key`]).
+    /// The build `dependencies` need ([`crate::domain::deps::build_key`]).
     pub build_key: Option<String>,
     /// The stored package, for a function saved with `code_zip` (then `code` is empty).
     pub package: Option<PackageInfo>,

@@ -1,7 +1,7 @@
 //! API keys: the hash of each one's secret, its namespace and scopes, never the secret.
 
 use super::DbError;
-use crate::auth::Scope;
+use crate::domain::auth::Scope;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::Serialize;

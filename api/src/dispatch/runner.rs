@@ -4,9 +4,9 @@
 
 use super::plan::{self, DeadReason, Next, OnDelivery, Policy};
 use super::{AsyncJob, publish_attempt};
+use crate::broker::NoReply;
 use crate::db::{self, AsyncState, AttemptOutcome, NewAsync, Recorded};
 use crate::http::state::AppState;
-use crate::invoker::NoReply;
 use crate::records;
 use crate::services::{Call, CallError, Called, Trigger, runtime_for};
 use chrono::Utc;

@@ -6,9 +6,9 @@
 
 use super::accept;
 use crate::db::{self, NewAsync, ScheduledFunction};
+use crate::domain::schedule::Schedule;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::schedule::Schedule;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::collections::HashMap;

@@ -5,9 +5,9 @@
 //! maps every variant to one) and those of a failed invocation; the OpenAPI document takes its
 //! enum from that type, so the list a client reads is the list the code sends.
 
-use crate::auth::{AuthError, MissingScope};
+use crate::broker::BrokerError;
 use crate::db::{DbError, NotRunnable};
-use crate::invoker::BrokerError;
+use crate::domain::auth::{AuthError, MissingScope};
 use crate::keys::KeyError;
 use crate::services::{CallError, Invalid, SaveError};
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};

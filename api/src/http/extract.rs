@@ -5,7 +5,7 @@
 //! Postgres text cannot hold U+0000, so a name carrying one would fail its query (a 503) rather
 //! than be found or not.
 
-use crate::auth::{self, Principal};
+use crate::domain::auth::{self, Principal};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use axum::extract::{FromRequest, FromRequestParts};

@@ -1,7 +1,7 @@
 //! What every handler can reach.
 
+use crate::broker::Invoker;
 use crate::cache::FunctionCache;
-use crate::invoker::Invoker;
 use crate::keys::KeyStore;
 use crate::records::RecordWriter;
 use crate::route_table::RouteTable;

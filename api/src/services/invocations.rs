@@ -5,9 +5,9 @@
 //! the worker's reply, and counts and (for a sync call) records it. What it returns is a domain
 //! outcome ([`Called`] or a [`CallError`]); turning that into HTTP is the http layer's work.
 
+use crate::broker::{BrokerError, Invoker, NoReply};
 use crate::cache::{FunctionCache, Lookup};
 use crate::db::{self, DbError, Function, InvocationRecord, NotRunnable};
-use crate::invoker::{BrokerError, Invoker, NoReply};
 use crate::records::RecordWriter;
 use common::{Job, RawJson, Reply, Runtime};
 use deadpool_postgres::Pool;

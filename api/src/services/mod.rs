@@ -2,8 +2,10 @@
 //! the async runner and the HTTP triggers call these; they reach Postgres through `db` and
 //! RabbitMQ through `invoker`, and return domain errors that the http layer maps to statuses.
 
+mod events;
 mod functions;
 mod invocations;
 
+pub use events::Caches;
 pub use functions::{FunctionInput, Functions, Invalid, SaveError, SaveOptions};
 pub use invocations::{Call, CallError, Called, Invocations, Trigger, runtime_for};

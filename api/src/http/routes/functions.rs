@@ -1,8 +1,8 @@
 //! Function CRUD: `/functions/` and `/functions/{id}`, within the key's namespace: a function
 //! of another namespace is 404, exactly as if it did not exist.
 
-use crate::auth::{Principal, Scope};
 use crate::db::{self, Build, Function};
+use crate::domain::auth::{Principal, Scope};
 use crate::http::bodies::Message;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Json, Path, Query, check_page};

@@ -5,8 +5,8 @@
 //! Artifacts stream both ways in chunks of at most [`db::CHUNK_BYTES`]: neither side holds a
 //! whole one in memory.
 
-use crate::auth;
 use crate::db::{self, ArtifactWriter, BuildEnd, FinishError};
+use crate::domain::auth;
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Path};
 use crate::http::state::AppState;

@@ -1,8 +1,8 @@
 //! `/invocations/`: every invocation of the key's namespace, sync, async and scheduled, with
 //! its status, attempts and (async) result and logs; and the redrive of a dead-lettered one.
 
-use crate::auth::{Principal, Scope};
 use crate::db::{self, InvocationView, Redriven};
+use crate::domain::auth::{Principal, Scope};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Path, Query, check_page};
 use crate::http::state::AppState;

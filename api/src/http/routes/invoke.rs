@@ -3,13 +3,13 @@
 //! The handler looks the function up, publishes a job, waits for the worker's reply and answers
 //! with the handler's result or with the status that says how the call failed.
 
-use crate::auth::{Principal, Scope};
+use crate::broker::NoReply;
 use crate::db;
+use crate::domain::auth::{Principal, Scope};
 use crate::http::error::{ApiError, ErrorBody, ErrorCode};
 use crate::http::extract::Path;
 use crate::http::responses::Failure;
 use crate::http::state::AppState;
-use crate::invoker::NoReply;
 use crate::services::{Call, Called, Trigger, runtime_for};
 use axum::body::Bytes;
 use axum::extract::State;

@@ -4,8 +4,8 @@
 //! An admin key manages the keys of every namespace. A manage key mints, lists and revokes the
 //! `invoke` and `read` keys of its own namespace, never `manage` or `admin` ones.
 
-use crate::auth::{self, Principal, Scope};
 use crate::db::{self, KeyInfo};
+use crate::domain::auth::{self, Principal, Scope};
 use crate::http::bodies::Message;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Json, Path, Query};

@@ -1,8 +1,8 @@
 //! `GET /metrics/`: the invocation records of the key's namespace, newest first (the seed's
 //! "metrics"). Prometheus metrics live on a separate listener (`METRICS_ADDR`).
 
-use crate::auth::{Principal, Scope};
 use crate::db::{self, InvocationRecord};
+use crate::domain::auth::{Principal, Scope};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Query, check_page};
 use crate::http::state::AppState;

@@ -29,8 +29,8 @@ pub fn router(state: AppState) -> Router {
     // JSON escapes can make the body longer than the code it carries; a package is base64,
     // four bytes for three.
     let source_body_max = state.limits.max_code_bytes * 2 + BODY_OVERHEAD_BYTES;
-    let function_body_max =
-        source_body_max.max(crate::package::MAX_ZIP_BYTES.div_ceil(3) * 4 + BODY_OVERHEAD_BYTES);
+    let function_body_max = source_body_max
+        .max(crate::domain::package::MAX_ZIP_BYTES.div_ceil(3) * 4 + BODY_OVERHEAD_BYTES);
     let uploads = functions::UploadGuard {
         state: state.clone(),
         permits: Arc::new(Semaphore::new(functions::UPLOADS_AT_ONCE)),

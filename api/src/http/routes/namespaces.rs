@@ -1,8 +1,8 @@
 //! Namespaces (admin keys only): `POST /namespaces/`, `GET /namespaces/`,
 //! `DELETE /namespaces/{name}` (refused while it holds functions; its keys go with it).
 
-use crate::auth::{DEFAULT_NAMESPACE, Principal, Scope};
 use crate::db::{self, Namespace, NamespaceChange};
+use crate::domain::auth::{DEFAULT_NAMESPACE, Principal, Scope};
 use crate::http::bodies::Message;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Json, Path};
@@ -32,7 +32,10 @@ pub struct NamespaceInput {
     #[schema(min_items = 1)]
     allowed_runtimes: Option<Vec<Runtime>>,
     /// Calls of all its functions at once, across the cluster; absent or null: no limit.
-    #[serde(default, deserialize_with = "crate::wire::optional_whole_number")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::wire::optional_whole_number"
+    )]
     #[schema(minimum = 1, maximum = 100000)]
     max_concurrency: Option<i64>,
 }

@@ -6,13 +6,13 @@
 //! and without a key (browsers send none with them).
 
 use super::invoke::{Detail, RouteFailure, called_response};
-use crate::auth::{self, Principal, Scope};
+use crate::domain::auth::{self, Principal, Scope};
+use crate::domain::http_trigger::{
+    self, Cors, HTTP_METHODS, HttpAuth, RequestFacts, RouteEntry, answer_from_result, build_event,
+};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::limits::{self, BodyLimit};
 use crate::http::state::AppState;
-use crate::http_trigger::{
-    self, Cors, HTTP_METHODS, HttpAuth, RequestFacts, RouteEntry, answer_from_result, build_event,
-};
 use crate::services::{Call, CallError, Trigger, runtime_for};
 use axum::Router;
 use axum::body::{Body, Bytes};

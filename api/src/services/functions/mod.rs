@@ -6,10 +6,10 @@ mod validate;
 
 pub use validate::{FunctionInput, Invalid, NamespacePolicy, ValidFunction};
 
+use crate::broker::Invoker;
 use crate::cache::FunctionCache;
 use crate::db::{self, DbError, Function, FunctionFields, Saved, Violation};
-use crate::invoker::Invoker;
-use crate::package;
+use crate::domain::package;
 use crate::route_table::RouteTable;
 use common::{BuildJob, FunctionEvent};
 use deadpool_postgres::Pool;

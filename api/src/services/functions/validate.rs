@@ -3,9 +3,9 @@
 //! in the defaults. Pure: no I/O, so every rule is tested by a table below.
 
 use crate::db::FunctionFields;
-use crate::deps;
-use crate::http_trigger::{self, Cors, HttpAuth, RoutePattern};
-use crate::schedule::{self, Schedule};
+use crate::domain::deps;
+use crate::domain::http_trigger::{self, Cors, HttpAuth, RoutePattern};
+use crate::domain::schedule::{self, Schedule};
 use common::{Language, Runtime};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -77,28 +77,34 @@ pub struct FunctionInput {
     )]
     handler: Option<String>,
     /// Whole seconds a call may run.
-    #[serde(deserialize_with = "crate::wire::whole_number")]
+    #[serde(deserialize_with = "crate::domain::wire::whole_number")]
     #[schema(minimum = 1, maximum = 900)]
     timeout: i64,
     /// Absent or null: `docker` where the namespace allows it, else its first allowed runtime.
     #[serde(default)]
     runtime: Option<Runtime>,
     /// The container's memory limit; absent or null: 128.
-    #[serde(default, deserialize_with = "crate::wire::optional_whole_number")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::wire::optional_whole_number"
+    )]
     #[schema(minimum = 64, maximum = 10240)]
     memory_mb: Option<i64>,
     /// Environment variables of its containers: names `[A-Za-z_][A-Za-z0-9_]*`, values
     /// without NUL, at most 4 KiB of names and values together.
     #[serde(default)]
-    #[schema(schema_with = crate::wire::env_input_schema)]
+    #[schema(schema_with = crate::domain::wire::env_input_schema)]
     env: Option<BTreeMap<String, String>>,
     /// Calls it may run at once across the cluster. Absent or null: no limit.
-    #[serde(default, deserialize_with = "crate::wire::optional_whole_number")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::wire::optional_whole_number"
+    )]
     #[schema(minimum = 1, maximum = 1000)]
     max_concurrency: Option<i64>,
     /// The methods its route answers; absent or null: all of them.
     #[serde(default)]
-    #[schema(schema_with = crate::wire::http_methods_schema)]
+    #[schema(schema_with = crate::domain::wire::http_methods_schema)]
     http_methods: Option<Vec<String>>,
     /// Who may call its route: `key` (an `invoke` key of its namespace) or `none` (anyone).
     /// Absent or null: `key`.
@@ -118,12 +124,18 @@ pub struct FunctionInput {
     dependencies: Option<String>,
     /// Times a failed async call (error, timeout, out of memory, crash) is tried again, with
     /// exponential backoff from `RETRY_BASE_SECS`. Absent or null: 2.
-    #[serde(default, deserialize_with = "crate::wire::optional_whole_number")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::wire::optional_whole_number"
+    )]
     #[schema(minimum = 0, maximum = 5)]
     max_retries: Option<i64>,
     /// Seconds after which an async call is not started again (it is dead-lettered), counted
     /// from its acceptance or its last redrive. Absent or null: 21600 (6 hours).
-    #[serde(default, deserialize_with = "crate::wire::optional_whole_number")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::wire::optional_whole_number"
+    )]
     #[schema(minimum = 60, maximum = 21600)]
     max_event_age_secs: Option<i64>,
     /// Another function of the namespace, invoked async with the outcome of each succeeded

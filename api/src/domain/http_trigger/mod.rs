@@ -10,7 +10,7 @@ mod cors;
 mod event;
 mod pattern;
 
-pub use crate::wire::HTTP_METHODS;
+pub use crate::domain::wire::HTTP_METHODS;
 pub use cors::Cors;
 pub use event::{RequestFacts, answer_from_result, build_event};
 pub use pattern::{RouteMatcher, RoutePattern};

@@ -5,9 +5,6 @@
 //! reply consumer's loop (`common::broker::run`) reconnects with backoff; requests in between
 //! get 503 without waiting.
 
-use crate::cache::FunctionCache;
-use crate::keys::KeyStore;
-use crate::route_table::RouteTable;
 use common::broker::{Acks, CONTENT_TYPE_JSON, DIRECT_REPLY_TO, Decision, Topology};
 use common::{
     BuildJob, EVENT_TYPE_FUNCTION, EVENT_TYPE_KEY, FunctionEvent, Job, KeyEvent, Reply, Runtime,
@@ -34,17 +31,26 @@ struct Session {
     channel: Channel,
 }
 
+/// What hears the events exchange and the connection's state: this replica's caches, which
+/// must drop what may be stale whenever events may have been missed.
+pub trait EventListener: Send + Sync {
+    /// The connection is (back) up: events are heard from now on.
+    fn connected(&self);
+    /// The connection is lost: events may be missed until it is back.
+    fn disconnected(&self);
+    /// A function changed (or went) on some replica.
+    fn function_changed(&self, event: FunctionEvent);
+    /// A key (or a namespace's keys) must not be trusted any more.
+    fn key_changed(&self, event: KeyEvent);
+}
+
 pub struct Invoker {
     url: String,
     /// Shown by `rabbitmqctl list_connections`; unique per api process.
     connection_name: String,
     topology: Topology,
-    /// Dropped entries on function events; cleared when events may have been missed.
-    cache: Arc<FunctionCache>,
-    /// Forgets revoked keys on key events; emptied like `cache`. `None` with auth disabled.
-    keys: Option<Arc<KeyStore>>,
-    /// Reloaded on function events, and more often while they may be missed.
-    routes: Arc<RouteTable>,
+    /// This replica's caches, told of every event and of the connection's state.
+    listener: Arc<dyn EventListener>,
     session: RwLock<Option<Arc<Session>>>,
     pending: Mutex<HashMap<Uuid, oneshot::Sender<Reply>>>,
     consumers_seen: Mutex<HashMap<Runtime, Instant>>,
@@ -87,17 +93,13 @@ impl Invoker {
         url: &str,
         connection_name: String,
         topology: Topology,
-        cache: Arc<FunctionCache>,
-        keys: Option<Arc<KeyStore>>,
-        routes: Arc<RouteTable>,
+        listener: Arc<dyn EventListener>,
     ) -> Result<Arc<Self>, lapin::Error> {
         let invoker = Arc::new(Invoker {
             url: url.to_owned(),
             connection_name,
             topology,
-            cache,
-            keys,
-            routes,
+            listener,
             session: RwLock::new(None),
             pending: Mutex::new(HashMap::new()),
             consumers_seen: Mutex::new(HashMap::new()),
@@ -148,11 +150,7 @@ impl Invoker {
             .subscribe_events(&channel, "faas-api-events")
             .await?;
         // From here on events are heard; whatever was cached or loaded before may be stale.
-        self.cache.reconnected();
-        if let Some(keys) = &self.keys {
-            keys.reconnected();
-        }
-        self.routes.set_connected(true);
+        self.listener.connected();
         *self.session.write().unwrap() = Some(Arc::new(Session {
             connection: replies.connection().clone(),
             channel,
@@ -408,26 +406,15 @@ impl Invoker {
         }
     }
 
-    /// Applies a function or key event from the events exchange to the caches.
+    /// Hands a function or key event from the events exchange to the listener.
     fn handle_event(&self, delivery: &lapin::message::Delivery) {
         match common::broker::event_type(&delivery.properties) {
             EVENT_TYPE_KEY => match serde_json::from_slice::<KeyEvent>(&delivery.data) {
-                Ok(event) => {
-                    if let Some(keys) = &self.keys {
-                        keys.invalidate(event.key_id, event.namespace.as_deref());
-                    }
-                }
+                Ok(event) => self.listener.key_changed(event),
                 Err(error) => tracing::warn!(%error, "malformed key event dropped"),
             },
             _ => match serde_json::from_slice::<FunctionEvent>(&delivery.data) {
-                Ok(event) => {
-                    self.cache.invalidate(
-                        event.function_id,
-                        event.namespace.as_deref(),
-                        event.name.as_deref(),
-                    );
-                    self.routes.changed();
-                }
+                Ok(event) => self.listener.function_changed(event),
                 Err(error) => tracing::warn!(%error, "malformed function event dropped"),
             },
         }
@@ -435,11 +422,7 @@ impl Invoker {
 
     fn lose_session(&self) {
         *self.session.write().unwrap() = None;
-        self.cache.disconnected();
-        if let Some(keys) = &self.keys {
-            keys.disconnected();
-        }
-        self.routes.set_connected(false);
+        self.listener.disconnected();
         // Dropping the senders wakes every waiting request with an error.
         self.pending.lock().unwrap().clear();
         self.consumers_seen.lock().unwrap().clear();

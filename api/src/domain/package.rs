@@ -99,8 +99,8 @@ pub fn prepare(code_zip: &str, language: Language, handler: &str) -> Result<Pack
         .count() as u32;
     let archive = make_archive(&items)
         .map_err(|error| PackageError::Invalid(format!("cannot repack the zip: {error}")))?;
-    let content_sha256 = common::hex(&crate::auth::sha256(&archive));
-    let digest = common::hex(&crate::auth::sha256(
+    let content_sha256 = common::hex(&crate::domain::auth::sha256(&archive));
+    let digest = common::hex(&crate::domain::auth::sha256(
         format!("package\0{content_sha256}").as_bytes(),
     ));
     Ok(Package {

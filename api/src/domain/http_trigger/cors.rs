@@ -23,22 +23,22 @@ const MAX_ENTRIES: usize = 100;
 pub struct Cors {
     /// Origins allowed to read the answers (`https://app.example.com`, no path), or `*` for
     /// any: 1 to 100.
-    #[schema(schema_with = crate::wire::cors_origins_schema)]
+    #[schema(schema_with = crate::domain::wire::cors_origins_schema)]
     pub allow_origins: Vec<String>,
     /// Methods a preflight allows (upper case, or `*`); empty: the function's `http_methods`.
     #[serde(default)]
-    #[schema(schema_with = crate::wire::cors_methods_schema)]
+    #[schema(schema_with = crate::domain::wire::cors_methods_schema)]
     pub allow_methods: Vec<String>,
     /// Request headers a preflight allows; `*` allows whatever the browser asks for.
     #[serde(default)]
-    #[schema(schema_with = crate::wire::cors_headers_schema)]
+    #[schema(schema_with = crate::domain::wire::cors_headers_schema)]
     pub allow_headers: Vec<String>,
     /// Response headers the browser's script may read.
     #[serde(default)]
-    #[schema(schema_with = crate::wire::cors_headers_schema)]
+    #[schema(schema_with = crate::domain::wire::cors_headers_schema)]
     pub expose_headers: Vec<String>,
     /// Seconds a browser may keep a preflight's answer: 0 to 86400.
-    #[serde(default, deserialize_with = "crate::wire::whole_number")]
+    #[serde(default, deserialize_with = "crate::domain::wire::whole_number")]
     #[schema(minimum = 0, maximum = 86400)]
     pub max_age: i64,
     /// Whether the browser may send cookies and credentials, to the origins listed by name:

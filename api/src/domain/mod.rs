@@ -1,0 +1,12 @@
+//! Pure modules: the platform's rules and formats, with no I/O, each unit-tested on its own.
+//! `auth` (keys, scopes and the caller), `deps` (dependency lists and their build keys),
+//! `package` (deployment packages: checked, unpacked, digested), `schedule` (cron in a time
+//! zone), `http_trigger` (route patterns, API Gateway events, CORS), `wire` (how JSON bodies
+//! are read and described where serde and utoipa cannot say it alone).
+
+pub mod auth;
+pub mod deps;
+pub mod http_trigger;
+pub mod package;
+pub mod schedule;
+pub mod wire;
