@@ -1,6 +1,7 @@
 //! The decisions of the async dispatcher, apart from any I/O: what a job copy does with the
 //! row it finds, and what an invocation becomes after an attempt.
 
+use super::status::AsyncStatus;
 use crate::db::AsyncState;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -25,10 +26,12 @@ pub fn on_delivery(row: Option<&AsyncState>, attempt: i32, now: DateTime<Utc>) -
         // Its accept failed (the caller got 503) and the row was deleted.
         return OnDelivery::Drop;
     };
-    match row.status.as_str() {
-        "accepting" | "queued" if row.attempts == attempt - 1 => OnDelivery::Run,
-        "queued" if row.attempts == attempt => OnDelivery::RepublishRetry,
-        "running" if row.attempts == attempt => match row.claimed_until {
+    match row.status {
+        AsyncStatus::Accepting | AsyncStatus::Queued if row.attempts == attempt - 1 => {
+            OnDelivery::Run
+        }
+        AsyncStatus::Queued if row.attempts == attempt => OnDelivery::RepublishRetry,
+        AsyncStatus::Running if row.attempts == attempt => match row.claimed_until {
             Some(until) if until > now => OnDelivery::WaitUntil(until),
             _ => OnDelivery::Run,
         },
@@ -106,6 +109,7 @@ pub fn age(row: &AsyncState, now: DateTime<Utc>) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dispatch::status::Mode;
     use uuid::Uuid;
 
     fn row(status: &str, attempts: i32, claimed_until: Option<DateTime<Utc>>) -> AsyncState {
@@ -113,8 +117,8 @@ mod tests {
             id: Uuid::nil(),
             namespace: "default".into(),
             function_name: "f".into(),
-            mode: "async".into(),
-            status: status.into(),
+            mode: Mode::Async,
+            status: AsyncStatus::parse(status).expect("a status"),
             event: "{}".into(),
             attempts,
             retry_floor: 0,

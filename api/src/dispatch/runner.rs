@@ -3,7 +3,7 @@
 //! outcome once, then publish what follows (the retry, the dead letter, the destination).
 
 use super::plan::{self, DeadReason, Next, OnDelivery, Policy};
-use super::{AsyncJob, publish_attempt};
+use super::{AsyncJob, AsyncStatus, Mode, publish_attempt};
 use crate::db::{self, AsyncState, AttemptOutcome, NewAsync, Recorded};
 use crate::error::ApiError;
 use crate::invoker::NoReply;
@@ -217,7 +217,7 @@ impl Runner {
         // Stored by accept from a checked event: always JSON.
         let event = RawValue::from_string(row.event.clone())
             .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).expect("{} is JSON"));
-        let trigger = if row.mode == "schedule" {
+        let trigger = if row.mode == Mode::Schedule {
             Trigger::Schedule
         } else {
             Trigger::Async
@@ -350,9 +350,9 @@ impl Runner {
         started_at: chrono::DateTime<Utc>,
     ) -> AttemptOutcome {
         let next_status = match next {
-            Next::Succeeded => "succeeded",
-            Next::Retry(_) => "queued",
-            Next::DeadLetter(_) => "dead_lettered",
+            Next::Succeeded => AsyncStatus::Succeeded,
+            Next::Retry(_) => AsyncStatus::Queued,
+            Next::DeadLetter(_) => AsyncStatus::DeadLettered,
         };
         let mut outcome = AttemptOutcome {
             attempt,
@@ -428,7 +428,7 @@ impl Runner {
                         namespace: row.namespace.clone(),
                         function_id: target.id,
                         function_name: target.name.clone(),
-                        mode: "async",
+                        mode: Mode::Async,
                         event: destination_event(row, next_status, &outcome),
                         // One destination call per outcome, however often it is recorded
                         // (no header value can hold a newline: no caller's key collides).
@@ -540,7 +540,7 @@ enum Failed {
 }
 
 /// The event a destination receives: where it comes from, how it ended, and the original event.
-fn destination_event(row: &AsyncState, status: &str, outcome: &AttemptOutcome) -> String {
+fn destination_event(row: &AsyncState, status: AsyncStatus, outcome: &AttemptOutcome) -> String {
     let original: Value = serde_json::from_str(&row.event).unwrap_or(Value::Null);
     let mut event = json!({
         "source": "destination",

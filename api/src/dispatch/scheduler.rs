@@ -4,7 +4,7 @@
 //! are read again every few seconds, so a change applies without a restart; ticks that passed
 //! while no api ran are not fired afterwards (a replica starts looking from its start).
 
-use super::accept;
+use super::{Mode, accept};
 use crate::db::{self, NewAsync, ScheduledFunction};
 use crate::error::ApiError;
 use crate::schedule::Schedule;
@@ -105,7 +105,7 @@ async fn fire(
             namespace: function.namespace.clone(),
             function_id: function.id,
             function_name: function.name.clone(),
-            mode: "schedule",
+            mode: Mode::Schedule,
             event: json!({"source": "schedule", "scheduled_time": scheduled_time}).to_string(),
             // No header value holds a newline: no caller's key can take a tick's.
             idempotency_key: Some(format!("\nschedule:{}:{scheduled_time}", function.id)),

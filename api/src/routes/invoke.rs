@@ -723,7 +723,7 @@ pub async fn execute_function_async(
             namespace: function.namespace.clone(),
             function_id: function.id,
             function_name: function.name.clone(),
-            mode: "async",
+            mode: crate::dispatch::Mode::Async,
             event: event.get().to_owned(),
             idempotency_key,
             chain_depth: 0,
