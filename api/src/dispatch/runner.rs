@@ -93,7 +93,8 @@ impl Runner {
     }
 
     /// Runs the claimed attempt, waiting for what it lacks; ends with its outcome recorded
-    /// (acked), or the job given back.
+    /// (acked), or the job given back. Each try loads the function (renewing the claim),
+    /// decides what the try comes to ([`Self::decide`]) and applies that.
     async fn run(&self, row: AsyncState, attempt: i32) -> Disposition {
         let id = row.id;
         let started_at = Utc::now();
@@ -101,7 +102,6 @@ impl Runner {
         let mut renewed = Instant::now();
         let mut blocked_tries = 0;
         loop {
-            // Load.
             let found = find_function(&self.state, &row.namespace, row.function_name.clone()).await;
             let function = match found {
                 Ok(function) => Some(function),
@@ -136,21 +136,7 @@ impl Runner {
                 blocked_tries,
                 chain_depth: row.chain_depth,
             };
-            // Decide.
-            let settlement = match &function {
-                None => Settlement::Settled(plan::function_deleted(&row.function_name)),
-                Some(function) => {
-                    let policy = policy_of(function, &self.topology);
-                    match plan::before_call(&policy, &this_try) {
-                        Some(settled) => Settlement::Settled(settled),
-                        None => {
-                            let tried = self.attempt(&row, function, &this_try).await;
-                            plan::settle(tried, &policy, &this_try)
-                        }
-                    }
-                }
-            };
-            // Apply.
+            let settlement = self.decide(&row, function.as_deref(), &this_try).await;
             match settlement {
                 Settlement::Settled(settled) => {
                     return self
@@ -171,6 +157,25 @@ impl Runner {
                 Settlement::GiveBack => return self.give_back(id, attempt).await,
             }
         }
+    }
+
+    /// What this try of the attempt comes to: settled without a call when the function is
+    /// gone or the invocation too old, else as its one call went.
+    async fn decide(
+        &self,
+        row: &AsyncState,
+        function: Option<&db::Function>,
+        this_try: &Attempt,
+    ) -> Settlement {
+        let Some(function) = function else {
+            return Settlement::Settled(plan::function_deleted(&row.function_name));
+        };
+        let policy = policy_of(function, &self.topology);
+        if let Some(settled) = plan::before_call(&policy, this_try) {
+            return Settlement::Settled(settled);
+        }
+        let tried = self.attempt(row, function, this_try).await;
+        plan::settle(tried, &policy, this_try)
     }
 
     /// Calls the function once for the attempt, renewing the claim while the call lasts.
