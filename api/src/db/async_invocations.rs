@@ -5,8 +5,14 @@
 //! Every transition is one conditional `UPDATE` on the row, so that of two api replicas holding
 //! copies of the same job only one moves it: the claim of attempt N needs the row at N - 1 (or
 //! at N with a lapsed claim), the outcome of attempt N needs it running at N.
+//!
+//! Statuses and modes are [`AsyncStatus`] and [`Mode`] in Rust. A status that is a statement's
+//! parameter is bound as one; the statuses written in the SQL stay literal, since a partial
+//! index (`WHERE status IN ('accepting', 'queued')`) serves only a query that spells its
+//! predicate out.
 
 use super::DbError;
+use crate::domain::async_status::{AsyncStatus, InvocationStatus, Mode};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 use serde::Serialize;
@@ -24,8 +30,8 @@ pub struct NewAsync {
     pub namespace: String,
     pub function_id: i64,
     pub function_name: String,
-    /// `async` or `schedule`.
-    pub mode: &'static str,
+    /// [`Mode::Async`] or [`Mode::Schedule`].
+    pub mode: Mode,
     /// The event, JSON text.
     pub event: String,
     pub idempotency_key: Option<String>,
@@ -296,8 +302,8 @@ pub struct AsyncState {
     pub id: Uuid,
     pub namespace: String,
     pub function_name: String,
-    pub mode: String,
-    pub status: String,
+    pub mode: Mode,
+    pub status: AsyncStatus,
     pub event: String,
     pub attempts: i32,
     pub retry_floor: i32,
@@ -427,8 +433,9 @@ pub async fn release_claim(pool: &Pool, id: Uuid, attempt: i32) -> Result<(), Db
 #[derive(Debug, Clone)]
 pub struct AttemptOutcome {
     pub attempt: i32,
-    /// `queued` (a retry follows), `succeeded` or `dead_lettered`.
-    pub next_status: &'static str,
+    /// [`AsyncStatus::Queued`] (a retry follows), [`AsyncStatus::Succeeded`] or
+    /// [`AsyncStatus::DeadLettered`].
+    pub next_status: AsyncStatus,
     /// The reply status, `no_reply`, or `not_run` (with `error` saying why).
     pub outcome: String,
     pub result: Option<String>,
@@ -466,7 +473,7 @@ pub async fn record_attempt(
 ) -> Result<Recorded, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let terminal = outcome.next_status != "queued";
+    let terminal = outcome.next_status.is_final();
     let updated = tx
         .execute(
             "UPDATE async_invocations
@@ -533,8 +540,8 @@ pub enum Redriven {
     Requeued {
         next_attempt: u32,
     },
-    /// It is not dead-lettered; its status.
-    NotDeadLettered(String),
+    /// It is not dead-lettered; its status as a client sees it.
+    NotDeadLettered(InvocationStatus),
     NotFound,
 }
 
@@ -565,17 +572,9 @@ pub async fn redrive(pool: &Pool, namespace: &str, id: Uuid) -> Result<Redriven,
         )
         .await?;
     Ok(match row {
-        Some(row) => Redriven::NotDeadLettered(public_status(&row.try_get::<_, String>(0)?)),
+        Some(row) => Redriven::NotDeadLettered(row.try_get::<_, AsyncStatus>(0)?.public()),
         None => Redriven::NotFound,
     })
-}
-
-/// The status a client sees: `accepting` is an implementation detail of `queued`.
-fn public_status(status: &str) -> String {
-    match status {
-        "accepting" => "queued".to_owned(),
-        other => other.to_owned(),
-    }
 }
 
 /// One attempt of an invocation, as `GET /invocations/{id}` shows it.
@@ -618,11 +617,13 @@ pub struct InvocationView {
     pub version: Option<i32>,
     pub runtime: Option<String>,
     /// `sync` (`/execute`, routes), `async` (`/execute_async`, destinations) or `schedule`.
-    pub mode: String,
+    #[schema(value_type = String)]
+    pub mode: Mode,
     /// `queued`, `running`, `succeeded`, `failed`, `timeout`, `dead_lettered` or `expired`.
     /// An async invocation ends `succeeded` or `dead_lettered`; `failed`, `timeout` and
     /// `expired` are the endings of sync calls.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: InvocationStatus,
     /// Every attempt, oldest first (a sync call has one).
     pub attempts: Vec<AttemptView>,
     /// What the handler returned (async only: a sync caller got it in its answer).
@@ -673,7 +674,7 @@ pub async fn list_invocation_views(
     pool: &Pool,
     namespace: &str,
     function: Option<&str>,
-    status: Option<&str>,
+    status: Option<InvocationStatus>,
     limit: i64,
 ) -> Result<Vec<InvocationView>, DbError> {
     query_views(pool, namespace, None, function, status, limit).await
@@ -684,7 +685,7 @@ async fn query_views(
     namespace: &str,
     id: Option<Uuid>,
     function: Option<&str>,
-    status: Option<&str>,
+    status: Option<InvocationStatus>,
     limit: i64,
 ) -> Result<Vec<InvocationView>, DbError> {
     let client = pool.get().await?;
@@ -698,14 +699,14 @@ async fn query_views(
     let mut views = Vec::with_capacity(rows.len());
     let mut async_ids = Vec::new();
     for row in &rows {
-        let mode: String = row.try_get("mode")?;
+        let mode: Mode = row.try_get("mode")?;
         let id: Uuid = row.try_get("id")?;
         let created_at: DateTime<Utc> = row.try_get("created_at")?;
         let result: Option<String> = row.try_get("result")?;
         let error: Option<Value> = row.try_get("error")?;
         let attempts = match row.try_get::<_, Option<String>>("outcome")? {
             // A sync call's record is its one attempt.
-            Some(outcome) if mode == "sync" => vec![AttemptView {
+            Some(outcome) if mode == Mode::Sync => vec![AttemptView {
                 attempt: 1,
                 outcome,
                 error: error.clone(),

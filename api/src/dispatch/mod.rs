@@ -10,7 +10,8 @@
 //! the attempt on the row, runs it through the same path as a sync call (it waits for a
 //! concurrency slot rather than failing), records the outcome (only the claimant of that
 //! attempt can) and only then acks: a job whose api or worker dies mid-run is delivered again.
-//! `plan` holds the decisions, apart from I/O; `scheduler` turns cron ticks into invocations.
+//! `plan` holds the decisions, apart from I/O, and `status` the vocabularies of states and
+//! modes; `scheduler` turns cron ticks into invocations.
 
 mod consumer;
 mod pending;
@@ -95,7 +96,7 @@ pub async fn accept(state: &AppState, new: NewAsync, limited: bool) -> Result<Ac
                 return Err(error);
             }
             state.pending.accepted(&new.namespace);
-            metrics::counter!("faas_async_accepted_total", "namespace" => new.namespace, "function" => new.function_name, "mode" => new.mode)
+            metrics::counter!("faas_async_accepted_total", "namespace" => new.namespace, "function" => new.function_name, "mode" => new.mode.as_str())
                 .increment(1);
             Ok(Accepted {
                 invocation_id,

@@ -1,18 +1,22 @@
-//! One delivered async job, from the row's state to the ack: claim the attempt, run it through
-//! the sync call path (waiting for a slot, a worker or a build instead of failing), record the
-//! outcome once, then publish what follows (the retry, the dead letter, the destination).
+//! One delivered async job, from the row's state to the ack: claim the attempt, then loop
+//! load → decide → apply: load the function (renewing the claim), call it through the sync
+//! call path once, let [`plan::settle`] decide what that try comes to, and apply it: record
+//! the outcome once and publish what follows (the retry, the dead letter, the destination),
+//! or wait in place, set the attempt aside, or give the job back.
 
-use super::plan::{self, DeadReason, Next, OnDelivery, Policy};
+use super::plan::{
+    self, Attempt, Destination, Next, OnDelivery, Policy, Settled, Settlement, StartFailure,
+    StartFailureKind, Tried,
+};
 use super::{AsyncJob, publish_attempt};
 use crate::broker::NoReply;
 use crate::db::{self, AsyncState, AttemptOutcome, NewAsync, Recorded};
+use crate::domain::async_status::Mode;
 use crate::http::state::AppState;
-use crate::records;
-use crate::services::{Call, CallError, Called, Trigger, runtime_for};
+use crate::services::{Call, CallError, Trigger, runtime_for};
 use chrono::Utc;
+use common::RawValue;
 use common::broker::Topology;
-use common::{RawValue, ReplyStatus};
-use serde_json::{Value, json};
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -32,16 +36,8 @@ const MAX_WAIT_STEP: Duration = Duration::from_secs(2);
 /// How long a claim holds without renewal: how long a job redelivered after its api died waits
 /// before it takes the attempt over.
 const CLAIM_TTL: Duration = Duration::from_secs(15);
-/// Destinations invoked one after another at most (A's on_success B, B's A, ...): as Lambda's
-/// recursive loop detection, a chain stops there.
-const MAX_CHAIN_DEPTH: i32 = 16;
 /// How often a running attempt renews its claim.
 const CLAIM_RENEW: Duration = Duration::from_secs(5);
-/// Tries an attempt that cannot start (no slot, no worker, no build) makes in place, 100 and
-/// 200 ms apart, before it is set aside: a job that waits in place holds one of the
-/// dispatcher's `ASYNC_CONCURRENCY` deliveries, and jobs of one throttled function would
-/// otherwise hold them all while every other function's jobs queue behind them.
-const TRIES_IN_PLACE: u32 = 3;
 
 /// What a runner needs.
 pub struct Runner {
@@ -97,7 +93,8 @@ impl Runner {
     }
 
     /// Runs the claimed attempt, waiting for what it lacks; ends with its outcome recorded
-    /// (acked), or the job given back.
+    /// (acked), or the job given back. Each try loads the function (renewing the claim),
+    /// decides what the try comes to ([`Self::decide`]) and applies that.
     async fn run(&self, row: AsyncState, attempt: i32) -> Disposition {
         let id = row.id;
         let started_at = Utc::now();
@@ -136,94 +133,64 @@ impl Runner {
                 }
                 renewed = Instant::now();
             }
-            let Some(function) = function else {
-                let error = json!({"kind": "FunctionNotFound", "message": format!("function {} was deleted", row.function_name)});
-                let next = Next::DeadLetter(DeadReason::FunctionNotFound);
-                return self
-                    .finish(&row, attempt, None, Failed::NotRun(error), next, started_at)
-                    .await;
-            };
-            let policy = Policy {
-                max_retries: function.max_retries.max(0) as u32,
-                max_event_age: Duration::from_secs(function.max_event_age_secs.max(0) as u64),
+            let this_try = Attempt {
+                number: attempt,
+                retry_floor: row.retry_floor,
                 age: plan::age(&row, Utc::now()),
+                blocked_tries,
+                chain_depth: row.chain_depth,
             };
-            let next_after = |succeeded: bool| {
-                let since_redrive = (attempt - row.retry_floor).max(1) as u32;
-                plan::after_attempt(succeeded, since_redrive, policy, |retry| {
-                    Duration::from_secs(self.topology.retry_delay_secs(retry))
-                })
-            };
-            let too_old = |why: String| {
-                let error = json!({"kind": "EventAgeExceeded", "message": why});
-                (
-                    Failed::NotRun(error),
-                    Next::DeadLetter(DeadReason::EventAgeExceeded),
-                )
-            };
-            let (failed, next) = if policy.age > policy.max_event_age {
-                too_old(format!(
-                    "the invocation is {} s old, over max_event_age_secs {}",
-                    policy.age.as_secs(),
-                    function.max_event_age_secs
-                ))
-            } else {
-                match self.attempt(&row, &function, attempt, policy).await {
-                    Attempted::Ran(called) => {
-                        let succeeded = matches!(&called.outcome, Ok(reply) if reply.status == ReplyStatus::Success);
-                        (Failed::Ran(called), next_after(succeeded))
-                    }
-                    Attempted::Refused(error) => {
-                        // It cannot run as it is (its build failed): a failed attempt.
-                        let error = json!({"kind": error.code(), "message": error.to_string()});
-                        (Failed::NotRun(error), next_after(false))
-                    }
-                    Attempted::Blocked(error)
-                        if plan::age(&row, Utc::now()) > policy.max_event_age =>
-                    {
-                        too_old(format!(
-                            "it could not start before max_event_age_secs: {error}"
-                        ))
-                    }
-                    Attempted::Blocked(error) => {
-                        blocked_tries += 1;
-                        if blocked_tries >= TRIES_IN_PLACE
-                            && !matches!(error, CallError::Database(_))
-                        {
-                            return self.set_aside(id, attempt, &error).await;
-                        }
-                        tracing::debug!(%error, "async attempt waits");
-                        if !self.pause(wait).await {
-                            return self.give_back(id, attempt).await;
-                        }
-                        wait = (wait * 2).min(MAX_WAIT_STEP);
-                        continue;
-                    }
-                    Attempted::BrokerLost => return self.give_back(id, attempt).await,
+            let settlement = self.decide(&row, function.as_deref(), &this_try).await;
+            match settlement {
+                Settlement::Settled(settled) => {
+                    return self
+                        .finish(&row, attempt, function.as_deref(), settled, started_at)
+                        .await;
                 }
-            };
-            return self
-                .finish(&row, attempt, Some(&function), failed, next, started_at)
-                .await;
+                Settlement::WaitHere { why } => {
+                    blocked_tries += 1;
+                    tracing::debug!(error = %why, "async attempt waits");
+                    if !self.pause(wait).await {
+                        return self.give_back(id, attempt).await;
+                    }
+                    wait = (wait * 2).min(MAX_WAIT_STEP);
+                }
+                Settlement::SetAside { delay_secs, why } => {
+                    return self.set_aside(id, attempt, delay_secs, &why).await;
+                }
+                Settlement::GiveBack => return self.give_back(id, attempt).await,
+            }
         }
     }
 
-    /// Calls the function once for the attempt.
-    async fn attempt(
+    /// What this try of the attempt comes to: settled without a call when the function is
+    /// gone or the invocation too old, else as its one call went.
+    async fn decide(
         &self,
         row: &AsyncState,
-        function: &db::Function,
-        attempt: i32,
-        policy: Policy,
-    ) -> Attempted {
+        function: Option<&db::Function>,
+        this_try: &Attempt,
+    ) -> Settlement {
+        let Some(function) = function else {
+            return Settlement::Settled(plan::function_deleted(&row.function_name));
+        };
+        let policy = policy_of(function, &self.topology);
+        if let Some(settled) = plan::before_call(&policy, this_try) {
+            return Settlement::Settled(settled);
+        }
+        let tried = self.attempt(row, function, this_try).await;
+        plan::settle(tried, &policy, this_try)
+    }
+
+    /// Calls the function once for the attempt, renewing the claim while the call lasts.
+    async fn attempt(&self, row: &AsyncState, function: &db::Function, at: &Attempt) -> Tried {
         let runtime = runtime_for(function, None);
         // Stored by accept from a checked event: always JSON.
         let event = RawValue::from_string(row.event.clone())
             .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).expect("{} is JSON"));
-        let trigger = if row.mode == "schedule" {
-            Trigger::Schedule
-        } else {
-            Trigger::Async
+        let trigger = match row.mode {
+            Mode::Schedule => Trigger::Schedule,
+            Mode::Async | Mode::Sync => Trigger::Async,
         };
         let call = self.state.invocations.call(Call {
             function,
@@ -231,7 +198,7 @@ impl Runner {
             event,
             invocation_id: row.id,
             trigger,
-            attempt: attempt as u32,
+            attempt: at.number as u32,
             started: Instant::now(),
         });
         tokio::pin!(call);
@@ -243,7 +210,7 @@ impl Runner {
                 _ = renew.tick() => {
                     // The claim lapses only if this api dies (or loses Postgres for CLAIM_TTL).
                     let until = Utc::now() + CLAIM_TTL;
-                    if let Err(error) = db::extend_claim(&self.state.db, row.id, attempt, until).await {
+                    if let Err(error) = db::extend_claim(&self.state.db, row.id, at.number, until).await {
                         tracing::debug!(%error, "claim not renewed");
                     }
                 }
@@ -251,31 +218,36 @@ impl Runner {
         };
         match called {
             Ok(called) => {
-                if attempt - row.retry_floor == 1 {
+                if at.is_first() {
                     metrics::histogram!("faas_async_age_at_start_seconds", "namespace" => row.namespace.clone())
-                        .record(policy.age.as_secs_f64());
+                        .record(at.age.as_secs_f64());
                 }
-                Attempted::Ran(called)
+                let duration_ms = called.duration_ms;
+                match called.outcome {
+                    Ok(reply) => Tried::Replied { reply, duration_ms },
+                    Err(NoReply::TimedOut) => Tried::NoReply { duration_ms },
+                }
             }
-            Err(error) if error.is_broker_lost() => Attempted::BrokerLost,
-            Err(error) if error.is_transient() => Attempted::Blocked(error),
-            Err(error) => Attempted::Refused(error),
+            Err(error) => Tried::NotStarted {
+                failure: classify(&error),
+                age: plan::age(row, Utc::now()),
+            },
         }
     }
 
-    /// Records the attempt's outcome and publishes what follows; acks once recorded.
+    /// Records the settled attempt and publishes what follows; acks once recorded.
     async fn finish(
         &self,
         row: &AsyncState,
         attempt: i32,
         function: Option<&db::Function>,
-        failed: Failed,
-        next: Next,
+        settled: Settled,
         started_at: chrono::DateTime<Utc>,
     ) -> Disposition {
         let id = row.id;
+        let next = settled.next.clone();
         let outcome = self
-            .outcome(row, attempt, function, failed, &next, started_at)
+            .outcome(row, attempt, function, settled, started_at)
             .await;
         let Some(recorded) = self
             .retry_db(|| db::record_attempt(&self.state.db, id, &outcome))
@@ -288,6 +260,26 @@ impl Runner {
             tracing::info!("attempt recorded by another copy of the job");
             return Disposition::Ack;
         };
+        if let Err(disposition) = self.publish_next(row, attempt, &next).await {
+            return disposition;
+        }
+        if let Some(destination) = destination
+            && let Err(error) = publish_attempt(&self.state, destination, 1).await
+        {
+            tracing::warn!(%error, %destination, "destination invocation not published; the sweeper will");
+        }
+        Disposition::Ack
+    }
+
+    /// Publishes what follows a recorded attempt: its retry's job to a delay queue, or the
+    /// dead letter's to the dead queue. `Err` with the job to give back when the retry's job
+    /// was not published.
+    async fn publish_next(
+        &self,
+        row: &AsyncState,
+        attempt: i32,
+        next: &Next,
+    ) -> Result<(), Disposition> {
         let (namespace, function) = (&row.namespace, &row.function_name);
         match next {
             Next::Succeeded => tracing::debug!("async invocation succeeded"),
@@ -295,14 +287,14 @@ impl Runner {
                 metrics::counter!("faas_async_retries_total", "namespace" => namespace.clone(), "function" => function.clone())
                     .increment(1);
                 let job = AsyncJob {
-                    invocation_id: id,
+                    invocation_id: row.id,
                     attempt: attempt as u32 + 1,
                 };
                 let key = Topology::delay_routing_key(delay.as_secs());
                 if let Err(error) = self.state.invoker.publish_async(&key, &job.body()).await {
                     // Redelivered, the job finds the retry due and publishes it again.
                     tracing::warn!(%error, "retry not published; the job goes back to the queue");
-                    return Disposition::Requeue;
+                    return Err(Disposition::Requeue);
                 }
                 tracing::info!(retry_in = ?delay, "async attempt failed; retry scheduled");
             }
@@ -310,7 +302,7 @@ impl Runner {
                 metrics::counter!("faas_async_dead_lettered_total", "namespace" => namespace.clone(), "function" => function.clone(), "reason" => reason.as_str())
                     .increment(1);
                 let job = AsyncJob {
-                    invocation_id: id,
+                    invocation_id: row.id,
                     attempt: attempt as u32,
                 };
                 if let Err(error) = self
@@ -324,12 +316,7 @@ impl Runner {
                 tracing::info!(reason = reason.as_str(), "async invocation dead-lettered");
             }
         }
-        if let Some(destination) = destination
-            && let Err(error) = publish_attempt(&self.state, destination, 1).await
-        {
-            tracing::warn!(%error, %destination, "destination invocation not published; the sweeper will");
-        }
-        Disposition::Ack
+        Ok(())
     }
 
     /// The outcome to record, with the destination invocation it makes.
@@ -338,110 +325,74 @@ impl Runner {
         row: &AsyncState,
         attempt: i32,
         function: Option<&db::Function>,
-        failed: Failed,
-        next: &Next,
+        settled: Settled,
         started_at: chrono::DateTime<Utc>,
     ) -> AttemptOutcome {
-        let next_status = match next {
-            Next::Succeeded => "succeeded",
-            Next::Retry(_) => "queued",
-            Next::DeadLetter(_) => "dead_lettered",
-        };
-        let mut outcome = AttemptOutcome {
-            attempt,
-            next_status,
-            outcome: "not_run".to_owned(),
-            result: None,
-            error: None,
-            logs: None,
-            logs_truncated: false,
-            timing: None,
-            duration_ms: None,
-            cold_start: false,
-            worker_id: None,
-            function_version: function.map(|f| f.version),
-            runtime: function.map(|f| runtime_for(f, None).as_str().to_owned()),
-            started_at,
-            due_back: match next {
-                Next::Retry(delay) => chrono::Duration::from_std(*delay)
-                    .ok()
-                    .map(|delay| Utc::now() + delay),
-                _ => None,
-            },
-            destination: None,
-        };
-        match failed {
-            Failed::NotRun(error) => outcome.error = Some(error),
-            Failed::Ran(called) => {
-                outcome.duration_ms = Some(called.duration_ms);
-                match called.outcome {
-                    Ok(reply) => {
-                        outcome.outcome = reply.status.as_str().to_owned();
-                        if reply.status == ReplyStatus::Success {
-                            outcome.result = Some(reply.result.get().to_owned());
-                        }
-                        outcome.error = reply.error.map(|mut error| {
-                            records::clean_error(&mut error);
-                            serde_json::to_value(error).expect("an error always serializes")
-                        });
-                        // Not capped as record text is: logs are bounded by the worker.
-                        outcome.logs = Some(reply.logs.replace('\0', "\u{FFFD}"));
-                        outcome.logs_truncated = reply.logs_truncated;
-                        outcome.timing = serde_json::to_value(reply.timing).ok();
-                        outcome.cold_start = reply.cold_start;
-                        let mut worker_id = reply.worker_id;
-                        records::clean_text(&mut worker_id);
-                        outcome.worker_id = Some(worker_id);
-                    }
-                    Err(NoReply::TimedOut) => {
-                        outcome.outcome = "no_reply".to_owned();
-                        outcome.error = Some(
-                            json!({"kind": "NoReply", "message": "no worker answered before the call's deadline"}),
-                        );
-                    }
-                }
+        let Settled {
+            record,
+            next,
+            destination,
+        } = settled;
+        let next_status = next.status();
+        let destination = match destination {
+            Destination::None => None,
+            Destination::ChainTooLong(name) => {
+                metrics::counter!("faas_async_destination_errors_total", "namespace" => row.namespace.clone(), "function" => row.function_name.clone())
+                    .increment(1);
+                tracing::warn!(destination = %name, depth = row.chain_depth, "destination not invoked: the chain of destinations is too long (a loop?)");
+                None
             }
-        }
-        let destination = match (next, function) {
-            (Next::Succeeded, Some(f)) => f.on_success.clone(),
-            (Next::DeadLetter(_), Some(f)) => f.on_failure.clone(),
-            _ => None,
-        };
-        if let Some(name) = &destination
-            && row.chain_depth >= MAX_CHAIN_DEPTH
-        {
-            metrics::counter!("faas_async_destination_errors_total", "namespace" => row.namespace.clone(), "function" => row.function_name.clone())
-                .increment(1);
-            tracing::warn!(destination = %name, depth = row.chain_depth, "destination not invoked: the chain of destinations is too long (a loop?)");
-        } else if let Some(name) = destination {
-            match self
-                .state
-                .invocations
-                .find(&row.namespace, name.clone())
-                .await
-            {
-                Ok(target) => {
-                    outcome.destination = Some(NewAsync {
+            Destination::Invoke(name) => {
+                match self
+                    .state
+                    .invocations
+                    .find(&row.namespace, name.clone())
+                    .await
+                {
+                    Ok(target) => Some(NewAsync {
                         id: Uuid::now_v7(),
                         namespace: row.namespace.clone(),
                         function_id: target.id,
                         function_name: target.name.clone(),
-                        mode: "async",
-                        event: destination_event(row, next_status, &outcome),
+                        mode: Mode::Async,
+                        event: plan::destination_event(row, next_status, &record),
                         // One destination call per outcome, however often it is recorded
                         // (no header value can hold a newline: no caller's key collides).
                         idempotency_key: Some(format!("\ndestination:{}:{attempt}", row.id)),
                         chain_depth: row.chain_depth + 1,
-                    });
-                }
-                Err(error) => {
-                    metrics::counter!("faas_async_destination_errors_total", "namespace" => row.namespace.clone(), "function" => row.function_name.clone())
-                        .increment(1);
-                    tracing::warn!(%error, destination = %name, "destination not invoked");
+                    }),
+                    Err(error) => {
+                        metrics::counter!("faas_async_destination_errors_total", "namespace" => row.namespace.clone(), "function" => row.function_name.clone())
+                            .increment(1);
+                        tracing::warn!(%error, destination = %name, "destination not invoked");
+                        None
+                    }
                 }
             }
+        };
+        AttemptOutcome {
+            attempt,
+            next_status,
+            outcome: record.outcome,
+            result: record.result,
+            error: record.error,
+            logs: record.logs,
+            logs_truncated: record.logs_truncated,
+            timing: record.timing,
+            duration_ms: record.duration_ms,
+            cold_start: record.cold_start,
+            worker_id: record.worker_id,
+            function_version: function.map(|f| f.version),
+            runtime: function.map(|f| runtime_for(f, None).as_str().to_owned()),
+            started_at,
+            due_back: match next {
+                Next::Retry(delay) => chrono::Duration::from_std(delay)
+                    .ok()
+                    .map(|delay| Utc::now() + delay),
+                _ => None,
+            },
+            destination,
         }
-        outcome
     }
 
     /// Tries `query` until it answers, pausing between tries; `None` once stopping.
@@ -474,21 +425,14 @@ impl Runner {
         }
     }
 
-    /// Sets aside an attempt that cannot start yet: its job goes to a delay queue and the
-    /// invocation back to `queued`, uncounted, so that the delivery's slot serves other jobs
-    /// meanwhile. It uses no retry; the event's age still ends it (`max_event_age_secs`).
-    /// A slot frees up soon: the shortest delay (`RETRY_BASE_SECS`). A worker or a build
-    /// takes longer: the third (4 × that), so that a backlog with no worker to run it cycles
-    /// through the broker and Postgres four times less often.
-    async fn set_aside(&self, id: Uuid, attempt: i32, why: &CallError) -> Disposition {
+    /// Sets aside an attempt that cannot start yet (`why`): its job goes to the delay queue of
+    /// `delay` seconds and the invocation back to `queued`, uncounted, so that the delivery's
+    /// slot serves other jobs meanwhile. It uses no retry; the event's age still ends it
+    /// (`max_event_age_secs`).
+    async fn set_aside(&self, id: Uuid, attempt: i32, delay: u64, why: &str) -> Disposition {
         let job = AsyncJob {
             invocation_id: id,
             attempt: attempt as u32,
-        };
-        let delay = if why.waits_for_a_slot() {
-            self.topology.retry_delay_secs(1)
-        } else {
-            self.topology.retry_delay_secs(3)
         };
         let key = Topology::delay_routing_key(delay);
         if let Err(error) = self.state.invoker.publish_async(&key, &job.body()).await {
@@ -517,40 +461,83 @@ impl Runner {
     }
 }
 
-/// How one call of an attempt went.
-enum Attempted {
-    /// It ran (or no worker answered in time).
-    Ran(Called),
-    /// It could not start for something that passes (a slot, a worker, a build, the
-    /// database): wait and call again, as long as the event's age allows.
-    Blocked(CallError),
-    /// It cannot run as it is (its build failed).
-    Refused(CallError),
-    /// The broker connection went away: the job comes back to some dispatcher.
-    BrokerLost,
-}
-
-/// An attempt that ran (and how), or did not (and why).
-enum Failed {
-    Ran(Called),
-    NotRun(Value),
-}
-
-/// The event a destination receives: where it comes from, how it ended, and the original event.
-fn destination_event(row: &AsyncState, status: &str, outcome: &AttemptOutcome) -> String {
-    let original: Value = serde_json::from_str(&row.event).unwrap_or(Value::Null);
-    let mut event = json!({
-        "source": "destination",
-        "invocation_id": row.id,
-        "function": row.function_name,
-        "status": status,
-        "event": original,
-    });
-    match &outcome.result {
-        Some(result) => {
-            event["result"] = serde_json::from_str(result).unwrap_or(Value::Null);
-        }
-        None => event["error"] = outcome.error.clone().unwrap_or(Value::Null),
+/// The retry policy and destinations of `function`, its delays from `topology`.
+fn policy_of<'a>(function: &'a db::Function, topology: &'a Topology) -> Policy<'a> {
+    Policy {
+        max_retries: function.max_retries,
+        max_event_age_secs: function.max_event_age_secs,
+        on_success: function.on_success.as_deref(),
+        on_failure: function.on_failure.as_deref(),
+        delays: topology,
     }
-    event.to_string()
+}
+
+/// Why a call of the sync path did not start, by what an attempt does about it. The one place
+/// the runner reads the call path's errors.
+fn classify(error: &CallError) -> StartFailure {
+    let kind = if error.is_broker_lost() {
+        StartFailureKind::BrokerLost
+    } else if !error.is_transient() {
+        StartFailureKind::Refused
+    } else if error.waits_for_a_slot() {
+        StartFailureKind::NoSlot
+    } else if matches!(error, CallError::Database(_)) {
+        StartFailureKind::DatabaseDown
+    } else {
+        StartFailureKind::NotReady
+    };
+    StartFailure {
+        kind,
+        code: error.code(),
+        message: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::BrokerError;
+    use crate::db::NotRunnable;
+    use common::Runtime;
+
+    #[test]
+    fn the_call_paths_errors_classify_by_what_an_attempt_does_about_them() {
+        use StartFailureKind::*;
+        let table: [(CallError, StartFailureKind); 9] = [
+            (
+                CallError::ConcurrencyLimit {
+                    subject: "function f".into(),
+                    limit: 1,
+                },
+                NoSlot,
+            ),
+            (BrokerError::Overloaded("full".into()).into(), NoSlot),
+            (BrokerError::NoWorker(Runtime::Docker).into(), NotReady),
+            (
+                BrokerError::RuntimeUnavailable(Runtime::Gvisor).into(),
+                NotReady,
+            ),
+            (NotRunnable::Building("f".into()).into(), NotReady),
+            (
+                CallError::Database(db::DbError::Inconsistent("gone")),
+                DatabaseDown,
+            ),
+            (BrokerError::Disconnected.into(), BrokerLost),
+            (
+                NotRunnable::BuildFailed {
+                    name: "f".into(),
+                    log_tail: "no such package".into(),
+                }
+                .into(),
+                Refused,
+            ),
+            (CallError::FunctionNotFound("f".into()), Refused),
+        ];
+        for (error, kind) in table {
+            let failure = classify(&error);
+            assert_eq!(failure.kind, kind, "{error}");
+            assert_eq!(failure.code, error.code());
+            assert_eq!(failure.message, error.to_string());
+        }
+    }
 }

@@ -6,6 +6,7 @@
 
 use super::accept;
 use crate::db::{self, NewAsync, ScheduledFunction};
+use crate::domain::async_status::Mode;
 use crate::domain::schedule::Schedule;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -105,7 +106,7 @@ async fn fire(
             namespace: function.namespace.clone(),
             function_id: function.id,
             function_name: function.name.clone(),
-            mode: "schedule",
+            mode: Mode::Schedule,
             event: json!({"source": "schedule", "scheduled_time": scheduled_time}).to_string(),
             // No header value holds a newline: no caller's key can take a tick's.
             idempotency_key: Some(format!("\nschedule:{}:{scheduled_time}", function.id)),

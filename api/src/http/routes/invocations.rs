@@ -2,6 +2,7 @@
 //! its status, attempts and (async) result and logs; and the redrive of a dead-lettered one.
 
 use crate::db::{self, InvocationView, Redriven};
+use crate::domain::async_status::InvocationStatus;
 use crate::domain::auth::{Principal, Scope};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Path, Query, check_page};
@@ -11,16 +12,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use uuid::Uuid;
-
-const STATUSES: [&str; 7] = [
-    "queued",
-    "running",
-    "succeeded",
-    "failed",
-    "timeout",
-    "dead_lettered",
-    "expired",
-];
 
 /// `?function=NAME&status=dead_lettered&limit=20`
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -40,6 +31,17 @@ pub struct ListFilter {
 
 fn default_limit() -> i64 {
     20
+}
+
+/// The status `text` names; 422 naming every status otherwise.
+fn parse_status(text: &str) -> Result<InvocationStatus, ApiError> {
+    InvocationStatus::parse(text).ok_or_else(|| {
+        let all: Vec<&str> = InvocationStatus::ALL.iter().map(|s| s.as_str()).collect();
+        ApiError::Invalid(format!(
+            "status must be one of {}; got {text:?}",
+            all.join(", ")
+        ))
+    })
 }
 
 /// The invocation `text` names in `namespace`; 404 for an id that is not a UUID too.
@@ -71,21 +73,14 @@ pub async fn list_invocations(
 ) -> Result<axum::Json<Vec<InvocationView>>, ApiError> {
     principal.require_any(&[Scope::Read, Scope::Invoke])?;
     check_page(0, filter.limit, 100)?;
-    if let Some(status) = &filter.status
-        && !STATUSES.contains(&status.as_str())
-    {
-        return Err(ApiError::Invalid(format!(
-            "status must be one of {}; got {status:?}",
-            STATUSES.join(", ")
-        )));
-    }
+    let status = filter.status.as_deref().map(parse_status).transpose()?;
     // Sync records are written in batches: this client sees the calls it just made.
     state.records.flush(records::FLUSH_WAIT).await;
     let views = db::list_invocation_views(
         &state.db,
         &principal.namespace,
         filter.function.as_deref(),
-        filter.status.as_deref(),
+        status,
         filter.limit,
     )
     .await?;
@@ -168,4 +163,22 @@ pub async fn retry_invocation(
         .await?
         .ok_or(ApiError::InvocationNotFound(id))?;
     Ok((StatusCode::ACCEPTED, axum::Json(view)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_filter_names_one_status_or_is_told_them_all() {
+        assert_eq!(
+            parse_status("dead_lettered").unwrap(),
+            InvocationStatus::DeadLettered
+        );
+        let error = parse_status("accepting").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            r#"status must be one of queued, running, succeeded, failed, timeout, dead_lettered, expired; got "accepting""#
+        );
+    }
 }

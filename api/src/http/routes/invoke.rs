@@ -5,6 +5,7 @@
 
 use crate::broker::NoReply;
 use crate::db;
+use crate::domain::async_status::Mode;
 use crate::domain::auth::{Principal, Scope};
 use crate::http::error::{ApiError, ErrorBody, ErrorCode};
 use crate::http::extract::Path;
@@ -403,7 +404,7 @@ pub async fn execute_function_async(
             namespace: function.namespace.clone(),
             function_id: function.id,
             function_name: function.name.clone(),
-            mode: "async",
+            mode: Mode::Async,
             event: event.get().to_owned(),
             idempotency_key,
             chain_depth: 0,
