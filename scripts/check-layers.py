@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
-"""Checks the import graph of the api and worker crates (scripts/check-layers.sh runs it).
+"""Checks the shape of the code (scripts/check-layers.sh runs it, in CI).
+
+1. The import graph of the api and worker crates.
 
 Each crate's modules sit in layers, listed below from the bottom up. A module may import
 (`crate::...` or `super::...`) modules of its own layer or of layers below it, never above;
 and no modules may import each other in a circle, at any level of the tree (a directory
 module and its own children are one family and may refer to each other; siblings may not
-form a loop). Prints every violation and exits 1 when there is one.
+form a loop).
+
+2. The size of every source file of the workspace: at most MAX_LINES lines before its first
+`#[cfg(test)]` (its unit tests do not count), so that no file grows into a house of its own.
+
+Prints every violation and exits 1 when there is one.
 """
 
 import re
@@ -16,14 +23,13 @@ from pathlib import Path
 # crate must have one (a new top-level module must be placed here, on purpose).
 LAYERS = {
     "api": [
-        ("domain", ["wire", "deps", "package", "schedule", "bodies", "http_trigger::pattern",
-                    "http_trigger::event", "http_trigger::cors", "http_trigger",
-                    "dispatch::plan", "dispatch::status", "dispatch::pending"]),
-        ("store and broker", ["db", "invoker"]),
-        ("caches", ["cache", "keys", "records", "http_trigger::table"]),
-        ("services", ["services", "dispatch", "retention"]),
-        ("http", ["error", "auth", "extract", "limits", "server", "openapi", "routes"]),
-        ("composition", ["state", "config", "lib", "main"]),
+        ("domain", ["domain"]),
+        ("store and broker", ["store", "broker"]),
+        ("caches", ["services::cache", "services::keys", "services::records",
+                    "services::route_table"]),
+        ("services", ["services"]),
+        ("http", ["http"]),
+        ("composition", ["config", "lib", "main"]),
     ],
     "worker": [
         ("contracts", ["error", "protocol", "death"]),
@@ -34,6 +40,9 @@ LAYERS = {
         ("composition", ["lib", "main"]),
     ],
 }
+
+MAX_LINES = 600
+CRATES = ["common", "api", "worker", "bench"]
 
 USE_ITEM = re.compile(r"\b(crate|super|self)((?:::[A-Za-z_][A-Za-z0-9_]*)+|::\{)")
 
@@ -198,15 +207,35 @@ def check(root: Path, crate: str) -> list[str]:
     return problems
 
 
+def oversized(root: Path) -> list[str]:
+    problems = []
+    for crate in CRATES:
+        for file in sorted((root / crate / "src").rglob("*.rs")):
+            lines = 0
+            for line in file.read_text().splitlines():
+                if line.startswith("#[cfg(test)]"):
+                    break
+                lines += 1
+            if lines > MAX_LINES:
+                problems.append(
+                    f"{file.relative_to(root)}: {lines} lines before its tests, over {MAX_LINES}; "
+                    "split it into modules"
+                )
+    return problems
+
+
 def main() -> int:
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent
-    problems = [p for crate in LAYERS for p in check(root, crate)]
+    problems = [p for crate in LAYERS for p in check(root, crate)] + oversized(root)
     for problem in problems:
         print(problem)
     if problems:
         print(f"check-layers: {len(problems)} problem(s)")
         return 1
-    print("check-layers: api and worker import only their own layer or below, with no circle")
+    print(
+        "check-layers: api and worker import only their own layer or below, with no circle; "
+        f"no source file over {MAX_LINES} lines before its tests"
+    )
     return 0
 
 

@@ -14,17 +14,13 @@
 //! private; what the binary and the tests use is re-exported.
 
 mod broker;
-mod cache;
 mod config;
-pub mod db;
-mod dispatch;
 mod domain;
 mod http;
-mod keys;
-pub mod records;
-mod retention;
-mod route_table;
 mod services;
+pub mod store;
+pub use services::records;
+use services::{cache, dispatch, keys, retention, route_table};
 
 use anyhow::Context;
 pub use config::{AuthMode, Config, Secret};
@@ -48,7 +44,7 @@ pub async fn run(
     let metrics_idle_timeout = (config.metrics_idle_timeout_secs > 0)
         .then(|| Duration::from_secs(config.metrics_idle_timeout_secs));
     install_metrics(metrics_idle_timeout);
-    let db = db::connect(&config.database_url, config.database_pool_size)
+    let db = store::connect(&config.database_url, config.database_pool_size)
         .await
         .context("cannot open the database (DATABASE_URL)")?;
     let functions = Arc::new(cache::FunctionCache::new(Duration::from_secs(
@@ -130,6 +126,13 @@ pub async fn run(
         config.max_code_bytes,
         Duration::from_secs(config.build_wait_secs),
     );
+    let async_dispatch = dispatch::Dispatch {
+        db: db.clone(),
+        invoker: invoker.clone(),
+        invocations: invocations.clone(),
+        pending: Default::default(),
+        max_pending_async: config.max_pending_async,
+    };
     let state = AppState {
         db,
         invoker: invoker.clone(),
@@ -144,13 +147,12 @@ pub async fn run(
             max_code_bytes: config.max_code_bytes,
             max_event_bytes: config.max_event_bytes,
             max_async_event_bytes: config.max_async_event_bytes,
-            max_pending_async: config.max_pending_async,
             max_inflight: config.max_inflight,
             // 0 would refuse every body and every request: a second is the least that works.
             body_read_timeout: Duration::from_secs(config.body_read_timeout_secs.max(1)),
             max_artifact_bytes: config.artifact_max_mb * 1024 * 1024,
         },
-        pending: Default::default(),
+        dispatch: async_dispatch.clone(),
         worker_token: config
             .worker_token()
             .map(|token| domain::auth::sha256(token.as_bytes())),
@@ -158,7 +160,7 @@ pub async fn run(
 
     let dispatcher = (config.async_concurrency > 0).then(|| {
         dispatch::spawn_dispatcher(
-            state.clone(),
+            async_dispatch.clone(),
             dispatch::DispatchSettings {
                 amqp_url: config.broker.amqp_url.clone(),
                 connection_name: format!("{connection_name} dispatcher"),
@@ -168,8 +170,9 @@ pub async fn run(
             stop_background.clone(),
         )
     });
-    let sweeper = dispatch::spawn_sweeper(state.clone(), topology, stop_background.clone());
-    let scheduler = dispatch::spawn_scheduler(state.clone(), stop_background.clone());
+    let sweeper =
+        dispatch::spawn_sweeper(async_dispatch.clone(), topology, stop_background.clone());
+    let scheduler = dispatch::spawn_scheduler(async_dispatch, stop_background.clone());
 
     register_metrics();
     let keep_alive = metrics_idle_timeout

@@ -6,10 +6,11 @@
 //! enum from that type, so the list a client reads is the list the code sends.
 
 use crate::broker::BrokerError;
-use crate::db::{DbError, NotRunnable};
 use crate::domain::auth::{AuthError, MissingScope};
-use crate::keys::KeyError;
+use crate::services::dispatch::AcceptError;
+use crate::services::keys::KeyError;
 use crate::services::{CallError, Invalid, SaveError};
+use crate::store::{DbError, NotRunnable};
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -353,6 +354,19 @@ impl From<KeyError> for ApiError {
         match error {
             KeyError::Rejected(why) => ApiError::Unauthorized(why),
             KeyError::Database(error) => ApiError::Database(error),
+        }
+    }
+}
+
+impl From<AcceptError> for ApiError {
+    fn from(error: AcceptError) -> Self {
+        match error {
+            AcceptError::KeyReused(id) => ApiError::IdempotencyKeyReused(id),
+            AcceptError::TooManyPending { namespace, limit } => {
+                ApiError::TooManyPending { namespace, limit }
+            }
+            AcceptError::Broker(error) => ApiError::Broker(error),
+            AcceptError::Database(error) => ApiError::Database(error),
         }
     }
 }

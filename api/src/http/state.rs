@@ -1,10 +1,11 @@
 //! What every handler can reach.
 
 use crate::broker::Invoker;
-use crate::cache::FunctionCache;
-use crate::keys::KeyStore;
-use crate::records::RecordWriter;
-use crate::route_table::RouteTable;
+use crate::services::cache::FunctionCache;
+use crate::services::dispatch::Dispatch;
+use crate::services::keys::KeyStore;
+use crate::services::records::RecordWriter;
+use crate::services::route_table::RouteTable;
 use crate::services::{Functions, Invocations};
 use deadpool_postgres::Pool;
 use std::sync::Arc;
@@ -27,8 +28,8 @@ pub struct AppState {
     /// `ROUTE_PREFIX`: where the routes start.
     pub route_prefix: Arc<str>,
     pub limits: Limits,
-    /// This replica's estimates of each namespace's pending async invocations.
-    pub pending: Arc<crate::dispatch::PendingCounts>,
+    /// Async invocations: accepting, redriving.
+    pub dispatch: Dispatch,
     /// SHA-256 of `WORKER_TOKEN`, compared in constant time; `None`: no worker may call.
     pub worker_token: Option<[u8; 32]>,
 }
@@ -40,8 +41,6 @@ pub struct Limits {
     pub max_event_bytes: usize,
     /// `MAX_ASYNC_EVENT_BYTES`.
     pub max_async_event_bytes: usize,
-    /// `MAX_PENDING_ASYNC`, per namespace.
-    pub max_pending_async: i64,
     pub max_inflight: usize,
     pub body_read_timeout: Duration,
     /// `ARTIFACT_MAX_MB` in bytes.

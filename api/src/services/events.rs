@@ -3,9 +3,9 @@
 //! connection is down (events may be missed) each cache falls back to its short safety net.
 
 use crate::broker::EventListener;
-use crate::cache::FunctionCache;
-use crate::keys::KeyStore;
-use crate::route_table::RouteTable;
+use crate::services::cache::FunctionCache;
+use crate::services::keys::KeyStore;
+use crate::services::route_table::RouteTable;
 use common::{FunctionEvent, KeyEvent};
 use std::sync::Arc;
 

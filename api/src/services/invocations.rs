@@ -6,9 +6,9 @@
 //! outcome ([`Called`] or a [`CallError`]); turning that into HTTP is the http layer's work.
 
 use crate::broker::{BrokerError, Invoker, NoReply};
-use crate::cache::{FunctionCache, Lookup};
-use crate::db::{self, DbError, Function, InvocationRecord, NotRunnable};
-use crate::records::RecordWriter;
+use crate::services::cache::{FunctionCache, Lookup};
+use crate::services::records::RecordWriter;
+use crate::store::{self, DbError, Function, InvocationRecord, NotRunnable};
 use common::{Job, RawJson, Reply, Runtime};
 use deadpool_postgres::Pool;
 use std::sync::Arc;
@@ -206,7 +206,7 @@ impl Invocations {
             Lookup::Unknown => {}
         }
         let generation = self.functions.generation();
-        match db::get_function_by_name(&self.db, namespace, &name).await? {
+        match store::get_function_by_name(&self.db, namespace, &name).await? {
             Some(function) => {
                 let function = Arc::new(function);
                 self.functions.insert(function.clone(), generation);
@@ -323,7 +323,7 @@ impl Invocations {
             + LEASE_GRACE;
         let mut held = None;
         for limit in concurrency_limits(function) {
-            let acquired = db::acquire_lease(
+            let acquired = store::acquire_lease(
                 &self.db,
                 &limit.scope,
                 job.invocation_id,
@@ -438,7 +438,7 @@ impl Drop for Leases {
     fn drop(&mut self) {
         let (db, invocation_id) = (self.db.clone(), self.invocation_id);
         tokio::spawn(async move {
-            if let Err(error) = db::release_lease(&db, invocation_id).await {
+            if let Err(error) = store::release_lease(&db, invocation_id).await {
                 tracing::warn!(%error, %invocation_id, "concurrency lease not released; it will expire");
             }
         });

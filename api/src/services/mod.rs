@@ -2,9 +2,15 @@
 //! the async runner and the HTTP triggers call these; they reach Postgres through `db` and
 //! RabbitMQ through `invoker`, and return domain errors that the http layer maps to statuses.
 
+pub mod cache;
+pub mod dispatch;
 mod events;
 mod functions;
 mod invocations;
+pub mod keys;
+pub mod records;
+pub mod retention;
+pub mod route_table;
 
 pub use events::Caches;
 pub use functions::{FunctionInput, Functions, Invalid, SaveError, SaveOptions};

@@ -2,7 +2,7 @@
 //! are dropped one by one while the rest are written, and old records expire.
 
 use crate::support::{TestApp, create_database, drop_database, python, worker_config};
-use api::db::InvocationRecord;
+use api::store::InvocationRecord;
 use common::{ErrorInfo, Runtime};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -85,7 +85,7 @@ fn rejected_count() -> u64 {
 #[tokio::test]
 async fn rows_postgres_refuses_are_dropped_and_counted_and_the_rest_written() {
     let url = create_database().await;
-    let pool = api::db::connect(&url, 2).await.unwrap();
+    let pool = api::store::connect(&url, 2).await.unwrap();
     // Uncleaned on purpose: the writer cleans records before this, so here Postgres itself
     // refuses the NUL (SQLSTATE 22021) and the batch must be split around it.
     let batch = vec![
@@ -101,7 +101,7 @@ async fn rows_postgres_refuses_are_dropped_and_counted_and_the_rest_written() {
     assert_eq!(settled, 5);
     assert!(rejected_count() > before, "counted as rejected");
 
-    let stored = api::db::list_invocations(&pool, "default", None, 100)
+    let stored = api::store::list_invocations(&pool, "default", None, 100)
         .await
         .unwrap();
     let mut ids: Vec<_> = stored.iter().map(|r| r.invocation_id).collect();

@@ -1,6 +1,6 @@
 //! HTTP triggers: every function answers at `ROUTE_PREFIX` + its `route`.
 //!
-//! `pattern` parses routes and matches paths against them (most specific first); `crate::route_table`
+//! `pattern` parses routes and matches paths against them (most specific first); `crate::services::route_table`
 //! keeps every function's route in memory on each replica, reloaded when a function changes
 //! (the events exchange), so a request makes no query to find its function; `event` turns a request
 //! into an API Gateway HTTP API (payload 2.0) event and the handler's result into the answer;

@@ -1,13 +1,13 @@
 //! Function CRUD: `/functions/` and `/functions/{id}`, within the key's namespace: a function
 //! of another namespace is 404, exactly as if it did not exist.
 
-use crate::db::{self, Build, Function};
 use crate::domain::auth::{Principal, Scope};
 use crate::http::bodies::Message;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Json, Path, Query, check_page};
 use crate::http::state::AppState;
 use crate::services::{FunctionInput, SaveOptions};
+use crate::store::{self, Build, Function};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -175,7 +175,7 @@ pub async fn list_functions(
     principal.require_any(&[Scope::Manage, Scope::Read])?;
     check_page(page.skip, page.limit, 1000)?;
     let functions =
-        db::list_functions(&state.db, &principal.namespace, page.skip, page.limit).await?;
+        store::list_functions(&state.db, &principal.namespace, page.skip, page.limit).await?;
     Ok(axum::Json(
         functions.iter().map(|f| view(f, &principal)).collect(),
     ))
@@ -203,7 +203,7 @@ pub async fn get_function(
     Path(id): Path<i64>,
 ) -> Result<axum::Json<Value>, ApiError> {
     principal.require_any(&[Scope::Manage, Scope::Read])?;
-    db::get_function(&state.db, &principal.namespace, id)
+    store::get_function(&state.db, &principal.namespace, id)
         .await?
         .map(|function| axum::Json(view(&function, &principal)))
         .ok_or_else(|| ApiError::FunctionNotFound(id.to_string()))
@@ -270,7 +270,7 @@ pub async fn get_function_build(
     Path(id): Path<i64>,
 ) -> Result<axum::Json<Option<Build>>, ApiError> {
     principal.require_any(&[Scope::Manage, Scope::Read])?;
-    match db::get_function_build(&state.db, &principal.namespace, id).await? {
+    match store::get_function_build(&state.db, &principal.namespace, id).await? {
         Some(build) => Ok(axum::Json(build)),
         None => Err(ApiError::FunctionNotFound(id.to_string())),
     }

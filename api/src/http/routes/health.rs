@@ -1,7 +1,7 @@
 //! Liveness and readiness probes.
 
-use crate::db;
 use crate::http::state::AppState;
+use crate::store;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
@@ -53,7 +53,7 @@ pub async fn get_healthz() -> axum::Json<Health> {
     security(()),
 )]
 pub async fn get_readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Readiness>) {
-    let database = db::ping(&state.db).await.is_ok();
+    let database = store::ping(&state.db).await.is_ok();
     let broker = state.invoker.is_connected();
     let status = if database && broker {
         StatusCode::OK

@@ -2,14 +2,14 @@
 //! build's start and end, and dependency artifacts up and down. Not in the OpenAPI document:
 //! they are the api's contract with its own workers, not with clients.
 //!
-//! Artifacts stream both ways in chunks of at most [`db::CHUNK_BYTES`]: neither side holds a
+//! Artifacts stream both ways in chunks of at most [`store::CHUNK_BYTES`]: neither side holds a
 //! whole one in memory.
 
-use crate::db::{self, ArtifactWriter, BuildEnd, FinishError};
 use crate::domain::auth;
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Path};
 use crate::http::state::AppState;
+use crate::store::{self, ArtifactWriter, BuildEnd, FinishError};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -85,7 +85,7 @@ pub async fn post_build_start(
 ) -> Result<axum::Json<StartAnswer>, ApiError> {
     require_worker(&state, &headers)?;
     check_hex("the build key", &key)?;
-    let proceed = db::start_build(&state.db, &key, request.attempt, &request.worker_id).await?;
+    let proceed = store::start_build(&state.db, &key, request.attempt, &request.worker_id).await?;
     tracing::info!(build_key = %key, attempt = %request.attempt, worker = %request.worker_id, proceed, "build started");
     Ok(axum::Json(StartAnswer { proceed }))
 }
@@ -136,8 +136,8 @@ pub async fn post_build_finish(
         }
     };
     // The log comes from a build of untrusted packages: bounded, and no NUL for Postgres.
-    let log = db::tail(&request.log, MAX_BUILD_LOG_BYTES).replace('\0', "\u{fffd}");
-    let promoted = match db::finish_build(&state.db, &key, request.attempt, &end, &log).await {
+    let log = store::tail(&request.log, MAX_BUILD_LOG_BYTES).replace('\0', "\u{fffd}");
+    let promoted = match store::finish_build(&state.db, &key, request.attempt, &end, &log).await {
         Ok(promoted) => promoted,
         Err(FinishError::Db(error)) => return Err(error.into()),
         Err(refused) => return Err(ApiError::Conflict(refused.to_string())),
@@ -186,7 +186,7 @@ pub async fn put_artifact(
     let unpacked: i64 = header_text(UNPACKED_BYTES)
         .and_then(|text| text.parse().ok())
         .ok_or_else(|| ApiError::Invalid(format!("{UNPACKED_BYTES} must be a byte count")))?;
-    if db::artifact_meta(&state.db, &digest).await?.is_some() {
+    if store::artifact_meta(&state.db, &digest).await?.is_some() {
         return Ok((
             StatusCode::OK,
             axum::Json(serde_json::json!({"stored": false})),
@@ -208,7 +208,7 @@ pub async fn put_artifact(
     };
     let mut sha = Context::new(&SHA256);
     let mut size: u64 = 0;
-    let mut pending: Vec<u8> = Vec::with_capacity(db::CHUNK_BYTES);
+    let mut pending: Vec<u8> = Vec::with_capacity(store::CHUNK_BYTES);
     let mut stream = body.into_data_stream();
     while let Some(piece) = stream.next().await {
         let piece = piece.map_err(|_| ApiError::BodyTimeout)?;
@@ -222,10 +222,10 @@ pub async fn put_artifact(
         sha.update(&piece);
         let mut rest: &[u8] = &piece;
         while !rest.is_empty() {
-            let take = (db::CHUNK_BYTES - pending.len()).min(rest.len());
+            let take = (store::CHUNK_BYTES - pending.len()).min(rest.len());
             pending.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
-            if pending.len() == db::CHUNK_BYTES {
+            if pending.len() == store::CHUNK_BYTES {
                 writer.write_chunk(&pending).await?;
                 pending.clear();
             }
@@ -257,7 +257,7 @@ pub async fn get_artifact(
 ) -> Result<Response, ApiError> {
     require_worker(&state, &headers)?;
     check_hex("the digest", &digest)?;
-    let meta = db::artifact_meta(&state.db, &digest)
+    let meta = store::artifact_meta(&state.db, &digest)
         .await?
         .filter(|meta| !meta.content_sha256.is_empty())
         .ok_or_else(|| ApiError::FunctionNotFound(format!("artifact {digest}")))?;
@@ -270,7 +270,7 @@ pub async fn get_artifact(
             if seq >= chunks {
                 return None;
             }
-            let chunk = match db::artifact_chunk(&pool, &digest, seq).await {
+            let chunk = match store::artifact_chunk(&pool, &digest, seq).await {
                 Ok(Some(data)) => Ok(axum::body::Bytes::from(data)),
                 Ok(None) => Err(std::io::Error::other("artifact chunk missing")),
                 Err(error) => Err(std::io::Error::other(error.to_string())),

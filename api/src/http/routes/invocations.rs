@@ -1,13 +1,13 @@
 //! `/invocations/`: every invocation of the key's namespace, sync, async and scheduled, with
 //! its status, attempts and (async) result and logs; and the redrive of a dead-lettered one.
 
-use crate::db::{self, InvocationView, Redriven};
 use crate::domain::async_status::InvocationStatus;
 use crate::domain::auth::{Principal, Scope};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Path, Query, check_page};
 use crate::http::state::AppState;
-use crate::records;
+use crate::services::records;
+use crate::store::{self, InvocationView, Redriven};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -76,7 +76,7 @@ pub async fn list_invocations(
     let status = filter.status.as_deref().map(parse_status).transpose()?;
     // Sync records are written in batches: this client sees the calls it just made.
     state.records.flush(records::FLUSH_WAIT).await;
-    let views = db::list_invocation_views(
+    let views = store::list_invocation_views(
         &state.db,
         &principal.namespace,
         filter.function.as_deref(),
@@ -110,7 +110,7 @@ pub async fn get_invocation(
     principal.require_any(&[Scope::Read, Scope::Invoke])?;
     let uuid = parse_id(&id)?;
     state.records.flush(records::FLUSH_WAIT).await;
-    db::get_invocation(&state.db, &principal.namespace, uuid)
+    store::get_invocation(&state.db, &principal.namespace, uuid)
         .await?
         .map(axum::Json)
         .ok_or(ApiError::InvocationNotFound(id))
@@ -142,10 +142,13 @@ pub async fn retry_invocation(
 ) -> Result<(StatusCode, axum::Json<InvocationView>), ApiError> {
     principal.require(Scope::Invoke)?;
     let uuid = parse_id(&id)?;
-    match db::redrive(&state.db, &principal.namespace, uuid).await? {
+    match store::redrive(&state.db, &principal.namespace, uuid).await? {
         Redriven::Requeued { next_attempt } => {
             // A failed publish leaves it `accepting`: the sweeper publishes it.
-            if let Err(error) = crate::dispatch::publish_attempt(&state, uuid, next_attempt).await {
+            if let Err(error) =
+                crate::services::dispatch::publish_attempt(&state.dispatch, uuid, next_attempt)
+                    .await
+            {
                 tracing::warn!(%error, invocation_id = %uuid, "redriven invocation not published yet; the sweeper will");
             }
             tracing::info!(invocation_id = %uuid, next_attempt, "invocation redriven");
@@ -159,7 +162,7 @@ pub async fn retry_invocation(
             return Err(ApiError::InvocationNotFound(id));
         }
     }
-    let view = db::get_invocation(&state.db, &principal.namespace, uuid)
+    let view = store::get_invocation(&state.db, &principal.namespace, uuid)
         .await?
         .ok_or(ApiError::InvocationNotFound(id))?;
     Ok((StatusCode::ACCEPTED, axum::Json(view)))

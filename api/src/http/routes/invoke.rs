@@ -4,7 +4,6 @@
 //! with the handler's result or with the status that says how the call failed.
 
 use crate::broker::NoReply;
-use crate::db;
 use crate::domain::async_status::Mode;
 use crate::domain::auth::{Principal, Scope};
 use crate::http::error::{ApiError, ErrorBody, ErrorCode};
@@ -12,6 +11,7 @@ use crate::http::extract::Path;
 use crate::http::responses::Failure;
 use crate::http::state::AppState;
 use crate::services::{Call, Called, Trigger, runtime_for};
+use crate::store;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -397,9 +397,9 @@ pub async fn execute_function_async(
     };
     let event = parse_event(&body?, state.limits.max_async_event_bytes)?;
     let function = state.invocations.find(&principal.namespace, name).await?;
-    let accepted = crate::dispatch::accept(
-        &state,
-        db::NewAsync {
+    let accepted = crate::services::dispatch::accept(
+        &state.dispatch,
+        store::NewAsync {
             id: Uuid::now_v7(),
             namespace: function.namespace.clone(),
             function_id: function.id,

@@ -4,12 +4,12 @@
 //! An admin key manages the keys of every namespace. A manage key mints, lists and revokes the
 //! `invoke` and `read` keys of its own namespace, never `manage` or `admin` ones.
 
-use crate::db::{self, KeyInfo};
 use crate::domain::auth::{self, Principal, Scope};
 use crate::http::bodies::Message;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::state::AppState;
+use crate::store::{self, KeyInfo};
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
@@ -147,7 +147,7 @@ pub async fn create_key(
         }
     }
     let key = auth::new_key();
-    let row = db::NewKeyRow {
+    let row = store::NewKeyRow {
         id: key.id,
         namespace: &namespace,
         scopes: &scopes,
@@ -155,7 +155,7 @@ pub async fn create_key(
         secret_hash: &key.secret_hash,
         expires_at: input.expires_at,
     };
-    let info = db::insert_key(&state.db, &row)
+    let info = store::insert_key(&state.db, &row)
         .await?
         .ok_or_else(|| ApiError::NamespaceNotFound(namespace.clone()))?;
     tracing::info!(key_id = %key.id.simple(), namespace = %namespace, "key made");
@@ -201,7 +201,7 @@ pub async fn list_keys(
         Some(principal.namespace.clone())
     };
     Ok(axum::Json(
-        db::list_keys(&state.db, namespace.as_deref()).await?,
+        store::list_keys(&state.db, namespace.as_deref()).await?,
     ))
 }
 
@@ -230,7 +230,7 @@ pub async fn delete_key(
     principal.require_any(&[Scope::Admin, Scope::Manage])?;
     let not_found = || ApiError::KeyNotFound(id.clone());
     let key_id = Uuid::try_parse(&id).map_err(|_| not_found())?;
-    let info = db::get_key_info(&state.db, key_id)
+    let info = store::get_key_info(&state.db, key_id)
         .await?
         .ok_or_else(not_found)?;
     if !principal.has(Scope::Admin) {
@@ -248,7 +248,7 @@ pub async fn delete_key(
             ));
         }
     }
-    if !db::revoke_key(&state.db, key_id).await? {
+    if !store::revoke_key(&state.db, key_id).await? {
         return Err(not_found());
     }
     if let Some(keys) = &state.keys {

@@ -1,12 +1,12 @@
 //! `GET /metrics/`: the invocation records of the key's namespace, newest first (the seed's
 //! "metrics"). Prometheus metrics live on a separate listener (`METRICS_ADDR`).
 
-use crate::db::{self, InvocationRecord};
 use crate::domain::auth::{Principal, Scope};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Query, check_page};
 use crate::http::state::AppState;
-use crate::records;
+use crate::services::records;
+use crate::store::{self, InvocationRecord};
 use axum::extract::State;
 use serde::Deserialize;
 
@@ -52,7 +52,7 @@ pub async fn list_invocations(
     check_page(0, filter.limit, 1000)?;
     // Records are written in batches: make sure this client sees the calls it just made.
     state.records.flush(records::FLUSH_WAIT).await;
-    let records = db::list_invocations(
+    let records = store::list_invocations(
         &state.db,
         &principal.namespace,
         filter.function.as_deref(),

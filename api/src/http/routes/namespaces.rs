@@ -1,12 +1,12 @@
 //! Namespaces (admin keys only): `POST /namespaces/`, `GET /namespaces/`,
 //! `DELETE /namespaces/{name}` (refused while it holds functions; its keys go with it).
 
-use crate::db::{self, Namespace, NamespaceChange};
 use crate::domain::auth::{DEFAULT_NAMESPACE, Principal, Scope};
 use crate::http::bodies::Message;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Json, Path};
 use crate::http::state::AppState;
+use crate::store::{self, Namespace, NamespaceChange};
 use axum::extract::State;
 use axum::http::StatusCode;
 use common::{KeyEvent, Runtime};
@@ -101,7 +101,7 @@ pub async fn create_namespace(
         )));
     }
     let limit = input.max_concurrency.map(|limit| limit as i32);
-    let namespace = db::insert_namespace(&state.db, &input.name, &runtimes, limit)
+    let namespace = store::insert_namespace(&state.db, &input.name, &runtimes, limit)
         .await
         .map_err(|error| match error {
             NamespaceChange::Taken => {
@@ -131,7 +131,7 @@ pub async fn list_namespaces(
     State(state): State<AppState>,
 ) -> Result<axum::Json<Vec<Namespace>>, ApiError> {
     principal.require(Scope::Admin)?;
-    Ok(axum::Json(db::list_namespaces(&state.db).await?))
+    Ok(axum::Json(store::list_namespaces(&state.db).await?))
 }
 
 /// Deletes a namespace that holds no functions, and its keys with it (`admin` scope).
@@ -162,7 +162,7 @@ pub async fn delete_namespace(
             "namespace default cannot be deleted: it holds the bootstrap admin key and, with auth disabled, every function".into(),
         ));
     }
-    db::delete_namespace(&state.db, &name)
+    store::delete_namespace(&state.db, &name)
         .await
         .map_err(|error| changed(error, &name))?;
     // Its keys went with it (ON DELETE CASCADE): no replica may trust them any more.

@@ -7,10 +7,10 @@ mod validate;
 pub use validate::{FunctionInput, Invalid, NamespacePolicy, ValidFunction};
 
 use crate::broker::Invoker;
-use crate::cache::FunctionCache;
-use crate::db::{self, DbError, Function, FunctionFields, Saved, Violation};
 use crate::domain::package;
-use crate::route_table::RouteTable;
+use crate::services::cache::FunctionCache;
+use crate::services::route_table::RouteTable;
+use crate::store::{self, DbError, Function, FunctionFields, Saved, Violation};
 use common::{BuildJob, FunctionEvent};
 use deadpool_postgres::Pool;
 use std::sync::Arc;
@@ -86,7 +86,7 @@ impl Functions {
         options: SaveOptions,
     ) -> Result<Function, SaveError> {
         let fields = self.prepare(namespace, input, options).await?;
-        let saved = db::insert_function(&self.db, namespace, &fields)
+        let saved = store::insert_function(&self.db, namespace, &fields)
             .await
             .map_err(|error| on_save_error(error, &fields))?;
         tracing::info!(id = saved.function.id, namespace = %saved.function.namespace, name = %saved.function.name, "function created");
@@ -102,7 +102,7 @@ impl Functions {
         options: SaveOptions,
     ) -> Result<Function, SaveError> {
         let fields = self.prepare(namespace, input, options).await?;
-        let saved = db::update_function(&self.db, namespace, id, &fields)
+        let saved = store::update_function(&self.db, namespace, id, &fields)
             .await
             .map_err(|error| on_save_error(error, &fields))?
             .ok_or(SaveError::FunctionNotFound(id))?;
@@ -113,7 +113,7 @@ impl Functions {
     /// Deletes function `id` of `namespace` and tells the caches and workers; false when it
     /// has none.
     pub async fn delete(&self, namespace: &str, id: i64) -> Result<bool, DbError> {
-        if !db::delete_function(&self.db, namespace, id).await? {
+        if !store::delete_function(&self.db, namespace, id).await? {
             return Ok(false);
         }
         tracing::info!(id, "function deleted");
@@ -130,7 +130,7 @@ impl Functions {
         options: SaveOptions,
     ) -> Result<FunctionFields, SaveError> {
         // The key's namespace; its keys go with it, so only a race with its deletion finds none.
-        let stored = db::get_namespace(&self.db, namespace)
+        let stored = store::get_namespace(&self.db, namespace)
             .await?
             .ok_or_else(|| SaveError::NamespaceNotFound(namespace.to_owned()))?;
         let policy = NamespacePolicy {
@@ -155,7 +155,7 @@ impl Functions {
             ("on_failure", &fields.on_failure),
         ] {
             if let Some(name) = destination
-                && db::get_function_by_name(&self.db, namespace, name)
+                && store::get_function_by_name(&self.db, namespace, name)
                     .await?
                     .is_none()
             {
@@ -190,7 +190,7 @@ impl Functions {
             other => Invalid::Field(other.to_string()),
         })?;
         if let Some(key) = &fields.build_key
-            && let Some(deps_bytes) = db::ready_build_size(&self.db, key).await?
+            && let Some(deps_bytes) = store::ready_build_size(&self.db, key).await?
             && package.unpacked_bytes + deps_bytes.max(0) as u64 > package::MAX_UNPACKED_BYTES
         {
             return Err(Invalid::TooLarge(format!(
@@ -200,9 +200,9 @@ impl Functions {
             ))
             .into());
         }
-        db::store_package(&self.db, &package).await?;
+        store::store_package(&self.db, &package).await?;
         tracing::info!(digest = %package.digest, zip_bytes = package.zip_bytes, files = package.files, "package stored");
-        fields.package = Some(db::PackageInfo {
+        fields.package = Some(store::PackageInfo {
             digest: package.digest,
             zip_bytes: package.zip_bytes as i64,
             unpacked_bytes: package.unpacked_bytes as i64,
@@ -239,7 +239,7 @@ impl Functions {
                     let why = format!(
                         "the build could not be queued ({error}); save the function again to retry"
                     );
-                    db::fail_unpublished(&self.db, key, attempt, &why).await?;
+                    store::fail_unpublished(&self.db, key, attempt, &why).await?;
                     function = self.reload(&function).await?;
                 }
             }
@@ -284,7 +284,7 @@ impl Functions {
     }
 
     async fn reload(&self, function: &Function) -> Result<Function, SaveError> {
-        db::get_function(&self.db, &function.namespace, function.id)
+        store::get_function(&self.db, &function.namespace, function.id)
             .await?
             .ok_or(SaveError::FunctionNotFound(function.id))
     }

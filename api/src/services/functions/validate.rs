@@ -2,10 +2,10 @@
 //! which checks every field against the platform's rules and its namespace's policy and fills
 //! in the defaults. Pure: no I/O, so every rule is tested by a table below.
 
-use crate::db::FunctionFields;
 use crate::domain::deps;
 use crate::domain::http_trigger::{self, Cors, HttpAuth, RoutePattern};
 use crate::domain::schedule::{self, Schedule};
+use crate::store::FunctionFields;
 use common::{Language, Runtime};
 use serde::Deserialize;
 use std::collections::BTreeMap;

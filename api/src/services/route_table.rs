@@ -5,8 +5,8 @@
 //! broker connection is down, events may be missed, so the table is reloaded every second;
 //! otherwise every `FUNCTION_CACHE_TTL_SECS`, a safety net for an event lost some other way.
 
-use crate::db;
 use crate::domain::http_trigger::{RouteEntry, RouteMatcher, RoutePattern};
+use crate::store;
 use deadpool_postgres::Pool;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -77,9 +77,9 @@ impl RouteTable {
 
     /// Loads the table once; `changed` and the periods trigger the following loads in
     /// [`RouteTable::spawn_reloader`].
-    pub async fn load(&self, db: &Pool) -> Result<usize, db::DbError> {
+    pub async fn load(&self, db: &Pool) -> Result<usize, store::DbError> {
         let wanted = *self.wanted.borrow();
-        let entries = db::list_routes(db).await?;
+        let entries = store::list_routes(db).await?;
         let routes = build(entries);
         let count = routes.route_count();
         *self.current.write().unwrap() = Arc::new(routes);

@@ -8,12 +8,11 @@ use super::plan::{
     self, Attempt, Destination, Next, OnDelivery, Policy, Settled, Settlement, StartFailure,
     StartFailureKind, Tried,
 };
-use super::{AsyncJob, publish_attempt};
+use super::{AsyncJob, Dispatch, publish_attempt};
 use crate::broker::NoReply;
-use crate::db::{self, AsyncState, AttemptOutcome, NewAsync, Recorded};
 use crate::domain::async_status::Mode;
-use crate::http::state::AppState;
 use crate::services::{Call, CallError, Trigger, runtime_for};
+use crate::store::{self, AsyncState, AttemptOutcome, NewAsync, Recorded};
 use chrono::Utc;
 use common::RawValue;
 use common::broker::Topology;
@@ -41,7 +40,7 @@ const CLAIM_RENEW: Duration = Duration::from_secs(5);
 
 /// What a runner needs.
 pub struct Runner {
-    pub state: AppState,
+    pub state: Dispatch,
     pub topology: Topology,
     pub stop: CancellationToken,
 }
@@ -55,7 +54,7 @@ impl Runner {
         loop {
             let until = Utc::now() + CLAIM_TTL;
             let Some(claimed) = self
-                .retry_db(|| db::claim_attempt(&self.state.db, id, attempt, until))
+                .retry_db(|| store::claim_attempt(&self.state.db, id, attempt, until))
                 .await
             else {
                 return Disposition::Requeue;
@@ -64,7 +63,7 @@ impl Runner {
                 return self.run(row, attempt).await;
             }
             let Some(row) = self
-                .retry_db(|| db::get_async_state(&self.state.db, id))
+                .retry_db(|| store::get_async_state(&self.state.db, id))
                 .await
             else {
                 return Disposition::Requeue;
@@ -122,7 +121,7 @@ impl Runner {
             if renewed.elapsed() >= CLAIM_RENEW {
                 let until = Utc::now() + CLAIM_TTL;
                 let Some(held) = self
-                    .retry_db(|| db::extend_claim(&self.state.db, id, attempt, until))
+                    .retry_db(|| store::extend_claim(&self.state.db, id, attempt, until))
                     .await
                 else {
                     return self.give_back(id, attempt).await;
@@ -168,7 +167,7 @@ impl Runner {
     async fn decide(
         &self,
         row: &AsyncState,
-        function: Option<&db::Function>,
+        function: Option<&store::Function>,
         this_try: &Attempt,
     ) -> Settlement {
         let Some(function) = function else {
@@ -183,7 +182,7 @@ impl Runner {
     }
 
     /// Calls the function once for the attempt, renewing the claim while the call lasts.
-    async fn attempt(&self, row: &AsyncState, function: &db::Function, at: &Attempt) -> Tried {
+    async fn attempt(&self, row: &AsyncState, function: &store::Function, at: &Attempt) -> Tried {
         let runtime = runtime_for(function, None);
         // Stored by accept from a checked event: always JSON.
         let event = RawValue::from_string(row.event.clone())
@@ -210,7 +209,7 @@ impl Runner {
                 _ = renew.tick() => {
                     // The claim lapses only if this api dies (or loses Postgres for CLAIM_TTL).
                     let until = Utc::now() + CLAIM_TTL;
-                    if let Err(error) = db::extend_claim(&self.state.db, row.id, at.number, until).await {
+                    if let Err(error) = store::extend_claim(&self.state.db, row.id, at.number, until).await {
                         tracing::debug!(%error, "claim not renewed");
                     }
                 }
@@ -240,7 +239,7 @@ impl Runner {
         &self,
         row: &AsyncState,
         attempt: i32,
-        function: Option<&db::Function>,
+        function: Option<&store::Function>,
         settled: Settled,
         started_at: chrono::DateTime<Utc>,
     ) -> Disposition {
@@ -250,7 +249,7 @@ impl Runner {
             .outcome(row, attempt, function, settled, started_at)
             .await;
         let Some(recorded) = self
-            .retry_db(|| db::record_attempt(&self.state.db, id, &outcome))
+            .retry_db(|| store::record_attempt(&self.state.db, id, &outcome))
             .await
         else {
             // Stopping with the outcome unrecorded: the job runs again elsewhere.
@@ -324,7 +323,7 @@ impl Runner {
         &self,
         row: &AsyncState,
         attempt: i32,
-        function: Option<&db::Function>,
+        function: Option<&store::Function>,
         settled: Settled,
         started_at: chrono::DateTime<Utc>,
     ) -> AttemptOutcome {
@@ -399,7 +398,7 @@ impl Runner {
     async fn retry_db<T, F, Fut>(&self, mut query: F) -> Option<T>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, db::DbError>>,
+        Fut: Future<Output = Result<T, store::DbError>>,
     {
         let mut wait = Duration::from_millis(100);
         loop {
@@ -443,7 +442,7 @@ impl Runner {
         // running and waits for the claim, or finds the attempt done and is dropped.
         let due_back = Utc::now() + chrono::Duration::seconds(delay as i64);
         if let Some(true) = self
-            .retry_db(|| db::unclaim(&self.state.db, id, attempt, due_back))
+            .retry_db(|| store::unclaim(&self.state.db, id, attempt, due_back))
             .await
         {
             tracing::debug!(%why, retry_in_secs = delay, "async attempt cannot start yet; set aside");
@@ -454,7 +453,7 @@ impl Runner {
     /// Lets the job go back to the queue, its claim released so that its next delivery runs
     /// at once.
     async fn give_back(&self, id: Uuid, attempt: i32) -> Disposition {
-        if let Err(error) = db::release_claim(&self.state.db, id, attempt).await {
+        if let Err(error) = store::release_claim(&self.state.db, id, attempt).await {
             tracing::debug!(%error, "claim not released; it lapses by itself");
         }
         Disposition::Requeue
@@ -462,7 +461,7 @@ impl Runner {
 }
 
 /// The retry policy and destinations of `function`, its delays from `topology`.
-fn policy_of<'a>(function: &'a db::Function, topology: &'a Topology) -> Policy<'a> {
+fn policy_of<'a>(function: &'a store::Function, topology: &'a Topology) -> Policy<'a> {
     Policy {
         max_retries: function.max_retries,
         max_event_age_secs: function.max_event_age_secs,
@@ -497,7 +496,7 @@ fn classify(error: &CallError) -> StartFailure {
 mod tests {
     use super::*;
     use crate::broker::BrokerError;
-    use crate::db::NotRunnable;
+    use crate::store::NotRunnable;
     use common::Runtime;
 
     #[test]
@@ -519,7 +518,7 @@ mod tests {
             ),
             (NotRunnable::Building("f".into()).into(), NotReady),
             (
-                CallError::Database(db::DbError::Inconsistent("gone")),
+                CallError::Database(store::DbError::Inconsistent("gone")),
                 DatabaseDown,
             ),
             (BrokerError::Disconnected.into(), BrokerLost),

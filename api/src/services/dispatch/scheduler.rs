@@ -4,12 +4,10 @@
 //! are read again every few seconds, so a change applies without a restart; ticks that passed
 //! while no api ran are not fired afterwards (a replica starts looking from its start).
 
-use super::accept;
-use crate::db::{self, NewAsync, ScheduledFunction};
+use super::{AcceptError, Dispatch, accept};
 use crate::domain::async_status::Mode;
 use crate::domain::schedule::Schedule;
-use crate::http::error::ApiError;
-use crate::http::state::AppState;
+use crate::store::{self, NewAsync, ScheduledFunction};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::collections::HashMap;
@@ -26,7 +24,7 @@ const MAX_TICKS_PER_LOOK: usize = 10;
 const MAX_CATCH_UP: chrono::Duration = chrono::Duration::minutes(10);
 
 /// Starts the scheduler; it ends when `stop` is cancelled.
-pub fn spawn_scheduler(state: AppState, stop: CancellationToken) -> JoinHandle<()> {
+pub fn spawn_scheduler(state: Dispatch, stop: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut schedules: HashMap<i64, (ScheduledFunction, Schedule)> = HashMap::new();
         let mut loaded_at: Option<Instant> = None;
@@ -37,7 +35,7 @@ pub fn spawn_scheduler(state: AppState, stop: CancellationToken) -> JoinHandle<(
                 () = tokio::time::sleep(LOOK_EVERY) => {}
             }
             if loaded_at.is_none_or(|at| at.elapsed() >= RELOAD_EVERY) {
-                match db::list_schedules(&state.db).await {
+                match store::list_schedules(&state.db).await {
                     Ok(list) => {
                         schedules = parse_all(list, schedules);
                         loaded_at = Some(Instant::now());
@@ -94,10 +92,10 @@ fn parse_all(
 
 /// Accepts the invocation of `function`'s `tick`, unless a replica did.
 async fn fire(
-    state: &AppState,
+    state: &Dispatch,
     function: &ScheduledFunction,
     tick: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), AcceptError> {
     let scheduled_time = tick.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let accepted = match accept(
         state,
@@ -120,7 +118,7 @@ async fn fire(
         Ok(accepted) => accepted,
         // A replica of another version made the tick's invocation with an event written
         // otherwise: the tick is made all the same.
-        Err(ApiError::IdempotencyKeyReused(_)) => return Ok(()),
+        Err(AcceptError::KeyReused(_)) => return Ok(()),
         Err(error) => return Err(error),
     };
     if !accepted.existing {

@@ -8,8 +8,8 @@
 //! The limit is soft: other replicas' accepts since the last count, and calls accepted side by
 //! side, may pass it by that much.
 
-use crate::db;
-use crate::db::DbError;
+use crate::store;
+use crate::store::DbError;
 use deadpool_postgres::Pool;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -51,7 +51,7 @@ impl PendingCounts {
         if room_by_estimate(estimate, now, limit) {
             return Ok(false);
         }
-        let pending = db::count_pending(db, namespace, limit).await?;
+        let pending = store::count_pending(db, namespace, limit).await?;
         self.estimates.lock().unwrap().insert(
             namespace.to_owned(),
             Estimate {

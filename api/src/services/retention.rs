@@ -4,7 +4,7 @@
 //! (packages, dependency trees) that no function has named for `ARTIFACT_GRACE_SECS`, with the
 //! finished builds no function names.
 
-use crate::db;
+use crate::store;
 use chrono::Utc;
 use deadpool_postgres::Pool;
 use std::time::Duration;
@@ -49,7 +49,7 @@ pub fn spawn(pool: Pool, retention: Retention, stop: CancellationToken) -> JoinH
 
 /// Deletes the artifacts and finished builds no function has named for `grace`.
 async fn collect_artifacts(pool: &Pool, grace: Duration) {
-    match db::delete_unused_artifacts(pool, grace).await {
+    match store::delete_unused_artifacts(pool, grace).await {
         Ok((0, 0)) => {}
         Ok((builds, artifacts)) => {
             tracing::info!(builds, artifacts, "unused builds and artifacts deleted");
@@ -67,8 +67,8 @@ async fn collect_artifacts(pool: &Pool, grace: Duration) {
 async fn delete_older_than(pool: &Pool, cutoff: chrono::DateTime<Utc>, stop: &CancellationToken) {
     let mut deleted = 0;
     loop {
-        let batch = match db::delete_invocations_before(pool, cutoff, BATCH_ROWS).await {
-            Ok(records) => db::delete_async_before(pool, cutoff, BATCH_ROWS)
+        let batch = match store::delete_invocations_before(pool, cutoff, BATCH_ROWS).await {
+            Ok(records) => store::delete_async_before(pool, cutoff, BATCH_ROWS)
                 .await
                 .map(|invocations| (records, invocations)),
             Err(error) => Err(error),

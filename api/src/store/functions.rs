@@ -1,7 +1,7 @@
 //! Functions, each in its namespace, read together with what the namespace allows.
 
 use super::DbError;
-use super::builds::{Build, BuildStatus, Requested, request_build};
+use super::builds::{Build, BuildStatus};
 use crate::domain::http_trigger::{Cors, HttpAuth, RouteEntry};
 use chrono::{DateTime, Utc};
 use common::{ArtifactRef, FunctionSpec, Language, Runtime};
@@ -9,7 +9,6 @@ use deadpool_postgres::Pool;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
 
 /// A stored function, as the API shows it, with what its namespace allows (not shown).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -207,40 +206,9 @@ pub fn tail(text: &str, max_bytes: usize) -> &str {
     &text[start..]
 }
 
-/// A function's fields as a client sets them, already validated.
-#[derive(Debug, Clone)]
-pub struct FunctionFields {
-    pub name: String,
-    pub route: String,
-    pub language: Language,
-    pub code: String,
-    pub handler: String,
-    pub timeout: i32,
-    pub runtime: Runtime,
-    pub memory_mb: i32,
-    pub env: BTreeMap<String, String>,
-    pub max_concurrency: Option<i32>,
-    pub http_methods: Option<Vec<String>>,
-    pub http_auth: HttpAuth,
-    pub cors: Option<Cors>,
-    /// The route with its parameter names erased: unique, so that no two are ambiguous.
-    pub route_shape: String,
-    pub dependencies: Option<String>,
-    /// The build `dependencies` need ([`crate::domain::deps::build_key`]).
-    pub build_key: Option<String>,
-    /// The stored package, for a function saved with `code_zip` (then `code` is empty).
-    pub package: Option<PackageInfo>,
-    pub max_retries: i32,
-    pub max_event_age_secs: i32,
-    pub on_success: Option<String>,
-    pub on_failure: Option<String>,
-    pub schedule: Option<String>,
-    pub schedule_timezone: String,
-}
-
 /// The columns of a function, of its namespace and of its build, from `f` (functions), `n`
 /// (namespaces) and `b` (builds), joined by [`JOINS`].
-const FUNCTION_COLUMNS: &str = "f.id, f.namespace, f.name, f.route, f.language, f.code, f.handler, f.timeout,
+pub(super) const FUNCTION_COLUMNS: &str = "f.id, f.namespace, f.name, f.route, f.language, f.code, f.handler, f.timeout,
     f.runtime, f.memory_mb, f.env, f.max_concurrency, f.http_methods, f.http_auth, f.cors, f.version, f.created_at, f.updated_at,
     f.dependencies, f.build_key, f.serving,
     f.package_digest, f.package_zip_bytes, f.package_files, pa.unpacked_bytes AS package_unpacked_bytes,
@@ -250,7 +218,7 @@ const FUNCTION_COLUMNS: &str = "f.id, f.namespace, f.name, f.route, f.language, 
     right(b.log, 4096) AS build_log, b.started_at AS build_started_at, b.finished_at AS build_finished_at";
 
 /// A function row `f`'s namespace and build.
-const JOINS: &str =
+pub(super) const JOINS: &str =
     "JOIN namespaces n ON n.name = f.namespace LEFT JOIN builds b ON b.key = f.build_key
      LEFT JOIN artifacts pa ON pa.digest = f.package_digest";
 
@@ -342,211 +310,6 @@ impl TryFrom<&Row> for TriggerSettings {
             cors: cors.and_then(|value| serde_json::from_value(value).ok()),
         })
     }
-}
-
-/// The columns a client sets, in the order of [`FieldValues::params`].
-const FIELD_COLUMNS: [&str; 25] = [
-    "name",
-    "route",
-    "language",
-    "code",
-    "handler",
-    "timeout",
-    "runtime",
-    "memory_mb",
-    "env",
-    "max_concurrency",
-    "http_methods",
-    "http_auth",
-    "cors",
-    "route_shape",
-    "dependencies",
-    "build_key",
-    "package_digest",
-    "package_zip_bytes",
-    "package_files",
-    "max_retries",
-    "max_event_age_secs",
-    "on_success",
-    "on_failure",
-    "schedule",
-    "schedule_timezone",
-];
-
-/// [`FunctionFields`] as query parameters: the JSON columns encoded, the enums as text.
-struct FieldValues<'a> {
-    fields: &'a FunctionFields,
-    language: &'static str,
-    runtime: &'static str,
-    http_auth: &'static str,
-    env: serde_json::Value,
-    cors: Option<serde_json::Value>,
-    package_digest: Option<&'a str>,
-    package_zip_bytes: Option<i64>,
-    package_files: Option<i32>,
-}
-
-impl<'a> FieldValues<'a> {
-    fn new(fields: &'a FunctionFields) -> Self {
-        FieldValues {
-            fields,
-            language: fields.language.as_str(),
-            runtime: fields.runtime.as_str(),
-            http_auth: fields.http_auth.as_str(),
-            env: serde_json::to_value(&fields.env).unwrap_or_default(),
-            cors: fields
-                .cors
-                .as_ref()
-                .map(|cors| serde_json::to_value(cors).unwrap_or_default()),
-            package_digest: fields.package.as_ref().map(|p| p.digest.as_str()),
-            package_zip_bytes: fields.package.as_ref().map(|p| p.zip_bytes),
-            package_files: fields.package.as_ref().map(|p| p.files),
-        }
-    }
-
-    /// The values of [`FIELD_COLUMNS`], in their order.
-    fn params(&self) -> [&(dyn ToSql + Sync); 25] {
-        let f = self.fields;
-        [
-            &f.name,
-            &f.route,
-            &self.language,
-            &f.code,
-            &f.handler,
-            &f.timeout,
-            &self.runtime,
-            &f.memory_mb,
-            &self.env,
-            &f.max_concurrency,
-            &f.http_methods,
-            &self.http_auth,
-            &self.cors,
-            &f.route_shape,
-            &f.dependencies,
-            &f.build_key,
-            &self.package_digest,
-            &self.package_zip_bytes,
-            &self.package_files,
-            &f.max_retries,
-            &f.max_event_age_secs,
-            &f.on_success,
-            &f.on_failure,
-            &f.schedule,
-            &f.schedule_timezone,
-        ]
-    }
-}
-
-/// A function just saved, and the build job to publish once it is committed, if the save
-/// (re)started one.
-#[derive(Debug)]
-pub struct Saved {
-    pub function: Function,
-    pub publish_build: Option<uuid::Uuid>,
-}
-
-/// Asks for the build `fields` need, in the saving transaction.
-async fn request_fields_build(
-    tx: &deadpool_postgres::Transaction<'_>,
-    fields: &FunctionFields,
-) -> Result<Option<Requested>, DbError> {
-    match (&fields.build_key, &fields.dependencies) {
-        (Some(key), Some(dependencies)) => Ok(Some(
-            request_build(tx, key, fields.language, dependencies).await?,
-        )),
-        _ => Ok(None),
-    }
-}
-
-/// Creates a function in `namespace`, with the build its dependencies need.
-pub async fn insert_function(
-    pool: &Pool,
-    namespace: &str,
-    fields: &FunctionFields,
-) -> Result<Saved, DbError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let build = request_fields_build(&tx, fields).await?;
-    // $1 is the namespace, the fields follow.
-    let placeholders: Vec<String> = (2..FIELD_COLUMNS.len() + 2)
-        .map(|n| format!("${n}"))
-        .collect();
-    let sql = format!(
-        "WITH f AS (
-             INSERT INTO functions (namespace, {})
-             VALUES ($1, {}) RETURNING *)
-         SELECT {FUNCTION_COLUMNS} FROM f {JOINS}",
-        FIELD_COLUMNS.join(", "),
-        placeholders.join(", ")
-    );
-    let values = FieldValues::new(fields);
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&namespace];
-    params.extend(values.params());
-    let row = tx.query_one(&sql, &params).await?;
-    let function = Function::try_from(&row)?;
-    tx.commit().await?;
-    Ok(Saved {
-        function,
-        publish_build: build.and_then(|b| b.publish),
-    })
-}
-
-/// Replaces every field of function `id` of `namespace` and bumps its version; `None` when
-/// that namespace has no such function. When the new version must wait for a build, the
-/// version that ran until now keeps serving calls (its spec is kept in `serving`).
-pub async fn update_function(
-    pool: &Pool,
-    namespace: &str,
-    id: i64,
-    fields: &FunctionFields,
-) -> Result<Option<Saved>, DbError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let old = tx
-        .query_opt(
-            &format!(
-                "SELECT {FUNCTION_COLUMNS} FROM functions f {JOINS}
-                 WHERE f.id = $1 AND f.namespace = $2 FOR UPDATE OF f"
-            ),
-            &[&id, &namespace],
-        )
-        .await?;
-    let Some(old) = old else { return Ok(None) };
-    let old = Function::try_from(&old)?;
-    let build = request_fields_build(&tx, fields).await?;
-    let ready_now = build
-        .as_ref()
-        .is_none_or(|b| b.status == BuildStatus::Ready);
-    let serving = if ready_now {
-        None
-    } else {
-        old.runnable()
-            .ok()
-            .map(|spec| serde_json::to_value(spec).expect("a spec always serializes"))
-    };
-    // $1, $2 and $3 are the id, the namespace and `serving`; the fields follow.
-    let assignments: Vec<String> = FIELD_COLUMNS
-        .iter()
-        .zip(4..)
-        .map(|(column, n)| format!("{column} = ${n}"))
-        .collect();
-    let sql = format!(
-        "WITH f AS (
-             UPDATE functions SET {}, serving = $3, version = version + 1, updated_at = now()
-             WHERE id = $1 AND namespace = $2 RETURNING *)
-         SELECT {FUNCTION_COLUMNS} FROM f {JOINS}",
-        assignments.join(", ")
-    );
-    let values = FieldValues::new(fields);
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &namespace, &serving];
-    params.extend(values.params());
-    let row = tx.query_one(&sql, &params).await?;
-    let function = Function::try_from(&row)?;
-    tx.commit().await?;
-    Ok(Some(Saved {
-        function,
-        publish_build: build.and_then(|b| b.publish),
-    }))
 }
 
 /// The functions of `namespace`, by id.

@@ -23,11 +23,13 @@ pub use consumer::spawn_dispatcher;
 pub use pending::PendingCounts;
 pub use scheduler::spawn_scheduler;
 
-use crate::db::{self, Inserted, NewAsync};
-use crate::http::error::ApiError;
-use crate::http::state::AppState;
+use crate::broker::{BrokerError, Invoker};
+use crate::services::Invocations;
+use crate::store::{self, Inserted, NewAsync};
 use common::broker::Topology;
+use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -65,35 +67,67 @@ pub struct DispatchSettings {
     pub topology: Topology,
 }
 
+/// What async dispatch reaches of the platform: the store, the broker, the one call path,
+/// and this replica's estimate of each namespace's pending invocations.
+#[derive(Clone)]
+pub struct Dispatch {
+    pub db: Pool,
+    pub invoker: Arc<Invoker>,
+    pub invocations: Invocations,
+    pub pending: Arc<PendingCounts>,
+    /// `MAX_PENDING_ASYNC`, per namespace.
+    pub max_pending_async: i64,
+}
+
+/// Why an async call was not accepted; nothing is kept for any of them.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// The `Idempotency-Key` was used within 24 h for invocation `0`, of another function or
+    /// with another event.
+    #[error("the idempotency key made invocation {0}, of another function or event")]
+    KeyReused(Uuid),
+    /// The namespace has `limit` async invocations not yet finished (`MAX_PENDING_ASYNC`).
+    #[error("namespace {namespace} has MAX_PENDING_ASYNC ({limit}) invocations pending")]
+    TooManyPending { namespace: String, limit: i64 },
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("the database is unavailable")]
+    Database(#[from] store::DbError),
+}
+
 /// Accepts `new`: stored, then its first attempt published and confirmed. With an
 /// idempotency key that made an invocation within 24 h, that one (409 when it was of another
 /// function or event). When `limited` (a client's call), 429 when the namespace has
 /// `MAX_PENDING_ASYNC` invocations not finished. A job the broker does not confirm is 503 and
 /// nothing is kept.
-pub async fn accept(state: &AppState, new: NewAsync, limited: bool) -> Result<Accepted, ApiError> {
-    let limit = state.limits.max_pending_async;
+pub async fn accept(
+    state: &Dispatch,
+    new: NewAsync,
+    limited: bool,
+) -> Result<Accepted, AcceptError> {
+    let limit = state.max_pending_async;
     let at_limit = limited
         && state
             .pending
             .at_limit(&state.db, &new.namespace, limit)
             .await?;
-    match db::insert_async(&state.db, &new, at_limit).await? {
+    match store::insert_async(&state.db, &new, at_limit).await? {
         Inserted::Existing(invocation_id) => Ok(Accepted {
             invocation_id,
             existing: true,
         }),
-        Inserted::KeyReused(invocation_id) => Err(ApiError::IdempotencyKeyReused(invocation_id)),
-        Inserted::TooManyPending => Err(ApiError::TooManyPending {
+        Inserted::KeyReused(invocation_id) => Err(AcceptError::KeyReused(invocation_id)),
+        Inserted::TooManyPending => Err(AcceptError::TooManyPending {
             namespace: new.namespace,
             limit,
         }),
         Inserted::New(invocation_id) => {
             if let Err(error) = publish_attempt(state, invocation_id, 1).await {
-                if let Err(db_error) = db::forget_unpublished(&state.db, invocation_id).await {
+                if let Err(db_error) = store::forget_unpublished(&state.db, invocation_id).await {
                     // The sweeper will publish it after all: the caller, told 503, may see it run.
                     tracing::warn!(%db_error, %invocation_id, "refused invocation not deleted");
                 }
-                return Err(error);
+                return Err(error.into());
             }
             state.pending.accepted(&new.namespace);
             metrics::counter!("faas_async_accepted_total", "namespace" => new.namespace, "function" => new.function_name, "mode" => new.mode.as_str())
@@ -109,10 +143,10 @@ pub async fn accept(state: &AppState, new: NewAsync, limited: bool) -> Result<Ac
 /// Publishes attempt `attempt` of `invocation_id` to run now, then marks the row published
 /// (best effort: the sweeper's duplicate is dropped by the claim).
 pub async fn publish_attempt(
-    state: &AppState,
+    state: &Dispatch,
     invocation_id: Uuid,
     attempt: u32,
-) -> Result<(), ApiError> {
+) -> Result<(), BrokerError> {
     let job = AsyncJob {
         invocation_id,
         attempt,
@@ -121,7 +155,7 @@ pub async fn publish_attempt(
         .invoker
         .publish_async(Topology::ASYNC_RUN_KEY, &job.body())
         .await?;
-    if let Err(error) = db::mark_published(&state.db, invocation_id).await {
+    if let Err(error) = store::mark_published(&state.db, invocation_id).await {
         tracing::warn!(%error, %invocation_id, "published invocation not marked; the sweeper will publish it again");
     }
     Ok(())
@@ -143,7 +177,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// least [`STALE_QUEUED_AFTER`]. A job that was not lost after all is a duplicate, which the
 /// claim drops. Until `stop`.
 pub fn spawn_sweeper(
-    state: AppState,
+    state: Dispatch,
     topology: Topology,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
@@ -155,7 +189,7 @@ pub fn spawn_sweeper(
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(SWEEP_EVERY) => {}
             }
-            let mut lost = match db::unpublished(&state.db, UNPUBLISHED_AFTER, 100).await {
+            let mut lost = match store::unpublished(&state.db, UNPUBLISHED_AFTER, 100).await {
                 Ok(lost) => lost,
                 Err(error) => {
                     tracing::debug!(%error, "cannot look for unpublished invocations");
@@ -163,8 +197,14 @@ pub fn spawn_sweeper(
                 }
             };
             for (what, found) in [
-                ("overdue", db::overdue(&state.db, OVERDUE_AFTER, 100).await),
-                ("stale", db::stale_queued(&state.db, stale_after, 100).await),
+                (
+                    "overdue",
+                    store::overdue(&state.db, OVERDUE_AFTER, 100).await,
+                ),
+                (
+                    "stale",
+                    store::stale_queued(&state.db, stale_after, 100).await,
+                ),
             ] {
                 match found {
                     Ok(found) => lost.extend(found),

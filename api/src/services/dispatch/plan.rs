@@ -3,9 +3,9 @@
 //! invocation becomes (done, retried, set aside, dead-lettered) and which destination hears
 //! of it.
 
-use crate::db::AsyncState;
 use crate::domain::async_status::AsyncStatus;
-use crate::records;
+use crate::services::records;
+use crate::store::AsyncState;
 use chrono::{DateTime, Utc};
 use common::broker::Topology;
 use common::{Reply, ReplyStatus};

@@ -7,8 +7,8 @@
 //! length), and a batch that Postgres refuses for its data is split in halves until the rows it
 //! refuses are found; those are dropped and counted, the rest written.
 
-use crate::db::DbError;
-use crate::db::{self, InvocationRecord};
+use crate::store::DbError;
+use crate::store::{self, InvocationRecord};
 use common::ErrorInfo;
 use deadpool_postgres::Pool;
 use std::collections::VecDeque;
@@ -215,7 +215,7 @@ pub fn clean_text(text: &mut String) {
 /// error to retry after.
 pub async fn store(pool: &Pool, batch: &[InvocationRecord]) -> (usize, Option<DbError>) {
     let outcome = write_splitting(batch, |rows| async move {
-        db::insert_invocations(pool, rows)
+        store::insert_invocations(pool, rows)
             .await
             .map_err(|error| match refused_state(&error) {
                 Some(state) => Refusal::Rejected(state),

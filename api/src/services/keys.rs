@@ -6,12 +6,12 @@
 //! keep a revoked key alive beyond the TTL. When Postgres is away, an entry past its TTL is
 //! used still (a revocation needs Postgres too).
 
-use crate::cache::EventFed;
-use crate::db::DbError;
-use crate::db::{self, KeyRecord};
 use crate::domain::auth::{
     self, ADMIN_KEY_ID, AuthError, DEFAULT_NAMESPACE, Presented, Principal, Scope,
 };
+use crate::services::cache::EventFed;
+use crate::store::DbError;
+use crate::store::{self, KeyRecord};
 use deadpool_postgres::Pool;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -100,7 +100,7 @@ impl KeyStore {
             None => None,
         };
         let generation = self.by_id.generation();
-        match db::get_key_record(pool, id).await {
+        match store::get_key_record(pool, id).await {
             Ok(record) => {
                 let record = record.map(Arc::new);
                 self.store(id, record.clone(), generation);
@@ -158,7 +158,7 @@ impl KeyStore {
 /// prints it, once, in the log: the operator's way in.
 pub async fn make_first_admin_key(pool: &Pool) -> anyhow::Result<()> {
     let key = auth::new_key();
-    let row = db::NewKeyRow {
+    let row = store::NewKeyRow {
         id: key.id,
         namespace: DEFAULT_NAMESPACE,
         scopes: &[Scope::Admin],
@@ -166,7 +166,7 @@ pub async fn make_first_admin_key(pool: &Pool) -> anyhow::Result<()> {
         secret_hash: &key.secret_hash,
         expires_at: None,
     };
-    if db::insert_first_admin_key(pool, &row).await? {
+    if store::insert_first_admin_key(pool, &row).await? {
         tracing::warn!(
             admin_key = %key.key,
             "no ADMIN_KEY was set and no admin key existed: made this admin key, shown this once; keep it (it mints every other key)"

@@ -4,8 +4,7 @@
 //! `common::broker::run`.
 
 use super::runner::{Disposition, Runner};
-use super::{AsyncJob, DispatchSettings};
-use crate::http::state::AppState;
+use super::{AsyncJob, Dispatch, DispatchSettings};
 use common::broker::{Acks, Consume, Decision, LoopOptions, Session};
 use lapin::message::Delivery;
 use lapin::options::BasicQosOptions;
@@ -23,7 +22,7 @@ const CONSUMER_TAG: &str = "faas-api-dispatcher";
 /// Starts the dispatcher; it ends when `stop` is cancelled and its jobs are done (at most
 /// [`DRAIN_TIMEOUT`] later).
 pub fn spawn_dispatcher(
-    state: AppState,
+    state: Dispatch,
     settings: DispatchSettings,
     stop: CancellationToken,
 ) -> JoinHandle<()> {

@@ -8,7 +8,7 @@
 //! connection's event consumer is subscribed. Entries older than `FUNCTION_CACHE_TTL_SECS` are
 //! reloaded whatever happened: a safety net for an event lost some other way.
 
-use crate::db::Function;
+use crate::store::Function;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
