@@ -29,7 +29,7 @@ LAYERS = {
                     "services::route_table"]),
         ("services", ["services"]),
         ("http", ["http"]),
-        ("composition", ["config", "lib", "main"]),
+        ("composition", ["config", "state", "lib", "main"]),
     ],
     "worker": [
         ("contracts", ["error", "protocol", "death"]),

@@ -18,19 +18,19 @@ mod config;
 mod domain;
 mod http;
 mod services;
+mod state;
 pub mod store;
 pub use services::records;
-use services::{cache, dispatch, keys, retention, route_table};
 
-use anyhow::Context;
 pub use config::{AuthMode, Config, Secret};
-use http::state::{AppState, Limits};
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 /// Connects to Postgres (migrating it) and RabbitMQ, then serves the API on `listener` and
@@ -44,135 +44,21 @@ pub async fn run(
     let metrics_idle_timeout = (config.metrics_idle_timeout_secs > 0)
         .then(|| Duration::from_secs(config.metrics_idle_timeout_secs));
     install_metrics(metrics_idle_timeout);
-    let db = store::connect(&config.database_url, config.database_pool_size)
-        .await
-        .context("cannot open the database (DATABASE_URL)")?;
-    let functions = Arc::new(cache::FunctionCache::new(Duration::from_secs(
-        config.function_cache_ttl_secs,
-    )));
-    let keys = key_store(&config, &db).await?;
-    match config.worker_token() {
-        Some(token) if token.len() < config::MIN_WORKER_TOKEN_LEN => anyhow::bail!(
-            "WORKER_TOKEN must be at least {} characters",
-            config::MIN_WORKER_TOKEN_LEN
-        ),
-        Some(_) => {}
-        None => tracing::warn!(
-            "WORKER_TOKEN is not set: workers cannot report builds or fetch artifacts, so functions with dependencies never become ready"
-        ),
-    }
-    let routes = route_table::RouteTable::new();
-    let route_count = routes
-        .load(&db)
-        .await
-        .context("cannot load the functions' routes")?;
-    tracing::info!(routes = route_count, prefix = %config.route_prefix, "HTTP routes loaded");
     // Unique per process, so an operator (or a test) can tell the replicas' connections apart.
     let connection_name = format!(
         "faas-api {} {}",
         listener.local_addr()?,
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let topology = config
-        .broker
-        .topology()
-        .with_retry_base_secs(config.retry_base_secs);
-    let invoker = broker::Invoker::connect(
-        &config.broker.amqp_url,
-        connection_name.clone(),
-        topology.clone(),
-        Arc::new(services::Caches {
-            functions: functions.clone(),
-            keys: keys.clone(),
-            routes: routes.clone(),
-        }),
-    )
-    .await
-    .map_err(
-        |error| match common::broker::explain_declare_error(&error) {
-            Some(explained) => anyhow::anyhow!(explained),
-            None => anyhow::Error::new(error).context("cannot reach the message broker (AMQP_URL)"),
-        },
-    )?;
-    let (records, record_writer) = records::RecordWriter::spawn(db.clone());
+    let composed = state::compose(&config, connection_name).await?;
     let stop_background = CancellationToken::new();
-    let retention = retention::spawn(
-        db.clone(),
-        retention::Retention {
-            record_days: config.record_retention_days,
-            artifact_grace: Duration::from_secs(config.artifact_grace_secs),
-            interval: Duration::from_secs(config.retention_interval_secs.max(1)),
-        },
-        stop_background.clone(),
-    );
-    let route_reloader = routes.spawn_reloader(
-        db.clone(),
-        Duration::from_secs(config.function_cache_ttl_secs.max(1)),
-        stop_background.clone(),
-    );
-    let invoke_overhead = Duration::from_millis(config.invoke_overhead_ms);
-    let invocations = services::Invocations::new(
-        db.clone(),
-        invoker.clone(),
-        functions.clone(),
-        records.clone(),
-        invoke_overhead,
-    );
-    let function_service = services::Functions::new(
-        db.clone(),
-        invoker.clone(),
-        functions.clone(),
-        routes.clone(),
-        config.max_code_bytes,
-        Duration::from_secs(config.build_wait_secs),
-    );
-    let async_dispatch = dispatch::Dispatch {
-        db: db.clone(),
-        invoker: invoker.clone(),
-        invocations: invocations.clone(),
-        pending: Default::default(),
-        max_pending_async: config.max_pending_async,
-    };
-    let state = AppState {
-        db,
-        invoker: invoker.clone(),
-        function_cache: functions,
-        functions: function_service,
-        keys,
-        records,
-        invocations,
-        routes,
-        route_prefix: config.route_prefix.as_str().into(),
-        limits: Limits {
-            max_code_bytes: config.max_code_bytes,
-            max_event_bytes: config.max_event_bytes,
-            max_async_event_bytes: config.max_async_event_bytes,
-            max_inflight: config.max_inflight,
-            // 0 would refuse every body and every request: a second is the least that works.
-            body_read_timeout: Duration::from_secs(config.body_read_timeout_secs.max(1)),
-            max_artifact_bytes: config.artifact_max_mb * 1024 * 1024,
-        },
-        dispatch: async_dispatch.clone(),
-        worker_token: config
-            .worker_token()
-            .map(|token| domain::auth::sha256(token.as_bytes())),
-    };
-
-    let dispatcher = (config.async_concurrency > 0).then(|| {
-        dispatch::spawn_dispatcher(
-            async_dispatch.clone(),
-            dispatch::DispatchSettings {
-                amqp_url: config.broker.amqp_url.clone(),
-                connection_name: format!("{connection_name} dispatcher"),
-                concurrency: config.async_concurrency,
-                topology: topology.clone(),
-            },
-            stop_background.clone(),
-        )
-    });
-    let sweeper =
-        dispatch::spawn_sweeper(async_dispatch.clone(), topology, stop_background.clone());
-    let scheduler = dispatch::spawn_scheduler(async_dispatch, stop_background.clone());
+    let background = state::Background::spawn(&config, &composed, stop_background.clone());
+    let state::Composed {
+        state,
+        invoker,
+        record_writer,
+        ..
+    } = composed;
 
     register_metrics();
     let keep_alive = metrics_idle_timeout
@@ -184,7 +70,9 @@ pub async fn run(
     // The description routes need no state, no key and no bound on requests in flight.
     let app = http::routes::router(state)
         .merge(http::openapi::docs::router())
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(CatchPanicLayer::new());
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     http::server::serve(
@@ -196,14 +84,7 @@ pub async fn run(
     .await;
     stop_background.cancel();
     common::metrics::stop(metrics_task).await;
-    let _ = retention.await;
-    // Its running jobs finish (or go back to the queue) while the broker connection is open.
-    if let Some(dispatcher) = dispatcher {
-        let _ = dispatcher.await;
-    }
-    let _ = sweeper.await;
-    let _ = scheduler.await;
-    let _ = route_reloader.await;
+    background.join().await;
     if let Some(keep_alive) = keep_alive {
         let _ = keep_alive.await;
     }
@@ -218,31 +99,24 @@ pub async fn run(
     Ok(())
 }
 
-/// The key store, with the first admin key made if there is none and `ADMIN_KEY` is unset;
-/// `None` with `AUTH=disabled`, which is said loudly at every start.
-async fn key_store(
-    config: &Config,
-    db: &deadpool_postgres::Pool,
-) -> anyhow::Result<Option<Arc<keys::KeyStore>>> {
-    if config.auth == AuthMode::Disabled {
-        tracing::warn!(
-            "AUTH=disabled: every request is served without a key, as namespace `default` with every scope; never expose this api"
-        );
-        return Ok(None);
-    }
-    match config.admin_key() {
-        Some(key) if key.len() < domain::auth::MIN_ADMIN_KEY_LEN => anyhow::bail!(
-            "ADMIN_KEY is {} characters; it must have at least {} (e.g. `openssl rand -hex 32`)",
-            key.len(),
-            domain::auth::MIN_ADMIN_KEY_LEN
-        ),
-        Some(_) => {}
-        None => keys::make_first_admin_key(db)
-            .await
-            .context("cannot make the first admin key")?,
-    }
-    let ttl = Duration::from_secs(config.key_cache_ttl_secs);
-    Ok(Some(Arc::new(keys::KeyStore::new(config.admin_key(), ttl))))
+/// The span of one request: its method, the route it matched (the pattern, not the path, so
+/// that ids in paths do not make every span unique) and its request id (`X-Request-Id`, the
+/// client's or one made here, and sent back), which every log line of the request carries.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|path| path.as_str());
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok());
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route = route.unwrap_or("unmatched"),
+        request_id = request_id.unwrap_or(""),
+    )
 }
 
 /// Installs the process's recorder; counters and histograms that nothing updated for

@@ -219,8 +219,10 @@ async fn handle(
     let span = tracing::info_span!(
         "job",
         invocation_id = %job.invocation_id,
+        namespace = %job.function.namespace,
         function = %job.function.name,
         version = job.function.version,
+        attempt = job.attempt,
         worker = %worker_id,
     );
     settle(delivery, replies, executor, &job)
