@@ -103,8 +103,9 @@ TEST_ATTR = re.compile(r"^\s*#\[\s*(cfg\s*\(\s*(test\s*\)|all\s*\(\s*test\b)|tes
 MOD_DECL = re.compile(r"^\s*(pub(\([^)]*\))?\s+)?mod\s+([A-Za-z_][A-Za-z0-9_]*)\s*;")
 
 def item_end(text, pos):
-    """Offset of the end of the item starting at pos: its first top-level `;`, or the `}`
-    closing its first `{`. Skips comments, strings, raw strings and char literals."""
+    """Offset of the end of the item starting at pos: its first top-level `;`, or a `}` that
+    closes every bracket opened since pos. Skips comments, strings, raw strings and char
+    literals."""
     depth, i, n = 0, pos, len(text)
     while i < n:
         c = text[i]
@@ -141,11 +142,11 @@ def item_end(text, pos):
             else:
                 i += 1  # a lifetime
             continue
-        if c == "{":
+        if c in "{[(":
             depth += 1
-        elif c == "}":
+        elif c in "}])":
             depth -= 1
-            if depth == 0:
+            if depth == 0 and c == "}":
                 return i
         elif c == ";" and depth == 0:
             return i

@@ -321,6 +321,24 @@ pub(crate) fn reply_response(
     (status, axum::Json(body)).into_response()
 }
 
+/// The `Idempotency-Key` header, checked: 1 to [`MAX_IDEMPOTENCY_KEY_LEN`] visible ASCII
+/// characters.
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().map_err(|_| {
+        ApiError::Invalid("Idempotency-Key must be visible ASCII characters".into())
+    })?;
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        return Err(ApiError::Invalid(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters; got {}",
+            key.len()
+        )));
+    }
+    Ok(Some(key.to_owned()))
+}
+
 /// The longest `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 
@@ -380,21 +398,7 @@ pub async fn execute_function_async(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Invoke)?;
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(value) => {
-            let key = value.to_str().map_err(|_| {
-                ApiError::Invalid("Idempotency-Key must be visible ASCII characters".into())
-            })?;
-            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
-                return Err(ApiError::Invalid(format!(
-                    "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters; got {}",
-                    key.len()
-                )));
-            }
-            Some(key.to_owned())
-        }
-    };
+    let idempotency_key = idempotency_key(&headers)?;
     let event = parse_event(&body?, state.limits.max_async_event_bytes)?;
     let function = state.invocations.find(&principal.namespace, name).await?;
     let accepted = crate::services::dispatch::accept(
