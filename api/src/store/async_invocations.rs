@@ -427,15 +427,12 @@ pub async fn release_claim(pool: &Pool, id: Uuid, attempt: i32) -> Result<(), Db
     Ok(())
 }
 
-/// How an attempt ended, and what the invocation becomes.
-#[derive(Debug, Clone)]
-pub struct AttemptOutcome {
-    pub attempt: i32,
-    /// [`AsyncStatus::Queued`] (a retry follows), [`AsyncStatus::Succeeded`] or
-    /// [`AsyncStatus::DeadLettered`].
-    pub next_status: AsyncStatus,
+/// How an attempt ended, as its rows record it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
     /// The reply status, `no_reply`, or `not_run` (with `error` saying why).
     pub outcome: String,
+    /// What the handler returned, JSON text, when it succeeded.
     pub result: Option<String>,
     pub error: Option<Value>,
     pub logs: Option<String>,
@@ -444,6 +441,16 @@ pub struct AttemptOutcome {
     pub duration_ms: Option<f64>,
     pub cold_start: bool,
     pub worker_id: Option<String>,
+}
+
+/// How an attempt ended, and what the invocation becomes.
+#[derive(Debug, Clone)]
+pub struct AttemptOutcome {
+    pub attempt: i32,
+    /// [`AsyncStatus::Queued`] (a retry follows), [`AsyncStatus::Succeeded`] or
+    /// [`AsyncStatus::DeadLettered`].
+    pub next_status: AsyncStatus,
+    pub record: AttemptRecord,
     pub function_version: Option<i32>,
     pub runtime: Option<String>,
     pub started_at: DateTime<Utc>,
@@ -484,13 +491,13 @@ pub async fn record_attempt(
                 &id,
                 &outcome.attempt,
                 &outcome.next_status,
-                &outcome.result,
-                &outcome.error,
-                &outcome.logs,
-                &outcome.logs_truncated,
-                &outcome.timing,
-                &outcome.duration_ms,
-                &outcome.worker_id,
+                &outcome.record.result,
+                &outcome.record.error,
+                &outcome.record.logs,
+                &outcome.record.logs_truncated,
+                &outcome.record.timing,
+                &outcome.record.duration_ms,
+                &outcome.record.worker_id,
                 &outcome.function_version,
                 &outcome.runtime,
                 &terminal,
@@ -510,12 +517,12 @@ pub async fn record_attempt(
         &[
             &id,
             &outcome.attempt,
-            &outcome.outcome,
-            &outcome.error,
-            &outcome.worker_id,
-            &outcome.timing,
-            &outcome.duration_ms,
-            &outcome.cold_start,
+            &outcome.record.outcome,
+            &outcome.record.error,
+            &outcome.record.worker_id,
+            &outcome.record.timing,
+            &outcome.record.duration_ms,
+            &outcome.record.cold_start,
             &outcome.started_at,
         ],
     )

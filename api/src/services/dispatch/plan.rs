@@ -5,7 +5,7 @@
 
 use crate::domain::async_status::AsyncStatus;
 use crate::services::records;
-use crate::store::AsyncState;
+use crate::store::{AsyncState, AttemptRecord};
 use chrono::{DateTime, Utc};
 use common::broker::Topology;
 use common::{Reply, ReplyStatus};
@@ -215,22 +215,6 @@ pub enum Destination {
     /// This function would be invoked, but the chain of destinations reached
     /// [`MAX_CHAIN_DEPTH`] (a loop?): it is not.
     ChainTooLong(String),
-}
-
-/// How an attempt ended, as its rows record it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AttemptRecord {
-    /// The reply status, `no_reply`, or `not_run` (with `error` saying why).
-    pub outcome: String,
-    /// What the handler returned, JSON text, when it succeeded.
-    pub result: Option<String>,
-    pub error: Option<Value>,
-    pub logs: Option<String>,
-    pub logs_truncated: bool,
-    pub timing: Option<Value>,
-    pub duration_ms: Option<f64>,
-    pub cold_start: bool,
-    pub worker_id: Option<String>,
 }
 
 impl AttemptRecord {
