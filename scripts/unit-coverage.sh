@@ -13,8 +13,10 @@
 # Environment:
 #   CARGO_TARGET_DIR   build dir (default /var/cache/faas-coverage-target); use one per checkout
 #   COVERAGE_CRATES    crates to run (default "api worker")
-#   COVERAGE_GLOBS     core-logic files, whitespace-separated globs relative to the workspace root
-#                      (arguments win over it); `**` spans directories, `*` and `?` do not
+#   COVERAGE_GLOBS     core-logic files: whitespace-separated globs relative to the workspace root
+#                      (arguments win over it); `**` spans directories, `*` and `?` do not.
+#                      Globs joined by commas make one group with one subtotal, e.g. a service
+#                      and its handler: api/src/services/invocations.rs,api/src/http/routes/invoke.rs
 #   COVERAGE_IGNORE    filename regex left out of every count (default: files named test.rs or
 #                      tests.rs, and anything under a tests/ directory)
 #   COVERAGE_OUT       where the lcov files go (default $CARGO_TARGET_DIR/unit-coverage)
@@ -23,9 +25,11 @@
 # crate's own src/ (the `common` code that a crate's tests also run is left out of its total),
 # measured with the crate's own unit tests only. A file that is never reached shows 0%. Three
 # ways of counting are printed side by side:
-#   llvm       llvm-cov's own summary: what `cargo llvm-cov` and its HTML report print. It sums
-#              the lines of each function separately, so a line shared by two functions (a
-#              closure or async block and its parent, say) counts twice.
+#   llvm       llvm-cov's own summary: what `cargo llvm-cov`, its HTML report and the "lines"
+#              summary of `cargo llvm-cov report --json --summary-only` print (the lcov export's
+#              LF/LH, read here, are the same numbers). It sums the lines of each function
+#              separately, so a line shared by two functions (a closure or async block and its
+#              parent, say) counts twice.
 #   per-line   each source line once (the DA records of the lcov export: a line counts as covered
 #              when its execution count is > 0). Usually a few lines fewer than llvm's.
 #   non-test   per-line, less the test code that lives in the source files: llvm instruments
@@ -34,8 +38,10 @@
 #              Left out here: every item under #[cfg(test)] / #[cfg(all(test, ..))], #[test] or
 #              #[tokio::test], and whole files of test-only modules (`#[cfg(test)] mod fake;`).
 #              This is the number that says how much of the real logic the unit tests reach.
-# Files matched by COVERAGE_IGNORE are in none of the columns. The core-logic table lists each
-# glob's files with a subtotal per glob, then a total over all matched files (each counted once).
+# Files matched by COVERAGE_IGNORE are in none of the columns. The core-logic table lists the
+# files of each glob (or comma-joined group of globs) with a subtotal when there are several, then
+# a total over all matched files (each counted once). A test-only module file shows "-" for
+# non-test; "(no file ... matches)" means a glob found nothing in the measured crates.
 #
 # Default globs suit the current layout (api/src/services/** also holds the async dispatch). For
 # the layout before the services/domain refactor, e.g.:
@@ -78,13 +84,17 @@ mkdir -p "$COVERAGE_OUT"
 for crate in $COVERAGE_CRATES; do
   log "$crate: cargo llvm-cov --lib -p $crate --locked (unit tests only)"
   # One run per crate: a crate's number is what its own unit tests reach.
+  # The tests' own output goes to stderr: stdout is the report alone.
   cargo llvm-cov --lib -p "$crate" --locked \
     --ignore-filename-regex "$COVERAGE_IGNORE" \
-    --lcov --output-path "$COVERAGE_OUT/$crate.lcov"
+    --lcov --output-path "$COVERAGE_OUT/$crate.lcov" >&2
 done
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo '?')
-dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ', uncommitted changes' || true)
+dirty=
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null || true)" ]; then
+  dirty=', uncommitted changes'
+fi
 metadata=$(cargo metadata --no-deps --format-version 1 --locked)
 
 ROOT="$root" OUT="$COVERAGE_OUT" CRATES="$COVERAGE_CRATES" GLOBS="$GLOBS" IGNORE="$COVERAGE_IGNORE" \
@@ -272,8 +282,8 @@ print("core-logic files")
 print(header)
 matched_all = []
 for g in globs:
-    rx = glob_re(g.strip("/"))
-    matched = sorted(p for p in stats if rx.match(p))
+    rxs = [glob_re(part.strip("/")) for part in g.split(",") if part]
+    matched = sorted(p for p in stats if any(rx.match(p) for rx in rxs))
     print(f"{g}")
     if not matched:
         print("  (no file of the measured crates matches)")
@@ -285,6 +295,6 @@ for g in globs:
     if len(matched) > 1:
         row("  = subtotal", total(matched))
 print()
-row(f"TOTAL core logic ({len(matched_all)} files)", total(matched_all))
+row(f"TOTAL core logic ({len(matched_all)} files, each once)", total(matched_all))
 print()
 PY
