@@ -45,6 +45,9 @@ bash scripts/check-cluster-config.sh
 # ate into the tests' own waits (a first run on a fresh machine failed a 30 s consumer wait).
 log "cargo build (binaries and tests)"
 cargo build --workspace --bins --locked
+# The api's tests build the worker as `cargo build -p worker` (support.rs, worker_binary): alone,
+# its dependencies' features differ from the workspace's, so that is a build of its own.
+cargo build --locked -p worker --bin worker
 cargo test --workspace --locked --no-run
 
 log "cargo test"
