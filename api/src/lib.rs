@@ -4,14 +4,12 @@
 //! [`run`] is the whole server; `main` only parses settings and binds the listeners, so tests
 //! start the same server on port 0.
 //!
-//! Inside: `routes` (one module per resource) take a `Principal` from `auth` (keys verified
-//! and cached by `keys`), reach Postgres through `db` and the function `cache`, publish jobs
-//! and events through the `invoker`, and hand invocation records to the `records` writer;
-//! `http_trigger` maps paths under `ROUTE_PREFIX` to functions and HTTP to events and back;
-//! `server` serves HTTP with read timeouts, `limits` bounds requests and bodies, `retention`
-//! deletes old records. `deps` checks dependency lists and `package` deployment packages. `openapi` assembles the OpenAPI document from the handlers' attributes
-//! and the bodies' types; `routes::docs` serves it and its Swagger UI page. Modules are
-//! private; what the binary and the tests use is re-exported.
+//! Inside, in layers, each importing only those below it (docs/architecture.md, "The house:
+//! layers"; `scripts/check-layers.sh` checks it): `domain` (pure rules and formats), `store`
+//! (Postgres) and `broker` (RabbitMQ), `services` (the one call path, saving functions, async
+//! dispatch, the caches), `http` (routes, extractors, errors into responses, OpenAPI), and
+//! `state`, which composes them from the settings. Modules are private; what the binary and
+//! the tests use is re-exported.
 
 mod broker;
 mod config;
