@@ -45,10 +45,11 @@ bash scripts/check-cluster-config.sh
 # ate into the tests' own waits (a first run on a fresh machine failed a 30 s consumer wait).
 log "cargo build (binaries and tests)"
 cargo build --workspace --bins --locked
-# The api's tests build the worker as `cargo build -p worker` (support.rs, worker_binary): alone,
-# its dependencies' features differ from the workspace's, so that is a build of its own.
-cargo build --locked -p worker --bin worker
 cargo test --workspace --locked --no-run
+# The worker binary the api's tests start is the one `cargo test` just built for the worker's own
+# tests (api/tests/api/support.rs, worker_binary): without this they run `cargo build -p worker`,
+# whose features alone differ from the workspace's, a build of its own inside the tests' time.
+export FAAS_TEST_BINARIES_BUILT=1
 
 log "cargo test"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"

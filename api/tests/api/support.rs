@@ -543,11 +543,24 @@ impl Proxy {
 ///
 /// Built (or found up to date) once per test run: cargo builds it for the api's tests only
 /// when asked, and a binary left in the target directory by an earlier run may be stale.
+/// `scripts/test.sh` builds every test binary first (`cargo test --workspace --no-run`, which
+/// builds the worker binary for the worker's own tests, with this run's features) and says so
+/// with `FAAS_TEST_BINARIES_BUILT=1`: a `cargo build -p worker` here would build it again with
+/// the worker's features alone, inside the tests' time.
 pub fn worker_binary() -> std::path::PathBuf {
     static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
             let api = std::path::PathBuf::from(env!("CARGO_BIN_EXE_api"));
+            if std::env::var_os("FAAS_TEST_BINARIES_BUILT").is_some_and(|v| v == "1") {
+                let worker = api.with_file_name("worker");
+                assert!(
+                    worker.is_file(),
+                    "FAAS_TEST_BINARIES_BUILT=1 but there is no {}",
+                    worker.display()
+                );
+                return worker;
+            }
             let status = std::process::Command::new(env!("CARGO"))
                 .args(["build", "--locked", "-p", "worker", "--bin", "worker"])
                 .status()
