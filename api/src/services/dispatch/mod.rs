@@ -16,6 +16,8 @@
 
 mod backend;
 mod consumer;
+#[cfg(test)]
+mod fake;
 mod pending;
 mod plan;
 mod runner;

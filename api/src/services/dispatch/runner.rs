@@ -5,7 +5,7 @@
 //! or wait in place, set the attempt aside, or give the job back.
 //!
 //! Every row operation, publish and call goes through an [`AttemptBackend`]: [`Dispatch`] in
-//! the api, an in-memory fake in unit tests.
+//! the api, an in-memory fake in the unit tests (`runner/tests.rs`).
 
 use super::backend::AttemptBackend;
 use super::plan::{
@@ -485,50 +485,4 @@ fn classify(error: &CallError) -> StartFailure {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::broker::BrokerError;
-    use crate::store::NotRunnable;
-    use common::Runtime;
-
-    #[test]
-    fn the_call_paths_errors_classify_by_what_an_attempt_does_about_them() {
-        use StartFailureKind::*;
-        let table: [(CallError, StartFailureKind); 9] = [
-            (
-                CallError::ConcurrencyLimit {
-                    subject: "function f".into(),
-                    limit: 1,
-                },
-                NoSlot,
-            ),
-            (BrokerError::Overloaded("full".into()).into(), NoSlot),
-            (BrokerError::NoWorker(Runtime::Docker).into(), NotReady),
-            (
-                BrokerError::RuntimeUnavailable(Runtime::Gvisor).into(),
-                NotReady,
-            ),
-            (NotRunnable::Building("f".into()).into(), NotReady),
-            (
-                CallError::Database(store::DbError::Inconsistent("gone")),
-                DatabaseDown,
-            ),
-            (BrokerError::Disconnected.into(), BrokerLost),
-            (
-                NotRunnable::BuildFailed {
-                    name: "f".into(),
-                    log_tail: "no such package".into(),
-                }
-                .into(),
-                Refused,
-            ),
-            (CallError::FunctionNotFound("f".into()), Refused),
-        ];
-        for (error, kind) in table {
-            let failure = classify(&error);
-            assert_eq!(failure.kind, kind, "{error}");
-            assert_eq!(failure.code, error.code());
-            assert_eq!(failure.message, error.to_string());
-        }
-    }
-}
+mod tests;
