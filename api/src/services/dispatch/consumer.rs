@@ -27,7 +27,7 @@ pub fn spawn_dispatcher(
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     let runner = Arc::new(Runner {
-        state,
+        backend: state,
         topology: settings.topology.clone(),
         stop: stop.clone(),
     });

@@ -11,9 +11,13 @@
 //! concurrency slot rather than failing), records the outcome (only the claimant of that
 //! attempt can) and only then acks: a job whose api or worker dies mid-run is delivered again.
 //! `plan` holds the decisions, apart from I/O, and `status` the vocabularies of states and
-//! modes; `scheduler` turns cron ticks into invocations.
+//! modes; `backend` is the runner's port to the store, the broker and the call path;
+//! `scheduler` turns cron ticks into invocations.
 
+mod backend;
 mod consumer;
+#[cfg(test)]
+mod fake;
 mod pending;
 mod plan;
 mod runner;

@@ -3,12 +3,16 @@
 //! call path once, let [`plan::settle`] decide what that try comes to, and apply it: record
 //! the outcome once and publish what follows (the retry, the dead letter, the destination),
 //! or wait in place, set the attempt aside, or give the job back.
+//!
+//! Every row operation, publish and call goes through an [`AttemptBackend`]: [`Dispatch`] in
+//! the api, an in-memory fake in the unit tests (`runner/tests.rs`).
 
+use super::backend::AttemptBackend;
 use super::plan::{
     self, Attempt, Destination, Next, OnDelivery, Policy, Settled, Settlement, StartFailure,
     StartFailureKind, Tried,
 };
-use super::{AsyncJob, Dispatch, publish_attempt};
+use super::{AsyncJob, Dispatch};
 use crate::broker::NoReply;
 use crate::domain::async_status::Mode;
 use crate::services::{Call, CallError, Trigger, runtime_for};
@@ -38,14 +42,15 @@ const CLAIM_TTL: Duration = Duration::from_secs(15);
 /// How often a running attempt renews its claim.
 const CLAIM_RENEW: Duration = Duration::from_secs(5);
 
-/// What a runner needs.
-pub struct Runner {
-    pub state: Dispatch,
+/// What a runner needs: the platform it runs attempts on ([`Dispatch`], or a fake in unit
+/// tests), the broker's topology (its delay queues) and the token that says it is stopping.
+pub struct Runner<B = Dispatch> {
+    pub backend: B,
     pub topology: Topology,
     pub stop: CancellationToken,
 }
 
-impl Runner {
+impl<B: AttemptBackend> Runner<B> {
     /// Handles one job: claims its attempt (in the common case, one statement that also reads
     /// the invocation), or decides from the invocation's state what else to do.
     pub async fn handle(&self, job: AsyncJob) -> Disposition {
@@ -54,7 +59,7 @@ impl Runner {
         loop {
             let until = Utc::now() + CLAIM_TTL;
             let Some(claimed) = self
-                .retry_db(|| store::claim_attempt(&self.state.db, id, attempt, until))
+                .retry_db(|| self.backend.claim_attempt(id, attempt, until))
                 .await
             else {
                 return Disposition::Requeue;
@@ -62,10 +67,7 @@ impl Runner {
             if let Some(row) = claimed {
                 return self.run(row, attempt).await;
             }
-            let Some(row) = self
-                .retry_db(|| store::get_async_state(&self.state.db, id))
-                .await
-            else {
+            let Some(row) = self.retry_db(|| self.backend.get_async_state(id)).await else {
                 return Disposition::Requeue;
             };
             match plan::on_delivery(row.as_ref(), attempt, Utc::now()) {
@@ -74,7 +76,7 @@ impl Runner {
                     return Disposition::Ack;
                 }
                 OnDelivery::RepublishRetry => {
-                    return match publish_attempt(&self.state, id, job.attempt + 1).await {
+                    return match self.backend.publish_attempt(id, job.attempt + 1).await {
                         Ok(()) => Disposition::Ack,
                         Err(_) => Disposition::Requeue,
                     };
@@ -98,13 +100,13 @@ impl Runner {
         let id = row.id;
         let started_at = Utc::now();
         let mut wait = Duration::from_millis(100);
-        let mut renewed = Instant::now();
+        // Tokio's clock (the same as std's unless a test pauses it).
+        let mut renewed = tokio::time::Instant::now();
         let mut blocked_tries = 0;
         loop {
             let found = self
-                .state
-                .invocations
-                .find(&row.namespace, row.function_name.clone())
+                .backend
+                .find_function(&row.namespace, row.function_name.clone())
                 .await;
             let function = match found {
                 Ok(function) => Some(function),
@@ -121,7 +123,7 @@ impl Runner {
             if renewed.elapsed() >= CLAIM_RENEW {
                 let until = Utc::now() + CLAIM_TTL;
                 let Some(held) = self
-                    .retry_db(|| store::extend_claim(&self.state.db, id, attempt, until))
+                    .retry_db(|| self.backend.extend_claim(id, attempt, until))
                     .await
                 else {
                     return self.give_back(id, attempt).await;
@@ -130,7 +132,7 @@ impl Runner {
                     tracing::debug!("another copy of the job took the attempt over");
                     return Disposition::Ack;
                 }
-                renewed = Instant::now();
+                renewed = tokio::time::Instant::now();
             }
             let this_try = Attempt {
                 number: attempt,
@@ -191,7 +193,7 @@ impl Runner {
             Mode::Schedule => Trigger::Schedule,
             Mode::Async | Mode::Sync => Trigger::Async,
         };
-        let call = self.state.invocations.call(Call {
+        let call = self.backend.call(Call {
             function,
             runtime,
             event,
@@ -209,7 +211,7 @@ impl Runner {
                 _ = renew.tick() => {
                     // The claim lapses only if this api dies (or loses Postgres for CLAIM_TTL).
                     let until = Utc::now() + CLAIM_TTL;
-                    if let Err(error) = store::extend_claim(&self.state.db, row.id, at.number, until).await {
+                    if let Err(error) = self.backend.extend_claim(row.id, at.number, until).await {
                         tracing::debug!(%error, "claim not renewed");
                     }
                 }
@@ -249,7 +251,7 @@ impl Runner {
             .outcome(row, attempt, function, settled, started_at)
             .await;
         let Some(recorded) = self
-            .retry_db(|| store::record_attempt(&self.state.db, id, &outcome))
+            .retry_db(|| self.backend.record_attempt(id, &outcome))
             .await
         else {
             // Stopping with the outcome unrecorded: the job runs again elsewhere.
@@ -263,7 +265,7 @@ impl Runner {
             return disposition;
         }
         if let Some(destination) = destination
-            && let Err(error) = publish_attempt(&self.state, destination, 1).await
+            && let Err(error) = self.backend.publish_attempt(destination, 1).await
         {
             tracing::warn!(%error, %destination, "destination invocation not published; the sweeper will");
         }
@@ -290,7 +292,7 @@ impl Runner {
                     attempt: attempt as u32 + 1,
                 };
                 let key = Topology::delay_routing_key(delay.as_secs());
-                if let Err(error) = self.state.invoker.publish_async(&key, &job.body()).await {
+                if let Err(error) = self.backend.publish_async(&key, &job.body()).await {
                     // Redelivered, the job finds the retry due and publishes it again.
                     tracing::warn!(%error, "retry not published; the job goes back to the queue");
                     return Err(Disposition::Requeue);
@@ -305,8 +307,7 @@ impl Runner {
                     attempt: attempt as u32,
                 };
                 if let Err(error) = self
-                    .state
-                    .invoker
+                    .backend
                     .publish_async(Topology::ASYNC_DEAD_KEY, &job.body())
                     .await
                 {
@@ -343,9 +344,8 @@ impl Runner {
             }
             Destination::Invoke(name) => {
                 match self
-                    .state
-                    .invocations
-                    .find(&row.namespace, name.clone())
+                    .backend
+                    .find_function(&row.namespace, name.clone())
                     .await
                 {
                     Ok(target) => Some(NewAsync {
@@ -426,7 +426,7 @@ impl Runner {
             attempt: attempt as u32,
         };
         let key = Topology::delay_routing_key(delay);
-        if let Err(error) = self.state.invoker.publish_async(&key, &job.body()).await {
+        if let Err(error) = self.backend.publish_async(&key, &job.body()).await {
             tracing::warn!(%error, "blocked attempt not set aside; the job goes back to the queue");
             return self.give_back(id, attempt).await;
         }
@@ -434,7 +434,7 @@ impl Runner {
         // running and waits for the claim, or finds the attempt done and is dropped.
         let due_back = Utc::now() + chrono::Duration::seconds(delay as i64);
         if let Some(true) = self
-            .retry_db(|| store::unclaim(&self.state.db, id, attempt, due_back))
+            .retry_db(|| self.backend.unclaim(id, attempt, due_back))
             .await
         {
             tracing::debug!(%why, retry_in_secs = delay, "async attempt cannot start yet; set aside");
@@ -445,7 +445,7 @@ impl Runner {
     /// Lets the job go back to the queue, its claim released so that its next delivery runs
     /// at once.
     async fn give_back(&self, id: Uuid, attempt: i32) -> Disposition {
-        if let Err(error) = store::release_claim(&self.state.db, id, attempt).await {
+        if let Err(error) = self.backend.release_claim(id, attempt).await {
             tracing::debug!(%error, "claim not released; it lapses by itself");
         }
         Disposition::Requeue
@@ -485,50 +485,4 @@ fn classify(error: &CallError) -> StartFailure {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::broker::BrokerError;
-    use crate::store::NotRunnable;
-    use common::Runtime;
-
-    #[test]
-    fn the_call_paths_errors_classify_by_what_an_attempt_does_about_them() {
-        use StartFailureKind::*;
-        let table: [(CallError, StartFailureKind); 9] = [
-            (
-                CallError::ConcurrencyLimit {
-                    subject: "function f".into(),
-                    limit: 1,
-                },
-                NoSlot,
-            ),
-            (BrokerError::Overloaded("full".into()).into(), NoSlot),
-            (BrokerError::NoWorker(Runtime::Docker).into(), NotReady),
-            (
-                BrokerError::RuntimeUnavailable(Runtime::Gvisor).into(),
-                NotReady,
-            ),
-            (NotRunnable::Building("f".into()).into(), NotReady),
-            (
-                CallError::Database(store::DbError::Inconsistent("gone")),
-                DatabaseDown,
-            ),
-            (BrokerError::Disconnected.into(), BrokerLost),
-            (
-                NotRunnable::BuildFailed {
-                    name: "f".into(),
-                    log_tail: "no such package".into(),
-                }
-                .into(),
-                Refused,
-            ),
-            (CallError::FunctionNotFound("f".into()), Refused),
-        ];
-        for (error, kind) in table {
-            let failure = classify(&error);
-            assert_eq!(failure.kind, kind, "{error}");
-            assert_eq!(failure.code, error.code());
-            assert_eq!(failure.message, error.to_string());
-        }
-    }
-}
+mod tests;
