@@ -36,7 +36,7 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
     let functions = Arc::new(cache::FunctionCache::new(Duration::from_secs(
         config.function_cache_ttl_secs,
     )));
-    let keys = key_store(config, &db).await?;
+    let key_cache = key_store(config, &db).await?;
     match config.worker_token() {
         Some(token) if token.len() < config::MIN_WORKER_TOKEN_LEN => anyhow::bail!(
             "WORKER_TOKEN must be at least {} characters",
@@ -63,7 +63,7 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
         topology.clone(),
         Arc::new(services::Caches {
             functions: functions.clone(),
-            keys: keys.clone(),
+            keys: key_cache.clone(),
             routes: routes.clone(),
         }),
     )
@@ -91,6 +91,8 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
         config.max_code_bytes,
         Duration::from_secs(config.build_wait_secs),
     );
+    let key_service = keys::Keys::new(db.clone(), invoker.clone(), key_cache.clone());
+    let namespaces = services::namespaces::Namespaces::new(db.clone(), key_service.clone());
     let async_dispatch = dispatch::Dispatch {
         db: db.clone(),
         invoker: invoker.clone(),
@@ -103,7 +105,9 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
         invoker: invoker.clone(),
         function_cache: functions,
         functions: function_service,
-        keys,
+        key_cache,
+        keys: key_service,
+        namespaces,
         records,
         invocations,
         routes,
@@ -207,7 +211,7 @@ impl Background {
 async fn key_store(
     config: &Config,
     db: &deadpool_postgres::Pool,
-) -> anyhow::Result<Option<Arc<keys::KeyStore>>> {
+) -> anyhow::Result<Option<Arc<keys::cache::KeyStore>>> {
     if config.auth == AuthMode::Disabled {
         tracing::warn!(
             "AUTH=disabled: every request is served without a key, as namespace `default` with every scope; never expose this api"
@@ -226,5 +230,8 @@ async fn key_store(
             .context("cannot make the first admin key")?,
     }
     let ttl = Duration::from_secs(config.key_cache_ttl_secs);
-    Ok(Some(Arc::new(keys::KeyStore::new(config.admin_key(), ttl))))
+    Ok(Some(Arc::new(keys::cache::KeyStore::new(
+        config.admin_key(),
+        ttl,
+    ))))
 }

@@ -8,7 +8,9 @@
 use crate::broker::BrokerError;
 use crate::domain::auth::{AuthError, MissingScope};
 use crate::services::dispatch::AcceptError;
-use crate::services::keys::KeyError;
+use crate::services::keys::KeyChangeError;
+use crate::services::keys::cache::KeyError;
+use crate::services::namespaces::NamespaceError;
 use crate::services::{CallError, Invalid, SaveError};
 use crate::store::{DbError, NotRunnable};
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
@@ -354,6 +356,29 @@ impl From<KeyError> for ApiError {
         match error {
             KeyError::Rejected(why) => ApiError::Unauthorized(why),
             KeyError::Database(error) => ApiError::Database(error),
+        }
+    }
+}
+
+impl From<KeyChangeError> for ApiError {
+    fn from(error: KeyChangeError) -> Self {
+        match error {
+            KeyChangeError::Invalid(why) => ApiError::Invalid(why),
+            KeyChangeError::Forbidden(why) => ApiError::Forbidden(why),
+            KeyChangeError::NamespaceNotFound(name) => ApiError::NamespaceNotFound(name),
+            KeyChangeError::KeyNotFound(id) => ApiError::KeyNotFound(id),
+            KeyChangeError::Database(error) => ApiError::Database(error),
+        }
+    }
+}
+
+impl From<NamespaceError> for ApiError {
+    fn from(error: NamespaceError) -> Self {
+        match error {
+            NamespaceError::Invalid(why) => ApiError::Invalid(why),
+            NamespaceError::Conflict(why) => ApiError::Conflict(why),
+            NamespaceError::NotFound(name) => ApiError::NamespaceNotFound(name),
+            NamespaceError::Database(error) => ApiError::Database(error),
         }
     }
 }

@@ -3,7 +3,9 @@
 use crate::broker::Invoker;
 use crate::services::cache::FunctionCache;
 use crate::services::dispatch::Dispatch;
-use crate::services::keys::KeyStore;
+use crate::services::keys::Keys;
+use crate::services::keys::cache::KeyStore;
+use crate::services::namespaces::Namespaces;
 use crate::services::records::RecordWriter;
 use crate::services::route_table::RouteTable;
 use crate::services::{Functions, Invocations};
@@ -17,7 +19,11 @@ pub struct AppState {
     pub invoker: Arc<Invoker>,
     pub function_cache: Arc<FunctionCache>,
     /// Verifies API keys; `None` with `AUTH=disabled` (every caller is namespace `default`).
-    pub keys: Option<Arc<KeyStore>>,
+    pub key_cache: Option<Arc<KeyStore>>,
+    /// Making, listing and revoking keys.
+    pub keys: Keys,
+    /// Creating, listing and deleting namespaces.
+    pub namespaces: Namespaces,
     pub records: RecordWriter,
     /// The one call path: `/execute`, the routes and the async runner call through it.
     pub invocations: Invocations,

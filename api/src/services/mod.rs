@@ -8,6 +8,7 @@ mod events;
 mod functions;
 mod invocations;
 pub mod keys;
+pub mod namespaces;
 pub mod records;
 pub mod retention;
 pub mod route_table;

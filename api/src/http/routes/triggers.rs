@@ -264,7 +264,7 @@ fn is_platform_credential(state: &AppState, headers: &HeaderMap) -> bool {
     match auth::parse_token(token) {
         auth::Presented::Key { .. } => true,
         auth::Presented::Other { hash } => state
-            .keys
+            .key_cache
             .as_ref()
             .is_some_and(|keys| keys.is_admin_hash(&hash)),
     }
