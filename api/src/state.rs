@@ -93,6 +93,11 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
     );
     let key_service = keys::Keys::new(db.clone(), invoker.clone(), key_cache.clone());
     let namespaces = services::namespaces::Namespaces::new(db.clone(), key_service.clone());
+    let builds = services::builds::Builds::new(db.clone(), function_service.clone());
+    let artifacts = services::builds::artifacts::Artifacts::new(
+        db.clone(),
+        config.artifact_max_mb * 1024 * 1024,
+    );
     let async_dispatch = dispatch::Dispatch {
         db: db.clone(),
         invoker: invoker.clone(),
@@ -103,11 +108,12 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
     let state = AppState {
         db,
         invoker: invoker.clone(),
-        function_cache: functions,
         functions: function_service,
         key_cache,
         keys: key_service,
         namespaces,
+        builds,
+        artifacts,
         records,
         invocations,
         routes,
@@ -119,7 +125,6 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
             max_inflight: config.max_inflight,
             // 0 would refuse every body and every request: a second is the least that works.
             body_read_timeout: Duration::from_secs(config.body_read_timeout_secs.max(1)),
-            max_artifact_bytes: config.artifact_max_mb * 1024 * 1024,
         },
         dispatch: async_dispatch.clone(),
         worker_token: config

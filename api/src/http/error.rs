@@ -7,6 +7,8 @@
 
 use crate::broker::BrokerError;
 use crate::domain::auth::{AuthError, MissingScope};
+use crate::services::builds::BuildError;
+use crate::services::builds::artifacts::ArtifactError;
 use crate::services::dispatch::AcceptError;
 use crate::services::keys::KeyChangeError;
 use crate::services::keys::cache::KeyError;
@@ -379,6 +381,32 @@ impl From<NamespaceError> for ApiError {
             NamespaceError::Conflict(why) => ApiError::Conflict(why),
             NamespaceError::NotFound(name) => ApiError::NamespaceNotFound(name),
             NamespaceError::Database(error) => ApiError::Database(error),
+        }
+    }
+}
+
+impl From<BuildError> for ApiError {
+    fn from(error: BuildError) -> Self {
+        match error {
+            BuildError::NotADigest(why) => ApiError::Invalid(why.to_string()),
+            BuildError::Conflict(why) => ApiError::Conflict(why),
+            BuildError::Database(error) => ApiError::Database(error),
+        }
+    }
+}
+
+impl From<ArtifactError> for ApiError {
+    fn from(error: ArtifactError) -> Self {
+        match error {
+            ArtifactError::NotADigest(why) => ApiError::Invalid(why.to_string()),
+            ArtifactError::Invalid(why) => ApiError::Invalid(why),
+            too_large @ ArtifactError::TooLarge { .. } => ApiError::TooLarge(too_large.to_string()),
+            ArtifactError::BodyTimeout => ApiError::BodyTimeout,
+            // Workers read a 404 as "not there"; the code is the nearest the api has.
+            ArtifactError::NotFound(digest) => {
+                ApiError::FunctionNotFound(format!("artifact {digest}"))
+            }
+            ArtifactError::Database(error) => ApiError::Database(error),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the async runner and the HTTP triggers call these; they reach Postgres through `db` and
 //! RabbitMQ through `invoker`, and return domain errors that the http layer maps to statuses.
 
+pub mod builds;
 pub mod cache;
 pub mod dispatch;
 mod events;
