@@ -13,6 +13,7 @@ pub mod namespaces;
 pub mod records;
 pub mod retention;
 pub mod route_table;
+pub mod triggers;
 
 pub use events::Caches;
 pub use functions::{FunctionInput, Functions, Invalid, SaveError, SaveOptions};

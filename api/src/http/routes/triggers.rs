@@ -8,11 +8,12 @@
 use super::invoke::{Detail, RouteFailure, called_response};
 use crate::domain::auth::{self, Principal, Scope};
 use crate::domain::http_trigger::{
-    self, Cors, HTTP_METHODS, HttpAuth, RequestFacts, RouteEntry, answer_from_result, build_event,
+    HttpAuth, RequestFacts, RouteEntry, answer_from_result, build_event,
 };
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::limits::{self, BodyLimit};
 use crate::http::state::AppState;
+use crate::services::triggers::{self, Routed};
 use crate::services::{Call, CallError, Trigger, runtime_for};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -95,43 +96,34 @@ pub struct RoutePath {
 pub async fn call_route(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    // The methods a route may answer; anything else (TRACE, CONNECT, extensions) never is.
-    if !HTTP_METHODS.contains(&parts.method.as_str()) {
-        return ApiError::MethodNotAllowed {
-            method: parts.method.to_string(),
-            allowed: http_trigger::all_methods(),
+    let routes = state.routes.routes();
+    let (method, headers) = (&parts.method, &parts.headers);
+    let call = match triggers::route(
+        &routes,
+        &state.route_prefix,
+        method,
+        headers,
+        parts.uri.path(),
+    ) {
+        Ok(Routed::Call(call)) => call,
+        Ok(Routed::Preflight(preflight)) => {
+            let mut answer = StatusCode::NO_CONTENT.into_response();
+            *answer.headers_mut() = preflight;
+            return answer;
         }
-        .into_response();
-    }
+        Err(miss) => return ApiError::from(miss).into_response(),
+    };
     // The body was read whole, within the limit, by `limits::read_body`.
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
-    let path = parts
-        .uri
-        .path()
-        .strip_prefix(&*state.route_prefix)
-        .unwrap_or_default();
-    let routes = state.routes.routes();
-    let Some(found) = routes.find(path) else {
-        return ApiError::RouteNotFound(format!("{}{path}", state.route_prefix)).into_response();
-    };
-    let entry = found.value.clone();
-    let params = found.params;
-    let cors = entry.cors.as_ref();
-    if let Some(cors) = cors
-        && Cors::is_preflight(&parts.method, &parts.headers)
-    {
-        let mut answer = StatusCode::NO_CONTENT.into_response();
-        *answer.headers_mut() = cors.preflight_headers(&parts.headers, &entry.allowed_methods());
-        return answer;
-    }
-    let mut answer = match serve(&state, &parts, body, path, &entry, &params, started).await {
+    let (path, entry, params) = (call.path, &call.entry, &call.params);
+    let mut answer = match serve(&state, &parts, body, path, entry, params, started).await {
         Ok(answer) => answer,
         Err(error) => error.into_response(),
     };
-    if let Some(cors) = cors {
-        cors.apply(&parts.headers, answer.headers_mut());
+    if let Some(cors) = &entry.cors {
+        cors.apply(headers, answer.headers_mut());
     }
     answer
 }

@@ -106,7 +106,8 @@ impl Builds {
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{what} must be 64 lowercase hex digits")]
 pub struct NotADigest {
-    what: &'static str,
+    /// What the value is (`the digest`, a header's name).
+    pub what: &'static str,
 }
 
 /// Whether `value`, which `what` names, is a digest.
