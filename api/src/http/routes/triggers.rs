@@ -7,13 +7,11 @@
 
 use super::invoke::{Detail, RouteFailure, called_response};
 use crate::domain::auth::{self, Principal, Scope};
-use crate::domain::http_trigger::{
-    HttpAuth, RequestFacts, RouteEntry, answer_from_result, build_event,
-};
+use crate::domain::http_trigger::{HttpAuth, RequestFacts, answer_from_result, build_event};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::limits::{self, BodyLimit};
 use crate::http::state::AppState;
-use crate::services::triggers::{self, Routed};
+use crate::services::triggers::{self, RouteCall, Routed};
 use crate::services::{Call, CallError, Trigger, runtime_for};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -25,7 +23,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use common::{RawValue, ReplyStatus};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 
@@ -97,19 +94,12 @@ pub async fn call_route(State(state): State<AppState>, request: Request) -> Resp
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let routes = state.routes.routes();
-    let (method, headers) = (&parts.method, &parts.headers);
-    let call = match triggers::route(
-        &routes,
-        &state.route_prefix,
-        method,
-        headers,
-        parts.uri.path(),
-    ) {
+    let (method, headers, path) = (&parts.method, &parts.headers, parts.uri.path());
+    let routed = triggers::route(&routes, &state.route_prefix, method, headers, path);
+    let call = match routed {
         Ok(Routed::Call(call)) => call,
         Ok(Routed::Preflight(preflight)) => {
-            let mut answer = StatusCode::NO_CONTENT.into_response();
-            *answer.headers_mut() = preflight;
-            return answer;
+            return (StatusCode::NO_CONTENT, preflight).into_response();
         }
         Err(miss) => return ApiError::from(miss).into_response(),
     };
@@ -117,26 +107,26 @@ pub async fn call_route(State(state): State<AppState>, request: Request) -> Resp
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
-    let (path, entry, params) = (call.path, &call.entry, &call.params);
-    let mut answer = match serve(&state, &parts, body, path, entry, params, started).await {
+    let mut answer = match serve(&state, &parts, body, &call, started).await {
         Ok(answer) => answer,
         Err(error) => error.into_response(),
     };
-    if let Some(cors) = &entry.cors {
+    if let Some(cors) = &call.entry.cors {
         cors.apply(headers, answer.headers_mut());
     }
     answer
 }
 
+/// Calls the route's function (once the route's methods and auth allow it) and maps its
+/// result to the answer.
 async fn serve(
     state: &AppState,
     parts: &Parts,
     body: Bytes,
-    path: &str,
-    entry: &Arc<RouteEntry>,
-    params: &[(&str, String)],
+    call: &RouteCall<'_>,
     started: Instant,
 ) -> Result<Response, ApiError> {
+    let (path, entry, params) = (call.path, &call.entry, &call.params);
     if let Some(methods) = &entry.methods
         && !methods.iter().any(|m| m == parts.method.as_str())
     {
