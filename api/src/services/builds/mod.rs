@@ -87,16 +87,17 @@ impl Builds {
             .await
             .map_err(refused)?;
         tracing::info!(build_key = %key, status = ?report.status, promoted = promoted.len(), "build finished");
-        for function in &promoted {
-            self.functions
-                .announce(
-                    function.function_id,
-                    &function.namespace,
-                    Some(function.version),
-                    Some(&function.name),
-                )
-                .await;
-        }
+        // Together: each announce waits for this replica's route table to be reloaded, and
+        // their reloads coalesce into one or two rather than one per function.
+        let announced = promoted.iter().map(|function| {
+            self.functions.announce(
+                function.function_id,
+                &function.namespace,
+                Some(function.version),
+                Some(&function.name),
+            )
+        });
+        futures_util::future::join_all(announced).await;
         Ok(promoted.len())
     }
 }
