@@ -25,7 +25,7 @@ LAYERS = {
     "api": [
         ("domain", ["domain"]),
         ("store and broker", ["store", "broker"]),
-        ("caches", ["services::cache", "services::keys", "services::records",
+        ("caches", ["services::cache", "services::keys::cache", "services::records",
                     "services::route_table"]),
         ("services", ["services"]),
         ("http", ["http"]),

@@ -36,7 +36,7 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
     let functions = Arc::new(cache::FunctionCache::new(Duration::from_secs(
         config.function_cache_ttl_secs,
     )));
-    let keys = key_store(config, &db).await?;
+    let key_cache = key_store(config, &db).await?;
     match config.worker_token() {
         Some(token) if token.len() < config::MIN_WORKER_TOKEN_LEN => anyhow::bail!(
             "WORKER_TOKEN must be at least {} characters",
@@ -63,7 +63,7 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
         topology.clone(),
         Arc::new(services::Caches {
             functions: functions.clone(),
-            keys: keys.clone(),
+            keys: key_cache.clone(),
             routes: routes.clone(),
         }),
     )
@@ -91,6 +91,13 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
         config.max_code_bytes,
         Duration::from_secs(config.build_wait_secs),
     );
+    let key_service = keys::Keys::new(db.clone(), invoker.clone(), key_cache.clone());
+    let namespaces = services::namespaces::Namespaces::new(db.clone(), key_service.clone());
+    let builds = services::builds::Builds::new(db.clone(), function_service.clone());
+    let artifacts = services::builds::artifacts::Artifacts::new(
+        db.clone(),
+        config.artifact_max_mb * 1024 * 1024,
+    );
     let async_dispatch = dispatch::Dispatch {
         db: db.clone(),
         invoker: invoker.clone(),
@@ -101,9 +108,12 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
     let state = AppState {
         db,
         invoker: invoker.clone(),
-        function_cache: functions,
         functions: function_service,
-        keys,
+        key_cache,
+        keys: key_service,
+        namespaces,
+        builds,
+        artifacts,
         records,
         invocations,
         routes,
@@ -115,7 +125,6 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
             max_inflight: config.max_inflight,
             // 0 would refuse every body and every request: a second is the least that works.
             body_read_timeout: Duration::from_secs(config.body_read_timeout_secs.max(1)),
-            max_artifact_bytes: config.artifact_max_mb * 1024 * 1024,
         },
         dispatch: async_dispatch.clone(),
         worker_token: config
@@ -207,7 +216,7 @@ impl Background {
 async fn key_store(
     config: &Config,
     db: &deadpool_postgres::Pool,
-) -> anyhow::Result<Option<Arc<keys::KeyStore>>> {
+) -> anyhow::Result<Option<Arc<keys::cache::KeyStore>>> {
     if config.auth == AuthMode::Disabled {
         tracing::warn!(
             "AUTH=disabled: every request is served without a key, as namespace `default` with every scope; never expose this api"
@@ -226,5 +235,8 @@ async fn key_store(
             .context("cannot make the first admin key")?,
     }
     let ttl = Duration::from_secs(config.key_cache_ttl_secs);
-    Ok(Some(Arc::new(keys::KeyStore::new(config.admin_key(), ttl))))
+    Ok(Some(Arc::new(keys::cache::KeyStore::new(
+        config.admin_key(),
+        ttl,
+    ))))
 }

@@ -4,7 +4,7 @@
 //! A key is `faas_<id>_<secret>`: the id (32 hex digits) finds its row, and only a SHA-256 of
 //! the secret is stored and compared, in constant time. The bootstrap `ADMIN_KEY` setting may
 //! be any string of at least 32 characters; its hash is held in memory, never stored. Verified
-//! keys are cached ([`crate::services::keys::KeyStore`]), so a call makes no database query for them.
+//! keys are cached ([`crate::services::keys::cache::KeyStore`]), so a call makes no database query for them.
 
 use base64::Engine;
 use ring::rand::SecureRandom;

@@ -7,8 +7,13 @@
 
 use crate::broker::BrokerError;
 use crate::domain::auth::{AuthError, MissingScope};
+use crate::services::builds::BuildError;
+use crate::services::builds::artifacts::ArtifactError;
 use crate::services::dispatch::AcceptError;
-use crate::services::keys::KeyError;
+use crate::services::keys::KeyChangeError;
+use crate::services::keys::cache::KeyError;
+use crate::services::namespaces::NamespaceError;
+use crate::services::triggers::RouteMiss;
 use crate::services::{CallError, Invalid, SaveError};
 use crate::store::{DbError, NotRunnable};
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
@@ -358,6 +363,66 @@ impl From<KeyError> for ApiError {
     }
 }
 
+impl From<KeyChangeError> for ApiError {
+    fn from(error: KeyChangeError) -> Self {
+        match error {
+            KeyChangeError::Invalid(why) => ApiError::Invalid(why),
+            KeyChangeError::Forbidden(why) => ApiError::Forbidden(why),
+            KeyChangeError::NamespaceNotFound(name) => ApiError::NamespaceNotFound(name),
+            KeyChangeError::KeyNotFound(id) => ApiError::KeyNotFound(id),
+            KeyChangeError::Database(error) => ApiError::Database(error),
+        }
+    }
+}
+
+impl From<NamespaceError> for ApiError {
+    fn from(error: NamespaceError) -> Self {
+        match error {
+            NamespaceError::Invalid(why) => ApiError::Invalid(why),
+            NamespaceError::Conflict(why) => ApiError::Conflict(why),
+            NamespaceError::NotFound(name) => ApiError::NamespaceNotFound(name),
+            NamespaceError::Database(error) => ApiError::Database(error),
+        }
+    }
+}
+
+impl From<BuildError> for ApiError {
+    fn from(error: BuildError) -> Self {
+        match error {
+            BuildError::NotADigest(why) => ApiError::Invalid(why.to_string()),
+            BuildError::Conflict(why) => ApiError::Conflict(why),
+            BuildError::Database(error) => ApiError::Database(error),
+        }
+    }
+}
+
+impl From<ArtifactError> for ApiError {
+    fn from(error: ArtifactError) -> Self {
+        match error {
+            ArtifactError::NotADigest(why) => ApiError::Invalid(why.to_string()),
+            ArtifactError::Invalid(why) => ApiError::Invalid(why),
+            too_large @ ArtifactError::TooLarge { .. } => ApiError::TooLarge(too_large.to_string()),
+            ArtifactError::BodyTimeout => ApiError::BodyTimeout,
+            // Workers read a 404 as "not there"; the code is the nearest the api has.
+            ArtifactError::NotFound(digest) => {
+                ApiError::FunctionNotFound(format!("artifact {digest}"))
+            }
+            ArtifactError::Database(error) => ApiError::Database(error),
+        }
+    }
+}
+
+impl From<RouteMiss> for ApiError {
+    fn from(miss: RouteMiss) -> Self {
+        match miss {
+            RouteMiss::MethodNotAllowed { method, allowed } => {
+                ApiError::MethodNotAllowed { method, allowed }
+            }
+            RouteMiss::NotFound(path) => ApiError::RouteNotFound(path),
+        }
+    }
+}
+
 impl From<AcceptError> for ApiError {
     fn from(error: AcceptError) -> Self {
         match error {
@@ -602,6 +667,145 @@ mod tests {
             let api = ApiError::from(error);
             assert_eq!(api.code(), code);
             assert_eq!(api.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn service_errors_keep_the_status_code_and_detail_their_handlers_sent() {
+        use crate::services::builds::NotADigest;
+        let db = || DbError::Inconsistent("gone");
+        let cases: Vec<(ApiError, u16, &str, &str)> = vec![
+            (
+                KeyChangeError::Invalid("bad".into()).into(),
+                422,
+                "invalid_request",
+                "bad",
+            ),
+            (
+                KeyChangeError::Forbidden("no".into()).into(),
+                403,
+                "forbidden",
+                "no",
+            ),
+            (
+                KeyChangeError::NamespaceNotFound("t".into()).into(),
+                404,
+                "namespace_not_found",
+                "namespace t not found",
+            ),
+            (
+                KeyChangeError::KeyNotFound("k".into()).into(),
+                404,
+                "key_not_found",
+                "key k not found",
+            ),
+            (
+                KeyChangeError::Database(db()).into(),
+                503,
+                "database_unavailable",
+                "the database is unavailable",
+            ),
+            (
+                NamespaceError::Invalid("bad".into()).into(),
+                422,
+                "invalid_request",
+                "bad",
+            ),
+            (
+                NamespaceError::Conflict("taken".into()).into(),
+                409,
+                "conflict",
+                "taken",
+            ),
+            (
+                NamespaceError::NotFound("t".into()).into(),
+                404,
+                "namespace_not_found",
+                "namespace t not found",
+            ),
+            (
+                NamespaceError::Database(db()).into(),
+                503,
+                "database_unavailable",
+                "the database is unavailable",
+            ),
+            (
+                BuildError::NotADigest(NotADigest {
+                    what: "the build key",
+                })
+                .into(),
+                422,
+                "invalid_request",
+                "the build key must be 64 lowercase hex digits",
+            ),
+            (
+                BuildError::Conflict("stale".into()).into(),
+                409,
+                "conflict",
+                "stale",
+            ),
+            (
+                BuildError::Database(db()).into(),
+                503,
+                "database_unavailable",
+                "the database is unavailable",
+            ),
+            (
+                ArtifactError::NotADigest(NotADigest { what: "the digest" }).into(),
+                422,
+                "invalid_request",
+                "the digest must be 64 lowercase hex digits",
+            ),
+            (
+                ArtifactError::Invalid("odd".into()).into(),
+                422,
+                "invalid_request",
+                "odd",
+            ),
+            (
+                ArtifactError::TooLarge { max: 5 }.into(),
+                413,
+                "payload_too_large",
+                "the artifact is over ARTIFACT_MAX_MB (5 bytes)",
+            ),
+            (
+                ArtifactError::BodyTimeout.into(),
+                408,
+                "body_timeout",
+                "the request body did not arrive in time",
+            ),
+            (
+                ArtifactError::NotFound("d".into()).into(),
+                404,
+                "function_not_found",
+                "function artifact d not found",
+            ),
+            (
+                ArtifactError::Database(db()).into(),
+                503,
+                "database_unavailable",
+                "the database is unavailable",
+            ),
+            (
+                RouteMiss::NotFound("/fn/x".into()).into(),
+                404,
+                "route_not_found",
+                "no function answers /fn/x",
+            ),
+            (
+                RouteMiss::MethodNotAllowed {
+                    method: "TRACE".into(),
+                    allowed: vec!["GET".into(), "POST".into()],
+                }
+                .into(),
+                405,
+                "method_not_allowed",
+                "TRACE is not one of this route's methods (GET, POST)",
+            ),
+        ];
+        for (error, status, code, detail) in cases {
+            let seen = (error.status().as_u16(), error.code(), error.to_string());
+            assert_eq!(seen, (status, code, detail.to_owned()), "{error:?}");
         }
     }
 

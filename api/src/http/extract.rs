@@ -69,7 +69,7 @@ impl Principal {
     /// The caller of a request with `headers`: its key, verified (every caller is
     /// [`Principal::local`] with auth disabled).
     pub async fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Self, ApiError> {
-        let Some(keys) = &state.keys else {
+        let Some(keys) = &state.key_cache else {
             return Ok(Principal::local());
         };
         let token =

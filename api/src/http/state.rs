@@ -1,9 +1,12 @@
 //! What every handler can reach.
 
 use crate::broker::Invoker;
-use crate::services::cache::FunctionCache;
+use crate::services::builds::Builds;
+use crate::services::builds::artifacts::Artifacts;
 use crate::services::dispatch::Dispatch;
-use crate::services::keys::KeyStore;
+use crate::services::keys::Keys;
+use crate::services::keys::cache::KeyStore;
+use crate::services::namespaces::Namespaces;
 use crate::services::records::RecordWriter;
 use crate::services::route_table::RouteTable;
 use crate::services::{Functions, Invocations};
@@ -15,14 +18,21 @@ use std::time::Duration;
 pub struct AppState {
     pub db: Pool,
     pub invoker: Arc<Invoker>,
-    pub function_cache: Arc<FunctionCache>,
     /// Verifies API keys; `None` with `AUTH=disabled` (every caller is namespace `default`).
-    pub keys: Option<Arc<KeyStore>>,
+    pub key_cache: Option<Arc<KeyStore>>,
+    /// Making, listing and revoking keys.
+    pub keys: Keys,
+    /// Creating, listing and deleting namespaces.
+    pub namespaces: Namespaces,
     pub records: RecordWriter,
     /// The one call path: `/execute`, the routes and the async runner call through it.
     pub invocations: Invocations,
     /// Saving and deleting functions.
     pub functions: Functions,
+    /// What workers report of builds.
+    pub builds: Builds,
+    /// Dependency artifacts, up from and down to workers.
+    pub artifacts: Artifacts,
     /// Every function's route, for the HTTP triggers.
     pub routes: Arc<RouteTable>,
     /// `ROUTE_PREFIX`: where the routes start.
@@ -43,6 +53,4 @@ pub struct Limits {
     pub max_async_event_bytes: usize,
     pub max_inflight: usize,
     pub body_read_timeout: Duration,
-    /// `ARTIFACT_MAX_MB` in bytes.
-    pub max_artifact_bytes: u64,
 }

@@ -4,7 +4,7 @@
 
 use crate::broker::EventListener;
 use crate::services::cache::FunctionCache;
-use crate::services::keys::KeyStore;
+use crate::services::keys::cache::KeyStore;
 use crate::services::route_table::RouteTable;
 use common::{FunctionEvent, KeyEvent};
 use std::sync::Arc;

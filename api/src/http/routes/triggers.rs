@@ -7,12 +7,11 @@
 
 use super::invoke::{Detail, RouteFailure, called_response};
 use crate::domain::auth::{self, Principal, Scope};
-use crate::domain::http_trigger::{
-    self, Cors, HTTP_METHODS, HttpAuth, RequestFacts, RouteEntry, answer_from_result, build_event,
-};
+use crate::domain::http_trigger::{HttpAuth, RequestFacts, answer_from_result, build_event};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::limits::{self, BodyLimit};
 use crate::http::state::AppState;
+use crate::services::triggers::{self, RouteCall, Routed};
 use crate::services::{Call, CallError, Trigger, runtime_for};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -24,7 +23,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use common::{RawValue, ReplyStatus};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 
@@ -95,56 +93,40 @@ pub struct RoutePath {
 pub async fn call_route(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    // The methods a route may answer; anything else (TRACE, CONNECT, extensions) never is.
-    if !HTTP_METHODS.contains(&parts.method.as_str()) {
-        return ApiError::MethodNotAllowed {
-            method: parts.method.to_string(),
-            allowed: http_trigger::all_methods(),
+    let routes = state.routes.routes();
+    let (method, headers, path) = (&parts.method, &parts.headers, parts.uri.path());
+    let routed = triggers::route(&routes, &state.route_prefix, method, headers, path);
+    let call = match routed {
+        Ok(Routed::Call(call)) => call,
+        Ok(Routed::Preflight(preflight)) => {
+            return (StatusCode::NO_CONTENT, preflight).into_response();
         }
-        .into_response();
-    }
+        Err(miss) => return ApiError::from(miss).into_response(),
+    };
     // The body was read whole, within the limit, by `limits::read_body`.
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
-    let path = parts
-        .uri
-        .path()
-        .strip_prefix(&*state.route_prefix)
-        .unwrap_or_default();
-    let routes = state.routes.routes();
-    let Some(found) = routes.find(path) else {
-        return ApiError::RouteNotFound(format!("{}{path}", state.route_prefix)).into_response();
-    };
-    let entry = found.value.clone();
-    let params = found.params;
-    let cors = entry.cors.as_ref();
-    if let Some(cors) = cors
-        && Cors::is_preflight(&parts.method, &parts.headers)
-    {
-        let mut answer = StatusCode::NO_CONTENT.into_response();
-        *answer.headers_mut() = cors.preflight_headers(&parts.headers, &entry.allowed_methods());
-        return answer;
-    }
-    let mut answer = match serve(&state, &parts, body, path, &entry, &params, started).await {
+    let mut answer = match serve(&state, &parts, body, &call, started).await {
         Ok(answer) => answer,
         Err(error) => error.into_response(),
     };
-    if let Some(cors) = cors {
-        cors.apply(&parts.headers, answer.headers_mut());
+    if let Some(cors) = &call.entry.cors {
+        cors.apply(headers, answer.headers_mut());
     }
     answer
 }
 
+/// Calls the route's function (once the route's methods and auth allow it) and maps its
+/// result to the answer.
 async fn serve(
     state: &AppState,
     parts: &Parts,
     body: Bytes,
-    path: &str,
-    entry: &Arc<RouteEntry>,
-    params: &[(&str, String)],
+    call: &RouteCall<'_>,
     started: Instant,
 ) -> Result<Response, ApiError> {
+    let (path, entry, params) = (call.path, &call.entry, &call.params);
     if let Some(methods) = &entry.methods
         && !methods.iter().any(|m| m == parts.method.as_str())
     {
@@ -264,7 +246,7 @@ fn is_platform_credential(state: &AppState, headers: &HeaderMap) -> bool {
     match auth::parse_token(token) {
         auth::Presented::Key { .. } => true,
         auth::Presented::Other { hash } => state
-            .keys
+            .key_cache
             .as_ref()
             .is_some_and(|keys| keys.is_admin_hash(&hash)),
     }

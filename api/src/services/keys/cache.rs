@@ -37,6 +37,7 @@ pub enum KeyError {
     Database(#[from] DbError),
 }
 
+/// This replica's cache of key rows, by key id, and the `ADMIN_KEY` setting's hash.
 pub struct KeyStore {
     /// SHA-256 of the `ADMIN_KEY` setting.
     admin_key_hash: Option<[u8; 32]>,
@@ -152,27 +153,6 @@ impl KeyStore {
     pub fn reconnected(&self) {
         self.by_id.reconnected();
     }
-}
-
-/// Makes the first admin key when `ADMIN_KEY` is not set and no live admin key exists, and
-/// prints it, once, in the log: the operator's way in.
-pub async fn make_first_admin_key(pool: &Pool) -> anyhow::Result<()> {
-    let key = auth::new_key();
-    let row = store::NewKeyRow {
-        id: key.id,
-        namespace: DEFAULT_NAMESPACE,
-        scopes: &[Scope::Admin],
-        description: "the first admin key, made by the api at its first start",
-        secret_hash: &key.secret_hash,
-        expires_at: None,
-    };
-    if store::insert_first_admin_key(pool, &row).await? {
-        tracing::warn!(
-            admin_key = %key.key,
-            "no ADMIN_KEY was set and no admin key existed: made this admin key, shown this once; keep it (it mints every other key)"
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

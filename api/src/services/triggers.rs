@@ -1,0 +1,191 @@
+//! The HTTP trigger's routing: which function's route a request below `ROUTE_PREFIX` reaches
+//! (found in this replica's route table, with no query), whether the api answers it itself
+//! (a CORS preflight), or why no route answers it. Pure over a snapshot of the table.
+
+use crate::domain::http_trigger::{self, Cors, HTTP_METHODS, RouteEntry};
+use crate::services::route_table::Routes;
+use axum::http::{HeaderMap, Method};
+use std::sync::Arc;
+
+/// Why no route answers a request.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteMiss {
+    /// Not a method any route may answer (TRACE, CONNECT, extensions): 405, allowing every
+    /// method a route may answer.
+    #[error("{method} is not one of the methods routes answer ({})", allowed.join(", "))]
+    MethodNotAllowed {
+        method: String,
+        allowed: Vec<String>,
+    },
+    /// No function's route matches; the path as requested, prefix included.
+    #[error("no function answers {0}")]
+    NotFound(String),
+}
+
+/// Where a request goes.
+#[derive(Debug)]
+pub enum Routed<'a> {
+    /// A CORS preflight of a route with `cors`: answered 204 with these headers, without its
+    /// function.
+    Preflight(HeaderMap),
+    /// A call of the route's function.
+    Call(RouteCall<'a>),
+}
+
+/// A request that calls a route's function.
+#[derive(Debug)]
+pub struct RouteCall<'a> {
+    /// The path below the prefix, as it came (not decoded).
+    pub path: &'a str,
+    pub entry: Arc<RouteEntry>,
+    /// The path's parameters, percent-decoded, by name.
+    pub params: Vec<(&'a str, String)>,
+}
+
+/// Routes a request for `uri_path` (prefix included) with `method` and `headers` through
+/// `routes`, the table of the routes below `prefix`.
+pub fn route<'a>(
+    routes: &'a Routes,
+    prefix: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    uri_path: &'a str,
+) -> Result<Routed<'a>, RouteMiss> {
+    if !HTTP_METHODS.contains(&method.as_str()) {
+        return Err(RouteMiss::MethodNotAllowed {
+            method: method.to_string(),
+            allowed: http_trigger::all_methods(),
+        });
+    }
+    let path = uri_path.strip_prefix(prefix).unwrap_or_default();
+    let Some(found) = routes.find(path) else {
+        return Err(RouteMiss::NotFound(format!("{prefix}{path}")));
+    };
+    let entry = found.value.clone();
+    if let Some(cors) = &entry.cors
+        && Cors::is_preflight(method, headers)
+    {
+        return Ok(Routed::Preflight(
+            cors.preflight_headers(headers, &entry.allowed_methods()),
+        ));
+    }
+    Ok(Routed::Call(RouteCall {
+        path,
+        entry,
+        params: found.params,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::http_trigger::{HttpAuth, RoutePattern};
+    use axum::http::{HeaderValue, header};
+
+    fn entry(route: &str, cors: Option<Cors>) -> Arc<RouteEntry> {
+        Arc::new(RouteEntry {
+            function_id: 7,
+            namespace: "default".into(),
+            name: "f".into(),
+            route: route.into(),
+            methods: Some(vec!["GET".into()]),
+            auth: HttpAuth::Key,
+            cors,
+        })
+    }
+
+    fn table(entries: Vec<Arc<RouteEntry>>) -> Routes {
+        let mut routes = Routes::default();
+        for entry in entries {
+            let pattern = RoutePattern::parse(&entry.route).unwrap();
+            routes.insert(pattern, entry).unwrap();
+        }
+        routes
+    }
+
+    fn cors() -> Cors {
+        Cors {
+            allow_origins: vec!["https://app.example.com".into()],
+            allow_methods: Vec::new(),
+            allow_headers: Vec::new(),
+            expose_headers: Vec::new(),
+            max_age: 0,
+            allow_credentials: false,
+        }
+    }
+
+    fn preflight_headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://app.example.com"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_REQUEST_METHOD,
+            HeaderValue::from_static("GET"),
+        );
+        headers
+    }
+
+    #[test]
+    fn a_path_below_the_prefix_reaches_its_route_with_its_parameters() {
+        let routes = table(vec![entry("/users/{id}", None)]);
+        let routed = route(
+            &routes,
+            "/fn",
+            &Method::GET,
+            &HeaderMap::new(),
+            "/fn/users/4%202",
+        );
+        let Ok(Routed::Call(call)) = routed else {
+            panic!("{routed:?}")
+        };
+        assert_eq!(call.path, "/users/4%202");
+        assert_eq!(call.entry.function_id, 7);
+        assert_eq!(call.params, vec![("id", "4 2".to_owned())]);
+    }
+
+    #[test]
+    fn an_unmatched_path_names_itself_with_the_prefix() {
+        let routes = table(vec![entry("/users/{id}", None)]);
+        for (path, named) in [("/fn/nobody", "/fn/nobody"), ("/elsewhere", "/fn")] {
+            let missed = route(&routes, "/fn", &Method::GET, &HeaderMap::new(), path).unwrap_err();
+            assert!(
+                matches!(&missed, RouteMiss::NotFound(full) if full == named),
+                "{missed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_method_no_route_answers_is_refused_before_any_lookup() {
+        let routes = table(vec![entry("/a", None)]);
+        let trace = Method::from_bytes(b"TRACE").unwrap();
+        let missed = route(&routes, "/fn", &trace, &HeaderMap::new(), "/fn/a").unwrap_err();
+        let RouteMiss::MethodNotAllowed { method, allowed } = missed else {
+            panic!("{missed:?}")
+        };
+        assert_eq!(method, "TRACE");
+        assert_eq!(allowed, http_trigger::all_methods());
+    }
+
+    #[test]
+    fn only_a_route_with_cors_answers_a_preflight_itself() {
+        let routes = table(vec![entry("/open", Some(cors())), entry("/closed", None)]);
+        let options = Method::OPTIONS;
+        let routed = route(&routes, "/fn", &options, &preflight_headers(), "/fn/open");
+        let Ok(Routed::Preflight(answer)) = routed else {
+            panic!("{routed:?}")
+        };
+        assert!(
+            answer.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            "{answer:?}"
+        );
+        // Without cors the OPTIONS request is the function's (which refuses it, or not).
+        let routed = route(&routes, "/fn", &options, &preflight_headers(), "/fn/closed");
+        assert!(matches!(routed, Ok(Routed::Call(_))), "{routed:?}");
+        // Not a preflight: no Access-Control-Request-Method.
+        let routed = route(&routes, "/fn", &options, &HeaderMap::new(), "/fn/open");
+        assert!(matches!(routed, Ok(Routed::Call(_))), "{routed:?}");
+    }
+}
