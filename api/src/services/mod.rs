@@ -14,4 +14,6 @@ pub mod route_table;
 
 pub use events::Caches;
 pub use functions::{FunctionInput, Functions, Invalid, SaveError, SaveOptions};
-pub use invocations::{Call, CallError, Called, Invocations, Trigger, runtime_for};
+pub use invocations::{
+    Call, CallError, Called, Invocations, PlatformBackend, Trigger, runtime_for,
+};
