@@ -427,3 +427,6 @@ pub async fn execute_function_async(
     };
     Ok((status, axum::Json(body)).into_response())
 }
+
+#[cfg(test)]
+mod tests;
