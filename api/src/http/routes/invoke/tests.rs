@@ -343,3 +343,70 @@ fn an_idempotency_key_is_optional_and_1_to_256_visible_characters() {
         "Idempotency-Key must be visible ASCII characters"
     );
 }
+
+#[test]
+fn an_execute_call_is_a_new_invocation_run_once_on_the_runtime_its_namespace_allows() {
+    let mut function = Function::example();
+    let started = Instant::now();
+    let first = sync_call(&function, None, empty_object(), started);
+    assert_eq!(first.runtime, Runtime::Docker);
+    assert_eq!((first.trigger, first.attempt), (Trigger::Execute, 1));
+    assert_eq!(first.event.get(), "{}");
+    assert_eq!(first.started, started);
+    assert_eq!(first.invocation_id.get_version_num(), 7);
+    let forced = sync_call(&function, Some(Runtime::Gvisor), empty_object(), started);
+    assert_eq!(forced.runtime, Runtime::Gvisor);
+    assert_ne!(forced.invocation_id, first.invocation_id, "one id per call");
+
+    function.allowed_runtimes = vec![Runtime::Gvisor];
+    let confined = sync_call(&function, None, empty_object(), started);
+    assert_eq!(confined.runtime, Runtime::Gvisor);
+}
+
+#[test]
+fn an_async_call_is_stored_as_a_clients_first_of_its_chain_with_the_event_as_text() {
+    let function = Function {
+        id: 42,
+        namespace: "tenant".into(),
+        name: "target".into(),
+        ..Function::example()
+    };
+    let event = RawValue::from_string(r#"{ "n" : 1 }"#.into()).unwrap();
+    let stored = new_async(&function, &event, Some("order-42".into()));
+    assert_eq!(stored.id.get_version_num(), 7);
+    assert_eq!(
+        (
+            stored.namespace.as_str(),
+            stored.function_id,
+            stored.function_name.as_str()
+        ),
+        ("tenant", 42, "target")
+    );
+    assert_eq!(stored.mode, Mode::Async);
+    assert_eq!(stored.event, r#"{ "n" : 1 }"#);
+    assert_eq!(stored.idempotency_key.as_deref(), Some("order-42"));
+    assert_eq!(stored.chain_depth, 0);
+}
+
+#[tokio::test]
+async fn an_accepted_call_is_202_and_one_the_key_had_made_already_200() {
+    let invocation_id = Uuid::now_v7();
+    for (existing, expected) in [(false, 202), (true, 200)] {
+        let response = accepted_response(Accepted {
+            invocation_id,
+            existing,
+        });
+        let (status, content_type, body) = read(response).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (expected, "application/json")
+        );
+        assert_eq!(
+            body,
+            json!({
+                "invocation_id": invocation_id,
+                "status_url": format!("/invocations/{invocation_id}"),
+            })
+        );
+    }
+}
