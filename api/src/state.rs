@@ -77,10 +77,8 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
     let (records, record_writer) = records::RecordWriter::spawn(db.clone());
     let invoke_overhead = Duration::from_millis(config.invoke_overhead_ms);
     let invocations = services::Invocations::new(
-        db.clone(),
-        invoker.clone(),
+        services::PlatformBackend::new(db.clone(), invoker.clone(), records.clone()),
         functions.clone(),
-        records.clone(),
         invoke_overhead,
     );
     let function_service = services::Functions::new(

@@ -17,4 +17,6 @@ pub mod triggers;
 
 pub use events::Caches;
 pub use functions::{FunctionInput, Functions, Invalid, SaveError, SaveOptions};
-pub use invocations::{Call, CallError, Called, Invocations, Trigger, runtime_for};
+pub use invocations::{
+    Call, CallError, Called, Invocations, PlatformBackend, Trigger, runtime_for,
+};

@@ -10,8 +10,9 @@ use crate::http::error::{ApiError, ErrorBody, ErrorCode};
 use crate::http::extract::Path;
 use crate::http::responses::Failure;
 use crate::http::state::AppState;
+use crate::services::dispatch::Accepted;
 use crate::services::{Call, Called, Trigger, runtime_for};
-use crate::store;
+use crate::store::{self, Function};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -138,17 +139,28 @@ async fn execute(
     let function = state.invocations.find(namespace, name).await?;
     let called = state
         .invocations
-        .call(Call {
-            function: &function,
-            runtime: runtime_for(&function, forced_runtime),
-            event,
-            invocation_id: Uuid::now_v7(),
-            trigger: Trigger::Execute,
-            attempt: 1,
-            started,
-        })
+        .call(sync_call(&function, forced_runtime, event, started))
         .await?;
     Ok(called_response(called, Detail::Full))
+}
+
+/// The call `/execute` makes of `function`: a new invocation, run once, on the runtime asked
+/// for if its namespace allows it.
+fn sync_call(
+    function: &Function,
+    forced_runtime: Option<Runtime>,
+    event: RawJson,
+    started: Instant,
+) -> Call<'_> {
+    Call {
+        function,
+        runtime: runtime_for(function, forced_runtime),
+        event,
+        invocation_id: Uuid::now_v7(),
+        trigger: Trigger::Execute,
+        attempt: 1,
+        started,
+    }
 }
 
 /// How much of a failed call its caller is told.
@@ -403,19 +415,34 @@ pub async fn execute_function_async(
     let function = state.invocations.find(&principal.namespace, name).await?;
     let accepted = crate::services::dispatch::accept(
         &state.dispatch,
-        store::NewAsync {
-            id: Uuid::now_v7(),
-            namespace: function.namespace.clone(),
-            function_id: function.id,
-            function_name: function.name.clone(),
-            mode: Mode::Async,
-            event: event.get().to_owned(),
-            idempotency_key,
-            chain_depth: 0,
-        },
+        new_async(&function, &event, idempotency_key),
         true,
     )
     .await?;
+    Ok(accepted_response(accepted))
+}
+
+/// The async invocation `/execute_async` stores: a client's, so the first of its chain.
+fn new_async(
+    function: &Function,
+    event: &RawValue,
+    idempotency_key: Option<String>,
+) -> store::NewAsync {
+    store::NewAsync {
+        id: Uuid::now_v7(),
+        namespace: function.namespace.clone(),
+        function_id: function.id,
+        function_name: function.name.clone(),
+        mode: Mode::Async,
+        event: event.get().to_owned(),
+        idempotency_key,
+        chain_depth: 0,
+    }
+}
+
+/// 202 with where to follow the invocation, or 200 when the `Idempotency-Key` had made it
+/// already.
+fn accepted_response(accepted: Accepted) -> Response {
     let status = if accepted.existing {
         StatusCode::OK
     } else {
@@ -425,5 +452,8 @@ pub async fn execute_function_async(
         invocation_id: accepted.invocation_id,
         status_url: format!("/invocations/{}", accepted.invocation_id),
     };
-    Ok((status, axum::Json(body)).into_response())
+    (status, axum::Json(body)).into_response()
 }
+
+#[cfg(test)]
+mod tests;

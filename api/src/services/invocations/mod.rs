@@ -4,13 +4,22 @@
 //! A call takes its function's and namespace's concurrency leases, publishes the job, waits for
 //! the worker's reply, and counts and (for a sync call) records it. What it returns is a domain
 //! outcome ([`Called`] or a [`CallError`]); turning that into HTTP is the http layer's work.
+//!
+//! Its I/O (Postgres, RabbitMQ, the records writer) goes through one port, [`CallBackend`]
+//! (`backend.rs`); the unit tests (`tests.rs`) run it over an in-memory fake (`fake.rs`).
 
-use crate::broker::{BrokerError, Invoker, NoReply};
+mod backend;
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
+pub use backend::{CallBackend, PlatformBackend};
+
+use crate::broker::{BrokerError, NoReply};
 use crate::services::cache::{FunctionCache, Lookup};
-use crate::services::records::RecordWriter;
-use crate::store::{self, DbError, Function, InvocationRecord, NotRunnable};
+use crate::store::{DbError, Function, InvocationRecord, NotRunnable};
 use common::{Job, RawJson, Reply, Runtime};
-use deadpool_postgres::Pool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -169,30 +178,21 @@ pub fn runtime_for(function: &Function, forced: Option<Runtime>) -> Runtime {
     }
 }
 
-/// The invocation service: what a call needs of the rest of the platform.
+/// The invocation service: what a call needs of the rest of the platform. `B` is how it
+/// reaches Postgres, RabbitMQ and the records writer: the platform itself but in unit tests.
 #[derive(Clone)]
-pub struct Invocations {
-    db: Pool,
-    invoker: Arc<Invoker>,
+pub struct Invocations<B = PlatformBackend> {
+    backend: B,
     functions: Arc<FunctionCache>,
-    records: RecordWriter,
     /// `INVOKE_OVERHEAD_MS`: how long past the function's timeout a job may wait in the queue.
     invoke_overhead: Duration,
 }
 
-impl Invocations {
-    pub fn new(
-        db: Pool,
-        invoker: Arc<Invoker>,
-        functions: Arc<FunctionCache>,
-        records: RecordWriter,
-        invoke_overhead: Duration,
-    ) -> Self {
+impl<B: CallBackend> Invocations<B> {
+    pub fn new(backend: B, functions: Arc<FunctionCache>, invoke_overhead: Duration) -> Self {
         Invocations {
-            db,
-            invoker,
+            backend,
             functions,
-            records,
             invoke_overhead,
         }
     }
@@ -206,7 +206,7 @@ impl Invocations {
             Lookup::Unknown => {}
         }
         let generation = self.functions.generation();
-        match store::get_function_by_name(&self.db, namespace, &name).await? {
+        match self.backend.get_function_by_name(namespace, &name).await? {
             Some(function) => {
                 let function = Arc::new(function);
                 self.functions.insert(function.clone(), generation);
@@ -273,7 +273,7 @@ impl Invocations {
 
         let inflight = metrics::gauge!("faas_inflight_invocations", "runtime" => runtime.as_str());
         inflight.increment(1.0);
-        let outcome = self.invoker.invoke(runtime, &job, REPLY_GRACE).await;
+        let outcome = self.backend.invoke(runtime, &job, REPLY_GRACE).await;
         inflight.decrement(1.0);
         let outcome = outcome?;
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -291,7 +291,7 @@ impl Invocations {
                 .increment(1);
         }
         if trigger.is_sync() {
-            self.records.submit(sync_record(
+            self.backend.submit_record(sync_record(
                 function,
                 &job,
                 runtime,
@@ -316,24 +316,20 @@ impl Invocations {
         &self,
         function: &Function,
         job: &Job,
-    ) -> Result<Option<Leases>, CallError> {
+    ) -> Result<Option<Leases<B>>, CallError> {
         let expires = chrono::DateTime::from_timestamp_millis(job.deadline_unix_ms as i64)
             .unwrap_or_else(chrono::Utc::now)
             + REPLY_GRACE
             + LEASE_GRACE;
         let mut held = None;
         for limit in concurrency_limits(function) {
-            let acquired = store::acquire_lease(
-                &self.db,
-                &limit.scope,
-                job.invocation_id,
-                expires,
-                limit.limit,
-            )
-            .await?;
+            let acquired = self
+                .backend
+                .acquire_lease(&limit.scope, job.invocation_id, expires, limit.limit)
+                .await?;
             // From the first slot on, dropping the guard gives back whatever this call holds.
             held.get_or_insert_with(|| Leases {
-                db: self.db.clone(),
+                backend: self.backend.clone(),
                 invocation_id: job.invocation_id,
             });
             if !acquired {
@@ -429,153 +425,18 @@ impl Labels {
 /// The slots a call holds of its function's and its namespace's `max_concurrency`, given back
 /// when the call ends (however it ends) by a task of its own, so the answer does not wait for
 /// it. A lease that cannot be given back (the database is away) expires by itself.
-struct Leases {
-    db: Pool,
+struct Leases<B: CallBackend> {
+    backend: B,
     invocation_id: Uuid,
 }
 
-impl Drop for Leases {
+impl<B: CallBackend> Drop for Leases<B> {
     fn drop(&mut self) {
-        let (db, invocation_id) = (self.db.clone(), self.invocation_id);
+        let (backend, invocation_id) = (self.backend.clone(), self.invocation_id);
         tokio::spawn(async move {
-            if let Err(error) = store::release_lease(&db, invocation_id).await {
+            if let Err(error) = backend.release_lease(invocation_id).await {
                 tracing::warn!(%error, %invocation_id, "concurrency lease not released; it will expire");
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_call_error_says_whether_it_may_start_later_and_how_it_is_counted() {
-        let lapin_error = || lapin::Error::from(lapin::ErrorKind::ChannelsLimitReached);
-        let cases: Vec<(CallError, bool, bool, bool, &str)> = vec![
-            // error, transient, broker lost, waits for a slot, label
-            (
-                CallError::FunctionNotFound("f".into()),
-                false,
-                false,
-                false,
-                "function_not_found",
-            ),
-            (
-                NotRunnable::Building("f".into()).into(),
-                true,
-                false,
-                false,
-                "function_not_ready",
-            ),
-            (
-                NotRunnable::BuildFailed {
-                    name: "f".into(),
-                    log_tail: String::new(),
-                }
-                .into(),
-                false,
-                false,
-                false,
-                "build_failed",
-            ),
-            (
-                CallError::ConcurrencyLimit {
-                    subject: "function f".into(),
-                    limit: 1,
-                },
-                true,
-                false,
-                true,
-                "concurrency_limit",
-            ),
-            (
-                BrokerError::NoWorker(Runtime::Docker).into(),
-                true,
-                false,
-                false,
-                "no_worker",
-            ),
-            (
-                BrokerError::RuntimeUnavailable(Runtime::Gvisor).into(),
-                true,
-                false,
-                false,
-                "runtime_unavailable",
-            ),
-            (
-                BrokerError::Overloaded("full".into()).into(),
-                true,
-                false,
-                true,
-                "overloaded",
-            ),
-            (
-                BrokerError::Unavailable(lapin_error()).into(),
-                false,
-                true,
-                false,
-                "unavailable",
-            ),
-            (
-                BrokerError::Disconnected.into(),
-                false,
-                true,
-                false,
-                "unavailable",
-            ),
-            (
-                CallError::Database(DbError::Inconsistent("gone")),
-                true,
-                false,
-                false,
-                "unavailable",
-            ),
-        ];
-        for (error, transient, lost, slot, label) in cases {
-            assert_eq!(error.is_transient(), transient, "{error:?}");
-            assert_eq!(error.is_broker_lost(), lost, "{error:?}");
-            assert_eq!(error.waits_for_a_slot(), slot, "{error:?}");
-            assert_eq!(error.outcome_label(), label, "{error:?}");
-        }
-    }
-
-    #[test]
-    fn a_function_gets_gvisor_when_its_namespace_allows_only_that() {
-        let mut function = Function::example();
-        function.runtime = Runtime::Docker;
-        assert_eq!(runtime_for(&function, None), Runtime::Docker);
-        assert_eq!(
-            runtime_for(&function, Some(Runtime::Gvisor)),
-            Runtime::Gvisor
-        );
-        function.allowed_runtimes = vec![Runtime::Gvisor];
-        assert_eq!(runtime_for(&function, None), Runtime::Gvisor);
-        function.allowed_runtimes = vec![Runtime::Docker, Runtime::Gvisor];
-        assert_eq!(runtime_for(&function, None), Runtime::Docker);
-    }
-
-    #[test]
-    fn limits_are_the_functions_then_its_namespaces_when_set() {
-        let mut function = Function::example();
-        assert_eq!(concurrency_limits(&function).count(), 0);
-        function.max_concurrency = Some(2);
-        function.namespace_max_concurrency = Some(5);
-        let limits: Vec<_> = concurrency_limits(&function).collect();
-        assert_eq!(
-            limits,
-            vec![
-                ConcurrencyLimit {
-                    scope: format!("function:{}", function.id),
-                    limit: 2,
-                    subject: format!("function {}", function.name),
-                },
-                ConcurrencyLimit {
-                    scope: format!("namespace:{}", function.namespace),
-                    limit: 5,
-                    subject: format!("namespace {}", function.namespace),
-                },
-            ]
-        );
     }
 }
