@@ -150,15 +150,6 @@ fn reloads(backend: &FakeBackend) -> usize {
         .count()
 }
 
-/// `elapsed` is `expected`, give or take the paused clock's rounding of each sleep to the
-/// millisecond.
-fn assert_about(elapsed: Duration, expected: Duration) {
-    assert!(
-        elapsed >= expected && elapsed < expected + Duration::from_millis(10),
-        "{elapsed:?} is not about {expected:?}"
-    );
-}
-
 #[tokio::test(start_paused = true)]
 async fn wait_polls_until_the_build_has_ended() {
     let s = setup();

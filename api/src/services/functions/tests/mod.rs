@@ -1,10 +1,12 @@
 //! The functions service over the in-memory backend of `fake`: what a save stores, queues,
 //! publishes and answers, in which order, and how each failure comes out (`saves`), the builds
-//! it queues and `?wait=true` (`builds`), deletes and announcements (`deletes`). The function
-//! cache is the real one. This file holds what they share.
+//! it queues and `?wait=true` (`builds`), deletes and announcements (`deletes`); and the real
+//! backend with Postgres and RabbitMQ away (`live`). The function cache is the real one. This
+//! file holds what they share.
 
 mod builds;
 mod deletes;
+mod live;
 mod saves;
 
 use super::fake::{Call, FakeBackend, NAMESPACE};
@@ -111,4 +113,13 @@ fn event(id: i64, name: Option<&str>, version: Option<i32>) -> FunctionEvent {
         name: name.map(str::to_owned),
         version,
     }
+}
+
+/// `elapsed` is `expected`, give or take the paused clock's rounding of each sleep to the
+/// millisecond.
+fn assert_about(elapsed: Duration, expected: Duration) {
+    assert!(
+        elapsed >= expected && elapsed < expected + Duration::from_millis(10),
+        "{elapsed:?} is not about {expected:?}"
+    );
 }
