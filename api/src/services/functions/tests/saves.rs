@@ -127,6 +127,27 @@ async fn a_package_that_does_not_decode_is_refused_and_nothing_is_stored() {
 }
 
 #[tokio::test]
+async fn a_package_over_the_zip_limit_is_too_large_rather_than_invalid() {
+    let s = setup();
+    // Refused by its length alone, before anything is decoded.
+    let zip = "A".repeat((package::MAX_ZIP_BYTES + 4) / 3 * 4 + 4);
+    let refused = s
+        .functions
+        .create(
+            NAMESPACE,
+            input(json!({"code": null, "code_zip": zip, "handler": "app.handler"})),
+            NO_WAIT,
+        )
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&refused, SaveError::Invalid(Invalid::TooLarge(why)) if why == "code_zip is over the limit of 50 MB zipped"),
+        "{refused:?}"
+    );
+    assert_eq!(s.backend.call_names(), ["get_namespace"]);
+}
+
+#[tokio::test]
 async fn an_update_bumps_the_version_and_announces_the_one_still_serving() {
     let s = setup();
     let id = s.backend.add_function(NAMESPACE, "hello");
