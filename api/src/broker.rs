@@ -456,6 +456,33 @@ impl Drop for Invoker {
     }
 }
 
+#[cfg(test)]
+impl Invoker {
+    /// An invoker that never connected, for unit tests of what its callers do with the broker
+    /// away: publishing fails with [`BrokerError::Disconnected`] (an event is dropped), no
+    /// worker consumes anything, and no event is ever heard.
+    pub fn disconnected() -> Arc<Self> {
+        /// Hears nothing: a disconnected invoker has no event to tell.
+        struct Unheard;
+        impl EventListener for Unheard {
+            fn connected(&self) {}
+            fn disconnected(&self) {}
+            fn function_changed(&self, _: FunctionEvent) {}
+            fn key_changed(&self, _: KeyEvent) {}
+        }
+        Arc::new(Invoker {
+            url: String::new(),
+            connection_name: "unit test".into(),
+            topology: Topology::new("unit-test."),
+            listener: Arc::new(Unheard),
+            session: RwLock::new(None),
+            pending: Mutex::new(HashMap::new()),
+            consumers_seen: Mutex::new(HashMap::new()),
+            closed: CancellationToken::new(),
+        })
+    }
+}
+
 /// The invoker's consumer: direct replies, each handed to the request that waits for it, and
 /// events, applied to the caches. It holds the invoker weakly: the invoker owns the loop's
 /// stop token (cancelled by [`Invoker::close`] and when it is dropped).

@@ -48,3 +48,68 @@ impl DbError {
         }
     }
 }
+
+#[cfg(test)]
+impl DbError {
+    /// The error Postgres answers a statement that breaks `violation` with, for the tests of
+    /// what callers make of it. tokio_postgres makes such errors only from the server's
+    /// messages, so a client reads it from a stream standing in for a server that refuses
+    /// the connection with it.
+    pub async fn violated(violation: Violation<'_>) -> DbError {
+        use tokio::io::AsyncWriteExt as _;
+        let (code, constraint) = match violation {
+            Violation::Unique(constraint) => ("23505", constraint),
+            Violation::ForeignKey(constraint) => ("23503", constraint),
+        };
+        // An ErrorResponse: 'E', its length, then fields (a type byte and a C string each).
+        let mut fields = Vec::new();
+        let named = constraint.map(|name| (b'n', name));
+        for (kind, value) in [(b'S', "ERROR"), (b'C', code), (b'M', "violation")]
+            .into_iter()
+            .chain(named)
+        {
+            fields.push(kind);
+            fields.extend_from_slice(value.as_bytes());
+            fields.push(0);
+        }
+        fields.push(0);
+        let mut message = vec![b'E'];
+        message.extend_from_slice(&(fields.len() as i32 + 4).to_be_bytes());
+        message.extend(fields);
+        let (client, mut server) = tokio::io::duplex(4096);
+        server
+            .write_all(&message)
+            .await
+            .expect("the stream takes it");
+        let mut config = tokio_postgres::Config::new();
+        config.user("test");
+        let answer = config.connect_raw(client, tokio_postgres::NoTls).await;
+        drop(server);
+        match answer {
+            Err(error) => DbError::Query(error),
+            Ok(_) => panic!("the stand-in server refuses every connection"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_made_violation_reads_as_the_one_postgres_would_send() {
+        for violation in [
+            Violation::Unique(Some("functions_route_key")),
+            Violation::Unique(None),
+            Violation::ForeignKey(Some("functions_namespace_fkey")),
+        ] {
+            let error = DbError::violated(violation).await;
+            assert_eq!(error.violation(), Some(violation));
+            assert_eq!(
+                error.is_unique_violation(),
+                matches!(violation, Violation::Unique(_))
+            );
+        }
+        assert_eq!(DbError::Inconsistent("gone").violation(), None);
+    }
+}

@@ -9,7 +9,7 @@ use crate::http::state::AppState;
 use crate::services::{FunctionInput, SaveOptions};
 use crate::store::{self, Build, Function};
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -40,30 +40,64 @@ pub async fn admit_upload(
     request: Request,
     next: Next,
 ) -> Response {
-    let declared = crate::http::limits::declared_length(request.headers());
-    let chunked = declared.is_none() && request.headers().contains_key(header::TRANSFER_ENCODING);
-    let large = declared.is_some_and(|length| length > guard.source_body_max as u64) || chunked;
-    if !large {
-        return next.run(request).await;
-    }
-    let allowed = match Principal::from_headers(&guard.state, request.headers()).await {
-        Ok(principal) => principal.require(Scope::Manage).map_err(ApiError::from),
-        Err(error) => Err(error),
+    let UploadGuard {
+        state,
+        permits,
+        source_body_max,
+    } = guard;
+    let may_save_functions = async |headers: &HeaderMap| {
+        let principal = Principal::from_headers(&state, headers).await?;
+        principal.require(Scope::Manage).map_err(ApiError::from)
     };
-    if let Err(error) = allowed {
-        // Discarded, never held: a client that writes its whole body first reads the 401.
-        crate::http::limits::discard(request.into_body()).await;
-        let mut response = error.into_response();
-        // What was not drained must not be taken for the next request.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
-    }
-    let Ok(_permit) = guard.permits.acquire().await else {
-        return ApiError::Overloaded("the api is shutting down".into()).into_response();
+    let upload = Upload {
+        source_body_max,
+        permits: &permits,
     };
-    next.run(request).await
+    upload
+        .admit(request, may_save_functions, async move |request| {
+            next.run(request).await
+        })
+        .await
+}
+
+/// [`admit_upload`]'s rule, apart from how the key is checked and what runs next.
+struct Upload<'a> {
+    source_body_max: usize,
+    permits: &'a Semaphore,
+}
+
+impl Upload<'_> {
+    /// Runs `next` on `request` at once if its body is not larger than a single-source
+    /// function's; else once `may_upload` allowed its headers and a permit is free. A refused
+    /// body is discarded and the connection closed.
+    async fn admit(
+        &self,
+        request: Request,
+        may_upload: impl AsyncFnOnce(&HeaderMap) -> Result<(), ApiError>,
+        next: impl AsyncFnOnce(Request) -> Response,
+    ) -> Response {
+        let declared = crate::http::limits::declared_length(request.headers());
+        let chunked =
+            declared.is_none() && request.headers().contains_key(header::TRANSFER_ENCODING);
+        let large = declared.is_some_and(|length| length > self.source_body_max as u64) || chunked;
+        if !large {
+            return next(request).await;
+        }
+        if let Err(error) = may_upload(request.headers()).await {
+            // Discarded, never held: a client that writes its whole body first reads the 401.
+            crate::http::limits::discard(request.into_body()).await;
+            let mut response = error.into_response();
+            // What was not drained must not be taken for the next request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+        let Ok(_permit) = self.permits.acquire().await else {
+            return ApiError::Overloaded("the api is shutting down".into()).into_response();
+        };
+        next(request).await
+    }
 }
 
 /// `?skip=0&limit=100`
@@ -302,4 +336,208 @@ pub async fn delete_function(
         return Err(ApiError::FunctionNotFound(id.to_string()));
     }
     Ok(axum::Json(Message::new("Function deleted")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::{Body, Bytes};
+    use axum::extract::FromRequestParts;
+    use futures_util::StreamExt as _;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    fn principal(scopes: &[Scope]) -> Principal {
+        Principal {
+            key_id: Some("k".into()),
+            namespace: "default".into(),
+            scopes: scopes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn env_values_are_shown_only_to_keys_that_manage() {
+        let function = Function {
+            env: [("TOKEN".to_owned(), "s3cret".to_owned())].into(),
+            ..Function::example()
+        };
+        let hidden = view(&function, &principal(&[Scope::Read]));
+        assert_eq!(hidden["env"], serde_json::json!({"TOKEN": null}));
+        // Everything else is shown as it is.
+        assert_eq!(hidden["name"], "hello");
+        assert_eq!(hidden["id"], 1);
+        let mut shown = hidden.clone();
+        shown["env"]["TOKEN"] = "s3cret".into();
+        assert_eq!(shown, serde_json::to_value(&function).unwrap());
+        for scopes in [
+            &[Scope::Manage][..],
+            &[Scope::Admin],
+            &[Scope::Read, Scope::Manage],
+        ] {
+            let seen = view(&function, &principal(scopes));
+            assert_eq!(seen["env"]["TOKEN"], "s3cret", "{scopes:?}");
+        }
+    }
+
+    #[test]
+    fn only_an_admin_may_take_a_catch_all_route_and_wait_is_the_querys() {
+        let cases = [
+            (&[Scope::Admin][..], false, (true, false)),
+            (&[Scope::Admin][..], true, (true, true)),
+            (&[Scope::Manage][..], true, (false, true)),
+            (&[Scope::Manage, Scope::Read][..], false, (false, false)),
+        ];
+        for (scopes, wait, expected) in cases {
+            let options = save_options(&principal(scopes), &SaveQuery { wait });
+            assert_eq!(
+                (options.may_catch_all, options.wait),
+                expected,
+                "{scopes:?}"
+            );
+        }
+    }
+
+    async fn query<T: serde::de::DeserializeOwned + Send>(uri: &str) -> Result<T, ApiError> {
+        let (mut parts, ()) = axum::http::Request::get(uri).body(()).unwrap().into_parts();
+        Query::<T>::from_request_parts(&mut parts, &())
+            .await
+            .map(|Query(value)| value)
+    }
+
+    #[tokio::test]
+    async fn the_query_defaults_are_the_first_hundred_and_no_wait() {
+        let page: Page = query("/functions/").await.expect("parsed");
+        assert_eq!((page.skip, page.limit), (0, 100));
+        let page: Page = query("/functions/?skip=5&limit=7").await.expect("parsed");
+        assert_eq!((page.skip, page.limit), (5, 7));
+        assert!(query::<Page>("/functions/?limit=many").await.is_err());
+
+        let save: SaveQuery = query("/functions/").await.expect("parsed");
+        assert!(!save.wait);
+        let save: SaveQuery = query("/functions/?wait=true").await.expect("parsed");
+        assert!(save.wait);
+        assert!(query::<SaveQuery>("/functions/?wait=soon").await.is_err());
+    }
+
+    /// What a test of [`Upload::admit`] saw: whether the key was asked for and `next` ran.
+    #[derive(Default)]
+    struct Seen {
+        asked: AtomicBool,
+        ran: AtomicBool,
+        /// Chunks of the body read (by `next`, or discarded).
+        chunks_read: Arc<AtomicUsize>,
+    }
+
+    const SOURCE_BODY_MAX: usize = 100;
+
+    /// A request whose body, `chunks` chunks of `chunk` bytes, counts the chunks read.
+    fn request(headers: &[(&str, &str)], chunks: usize, chunk: usize, seen: &Seen) -> Request {
+        let read = seen.chunks_read.clone();
+        let body = futures_util::stream::iter(
+            (0..chunks).map(move |_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; chunk]))),
+        )
+        .inspect(move |_| {
+            read.fetch_add(1, Ordering::SeqCst);
+        });
+        let mut builder = axum::http::Request::post("/functions/");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(Body::from_stream(body)).unwrap()
+    }
+
+    async fn admit(
+        permits: &Semaphore,
+        request: Request,
+        allowed: Result<(), ApiError>,
+        seen: &Seen,
+    ) -> Response {
+        let upload = Upload {
+            source_body_max: SOURCE_BODY_MAX,
+            permits,
+        };
+        upload
+            .admit(
+                request,
+                async |_: &HeaderMap| {
+                    seen.asked.store(true, Ordering::SeqCst);
+                    allowed
+                },
+                async |request: Request| {
+                    seen.ran.store(true, Ordering::SeqCst);
+                    let _ = axum::body::to_bytes(request.into_body(), usize::MAX).await;
+                    StatusCode::CREATED.into_response()
+                },
+            )
+            .await
+    }
+
+    fn refused() -> Result<(), ApiError> {
+        Err(ApiError::Unauthorized(
+            crate::domain::auth::AuthError::Missing,
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_body_no_larger_than_a_sources_passes_without_its_key_checked() {
+        let permits = Semaphore::new(0);
+        let seen = Seen::default();
+        let small = request(&[("content-length", "100")], 1, 100, &seen);
+        // Not even a permit is needed: none is free.
+        let response = admit(&permits, small, refused(), &seen).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert!(!seen.asked.load(Ordering::SeqCst));
+        assert!(seen.ran.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_larger_body_of_a_key_that_may_not_save_is_discarded_and_the_connection_closed() {
+        for headers in [
+            &[("content-length", "120")][..],
+            // A body of unknown length may be of any size.
+            &[("transfer-encoding", "chunked")],
+        ] {
+            let permits = Semaphore::new(UPLOADS_AT_ONCE);
+            let seen = Seen::default();
+            let large = request(headers, 3, 40, &seen);
+            let response = admit(&permits, large, refused(), &seen).await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{headers:?}");
+            assert_eq!(response.headers()[header::CONNECTION], "close");
+            assert!(seen.asked.load(Ordering::SeqCst));
+            assert!(!seen.ran.load(Ordering::SeqCst));
+            assert_eq!(seen.chunks_read.load(Ordering::SeqCst), 3, "drained");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn larger_bodies_wait_for_a_permit() {
+        let permits = Arc::new(Semaphore::new(1));
+        let held = permits.clone().acquire_owned().await.unwrap();
+        let seen = Arc::new(Seen::default());
+        let task = {
+            let (permits, seen) = (permits.clone(), seen.clone());
+            tokio::spawn(async move {
+                let large = request(&[("content-length", "120")], 3, 40, &seen);
+                admit(&permits, large, Ok(()), &seen).await.status()
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        assert!(seen.asked.load(Ordering::SeqCst));
+        assert!(!seen.ran.load(Ordering::SeqCst), "ran without a permit");
+        drop(held);
+        assert_eq!(task.await.unwrap(), StatusCode::CREATED);
+        assert!(seen.ran.load(Ordering::SeqCst));
+        // Given back once the request is served.
+        assert_eq!(permits.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_larger_body_is_refused_once_the_permits_are_closed() {
+        let permits = Semaphore::new(UPLOADS_AT_ONCE);
+        permits.close();
+        let seen = Seen::default();
+        let large = request(&[("content-length", "101")], 1, 101, &seen);
+        let response = admit(&permits, large, Ok(()), &seen).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!seen.ran.load(Ordering::SeqCst));
+    }
 }

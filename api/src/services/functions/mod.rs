@@ -1,9 +1,20 @@
 //! Saving functions: check the input ([`ValidFunction::parse`], pure), store its package,
 //! insert or update the row with the build its dependencies need, queue that build, tell the
 //! caches and the workers, and with `?wait=true` wait for the build to end.
+//!
+//! Every query and publish goes through [`FunctionBackend`] (`backend`), so that what the
+//! service decides is unit-tested (`tests`, over the in-memory backend of `fake`) without
+//! Postgres or RabbitMQ; the function cache is in memory and stays real.
 
+mod backend;
 mod validate;
 
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
+pub use backend::{FunctionBackend, LiveBackend};
 pub use validate::{FunctionInput, Invalid, NamespacePolicy, ValidFunction};
 
 use crate::broker::Invoker;
@@ -46,13 +57,11 @@ pub struct SaveOptions {
     pub wait: bool,
 }
 
-/// The functions service.
+/// The functions service, over the real [`LiveBackend`] unless a test gives it another.
 #[derive(Clone)]
-pub struct Functions {
-    db: Pool,
-    invoker: Arc<Invoker>,
+pub struct Functions<B = LiveBackend> {
+    backend: B,
     cache: Arc<FunctionCache>,
-    routes: Arc<RouteTable>,
     /// `MAX_CODE_BYTES`.
     max_code_bytes: usize,
     /// `BUILD_WAIT_SECS`: the longest `?wait=true` waits for a build.
@@ -60,6 +69,7 @@ pub struct Functions {
 }
 
 impl Functions {
+    /// The service over Postgres (`db`), RabbitMQ (`invoker`) and this replica's caches.
     pub fn new(
         db: Pool,
         invoker: Arc<Invoker>,
@@ -68,11 +78,26 @@ impl Functions {
         max_code_bytes: usize,
         build_wait: Duration,
     ) -> Self {
-        Functions {
+        let backend = LiveBackend {
             db,
             invoker,
-            cache,
             routes,
+        };
+        Functions::with_backend(backend, cache, max_code_bytes, build_wait)
+    }
+}
+
+impl<B: FunctionBackend> Functions<B> {
+    /// The service over `backend`; `cache` is this replica's function cache.
+    pub fn with_backend(
+        backend: B,
+        cache: Arc<FunctionCache>,
+        max_code_bytes: usize,
+        build_wait: Duration,
+    ) -> Self {
+        Functions {
+            backend,
+            cache,
             max_code_bytes,
             build_wait,
         }
@@ -86,7 +111,9 @@ impl Functions {
         options: SaveOptions,
     ) -> Result<Function, SaveError> {
         let fields = self.prepare(namespace, input, options).await?;
-        let saved = store::insert_function(&self.db, namespace, &fields)
+        let saved = self
+            .backend
+            .insert_function(namespace, &fields)
             .await
             .map_err(|error| on_save_error(error, &fields))?;
         tracing::info!(id = saved.function.id, namespace = %saved.function.namespace, name = %saved.function.name, "function created");
@@ -102,7 +129,9 @@ impl Functions {
         options: SaveOptions,
     ) -> Result<Function, SaveError> {
         let fields = self.prepare(namespace, input, options).await?;
-        let saved = store::update_function(&self.db, namespace, id, &fields)
+        let saved = self
+            .backend
+            .update_function(namespace, id, &fields)
             .await
             .map_err(|error| on_save_error(error, &fields))?
             .ok_or(SaveError::FunctionNotFound(id))?;
@@ -113,7 +142,7 @@ impl Functions {
     /// Deletes function `id` of `namespace` and tells the caches and workers; false when it
     /// has none.
     pub async fn delete(&self, namespace: &str, id: i64) -> Result<bool, DbError> {
-        if !store::delete_function(&self.db, namespace, id).await? {
+        if !self.backend.delete_function(namespace, id).await? {
             return Ok(false);
         }
         tracing::info!(id, "function deleted");
@@ -130,7 +159,9 @@ impl Functions {
         options: SaveOptions,
     ) -> Result<FunctionFields, SaveError> {
         // The key's namespace; its keys go with it, so only a race with its deletion finds none.
-        let stored = store::get_namespace(&self.db, namespace)
+        let stored = self
+            .backend
+            .get_namespace(namespace)
             .await?
             .ok_or_else(|| SaveError::NamespaceNotFound(namespace.to_owned()))?;
         let policy = NamespacePolicy {
@@ -155,7 +186,9 @@ impl Functions {
             ("on_failure", &fields.on_failure),
         ] {
             if let Some(name) = destination
-                && store::get_function_by_name(&self.db, namespace, name)
+                && self
+                    .backend
+                    .get_function_by_name(namespace, name)
                     .await?
                     .is_none()
             {
@@ -190,7 +223,7 @@ impl Functions {
             other => Invalid::Field(other.to_string()),
         })?;
         if let Some(key) = &fields.build_key
-            && let Some(deps_bytes) = store::ready_build_size(&self.db, key).await?
+            && let Some(deps_bytes) = self.backend.ready_build_size(key).await?
             && package.unpacked_bytes + deps_bytes.max(0) as u64 > package::MAX_UNPACKED_BYTES
         {
             return Err(Invalid::TooLarge(format!(
@@ -200,7 +233,7 @@ impl Functions {
             ))
             .into());
         }
-        store::store_package(&self.db, &package).await?;
+        self.backend.store_package(&package).await?;
         tracing::info!(digest = %package.digest, zip_bytes = package.zip_bytes, files = package.files, "package stored");
         fields.package = Some(store::PackageInfo {
             digest: package.digest,
@@ -232,14 +265,14 @@ impl Functions {
                 language: fields.language,
                 dependencies: dependencies.clone(),
             };
-            match self.invoker.publish_build(&job).await {
+            match self.backend.publish_build(&job).await {
                 Ok(()) => tracing::info!(build_key = %key, %attempt, "build queued"),
                 Err(error) => {
                     tracing::error!(build_key = %key, %error, "build not queued");
                     let why = format!(
                         "the build could not be queued ({error}); save the function again to retry"
                     );
-                    store::fail_unpublished(&self.db, key, attempt, &why).await?;
+                    self.backend.fail_unpublished(key, attempt, &why).await?;
                     function = self.reload(&function).await?;
                 }
             }
@@ -262,7 +295,7 @@ impl Functions {
                 .build
                 .as_ref()
                 .is_some_and(|b| !b.status.is_final())
-            && self.invoker.build_consumers().await == 0
+            && self.backend.build_consumers().await == 0
         {
             tracing::warn!(
                 id = function.id,
@@ -284,7 +317,8 @@ impl Functions {
     }
 
     async fn reload(&self, function: &Function) -> Result<Function, SaveError> {
-        store::get_function(&self.db, &function.namespace, function.id)
+        self.backend
+            .get_function(&function.namespace, function.id)
             .await?
             .ok_or(SaveError::FunctionNotFound(function.id))
     }
@@ -300,7 +334,7 @@ impl Functions {
         name: Option<&str>,
     ) {
         self.cache.invalidate(function_id, Some(namespace), name);
-        self.invoker
+        self.backend
             .publish_event(&FunctionEvent {
                 function_id,
                 namespace: Some(namespace.to_owned()),
@@ -308,7 +342,7 @@ impl Functions {
                 version,
             })
             .await;
-        self.routes.refresh().await;
+        self.backend.refresh_routes().await;
     }
 }
 

@@ -612,6 +612,71 @@ mod tests {
                     "on_success names the function itself: its outcome would invoke it again, without end",
                 ),
             ),
+            (
+                json!({"on_failure": "no good"}),
+                field(
+                    "on_failure must name a function of this namespace (1 to 64 characters of A-Z, a-z, 0-9, _ and -); got \"no good\"",
+                ),
+            ),
+            (
+                json!({"memory_mb": 10_241}),
+                field("memory_mb must be from 64 to 10240; got 10241"),
+            ),
+            (
+                json!({"handler": "1x"}),
+                field(
+                    "handler must be `name` or `file.name` (Lambda's form), the name an identifier and the file a relative path, at most 128 characters; got \"1x\"",
+                ),
+            ),
+            (
+                json!({"env": {"A": "x\u{0000}"}}),
+                field("env value of \"A\" must not contain NUL (U+0000) characters"),
+            ),
+            (
+                json!({"env": {"A-B": "x"}}),
+                field("env keys must match [A-Za-z_][A-Za-z0-9_]*; got \"A-B\""),
+            ),
+            (
+                // 3 bytes of name and 4094 of value: one over Lambda's 4 KiB.
+                json!({"env": {"BIG": "x".repeat(4094)}}),
+                field("env holds 4097 bytes, over the limit of 4096"),
+            ),
+            // The rules of other modules, named by the field they apply to.
+            (
+                json!({"route": "no-slash"}),
+                field("route \"no-slash\" is not valid: it must start with /"),
+            ),
+            (
+                json!({"http_methods": ["get"]}),
+                field(
+                    "http_methods: \"get\" is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS (upper case)",
+                ),
+            ),
+            (
+                json!({"cors": {"allow_origins": ["not an origin"]}}),
+                field(
+                    "cors.allow_origins entries are \"*\" or scheme://host[:port] with no path; got \"not an origin\"",
+                ),
+            ),
+            (
+                json!({"dependencies": "-e ."}),
+                field(
+                    "requirements line 1: \"-e .\" is not accepted: options (-e, -r, -c, --index-url, --extra-index-url, ...) are not allowed; the operator's index settings decide where packages come from",
+                ),
+            ),
+            (
+                json!({"schedule": "not cron"}),
+                field(
+                    "schedule: invalid schedule \"not cron\": 2 fields: expected 5 (minute hour day-of-month month day-of-week), without seconds or years",
+                ),
+            ),
+            (
+                // Checked without a schedule too: a typo is not stored silently.
+                json!({"schedule_timezone": "Mars/Olympus"}),
+                field(
+                    "schedule_timezone: unknown time zone \"Mars/Olympus\": expected an IANA name such as \"Europe/Paris\"",
+                ),
+            ),
         ];
         for (changes, expected) in cases {
             assert_eq!(refusal(changes.clone()), expected, "{changes}");
@@ -624,6 +689,60 @@ mod tests {
         assert_eq!(
             wrong_runtime,
             field("runtime gvisor is not allowed in this namespace; it allows docker")
+        );
+    }
+
+    #[test]
+    fn what_is_given_is_kept() {
+        let valid = ValidFunction::parse(
+            input(serde_json::json!({
+                "route": "/users/{id}",
+                "handler": "app.main",
+                "runtime": "gvisor",
+                "memory_mb": 512,
+                "env": {"GREETING": "hi"},
+                "max_concurrency": 10,
+                "http_methods": ["GET", "POST"],
+                "http_auth": "none",
+                "dependencies": "requests==2.31.0\n",
+                "max_retries": 0,
+                "max_event_age_secs": 60,
+                "on_success": "notify",
+                "schedule": " 0 9 * * MON-FRI ",
+                "schedule_timezone": "Europe/Paris"
+            })),
+            &policy(DOCKER_AND_GVISOR),
+        )
+        .expect("valid");
+        let fields = valid.fields;
+        assert_eq!(fields.route_shape, "/users/{}");
+        assert_eq!(fields.handler, "app.main");
+        assert_eq!((fields.runtime, fields.memory_mb), (Runtime::Gvisor, 512));
+        assert_eq!(fields.env["GREETING"], "hi");
+        assert_eq!(fields.max_concurrency, Some(10));
+        assert_eq!(
+            fields.http_methods,
+            Some(vec!["GET".to_owned(), "POST".to_owned()])
+        );
+        assert_eq!(fields.http_auth, HttpAuth::None);
+        assert_eq!(
+            fields.build_key,
+            Some(deps::build_key(Language::Python, "requests==2.31.0\n"))
+        );
+        assert_eq!((fields.max_retries, fields.max_event_age_secs), (0, 60));
+        assert_eq!(fields.on_success.as_deref(), Some("notify"));
+        // Stored trimmed, read in its zone.
+        assert_eq!(fields.schedule.as_deref(), Some("0 9 * * MON-FRI"));
+        assert_eq!(fields.schedule_timezone, "Europe/Paris");
+        // Blank dependencies are none: nothing to build.
+        let blank = ValidFunction::parse(
+            input(serde_json::json!({"dependencies": " \n "})),
+            &policy(DOCKER_AND_GVISOR),
+        )
+        .expect("valid");
+        assert_eq!(
+            (blank.fields.dependencies, blank.fields.build_key),
+            (None, None)
         );
     }
 

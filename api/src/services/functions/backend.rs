@@ -1,0 +1,188 @@
+//! What the functions service asks of the world: the rows it reads and writes in Postgres,
+//! the messages it publishes on RabbitMQ, and the reload of this replica's route table (a
+//! query too). [`FunctionBackend`] is that port; [`LiveBackend`] is the real one, delegating
+//! one-to-one to `store::`, the [`Invoker`] and the [`RouteTable`], so that the service's
+//! decisions are unit-tested against an in-memory fake instead.
+
+use crate::broker::{BrokerError, Invoker};
+use crate::domain::package::Package;
+use crate::services::route_table::RouteTable;
+use crate::store::{self, DbError, Function, FunctionFields, Namespace, Saved};
+use common::{BuildJob, FunctionEvent};
+use deadpool_postgres::Pool;
+use std::future::Future;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// The store, the broker and the route table as the functions service uses them; each method
+/// does what the `store::` function or `Invoker` method of the same name does.
+pub trait FunctionBackend: Clone + Send + Sync + 'static {
+    /// The namespace `name`, with the runtimes it allows.
+    fn get_namespace(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Namespace>, DbError>> + Send;
+
+    /// Function `name` of `namespace`.
+    fn get_function_by_name(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Function>, DbError>> + Send;
+
+    /// The unpacked size of build `key`'s artifact, when that build is ready.
+    fn ready_build_size(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<i64>, DbError>> + Send;
+
+    /// Stores `package`'s artifact (or renews it when the same files are stored already).
+    fn store_package(&self, package: &Package) -> impl Future<Output = Result<(), DbError>> + Send;
+
+    /// Creates a function in `namespace`, with the build its dependencies need.
+    fn insert_function(
+        &self,
+        namespace: &str,
+        fields: &FunctionFields,
+    ) -> impl Future<Output = Result<Saved, DbError>> + Send;
+
+    /// Replaces function `id` of `namespace`; `None` when there is no such function.
+    fn update_function(
+        &self,
+        namespace: &str,
+        id: i64,
+        fields: &FunctionFields,
+    ) -> impl Future<Output = Result<Option<Saved>, DbError>> + Send;
+
+    /// Deletes function `id` of `namespace`; false when there is no such function.
+    fn delete_function(
+        &self,
+        namespace: &str,
+        id: i64,
+    ) -> impl Future<Output = Result<bool, DbError>> + Send;
+
+    /// Marks `attempt` of build `key`, whose job could not be queued, failed because of `why`.
+    fn fail_unpublished(
+        &self,
+        key: &str,
+        attempt: Uuid,
+        why: &str,
+    ) -> impl Future<Output = Result<(), DbError>> + Send;
+
+    /// Function `id` of `namespace`, as stored now.
+    fn get_function(
+        &self,
+        namespace: &str,
+        id: i64,
+    ) -> impl Future<Output = Result<Option<Function>, DbError>> + Send;
+
+    /// Queues a dependency build for a worker.
+    fn publish_build(&self, job: &BuildJob)
+    -> impl Future<Output = Result<(), BrokerError>> + Send;
+
+    /// Tells every api replica and worker that a function changed (best effort).
+    fn publish_event(&self, event: &FunctionEvent) -> impl Future<Output = ()> + Send;
+
+    /// How many workers consume the build queue now (0 when the broker is away).
+    fn build_consumers(&self) -> impl Future<Output = u32> + Send;
+
+    /// Reloads this replica's route table and waits (a little) until it holds the change.
+    fn refresh_routes(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// The real backend: Postgres, RabbitMQ and this replica's route table.
+#[derive(Clone)]
+pub struct LiveBackend {
+    pub db: Pool,
+    pub invoker: Arc<Invoker>,
+    pub routes: Arc<RouteTable>,
+}
+
+impl FunctionBackend for LiveBackend {
+    fn get_namespace(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Namespace>, DbError>> + Send {
+        store::get_namespace(&self.db, name)
+    }
+
+    fn get_function_by_name(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Function>, DbError>> + Send {
+        store::get_function_by_name(&self.db, namespace, name)
+    }
+
+    fn ready_build_size(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<i64>, DbError>> + Send {
+        store::ready_build_size(&self.db, key)
+    }
+
+    fn store_package(&self, package: &Package) -> impl Future<Output = Result<(), DbError>> + Send {
+        store::store_package(&self.db, package)
+    }
+
+    fn insert_function(
+        &self,
+        namespace: &str,
+        fields: &FunctionFields,
+    ) -> impl Future<Output = Result<Saved, DbError>> + Send {
+        store::insert_function(&self.db, namespace, fields)
+    }
+
+    fn update_function(
+        &self,
+        namespace: &str,
+        id: i64,
+        fields: &FunctionFields,
+    ) -> impl Future<Output = Result<Option<Saved>, DbError>> + Send {
+        store::update_function(&self.db, namespace, id, fields)
+    }
+
+    fn delete_function(
+        &self,
+        namespace: &str,
+        id: i64,
+    ) -> impl Future<Output = Result<bool, DbError>> + Send {
+        store::delete_function(&self.db, namespace, id)
+    }
+
+    fn fail_unpublished(
+        &self,
+        key: &str,
+        attempt: Uuid,
+        why: &str,
+    ) -> impl Future<Output = Result<(), DbError>> + Send {
+        store::fail_unpublished(&self.db, key, attempt, why)
+    }
+
+    fn get_function(
+        &self,
+        namespace: &str,
+        id: i64,
+    ) -> impl Future<Output = Result<Option<Function>, DbError>> + Send {
+        store::get_function(&self.db, namespace, id)
+    }
+
+    fn publish_build(
+        &self,
+        job: &BuildJob,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        self.invoker.publish_build(job)
+    }
+
+    fn publish_event(&self, event: &FunctionEvent) -> impl Future<Output = ()> + Send {
+        self.invoker.publish_event(event)
+    }
+
+    fn build_consumers(&self) -> impl Future<Output = u32> + Send {
+        self.invoker.build_consumers()
+    }
+
+    fn refresh_routes(&self) -> impl Future<Output = ()> + Send {
+        self.routes.refresh()
+    }
+}

@@ -1,0 +1,529 @@
+//! An in-memory [`FunctionBackend`] for the service's unit tests. Namespaces, functions and
+//! builds live in maps and are joined as the store joins them (a function is read with its
+//! build); a save starts a build as `store::request_build` does (unless one is ready or under
+//! way) and an update keeps the version that serves calls while the new one waits for its
+//! build. Failures are scripted, and every call is recorded in order, so that tests assert on
+//! what the service stored, published and returned, and when.
+
+use super::FunctionBackend;
+use crate::broker::BrokerError;
+use crate::domain::package::Package;
+use crate::store::{Build, BuildStatus, DbError, Function, FunctionFields, Namespace, Saved};
+use common::{BuildJob, FunctionEvent, Runtime};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+/// The namespace every fake starts with, allowing every runtime.
+pub const NAMESPACE: &str = "default";
+
+/// One call the service made, with what it passed.
+#[derive(Debug, Clone)]
+pub enum Call {
+    GetNamespace(String),
+    GetFunctionByName {
+        namespace: String,
+        name: String,
+    },
+    ReadyBuildSize(String),
+    StorePackage {
+        digest: String,
+        zip_bytes: u64,
+        unpacked_bytes: u64,
+        files: u32,
+    },
+    InsertFunction {
+        namespace: String,
+        fields: Box<FunctionFields>,
+    },
+    UpdateFunction {
+        namespace: String,
+        id: i64,
+        fields: Box<FunctionFields>,
+    },
+    DeleteFunction {
+        namespace: String,
+        id: i64,
+    },
+    FailUnpublished {
+        key: String,
+        attempt: Uuid,
+        why: String,
+    },
+    GetFunction {
+        namespace: String,
+        id: i64,
+    },
+    PublishBuild(BuildJob),
+    PublishEvent(FunctionEvent),
+    BuildConsumers,
+    RefreshRoutes,
+}
+
+impl Call {
+    /// The method's name, for asserting on the order of calls.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Call::GetNamespace(_) => "get_namespace",
+            Call::GetFunctionByName { .. } => "get_function_by_name",
+            Call::ReadyBuildSize(_) => "ready_build_size",
+            Call::StorePackage { .. } => "store_package",
+            Call::InsertFunction { .. } => "insert_function",
+            Call::UpdateFunction { .. } => "update_function",
+            Call::DeleteFunction { .. } => "delete_function",
+            Call::FailUnpublished { .. } => "fail_unpublished",
+            Call::GetFunction { .. } => "get_function",
+            Call::PublishBuild(_) => "publish_build",
+            Call::PublishEvent(_) => "publish_event",
+            Call::BuildConsumers => "build_consumers",
+            Call::RefreshRoutes => "refresh_routes",
+        }
+    }
+}
+
+/// A stored function: its row (without its build) and the build it names.
+struct Row {
+    function: Function,
+    build_key: Option<String>,
+}
+
+struct State {
+    namespaces: HashMap<String, Namespace>,
+    functions: BTreeMap<i64, Row>,
+    builds: HashMap<String, Build>,
+    last_id: i64,
+    last_attempt: u128,
+    /// What the next insert, update or delete fails with instead of writing.
+    write_error: Option<DbError>,
+    /// What the next `publish_build` fails with.
+    publish_error: Option<BrokerError>,
+    build_consumers: u32,
+    /// The statuses builds go through: each `get_function` of a function whose build is not
+    /// final moves it to the next one (the status a worker would have reported meanwhile).
+    build_progress: VecDeque<BuildStatus>,
+    calls: Vec<Call>,
+}
+
+/// The fake backend; clones share their state.
+#[derive(Clone)]
+pub struct FakeBackend {
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeBackend {
+    /// A backend with namespace [`NAMESPACE`] (every runtime allowed), no function, and one
+    /// worker that takes builds.
+    pub fn new() -> Self {
+        let backend = FakeBackend {
+            state: Arc::new(Mutex::new(State {
+                namespaces: HashMap::new(),
+                functions: BTreeMap::new(),
+                builds: HashMap::new(),
+                last_id: 0,
+                last_attempt: 0,
+                write_error: None,
+                publish_error: None,
+                build_consumers: 1,
+                build_progress: VecDeque::new(),
+                calls: Vec::new(),
+            })),
+        };
+        backend.add_namespace(NAMESPACE, &Runtime::ALL);
+        backend
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    /// Adds (or replaces) namespace `name`, which allows `allowed_runtimes`.
+    pub fn add_namespace(&self, name: &str, allowed_runtimes: &[Runtime]) {
+        let namespace = Namespace {
+            name: name.to_owned(),
+            allowed_runtimes: allowed_runtimes.to_vec(),
+            max_concurrency: None,
+            created_at: chrono::Utc::now(),
+        };
+        self.state().namespaces.insert(name.to_owned(), namespace);
+    }
+
+    /// Stores function `name` of `namespace` (no build), as if it had been created before.
+    pub fn add_function(&self, namespace: &str, name: &str) -> i64 {
+        let mut state = self.state();
+        state.last_id += 1;
+        let function = Function {
+            id: state.last_id,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            route: format!("/{name}"),
+            ..Function::example()
+        };
+        let id = function.id;
+        state.functions.insert(
+            id,
+            Row {
+                function,
+                build_key: None,
+            },
+        );
+        id
+    }
+
+    /// A ready build of `key` whose dependencies take `size_bytes` unpacked.
+    pub fn add_ready_build(&self, key: &str, size_bytes: i64) {
+        let build = Build {
+            status: BuildStatus::Ready,
+            digest: Some(format!("deps-of-{key}")),
+            size_bytes: Some(size_bytes),
+            log: String::new(),
+            started_at: None,
+            finished_at: None,
+        };
+        self.state().builds.insert(key.to_owned(), build);
+    }
+
+    /// The next insert, update or delete fails with `error`.
+    pub fn fail_next_write(&self, error: DbError) {
+        self.state().write_error = Some(error);
+    }
+
+    /// The next build job is not queued: `publish_build` fails with `error`.
+    pub fn fail_next_publish(&self, error: BrokerError) {
+        self.state().publish_error = Some(error);
+    }
+
+    /// How many workers take builds from now on.
+    pub fn set_build_consumers(&self, consumers: u32) {
+        self.state().build_consumers = consumers;
+    }
+
+    /// Builds not final go through `statuses`, one step per `get_function`.
+    pub fn builds_go_through(&self, statuses: &[BuildStatus]) {
+        self.state().build_progress = statuses.iter().copied().collect();
+    }
+
+    /// Function `id` as stored, with its build.
+    pub fn stored(&self, id: i64) -> Option<Function> {
+        let state = self.state();
+        state.functions.get(&id).map(|row| state.joined(row))
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.state().calls.clone()
+    }
+
+    /// The names of the calls so far, in order.
+    pub fn call_names(&self) -> Vec<&'static str> {
+        self.state().calls.iter().map(Call::name).collect()
+    }
+
+    /// The function events published so far.
+    pub fn events(&self) -> Vec<FunctionEvent> {
+        self.calls()
+            .into_iter()
+            .filter_map(|call| match call {
+                Call::PublishEvent(event) => Some(event),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The build jobs published so far (a failed publish included).
+    pub fn build_jobs(&self) -> Vec<BuildJob> {
+        self.calls()
+            .into_iter()
+            .filter_map(|call| match call {
+                Call::PublishBuild(job) => Some(job),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The namespaces and fields of the inserts and updates so far.
+    pub fn saved_fields(&self) -> Vec<(String, FunctionFields)> {
+        self.calls()
+            .into_iter()
+            .filter_map(|call| match call {
+                Call::InsertFunction { namespace, fields }
+                | Call::UpdateFunction {
+                    namespace, fields, ..
+                } => Some((namespace, *fields)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl State {
+    /// `row`'s function read with its build, as the store's join reads it.
+    fn joined(&self, row: &Row) -> Function {
+        Function {
+            build: row
+                .build_key
+                .as_ref()
+                .and_then(|key| self.builds.get(key).cloned()),
+            ..row.function.clone()
+        }
+    }
+
+    /// The build `fields` name, started when none is ready or under way (as
+    /// `store::request_build` does): the attempt to publish, if it was.
+    fn request_build(&mut self, fields: &FunctionFields) -> Option<Uuid> {
+        let key = fields.build_key.as_ref()?;
+        if self
+            .builds
+            .get(key)
+            .is_some_and(|build| build.status != BuildStatus::Failed)
+        {
+            return None;
+        }
+        self.last_attempt += 1;
+        let build = Build {
+            status: BuildStatus::Pending,
+            digest: None,
+            size_bytes: None,
+            log: String::new(),
+            started_at: None,
+            finished_at: None,
+        };
+        self.builds.insert(key.clone(), build);
+        Some(Uuid::from_u128(self.last_attempt))
+    }
+
+    /// Moves function `id`'s build to the next scripted status, if it has not ended.
+    fn progress(&mut self, id: i64) {
+        let Some(key) = self
+            .functions
+            .get(&id)
+            .and_then(|row| row.build_key.clone())
+        else {
+            return;
+        };
+        let Some(build) = self.builds.get_mut(&key) else {
+            return;
+        };
+        if build.status.is_final() {
+            return;
+        }
+        if let Some(status) = self.build_progress.pop_front() {
+            build.status = status;
+            if status == BuildStatus::Ready {
+                build.digest = Some(format!("deps-of-{key}"));
+                build.size_bytes = Some(1024);
+            }
+        }
+    }
+}
+
+/// The row `fields` make, at `version`, for function `id` of `namespace`.
+fn row_of(namespace: &str, id: i64, version: i32, fields: &FunctionFields) -> Row {
+    let fields = fields.clone();
+    let function = Function {
+        id,
+        namespace: namespace.to_owned(),
+        name: fields.name,
+        route: fields.route,
+        language: fields.language,
+        code: fields.package.is_none().then_some(fields.code),
+        handler: fields.handler,
+        timeout: fields.timeout,
+        runtime: fields.runtime,
+        memory_mb: fields.memory_mb,
+        env: fields.env,
+        max_concurrency: fields.max_concurrency,
+        http_methods: fields.http_methods,
+        http_auth: fields.http_auth,
+        cors: fields.cors,
+        dependencies: fields.dependencies,
+        build: None,
+        package: fields.package,
+        max_retries: fields.max_retries,
+        max_event_age_secs: fields.max_event_age_secs,
+        on_success: fields.on_success,
+        on_failure: fields.on_failure,
+        schedule: fields.schedule,
+        schedule_timezone: fields.schedule_timezone,
+        version,
+        ..Function::example()
+    };
+    Row {
+        function,
+        build_key: fields.build_key,
+    }
+}
+
+impl FunctionBackend for FakeBackend {
+    async fn get_namespace(&self, name: &str) -> Result<Option<Namespace>, DbError> {
+        let mut state = self.state();
+        state.calls.push(Call::GetNamespace(name.to_owned()));
+        Ok(state.namespaces.get(name).cloned())
+    }
+
+    async fn get_function_by_name(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Function>, DbError> {
+        let mut state = self.state();
+        state.calls.push(Call::GetFunctionByName {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        });
+        let found = state
+            .functions
+            .values()
+            .find(|row| row.function.namespace == namespace && row.function.name == name);
+        Ok(found.map(|row| state.joined(row)))
+    }
+
+    async fn ready_build_size(&self, key: &str) -> Result<Option<i64>, DbError> {
+        let mut state = self.state();
+        state.calls.push(Call::ReadyBuildSize(key.to_owned()));
+        Ok(state
+            .builds
+            .get(key)
+            .filter(|build| build.status == BuildStatus::Ready)
+            .and_then(|build| build.size_bytes))
+    }
+
+    async fn store_package(&self, package: &Package) -> Result<(), DbError> {
+        self.state().calls.push(Call::StorePackage {
+            digest: package.digest.clone(),
+            zip_bytes: package.zip_bytes,
+            unpacked_bytes: package.unpacked_bytes,
+            files: package.files,
+        });
+        Ok(())
+    }
+
+    async fn insert_function(
+        &self,
+        namespace: &str,
+        fields: &FunctionFields,
+    ) -> Result<Saved, DbError> {
+        let mut state = self.state();
+        state.calls.push(Call::InsertFunction {
+            namespace: namespace.to_owned(),
+            fields: Box::new(fields.clone()),
+        });
+        if let Some(error) = state.write_error.take() {
+            return Err(error);
+        }
+        let publish_build = state.request_build(fields);
+        state.last_id += 1;
+        let row = row_of(namespace, state.last_id, 1, fields);
+        let function = state.joined(&row);
+        state.functions.insert(function.id, row);
+        Ok(Saved {
+            function,
+            publish_build,
+        })
+    }
+
+    async fn update_function(
+        &self,
+        namespace: &str,
+        id: i64,
+        fields: &FunctionFields,
+    ) -> Result<Option<Saved>, DbError> {
+        let mut state = self.state();
+        state.calls.push(Call::UpdateFunction {
+            namespace: namespace.to_owned(),
+            id,
+            fields: Box::new(fields.clone()),
+        });
+        if let Some(error) = state.write_error.take() {
+            return Err(error);
+        }
+        let Some(old) = state
+            .functions
+            .get(&id)
+            .filter(|row| row.function.namespace == namespace)
+            .map(|row| state.joined(row))
+        else {
+            return Ok(None);
+        };
+        let publish_build = state.request_build(fields);
+        let mut row = row_of(namespace, id, old.version + 1, fields);
+        let waits = state.joined(&row).runnable().is_err();
+        // As the store keeps it: the version that ran until now serves while this one waits.
+        row.function.serving = if waits { old.runnable().ok() } else { None };
+        let function = state.joined(&row);
+        state.functions.insert(id, row);
+        Ok(Some(Saved {
+            function,
+            publish_build,
+        }))
+    }
+
+    async fn delete_function(&self, namespace: &str, id: i64) -> Result<bool, DbError> {
+        let mut state = self.state();
+        state.calls.push(Call::DeleteFunction {
+            namespace: namespace.to_owned(),
+            id,
+        });
+        if let Some(error) = state.write_error.take() {
+            return Err(error);
+        }
+        let found = state
+            .functions
+            .get(&id)
+            .is_some_and(|row| row.function.namespace == namespace);
+        if found {
+            state.functions.remove(&id);
+        }
+        Ok(found)
+    }
+
+    async fn fail_unpublished(&self, key: &str, attempt: Uuid, why: &str) -> Result<(), DbError> {
+        let mut state = self.state();
+        state.calls.push(Call::FailUnpublished {
+            key: key.to_owned(),
+            attempt,
+            why: why.to_owned(),
+        });
+        if let Some(build) = state.builds.get_mut(key) {
+            build.status = BuildStatus::Failed;
+            build.log = why.to_owned();
+        }
+        Ok(())
+    }
+
+    async fn get_function(&self, namespace: &str, id: i64) -> Result<Option<Function>, DbError> {
+        let mut state = self.state();
+        state.calls.push(Call::GetFunction {
+            namespace: namespace.to_owned(),
+            id,
+        });
+        state.progress(id);
+        Ok(state
+            .functions
+            .get(&id)
+            .filter(|row| row.function.namespace == namespace)
+            .map(|row| state.joined(row)))
+    }
+
+    async fn publish_build(&self, job: &BuildJob) -> Result<(), BrokerError> {
+        let mut state = self.state();
+        state.calls.push(Call::PublishBuild(job.clone()));
+        match state.publish_error.take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    async fn publish_event(&self, event: &FunctionEvent) {
+        self.state().calls.push(Call::PublishEvent(event.clone()));
+    }
+
+    async fn build_consumers(&self) -> u32 {
+        let mut state = self.state();
+        state.calls.push(Call::BuildConsumers);
+        state.build_consumers
+    }
+
+    async fn refresh_routes(&self) {
+        self.state().calls.push(Call::RefreshRoutes);
+    }
+}
