@@ -492,6 +492,8 @@ struct Replies {
 
 impl common::broker::Consume for Replies {
     type Context = ();
+    /// A reply is parsed and handed over at once: no task or span of its own on every call.
+    const INLINE: bool = true;
 
     async fn open(&self) -> lapin::Result<common::broker::Session> {
         match self.invoker.upgrade() {

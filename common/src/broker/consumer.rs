@@ -5,7 +5,9 @@
 //! how to handle one delivery; [`run`] does the rest the same way for all of them:
 //! - each delivery runs in a task of its own, inside a `delivery` span carrying the consumer,
 //!   the queue and the delivery tag (a handler opens its own span inside for its ids); at most
-//!   the prefetch its session set are unacknowledged, hence running, at once;
+//!   the prefetch its session set are unacknowledged, hence running, at once. A consumer whose
+//!   handler never waits ([`Consume::INLINE`], the api's replies) is handled in the loop itself,
+//!   without a task or a span: on the path of every call, they would cost more than the work;
 //! - the handler's [`Decision`] is applied to the delivery (ack, requeue or reject);
 //! - when the connection or a consumer is lost, the session is opened again with capped
 //!   exponential [`Backoff`], tasks in flight running on (their deliveries, unacknowledged on the
@@ -187,6 +189,13 @@ pub trait Consume: Send + Sync + 'static {
     /// What a handler gets of the session besides the delivery (`()` when nothing).
     type Context: Clone + Send + Sync + 'static;
 
+    /// Whether each delivery is handled in the loop itself, awaited before the next is taken,
+    /// rather than on a task of its own inside a `delivery` span. Only for a handler that
+    /// never waits (it would hold every other delivery back) and runs so often that a task and
+    /// a span per delivery would cost more than the handling: the api's replies, each handed
+    /// to the request that waits for it.
+    const INLINE: bool = false;
+
     /// Connects, opens a channel, declares, sets the prefetch and starts consuming
     /// ([`Session::consume`]); called for the first session (unless the caller opened it) and
     /// again after each loss.
@@ -273,6 +282,14 @@ pub async fn run<T: Consume>(
                 other => Loss::of(other),
             },
             delivery = session.deliveries.next() => match delivery {
+                Some(Ok(delivery)) if T::INLINE => {
+                    let acker = (session.acks == Acks::Manual).then(|| delivery.acker.clone());
+                    let decision = consumer.clone().handle(delivery, session.context.clone()).await;
+                    if let Some(acker) = acker {
+                        settle(&acker, decision).await;
+                    }
+                    continue;
+                }
                 Some(Ok(delivery)) => {
                     let span = tracing::info_span!(
                         "delivery",
