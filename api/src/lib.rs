@@ -26,9 +26,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 /// Connects to Postgres (migrating it) and RabbitMQ, then serves the API on `listener` and
@@ -70,7 +68,9 @@ pub async fn run(
         .merge(http::openapi::docs::router())
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(
+            http::request_id::ProcessRequestIds::new(),
+        ))
         .layer(CatchPanicLayer::new());
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     http::server::serve(

@@ -6,7 +6,7 @@
 use crate::broker::Invoker;
 use crate::config::{self, AuthMode, Config};
 use crate::domain;
-use crate::http::state::{AppState, Limits};
+use crate::http::state::{AppParts, AppState, Limits};
 use crate::services::{self, cache, dispatch, keys, records, retention, route_table};
 use crate::store;
 use anyhow::Context;
@@ -103,7 +103,7 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
         pending: Default::default(),
         max_pending_async: config.max_pending_async,
     };
-    let state = AppState {
+    let state = AppState::new(AppParts {
         db,
         invoker: invoker.clone(),
         functions: function_service,
@@ -128,7 +128,7 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
         worker_token: config
             .worker_token()
             .map(|token| domain::auth::sha256(token.as_bytes())),
-    };
+    });
 
     Ok(Composed {
         state,

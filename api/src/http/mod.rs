@@ -1,7 +1,7 @@
 //! The HTTP layer: the router and its handlers (`routes`, one module per resource), the
 //! extractors (`extract`: the caller's key, JSON, path and query), how an error becomes a
 //! response (`error`), the bounds on requests and bodies (`limits`), the server that reads
-//! them with timeouts (`server`), and the OpenAPI document with its Swagger UI (`openapi`,
+//! them with timeouts (`server`), the ids of requests (`request_id`), and the OpenAPI document with its Swagger UI (`openapi`,
 //! with the responses many operations share in `responses`).
 //!
 //! Handlers are thin: they check the key's scope, call a service (`crate::services`) or the
@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod limits;
 pub mod openapi;
+pub mod request_id;
 pub mod responses;
 pub mod routes;
 pub mod server;

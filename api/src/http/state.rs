@@ -14,8 +14,28 @@ use deadpool_postgres::Pool;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What every handler can reach, shared: axum clones the state for every layer and extractor
+/// that takes it, several times a request, so a clone is one reference count, not one per
+/// service, pool and cache.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> Self {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The parts of the [`AppState`].
+pub struct AppParts {
     pub db: Pool,
     pub invoker: Arc<Invoker>,
     /// Verifies API keys; `None` with `AUTH=disabled` (every caller is namespace `default`).

@@ -221,6 +221,41 @@ async fn health_probes_answer() {
 }
 
 #[tokio::test]
+async fn every_answer_carries_a_request_id_the_callers_own_or_a_fresh_one() {
+    let app = TestApp::start().await;
+    let request_id = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("x-request-id")
+            .expect("an X-Request-Id")
+            .to_str()
+            .expect("ASCII")
+            .to_owned()
+    };
+    let mut made = std::collections::HashSet::new();
+    for path in [
+        "/healthz",
+        "/functions/",
+        "/functions/999999",
+        "/no-such-route",
+    ] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let id = request_id(&response);
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{path}: {id}");
+        assert!(made.insert(id.clone()), "{path}: {id} given twice");
+    }
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        .header("X-Request-Id", "trace-from-the-caller-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(request_id(&response), "trace-from-the-caller-42");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn nul_characters_in_code_or_env_are_422_naming_the_field_and_store_nothing() {
     let app = TestApp::start().await;
     let valid = seed_function("nul");
