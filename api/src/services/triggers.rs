@@ -1,11 +1,18 @@
-//! The HTTP trigger's routing: which function's route a request below `ROUTE_PREFIX` reaches
-//! (found in this replica's route table, with no query), whether the api answers it itself
-//! (a CORS preflight), or why no route answers it. Pure over a snapshot of the table.
+//! The HTTP trigger: which function's route a request below `ROUTE_PREFIX` reaches (found in
+//! this replica's route table, with no query), whether the api answers it itself (a CORS
+//! preflight) or why no route answers it, pure over a snapshot of the table; then the call of
+//! the route's function with the API Gateway event made of the request.
 
-use crate::domain::http_trigger::{self, Cors, HTTP_METHODS, RouteEntry};
+use crate::domain::http_trigger::{
+    self, Cors, HTTP_METHODS, RequestFacts, RouteEntry, build_event,
+};
 use crate::services::route_table::Routes;
+use crate::services::{Call, CallError, Called, Invocations, Trigger, runtime_for};
 use axum::http::{HeaderMap, Method};
+use common::RawValue;
 use std::sync::Arc;
+use std::time::Instant;
+use uuid::Uuid;
 
 /// Why no route answers a request.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +47,82 @@ pub struct RouteCall<'a> {
     pub entry: Arc<RouteEntry>,
     /// The path's parameters, percent-decoded, by name.
     pub params: Vec<(&'a str, String)>,
+}
+
+impl RouteCall<'_> {
+    /// 405 unless the route's `http_methods` (all of them when unset) hold `method`.
+    pub fn check_method(&self, method: &Method) -> Result<(), RouteMiss> {
+        match &self.entry.methods {
+            Some(methods) if !methods.iter().any(|m| m == method.as_str()) => {
+                Err(RouteMiss::MethodNotAllowed {
+                    method: method.to_string(),
+                    allowed: methods.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What of the request a route's event is made of, besides the route itself.
+pub struct Incoming<'a> {
+    pub method: &'a Method,
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    /// The caller's address, the event's `requestContext.http.sourceIp`.
+    pub source_ip: String,
+    /// Leave `Authorization` out of the event: it carries a key of the platform, which the
+    /// function must never see.
+    pub strip_authorization: bool,
+}
+
+/// Runs the function of `routed` with the API Gateway event made of `incoming`, as call
+/// `invocation_id` (the event's `requestId`). The function is the one the route table names:
+/// one deleted, renamed or moved to another route since the table was loaded is
+/// `FunctionNotFound` (the function cache hears of a change as soon as the table does, and is
+/// dropped by the replica that made it before it answers).
+pub async fn call(
+    invocations: &Invocations,
+    routed: &RouteCall<'_>,
+    incoming: Incoming<'_>,
+    invocation_id: Uuid,
+    started: Instant,
+) -> Result<Called, CallError> {
+    let entry = &routed.entry;
+    let function = invocations
+        .find(&entry.namespace, entry.name.clone())
+        .await?;
+    if function.id != entry.function_id || function.route != entry.route {
+        return Err(CallError::FunctionNotFound(entry.name.clone()));
+    }
+    let event = build_event(&RequestFacts {
+        method: incoming.method,
+        raw_path: routed.path,
+        raw_query: incoming.query,
+        headers: incoming.headers,
+        body: incoming.body,
+        route: &entry.route,
+        any_method: entry.methods.is_none(),
+        path_params: &routed.params,
+        source_ip: incoming.source_ip,
+        request_id: invocation_id.to_string(),
+        namespace: &entry.namespace,
+        time_epoch_ms: common::now_unix_ms(),
+        strip_authorization: incoming.strip_authorization,
+    });
+    let event = RawValue::from_string(event).expect("the event is JSON");
+    invocations
+        .call(Call {
+            function: &function,
+            runtime: runtime_for(&function, None),
+            event,
+            invocation_id,
+            trigger: Trigger::Http,
+            attempt: 1,
+            started,
+        })
+        .await
 }
 
 /// Routes a request for `uri_path` (prefix included) with `method` and `headers` through
@@ -187,5 +270,36 @@ mod tests {
         // Not a preflight: no Access-Control-Request-Method.
         let routed = route(&routes, "/fn", &options, &HeaderMap::new(), "/fn/open");
         assert!(matches!(routed, Ok(Routed::Call(_))), "{routed:?}");
+    }
+
+    #[test]
+    fn a_route_answers_only_its_methods_and_every_method_when_it_names_none() {
+        let routes = table(vec![entry("/shop/{item}", None)]);
+        let Ok(Routed::Call(call)) = route(
+            &routes,
+            "/fn",
+            &Method::GET,
+            &HeaderMap::new(),
+            "/fn/shop/42",
+        ) else {
+            panic!("routed to the function");
+        };
+        assert!(call.check_method(&Method::GET).is_ok());
+        match call.check_method(&Method::POST) {
+            Err(RouteMiss::MethodNotAllowed { method, allowed }) => {
+                assert_eq!(method, "POST");
+                assert_eq!(allowed, vec!["GET".to_owned()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut any = Arc::try_unwrap(entry("/shop/{item}", None)).expect("one owner");
+        any.methods = None;
+        let call = RouteCall {
+            entry: Arc::new(any),
+            ..call
+        };
+        for method in [Method::POST, Method::DELETE, Method::PATCH] {
+            assert!(call.check_method(&method).is_ok(), "{method}");
+        }
     }
 }

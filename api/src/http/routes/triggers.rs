@@ -7,12 +7,12 @@
 
 use super::invoke::{Detail, RouteFailure, called_response};
 use crate::domain::auth::{self, Principal, Scope};
-use crate::domain::http_trigger::{HttpAuth, RequestFacts, answer_from_result, build_event};
+use crate::domain::http_trigger::{HttpAuth, RouteEntry, answer_from_result};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::limits::{self, BodyLimit};
 use crate::http::state::AppState;
-use crate::services::triggers::{self, RouteCall, Routed};
-use crate::services::{Call, CallError, Trigger, runtime_for};
+use crate::services::triggers::{self, Incoming, RouteCall, Routed};
+use crate::services::{CallError, Called};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use common::{RawValue, ReplyStatus};
+use common::ReplyStatus;
 use std::net::SocketAddr;
 use std::time::Instant;
 use uuid::Uuid;
@@ -123,31 +123,12 @@ async fn serve(
     state: &AppState,
     parts: &Parts,
     body: Bytes,
-    call: &RouteCall<'_>,
+    routed: &RouteCall<'_>,
     started: Instant,
 ) -> Result<Response, ApiError> {
-    let (path, entry, params) = (call.path, &call.entry, &call.params);
-    if let Some(methods) = &entry.methods
-        && !methods.iter().any(|m| m == parts.method.as_str())
-    {
-        return Err(ApiError::MethodNotAllowed {
-            method: parts.method.to_string(),
-            allowed: methods.clone(),
-        });
-    }
-    let carries_platform_key = match entry.auth {
-        HttpAuth::Key => {
-            let principal = Principal::from_headers(state, &parts.headers).await?;
-            principal.require(Scope::Invoke)?;
-            if principal.namespace != entry.namespace {
-                return Err(ApiError::Forbidden(
-                    "this key's namespace does not own this route".into(),
-                ));
-            }
-            true
-        }
-        HttpAuth::None => is_platform_credential(state, &parts.headers),
-    };
+    let entry = &routed.entry;
+    routed.check_method(&parts.method)?;
+    let carries_platform_key = authorize(state, &parts.headers, entry).await?;
     if body.len() > state.limits.max_event_bytes {
         return Err(ApiError::TooLarge(format!(
             "the request body is {} bytes, over the limit of {}",
@@ -155,86 +136,85 @@ async fn serve(
             state.limits.max_event_bytes
         )));
     }
-    let not_found = || ApiError::RouteNotFound(format!("{}{path}", state.route_prefix));
-    let function = state
-        .invocations
-        .find(&entry.namespace, entry.name.clone())
-        .await
-        .map_err(|error| match error {
-            CallError::FunctionNotFound(_) => not_found(),
-            other => other.into(),
-        })?;
-    // The function cache hears of a change as soon as the table does, and is dropped by the
-    // replica that made it before it answers: a function deleted, renamed or moved to another
-    // route since the table was loaded no longer answers here.
-    if function.id != entry.function_id || function.route != entry.route {
-        return Err(not_found());
-    }
     let invocation_id = Uuid::now_v7();
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip().to_string())
-        .unwrap_or_default();
-    let event = build_event(&RequestFacts {
+    let incoming = Incoming {
         method: &parts.method,
-        raw_path: path,
-        raw_query: parts.uri.query().unwrap_or_default(),
+        query: parts.uri.query().unwrap_or_default(),
         headers: &parts.headers,
         body: &body,
-        route: &entry.route,
-        any_method: entry.methods.is_none(),
-        path_params: params,
-        source_ip: peer,
-        request_id: invocation_id.to_string(),
-        namespace: &entry.namespace,
-        time_epoch_ms: common::now_unix_ms(),
+        source_ip: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip().to_string())
+            .unwrap_or_default(),
         strip_authorization: carries_platform_key,
-    });
-    let event = RawValue::from_string(event).expect("the event is JSON");
-    let called = state
-        .invocations
-        .call(Call {
-            function: &function,
-            runtime: runtime_for(&function, None),
-            event,
-            invocation_id,
-            trigger: Trigger::Http,
-            attempt: 1,
-            started,
-        })
-        .await?;
-    let detail = match entry.auth {
-        HttpAuth::Key => Detail::Full,
-        HttpAuth::None => Detail::Public,
     };
-    let mut response = match &called.outcome {
-        Ok(reply) if reply.status == ReplyStatus::Success => {
-            match answer_from_result(&reply.result) {
-                Ok(answer) => {
-                    let mut response = Response::new(Body::from(answer.body));
-                    *response.status_mut() = answer.status;
-                    *response.headers_mut() = answer.headers;
-                    response
-                }
-                Err(why) => {
-                    tracing::info!(%invocation_id, function = %function.name, %why, "function answered an invalid HTTP response");
-                    let error = ApiError::InvalidResponse(match detail {
-                        Detail::Full => why,
-                        Detail::Public => {
-                            "the function's answer is not a valid HTTP response".into()
-                        }
-                    });
-                    error.into_response()
-                }
+    let called = triggers::call(&state.invocations, routed, incoming, invocation_id, started)
+        .await
+        .map_err(|error| match error {
+            CallError::FunctionNotFound(_) => {
+                ApiError::RouteNotFound(format!("{}{}", state.route_prefix, routed.path))
             }
-        }
-        _ => called_response(called, detail),
-    };
+            other => other.into(),
+        })?;
+    let mut response = route_response(called, entry);
     if let Ok(value) = HeaderValue::from_str(&invocation_id.to_string()) {
         response.headers_mut().insert(INVOCATION_ID_HEADER, value);
     }
     Ok(response)
+}
+
+/// Whether the caller may call the route: with `http_auth: "key"`, an `invoke` key of the
+/// route's namespace (then `true`: `Authorization` carries a platform key); with `"none"`
+/// anyone, and whether `Authorization` looks like a platform key all the same.
+async fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    entry: &RouteEntry,
+) -> Result<bool, ApiError> {
+    match entry.auth {
+        HttpAuth::Key => {
+            let principal = Principal::from_headers(state, headers).await?;
+            principal.require(Scope::Invoke)?;
+            if principal.namespace != entry.namespace {
+                return Err(ApiError::Forbidden(
+                    "this key's namespace does not own this route".into(),
+                ));
+            }
+            Ok(true)
+        }
+        HttpAuth::None => Ok(is_platform_credential(state, headers)),
+    }
+}
+
+/// The answer a call through a route gets: what a successful result asks for (its status,
+/// headers and body), else the call's failure, whole to a keyed route and only its status,
+/// code and id to a public one.
+fn route_response(called: Called, entry: &RouteEntry) -> Response {
+    let detail = match entry.auth {
+        HttpAuth::Key => Detail::Full,
+        HttpAuth::None => Detail::Public,
+    };
+    let answer = match &called.outcome {
+        Ok(reply) if reply.status == ReplyStatus::Success => answer_from_result(&reply.result),
+        _ => return called_response(called, detail),
+    };
+    match answer {
+        Ok(answer) => {
+            let mut response = Response::new(Body::from(answer.body));
+            *response.status_mut() = answer.status;
+            *response.headers_mut() = answer.headers;
+            response
+        }
+        Err(why) => {
+            tracing::info!(invocation_id = %called.invocation_id, function = %entry.name, %why, "function answered an invalid HTTP response");
+            ApiError::InvalidResponse(match detail {
+                Detail::Full => why,
+                Detail::Public => "the function's answer is not a valid HTTP response".into(),
+            })
+            .into_response()
+        }
+    }
 }
 
 /// Whether `Authorization` carries what looks like a key of the platform (its format, or the
