@@ -10,9 +10,9 @@
 //! the attempt on the row, runs it through the same path as a sync call (it waits for a
 //! concurrency slot rather than failing), records the outcome (only the claimant of that
 //! attempt can) and only then acks: a job whose api or worker dies mid-run is delivered again.
-//! `plan` holds the decisions, apart from I/O, and `status` the vocabularies of states and
-//! modes; `backend` is the runner's port to the store, the broker and the call path;
-//! `scheduler` turns cron ticks into invocations.
+//! `plan` holds the decisions, apart from I/O (the states and modes are
+//! `crate::domain::async_status`); `backend` is the runner's port to the store, the broker and
+//! the call path (`Dispatch` the real one); `scheduler` turns cron ticks into invocations.
 
 mod backend;
 mod consumer;
