@@ -8,6 +8,7 @@
 use crate::domain::http_trigger::{RouteEntry, RouteMatcher, RoutePattern};
 use crate::store;
 use deadpool_postgres::Pool;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -127,9 +128,15 @@ impl RouteTable {
 
 /// The matcher for the stored routes. A route that does not parse (stored before routes were
 /// checked as patterns) or whose shape another holds is left out: it answers nothing until
-/// its function is saved with a valid one.
-fn build(entries: Vec<RouteEntry>) -> Routes {
+/// its function is saved with a valid one. So is a route that would take requests another
+/// namespace's older route answers (saved before saves refused that): the older function keeps
+/// its route, and the newer one's is logged at `warn` with its function id and namespace.
+fn build(mut entries: Vec<RouteEntry>) -> Routes {
+    entries.sort_by_key(|entry| entry.function_id);
     let mut routes = Routes::default();
+    // Served routes that start with a literal, by that literal: only those can be taken from
+    // (a catch-all is the admin's, and takes nothing), and only by a route with the same one.
+    let mut served: HashMap<String, Vec<(RoutePattern, String)>> = HashMap::new();
     for entry in entries {
         let pattern = match RoutePattern::parse(&entry.route) {
             Ok(pattern) => pattern,
@@ -138,12 +145,75 @@ fn build(entries: Vec<RouteEntry>) -> Routes {
                 continue;
             }
         };
-        if let Err(entry) = routes.insert(pattern, Arc::new(entry)) {
-            tracing::debug!(
+        let first = pattern.first_literal().map(str::to_owned);
+        if let Some(first) = &first
+            && served.get(first).is_some_and(|older| {
+                older.iter().any(|(theirs, namespace)| {
+                    *namespace != entry.namespace && pattern.takes_from(theirs)
+                })
+            })
+        {
+            tracing::warn!(
+                function_id = entry.function_id,
+                namespace = %entry.namespace,
+                route = %entry.route,
+                "route not served: it would take requests of an older function's route in another namespace; save the function with another route"
+            );
+            continue;
+        }
+        let namespace = entry.namespace.clone();
+        match routes.insert(pattern.clone(), Arc::new(entry)) {
+            Ok(()) => {
+                if let Some(first) = first {
+                    served.entry(first).or_default().push((pattern, namespace));
+                }
+            }
+            Err(entry) => tracing::debug!(
                 function_id = entry.function_id,
                 "route shape taken; not served"
-            );
+            ),
         }
     }
     routes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::http_trigger::HttpAuth;
+
+    fn entry(function_id: i64, namespace: &str, route: &str) -> RouteEntry {
+        RouteEntry {
+            function_id,
+            namespace: namespace.into(),
+            name: format!("f{function_id}"),
+            route: route.into(),
+            methods: None,
+            auth: HttpAuth::None,
+            cors: None,
+        }
+    }
+
+    fn served_by(routes: &Routes, path: &str) -> Option<i64> {
+        routes.find(path).map(|found| found.value.function_id)
+    }
+
+    #[test]
+    fn of_two_namespaces_routes_the_older_keeps_what_the_newer_would_take() {
+        // Stored before saves refused it: B's /shop/{item} (older), then A's /shop/checkout.
+        let routes = build(vec![
+            entry(2, "a", "/shop/checkout"),
+            entry(1, "b", "/shop/{item}"),
+            entry(3, "b", "/shop/cart"),
+            entry(4, "a", "/shop/{item}/{rest+}"),
+            entry(5, "admin", "/{proxy+}"),
+        ]);
+        assert_eq!(served_by(&routes, "/shop/checkout"), Some(1));
+        // Within a namespace the most specific route still wins.
+        assert_eq!(served_by(&routes, "/shop/cart"), Some(3));
+        // A less specific route of another namespace gets what the older ones do not answer.
+        assert_eq!(served_by(&routes, "/shop/x/y"), Some(4));
+        assert_eq!(served_by(&routes, "/other"), Some(5));
+        assert_eq!(routes.route_count(), 4, "A's /shop/checkout is not served");
+    }
 }

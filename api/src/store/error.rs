@@ -11,6 +11,10 @@ pub enum DbError {
     /// Rows were not as a statement before left them (a race the caller may retry).
     #[error("{0}")]
     Inconsistent(&'static str),
+    /// The saved function's route would take requests a route of another namespace answers
+    /// (a constraint SQL cannot state).
+    #[error("route {0:?} would take requests of another namespace's route")]
+    RouteOverlap(String),
 }
 
 /// A constraint a statement broke, by kind and name.
@@ -44,7 +48,7 @@ impl DbError {
             DbError::Query(error) => error
                 .as_db_error()
                 .is_some_and(|db| *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION),
-            DbError::Pool(_) | DbError::Inconsistent(_) => false,
+            DbError::Pool(_) | DbError::Inconsistent(_) | DbError::RouteOverlap(_) => false,
         }
     }
 }

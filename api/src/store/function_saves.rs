@@ -4,7 +4,7 @@
 use super::DbError;
 use super::builds::{BuildStatus, Requested, request_build};
 use super::functions::{FUNCTION_COLUMNS, Function, JOINS, PackageInfo};
-use crate::domain::http_trigger::{Cors, HttpAuth};
+use crate::domain::http_trigger::{Cors, HttpAuth, RoutePattern};
 use common::{Language, Runtime};
 use deadpool_postgres::Pool;
 use std::collections::BTreeMap;
@@ -155,6 +155,43 @@ async fn request_fields_build(
     }
 }
 
+/// Refuses `route` for a function of `namespace` when it would take requests that another
+/// namespace's route answers (`RoutePattern::takes_from`). The admin's catch-all routes (a
+/// parameter first) are left out: they answer what no other route claims, and would otherwise
+/// refuse every route after them. Every save takes the same transaction-scoped lock first, so
+/// that two saves in two namespaces cannot both pass.
+async fn check_route_is_free(
+    tx: &deadpool_postgres::Transaction<'_>,
+    namespace: &str,
+    route: &str,
+) -> Result<(), DbError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ROUTES_LOCK])
+        .await?;
+    let Ok(wanted) = RoutePattern::parse(route) else {
+        // Checked before the save; a route that does not parse routes nothing.
+        return Ok(());
+    };
+    let others = tx
+        .query(
+            "SELECT route FROM functions WHERE namespace <> $1 AND route_shape IS NOT NULL",
+            &[&namespace],
+        )
+        .await?;
+    for row in others {
+        let theirs: String = row.get(0);
+        if RoutePattern::parse(&theirs)
+            .is_ok_and(|theirs| !theirs.catches_all() && wanted.takes_from(&theirs))
+        {
+            return Err(DbError::RouteOverlap(route.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// The advisory lock every function save takes while it checks its route against the other
+/// namespaces' (an arbitrary constant: "faas" and "routes" in ASCII).
+const ROUTES_LOCK: i64 = 0x6661_6173_726f_7574;
+
 /// Creates a function in `namespace`, with the build its dependencies need.
 pub async fn insert_function(
     pool: &Pool,
@@ -163,6 +200,7 @@ pub async fn insert_function(
 ) -> Result<Saved, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    check_route_is_free(&tx, namespace, &fields.route).await?;
     let build = request_fields_build(&tx, fields).await?;
     // $1 is the namespace, the fields follow.
     let placeholders: Vec<String> = (2..FIELD_COLUMNS.len() + 2)
@@ -210,6 +248,7 @@ pub async fn update_function(
         .await?;
     let Some(old) = old else { return Ok(None) };
     let old = Function::try_from(&old)?;
+    check_route_is_free(&tx, namespace, &fields.route).await?;
     let build = request_fields_build(&tx, fields).await?;
     let ready_now = build
         .as_ref()

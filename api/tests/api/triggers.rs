@@ -421,6 +421,126 @@ async fn ambiguous_malformed_and_catch_all_routes_are_refused_and_nothing_change
 }
 
 #[tokio::test]
+async fn a_route_that_would_take_another_namespaces_requests_is_409_and_the_victim_still_answers() {
+    let app = TestApp::with_workers(&[Runtime::Docker]).await;
+    let victim = app.caller(Some(&app.namespace_with_key("shop-b", &["manage"]).await));
+    let attacker = app.caller(Some(&app.namespace_with_key("shop-a", &["manage"]).await));
+    let owner =
+        "def handler(event, context):\n    return {'owner': 'b', 'item': event['pathParameters']}";
+    let thief = "def handler(event, context):\n    return {'owner': 'a'}";
+    for (name, route) in [("item", "/shop-x/{item}"), ("files", "/files/{rest+}")] {
+        let (status, body) = victim
+            .post(
+                "/functions/",
+                &function(name, route, "python", owner, json!({"http_auth": "none"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{route}: {body}");
+    }
+    // A literal under B's parameter, a parameter or catch-all under B's catch-all's prefix.
+    for route in [
+        "/shop-x/checkout",
+        "/files/{name}",
+        "/files/a/{rest+}",
+        "/files/report",
+    ] {
+        let (status, body) = attacker
+            .post(
+                "/functions/",
+                &function(
+                    "thief",
+                    route,
+                    "python",
+                    thief,
+                    json!({"http_auth": "none"}),
+                ),
+            )
+            .await;
+        assert_eq!(status, 409, "{route}: {body}");
+        assert_eq!(body["code"], "conflict", "{body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("another namespace"), "{detail}");
+        assert!(
+            !detail.contains("shop-b"),
+            "the other namespace is not named: {detail}"
+        );
+    }
+    // Nor by an update of a function it has, to such a route.
+    let (status, made) = attacker
+        .post(
+            "/functions/",
+            &function(
+                "thief",
+                "/elsewhere",
+                "python",
+                thief,
+                json!({"http_auth": "none"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let (status, body) = attacker
+        .put(
+            &format!("/functions/{}", made["id"]),
+            &function(
+                "thief",
+                "/shop-x/checkout",
+                "python",
+                thief,
+                json!({"http_auth": "none"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    // A less specific route gets only what B's routes do not answer: it is allowed.
+    let (status, body) = attacker
+        .post(
+            "/functions/",
+            &function(
+                "wide",
+                "/shop-x/{rest+}",
+                "python",
+                thief,
+                json!({"http_auth": "none"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let response = plain_client()
+        .get(app.url("/fn/shop-x/a/b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(
+        answer["owner"], "a",
+        "a path only A's route matches: {answer}"
+    );
+
+    let client = plain_client();
+    for path in ["/fn/shop-x/checkout", "/fn/files/report", "/fn/files/a/b"] {
+        let response = client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["owner"], "b", "{path}: {answer}");
+    }
+    let (_, listed) = attacker.get("/functions/").await;
+    let routes: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["route"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        routes.len(),
+        2,
+        "only the allowed routes were made: {routes:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn cors_preflights_are_answered_without_the_function_or_a_key() {
     // No worker: a preflight that reached the function would fail.
     let app = TestApp::start().await;

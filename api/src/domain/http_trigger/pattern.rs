@@ -151,6 +151,60 @@ impl RoutePattern {
         )
     }
 
+    /// The first segment when it is a literal (`shop` of `/shop/{item}`); `None` for `/` and a
+    /// catch-all.
+    pub fn first_literal(&self) -> Option<&str> {
+        match self.segments.first() {
+            Some(Segment::Literal(text)) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// Whether some path matches both patterns. Within a namespace the more specific route
+    /// answers such a path; across namespaces it would take the other tenant's requests (a
+    /// literal under another's parameter, say), so a route may not overlap another namespace's.
+    pub fn overlaps(&self, other: &RoutePattern) -> bool {
+        fn overlap(a: &[Segment], b: &[Segment]) -> bool {
+            match (a.first(), b.first()) {
+                (None, None) => true,
+                // A final {name+} takes one segment or more, so any rest that is not empty.
+                (Some(Segment::Proxy(_)), Some(_)) | (Some(_), Some(Segment::Proxy(_))) => true,
+                (None, Some(_)) | (Some(_), None) => false,
+                (Some(x), Some(y)) => {
+                    let same_segment = match (x, y) {
+                        (Segment::Literal(x), Segment::Literal(y)) => x == y,
+                        _ => true,
+                    };
+                    same_segment && overlap(&a[1..], &b[1..])
+                }
+            }
+        }
+        overlap(&self.segments, &other.segments)
+    }
+
+    /// Whether this route, added beside `other`, would take requests `other` answers: some
+    /// path matches both and this one is the more specific there (the matcher's order: at the
+    /// first segment where their kinds differ, a literal before a parameter before a final
+    /// `{name+}`). Same-shaped routes are another matter (refused by their shape).
+    pub fn takes_from(&self, other: &RoutePattern) -> bool {
+        fn rank(segment: &Segment) -> u8 {
+            match segment {
+                Segment::Literal(_) => 2,
+                Segment::Param(_) => 1,
+                Segment::Proxy(_) => 0,
+            }
+        }
+        if !self.overlaps(other) {
+            return false;
+        }
+        self.segments
+            .iter()
+            .zip(&other.segments)
+            .map(|(mine, theirs)| (rank(mine), rank(theirs)))
+            .find(|(mine, theirs)| mine != theirs)
+            .is_some_and(|(mine, theirs)| mine > theirs)
+    }
+
     #[cfg(test)]
     pub fn segments(&self) -> &[Segment] {
         &self.segments
@@ -304,6 +358,67 @@ mod tests {
                     .collect(),
             )
         })
+    }
+
+    #[test]
+    fn routes_overlap_when_a_path_matches_both() {
+        let overlaps = |a: &str, b: &str| {
+            let (a, b) = (
+                RoutePattern::parse(a).unwrap(),
+                RoutePattern::parse(b).unwrap(),
+            );
+            assert_eq!(a.overlaps(&b), b.overlaps(&a), "symmetric");
+            a.overlaps(&b)
+        };
+        let table = [
+            ("/shop/{item}", "/shop/checkout", true),
+            ("/shop/{item}", "/shop/{thing}", true),
+            ("/shop/{item}", "/shop/{rest+}", true),
+            ("/shop/{rest+}", "/shop/a/b/c", true),
+            ("/{tenant}/x", "/shop/x", true),
+            ("/{any+}", "/shop", true),
+            ("/{any+}", "/a/{b}/c", true),
+            ("/shop", "/shop", true),
+            ("/", "/", true),
+            ("/shop/{item}", "/shop", false),
+            ("/shop/{item}", "/shop/a/b", false),
+            ("/shop/{rest+}", "/shop", false),
+            ("/{any+}", "/", false),
+            ("/shop/checkout", "/shop/cart", false),
+            ("/shop/{item}/reviews", "/shop/{item}/price", false),
+            ("/a/{b}", "/c/{d}", false),
+        ];
+        for (a, b, expected) in table {
+            assert_eq!(overlaps(a, b), expected, "{a} and {b}");
+        }
+    }
+
+    #[test]
+    fn a_route_takes_from_another_only_where_it_is_the_more_specific() {
+        let takes = |a: &str, b: &str| {
+            RoutePattern::parse(a)
+                .unwrap()
+                .takes_from(&RoutePattern::parse(b).unwrap())
+        };
+        let table = [
+            // A literal under another's parameter, a parameter or catch-all under its prefix.
+            ("/shop/checkout", "/shop/{item}", true),
+            ("/shop/{item}", "/shop/{rest+}", true),
+            ("/shop/a/{rest+}", "/shop/{rest+}", true),
+            ("/shop/{item}/x", "/shop/{rest+}", true),
+            ("/x", "/{proxy+}", true),
+            // The other way round: the less specific route gets only what the other does not.
+            ("/shop/{item}", "/shop/checkout", false),
+            ("/shop/{rest+}", "/shop/{item}", false),
+            ("/{proxy+}", "/x", false),
+            // Same shape (refused by its shape), or no path in common.
+            ("/shop/{a}", "/shop/{b}", false),
+            ("/shop/cart", "/shop/checkout", false),
+            ("/shop/{item}", "/shop", false),
+        ];
+        for (a, b, expected) in table {
+            assert_eq!(takes(a, b), expected, "{a} beside {b}");
+        }
     }
 
     #[test]

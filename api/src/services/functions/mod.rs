@@ -349,6 +349,12 @@ impl<B: FunctionBackend> Functions<B> {
 /// A save's failure: a taken name or route, or a row the save named deleted under it, is 409
 /// naming what is taken (never which namespace holds a route); anything else is the database's.
 fn on_save_error(error: DbError, fields: &FunctionFields) -> SaveError {
+    if let DbError::RouteOverlap(route) = &error {
+        // Which namespace holds the other route is not said.
+        return SaveError::Conflict(format!(
+            "route {route:?} would take requests that a route of another namespace answers (it is more specific on some path both match); choose another route"
+        ));
+    }
     match error.violation() {
         // Routes are unique across namespaces; which one holds it is not said.
         Some(Violation::Unique(Some("functions_route_key"))) => SaveError::Conflict(format!(

@@ -437,6 +437,28 @@ async fn each_broken_constraint_is_its_conflict() {
 }
 
 #[tokio::test]
+async fn a_route_that_would_take_another_namespaces_requests_is_a_conflict_naming_no_namespace() {
+    let s = setup();
+    s.backend
+        .fail_next_write(DbError::RouteOverlap("/hello".into()));
+    let refused = s
+        .functions
+        .create(NAMESPACE, input(json!({})), NO_WAIT)
+        .await
+        .expect_err("refused");
+    let SaveError::Conflict(why) = &refused else {
+        panic!("{refused:?}");
+    };
+    assert!(
+        why.starts_with(
+            "route \"/hello\" would take requests that a route of another namespace answers"
+        ),
+        "{why}"
+    );
+    assert_eq!(s.backend.call_names(), ["get_namespace", "insert_function"]);
+}
+
+#[tokio::test]
 async fn a_failure_that_breaks_no_constraint_is_the_databases() {
     let s = setup();
     s.backend.fail_next_write(DbError::Inconsistent("gone"));
