@@ -158,23 +158,30 @@ async fn request_fields_build(
 /// Refuses `route` for a function of `namespace` when it would take requests that another
 /// namespace's route answers (`RoutePattern::takes_from`). The admin's catch-all routes (a
 /// parameter first) are left out: they answer what no other route claims, and would otherwise
-/// refuse every route after them. Every save takes the same transaction-scoped lock first, so
-/// that two saves in two namespaces cannot both pass.
+/// refuse every route after them. Every save of a route that starts with a literal takes the
+/// same transaction-scoped lock first, so that two saves in two namespaces cannot both pass.
 async fn check_route_is_free(
     tx: &deadpool_postgres::Transaction<'_>,
     namespace: &str,
     route: &str,
 ) -> Result<(), DbError> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ROUTES_LOCK])
-        .await?;
+    // Only a route that starts with a literal can take from another (a catch-all or `/` is
+    // the least specific on every path it shares), and only from one with the same literal
+    // first: those are the rows to read.
     let Ok(wanted) = RoutePattern::parse(route) else {
         // Checked before the save; a route that does not parse routes nothing.
         return Ok(());
     };
+    let Some(first) = wanted.first_literal() else {
+        return Ok(());
+    };
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ROUTES_LOCK])
+        .await?;
     let others = tx
         .query(
-            "SELECT route FROM functions WHERE namespace <> $1 AND route_shape IS NOT NULL",
-            &[&namespace],
+            "SELECT route FROM functions
+             WHERE namespace <> $1 AND route_shape IS NOT NULL AND split_part(route, '/', 2) = $2",
+            &[&namespace, &first],
         )
         .await?;
     for row in others {

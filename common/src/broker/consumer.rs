@@ -282,32 +282,27 @@ pub async fn run<T: Consume>(
                 other => Loss::of(other),
             },
             delivery = session.deliveries.next() => match delivery {
-                Some(Ok(delivery)) if T::INLINE => {
-                    let acker = (session.acks == Acks::Manual).then(|| delivery.acker.clone());
-                    let decision = consumer.clone().handle(delivery, session.context.clone()).await;
-                    if let Some(acker) = acker {
-                        settle(&acker, decision).await;
-                    }
-                    continue;
-                }
                 Some(Ok(delivery)) => {
-                    let span = tracing::info_span!(
-                        "delivery",
-                        consumer = name,
-                        queue = %queue,
-                        delivery_tag = delivery.delivery_tag,
-                    );
+                    let tag = delivery.delivery_tag;
                     let acker = (session.acks == Acks::Manual).then(|| delivery.acker.clone());
                     let handling = consumer.clone().handle(delivery, session.context.clone());
-                    tasks.spawn(
-                        async move {
-                            let decision = handling.await;
-                            if let Some(acker) = acker {
-                                settle(&acker, decision).await;
-                            }
+                    let settled = async move {
+                        let decision = handling.await;
+                        if let Some(acker) = acker {
+                            settle(&acker, decision).await;
                         }
-                        .instrument(span),
-                    );
+                    };
+                    if T::INLINE {
+                        settled.await;
+                    } else {
+                        let span = tracing::info_span!(
+                            "delivery",
+                            consumer = name,
+                            queue = %queue,
+                            delivery_tag = tag,
+                        );
+                        tasks.spawn(settled.instrument(span));
+                    }
                     continue;
                 }
                 other => Loss::of(other),
