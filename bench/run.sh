@@ -7,8 +7,8 @@
 # once), a second api with AUTH=disabled over the same database, broker and queue prefix, for
 # scenario 7 (auth on against auth off, the same functions on the same workers). It waits until
 # /readyz answers and a throwaway function runs on each runtime, runs `bench` with the key
-# (BENCH_API_KEY, in its environment rather than on its command line) and the api's route prefix
-# (BENCH_ROUTE_PREFIX, from ROUTE_PREFIX, for scenario 8's HTTP trigger), then stops the four
+# (BENCH_API_KEY, in its environment rather than on its command line) and the api's functions'
+# origin (BENCH_FUNCTIONS_URL, for scenario 8's HTTP trigger), then stops the four
 # with SIGTERM and drops the database.
 #
 # Arguments go to bench (`bench --help`), e.g. `bench/run.sh --runtimes docker --duration-secs 5`;
@@ -19,6 +19,8 @@
 #   BENCH_QUEUE_PREFIX  queue prefix                  (bench.)
 #   BENCH_API_ADDR      api address, auth on          (127.0.0.1:8000)
 #   BENCH_API_NOAUTH_ADDR  the AUTH=disabled api      (127.0.0.1:8010)
+#   BENCH_FUNCTIONS_ADDR   the functions' origin of the api with auth on (127.0.0.1:8080);
+#                       the AUTH=disabled api's is the next port
 #   BENCH_METRICS_PORTS api, docker, gvisor worker, AUTH=disabled api  (9100,9101,9102,9103)
 #   BENCH_WORKER_CONCURRENCY  the workers' WORKER_CONCURRENCY (unset: not set by this script,
 #                       so each worker sizes its prefetch from its memory budget,
@@ -59,6 +61,8 @@ AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 QUEUE_PREFIX=${BENCH_QUEUE_PREFIX:-bench.}
 API_ADDR=${BENCH_API_ADDR:-127.0.0.1:8000}
 NOAUTH_ADDR=${BENCH_API_NOAUTH_ADDR:-127.0.0.1:8010}
+FUNCTIONS_ADDR=${BENCH_FUNCTIONS_ADDR:-127.0.0.1:8080}
+NOAUTH_FUNCTIONS_ADDR=${FUNCTIONS_ADDR%:*}:$((${FUNCTIONS_ADDR##*:} + 1))
 IFS=, read -r API_METRICS_PORT DOCKER_METRICS_PORT GVISOR_METRICS_PORT NOAUTH_METRICS_PORT \
   <<<"${BENCH_METRICS_PORTS:-9100,9101,9102,9103}"
 NOAUTH_METRICS_PORT=${NOAUTH_METRICS_PORT:-9103}
@@ -154,7 +158,7 @@ if [ -z "${BUILD_CA_BUNDLE:-}" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; t
   export BUILD_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 fi
 AUTH=enabled ADMIN_KEY=$admin_key API_ADDR=$API_ADDR METRICS_ADDR=127.0.0.1:$API_METRICS_PORT \
-  "$bin/api" >"$OUT_DIR/api.log" 2>&1 &
+  FUNCTIONS_ADDR=$FUNCTIONS_ADDR "$bin/api" >"$OUT_DIR/api.log" 2>&1 &
 api_pid=$!
 pids+=("$api_pid")
 noauth_pid=
@@ -204,7 +208,7 @@ wait_ready "$API_URL"
 # The api without keys, started once the first has migrated the database. An empty ADMIN_KEY
 # counts as none.
 AUTH=disabled ADMIN_KEY= API_ADDR=$NOAUTH_ADDR METRICS_ADDR=127.0.0.1:$NOAUTH_METRICS_PORT \
-  "$bin/api" >"$OUT_DIR/api-noauth.log" 2>&1 &
+  FUNCTIONS_ADDR=$NOAUTH_FUNCTIONS_ADDR "$bin/api" >"$OUT_DIR/api-noauth.log" 2>&1 &
 noauth_pid=$!
 pids+=("$noauth_pid")
 log "api with AUTH=disabled $noauth_pid on $NOAUTH_URL"
@@ -236,9 +240,9 @@ curl -sf -o /dev/null -X DELETE -H @"$auth_header" "$API_URL/functions/$probe_id
 log "running bench"
 out=${BENCH_OUT:-$OUT_DIR/results.json}
 report=${out%.json}.md
-# Scenario 8 calls an HTTP trigger below the prefix the api was started with; scenario 10 kills
-# the docker worker and starts replacements.
-BENCH_ROUTE_PREFIX=${BENCH_ROUTE_PREFIX:-${ROUTE_PREFIX:-/fn}} \
+# Scenario 8 calls an HTTP trigger on the functions' origin of the api with auth on; scenario 10
+# kills the docker worker and starts replacements.
+BENCH_FUNCTIONS_URL=http://$FUNCTIONS_ADDR \
   BENCH_DOCKER_WORKER_PID=$docker_pid BENCH_WORKER_BIN=$(realpath "$bin/worker") \
   BENCH_REPLACEMENT_WORKER_ID=$replacement_worker_id \
   BENCH_REPLACEMENT_DEPS_DIR=$deps_dir/replacements \

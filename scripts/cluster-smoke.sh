@@ -25,7 +25,9 @@ log() { printf '[cluster-smoke] %s\n' "$*" >&2; }
 fail() { log "FAILED: $*"; exit 1; }
 
 export API_PORT=${SMOKE_API_PORT:-18000} PROMETHEUS_PORT=${SMOKE_PROMETHEUS_PORT:-19090} GRAFANA_PORT=${SMOKE_GRAFANA_PORT:-13000}
+export FUNCTIONS_PORT=${SMOKE_FUNCTIONS_PORT:-18080}
 api=http://127.0.0.1:$API_PORT
+functions=http://127.0.0.1:$FUNCTIONS_PORT
 prom=http://127.0.0.1:$PROMETHEUS_PORT
 build_log=$(mktemp)
 work=$(mktemp -d)
@@ -169,12 +171,18 @@ for endpoint in execute execute_gvisor; do
   [ "$status" = 200 ] && grep -q '"hello":"cluster"' /tmp/smoke-body || fail "$endpoint: $status $(cat /tmp/smoke-body)"
 done
 log "a function answers on runc and on runsc"
-# Its HTTP trigger, keyed (the default), through the cluster's api port.
-status=$(curl -s -o /tmp/smoke-body -w '%{http_code}' "${auth[@]}" "$api/fn/smoke?name=x")
-[ "$status" = 200 ] && grep -q '"hello":null' /tmp/smoke-body || fail "GET /fn/smoke: $status $(cat /tmp/smoke-body)"
-status=$(curl -s -o /dev/null -w '%{http_code}' "$api/fn/smoke")
-[ "$status" = 401 ] || fail "GET /fn/smoke without a key: $status, not 401"
-log "its route answers at /fn/smoke, with a key only"
+# Its HTTP trigger, keyed (the default), on the functions' own published port, never the api's.
+status=$(curl -s -o /tmp/smoke-body -w '%{http_code}' "${auth[@]}" "$functions/smoke?name=x")
+[ "$status" = 200 ] && grep -q '"hello":null' /tmp/smoke-body || fail "GET $functions/smoke: $status $(cat /tmp/smoke-body)"
+status=$(curl -s -o /dev/null -w '%{http_code}' "$functions/smoke")
+[ "$status" = 401 ] || fail "GET $functions/smoke without a key: $status, not 401"
+for path in /smoke /fn/smoke; do
+  status=$(curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "$api$path")
+  [ "$status" = 404 ] || fail "GET $path on the api's port: $status, not 404"
+done
+curl -s -D /tmp/smoke-headers -o /dev/null "$api/docs"
+grep -qi "^content-security-policy: frame-ancestors 'none'" /tmp/smoke-headers || fail "/docs has no frame-ancestors: $(cat /tmp/smoke-headers)"
+log "its route answers on the functions' port ($FUNCTIONS_PORT), with a key only, and not on the api's; /docs may not be framed"
 # An async call: accepted on the quorum queue, run by the api's dispatcher, its result stored.
 status=$(post /execute_async/smoke '{"event": {"name": "later"}}')
 [ "$status" = 202 ] || fail "execute_async: $status $(cat /tmp/smoke-body)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the platform on this machine (README: "Run the platform"): sets up Docker, runsc and the
-# runtime images, builds the binaries, and starts the api on :8000 with one docker worker and
+# runtime images, builds the binaries, and starts the api on :8000 (the functions' HTTP
+# triggers on :8080) with one docker worker and
 # one gvisor worker against the Postgres and RabbitMQ named by DATABASE_URL and AMQP_URL.
 # Ctrl-C stops all three gracefully. Settings come from the environment (see .env.example).
 set -euo pipefail

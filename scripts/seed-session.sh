@@ -13,7 +13,7 @@ log() { printf '[seed] %s\n' "$*" >&2; }
 source scripts/lib/real-binaries.sh
 real_binaries seed
 
-AUTH=disabled "$bin/api" >"$logs/api.log" 2>&1 & pids+=($!)
+AUTH=disabled FUNCTIONS_ADDR=127.0.0.1:18100 "$bin/api" >"$logs/api.log" 2>&1 & pids+=($!)
 start_workers seed 19101 19102
 # A timeout shows as the first check's failure, with the logs.
 wait_for_api http://localhost:8000 || true
@@ -54,7 +54,7 @@ log "the seed session gives the promised answers on Docker and gVisor"
 
 # The keyed variant.
 admin_key="seed-admin-key-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-AUTH=enabled ADMIN_KEY=$admin_key API_ADDR=0.0.0.0:8001 METRICS_ADDR=127.0.0.1:19100 \
+AUTH=enabled ADMIN_KEY=$admin_key API_ADDR=0.0.0.0:8001 METRICS_ADDR=127.0.0.1:19100 FUNCTIONS_ADDR=127.0.0.1:18101 \
   "$bin/api" >"$logs/api-keyed.log" 2>&1 & pids+=($!)
 wait_for_api http://localhost:8001 || true
 auth=(-H "Authorization: Bearer $admin_key")
@@ -84,7 +84,7 @@ log "the keyed session gives the same answers, and none without the key"
 # The README's HTTP trigger example (examples/webhook), in both languages: a signed delivery is
 # taken (202), a forged one refused (401).
 for language in python javascript; do
-  hook=$(API=http://localhost:8001 KEY=$admin_key bash examples/webhook/deploy.sh "$language" 2>&1)
+  hook=$(API=http://localhost:8001 FUNCTIONS=http://127.0.0.1:18101 KEY=$admin_key bash examples/webhook/deploy.sh "$language" 2>&1)
   expect "webhook ($language) created" "$hook" "\"route\":\"/hooks/webhook-$language\""
   expect "webhook ($language) takes a signed delivery" "$hook" '{"received":"issues","action":"opened"} 202'
   expect "webhook ($language) refuses a forged one" "$hook" '{"error":"bad signature"} 401'

@@ -27,6 +27,13 @@ pub struct Config {
     #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8000")]
     pub api_addr: SocketAddr,
 
+    /// Address of the functions' own origin: every function's HTTP trigger answers here at
+    /// its `route` (`http://host:8080/hello`), and nothing else does. Functions may answer
+    /// HTML and set cookies, so they never share an origin with the management api, `/docs`
+    /// or the console.
+    #[arg(long, env = "FUNCTIONS_ADDR", default_value = "0.0.0.0:8080")]
+    pub functions_addr: SocketAddr,
+
     /// Address of the Prometheus listener (path /metrics), kept off the public port.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9100")]
     pub metrics_addr: SocketAddr,
@@ -79,11 +86,6 @@ pub struct Config {
     /// under the change events, which keep the caches right in the normal course.
     #[arg(long, env = "FUNCTION_CACHE_TTL_SECS", default_value_t = 10)]
     pub function_cache_ttl_secs: u64,
-
-    /// Path under which every function answers at its `route` (`/fn` + `/hello`): one or more
-    /// `/`-led segments of letters, digits, `-`, `_` and `.`, with no trailing slash.
-    #[arg(long, env = "ROUTE_PREFIX", default_value = "/fn", value_parser = parse_route_prefix)]
-    pub route_prefix: String,
 
     /// Seconds after which a counter or histogram series nothing updated is dropped from
     /// /metrics (those of deleted functions); 0 keeps every series forever.
@@ -143,25 +145,6 @@ pub struct Config {
     /// How log lines are written.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-}
-
-/// A `ROUTE_PREFIX` value, checked: it must not swallow the api's own paths' shape.
-fn parse_route_prefix(text: &str) -> Result<String, String> {
-    let ok = text.len() > 1
-        && text.starts_with('/')
-        && text[1..].split('/').all(|segment| {
-            !segment.is_empty()
-                && segment
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        });
-    if ok {
-        Ok(text.to_owned())
-    } else {
-        Err(format!(
-            "{text:?} is not a route prefix: write /name or /a/b (letters, digits, - _ .), no trailing /"
-        ))
-    }
 }
 
 /// Whether the api asks for keys.

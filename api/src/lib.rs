@@ -1,5 +1,6 @@
 //! The platform's HTTP API: function CRUD in Postgres, synchronous invocations over RabbitMQ,
-//! invocation records, health probes, and Prometheus metrics on a listener of their own.
+//! invocation records, health probes; the functions' HTTP triggers on an origin of their own;
+//! Prometheus metrics on a listener of their own.
 //!
 //! [`run`] is the whole server; `main` only parses settings and binds the listeners, so tests
 //! start the same server on port 0.
@@ -20,6 +21,8 @@ mod state;
 pub mod store;
 pub use services::records;
 
+use axum::Router;
+use axum::http::{HeaderValue, header};
 pub use config::{AuthMode, Config, Secret};
 use std::future::Future;
 use std::time::Duration;
@@ -27,16 +30,32 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-/// Connects to Postgres (migrating it) and RabbitMQ, then serves the API on `listener` and
-/// Prometheus text on `metrics_listener` until `shutdown` resolves; in-flight requests finish.
+/// The api's three listeners, bound by the caller (`main`, or a test on port 0).
+pub struct Listeners {
+    /// The management api (`API_ADDR`): functions, keys, calls, records, `/docs`.
+    pub api: TcpListener,
+    /// The functions' own origin (`FUNCTIONS_ADDR`): their HTTP triggers, and nothing else.
+    pub functions: TcpListener,
+    /// Prometheus text (`METRICS_ADDR`).
+    pub metrics: TcpListener,
+}
+
+/// Connects to Postgres (migrating it) and RabbitMQ, then serves the management API, the
+/// functions' origin and Prometheus text on `listeners` until `shutdown` resolves; in-flight
+/// requests finish.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
-    metrics_listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let Listeners {
+        api: listener,
+        functions: functions_listener,
+        metrics: metrics_listener,
+    } = listeners;
     let metrics_idle_timeout = (config.metrics_idle_timeout_secs > 0)
         .then(|| Duration::from_secs(config.metrics_idle_timeout_secs));
     install_metrics(metrics_idle_timeout);
@@ -64,22 +83,33 @@ pub async fn run(
         stop_background.clone(),
     ));
     // The description routes need no state, no key and no bound on requests in flight.
-    let app = http::routes::router(state)
-        .merge(http::openapi::docs::router())
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(
-            http::request_id::ProcessRequestIds::new(),
-        ))
-        .layer(CatchPanicLayer::new());
+    let app = with_management_headers(
+        http::routes::router(state.clone()).merge(http::openapi::docs::router()),
+    );
+    let functions_app = http::routes::functions_router(state);
+    let header_read_timeout = Duration::from_secs(config.header_read_timeout_secs.max(1));
     tracing::info!(addr = %listener.local_addr()?, "api listening");
+    tracing::info!(addr = %functions_listener.local_addr()?, "functions' origin listening");
+    let stop_serving = CancellationToken::new();
+    let functions_server = tokio::spawn(http::server::serve(
+        functions_listener,
+        with_request_layers(functions_app),
+        header_read_timeout,
+        stop_serving.clone().cancelled_owned(),
+    ));
     http::server::serve(
         listener,
-        app,
-        Duration::from_secs(config.header_read_timeout_secs.max(1)),
-        shutdown,
+        with_request_layers(app),
+        header_read_timeout,
+        async move {
+            shutdown.await;
+            stop_serving.cancel();
+        },
     )
     .await;
+    if let Err(error) = functions_server.await {
+        tracing::error!(%error, "the functions' origin server failed");
+    }
     stop_background.cancel();
     common::metrics::stop(metrics_task).await;
     background.join().await;
@@ -95,6 +125,35 @@ pub async fn run(
         tracing::warn!("invocation records still unwritten at shutdown");
     }
     Ok(())
+}
+
+/// What every request of either origin goes through: its span, its request id (the caller's
+/// or a fresh one, sent back), and a panic turned into a 500.
+fn with_request_layers(app: Router) -> Router {
+    app.layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(
+            http::request_id::ProcessRequestIds::new(),
+        ))
+        .layer(CatchPanicLayer::new())
+}
+
+/// The management origin's answers may not be framed by any page (a function's page, served
+/// from the functions' origin, must not frame `/docs` or the console to steal clicks), and
+/// their types are not sniffed.
+fn with_management_headers(app: Router) -> Router {
+    app.layer(SetResponseHeaderLayer::overriding(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    ))
+    .layer(SetResponseHeaderLayer::overriding(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("DENY"),
+    ))
+    .layer(SetResponseHeaderLayer::overriding(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ))
 }
 
 /// The span of one request: its method, the route it matched (the pattern, not the path, so

@@ -10,14 +10,16 @@ async fn main() -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.api_addr)
         .await
         .with_context(|| format!("cannot listen on API_ADDR {}", config.api_addr))?;
+    let functions_listener = TcpListener::bind(config.functions_addr)
+        .await
+        .with_context(|| format!("cannot listen on FUNCTIONS_ADDR {}", config.functions_addr))?;
     let metrics_listener = TcpListener::bind(config.metrics_addr)
         .await
         .with_context(|| format!("cannot listen on METRICS_ADDR {}", config.metrics_addr))?;
-    api::run(
-        config,
-        listener,
-        metrics_listener,
-        common::shutdown::signal(),
-    )
-    .await
+    let listeners = api::Listeners {
+        api: listener,
+        functions: functions_listener,
+        metrics: metrics_listener,
+    };
+    api::run(config, listeners, common::shutdown::signal()).await
 }

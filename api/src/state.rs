@@ -52,7 +52,7 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
         .load(&db)
         .await
         .context("cannot load the functions' routes")?;
-    tracing::info!(routes = route_count, prefix = %config.route_prefix, "HTTP routes loaded");
+    tracing::info!(routes = route_count, "HTTP routes loaded");
     let topology = config
         .broker
         .topology()
@@ -115,7 +115,6 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
         records,
         invocations,
         routes,
-        route_prefix: config.route_prefix.as_str().into(),
         limits: Limits {
             max_code_bytes: config.max_code_bytes,
             max_event_bytes: config.max_event_bytes,

@@ -326,9 +326,14 @@ pub struct Config {
     #[arg(long, env = "QUEUE_PREFIX", default_value = "")]
     pub queue_prefix: String,
 
-    /// Scenario 8: the api's `ROUTE_PREFIX`, below which HTTP triggers answer.
-    #[arg(long, env = "BENCH_ROUTE_PREFIX", default_value = "/fn")]
-    pub route_prefix: String,
+    /// Scenario 8: the functions' origin (the api's `FUNCTIONS_ADDR`), where HTTP triggers
+    /// answer.
+    #[arg(
+        long,
+        env = "BENCH_FUNCTIONS_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub functions_url: String,
 
     /// `timeout` of the functions the benchmark creates (seconds); scenario 6's slow function
     /// gets its sleep on top of it.
@@ -437,7 +442,7 @@ mod tests {
         let all = Config::parse_from(["bench"]);
         assert!(all.wants(Scenario::HttpTrigger));
         assert_eq!(all.scenarios.len(), 8, "{:?}", all.scenarios);
-        assert_eq!(all.route_prefix, "/fn");
+        assert_eq!(all.functions_url, "http://127.0.0.1:8080");
         for name in ["http", "http-trigger"] {
             let one = Config::parse_from(["bench", "--scenarios", name]);
             assert_eq!(one.scenarios, vec![Scenario::HttpTrigger]);

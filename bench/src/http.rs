@@ -195,13 +195,9 @@ fn route_of(name_stem: &str) -> String {
     format!("/{}/http/{{id}}", name_stem.trim_end_matches('-'))
 }
 
-/// What the route answers for `{id}` = [`PATH_ID`], below `prefix`.
-fn path_of(prefix: &str, name_stem: &str) -> String {
-    format!(
-        "{}/{}/http/{PATH_ID}",
-        prefix.trim_end_matches('/'),
-        name_stem.trim_end_matches('-')
-    )
+/// What the route answers for `{id}` = [`PATH_ID`], on the functions' origin.
+fn path_of(name_stem: &str) -> String {
+    format!("/{}/http/{PATH_ID}", name_stem.trim_end_matches('-'))
 }
 
 /// Scenario 8 on `runtime`: creates the function, then calls it through both paths.
@@ -209,7 +205,7 @@ pub async fn run(ctx: &Ctx<'_>, runtime: Runtime) -> anyhow::Result<HttpResult> 
     let config = ctx.config;
     let name = ctx.name(runtime, "http");
     let route = route_of(&ctx.name_stem);
-    let path = path_of(&config.route_prefix, &ctx.name_stem);
+    let path = path_of(&ctx.name_stem);
     ctx.create_at(&name, &route, runtime).await?;
 
     let plan = Plan::new(
@@ -234,23 +230,16 @@ pub async fn run(ctx: &Ctx<'_>, runtime: Runtime) -> anyhow::Result<HttpResult> 
     // One client per path, as scenario 7 has one per api: neither path reuses connections
     // the other warmed, and both send the same key.
     let pool = config.concurrency * 2 + 8;
-    let client = || {
-        Api::new(
-            &config.api_url,
-            pool,
-            config.request_timeout(),
-            config.api_key(),
-        )
-    };
+    let client = |origin: &str| Api::new(origin, pool, config.request_timeout(), config.api_key());
     let variants = [
         Variant {
             key: Path::Execute,
-            api: client()?,
+            api: client(&config.api_url)?,
             target: Target::execute(&name, runtime),
         },
         Variant {
             key: Path::Route,
-            api: client()?,
+            api: client(&config.functions_url)?,
             target: Target::Route { path: path.clone() },
         },
     ];
@@ -473,14 +462,7 @@ mod tests {
     #[test]
     fn the_route_has_a_parameter_and_the_path_fills_it() {
         assert_eq!(route_of("bench-1a2b3c4d-"), "/bench-1a2b3c4d/http/{id}");
-        assert_eq!(
-            path_of("/fn", "bench-1a2b3c4d-"),
-            "/fn/bench-1a2b3c4d/http/42"
-        );
-        assert_eq!(
-            path_of("/hooks/", "bench-1a2b3c4d-"),
-            "/hooks/bench-1a2b3c4d/http/42"
-        );
+        assert_eq!(path_of("bench-1a2b3c4d-"), "/bench-1a2b3c4d/http/42");
     }
 
     #[test]

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Deploys the webhook example in one language as a public HTTP route, then sends it one signed
 # and one forged delivery with curl, as GitHub would.
-#   API=http://localhost:8000 KEY=<manage+invoke key> examples/webhook/deploy.sh python|javascript
+#   API=http://localhost:8000 FUNCTIONS=http://localhost:8080 KEY=<manage+invoke key> \
+#     examples/webhook/deploy.sh python|javascript
+# (FUNCTIONS: the functions' own origin, where their routes answer.)
 set -euo pipefail
 cd "$(dirname "$0")"
 language=${1:?python or javascript}
 api=${API:-http://localhost:8000}
+functions=${FUNCTIONS:-http://localhost:8080}
 key=${KEY:?a key with the manage scope}
 secret=${WEBHOOK_SECRET:-$(openssl rand -hex 16)}
 case $language in
@@ -27,7 +30,7 @@ echo
 body='{"action":"opened","repository":{"full_name":"octo/hello"}}'
 signature="sha256=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$secret" | sed 's/^.* //')"
 curl -sS -X POST -H "X-GitHub-Event: issues" -H "X-Hub-Signature-256: $signature" \
-  -H "Content-Type: application/json" -d "$body" -w ' %{http_code}\n' "$api/fn/hooks/$name"
+  -H "Content-Type: application/json" -d "$body" -w ' %{http_code}\n' "$functions/hooks/$name"
 # A forged one: 401.
 curl -sS -X POST -H "X-GitHub-Event: issues" -H "X-Hub-Signature-256: sha256=forged" \
-  -d "$body" -w ' %{http_code}\n' "$api/fn/hooks/$name"
+  -d "$body" -w ' %{http_code}\n' "$functions/hooks/$name"

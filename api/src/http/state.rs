@@ -55,8 +55,6 @@ pub struct AppParts {
     pub artifacts: Artifacts,
     /// Every function's route, for the HTTP triggers.
     pub routes: Arc<RouteTable>,
-    /// `ROUTE_PREFIX`: where the routes start.
-    pub route_prefix: Arc<str>,
     pub limits: Limits,
     /// Async invocations: accepting, redriving.
     pub dispatch: Dispatch,

@@ -1,4 +1,4 @@
-//! The HTTP trigger: which function's route a request below `ROUTE_PREFIX` reaches (found in
+//! The HTTP trigger: which function's route a request to the functions' origin reaches (found in
 //! this replica's route table, with no query), whether the api answers it itself (a CORS
 //! preflight) or why no route answers it, pure over a snapshot of the table; then the call of
 //! the route's function with the API Gateway event made of the request.
@@ -24,7 +24,7 @@ pub enum RouteMiss {
         method: String,
         allowed: Vec<String>,
     },
-    /// No function's route matches; the path as requested, prefix included.
+    /// No function's route matches; the path as requested.
     #[error("no function answers {0}")]
     NotFound(String),
 }
@@ -42,7 +42,7 @@ pub enum Routed<'a> {
 /// A request that calls a route's function.
 #[derive(Debug)]
 pub struct RouteCall<'a> {
-    /// The path below the prefix, as it came (not decoded).
+    /// The request's path, as it came (not decoded).
     pub path: &'a str,
     pub entry: Arc<RouteEntry>,
     /// The path's parameters, percent-decoded, by name.
@@ -125,14 +125,13 @@ pub async fn call(
         .await
 }
 
-/// Routes a request for `uri_path` (prefix included) with `method` and `headers` through
-/// `routes`, the table of the routes below `prefix`.
+/// Routes a request for `path` with `method` and `headers` through `routes`, the table of
+/// every function's route.
 pub fn route<'a>(
     routes: &'a Routes,
-    prefix: &str,
     method: &Method,
     headers: &HeaderMap,
-    uri_path: &'a str,
+    path: &'a str,
 ) -> Result<Routed<'a>, RouteMiss> {
     if !HTTP_METHODS.contains(&method.as_str()) {
         return Err(RouteMiss::MethodNotAllowed {
@@ -140,9 +139,8 @@ pub fn route<'a>(
             allowed: http_trigger::all_methods(),
         });
     }
-    let path = uri_path.strip_prefix(prefix).unwrap_or_default();
     let Some(found) = routes.find(path) else {
-        return Err(RouteMiss::NotFound(format!("{prefix}{path}")));
+        return Err(RouteMiss::NotFound(path.to_owned()));
     };
     let entry = found.value.clone();
     if let Some(cors) = &entry.cors
@@ -211,15 +209,9 @@ mod tests {
     }
 
     #[test]
-    fn a_path_below_the_prefix_reaches_its_route_with_its_parameters() {
+    fn a_path_reaches_its_route_with_its_parameters() {
         let routes = table(vec![entry("/users/{id}", None)]);
-        let routed = route(
-            &routes,
-            "/fn",
-            &Method::GET,
-            &HeaderMap::new(),
-            "/fn/users/4%202",
-        );
+        let routed = route(&routes, &Method::GET, &HeaderMap::new(), "/users/4%202");
         let Ok(Routed::Call(call)) = routed else {
             panic!("{routed:?}")
         };
@@ -229,10 +221,10 @@ mod tests {
     }
 
     #[test]
-    fn an_unmatched_path_names_itself_with_the_prefix() {
+    fn an_unmatched_path_names_itself() {
         let routes = table(vec![entry("/users/{id}", None)]);
-        for (path, named) in [("/fn/nobody", "/fn/nobody"), ("/elsewhere", "/fn")] {
-            let missed = route(&routes, "/fn", &Method::GET, &HeaderMap::new(), path).unwrap_err();
+        for (path, named) in [("/nobody", "/nobody"), ("/users/1/2", "/users/1/2")] {
+            let missed = route(&routes, &Method::GET, &HeaderMap::new(), path).unwrap_err();
             assert!(
                 matches!(&missed, RouteMiss::NotFound(full) if full == named),
                 "{missed:?}"
@@ -244,7 +236,7 @@ mod tests {
     fn a_method_no_route_answers_is_refused_before_any_lookup() {
         let routes = table(vec![entry("/a", None)]);
         let trace = Method::from_bytes(b"TRACE").unwrap();
-        let missed = route(&routes, "/fn", &trace, &HeaderMap::new(), "/fn/a").unwrap_err();
+        let missed = route(&routes, &trace, &HeaderMap::new(), "/a").unwrap_err();
         let RouteMiss::MethodNotAllowed { method, allowed } = missed else {
             panic!("{missed:?}")
         };
@@ -256,7 +248,7 @@ mod tests {
     fn only_a_route_with_cors_answers_a_preflight_itself() {
         let routes = table(vec![entry("/open", Some(cors())), entry("/closed", None)]);
         let options = Method::OPTIONS;
-        let routed = route(&routes, "/fn", &options, &preflight_headers(), "/fn/open");
+        let routed = route(&routes, &options, &preflight_headers(), "/open");
         let Ok(Routed::Preflight(answer)) = routed else {
             panic!("{routed:?}")
         };
@@ -265,23 +257,18 @@ mod tests {
             "{answer:?}"
         );
         // Without cors the OPTIONS request is the function's (which refuses it, or not).
-        let routed = route(&routes, "/fn", &options, &preflight_headers(), "/fn/closed");
+        let routed = route(&routes, &options, &preflight_headers(), "/closed");
         assert!(matches!(routed, Ok(Routed::Call(_))), "{routed:?}");
         // Not a preflight: no Access-Control-Request-Method.
-        let routed = route(&routes, "/fn", &options, &HeaderMap::new(), "/fn/open");
+        let routed = route(&routes, &options, &HeaderMap::new(), "/open");
         assert!(matches!(routed, Ok(Routed::Call(_))), "{routed:?}");
     }
 
     #[test]
     fn a_route_answers_only_its_methods_and_every_method_when_it_names_none() {
         let routes = table(vec![entry("/shop/{item}", None)]);
-        let Ok(Routed::Call(call)) = route(
-            &routes,
-            "/fn",
-            &Method::GET,
-            &HeaderMap::new(),
-            "/fn/shop/42",
-        ) else {
+        let Ok(Routed::Call(call)) = route(&routes, &Method::GET, &HeaderMap::new(), "/shop/42")
+        else {
             panic!("routed to the function");
         };
         assert!(call.check_method(&Method::GET).is_ok());

@@ -666,6 +666,7 @@ impl ApiProcess {
             .env("QUEUE_PREFIX", &app.prefix)
             .env("API_ADDR", addr.to_string())
             .env("METRICS_ADDR", free_local_addr().to_string())
+            .env("FUNCTIONS_ADDR", free_local_addr().to_string())
             .env("ADMIN_KEY", ADMIN_KEY)
             .env("INVOKE_OVERHEAD_MS", "2000")
             .env("RUST_LOG", "warn")

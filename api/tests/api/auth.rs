@@ -262,7 +262,7 @@ async fn a_namespace_sees_nothing_of_another_on_any_endpoint() {
 #[tokio::test]
 async fn a_revoked_key_is_refused_by_every_replica_within_seconds() {
     let mut app = TestApp::start().await;
-    let other = app.add_api_replica().await;
+    let other = app.add_api_replica().await.base_url;
     let key = app.namespace_with_key("revoked", &["read"]).await;
     let on_other = Caller::new(&other, Some(&key));
     let (status, _) = on_other.get("/functions/").await;
@@ -582,6 +582,7 @@ async fn without_admin_key_the_first_start_makes_one_and_prints_it_once() {
             .env("QUEUE_PREFIX", &app.prefix)
             .env("API_ADDR", api_addr.to_string())
             .env("METRICS_ADDR", free_local_addr().to_string())
+            .env("FUNCTIONS_ADDR", free_local_addr().to_string())
             .env("RUST_LOG", "warn")
             .env("LOG_FORMAT", "json")
             .env_remove("ADMIN_KEY")

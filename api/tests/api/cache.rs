@@ -24,7 +24,7 @@ async fn a_name_unknown_to_one_replica_is_found_there_right_after_another_create
     let mut app = TestApp::start().await;
     app.add_worker(worker_config(Runtime::Docker, &app.prefix.clone()))
         .await;
-    let replica = app.add_api_replica().await;
+    let replica = app.add_api_replica().await.base_url;
 
     let (status, body) = call(&app, &replica, "late_comer").await;
     assert_eq!(status, 404, "{body}");
@@ -92,7 +92,8 @@ async fn a_replica_that_was_cut_from_the_broker_runs_the_version_updated_meanwhi
                 .amqp_url
                 .replace("127.0.0.1:5672", &broker_addr.to_string());
         })
-        .await;
+        .await
+        .base_url;
     let created = app
         .create_function(python(
             "versioned",

@@ -58,7 +58,7 @@ async fn calls_over_max_concurrency_through_two_replicas_get_429() {
     // Its default concurrency (4) is room enough: only the two calls within the limit reach it.
     app.add_worker(worker_config(Runtime::Docker, &app.prefix.clone()))
         .await;
-    let replica = app.add_api_replica().await;
+    let replica = app.add_api_replica().await.base_url;
     let mut function = python(
         "capped",
         "import time\ndef handler(event, context):\n    time.sleep(2)\n    return 'done'",

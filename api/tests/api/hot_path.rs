@@ -81,7 +81,7 @@ async fn known_functions_run_while_the_database_is_down_and_records_catch_up() {
     let route_call = || async {
         let response = app
             .client
-            .get(app.url("/fn/steady_http"))
+            .get(app.fn_url("/steady_http"))
             .send()
             .await
             .unwrap();
@@ -190,7 +190,7 @@ async fn updating_or_deleting_a_function_retires_its_warm_containers() {
 #[tokio::test]
 async fn an_update_through_one_api_replica_reaches_the_cache_of_another() {
     let mut app = TestApp::with_workers(&[Runtime::Docker]).await;
-    let other = app.add_api_replica().await;
+    let other = app.add_api_replica().await.base_url;
     let function = app
         .create_function(python(
             "shared",

@@ -163,7 +163,7 @@ async fn the_consoles_default_python_and_node_functions_run_unchanged() {
         );
     }
     // Behind an HTTP route, the console's answer is what API Gateway would send.
-    let response = reqwest::get(app.url("/fn/lambda/console_py"))
+    let response = reqwest::get(app.fn_url("/lambda/console_py"))
         .await
         .unwrap();
     assert_eq!(response.status(), 200);

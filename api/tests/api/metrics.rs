@@ -26,6 +26,7 @@ async fn the_series_of_a_deleted_function_expire_and_the_fixed_ones_stay() {
         .env("QUEUE_PREFIX", &app.prefix)
         .env("API_ADDR", api_addr.to_string())
         .env("METRICS_ADDR", metrics_addr.to_string())
+        .env("FUNCTIONS_ADDR", free_local_addr().to_string())
         .env("METRICS_IDLE_TIMEOUT_SECS", "2")
         .env("ADMIN_KEY", crate::support::ADMIN_KEY)
         .env("RUST_LOG", "warn")

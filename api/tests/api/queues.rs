@@ -2,7 +2,7 @@
 //! prompt 503 `overloaded`, heard through publisher confirms; a queue declared with other
 //! bounds stops the api at start with a sentence that says what to do.
 
-use crate::support::{TestApp, amqp_url, python, scrape};
+use crate::support::{TestApp, amqp_url, listeners_on_port_0, python, scrape};
 use common::Runtime;
 use common::broker::Topology;
 use futures_util::StreamExt;
@@ -120,11 +120,9 @@ async fn an_api_whose_job_queue_exists_with_other_bounds_fails_at_start_saying_w
     config.database_url = app.database_url.clone();
     config.broker.amqp_url = amqp_url();
     config.broker.queue_prefix = app.prefix.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let result = tokio::time::timeout(
         Duration::from_secs(30),
-        api::run(config, listener, metrics_listener, std::future::pending()),
+        api::run(config, listeners_on_port_0().await, std::future::pending()),
     )
     .await
     .expect("the api gives up at start");

@@ -78,21 +78,43 @@ pub async fn create_database() -> String {
     format!("{base}/{name}")
 }
 
-/// Runs the api with `config` on port 0; returns its base URL, its metrics URL and its task.
-async fn spawn_api(config: api::Config) -> (String, String, Task) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base_url = format!("http://{}", listener.local_addr().unwrap());
-    let metrics_url = format!("http://{}/metrics", metrics_listener.local_addr().unwrap());
+/// The api's three listeners on port 0 of 127.0.0.1.
+pub async fn listeners_on_port_0() -> api::Listeners {
+    let bind = || TcpListener::bind("127.0.0.1:0");
+    api::Listeners {
+        api: bind().await.unwrap(),
+        functions: bind().await.unwrap(),
+        metrics: bind().await.unwrap(),
+    }
+}
+
+/// Where a running api answers.
+#[derive(Debug, Clone)]
+pub struct ApiUrls {
+    /// The management api's base URL.
+    pub base_url: String,
+    /// The functions' origin (their HTTP triggers).
+    pub functions_url: String,
+    pub metrics_url: String,
+}
+
+/// Runs the api with `config` on port 0; returns where it answers and its task.
+async fn spawn_api(config: api::Config) -> (ApiUrls, Task) {
+    let listeners = listeners_on_port_0().await;
+    let urls = ApiUrls {
+        base_url: format!("http://{}", listeners.api.local_addr().unwrap()),
+        functions_url: format!("http://{}", listeners.functions.local_addr().unwrap()),
+        metrics_url: format!("http://{}/metrics", listeners.metrics.local_addr().unwrap()),
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
-        api::run(config, listener, metrics_listener, async {
+        api::run(config, listeners, async {
             let _ = stopped.await;
         })
         .await
         .map_err(|e| format!("{e:#}"))
     });
-    (base_url, metrics_url, Task { stop, handle })
+    (urls, Task { stop, handle })
 }
 
 struct Task {
@@ -102,6 +124,8 @@ struct Task {
 
 pub struct TestApp {
     pub base_url: String,
+    /// The functions' own origin, where their HTTP triggers answer.
+    pub functions_url: String,
     pub metrics_url: String,
     pub worker_metrics_urls: Vec<String>,
     /// Sends [`ADMIN_KEY`] with every request.
@@ -155,10 +179,11 @@ impl TestApp {
         let mut config = api_config(&database_url, &prefix);
         adjust(&mut config);
 
-        let (base_url, metrics_url, api) = spawn_api(config).await;
+        let (urls, api) = spawn_api(config).await;
         let app = TestApp {
-            base_url,
-            metrics_url,
+            base_url: urls.base_url,
+            functions_url: urls.functions_url,
+            metrics_url: urls.metrics_url,
             worker_metrics_urls: Vec::new(),
             client: client_with_key(ADMIN_KEY),
             prefix,
@@ -207,23 +232,24 @@ impl TestApp {
         panic!("the api did not become ready in 10 s");
     }
 
-    /// Starts a second api on this app's database and queues; returns its base URL.
-    pub async fn add_api_replica(&mut self) -> String {
+    /// Starts a second api on this app's database and queues; returns where it answers.
+    pub async fn add_api_replica(&mut self) -> ApiUrls {
         self.add_api_replica_with(|_| {}).await
     }
 
     /// Starts another api on this app's database and queues, with `adjust` applied to its
-    /// settings; returns its base URL once it is ready.
-    pub async fn add_api_replica_with(&mut self, adjust: impl FnOnce(&mut api::Config)) -> String {
+    /// settings; returns where it answers once it is ready.
+    pub async fn add_api_replica_with(&mut self, adjust: impl FnOnce(&mut api::Config)) -> ApiUrls {
         let mut config = api_config(&self.database_url, &self.prefix);
         adjust(&mut config);
-        let (base_url, _, replica) = spawn_api(config).await;
+        let (urls, replica) = spawn_api(config).await;
         for _ in 0..200 {
-            if let Ok(response) = self.client.get(format!("{base_url}/readyz")).send().await
+            let ready = format!("{}/readyz", urls.base_url);
+            if let Ok(response) = self.client.get(ready).send().await
                 && response.status().is_success()
             {
                 self.replicas.push(replica);
-                return base_url;
+                return urls;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -266,6 +292,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)
+    }
+
+    /// `path` on the functions' origin: a function's route.
+    pub fn fn_url(&self, path: &str) -> String {
+        format!("{}{}", self.functions_url, path)
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {

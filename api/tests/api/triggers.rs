@@ -1,5 +1,5 @@
-//! HTTP triggers end to end: functions called on `/fn` + their route by plain HTTP clients,
-//! with real workers (Docker and gVisor) and real containers.
+//! HTTP triggers end to end: functions called on their route, on the functions' own origin,
+//! by plain HTTP clients, with real workers (Docker and gVisor) and real containers.
 
 use crate::support::{TestApp, read, worker_config};
 use common::Runtime;
@@ -55,7 +55,7 @@ async fn a_route_runs_its_function_with_the_payload_2_0_event_on_docker_and_gvis
 
     let client = plain_client();
     let response = client
-        .put(app.url("/fn/users/J%C3%BCrgen/files/a/b.txt?x=1&y=two%20words&x=2"))
+        .put(app.fn_url("/users/J%C3%BCrgen/files/a/b.txt?x=1&y=two%20words&x=2"))
         .header("cookie", "session=abc; theme=dark")
         .header("x-multi", "one")
         .header("user-agent", "trigger-test")
@@ -101,7 +101,7 @@ async fn a_route_runs_its_function_with_the_payload_2_0_event_on_docker_and_gvis
     // A body that is not UTF-8 travels in base64; the answer's base64 body is decoded, its
     // status, headers and cookies kept. On gVisor, as the function says.
     let response = client
-        .post(app.url("/fn/bin"))
+        .post(app.fn_url("/bin"))
         .body(vec![0xffu8, 0xfe, 0x00])
         .send()
         .await
@@ -122,7 +122,7 @@ async fn a_route_runs_its_function_with_the_payload_2_0_event_on_docker_and_gvis
     assert_eq!(response.bytes().await.unwrap().as_ref(), &[0u8, 255, 1]);
 
     // Other methods: 405 with what the route allows.
-    let response = client.get(app.url("/fn/bin")).send().await.unwrap();
+    let response = client.get(app.fn_url("/bin")).send().await.unwrap();
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "POST, PUT");
     let (_, body) = read(response).await;
@@ -130,7 +130,7 @@ async fn a_route_runs_its_function_with_the_payload_2_0_event_on_docker_and_gvis
 
     // A result without statusCode is 200 JSON; a binary body arrives base64-encoded.
     let response = client
-        .post(app.url("/fn/plain?q=1"))
+        .post(app.fn_url("/plain?q=1"))
         .body(vec![0xffu8, 0x01])
         .send()
         .await
@@ -141,11 +141,11 @@ async fn a_route_runs_its_function_with_the_payload_2_0_event_on_docker_and_gvis
     assert_eq!(body, json!({"got": "/wE=", "b64": true, "q": {"q": "1"}}));
 
     // Unknown routes: 404 in the platform's JSON.
-    let (status, body) = read(client.get(app.url("/fn/nowhere")).send().await.unwrap()).await;
+    let (status, body) = read(client.get(app.fn_url("/nowhere")).send().await.unwrap()).await;
     assert_eq!(status, 404);
     assert_eq!(body["code"], "route_not_found");
     assert!(
-        body["detail"].as_str().unwrap().contains("/fn/nowhere"),
+        body["detail"].as_str().unwrap().contains("/nowhere"),
         "{body}"
     );
 
@@ -213,26 +213,21 @@ async fn a_keyed_route_wants_an_invoke_key_of_its_namespace_and_never_passes_key
 
     let client = plain_client();
     let call = |key: Option<&str>, path: &str| {
-        let mut request = client.post(app.url(path)).body("{}");
+        let mut request = client.post(app.fn_url(path)).body("{}");
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }
         request.send()
     };
-    let (status, body) = read(call(None, "/fn/shop/orders").await.unwrap()).await;
+    let (status, body) = read(call(None, "/shop/orders").await.unwrap()).await;
     expect_error(status, &body, 401, "unauthorized");
-    let (status, body) = read(
-        call(Some("faas_nonsense"), "/fn/shop/orders")
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = read(call(Some("faas_nonsense"), "/shop/orders").await.unwrap()).await;
     expect_error(status, &body, 401, "unauthorized");
-    let (status, body) = read(call(Some(&stranger), "/fn/shop/orders").await.unwrap()).await;
+    let (status, body) = read(call(Some(&stranger), "/shop/orders").await.unwrap()).await;
     expect_error(status, &body, 403, "forbidden");
-    let (status, body) = read(call(Some(&reader), "/fn/shop/orders").await.unwrap()).await;
+    let (status, body) = read(call(Some(&reader), "/shop/orders").await.unwrap()).await;
     expect_error(status, &body, 403, "forbidden");
-    let (status, event) = read(call(Some(&invoker), "/fn/shop/orders").await.unwrap()).await;
+    let (status, event) = read(call(Some(&invoker), "/shop/orders").await.unwrap()).await;
     assert_eq!(status, 200, "{event}");
     assert!(
         event["headers"].get("authorization").is_none(),
@@ -242,7 +237,7 @@ async fn a_keyed_route_wants_an_invoke_key_of_its_namespace_and_never_passes_key
     // A public route takes anyone, passes its own credentials on, but not a key of the
     // platform sent there by mistake.
     let response = client
-        .post(app.url("/fn/shop/hook"))
+        .post(app.fn_url("/shop/hook"))
         .header("authorization", "Bearer webhook-secret")
         .send()
         .await
@@ -251,7 +246,7 @@ async fn a_keyed_route_wants_an_invoke_key_of_its_namespace_and_never_passes_key
     assert_eq!(status, 200, "{event}");
     assert_eq!(event["headers"]["authorization"], "Bearer webhook-secret");
     for key in [invoker.as_str(), crate::support::ADMIN_KEY] {
-        let (status, event) = read(call(Some(key), "/fn/shop/hook").await.unwrap()).await;
+        let (status, event) = read(call(Some(key), "/shop/hook").await.unwrap()).await;
         assert_eq!(status, 200, "{event}");
         assert!(event["headers"].get("authorization").is_none(), "{event}");
     }
@@ -293,7 +288,7 @@ async fn failures_get_the_execute_statuses_and_a_public_route_keeps_the_details_
 
     let (status, body) = read(
         app.client
-            .get(app.url("/fn/raise_keyed"))
+            .get(app.fn_url("/raise_keyed"))
             .send()
             .await
             .unwrap(),
@@ -309,7 +304,7 @@ async fn failures_get_the_execute_statuses_and_a_public_route_keeps_the_details_
     let client = plain_client();
     let (status, body) = read(
         client
-            .get(app.url("/fn/raise_public"))
+            .get(app.fn_url("/raise_public"))
             .send()
             .await
             .unwrap(),
@@ -323,17 +318,17 @@ async fn failures_get_the_execute_statuses_and_a_public_route_keeps_the_details_
         "{body}"
     );
 
-    let (status, body) = read(client.get(app.url("/fn/bad_answer")).send().await.unwrap()).await;
+    let (status, body) = read(client.get(app.fn_url("/bad_answer")).send().await.unwrap()).await;
     expect_error(status, &body, 502, "invalid_response");
 
-    let (status, body) = read(client.get(app.url("/fn/slow")).send().await.unwrap()).await;
+    let (status, body) = read(client.get(app.fn_url("/slow")).send().await.unwrap()).await;
     expect_error(status, &body, 504, "function_timeout");
 
     // Over the event limit: 413, and nothing runs.
     let big = vec![b'x'; 6 * 1024 * 1024 + 1];
     let (status, body) = read(
         client
-            .post(app.url("/fn/raise_public"))
+            .post(app.fn_url("/raise_public"))
             .body(big)
             .send()
             .await
@@ -507,7 +502,7 @@ async fn a_route_that_would_take_another_namespaces_requests_is_409_and_the_vict
         .await;
     assert_eq!(status, 201, "{body}");
     let response = plain_client()
-        .get(app.url("/fn/shop-x/a/b"))
+        .get(app.fn_url("/shop-x/a/b"))
         .send()
         .await
         .unwrap();
@@ -519,8 +514,8 @@ async fn a_route_that_would_take_another_namespaces_requests_is_409_and_the_vict
     );
 
     let client = plain_client();
-    for path in ["/fn/shop-x/checkout", "/fn/files/report", "/fn/files/a/b"] {
-        let response = client.get(app.url(path)).send().await.unwrap();
+    for path in ["/shop-x/checkout", "/files/report", "/files/a/b"] {
+        let response = client.get(app.fn_url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
         let answer: Value = response.json().await.unwrap();
         assert_eq!(answer["owner"], "b", "{path}: {answer}");
@@ -575,7 +570,7 @@ async fn cors_preflights_are_answered_without_the_function_or_a_key() {
         HeaderValue::from_static("POST"),
     );
     let response = client
-        .request(reqwest::Method::OPTIONS, app.url("/fn/api/orders"))
+        .request(reqwest::Method::OPTIONS, app.fn_url("/api/orders"))
         .headers(headers.clone())
         .send()
         .await
@@ -595,7 +590,7 @@ async fn cors_preflights_are_answered_without_the_function_or_a_key() {
 
     headers.insert("origin", HeaderValue::from_static("https://evil.example"));
     let response = client
-        .request(reqwest::Method::OPTIONS, app.url("/fn/api/orders"))
+        .request(reqwest::Method::OPTIONS, app.fn_url("/api/orders"))
         .headers(headers)
         .send()
         .await
@@ -609,7 +604,7 @@ async fn cors_preflights_are_answered_without_the_function_or_a_key() {
 
     // A real request from the allowed origin: its answer (here 401, no key) is readable.
     let response = client
-        .get(app.url("/fn/api/orders"))
+        .get(app.fn_url("/api/orders"))
         .header("origin", "https://app.example.com")
         .send()
         .await
@@ -649,8 +644,8 @@ async fn route_changes_reach_every_replica() {
         async move { read(client.get(format!("{base}{path}")).send().await.unwrap()).await }
     };
     // Its own replica answers at once; the other once the event arrives.
-    assert_eq!(get(app.base_url.clone(), "/fn/before").await.0, 200);
-    let answered = wait_for_status(|| get(replica.clone(), "/fn/before"), 200).await;
+    assert_eq!(get(app.functions_url.clone(), "/before").await.0, 200);
+    let answered = wait_for_status(|| get(replica.functions_url.clone(), "/before"), 200).await;
     assert_eq!(answered["v"], 1);
 
     let mut moved = function(
@@ -663,14 +658,14 @@ async fn route_changes_reach_every_replica() {
     moved["timeout"] = json!(5);
     let (status, body) = app.put(&format!("/functions/{id}"), &moved).await;
     assert_eq!(status, 200, "{body}");
-    let answered = wait_for_status(|| get(replica.clone(), "/fn/after/1"), 200).await;
+    let answered = wait_for_status(|| get(replica.functions_url.clone(), "/after/1"), 200).await;
     assert_eq!(answered["v"], 2);
-    wait_for_status(|| get(replica.clone(), "/fn/before"), 404).await;
+    wait_for_status(|| get(replica.functions_url.clone(), "/before"), 404).await;
 
     let (status, _) = app.delete(&format!("/functions/{id}")).await;
     assert_eq!(status, 200);
-    assert_eq!(get(app.base_url.clone(), "/fn/after/1").await.0, 404);
-    wait_for_status(|| get(replica.clone(), "/fn/after/1"), 404).await;
+    assert_eq!(get(app.functions_url.clone(), "/after/1").await.0, 404);
+    wait_for_status(|| get(replica.functions_url.clone(), "/after/1"), 404).await;
     app.stop().await;
 }
 
@@ -695,4 +690,64 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("expected {status}, last got {} {}", last.0, last.1);
+}
+
+/// A function's page (HTML with a cookie) answers only on the functions' origin; the api's
+/// origin, `/docs` included, serves no route of a function and may not be framed.
+#[tokio::test]
+async fn a_functions_page_answers_only_on_its_own_origin_and_the_api_cannot_be_framed() {
+    let app = TestApp::with_workers(&[Runtime::Docker]).await;
+    let page = "def handler(event, context):\n    return {'statusCode': 200, \
+        'headers': {'content-type': 'text/html'}, 'cookies': ['session=tenant; Path=/'], \
+        'body': '<h1>a tenant page</h1>'}";
+    let (status, body) = app
+        .post(
+            "/functions/",
+            &function(
+                "page",
+                "/page",
+                "python",
+                page,
+                json!({"http_auth": "none"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    let client = plain_client();
+    let response = client.get(app.fn_url("/page")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/html");
+    assert!(
+        response.headers().get("content-security-policy").is_none(),
+        "the function's answer is its own"
+    );
+    assert_eq!(response.text().await.unwrap(), "<h1>a tenant page</h1>");
+
+    // Not on the api's origin, under the old prefix or at the root.
+    for path in ["/page", "/fn/page"] {
+        let response = client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path} on the api's origin");
+        assert!(response.headers().get("set-cookie").is_none(), "{path}");
+        let body = response.text().await.unwrap();
+        assert!(!body.contains("a tenant page"), "{path}: {body}");
+    }
+    // Nor does the functions' origin serve the api: its paths are routes like any other.
+    for path in ["/docs", "/functions/", "/openapi.json"] {
+        let (status, body) = read(client.get(app.fn_url(path)).send().await.unwrap()).await;
+        expect_error(status, &body, 404, "route_not_found");
+    }
+    // Every answer of the api's origin forbids framing and sniffing, the page and the
+    // document as much as an error.
+    for path in ["/docs", "/openapi.json", "/functions/", "/nowhere"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let headers = response.headers();
+        assert_eq!(
+            headers["content-security-policy"], "frame-ancestors 'none'",
+            "{path}"
+        );
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+    }
+    app.stop().await;
 }

@@ -19,7 +19,7 @@ pub enum Target {
     /// `POST /execute/{name}` on docker, `/execute_gvisor/{name}` on gvisor, with
     /// `{"event": {}}`; the answer wraps the result.
     Execute { name: String, runtime: Runtime },
-    /// `POST` to an HTTP trigger's whole path (`/fn/...`) with `{}`; the answer is the result.
+    /// `POST` to an HTTP trigger's path on the functions' origin with `{}`; the answer is the result.
     Route { path: String },
     /// `POST /execute_async/{name}` with `{"event": {}}`; the answer is a 202 with the
     /// invocation's id (the function runs later, on its own runtime).
@@ -318,7 +318,7 @@ mod tests {
         assert_eq!(bare.code.as_deref(), Some("wrong_result"));
         let missing = parse_answer(
             404,
-            br#"{"detail":"no route /fn/x","code":"route_not_found"}"#,
+            br#"{"detail":"no function answers /x","code":"route_not_found"}"#,
             1.0,
             Answer::Bare,
         );

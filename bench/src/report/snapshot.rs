@@ -218,7 +218,7 @@ fn http_trigger() -> HttpResult {
     HttpResult {
         function: "bench-1-docker-http".into(),
         route: "/bench-1/http/{id}".into(),
-        path: "/fn/bench-1/http/42".into(),
+        path: "/bench-1/http/42".into(),
         ratios: interleave::ratios(&route, &execute),
         difference: http::difference(&route, &execute),
         measured: interleaved(vec![execute, route]),

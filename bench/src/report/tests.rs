@@ -268,7 +268,7 @@ fn http_result(route_ms: &[f64], route_blocks: [f64; 3]) -> HttpResult {
     HttpResult {
         function: "bench-0-docker-http".into(),
         route: "/bench-0/http/{id}".into(),
-        path: "/fn/bench-0/http/42".into(),
+        path: "/bench-0/http/42".into(),
         measured: interleaved(vec![execute, route]),
         ratios,
         difference,
@@ -286,7 +286,7 @@ fn the_http_section_shows_both_paths_then_the_difference() {
         "HTTP trigger against /execute: 1000 calls in blocks of 50 and 4 phases of 5 s per \
          path",
         "## 8. HTTP trigger overhead",
-        "called as `POST /fn/bench-0/http/42` with `{}` and as `POST \
+        "called as `POST /bench-0/http/42` with `{}` and as `POST \
          /execute/bench-0-docker-http` with `{\"event\": {}}`",
         "| docker | /execute | 3 | 0 | 2.00 | 3.00 | 3.00 | 1.00–3.00 | 2 | 1 | 1000 | \
          990–1010 | 50.0 | 50.0 |",

@@ -37,7 +37,10 @@ bad one: 401 `unauthorized`; a key without the scope: 403 `forbidden`; another n
 function: 404, as if it did not exist. The description pages need no key: they describe the \
 api and reveal nothing of what it holds.\n\n\
 **Errors** are `{\"detail\": <sentence>, \"code\": <ErrorCode>}`; a failed call adds what is \
-known of it (`invocation_id`, `logs`, `error`)."
+known of it (`invocation_id`, `logs`, `error`).\n\n\
+**Two origins.** Everything here is served on the api's origin (`API_ADDR`, port 8000), except \
+the HTTP trigger (`/{path}`, tag `http`): functions answer on an origin of their own \
+(`FUNCTIONS_ADDR`, port 8080), since they may answer pages and set cookies."
     ),
     paths(
         routes::functions::create_function,
@@ -93,6 +96,7 @@ pub fn json() -> &'static str {
         let mut document =
             serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
         require_one_source(&mut document);
+        serve_triggers_elsewhere(&mut document);
         document.to_string()
     });
     &DOCUMENT
@@ -109,6 +113,25 @@ fn require_one_source(document: &mut Value) {
         {"required": ["code"], "properties": {"code": {"type": "string"}}},
         {"required": ["code_zip"], "properties": {"code_zip": {"type": "string"}}},
     ]);
+}
+
+/// The path of the HTTP trigger's operation, on the functions' origin.
+pub const TRIGGER_PATH: &str = "/{path}";
+
+/// The HTTP trigger is served on the functions' own origin, not the api's: its path item names
+/// that server (an OpenAPI 3.1 path-level `servers`), at its default port.
+fn serve_triggers_elsewhere(document: &mut Value) {
+    let item = &mut document["paths"][TRIGGER_PATH];
+    assert!(
+        item.is_object(),
+        "the trigger's operation is in the document"
+    );
+    item["servers"] = serde_json::json!([{
+        "url": "http://localhost:8080",
+        "description": "The functions' own origin (`FUNCTIONS_ADDR`, published as \
+            `FUNCTIONS_PORT`): never the api's, so that a function's pages and cookies cannot \
+            reach the api, `/docs` or the console."
+    }]);
 }
 
 /// Adds the bearer scheme the operations' `security` name.
@@ -152,12 +175,37 @@ mod tests {
         "/docs/swagger-ui.css",
     ];
 
-    /// The HTTP trigger's operation, at the default prefix.
-    const TRIGGER: &str = "/fn/{path}";
+    const TRIGGER: &str = TRIGGER_PATH;
 
-    /// The paths the router serves, read from the source that declares them, so that a route
-    /// added without an entry in [`ApiDoc`] fails here. The trigger's are built from the
-    /// prefix, a setting: it is checked on its own.
+    /// A path item's operations, without its other fields (the trigger's `servers`).
+    fn operations_of(item: &Value) -> impl Iterator<Item = (&String, &Value)> {
+        item.as_object()
+            .unwrap()
+            .iter()
+            .filter(|(key, _)| key.as_str() != "servers")
+    }
+
+    #[test]
+    fn the_trigger_is_served_on_the_functions_origin() {
+        let doc = document();
+        let servers = doc["paths"][TRIGGER]["servers"].as_array().unwrap();
+        assert_eq!(servers.len(), 1);
+        assert!(
+            servers[0]["url"].as_str().unwrap().ends_with(":8080"),
+            "{servers:?}"
+        );
+        assert!(
+            !doc["paths"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .any(|p| p.starts_with("/fn"))
+        );
+    }
+
+    /// The paths the management router serves, read from the source that declares them, so
+    /// that a route added without an entry in [`ApiDoc`] fails here. The trigger's, on the
+    /// functions' origin, is checked on its own.
     fn router_paths() -> Vec<String> {
         let sources = [include_str!("../routes/mod.rs"), include_str!("docs.rs")];
         let mut paths = Vec::new();
@@ -203,7 +251,7 @@ mod tests {
         let doc = document();
         let mut operations = 0;
         for (path, item) in doc["paths"].as_object().unwrap() {
-            for (method, operation) in item.as_object().unwrap() {
+            for (method, operation) in operations_of(item) {
                 operations += 1;
                 let what = format!("{method} {path}");
                 let responses = operation["responses"].as_object().unwrap();
@@ -275,7 +323,7 @@ mod tests {
         let schemas = &doc["components"]["schemas"];
         let mut missing = Vec::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
-            for (method, operation) in item.as_object().unwrap() {
+            for (method, operation) in operations_of(item) {
                 for (status, response) in operation["responses"].as_object().unwrap() {
                     let Some(content) = response["content"].get("application/json") else {
                         continue;

@@ -23,8 +23,9 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 /// Room for the JSON around a function's code or an event, beyond their own limits.
 const BODY_OVERHEAD_BYTES: usize = 64 * 1024;
 
-/// Every route, behind the bound on requests in flight (the health probes excepted: an
-/// overloaded api is still alive) and the body read timeout.
+/// Every route of the management api, behind the bound on requests in flight (the health
+/// probes excepted: an overloaded api is still alive) and the body read timeout. The
+/// functions' routes are not here: they have an origin of their own ([`functions_router`]).
 pub fn router(state: AppState) -> Router {
     // JSON escapes can make the body longer than the code it carries; a package is base64,
     // four bytes for three.
@@ -72,9 +73,6 @@ pub fn router(state: AppState) -> Router {
             BodyLimit(event_body_max),
             limits::read_body,
         ));
-    // Any method, any body (within the event limit) on the prefix and every path below it:
-    // `/fn/{path}` in the document (the prefix is a setting).
-    let triggers = triggers::router(&state.route_prefix, state.limits.max_event_bytes);
     // Small JSON bodies only; the default body limit (2 MB) holds them.
     let admin = Router::new()
         .route("/keys/", get(keys::list_keys).post(keys::create_key))
@@ -88,7 +86,6 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(functions)
         .merge(invocations)
-        .merge(triggers)
         .merge(admin)
         .merge(internal::router())
         .route("/metrics/", get(metrics::list_invocations))
@@ -101,6 +98,17 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(inflight, limits::limit_inflight))
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz))
+        .layer(RequestBodyTimeoutLayer::new(state.limits.body_read_timeout))
+        .with_state(state)
+}
+
+/// The functions' own origin: any method on any path runs the function whose route matches,
+/// behind a bound on requests in flight of its own (`MAX_INFLIGHT` again), so that a flood of
+/// calls to public routes leaves the management api its permits, and the body read timeout.
+pub fn functions_router(state: AppState) -> Router {
+    let inflight = Arc::new(Semaphore::new(state.limits.max_inflight));
+    triggers::router(state.limits.max_event_bytes)
+        .layer(from_fn_with_state(inflight, limits::limit_inflight))
         .layer(RequestBodyTimeoutLayer::new(state.limits.body_read_timeout))
         .with_state(state)
 }

@@ -1,5 +1,6 @@
-//! HTTP triggers: any method on `ROUTE_PREFIX` + a function's route runs the function with an
-//! API Gateway HTTP API (payload 2.0) event and answers with what its result asks for.
+//! HTTP triggers: any method on a function's route, on the functions' own origin
+//! (`FUNCTIONS_ADDR`), runs the function with an API Gateway HTTP API (payload 2.0) event and
+//! answers with what its result asks for.
 //!
 //! The route is found in the in-memory route table and the function in the cache, so a call
 //! makes no query of its own. CORS preflights are answered here without calling the function,
@@ -29,38 +30,38 @@ use uuid::Uuid;
 /// The header that names the call, so that its record can be found.
 const INVOCATION_ID_HEADER: HeaderName = HeaderName::from_static("x-faas-invocation-id");
 
-/// The trigger's routes: every method on the prefix and every path below it, with bodies up
+/// The trigger's routes: every method on every path of the functions' origin, with bodies up
 /// to the event limit.
-pub fn router(prefix: &str, max_event_bytes: usize) -> Router<AppState> {
+pub fn router(max_event_bytes: usize) -> Router<AppState> {
     Router::new()
-        .route(prefix, any(call_route))
-        .route(&format!("{prefix}/"), any(call_route))
-        .route(&format!("{prefix}/{{*path}}"), any(call_route))
+        .route("/", any(call_route))
+        .route("/{*path}", any(call_route))
         .layer(from_fn_with_state(
             BodyLimit(max_event_bytes),
             limits::read_body,
         ))
 }
 
-/// `{path}` of `/fn/{path}`.
+/// `{path}` of `/{path}` on the functions' origin.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct RoutePath {
-    /// The path below the prefix that a function's route matches (`users/42` for the route
-    /// `/users/{id}`); `/fn/` and `/fn` are the route `/`.
+    /// The path that a function's route matches (`users/42` for the route `/users/{id}`);
+    /// `/` is the route `/`.
     #[param(example = "hello")]
     #[allow(dead_code)] // Read by the derive only: the handler reads the request's own path.
     path: String,
 }
 
-/// Runs the function whose route matches the path below the prefix.
+/// Runs the function whose route matches the path.
 #[utoipa::path(
     method(get, head, post, put, patch, delete, options),
-    path = "/fn/{path}",
+    path = "/{path}",
     tag = "http",
     summary = "Call a function through its route (HTTP trigger)",
-    description = "Any of these methods on `ROUTE_PREFIX` (`/fn`) + a function's `route` runs \
-        it with an API Gateway HTTP API payload 2.0 event made of the request (headers, query, \
+    description = "Served on the functions' own origin (`FUNCTIONS_ADDR`, port 8080 by \
+        default), never on the api's: any of these methods on a function's `route` runs it \
+        with an API Gateway HTTP API payload 2.0 event made of the request (headers, query, \
         path parameters, cookies, body; base64 when not UTF-8), and answers what its result asks \
         for: a result with `statusCode` gives that status, `headers`, `cookies` and `body` \
         (base64-decoded with `isBase64Encoded`); any other result is 200 with itself as JSON. \
@@ -95,7 +96,7 @@ pub async fn call_route(State(state): State<AppState>, request: Request) -> Resp
     let (parts, body) = request.into_parts();
     let routes = state.routes.routes();
     let (method, headers, path) = (&parts.method, &parts.headers, parts.uri.path());
-    let routed = triggers::route(&routes, &state.route_prefix, method, headers, path);
+    let routed = triggers::route(&routes, method, headers, path);
     let call = match routed {
         Ok(Routed::Call(call)) => call,
         Ok(Routed::Preflight(preflight)) => {
@@ -152,9 +153,7 @@ async fn serve(
     let called = triggers::call(&state.invocations, routed, incoming, invocation_id, started)
         .await
         .map_err(|error| match error {
-            CallError::FunctionNotFound(_) => {
-                ApiError::RouteNotFound(format!("{}{}", state.route_prefix, routed.path))
-            }
+            CallError::FunctionNotFound(_) => ApiError::RouteNotFound(routed.path.to_owned()),
             other => other.into(),
         })?;
     let mut response = route_response(called, entry);
