@@ -36,7 +36,10 @@ admin_key="schema-admin-key-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n
 # token, into a cache of their own; they build nothing (the hooks leave dependencies out).
 export WORKER_TOKEN="schema-worker-token-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export API_URL=$base BUILDS=false DEPS_CACHE_DIR=$logs/deps
-AUTH=enabled ADMIN_KEY=$admin_key API_ADDR=127.0.0.1:$port METRICS_ADDR=127.0.0.1:19103 FUNCTIONS_ADDR=127.0.0.1:18102 \
+# The functions' origin, where schemathesis.toml sends the trigger's operation.
+export SCHEMA_FUNCTIONS_PORT=${SCHEMA_FUNCTIONS_PORT:-18102}
+AUTH=enabled ADMIN_KEY=$admin_key API_ADDR=127.0.0.1:$port METRICS_ADDR=127.0.0.1:19103 \
+  FUNCTIONS_ADDR=127.0.0.1:$SCHEMA_FUNCTIONS_PORT \
   "$bin/api" >"$logs/api.log" 2>&1 & pids+=($!)
 start_workers schema 19104 19105
 wait_for_api "$base" || fail "the api did not become ready"

@@ -787,10 +787,10 @@ mod tests {
                 "the database is unavailable",
             ),
             (
-                RouteMiss::NotFound("/fn/x".into()).into(),
+                RouteMiss::NotFound("/x".into()).into(),
                 404,
                 "route_not_found",
-                "no function answers /fn/x",
+                "no function answers /x",
             ),
             (
                 RouteMiss::MethodNotAllowed {

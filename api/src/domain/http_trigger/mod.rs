@@ -1,4 +1,4 @@
-//! HTTP triggers: every function answers at `ROUTE_PREFIX` + its `route`.
+//! HTTP triggers: every function answers at its `route` on the functions' own origin.
 //!
 //! `pattern` parses routes and matches paths against them (most specific first); `crate::services::route_table`
 //! keeps every function's route in memory on each replica, reloaded when a function changes

@@ -39,7 +39,7 @@ pub struct FunctionInput {
     /// Unique in the namespace.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
     name: String,
-    /// Its HTTP trigger's path below `ROUTE_PREFIX` (`/fn`): `/`, or `/`-separated segments
+    /// Its HTTP trigger's path on the functions' origin: `/`, or `/`-separated segments
     /// that are literals, `{name}` parameters or a final `{name+}` (the rest of the path), each
     /// parameter name once; at most 256 bytes. Unique across namespaces, and so is its shape
     /// (the route with its parameter names erased): the same shape is 409. A route starting
