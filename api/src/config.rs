@@ -125,9 +125,10 @@ pub struct Config {
     /// twice as long (1, 2, 4, 8, 16 s by default). One delay queue per retry on the broker.
     #[arg(long, env = "RETRY_BASE_SECS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub retry_base_secs: u64,
-    /// Async jobs this api replica runs at once (its prefetch on the async queue). Bounded so
-    /// that a backlog of async calls cannot crowd the workers' queues ahead of sync calls.
-    /// 0: this replica accepts async calls but runs none (other replicas do).
+    /// Async jobs this api replica runs at once, shared fairly between namespaces (its
+    /// prefetch on the async queue is twice this, to look past one namespace's backlog).
+    /// Bounded so that a backlog of async calls cannot crowd the workers' queues ahead of sync
+    /// calls. 0: this replica accepts async calls but runs none (other replicas do).
     #[arg(long, env = "ASYNC_CONCURRENCY", default_value_t = 32)]
     pub async_concurrency: u16,
     /// Largest accepted async invocation body, in bytes (larger: 413); Lambda takes 256 KiB.

@@ -1,0 +1,113 @@
+//! Fair shares between namespaces (DESIGN section 19), end to end: one namespace's backlog of
+//! slow async calls delays another namespace's async call by about one call's time, not by the
+//! backlog's.
+
+use crate::support::{Caller, TestApp, python, worker_config};
+use common::Runtime;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// A's backlog: this many calls of a function sleeping [`SLOW_SECS`].
+const BACKLOG: usize = 300;
+const SLOW_SECS: u64 = 3;
+/// The api's async slots. The worker runs more calls than that at once, so that A's share
+/// does not fill it (the worker's own queue is a FIFO too).
+const SLOTS: u16 = 8;
+
+/// Accepts an async call of `name`; its invocation id.
+async fn call_async(caller: &Caller, name: &str, event: Value) -> String {
+    let (status, body) = caller
+        .post(
+            &format!("/execute_async/{name}"),
+            &json!({ "event": event }),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    body["invocation_id"].as_str().expect("an id").to_owned()
+}
+
+async fn status_of(caller: &Caller, id: &str) -> String {
+    let (status, body) = caller.get(&format!("/invocations/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    body["status"].as_str().expect("a status").to_owned()
+}
+
+/// Polls until invocation `id` is `status`; how long that took. Panics after `within`.
+async fn until_status(caller: &Caller, id: &str, status: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let now = status_of(caller, id).await;
+        if now == status {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "invocation {id} is {now}, not {status}, after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn another_namespaces_async_call_runs_within_a_call_of_a_backlog_not_after_it() {
+    let mut app = TestApp::start_with(|config| config.async_concurrency = SLOTS).await;
+    let mut worker = worker_config(Runtime::Docker, &app.prefix.clone());
+    worker.concurrency = Some(2 * SLOTS);
+    app.add_worker(worker).await;
+    let a = app.caller(Some(
+        &app.namespace_with_key("tenant-a", &["manage", "invoke", "read"])
+            .await,
+    ));
+    let b = app.caller(Some(
+        &app.namespace_with_key("tenant-b", &["manage", "invoke", "read"])
+            .await,
+    ));
+    let slow = format!(
+        "import time\ndef handler(event, context):\n    time.sleep({SLOW_SECS})\n    return event"
+    );
+    let mut function = python("slow", &slow);
+    function["timeout"] = json!(10);
+    let (status, body) = a.post("/functions/", &function).await;
+    assert_eq!(status, 201, "{body}");
+    let quick = python(
+        "quick",
+        "def handler(event, context):\n    return {'ok': event}",
+    );
+    let (status, body) = b.post("/functions/", &quick).await;
+    assert_eq!(status, 201, "{body}");
+
+    // A queues its backlog, and its first calls hold every slot of the dispatcher.
+    let started = Instant::now();
+    let backlog: Vec<String> = futures_util::stream::iter(0..BACKLOG)
+        .map(|n| call_async(&a, "slow", json!(n)))
+        .buffered(16)
+        .collect()
+        .await;
+    println!("A queued {BACKLOG} async calls in {:?}", started.elapsed());
+    until_status(&a, &backlog[0], "running", Duration::from_secs(60)).await;
+
+    let took = {
+        let id = call_async(&b, "quick", json!("b")).await;
+        let took = until_status(&b, &id, "succeeded", Duration::from_secs(30)).await;
+        let (_, done) = b.get(&format!("/invocations/{id}")).await;
+        assert_eq!(done["result"], json!({"ok": "b"}), "{done}");
+        took
+    };
+    println!(
+        "B's async call succeeded {:.2} s after it was accepted, behind A's backlog of {BACKLOG} \
+         calls of {SLOW_SECS} s on {SLOTS} slots (draining it takes about {} s)",
+        took.as_secs_f64(),
+        BACKLOG as u64 * SLOW_SECS / u64::from(SLOTS)
+    );
+    // A's backlog was not run first: its last call is still waiting.
+    let last = status_of(&a, &backlog[BACKLOG - 1]).await;
+    assert!(
+        last == "queued" || last == "running",
+        "A's last call is {last}"
+    );
+    // And A is not starved either: its first call ran.
+    until_status(&a, &backlog[0], "succeeded", Duration::from_secs(30)).await;
+    // The rest of A's backlog is dropped with the test's queues.
+    app.stop().await;
+}
