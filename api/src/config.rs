@@ -141,6 +141,11 @@ pub struct Config {
     /// behind it on a shared async queue.
     #[arg(long, env = "MAX_PENDING_ASYNC", default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..))]
     pub max_pending_async: i64,
+    /// Bytes of events one namespace's calls waiting for a reply may hold in the job queues,
+    /// per api replica; a call over it is 429 `queue_share`, so that one namespace cannot fill
+    /// QUEUE_MAX_BYTES (503 `overloaded` for everyone). Default: a quarter of QUEUE_MAX_BYTES.
+    #[arg(long, env = "QUEUE_SHARE_BYTES")]
+    pub queue_share_bytes: Option<u64>,
     /// How log lines are written.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -111,3 +111,58 @@ async fn another_namespaces_async_call_runs_within_a_call_of_a_backlog_not_after
     // The rest of A's backlog is dropped with the test's queues.
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_namespace_holding_its_share_of_the_queues_bytes_is_refused_while_others_call() {
+    const SHARE: u64 = 1024 * 1024;
+    let app = TestApp::with_workers_and(&[Runtime::Docker], |config| {
+        config.queue_share_bytes = Some(SHARE);
+    })
+    .await;
+    let a_key = app
+        .namespace_with_key("big-events", &["manage", "invoke"])
+        .await;
+    let a = app.caller(Some(&a_key));
+    let b = app.caller(Some(
+        &app.namespace_with_key("neighbour", &["manage", "invoke"])
+            .await,
+    ));
+    let code = "import time\ndef handler(event, context):\n    time.sleep(event['sleep'])\n    return len(event['pad'])";
+    for (caller, route) in [(&a, "/hold-a"), (&b, "/hold-b")] {
+        let mut function = python("hold", code);
+        // Routes are unique across namespaces.
+        function["route"] = json!(route);
+        let (status, body) = caller.post("/functions/", &function).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // Over half the share each: one such call in flight is all a namespace may have.
+    let pad = "x".repeat(600 * 1024);
+    let event = |sleep: u64| json!({ "event": { "sleep": sleep, "pad": pad } });
+
+    let first = tokio::spawn({
+        let a = app.caller(Some(&a_key));
+        let event = event(4);
+        async move { a.post("/execute/hold", &event).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, body) = a.post("/execute/hold", &event(0)).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["code"], "queue_share", "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("QUEUE_SHARE_BYTES"),
+        "{body}"
+    );
+    // Another namespace's call is not refused for a's bytes.
+    let (status, body) = b.post("/execute/hold", &event(0)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!(pad.len()));
+    // a's call in flight ends: a calls again.
+    let (status, body) = first.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = a.post("/execute/hold", &event(0)).await;
+    assert_eq!(status, 200, "{body}");
+    app.stop().await;
+}

@@ -242,11 +242,18 @@ fn assert_outcome(
 #[test]
 fn the_call_paths_errors_classify_by_what_an_attempt_does_about_them() {
     use StartFailureKind::*;
-    let table: [(CallError, StartFailureKind); 9] = [
+    let table: [(CallError, StartFailureKind); 10] = [
         (
             CallError::ConcurrencyLimit {
                 subject: "function f".into(),
                 limit: 1,
+            },
+            NoSlot,
+        ),
+        (
+            CallError::QueueShare {
+                namespace: "n".into(),
+                share: 1,
             },
             NoSlot,
         ),
