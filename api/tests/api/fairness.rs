@@ -166,3 +166,39 @@ async fn a_namespace_holding_its_share_of_the_queues_bytes_is_refused_while_othe
     assert_eq!(status, 200, "{body}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_namespace_alone_keeps_every_slot_busy_with_its_backlog() {
+    const CALLS: usize = 64;
+    let mut app = TestApp::start_with(|config| config.async_concurrency = SLOTS).await;
+    let mut worker = worker_config(Runtime::Docker, &app.prefix.clone());
+    worker.concurrency = Some(2 * SLOTS);
+    app.add_worker(worker).await;
+    let a = app.caller(Some(
+        &app.namespace_with_key("alone", &["manage", "invoke", "read"])
+            .await,
+    ));
+    let code = "import time\ndef handler(event, context):\n    time.sleep(1)\n    return event";
+    let (status, body) = a.post("/functions/", &python("second", code)).await;
+    assert_eq!(status, 201, "{body}");
+
+    let started = Instant::now();
+    let backlog: Vec<String> = futures_util::stream::iter(0..CALLS)
+        .map(|n| call_async(&a, "second", json!(n)))
+        .buffered(16)
+        .collect()
+        .await;
+    // Its jobs beyond the slots are set aside; they must come back as the slots free up, not
+    // after back-offs that leave the slots idle. On 8 slots the calls take 8 s and more.
+    let bound = Duration::from_secs(10 * (CALLS as u64 / u64::from(SLOTS)));
+    for id in &backlog {
+        let left = bound.saturating_sub(started.elapsed());
+        until_status(&a, id, "succeeded", left).await;
+    }
+    println!(
+        "A alone: {CALLS} async calls of 1 s on {SLOTS} slots all succeeded {:.1} s after the \
+         first was sent (8 s if the slots never idled)",
+        started.elapsed().as_secs_f64()
+    );
+    app.stop().await;
+}

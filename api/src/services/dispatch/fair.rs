@@ -9,21 +9,30 @@
 //! running or waiting here. A job whose namespace is under its share runs on a free slot, or
 //! waits for the next one to free up (it goes to the waiting namespace with the fewest
 //! running); a job whose namespace already holds its share while no slot is free is set aside
-//! to a delay queue, so that the FIFO keeps moving. With a slot free, any job runs: a
+//! to a delay queue, so that the FIFO keeps moving, but for a few (half the look-ahead, split
+//! between the namespaces) that wait ready for the next slot their namespace may take. With a slot free, any job runs: a
 //! namespace alone uses every slot, and gives back what others need as its calls end.
 //!
-//! A set-aside job comes back later; each time it is set aside again it stays away twice as
-//! long ([`Topology::defer_delay_secs`], up to a few minutes), so a backlog of thousands cycles
-//! through the broker a few times per call it waits for, not continuously.
+//! A set-aside job comes back later, when its turn may have come ([`Shares::defer_secs`]):
+//! after the jobs of its namespace set aside before it and not yet due back, run on the slots
+//! its namespace holds at the pace its calls have been taking, so that a namespace alone keeps
+//! its slots busy; and at most twice as long as the last time it was set aside
+//! ([`Topology::defer_delay_secs`], up to a few minutes), so that a job whose calls' pace is not
+//! known yet backs off, and a backlog of thousands cycles through the broker a few times per
+//! call it waits for, not continuously.
 //!
 //! [`Shares`] holds the decisions, pure; [`FairSlots`] is it behind a lock (never held across
 //! an await), with the wake-ups of waiting jobs.
 //!
 //! [`Topology::defer_delay_secs`]: common::broker::Topology::defer_delay_secs
 
-use std::collections::HashMap;
+use common::broker::Topology;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// A job waiting here for a slot.
 type Ticket = u64;
@@ -62,7 +71,22 @@ pub struct Shares {
     /// Waiting jobs given a slot that have not yet seen it.
     granted: Vec<Ticket>,
     next_ticket: Ticket,
+    /// How long each namespace's calls hold a slot, and its jobs set aside.
+    paces: HashMap<String, Pace>,
 }
+
+/// A namespace's pace on this replica.
+#[derive(Debug, Default)]
+struct Pace {
+    /// How long its jobs held a slot, on average (exponentially weighted); `None` until one
+    /// ended.
+    held_secs: Option<f64>,
+    /// When its jobs set aside from here are due back, those not yet due.
+    due_back: BinaryHeap<Reverse<Instant>>,
+}
+
+/// The weight of the last job in [`Pace::held_secs`].
+const PACE_WEIGHT: f64 = 0.2;
 
 impl Shares {
     /// `slots` slots (at least one).
@@ -73,6 +97,7 @@ impl Shares {
             waiting: Vec::new(),
             granted: Vec::new(),
             next_ticket: 0,
+            paces: HashMap::new(),
         }
     }
 
@@ -106,6 +131,15 @@ impl Shares {
         (self.slots / self.active(namespace)).max(1)
     }
 
+    /// Whether `namespace` may have `waiting` jobs waiting here for a slot: while it holds less
+    /// than its share with them, and a few more at any time (half the look-ahead split
+    /// between the active namespaces), ready for the next slot it may take, so that a
+    /// namespace alone keeps its slots busy rather than waiting for its set-aside jobs.
+    fn may_wait(&self, namespace: &str, waiting: usize) -> bool {
+        let ready = (self.slots / (2 * self.active(namespace))).max(1);
+        self.running_of(namespace) + waiting <= self.share(namespace) || waiting <= ready
+    }
+
     /// Admits a job of `namespace`.
     pub fn admit(&mut self, namespace: &str) -> Admission {
         // A free slot means nobody waits (a slot that frees up goes to a waiting job at once).
@@ -113,8 +147,7 @@ impl Shares {
             self.take(namespace);
             return Admission::Run;
         }
-        let held = self.running_of(namespace) + self.waiting_of(namespace);
-        if held >= self.share(namespace) {
+        if !self.may_wait(namespace, self.waiting_of(namespace) + 1) {
             return Admission::SetAside;
         }
         let ticket = self.next_ticket;
@@ -127,9 +160,21 @@ impl Shares {
         *self.running.entry(namespace.to_owned()).or_default() += 1;
     }
 
-    /// A job of `namespace` ended and frees its slot: the slot goes to the waiting job whose
-    /// namespace runs the fewest (the oldest of those), whose ticket is returned to wake it.
-    pub fn release(&mut self, namespace: &str) -> Option<Ticket> {
+    /// A job of `namespace` that held its slot for `held` ended and frees it: the slot goes to
+    /// the waiting job whose namespace runs the fewest (the oldest of those), whose ticket is
+    /// returned to wake it.
+    pub fn release(&mut self, namespace: &str, held: Duration) -> Option<Ticket> {
+        let pace = self.paces.entry(namespace.to_owned()).or_default();
+        let secs = held.as_secs_f64();
+        pace.held_secs = Some(match pace.held_secs {
+            Some(average) => average + PACE_WEIGHT * (secs - average),
+            None => secs,
+        });
+        self.free(namespace)
+    }
+
+    /// Frees a slot of `namespace` and gives it to the next waiting job.
+    fn free(&mut self, namespace: &str) -> Option<Ticket> {
         if let Some(count) = self.running.get_mut(namespace) {
             *count -= 1;
             if *count == 0 {
@@ -154,12 +199,41 @@ impl Shares {
             self.granted.swap_remove(index);
             return Standing::Granted;
         }
-        let held = self.running_of(namespace) + self.waiting_of(namespace);
-        if held > self.share(namespace) {
+        if !self.may_wait(namespace, self.waiting_of(namespace)) {
             self.waiting.retain(|(t, _)| *t != ticket);
             return Standing::OverShare;
         }
         Standing::Waiting
+    }
+
+    /// How long (seconds, one of [`Topology::DEFER_DELAYS_SECS`]) a job of `namespace` set
+    /// aside `deferred` times before stays away, set aside at `now`: until its turn may have
+    /// come (the namespace's jobs due back before it, each holding a slot for the namespace's
+    /// pace, on the slots it holds), at most twice its last delay. Counted among the jobs due
+    /// back until then.
+    pub fn defer_secs(&mut self, namespace: &str, deferred: u32, now: Instant) -> u64 {
+        let slots = self.running_of(namespace).max(1);
+        let pace = self.paces.entry(namespace.to_owned()).or_default();
+        while pace.due_back.peek().is_some_and(|due| due.0 <= now) {
+            pace.due_back.pop();
+        }
+        let backoff = Topology::defer_delay_secs(deferred);
+        let secs = match pace.held_secs {
+            Some(held) => {
+                let turns = (pace.due_back.len() / slots + 1) as f64;
+                // Rounded down to a delay queue's: a job back early is set aside again.
+                let turn = Topology::DEFER_DELAYS_SECS
+                    .iter()
+                    .copied()
+                    .take_while(|&delay| delay as f64 <= turns * held)
+                    .last()
+                    .unwrap_or(Topology::DEFER_DELAYS_SECS[0]);
+                turn.min(backoff)
+            }
+            None => backoff,
+        };
+        pace.due_back.push(Reverse(now + Duration::from_secs(secs)));
+        secs
     }
 
     /// Waiting job `ticket` of `namespace` gives up (its runner stops): it waits no more, and
@@ -167,7 +241,7 @@ impl Shares {
     pub fn withdraw(&mut self, ticket: Ticket, namespace: &str) -> Option<Ticket> {
         if let Some(index) = self.granted.iter().position(|&t| t == ticket) {
             self.granted.swap_remove(index);
-            return self.release(namespace);
+            return self.free(namespace);
         }
         self.waiting.retain(|(t, _)| *t != ticket);
         None
@@ -235,7 +309,16 @@ impl FairSlots {
         Slot {
             slots: self.clone(),
             namespace: namespace.to_owned(),
+            since: Instant::now(),
         }
+    }
+
+    /// How long a job of `namespace` set aside `deferred` times before stays away now
+    /// ([`Shares::defer_secs`]).
+    pub fn defer_secs(&self, namespace: &str, deferred: u32) -> u64 {
+        self.lock()
+            .shares
+            .defer_secs(namespace, deferred, Instant::now())
     }
 
     /// Wakes the job given a slot, if any.
@@ -251,12 +334,13 @@ impl FairSlots {
 pub struct Slot {
     slots: Arc<FairSlots>,
     namespace: String,
+    since: Instant,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut inner = self.slots.lock();
-        let granted = inner.shares.release(&self.namespace);
+        let granted = inner.shares.release(&self.namespace, self.since.elapsed());
         FairSlots::wake(&mut inner, granted);
     }
 }

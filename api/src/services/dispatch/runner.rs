@@ -143,11 +143,11 @@ impl<B: AttemptBackend> Runner<B> {
     }
 
     /// Sets aside a job whose namespace holds its fair share of the slots while no slot is
-    /// free, for longer each time ([`Topology::defer_delay_secs`]).
+    /// free, until its turn may have come ([`FairSlots::defer_secs`]).
     async fn defer(&self, row: &AsyncState, job: AsyncJob) -> Disposition {
         metrics::counter!("faas_async_deferred_total", "namespace" => row.namespace.clone())
             .increment(1);
-        let delay = Topology::defer_delay_secs(job.deferred);
+        let delay = self.slots.defer_secs(&row.namespace, job.deferred);
         let next = AsyncJob {
             deferred: job.deferred.saturating_add(1),
             ..job

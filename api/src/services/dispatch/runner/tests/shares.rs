@@ -25,8 +25,14 @@ fn deferred(attempt: u32, times: u32) -> AsyncJob {
 async fn a_job_of_a_namespace_holding_every_slot_is_set_aside_for_longer_each_time() {
     for (times, delay_secs) in [(0, 1), (1, 2), (3, 8), (8, 256), (40, 256)] {
         let runner = runner(with_function(Function::example()));
-        // The replica's four slots run jobs of the same namespace.
+        // The replica's four slots run jobs of the same namespace, two more wait ready.
         let _held = hold(&runner, NS, 4);
+        let _ready: Vec<_> = (0..2)
+            .map(|_| match runner.slots.admit(NS) {
+                Admit::Wait(waiting) => waiting,
+                _ => panic!("a job waits ready"),
+            })
+            .collect();
         runner.backend.claims.push(Ok(Some(claimed(1))));
 
         let before = Utc::now();
@@ -69,9 +75,14 @@ async fn a_job_of_another_namespace_waits_for_the_next_slot_renewing_its_claim()
     // The backlog's calls run on for 12 s: the waiting job renews its claim twice.
     tokio::time::sleep(Duration::from_secs(12)).await;
     assert!(!handled.is_finished());
-    // Meanwhile the backlog's next jobs are set aside: two namespaces want slots.
+    // Meanwhile the backlog's next jobs are set aside (two namespaces want slots), but for
+    // one ready.
+    let Admit::Wait(ready) = runner.slots.admit("backlog") else {
+        panic!("the backlog keeps one job ready");
+    };
     assert!(matches!(runner.slots.admit("backlog"), Admit::SetAside));
     let waited = tokio::time::Instant::now();
+    // The slot goes to the job of the namespace running none, not to the backlog's.
     held.pop();
     assert_eq!(handled.await.unwrap(), Disposition::Ack);
 
@@ -90,8 +101,8 @@ async fn a_job_of_another_namespace_waits_for_the_next_slot_renewing_its_claim()
         ]
     );
     assert_eq!(only_outcome(&runner).next_status, AsyncStatus::Succeeded);
-    // Its slot is back: with the backlog's three, one is free.
-    assert!(matches!(runner.slots.admit("backlog"), Admit::Run(_)));
+    // Its slot is back, to the backlog's ready job.
+    assert!(matches!(ready.look(), Looked::Granted(_)));
 }
 
 #[tokio::test(start_paused = true)]
