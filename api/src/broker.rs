@@ -135,7 +135,7 @@ impl Invoker {
         self.topology.declare(&channel).await?;
         self.topology.declare_build_route(&channel).await?;
         self.topology
-            .declare_async(&channel, &self.topology.retry_delays())
+            .declare_async(&channel, &self.topology.async_delays())
             .await?;
         let replies = common::broker::Session::consume(
             connection,

@@ -127,9 +127,10 @@ pub struct Config {
     /// twice as long (1, 2, 4, 8, 16 s by default). One delay queue per retry on the broker.
     #[arg(long, env = "RETRY_BASE_SECS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub retry_base_secs: u64,
-    /// Async jobs this api replica runs at once (its prefetch on the async queue). Bounded so
-    /// that a backlog of async calls cannot crowd the workers' queues ahead of sync calls.
-    /// 0: this replica accepts async calls but runs none (other replicas do).
+    /// Async jobs this api replica runs at once, shared fairly between namespaces (its
+    /// prefetch on the async queue is twice this, to look past one namespace's backlog).
+    /// Bounded so that a backlog of async calls cannot crowd the workers' queues ahead of sync
+    /// calls. 0: this replica accepts async calls but runs none (other replicas do).
     #[arg(long, env = "ASYNC_CONCURRENCY", default_value_t = 32)]
     pub async_concurrency: u16,
     /// Largest accepted async invocation body, in bytes (larger: 413); Lambda takes 256 KiB.
@@ -142,6 +143,11 @@ pub struct Config {
     /// behind it on a shared async queue.
     #[arg(long, env = "MAX_PENDING_ASYNC", default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..))]
     pub max_pending_async: i64,
+    /// Bytes of events one namespace's calls waiting for a reply may hold in the job queues,
+    /// per api replica; a call over it is 429 `queue_share`, so that one namespace cannot fill
+    /// QUEUE_MAX_BYTES (503 `overloaded` for everyone). Default: a quarter of QUEUE_MAX_BYTES.
+    #[arg(long, env = "QUEUE_SHARE_BYTES")]
+    pub queue_share_bytes: Option<u64>,
     /// How log lines are written.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

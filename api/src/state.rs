@@ -80,6 +80,11 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
         services::PlatformBackend::new(db.clone(), invoker.clone(), records.clone()),
         functions.clone(),
         invoke_overhead,
+    )
+    .with_queue_share(
+        config
+            .queue_share_bytes
+            .unwrap_or(config.broker.queue_max_bytes / 4),
     );
     let function_service = services::Functions::new(
         db.clone(),

@@ -67,6 +67,9 @@ pub enum ErrorCode {
     /// 429 with `Retry-After`: the namespace has `MAX_PENDING_ASYNC` async invocations not
     /// yet finished.
     TooManyPending,
+    /// 429 with `Retry-After`: the namespace's calls waiting for a reply hold its share of the
+    /// job queues' bytes (`QUEUE_SHARE_BYTES`).
+    QueueShare,
     /// 409: the `Idempotency-Key` names an invocation of another function or event.
     IdempotencyKeyReused,
     /// 408: the request body did not arrive in time.
@@ -96,7 +99,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Every code, in the order the document lists them.
     #[cfg(test)]
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 33] = [
         ErrorCode::InvalidRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -117,6 +120,7 @@ impl ErrorCode {
         ErrorCode::Overloaded,
         ErrorCode::ConcurrencyLimit,
         ErrorCode::TooManyPending,
+        ErrorCode::QueueShare,
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::BodyTimeout,
         ErrorCode::FunctionError,
@@ -154,6 +158,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::ConcurrencyLimit => "concurrency_limit",
             ErrorCode::TooManyPending => "too_many_pending",
+            ErrorCode::QueueShare => "queue_share",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::BodyTimeout => "body_timeout",
             ErrorCode::FunctionError => "function_error",
@@ -234,6 +239,12 @@ pub enum ApiError {
         "namespace {namespace} has {limit} async invocations waiting or running (MAX_PENDING_ASYNC); try again when some have finished"
     )]
     TooManyPending { namespace: String, limit: i64 },
+    /// The namespace's calls waiting for a reply on this replica hold its share of the job
+    /// queues' bytes (`QUEUE_SHARE_BYTES`).
+    #[error(
+        "namespace {namespace} has its share of the job queues in flight ({share} bytes of events waiting for a reply, QUEUE_SHARE_BYTES); retry shortly"
+    )]
+    QueueShare { namespace: String, share: u64 },
     /// The `Idempotency-Key` was used within 24 h for another call.
     #[error(
         "the Idempotency-Key was used within 24 hours for invocation {0}, of another function or with another event; use a new key for a new call"
@@ -274,9 +285,9 @@ impl ApiError {
             ApiError::NotAWorker => StatusCode::UNAUTHORIZED,
             ApiError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Database(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::ConcurrencyLimit { .. } | ApiError::TooManyPending { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::ConcurrencyLimit { .. }
+            | ApiError::TooManyPending { .. }
+            | ApiError::QueueShare { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
@@ -310,6 +321,7 @@ impl ApiError {
             ApiError::Overloaded(_) => ErrorCode::Overloaded,
             ApiError::ConcurrencyLimit { .. } => ErrorCode::ConcurrencyLimit,
             ApiError::TooManyPending { .. } => ErrorCode::TooManyPending,
+            ApiError::QueueShare { .. } => ErrorCode::QueueShare,
             ApiError::IdempotencyKeyReused(_) => ErrorCode::IdempotencyKeyReused,
             ApiError::BodyTimeout => ErrorCode::BodyTimeout,
         }
@@ -326,7 +338,8 @@ impl ApiError {
         match self {
             ApiError::Overloaded(_)
             | ApiError::Broker(BrokerError::Overloaded(_))
-            | ApiError::ConcurrencyLimit { .. } => Some(1),
+            | ApiError::ConcurrencyLimit { .. }
+            | ApiError::QueueShare { .. } => Some(1),
             // Pending invocations finish at their functions' pace, not within a second.
             ApiError::TooManyPending { .. } => Some(10),
             _ => None,
@@ -342,6 +355,7 @@ impl From<CallError> for ApiError {
             CallError::ConcurrencyLimit { subject, limit } => {
                 ApiError::ConcurrencyLimit { subject, limit }
             }
+            CallError::QueueShare { namespace, share } => ApiError::QueueShare { namespace, share },
             CallError::Broker(error) => ApiError::Broker(error),
             CallError::Database(error) => ApiError::Database(error),
         }
@@ -592,6 +606,10 @@ mod tests {
                 namespace: String::new(),
                 limit: 1,
             },
+            ApiError::QueueShare {
+                namespace: String::new(),
+                share: 1,
+            },
             ApiError::IdempotencyKeyReused(uuid::Uuid::nil()),
             ApiError::BodyTimeout,
             ApiError::NotRunnable(NotRunnable::Building(String::new())),
@@ -628,6 +646,7 @@ mod tests {
                 | ApiError::Overloaded(_)
                 | ApiError::ConcurrencyLimit { .. }
                 | ApiError::TooManyPending { .. }
+                | ApiError::QueueShare { .. }
                 | ApiError::IdempotencyKeyReused(_)
                 | ApiError::BodyTimeout
                 | ApiError::NotRunnable(
@@ -653,6 +672,10 @@ mod tests {
             CallError::ConcurrencyLimit {
                 subject: "function f".into(),
                 limit: 1,
+            },
+            CallError::QueueShare {
+                namespace: "n".into(),
+                share: 1,
             },
             BrokerError::NoWorker(Runtime::Docker).into(),
             BrokerError::RuntimeUnavailable(Runtime::Gvisor).into(),

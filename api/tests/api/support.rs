@@ -480,7 +480,7 @@ pub async fn delete_topology(prefix: &str) {
         .into_iter()
         .chain(
             topology
-                .retry_delays()
+                .async_delays()
                 .into_iter()
                 .map(|secs| topology.delay_queue(secs)),
         );

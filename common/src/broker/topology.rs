@@ -107,6 +107,27 @@ impl Topology {
             .collect()
     }
 
+    /// How long an async job set aside because its namespace holds its fair share of a
+    /// dispatcher's slots stays away, by how often it was set aside before: doubling from
+    /// 1 s to about 4 min, so that a backlog of thousands passes through the broker a few
+    /// times per call it waits for rather than continuously.
+    pub const DEFER_DELAYS_SECS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+    /// The delay of a job set aside `times` times before ([`Self::DEFER_DELAYS_SECS`]).
+    pub fn defer_delay_secs(times: u32) -> u64 {
+        let last = Self::DEFER_DELAYS_SECS.len() - 1;
+        Self::DEFER_DELAYS_SECS[(times as usize).min(last)]
+    }
+
+    /// Every delay queue of the async exchange: the retries' and the set-aside jobs'.
+    pub fn async_delays(&self) -> Vec<u64> {
+        let mut delays = self.retry_delays();
+        delays.extend(Self::DEFER_DELAYS_SECS);
+        delays.sort_unstable();
+        delays.dedup();
+        delays
+    }
+
     pub fn with_limits(mut self, limits: QueueLimits) -> Self {
         self.limits = limits;
         self
@@ -440,4 +461,32 @@ pub fn explain_declare_error(error: &lapin::Error) -> Option<String> {
              with your QUEUE_PREFIX) or set QUEUE_MAX_LENGTH / QUEUE_MAX_BYTES to what they were declared with"
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_aside_jobs_wait_twice_as_long_each_time_up_to_the_last_delay() {
+        let delays: Vec<u64> = (0..12).map(Topology::defer_delay_secs).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 256, 256, 256]);
+    }
+
+    #[test]
+    fn the_async_delay_queues_are_the_retries_and_the_set_aside_delays_once_each() {
+        let topology = Topology::new("p.").with_retry_base_secs(10);
+        assert_eq!(
+            topology.async_delays(),
+            [1, 2, 4, 8, 10, 16, 20, 32, 40, 64, 80, 128, 160, 256]
+        );
+        // Every delay a job can be published with has its queue.
+        let delays = topology.async_delays();
+        for times in 0..20 {
+            assert!(delays.contains(&Topology::defer_delay_secs(times)));
+        }
+        for retry in 1..=Topology::MAX_RETRIES {
+            assert!(delays.contains(&topology.retry_delay_secs(retry)));
+        }
+    }
 }

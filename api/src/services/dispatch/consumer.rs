@@ -1,8 +1,10 @@
-//! The dispatcher's own broker connection: consumes the async queue with a prefetch of
-//! `ASYNC_CONCURRENCY`, runs each job on a task of its own and acks (or requeues) it when the
-//! runner is done. The loop around it (reconnects with backoff, drain at stop) is
+//! The dispatcher's own broker connection: consumes the async queue with a prefetch of twice
+//! `ASYNC_CONCURRENCY` (the slots, shared fairly between namespaces, and as many jobs looked
+//! at beyond them: see `fair`), runs each job on a task of its own and acks (or requeues) it
+//! when the runner is done. The loop around it (reconnects with backoff, drain at stop) is
 //! `common::broker::run`.
 
+use super::fair::FairSlots;
 use super::runner::{Disposition, Runner};
 use super::{AsyncJob, Dispatch, DispatchSettings};
 use common::broker::{Acks, Consume, Decision, LoopOptions, Session};
@@ -30,6 +32,7 @@ pub fn spawn_dispatcher(
         backend: state,
         topology: settings.topology.clone(),
         stop: stop.clone(),
+        slots: FairSlots::new(usize::from(settings.concurrency)),
     });
     let options = LoopOptions {
         name: "async dispatcher",
@@ -54,11 +57,11 @@ impl Consume for Dispatcher {
             common::broker::connect(&settings.amqp_url, &settings.connection_name).await?;
         let channel = connection.create_channel().await?;
         channel
-            .basic_qos(settings.concurrency, BasicQosOptions::default())
+            .basic_qos(look_ahead(settings.concurrency), BasicQosOptions::default())
             .await?;
         settings
             .topology
-            .declare_async(&channel, &settings.topology.retry_delays())
+            .declare_async(&channel, &settings.topology.async_delays())
             .await?;
         let queue = settings.topology.async_queue();
         Session::consume(connection, channel, &queue, CONSUMER_TAG, Acks::Manual).await
@@ -75,4 +78,11 @@ impl Consume for Dispatcher {
             Disposition::Requeue => Decision::Requeue,
         }
     }
+}
+
+/// The prefetch for `slots` slots: as many jobs again are looked at beyond those running, so
+/// that jobs of a namespace holding its share are set aside and another namespace's job behind
+/// them reaches the next free slot.
+fn look_ahead(slots: u16) -> u16 {
+    slots.saturating_mul(2)
 }

@@ -216,10 +216,7 @@ impl AttemptBackend for FakeBackend {
 
     async fn publish_attempt(&self, invocation_id: Uuid, attempt: u32) -> Result<(), BrokerError> {
         self.log(Op::PublishAttempt {
-            job: AsyncJob {
-                invocation_id,
-                attempt,
-            },
+            job: AsyncJob::new(invocation_id, attempt),
         });
         self.publish_attempts.next_or(|| Ok(()))
     }

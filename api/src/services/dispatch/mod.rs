@@ -16,6 +16,7 @@
 
 mod backend;
 mod consumer;
+mod fair;
 #[cfg(test)]
 mod fake;
 mod pending;
@@ -44,9 +45,26 @@ use uuid::Uuid;
 pub struct AsyncJob {
     pub invocation_id: Uuid,
     pub attempt: u32,
+    /// How often this attempt was set aside because its namespace held its fair share of a
+    /// dispatcher's slots ([`fair`]): each time it stays away longer. Absent: never.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deferred: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl AsyncJob {
+    /// Attempt `attempt` of `invocation_id`, never set aside.
+    pub fn new(invocation_id: Uuid, attempt: u32) -> Self {
+        AsyncJob {
+            invocation_id,
+            attempt,
+            deferred: 0,
+        }
+    }
+
     fn body(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("an async job always serializes")
     }
@@ -151,10 +169,7 @@ pub async fn publish_attempt(
     invocation_id: Uuid,
     attempt: u32,
 ) -> Result<(), BrokerError> {
-    let job = AsyncJob {
-        invocation_id,
-        attempt,
-    };
+    let job = AsyncJob::new(invocation_id, attempt);
     state
         .invoker
         .publish_async(Topology::ASYNC_RUN_KEY, &job.body())

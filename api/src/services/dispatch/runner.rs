@@ -8,6 +8,7 @@
 //! the api, an in-memory fake in the unit tests (`runner/tests.rs`).
 
 use super::backend::AttemptBackend;
+use super::fair::{Admit, FairSlots, Looked, Slot};
 use super::plan::{
     self, Attempt, Destination, Next, OnDelivery, Policy, Settled, Settlement, StartFailure,
     StartFailureKind, Tried,
@@ -21,6 +22,7 @@ use chrono::Utc;
 use common::RawValue;
 use common::broker::Topology;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -48,6 +50,8 @@ pub struct Runner<B = Dispatch> {
     pub backend: B,
     pub topology: Topology,
     pub stop: CancellationToken,
+    /// This replica's slots, shared fairly between namespaces.
+    pub slots: Arc<FairSlots>,
 }
 
 impl<B: AttemptBackend> Runner<B> {
@@ -65,6 +69,10 @@ impl<B: AttemptBackend> Runner<B> {
                 return Disposition::Requeue;
             };
             if let Some(row) = claimed {
+                let _slot = match self.take_slot(&row, job).await {
+                    Ok(slot) => slot,
+                    Err(disposition) => return disposition,
+                };
                 return self.run(row, attempt).await;
             }
             let Some(row) = self.retry_db(|| self.backend.get_async_state(id)).await else {
@@ -91,6 +99,65 @@ impl<B: AttemptBackend> Runner<B> {
                 OnDelivery::Run => {}
             }
         }
+    }
+
+    /// Takes one of this replica's slots for the claimed attempt, within its namespace's fair
+    /// share ([`fair`](super::fair)): at once, or after waiting for one (renewing the claim),
+    /// or `Err` with the job set aside (its namespace holds its share) or given back.
+    async fn take_slot(&self, row: &AsyncState, job: AsyncJob) -> Result<Slot, Disposition> {
+        let (id, attempt) = (row.id, job.attempt as i32);
+        let mut waiting = match self.slots.admit(&row.namespace) {
+            Admit::Run(slot) => return Ok(slot),
+            Admit::Wait(waiting) => waiting,
+            Admit::SetAside => return Err(self.defer(row, job).await),
+        };
+        let waited = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => {
+                    drop(waiting);
+                    return Err(self.give_back(id, attempt).await);
+                }
+                () = waiting.woken() => {}
+                () = tokio::time::sleep(CLAIM_RENEW) => {
+                    let until = Utc::now() + CLAIM_TTL;
+                    match self.backend.extend_claim(id, attempt, until).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::debug!("another copy of the job took the attempt over");
+                            return Err(Disposition::Ack);
+                        }
+                        Err(error) => tracing::debug!(%error, "claim not renewed"),
+                    }
+                }
+            }
+            waiting = match waiting.look() {
+                Looked::Granted(slot) => {
+                    tracing::debug!(waited = ?waited.elapsed(), "async attempt got a fair slot");
+                    return Ok(slot);
+                }
+                Looked::Waiting(waiting) => waiting,
+                Looked::OverShare => return Err(self.defer(row, job).await),
+            };
+        }
+    }
+
+    /// Sets aside a job whose namespace holds its fair share of the slots while no slot is
+    /// free, until its turn may have come ([`FairSlots::defer_secs`]).
+    async fn defer(&self, row: &AsyncState, job: AsyncJob) -> Disposition {
+        metrics::counter!("faas_async_deferred_total", "namespace" => row.namespace.clone())
+            .increment(1);
+        let delay = self.slots.defer_secs(&row.namespace, job.deferred);
+        let next = AsyncJob {
+            deferred: job.deferred.saturating_add(1),
+            ..job
+        };
+        self.set_aside(
+            next,
+            delay,
+            "its namespace holds its fair share of the async slots",
+        )
+        .await
     }
 
     /// Runs the claimed attempt, waiting for what it lacks; ends with its outcome recorded
@@ -157,7 +224,8 @@ impl<B: AttemptBackend> Runner<B> {
                     wait = (wait * 2).min(MAX_WAIT_STEP);
                 }
                 Settlement::SetAside { delay_secs, why } => {
-                    return self.set_aside(id, attempt, delay_secs, &why).await;
+                    let job = AsyncJob::new(id, attempt as u32);
+                    return self.set_aside(job, delay_secs, &why).await;
                 }
                 Settlement::GiveBack => return self.give_back(id, attempt).await,
             }
@@ -287,10 +355,7 @@ impl<B: AttemptBackend> Runner<B> {
             Next::Retry(delay) => {
                 metrics::counter!("faas_async_retries_total", "namespace" => namespace.clone(), "function" => function.clone())
                     .increment(1);
-                let job = AsyncJob {
-                    invocation_id: row.id,
-                    attempt: attempt as u32 + 1,
-                };
+                let job = AsyncJob::new(row.id, attempt as u32 + 1);
                 let key = Topology::delay_routing_key(delay.as_secs());
                 if let Err(error) = self.backend.publish_async(&key, &job.body()).await {
                     // Redelivered, the job finds the retry due and publishes it again.
@@ -302,10 +367,7 @@ impl<B: AttemptBackend> Runner<B> {
             Next::DeadLetter(reason) => {
                 metrics::counter!("faas_async_dead_lettered_total", "namespace" => namespace.clone(), "function" => function.clone(), "reason" => reason.as_str())
                     .increment(1);
-                let job = AsyncJob {
-                    invocation_id: row.id,
-                    attempt: attempt as u32,
-                };
+                let job = AsyncJob::new(row.id, attempt as u32);
                 if let Err(error) = self
                     .backend
                     .publish_async(Topology::ASYNC_DEAD_KEY, &job.body())
@@ -420,11 +482,8 @@ impl<B: AttemptBackend> Runner<B> {
     /// `delay` seconds and the invocation back to `queued`, uncounted, so that the delivery's
     /// slot serves other jobs meanwhile. It uses no retry; the event's age still ends it
     /// (`max_event_age_secs`).
-    async fn set_aside(&self, id: Uuid, attempt: i32, delay: u64, why: &str) -> Disposition {
-        let job = AsyncJob {
-            invocation_id: id,
-            attempt: attempt as u32,
-        };
+    async fn set_aside(&self, job: AsyncJob, delay: u64, why: &str) -> Disposition {
+        let (id, attempt) = (job.invocation_id, job.attempt as i32);
         let key = Topology::delay_routing_key(delay);
         if let Err(error) = self.backend.publish_async(&key, &job.body()).await {
             tracing::warn!(%error, "blocked attempt not set aside; the job goes back to the queue");

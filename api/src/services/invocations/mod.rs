@@ -11,10 +11,12 @@
 mod backend;
 #[cfg(test)]
 mod fake;
+mod queue_share;
 #[cfg(test)]
 mod tests;
 
 pub use backend::{CallBackend, PlatformBackend};
+pub use queue_share::QueueShares;
 
 use crate::broker::{BrokerError, NoReply};
 use crate::services::cache::{FunctionCache, Lookup};
@@ -74,6 +76,12 @@ pub enum CallError {
     /// allows; `subject` says which ("function f", "namespace n").
     #[error("{subject} already runs its limit of {limit} concurrent calls")]
     ConcurrencyLimit { subject: String, limit: i32 },
+    /// The namespace's calls waiting for a reply on this replica hold its share of the job
+    /// queues' bytes (`QUEUE_SHARE_BYTES`).
+    #[error(
+        "namespace {namespace} has its share of the job queues in flight ({share} bytes of events waiting for a reply, QUEUE_SHARE_BYTES); retry shortly"
+    )]
+    QueueShare { namespace: String, share: u64 },
     #[error(transparent)]
     Broker(#[from] BrokerError),
     #[error("the database is unavailable")]
@@ -87,6 +95,7 @@ impl CallError {
         match self {
             CallError::NotRunnable(NotRunnable::Building(_))
             | CallError::ConcurrencyLimit { .. }
+            | CallError::QueueShare { .. }
             | CallError::Database(_)
             | CallError::Broker(
                 BrokerError::NoWorker(_)
@@ -113,7 +122,9 @@ impl CallError {
     pub fn waits_for_a_slot(&self) -> bool {
         matches!(
             self,
-            CallError::ConcurrencyLimit { .. } | CallError::Broker(BrokerError::Overloaded(_))
+            CallError::ConcurrencyLimit { .. }
+                | CallError::QueueShare { .. }
+                | CallError::Broker(BrokerError::Overloaded(_))
         )
     }
 
@@ -136,6 +147,7 @@ impl CallError {
             CallError::NotRunnable(NotRunnable::Building(_)) => "function_not_ready",
             CallError::NotRunnable(NotRunnable::BuildFailed { .. }) => "build_failed",
             CallError::ConcurrencyLimit { .. } => "concurrency_limit",
+            CallError::QueueShare { .. } => "queue_share",
             CallError::Broker(BrokerError::NoWorker(_)) => "no_worker",
             CallError::Broker(BrokerError::RuntimeUnavailable(_)) => "runtime_unavailable",
             CallError::Broker(BrokerError::Overloaded(_)) => "overloaded",
@@ -186,6 +198,8 @@ pub struct Invocations<B = PlatformBackend> {
     functions: Arc<FunctionCache>,
     /// `INVOKE_OVERHEAD_MS`: how long past the function's timeout a job may wait in the queue.
     invoke_overhead: Duration,
+    /// Each namespace's share of the job queues' bytes (unbounded unless set).
+    queue_shares: Arc<QueueShares>,
 }
 
 impl<B: CallBackend> Invocations<B> {
@@ -194,7 +208,15 @@ impl<B: CallBackend> Invocations<B> {
             backend,
             functions,
             invoke_overhead,
+            queue_shares: Arc::new(QueueShares::new(u64::MAX)),
         }
+    }
+
+    /// Bounds each namespace's event bytes waiting for a reply on this replica to `share`
+    /// (`QUEUE_SHARE_BYTES`).
+    pub fn with_queue_share(mut self, share: u64) -> Self {
+        self.queue_shares = Arc::new(QueueShares::new(share));
+        self
     }
 
     /// The function called `name` in `namespace`: from the cache, else from Postgres (then
@@ -268,6 +290,15 @@ impl<B: CallBackend> Invocations<B> {
             published_unix_ms: now,
             attempt,
         };
+        // Counted until the reply: the job sits in the queue until a worker takes it.
+        let event_bytes = job.event.get().len() as u64;
+        let _bytes = self
+            .queue_shares
+            .reserve(&function.namespace, event_bytes)
+            .map_err(|over| CallError::QueueShare {
+                namespace: function.namespace.clone(),
+                share: over.share,
+            })?;
         // Only limited functions and namespaces pay for leases: the others make no query here.
         let _leases = self.take_leases(function, &job).await?;
 

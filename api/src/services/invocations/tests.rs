@@ -11,6 +11,7 @@ use common::{ErrorInfo, RawValue, ReplyStatus, Timing};
 const OVERHEAD: Duration = Duration::from_millis(1_500);
 const EVENT: &str = r#"{"n":21}"#;
 
+mod queue_bytes;
 mod rules;
 
 struct Harness {

@@ -2,11 +2,12 @@
 //! recorded, what it published, which claims it took, renewed or released, and what becomes of
 //! the delivery. Time is tokio's paused clock wherever the runner waits. The scenarios are in
 //! `settled` (attempts that end recorded), `waiting` (attempts that cannot start or lose the
-//! database, and stopping) and `claims` (duplicate deliveries, claims held, renewed and taken
-//! over); the scripts and expectations they share are here.
+//! database, and stopping), `claims` (duplicate deliveries, claims held, renewed and taken
+//! over) and `shares` (the replica's slots shared fairly between namespaces); the scripts and expectations they share are here.
 
 mod claims;
 mod settled;
+mod shares;
 mod waiting;
 
 use super::*;
@@ -34,6 +35,7 @@ fn runner(backend: FakeBackend) -> Runner<FakeBackend> {
         backend,
         topology: Topology::new("test.").with_retry_base_secs(BASE_SECS),
         stop: CancellationToken::new(),
+        slots: FairSlots::new(4),
     }
 }
 
@@ -45,10 +47,7 @@ fn with_function(function: Function) -> FakeBackend {
 }
 
 fn job(attempt: u32) -> AsyncJob {
-    AsyncJob {
-        invocation_id: ID,
-        attempt,
-    }
+    AsyncJob::new(ID, attempt)
 }
 
 /// The invocation as its row is, `status` at `attempts`.
@@ -243,11 +242,18 @@ fn assert_outcome(
 #[test]
 fn the_call_paths_errors_classify_by_what_an_attempt_does_about_them() {
     use StartFailureKind::*;
-    let table: [(CallError, StartFailureKind); 9] = [
+    let table: [(CallError, StartFailureKind); 10] = [
         (
             CallError::ConcurrencyLimit {
                 subject: "function f".into(),
                 limit: 1,
+            },
+            NoSlot,
+        ),
+        (
+            CallError::QueueShare {
+                namespace: "n".into(),
+                share: 1,
             },
             NoSlot,
         ),

@@ -44,6 +44,16 @@ fn each_call_error_says_whether_it_may_start_later_and_how_it_is_counted() {
             "concurrency_limit",
         ),
         (
+            CallError::QueueShare {
+                namespace: "n".into(),
+                share: 1,
+            },
+            true,
+            false,
+            true,
+            "queue_share",
+        ),
+        (
             BrokerError::NoWorker(Runtime::Docker).into(),
             true,
             false,

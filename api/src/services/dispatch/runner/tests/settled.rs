@@ -167,10 +167,7 @@ async fn the_last_failure_is_dead_lettered_and_its_on_failure_destination_publis
             record(3),
             publish(Topology::ASYNC_DEAD_KEY, 3),
             Op::PublishAttempt {
-                job: AsyncJob {
-                    invocation_id: DESTINATION_ID,
-                    attempt: 1
-                }
+                job: AsyncJob::new(DESTINATION_ID, 1)
             },
         ]
     );
@@ -238,10 +235,7 @@ async fn a_success_goes_to_its_on_success_destination_even_when_publishing_it_fa
     assert_eq!(runner.handle(job(1)).await, Disposition::Ack);
 
     let published = Op::PublishAttempt {
-        job: AsyncJob {
-            invocation_id: DESTINATION_ID,
-            attempt: 1,
-        },
+        job: AsyncJob::new(DESTINATION_ID, 1),
     };
     assert_eq!(
         runner.backend.ops(),
