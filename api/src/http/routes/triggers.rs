@@ -83,7 +83,7 @@ pub struct RoutePath {
         (status = 408, description = "`body_timeout`: the body did not arrive within `BODY_READ_TIMEOUT_SECS`.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `MAX_EVENT_BYTES`.", body = ErrorBody),
         (status = 422, description = "`invalid_request`: the body could not be read.", body = ErrorBody),
-        (status = 429, description = "`concurrency_limit`: the function or its namespace runs its `max_concurrency` calls.", body = ErrorBody,
+        (status = 429, description = "`concurrency_limit`: the function or its namespace runs its `max_concurrency` calls. `queue_share`: the namespace's calls waiting for a reply hold its share of the job queues' bytes (`QUEUE_SHARE_BYTES`).", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
         (status = 502, description = "The function failed (`function_error`, `init_error`, `out_of_memory`, `result_too_large`, `function_crashed`), or its result is not a valid HTTP answer (`invalid_response`). A public route's failure is a `PublicFailure`.", body = RouteFailure<'static>),
         (status = 504, description = "`function_timeout` or `no_reply` (a `PublicFailure` on a public route).", body = RouteFailure<'static>),
