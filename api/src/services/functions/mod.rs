@@ -264,6 +264,7 @@ impl<B: FunctionBackend> Functions<B> {
                 attempt,
                 language: fields.language,
                 dependencies: dependencies.clone(),
+                namespace: function.namespace.clone(),
             };
             match self.backend.publish_build(&job).await {
                 Ok(()) => tracing::info!(build_key = %key, %attempt, "build queued"),
