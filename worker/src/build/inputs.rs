@@ -6,7 +6,8 @@
 //! `docker inspect` and every process of the build read): pip and npm get them from a file in a
 //! directory of the build user's own, mode 0400, that the build script deletes as soon as the
 //! install ends. The build network has no DNS (docker/README.md, "Build network"): the names
-//! the index URLs need are resolved by the worker and pinned.
+//! the index URLs need are pinned to the addresses its firewall lets through, which
+//! scripts/build-network.sh records in the network's label `faas.build.hosts`.
 
 use common::Language;
 use reqwest::Url;
@@ -61,6 +62,31 @@ pub fn hosts_to_pin(url: &Url) -> Vec<String> {
         hosts.push(PYPI_FILES_HOST.to_owned());
     }
     hosts
+}
+
+/// The label of the build network that pairs each registry host with the addresses its firewall
+/// lets builds reach: `host=address` words, separated by spaces.
+pub const HOSTS_LABEL: &str = "faas.build.hosts";
+
+/// `hosts` as `name:address` pins for the build's /etc/hosts, each to its first address in the
+/// network's [`HOSTS_LABEL`] (`label`); a host it has none for is an error that says how to
+/// allow it.
+pub fn pins(hosts: &[String], label: &str) -> Result<Vec<String>, String> {
+    hosts
+        .iter()
+        .map(|host| {
+            label
+                .split_whitespace()
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(name, _)| name.eq_ignore_ascii_case(host))
+                .map(|(_, address)| format!("{host}:{address}"))
+                .ok_or_else(|| {
+                    format!(
+                        "the build network lets builds reach no address of {host}: run scripts/build-network.sh (or setup.sh) with this worker's BUILD_PIP_INDEX_URL and BUILD_NPM_REGISTRY"
+                    )
+                })
+        })
+        .collect()
 }
 
 /// pip's configuration for the index `url`: a plain-http index (a mirror on the build network)
@@ -171,6 +197,26 @@ mod tests {
         assert_eq!(hosts_to_pin(&mirror), ["mirror.example"]);
         let address = Url::parse("http://10.213.0.200/simple/").unwrap();
         assert!(hosts_to_pin(&address).is_empty());
+    }
+
+    #[test]
+    fn names_are_pinned_to_the_addresses_the_firewall_lets_through_or_refused() {
+        let label =
+            "pypi.org=203.0.113.80 files.pythonhosted.org=203.0.113.81 pypi.org=203.0.113.9";
+        let hosts = ["pypi.org".to_owned(), "files.pythonhosted.org".to_owned()];
+        assert_eq!(
+            pins(&hosts, label).unwrap(),
+            [
+                "pypi.org:203.0.113.80",
+                "files.pythonhosted.org:203.0.113.81"
+            ]
+        );
+        assert!(pins(&[], "").unwrap().is_empty());
+        let refused = pins(&["mirror.example".to_owned()], label).unwrap_err();
+        assert!(
+            refused.contains("no address of mirror.example"),
+            "{refused}"
+        );
     }
 
     #[test]

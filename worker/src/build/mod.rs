@@ -16,6 +16,9 @@
 //! in its environment. A worker whose Docker lacks the runtime or the network takes no builds.
 
 mod inputs;
+mod log;
+
+use self::log::Log;
 
 use crate::artifacts::{ApiClient, DepsCache, sha256_file};
 use crate::config::DepsSettings;
@@ -42,8 +45,6 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// The most of a build's log kept: its end.
-const MAX_LOG_BYTES: usize = 256 * 1024;
 /// Room on the build's /tmp beyond the output, for pip's and npm's own scratch files.
 const TMP_SLACK_MB: u64 = 128;
 const BUILD_PIDS_LIMIT: i64 = 256;
@@ -64,20 +65,12 @@ pub enum BuildOutcome {
     Failed,
 }
 
-/// `hosts` as `name:address` pins for the build's /etc/hosts: each one's first IPv4 address as
-/// this host resolves it now (the firewall lets the addresses the same names resolved to when
-/// scripts/build-network.sh ran).
-async fn pin(hosts: &[String]) -> Result<Vec<String>, String> {
-    let mut pins = Vec::new();
-    for host in hosts {
-        let address = tokio::net::lookup_host((host.as_str(), 443))
-            .await
-            .map_err(|error| format!("cannot resolve the registry {host}: {error}"))?
-            .find(|address| address.is_ipv4())
-            .ok_or_else(|| format!("the registry {host} has no IPv4 address"))?;
-        pins.push(format!("{host}:{}", address.ip()));
-    }
-    Ok(pins)
+/// The build network as the worker uses it.
+struct BuildNetwork {
+    /// This host's address on it, which build.sh checks it cannot reach.
+    gateway: String,
+    /// Its [`inputs::HOSTS_LABEL`]: the registries' addresses its firewall lets through.
+    hosts: String,
 }
 
 /// Runs builds in containers on this worker's Docker.
@@ -89,37 +82,6 @@ pub struct Builder {
     /// The container this worker runs in, if any: its build containers carry it, so that
     /// another worker removes them once this one's container is gone.
     pub own_container: Option<String>,
-}
-
-/// A bounded log: the end of what was written, with a note that the start was cut.
-#[derive(Default)]
-struct Log {
-    text: Vec<u8>,
-    cut: bool,
-}
-
-impl Log {
-    fn push(&mut self, bytes: &[u8]) {
-        self.text.extend_from_slice(bytes);
-        if self.text.len() > MAX_LOG_BYTES {
-            let excess = self.text.len() - MAX_LOG_BYTES;
-            self.text.drain(..excess);
-            self.cut = true;
-        }
-    }
-
-    fn line(&mut self, line: &str) {
-        self.push(format!("{line}\n").as_bytes());
-    }
-
-    fn into_string(self) -> String {
-        let text = String::from_utf8_lossy(&self.text).into_owned();
-        if self.cut {
-            format!("[the log's start was cut]\n{text}")
-        } else {
-            text
-        }
-    }
 }
 
 impl Builder {
@@ -180,8 +142,8 @@ impl Builder {
             self.settings.pip_index_url.as_deref(),
             self.settings.npm_registry.as_deref(),
         )?;
-        let gateway = self.network_gateway().await?;
-        let pins = pin(&inputs::hosts_to_pin(&index)).await?;
+        let network = self.network().await?;
+        let pins = inputs::pins(&inputs::hosts_to_pin(&index), &network.hosts)?;
         log.line(&format!(
             "[faas] worker {}: image {image} ({image_id}), runtime {}, network {} (package registries only; pinned: {}), limits: {} MB memory, {} MB output, {} s",
             self.worker_id,
@@ -195,7 +157,9 @@ impl Builder {
         if self.cache.has(&digest) {
             log.line("[faas] this worker already has the artifact");
         }
-        let id = self.create(job, image, &index, &gateway, pins).await?;
+        let id = self
+            .create(job, image, &index, &network.gateway, pins)
+            .await?;
         let deadline = Duration::from_secs(self.settings.build_timeout_secs.max(1));
         let archive = self.cache.temp_path(&digest, "build.tar.gz");
         let ran = tokio::time::timeout(deadline, self.attach_and_collect(&id, &archive, log)).await;
@@ -258,12 +222,11 @@ impl Builder {
                 ));
             }
         }
-        self.network_gateway().await.map(|_| ())
+        self.network().await.map(|_| ())
     }
 
-    /// The build network's gateway (this host's address on it), which build.sh checks it
-    /// cannot reach before it installs anything.
-    async fn network_gateway(&self) -> Result<String, String> {
+    /// The build network's gateway and registry addresses, as scripts/build-network.sh made it.
+    async fn network(&self) -> Result<BuildNetwork, String> {
         let name = &self.settings.build_network;
         let missing = |why: String| {
             format!(
@@ -275,14 +238,20 @@ impl Builder {
             .inspect_network(name, None::<InspectNetworkOptions>)
             .await
             .map_err(|error| missing(error.to_string()))?;
-        network
+        let gateway = network
             .ipam
             .and_then(|ipam| ipam.config)
             .unwrap_or_default()
             .into_iter()
             .find_map(|config| config.gateway)
             .filter(|gateway| !gateway.is_empty())
-            .ok_or_else(|| missing("it has no gateway".to_owned()))
+            .ok_or_else(|| missing("it has no gateway".to_owned()))?;
+        let hosts = network
+            .labels
+            .unwrap_or_default()
+            .remove(inputs::HOSTS_LABEL)
+            .unwrap_or_default();
+        Ok(BuildNetwork { gateway, hosts })
     }
 
     async fn create(

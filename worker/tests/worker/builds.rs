@@ -131,6 +131,20 @@ async fn wait_for_log(docker: &Docker, id: &str, text: &str) {
     panic!("container {id} never wrote {text:?}");
 }
 
+/// Containers this test started, removed when it ends, passed or not.
+struct Started(Vec<String>);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&self.0)
+                .output();
+        }
+    }
+}
+
 async fn remove(docker: &Docker, id: &str) {
     let options = RemoveContainerOptionsBuilder::default().force(true).build();
     let _ = docker.remove_container(id, Some(options)).await;
@@ -342,8 +356,11 @@ async fn a_hostile_setup_py_reaches_nothing_but_the_index_and_runs_under_gvisor(
             }
         }
     });
+    let mut started = Started(Vec::new());
     let (bridge_service, bridge_ip) = server(&docker, "bridge", None, None, 8000).await.unwrap();
+    started.0.push(bridge_service.clone());
     let (other_build, other_build_ip) = server(&docker, NETWORK, None, None, 8000).await.unwrap();
+    started.0.push(other_build);
     // This host's address on Docker's default bridge, as the service there sees it.
     let docker0 = docker
         .inspect_container(&bridge_service, None)
@@ -385,6 +402,7 @@ async fn a_hostile_setup_py_reaches_nothing_but_the_index_and_runs_under_gvisor(
 
     let dir = make_index(&setup_py(&targets));
     let (index, index_ip) = start_index(&docker, &dir, mirrors).await;
+    started.0.push(index);
     let index_url = format!("http://{index_ip}/simple/");
     let (builder, cache) = builder(docker.clone(), |s| {
         s.pip_index_url = Some(index_url.clone())
@@ -394,9 +412,7 @@ async fn a_hostile_setup_py_reaches_nothing_but_the_index_and_runs_under_gvisor(
     let job = job("# a comment\nfaas-probe==0.1\n");
     let (run, inspected) = tokio::join!(builder.run(&job), inspect_build(&docker, &job.key));
     let (outcome, log) = run;
-    for id in [&bridge_service, &other_build, &index] {
-        remove(&docker, id).await;
-    }
+    drop(started);
     println!("{log}");
 
     // The container: gVisor, the build network, the namespace, no index URL in its environment.
