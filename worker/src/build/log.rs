@@ -49,6 +49,6 @@ mod tests {
         log.line("last");
         let text = log.into_string();
         assert!(text.starts_with("[the log's start was cut]\n"));
-        assert!(text.ends_with("x\nlast\n"));
+        assert!(text.ends_with("xlast\n"));
     }
 }

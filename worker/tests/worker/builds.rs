@@ -45,6 +45,15 @@ async fn build_network(docker: &Docker) -> (Ipv4Addr, (Ipv4Addr, u32)) {
     (gateway, (base.parse().unwrap(), bits.parse().unwrap()))
 }
 
+/// The build network's registry pins (its label `faas.build.hosts`).
+async fn registry_pins(docker: &Docker) -> String {
+    let network = docker
+        .inspect_network(NETWORK, None::<InspectNetworkOptions>)
+        .await
+        .unwrap_or_else(|e| panic!("the network {NETWORK} is missing (scripts/setup.sh): {e}"));
+    network.labels.unwrap()["faas.build.hosts"].clone()
+}
+
 /// A long-running `python3 -m http.server` container (python-base, runc): on `network` at
 /// `address` when given, serving `dir` when given.
 async fn server(
@@ -499,7 +508,12 @@ async fn a_worker_without_the_build_runtime_or_network_takes_no_builds_and_a_bui
     let name = format!("faas-t{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let options = bollard::models::NetworkCreateRequest {
         name: name.clone(),
-        labels: Some(HashMap::from([(TEST_LABEL.to_owned(), "true".to_owned())])),
+        // The registries' pins as faas-build has them, so that the build gets as far as the
+        // firewall's check.
+        labels: Some(HashMap::from([
+            (TEST_LABEL.to_owned(), "true".to_owned()),
+            ("faas.build.hosts".to_owned(), registry_pins(&docker).await),
+        ])),
         ..Default::default()
     };
     docker.create_network(options).await.unwrap();
