@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Brings a machine to the state the platform and its tests need, and is safe to run again:
-#   - Docker (Debian's docker.io) and gVisor's runsc, with runsc registered as a Docker runtime;
+#   - Docker (Debian's docker.io) and gVisor's runsc, with runsc registered as a Docker runtime
+#     for functions (no network) and runsc-build for dependency builds (gVisor's own network
+#     stack);
 #   - docker-compose and promtool, to check the cluster's configs;
 #   - dockerd running (started here when no daemon answers);
 #   - the runtime images python-base and nodejs-base, built on a base made locally from Debian
 #     packages (mmdebstrap + docker import) when the upstream base images cannot be pulled;
 #   - the build images python-build and nodejs-build (the runtime images plus pip / npm), which
-#     turn a function's dependencies into an artifact (docker/README.md, "Build images").
+#     turn a function's dependencies into an artifact (docker/README.md, "Build images");
+#   - the build network faas-build and its firewall: builds reach the package registries only
+#     (scripts/build-network.sh, which reads BUILD_PIP_INDEX_URL and BUILD_NPM_REGISTRY).
 # Postgres and RabbitMQ are not touched here: scripts/test.sh checks them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,22 +55,43 @@ if [ "$(cat "$runsc_wrapper" 2>/dev/null)" != "$want_wrapper" ]; then
   printf '%s\n' "$want_wrapper" >"$runsc_wrapper"
   chmod 755 "$runsc_wrapper"
 fi
+# Builds run under gVisor too, with its own network stack (netstack) on the build network. This
+# runsc (Debian's, 2022) refuses to set up that network on kernels from 6.11 on: it takes the
+# container's network namespace for the host's when /proc/sys/net/core/rmem_default exists in
+# it, which those kernels show in every namespace (gVisor issue 10704). runsc-build runs it in a
+# mount namespace of its own where /proc/sys/net is an empty tmpfs, so that check finds nothing;
+# the sandbox itself has its own /proc and never sees the host's.
+build_wrapper=/usr/local/bin/runsc-build
+want_build_wrapper='#!/bin/sh
+# scripts/setup.sh: runsc for builds: its temporary files in /tmp, and /proc/sys/net hidden from
+# runsc itself (gVisor issue 10704: its root-namespace check misreads kernels >= 6.11).
+export TMPDIR=/tmp
+exec unshare --mount --propagation private /bin/sh -c '"'"'mount -t tmpfs -o size=4k,mode=0555 faas-runsc-build /proc/sys/net && exec /usr/bin/runsc "$@"'"'"' runsc "$@"'
+if [ "$(cat "$build_wrapper" 2>/dev/null)" != "$want_build_wrapper" ]; then
+  printf '%s\n' "$want_build_wrapper" >"$build_wrapper"
+  chmod 755 "$build_wrapper"
+fi
 daemon_json=/etc/docker/daemon.json
 mkdir -p /etc/docker
 daemon_changed=0
-# Keep whatever else the file says; set the runsc runtime (exit 10: the file changed).
+# Keep whatever else the file says; set the runsc and runsc-build runtimes (exit 10: the file
+# changed).
 rc=0
-python3 - "$daemon_json" "$runsc_wrapper" <<'PY' || rc=$?
+python3 - "$daemon_json" "$runsc_wrapper" "$build_wrapper" <<'PY' || rc=$?
 import json, os, sys
-path, wrapper = sys.argv[1], sys.argv[2]
-want = {"path": wrapper, "runtimeArgs": ["--network=none"]}
+path, wrapper, build_wrapper = sys.argv[1:4]
+want = {
+    "runsc": {"path": wrapper, "runtimeArgs": ["--network=none"]},
+    "runsc-build": {"path": build_wrapper},
+}
 cfg = {}
 if os.path.exists(path) and os.path.getsize(path) > 0:
     with open(path) as f:
         cfg = json.load(f)
-if cfg.get("runtimes", {}).get("runsc") == want:
+runtimes = cfg.setdefault("runtimes", {})
+if all(runtimes.get(name) == runtime for name, runtime in want.items()):
     sys.exit(0)
-cfg.setdefault("runtimes", {})["runsc"] = want
+runtimes.update(want)
 with open(path, "w") as f:
     json.dump(cfg, f, indent=2)
     f.write("\n")
@@ -74,7 +99,7 @@ sys.exit(10)
 PY
 case $rc in
   0) ;;
-  10) daemon_changed=1; log "registered runsc ($runsc_wrapper) in $daemon_json" ;;
+  10) daemon_changed=1; log "registered runsc ($runsc_wrapper) and runsc-build ($build_wrapper) in $daemon_json" ;;
   *) log "cannot read or write $daemon_json (is it valid JSON?)"; exit 1 ;;
 esac
 
@@ -93,7 +118,9 @@ else
   done
   docker info >/dev/null 2>&1 || { log "dockerd did not come up; see /var/log/dockerd.log"; tail -20 /var/log/dockerd.log >&2; exit 1; }
 fi
-docker info --format '{{json .Runtimes}}' | grep -q runsc || { log "dockerd does not list the runsc runtime"; exit 1; }
+for runtime in runsc runsc-build; do
+  docker info --format '{{json .Runtimes}}' | grep -q "\"$runtime\"" || { log "dockerd does not list the $runtime runtime"; exit 1; }
+done
 
 # Base images: the upstream ones when they are here or can be pulled, else one made from Debian packages.
 py_base=python:3.12-slim
@@ -122,4 +149,5 @@ log "building $PYTHON_BUILD_IMAGE on $PYTHON_IMAGE"
 docker build -q --build-arg BASE_IMAGE="$PYTHON_IMAGE" -t "$PYTHON_BUILD_IMAGE" docker/python-build >/dev/null
 log "building $NODE_BUILD_IMAGE on $NODE_IMAGE"
 docker build -q --build-arg BASE_IMAGE="$NODE_IMAGE" -t "$NODE_BUILD_IMAGE" docker/nodejs-build >/dev/null
+bash scripts/build-network.sh
 log "ready: docker $(docker version --format '{{.Server.Version}}'), runtimes $(docker info --format '{{range $k, $v := .Runtimes}}{{$k}} {{end}}')"

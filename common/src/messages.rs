@@ -115,6 +115,10 @@ pub struct BuildJob {
     pub language: Language,
     /// The text of a `requirements.txt` or a `package.json`, already validated by the api.
     pub dependencies: String,
+    /// The namespace whose function asked for the build (`default` from an api older than
+    /// namespaces in build jobs): the build container's label and the build's log lines carry it.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
 }
 
 fn default_namespace() -> String {

@@ -197,10 +197,17 @@ pub struct DepsSettings {
     #[arg(long, env = "BUILD_NPM_SCRIPTS", default_value_t = false, action = clap::ArgAction::Set)]
     pub npm_scripts: bool,
 
-    /// OCI runtime of build containers. Unset: Docker's default (runc); runsc only where it
-    /// gives containers network (the runsc registered with --network=none cannot).
-    #[arg(long, env = "BUILD_OCI_RUNTIME")]
-    pub build_oci_runtime: Option<String>,
+    /// OCI runtime of build containers: gVisor with its own network stack, as scripts/setup.sh
+    /// registers it (the `runsc` of functions has no network). A worker whose Docker lacks it
+    /// takes no builds; `runc` only when set so.
+    #[arg(long, env = "BUILD_OCI_RUNTIME", default_value = "runsc-build")]
+    pub build_oci_runtime: String,
+
+    /// Docker network of build containers, whose firewall lets them reach the package
+    /// registries only (scripts/build-network.sh makes both). A worker whose Docker lacks it
+    /// takes no builds.
+    #[arg(long, env = "BUILD_NETWORK", default_value = "faas-build")]
+    pub build_network: String,
 
     /// Image that builds Python dependencies.
     #[arg(long, env = "PYTHON_BUILD_IMAGE", default_value = "python-build")]

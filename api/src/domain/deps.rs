@@ -191,11 +191,27 @@ fn validate_package_json(text: &str) -> Result<(), String> {
 /// The build key: SHA-256 of (language, dependencies text) in lowercase hex. Two functions
 /// with the same key share one build and its artifact.
 pub fn build_key(language: Language, text: &str) -> String {
+    let text = normalise(language, text);
     let mut input = Vec::with_capacity(text.len() + 16);
     input.extend_from_slice(language.as_str().as_bytes());
     input.push(0);
     input.extend_from_slice(text.as_bytes());
     common::hex(digest(&SHA256, &input).as_ref())
+}
+
+/// The dependencies as they are built and named: a `requirements.txt` without its comments,
+/// blank lines and surrounding whitespace (one requirement a line, each ending in `\n`), a
+/// `package.json` trimmed. Texts that install the same thing this way share one build.
+pub fn normalise(language: Language, text: &str) -> String {
+    match language {
+        Language::Python => text
+            .lines()
+            .map(|line| strip_comment(line).trim())
+            .filter(|line| !line.is_empty())
+            .map(|line| format!("{line}\n"))
+            .collect(),
+        Language::Javascript => text.trim().to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -271,5 +287,27 @@ mod tests {
         assert_eq!(a, build_key(Language::Python, "six\n"));
         assert_ne!(a, build_key(Language::Javascript, "six\n"));
         assert_ne!(a, build_key(Language::Python, "six==1.16.0\n"));
+    }
+
+    #[test]
+    fn comments_blank_lines_and_spaces_make_no_new_build() {
+        let plain = "six==1.16.0\nrequests>=2.31\n";
+        let noisy = "# pinned\n\n  six==1.16.0   # the one we test\r\n\t\nrequests>=2.31";
+        assert_eq!(normalise(Language::Python, noisy), plain);
+        assert_eq!(
+            build_key(Language::Python, noisy),
+            build_key(Language::Python, plain)
+        );
+        // Order and content still matter; a # inside a word is not a comment.
+        assert_ne!(
+            build_key(Language::Python, "requests>=2.31\nsix==1.16.0\n"),
+            build_key(Language::Python, plain)
+        );
+        assert_eq!(normalise(Language::Python, "a#b\n"), "a#b\n");
+        assert_eq!(normalise(Language::Python, "# only a comment\n"), "");
+        assert_eq!(
+            normalise(Language::Javascript, "\n {\"dependencies\": {}} \n"),
+            "{\"dependencies\": {}}"
+        );
     }
 }

@@ -18,7 +18,7 @@ pub use backend::{FunctionBackend, LiveBackend};
 pub use validate::{FunctionInput, Invalid, NamespacePolicy, ValidFunction};
 
 use crate::broker::Invoker;
-use crate::domain::package;
+use crate::domain::{deps, package};
 use crate::services::cache::FunctionCache;
 use crate::services::route_table::RouteTable;
 use crate::store::{self, DbError, Function, FunctionFields, Saved, Violation};
@@ -263,7 +263,9 @@ impl<B: FunctionBackend> Functions<B> {
                 key: key.clone(),
                 attempt,
                 language: fields.language,
-                dependencies: dependencies.clone(),
+                // What the key names: comments and blank lines are not built.
+                dependencies: deps::normalise(fields.language, dependencies),
+                namespace: function.namespace.clone(),
             };
             match self.backend.publish_build(&job).await {
                 Ok(()) => tracing::info!(build_key = %key, %attempt, "build queued"),

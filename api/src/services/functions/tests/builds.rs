@@ -37,6 +37,7 @@ async fn dependencies_queue_their_build_once_the_row_is_saved() {
             attempt: uuid::Uuid::from_u128(1),
             language: Language::Python,
             dependencies: REQUIREMENTS.into(),
+            namespace: NAMESPACE.into(),
         }]
     );
     assert_eq!(

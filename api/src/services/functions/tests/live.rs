@@ -73,6 +73,7 @@ async fn the_broker_calls_fail_as_a_disconnected_invokers_and_the_routes_wait_fo
         attempt: uuid::Uuid::from_u128(1),
         language: Language::Python,
         dependencies: REQUIREMENTS.into(),
+        namespace: NAMESPACE.into(),
     };
     assert!(matches!(
         live.publish_build(&job).await,

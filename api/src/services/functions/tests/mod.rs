@@ -92,7 +92,7 @@ fn app_zip() -> String {
 }
 
 fn build_key() -> String {
-    crate::domain::deps::build_key(Language::Python, REQUIREMENTS)
+    deps::build_key(Language::Python, REQUIREMENTS)
 }
 
 /// A cached copy of function `id`, to see it dropped.

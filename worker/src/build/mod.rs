@@ -5,16 +5,27 @@
 //! and reported. A build job is acked once reported; a worker that dies mid-build leaves it to
 //! be redelivered.
 //!
-//! The build container: non-root (65534), all capabilities dropped, no-new-privileges, a pids,
-//! memory and CPU limit, its only writable place a size-capped /tmp tmpfs (BUILD_MAX_MB plus
-//! room for pip's and npm's scratch files), `BUILD_TIMEOUT_SECS`, and output over BUILD_MAX_MB
-//! refused as it streams.
+//! The build container: under gVisor (`BUILD_OCI_RUNTIME`, `runsc-build`: runsc with its own
+//! network stack), on the build network (`BUILD_NETWORK`, `faas-build`, whose firewall lets it
+//! reach the package registries only; scripts/build-network.sh), with the registries' names
+//! pinned in its /etc/hosts (the network has no DNS), labelled with the namespace that asked
+//! for the build; non-root (65534), all capabilities dropped, no-new-privileges, a pids, memory
+//! and CPU limit, its only writable place a size-capped /tmp tmpfs (BUILD_MAX_MB plus room for
+//! pip's and npm's scratch files), `BUILD_TIMEOUT_SECS`, and output over BUILD_MAX_MB refused
+//! as it streams. The index URL (credentials and all) reaches it as a file ([`inputs`]), never
+//! in its environment. A worker whose Docker lacks the runtime or the network takes no builds.
+
+mod inputs;
+mod log;
+
+use self::log::Log;
 
 use crate::artifacts::{ApiClient, DepsCache, sha256_file};
 use crate::config::DepsSettings;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::InspectNetworkOptions;
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
     UploadToContainerOptionsBuilder,
@@ -24,6 +35,7 @@ use common::{BuildJob, Language};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::BasicQosOptions;
+use reqwest::Url;
 use ring::digest::{SHA256, digest};
 use std::collections::HashMap;
 use std::io::Write;
@@ -33,11 +45,11 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// The most of a build's log kept: its end.
-const MAX_LOG_BYTES: usize = 256 * 1024;
 /// Room on the build's /tmp beyond the output, for pip's and npm's own scratch files.
 const TMP_SLACK_MB: u64 = 128;
 const BUILD_PIDS_LIMIT: i64 = 256;
+/// The label naming the namespace whose function asked for the build.
+pub const LABEL_NAMESPACE: &str = "faas.namespace";
 /// How long a job whose report could not reach the api waits before going back to the queue.
 const API_RETRY_DELAY: Duration = Duration::from_secs(5);
 
@@ -53,6 +65,14 @@ pub enum BuildOutcome {
     Failed,
 }
 
+/// The build network as the worker uses it.
+struct BuildNetwork {
+    /// This host's address on it, which build.sh checks it cannot reach.
+    gateway: String,
+    /// Its [`inputs::HOSTS_LABEL`]: the registries' addresses its firewall lets through.
+    hosts: String,
+}
+
 /// Runs builds in containers on this worker's Docker.
 pub struct Builder {
     pub docker: Docker,
@@ -62,37 +82,6 @@ pub struct Builder {
     /// The container this worker runs in, if any: its build containers carry it, so that
     /// another worker removes them once this one's container is gone.
     pub own_container: Option<String>,
-}
-
-/// A bounded log: the end of what was written, with a note that the start was cut.
-#[derive(Default)]
-struct Log {
-    text: Vec<u8>,
-    cut: bool,
-}
-
-impl Log {
-    fn push(&mut self, bytes: &[u8]) {
-        self.text.extend_from_slice(bytes);
-        if self.text.len() > MAX_LOG_BYTES {
-            let excess = self.text.len() - MAX_LOG_BYTES;
-            self.text.drain(..excess);
-            self.cut = true;
-        }
-    }
-
-    fn line(&mut self, line: &str) {
-        self.push(format!("{line}\n").as_bytes());
-    }
-
-    fn into_string(self) -> String {
-        let text = String::from_utf8_lossy(&self.text).into_owned();
-        if self.cut {
-            format!("[the log's start was cut]\n{text}")
-        } else {
-            text
-        }
-    }
 }
 
 impl Builder {
@@ -148,18 +137,19 @@ impl Builder {
             .id
             .unwrap_or_default();
         let digest = Self::artifact_digest(job.language, &image_id, &job.dependencies);
-        let runtime = self
-            .settings
-            .build_oci_runtime
-            .as_deref()
-            .filter(|r| !r.is_empty());
+        let index = inputs::index_url(
+            job.language,
+            self.settings.pip_index_url.as_deref(),
+            self.settings.npm_registry.as_deref(),
+        )?;
+        let network = self.network().await?;
+        let pins = inputs::pins(&inputs::hosts_to_pin(&index), &network.hosts)?;
         log.line(&format!(
-            "[faas] worker {}: image {image} ({image_id}), runtime {}, network: Docker's bridge (the only containers with network), limits: {} MB memory, {} MB output, {} s",
+            "[faas] worker {}: image {image} ({image_id}), runtime {}, network {} (package registries only; pinned: {}), limits: {} MB memory, {} MB output, {} s",
             self.worker_id,
-            match runtime {
-                Some(runtime) => runtime.to_owned(),
-                None => "runc (Docker's default; gVisor is registered without network on this platform)".to_owned(),
-            },
+            self.settings.build_oci_runtime,
+            self.settings.build_network,
+            if pins.is_empty() { "none".to_owned() } else { pins.join(" ") },
             self.settings.build_memory_mb,
             self.settings.build_max_mb,
             self.settings.build_timeout_secs,
@@ -167,7 +157,9 @@ impl Builder {
         if self.cache.has(&digest) {
             log.line("[faas] this worker already has the artifact");
         }
-        let id = self.create(job, image).await?;
+        let id = self
+            .create(job, image, &index, &network.gateway, pins)
+            .await?;
         let deadline = Duration::from_secs(self.settings.build_timeout_secs.max(1));
         let archive = self.cache.temp_path(&digest, "build.tar.gz");
         let ran = tokio::time::timeout(deadline, self.attach_and_collect(&id, &archive, log)).await;
@@ -212,25 +204,69 @@ impl Builder {
         })
     }
 
-    async fn create(&self, job: &BuildJob, image: &str) -> Result<String, String> {
+    /// Whether this worker's Docker can run builds as they must run: the build runtime is
+    /// registered (unless it is runc, chosen explicitly) and the build network exists.
+    pub async fn check(&self) -> Result<(), String> {
+        let runtime = &self.settings.build_oci_runtime;
+        if runtime != "runc" {
+            let info = self
+                .docker
+                .info()
+                .await
+                .map_err(|error| format!("cannot ask Docker for its runtimes: {error}"))?;
+            let runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+            if !runtimes.contains(runtime) {
+                return Err(format!(
+                    "Docker has no runtime {runtime} (BUILD_OCI_RUNTIME; it has {}): scripts/setup.sh registers it",
+                    runtimes.join(", ")
+                ));
+            }
+        }
+        self.network().await.map(|_| ())
+    }
+
+    /// The build network's gateway and registry addresses, as scripts/build-network.sh made it.
+    async fn network(&self) -> Result<BuildNetwork, String> {
+        let name = &self.settings.build_network;
+        let missing = |why: String| {
+            format!(
+                "the build network {name} (BUILD_NETWORK) is not usable: {why}; scripts/setup.sh makes it and its firewall"
+            )
+        };
+        let network = self
+            .docker
+            .inspect_network(name, None::<InspectNetworkOptions>)
+            .await
+            .map_err(|error| missing(error.to_string()))?;
+        let gateway = network
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|config| config.gateway)
+            .filter(|gateway| !gateway.is_empty())
+            .ok_or_else(|| missing("it has no gateway".to_owned()))?;
+        let hosts = network
+            .labels
+            .unwrap_or_default()
+            .remove(inputs::HOSTS_LABEL)
+            .unwrap_or_default();
+        Ok(BuildNetwork { gateway, hosts })
+    }
+
+    async fn create(
+        &self,
+        job: &BuildJob,
+        image: &str,
+        index: &Url,
+        gateway: &str,
+        pins: Vec<String>,
+    ) -> Result<String, String> {
         let memory = (self.settings.build_memory_mb * 1024 * 1024) as i64;
-        let mut env = vec!["HOME=/tmp".to_owned()];
-        if let Some(url) = self
-            .settings
-            .pip_index_url
-            .as_ref()
-            .filter(|u| !u.is_empty())
-        {
-            env.push(format!("PIP_INDEX_URL={url}"));
-        }
-        if let Some(registry) = self
-            .settings
-            .npm_registry
-            .as_ref()
-            .filter(|r| !r.is_empty())
-        {
-            env.push(format!("NPM_CONFIG_REGISTRY={registry}"));
-        }
+        let mut env = vec![
+            "HOME=/tmp".to_owned(),
+            format!("FAAS_BUILD_GATEWAY={gateway}"),
+        ];
         if self.settings.npm_scripts {
             env.push("FAAS_NPM_SCRIPTS=1".to_owned());
         }
@@ -241,6 +277,7 @@ impl Builder {
                 self.worker_id.clone(),
             ),
             ("faas.build".to_owned(), job.key.clone()),
+            (LABEL_NAMESPACE.to_owned(), job.namespace.clone()),
         ]);
         if let Some(own) = &self.own_container {
             labels.insert(
@@ -263,11 +300,9 @@ impl Builder {
                 ),
             )])),
             shm_size: Some(64 * 1024 * 1024),
-            runtime: self
-                .settings
-                .build_oci_runtime
-                .clone()
-                .filter(|r| !r.is_empty()),
+            runtime: Some(self.settings.build_oci_runtime.clone()),
+            network_mode: Some(self.settings.build_network.clone()),
+            extra_hosts: Some(pins),
             init: Some(false),
             ..Default::default()
         };
@@ -295,20 +330,16 @@ impl Builder {
             .await
             .map_err(|error| format!("cannot create the build container: {error}"))?
             .id;
-        if let Err(why) = self.upload_inputs(&id, job).await {
+        if let Err(why) = self.upload_inputs(&id, job, index).await {
             self.remove(&id).await;
             return Err(why);
         }
         Ok(id)
     }
 
-    /// Copies the dependency file (and the CA bundle) into the created container's
-    /// /opt/faas/input, readable by its user.
-    async fn upload_inputs(&self, id: &str, job: &BuildJob) -> Result<(), String> {
-        let file_name = match job.language {
-            Language::Python => "requirements.txt",
-            Language::Javascript => "package.json",
-        };
+    /// Copies the dependency file, the CA bundle and the index configuration into the created
+    /// container's /opt/faas/input ([`inputs::tar`]).
+    async fn upload_inputs(&self, id: &str, job: &BuildJob, index: &Url) -> Result<(), String> {
         let ca = match self
             .settings
             .ca_bundle
@@ -320,21 +351,10 @@ impl Builder {
             })?),
             None => None,
         };
-        let mut builder = tar::Builder::new(Vec::new());
-        let mut add = |name: &str, data: &[u8]| {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            header.set_cksum();
-            builder.append_data(&mut header, name, data)
-        };
-        add(file_name, job.dependencies.as_bytes()).map_err(|e| e.to_string())?;
-        if let Some(ca) = &ca {
-            add("ca.pem", ca).map_err(|e| e.to_string())?;
-        }
-        let tar = builder.into_inner().map_err(|e| e.to_string())?;
+        let tar = inputs::tar(job.language, &job.dependencies, ca.as_deref(), index)
+            .map_err(|e| e.to_string())?;
         let options = UploadToContainerOptionsBuilder::new()
-            .path("/opt/faas/input")
+            .path(inputs::INPUT_DIR)
             .build();
         self.docker
             .upload_to_container(id, Some(options), bollard::body_full(tar.into()))
@@ -501,7 +521,7 @@ impl Consume for Builds {
                 return Decision::Ack;
             }
         };
-        let span = tracing::info_span!("build", key = %job.key, attempt = %job.attempt, language = %job.language);
+        let span = tracing::info_span!("build", key = %job.key, attempt = %job.attempt, language = %job.language, namespace = %job.namespace);
         async {
             match self.builder.handle(&self.client, &job).await {
                 Ok(()) => Decision::Ack,
@@ -529,6 +549,12 @@ pub async fn consume(
         tracing::warn!("no WORKER_TOKEN: this worker takes no build jobs");
         return;
     };
+    // Never a build outside its sandbox: a worker that cannot run one as it must takes none,
+    // and they go to workers that can.
+    if let Err(why) = builder.check().await {
+        tracing::error!("this worker takes no build jobs: {why}");
+        return;
+    }
     let builds = Arc::new(Builds {
         builder,
         client,
