@@ -40,6 +40,7 @@ pub async fn run(
     let metrics_idle_timeout = (config.metrics_idle_timeout_secs > 0)
         .then(|| Duration::from_secs(config.metrics_idle_timeout_secs));
     install_metrics(metrics_idle_timeout);
+    http::server::raise_open_files_limit();
     // Unique per process, so an operator (or a test) can tell the replicas' connections apart.
     let connection_name = format!(
         "faas-api {} {}",
@@ -76,7 +77,10 @@ pub async fn run(
     http::server::serve(
         listener,
         app,
-        Duration::from_secs(config.header_read_timeout_secs.max(1)),
+        http::server::ConnectionLimits {
+            header_read_timeout: Duration::from_secs(config.header_read_timeout_secs.max(1)),
+            per_peer: config.max_connections_per_peer,
+        },
         shutdown,
     )
     .await;

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod triggers;
 
+use crate::http::admission;
 use crate::http::limits::{self, BodyLimit};
 use crate::http::state::AppState;
 use axum::Router;
@@ -18,13 +19,17 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, post};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
-use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::timeout::{RequestBodyDeadlineLayer, RequestBodyTimeoutLayer};
 
 /// Room for the JSON around a function's code or an event, beyond their own limits.
 const BODY_OVERHEAD_BYTES: usize = 64 * 1024;
 
-/// Every route, behind the bound on requests in flight (the health probes excepted: an
-/// overloaded api is still alive) and the body read timeout.
+/// Every route. Those with a key (all but the probes, the triggers and the workers' routes) are
+/// behind `admission::require_key`, which checks the key from the headers and only then takes
+/// one of the `MAX_INFLIGHT` permits, before any body is read; the workers' routes are behind
+/// the worker token the same way, and the triggers admit their own requests. The health probes
+/// need neither key nor permit: an overloaded api is still alive. Every body is read within
+/// `BODY_READ_TIMEOUT_SECS` a piece and `REQUEST_TIMEOUT_SECS` in all.
 pub fn router(state: AppState) -> Router {
     // JSON escapes can make the body longer than the code it carries; a package is base64,
     // four bytes for three.
@@ -37,7 +42,6 @@ pub fn router(state: AppState) -> Router {
         source_body_max,
     };
     let event_body_max = state.limits.max_event_bytes + BODY_OVERHEAD_BYTES;
-    let inflight = Arc::new(Semaphore::new(state.limits.max_inflight));
     let functions = Router::new()
         .route(
             "/functions/",
@@ -55,7 +59,7 @@ pub fn router(state: AppState) -> Router {
             BodyLimit(function_body_max),
             limits::read_body,
         ))
-        // Outermost: the key is checked before a large body is read.
+        // Before the body is read: a large one only for a key that may save functions.
         .layer(from_fn_with_state(uploads, functions::admit_upload));
     let invocations = Router::new()
         .route("/execute/{name}", post(invoke::execute_function))
@@ -72,9 +76,6 @@ pub fn router(state: AppState) -> Router {
             BodyLimit(event_body_max),
             limits::read_body,
         ));
-    // Any method, any body (within the event limit) on the prefix and every path below it:
-    // `/fn/{path}` in the document (the prefix is a setting).
-    let triggers = triggers::router(&state.route_prefix, state.limits.max_event_bytes);
     // Small JSON bodies only; the default body limit (2 MB) holds them.
     let admin = Router::new()
         .route("/keys/", get(keys::list_keys).post(keys::create_key))
@@ -85,12 +86,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/namespaces/{name}", delete(namespaces::delete_namespace))
         .route("/whoami", get(keys::get_whoami));
-    Router::new()
+    let keyed = Router::new()
         .merge(functions)
         .merge(invocations)
-        .merge(triggers)
         .merge(admin)
-        .merge(internal::router())
         .route("/metrics/", get(metrics::list_invocations))
         .route("/invocations/", get(invocations::list_invocations))
         .route("/invocations/{id}", get(invocations::get_invocation))
@@ -98,9 +97,18 @@ pub fn router(state: AppState) -> Router {
             "/invocations/{id}/retry",
             post(invocations::retry_invocation),
         )
-        .layer(from_fn_with_state(inflight, limits::limit_inflight))
+        // Outermost of these routes' own layers: nothing of the body is read before it.
+        .route_layer(from_fn_with_state(state.clone(), admission::require_key));
+    // Any method, any body (within the event limit) on the prefix and every path below it:
+    // `/fn/{path}` in the document (the prefix is a setting).
+    let triggers = triggers::router(&state.route_prefix);
+    Router::new()
+        .merge(keyed)
+        .merge(triggers)
+        .merge(internal::router(state.clone()))
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz))
+        .layer(RequestBodyDeadlineLayer::new(state.limits.request_timeout))
         .layer(RequestBodyTimeoutLayer::new(state.limits.body_read_timeout))
         .with_state(state)
 }
