@@ -9,6 +9,7 @@ mod concurrency;
 mod dashboards;
 mod deps;
 mod docs;
+mod dos;
 mod functions;
 mod hostile;
 mod hot_path;
