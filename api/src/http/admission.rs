@@ -36,7 +36,10 @@ pub async fn require_key(State(state): State<AppState>, request: Request, next: 
         request.extensions_mut().insert(principal);
         Ok(())
     };
-    admit(&state.inflight, request, verify, async |request| next.run(request).await).await
+    admit(&state.inflight, request, verify, async |request| {
+        next.run(request).await
+    })
+    .await
 }
 
 /// Lets in a request that carries the worker token (`WORKER_TOKEN`).
@@ -45,10 +48,12 @@ pub async fn require_worker(
     request: Request,
     next: Next,
 ) -> Response {
-    let verify = async |request: &mut Request| {
-        check_worker(state.worker_token.as_ref(), request.headers())
-    };
-    admit(&state.inflight, request, verify, async |request| next.run(request).await).await
+    let verify =
+        async |request: &mut Request| check_worker(state.worker_token.as_ref(), request.headers());
+    admit(&state.inflight, request, verify, async |request| {
+        next.run(request).await
+    })
+    .await
 }
 
 /// Runs `next` on `request` once `verify` let it in (from its headers: its body is not read
@@ -85,8 +90,8 @@ pub fn check_worker(expected: Option<&[u8; 32]>, headers: &HeaderMap) -> Result<
     let Some(expected) = expected else {
         return Err(ApiError::NotAWorker);
     };
-    let given = auth::bearer_token(headers.get(header::AUTHORIZATION))
-        .map_err(|_| ApiError::NotAWorker)?;
+    let given =
+        auth::bearer_token(headers.get(header::AUTHORIZATION)).map_err(|_| ApiError::NotAWorker)?;
     if auth::same_hash(expected, &auth::sha256(given.as_bytes())) {
         Ok(())
     } else {
@@ -270,7 +275,10 @@ mod tests {
         for headers in [&[][..], &[("content-length", "0")]] {
             let response = answer_unread(no_key().unwrap_err(), request(headers, 0, &read));
             assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-            assert!(!response.headers().contains_key(header::CONNECTION), "{headers:?}");
+            assert!(
+                !response.headers().contains_key(header::CONNECTION),
+                "{headers:?}"
+            );
         }
         let response = answer_unread(
             no_key().unwrap_err(),

@@ -48,7 +48,11 @@ pub async fn read_body(State(limit): State<BodyLimit>, request: Request, next: N
 
 /// The body of a request with `headers`, read whole within `limit`; else the answer to send
 /// (413 with `Connection: close`, 408, 422).
-pub async fn read_whole(body: Body, limit: BodyLimit, headers: &HeaderMap) -> Result<Bytes, Response> {
+pub async fn read_whole(
+    body: Body,
+    limit: BodyLimit,
+    headers: &HeaderMap,
+) -> Result<Bytes, Response> {
     buffer(body, limit.0, declared_length(headers))
         .await
         .map_err(|error| {

@@ -10,8 +10,8 @@
 use super::invoke::{Detail, RouteFailure, called_response};
 use crate::domain::auth::{self, Principal, Scope};
 use crate::domain::http_trigger::{HttpAuth, RouteEntry, answer_from_result};
-use crate::http::error::{ApiError, ErrorBody};
 use crate::http::admission::{self, answer_unread_parts};
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::limits::{self, BodyLimit};
 use crate::http::state::AppState;
 use crate::services::triggers::{self, Incoming, RouteCall, Routed};
