@@ -11,8 +11,8 @@
 //! (`Connection: close`: the unread rest must not be taken for a next request). The drain
 //! costs no memory and no permit, and it is what lets a client that writes its whole body
 //! before it reads the answer (Python's urllib and requests) see its 401 rather than a broken
-//! pipe; a client that sends nothing more is let go at [`limits::DRAIN_MAX_TIME`], no later than one
-//! that sends its headers slowly (`HEADER_READ_TIMEOUT_SECS`).
+//! pipe; a client that sends nothing more is let go at [`limits::DRAIN_MAX_TIME`], about as
+//! long as one that sends its headers slowly may stay (`HEADER_READ_TIMEOUT_SECS`).
 //!
 //! HTTP triggers admit their own requests (`routes::triggers`): whether a key is needed
 //! depends on the route, found from the method and path first.
