@@ -66,6 +66,21 @@ pub struct Config {
     #[arg(long, env = "BODY_READ_TIMEOUT_SECS", default_value_t = 30)]
     pub body_read_timeout_secs: u64,
 
+    /// Longest time a request's body may take to arrive whole (s, at least 1), however
+    /// steadily its pieces come, counted from the end of its headers (which
+    /// HEADER_READ_TIMEOUT_SECS bounds); over it the request gets 408 `body_timeout` and the
+    /// connection is closed. It covers the request's receipt only, not the handler's work,
+    /// which is bounded on its own (a call by its function's timeout, `?wait=true` by
+    /// BUILD_WAIT_SECS). Package and artifact uploads must fit in it too.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 60)]
+    pub request_timeout_secs: u64,
+
+    /// Connections one client address (an IPv4 address, an IPv6 /64) may hold open at once
+    /// (at least 1); one more is answered 503 `overloaded` and closed at once. Behind a proxy
+    /// every client has the proxy's address: raise it there.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_PEER", default_value_t = 256)]
+    pub max_connections_per_peer: usize,
+
     /// Days invocation records are kept; older ones are deleted in the background. 0 keeps
     /// them forever.
     #[arg(long, env = "RECORD_RETENTION_DAYS", default_value_t = 7)]

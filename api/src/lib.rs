@@ -59,6 +59,7 @@ pub async fn run(
     let metrics_idle_timeout = (config.metrics_idle_timeout_secs > 0)
         .then(|| Duration::from_secs(config.metrics_idle_timeout_secs));
     install_metrics(metrics_idle_timeout);
+    http::server::raise_open_files_limit();
     // Unique per process, so an operator (or a test) can tell the replicas' connections apart.
     let connection_name = format!(
         "faas-api {} {}",
@@ -87,25 +88,24 @@ pub async fn run(
         http::routes::router(state.clone()).merge(http::openapi::docs::router()),
     );
     let functions_app = http::routes::functions_router(state);
-    let header_read_timeout = Duration::from_secs(config.header_read_timeout_secs.max(1));
+    // Each origin has its own count of connections per client address.
+    let limits = http::server::ConnectionLimits {
+        header_read_timeout: Duration::from_secs(config.header_read_timeout_secs.max(1)),
+        per_peer: config.max_connections_per_peer,
+    };
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     tracing::info!(addr = %functions_listener.local_addr()?, "functions' origin listening");
     let stop_serving = CancellationToken::new();
     let functions_server = tokio::spawn(http::server::serve(
         functions_listener,
         with_request_layers(functions_app),
-        header_read_timeout,
+        limits,
         stop_serving.clone().cancelled_owned(),
     ));
-    http::server::serve(
-        listener,
-        with_request_layers(app),
-        header_read_timeout,
-        async move {
-            shutdown.await;
-            stop_serving.cancel();
-        },
-    )
+    http::server::serve(listener, with_request_layers(app), limits, async move {
+        shutdown.await;
+        stop_serving.cancel();
+    })
     .await;
     if let Err(error) = functions_server.await {
         tracing::error!(%error, "the functions' origin server failed");

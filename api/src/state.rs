@@ -124,14 +124,16 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
             max_code_bytes: config.max_code_bytes,
             max_event_bytes: config.max_event_bytes,
             max_async_event_bytes: config.max_async_event_bytes,
-            max_inflight: config.max_inflight,
             // 0 would refuse every body and every request: a second is the least that works.
             body_read_timeout: Duration::from_secs(config.body_read_timeout_secs.max(1)),
+            request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
         },
         dispatch: async_dispatch.clone(),
         worker_token: config
             .worker_token()
             .map(|token| domain::auth::sha256(token.as_bytes())),
+        inflight: tokio::sync::Semaphore::new(config.max_inflight),
+        functions_inflight: tokio::sync::Semaphore::new(config.max_inflight),
     });
 
     Ok(Composed {

@@ -80,11 +80,16 @@ impl Principal {
     }
 }
 
+/// The caller that `http::admission::require_key` verified before the body was read; a
+/// route outside it has its key verified here.
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        Principal::from_headers(state, &parts.headers).await
+        match parts.extensions.remove::<Principal>() {
+            Some(principal) => Ok(principal),
+            None => Principal::from_headers(state, &parts.headers).await,
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! Guards of the public port: a bound on the requests served at once, and request bodies read
-//! whole, up to a limit, before a handler sees them.
+//! Request bodies read whole, up to a limit, before a handler sees them (the bound on
+//! requests served at once, and who may take one, are `http::admission`'s).
 //!
 //! An oversized body is read on and thrown away (up to [`DRAIN_MAX_BYTES`] or
 //! [`DRAIN_MAX_TIME`]) before the 413 is sent: a client such as Python's urllib writes its
@@ -9,38 +9,20 @@
 use crate::http::error::ApiError;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
-/// Most bytes of an oversized body read and discarded so that the client sees the 413.
+/// Most bytes of a refused body read and discarded so that the client sees the answer.
 pub const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
-/// Longest time spent discarding an oversized body.
+/// Longest time spent discarding a refused body.
 pub const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
-
-/// Refuses a request at once with 503 `overloaded` when `permits` are all taken: queueing it
-/// would only make every request slower.
-pub async fn limit_inflight(
-    State(permits): State<Arc<Semaphore>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Ok(_permit) = permits.try_acquire() else {
-        return ApiError::Overloaded(
-            "the api is serving as many requests as it may (MAX_INFLIGHT); retry shortly".into(),
-        )
-        .into_response();
-    };
-    next.run(request).await
-}
 
 /// The body's length as its `Content-Length` declares it; `None` without one (chunked) or
 /// with one that is not a number.
-pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -55,13 +37,25 @@ pub struct BodyLimit(pub usize);
 /// that is already in memory.
 pub async fn read_body(State(limit): State<BodyLimit>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let declared = declared_length(&parts.headers);
-    match buffer(body, limit.0, declared).await {
+    match read_whole(body, limit, &parts.headers).await {
         Ok(bytes) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Err(error) => {
+        Err(response) => response,
+    }
+}
+
+/// The body of a request with `headers`, read whole within `limit`; else the answer to send
+/// (413 with `Connection: close`, 408, 422).
+pub async fn read_whole(
+    body: Body,
+    limit: BodyLimit,
+    headers: &HeaderMap,
+) -> Result<Bytes, Response> {
+    buffer(body, limit.0, declared_length(headers))
+        .await
+        .map_err(|error| {
             let mut response = error.into_response();
             if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 // Whatever was not drained must not be read as the next request.
@@ -70,8 +64,7 @@ pub async fn read_body(State(limit): State<BodyLimit>, request: Request, next: N
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             response
-        }
-    }
+        })
 }
 
 /// The body's bytes, if there are at most `max` of them.
@@ -127,8 +120,9 @@ async fn drain(stream: &mut axum::body::BodyDataStream, mut seen: usize) {
     .await;
 }
 
-/// 408 when the body stalled past `BODY_READ_TIMEOUT_SECS`, else the body was malformed or the
-/// client went away.
+/// 408 when the body stalled past `BODY_READ_TIMEOUT_SECS` or took longer than
+/// `REQUEST_TIMEOUT_SECS` in all (both tower-http's `TimeoutError`), else the body was malformed
+/// or the client went away.
 fn body_error(error: axum::Error) -> ApiError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     while let Some(cause) = source {

@@ -83,7 +83,8 @@ impl utoipa::IntoResponses for KeyErrors {
                 401,
                 error_response(
                     "No key, a malformed `Authorization` header, or a key that is unknown, \
-                     revoked, expired or of a deleted namespace",
+                     revoked, expired or of a deleted namespace; answered from the headers, \
+                     before any of the body is read (with `Connection: close` when one follows)",
                     &[ErrorCode::Unauthorized],
                 )
                 .header(
@@ -113,9 +114,10 @@ impl utoipa::IntoResponses for Unavailable {
         responses([(
             503,
             error_response(
-                "The api cannot serve this now: it serves `MAX_INFLIGHT` requests already \
-                 (with `Retry-After`), or Postgres or RabbitMQ is unreachable; a call may also \
-                 find no worker for its runtime, or none that took it before its deadline",
+                "The api cannot serve this now: it serves `MAX_INFLIGHT` requests already, or \
+                 this client address holds `MAX_CONNECTIONS_PER_PEER` connections (both with \
+                 `Retry-After`), or Postgres or RabbitMQ is unreachable; a call may also find \
+                 no worker for its runtime, or none that took it before its deadline",
                 &[
                     ErrorCode::Overloaded,
                     ErrorCode::DatabaseUnavailable,
@@ -139,7 +141,8 @@ impl utoipa::IntoResponses for BodyErrors {
             (
                 408,
                 error_response(
-                    "The body did not arrive within `BODY_READ_TIMEOUT_SECS`",
+                    "The body did not arrive within `BODY_READ_TIMEOUT_SECS` a piece, or \
+                     `REQUEST_TIMEOUT_SECS` in all",
                     &[ErrorCode::BodyTimeout],
                 ),
             ),

@@ -60,6 +60,12 @@ pub struct AppParts {
     pub dispatch: Dispatch,
     /// SHA-256 of `WORKER_TOKEN`, compared in constant time; `None`: no worker may call.
     pub worker_token: Option<[u8; 32]>,
+    /// `MAX_INFLIGHT` permits of the management api: one per request admitted
+    /// (`http::admission`), for as long as it is served.
+    pub inflight: tokio::sync::Semaphore,
+    /// The functions' origin's own `MAX_INFLIGHT` permits: a flood of calls to public routes
+    /// (which need no key) leaves the management api its permits.
+    pub functions_inflight: tokio::sync::Semaphore,
 }
 
 /// Size and time limits taken from the settings.
@@ -69,6 +75,7 @@ pub struct Limits {
     pub max_event_bytes: usize,
     /// `MAX_ASYNC_EVENT_BYTES`.
     pub max_async_event_bytes: usize,
-    pub max_inflight: usize,
     pub body_read_timeout: Duration,
+    /// `REQUEST_TIMEOUT_SECS`: the most a whole body may take to arrive.
+    pub request_timeout: Duration,
 }

@@ -9,6 +9,7 @@ mod concurrency;
 mod dashboards;
 mod deps;
 mod docs;
+mod dos;
 mod fairness;
 mod functions;
 mod hostile;

@@ -9,7 +9,7 @@ use crate::http::state::AppState;
 use crate::services::{FunctionInput, SaveOptions};
 use crate::store::{self, Build, Function};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -31,10 +31,10 @@ pub struct UploadGuard {
 }
 
 /// Lets a body larger than a single-source function's be read only for a key that may save
-/// functions, and only [`UPLOADS_AT_ONCE`] of them at a time: an anonymous client must not
-/// make the api buffer tens of MB, nor a key hundreds of them at once (a refused body is
-/// discarded as it arrives, as an oversized one is). Smaller bodies pass through (their
-/// handler checks the key as usual).
+/// functions, and only [`UPLOADS_AT_ONCE`] of them at a time: a key without `manage` must not
+/// make the api buffer tens of MB, nor a key hundreds of them at once (a refused body is not
+/// read: `admission::answer_unread`). Smaller bodies pass through (their handler checks the
+/// scope as usual). Behind `admission::require_key`, which verified the key already.
 pub async fn admit_upload(
     State(guard): State<UploadGuard>,
     request: Request,
@@ -45,9 +45,16 @@ pub async fn admit_upload(
         permits,
         source_body_max,
     } = guard;
-    let may_save_functions = async |headers: &HeaderMap| {
-        let principal = Principal::from_headers(&state, headers).await?;
-        principal.require(Scope::Manage).map_err(ApiError::from)
+    let verified = request
+        .extensions()
+        .get::<Principal>()
+        .map(|principal| principal.require(Scope::Manage));
+    let may_save_functions = async |headers: &HeaderMap| match verified {
+        Some(manages) => manages.map_err(ApiError::from),
+        None => Principal::from_headers(&state, headers)
+            .await?
+            .require(Scope::Manage)
+            .map_err(ApiError::from),
     };
     let upload = Upload {
         source_body_max,
@@ -68,8 +75,8 @@ struct Upload<'a> {
 
 impl Upload<'_> {
     /// Runs `next` on `request` at once if its body is not larger than a single-source
-    /// function's; else once `may_upload` allowed its headers and a permit is free. A refused
-    /// body is discarded and the connection closed.
+    /// function's; else once `may_upload` allowed it and a permit is free. A refused body is
+    /// answered unread and the connection closed.
     async fn admit(
         &self,
         request: Request,
@@ -84,14 +91,7 @@ impl Upload<'_> {
             return next(request).await;
         }
         if let Err(error) = may_upload(request.headers()).await {
-            // Discarded, never held: a client that writes its whole body first reads the 401.
-            crate::http::limits::discard(request.into_body()).await;
-            let mut response = error.into_response();
-            // What was not drained must not be taken for the next request.
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return response;
+            return crate::http::admission::answer_unread(error, request);
         }
         let Ok(_permit) = self.permits.acquire().await else {
             return ApiError::Overloaded("the api is shutting down".into()).into_response();
@@ -504,6 +504,14 @@ mod tests {
             assert_eq!(response.headers()[header::CONNECTION], "close");
             assert!(seen.asked.load(Ordering::SeqCst));
             assert!(!seen.ran.load(Ordering::SeqCst));
+            assert_eq!(seen.chunks_read.load(Ordering::SeqCst), 0, "answered first");
+            // Drained after the answer, in the background.
+            for _ in 0..100 {
+                if seen.chunks_read.load(Ordering::SeqCst) == 3 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
             assert_eq!(seen.chunks_read.load(Ordering::SeqCst), 3, "drained");
         }
     }

@@ -1,11 +1,12 @@
-//! Routes for workers only, under `/internal/`, behind the worker token (`WORKER_TOKEN`): a
-//! build's start and end, and dependency artifacts up and down. Not in the OpenAPI document:
+//! Routes for workers only, under `/internal/`, behind the worker token (`WORKER_TOKEN`,
+//! checked by `admission::require_worker` before a body is read): a build's start and end,
+//! and dependency artifacts up and down. Not in the OpenAPI document:
 //! they are the api's contract with its own workers, not with clients.
 //!
-//! The handlers authenticate the worker and map what `services::builds` answers; artifacts
+//! The handlers map what `services::builds` answers; artifacts
 //! stream both ways without being held whole in memory.
 
-use crate::domain::auth;
+use crate::http::admission;
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Path};
 use crate::http::state::AppState;
@@ -16,6 +17,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use common::{
@@ -24,7 +26,8 @@ use common::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub fn router() -> Router<AppState> {
+/// The worker routes, each behind the worker token, checked before any body is read.
+pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/internal/builds/{key}/start", post(post_build_start))
         .route("/internal/builds/{key}/finish", post(post_build_finish))
@@ -34,20 +37,7 @@ pub fn router() -> Router<AppState> {
         )
         // The artifact upload is bounded by ARTIFACT_MAX_MB as it streams.
         .layer(DefaultBodyLimit::disable())
-}
-
-/// Refuses a caller without the worker token (or every caller, when none is set).
-fn require_worker(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = &state.worker_token else {
-        return Err(ApiError::NotAWorker);
-    };
-    let given =
-        auth::bearer_token(headers.get(header::AUTHORIZATION)).map_err(|_| ApiError::NotAWorker)?;
-    if auth::same_hash(expected, &auth::sha256(given.as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError::NotAWorker)
-    }
+        .route_layer(from_fn_with_state(state, admission::require_worker))
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,11 +55,9 @@ pub struct StartAnswer {
 /// A worker takes a build job.
 pub async fn post_build_start(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(key): Path<String>,
     Json(request): Json<StartRequest>,
 ) -> Result<axum::Json<StartAnswer>, ApiError> {
-    require_worker(&state, &headers)?;
     let proceed = state
         .builds
         .start(&key, request.attempt, &request.worker_id)
@@ -86,11 +74,9 @@ pub struct FinishAnswer {
 /// A worker reports how a build ended; a ready one needs its artifact uploaded first.
 pub async fn post_build_finish(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(key): Path<String>,
     Json(report): Json<FinishReport>,
 ) -> Result<axum::Json<FinishAnswer>, ApiError> {
-    require_worker(&state, &headers)?;
     let promoted = state.builds.finish(&key, report).await?;
     Ok(axum::Json(FinishAnswer { promoted }))
 }
@@ -103,7 +89,6 @@ pub async fn put_artifact(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    require_worker(&state, &parts.headers)?;
     let header_text = |name: &str| {
         parts
             .headers
@@ -128,10 +113,8 @@ pub async fn put_artifact(
 /// Streams an artifact, one chunk from Postgres at a time.
 pub async fn get_artifact(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_worker(&state, &headers)?;
     let download = state.artifacts.download(&digest).await?;
     let mut response = Body::from_stream(download.chunks).into_response();
     describe(response.headers_mut(), &download.meta);

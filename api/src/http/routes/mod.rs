@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod triggers;
 
+use crate::http::admission;
 use crate::http::limits::{self, BodyLimit};
 use crate::http::state::AppState;
 use axum::Router;
@@ -18,14 +19,18 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, post};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
-use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::timeout::{RequestBodyDeadlineLayer, RequestBodyTimeoutLayer};
 
 /// Room for the JSON around a function's code or an event, beyond their own limits.
 const BODY_OVERHEAD_BYTES: usize = 64 * 1024;
 
-/// Every route of the management api, behind the bound on requests in flight (the health
-/// probes excepted: an overloaded api is still alive) and the body read timeout. The
-/// functions' routes are not here: they have an origin of their own ([`functions_router`]).
+/// Every route of the management api. Those with a key (all but the probes and the workers'
+/// routes) are behind `admission::require_key`, which checks the key from the headers and only
+/// then takes one of the `MAX_INFLIGHT` permits, before any body is read; the workers' routes
+/// are behind the worker token the same way. The health probes need neither key nor permit: an
+/// overloaded api is still alive. Every body is read within `BODY_READ_TIMEOUT_SECS` a piece
+/// and `REQUEST_TIMEOUT_SECS` in all. The functions' routes are not here: they have an origin
+/// of their own ([`functions_router`]).
 pub fn router(state: AppState) -> Router {
     // JSON escapes can make the body longer than the code it carries; a package is base64,
     // four bytes for three.
@@ -38,7 +43,6 @@ pub fn router(state: AppState) -> Router {
         source_body_max,
     };
     let event_body_max = state.limits.max_event_bytes + BODY_OVERHEAD_BYTES;
-    let inflight = Arc::new(Semaphore::new(state.limits.max_inflight));
     let functions = Router::new()
         .route(
             "/functions/",
@@ -56,7 +60,7 @@ pub fn router(state: AppState) -> Router {
             BodyLimit(function_body_max),
             limits::read_body,
         ))
-        // Outermost: the key is checked before a large body is read.
+        // Before the body is read: a large one only for a key that may save functions.
         .layer(from_fn_with_state(uploads, functions::admit_upload));
     let invocations = Router::new()
         .route("/execute/{name}", post(invoke::execute_function))
@@ -83,11 +87,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/namespaces/{name}", delete(namespaces::delete_namespace))
         .route("/whoami", get(keys::get_whoami));
-    Router::new()
+    let keyed = Router::new()
         .merge(functions)
         .merge(invocations)
         .merge(admin)
-        .merge(internal::router())
         .route("/metrics/", get(metrics::list_invocations))
         .route("/invocations/", get(invocations::list_invocations))
         .route("/invocations/{id}", get(invocations::get_invocation))
@@ -95,20 +98,25 @@ pub fn router(state: AppState) -> Router {
             "/invocations/{id}/retry",
             post(invocations::retry_invocation),
         )
-        .layer(from_fn_with_state(inflight, limits::limit_inflight))
+        // Outermost of these routes' own layers: nothing of the body is read before it.
+        .route_layer(from_fn_with_state(state.clone(), admission::require_key));
+    Router::new()
+        .merge(keyed)
+        .merge(internal::router(state.clone()))
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz))
+        .layer(RequestBodyDeadlineLayer::new(state.limits.request_timeout))
         .layer(RequestBodyTimeoutLayer::new(state.limits.body_read_timeout))
         .with_state(state)
 }
 
-/// The functions' own origin: any method on any path runs the function whose route matches,
-/// behind a bound on requests in flight of its own (`MAX_INFLIGHT` again), so that a flood of
-/// calls to public routes leaves the management api its permits, and the body read timeout.
+/// The functions' own origin: any method on any path runs the function whose route matches.
+/// The trigger admits its own requests (route, method, key, then one of its origin's
+/// `MAX_INFLIGHT` permits, its own so that a flood of calls to public routes leaves the
+/// management api its permits, then the body), read within the same time limits.
 pub fn functions_router(state: AppState) -> Router {
-    let inflight = Arc::new(Semaphore::new(state.limits.max_inflight));
-    triggers::router(state.limits.max_event_bytes)
-        .layer(from_fn_with_state(inflight, limits::limit_inflight))
+    triggers::router()
+        .layer(RequestBodyDeadlineLayer::new(state.limits.request_timeout))
         .layer(RequestBodyTimeoutLayer::new(state.limits.body_read_timeout))
         .with_state(state)
 }

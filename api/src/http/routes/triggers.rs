@@ -4,11 +4,14 @@
 //!
 //! The route is found in the in-memory route table and the function in the cache, so a call
 //! makes no query of its own. CORS preflights are answered here without calling the function,
-//! and without a key (browsers send none with them).
+//! and without a key (browsers send none with them). A call is let in from its headers alone
+//! (its route, its method, its key when the route wants one, then one of its origin's
+//! `MAX_INFLIGHT` permits) before its body is read, as `http::admission` lets in the other routes' requests.
 
 use super::invoke::{Detail, RouteFailure, called_response};
 use crate::domain::auth::{self, Principal, Scope};
 use crate::domain::http_trigger::{HttpAuth, RouteEntry, answer_from_result};
+use crate::http::admission::{self, answer_unread_parts};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::limits::{self, BodyLimit};
 use crate::http::state::AppState;
@@ -19,7 +22,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use common::ReplyStatus;
@@ -30,16 +32,12 @@ use uuid::Uuid;
 /// The header that names the call, so that its record can be found.
 const INVOCATION_ID_HEADER: HeaderName = HeaderName::from_static("x-faas-invocation-id");
 
-/// The trigger's routes: every method on every path of the functions' origin, with bodies up
-/// to the event limit.
-pub fn router(max_event_bytes: usize) -> Router<AppState> {
+/// The trigger's routes: every method on every path of the functions' origin. Each call admits
+/// itself ([`call_route`]): no layer reads a body before it.
+pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", any(call_route))
         .route("/{*path}", any(call_route))
-        .layer(from_fn_with_state(
-            BodyLimit(max_event_bytes),
-            limits::read_body,
-        ))
 }
 
 /// `{path}` of `/{path}` on the functions' origin.
@@ -80,7 +78,7 @@ pub struct RoutePath {
         (status = 404, description = "`route_not_found`: no function's route matches the path.", body = ErrorBody),
         (status = 405, description = "`method_not_allowed`: not one of the route's `http_methods` (see `Allow`).", body = ErrorBody,
             headers(("Allow" = String, description = "The methods the route answers."))),
-        (status = 408, description = "`body_timeout`: the body did not arrive within `BODY_READ_TIMEOUT_SECS`.", body = ErrorBody),
+        (status = 408, description = "`body_timeout`: the body did not arrive within `BODY_READ_TIMEOUT_SECS` a piece or `REQUEST_TIMEOUT_SECS` in all.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `MAX_EVENT_BYTES`.", body = ErrorBody),
         (status = 422, description = "`invalid_request`: the body could not be read.", body = ErrorBody),
         (status = 429, description = "`concurrency_limit`: the function or its namespace runs its `max_concurrency` calls. `queue_share`: the namespace's calls waiting for a reply hold its share of the job queues' bytes (`QUEUE_SHARE_BYTES`).", body = ErrorBody,
@@ -100,43 +98,59 @@ pub async fn call_route(State(state): State<AppState>, request: Request) -> Resp
     let call = match routed {
         Ok(Routed::Call(call)) => call,
         Ok(Routed::Preflight(preflight)) => {
-            return (StatusCode::NO_CONTENT, preflight).into_response();
+            return answer_unread_parts((StatusCode::NO_CONTENT, preflight), headers, body);
         }
-        Err(miss) => return ApiError::from(miss).into_response(),
+        Err(miss) => return answer_unread_parts(ApiError::from(miss), headers, body),
     };
-    // The body was read whole, within the limit, by `limits::read_body`.
-    let body = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
-    let mut answer = match serve(&state, &parts, body, &call, started).await {
-        Ok(answer) => answer,
-        Err(error) => error.into_response(),
-    };
+    let mut answer = admit_and_serve(&state, &parts, body, &call, started).await;
     if let Some(cors) = &call.entry.cors {
         cors.apply(headers, answer.headers_mut());
     }
     answer
 }
 
-/// Calls the route's function (once the route's methods and auth allow it) and maps its
-/// result to the answer.
+/// Lets the call in (the route's methods and auth, from the headers; then one of the
+/// `MAX_INFLIGHT` permits), and only then reads its body and serves it. A call refused is
+/// answered without its body read (`admission::answer_unread`).
+async fn admit_and_serve(
+    state: &AppState,
+    parts: &Parts,
+    body: Body,
+    routed: &RouteCall<'_>,
+    started: Instant,
+) -> Response {
+    let admitted = match routed.check_method(&parts.method) {
+        Ok(()) => authorize(state, &parts.headers, &routed.entry).await,
+        Err(miss) => Err(miss.into()),
+    };
+    let carries_platform_key = match admitted {
+        Ok(carries) => carries,
+        Err(error) => return answer_unread_parts(error, &parts.headers, body),
+    };
+    let _permit = match admission::take_permit(&state.functions_inflight) {
+        Ok(permit) => permit,
+        Err(error) => return answer_unread_parts(error, &parts.headers, body),
+    };
+    let limit = BodyLimit(state.limits.max_event_bytes);
+    let body = match limits::read_whole(body, limit, &parts.headers).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    serve(state, parts, body, routed, carries_platform_key, started)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Calls the route's function, once let in, and maps its result to the answer.
 async fn serve(
     state: &AppState,
     parts: &Parts,
     body: Bytes,
     routed: &RouteCall<'_>,
+    carries_platform_key: bool,
     started: Instant,
 ) -> Result<Response, ApiError> {
     let entry = &routed.entry;
-    routed.check_method(&parts.method)?;
-    let carries_platform_key = authorize(state, &parts.headers, entry).await?;
-    if body.len() > state.limits.max_event_bytes {
-        return Err(ApiError::TooLarge(format!(
-            "the request body is {} bytes, over the limit of {}",
-            body.len(),
-            state.limits.max_event_bytes
-        )));
-    }
     let invocation_id = Uuid::now_v7();
     let incoming = Incoming {
         method: &parts.method,
