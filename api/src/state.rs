@@ -90,7 +90,11 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
         Duration::from_secs(config.build_wait_secs),
     );
     let key_service = keys::Keys::new(db.clone(), invoker.clone(), key_cache.clone());
-    let namespaces = services::namespaces::Namespaces::new(db.clone(), key_service.clone());
+    let namespaces = services::namespaces::Namespaces::new(
+        db.clone(),
+        key_service.clone(),
+        function_service.clone(),
+    );
     let builds = services::builds::Builds::new(db.clone(), function_service.clone());
     let artifacts = services::builds::artifacts::Artifacts::new(
         db.clone(),

@@ -50,7 +50,7 @@ pub enum ErrorCode {
     NamespaceNotFound,
     /// 404: no such key (or one of another namespace).
     KeyNotFound,
-    /// 409: a name or route is taken, or the namespace still holds functions.
+    /// 409: a name or route is taken, or the namespace to delete is `default`.
     Conflict,
     /// 503: no worker of the runtime is consuming.
     NoWorker,
@@ -430,6 +430,7 @@ impl From<AcceptError> for ApiError {
             AcceptError::TooManyPending { namespace, limit } => {
                 ApiError::TooManyPending { namespace, limit }
             }
+            AcceptError::NamespaceGone(name) => ApiError::NamespaceNotFound(name),
             AcceptError::Broker(error) => ApiError::Broker(error),
             AcceptError::Database(error) => ApiError::Database(error),
         }

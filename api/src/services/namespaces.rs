@@ -1,8 +1,10 @@
 //! Namespaces (what admin keys manage): created with a checked name, runtimes and concurrency
-//! limit; deleted only when they hold no functions (never `default`), and then their keys,
-//! gone with them, are forgotten by every replica at once.
+//! limit; deleted (never `default`) with everything of theirs: functions, keys, records, async
+//! invocations and leases in one transaction, then the caches of every replica told, and the
+//! artifacts no other namespace uses deleted.
 
 use crate::domain::auth::DEFAULT_NAMESPACE;
+use crate::services::functions::Functions;
 use crate::services::keys::Keys;
 use crate::store::{self, DbError, Namespace, NamespaceChange};
 use common::Runtime;
@@ -43,7 +45,7 @@ pub enum NamespaceError {
     /// The input breaks a rule (422).
     #[error("{0}")]
     Invalid(String),
-    /// The name is taken, the namespace still holds functions, or it is `default` (409).
+    /// The name is taken, or it is `default` (409).
     #[error("{0}")]
     Conflict(String),
     #[error("namespace {0} not found")]
@@ -58,11 +60,17 @@ pub struct Namespaces {
     db: Pool,
     /// To forget a deleted namespace's keys.
     keys: Keys,
+    /// To tell every cache, route table and worker of a deleted namespace's functions.
+    functions: Functions,
 }
 
 impl Namespaces {
-    pub fn new(db: Pool, keys: Keys) -> Self {
-        Namespaces { db, keys }
+    pub fn new(db: Pool, keys: Keys, functions: Functions) -> Self {
+        Namespaces {
+            db,
+            keys,
+            functions,
+        }
     }
 
     /// Creates a namespace.
@@ -85,15 +93,31 @@ impl Namespaces {
         store::list_namespaces(&self.db).await
     }
 
-    /// Deletes namespace `name`, which must hold no functions, and with it its keys.
+    /// Deletes namespace `name` and everything of it (see `store::delete_namespace`). Async
+    /// jobs of it still in the queues find no row and are dropped; a call in flight records
+    /// nothing (its record names the deleted incarnation).
     pub async fn delete(&self, name: &str) -> Result<(), NamespaceError> {
         check_deletable(name)?;
-        store::delete_namespace(&self.db, name)
+        let deleted = store::delete_namespace(&self.db, name)
             .await
             .map_err(|change| refused(change, name))?;
         // Its keys went with it (ON DELETE CASCADE): no replica may trust them any more.
         self.keys.forget(None, Some(name)).await;
-        tracing::info!(namespace = %name, "namespace deleted");
+        for (id, function) in &deleted.functions {
+            self.functions
+                .announce(*id, name, None, Some(function))
+                .await;
+        }
+        match store::delete_unshared(&self.db, &deleted.build_keys, &deleted.digests).await {
+            Ok((builds, artifacts)) => {
+                tracing::info!(namespace = %name, builds, artifacts, "unshared builds and artifacts deleted")
+            }
+            // Named again by a save meanwhile: the retention pass collects what is left.
+            Err(error) => {
+                tracing::warn!(namespace = %name, %error, "unshared artifacts not deleted; the retention pass will")
+            }
+        }
+        tracing::info!(namespace = %name, functions = deleted.functions.len(), "namespace deleted");
         Ok(())
     }
 }
@@ -169,9 +193,6 @@ fn refused(change: NamespaceChange, name: &str) -> NamespaceError {
         NamespaceChange::Taken => {
             NamespaceError::Conflict(format!("namespace {name:?} already exists"))
         }
-        NamespaceChange::HoldsFunctions => NamespaceError::Conflict(format!(
-            "namespace {name:?} still holds functions; delete them first"
-        )),
         NamespaceChange::NotFound => NamespaceError::NotFound(name.to_owned()),
         NamespaceChange::Db(error) => NamespaceError::Database(error),
     }
@@ -244,7 +265,6 @@ mod tests {
         assert!(check_deletable("team").is_ok());
         let conflict = |change| matches!(refused(change, "t"), NamespaceError::Conflict(why) if why.contains("\"t\""));
         assert!(conflict(NamespaceChange::Taken));
-        assert!(conflict(NamespaceChange::HoldsFunctions));
         assert_eq!(
             refused(NamespaceChange::NotFound, "t").to_string(),
             "namespace t not found"

@@ -26,6 +26,9 @@ const IDEMPOTENCY_WINDOW: &str = "24 hours";
 pub struct NewAsync {
     pub id: Uuid,
     pub namespace: String,
+    /// The incarnation of `namespace` it is accepted into (its function's): nothing is stored
+    /// once that one is deleted, even if a namespace of the same name was made since.
+    pub namespace_uid: Uuid,
     pub function_id: i64,
     pub function_name: String,
     /// [`Mode::Async`] or [`Mode::Schedule`].
@@ -49,6 +52,8 @@ pub enum Inserted {
     KeyReused(Uuid),
     /// The namespace is at its limit of pending invocations: nothing was stored.
     TooManyPending,
+    /// The namespace (the incarnation the caller named) is gone: nothing was stored.
+    NamespaceGone,
 }
 
 /// Stores `new` as `accepting`, unless its idempotency key made an invocation within 24 h, or
@@ -113,7 +118,8 @@ async fn insert_async_in(
             "INSERT INTO async_invocations
                  (id, namespace, function_id, function_name, mode, status, event, idempotency_key,
                   chain_depth)
-             VALUES ($1, $2, $3, $4, $5, 'accepting', $6, $7, $8)
+             SELECT $1, $2, $3, $4, $5, 'accepting', $6, $7, $8
+             WHERE EXISTS (SELECT 1 FROM namespaces WHERE name = $2 AND uid = $9 FOR KEY SHARE)
              ON CONFLICT (namespace, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING id",
         )
@@ -130,11 +136,22 @@ async fn insert_async_in(
                 &new.event,
                 &new.idempotency_key,
                 &new.chain_depth,
+                &new.namespace_uid,
             ],
         )
         .await?;
     if row.is_some() {
         return Ok(Inserted::New(new.id));
+    }
+    let alive: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM namespaces WHERE name = $1 AND uid = $2)",
+            &[&new.namespace, &new.namespace_uid],
+        )
+        .await?
+        .try_get(0)?;
+    if !alive {
+        return Ok(Inserted::NamespaceGone);
     }
     // The same key was stored by a call side by side with this one; its row is committed (the
     // insert waited for it), and only a row older than the window loses its key.
@@ -530,7 +547,10 @@ pub async fn record_attempt(
     let destination = match &outcome.destination {
         Some(new) => match insert_async_in(&tx, new, false).await? {
             Inserted::New(id) => Some(id),
-            Inserted::Existing(_) | Inserted::KeyReused(_) | Inserted::TooManyPending => None,
+            Inserted::Existing(_)
+            | Inserted::KeyReused(_)
+            | Inserted::TooManyPending
+            | Inserted::NamespaceGone => None,
         },
         None => None,
     };
@@ -543,6 +563,7 @@ pub async fn record_attempt(
 pub struct ScheduledFunction {
     pub id: i64,
     pub namespace: String,
+    pub namespace_uid: Uuid,
     pub name: String,
     pub schedule: String,
     pub timezone: String,
@@ -553,8 +574,9 @@ pub async fn list_schedules(pool: &Pool) -> Result<Vec<ScheduledFunction>, DbErr
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
-            "SELECT id, namespace, name, schedule, schedule_timezone FROM functions
-             WHERE schedule IS NOT NULL",
+            "SELECT f.id, f.namespace, f.name, f.schedule, f.schedule_timezone, n.uid
+             FROM functions f JOIN namespaces n ON n.name = f.namespace
+             WHERE f.schedule IS NOT NULL",
         )
         .await?;
     let rows = client.query(&statement, &[]).await?;
@@ -566,6 +588,7 @@ pub async fn list_schedules(pool: &Pool) -> Result<Vec<ScheduledFunction>, DbErr
                 name: row.try_get(2)?,
                 schedule: row.try_get(3)?,
                 timezone: row.try_get(4)?,
+                namespace_uid: row.try_get(5)?,
             })
         })
         .collect()

@@ -369,18 +369,62 @@ pub async fn delete_unused_artifacts(pool: &Pool, grace: Duration) -> Result<(u6
         .await?;
     let artifacts = client
         .execute(
-            "WITH used AS (
-                 SELECT package_digest AS digest FROM functions
-                 UNION SELECT serving->'package'->>'digest' FROM functions
-                 UNION SELECT serving->'dependencies'->>'digest' FROM functions
-                 UNION SELECT digest FROM builds)
-             DELETE FROM artifacts a
-             WHERE a.created_at < now() - make_interval(secs => $1)
-               AND a.digest NOT IN (SELECT digest FROM used WHERE digest IS NOT NULL)",
+            &format!(
+                "WITH {USED_DIGESTS}
+                 DELETE FROM artifacts a
+                 WHERE a.created_at < now() - make_interval(secs => $1)
+                   AND a.digest NOT IN (SELECT digest FROM used WHERE digest IS NOT NULL)"
+            ),
             &[&grace],
         )
         .await?;
     Ok((builds, artifacts))
+}
+
+/// The artifacts something names (`used`): a function's package, a serving snapshot's
+/// package or dependencies, a build's output.
+const USED_DIGESTS: &str = "used AS (
+    SELECT package_digest AS digest FROM functions
+    UNION SELECT serving->'package'->>'digest' FROM functions
+    UNION SELECT serving->'dependencies'->>'digest' FROM functions
+    UNION SELECT digest FROM builds)";
+
+/// Deletes, at once rather than after a grace, builds `keys` that no function names any more
+/// and artifacts `digests` (with those builds' outputs) that nothing names: what a deleted
+/// namespace's functions alone used. A save elsewhere that names one of them meanwhile makes
+/// the delete fail on its foreign key (the retention pass collects the rest later). Returns
+/// how many builds and artifacts went.
+pub async fn delete_unshared(
+    pool: &Pool,
+    keys: &[String],
+    digests: &[String],
+) -> Result<(u64, u64), DbError> {
+    let client = pool.get().await?;
+    let gone = client
+        .query(
+            "DELETE FROM builds b
+             WHERE b.key = ANY($1)
+               AND NOT EXISTS (SELECT 1 FROM functions f WHERE f.build_key = b.key)
+             RETURNING b.digest",
+            &[&keys],
+        )
+        .await?;
+    let mut candidates = digests.to_vec();
+    for row in &gone {
+        candidates.extend(row.try_get::<_, Option<String>>(0)?);
+    }
+    let artifacts = client
+        .execute(
+            &format!(
+                "WITH {USED_DIGESTS}
+                 DELETE FROM artifacts a
+                 WHERE a.digest = ANY($1)
+                   AND a.digest NOT IN (SELECT digest FROM used WHERE digest IS NOT NULL)"
+            ),
+            &[&candidates],
+        )
+        .await?;
+    Ok((gone.len() as u64, artifacts))
 }
 
 /// An artifact's stored description.

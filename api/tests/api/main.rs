@@ -17,6 +17,7 @@ mod lambda_compat;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod namespace_deletion;
 mod packages;
 mod queues;
 mod records;

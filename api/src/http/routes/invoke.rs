@@ -431,6 +431,7 @@ fn new_async(
     store::NewAsync {
         id: Uuid::now_v7(),
         namespace: function.namespace.clone(),
+        namespace_uid: function.namespace_uid,
         function_id: function.id,
         function_name: function.name.clone(),
         mode: Mode::Async,

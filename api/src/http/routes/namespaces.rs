@@ -1,5 +1,6 @@
 //! Namespaces (admin keys only): `POST /namespaces/`, `GET /namespaces/`,
-//! `DELETE /namespaces/{name}` (refused while it holds functions; its keys go with it).
+//! `DELETE /namespaces/{name}` (with everything of it: functions, keys, records, async
+//! invocations, leases, unshared artifacts).
 
 use crate::domain::auth::{Principal, Scope};
 use crate::http::bodies::Message;
@@ -58,7 +59,9 @@ pub async fn list_namespaces(
     Ok(axum::Json(state.namespaces.list().await?))
 }
 
-/// Deletes a namespace that holds no functions, and its keys with it (`admin` scope).
+/// Deletes a namespace and everything of it: functions, keys, invocation records, async
+/// invocations (their queued jobs then do nothing), leases, and the artifacts no other
+/// namespace uses (`admin` scope). A namespace made again with the name starts empty.
 #[utoipa::path(
     delete,
     path = "/namespaces/{name}",
@@ -66,9 +69,9 @@ pub async fn list_namespaces(
     summary = "Delete a namespace",
     params(("name" = String, Path, description = "The namespace.", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", example = "team-a")),
     responses(
-        (status = 200, description = "Deleted, with its keys.", body = Message, example = json!({"message": "Namespace deleted"})),
+        (status = 200, description = "Deleted, with its functions, keys, records and async invocations.", body = Message, example = json!({"message": "Namespace deleted"})),
         (status = 404, description = "`namespace_not_found`.", body = ErrorBody),
-        (status = 409, description = "`conflict`: it still holds functions, or it is `default`.", body = ErrorBody),
+        (status = 409, description = "`conflict`: it is `default`.", body = ErrorBody),
         (status = 422, description = "`invalid_request`: the name holds a NUL.", body = ErrorBody),
         crate::http::responses::KeyErrors,
         crate::http::responses::Unavailable,

@@ -93,6 +93,9 @@ pub enum AcceptError {
     /// The namespace has `limit` async invocations not yet finished (`MAX_PENDING_ASYNC`).
     #[error("namespace {namespace} has MAX_PENDING_ASYNC ({limit}) invocations pending")]
     TooManyPending { namespace: String, limit: i64 },
+    /// The function's namespace was deleted meanwhile.
+    #[error("namespace {0} not found")]
+    NamespaceGone(String),
     #[error(transparent)]
     Broker(#[from] BrokerError),
     #[error("the database is unavailable")]
@@ -125,6 +128,7 @@ pub async fn accept(
             namespace: new.namespace,
             limit,
         }),
+        Inserted::NamespaceGone => Err(AcceptError::NamespaceGone(new.namespace)),
         Inserted::New(invocation_id) => {
             if let Err(error) = publish_attempt(state, invocation_id, 1).await {
                 if let Err(db_error) = store::forget_unpublished(&state.db, invocation_id).await {

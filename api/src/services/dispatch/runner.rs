@@ -351,6 +351,7 @@ impl<B: AttemptBackend> Runner<B> {
                     Ok(target) => Some(NewAsync {
                         id: Uuid::now_v7(),
                         namespace: row.namespace.clone(),
+                        namespace_uid: target.namespace_uid,
                         function_id: target.id,
                         function_name: target.name.clone(),
                         mode: Mode::Async,

@@ -143,6 +143,7 @@ impl FakeBackend {
             allowed_runtimes: allowed_runtimes.to_vec(),
             max_concurrency: None,
             created_at: chrono::Utc::now(),
+            uid: Uuid::nil(),
         };
         self.state().namespaces.insert(name.to_owned(), namespace);
     }
