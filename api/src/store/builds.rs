@@ -315,40 +315,44 @@ pub async fn ready_build_size(pool: &Pool, key: &str) -> Result<Option<i64>, DbE
     })
 }
 
-/// Stores a deployment package's artifact, chunk by chunk; one already stored (the same
-/// files) is kept.
-pub async fn store_package(
-    pool: &Pool,
+/// Stores a deployment package's artifact, chunk by chunk, in the saving transaction `tx`
+/// (so that a save refused later keeps nothing); one already stored (the same files) is kept,
+/// its unused-artifact grace started over. A concurrent save of the same files waits on the
+/// artifact's key until this one commits or rolls back.
+pub async fn store_package_in(
+    tx: &deadpool_postgres::Transaction<'_>,
     package: &crate::domain::package::Package,
 ) -> Result<(), DbError> {
-    // Stored already: named again, its unused-artifact grace starts over.
-    let renewed = pool
-        .get()
-        .await?
-        .execute(
+    let chunks: Vec<&[u8]> = package.archive.chunks(CHUNK_BYTES).collect();
+    let inserted = tx
+        .query_opt(
+            "INSERT INTO artifacts (digest, content_sha256, size_bytes, unpacked_bytes, chunks)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (digest) DO NOTHING RETURNING digest",
+            &[
+                &package.digest,
+                &package.content_sha256,
+                &(package.archive.len() as i64),
+                &(package.unpacked_bytes as i64),
+                &(chunks.len() as i32),
+            ],
+        )
+        .await?;
+    if inserted.is_none() {
+        tx.execute(
             "UPDATE artifacts SET created_at = now() WHERE digest = $1",
             &[&package.digest],
         )
         .await?;
-    if renewed > 0 {
         return Ok(());
     }
-    let mut writer = match ArtifactWriter::begin(pool, &package.digest).await {
-        Ok(writer) => writer,
-        // A concurrent save of the same files stored it.
-        Err(error) if error.is_unique_violation() => return Ok(()),
-        Err(error) => return Err(error),
-    };
-    for chunk in package.archive.chunks(CHUNK_BYTES) {
-        writer.write_chunk(chunk).await?;
+    let statement = tx
+        .prepare_cached("INSERT INTO artifact_chunks (digest, seq, data) VALUES ($1, $2, $3)")
+        .await?;
+    for (seq, chunk) in chunks.into_iter().enumerate() {
+        tx.execute(&statement, &[&package.digest, &(seq as i32), &chunk])
+            .await?;
     }
-    writer
-        .finish(
-            &package.content_sha256,
-            package.archive.len() as i64,
-            package.unpacked_bytes as i64,
-        )
-        .await
+    Ok(())
 }
 
 /// Deletes the finished builds no function names, then the artifacts nothing names (no

@@ -2,9 +2,10 @@
 //! transaction with the build its dependencies need.
 
 use super::DbError;
-use super::builds::{BuildStatus, Requested, request_build};
+use super::builds::{BuildStatus, Requested, request_build, store_package_in};
 use super::functions::{FUNCTION_COLUMNS, Function, JOINS, PackageInfo};
 use crate::domain::http_trigger::{Cors, HttpAuth, RoutePattern};
+use crate::domain::package::Package;
 use common::{Language, Runtime};
 use deadpool_postgres::Pool;
 use std::collections::BTreeMap;
@@ -199,14 +200,20 @@ async fn check_route_is_free(
 /// namespaces' (an arbitrary constant: "faas" and "routes" in ASCII).
 const ROUTES_LOCK: i64 = 0x6661_6173_726f_7574;
 
-/// Creates a function in `namespace`, with the build its dependencies need.
+/// Creates a function in `namespace`, with the build its dependencies need and its package's
+/// artifact, all in one transaction.
 pub async fn insert_function(
     pool: &Pool,
     namespace: &str,
     fields: &FunctionFields,
+    package: Option<&Package>,
 ) -> Result<Saved, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // First, before any lock is taken: a large package takes a while to write.
+    if let Some(package) = package {
+        store_package_in(&tx, package).await?;
+    }
     check_route_is_free(&tx, namespace, &fields.route).await?;
     let build = request_fields_build(&tx, fields).await?;
     // $1 is the namespace, the fields follow.
@@ -241,9 +248,13 @@ pub async fn update_function(
     namespace: &str,
     id: i64,
     fields: &FunctionFields,
+    package: Option<&Package>,
 ) -> Result<Option<Saved>, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    if let Some(package) = package {
+        store_package_in(&tx, package).await?;
+    }
     let old = tx
         .query_opt(
             &format!(

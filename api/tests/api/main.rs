@@ -20,6 +20,7 @@ mod metrics;
 mod namespace_deletion;
 mod packages;
 mod queues;
+mod quotas;
 mod records;
 mod restarts;
 mod support;

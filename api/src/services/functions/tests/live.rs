@@ -50,12 +50,13 @@ async fn every_store_call_reaches_the_pool() {
         live.get_function_by_name(NAMESPACE, "hello").await
     ));
     assert!(is_pool_error(live.ready_build_size("key").await));
-    assert!(is_pool_error(live.store_package(&package).await));
     assert!(is_pool_error(
-        live.insert_function(NAMESPACE, &fields).await
+        live.insert_function(NAMESPACE, &fields, Some(&package))
+            .await
     ));
     assert!(is_pool_error(
-        live.update_function(NAMESPACE, 1, &fields).await
+        live.update_function(NAMESPACE, 1, &fields, Some(&package))
+            .await
     ));
     assert!(is_pool_error(live.delete_function(NAMESPACE, 1).await));
     let attempt = uuid::Uuid::from_u128(1);
