@@ -7,6 +7,7 @@
 
 use crate::broker::BrokerError;
 use crate::domain::auth::{AuthError, MissingScope};
+use crate::domain::quota::{Quota, QuotaExceeded};
 use crate::services::builds::BuildError;
 use crate::services::builds::artifacts::ArtifactError;
 use crate::services::dispatch::AcceptError;
@@ -64,9 +65,17 @@ pub enum ErrorCode {
     Overloaded,
     /// 429 with `Retry-After`: the function or its namespace runs its `max_concurrency`.
     ConcurrencyLimit,
-    /// 429 with `Retry-After`: the namespace has `MAX_PENDING_ASYNC` async invocations not
-    /// yet finished.
-    TooManyPending,
+    /// 429: the namespace holds its `quotas.functions` functions.
+    QuotaFunctions,
+    /// 429: the namespace holds its `quotas.keys` live keys.
+    QuotaKeys,
+    /// 429 with `Retry-After`: the namespace has its `quotas.pending_async` (at most
+    /// `MAX_PENDING_ASYNC`) async invocations waiting or running.
+    QuotaPendingAsync,
+    /// 413: the save would pass the namespace's `quotas.artifact_bytes` of stored artifacts.
+    QuotaArtifactBytes,
+    /// 413: the namespace's async results and logs are at its `quotas.result_bytes`.
+    QuotaResultBytes,
     /// 409: the `Idempotency-Key` names an invocation of another function or event.
     IdempotencyKeyReused,
     /// 408: the request body did not arrive in time.
@@ -96,7 +105,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Every code, in the order the document lists them.
     #[cfg(test)]
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 36] = [
         ErrorCode::InvalidRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -116,7 +125,11 @@ impl ErrorCode {
         ErrorCode::DatabaseUnavailable,
         ErrorCode::Overloaded,
         ErrorCode::ConcurrencyLimit,
-        ErrorCode::TooManyPending,
+        ErrorCode::QuotaFunctions,
+        ErrorCode::QuotaKeys,
+        ErrorCode::QuotaPendingAsync,
+        ErrorCode::QuotaArtifactBytes,
+        ErrorCode::QuotaResultBytes,
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::BodyTimeout,
         ErrorCode::FunctionError,
@@ -153,7 +166,11 @@ impl ErrorCode {
             ErrorCode::DatabaseUnavailable => "database_unavailable",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::ConcurrencyLimit => "concurrency_limit",
-            ErrorCode::TooManyPending => "too_many_pending",
+            ErrorCode::QuotaFunctions => "quota_functions",
+            ErrorCode::QuotaKeys => "quota_keys",
+            ErrorCode::QuotaPendingAsync => "quota_pending_async",
+            ErrorCode::QuotaArtifactBytes => "quota_artifact_bytes",
+            ErrorCode::QuotaResultBytes => "quota_result_bytes",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::BodyTimeout => "body_timeout",
             ErrorCode::FunctionError => "function_error",
@@ -229,11 +246,9 @@ pub enum ApiError {
     /// allows; `subject` says which ("function f", "namespace n").
     #[error("{subject} already runs its limit of {limit} concurrent calls")]
     ConcurrencyLimit { subject: String, limit: i32 },
-    /// The namespace has `limit` async invocations not yet finished (`MAX_PENDING_ASYNC`).
-    #[error(
-        "namespace {namespace} has {limit} async invocations waiting or running (MAX_PENDING_ASYNC); try again when some have finished"
-    )]
-    TooManyPending { namespace: String, limit: i64 },
+    /// A namespace quota refuses what the request would add: 429 for a count, 413 for bytes.
+    #[error(transparent)]
+    Quota(#[from] QuotaExceeded),
     /// The `Idempotency-Key` was used within 24 h for another call.
     #[error(
         "the Idempotency-Key was used within 24 hours for invocation {0}, of another function or with another event; use a new key for a new call"
@@ -274,9 +289,9 @@ impl ApiError {
             ApiError::NotAWorker => StatusCode::UNAUTHORIZED,
             ApiError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Database(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::ConcurrencyLimit { .. } | ApiError::TooManyPending { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::ConcurrencyLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Quota(exceeded) if exceeded.quota.is_bytes() => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
@@ -309,7 +324,13 @@ impl ApiError {
             ApiError::Database(_) => ErrorCode::DatabaseUnavailable,
             ApiError::Overloaded(_) => ErrorCode::Overloaded,
             ApiError::ConcurrencyLimit { .. } => ErrorCode::ConcurrencyLimit,
-            ApiError::TooManyPending { .. } => ErrorCode::TooManyPending,
+            ApiError::Quota(exceeded) => match exceeded.quota {
+                Quota::Functions => ErrorCode::QuotaFunctions,
+                Quota::Keys => ErrorCode::QuotaKeys,
+                Quota::PendingAsync => ErrorCode::QuotaPendingAsync,
+                Quota::ArtifactBytes => ErrorCode::QuotaArtifactBytes,
+                Quota::ResultBytes => ErrorCode::QuotaResultBytes,
+            },
             ApiError::IdempotencyKeyReused(_) => ErrorCode::IdempotencyKeyReused,
             ApiError::BodyTimeout => ErrorCode::BodyTimeout,
         }
@@ -328,7 +349,10 @@ impl ApiError {
             | ApiError::Broker(BrokerError::Overloaded(_))
             | ApiError::ConcurrencyLimit { .. } => Some(1),
             // Pending invocations finish at their functions' pace, not within a second.
-            ApiError::TooManyPending { .. } => Some(10),
+            ApiError::Quota(QuotaExceeded {
+                quota: Quota::PendingAsync,
+                ..
+            }) => Some(10),
             _ => None,
         }
     }
@@ -370,6 +394,7 @@ impl From<KeyChangeError> for ApiError {
             KeyChangeError::Forbidden(why) => ApiError::Forbidden(why),
             KeyChangeError::NamespaceNotFound(name) => ApiError::NamespaceNotFound(name),
             KeyChangeError::KeyNotFound(id) => ApiError::KeyNotFound(id),
+            KeyChangeError::Quota(exceeded) => ApiError::Quota(exceeded),
             KeyChangeError::Database(error) => ApiError::Database(error),
         }
     }
@@ -427,9 +452,7 @@ impl From<AcceptError> for ApiError {
     fn from(error: AcceptError) -> Self {
         match error {
             AcceptError::KeyReused(id) => ApiError::IdempotencyKeyReused(id),
-            AcceptError::TooManyPending { namespace, limit } => {
-                ApiError::TooManyPending { namespace, limit }
-            }
+            AcceptError::Quota(exceeded) => ApiError::Quota(exceeded),
             AcceptError::NamespaceGone(name) => ApiError::NamespaceNotFound(name),
             AcceptError::Broker(error) => ApiError::Broker(error),
             AcceptError::Database(error) => ApiError::Database(error),
@@ -446,6 +469,7 @@ impl From<SaveError> for ApiError {
             SaveError::Conflict(why) => ApiError::Conflict(why),
             SaveError::FunctionNotFound(id) => ApiError::FunctionNotFound(id.to_string()),
             SaveError::NamespaceNotFound(name) => ApiError::NamespaceNotFound(name),
+            SaveError::Quota(exceeded) => ApiError::Quota(exceeded),
             SaveError::Database(error) => ApiError::Database(error),
         }
     }
@@ -589,10 +613,36 @@ mod tests {
                 subject: String::new(),
                 limit: 1,
             },
-            ApiError::TooManyPending {
-                namespace: String::new(),
+            ApiError::Quota(QuotaExceeded {
+                quota: Quota::Functions,
                 limit: 1,
-            },
+                used: 1,
+                adding: 1,
+            }),
+            ApiError::Quota(QuotaExceeded {
+                quota: Quota::Keys,
+                limit: 1,
+                used: 1,
+                adding: 1,
+            }),
+            ApiError::Quota(QuotaExceeded {
+                quota: Quota::PendingAsync,
+                limit: 1,
+                used: 1,
+                adding: 1,
+            }),
+            ApiError::Quota(QuotaExceeded {
+                quota: Quota::ArtifactBytes,
+                limit: 1,
+                used: 1,
+                adding: 1,
+            }),
+            ApiError::Quota(QuotaExceeded {
+                quota: Quota::ResultBytes,
+                limit: 1,
+                used: 1,
+                adding: 1,
+            }),
             ApiError::IdempotencyKeyReused(uuid::Uuid::nil()),
             ApiError::BodyTimeout,
             ApiError::NotRunnable(NotRunnable::Building(String::new())),
@@ -628,7 +678,7 @@ mod tests {
                 | ApiError::Database(_)
                 | ApiError::Overloaded(_)
                 | ApiError::ConcurrencyLimit { .. }
-                | ApiError::TooManyPending { .. }
+                | ApiError::Quota(_)
                 | ApiError::IdempotencyKeyReused(_)
                 | ApiError::BodyTimeout
                 | ApiError::NotRunnable(

@@ -4,12 +4,13 @@
 //! artifacts no other namespace uses deleted.
 
 use crate::domain::auth::DEFAULT_NAMESPACE;
+use crate::domain::quota::{Limits, QuotaDefaults, Quotas, QuotasPatch};
 use crate::services::functions::Functions;
 use crate::services::keys::Keys;
 use crate::store::{self, DbError, Namespace, NamespaceChange};
 use common::Runtime;
 use deadpool_postgres::Pool;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 const MAX_CONCURRENCY_RANGE: std::ops::RangeInclusive<i64> = 1..=100_000;
 
@@ -37,6 +38,37 @@ pub struct NamespaceInput {
     )]
     #[schema(minimum = 1, maximum = 100000)]
     max_concurrency: Option<i64>,
+    /// Its own quotas; absent or null: the platform's defaults.
+    #[serde(default)]
+    quotas: Option<QuotasPatch>,
+}
+
+/// The body of `PATCH /namespaces/{name}`: JSON merge semantics, an absent field unchanged.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(examples(json!({"quotas": {"functions": 10, "result_bytes": null}})))]
+pub struct NamespacePatch {
+    /// Quotas to change: a number sets one, null goes back to the platform's default.
+    #[serde(default)]
+    quotas: Option<QuotasPatch>,
+}
+
+/// A namespace as the API shows it: as stored, and the quotas in force.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(examples(json!({
+    "name": "team-a", "allowed_runtimes": ["gvisor"], "max_concurrency": 50,
+    "created_at": "2026-11-27T16:00:00Z",
+    "quotas": {"functions": 50, "keys": null, "pending_async": null, "artifact_bytes": null,
+               "result_bytes": null},
+    "quotas_in_force": {"functions": 50, "keys": 100, "pending_async": 10000,
+                        "artifact_bytes": 10737418240_i64, "result_bytes": 5368709120_i64}
+})))]
+pub struct NamespaceView {
+    #[serde(flatten)]
+    pub namespace: Namespace,
+    /// Each quota in force: its own, else the platform's (`pending_async` never above
+    /// `MAX_PENDING_ASYNC`).
+    pub quotas_in_force: Limits,
 }
 
 /// Why a namespace was not created or deleted.
@@ -62,35 +94,65 @@ pub struct Namespaces {
     keys: Keys,
     /// To tell every cache, route table and worker of a deleted namespace's functions.
     functions: Functions,
+    /// The platform's quotas (settings), for namespaces that set none.
+    defaults: QuotaDefaults,
 }
 
 impl Namespaces {
-    pub fn new(db: Pool, keys: Keys, functions: Functions) -> Self {
+    pub fn new(db: Pool, keys: Keys, functions: Functions, defaults: QuotaDefaults) -> Self {
         Namespaces {
             db,
             keys,
             functions,
+            defaults,
         }
     }
 
     /// Creates a namespace.
-    pub async fn create(&self, input: NamespaceInput) -> Result<Namespace, NamespaceError> {
+    pub async fn create(&self, input: NamespaceInput) -> Result<NamespaceView, NamespaceError> {
         let checked = check_new_namespace(input)?;
         let namespace = store::insert_namespace(
             &self.db,
             &checked.name,
             &checked.allowed_runtimes,
             checked.max_concurrency,
+            &checked.quotas,
         )
         .await
         .map_err(|change| refused(change, &checked.name))?;
         tracing::info!(namespace = %namespace.name, "namespace created");
-        Ok(namespace)
+        Ok(self.view(namespace))
+    }
+
+    /// Changes namespace `name`'s quotas.
+    pub async fn update(
+        &self,
+        name: &str,
+        patch: NamespacePatch,
+    ) -> Result<NamespaceView, NamespaceError> {
+        let patch = patch.quotas.unwrap_or_default();
+        Quotas::default()
+            .merged(&patch)
+            .check()
+            .map_err(NamespaceError::Invalid)?;
+        let namespace = store::update_quotas(&self.db, name, &patch)
+            .await
+            .map_err(|change| refused(change, name))?;
+        tracing::info!(namespace = %name, quotas = ?namespace.quotas, "namespace quotas changed");
+        Ok(self.view(namespace))
     }
 
     /// Every namespace.
-    pub async fn list(&self) -> Result<Vec<Namespace>, DbError> {
-        store::list_namespaces(&self.db).await
+    pub async fn list(&self) -> Result<Vec<NamespaceView>, DbError> {
+        let namespaces = store::list_namespaces(&self.db).await?;
+        Ok(namespaces.into_iter().map(|n| self.view(n)).collect())
+    }
+
+    fn view(&self, namespace: Namespace) -> NamespaceView {
+        NamespaceView {
+            quotas_in_force: namespace.quotas.in_force(&self.defaults),
+            namespace,
+        }
     }
 
     /// Deletes namespace `name` and everything of it (see `store::delete_namespace`). Async
@@ -128,6 +190,7 @@ struct CheckedNamespace {
     name: String,
     allowed_runtimes: Vec<Runtime>,
     max_concurrency: Option<i32>,
+    quotas: Quotas,
 }
 
 /// The input checked (name, runtimes, limit, in that order); absent runtimes are all of them.
@@ -157,7 +220,10 @@ fn check_new_namespace(input: NamespaceInput) -> Result<CheckedNamespace, Namesp
             MAX_CONCURRENCY_RANGE.end()
         )));
     }
+    let quotas = Quotas::default().merged(&input.quotas.unwrap_or_default());
+    quotas.check().map_err(NamespaceError::Invalid)?;
     Ok(CheckedNamespace {
+        quotas,
         name: input.name,
         allowed_runtimes: runtimes,
         // Within MAX_CONCURRENCY_RANGE: it fits.
@@ -207,6 +273,7 @@ mod tests {
             name: name.into(),
             allowed_runtimes: runtimes.map(<[Runtime]>::to_vec),
             max_concurrency: limit,
+            quotas: None,
         }
     }
 
@@ -236,6 +303,7 @@ mod tests {
                 name: "team".into(),
                 allowed_runtimes: vec![Runtime::Docker, Runtime::Gvisor],
                 max_concurrency: Some(100_000),
+                quotas: Quotas::default(),
             }
         );
     }
@@ -247,6 +315,13 @@ mod tests {
             input("team", Some(&[]), None),
             input("team", None, Some(0)),
             input("team", None, Some(100_001)),
+            NamespaceInput {
+                quotas: Some(QuotasPatch {
+                    keys: Some(Some(-1)),
+                    ..QuotasPatch::default()
+                }),
+                ..input("team", None, None)
+            },
         ] {
             let why = format!("{bad:?}");
             assert!(

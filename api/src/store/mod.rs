@@ -1,6 +1,6 @@
 //! Postgres: the connection pool, the schema migrations, and every query the api makes, one
 //! module per table (functions, dependency builds and artifacts, invocation records, leases,
-//! namespaces, keys).
+//! namespaces, keys, the quotas the async tables count against).
 
 mod async_invocations;
 mod builds;
@@ -12,6 +12,7 @@ mod invocations;
 mod keys;
 mod leases;
 mod namespaces;
+mod quotas;
 
 pub use async_invocations::*;
 pub use builds::*;
@@ -23,6 +24,7 @@ pub use invocations::*;
 pub use keys::*;
 pub use leases::*;
 pub use namespaces::*;
+pub use quotas::{AcceptQuotas, Counted};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::time::Duration;

@@ -2,8 +2,9 @@
 //! (functions, keys, pending async calls, artifact bytes, result bytes), set small by an admin
 //! with `PATCH /namespaces/{name}`, refuses with its own code.
 
-use crate::support::TestApp;
+use crate::support::{Caller, TestApp};
 use base64::Engine as _;
+use common::Runtime;
 use serde_json::{Value, json};
 use std::io::Write;
 
@@ -79,5 +80,196 @@ async fn a_refused_save_stores_no_artifact() {
     let after = artifacts(&app).await;
     assert_eq!(after.0, 2);
     assert!(after.1 > before.1 + 2_000_000, "{after:?}");
+    app.stop().await;
+}
+
+/// Polls invocation `id` as `caller` until its status is `status`; panics after 30 s.
+async fn wait_for_status(caller: &Caller, id: &str, status: &str) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (code, body) = caller.get(&format!("/invocations/{id}")).await;
+        if code == 200 && body["status"] == status {
+            return body;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "invocation {id} not {status}: {code} {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Asserts that `answer` is a refusal with status `status` and code `code`, whose detail names
+/// the limit.
+fn refused(answer: (u16, Value), status: u16, code: &str, limit: i64) {
+    let (got, body) = answer;
+    assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("limit {limit}")) && detail.contains("in use"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn each_quota_set_by_an_admin_refuses_with_its_code() {
+    let app = TestApp::with_workers(&[Runtime::Docker]).await;
+    let key = app
+        .namespace_with_key("tight", &["manage", "invoke", "read"])
+        .await;
+    let tenant = app.caller(Some(&key));
+
+    // Bad patches change nothing; only an admin may patch.
+    for bad in [
+        json!({"quotas": {"keys": -1}}),
+        json!({"quotas": {"keys": 1.5}}),
+        json!({"quotas": {"key": 1}}),
+        json!({"name": "other"}),
+    ] {
+        let (status, body) = app.patch("/namespaces/tight", &bad).await;
+        assert_eq!(status, 422, "{bad}: {body}");
+    }
+    let (status, _) = tenant
+        .patch("/namespaces/tight", &json!({"quotas": {"keys": 5}}))
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = app
+        .patch("/namespaces/never-was", &json!({"quotas": {"keys": 5}}))
+        .await;
+    assert_eq!(status, 404);
+
+    let quotas = json!({"functions": 2, "keys": 2, "pending_async": 1,
+                        "artifact_bytes": 1_000_000, "result_bytes": 100});
+    let (status, body) = app
+        .patch("/namespaces/tight", &json!({ "quotas": quotas }))
+        .await;
+    assert_eq!((status, &body["quotas"]), (200, &quotas), "{body}");
+    assert_eq!(body["quotas_in_force"], quotas, "{body}");
+    let (_, listed) = app.get("/namespaces/").await;
+    let tight = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "tight")
+        .unwrap();
+    assert_eq!(tight["quotas"], quotas);
+    let default = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "default")
+        .unwrap();
+    assert_eq!(default["quotas"]["functions"], Value::Null);
+    assert_eq!(default["quotas_in_force"]["functions"], 1000);
+    assert_eq!(default["quotas_in_force"]["pending_async"], 10_000);
+
+    // keys: one made with the namespace, a second, then the third is refused.
+    let minted = json!({"namespace": "tight", "scopes": ["read"]});
+    assert_eq!(app.post("/keys/", &minted).await.0, 201);
+    refused(app.post("/keys/", &minted).await, 429, "quota_keys", 2);
+
+    // artifact_bytes: a 2 MB package is over 1 MB; functions: the third is refused.
+    let mut slow = crate::support::python(
+        "slow",
+        "import time\ndef handler(event, context):\n    time.sleep(2)\n    return 'x' * 1000",
+    );
+    slow["route"] = json!("/tight-slow");
+    slow["max_retries"] = json!(0);
+    assert_eq!(tenant.post("/functions/", &slow).await.0, 201);
+    let before = artifacts(&app).await;
+    let big = package("def handler(event, context):\n    return 1\n", 2_000_000);
+    refused(
+        tenant.post("/functions/", &packaged("big", &big)).await,
+        413,
+        "quota_artifact_bytes",
+        1_000_000,
+    );
+    assert_eq!(
+        artifacts(&app).await,
+        before,
+        "the refused package is not kept"
+    );
+    let small = package("def handler(event, context):\n    return 1\n", 0);
+    assert_eq!(
+        tenant
+            .post("/functions/", &packaged("small", &small))
+            .await
+            .0,
+        201
+    );
+    let mut third = crate::support::python("third", "def handler(event, context):\n    return 3");
+    third["route"] = json!("/tight-third");
+    refused(
+        tenant.post("/functions/", &third).await,
+        429,
+        "quota_functions",
+        2,
+    );
+
+    // pending_async: one running, the next refused (with Retry-After).
+    let (status, first) = tenant
+        .post("/execute_async/slow", &json!({"event": {}}))
+        .await;
+    assert_eq!(status, 202, "{first}");
+    let response = tenant
+        .client
+        .post(format!("{}/execute_async/slow", app.base_url))
+        .json(&json!({"event": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned()),
+        Some("10".to_owned())
+    );
+    refused(
+        crate::support::read(response).await,
+        429,
+        "quota_pending_async",
+        1,
+    );
+
+    // result_bytes: the running call's 1000-byte result is over 100: stored as a marker, and
+    // then new calls are refused until the quota is raised.
+    let id = first["invocation_id"].as_str().unwrap();
+    let done = wait_for_status(&tenant, id, "succeeded").await;
+    assert_eq!(done["result"], Value::Null, "{done}");
+    assert_eq!(done["error"]["kind"], "ResultDropped", "{done}");
+    assert!(
+        done["logs"]
+            .as_str()
+            .is_some_and(|logs| logs.contains("quota result_bytes")),
+        "{done}"
+    );
+    refused(
+        tenant
+            .post("/execute_async/slow", &json!({"event": {}}))
+            .await,
+        413,
+        "quota_result_bytes",
+        100,
+    );
+    // Back to the platform's default (null): accepted again.
+    let (status, body) = app
+        .patch(
+            "/namespaces/tight",
+            &json!({"quotas": {"result_bytes": null}}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["quotas"]["result_bytes"]),
+        (200, &Value::Null)
+    );
+    assert_eq!(body["quotas"]["keys"], 2, "absent fields are unchanged");
+    assert_eq!(
+        tenant
+            .post("/execute_async/slow", &json!({"event": {}}))
+            .await
+            .0,
+        202
+    );
     app.stop().await;
 }

@@ -6,6 +6,7 @@
 
 use crate::broker::{BrokerError, Invoker};
 use crate::domain::package::Package;
+use crate::domain::quota::QuotaDefaults;
 use crate::services::route_table::RouteTable;
 use crate::store::{self, DbError, Function, FunctionFields, Namespace, Saved};
 use common::{BuildJob, FunctionEvent};
@@ -97,6 +98,8 @@ pub struct LiveBackend {
     pub db: Pool,
     pub invoker: Arc<Invoker>,
     pub routes: Arc<RouteTable>,
+    /// The platform's quotas, for namespaces that set none.
+    pub quotas: QuotaDefaults,
 }
 
 impl FunctionBackend for LiveBackend {
@@ -128,7 +131,7 @@ impl FunctionBackend for LiveBackend {
         fields: &FunctionFields,
         package: Option<&Package>,
     ) -> impl Future<Output = Result<Saved, DbError>> + Send {
-        store::insert_function(&self.db, namespace, fields, package)
+        store::insert_function(&self.db, namespace, fields, package, &self.quotas)
     }
 
     fn update_function(
@@ -138,7 +141,7 @@ impl FunctionBackend for LiveBackend {
         fields: &FunctionFields,
         package: Option<&Package>,
     ) -> impl Future<Output = Result<Option<Saved>, DbError>> + Send {
-        store::update_function(&self.db, namespace, id, fields, package)
+        store::update_function(&self.db, namespace, id, fields, package, &self.quotas)
     }
 
     fn delete_function(

@@ -144,6 +144,7 @@ impl FakeBackend {
             allowed_runtimes: allowed_runtimes.to_vec(),
             max_concurrency: None,
             created_at: chrono::Utc::now(),
+            quotas: Default::default(),
             uid: Uuid::nil(),
         };
         self.state().namespaces.insert(name.to_owned(), namespace);

@@ -44,6 +44,9 @@ pub enum SaveError {
     /// The key's namespace was deleted meanwhile.
     #[error("namespace {0} not found")]
     NamespaceNotFound(String),
+    /// A namespace quota (functions, artifact bytes) refuses it.
+    #[error(transparent)]
+    Quota(crate::domain::quota::QuotaExceeded),
     #[error("the database is unavailable")]
     Database(#[from] DbError),
 }
@@ -55,6 +58,17 @@ pub struct SaveOptions {
     pub may_catch_all: bool,
     /// Answer once the build has ended (at most `BUILD_WAIT_SECS`).
     pub wait: bool,
+}
+
+/// What the real service's saves are bounded by (settings).
+#[derive(Debug, Clone, Copy)]
+pub struct SaveLimits {
+    /// `MAX_CODE_BYTES`.
+    pub max_code_bytes: usize,
+    /// `BUILD_WAIT_SECS`.
+    pub build_wait: Duration,
+    /// The platform's quotas, for namespaces that set none.
+    pub quotas: crate::domain::quota::QuotaDefaults,
 }
 
 /// The functions service, over the real [`LiveBackend`] unless a test gives it another.
@@ -75,13 +89,18 @@ impl Functions {
         invoker: Arc<Invoker>,
         cache: Arc<FunctionCache>,
         routes: Arc<RouteTable>,
-        max_code_bytes: usize,
-        build_wait: Duration,
+        limits: SaveLimits,
     ) -> Self {
+        let SaveLimits {
+            max_code_bytes,
+            build_wait,
+            quotas,
+        } = limits;
         let backend = LiveBackend {
             db,
             invoker,
             routes,
+            quotas,
         };
         Functions::with_backend(backend, cache, max_code_bytes, build_wait)
     }
@@ -352,6 +371,10 @@ impl<B: FunctionBackend> Functions<B> {
 /// A save's failure: a taken name or route, or a row the save named deleted under it, is 409
 /// naming what is taken (never which namespace holds a route); anything else is the database's.
 fn on_save_error(error: DbError, fields: &FunctionFields) -> SaveError {
+    let error = match error {
+        DbError::Quota(exceeded) => return SaveError::Quota(exceeded),
+        other => other,
+    };
     if let DbError::RouteOverlap(route) = &error {
         // Which namespace holds the other route is not said.
         return SaveError::Conflict(format!(

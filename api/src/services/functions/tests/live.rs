@@ -24,8 +24,17 @@ fn live() -> LiveBackend {
         db: pool_of_nothing(),
         invoker: Invoker::disconnected(),
         routes: RouteTable::new(),
+        quotas: QUOTAS,
     }
 }
+
+const QUOTAS: crate::domain::quota::QuotaDefaults = crate::domain::quota::QuotaDefaults {
+    functions: 10,
+    keys: 10,
+    pending_async: 10,
+    artifact_bytes: 10,
+    result_bytes: 10,
+};
 
 fn is_pool_error<T: std::fmt::Debug>(answer: Result<T, DbError>) -> bool {
     matches!(answer, Err(DbError::Pool(_)))
@@ -95,8 +104,11 @@ async fn the_service_new_builds_reports_the_database_away() {
         Invoker::disconnected(),
         cache,
         RouteTable::new(),
-        MAX_CODE_BYTES,
-        BUILD_WAIT,
+        SaveLimits {
+            max_code_bytes: MAX_CODE_BYTES,
+            build_wait: BUILD_WAIT,
+            quotas: QUOTAS,
+        },
     );
     let refused = functions
         .create(NAMESPACE, input(json!({})), NO_WAIT)
