@@ -195,6 +195,7 @@ impl Background {
                     connection_name: format!("{connection_name} dispatcher"),
                     concurrency: config.async_concurrency,
                     topology: topology.clone(),
+                    max_event_bytes: config.max_event_bytes,
                 },
                 stop_background.clone(),
             )

@@ -3,6 +3,7 @@
 //! namespaces, keys, the quotas the async tables count against).
 
 mod async_invocations;
+mod async_sweeps;
 mod builds;
 mod error;
 mod function_saves;
@@ -15,6 +16,7 @@ mod namespaces;
 mod quotas;
 
 pub use async_invocations::*;
+pub use async_sweeps::*;
 pub use builds::*;
 pub use error::{DbError, Violation};
 pub use function_saves::*;

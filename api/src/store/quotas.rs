@@ -3,7 +3,6 @@
 //! log bytes each recorded attempt charges to its namespace's `result_bytes_used`.
 
 use super::DbError;
-use super::async_invocations::AttemptRecord;
 use crate::domain::quota::{self, Quota, QuotaExceeded};
 use serde_json::json;
 use uuid::Uuid;
@@ -82,7 +81,7 @@ pub(super) async fn count_quotas(
 /// in ASCII; the second key is the namespace's hash).
 const PENDING_LOCK_CLASS: i32 = 0x6661_6173;
 
-/// Charges the bytes of `record`'s result and logs (minus the `old_bytes` the row held) to
+/// Charges the bytes of an attempt's `result` and `logs` (minus the `old_bytes` the row held) to
 /// `namespace`, whose quota is its own or `default_limit`; the row's lock is held. Over the
 /// quota, the result and logs are dropped from the row for a marker saying so (the outcome
 /// and its status stay; the attempt's row keeps its error), and the drop is counted
@@ -92,11 +91,10 @@ pub(super) async fn charge_results(
     id: Uuid,
     namespace: &str,
     old_bytes: i64,
-    record: &AttemptRecord,
+    (result, logs): (Option<&str>, Option<&str>),
     default_limit: i64,
 ) -> Result<(), DbError> {
-    let new_bytes =
-        record.result.as_ref().map_or(0, String::len) + record.logs.as_ref().map_or(0, String::len);
+    let new_bytes = result.map_or(0, str::len) + logs.map_or(0, str::len);
     let delta = new_bytes as i64 - old_bytes;
     if delta <= 0 {
         if delta < 0 {

@@ -30,6 +30,7 @@ pub fn spawn_dispatcher(
         backend: state,
         topology: settings.topology.clone(),
         stop: stop.clone(),
+        max_event_bytes: settings.max_event_bytes,
     });
     let options = LoopOptions {
         name: "async dispatcher",

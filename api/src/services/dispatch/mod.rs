@@ -69,6 +69,8 @@ pub struct DispatchSettings {
     /// Jobs this replica runs at once (`ASYNC_CONCURRENCY`).
     pub concurrency: u16,
     pub topology: Topology,
+    /// `MAX_EVENT_BYTES`: the largest event a destination receives.
+    pub max_event_bytes: usize,
 }
 
 /// What async dispatch reaches of the platform: the store, the broker, the one call path,

@@ -48,6 +48,8 @@ pub struct Runner<B = Dispatch> {
     pub backend: B,
     pub topology: Topology,
     pub stop: CancellationToken,
+    /// `MAX_EVENT_BYTES`: a destination's event is cut to it (`plan::destination_event`).
+    pub max_event_bytes: usize,
 }
 
 impl<B: AttemptBackend> Runner<B> {
@@ -355,7 +357,12 @@ impl<B: AttemptBackend> Runner<B> {
                         function_id: target.id,
                         function_name: target.name.clone(),
                         mode: Mode::Async,
-                        event: plan::destination_event(row, next_status, &record),
+                        event: plan::destination_event(
+                            row,
+                            next_status,
+                            &record,
+                            self.max_event_bytes,
+                        ),
                         // One destination call per outcome, however often it is recorded
                         // (no header value can hold a newline: no caller's key collides).
                         idempotency_key: Some(format!("\ndestination:{}:{attempt}", row.id)),

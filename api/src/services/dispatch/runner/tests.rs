@@ -34,6 +34,7 @@ fn runner(backend: FakeBackend) -> Runner<FakeBackend> {
         backend,
         topology: Topology::new("test.").with_retry_base_secs(BASE_SECS),
         stop: CancellationToken::new(),
+        max_event_bytes: 6 * 1024 * 1024,
     }
 }
 
