@@ -152,8 +152,9 @@ pub struct Config {
     /// Async events are stored in Postgres until their invocation is deleted.
     #[arg(long, env = "MAX_ASYNC_EVENT_BYTES", default_value_t = 256 * 1024)]
     pub max_async_event_bytes: usize,
-    /// Async invocations a namespace may have waiting or running; `/execute_async` beyond it
-    /// is 429 `too_many_pending` (destinations and schedules are not refused). It bounds what
+    /// Async invocations a namespace may have waiting or running (its `pending_async` quota
+    /// may narrow it); `/execute_async` beyond it is 429 `quota_pending_async` (destinations
+    /// and schedules are not refused). It bounds what
     /// one tenant's burst stores in Postgres and RabbitMQ, and how long others' calls queue
     /// behind it on a shared async queue.
     #[arg(long, env = "MAX_PENDING_ASYNC", default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..))]
@@ -163,6 +164,22 @@ pub struct Config {
     /// QUEUE_MAX_BYTES (503 `overloaded` for everyone). Default: a quarter of QUEUE_MAX_BYTES.
     #[arg(long, env = "QUEUE_SHARE_BYTES")]
     pub queue_share_bytes: Option<u64>,
+    /// Functions a namespace may hold, unless an admin sets its own `quotas.functions`
+    /// (`PATCH /namespaces/{name}`); over it a create is 429 `quota_functions`.
+    #[arg(long, env = "QUOTA_FUNCTIONS", default_value_t = 1000, value_parser = clap::value_parser!(i64).range(0..))]
+    pub quota_functions: i64,
+    /// Live keys a namespace may hold, unless it sets its own (429 `quota_keys`).
+    #[arg(long, env = "QUOTA_KEYS", default_value_t = 100, value_parser = clap::value_parser!(i64).range(0..))]
+    pub quota_keys: i64,
+    /// Bytes of stored artifacts (packages, dependency builds) a namespace's functions may
+    /// name, unless it sets its own (413 `quota_artifact_bytes`). Default 10 GiB.
+    #[arg(long, env = "QUOTA_ARTIFACT_BYTES", default_value_t = 10 << 30, value_parser = clap::value_parser!(i64).range(0..))]
+    pub quota_artifact_bytes: i64,
+    /// Bytes of async results and logs a namespace's kept invocations may hold, unless it sets
+    /// its own: over it `/execute_async` is 413 `quota_result_bytes`, and a result that would
+    /// pass it is stored as an error saying so. Default 5 GiB.
+    #[arg(long, env = "QUOTA_RESULT_BYTES", default_value_t = 5 << 30, value_parser = clap::value_parser!(i64).range(0..))]
+    pub quota_result_bytes: i64,
     /// How log lines are written.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -196,6 +213,18 @@ impl std::str::FromStr for Secret {
 pub const MIN_WORKER_TOKEN_LEN: usize = 32;
 
 impl Config {
+    /// The platform's quotas, for namespaces that set none (`MAX_PENDING_ASYNC` is the pending
+    /// one's).
+    pub fn quota_defaults(&self) -> crate::domain::quota::QuotaDefaults {
+        crate::domain::quota::QuotaDefaults {
+            functions: self.quota_functions,
+            keys: self.quota_keys,
+            pending_async: self.max_pending_async,
+            artifact_bytes: self.quota_artifact_bytes,
+            result_bytes: self.quota_result_bytes,
+        }
+    }
+
     /// The `WORKER_TOKEN` setting, if set and non-empty.
     pub fn worker_token(&self) -> Option<&str> {
         self.worker_token

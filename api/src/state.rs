@@ -91,11 +91,24 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
         invoker.clone(),
         functions.clone(),
         routes.clone(),
-        config.max_code_bytes,
-        Duration::from_secs(config.build_wait_secs),
+        services::SaveLimits {
+            max_code_bytes: config.max_code_bytes,
+            build_wait: Duration::from_secs(config.build_wait_secs),
+            quotas: config.quota_defaults(),
+        },
     );
-    let key_service = keys::Keys::new(db.clone(), invoker.clone(), key_cache.clone());
-    let namespaces = services::namespaces::Namespaces::new(db.clone(), key_service.clone());
+    let key_service = keys::Keys::new(
+        db.clone(),
+        invoker.clone(),
+        key_cache.clone(),
+        config.quota_keys,
+    );
+    let namespaces = services::namespaces::Namespaces::new(
+        db.clone(),
+        key_service.clone(),
+        function_service.clone(),
+        config.quota_defaults(),
+    );
     let builds = services::builds::Builds::new(db.clone(), function_service.clone());
     let artifacts = services::builds::artifacts::Artifacts::new(
         db.clone(),
@@ -106,7 +119,10 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
         invoker: invoker.clone(),
         invocations: invocations.clone(),
         pending: Default::default(),
-        max_pending_async: config.max_pending_async,
+        quotas: store::AcceptQuotas {
+            max_pending: config.max_pending_async,
+            default_result_bytes: config.quota_result_bytes,
+        },
     };
     let state = AppState::new(AppParts {
         db,
@@ -185,6 +201,7 @@ impl Background {
                     connection_name: format!("{connection_name} dispatcher"),
                     concurrency: config.async_concurrency,
                     topology: topology.clone(),
+                    max_event_bytes: config.max_event_bytes,
                 },
                 stop_background.clone(),
             )

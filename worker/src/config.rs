@@ -146,13 +146,16 @@ pub struct DepsSettings {
     #[arg(long, env = "WORKER_TOKEN", hide_env_values = true)]
     pub worker_token: Option<String>,
 
-    /// Host directory of unpacked artifacts, one read-only directory per digest, bind-mounted
-    /// into function containers. A worker in a container must see it at the same path as the
-    /// Docker host (compose mounts it so).
+    /// Host directory of unpacked artifacts: each worker keeps its own subdirectory
+    /// `<dir>/<worker id>` (one read-only directory per digest, bind-mounted into its function
+    /// containers), so that one worker's eviction never deletes what another's containers
+    /// mount; it is removed when the worker stops. A worker in a container must see it at the
+    /// same path as the Docker host (compose mounts it so).
     #[arg(long, env = "DEPS_CACHE_DIR", default_value = "/var/lib/faas/deps")]
     pub cache_dir: std::path::PathBuf,
 
-    /// Megabytes of unpacked artifacts kept; least recently used ones no container uses go.
+    /// Megabytes of unpacked artifacts this worker keeps (in its own directory); least
+    /// recently used ones no container uses go.
     #[arg(long, env = "DEPS_CACHE_MB", default_value_t = 2048)]
     pub cache_mb: u64,
 
@@ -271,6 +274,14 @@ impl Config {
         })
     }
 
+    /// This worker's own dependency cache: `<DEPS_CACHE_DIR>/<worker id>`, the id made a safe
+    /// single path segment.
+    pub fn worker_cache_dir(&self) -> std::path::PathBuf {
+        self.deps
+            .cache_dir
+            .join(cache_segment(&self.resolved_worker_id()))
+    }
+
     /// `worker_id`, or the hostname when none was set.
     pub fn resolved_worker_id(&self) -> String {
         self.worker_id.clone().unwrap_or_else(|| {
@@ -290,9 +301,44 @@ fn mem_total_mb(meminfo: &str) -> Option<u64> {
     Some(kib / 1024)
 }
 
+/// `id` as one directory name: letters, digits, `.`, `_` and `-` kept, anything else `_`; never
+/// empty, `.` or `..` (a worker id is a setting, and may be anything).
+fn cache_segment(id: &str) -> String {
+    let segment: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match segment.as_str() {
+        "" | "." | ".." => format!("worker-{}", segment.len()),
+        _ => segment,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_worker_caches_in_a_directory_of_its_own_named_safely() {
+        assert_eq!(cache_segment("test-abc.docker"), "test-abc.docker");
+        assert_eq!(cache_segment("../etc"), ".._etc");
+        assert_eq!(cache_segment("a/b c"), "a_b_c");
+        assert_eq!(cache_segment(""), "worker-0");
+        assert_eq!(cache_segment(".."), "worker-2");
+        let mut config = Config::parse_from(["worker", "--runtime", "docker"]);
+        config.worker_id = Some("w1".into());
+        config.deps.cache_dir = "/var/lib/faas/deps".into();
+        assert_eq!(
+            config.worker_cache_dir(),
+            std::path::PathBuf::from("/var/lib/faas/deps/w1")
+        );
+    }
 
     #[test]
     fn the_budget_and_the_prefetch_follow_the_hosts_memory_unless_set() {

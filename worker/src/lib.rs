@@ -184,7 +184,14 @@ pub async fn run(
         }
         Err(_) => tracing::warn!("Docker did not list and remove this worker's containers in time"),
     }
-    tracing::info!("worker stopped; its containers are removed");
+    // No container of this worker mounts its cache any more; another worker's is its own.
+    let cache = config.worker_cache_dir();
+    if let Err(error) = std::fs::remove_dir_all(&cache)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %cache.display(), %error, "cannot remove this worker's dependency cache");
+    }
+    tracing::info!("worker stopped; its containers and dependency cache are removed");
     consumed
 }
 

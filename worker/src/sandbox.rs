@@ -81,7 +81,10 @@ impl Sandbox {
                 result_bytes: common::MAX_RESULT_BYTES,
             },
             own_container: None,
-            deps: Arc::new(DepsCache::open(&config.deps)),
+            deps: Arc::new(DepsCache::open(&crate::config::DepsSettings {
+                cache_dir: config.worker_cache_dir(),
+                ..config.deps.clone()
+            })),
         }
     }
 

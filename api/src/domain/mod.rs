@@ -1,7 +1,8 @@
 //! Pure modules: the platform's rules and formats, with no I/O, each unit-tested on its own.
 //! `async_status` (the states and modes of invocations),
 //! `auth` (keys, scopes and the caller), `deps` (dependency lists and their build keys),
-//! `package` (deployment packages: checked, unpacked, digested), `schedule` (cron in a time
+//! `package` (deployment packages: checked, unpacked, digested), `quota` (per-namespace
+//! quotas: limits in force, patches, refusals), `schedule` (cron in a time
 //! zone), `http_trigger` (route patterns, API Gateway events, CORS), `wire` (how JSON bodies
 //! are read and described where serde and utoipa cannot say it alone).
 
@@ -10,5 +11,6 @@ pub mod auth;
 pub mod deps;
 pub mod http_trigger;
 pub mod package;
+pub mod quota;
 pub mod schedule;
 pub mod wire;

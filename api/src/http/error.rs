@@ -7,6 +7,7 @@
 
 use crate::broker::BrokerError;
 use crate::domain::auth::{AuthError, MissingScope};
+use crate::domain::quota::{Quota, QuotaExceeded};
 use crate::services::builds::BuildError;
 use crate::services::builds::artifacts::ArtifactError;
 use crate::services::dispatch::AcceptError;
@@ -50,7 +51,7 @@ pub enum ErrorCode {
     NamespaceNotFound,
     /// 404: no such key (or one of another namespace).
     KeyNotFound,
-    /// 409: a name or route is taken, or the namespace still holds functions.
+    /// 409: a name or route is taken, or the namespace to delete is `default`.
     Conflict,
     /// 503: no worker of the runtime is consuming.
     NoWorker,
@@ -64,12 +65,20 @@ pub enum ErrorCode {
     Overloaded,
     /// 429 with `Retry-After`: the function or its namespace runs its `max_concurrency`.
     ConcurrencyLimit,
-    /// 429 with `Retry-After`: the namespace has `MAX_PENDING_ASYNC` async invocations not
-    /// yet finished.
-    TooManyPending,
     /// 429 with `Retry-After`: the namespace's calls waiting for a reply hold its share of the
     /// job queues' bytes (`QUEUE_SHARE_BYTES`).
     QueueShare,
+    /// 429: the namespace holds its `quotas.functions` functions.
+    QuotaFunctions,
+    /// 429: the namespace holds its `quotas.keys` live keys.
+    QuotaKeys,
+    /// 429 with `Retry-After`: the namespace has its `quotas.pending_async` (at most
+    /// `MAX_PENDING_ASYNC`) async invocations waiting or running.
+    QuotaPendingAsync,
+    /// 413: the save would pass the namespace's `quotas.artifact_bytes` of stored artifacts.
+    QuotaArtifactBytes,
+    /// 413: the namespace's async results and logs are at its `quotas.result_bytes`.
+    QuotaResultBytes,
     /// 409: the `Idempotency-Key` names an invocation of another function or event.
     IdempotencyKeyReused,
     /// 408: the request body did not arrive in time.
@@ -99,7 +108,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Every code, in the order the document lists them.
     #[cfg(test)]
-    pub const ALL: [ErrorCode; 33] = [
+    pub const ALL: [ErrorCode; 37] = [
         ErrorCode::InvalidRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -119,8 +128,12 @@ impl ErrorCode {
         ErrorCode::DatabaseUnavailable,
         ErrorCode::Overloaded,
         ErrorCode::ConcurrencyLimit,
-        ErrorCode::TooManyPending,
         ErrorCode::QueueShare,
+        ErrorCode::QuotaFunctions,
+        ErrorCode::QuotaKeys,
+        ErrorCode::QuotaPendingAsync,
+        ErrorCode::QuotaArtifactBytes,
+        ErrorCode::QuotaResultBytes,
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::BodyTimeout,
         ErrorCode::FunctionError,
@@ -157,8 +170,12 @@ impl ErrorCode {
             ErrorCode::DatabaseUnavailable => "database_unavailable",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::ConcurrencyLimit => "concurrency_limit",
-            ErrorCode::TooManyPending => "too_many_pending",
             ErrorCode::QueueShare => "queue_share",
+            ErrorCode::QuotaFunctions => "quota_functions",
+            ErrorCode::QuotaKeys => "quota_keys",
+            ErrorCode::QuotaPendingAsync => "quota_pending_async",
+            ErrorCode::QuotaArtifactBytes => "quota_artifact_bytes",
+            ErrorCode::QuotaResultBytes => "quota_result_bytes",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::BodyTimeout => "body_timeout",
             ErrorCode::FunctionError => "function_error",
@@ -234,17 +251,15 @@ pub enum ApiError {
     /// allows; `subject` says which ("function f", "namespace n").
     #[error("{subject} already runs its limit of {limit} concurrent calls")]
     ConcurrencyLimit { subject: String, limit: i32 },
-    /// The namespace has `limit` async invocations not yet finished (`MAX_PENDING_ASYNC`).
-    #[error(
-        "namespace {namespace} has {limit} async invocations waiting or running (MAX_PENDING_ASYNC); try again when some have finished"
-    )]
-    TooManyPending { namespace: String, limit: i64 },
     /// The namespace's calls waiting for a reply on this replica hold its share of the job
     /// queues' bytes (`QUEUE_SHARE_BYTES`).
     #[error(
         "namespace {namespace} has its share of the job queues in flight ({share} bytes of events waiting for a reply, QUEUE_SHARE_BYTES); retry shortly"
     )]
     QueueShare { namespace: String, share: u64 },
+    /// A namespace quota refuses what the request would add: 429 for a count, 413 for bytes.
+    #[error(transparent)]
+    Quota(#[from] QuotaExceeded),
     /// The `Idempotency-Key` was used within 24 h for another call.
     #[error(
         "the Idempotency-Key was used within 24 hours for invocation {0}, of another function or with another event; use a new key for a new call"
@@ -285,9 +300,11 @@ impl ApiError {
             ApiError::NotAWorker => StatusCode::UNAUTHORIZED,
             ApiError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Database(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::ConcurrencyLimit { .. }
-            | ApiError::TooManyPending { .. }
-            | ApiError::QueueShare { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ConcurrencyLimit { .. } | ApiError::QueueShare { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::Quota(exceeded) if exceeded.quota.is_bytes() => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
@@ -320,8 +337,14 @@ impl ApiError {
             ApiError::Database(_) => ErrorCode::DatabaseUnavailable,
             ApiError::Overloaded(_) => ErrorCode::Overloaded,
             ApiError::ConcurrencyLimit { .. } => ErrorCode::ConcurrencyLimit,
-            ApiError::TooManyPending { .. } => ErrorCode::TooManyPending,
             ApiError::QueueShare { .. } => ErrorCode::QueueShare,
+            ApiError::Quota(exceeded) => match exceeded.quota {
+                Quota::Functions => ErrorCode::QuotaFunctions,
+                Quota::Keys => ErrorCode::QuotaKeys,
+                Quota::PendingAsync => ErrorCode::QuotaPendingAsync,
+                Quota::ArtifactBytes => ErrorCode::QuotaArtifactBytes,
+                Quota::ResultBytes => ErrorCode::QuotaResultBytes,
+            },
             ApiError::IdempotencyKeyReused(_) => ErrorCode::IdempotencyKeyReused,
             ApiError::BodyTimeout => ErrorCode::BodyTimeout,
         }
@@ -341,7 +364,10 @@ impl ApiError {
             | ApiError::ConcurrencyLimit { .. }
             | ApiError::QueueShare { .. } => Some(1),
             // Pending invocations finish at their functions' pace, not within a second.
-            ApiError::TooManyPending { .. } => Some(10),
+            ApiError::Quota(QuotaExceeded {
+                quota: Quota::PendingAsync,
+                ..
+            }) => Some(10),
             _ => None,
         }
     }
@@ -384,6 +410,7 @@ impl From<KeyChangeError> for ApiError {
             KeyChangeError::Forbidden(why) => ApiError::Forbidden(why),
             KeyChangeError::NamespaceNotFound(name) => ApiError::NamespaceNotFound(name),
             KeyChangeError::KeyNotFound(id) => ApiError::KeyNotFound(id),
+            KeyChangeError::Quota(exceeded) => ApiError::Quota(exceeded),
             KeyChangeError::Database(error) => ApiError::Database(error),
         }
     }
@@ -441,9 +468,8 @@ impl From<AcceptError> for ApiError {
     fn from(error: AcceptError) -> Self {
         match error {
             AcceptError::KeyReused(id) => ApiError::IdempotencyKeyReused(id),
-            AcceptError::TooManyPending { namespace, limit } => {
-                ApiError::TooManyPending { namespace, limit }
-            }
+            AcceptError::Quota(exceeded) => ApiError::Quota(exceeded),
+            AcceptError::NamespaceGone(name) => ApiError::NamespaceNotFound(name),
             AcceptError::Broker(error) => ApiError::Broker(error),
             AcceptError::Database(error) => ApiError::Database(error),
         }
@@ -459,6 +485,7 @@ impl From<SaveError> for ApiError {
             SaveError::Conflict(why) => ApiError::Conflict(why),
             SaveError::FunctionNotFound(id) => ApiError::FunctionNotFound(id.to_string()),
             SaveError::NamespaceNotFound(name) => ApiError::NamespaceNotFound(name),
+            SaveError::Quota(exceeded) => ApiError::Quota(exceeded),
             SaveError::Database(error) => ApiError::Database(error),
         }
     }
@@ -602,10 +629,36 @@ mod tests {
                 subject: String::new(),
                 limit: 1,
             },
-            ApiError::TooManyPending {
-                namespace: String::new(),
+            ApiError::Quota(QuotaExceeded {
+                quota: Quota::Functions,
                 limit: 1,
-            },
+                used: 1,
+                adding: 1,
+            }),
+            ApiError::Quota(QuotaExceeded {
+                quota: Quota::Keys,
+                limit: 1,
+                used: 1,
+                adding: 1,
+            }),
+            ApiError::Quota(QuotaExceeded {
+                quota: Quota::PendingAsync,
+                limit: 1,
+                used: 1,
+                adding: 1,
+            }),
+            ApiError::Quota(QuotaExceeded {
+                quota: Quota::ArtifactBytes,
+                limit: 1,
+                used: 1,
+                adding: 1,
+            }),
+            ApiError::Quota(QuotaExceeded {
+                quota: Quota::ResultBytes,
+                limit: 1,
+                used: 1,
+                adding: 1,
+            }),
             ApiError::QueueShare {
                 namespace: String::new(),
                 share: 1,
@@ -645,8 +698,8 @@ mod tests {
                 | ApiError::Database(_)
                 | ApiError::Overloaded(_)
                 | ApiError::ConcurrencyLimit { .. }
-                | ApiError::TooManyPending { .. }
                 | ApiError::QueueShare { .. }
+                | ApiError::Quota(_)
                 | ApiError::IdempotencyKeyReused(_)
                 | ApiError::BodyTimeout
                 | ApiError::NotRunnable(

@@ -137,39 +137,69 @@ pub struct BodyErrors;
 
 impl utoipa::IntoResponses for BodyErrors {
     fn responses() -> Responses {
-        responses([
-            (
-                408,
-                error_response(
-                    "The body did not arrive within `BODY_READ_TIMEOUT_SECS` a piece, or \
-                     `REQUEST_TIMEOUT_SECS` in all",
-                    &[ErrorCode::BodyTimeout],
-                ),
-            ),
-            (
-                413,
-                error_response(
-                    "The body, or a function's code, is over its limit",
-                    &[ErrorCode::PayloadTooLarge],
-                ),
-            ),
-            (
-                415,
-                error_response(
-                    "A JSON body sent without `Content-Type: application/json`",
-                    &[ErrorCode::UnsupportedMediaType],
-                ),
-            ),
-            (
-                422,
-                error_response(
-                    "The body is not JSON of the operation's schema, or a value is out of its \
-                     limits; the sentence names which",
-                    &[ErrorCode::InvalidRequest],
-                ),
-            ),
-        ])
+        body_errors(None)
     }
+}
+
+/// [`BodyErrors`] of a function's create or update: 413 also when the namespace's
+/// `artifact_bytes` quota would be passed.
+pub struct SaveBodyErrors;
+
+impl utoipa::IntoResponses for SaveBodyErrors {
+    fn responses() -> Responses {
+        body_errors(Some(ErrorCode::QuotaArtifactBytes))
+    }
+}
+
+/// [`BodyErrors`] of `/execute_async`: 413 also while the namespace is over its
+/// `result_bytes` quota.
+pub struct AsyncBodyErrors;
+
+impl utoipa::IntoResponses for AsyncBodyErrors {
+    fn responses() -> Responses {
+        body_errors(Some(ErrorCode::QuotaResultBytes))
+    }
+}
+
+/// The refused-body responses, with `quota`'s code beside `payload_too_large` under 413.
+fn body_errors(quota: Option<ErrorCode>) -> Responses {
+    let too_large: Vec<ErrorCode> = [ErrorCode::PayloadTooLarge]
+        .into_iter()
+        .chain(quota)
+        .collect();
+    let summary = match quota {
+        None => "The body, or a function's code, is over its limit",
+        Some(_) => {
+            "The body, or a function's code, is over its limit, or what it would store is \
+             over the namespace's quota (its `detail` names the limit and what is in use)"
+        }
+    };
+    responses([
+        (
+            408,
+            error_response(
+                "The body did not arrive within `BODY_READ_TIMEOUT_SECS` a piece, or \
+                 `REQUEST_TIMEOUT_SECS` in all",
+                &[ErrorCode::BodyTimeout],
+            ),
+        ),
+        (413, error_response(summary, &too_large)),
+        (
+            415,
+            error_response(
+                "A JSON body sent without `Content-Type: application/json`",
+                &[ErrorCode::UnsupportedMediaType],
+            ),
+        ),
+        (
+            422,
+            error_response(
+                "The body is not JSON of the operation's schema, or a value is out of its \
+                     limits; the sentence names which",
+                &[ErrorCode::InvalidRequest],
+            ),
+        ),
+    ])
 }
 
 /// 502 and 504: a call that reached a worker and failed there, or never came back.

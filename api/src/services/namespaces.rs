@@ -1,13 +1,16 @@
 //! Namespaces (what admin keys manage): created with a checked name, runtimes and concurrency
-//! limit; deleted only when they hold no functions (never `default`), and then their keys,
-//! gone with them, are forgotten by every replica at once.
+//! limit; deleted (never `default`) with everything of theirs: functions, keys, records, async
+//! invocations and leases in one transaction, then the caches of every replica told, and the
+//! artifacts no other namespace uses deleted.
 
 use crate::domain::auth::DEFAULT_NAMESPACE;
+use crate::domain::quota::{Limits, QuotaDefaults, Quotas, QuotasPatch};
+use crate::services::functions::Functions;
 use crate::services::keys::Keys;
 use crate::store::{self, DbError, Namespace, NamespaceChange};
 use common::Runtime;
 use deadpool_postgres::Pool;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 const MAX_CONCURRENCY_RANGE: std::ops::RangeInclusive<i64> = 1..=100_000;
 
@@ -35,6 +38,37 @@ pub struct NamespaceInput {
     )]
     #[schema(minimum = 1, maximum = 100000)]
     max_concurrency: Option<i64>,
+    /// Its own quotas; absent or null: the platform's defaults.
+    #[serde(default)]
+    quotas: Option<QuotasPatch>,
+}
+
+/// The body of `PATCH /namespaces/{name}`: JSON merge semantics, an absent field unchanged.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(examples(json!({"quotas": {"functions": 10, "result_bytes": null}})))]
+pub struct NamespacePatch {
+    /// Quotas to change: a number sets one, null goes back to the platform's default.
+    #[serde(default)]
+    quotas: Option<QuotasPatch>,
+}
+
+/// A namespace as the API shows it: as stored, and the quotas in force.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(examples(json!({
+    "name": "team-a", "allowed_runtimes": ["gvisor"], "max_concurrency": 50,
+    "created_at": "2026-11-27T16:00:00Z",
+    "quotas": {"functions": 50, "keys": null, "pending_async": null, "artifact_bytes": null,
+               "result_bytes": null},
+    "quotas_in_force": {"functions": 50, "keys": 100, "pending_async": 10000,
+                        "artifact_bytes": 10737418240_i64, "result_bytes": 5368709120_i64}
+})))]
+pub struct NamespaceView {
+    #[serde(flatten)]
+    pub namespace: Namespace,
+    /// Each quota in force: its own, else the platform's (`pending_async` never above
+    /// `MAX_PENDING_ASYNC`).
+    pub quotas_in_force: Limits,
 }
 
 /// Why a namespace was not created or deleted.
@@ -43,7 +77,7 @@ pub enum NamespaceError {
     /// The input breaks a rule (422).
     #[error("{0}")]
     Invalid(String),
-    /// The name is taken, the namespace still holds functions, or it is `default` (409).
+    /// The name is taken, or it is `default` (409).
     #[error("{0}")]
     Conflict(String),
     #[error("namespace {0} not found")]
@@ -58,42 +92,94 @@ pub struct Namespaces {
     db: Pool,
     /// To forget a deleted namespace's keys.
     keys: Keys,
+    /// To tell every cache, route table and worker of a deleted namespace's functions.
+    functions: Functions,
+    /// The platform's quotas (settings), for namespaces that set none.
+    defaults: QuotaDefaults,
 }
 
 impl Namespaces {
-    pub fn new(db: Pool, keys: Keys) -> Self {
-        Namespaces { db, keys }
+    pub fn new(db: Pool, keys: Keys, functions: Functions, defaults: QuotaDefaults) -> Self {
+        Namespaces {
+            db,
+            keys,
+            functions,
+            defaults,
+        }
     }
 
     /// Creates a namespace.
-    pub async fn create(&self, input: NamespaceInput) -> Result<Namespace, NamespaceError> {
+    pub async fn create(&self, input: NamespaceInput) -> Result<NamespaceView, NamespaceError> {
         let checked = check_new_namespace(input)?;
         let namespace = store::insert_namespace(
             &self.db,
             &checked.name,
             &checked.allowed_runtimes,
             checked.max_concurrency,
+            &checked.quotas,
         )
         .await
         .map_err(|change| refused(change, &checked.name))?;
         tracing::info!(namespace = %namespace.name, "namespace created");
-        Ok(namespace)
+        Ok(self.view(namespace))
+    }
+
+    /// Changes namespace `name`'s quotas.
+    pub async fn update(
+        &self,
+        name: &str,
+        patch: NamespacePatch,
+    ) -> Result<NamespaceView, NamespaceError> {
+        let patch = patch.quotas.unwrap_or_default();
+        Quotas::default()
+            .merged(&patch)
+            .check()
+            .map_err(NamespaceError::Invalid)?;
+        let namespace = store::update_quotas(&self.db, name, &patch)
+            .await
+            .map_err(|change| refused(change, name))?;
+        tracing::info!(namespace = %name, quotas = ?namespace.quotas, "namespace quotas changed");
+        Ok(self.view(namespace))
     }
 
     /// Every namespace.
-    pub async fn list(&self) -> Result<Vec<Namespace>, DbError> {
-        store::list_namespaces(&self.db).await
+    pub async fn list(&self) -> Result<Vec<NamespaceView>, DbError> {
+        let namespaces = store::list_namespaces(&self.db).await?;
+        Ok(namespaces.into_iter().map(|n| self.view(n)).collect())
     }
 
-    /// Deletes namespace `name`, which must hold no functions, and with it its keys.
+    fn view(&self, namespace: Namespace) -> NamespaceView {
+        NamespaceView {
+            quotas_in_force: namespace.quotas.in_force(&self.defaults),
+            namespace,
+        }
+    }
+
+    /// Deletes namespace `name` and everything of it (see `store::delete_namespace`). Async
+    /// jobs of it still in the queues find no row and are dropped; a call in flight records
+    /// nothing (its record names the deleted incarnation).
     pub async fn delete(&self, name: &str) -> Result<(), NamespaceError> {
         check_deletable(name)?;
-        store::delete_namespace(&self.db, name)
+        let deleted = store::delete_namespace(&self.db, name)
             .await
             .map_err(|change| refused(change, name))?;
         // Its keys went with it (ON DELETE CASCADE): no replica may trust them any more.
         self.keys.forget(None, Some(name)).await;
-        tracing::info!(namespace = %name, "namespace deleted");
+        for (id, function) in &deleted.functions {
+            self.functions
+                .announce(*id, name, None, Some(function))
+                .await;
+        }
+        match store::delete_unshared(&self.db, &deleted.build_keys, &deleted.digests).await {
+            Ok((builds, artifacts)) => {
+                tracing::info!(namespace = %name, builds, artifacts, "unshared builds and artifacts deleted")
+            }
+            // Named again by a save meanwhile: the retention pass collects what is left.
+            Err(error) => {
+                tracing::warn!(namespace = %name, %error, "unshared artifacts not deleted; the retention pass will")
+            }
+        }
+        tracing::info!(namespace = %name, functions = deleted.functions.len(), "namespace deleted");
         Ok(())
     }
 }
@@ -104,6 +190,7 @@ struct CheckedNamespace {
     name: String,
     allowed_runtimes: Vec<Runtime>,
     max_concurrency: Option<i32>,
+    quotas: Quotas,
 }
 
 /// The input checked (name, runtimes, limit, in that order); absent runtimes are all of them.
@@ -133,7 +220,10 @@ fn check_new_namespace(input: NamespaceInput) -> Result<CheckedNamespace, Namesp
             MAX_CONCURRENCY_RANGE.end()
         )));
     }
+    let quotas = Quotas::default().merged(&input.quotas.unwrap_or_default());
+    quotas.check().map_err(NamespaceError::Invalid)?;
     Ok(CheckedNamespace {
+        quotas,
         name: input.name,
         allowed_runtimes: runtimes,
         // Within MAX_CONCURRENCY_RANGE: it fits.
@@ -169,9 +259,6 @@ fn refused(change: NamespaceChange, name: &str) -> NamespaceError {
         NamespaceChange::Taken => {
             NamespaceError::Conflict(format!("namespace {name:?} already exists"))
         }
-        NamespaceChange::HoldsFunctions => NamespaceError::Conflict(format!(
-            "namespace {name:?} still holds functions; delete them first"
-        )),
         NamespaceChange::NotFound => NamespaceError::NotFound(name.to_owned()),
         NamespaceChange::Db(error) => NamespaceError::Database(error),
     }
@@ -186,6 +273,7 @@ mod tests {
             name: name.into(),
             allowed_runtimes: runtimes.map(<[Runtime]>::to_vec),
             max_concurrency: limit,
+            quotas: None,
         }
     }
 
@@ -215,6 +303,7 @@ mod tests {
                 name: "team".into(),
                 allowed_runtimes: vec![Runtime::Docker, Runtime::Gvisor],
                 max_concurrency: Some(100_000),
+                quotas: Quotas::default(),
             }
         );
     }
@@ -226,6 +315,13 @@ mod tests {
             input("team", Some(&[]), None),
             input("team", None, Some(0)),
             input("team", None, Some(100_001)),
+            NamespaceInput {
+                quotas: Some(QuotasPatch {
+                    keys: Some(Some(-1)),
+                    ..QuotasPatch::default()
+                }),
+                ..input("team", None, None)
+            },
         ] {
             let why = format!("{bad:?}");
             assert!(
@@ -244,7 +340,6 @@ mod tests {
         assert!(check_deletable("team").is_ok());
         let conflict = |change| matches!(refused(change, "t"), NamespaceError::Conflict(why) if why.contains("\"t\""));
         assert!(conflict(NamespaceChange::Taken));
-        assert!(conflict(NamespaceChange::HoldsFunctions));
         assert_eq!(
             refused(NamespaceChange::NotFound, "t").to_string(),
             "namespace t not found"

@@ -12,7 +12,9 @@
 //! predicate out.
 
 use super::DbError;
+use super::quotas::{AcceptQuotas, Counted, charge_results, count_quotas};
 use crate::domain::async_status::{AsyncStatus, Mode};
+use crate::domain::quota::QuotaExceeded;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 use serde_json::Value;
@@ -26,6 +28,9 @@ const IDEMPOTENCY_WINDOW: &str = "24 hours";
 pub struct NewAsync {
     pub id: Uuid,
     pub namespace: String,
+    /// The incarnation of `namespace` it is accepted into (its function's): nothing is stored
+    /// once that one is deleted, even if a namespace of the same name was made since.
+    pub namespace_uid: Uuid,
     pub function_id: i64,
     pub function_name: String,
     /// [`Mode::Async`] or [`Mode::Schedule`].
@@ -47,45 +52,42 @@ pub enum Inserted {
     /// The idempotency key names an invocation (made within 24 h) of another function or with
     /// another event: nothing was stored.
     KeyReused(Uuid),
-    /// The namespace is at its limit of pending invocations: nothing was stored.
-    TooManyPending,
+    /// A quota of the namespace (pending async calls, stored result bytes) refuses it:
+    /// nothing was stored.
+    Quota(QuotaExceeded),
+    /// The namespace (the incarnation the caller named) is gone: nothing was stored.
+    NamespaceGone,
 }
 
 /// Stores `new` as `accepting`, unless its idempotency key made an invocation within 24 h, or
-/// its namespace is `at_limit` (a repeat is answered even then).
+/// (when `quotas` is given) a quota of its namespace refuses it: its pending invocations at
+/// their limit, or its stored result bytes at theirs (a repeat is answered even then). The
+/// count and the insert happen under a transaction-scoped lock per namespace, so that calls
+/// side by side on any replica count one after the other.
 pub async fn insert_async(
     pool: &Pool,
     new: &NewAsync,
-    at_limit: bool,
-) -> Result<Inserted, DbError> {
+    quotas: Option<AcceptQuotas>,
+) -> Result<(Inserted, Option<Counted>), DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let inserted = insert_async_in(&tx, new, at_limit).await?;
+    let counted = match quotas {
+        Some(quotas) => count_quotas(&tx, &new.namespace, quotas).await?,
+        None => None,
+    };
+    let (counted, refusal) = match counted {
+        Some((counted, refusal)) => (Some(counted), refusal),
+        None => (None, None),
+    };
+    let inserted = insert_async_in(&tx, new, refusal).await?;
     tx.commit().await?;
-    Ok(inserted)
-}
-
-/// The async invocations of `namespace` waiting or running, counted up to `limit`.
-pub async fn count_pending(pool: &Pool, namespace: &str, limit: i64) -> Result<i64, DbError> {
-    let client = pool.get().await?;
-    let statement = client
-        .prepare_cached(
-            "SELECT count(*) FROM (
-                 SELECT 1 FROM async_invocations
-                 WHERE namespace = $1 AND status IN ('accepting', 'queued', 'running')
-                 LIMIT $2) pending",
-        )
-        .await?;
-    Ok(client
-        .query_one(&statement, &[&namespace, &limit])
-        .await?
-        .try_get(0)?)
+    Ok((inserted, counted))
 }
 
 async fn insert_async_in(
     client: &impl GenericClient,
     new: &NewAsync,
-    at_limit: bool,
+    refusal: Option<QuotaExceeded>,
 ) -> Result<Inserted, DbError> {
     if let Some(key) = &new.idempotency_key {
         // A key older than the window is free again: the old invocation keeps its row.
@@ -100,20 +102,21 @@ async fn insert_async_in(
             )
             .await?;
     }
-    if at_limit {
+    if let Some(refusal) = refusal {
         // A repeat is answered even at the limit. Below it, the insert's conflict finds one.
         let repeat = match new.idempotency_key {
             Some(_) => find_by_key(client, new).await?,
             None => None,
         };
-        return Ok(repeat.unwrap_or(Inserted::TooManyPending));
+        return Ok(repeat.unwrap_or(Inserted::Quota(refusal)));
     }
     let statement = client
         .prepare_cached(
             "INSERT INTO async_invocations
                  (id, namespace, function_id, function_name, mode, status, event, idempotency_key,
                   chain_depth)
-             VALUES ($1, $2, $3, $4, $5, 'accepting', $6, $7, $8)
+             SELECT $1, $2, $3, $4, $5, 'accepting', $6, $7, $8
+             WHERE EXISTS (SELECT 1 FROM namespaces WHERE name = $2 AND uid = $9 FOR KEY SHARE)
              ON CONFLICT (namespace, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING id",
         )
@@ -130,11 +133,22 @@ async fn insert_async_in(
                 &new.event,
                 &new.idempotency_key,
                 &new.chain_depth,
+                &new.namespace_uid,
             ],
         )
         .await?;
     if row.is_some() {
         return Ok(Inserted::New(new.id));
+    }
+    let alive: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM namespaces WHERE name = $1 AND uid = $2)",
+            &[&new.namespace, &new.namespace_uid],
+        )
+        .await?
+        .try_get(0)?;
+    if !alive {
+        return Ok(Inserted::NamespaceGone);
     }
     // The same key was stored by a call side by side with this one; its row is committed (the
     // insert waited for it), and only a row older than the window loses its key.
@@ -204,94 +218,6 @@ pub async fn forget_unpublished(pool: &Pool, id: Uuid) -> Result<(), DbError> {
         )
         .await?;
     Ok(())
-}
-
-/// Invocations stored but never confirmed published for `older_than` (an api died between the
-/// insert and the publish, or the publish failed): the sweeper publishes them again. Each with
-/// the attempt its job must carry.
-pub async fn unpublished(
-    pool: &Pool,
-    older_than: std::time::Duration,
-    limit: i64,
-) -> Result<Vec<(Uuid, u32)>, DbError> {
-    sweep(
-        pool,
-        "SELECT id, attempts FROM async_invocations
-         WHERE status = 'accepting' AND updated_at < now() - make_interval(secs => $1)
-         ORDER BY updated_at LIMIT $2",
-        older_than,
-        limit,
-    )
-    .await
-}
-
-/// Invocations `queued` for `older_than` without a change: their retry's job may have been
-/// lost (a delay queue's dead-lettering is at most once if the broker dies at that moment).
-/// Each is stamped as seen, so that it is published again at most once per `older_than`, and
-/// returned with the attempt its job must carry. A duplicate is dropped by the claim.
-pub async fn stale_queued(
-    pool: &Pool,
-    older_than: std::time::Duration,
-    limit: i64,
-) -> Result<Vec<(Uuid, u32)>, DbError> {
-    sweep(
-        pool,
-        "UPDATE async_invocations SET updated_at = now()
-         WHERE id = ANY(ARRAY(
-             SELECT id FROM async_invocations
-             WHERE status = 'queued' AND updated_at < now() - make_interval(secs => $1)
-             ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED))
-         RETURNING id, attempts",
-        older_than,
-        limit,
-    )
-    .await
-}
-
-/// Invocations `queued` whose job was due back from a delay queue over `grace` ago: the
-/// broker may have dropped it while dead-lettering. Each is unstamped (the rule for stale
-/// queued rows covers it from then on) and returned with the attempt its job must carry. A
-/// job that was only late is a duplicate, dropped by the claim.
-pub async fn overdue(
-    pool: &Pool,
-    grace: std::time::Duration,
-    limit: i64,
-) -> Result<Vec<(Uuid, u32)>, DbError> {
-    sweep(
-        pool,
-        "UPDATE async_invocations SET due_back = NULL, updated_at = now()
-         WHERE id = ANY(ARRAY(
-             SELECT id FROM async_invocations
-             WHERE status = 'queued' AND due_back < now() - make_interval(secs => $1)
-             ORDER BY due_back LIMIT $2 FOR UPDATE SKIP LOCKED))
-         RETURNING id, attempts",
-        grace,
-        limit,
-    )
-    .await
-}
-
-/// Runs one of the sweeper's queries (`$1` an age in seconds, `$2` a row limit, returning
-/// `id, attempts`) and gives the jobs to publish.
-async fn sweep(
-    pool: &Pool,
-    query: &str,
-    age: std::time::Duration,
-    limit: i64,
-) -> Result<Vec<(Uuid, u32)>, DbError> {
-    let client = pool.get().await?;
-    let rows = client.query(query, &[&age.as_secs_f64(), &limit]).await?;
-    next_jobs(&rows)
-}
-
-/// Rows of `(id, attempts)` as the jobs to publish: each its next attempt.
-fn next_jobs(rows: &[tokio_postgres::Row]) -> Result<Vec<(Uuid, u32)>, DbError> {
-    rows.iter()
-        .map(|row| {
-            let attempts: i32 = row.try_get(1)?;
-            Ok((row.try_get(0)?, attempts as u32 + 1))
-        })
-        .collect()
 }
 
 /// An invocation's state, as a job of it finds it.
@@ -470,23 +396,32 @@ pub enum Recorded {
 }
 
 /// Stores the outcome of a running attempt, once: the row must still be running that attempt.
-/// The attempt's row and the destination's invocation are written in the same transaction.
+/// The attempt's row and the destination's invocation are written in the same transaction,
+/// and the bytes of its result and logs charged to its namespace's `result_bytes` (its own
+/// quota, else `default_result_bytes`): past the quota they are dropped for a marker
+/// (`quotas::charge_results`).
 pub async fn record_attempt(
     pool: &Pool,
     id: Uuid,
     outcome: &AttemptOutcome,
+    default_result_bytes: i64,
 ) -> Result<Recorded, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let terminal = outcome.next_status.is_final();
     let updated = tx
-        .execute(
-            "UPDATE async_invocations
+        .query_opt(
+            "WITH old AS (
+                 SELECT (coalesce(octet_length(result), 0)
+                         + coalesce(octet_length(logs), 0))::bigint AS bytes
+                 FROM async_invocations WHERE id = $1)
+             UPDATE async_invocations
              SET status = $3, result = $4, error = $5, logs = $6, logs_truncated = $7,
                  timing = $8, duration_ms = $9, worker_id = $10, function_version = $11,
                  runtime = $12, claimed_until = NULL, due_back = $14, updated_at = now(),
                  finished_at = CASE WHEN $13 THEN now() END
-             WHERE id = $1 AND attempts = $2 AND status = 'running'",
+             WHERE id = $1 AND attempts = $2 AND status = 'running'
+             RETURNING namespace, (SELECT bytes FROM old)",
             &[
                 &id,
                 &outcome.attempt,
@@ -505,9 +440,23 @@ pub async fn record_attempt(
             ],
         )
         .await?;
-    if updated == 0 {
+    let Some(updated) = updated else {
         return Ok(Recorded::AlreadyRecorded);
-    }
+    };
+    let namespace: String = updated.try_get(0)?;
+    let old_bytes: i64 = updated.try_get::<_, Option<i64>>(1)?.unwrap_or(0);
+    charge_results(
+        &tx,
+        id,
+        &namespace,
+        old_bytes,
+        (
+            outcome.record.result.as_deref(),
+            outcome.record.logs.as_deref(),
+        ),
+        default_result_bytes,
+    )
+    .await?;
     tx.execute(
         "INSERT INTO invocation_attempts
              (invocation_id, attempt, outcome, error, worker_id, timing, duration_ms, cold_start,
@@ -528,9 +477,12 @@ pub async fn record_attempt(
     )
     .await?;
     let destination = match &outcome.destination {
-        Some(new) => match insert_async_in(&tx, new, false).await? {
+        Some(new) => match insert_async_in(&tx, new, None).await? {
             Inserted::New(id) => Some(id),
-            Inserted::Existing(_) | Inserted::KeyReused(_) | Inserted::TooManyPending => None,
+            Inserted::Existing(_)
+            | Inserted::KeyReused(_)
+            | Inserted::Quota(_)
+            | Inserted::NamespaceGone => None,
         },
         None => None,
     };
@@ -543,6 +495,7 @@ pub async fn record_attempt(
 pub struct ScheduledFunction {
     pub id: i64,
     pub namespace: String,
+    pub namespace_uid: Uuid,
     pub name: String,
     pub schedule: String,
     pub timezone: String,
@@ -553,8 +506,9 @@ pub async fn list_schedules(pool: &Pool) -> Result<Vec<ScheduledFunction>, DbErr
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
-            "SELECT id, namespace, name, schedule, schedule_timezone FROM functions
-             WHERE schedule IS NOT NULL",
+            "SELECT f.id, f.namespace, f.name, f.schedule, f.schedule_timezone, n.uid
+             FROM functions f JOIN namespaces n ON n.name = f.namespace
+             WHERE f.schedule IS NOT NULL",
         )
         .await?;
     let rows = client.query(&statement, &[]).await?;
@@ -566,6 +520,7 @@ pub async fn list_schedules(pool: &Pool) -> Result<Vec<ScheduledFunction>, DbErr
                 name: row.try_get(2)?,
                 schedule: row.try_get(3)?,
                 timezone: row.try_get(4)?,
+                namespace_uid: row.try_get(5)?,
             })
         })
         .collect()
@@ -579,13 +534,28 @@ pub async fn delete_async_before(
     limit: i64,
 ) -> Result<u64, DbError> {
     let client = pool.get().await?;
+    // Their result and log bytes are given back to their namespaces in the same statement.
     let statement = client
         .prepare_cached(
-            "DELETE FROM async_invocations WHERE id = ANY(ARRAY(
-                 SELECT id FROM async_invocations
-                 WHERE finished_at < $1 AND status IN ('succeeded', 'dead_lettered')
-                 ORDER BY finished_at LIMIT $2))",
+            "WITH gone AS (
+                 DELETE FROM async_invocations WHERE id = ANY(ARRAY(
+                     SELECT id FROM async_invocations
+                     WHERE finished_at < $1 AND status IN ('succeeded', 'dead_lettered')
+                     ORDER BY finished_at LIMIT $2))
+                 RETURNING namespace,
+                     (coalesce(octet_length(result), 0)
+                      + coalesce(octet_length(logs), 0))::bigint AS bytes),
+             freed AS (
+                 UPDATE namespaces n
+                 SET result_bytes_used = greatest(0, n.result_bytes_used - g.bytes)
+                 FROM (SELECT namespace, sum(bytes) AS bytes FROM gone GROUP BY namespace) g
+                 WHERE n.name = g.namespace)
+             SELECT count(*) FROM gone",
         )
         .await?;
-    Ok(client.execute(&statement, &[&cutoff, &limit]).await?)
+    let gone: i64 = client
+        .query_one(&statement, &[&cutoff, &limit])
+        .await?
+        .try_get(0)?;
+    Ok(gone as u64)
 }

@@ -315,40 +315,44 @@ pub async fn ready_build_size(pool: &Pool, key: &str) -> Result<Option<i64>, DbE
     })
 }
 
-/// Stores a deployment package's artifact, chunk by chunk; one already stored (the same
-/// files) is kept.
-pub async fn store_package(
-    pool: &Pool,
+/// Stores a deployment package's artifact, chunk by chunk, in the saving transaction `tx`
+/// (so that a save refused later keeps nothing); one already stored (the same files) is kept,
+/// its unused-artifact grace started over. A concurrent save of the same files waits on the
+/// artifact's key until this one commits or rolls back.
+pub async fn store_package_in(
+    tx: &deadpool_postgres::Transaction<'_>,
     package: &crate::domain::package::Package,
 ) -> Result<(), DbError> {
-    // Stored already: named again, its unused-artifact grace starts over.
-    let renewed = pool
-        .get()
-        .await?
-        .execute(
+    let chunks: Vec<&[u8]> = package.archive.chunks(CHUNK_BYTES).collect();
+    let inserted = tx
+        .query_opt(
+            "INSERT INTO artifacts (digest, content_sha256, size_bytes, unpacked_bytes, chunks)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (digest) DO NOTHING RETURNING digest",
+            &[
+                &package.digest,
+                &package.content_sha256,
+                &(package.archive.len() as i64),
+                &(package.unpacked_bytes as i64),
+                &(chunks.len() as i32),
+            ],
+        )
+        .await?;
+    if inserted.is_none() {
+        tx.execute(
             "UPDATE artifacts SET created_at = now() WHERE digest = $1",
             &[&package.digest],
         )
         .await?;
-    if renewed > 0 {
         return Ok(());
     }
-    let mut writer = match ArtifactWriter::begin(pool, &package.digest).await {
-        Ok(writer) => writer,
-        // A concurrent save of the same files stored it.
-        Err(error) if error.is_unique_violation() => return Ok(()),
-        Err(error) => return Err(error),
-    };
-    for chunk in package.archive.chunks(CHUNK_BYTES) {
-        writer.write_chunk(chunk).await?;
+    let statement = tx
+        .prepare_cached("INSERT INTO artifact_chunks (digest, seq, data) VALUES ($1, $2, $3)")
+        .await?;
+    for (seq, chunk) in chunks.into_iter().enumerate() {
+        tx.execute(&statement, &[&package.digest, &(seq as i32), &chunk])
+            .await?;
     }
-    writer
-        .finish(
-            &package.content_sha256,
-            package.archive.len() as i64,
-            package.unpacked_bytes as i64,
-        )
-        .await
+    Ok(())
 }
 
 /// Deletes the finished builds no function names, then the artifacts nothing names (no
@@ -369,18 +373,62 @@ pub async fn delete_unused_artifacts(pool: &Pool, grace: Duration) -> Result<(u6
         .await?;
     let artifacts = client
         .execute(
-            "WITH used AS (
-                 SELECT package_digest AS digest FROM functions
-                 UNION SELECT serving->'package'->>'digest' FROM functions
-                 UNION SELECT serving->'dependencies'->>'digest' FROM functions
-                 UNION SELECT digest FROM builds)
-             DELETE FROM artifacts a
-             WHERE a.created_at < now() - make_interval(secs => $1)
-               AND a.digest NOT IN (SELECT digest FROM used WHERE digest IS NOT NULL)",
+            &format!(
+                "WITH {USED_DIGESTS}
+                 DELETE FROM artifacts a
+                 WHERE a.created_at < now() - make_interval(secs => $1)
+                   AND a.digest NOT IN (SELECT digest FROM used WHERE digest IS NOT NULL)"
+            ),
             &[&grace],
         )
         .await?;
     Ok((builds, artifacts))
+}
+
+/// The artifacts something names (`used`): a function's package, a serving snapshot's
+/// package or dependencies, a build's output.
+const USED_DIGESTS: &str = "used AS (
+    SELECT package_digest AS digest FROM functions
+    UNION SELECT serving->'package'->>'digest' FROM functions
+    UNION SELECT serving->'dependencies'->>'digest' FROM functions
+    UNION SELECT digest FROM builds)";
+
+/// Deletes, at once rather than after a grace, builds `keys` that no function names any more
+/// and artifacts `digests` (with those builds' outputs) that nothing names: what a deleted
+/// namespace's functions alone used. A save elsewhere that names one of them meanwhile makes
+/// the delete fail on its foreign key (the retention pass collects the rest later). Returns
+/// how many builds and artifacts went.
+pub async fn delete_unshared(
+    pool: &Pool,
+    keys: &[String],
+    digests: &[String],
+) -> Result<(u64, u64), DbError> {
+    let client = pool.get().await?;
+    let gone = client
+        .query(
+            "DELETE FROM builds b
+             WHERE b.key = ANY($1)
+               AND NOT EXISTS (SELECT 1 FROM functions f WHERE f.build_key = b.key)
+             RETURNING b.digest",
+            &[&keys],
+        )
+        .await?;
+    let mut candidates = digests.to_vec();
+    for row in &gone {
+        candidates.extend(row.try_get::<_, Option<String>>(0)?);
+    }
+    let artifacts = client
+        .execute(
+            &format!(
+                "WITH {USED_DIGESTS}
+                 DELETE FROM artifacts a
+                 WHERE a.digest = ANY($1)
+                   AND a.digest NOT IN (SELECT digest FROM used WHERE digest IS NOT NULL)"
+            ),
+            &[&candidates],
+        )
+        .await?;
+    Ok((gone.len() as u64, artifacts))
 }
 
 /// An artifact's stored description.

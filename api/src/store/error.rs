@@ -15,6 +15,9 @@ pub enum DbError {
     /// (a constraint SQL cannot state).
     #[error("route {0:?} would take requests of another namespace's route")]
     RouteOverlap(String),
+    /// A namespace quota refuses what the statement would add (checked in its transaction).
+    #[error(transparent)]
+    Quota(#[from] crate::domain::quota::QuotaExceeded),
 }
 
 /// A constraint a statement broke, by kind and name.
@@ -48,7 +51,10 @@ impl DbError {
             DbError::Query(error) => error
                 .as_db_error()
                 .is_some_and(|db| *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION),
-            DbError::Pool(_) | DbError::Inconsistent(_) | DbError::RouteOverlap(_) => false,
+            DbError::Pool(_)
+            | DbError::Inconsistent(_)
+            | DbError::RouteOverlap(_)
+            | DbError::Quota(_) => false,
         }
     }
 }

@@ -2,9 +2,11 @@
 //! transaction with the build its dependencies need.
 
 use super::DbError;
-use super::builds::{BuildStatus, Requested, request_build};
+use super::builds::{BuildStatus, Requested, request_build, store_package_in};
 use super::functions::{FUNCTION_COLUMNS, Function, JOINS, PackageInfo};
 use crate::domain::http_trigger::{Cors, HttpAuth, RoutePattern};
+use crate::domain::package::Package;
+use crate::domain::quota::{self, Quota, QuotaDefaults};
 use common::{Language, Runtime};
 use deadpool_postgres::Pool;
 use std::collections::BTreeMap;
@@ -195,18 +197,88 @@ async fn check_route_is_free(
     Ok(())
 }
 
+/// Refuses a save that would pass namespace `namespace`'s `functions` quota (a create:
+/// `replacing` is `None`) or add stored artifact bytes past its `artifact_bytes` quota. The
+/// namespace's row is locked (`FOR NO KEY UPDATE`, which function inserts' key-share locks do
+/// not wait for) so that two saves in one namespace count one after the other. Bytes are the
+/// distinct artifacts (packages, builds' outputs) its functions name, before and after the
+/// save; the new package is already in `artifacts`, written by this transaction.
+async fn check_save_quotas(
+    tx: &deadpool_postgres::Transaction<'_>,
+    namespace: &str,
+    replacing: Option<i64>,
+    fields: &FunctionFields,
+    defaults: &QuotaDefaults,
+) -> Result<(), DbError> {
+    let limits = tx
+        .query_opt(
+            "SELECT coalesce(quota_functions, $2), coalesce(quota_artifact_bytes, $3)
+             FROM namespaces WHERE name = $1 FOR NO KEY UPDATE",
+            &[&namespace, &defaults.functions, &defaults.artifact_bytes],
+        )
+        .await?;
+    // Gone: the insert fails on its foreign key, which says so.
+    let Some(limits) = limits else { return Ok(()) };
+    if replacing.is_none() {
+        let held: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM functions WHERE namespace = $1",
+                &[&namespace],
+            )
+            .await?
+            .try_get(0)?;
+        quota::check(Quota::Functions, limits.try_get(0)?, held, 1)?;
+    }
+    let package = fields.package.as_ref().map(|p| p.digest.as_str());
+    let bytes = tx
+        .query_one(
+            "WITH mine AS (
+                 SELECT id, package_digest AS digest FROM functions WHERE namespace = $1
+                 UNION ALL
+                 SELECT f.id, b.digest FROM functions f JOIN builds b ON b.key = f.build_key
+                 WHERE f.namespace = $1),
+             after AS (
+                 SELECT digest FROM mine WHERE id IS DISTINCT FROM $2
+                 UNION SELECT $3::text
+                 UNION SELECT digest FROM builds WHERE key = $4)
+             SELECT
+                 (SELECT coalesce(sum(size_bytes), 0) FROM artifacts
+                  WHERE digest IN (SELECT digest FROM mine))::bigint,
+                 (SELECT coalesce(sum(size_bytes), 0) FROM artifacts
+                  WHERE digest IN (SELECT digest FROM after))::bigint",
+            &[&namespace, &replacing, &package, &fields.build_key],
+        )
+        .await?;
+    let (before, after): (i64, i64) = (bytes.try_get(0)?, bytes.try_get(1)?);
+    quota::check(
+        Quota::ArtifactBytes,
+        limits.try_get(1)?,
+        before,
+        after - before,
+    )?;
+    Ok(())
+}
+
 /// The advisory lock every function save takes while it checks its route against the other
 /// namespaces' (an arbitrary constant: "faas" and "routes" in ASCII).
 const ROUTES_LOCK: i64 = 0x6661_6173_726f_7574;
 
-/// Creates a function in `namespace`, with the build its dependencies need.
+/// Creates a function in `namespace`, with the build its dependencies need and its package's
+/// artifact, all in one transaction.
 pub async fn insert_function(
     pool: &Pool,
     namespace: &str,
     fields: &FunctionFields,
+    package: Option<&Package>,
+    quotas: &QuotaDefaults,
 ) -> Result<Saved, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // First, before any lock is taken: a large package takes a while to write.
+    if let Some(package) = package {
+        store_package_in(&tx, package).await?;
+    }
+    check_save_quotas(&tx, namespace, None, fields, quotas).await?;
     check_route_is_free(&tx, namespace, &fields.route).await?;
     let build = request_fields_build(&tx, fields).await?;
     // $1 is the namespace, the fields follow.
@@ -241,9 +313,14 @@ pub async fn update_function(
     namespace: &str,
     id: i64,
     fields: &FunctionFields,
+    package: Option<&Package>,
+    quotas: &QuotaDefaults,
 ) -> Result<Option<Saved>, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    if let Some(package) = package {
+        store_package_in(&tx, package).await?;
+    }
     let old = tx
         .query_opt(
             &format!(
@@ -255,6 +332,7 @@ pub async fn update_function(
         .await?;
     let Some(old) = old else { return Ok(None) };
     let old = Function::try_from(&old)?;
+    check_save_quotas(&tx, namespace, Some(id), fields, quotas).await?;
     check_route_is_free(&tx, namespace, &fields.route).await?;
     let build = request_fields_build(&tx, fields).await?;
     let ready_now = build

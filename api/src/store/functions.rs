@@ -9,6 +9,7 @@ use deadpool_postgres::Pool;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use tokio_postgres::Row;
+use uuid::Uuid;
 
 /// A stored function, as the API shows it, with what its namespace allows (not shown).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -75,6 +76,10 @@ pub struct Function {
     /// Calls of all its namespace's functions at once; `None`: no limit.
     #[serde(skip)]
     pub namespace_max_concurrency: Option<i32>,
+    /// Its namespace's incarnation (`namespaces.uid`): what a record or async invocation of
+    /// it is written under, so that one written after the namespace was deleted is dropped.
+    #[serde(skip)]
+    pub namespace_uid: Uuid,
     /// While this version's build is not ready: the last runnable version, which calls run.
     #[serde(skip)]
     pub serving: Option<FunctionSpec>,
@@ -144,6 +149,7 @@ impl Function {
             updated_at: Utc::now(),
             allowed_runtimes: Runtime::ALL.to_vec(),
             namespace_max_concurrency: None,
+            namespace_uid: Uuid::nil(),
             serving: None,
         }
     }
@@ -213,7 +219,7 @@ pub(super) const FUNCTION_COLUMNS: &str = "f.id, f.namespace, f.name, f.route, f
     f.dependencies, f.build_key, f.serving,
     f.package_digest, f.package_zip_bytes, f.package_files, pa.unpacked_bytes AS package_unpacked_bytes,
     f.max_retries, f.max_event_age_secs, f.on_success, f.on_failure, f.schedule, f.schedule_timezone,
-    n.allowed_runtimes, n.max_concurrency AS namespace_max_concurrency,
+    n.allowed_runtimes, n.max_concurrency AS namespace_max_concurrency, n.uid AS namespace_uid,
     b.status AS build_status, b.digest AS build_digest, b.size_bytes AS build_size,
     right(b.log, 4096) AS build_log, b.started_at AS build_started_at, b.finished_at AS build_finished_at";
 
@@ -281,6 +287,7 @@ impl TryFrom<&Row> for Function {
             // The namespaces table's CHECK keeps these inside the enum.
             allowed_runtimes: allowed.iter().filter_map(|r| r.parse().ok()).collect(),
             namespace_max_concurrency: row.try_get("namespace_max_concurrency")?,
+            namespace_uid: row.try_get("namespace_uid")?,
             // Written by this api from a FunctionSpec; unreadable would mean a foreign writer.
             serving: serving.and_then(|value| serde_json::from_value(value).ok()),
         })

@@ -38,9 +38,17 @@ pub struct InvocationRecord {
     pub worker_id: Option<String>,
     pub error: Option<ErrorInfo>,
     pub created_at: DateTime<Utc>,
+    /// The incarnation of `namespace` the call ran in (`namespaces.uid`): the record is written
+    /// only while it exists, so that a late record of a deleted namespace is dropped rather
+    /// than shown to a new namespace of the same name.
+    #[serde(skip)]
+    pub namespace_uid: Uuid,
 }
 
-/// Writes many records in one statement; all of them or none.
+/// Writes many records in one statement; all of them or none, except those whose namespace
+/// incarnation is gone (deleted, or deleted and made again), which are dropped. The statement
+/// takes a key-share lock on each namespace row it writes under, so that a namespace being
+/// deleted either waits for it (and then deletes its rows) or is gone before it looks.
 pub async fn insert_invocations(pool: &Pool, records: &[InvocationRecord]) -> Result<(), DbError> {
     let mut client = pool.get().await?;
     let ids: Vec<Uuid> = records.iter().map(|r| r.invocation_id).collect();
@@ -62,6 +70,7 @@ pub async fn insert_invocations(pool: &Pool, records: &[InvocationRecord]) -> Re
         .collect();
     let created: Vec<DateTime<Utc>> = records.iter().map(|r| r.created_at).collect();
     let triggers: Vec<&str> = records.iter().map(|r| r.trigger.as_str()).collect();
+    let uids: Vec<Uuid> = records.iter().map(|r| r.namespace_uid).collect();
     // Records are telemetry: a crash of Postgres may lose the last few milliseconds of them,
     // which spares a WAL flush per batch. Other writes keep full durability.
     let transaction = client.transaction().await?;
@@ -73,9 +82,19 @@ pub async fn insert_invocations(pool: &Pool, records: &[InvocationRecord]) -> Re
             "INSERT INTO invocations (id, function_id, function_name, function_version, runtime,
                  status, cold_start, duration_ms, queue_ms, init_ms, run_ms, worker_id, error,
                  created_at, namespace, trigger)
-             SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::int[], $5::text[],
+             SELECT r.id, r.function_id, r.function_name, r.function_version, r.runtime,
+                 r.status, r.cold_start, r.duration_ms, r.queue_ms, r.init_ms, r.run_ms,
+                 r.worker_id, r.error, r.created_at, r.namespace, r.trigger
+             FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::int[], $5::text[],
                  $6::text[], $7::bool[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
-                 $12::text[], $13::jsonb[], $14::timestamptz[], $15::text[], $16::text[])
+                 $12::text[], $13::jsonb[], $14::timestamptz[], $15::text[], $16::text[],
+                 $17::uuid[])
+                 AS r(id, function_id, function_name, function_version, runtime, status,
+                      cold_start, duration_ms, queue_ms, init_ms, run_ms, worker_id, error,
+                      created_at, namespace, trigger, namespace_uid)
+             WHERE EXISTS (SELECT 1 FROM namespaces n
+                           WHERE n.name = r.namespace AND n.uid = r.namespace_uid
+                           FOR KEY SHARE)
              ON CONFLICT (id) DO NOTHING",
         )
         .await?;
@@ -99,6 +118,7 @@ pub async fn insert_invocations(pool: &Pool, records: &[InvocationRecord]) -> Re
                 &created,
                 &namespaces,
                 &triggers,
+                &uids,
             ],
         )
         .await?;
@@ -144,6 +164,8 @@ pub async fn list_invocations(
                 worker_id: row.try_get("worker_id")?,
                 error: error.and_then(|v| serde_json::from_value(v).ok()),
                 created_at: row.try_get("created_at")?,
+                // Only what the namespace's current incarnation wrote is ever read back.
+                namespace_uid: Uuid::nil(),
             })
         })
         .collect::<Result<_, tokio_postgres::Error>>()

@@ -2,6 +2,7 @@
 
 use super::DbError;
 use crate::domain::auth::Scope;
+use crate::domain::quota::{self, Quota};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::Serialize;
@@ -72,15 +73,38 @@ pub struct NewKeyRow<'a> {
 
 const INFO_COLUMNS: &str = "id, namespace, scopes, description, created_at, expires_at";
 
-/// Stores a key; `None` when its namespace does not exist.
-pub async fn insert_key(pool: &Pool, key: &NewKeyRow<'_>) -> Result<Option<KeyInfo>, DbError> {
-    let client = pool.get().await?;
-    let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
-    let row = client
+/// Stores a key; `None` when its namespace does not exist. Refused (`DbError::Quota`) when the
+/// namespace holds its `keys` quota of live keys (its own, else `default_quota`), counted with
+/// the namespace's row locked so that two keys made at once cannot both pass.
+pub async fn insert_key(
+    pool: &Pool,
+    key: &NewKeyRow<'_>,
+    default_quota: i64,
+) -> Result<Option<KeyInfo>, DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let limit = tx
         .query_opt(
+            "SELECT coalesce(quota_keys, $2) FROM namespaces WHERE name = $1 FOR NO KEY UPDATE",
+            &[&key.namespace, &default_quota],
+        )
+        .await?;
+    let Some(limit) = limit else { return Ok(None) };
+    let live: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM api_keys WHERE namespace = $1 AND revoked_at IS NULL
+               AND (expires_at IS NULL OR expires_at > now())",
+            &[&key.namespace],
+        )
+        .await?
+        .try_get(0)?;
+    quota::check(Quota::Keys, limit.try_get(0)?, live, 1)?;
+    let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
+    let row = tx
+        .query_one(
             &format!(
                 "INSERT INTO api_keys (id, namespace, scopes, description, secret_hash, expires_at)
-                 SELECT $1, name, $3, $4, $5, $6 FROM namespaces WHERE name = $2
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  RETURNING {INFO_COLUMNS}"
             ),
             &[
@@ -93,7 +117,9 @@ pub async fn insert_key(pool: &Pool, key: &NewKeyRow<'_>) -> Result<Option<KeyIn
             ],
         )
         .await?;
-    row.as_ref().map(KeyInfo::try_from).transpose()
+    let info = KeyInfo::try_from(&row)?;
+    tx.commit().await?;
+    Ok(Some(info))
 }
 
 /// The live (not revoked) keys, of one namespace or of all, oldest first.

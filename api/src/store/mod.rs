@@ -1,8 +1,9 @@
 //! Postgres: the connection pool, the schema migrations, and every query the api makes, one
 //! module per table (functions, dependency builds and artifacts, invocation records, leases,
-//! namespaces, keys).
+//! namespaces, keys, the quotas the async tables count against).
 
 mod async_invocations;
+mod async_sweeps;
 mod builds;
 mod error;
 mod function_saves;
@@ -12,8 +13,10 @@ mod invocations;
 mod keys;
 mod leases;
 mod namespaces;
+mod quotas;
 
 pub use async_invocations::*;
+pub use async_sweeps::*;
 pub use builds::*;
 pub use error::{DbError, Violation};
 pub use function_saves::*;
@@ -23,6 +26,7 @@ pub use invocations::*;
 pub use keys::*;
 pub use leases::*;
 pub use namespaces::*;
+pub use quotas::{AcceptQuotas, Counted};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::time::Duration;

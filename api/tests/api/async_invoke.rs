@@ -450,7 +450,7 @@ async fn a_namespace_gets_429_beyond_its_pending_invocations_and_room_again_as_t
     let (status, body) = read(response).await;
     assert_eq!(
         (status, body["code"].as_str()),
-        (429, Some("too_many_pending")),
+        (429, Some("quota_pending_async")),
         "{body}"
     );
     assert!(

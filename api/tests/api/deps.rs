@@ -114,8 +114,9 @@ async fn python_dependencies_are_built_once_and_import_on_both_runtimes_without_
     // The docker worker builds; the gVisor one has an empty cache of its own, as on another host.
     app.add_worker(deps_worker(&app, Runtime::Docker, &builder_cache, true))
         .await;
-    app.add_worker(deps_worker(&app, Runtime::Gvisor, &fetcher_cache, false))
-        .await;
+    let fetcher = deps_worker(&app, Runtime::Gvisor, &fetcher_cache, false);
+    let fetcher_own = fetcher.worker_cache_dir();
+    app.add_worker(fetcher).await;
 
     let mut body = python("six-a", PY_SIX);
     body["dependencies"] = json!(SIX);
@@ -148,7 +149,7 @@ async fn python_dependencies_are_built_once_and_import_on_both_runtimes_without_
         );
     }
     // The gVisor worker fetched the artifact from the api into its own cache.
-    assert!(fetcher_cache.join(&digest).join("six.py").is_file());
+    assert!(fetcher_own.join(&digest).join("six.py").is_file());
     // The mount is read-only.
     let mut writer = python(
         "six-w",

@@ -121,11 +121,13 @@ async fn app_with_fetchers() -> (TestApp, Vec<std::path::PathBuf>) {
     let mut app = app_with_token().await;
     let docker_cache = cache_dir("pkg-docker");
     let gvisor_cache = cache_dir("pkg-gvisor");
-    app.add_worker(deps_worker(&app, Runtime::Docker, &docker_cache, false))
-        .await;
-    app.add_worker(deps_worker(&app, Runtime::Gvisor, &gvisor_cache, false))
-        .await;
-    (app, vec![docker_cache, gvisor_cache])
+    let docker = deps_worker(&app, Runtime::Docker, &docker_cache, false);
+    let gvisor = deps_worker(&app, Runtime::Gvisor, &gvisor_cache, false);
+    // Each worker caches under its own id.
+    let caches = vec![docker.worker_cache_dir(), gvisor.worker_cache_dir()];
+    app.add_worker(docker).await;
+    app.add_worker(gvisor).await;
+    (app, caches)
 }
 
 #[tokio::test]
@@ -252,7 +254,7 @@ async fn multi_file_packages_import_as_on_lambda_on_both_runtimes() {
 
     app.stop().await;
     for cache in caches {
-        let _ = std::fs::remove_dir_all(cache);
+        let _ = std::fs::remove_dir_all(cache.parent().unwrap_or(&cache));
     }
 }
 

@@ -52,7 +52,8 @@ async fn an_error_with_nul_is_recorded_cleaned_and_holds_up_no_other_record() {
     app.stop().await;
 }
 
-fn record(worker_id: &str) -> InvocationRecord {
+/// A record of namespace `default`, whose incarnation is `uid`.
+fn record(uid: uuid::Uuid, worker_id: &str) -> InvocationRecord {
     InvocationRecord {
         invocation_id: uuid::Uuid::now_v7(),
         namespace: "default".into(),
@@ -70,6 +71,7 @@ fn record(worker_id: &str) -> InvocationRecord {
         worker_id: Some(worker_id.into()),
         error: Some(ErrorInfo::new("Exception", "boom")),
         created_at: chrono::Utc::now(),
+        namespace_uid: uid,
     }
 }
 
@@ -88,12 +90,17 @@ async fn rows_postgres_refuses_are_dropped_and_counted_and_the_rest_written() {
     let pool = api::store::connect(&url, 2).await.unwrap();
     // Uncleaned on purpose: the writer cleans records before this, so here Postgres itself
     // refuses the NUL (SQLSTATE 22021) and the batch must be split around it.
+    let uid = api::store::get_namespace(&pool, "default")
+        .await
+        .unwrap()
+        .expect("default exists")
+        .uid;
     let batch = vec![
-        record("w1"),
-        record("w2"),
-        record("bad\0worker"),
-        record("w4"),
-        record("w5"),
+        record(uid, "w1"),
+        record(uid, "w2"),
+        record(uid, "bad\0worker"),
+        record(uid, "w4"),
+        record(uid, "w5"),
     ];
     let before = rejected_count();
     let (settled, error) = api::records::store(&pool, &batch).await;

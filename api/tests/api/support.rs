@@ -321,6 +321,11 @@ impl TestApp {
         read(response).await
     }
 
+    pub async fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
+        let request = self.client.patch(self.url(path)).json(body);
+        read(request.send().await.unwrap()).await
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         read(self.client.get(self.url(path)).send().await.unwrap()).await
     }
@@ -412,6 +417,11 @@ impl Caller {
     pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
         let url = format!("{}{path}", self.base_url);
         read(self.client.put(url).json(body).send().await.unwrap()).await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
+        let url = format!("{}{path}", self.base_url);
+        read(self.client.patch(url).json(body).send().await.unwrap()).await
     }
 
     pub async fn delete(&self, path: &str) -> (u16, Value) {

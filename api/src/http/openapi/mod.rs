@@ -63,6 +63,7 @@ the HTTP trigger (`/{path}`, tag `http`): functions answer on an origin of their
         routes::keys::get_whoami,
         routes::namespaces::create_namespace,
         routes::namespaces::list_namespaces,
+        routes::namespaces::update_namespace,
         routes::namespaces::delete_namespace,
         routes::health::get_healthz,
         routes::health::get_readyz,
@@ -313,8 +314,8 @@ mod tests {
                 }
             }
         }
-        // 26, and the trigger's seven methods.
-        assert_eq!(operations, 33);
+        // 27, and the trigger's seven methods.
+        assert_eq!(operations, 34);
     }
 
     /// Every JSON success body shows an example: in the response, on its schema, or on every

@@ -380,8 +380,10 @@ pub(crate) struct AsyncAccepted {
         within 24 hours answers 200 with the same invocation and runs nothing; the same key with \
         another function or another event (compared byte for byte) is 409 \
         `idempotency_key_reused`. The event is at most `MAX_ASYNC_EVENT_BYTES` (256 KiB). A \
-        namespace has at most `MAX_PENDING_ASYNC` invocations waiting or running (429 \
-        `too_many_pending` beyond). Needs the `invoke` scope.",
+        namespace has at most its `pending_async` quota (never above `MAX_PENDING_ASYNC`) of \
+        invocations waiting or running (429 `quota_pending_async` beyond), and while its stored \
+        async results and logs are at its `result_bytes` quota a new call is 413 \
+        `quota_result_bytes`. Needs the `invoke` scope.",
     params(
         crate::http::responses::FunctionName,
         ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 256,
@@ -394,9 +396,9 @@ pub(crate) struct AsyncAccepted {
         (status = 200, description = "The `Idempotency-Key` made this invocation already: nothing new runs.", body = AsyncAccepted),
         (status = 404, description = "`function_not_found`: no such function in the key's namespace.", body = ErrorBody),
         (status = 409, description = "`idempotency_key_reused`: the `Idempotency-Key` named a call of another function or with another event within 24 hours.", body = ErrorBody),
-        (status = 429, description = "`too_many_pending`: the namespace has `MAX_PENDING_ASYNC` async invocations waiting or running.", body = ErrorBody,
+        (status = 429, description = "`quota_pending_async`: the namespace has its `pending_async` quota (at most `MAX_PENDING_ASYNC`) of async invocations waiting or running.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
-        crate::http::responses::BodyErrors,
+        crate::http::responses::AsyncBodyErrors,
         crate::http::responses::KeyErrors,
         crate::http::responses::Unavailable,
     ),
@@ -431,6 +433,7 @@ fn new_async(
     store::NewAsync {
         id: Uuid::now_v7(),
         namespace: function.namespace.clone(),
+        namespace_uid: function.namespace_uid,
         function_id: function.id,
         function_name: function.name.clone(),
         mode: Mode::Async,

@@ -35,6 +35,7 @@ pub struct WhoAmI {
     responses(
         (status = 201, description = "Made; `key` is shown this once.", body = CreatedKey),
         (status = 404, description = "`namespace_not_found`: the namespace does not exist.", body = ErrorBody),
+        (status = 429, description = "`quota_keys`: the namespace holds its `keys` quota of live keys.", body = ErrorBody),
         crate::http::responses::BodyErrors,
         crate::http::responses::KeyErrors,
         crate::http::responses::Unavailable,

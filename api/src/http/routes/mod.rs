@@ -85,7 +85,10 @@ pub fn router(state: AppState) -> Router {
             "/namespaces/",
             get(namespaces::list_namespaces).post(namespaces::create_namespace),
         )
-        .route("/namespaces/{name}", delete(namespaces::delete_namespace))
+        .route(
+            "/namespaces/{name}",
+            delete(namespaces::delete_namespace).patch(namespaces::update_namespace),
+        )
         .route("/whoami", get(keys::get_whoami));
     let keyed = Router::new()
         .merge(functions)

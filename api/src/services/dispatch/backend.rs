@@ -116,7 +116,7 @@ impl AttemptBackend for Dispatch {
         id: Uuid,
         outcome: &AttemptOutcome,
     ) -> Result<Recorded, DbError> {
-        store::record_attempt(&self.db, id, outcome).await
+        store::record_attempt(&self.db, id, outcome, self.quotas.default_result_bytes).await
     }
 
     async fn unclaim(

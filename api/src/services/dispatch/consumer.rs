@@ -33,6 +33,7 @@ pub fn spawn_dispatcher(
         topology: settings.topology.clone(),
         stop: stop.clone(),
         slots: FairSlots::new(usize::from(settings.concurrency)),
+        max_event_bytes: settings.max_event_bytes,
     });
     let options = LoopOptions {
         name: "async dispatcher",

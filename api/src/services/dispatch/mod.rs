@@ -87,6 +87,8 @@ pub struct DispatchSettings {
     /// Jobs this replica runs at once (`ASYNC_CONCURRENCY`).
     pub concurrency: u16,
     pub topology: Topology,
+    /// `MAX_EVENT_BYTES`: the largest event a destination receives.
+    pub max_event_bytes: usize,
 }
 
 /// What async dispatch reaches of the platform: the store, the broker, the one call path,
@@ -97,8 +99,9 @@ pub struct Dispatch {
     pub invoker: Arc<Invoker>,
     pub invocations: Invocations,
     pub pending: Arc<PendingCounts>,
-    /// `MAX_PENDING_ASYNC`, per namespace.
-    pub max_pending_async: i64,
+    /// `MAX_PENDING_ASYNC` (per namespace, which may narrow it) and the default
+    /// `result_bytes` quota: what a client's accept counts against.
+    pub quotas: store::AcceptQuotas,
 }
 
 /// Why an async call was not accepted; nothing is kept for any of them.
@@ -108,9 +111,13 @@ pub enum AcceptError {
     /// with another event.
     #[error("the idempotency key made invocation {0}, of another function or event")]
     KeyReused(Uuid),
-    /// The namespace has `limit` async invocations not yet finished (`MAX_PENDING_ASYNC`).
-    #[error("namespace {namespace} has MAX_PENDING_ASYNC ({limit}) invocations pending")]
-    TooManyPending { namespace: String, limit: i64 },
+    /// A quota of the namespace refuses it: its pending invocations (`pending_async`, at most
+    /// `MAX_PENDING_ASYNC`) or its stored results (`result_bytes`) are at their limit.
+    #[error(transparent)]
+    Quota(crate::domain::quota::QuotaExceeded),
+    /// The function's namespace was deleted meanwhile.
+    #[error("namespace {0} not found")]
+    NamespaceGone(String),
     #[error(transparent)]
     Broker(#[from] BrokerError),
     #[error("the database is unavailable")]
@@ -119,30 +126,27 @@ pub enum AcceptError {
 
 /// Accepts `new`: stored, then its first attempt published and confirmed. With an
 /// idempotency key that made an invocation within 24 h, that one (409 when it was of another
-/// function or event). When `limited` (a client's call), 429 when the namespace has
-/// `MAX_PENDING_ASYNC` invocations not finished. A job the broker does not confirm is 503 and
+/// function or event). When `limited` (a client's call), refused when a quota of the namespace
+/// is full: its pending invocations (`pending_async`) or its stored results (`result_bytes`). A job the broker does not confirm is 503 and
 /// nothing is kept.
 pub async fn accept(
     state: &Dispatch,
     new: NewAsync,
     limited: bool,
 ) -> Result<Accepted, AcceptError> {
-    let limit = state.max_pending_async;
-    let at_limit = limited
-        && state
-            .pending
-            .at_limit(&state.db, &new.namespace, limit)
-            .await?;
-    match store::insert_async(&state.db, &new, at_limit).await? {
+    let counting = (limited && state.pending.must_count(&new.namespace)).then_some(state.quotas);
+    let (inserted, counted) = store::insert_async(&state.db, &new, counting).await?;
+    if let Some(counted) = &counted {
+        state.pending.counted(&new.namespace, counted);
+    }
+    match inserted {
         Inserted::Existing(invocation_id) => Ok(Accepted {
             invocation_id,
             existing: true,
         }),
         Inserted::KeyReused(invocation_id) => Err(AcceptError::KeyReused(invocation_id)),
-        Inserted::TooManyPending => Err(AcceptError::TooManyPending {
-            namespace: new.namespace,
-            limit,
-        }),
+        Inserted::Quota(exceeded) => Err(AcceptError::Quota(exceeded)),
+        Inserted::NamespaceGone => Err(AcceptError::NamespaceGone(new.namespace)),
         Inserted::New(invocation_id) => {
             if let Err(error) = publish_attempt(state, invocation_id, 1).await {
                 if let Err(db_error) = store::forget_unpublished(&state.db, invocation_id).await {

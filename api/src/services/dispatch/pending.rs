@@ -1,16 +1,18 @@
-//! `MAX_PENDING_ASYNC`: how many async invocations a namespace may have waiting or running.
+//! `MAX_PENDING_ASYNC` and the namespace quotas an accept counts against: how many async
+//! invocations a namespace may have waiting or running (`pending_async`, never above
+//! `MAX_PENDING_ASYNC`), and whether its stored results are at their `result_bytes` quota.
 //!
 //! Counting a namespace's pending rows costs Postgres about a millisecond per ten thousand, on
 //! every `/execute_async` (the bench's accept rate fell by a quarter with a count per call).
 //! So each replica remembers its last count per namespace, plus what it accepted since, and
 //! counts again only when that is older than [`RECOUNT_AFTER`] or within a quarter of the
 //! limit: far from the limit a call is accepted on the estimate, near it every call counts.
-//! The limit is soft: other replicas' accepts since the last count, and calls accepted side by
-//! side, may pass it by that much.
+//! A count happens in the accept's own transaction, under a lock per namespace, so that near the
+//! limit calls on every replica count one after the other and none passes it. Far from it (under
+//! three quarters, on a count under a second old) the estimate lets calls in uncounted: other
+//! replicas' accepts in that second could pass the limit only by taking a quarter of it.
 
 use crate::store;
-use crate::store::DbError;
-use deadpool_postgres::Pool;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -25,14 +27,19 @@ struct Estimate {
     /// The count then, plus this replica's accepts since (finished ones are not subtracted:
     /// an estimate only errs high, and the next count corrects it).
     pending: i64,
+    /// The namespace's limit in force then.
+    limit: i64,
+    /// Its stored results were at their quota then.
+    results_full: bool,
 }
 
-/// Whether `estimate` leaves room under `limit` without a count: it is fresh and under three
-/// quarters of the limit.
-fn room_by_estimate(estimate: Option<Estimate>, now: Instant, limit: i64) -> bool {
+/// Whether `estimate` leaves room without a count: it is fresh, the results were not full, and
+/// the pending calls under three quarters of the limit.
+fn room_by_estimate(estimate: Option<Estimate>, now: Instant) -> bool {
     estimate.is_some_and(|estimate| {
         now.saturating_duration_since(estimate.counted_at) < RECOUNT_AFTER
-            && estimate.pending < limit - limit / 4
+            && !estimate.results_full
+            && estimate.pending < estimate.limit - estimate.limit / 4
     })
 }
 
@@ -43,23 +50,24 @@ pub struct PendingCounts {
 }
 
 impl PendingCounts {
-    /// Whether `namespace` has `limit` async invocations waiting or running, counted in
-    /// Postgres only when this replica's estimate cannot tell.
-    pub async fn at_limit(&self, db: &Pool, namespace: &str, limit: i64) -> Result<bool, DbError> {
-        let now = Instant::now();
+    /// Whether an accept in `namespace` must count (in its transaction) rather than go in on
+    /// this replica's estimate.
+    pub fn must_count(&self, namespace: &str) -> bool {
         let estimate = self.estimates.lock().unwrap().get(namespace).copied();
-        if room_by_estimate(estimate, now, limit) {
-            return Ok(false);
-        }
-        let pending = store::count_pending(db, namespace, limit).await?;
+        !room_by_estimate(estimate, Instant::now())
+    }
+
+    /// What an accept in `namespace` counted (before its own insert), as the new estimate.
+    pub fn counted(&self, namespace: &str, counted: &store::Counted) {
         self.estimates.lock().unwrap().insert(
             namespace.to_owned(),
             Estimate {
-                counted_at: now,
-                pending,
+                counted_at: Instant::now(),
+                pending: counted.pending,
+                limit: counted.limit,
+                results_full: counted.results_full,
             },
         );
-        Ok(pending >= limit)
     }
 
     /// Counts an invocation accepted in `namespace` into its estimate.
@@ -75,24 +83,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_estimate_decides_only_while_fresh_and_far_from_the_limit() {
+    fn an_estimate_decides_only_while_fresh_far_from_the_limit_and_results_not_full() {
         let now = Instant::now();
-        let at = |ago_ms: u64, pending: i64| {
+        let at = |ago_ms: u64, pending: i64, limit: i64| {
             Some(Estimate {
                 counted_at: now - Duration::from_millis(ago_ms),
                 pending,
+                limit,
+                results_full: false,
             })
         };
-        assert!(!room_by_estimate(None, now, 100), "never counted");
-        assert!(room_by_estimate(at(10, 0), now, 100));
-        assert!(room_by_estimate(at(10, 74), now, 100));
-        assert!(!room_by_estimate(at(10, 75), now, 100), "near the limit");
-        assert!(!room_by_estimate(at(10, 500), now, 100), "over it: counted");
-        assert!(!room_by_estimate(at(1_000, 0), now, 100), "stale");
+        assert!(!room_by_estimate(None, now), "never counted");
+        assert!(room_by_estimate(at(10, 0, 100), now));
+        assert!(room_by_estimate(at(10, 74, 100), now));
+        assert!(!room_by_estimate(at(10, 75, 100), now), "near the limit");
+        assert!(!room_by_estimate(at(10, 500, 100), now), "over it: counted");
+        assert!(!room_by_estimate(at(1_000, 0, 100), now), "stale");
         // Small limits: the estimate still decides below them, and counts at them.
-        assert!(room_by_estimate(at(10, 0), now, 1));
-        assert!(!room_by_estimate(at(10, 1), now, 1));
-        assert!(room_by_estimate(at(10, 1), now, 2));
-        assert!(!room_by_estimate(at(10, 2), now, 2));
+        assert!(room_by_estimate(at(10, 0, 1), now));
+        assert!(!room_by_estimate(at(10, 1, 1), now));
+        assert!(room_by_estimate(at(10, 1, 2), now));
+        assert!(!room_by_estimate(at(10, 2, 2), now));
+        assert!(
+            !room_by_estimate(at(10, 0, 0), now),
+            "a zero quota always counts"
+        );
+        let full = at(10, 0, 100).map(|e| Estimate {
+            results_full: true,
+            ..e
+        });
+        assert!(
+            !room_by_estimate(full, now),
+            "results at their quota: counted"
+        );
+    }
+
+    #[test]
+    fn a_count_replaces_the_estimate_and_accepts_add_to_it() {
+        let counts = PendingCounts::default();
+        assert!(counts.must_count("ns"));
+        let counted = store::Counted {
+            pending: 0,
+            limit: 4,
+            results_full: false,
+        };
+        counts.counted("ns", &counted);
+        assert!(!counts.must_count("ns"));
+        counts.accepted("ns");
+        counts.accepted("ns");
+        assert!(!counts.must_count("ns"), "2 of 4: under three quarters");
+        counts.accepted("ns");
+        assert!(counts.must_count("ns"), "3 of 4: counted");
+        assert!(counts.must_count("other"));
     }
 }

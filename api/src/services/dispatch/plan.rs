@@ -430,8 +430,17 @@ pub fn age(row: &AsyncState, now: DateTime<Utc>) -> Duration {
 }
 
 /// The event a destination receives: where it comes from, how it ended (`status`), and the
-/// original event.
-pub fn destination_event(row: &AsyncState, status: AsyncStatus, record: &AttemptRecord) -> String {
+/// original event. Over `max_bytes` (`MAX_EVENT_BYTES`), the embedded parts are left out, the
+/// outcome first, then the original event, each replaced by null and named in `truncated`
+/// (as Lambda leaves out a payload too large): both stay readable at `GET
+/// /invocations/{invocation_id}`. Without this a chain of 16 destinations would embed its
+/// events in one another, growing by a result each link.
+pub fn destination_event(
+    row: &AsyncState,
+    status: AsyncStatus,
+    record: &AttemptRecord,
+    max_bytes: usize,
+) -> String {
     let original: Value = serde_json::from_str(&row.event).unwrap_or(Value::Null);
     let mut event = json!({
         "source": "destination",
@@ -446,7 +455,20 @@ pub fn destination_event(row: &AsyncState, status: AsyncStatus, record: &Attempt
         }
         None => event["error"] = record.error.clone().unwrap_or(Value::Null),
     }
-    event.to_string()
+    let mut text = event.to_string();
+    let mut truncated = Vec::new();
+    for part in ["result", "error", "event"] {
+        if text.len() <= max_bytes {
+            break;
+        }
+        if event.get(part).is_some_and(|value| !value.is_null()) {
+            event[part] = Value::Null;
+            truncated.push(part);
+            event["truncated"] = json!(truncated);
+            text = event.to_string();
+        }
+    }
+    text
 }
 #[cfg(test)]
 mod tests {
@@ -988,6 +1010,7 @@ mod tests {
             &source,
             AsyncStatus::DeadLettered,
             &record,
+            MAX,
         ))
         .unwrap();
         assert_eq!(
@@ -996,11 +1019,54 @@ mod tests {
                 "status": "dead_lettered", "event": {"n": 1}, "error": {"kind": "K"}})
         );
         record.result = Some("[1]".into());
-        let event: Value =
-            serde_json::from_str(&destination_event(&source, AsyncStatus::Succeeded, &record))
-                .unwrap();
+        let event: Value = serde_json::from_str(&destination_event(
+            &source,
+            AsyncStatus::Succeeded,
+            &record,
+            MAX,
+        ))
+        .unwrap();
         assert_eq!(event["status"], "succeeded");
         assert_eq!(event["result"], json!([1]));
         assert!(event.get("error").is_none());
+        assert!(event.get("truncated").is_none());
+    }
+
+    const MAX: usize = 6 * 1024 * 1024;
+
+    #[test]
+    fn a_destination_event_over_the_limit_leaves_out_the_outcome_then_the_event() {
+        let big = |n: usize| format!("\"{}\"", "x".repeat(n));
+        let source = AsyncState {
+            event: big(1000),
+            ..row("running", 1, None)
+        };
+        let mut record = AttemptRecord::not_run(json!({"kind": "K"}));
+        record.result = Some(big(3000));
+        let cut = |record: &AttemptRecord, max| -> (Value, usize) {
+            let text = destination_event(&source, AsyncStatus::Succeeded, record, max);
+            (serde_json::from_str(&text).unwrap(), text.len())
+        };
+        let (whole, whole_len) = cut(&record, MAX);
+        assert!(whole.get("truncated").is_none() && whole_len > 4000);
+        // Room for the event but not the result: the result goes.
+        let (event, len) = cut(&record, 2000);
+        assert!(len <= 2000, "{len}");
+        assert_eq!(event["result"], Value::Null);
+        assert_eq!(event["event"], json!("x".repeat(1000)));
+        assert_eq!(event["truncated"], json!(["result"]));
+        // Room for neither: both go, and the rest still says where it comes from.
+        let (event, len) = cut(&record, 500);
+        assert!(len <= 500, "{len}");
+        assert_eq!(event["truncated"], json!(["result", "event"]));
+        assert_eq!(event["source"], "destination");
+        assert_eq!(event["status"], "succeeded");
+        // A failure's error goes the same way.
+        record.result = None;
+        record.error = Some(json!({"kind": "K", "message": "y".repeat(3000)}));
+        let (event, len) = cut(&record, 2000);
+        assert!(len <= 2000, "{len}");
+        assert_eq!(event["error"], Value::Null);
+        assert_eq!(event["truncated"], json!(["error"]));
     }
 }

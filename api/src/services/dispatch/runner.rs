@@ -52,6 +52,8 @@ pub struct Runner<B = Dispatch> {
     pub stop: CancellationToken,
     /// This replica's slots, shared fairly between namespaces.
     pub slots: Arc<FairSlots>,
+    /// `MAX_EVENT_BYTES`: a destination's event is cut to it (`plan::destination_event`).
+    pub max_event_bytes: usize,
 }
 
 impl<B: AttemptBackend> Runner<B> {
@@ -413,10 +415,16 @@ impl<B: AttemptBackend> Runner<B> {
                     Ok(target) => Some(NewAsync {
                         id: Uuid::now_v7(),
                         namespace: row.namespace.clone(),
+                        namespace_uid: target.namespace_uid,
                         function_id: target.id,
                         function_name: target.name.clone(),
                         mode: Mode::Async,
-                        event: plan::destination_event(row, next_status, &record),
+                        event: plan::destination_event(
+                            row,
+                            next_status,
+                            &record,
+                            self.max_event_bytes,
+                        ),
                         // One destination call per outcome, however often it is recorded
                         // (no header value can hold a newline: no caller's key collides).
                         idempotency_key: Some(format!("\ndestination:{}:{attempt}", row.id)),

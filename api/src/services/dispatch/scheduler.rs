@@ -102,6 +102,7 @@ async fn fire(
         NewAsync {
             id: Uuid::now_v7(),
             namespace: function.namespace.clone(),
+            namespace_uid: function.namespace_uid,
             function_id: function.id,
             function_name: function.name.clone(),
             mode: Mode::Schedule,
@@ -135,6 +136,7 @@ mod tests {
         ScheduledFunction {
             id,
             namespace: "default".into(),
+            namespace_uid: Uuid::nil(),
             name: format!("f{id}"),
             schedule: schedule.into(),
             timezone: "UTC".into(),

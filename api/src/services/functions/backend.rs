@@ -6,6 +6,7 @@
 
 use crate::broker::{BrokerError, Invoker};
 use crate::domain::package::Package;
+use crate::domain::quota::QuotaDefaults;
 use crate::services::route_table::RouteTable;
 use crate::store::{self, DbError, Function, FunctionFields, Namespace, Saved};
 use common::{BuildJob, FunctionEvent};
@@ -36,22 +37,23 @@ pub trait FunctionBackend: Clone + Send + Sync + 'static {
         key: &str,
     ) -> impl Future<Output = Result<Option<i64>, DbError>> + Send;
 
-    /// Stores `package`'s artifact (or renews it when the same files are stored already).
-    fn store_package(&self, package: &Package) -> impl Future<Output = Result<(), DbError>> + Send;
-
-    /// Creates a function in `namespace`, with the build its dependencies need.
+    /// Creates a function in `namespace`, with the build its dependencies need, and stores
+    /// `package`'s artifact (or renews it) in the same transaction: a refused save keeps none.
     fn insert_function(
         &self,
         namespace: &str,
         fields: &FunctionFields,
+        package: Option<&Package>,
     ) -> impl Future<Output = Result<Saved, DbError>> + Send;
 
-    /// Replaces function `id` of `namespace`; `None` when there is no such function.
+    /// Replaces function `id` of `namespace`, storing `package` as
+    /// [`FunctionBackend::insert_function`] does; `None` when there is no such function.
     fn update_function(
         &self,
         namespace: &str,
         id: i64,
         fields: &FunctionFields,
+        package: Option<&Package>,
     ) -> impl Future<Output = Result<Option<Saved>, DbError>> + Send;
 
     /// Deletes function `id` of `namespace`; false when there is no such function.
@@ -96,6 +98,8 @@ pub struct LiveBackend {
     pub db: Pool,
     pub invoker: Arc<Invoker>,
     pub routes: Arc<RouteTable>,
+    /// The platform's quotas, for namespaces that set none.
+    pub quotas: QuotaDefaults,
 }
 
 impl FunctionBackend for LiveBackend {
@@ -121,16 +125,13 @@ impl FunctionBackend for LiveBackend {
         store::ready_build_size(&self.db, key)
     }
 
-    fn store_package(&self, package: &Package) -> impl Future<Output = Result<(), DbError>> + Send {
-        store::store_package(&self.db, package)
-    }
-
     fn insert_function(
         &self,
         namespace: &str,
         fields: &FunctionFields,
+        package: Option<&Package>,
     ) -> impl Future<Output = Result<Saved, DbError>> + Send {
-        store::insert_function(&self.db, namespace, fields)
+        store::insert_function(&self.db, namespace, fields, package, &self.quotas)
     }
 
     fn update_function(
@@ -138,8 +139,9 @@ impl FunctionBackend for LiveBackend {
         namespace: &str,
         id: i64,
         fields: &FunctionFields,
+        package: Option<&Package>,
     ) -> impl Future<Output = Result<Option<Saved>, DbError>> + Send {
-        store::update_function(&self.db, namespace, id, fields)
+        store::update_function(&self.db, namespace, id, fields, package, &self.quotas)
     }
 
     fn delete_function(

@@ -26,6 +26,7 @@ pub enum Call {
         name: String,
     },
     ReadyBuildSize(String),
+    /// Part of an insert or update: the package it stores in the same transaction.
     StorePackage {
         digest: String,
         zip_bytes: u64,
@@ -143,6 +144,8 @@ impl FakeBackend {
             allowed_runtimes: allowed_runtimes.to_vec(),
             max_concurrency: None,
             created_at: chrono::Utc::now(),
+            quotas: Default::default(),
+            uid: Uuid::nil(),
         };
         self.state().namespaces.insert(name.to_owned(), namespace);
     }
@@ -257,6 +260,19 @@ impl FakeBackend {
 
 impl State {
     /// `row`'s function read with its build, as the store's join reads it.
+    /// Records the package a save stores in its transaction, before its row (the store
+    /// writes both or neither: a save the fake then refuses has its call recorded all the same).
+    fn store_package(&mut self, package: Option<&Package>) {
+        if let Some(package) = package {
+            self.calls.push(Call::StorePackage {
+                digest: package.digest.clone(),
+                zip_bytes: package.zip_bytes,
+                unpacked_bytes: package.unpacked_bytes,
+                files: package.files,
+            });
+        }
+    }
+
     fn joined(&self, row: &Row) -> Function {
         Function {
             build: row
@@ -387,22 +403,14 @@ impl FunctionBackend for FakeBackend {
             .and_then(|build| build.size_bytes))
     }
 
-    async fn store_package(&self, package: &Package) -> Result<(), DbError> {
-        self.state().calls.push(Call::StorePackage {
-            digest: package.digest.clone(),
-            zip_bytes: package.zip_bytes,
-            unpacked_bytes: package.unpacked_bytes,
-            files: package.files,
-        });
-        Ok(())
-    }
-
     async fn insert_function(
         &self,
         namespace: &str,
         fields: &FunctionFields,
+        package: Option<&Package>,
     ) -> Result<Saved, DbError> {
         let mut state = self.state();
+        state.store_package(package);
         state.calls.push(Call::InsertFunction {
             namespace: namespace.to_owned(),
             fields: Box::new(fields.clone()),
@@ -426,8 +434,10 @@ impl FunctionBackend for FakeBackend {
         namespace: &str,
         id: i64,
         fields: &FunctionFields,
+        package: Option<&Package>,
     ) -> Result<Option<Saved>, DbError> {
         let mut state = self.state();
+        state.store_package(package);
         state.calls.push(Call::UpdateFunction {
             namespace: namespace.to_owned(),
             id,

@@ -18,7 +18,8 @@ pub use backend::{FunctionBackend, LiveBackend};
 pub use validate::{FunctionInput, Invalid, NamespacePolicy, ValidFunction};
 
 use crate::broker::Invoker;
-use crate::domain::{deps, package};
+use crate::domain::deps;
+use crate::domain::package::{self, Package};
 use crate::services::cache::FunctionCache;
 use crate::services::route_table::RouteTable;
 use crate::store::{self, DbError, Function, FunctionFields, Saved, Violation};
@@ -44,6 +45,9 @@ pub enum SaveError {
     /// The key's namespace was deleted meanwhile.
     #[error("namespace {0} not found")]
     NamespaceNotFound(String),
+    /// A namespace quota (functions, artifact bytes) refuses it.
+    #[error(transparent)]
+    Quota(crate::domain::quota::QuotaExceeded),
     #[error("the database is unavailable")]
     Database(#[from] DbError),
 }
@@ -55,6 +59,17 @@ pub struct SaveOptions {
     pub may_catch_all: bool,
     /// Answer once the build has ended (at most `BUILD_WAIT_SECS`).
     pub wait: bool,
+}
+
+/// What the real service's saves are bounded by (settings).
+#[derive(Debug, Clone, Copy)]
+pub struct SaveLimits {
+    /// `MAX_CODE_BYTES`.
+    pub max_code_bytes: usize,
+    /// `BUILD_WAIT_SECS`.
+    pub build_wait: Duration,
+    /// The platform's quotas, for namespaces that set none.
+    pub quotas: crate::domain::quota::QuotaDefaults,
 }
 
 /// The functions service, over the real [`LiveBackend`] unless a test gives it another.
@@ -75,13 +90,18 @@ impl Functions {
         invoker: Arc<Invoker>,
         cache: Arc<FunctionCache>,
         routes: Arc<RouteTable>,
-        max_code_bytes: usize,
-        build_wait: Duration,
+        limits: SaveLimits,
     ) -> Self {
+        let SaveLimits {
+            max_code_bytes,
+            build_wait,
+            quotas,
+        } = limits;
         let backend = LiveBackend {
             db,
             invoker,
             routes,
+            quotas,
         };
         Functions::with_backend(backend, cache, max_code_bytes, build_wait)
     }
@@ -110,10 +130,10 @@ impl<B: FunctionBackend> Functions<B> {
         input: FunctionInput,
         options: SaveOptions,
     ) -> Result<Function, SaveError> {
-        let fields = self.prepare(namespace, input, options).await?;
+        let (fields, package) = self.prepare(namespace, input, options).await?;
         let saved = self
             .backend
-            .insert_function(namespace, &fields)
+            .insert_function(namespace, &fields, package.as_ref())
             .await
             .map_err(|error| on_save_error(error, &fields))?;
         tracing::info!(id = saved.function.id, namespace = %saved.function.namespace, name = %saved.function.name, "function created");
@@ -128,10 +148,10 @@ impl<B: FunctionBackend> Functions<B> {
         input: FunctionInput,
         options: SaveOptions,
     ) -> Result<Function, SaveError> {
-        let fields = self.prepare(namespace, input, options).await?;
+        let (fields, package) = self.prepare(namespace, input, options).await?;
         let saved = self
             .backend
-            .update_function(namespace, id, &fields)
+            .update_function(namespace, id, &fields, package.as_ref())
             .await
             .map_err(|error| on_save_error(error, &fields))?
             .ok_or(SaveError::FunctionNotFound(id))?;
@@ -151,13 +171,13 @@ impl<B: FunctionBackend> Functions<B> {
     }
 
     /// The fields to store: the input checked against the namespace's policy, its
-    /// destinations found, its package stored.
+    /// destinations found, its package checked (stored with the row, in its transaction).
     async fn prepare(
         &self,
         namespace: &str,
         input: FunctionInput,
         options: SaveOptions,
-    ) -> Result<FunctionFields, SaveError> {
+    ) -> Result<(FunctionFields, Option<Package>), SaveError> {
         // The key's namespace; its keys go with it, so only a race with its deletion finds none.
         let stored = self
             .backend
@@ -171,7 +191,7 @@ impl<B: FunctionBackend> Functions<B> {
         };
         let valid = ValidFunction::parse(input, &policy)?;
         self.check_destinations(namespace, &valid.fields).await?;
-        self.store_package(valid).await
+        self.check_package(valid).await
     }
 
     /// 422 unless `on_success` and `on_failure` name functions of `namespace`. A destination
@@ -200,16 +220,20 @@ impl<B: FunctionBackend> Functions<B> {
         Ok(())
     }
 
-    /// Checks `code_zip` (off the async threads: inflating it is CPU work), stores its artifact
-    /// unless the same files are stored already, and returns the fields that name it. Nothing is
-    /// stored for a package that is refused.
-    async fn store_package(&self, valid: ValidFunction) -> Result<FunctionFields, SaveError> {
+    /// Checks `code_zip` (off the async threads: inflating it is CPU work) and returns the
+    /// fields that name it, with the package for the save to store. A package is stored only
+    /// with the row that names it, in one transaction, so that a save refused for any reason
+    /// (a taken name, a quota) keeps none.
+    async fn check_package(
+        &self,
+        valid: ValidFunction,
+    ) -> Result<(FunctionFields, Option<Package>), SaveError> {
         let ValidFunction {
             mut fields,
             code_zip,
         } = valid;
         let Some(code_zip) = code_zip else {
-            return Ok(fields);
+            return Ok((fields, None));
         };
         let (language, handler) = (fields.language, fields.handler.clone());
         let prepared =
@@ -233,15 +257,14 @@ impl<B: FunctionBackend> Functions<B> {
             ))
             .into());
         }
-        self.backend.store_package(&package).await?;
-        tracing::info!(digest = %package.digest, zip_bytes = package.zip_bytes, files = package.files, "package stored");
+        tracing::info!(digest = %package.digest, zip_bytes = package.zip_bytes, files = package.files, "package checked");
         fields.package = Some(store::PackageInfo {
-            digest: package.digest,
+            digest: package.digest.clone(),
             zip_bytes: package.zip_bytes as i64,
             unpacked_bytes: package.unpacked_bytes as i64,
             files: package.files as i32,
         });
-        Ok(fields)
+        Ok((fields, Some(package)))
     }
 
     /// What a create or update does once committed: queues the build it started, tells the
@@ -351,6 +374,10 @@ impl<B: FunctionBackend> Functions<B> {
 /// A save's failure: a taken name or route, or a row the save named deleted under it, is 409
 /// naming what is taken (never which namespace holds a route); anything else is the database's.
 fn on_save_error(error: DbError, fields: &FunctionFields) -> SaveError {
+    let error = match error {
+        DbError::Quota(exceeded) => return SaveError::Quota(exceeded),
+        other => other,
+    };
     if let DbError::RouteOverlap(route) = &error {
         // Which namespace holds the other route is not said.
         return SaveError::Conflict(format!(

@@ -428,6 +428,7 @@ fn sync_record(
         worker_id: reply.map(|r| r.worker_id.clone()),
         error: reply.and_then(|r| r.error.clone()),
         created_at: chrono::Utc::now(),
+        namespace_uid: function.namespace_uid,
     }
 }
 

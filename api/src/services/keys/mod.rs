@@ -75,8 +75,20 @@ pub enum KeyChangeError {
     /// No such key, or one the caller may not see (the id as it was given).
     #[error("key {0} not found")]
     KeyNotFound(String),
+    /// The namespace holds its `keys` quota of live keys (429).
+    #[error(transparent)]
+    Quota(crate::domain::quota::QuotaExceeded),
     #[error("the database is unavailable")]
-    Database(#[from] DbError),
+    Database(DbError),
+}
+
+impl From<DbError> for KeyChangeError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Quota(exceeded) => KeyChangeError::Quota(exceeded),
+            other => KeyChangeError::Database(other),
+        }
+    }
 }
 
 /// The keys service.
@@ -86,11 +98,25 @@ pub struct Keys {
     invoker: Arc<Invoker>,
     /// This replica's key cache; `None` with auth disabled.
     cache: Option<Arc<KeyStore>>,
+    /// `QUOTA_KEYS`.
+    quota_keys: i64,
 }
 
 impl Keys {
-    pub fn new(db: Pool, invoker: Arc<Invoker>, cache: Option<Arc<KeyStore>>) -> Self {
-        Keys { db, invoker, cache }
+    /// The service; `quota_keys` is `QUOTA_KEYS`, the live keys of a namespace that sets no
+    /// quota of its own.
+    pub fn new(
+        db: Pool,
+        invoker: Arc<Invoker>,
+        cache: Option<Arc<KeyStore>>,
+        quota_keys: i64,
+    ) -> Self {
+        Keys {
+            db,
+            invoker,
+            cache,
+            quota_keys,
+        }
     }
 
     /// Makes a key for `caller` (who holds `admin` or `manage`); the answer is the only time
@@ -110,7 +136,7 @@ impl Keys {
             secret_hash: &key.secret_hash,
             expires_at: input.expires_at,
         };
-        let info = store::insert_key(&self.db, &row)
+        let info = store::insert_key(&self.db, &row, self.quota_keys)
             .await?
             .ok_or_else(|| KeyChangeError::NamespaceNotFound(checked.namespace.clone()))?;
         tracing::info!(key_id = %key.id.simple(), namespace = %checked.namespace, "key made");

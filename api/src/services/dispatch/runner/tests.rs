@@ -36,6 +36,7 @@ fn runner(backend: FakeBackend) -> Runner<FakeBackend> {
         topology: Topology::new("test.").with_retry_base_secs(BASE_SECS),
         stop: CancellationToken::new(),
         slots: FairSlots::new(4),
+        max_event_bytes: 6 * 1024 * 1024,
     }
 }
 

@@ -24,8 +24,17 @@ fn live() -> LiveBackend {
         db: pool_of_nothing(),
         invoker: Invoker::disconnected(),
         routes: RouteTable::new(),
+        quotas: QUOTAS,
     }
 }
+
+const QUOTAS: crate::domain::quota::QuotaDefaults = crate::domain::quota::QuotaDefaults {
+    functions: 10,
+    keys: 10,
+    pending_async: 10,
+    artifact_bytes: 10,
+    result_bytes: 10,
+};
 
 fn is_pool_error<T: std::fmt::Debug>(answer: Result<T, DbError>) -> bool {
     matches!(answer, Err(DbError::Pool(_)))
@@ -50,12 +59,13 @@ async fn every_store_call_reaches_the_pool() {
         live.get_function_by_name(NAMESPACE, "hello").await
     ));
     assert!(is_pool_error(live.ready_build_size("key").await));
-    assert!(is_pool_error(live.store_package(&package).await));
     assert!(is_pool_error(
-        live.insert_function(NAMESPACE, &fields).await
+        live.insert_function(NAMESPACE, &fields, Some(&package))
+            .await
     ));
     assert!(is_pool_error(
-        live.update_function(NAMESPACE, 1, &fields).await
+        live.update_function(NAMESPACE, 1, &fields, Some(&package))
+            .await
     ));
     assert!(is_pool_error(live.delete_function(NAMESPACE, 1).await));
     let attempt = uuid::Uuid::from_u128(1);
@@ -95,8 +105,11 @@ async fn the_service_new_builds_reports_the_database_away() {
         Invoker::disconnected(),
         cache,
         RouteTable::new(),
-        MAX_CODE_BYTES,
-        BUILD_WAIT,
+        SaveLimits {
+            max_code_bytes: MAX_CODE_BYTES,
+            build_wait: BUILD_WAIT,
+            quotas: QUOTAS,
+        },
     );
     let refused = functions
         .create(NAMESPACE, input(json!({})), NO_WAIT)
