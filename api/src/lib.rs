@@ -69,12 +69,7 @@ pub async fn run(
     let composed = state::compose(&config, connection_name).await?;
     let stop_background = CancellationToken::new();
     let background = state::Background::spawn(&config, &composed, stop_background.clone());
-    let state::Composed {
-        state,
-        invoker,
-        record_writer,
-        ..
-    } = composed;
+    let (state, invoker, record_writer) = composed.into_serving();
 
     register_metrics();
     let keep_alive = metrics_idle_timeout

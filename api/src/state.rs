@@ -27,6 +27,16 @@ pub struct Composed {
     connection_name: String,
 }
 
+impl Composed {
+    /// What serving needs: the state, the invoker and the record writer's task. The rest is
+    /// dropped here: the dispatch context holds a `RecordWriter`, and the writer ends only
+    /// once every one is gone, so one kept until `run` returns would make each shutdown wait
+    /// out the writer's timeout.
+    pub fn into_serving(self) -> (AppState, Arc<Invoker>, JoinHandle<()>) {
+        (self.state, self.invoker, self.record_writer)
+    }
+}
+
 /// Connects to Postgres (migrating it) and RabbitMQ and builds every part; fails when either
 /// cannot be reached now, or a setting is unusable.
 pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result<Composed> {
