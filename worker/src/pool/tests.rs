@@ -10,9 +10,17 @@ fn soon() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_millis(50)
 }
 
+fn ns(name: &str) -> Namespace {
+    Namespace::from(name)
+}
+
 /// A container of `spec`, started in room reserved for it.
 async fn cold(pool: &Pool<FakeLauncher>, spec: &FunctionSpec) -> Slot<Fake> {
-    let room = pool.reserve(spec.memory_mb, soon()).await.expect("room");
+    let namespace = Namespace::from(spec.namespace.as_str());
+    let room = pool
+        .reserve(spec.memory_mb, &namespace, soon())
+        .await
+        .expect("room");
     pool.start(
         spec.language,
         spec.memory_mb,
@@ -47,7 +55,7 @@ async fn room_is_the_memory_budget_not_a_count() {
     assert_eq!(pool.memory_used_mb(), 384);
     // 128 more fits; 256 does not, and nothing idle can be evicted.
     let small = cold(&pool, &spec(2, 1, 128)).await;
-    assert!(pool.reserve(256, soon()).await.is_none());
+    assert!(pool.reserve(256, &ns("default"), soon()).await.is_none());
     assert_eq!(pool.memory_used_mb(), 512);
     drop(small);
     drop(busy_big);
@@ -70,12 +78,12 @@ async fn a_cold_start_evicts_the_least_recently_used_idle_containers_only_when_e
     pool.put_idle(newer);
 
     // 512 MB would need the busy one too: nothing is evicted for nothing.
-    assert!(pool.reserve(512, soon()).await.is_none());
+    assert!(pool.reserve(512, &ns("default"), soon()).await.is_none());
     assert_eq!(pool.idle_count(), 2);
 
     // 128 MB: the least recently used idle container goes, the other stays warm.
     let room = pool
-        .reserve(128, soon())
+        .reserve(128, &ns("default"), soon())
         .await
         .expect("room after eviction");
     settle().await;
@@ -92,7 +100,7 @@ async fn a_call_waits_for_room_until_a_container_goes_and_gives_up_at_its_time()
         let pool = pool.clone();
         async move {
             let until = tokio::time::Instant::now() + Duration::from_secs(5);
-            pool.reserve(128, until).await.is_some()
+            pool.reserve(128, &ns("default"), until).await.is_some()
         }
     });
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -105,7 +113,7 @@ async fn a_call_waits_for_room_until_a_container_goes_and_gives_up_at_its_time()
 
     let _full = cold(&pool, &spec(2, 1, 256)).await;
     let started = tokio::time::Instant::now();
-    assert!(pool.reserve(128, soon()).await.is_none());
+    assert!(pool.reserve(128, &ns("default"), soon()).await.is_none());
     assert!(started.elapsed() >= Duration::from_millis(45));
 }
 
@@ -116,10 +124,10 @@ async fn the_container_cap_holds_besides_the_budget() {
     let pool = Pool::new(FakeLauncher::default(), capped);
     let _a = cold(&pool, &spec(1, 1, 64)).await;
     let b = cold(&pool, &spec(2, 1, 64)).await;
-    assert!(pool.reserve(64, soon()).await.is_none());
+    assert!(pool.reserve(64, &ns("default"), soon()).await.is_none());
     pool.put_idle(b);
     assert!(
-        pool.reserve(64, soon()).await.is_some(),
+        pool.reserve(64, &ns("default"), soon()).await.is_some(),
         "the idle one was evicted"
     );
 }
@@ -242,18 +250,24 @@ async fn stem_cells_fill_up_are_bound_and_replaced_and_go_last() {
     let mut stem = pool
         .take_stem(&StemKind::plain(Language::Python), 128)
         .expect("a stem cell");
-    stem.bind((7, 1));
+    stem.bind((7, 1), &ns("default"));
     assert_eq!(stem.key(), (7, 1));
     wait_for(Language::Python, 2).await;
     assert_eq!(pool.memory_used_mb(), 640);
 
     // A warm container is evicted before any stem cell.
     pool.put_idle(stem);
-    let room = pool.reserve(128, soon()).await.expect("room");
+    let room = pool
+        .reserve(128, &ns("default"), soon())
+        .await
+        .expect("room");
     assert_eq!(pool.idle_count(), 0);
     assert_eq!(pool.stem_count(Language::Python), 2);
     // Then stem cells, when nothing else is idle.
-    let room2 = pool.reserve(128, soon()).await.expect("room");
+    let room2 = pool
+        .reserve(128, &ns("default"), soon())
+        .await
+        .expect("room");
     assert_eq!(
         pool.stem_count(Language::Python) + pool.stem_count(Language::Javascript),
         3
