@@ -370,3 +370,153 @@ enum Place {
     Idle(FunctionKey),
     Stem(StemKind),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn held(of: &[(&str, u64)]) -> HashMap<Namespace, u64> {
+        of.iter()
+            .map(|(ns, mb)| (Namespace::from(*ns), *mb))
+            .collect()
+    }
+
+    /// An idle container of `ns` (`None`: a stem cell) idle since `t` ms after `base`.
+    fn idle(base: Instant, ns: Option<&str>, t: u64, memory_mb: u32) -> Candidate {
+        Candidate {
+            namespace: ns.map(Namespace::from),
+            stem: ns.is_none(),
+            idle_since: base + Duration::from_millis(t),
+            memory_mb,
+        }
+    }
+
+    fn ask(namespace: Option<&str>, memory_mb: u32, short: (u64, usize)) -> Ask<'_> {
+        Ask {
+            namespace,
+            memory_mb,
+            short,
+        }
+    }
+
+    #[test]
+    fn a_share_is_the_budget_over_the_namespaces_holding_memory_the_asker_counted() {
+        let none = held(&[]);
+        assert_eq!(
+            share_mb(4096, &none, Some("a"), 128),
+            4096,
+            "alone: all of it"
+        );
+        let b = held(&[("b", 1024)]);
+        assert_eq!(share_mb(4096, &b, Some("a"), 128), 2048);
+        assert_eq!(
+            share_mb(4096, &b, Some("b"), 128),
+            4096,
+            "b is counted once"
+        );
+        let bc = held(&[("b", 1024), ("c", 512)]);
+        assert_eq!(
+            share_mb(6000, &bc, None, 128),
+            3000,
+            "a stem cell adds no one"
+        );
+        assert_eq!(share_mb(6000, &bc, Some("a"), 128), 2000);
+        assert_eq!(
+            share_mb(4096, &b, Some("a"), 4096),
+            4096,
+            "never less than the one container asked for"
+        );
+    }
+
+    #[test]
+    fn a_namespace_over_its_share_evicts_only_its_own_idle_containers_then_stem_cells() {
+        let t = Instant::now();
+        let candidates = [
+            idle(t, Some("b"), 0, 1024),
+            idle(t, Some("b"), 1, 1024),
+            idle(t, Some("a"), 2, 1024),
+            idle(t, None, 3, 1024),
+            idle(t, Some("a"), 4, 1024),
+        ];
+        // a holds 4096 (two idle, the rest busy), b 2048: a's share is 4096, and another 1024
+        // would put it over.
+        let by_ns = held(&[("a", 4096), ("b", 2048)]);
+        let asked = ask(Some("a"), 1024, (1024, 0));
+        assert_eq!(
+            choose_victims(&candidates, &by_ns, 8192, asked),
+            Some(vec![2]),
+            "its own least recently used, though b's are older"
+        );
+        let asked = ask(Some("a"), 3072, (3072, 0));
+        assert_eq!(
+            choose_victims(&candidates, &by_ns, 8192, asked),
+            Some(vec![2, 4, 3]),
+            "its own, then the stem cell"
+        );
+        let asked = ask(Some("a"), 4096, (4096, 0));
+        assert_eq!(
+            choose_victims(&candidates, &by_ns, 8192, asked),
+            None,
+            "b's would make enough room, but they are not a's to take"
+        );
+    }
+
+    #[test]
+    fn others_evict_first_from_the_namespace_most_over_its_share() {
+        let t = Instant::now();
+        let candidates = [
+            idle(t, Some("c"), 0, 500),
+            idle(t, Some("c"), 1, 500),
+            idle(t, Some("b"), 2, 500),
+            idle(t, Some("b"), 3, 500),
+            idle(t, Some("d"), 4, 500),
+        ];
+        // Shares of 2000: b is 1000 over, c 500, d under.
+        let by_ns = held(&[("b", 3000), ("c", 2500), ("d", 500)]);
+        // b's oldest (1000 over), then b and c are both 500 over: the tie goes to the name,
+        // then c's oldest; least recently used alone would have taken c's two first.
+        assert_eq!(
+            choose_victims(&candidates, &by_ns, 6000, ask(None, 128, (1500, 0))),
+            Some(vec![2, 3, 0])
+        );
+        // d asking, within its share, evicts the same way.
+        assert_eq!(
+            choose_victims(&candidates, &by_ns, 6000, ask(Some("d"), 500, (1500, 0))),
+            Some(vec![2, 3, 0])
+        );
+        // Once no namespace is over, as without namespaces: least recently used first.
+        assert_eq!(
+            choose_victims(&candidates, &by_ns, 6000, ask(None, 128, (2500, 0))),
+            Some(vec![2, 3, 0, 1, 4])
+        );
+    }
+
+    #[test]
+    fn with_no_one_over_warm_containers_go_before_stem_cells_least_recently_used_first() {
+        let t = Instant::now();
+        let candidates = [
+            idle(t, None, 0, 128),
+            idle(t, Some("b"), 2, 128),
+            idle(t, Some("a"), 1, 128),
+        ];
+        let by_ns = held(&[("a", 1024), ("b", 1024)]);
+        let asked = ask(Some("a"), 128, (256, 0));
+        assert_eq!(
+            choose_victims(&candidates, &by_ns, 4096, asked),
+            Some(vec![2, 1])
+        );
+        let asked = ask(Some("a"), 128, (0, 3));
+        assert_eq!(
+            choose_victims(&candidates, &by_ns, 4096, asked),
+            Some(vec![2, 1, 0]),
+            "the cap on containers counts too"
+        );
+        let asked = ask(Some("a"), 128, (512, 0));
+        assert_eq!(
+            choose_victims(&candidates, &by_ns, 4096, asked),
+            None,
+            "nothing goes for nothing"
+        );
+    }
+}

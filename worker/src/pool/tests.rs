@@ -374,3 +374,134 @@ async fn remove_all_removes_busy_and_idle_ones() {
     assert!(removed.contains(&busy.container.id));
     assert!(pool.live_ids().is_empty());
 }
+
+/// Function `id` of namespace `namespace`, of `memory_mb`.
+fn spec_in(namespace: &str, id: i64, memory_mb: u32) -> FunctionSpec {
+    FunctionSpec {
+        namespace: namespace.into(),
+        ..spec(id, 1, memory_mb)
+    }
+}
+
+/// Containers of `namespace`'s functions `ids`, `memory_mb` each, put idle in that order (the
+/// first least recently used); their ids.
+async fn idle_ones(
+    pool: &Pool<FakeLauncher>,
+    namespace: &str,
+    ids: std::ops::Range<i64>,
+    memory_mb: u32,
+) -> Vec<String> {
+    let mut started = Vec::new();
+    for id in ids {
+        let slot = cold(pool, &spec_in(namespace, id, memory_mb)).await;
+        started.push(slot.container.id.clone());
+        pool.put_idle(slot);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    started
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_large_function_over_its_share_cannot_evict_another_namespaces_idle_containers() {
+    let pool = Pool::new(FakeLauncher::default(), settings(8192));
+    let b_ids = idle_ones(&pool, "b", 1..5, 1024).await;
+    // a's first 4,096 MB container takes the free half; a and b have 4,096 MB each now.
+    let big = spec_in("a", 10, 4096);
+    let busy = cold(&pool, &big).await;
+    assert_eq!(pool.ledger.used_by("a"), 4096);
+    assert_eq!(pool.ledger.used_by("b"), 4096);
+
+    // A second one would put a at 8,192 MB, over its share of 4,096: b's idle containers are
+    // not a's to evict, so a waits and gets nothing, as on a full worker.
+    let a = ns("a");
+    assert!(pool.reserve(4096, &a, soon()).await.is_none());
+    settle().await;
+    assert!(pool.launcher().removed().is_empty());
+    assert_eq!(pool.idle_count(), 4);
+
+    // Its own idle container it may evict.
+    let own = busy.container.id.clone();
+    pool.put_idle(busy);
+    let room = pool.reserve(4096, &a, soon()).await.expect("a's own room");
+    settle().await;
+    assert_eq!(pool.launcher().removed(), vec![own]);
+    for id in &b_ids {
+        assert!(pool.live_ids().contains(id), "b's {id} was evicted");
+    }
+    drop(room);
+}
+
+#[tokio::test]
+async fn eviction_takes_first_from_the_namespace_most_over_its_share() {
+    let pool = Pool::new(FakeLauncher::default(), settings(8192));
+    // c's are the least recently used, but b holds far more than c.
+    let c_ids = idle_ones(&pool, "c", 1..3, 1024).await;
+    let b_ids = idle_ones(&pool, "b", 10..15, 1024).await;
+    // d's share is 8,192 / 3; b is 2,390 MB over it, c under. 3,072 MB for d needs 2,048 MB
+    // freed: b's two least recently used go, though c's are older.
+    let room = pool.reserve(3072, &ns("d"), soon()).await.expect("room");
+    settle().await;
+    assert_eq!(
+        sorted(pool.launcher().removed()),
+        sorted(b_ids[..2].to_vec())
+    );
+    assert_eq!(pool.ledger.used_by("b"), 3072);
+    assert_eq!(pool.ledger.used_by("c"), 2048);
+    assert_eq!(pool.ledger.used_by("d"), 3072);
+    for id in &c_ids {
+        assert!(pool.live_ids().contains(id), "c's {id} was evicted");
+    }
+    drop(room);
+}
+
+#[tokio::test]
+async fn a_namespace_alone_uses_the_whole_budget_and_evicts_its_own_as_before() {
+    let pool = Pool::new(FakeLauncher::default(), settings(4096));
+    // One that held memory and let it go no longer counts.
+    let gone = cold(&pool, &spec_in("b", 1, 1024)).await;
+    pool.discard(gone);
+    let whole = cold(&pool, &spec_in("a", 2, 4096)).await;
+    assert_eq!(pool.ledger.used_by("a"), 4096);
+    drop(whole);
+
+    let _busy = cold(&pool, &spec_in("a", 3, 2048)).await;
+    let idle = idle_ones(&pool, "a", 4..6, 1024).await;
+    let room = pool
+        .reserve(2048, &ns("a"), soon())
+        .await
+        .expect("its own idle containers make room");
+    settle().await;
+    assert!(pool.launcher().removed().ends_with(&idle));
+    assert_eq!(pool.ledger.used_by("a"), 4096);
+    assert_eq!(pool.memory_used_mb(), 4096);
+    drop(room);
+}
+
+#[tokio::test]
+async fn a_stem_cell_counts_to_no_one_until_bound_and_takes_room_from_the_most_over() {
+    let pool = Pool::new(FakeLauncher::default(), settings(4096));
+    let room = pool.ledger.try_take(128, None).expect("room");
+    let mut stem = pool
+        .start(Language::Python, 128, None, &Mounts::default(), room)
+        .await
+        .unwrap();
+    assert_eq!(pool.memory_used_mb(), 128);
+    assert!(pool.ledger.used().by_namespace.is_empty());
+    stem.bind((7, 1), &ns("a"));
+    assert_eq!(pool.ledger.used_by("a"), 128, "bound: a's now");
+    drop(stem);
+    assert!(pool.ledger.used().by_namespace.is_empty());
+
+    // Room for a stem cell comes from the namespace most over its share first.
+    let c_ids = idle_ones(&pool, "c", 1..2, 1024).await;
+    let b_ids = idle_ones(&pool, "b", 2..5, 1024).await;
+    assert!(pool.evict_for(1024, None, false));
+    settle().await;
+    assert_eq!(pool.launcher().removed(), vec![b_ids[0].clone()]);
+    assert!(pool.live_ids().contains(&c_ids[0]));
+}
