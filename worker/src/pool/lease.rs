@@ -6,7 +6,7 @@
 //! What becomes of a container after an exchange is decided here and nowhere else:
 //! [`Health::after_call`] for a call, the init match in `cold_start` for loading the code.
 
-use super::{BusyGuard, Launcher, Mounts, Pool, Pooled, Slot, StemKind};
+use super::{BusyGuard, Launcher, Mounts, Namespace, Pool, Pooled, Slot, StemKind};
 use crate::death::Death;
 use crate::error::ContainerError;
 use crate::protocol::{CallOutcome, InitOutcome, Violation};
@@ -203,7 +203,10 @@ impl<L: Launcher> Pool<L> {
             None => self.start_for(spec, memory_mb, deadline).await?,
         };
         let init_deadline = deadline.min(tokio::time::Instant::now() + self.settings.init_timeout);
-        slot.bind((spec.id, spec.version));
+        slot.bind(
+            (spec.id, spec.version),
+            &Namespace::from(spec.namespace.as_str()),
+        );
         match slot.container.init(spec, init_deadline).await {
             InitOutcome::Ready => Ok(slot),
             InitOutcome::Failed { error, logs } => {
@@ -267,7 +270,8 @@ impl<L: Launcher> Pool<L> {
         deadline: tokio::time::Instant,
     ) -> Result<Slot<L::Container>, NoContainer> {
         let until = deadline.min(tokio::time::Instant::now() + self.settings.room_wait);
-        let Some(room) = self.reserve(memory_mb, until).await else {
+        let namespace = Namespace::from(spec.namespace.as_str());
+        let Some(room) = self.reserve(memory_mb, &namespace, until).await else {
             if tokio::time::Instant::now() < deadline {
                 tracing::debug!(
                     memory_mb,

@@ -5,8 +5,10 @@
 //! - prewarmed "stem cells" per language, started before any job needs them and bound to a
 //!   function by its init frame, then replaced in the background;
 //! - a memory budget (the sum of the containers' `memory_mb`: busy, warm and stem cells) and a
-//!   cap on their number. A cold start that finds no room evicts least recently used idle
-//!   containers when that makes enough room, or waits for room, up to a time it is given.
+//!   cap on their number, shared fairly between namespaces. A cold start that finds no room
+//!   evicts idle containers when that makes enough room (only its own namespace's when it
+//!   would be over its share, else those of the namespaces most over theirs first, then the
+//!   least recently used), or waits for room, up to a time it is given.
 //!
 //! A call takes its container with [`Pool::acquire`] (a warm one, one that comes back within a
 //! short wait, a stem cell, or a new one, with the function's artifacts fetched and its code
@@ -17,7 +19,7 @@
 //! that its scheduling and its decisions are tested without a Docker daemon (tests below, with
 //! the fake launcher of `fake`); the worker's launcher is the `sandbox` module's `Sandbox`.
 //!
-//! Inside: `launcher` (what the pool asks of the world), `room` (budget, cap, eviction),
+//! Inside: `launcher` (what the pool asks of the world), `room` (budget, cap, shares, eviction),
 //! `stems` (stem cells), `lease` (acquire and release); this file holds the idle containers
 //! and the bookkeeping they share.
 
@@ -33,7 +35,7 @@ mod tests;
 
 pub use launcher::{FunctionKey, Launcher, Mounts, Pooled, STEM_KEY, StemKind};
 pub use lease::{Acquisition, Artifact, Health, Lease, NoContainer, Refused};
-use room::{Ledger, Room};
+use room::{Ledger, Namespace, Room};
 
 use crate::error::ContainerError;
 use common::{FunctionSpec, Language};
@@ -86,7 +88,8 @@ struct Slot<C> {
     key: FunctionKey,
     memory_mb: u32,
     idle_since: Instant,
-    _room: Room,
+    /// Its place in the budget, counted to its function's namespace once it has one.
+    room: Room,
 }
 
 impl<C> Slot<C> {
@@ -95,9 +98,11 @@ impl<C> Slot<C> {
         self.key
     }
 
-    /// Binds a stem cell to the function version its init frame loaded.
-    fn bind(&mut self, key: FunctionKey) {
+    /// Binds a stem cell to the function version its init frame loaded; its room counts to
+    /// the function's namespace from now on.
+    fn bind(&mut self, key: FunctionKey, namespace: &Namespace) {
         self.key = key;
+        self.room.tag(namespace);
     }
 }
 
@@ -251,7 +256,7 @@ impl<L: Launcher> Pool<L> {
             key: function.map_or(STEM_KEY, |spec| (spec.id, spec.version)),
             memory_mb,
             idle_since: Instant::now(),
-            _room: room,
+            room,
         })
     }
 

@@ -159,10 +159,10 @@ impl<L: Launcher> Pool<L> {
     fn room_for_stem(&self) -> Option<Room> {
         let memory_mb = self.settings.stem_memory_mb;
         loop {
-            if let Some(room) = self.ledger.try_take(memory_mb) {
+            if let Some(room) = self.ledger.try_take(memory_mb, None) {
                 return Some(room);
             }
-            if !self.evict_for(memory_mb, false) {
+            if !self.evict_for(memory_mb, None, false) {
                 return None;
             }
         }

@@ -10,9 +10,17 @@ fn soon() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_millis(50)
 }
 
+fn ns(name: &str) -> Namespace {
+    Namespace::from(name)
+}
+
 /// A container of `spec`, started in room reserved for it.
 async fn cold(pool: &Pool<FakeLauncher>, spec: &FunctionSpec) -> Slot<Fake> {
-    let room = pool.reserve(spec.memory_mb, soon()).await.expect("room");
+    let namespace = Namespace::from(spec.namespace.as_str());
+    let room = pool
+        .reserve(spec.memory_mb, &namespace, soon())
+        .await
+        .expect("room");
     pool.start(
         spec.language,
         spec.memory_mb,
@@ -47,7 +55,7 @@ async fn room_is_the_memory_budget_not_a_count() {
     assert_eq!(pool.memory_used_mb(), 384);
     // 128 more fits; 256 does not, and nothing idle can be evicted.
     let small = cold(&pool, &spec(2, 1, 128)).await;
-    assert!(pool.reserve(256, soon()).await.is_none());
+    assert!(pool.reserve(256, &ns("default"), soon()).await.is_none());
     assert_eq!(pool.memory_used_mb(), 512);
     drop(small);
     drop(busy_big);
@@ -70,12 +78,12 @@ async fn a_cold_start_evicts_the_least_recently_used_idle_containers_only_when_e
     pool.put_idle(newer);
 
     // 512 MB would need the busy one too: nothing is evicted for nothing.
-    assert!(pool.reserve(512, soon()).await.is_none());
+    assert!(pool.reserve(512, &ns("default"), soon()).await.is_none());
     assert_eq!(pool.idle_count(), 2);
 
     // 128 MB: the least recently used idle container goes, the other stays warm.
     let room = pool
-        .reserve(128, soon())
+        .reserve(128, &ns("default"), soon())
         .await
         .expect("room after eviction");
     settle().await;
@@ -92,7 +100,7 @@ async fn a_call_waits_for_room_until_a_container_goes_and_gives_up_at_its_time()
         let pool = pool.clone();
         async move {
             let until = tokio::time::Instant::now() + Duration::from_secs(5);
-            pool.reserve(128, until).await.is_some()
+            pool.reserve(128, &ns("default"), until).await.is_some()
         }
     });
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -105,7 +113,7 @@ async fn a_call_waits_for_room_until_a_container_goes_and_gives_up_at_its_time()
 
     let _full = cold(&pool, &spec(2, 1, 256)).await;
     let started = tokio::time::Instant::now();
-    assert!(pool.reserve(128, soon()).await.is_none());
+    assert!(pool.reserve(128, &ns("default"), soon()).await.is_none());
     assert!(started.elapsed() >= Duration::from_millis(45));
 }
 
@@ -116,10 +124,10 @@ async fn the_container_cap_holds_besides_the_budget() {
     let pool = Pool::new(FakeLauncher::default(), capped);
     let _a = cold(&pool, &spec(1, 1, 64)).await;
     let b = cold(&pool, &spec(2, 1, 64)).await;
-    assert!(pool.reserve(64, soon()).await.is_none());
+    assert!(pool.reserve(64, &ns("default"), soon()).await.is_none());
     pool.put_idle(b);
     assert!(
-        pool.reserve(64, soon()).await.is_some(),
+        pool.reserve(64, &ns("default"), soon()).await.is_some(),
         "the idle one was evicted"
     );
 }
@@ -242,18 +250,24 @@ async fn stem_cells_fill_up_are_bound_and_replaced_and_go_last() {
     let mut stem = pool
         .take_stem(&StemKind::plain(Language::Python), 128)
         .expect("a stem cell");
-    stem.bind((7, 1));
+    stem.bind((7, 1), &ns("default"));
     assert_eq!(stem.key(), (7, 1));
     wait_for(Language::Python, 2).await;
     assert_eq!(pool.memory_used_mb(), 640);
 
     // A warm container is evicted before any stem cell.
     pool.put_idle(stem);
-    let room = pool.reserve(128, soon()).await.expect("room");
+    let room = pool
+        .reserve(128, &ns("default"), soon())
+        .await
+        .expect("room");
     assert_eq!(pool.idle_count(), 0);
     assert_eq!(pool.stem_count(Language::Python), 2);
     // Then stem cells, when nothing else is idle.
-    let room2 = pool.reserve(128, soon()).await.expect("room");
+    let room2 = pool
+        .reserve(128, &ns("default"), soon())
+        .await
+        .expect("room");
     assert_eq!(
         pool.stem_count(Language::Python) + pool.stem_count(Language::Javascript),
         3
@@ -359,4 +373,135 @@ async fn remove_all_removes_busy_and_idle_ones() {
     assert_eq!(removed.len(), 2);
     assert!(removed.contains(&busy.container.id));
     assert!(pool.live_ids().is_empty());
+}
+
+/// Function `id` of namespace `namespace`, of `memory_mb`.
+fn spec_in(namespace: &str, id: i64, memory_mb: u32) -> FunctionSpec {
+    FunctionSpec {
+        namespace: namespace.into(),
+        ..spec(id, 1, memory_mb)
+    }
+}
+
+/// Containers of `namespace`'s functions `ids`, `memory_mb` each, put idle in that order (the
+/// first least recently used); their ids.
+async fn idle_ones(
+    pool: &Pool<FakeLauncher>,
+    namespace: &str,
+    ids: std::ops::Range<i64>,
+    memory_mb: u32,
+) -> Vec<String> {
+    let mut started = Vec::new();
+    for id in ids {
+        let slot = cold(pool, &spec_in(namespace, id, memory_mb)).await;
+        started.push(slot.container.id.clone());
+        pool.put_idle(slot);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    started
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_large_function_over_its_share_cannot_evict_another_namespaces_idle_containers() {
+    let pool = Pool::new(FakeLauncher::default(), settings(8192));
+    let b_ids = idle_ones(&pool, "b", 1..5, 1024).await;
+    // a's first 4,096 MB container takes the free half; a and b have 4,096 MB each now.
+    let big = spec_in("a", 10, 4096);
+    let busy = cold(&pool, &big).await;
+    assert_eq!(pool.ledger.used_by("a"), 4096);
+    assert_eq!(pool.ledger.used_by("b"), 4096);
+
+    // A second one would put a at 8,192 MB, over its share of 4,096: b's idle containers are
+    // not a's to evict, so a waits and gets nothing, as on a full worker.
+    let a = ns("a");
+    assert!(pool.reserve(4096, &a, soon()).await.is_none());
+    settle().await;
+    assert!(pool.launcher().removed().is_empty());
+    assert_eq!(pool.idle_count(), 4);
+
+    // Its own idle container it may evict.
+    let own = busy.container.id.clone();
+    pool.put_idle(busy);
+    let room = pool.reserve(4096, &a, soon()).await.expect("a's own room");
+    settle().await;
+    assert_eq!(pool.launcher().removed(), vec![own]);
+    for id in &b_ids {
+        assert!(pool.live_ids().contains(id), "b's {id} was evicted");
+    }
+    drop(room);
+}
+
+#[tokio::test]
+async fn eviction_takes_first_from_the_namespace_most_over_its_share() {
+    let pool = Pool::new(FakeLauncher::default(), settings(8192));
+    // c's are the least recently used, but b holds far more than c.
+    let c_ids = idle_ones(&pool, "c", 1..3, 1024).await;
+    let b_ids = idle_ones(&pool, "b", 10..15, 1024).await;
+    // d's share is 8,192 / 3; b is 2,390 MB over it, c under. 3,072 MB for d needs 2,048 MB
+    // freed: b's two least recently used go, though c's are older.
+    let room = pool.reserve(3072, &ns("d"), soon()).await.expect("room");
+    settle().await;
+    assert_eq!(
+        sorted(pool.launcher().removed()),
+        sorted(b_ids[..2].to_vec())
+    );
+    assert_eq!(pool.ledger.used_by("b"), 3072);
+    assert_eq!(pool.ledger.used_by("c"), 2048);
+    assert_eq!(pool.ledger.used_by("d"), 3072);
+    for id in &c_ids {
+        assert!(pool.live_ids().contains(id), "c's {id} was evicted");
+    }
+    drop(room);
+}
+
+#[tokio::test]
+async fn a_namespace_alone_uses_the_whole_budget_and_evicts_its_own_as_before() {
+    let pool = Pool::new(FakeLauncher::default(), settings(4096));
+    // One that held memory and let it go no longer counts.
+    let gone = cold(&pool, &spec_in("b", 1, 1024)).await;
+    pool.discard(gone);
+    let whole = cold(&pool, &spec_in("a", 2, 4096)).await;
+    assert_eq!(pool.ledger.used_by("a"), 4096);
+    drop(whole);
+
+    let _busy = cold(&pool, &spec_in("a", 3, 2048)).await;
+    let idle = idle_ones(&pool, "a", 4..6, 1024).await;
+    let room = pool
+        .reserve(2048, &ns("a"), soon())
+        .await
+        .expect("its own idle containers make room");
+    settle().await;
+    assert!(pool.launcher().removed().ends_with(&idle));
+    assert_eq!(pool.ledger.used_by("a"), 4096);
+    assert_eq!(pool.memory_used_mb(), 4096);
+    drop(room);
+}
+
+#[tokio::test]
+async fn a_stem_cell_counts_to_no_one_until_bound_and_takes_room_from_the_most_over() {
+    let pool = Pool::new(FakeLauncher::default(), settings(4096));
+    let room = pool.ledger.try_take(128, None).expect("room");
+    let mut stem = pool
+        .start(Language::Python, 128, None, &Mounts::default(), room)
+        .await
+        .unwrap();
+    assert_eq!(pool.memory_used_mb(), 128);
+    assert!(pool.ledger.used().by_namespace.is_empty());
+    stem.bind((7, 1), &ns("a"));
+    assert_eq!(pool.ledger.used_by("a"), 128, "bound: a's now");
+    drop(stem);
+    assert!(pool.ledger.used().by_namespace.is_empty());
+
+    // Room for a stem cell comes from the namespace most over its share first.
+    let c_ids = idle_ones(&pool, "c", 1..2, 1024).await;
+    let b_ids = idle_ones(&pool, "b", 2..5, 1024).await;
+    assert!(pool.evict_for(1024, None, false));
+    settle().await;
+    assert_eq!(pool.launcher().removed(), vec![b_ids[0].clone()]);
+    assert!(pool.live_ids().contains(&c_ids[0]));
 }

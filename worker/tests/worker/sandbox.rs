@@ -5,7 +5,7 @@
 
 use crate::support::{config, container_exists, harness, harness_with, job, raw, value};
 use bollard::query_parameters::InspectContainerOptions;
-use common::{Language, ReplyStatus, Runtime};
+use common::{Job, Language, ReplyStatus, Runtime};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -311,6 +311,40 @@ async fn over_the_cap_the_least_recently_used_idle_container_is_evicted() {
     let back_32 = h.call(&job(32, ECHO, 5_000, BTreeMap::new())).await;
     assert!(back_32.cold_start, "32 was evicted");
     assert_ne!(value(&back_32)["container"], value(&second)["container"]);
+    h.finish().await;
+}
+
+/// `job` of function `id` in `namespace`.
+fn job_in(namespace: &str, id: i64) -> Job {
+    let mut job = job(id, ECHO, 5_000, BTreeMap::new());
+    job.function.namespace = namespace.into();
+    job
+}
+
+#[tokio::test]
+async fn a_namespace_over_its_share_evicts_its_own_idle_containers_not_anothers() {
+    // Room for four 128 MB containers: b's two, then a's two, all idle.
+    let h = harness_with(Runtime::Docker, |c| c.memory_mb = Some(512)).await;
+    for (namespace, id) in [("b", 71), ("b", 72), ("a", 73), ("a", 74)] {
+        let reply = h.call(&job_in(namespace, id)).await;
+        assert_eq!(reply.status, ReplyStatus::Success, "{reply:?}");
+    }
+    assert_eq!(h.pool.memory_used_mb(), 512);
+
+    // A third function of a would put it over its share (512 / 2): its own least recently
+    // used idle container goes (73's), not b's, though b's are older.
+    let third = h.call(&job_in("a", 75)).await;
+    assert_eq!(third.status, ReplyStatus::Success, "{third:?}");
+    assert!(third.cold_start);
+    for id in [71, 72] {
+        let back = h.call(&job_in("b", id)).await;
+        assert!(!back.cold_start, "b's {id} was evicted: {back:?}");
+    }
+    let back_73 = h.call(&job_in("a", 73)).await;
+    assert!(
+        back_73.cold_start,
+        "a's 73 was kept, so someone else's went"
+    );
     h.finish().await;
 }
 
