@@ -3,6 +3,7 @@
 //! namespaces, keys).
 
 mod async_invocations;
+mod build_share;
 mod builds;
 mod error;
 mod function_saves;
@@ -14,6 +15,7 @@ mod leases;
 mod namespaces;
 
 pub use async_invocations::*;
+pub use build_share::*;
 pub use builds::*;
 pub use error::{DbError, Violation};
 pub use function_saves::*;
