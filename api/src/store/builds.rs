@@ -22,7 +22,8 @@ pub(crate) const STALE_BUILD: Duration = Duration::from_secs(15 * 60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BuildStatus {
-    /// Queued for a worker.
+    /// Queued for a worker, or held for its namespace's share of builds (`log` says which
+    /// limit: `BUILD_NAMESPACE_CONCURRENCY` or `BUILD_NAMESPACE_SECONDS_PER_HOUR`).
     Pending,
     /// A worker runs it.
     Building,

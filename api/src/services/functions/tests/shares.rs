@@ -82,15 +82,28 @@ async fn a_build_shared_by_key_is_not_queued_or_counted_again() {
     // The same dependencies elsewhere, in this namespace and another: the queued build serves.
     save(&s, NAMESPACE, "a2", "six==1.16.0").await;
     save(&s, "other", "b1", "six==1.16.0").await;
-    assert_eq!(published_keys(&s.backend), [(NAMESPACE.to_owned(), key)]);
-    // Only the save that started it claimed it.
-    let claims = s
+    assert_eq!(
+        published_keys(&s.backend),
+        [(NAMESPACE.to_owned(), key.clone())]
+    );
+    // Only the save that started it claimed it, with the attempt it started.
+    let claims: Vec<(String, String, uuid::Uuid)> = s
         .backend
-        .call_names()
-        .iter()
-        .filter(|n| **n == "claim_build")
-        .count();
-    assert_eq!(claims, 1);
+        .calls()
+        .into_iter()
+        .filter_map(|call| match call {
+            Call::ClaimBuild {
+                namespace,
+                key,
+                attempt,
+            } => Some((namespace, key, attempt)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        claims,
+        [(NAMESPACE.to_owned(), key, uuid::Uuid::from_u128(1))]
+    );
     // `other` has no build of its own under way: its next one is queued at once.
     let (_, theirs) = save(&s, "other", "b2", "six==1.14.0").await;
     assert_eq!(published_keys(&s.backend).last().unwrap().1, theirs);
