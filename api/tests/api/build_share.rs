@@ -54,10 +54,10 @@ async fn a_namespaces_second_build_waits_while_another_namespaces_build_goes_fir
     app.add_worker(deps_worker(&app, Runtime::Docker, &cache, true))
         .await;
     let a = app.caller(Some(
-        &app.namespace_with_key("share-a", &["write", "read"]).await,
+        &app.namespace_with_key("share-a", &["manage", "read"]).await,
     ));
     let b = app.caller(Some(
-        &app.namespace_with_key("share-b", &["write", "read"]).await,
+        &app.namespace_with_key("share-b", &["manage", "read"]).await,
     ));
     wait_for_builder(&app).await;
 
