@@ -134,6 +134,18 @@ pub struct Config {
     #[arg(long, env = "BUILD_WAIT_SECS", default_value_t = 600)]
     pub build_wait_secs: u64,
 
+    /// Dependency builds one namespace may have queued or building at once (at least 1). A save
+    /// that needs a build beyond it succeeds; its build is held `pending` and queued when one
+    /// of the namespace's builds ends, so that one namespace cannot hold everyone's builds
+    /// behind its own on the single build queue.
+    #[arg(long, env = "BUILD_NAMESPACE_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub build_namespace_concurrency: u32,
+
+    /// Seconds of build time one namespace's builds may use in an hour: past it, its next
+    /// builds are held `pending` until the hour's use falls under it. 0: no such quota.
+    #[arg(long, env = "BUILD_NAMESPACE_SECONDS_PER_HOUR", default_value_t = 3600)]
+    pub build_namespace_seconds_per_hour: u64,
+
     /// The largest dependency artifact (gzip'd tar, as stored) a worker may upload, in MB.
     #[arg(long, env = "ARTIFACT_MAX_MB", default_value_t = 250)]
     pub artifact_max_mb: u64,
@@ -222,6 +234,14 @@ impl Config {
             pending_async: self.max_pending_async,
             artifact_bytes: self.quota_artifact_bytes,
             result_bytes: self.quota_result_bytes,
+        }
+    }
+
+    /// Each namespace's share of the builds.
+    pub fn build_share(&self) -> crate::domain::build_share::BuildShare {
+        crate::domain::build_share::BuildShare {
+            concurrency: self.build_namespace_concurrency,
+            seconds_per_hour: self.build_namespace_seconds_per_hour,
         }
     }
 

@@ -106,7 +106,8 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
             build_wait: Duration::from_secs(config.build_wait_secs),
             quotas: config.quota_defaults(),
         },
-    );
+    )
+    .with_build_share(config.build_share());
     let key_service = keys::Keys::new(
         db.clone(),
         invoker.clone(),
@@ -172,6 +173,10 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
     })
 }
 
+/// How often held builds are looked at besides each build's end: it bounds the wait after a
+/// lost finish report, or once a namespace's build-time hour has gone by.
+const BUILD_RELEASE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The tasks that run beside the server until they are stopped.
 pub struct Background {
     retention: JoinHandle<()>,
@@ -179,6 +184,7 @@ pub struct Background {
     dispatcher: Option<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
     scheduler: JoinHandle<()>,
+    build_releaser: JoinHandle<()>,
 }
 
 impl Background {
@@ -219,6 +225,11 @@ impl Background {
         let sweeper =
             dispatch::spawn_sweeper(async_dispatch.clone(), topology, stop_background.clone());
         let scheduler = dispatch::spawn_scheduler(async_dispatch, stop_background.clone());
+        let build_releaser = services::spawn_build_releaser(
+            composed.state.functions.clone(),
+            BUILD_RELEASE_INTERVAL,
+            stop_background.clone(),
+        );
 
         Background {
             retention,
@@ -226,6 +237,7 @@ impl Background {
             dispatcher,
             sweeper,
             scheduler,
+            build_releaser,
         }
     }
 
@@ -238,6 +250,7 @@ impl Background {
         }
         let _ = self.sweeper.await;
         let _ = self.scheduler.await;
+        let _ = self.build_releaser.await;
         let _ = self.route_reloader.await;
     }
 }

@@ -16,7 +16,9 @@ pub mod route_table;
 pub mod triggers;
 
 pub use events::Caches;
-pub use functions::{FunctionInput, Functions, Invalid, SaveError, SaveLimits, SaveOptions};
+pub use functions::{
+    FunctionInput, Functions, Invalid, SaveError, SaveLimits, SaveOptions, spawn_build_releaser,
+};
 pub use invocations::{
     Call, CallError, Called, Invocations, PlatformBackend, Trigger, runtime_for,
 };

@@ -13,15 +13,17 @@ use uuid::Uuid;
 /// The largest chunk of an artifact a row holds.
 pub const CHUNK_BYTES: usize = 1024 * 1024;
 
-/// How long a build may stay pending or building before saving the function again starts a
-/// new attempt: its job was lost (a purged queue, an api that died before publishing).
-const STALE_BUILD: Duration = Duration::from_secs(15 * 60);
+/// How long a published build may stay pending or building before saving the function again
+/// starts a new attempt: its job was lost (a purged queue, a worker that died); nor does its
+/// namespace count it as under way any longer.
+pub(crate) const STALE_BUILD: Duration = Duration::from_secs(15 * 60);
 
 /// Where a build is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BuildStatus {
-    /// Queued for a worker.
+    /// Queued for a worker, or held for its namespace's share of builds (`log` says which
+    /// limit: `BUILD_NAMESPACE_CONCURRENCY` or `BUILD_NAMESPACE_SECONDS_PER_HOUR`).
     Pending,
     /// A worker runs it.
     Building,
@@ -78,37 +80,51 @@ pub struct Build {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-/// A build just asked for: where it is, and the attempt to publish when a job must go out.
+/// A build just asked for: where it is, and the attempt to claim when it is not queued yet.
 #[derive(Debug, Clone)]
 pub struct Requested {
     pub status: BuildStatus,
-    /// `Some` when this request (re)started the build: publish a job with this attempt.
+    /// `Some` when the build waits to be queued (this request (re)started it, or it is held
+    /// for its namespace's share): the attempt to claim and publish a job for
+    /// (`store::claim_build`).
     pub publish: Option<Uuid>,
 }
 
-/// Asks for the build of `key`: starts it when there is none, or when the last one failed or
-/// went stale; otherwise shares the one there is. Runs in the caller's transaction, so that
-/// the function that names the build and the build appear together.
+/// Asks for the build of `key`, needed by a function of `namespace`: starts it (held, not yet
+/// queued, charged to `namespace`) when there is none, or when the last one failed or went
+/// stale; otherwise shares the one there is. Runs in the caller's transaction, so that the
+/// function that names the build and the build appear together.
 pub async fn request_build(
     client: &impl GenericClient,
     key: &str,
     language: Language,
     dependencies: &str,
+    namespace: &str,
 ) -> Result<Requested, DbError> {
     let attempt = Uuid::now_v7();
     let stale = STALE_BUILD.as_secs_f64();
+    // A held build (never published) is not stale however long it waits: the release pass
+    // queues it.
     let restarted = client
         .query_opt(
-            "INSERT INTO builds (key, language, dependencies, status, attempt)
-             VALUES ($1, $2, $3, 'pending', $4)
+            "INSERT INTO builds (key, language, dependencies, status, attempt, namespace)
+             VALUES ($1, $2, $3, 'pending', $4, $6)
              ON CONFLICT (key) DO UPDATE SET status = 'pending', attempt = EXCLUDED.attempt,
+                 namespace = EXCLUDED.namespace, published_at = NULL,
                  log = '', digest = NULL, size_bytes = NULL, worker_id = NULL,
                  created_at = now(), started_at = NULL, finished_at = NULL
              WHERE builds.status = 'failed'
                 OR (builds.status IN ('pending', 'building')
-                    AND builds.created_at < now() - make_interval(secs => $5))
+                    AND builds.published_at < now() - make_interval(secs => $5))
              RETURNING status",
-            &[&key, &language.as_str(), &dependencies, &attempt, &stale],
+            &[
+                &key,
+                &language.as_str(),
+                &dependencies,
+                &attempt,
+                &stale,
+                &namespace,
+            ],
         )
         .await?;
     if restarted.is_some() {
@@ -118,12 +134,18 @@ pub async fn request_build(
         });
     }
     let row = client
-        .query_one("SELECT status FROM builds WHERE key = $1", &[&key])
+        .query_one(
+            "SELECT status, attempt, published_at IS NULL AS held FROM builds WHERE key = $1",
+            &[&key],
+        )
         .await?;
-    let status: String = row.try_get(0)?;
+    let status: String = row.try_get("status")?;
+    let status = BuildStatus::parse(&status).unwrap_or(BuildStatus::Pending);
+    // Held for another namespace's share: this namespace may queue it from its own.
+    let held = status == BuildStatus::Pending && row.try_get::<_, bool>("held")?;
     Ok(Requested {
-        status: BuildStatus::parse(&status).unwrap_or(BuildStatus::Pending),
-        publish: None,
+        status,
+        publish: held.then(|| row.try_get("attempt")).transpose()?,
     })
 }
 

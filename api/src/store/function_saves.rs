@@ -136,22 +136,23 @@ impl<'a> FieldValues<'a> {
     }
 }
 
-/// A function just saved, and the build job to publish once it is committed, if the save
-/// (re)started one.
+/// A function just saved, and the attempt of the build to claim and publish once it is
+/// committed, if its build is not queued yet.
 #[derive(Debug)]
 pub struct Saved {
     pub function: Function,
     pub publish_build: Option<uuid::Uuid>,
 }
 
-/// Asks for the build `fields` need, in the saving transaction.
+/// Asks for the build `fields` need, for a function of `namespace`, in the saving transaction.
 async fn request_fields_build(
     tx: &deadpool_postgres::Transaction<'_>,
+    namespace: &str,
     fields: &FunctionFields,
 ) -> Result<Option<Requested>, DbError> {
     match (&fields.build_key, &fields.dependencies) {
         (Some(key), Some(dependencies)) => Ok(Some(
-            request_build(tx, key, fields.language, dependencies).await?,
+            request_build(tx, key, fields.language, dependencies, namespace).await?,
         )),
         _ => Ok(None),
     }
@@ -280,7 +281,7 @@ pub async fn insert_function(
     }
     check_save_quotas(&tx, namespace, None, fields, quotas).await?;
     check_route_is_free(&tx, namespace, &fields.route).await?;
-    let build = request_fields_build(&tx, fields).await?;
+    let build = request_fields_build(&tx, namespace, fields).await?;
     // $1 is the namespace, the fields follow.
     let placeholders: Vec<String> = (2..FIELD_COLUMNS.len() + 2)
         .map(|n| format!("${n}"))
@@ -334,7 +335,7 @@ pub async fn update_function(
     let old = Function::try_from(&old)?;
     check_save_quotas(&tx, namespace, Some(id), fields, quotas).await?;
     check_route_is_free(&tx, namespace, &fields.route).await?;
-    let build = request_fields_build(&tx, fields).await?;
+    let build = request_fields_build(&tx, namespace, fields).await?;
     let ready_now = build
         .as_ref()
         .is_none_or(|b| b.status == BuildStatus::Ready);

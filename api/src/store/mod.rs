@@ -4,6 +4,7 @@
 
 mod async_invocations;
 mod async_sweeps;
+mod build_share;
 mod builds;
 mod error;
 mod function_saves;
@@ -17,6 +18,7 @@ mod quotas;
 
 pub use async_invocations::*;
 pub use async_sweeps::*;
+pub use build_share::*;
 pub use builds::*;
 pub use error::{DbError, Violation};
 pub use function_saves::*;

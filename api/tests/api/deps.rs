@@ -6,7 +6,7 @@ use crate::support::{TestApp, WorkerProcess, javascript, python, worker_config};
 use common::Runtime;
 use serde_json::{Value, json};
 
-const WORKER_TOKEN: &str = "test-worker-token-0123456789abcdef-0123";
+pub(crate) const WORKER_TOKEN: &str = "test-worker-token-0123456789abcdef-0123";
 /// The host's CA bundle: the package registries are reachable from a container on Docker's
 /// bridge only through this machine's TLS interception, which it trusts.
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -40,7 +40,7 @@ pub(crate) fn deps_worker(
 
 /// Waits until a worker consumes the build queue: a worker consumes its job queue first, and
 /// `?wait=true` answers at once while no worker takes builds.
-async fn wait_for_builder(app: &TestApp) {
+pub(crate) async fn wait_for_builder(app: &TestApp) {
     let connection = common::broker::connect(&crate::support::amqp_url(), "faas-test")
         .await
         .expect("RabbitMQ is not reachable (AMQP_URL)");

@@ -4,6 +4,7 @@
 
 mod async_invoke;
 mod auth;
+mod build_share;
 mod cache;
 mod concurrency;
 mod dashboards;

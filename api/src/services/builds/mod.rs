@@ -1,6 +1,7 @@
 //! What workers report about builds: one taking a build job ([`Builds::start`]), and how it
 //! ended ([`Builds::finish`]): the functions that use the build are then announced, as a save
-//! announces its function. [`artifacts`] stores and serves the artifacts builds make.
+//! announces its function, and the builds held for their namespace's share are queued as
+//! there is room. [`artifacts`] stores and serves the artifacts builds make.
 
 pub mod artifacts;
 
@@ -98,6 +99,11 @@ impl Builds {
             )
         });
         futures_util::future::join_all(announced).await;
+        // Its namespace has room for one more build now: a held one goes out at once rather
+        // than at the next release pass. The build's end is stored whatever happens here.
+        if let Err(error) = self.functions.release_held_builds().await {
+            tracing::warn!(%error, "held builds not released after a build ended");
+        }
         Ok(promoted.len())
     }
 }

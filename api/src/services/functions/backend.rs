@@ -5,10 +5,11 @@
 //! decisions are unit-tested against an in-memory fake instead.
 
 use crate::broker::{BrokerError, Invoker};
+use crate::domain::build_share::BuildShare;
 use crate::domain::package::Package;
 use crate::domain::quota::QuotaDefaults;
 use crate::services::route_table::RouteTable;
-use crate::store::{self, DbError, Function, FunctionFields, Namespace, Saved};
+use crate::store::{self, Claim, DbError, Function, FunctionFields, Namespace, Released, Saved};
 use common::{BuildJob, FunctionEvent};
 use deadpool_postgres::Pool;
 use std::future::Future;
@@ -70,6 +71,22 @@ pub trait FunctionBackend: Clone + Send + Sync + 'static {
         attempt: Uuid,
         why: &str,
     ) -> impl Future<Output = Result<(), DbError>> + Send;
+
+    /// Claims held build `key` (`attempt`) for `namespace` if its share under `share` has
+    /// room: then the caller publishes its job.
+    fn claim_build(
+        &self,
+        namespace: &str,
+        key: &str,
+        attempt: Uuid,
+        share: BuildShare,
+    ) -> impl Future<Output = Result<Claim, DbError>> + Send;
+
+    /// Marks published the held builds each namespace's share has room for; their jobs.
+    fn release_held_builds(
+        &self,
+        share: BuildShare,
+    ) -> impl Future<Output = Result<Vec<Released>, DbError>> + Send;
 
     /// Function `id` of `namespace`, as stored now.
     fn get_function(
@@ -159,6 +176,23 @@ impl FunctionBackend for LiveBackend {
         why: &str,
     ) -> impl Future<Output = Result<(), DbError>> + Send {
         store::fail_unpublished(&self.db, key, attempt, why)
+    }
+
+    fn claim_build(
+        &self,
+        namespace: &str,
+        key: &str,
+        attempt: Uuid,
+        share: BuildShare,
+    ) -> impl Future<Output = Result<Claim, DbError>> + Send {
+        store::claim_build(&self.db, namespace, key, attempt, share)
+    }
+
+    fn release_held_builds(
+        &self,
+        share: BuildShare,
+    ) -> impl Future<Output = Result<Vec<Released>, DbError>> + Send {
+        store::release_held_builds(&self.db, share)
     }
 
     fn get_function(

@@ -7,6 +7,7 @@
 //! Postgres or RabbitMQ; the function cache is in memory and stays real.
 
 mod backend;
+mod held;
 mod validate;
 
 #[cfg(test)]
@@ -15,9 +16,11 @@ mod fake;
 mod tests;
 
 pub use backend::{FunctionBackend, LiveBackend};
+pub use held::spawn_build_releaser;
 pub use validate::{FunctionInput, Invalid, NamespacePolicy, ValidFunction};
 
 use crate::broker::Invoker;
+use crate::domain::build_share::BuildShare;
 use crate::domain::deps;
 use crate::domain::package::{self, Package};
 use crate::services::cache::FunctionCache;
@@ -81,6 +84,8 @@ pub struct Functions<B = LiveBackend> {
     max_code_bytes: usize,
     /// `BUILD_WAIT_SECS`: the longest `?wait=true` waits for a build.
     build_wait: Duration,
+    /// `BUILD_NAMESPACE_CONCURRENCY` and `BUILD_NAMESPACE_SECONDS_PER_HOUR`.
+    build_share: BuildShare,
 }
 
 impl Functions {
@@ -120,7 +125,14 @@ impl<B: FunctionBackend> Functions<B> {
             cache,
             max_code_bytes,
             build_wait,
+            build_share: BuildShare::default(),
         }
+    }
+
+    /// The service with each namespace's share of builds set to `share`.
+    pub fn with_build_share(mut self, share: BuildShare) -> Self {
+        self.build_share = share;
+        self
     }
 
     /// Creates a function in `namespace`, at version 1.
@@ -281,6 +293,7 @@ impl<B: FunctionBackend> Functions<B> {
         } = saved;
         if let (Some(attempt), Some(key), Some(dependencies)) =
             (publish_build, &fields.build_key, &fields.dependencies)
+            && self.claim(&mut function, key, attempt).await?
         {
             let job = BuildJob {
                 key: key.clone(),
@@ -339,6 +352,33 @@ impl<B: FunctionBackend> Functions<B> {
             }
         }
         Ok(function)
+    }
+
+    /// Whether the save of `function` may queue `attempt` of its build `key` now: true when its
+    /// namespace's share has room (the build is then charged to it). A build held instead says
+    /// why in the answer, as its stored log does; it is queued when one of the namespace's
+    /// builds ends. The save succeeds either way.
+    async fn claim(
+        &self,
+        function: &mut Function,
+        key: &str,
+        attempt: uuid::Uuid,
+    ) -> Result<bool, SaveError> {
+        let claim = self
+            .backend
+            .claim_build(&function.namespace, key, attempt, self.build_share)
+            .await?;
+        match claim {
+            store::Claim::Publish => Ok(true),
+            store::Claim::Held(held) => {
+                tracing::info!(build_key = %key, namespace = %function.namespace, %held, "build held");
+                if let Some(build) = function.build.as_mut() {
+                    build.log = held.to_string();
+                }
+                Ok(false)
+            }
+            store::Claim::Gone => Ok(false),
+        }
     }
 
     async fn reload(&self, function: &Function) -> Result<Function, SaveError> {

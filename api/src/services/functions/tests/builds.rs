@@ -45,6 +45,7 @@ async fn dependencies_queue_their_build_once_the_row_is_saved() {
         [
             "get_namespace",
             "insert_function",
+            "claim_build",
             "publish_build",
             "publish_event",
             "refresh_routes"
@@ -122,6 +123,7 @@ async fn a_build_that_cannot_be_queued_is_failed_with_why_and_the_function_reloa
         [
             "get_namespace",
             "insert_function",
+            "claim_build",
             "publish_build",
             "fail_unpublished",
             "get_function",

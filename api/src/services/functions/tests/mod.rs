@@ -8,6 +8,7 @@ mod builds;
 mod deletes;
 mod live;
 mod saves;
+mod shares;
 
 use super::fake::{Call, FakeBackend, NAMESPACE};
 use super::*;

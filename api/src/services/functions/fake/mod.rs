@@ -1,15 +1,18 @@
-//! An in-memory [`FunctionBackend`] for the service's unit tests. Namespaces, functions and
+//! An in-memory [`FunctionBackend`](super::FunctionBackend) for the service's unit tests. Namespaces, functions and
 //! builds live in maps and are joined as the store joins them (a function is read with its
 //! build); a save starts a build as `store::request_build` does (unless one is ready or under
-//! way) and an update keeps the version that serves calls while the new one waits for its
-//! build. Failures are scripted, and every call is recorded in order, so that tests assert on
-//! what the service stored, published and returned, and when.
+//! way, held until it is claimed for its namespace's share) and an update keeps the version
+//! that serves calls while the new one waits for its build. Failures are scripted, and every
+//! call is recorded in order, so that tests assert on what the service stored, published and
+//! returned, and when.
 
-use super::FunctionBackend;
+mod port;
+
 use crate::broker::BrokerError;
+use crate::domain::build_share::BuildUsage;
 use crate::domain::package::Package;
-use crate::store::{Build, BuildStatus, DbError, Function, FunctionFields, Namespace, Saved};
-use common::{BuildJob, FunctionEvent, Runtime};
+use crate::store::{Build, BuildStatus, DbError, Function, FunctionFields, Namespace};
+use common::{BuildJob, FunctionEvent, Language, Runtime};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
@@ -51,6 +54,12 @@ pub enum Call {
         attempt: Uuid,
         why: String,
     },
+    ClaimBuild {
+        namespace: String,
+        key: String,
+        attempt: Uuid,
+    },
+    ReleaseHeldBuilds,
     GetFunction {
         namespace: String,
         id: i64,
@@ -73,6 +82,8 @@ impl Call {
             Call::UpdateFunction { .. } => "update_function",
             Call::DeleteFunction { .. } => "delete_function",
             Call::FailUnpublished { .. } => "fail_unpublished",
+            Call::ClaimBuild { .. } => "claim_build",
+            Call::ReleaseHeldBuilds => "release_held_builds",
             Call::GetFunction { .. } => "get_function",
             Call::PublishBuild(_) => "publish_build",
             Call::PublishEvent(_) => "publish_event",
@@ -88,10 +99,26 @@ struct Row {
     build_key: Option<String>,
 }
 
+/// What the store keeps of a build besides what the API shows: as `builds`' columns.
+#[derive(Debug, Clone)]
+struct Charge {
+    namespace: String,
+    attempt: Uuid,
+    /// Published (queued or building); false while held.
+    published: bool,
+    language: Language,
+    dependencies: String,
+    /// The order builds were (re)started in: held ones are released oldest first.
+    seq: u64,
+}
+
 struct State {
     namespaces: HashMap<String, Namespace>,
     functions: BTreeMap<i64, Row>,
     builds: HashMap<String, Build>,
+    charges: HashMap<String, Charge>,
+    /// The build time each namespace used in the last hour, as scripted.
+    build_seconds: HashMap<String, u64>,
     last_id: i64,
     last_attempt: u128,
     /// What the next insert, update or delete fails with instead of writing.
@@ -120,6 +147,8 @@ impl FakeBackend {
                 namespaces: HashMap::new(),
                 functions: BTreeMap::new(),
                 builds: HashMap::new(),
+                charges: HashMap::new(),
+                build_seconds: HashMap::new(),
                 last_id: 0,
                 last_attempt: 0,
                 write_error: None,
@@ -183,6 +212,36 @@ impl FakeBackend {
             finished_at: None,
         };
         self.state().builds.insert(key.to_owned(), build);
+    }
+
+    /// Build `key` ends (`Ready` or `Failed`), as a worker's report would end it.
+    pub fn end_build(&self, key: &str, status: BuildStatus) {
+        let mut state = self.state();
+        let build = state.builds.get_mut(key).expect("a build");
+        build.status = status;
+        if let Some(charge) = state.charges.get_mut(key) {
+            charge.published = true;
+        }
+    }
+
+    /// Namespace `namespace`'s builds ran `seconds` in the last hour.
+    pub fn set_build_seconds(&self, namespace: &str, seconds: u64) {
+        self.state()
+            .build_seconds
+            .insert(namespace.to_owned(), seconds);
+    }
+
+    /// The namespace build `key` is charged to, and whether it was published (false: held).
+    pub fn charge(&self, key: &str) -> Option<(String, bool)> {
+        self.state()
+            .charges
+            .get(key)
+            .map(|charge| (charge.namespace.clone(), charge.published))
+    }
+
+    /// Build `key` as stored.
+    pub fn build(&self, key: &str) -> Option<Build> {
+        self.state().builds.get(key).cloned()
     }
 
     /// The next insert, update or delete fails with `error`.
@@ -283,18 +342,28 @@ impl State {
         }
     }
 
-    /// The build `fields` name, started when none is ready or under way (as
-    /// `store::request_build` does): the attempt to publish, if it was.
-    fn request_build(&mut self, fields: &FunctionFields) -> Option<Uuid> {
+    /// The build `fields` name for a function of `namespace`, started (held, charged to
+    /// `namespace`) when none is ready or under way, as `store::request_build` does: the
+    /// attempt to claim, if it was started or is held.
+    fn request_build(&mut self, namespace: &str, fields: &FunctionFields) -> Option<Uuid> {
         let key = fields.build_key.as_ref()?;
-        if self
-            .builds
-            .get(key)
-            .is_some_and(|build| build.status != BuildStatus::Failed)
+        if let Some(build) = self.builds.get(key)
+            && build.status != BuildStatus::Failed
         {
-            return None;
+            let charge = self.charges.get(key);
+            let held = build.status == BuildStatus::Pending && charge.is_some_and(|c| !c.published);
+            return held.then(|| charge.map(|c| c.attempt)).flatten();
         }
         self.last_attempt += 1;
+        let charge = Charge {
+            namespace: namespace.to_owned(),
+            attempt: Uuid::from_u128(self.last_attempt),
+            published: false,
+            language: fields.language,
+            dependencies: fields.dependencies.clone().unwrap_or_default(),
+            seq: self.last_attempt as u64,
+        };
+        self.charges.insert(key.clone(), charge);
         let build = Build {
             status: BuildStatus::Pending,
             digest: None,
@@ -305,6 +374,24 @@ impl State {
         };
         self.builds.insert(key.clone(), build);
         Some(Uuid::from_u128(self.last_attempt))
+    }
+
+    /// What `namespace`'s builds use now: its published builds not ended, and its scripted
+    /// build time.
+    fn usage(&self, namespace: &str) -> BuildUsage {
+        let in_flight = self
+            .charges
+            .iter()
+            .filter(|(key, charge)| {
+                charge.namespace == namespace
+                    && charge.published
+                    && self.builds.get(*key).is_some_and(|b| !b.status.is_final())
+            })
+            .count();
+        BuildUsage {
+            in_flight: in_flight as u64,
+            seconds_last_hour: self.build_seconds.get(namespace).copied().unwrap_or(0),
+        }
     }
 
     /// Moves function `id`'s build to the next scripted status, if it has not ended.
@@ -366,174 +453,5 @@ fn row_of(namespace: &str, id: i64, version: i32, fields: &FunctionFields) -> Ro
     Row {
         function,
         build_key: fields.build_key,
-    }
-}
-
-impl FunctionBackend for FakeBackend {
-    async fn get_namespace(&self, name: &str) -> Result<Option<Namespace>, DbError> {
-        let mut state = self.state();
-        state.calls.push(Call::GetNamespace(name.to_owned()));
-        Ok(state.namespaces.get(name).cloned())
-    }
-
-    async fn get_function_by_name(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<Function>, DbError> {
-        let mut state = self.state();
-        state.calls.push(Call::GetFunctionByName {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        });
-        let found = state
-            .functions
-            .values()
-            .find(|row| row.function.namespace == namespace && row.function.name == name);
-        Ok(found.map(|row| state.joined(row)))
-    }
-
-    async fn ready_build_size(&self, key: &str) -> Result<Option<i64>, DbError> {
-        let mut state = self.state();
-        state.calls.push(Call::ReadyBuildSize(key.to_owned()));
-        Ok(state
-            .builds
-            .get(key)
-            .filter(|build| build.status == BuildStatus::Ready)
-            .and_then(|build| build.size_bytes))
-    }
-
-    async fn insert_function(
-        &self,
-        namespace: &str,
-        fields: &FunctionFields,
-        package: Option<&Package>,
-    ) -> Result<Saved, DbError> {
-        let mut state = self.state();
-        state.store_package(package);
-        state.calls.push(Call::InsertFunction {
-            namespace: namespace.to_owned(),
-            fields: Box::new(fields.clone()),
-        });
-        if let Some(error) = state.write_error.take() {
-            return Err(error);
-        }
-        let publish_build = state.request_build(fields);
-        state.last_id += 1;
-        let row = row_of(namespace, state.last_id, 1, fields);
-        let function = state.joined(&row);
-        state.functions.insert(function.id, row);
-        Ok(Saved {
-            function,
-            publish_build,
-        })
-    }
-
-    async fn update_function(
-        &self,
-        namespace: &str,
-        id: i64,
-        fields: &FunctionFields,
-        package: Option<&Package>,
-    ) -> Result<Option<Saved>, DbError> {
-        let mut state = self.state();
-        state.store_package(package);
-        state.calls.push(Call::UpdateFunction {
-            namespace: namespace.to_owned(),
-            id,
-            fields: Box::new(fields.clone()),
-        });
-        if let Some(error) = state.write_error.take() {
-            return Err(error);
-        }
-        let Some(old) = state
-            .functions
-            .get(&id)
-            .filter(|row| row.function.namespace == namespace)
-            .map(|row| state.joined(row))
-        else {
-            return Ok(None);
-        };
-        let publish_build = state.request_build(fields);
-        let mut row = row_of(namespace, id, old.version + 1, fields);
-        let waits = state.joined(&row).runnable().is_err();
-        // As the store keeps it: the version that ran until now serves while this one waits.
-        row.function.serving = if waits { old.runnable().ok() } else { None };
-        let function = state.joined(&row);
-        state.functions.insert(id, row);
-        Ok(Some(Saved {
-            function,
-            publish_build,
-        }))
-    }
-
-    async fn delete_function(&self, namespace: &str, id: i64) -> Result<bool, DbError> {
-        let mut state = self.state();
-        state.calls.push(Call::DeleteFunction {
-            namespace: namespace.to_owned(),
-            id,
-        });
-        if let Some(error) = state.write_error.take() {
-            return Err(error);
-        }
-        let found = state
-            .functions
-            .get(&id)
-            .is_some_and(|row| row.function.namespace == namespace);
-        if found {
-            state.functions.remove(&id);
-        }
-        Ok(found)
-    }
-
-    async fn fail_unpublished(&self, key: &str, attempt: Uuid, why: &str) -> Result<(), DbError> {
-        let mut state = self.state();
-        state.calls.push(Call::FailUnpublished {
-            key: key.to_owned(),
-            attempt,
-            why: why.to_owned(),
-        });
-        if let Some(build) = state.builds.get_mut(key) {
-            build.status = BuildStatus::Failed;
-            build.log = why.to_owned();
-        }
-        Ok(())
-    }
-
-    async fn get_function(&self, namespace: &str, id: i64) -> Result<Option<Function>, DbError> {
-        let mut state = self.state();
-        state.calls.push(Call::GetFunction {
-            namespace: namespace.to_owned(),
-            id,
-        });
-        state.progress(id);
-        Ok(state
-            .functions
-            .get(&id)
-            .filter(|row| row.function.namespace == namespace)
-            .map(|row| state.joined(row)))
-    }
-
-    async fn publish_build(&self, job: &BuildJob) -> Result<(), BrokerError> {
-        let mut state = self.state();
-        state.calls.push(Call::PublishBuild(job.clone()));
-        match state.publish_error.take() {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
-    }
-
-    async fn publish_event(&self, event: &FunctionEvent) {
-        self.state().calls.push(Call::PublishEvent(event.clone()));
-    }
-
-    async fn build_consumers(&self) -> u32 {
-        let mut state = self.state();
-        state.calls.push(Call::BuildConsumers);
-        state.build_consumers
-    }
-
-    async fn refresh_routes(&self) {
-        self.state().calls.push(Call::RefreshRoutes);
     }
 }
