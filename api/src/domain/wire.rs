@@ -35,6 +35,26 @@ pub fn optional_whole_number<'de, D: serde::Deserializer<'de>>(
     Ok(whole.map(|Whole(value)| value))
 }
 
+/// An optional nested object of a JSON body (absent, with `#[serde(default)]`, or null:
+/// `None`): serde's derive would also read a struct from an array of its fields in order,
+/// which the document does not allow, so anything but an object or null is refused.
+pub fn optional_object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error;
+    match <Option<serde_json::Value> as serde::Deserialize>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(value @ serde_json::Value::Object(_)) => serde_json::from_value(value)
+            .map(Some)
+            .map_err(D::Error::custom),
+        Some(other) => Err(D::Error::custom(format!(
+            "expected an object or null, got {other}"
+        ))),
+    }
+}
+
 /// The schema of a function's `env` as created: names `[A-Za-z_][A-Za-z0-9_]*`, values without
 /// NUL; absent or null is none.
 pub fn env_input_schema() -> Schema {
@@ -135,6 +155,33 @@ pub fn cors_headers_schema() -> Schema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nested_object_is_an_object_or_null_never_an_array() {
+        #[derive(Debug, serde::Deserialize, PartialEq)]
+        struct Inner {
+            a: Option<i64>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Outer {
+            #[serde(default, deserialize_with = "optional_object")]
+            inner: Option<Inner>,
+        }
+        let read = |text: &str| serde_json::from_str::<Outer>(text).map(|o| o.inner);
+        assert_eq!(read(r#"{}"#).unwrap(), None);
+        assert_eq!(read(r#"{"inner": null}"#).unwrap(), None);
+        assert_eq!(
+            read(r#"{"inner": {"a": 1}}"#).unwrap(),
+            Some(Inner { a: Some(1) })
+        );
+        for bad in [
+            r#"{"inner": [null]}"#,
+            r#"{"inner": [1]}"#,
+            r#"{"inner": 3}"#,
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+    }
 
     #[derive(Debug, serde::Deserialize)]
     struct Body {

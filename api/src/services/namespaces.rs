@@ -39,7 +39,7 @@ pub struct NamespaceInput {
     #[schema(minimum = 1, maximum = 100000)]
     max_concurrency: Option<i64>,
     /// Its own quotas; absent or null: the platform's defaults.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::wire::optional_object")]
     quotas: Option<QuotasPatch>,
 }
 
@@ -49,7 +49,7 @@ pub struct NamespaceInput {
 #[schema(examples(json!({"quotas": {"functions": 10, "result_bytes": null}})))]
 pub struct NamespacePatch {
     /// Quotas to change: a number sets one, null goes back to the platform's default.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::wire::optional_object")]
     quotas: Option<QuotasPatch>,
 }
 
