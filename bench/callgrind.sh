@@ -37,7 +37,7 @@ export DATABASE_URL=$pg/$db AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:56
 export QUEUE_PREFIX=callgrind. RUST_LOG=warn LOG_FORMAT=text
 key=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 rm -f "$out".out*
-AUTH=enabled ADMIN_KEY=$key API_ADDR=127.0.0.1:8020 METRICS_ADDR=127.0.0.1:9120 \
+AUTH=enabled ADMIN_KEY=$key API_ADDR=127.0.0.1:8020 METRICS_ADDR=127.0.0.1:9120 FUNCTIONS_ADDR=127.0.0.1:8021 \
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out.out" \
   "$bin/api" >"$out.api.log" 2>&1 &
 api=$!
