@@ -166,19 +166,19 @@ pub struct Limits {
 #[schema(examples(json!({"functions": 10, "result_bytes": null})))]
 pub struct QuotasPatch {
     #[serde(default, deserialize_with = "set_or_null")]
-    #[schema(value_type = Option<i64>, minimum = 0)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 9007199254740992_i64)]
     pub functions: Option<Option<i64>>,
     #[serde(default, deserialize_with = "set_or_null")]
-    #[schema(value_type = Option<i64>, minimum = 0)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 9007199254740992_i64)]
     pub keys: Option<Option<i64>>,
     #[serde(default, deserialize_with = "set_or_null")]
-    #[schema(value_type = Option<i64>, minimum = 0)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 9007199254740992_i64)]
     pub pending_async: Option<Option<i64>>,
     #[serde(default, deserialize_with = "set_or_null")]
-    #[schema(value_type = Option<i64>, minimum = 0)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 9007199254740992_i64)]
     pub artifact_bytes: Option<Option<i64>>,
     #[serde(default, deserialize_with = "set_or_null")]
-    #[schema(value_type = Option<i64>, minimum = 0)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 9007199254740992_i64)]
     pub result_bytes: Option<Option<i64>>,
 }
 
@@ -240,6 +240,11 @@ pub fn check(quota: Quota, limit: i64, used: i64, adding: i64) -> Result<(), Quo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_maximum_is_max_quota() {
+        assert_eq!(MAX_QUOTA, 9_007_199_254_740_992);
+    }
 
     const DEFAULTS: QuotaDefaults = QuotaDefaults {
         functions: 1000,
