@@ -103,14 +103,12 @@ pub fn router(state: AppState) -> Router {
         )
         // Outermost of these routes' own layers: nothing of the body is read before it.
         .route_layer(from_fn_with_state(state.clone(), admission::require_key));
-    Router::new()
+    let routes = Router::new()
         .merge(keyed)
         .merge(internal::router(state.clone()))
         .route("/healthz", get(health::get_healthz))
-        .route("/readyz", get(health::get_readyz))
-        .layer(RequestBodyDeadlineLayer::new(state.limits.request_timeout))
-        .layer(RequestBodyTimeoutLayer::new(state.limits.body_read_timeout))
-        .with_state(state)
+        .route("/readyz", get(health::get_readyz));
+    with_body_time_limits(routes, state)
 }
 
 /// The functions' own origin: any method on any path runs the function whose route matches.
@@ -118,7 +116,13 @@ pub fn router(state: AppState) -> Router {
 /// `MAX_INFLIGHT` permits, its own so that a flood of calls to public routes leaves the
 /// management api its permits, then the body), read within the same time limits.
 pub fn functions_router(state: AppState) -> Router {
-    triggers::router()
+    with_body_time_limits(triggers::router(), state)
+}
+
+/// Both origins read every body within `BODY_READ_TIMEOUT_SECS` a piece and
+/// `REQUEST_TIMEOUT_SECS` in all.
+fn with_body_time_limits(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .layer(RequestBodyDeadlineLayer::new(state.limits.request_timeout))
         .layer(RequestBodyTimeoutLayer::new(state.limits.body_read_timeout))
         .with_state(state)
