@@ -15,6 +15,20 @@ export TEST_DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 
 port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+# A local broker or database that stopped (a full disk stops RabbitMQ) is started again with
+# the machine's own command, as dockerd is by setup.sh; one that still does not answer within a
+# minute fails the run below.
+start_if_down() { # PORT NAME COMMAND...
+  local port=$1 name=$2
+  shift 2
+  port_open "$port" && return 0
+  command -v "$1" >/dev/null 2>&1 || return 0
+  log "$name does not answer on 127.0.0.1:$port; starting it ($*)"
+  "$@" >/dev/null 2>&1 || true
+  for _ in $(seq 60); do port_open "$port" && return 0; sleep 1; done
+}
+start_if_down 5432 Postgres pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql 2>/dev/null | head -1)" main start
+start_if_down 5672 RabbitMQ rabbitmq-server -detached
 # The tests need the real services and fail loudly without them.
 port_open 5432 || { log "Postgres does not answer on 127.0.0.1:5432 (TEST_DATABASE_URL); start it first"; exit 1; }
 port_open 5672 || { log "RabbitMQ does not answer on 127.0.0.1:5672 (AMQP_URL); start it first"; exit 1; }
