@@ -26,7 +26,7 @@ LAYERS = {
         ("domain", ["domain"]),
         ("store and broker", ["store", "broker"]),
         ("caches", ["services::cache", "services::keys::cache", "services::records",
-                    "services::route_table"]),
+                    "services::route_table", "services::stream_hub"]),
         ("services", ["services"]),
         ("http", ["http"]),
         ("composition", ["config", "state", "lib", "main"]),

@@ -5,9 +5,11 @@
 //! reply consumer's loop (`common::broker::run`) reconnects with backoff; requests in between
 //! get 503 without waiting.
 
+use crate::domain::stream::RecordsEvent;
 use common::broker::{Acks, CONTENT_TYPE_JSON, DIRECT_REPLY_TO, Decision, Topology};
 use common::{
-    BuildJob, EVENT_TYPE_FUNCTION, EVENT_TYPE_KEY, FunctionEvent, Job, KeyEvent, Reply, Runtime,
+    BuildJob, EVENT_TYPE_FUNCTION, EVENT_TYPE_KEY, EVENT_TYPE_RECORDS, FunctionEvent, Job,
+    KeyEvent, Reply, Runtime,
 };
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -42,6 +44,8 @@ pub trait EventListener: Send + Sync {
     fn function_changed(&self, event: FunctionEvent);
     /// A key (or a namespace's keys) must not be trusted any more.
     fn key_changed(&self, event: KeyEvent);
+    /// Some replica (this one too) stored invocation records.
+    fn records_stored(&self, event: RecordsEvent);
 }
 
 pub struct Invoker {
@@ -170,6 +174,13 @@ impl Invoker {
     pub async fn publish_key_event(&self, event: &KeyEvent) {
         let body = serde_json::to_vec(event).expect("an event always serializes");
         self.publish_typed_event(EVENT_TYPE_KEY, &body).await;
+    }
+
+    /// Tells every api replica (this one too) of invocation records just stored: a
+    /// [`RecordsEvent`] as JSON. Best effort: the streams re-read the database after a lost
+    /// connection.
+    pub async fn publish_records(&self, body: &[u8]) {
+        self.publish_typed_event(EVENT_TYPE_RECORDS, body).await;
     }
 
     async fn publish_typed_event(&self, kind: &str, body: &[u8]) {
@@ -406,9 +417,13 @@ impl Invoker {
         }
     }
 
-    /// Hands a function or key event from the events exchange to the listener.
+    /// Hands a function, key or records event from the events exchange to the listener.
     fn handle_event(&self, delivery: &lapin::message::Delivery) {
         match common::broker::event_type(&delivery.properties) {
+            EVENT_TYPE_RECORDS => match serde_json::from_slice::<RecordsEvent>(&delivery.data) {
+                Ok(event) => self.listener.records_stored(event),
+                Err(error) => tracing::warn!(%error, "malformed records event dropped"),
+            },
             EVENT_TYPE_KEY => match serde_json::from_slice::<KeyEvent>(&delivery.data) {
                 Ok(event) => self.listener.key_changed(event),
                 Err(error) => tracing::warn!(%error, "malformed key event dropped"),
@@ -469,6 +484,7 @@ impl Invoker {
             fn disconnected(&self) {}
             fn function_changed(&self, _: FunctionEvent) {}
             fn key_changed(&self, _: KeyEvent) {}
+            fn records_stored(&self, _: RecordsEvent) {}
         }
         Arc::new(Invoker {
             url: String::new(),

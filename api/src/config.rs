@@ -56,6 +56,11 @@ pub struct Config {
     #[arg(long, env = "MAX_INFLIGHT", default_value_t = 1024)]
     pub max_inflight: usize,
 
+    /// Invocation streams (`GET /invocations/stream`) one namespace may hold open on this api
+    /// replica; one more is 429 `too_many_streams`. Streams hold no `MAX_INFLIGHT` permit.
+    #[arg(long, env = "STREAM_CLIENTS", default_value_t = 32)]
+    pub stream_clients: usize,
+
     /// Longest time a client may take to send a request's headers (s, at least 1); the
     /// connection is closed after it. Also how long an idle keep-alive connection stays open.
     #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]

@@ -69,7 +69,8 @@ pub async fn run(
     let composed = state::compose(&config, connection_name).await?;
     let stop_background = CancellationToken::new();
     let background = state::Background::spawn(&config, &composed, stop_background.clone());
-    let (state, invoker, record_writer) = composed.into_serving();
+    let (state, invoker, record_tasks) = composed.into_serving();
+    let streams = state.streams.clone();
 
     register_metrics();
     let keep_alive = metrics_idle_timeout
@@ -99,6 +100,8 @@ pub async fn run(
     ));
     http::server::serve(listener, with_request_layers(app), limits, async move {
         shutdown.await;
+        // Streams never end by themselves: the graceful shutdown would wait for them.
+        streams.close();
         stop_serving.cancel();
     })
     .await;
@@ -111,14 +114,17 @@ pub async fn run(
     if let Some(keep_alive) = keep_alive {
         let _ = keep_alive.await;
     }
-    invoker.close().await;
-    // The router (and with it every RecordWriter) is gone: the writer drains and ends.
-    if tokio::time::timeout(Duration::from_secs(10), record_writer)
+    // The router (and with it every RecordWriter) is gone: the writer drains and ends, then
+    // what it stored last is published to the other replicas' streams while the broker
+    // connection is still open.
+    if tokio::time::timeout(Duration::from_secs(10), record_tasks.writer)
         .await
         .is_err()
     {
         tracing::warn!("invocation records still unwritten at shutdown");
     }
+    let _ = tokio::time::timeout(Duration::from_secs(2), record_tasks.fanout).await;
+    invoker.close().await;
     Ok(())
 }
 
@@ -193,6 +199,7 @@ fn touch_fixed_series() {
     for reason in records::DropReason::ALL {
         metrics::counter!("faas_records_dropped_total", "reason" => reason.as_str()).increment(0);
     }
+    metrics::counter!("faas_record_events_dropped_total").increment(0);
 }
 
 /// Touches the fixed series more often than `idle_timeout`, until `stop`.
@@ -240,6 +247,10 @@ fn register_metrics() {
         "Invocation records not stored, by reason: writer_behind (its channel was full), backlog_full (Postgres away too long), rejected (Postgres refused the row), shutdown (Postgres away at shutdown)."
     );
     describe_counter!(
+        "faas_record_events_dropped_total",
+        "Stored invocation records not published to the invocation streams of other replicas: the publisher was behind."
+    );
+    describe_counter!(
         "faas_async_accepted_total",
         "Async invocations accepted, by namespace, function and mode (async or schedule)."
     );
@@ -265,6 +276,7 @@ fn register_metrics() {
     for reason in records::DropReason::ALL {
         metrics::counter!("faas_records_dropped_total", "reason" => reason.as_str()).absolute(0);
     }
+    metrics::counter!("faas_record_events_dropped_total").absolute(0);
     for runtime in common::Runtime::ALL {
         metrics::gauge!("faas_inflight_invocations", "runtime" => runtime.as_str()).set(0.0);
     }

@@ -22,19 +22,31 @@ pub struct Composed {
     pub invoker: Arc<Invoker>,
     /// Ends once every `RecordWriter` is dropped and what they sent is stored.
     pub record_writer: JoinHandle<()>,
+    /// Ends after the record writer, once what it stored is published to the streams.
+    pub record_fanout: JoinHandle<()>,
     dispatch: dispatch::Dispatch,
     topology: Topology,
     connection_name: String,
 }
 
 impl Composed {
-    /// What serving needs: the state, the invoker and the record writer's task. The rest is
+    /// What serving needs: the state, the invoker and the record writer's tasks. The rest is
     /// dropped here: the dispatch context holds a `RecordWriter`, and the writer ends only
     /// once every one is gone, so one kept until `run` returns would make each shutdown wait
     /// out the writer's timeout.
-    pub fn into_serving(self) -> (AppState, Arc<Invoker>, JoinHandle<()>) {
-        (self.state, self.invoker, self.record_writer)
+    pub fn into_serving(self) -> (AppState, Arc<Invoker>, RecordTasks) {
+        let tasks = RecordTasks {
+            writer: self.record_writer,
+            fanout: self.record_fanout,
+        };
+        (self.state, self.invoker, tasks)
     }
+}
+
+/// The record writer's task and, after it, the one that publishes what it stored.
+pub struct RecordTasks {
+    pub writer: JoinHandle<()>,
+    pub fanout: JoinHandle<()>,
 }
 
 /// Connects to Postgres (migrating it) and RabbitMQ and builds every part; fails when either
@@ -67,6 +79,7 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
         .broker
         .topology()
         .with_retry_base_secs(config.retry_base_secs);
+    let streams = services::stream_hub::StreamHub::new(config.stream_clients);
     let invoker = Invoker::connect(
         &config.broker.amqp_url,
         connection_name.clone(),
@@ -75,6 +88,7 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
             functions: functions.clone(),
             keys: key_cache.clone(),
             routes: routes.clone(),
+            streams: streams.clone(),
         }),
     )
     .await
@@ -84,7 +98,8 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
             None => anyhow::Error::new(error).context("cannot reach the message broker (AMQP_URL)"),
         },
     )?;
-    let (records, record_writer) = records::RecordWriter::spawn(db.clone());
+    let (fanout, record_fanout) = services::stream_hub::RecordFanout::spawn(invoker.clone());
+    let (records, record_writer) = records::RecordWriter::spawn(db.clone(), fanout);
     let invoke_overhead = Duration::from_millis(config.invoke_overhead_ms);
     let invocations = services::Invocations::new(
         services::PlatformBackend::new(db.clone(), invoker.clone(), records.clone()),
@@ -147,6 +162,7 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
         records,
         invocations,
         routes,
+        streams,
         limits: Limits {
             max_code_bytes: config.max_code_bytes,
             max_event_bytes: config.max_event_bytes,
@@ -167,6 +183,7 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
         state,
         invoker,
         record_writer,
+        record_fanout,
         dispatch: async_dispatch,
         topology,
         connection_name,

@@ -13,8 +13,8 @@ pub mod telemetry;
 
 pub use messages::{
     ARTIFACT_SHA256_HEADER, ARTIFACT_UNPACKED_HEADER, ArtifactRef, BuildJob, EVENT_TYPE_FUNCTION,
-    EVENT_TYPE_KEY, ErrorInfo, FunctionEvent, FunctionSpec, Job, KeyEvent, MAX_RESULT_BYTES,
-    MAX_UNPACKED_BYTES, RawJson, RawValue, Reply, ReplyStatus, Timing, raw_null,
+    EVENT_TYPE_KEY, EVENT_TYPE_RECORDS, ErrorInfo, FunctionEvent, FunctionSpec, Job, KeyEvent,
+    MAX_RESULT_BYTES, MAX_UNPACKED_BYTES, RawJson, RawValue, Reply, ReplyStatus, Timing, raw_null,
 };
 pub use model::{Language, Runtime};
 

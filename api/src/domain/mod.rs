@@ -4,7 +4,7 @@
 //! namespaces), `deps` (dependency lists and their build keys), `package` (deployment
 //! packages: checked, unpacked, digested), `quota` (per-namespace quotas: limits in force,
 //! patches, refusals), `schedule` (cron in a time
-//! zone), `http_trigger` (route patterns, API Gateway events, CORS), `wire` (how JSON bodies
+//! zone), `stream` (the invocation stream: its events, filter and dedup), `http_trigger` (route patterns, API Gateway events, CORS), `wire` (how JSON bodies
 //! are read and described where serde and utoipa cannot say it alone).
 
 pub mod async_status;
@@ -15,4 +15,5 @@ pub mod http_trigger;
 pub mod package;
 pub mod quota;
 pub mod schedule;
+pub mod stream;
 pub mod wire;

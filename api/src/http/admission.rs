@@ -42,6 +42,24 @@ pub async fn require_key(State(state): State<AppState>, request: Request, next: 
     .await
 }
 
+/// Lets in a request with a valid key as [`require_key`] does, but without an in-flight
+/// permit: for the invocation streams, which stay open for as long as their client reads and
+/// would otherwise hold `MAX_INFLIGHT` permits for ever. They are bounded by `STREAM_CLIENTS`
+/// per namespace instead, and read no body.
+pub async fn require_key_for_stream(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match Principal::from_headers(&state, request.headers()).await {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(error) => answer_unread(error, request),
+    }
+}
+
 /// Lets in a request that carries the worker token (`WORKER_TOKEN`).
 pub async fn require_worker(
     State(state): State<AppState>,

@@ -11,11 +11,10 @@ use crate::domain::quota::{Quota, QuotaExceeded};
 use crate::services::builds::BuildError;
 use crate::services::builds::artifacts::ArtifactError;
 use crate::services::dispatch::AcceptError;
-use crate::services::keys::KeyChangeError;
-use crate::services::keys::cache::KeyError;
+use crate::services::keys::{KeyChangeError, cache::KeyError};
 use crate::services::namespaces::NamespaceError;
 use crate::services::triggers::RouteMiss;
-use crate::services::{CallError, Invalid, SaveError};
+use crate::services::{CallError, Invalid, SaveError, stream_hub::TooManyStreams};
 use crate::store::{DbError, NotRunnable};
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
@@ -68,6 +67,8 @@ pub enum ErrorCode {
     /// 429 with `Retry-After`: the namespace's calls waiting for a reply hold its share of the
     /// job queues' bytes (`QUEUE_SHARE_BYTES`).
     QueueShare,
+    /// 429: the namespace holds `STREAM_CLIENTS` invocation streams open on this api replica.
+    TooManyStreams,
     /// 429: the namespace holds its `quotas.functions` functions.
     QuotaFunctions,
     /// 429: the namespace holds its `quotas.keys` live keys.
@@ -108,7 +109,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Every code, in the order the document lists them.
     #[cfg(test)]
-    pub const ALL: [ErrorCode; 37] = [
+    pub const ALL: [ErrorCode; 38] = [
         ErrorCode::InvalidRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -129,6 +130,7 @@ impl ErrorCode {
         ErrorCode::Overloaded,
         ErrorCode::ConcurrencyLimit,
         ErrorCode::QueueShare,
+        ErrorCode::TooManyStreams,
         ErrorCode::QuotaFunctions,
         ErrorCode::QuotaKeys,
         ErrorCode::QuotaPendingAsync,
@@ -171,6 +173,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::ConcurrencyLimit => "concurrency_limit",
             ErrorCode::QueueShare => "queue_share",
+            ErrorCode::TooManyStreams => "too_many_streams",
             ErrorCode::QuotaFunctions => "quota_functions",
             ErrorCode::QuotaKeys => "quota_keys",
             ErrorCode::QuotaPendingAsync => "quota_pending_async",
@@ -257,6 +260,8 @@ pub enum ApiError {
         "namespace {namespace} has its share of the job queues in flight ({share} bytes of events waiting for a reply, QUEUE_SHARE_BYTES); retry shortly"
     )]
     QueueShare { namespace: String, share: u64 },
+    #[error(transparent)]
+    TooManyStreams(#[from] TooManyStreams),
     /// A namespace quota refuses what the request would add: 429 for a count, 413 for bytes.
     #[error(transparent)]
     Quota(#[from] QuotaExceeded),
@@ -304,7 +309,7 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::Quota(exceeded) if exceeded.quota.is_bytes() => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Quota(_) | ApiError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
@@ -338,6 +343,7 @@ impl ApiError {
             ApiError::Overloaded(_) => ErrorCode::Overloaded,
             ApiError::ConcurrencyLimit { .. } => ErrorCode::ConcurrencyLimit,
             ApiError::QueueShare { .. } => ErrorCode::QueueShare,
+            ApiError::TooManyStreams(_) => ErrorCode::TooManyStreams,
             ApiError::Quota(exceeded) => match exceeded.quota {
                 Quota::Functions => ErrorCode::QuotaFunctions,
                 Quota::Keys => ErrorCode::QuotaKeys,
@@ -664,6 +670,7 @@ mod tests {
                 share: 1,
             },
             ApiError::IdempotencyKeyReused(uuid::Uuid::nil()),
+            ApiError::TooManyStreams(TooManyStreams { limit: 1 }),
             ApiError::BodyTimeout,
             ApiError::NotRunnable(NotRunnable::Building(String::new())),
             ApiError::NotRunnable(NotRunnable::BuildFailed {
@@ -699,6 +706,7 @@ mod tests {
                 | ApiError::Overloaded(_)
                 | ApiError::ConcurrencyLimit { .. }
                 | ApiError::QueueShare { .. }
+                | ApiError::TooManyStreams(_)
                 | ApiError::Quota(_)
                 | ApiError::IdempotencyKeyReused(_)
                 | ApiError::BodyTimeout

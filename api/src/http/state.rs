@@ -9,6 +9,7 @@ use crate::services::keys::cache::KeyStore;
 use crate::services::namespaces::Namespaces;
 use crate::services::records::RecordWriter;
 use crate::services::route_table::RouteTable;
+use crate::services::stream_hub::StreamHub;
 use crate::services::{Functions, Invocations};
 use deadpool_postgres::Pool;
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub struct AppParts {
     pub artifacts: Artifacts,
     /// Every function's route, for the HTTP triggers.
     pub routes: Arc<RouteTable>,
+    /// The open invocation streams (`STREAM_CLIENTS` per namespace).
+    pub streams: Arc<StreamHub>,
     pub limits: Limits,
     /// Async invocations: accepting, redriving.
     pub dispatch: Dispatch,

@@ -13,6 +13,8 @@ pub mod namespaces;
 pub mod records;
 pub mod retention;
 pub mod route_table;
+pub mod stream_hub;
+pub mod streams;
 pub mod triggers;
 
 pub use events::Caches;

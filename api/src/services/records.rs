@@ -6,13 +6,19 @@
 //! A record never stalls the others: its text is cleaned before it is stored (no NUL, bounded
 //! length), and a batch that Postgres refuses for its data is split in halves until the rows it
 //! refuses are found; those are dropped and counted, the rest written.
+//!
+//! What is stored is then offered to the invocation streams ([`RecordFanout`]), never
+//! waited for.
 
+use crate::domain::stream::StreamedRecord;
+use crate::services::stream_hub::RecordFanout;
 use crate::store::DbError;
-use crate::store::{self, InvocationRecord};
+use crate::store::{self, InvocationRecord, StoredSeq};
 use common::ErrorInfo;
 use deadpool_postgres::Pool;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -25,6 +31,8 @@ const BATCH_MAX: usize = 1_000;
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// Longest text kept of an error's type, message or stack, and of a worker id.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// Longest logs a record keeps of a call (the async invocation keeps what the worker sent).
+pub const MAX_LOG_BYTES: usize = 16 * 1024;
 
 /// Why a record was dropped: the label of `faas_records_dropped_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,9 +86,13 @@ pub struct RecordWriter {
 impl RecordWriter {
     /// Starts the writer task; it ends once every `RecordWriter` is dropped and the backlog is
     /// written (or the database stayed away).
-    pub fn spawn(pool: Pool) -> (RecordWriter, JoinHandle<()>) {
+    /// What it stores goes to `fanout`.
+    pub fn spawn(pool: Pool, fanout: RecordFanout) -> (RecordWriter, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        (RecordWriter { tx }, tokio::spawn(write_records(pool, rx)))
+        (
+            RecordWriter { tx },
+            tokio::spawn(write_records(pool, rx, fanout)),
+        )
     }
 
     /// Queues a record; never waits. A full queue drops it and counts the loss.
@@ -100,7 +112,7 @@ impl RecordWriter {
     }
 }
 
-async fn write_records(pool: Pool, mut rx: mpsc::Receiver<Command>) {
+async fn write_records(pool: Pool, mut rx: mpsc::Receiver<Command>, fanout: RecordFanout) {
     let mut backlog: VecDeque<InvocationRecord> = VecDeque::new();
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     let mut retry = Duration::from_millis(100);
@@ -130,7 +142,12 @@ async fn write_records(pool: Pool, mut rx: mpsc::Receiver<Command>) {
         }
         let batch: Vec<InvocationRecord> = backlog.iter().take(BATCH_MAX).cloned().collect();
         if !batch.is_empty() {
-            let (settled, failure) = store(&pool, &batch).await;
+            let Written {
+                settled,
+                error: failure,
+                stored,
+            } = store(&pool, &batch).await;
+            fanout.offer(streamed(&batch, &stored));
             backlog.drain(..settled);
             match failure {
                 None => retry = Duration::from_millis(100),
@@ -177,8 +194,23 @@ fn take(
     }
 }
 
+/// The records of `batch` that were stored, as the streams send them, with their namespace.
+fn streamed(batch: &[InvocationRecord], stored: &[StoredSeq]) -> Vec<(String, StreamedRecord)> {
+    let by_id: HashMap<(uuid::Uuid, i32), &InvocationRecord> = batch
+        .iter()
+        .map(|record| ((record.invocation_id, record.attempt), record))
+        .collect();
+    stored
+        .iter()
+        .filter_map(|row| {
+            let record = by_id.get(&(row.invocation_id, row.attempt))?;
+            Some((record.namespace.clone(), record.streamed(row.seq)))
+        })
+        .collect()
+}
+
 /// Makes the text a worker (or the function it ran) chose storable: Postgres text holds no
-/// U+0000, and a record is no place for megabytes of stack.
+/// U+0000, and a record is no place for megabytes of stack or logs.
 pub fn sanitise(record: &mut InvocationRecord) {
     if let Some(error) = &mut record.error {
         clean_error(error);
@@ -186,6 +218,21 @@ pub fn sanitise(record: &mut InvocationRecord) {
     if let Some(worker_id) = &mut record.worker_id {
         clean_text(worker_id);
     }
+    if let Some(logs) = &mut record.logs {
+        let (kept, cut) = bounded_logs(logs);
+        *logs = kept;
+        record.logs_truncated |= cut;
+    }
+}
+
+/// At most [`MAX_LOG_BYTES`] of `logs` (cut on a character boundary), without U+0000, and
+/// whether it was cut.
+pub fn bounded_logs(logs: &str) -> (String, bool) {
+    let mut kept = logs.replace('\0', "\u{FFFD}");
+    let whole = kept.len();
+    common::messages::truncate_at_char(&mut kept, MAX_LOG_BYTES);
+    let cut = kept.len() < whole;
+    (kept, cut)
 }
 
 /// An error as a worker described it, made storable (see [`sanitise`]); async attempts store
@@ -210,17 +257,34 @@ pub fn clean_text(text: &mut String) {
     }
 }
 
-/// Writes `batch`, splitting it around rows Postgres refuses; returns how many records from
-/// the front are settled (written or dropped) and, when it had to stop there, the connection
-/// error to retry after.
-pub async fn store(pool: &Pool, batch: &[InvocationRecord]) -> (usize, Option<DbError>) {
-    let outcome = write_splitting(batch, |rows| async move {
-        store::insert_invocations(pool, rows)
-            .await
-            .map_err(|error| match refused_state(&error) {
-                Some(state) => Refusal::Rejected(state),
-                None => Refusal::Unavailable(error),
-            })
+/// What [`store`] did with a batch.
+#[derive(Debug)]
+pub struct Written {
+    /// Records from the front that are settled (written or dropped).
+    pub settled: usize,
+    /// When it had to stop before the end: the connection error to retry after.
+    pub error: Option<DbError>,
+    /// The rows written, with their `seq`.
+    pub stored: Vec<StoredSeq>,
+}
+
+/// Writes `batch`, splitting it around rows Postgres refuses.
+pub async fn store(pool: &Pool, batch: &[InvocationRecord]) -> Written {
+    let stored = Mutex::new(Vec::new());
+    let outcome = write_splitting(batch, |rows| {
+        let stored = &stored;
+        async move {
+            match store::insert_invocations(pool, rows).await {
+                Ok(seqs) => {
+                    stored.lock().unwrap().extend(seqs);
+                    Ok(())
+                }
+                Err(error) => Err(match refused_state(&error) {
+                    Some(state) => Refusal::Rejected(state),
+                    None => Refusal::Unavailable(error),
+                }),
+            }
+        }
     })
     .await;
     for (index, state) in &outcome.dropped {
@@ -232,7 +296,11 @@ pub async fn store(pool: &Pool, batch: &[InvocationRecord]) -> (usize, Option<Db
             "invocation record refused by the database; dropped"
         );
     }
-    (outcome.settled, outcome.error)
+    Written {
+        settled: outcome.settled,
+        error: outcome.error,
+        stored: stored.into_inner().unwrap(),
+    }
 }
 
 /// The SQLSTATE when Postgres refused the data itself (class 22 data exception, 23 integrity
@@ -395,5 +463,18 @@ mod tests {
         clean_text(&mut long);
         assert!(long.len() <= MAX_TEXT_BYTES && long.len() > MAX_TEXT_BYTES - 2);
         assert!(long.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn logs_are_capped_on_a_character_boundary_and_say_so() {
+        assert_eq!(bounded_logs("a\0b\n"), ("a\u{FFFD}b\n".to_owned(), false));
+        let exact = "x".repeat(MAX_LOG_BYTES);
+        assert_eq!(bounded_logs(&exact), (exact.clone(), false));
+        let (kept, cut) = bounded_logs(&"é".repeat(MAX_LOG_BYTES));
+        assert!(cut);
+        assert_eq!(kept.len(), MAX_LOG_BYTES);
+        assert!(kept.chars().all(|c| c == 'é'));
+        let (kept, cut) = bounded_logs(&format!("a{}", "é".repeat(MAX_LOG_BYTES)));
+        assert!(cut && kept.len() == MAX_LOG_BYTES - 1);
     }
 }

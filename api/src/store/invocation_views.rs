@@ -108,8 +108,10 @@ pub struct InvocationView {
     pub result: Option<Box<serde_json::value::RawValue>>,
     /// The last attempt's error, or why it was dead-lettered without running.
     pub error: Option<Value>,
-    /// What the last attempt printed (async only).
+    /// What the last attempt printed: all the worker sent for an async invocation, at most
+    /// 16 KiB for a sync call (null when no worker answered).
     pub logs: Option<String>,
+    /// Whether `logs` were cut, by the worker or to fit the record.
     pub logs_truncated: bool,
     pub timing: Option<Value>,
     pub created_at: DateTime<Utc>,
@@ -126,15 +128,17 @@ const VIEW_SELECT: &str = "
            NULL::float8 AS duration_ms
     FROM async_invocations a WHERE a.namespace = $1 AND ($2::uuid IS NULL OR a.id = $2)
       AND ($3::text IS NULL OR a.function_name = $3)
+      AND ($6::timestamptz IS NULL OR a.created_at >= $6)
     UNION ALL
     SELECT s.id, s.function_name, s.function_version, s.runtime, 'sync',
            CASE s.status WHEN 'success' THEN 'succeeded' WHEN 'timeout' THEN 'timeout'
                          WHEN 'expired' THEN 'expired' ELSE 'failed' END,
-           NULL, s.error, NULL, false,
+           NULL, s.error, s.logs, s.logs_truncated,
            jsonb_build_object('queue_ms', s.queue_ms, 'init_ms', s.init_ms, 'run_ms', s.run_ms),
            s.created_at, s.created_at, s.status, s.worker_id, s.cold_start, s.duration_ms
     FROM invocations s WHERE s.namespace = $1 AND ($2::uuid IS NULL OR s.id = $2)
-      AND ($3::text IS NULL OR s.function_name = $3) AND s.trigger IN ('execute', 'http')";
+      AND ($3::text IS NULL OR s.function_name = $3) AND s.trigger IN ('execute', 'http')
+      AND ($6::timestamptz IS NULL OR s.created_at >= $6)";
 
 /// Invocation `id` of `namespace`, sync or async.
 pub async fn get_invocation(
@@ -142,19 +146,21 @@ pub async fn get_invocation(
     namespace: &str,
     id: Uuid,
 ) -> Result<Option<InvocationView>, DbError> {
-    let mut views = query_views(pool, namespace, Some(id), None, None, 1).await?;
+    let mut views = query_views(pool, namespace, Some(id), None, None, None, 1).await?;
     Ok(views.pop())
 }
 
-/// The invocations of `namespace`, newest first, optionally of one function or one status.
+/// The invocations of `namespace`, newest first, optionally of one function or one status,
+/// and only those created at or after `since`.
 pub async fn list_invocation_views(
     pool: &Pool,
     namespace: &str,
     function: Option<&str>,
     status: Option<InvocationStatus>,
+    since: Option<DateTime<Utc>>,
     limit: i64,
 ) -> Result<Vec<InvocationView>, DbError> {
-    query_views(pool, namespace, None, function, status, limit).await
+    query_views(pool, namespace, None, function, status, since, limit).await
 }
 
 async fn query_views(
@@ -163,6 +169,7 @@ async fn query_views(
     id: Option<Uuid>,
     function: Option<&str>,
     status: Option<InvocationStatus>,
+    since: Option<DateTime<Utc>>,
     limit: i64,
 ) -> Result<Vec<InvocationView>, DbError> {
     let client = pool.get().await?;
@@ -171,7 +178,7 @@ async fn query_views(
          ORDER BY v.created_at DESC, v.id DESC LIMIT $5"
     );
     let rows = client
-        .query(&sql, &[&namespace, &id, &function, &status, &limit])
+        .query(&sql, &[&namespace, &id, &function, &status, &limit, &since])
         .await?;
     let mut views = Vec::with_capacity(rows.len());
     let mut async_ids = Vec::new();

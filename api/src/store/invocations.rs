@@ -1,6 +1,8 @@
-//! Invocation records: written in batches, listed newest first, deleted past their retention.
+//! Invocation records: written in batches (in storage order, `seq`), listed newest first or
+//! after a `seq` for the invocation stream, deleted past their retention.
 
 use super::DbError;
+use crate::domain::stream::{StreamFilter, StreamStatus, StreamedRecord};
 use chrono::{DateTime, Utc};
 use common::ErrorInfo;
 use deadpool_postgres::Pool;
@@ -14,7 +16,8 @@ use uuid::Uuid;
     "function_id": 1, "function_name": "hello", "function_version": 1, "runtime": "docker",
     "trigger": "http", "status": "success", "cold_start": false, "duration_ms": 1.21,
     "queue_ms": 0.31, "init_ms": 0.0, "run_ms": 0.42, "worker_id": "worker-1",
-    "error": null, "created_at": "2026-11-27T16:00:00Z"
+    "error": null, "created_at": "2026-11-27T16:00:00Z", "attempt": 1, "logs": "hello\n",
+    "logs_truncated": false
 })))]
 pub struct InvocationRecord {
     pub invocation_id: Uuid,
@@ -24,8 +27,11 @@ pub struct InvocationRecord {
     pub function_version: i32,
     #[schema(value_type = common::Runtime)]
     pub runtime: String,
-    /// What started it: `execute` or `http` (its route).
+    /// What started it: `execute`, `http` (its route), or `async` and `schedule` for the
+    /// attempts of async invocations.
     pub trigger: String,
+    /// 1 for a sync call; the attempt's number for an async invocation.
+    pub attempt: i32,
     /// How the call ended: `success`, `error`, `init_error`, `timeout`, `oom`, `crashed`,
     /// `result_too_large`, `expired` (the worker's reply) or `no_reply`.
     #[schema(examples("success"))]
@@ -37,6 +43,11 @@ pub struct InvocationRecord {
     pub run_ms: Option<f64>,
     pub worker_id: Option<String>,
     pub error: Option<ErrorInfo>,
+    /// What the call printed, at most 16 KiB of it (cut on a character boundary); null when
+    /// no worker answered.
+    pub logs: Option<String>,
+    /// Whether the logs were cut, by the worker or to fit the record.
+    pub logs_truncated: bool,
     pub created_at: DateTime<Utc>,
     /// The incarnation of `namespace` the call ran in (`namespaces.uid`): the record is written
     /// only while it exists, so that a late record of a deleted namespace is dropped rather
@@ -45,11 +56,28 @@ pub struct InvocationRecord {
     pub namespace_uid: Uuid,
 }
 
+/// A record as stored: which one (invocation and attempt) got which `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredSeq {
+    pub invocation_id: Uuid,
+    pub attempt: i32,
+    pub seq: i64,
+}
+
+/// The advisory lock every records insert holds until it commits ("recs" in ASCII), so that
+/// `seq`s are committed in their order on every replica: a reader that sees one sees all below.
+const RECORDS_LOCK: i64 = 0x7265_6373;
+
 /// Writes many records in one statement; all of them or none, except those whose namespace
-/// incarnation is gone (deleted, or deleted and made again), which are dropped. The statement
-/// takes a key-share lock on each namespace row it writes under, so that a namespace being
-/// deleted either waits for it (and then deletes its rows) or is gone before it looks.
-pub async fn insert_invocations(pool: &Pool, records: &[InvocationRecord]) -> Result<(), DbError> {
+/// incarnation is gone (deleted, or deleted and made again), which are dropped, and those
+/// already stored (the same invocation and attempt). The statement takes a key-share lock on
+/// each namespace row it writes under, so that a namespace being deleted either waits for it
+/// (and then deletes its rows) or is gone before it looks. Returns the `seq` of each row
+/// written.
+pub async fn insert_invocations(
+    pool: &Pool,
+    records: &[InvocationRecord],
+) -> Result<Vec<StoredSeq>, DbError> {
     let mut client = pool.get().await?;
     let ids: Vec<Uuid> = records.iter().map(|r| r.invocation_id).collect();
     let namespaces: Vec<&str> = records.iter().map(|r| r.namespace.as_str()).collect();
@@ -71,35 +99,44 @@ pub async fn insert_invocations(pool: &Pool, records: &[InvocationRecord]) -> Re
     let created: Vec<DateTime<Utc>> = records.iter().map(|r| r.created_at).collect();
     let triggers: Vec<&str> = records.iter().map(|r| r.trigger.as_str()).collect();
     let uids: Vec<Uuid> = records.iter().map(|r| r.namespace_uid).collect();
+    let attempts: Vec<i32> = records.iter().map(|r| r.attempt).collect();
+    let logs: Vec<Option<&str>> = records.iter().map(|r| r.logs.as_deref()).collect();
+    let logs_truncated: Vec<bool> = records.iter().map(|r| r.logs_truncated).collect();
     // Records are telemetry: a crash of Postgres may lose the last few milliseconds of them,
     // which spares a WAL flush per batch. Other writes keep full durability.
     let transaction = client.transaction().await?;
     transaction
         .batch_execute("SET LOCAL synchronous_commit TO OFF")
         .await?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&RECORDS_LOCK])
+        .await?;
     let insert = transaction
         .prepare_cached(
             "INSERT INTO invocations (id, function_id, function_name, function_version, runtime,
                  status, cold_start, duration_ms, queue_ms, init_ms, run_ms, worker_id, error,
-                 created_at, namespace, trigger)
+                 created_at, namespace, trigger, attempt, logs, logs_truncated)
              SELECT r.id, r.function_id, r.function_name, r.function_version, r.runtime,
                  r.status, r.cold_start, r.duration_ms, r.queue_ms, r.init_ms, r.run_ms,
-                 r.worker_id, r.error, r.created_at, r.namespace, r.trigger
+                 r.worker_id, r.error, r.created_at, r.namespace, r.trigger, r.attempt, r.logs,
+                 r.logs_truncated
              FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::int[], $5::text[],
                  $6::text[], $7::bool[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
                  $12::text[], $13::jsonb[], $14::timestamptz[], $15::text[], $16::text[],
-                 $17::uuid[])
+                 $17::uuid[], $18::int[], $19::text[], $20::bool[])
                  AS r(id, function_id, function_name, function_version, runtime, status,
                       cold_start, duration_ms, queue_ms, init_ms, run_ms, worker_id, error,
-                      created_at, namespace, trigger, namespace_uid)
+                      created_at, namespace, trigger, namespace_uid, attempt, logs,
+                      logs_truncated)
              WHERE EXISTS (SELECT 1 FROM namespaces n
                            WHERE n.name = r.namespace AND n.uid = r.namespace_uid
                            FOR KEY SHARE)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (id, attempt) DO NOTHING
+             RETURNING id, attempt, seq",
         )
         .await?;
-    transaction
-        .execute(
+    let rows = transaction
+        .query(
             &insert,
             &[
                 &ids,
@@ -119,29 +156,45 @@ pub async fn insert_invocations(pool: &Pool, records: &[InvocationRecord]) -> Re
                 &namespaces,
                 &triggers,
                 &uids,
+                &attempts,
+                &logs,
+                &logs_truncated,
             ],
         )
         .await?;
     transaction.commit().await?;
-    Ok(())
+    rows.iter()
+        .map(|row| {
+            Ok(StoredSeq {
+                invocation_id: row.try_get(0)?,
+                attempt: row.try_get(1)?,
+                seq: row.try_get(2)?,
+            })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(DbError::from)
 }
 
-/// The records of `namespace`, newest first, optionally of one function only.
+/// The records of `namespace`, newest first, optionally of one function only and only those
+/// created at or after `since`.
 pub async fn list_invocations(
     pool: &Pool,
     namespace: &str,
     function: Option<&str>,
+    since: Option<DateTime<Utc>>,
     limit: i64,
 ) -> Result<Vec<InvocationRecord>, DbError> {
     let client = pool.get().await?;
     let rows = client
         .query(
             "SELECT id, namespace, function_id, function_name, function_version, runtime, trigger, status,
-                    cold_start, duration_ms, queue_ms, init_ms, run_ms, worker_id, error, created_at
+                    cold_start, duration_ms, queue_ms, init_ms, run_ms, worker_id, error, created_at,
+                    attempt, logs, logs_truncated
              FROM invocations
              WHERE namespace = $1 AND ($2::text IS NULL OR function_name = $2)
-             ORDER BY created_at DESC, id DESC LIMIT $3",
-            &[&namespace, &function, &limit],
+               AND ($3::timestamptz IS NULL OR created_at >= $3)
+             ORDER BY created_at DESC, id DESC, attempt DESC LIMIT $4",
+            &[&namespace, &function, &since, &limit],
         )
         .await?;
     rows.iter()
@@ -155,6 +208,7 @@ pub async fn list_invocations(
                 function_version: row.try_get("function_version")?,
                 runtime: row.try_get("runtime")?,
                 trigger: row.try_get("trigger")?,
+                attempt: row.try_get("attempt")?,
                 status: row.try_get("status")?,
                 cold_start: row.try_get("cold_start")?,
                 duration_ms: row.try_get("duration_ms")?,
@@ -163,6 +217,8 @@ pub async fn list_invocations(
                 run_ms: row.try_get("run_ms")?,
                 worker_id: row.try_get("worker_id")?,
                 error: error.and_then(|v| serde_json::from_value(v).ok()),
+                logs: row.try_get("logs")?,
+                logs_truncated: row.try_get("logs_truncated")?,
                 created_at: row.try_get("created_at")?,
                 // Only what the namespace's current incarnation wrote is ever read back.
                 namespace_uid: Uuid::nil(),
@@ -170,6 +226,98 @@ pub async fn list_invocations(
         })
         .collect::<Result<_, tokio_postgres::Error>>()
         .map_err(DbError::from)
+}
+
+/// The last `seq` stored for `namespace` (0 when it has none): where a stream that opens
+/// without `Last-Event-ID` starts.
+pub async fn last_seq(pool: &Pool, namespace: &str) -> Result<i64, DbError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(seq), 0) FROM invocations WHERE namespace = $1",
+            &[&namespace],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Up to `limit` records of `namespace` after `after` that `filter` takes, in `seq` order: a
+/// stream's replay, a page at a time.
+pub async fn records_after(
+    pool: &Pool,
+    namespace: &str,
+    after: i64,
+    filter: &StreamFilter,
+    limit: i64,
+) -> Result<Vec<StreamedRecord>, DbError> {
+    let client = pool.get().await?;
+    let status = filter.status.map(|status| match status {
+        StreamStatus::Succeeded => "succeeded",
+        StreamStatus::Failed => "failed",
+    });
+    let statement = client
+        .prepare_cached(
+            "SELECT seq, id, function_name, function_version, runtime, trigger, attempt, status,
+                    cold_start, duration_ms, created_at, error, logs, logs_truncated, worker_id
+             FROM invocations
+             WHERE namespace = $1 AND seq > $2
+               AND ($3::text IS NULL OR function_name = $3)
+               AND ($4::text IS NULL OR (status = 'success') = ($4 = 'succeeded'))
+             ORDER BY seq LIMIT $5",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &statement,
+            &[&namespace, &after, &filter.function, &status, &limit],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let error: Option<serde_json::Value> = row.try_get("error")?;
+            Ok(StreamedRecord {
+                seq: row.try_get("seq")?,
+                invocation_id: row.try_get("id")?,
+                function: row.try_get("function_name")?,
+                function_version: row.try_get("function_version")?,
+                runtime: row.try_get("runtime")?,
+                trigger: row.try_get("trigger")?,
+                attempt: row.try_get("attempt")?,
+                status: row.try_get("status")?,
+                cold_start: row.try_get("cold_start")?,
+                duration_ms: row.try_get("duration_ms")?,
+                created_at: row.try_get("created_at")?,
+                error: error.and_then(|v| serde_json::from_value(v).ok()),
+                logs: row.try_get("logs")?,
+                logs_truncated: row.try_get("logs_truncated")?,
+                worker_id: row.try_get("worker_id")?,
+            })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(DbError::from)
+}
+
+impl InvocationRecord {
+    /// The record as a stream sends it, stored as `seq`.
+    pub fn streamed(&self, seq: i64) -> StreamedRecord {
+        StreamedRecord {
+            seq,
+            invocation_id: self.invocation_id,
+            function: self.function_name.clone(),
+            function_version: self.function_version,
+            runtime: self.runtime.clone(),
+            trigger: self.trigger.clone(),
+            attempt: self.attempt,
+            status: self.status.clone(),
+            cold_start: self.cold_start,
+            duration_ms: self.duration_ms,
+            created_at: self.created_at,
+            error: self.error.clone(),
+            logs: self.logs.clone(),
+            logs_truncated: self.logs_truncated,
+            worker_id: self.worker_id.clone(),
+        }
+    }
 }
 
 /// Deletes up to `limit` records created before `cutoff`, oldest first; returns how many went.

@@ -62,6 +62,7 @@ fn record(uid: uuid::Uuid, worker_id: &str) -> InvocationRecord {
         function_version: 1,
         runtime: "docker".into(),
         trigger: "execute".into(),
+        attempt: 1,
         status: "error".into(),
         cold_start: false,
         duration_ms: 1.0,
@@ -70,6 +71,8 @@ fn record(uid: uuid::Uuid, worker_id: &str) -> InvocationRecord {
         run_ms: None,
         worker_id: Some(worker_id.into()),
         error: Some(ErrorInfo::new("Exception", "boom")),
+        logs: Some("printed\n".into()),
+        logs_truncated: false,
         created_at: chrono::Utc::now(),
         namespace_uid: uid,
     }
@@ -103,12 +106,16 @@ async fn rows_postgres_refuses_are_dropped_and_counted_and_the_rest_written() {
         record(uid, "w5"),
     ];
     let before = rejected_count();
-    let (settled, error) = api::records::store(&pool, &batch).await;
-    assert!(error.is_none(), "{error:?}");
-    assert_eq!(settled, 5);
+    let written = api::records::store(&pool, &batch).await;
+    assert!(written.error.is_none(), "{:?}", written.error);
+    assert_eq!(written.settled, 5);
+    // The rows written, each with its place in storage order, in the batch's order.
+    let seqs: Vec<i64> = written.stored.iter().map(|row| row.seq).collect();
+    assert_eq!(seqs.len(), 4);
+    assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "{seqs:?}");
     assert!(rejected_count() > before, "counted as rejected");
 
-    let stored = api::store::list_invocations(&pool, "default", None, 100)
+    let stored = api::store::list_invocations(&pool, "default", None, None, 100)
         .await
         .unwrap();
     let mut ids: Vec<_> = stored.iter().map(|r| r.invocation_id).collect();

@@ -57,6 +57,7 @@ the HTTP trigger (`/{path}`, tag `http`): functions answer on an origin of their
         routes::invocations::list_invocations,
         routes::invocations::get_invocation,
         routes::invocations::retry_invocation,
+        routes::invocations::stream_invocations,
         routes::keys::create_key,
         routes::keys::list_keys,
         routes::keys::delete_key,
@@ -76,7 +77,8 @@ the HTTP trigger (`/{path}`, tag `http`): functions answer on an origin of their
         ErrorBody,
         ErrorCode,
         crate::http::responses::Failure<'static>,
-        routes::invoke::PublicFailure
+        routes::invoke::PublicFailure,
+        crate::domain::stream::StreamedRecord
     )),
     modifiers(&BearerScheme),
     tags(
@@ -314,8 +316,8 @@ mod tests {
                 }
             }
         }
-        // 27, and the trigger's seven methods.
-        assert_eq!(operations, 34);
+        // 28, and the trigger's seven methods.
+        assert_eq!(operations, 35);
     }
 
     /// Every JSON success body shows an example: in the response, on its schema, or on every

@@ -1,19 +1,30 @@
 //! `/invocations/`: every invocation of the key's namespace, sync, async and scheduled, with
-//! its status, attempts and (async) result and logs; and the redrive of a dead-lettered one.
+//! its status, attempts, logs and (async) result; the redrive of a dead-lettered one; and the
+//! live stream of finished calls (`/invocations/stream`, server-sent events).
 
 use crate::domain::async_status::InvocationStatus;
 use crate::domain::auth::{Principal, Scope};
+use crate::domain::stream::{StreamFilter, StreamStatus, StreamedRecord};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Path, Query, check_page};
 use crate::http::state::AppState;
 use crate::services::records;
+use crate::services::streams::{self, StreamRequest};
 use crate::store::{self, InvocationView, Redriven};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use chrono::{DateTime, Utc};
+use futures_util::{Stream, StreamExt as _};
 use serde::Deserialize;
+use std::convert::Infallible;
+use std::time::Duration;
 use uuid::Uuid;
 
-/// `?function=NAME&status=dead_lettered&limit=20`
+/// How often an idle stream sends a comment, so that proxies and clients see it is alive.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// `?function=NAME&status=dead_lettered&since=2026-12-01T00:00:00Z&limit=20`
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListFilter {
@@ -23,6 +34,8 @@ pub struct ListFilter {
     /// Only invocations with this status.
     #[param(pattern = "^(queued|running|succeeded|failed|timeout|dead_lettered|expired)$")]
     status: Option<String>,
+    /// Only invocations created at or after this instant (RFC 3339).
+    since: Option<DateTime<Utc>>,
     /// Invocations to list, newest first.
     #[serde(default = "default_limit")]
     #[param(minimum = 1, maximum = 100, default = 20)]
@@ -81,6 +94,7 @@ pub async fn list_invocations(
         &principal.namespace,
         filter.function.as_deref(),
         status,
+        filter.since,
         filter.limit,
     )
     .await?;
@@ -168,6 +182,117 @@ pub async fn retry_invocation(
     Ok((StatusCode::ACCEPTED, axum::Json(view)))
 }
 
+/// `?function=NAME&status=failed&after=41`
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// Only this function's calls.
+    #[param(pattern = r"^[^\u0000]*$")]
+    function: Option<String>,
+    /// `succeeded`: calls whose status is `success`; `failed`: any other.
+    #[param(pattern = "^(succeeded|failed)$")]
+    status: Option<String>,
+    /// Replay the stored calls after this `seq` first, as the `Last-Event-ID` header does
+    /// (the header wins when both are sent).
+    #[param(minimum = 0)]
+    after: Option<i64>,
+}
+
+/// Streams the key's namespace's finished calls as server-sent events (`read` or `invoke`).
+#[utoipa::path(
+    get,
+    path = "/invocations/stream",
+    tag = "invocations",
+    summary = "Follow invocations live",
+    description = "Server-sent events, one per finished call of the key's namespace (sync, \
+        HTTP trigger, async attempt, schedule tick) on any api replica: `id: <seq>` (increasing \
+        in storage order), `event: invocation`, `data:` the call's record as one line of JSON \
+        (`StreamedRecord`), and a `: keep-alive` comment at least every 15 s. With \
+        `Last-Event-ID: N` (or `after=N`) the stored calls after `seq` N come first, oldest \
+        first, then the live ones, none twice; without, only calls that finish after the stream \
+        opened. A client that falls behind is disconnected and resumes with `Last-Event-ID`. \
+        At most `STREAM_CLIENTS` streams per namespace per api replica. The stream ends when \
+        the api shuts down. Needs the `read` or `invoke` scope.",
+    params(
+        StreamQuery,
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this `seq`: the id of the last event received."),
+    ),
+    responses(
+        (status = 200, description = "An endless stream of `invocation` events; each `data` is a `StreamedRecord`.", content_type = "text/event-stream", body = String),
+        (status = 422, description = "`invalid_request`: `status`, `after` or `Last-Event-ID` is not what the stream takes.", body = ErrorBody),
+        (status = 429, description = "`too_many_streams`: the namespace holds `STREAM_CLIENTS` streams open on this api replica.", body = ErrorBody),
+        crate::http::responses::KeyErrors,
+        crate::http::responses::Unavailable,
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn stream_invocations(
+    principal: Principal,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<StreamQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    principal.require_any(&[Scope::Read, Scope::Invoke])?;
+    let status = query
+        .status
+        .as_deref()
+        .map(|text| {
+            StreamStatus::parse(text).ok_or_else(|| {
+                ApiError::Invalid(format!("status must be succeeded or failed; got {text:?}"))
+            })
+        })
+        .transpose()?;
+    let after = match headers.get("last-event-id") {
+        Some(value) => Some(parse_seq(value.to_str().unwrap_or("-"))?),
+        None => query.after,
+    };
+    if after.is_some_and(|seq| seq < 0) {
+        return Err(ApiError::Invalid("after must be 0 or more".into()));
+    }
+    let request = StreamRequest {
+        namespace: principal.namespace,
+        filter: StreamFilter {
+            function: query.function,
+            status,
+        },
+        after,
+    };
+    let subscription = state.streams.subscribe(&request.namespace)?;
+    let open = streams::open(subscription, &state.db, request).await?;
+    let events = futures_util::stream::unfold(open.records, |mut records| async move {
+        let record = records.recv().await?;
+        Some((Ok(invocation_event(&record)), records))
+    })
+    // Whatever is still buffered, the response ends with the api.
+    .take_until(open.closed.cancelled_owned());
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
+}
+
+/// A `Last-Event-ID`: a `seq`, 0 or more.
+fn parse_seq(text: &str) -> Result<i64, ApiError> {
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|seq| *seq >= 0)
+        .ok_or_else(|| {
+            ApiError::Invalid(format!(
+                "Last-Event-ID must be the id of an event received (a whole number); got {:?}",
+                text.chars().take(32).collect::<String>()
+            ))
+        })
+}
+
+/// One record as its event: `id` its `seq`, `data` the record as one line of JSON.
+fn invocation_event(record: &StreamedRecord) -> Event {
+    let event = Event::default()
+        .id(record.seq.to_string())
+        .event("invocation");
+    match serde_json::to_string(record) {
+        Ok(json) => event.data(json),
+        Err(_) => Event::default().comment("a record could not be written"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +308,29 @@ mod tests {
             error.to_string(),
             r#"status must be one of queued, running, succeeded, failed, timeout, dead_lettered, expired; got "accepting""#
         );
+    }
+
+    #[test]
+    fn a_last_event_id_is_a_seq_of_zero_or_more() {
+        assert_eq!(parse_seq("41").unwrap(), 41);
+        assert_eq!(parse_seq(" 0 ").unwrap(), 0);
+        for bad in ["-1", "x", "", "1.5", "99999999999999999999"] {
+            assert_eq!(
+                parse_seq(bad).unwrap_err().code(),
+                "invalid_request",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_event_is_one_line_of_json_with_the_seq_as_its_id() {
+        let mut record = crate::domain::stream::tests_support::record(42);
+        record.logs = Some("line one\nline two\n".into());
+        let text = format!("{:?}", invocation_event(&record));
+        assert!(text.contains("id: 42"), "{text}");
+        assert!(text.contains("event: invocation"), "{text}");
+        let data_lines = text.matches("data: ").count();
+        assert_eq!(data_lines, 1, "{text}");
     }
 }

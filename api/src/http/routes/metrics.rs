@@ -10,13 +10,15 @@ use crate::store::{self, InvocationRecord};
 use axum::extract::State;
 use serde::Deserialize;
 
-/// `?function=NAME&limit=100`
+/// `?function=NAME&since=2026-12-01T00:00:00Z&limit=100`
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct InvocationFilter {
     /// Only this function's records.
     #[param(pattern = r"^[^\u0000]*$")]
     function: Option<String>,
+    /// Only records created at or after this instant (RFC 3339).
+    since: Option<chrono::DateTime<chrono::Utc>>,
     /// Records to list, newest first.
     #[serde(default = "default_limit")]
     #[param(minimum = 1, maximum = 1000, default = 100)]
@@ -56,6 +58,7 @@ pub async fn list_invocations(
         &state.db,
         &principal.namespace,
         filter.function.as_deref(),
+        filter.since,
         filter.limit,
     )
     .await?;

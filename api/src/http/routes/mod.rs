@@ -103,8 +103,17 @@ pub fn router(state: AppState) -> Router {
         )
         // Outermost of these routes' own layers: nothing of the body is read before it.
         .route_layer(from_fn_with_state(state.clone(), admission::require_key));
+    // A stream lasts as long as its client reads: behind the key, but holding no in-flight
+    // permit (they are bounded by STREAM_CLIENTS instead), and it reads no body.
+    let streams = Router::new()
+        .route("/invocations/stream", get(invocations::stream_invocations))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            admission::require_key_for_stream,
+        ));
     let routes = Router::new()
         .merge(keyed)
+        .merge(streams)
         .merge(internal::router(state.clone()))
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz));

@@ -20,6 +20,7 @@ pub use queue_share::QueueShares;
 
 use crate::broker::{BrokerError, NoReply};
 use crate::services::cache::{FunctionCache, Lookup};
+use crate::services::records;
 use crate::store::{DbError, Function, InvocationRecord, NotRunnable};
 use common::{Job, RawJson, Reply, Runtime};
 use std::sync::Arc;
@@ -54,12 +55,6 @@ impl Trigger {
             Trigger::Async => "async",
             Trigger::Schedule => "schedule",
         }
-    }
-
-    /// Whether the call is a sync one, recorded in `invocations` (an async invocation's
-    /// attempts are recorded with their invocation).
-    fn is_sync(self) -> bool {
-        matches!(self, Trigger::Execute | Trigger::Http)
     }
 }
 
@@ -242,9 +237,9 @@ impl<B: CallBackend> Invocations<B> {
     }
 
     /// Runs `call.function` on `call.runtime` with `call.event`: takes its concurrency leases,
-    /// publishes the job, waits for the reply, and counts and records the call (a sync one; an
-    /// async attempt is recorded by the dispatcher). An error is a call that did not run; it
-    /// is counted too.
+    /// publishes the job, waits for the reply, and counts and records the call (an async
+    /// attempt too; the dispatcher also records it with its invocation). An error is a call
+    /// that did not run; it is counted too.
     pub async fn call(&self, call: Call<'_>) -> Result<Called, CallError> {
         let span = tracing::info_span!(
             "call",
@@ -321,17 +316,17 @@ impl<B: CallBackend> Invocations<B> {
             metrics::counter!("faas_cold_starts_total", "namespace" => labels.namespace.clone(), "function" => labels.function.clone(), "runtime" => runtime.as_str())
                 .increment(1);
         }
-        if trigger.is_sync() {
-            self.backend.submit_record(sync_record(
-                function,
-                &job,
-                runtime,
-                trigger,
-                status,
-                duration_ms,
-                reply,
-            ));
-        }
+        // Every call that ran is a record (the streams show them all); an async invocation
+        // also keeps each attempt with its invocation.
+        self.backend.submit_record(record_of(
+            function,
+            &job,
+            runtime,
+            trigger,
+            status,
+            duration_ms,
+            reply,
+        ));
         Ok(Called {
             invocation_id,
             duration_ms,
@@ -401,8 +396,8 @@ fn concurrency_limits(function: &Function) -> impl Iterator<Item = ConcurrencyLi
     own.into_iter().chain(namespace)
 }
 
-/// A sync call's record, for the records writer.
-fn sync_record(
+/// A call's record, for the records writer: the reply's logs bounded as records keep them.
+fn record_of(
     function: &Function,
     job: &Job,
     runtime: Runtime,
@@ -411,6 +406,13 @@ fn sync_record(
     duration_ms: f64,
     reply: Option<&Reply>,
 ) -> InvocationRecord {
+    let (logs, logs_truncated) = match reply {
+        Some(reply) => {
+            let (logs, cut) = records::bounded_logs(&reply.logs);
+            (Some(logs), cut || reply.logs_truncated)
+        }
+        None => (None, false),
+    };
     InvocationRecord {
         invocation_id: job.invocation_id,
         namespace: function.namespace.clone(),
@@ -419,6 +421,7 @@ fn sync_record(
         function_version: job.function.version,
         runtime: runtime.as_str().to_owned(),
         trigger: trigger.as_str().to_owned(),
+        attempt: job.attempt as i32,
         status: status.to_owned(),
         cold_start: reply.is_some_and(|r| r.cold_start),
         duration_ms,
@@ -427,6 +430,8 @@ fn sync_record(
         run_ms: reply.map(|r| r.timing.run_ms),
         worker_id: reply.map(|r| r.worker_id.clone()),
         error: reply.and_then(|r| r.error.clone()),
+        logs,
+        logs_truncated,
         created_at: chrono::Utc::now(),
         namespace_uid: function.namespace_uid,
     }

@@ -290,6 +290,8 @@ async fn a_sync_record_carries_the_replys_status_timing_worker_and_error() {
         (Some(0.5), Some(120.0), Some(3.25))
     );
     assert_eq!(record.worker_id.as_deref(), Some("worker-7"));
+    assert_eq!(record.logs.as_deref(), Some("before\n"));
+    assert!(!record.logs_truncated);
     assert_eq!(
         record.error,
         Some(ErrorInfo::new("ValueError", "bad input"))
@@ -308,7 +310,7 @@ async fn a_sync_record_carries_the_replys_status_timing_worker_and_error() {
 }
 
 #[tokio::test]
-async fn an_async_or_scheduled_attempt_is_published_with_its_attempt_and_not_recorded() {
+async fn an_async_or_scheduled_attempt_is_published_and_recorded_with_its_attempt() {
     let h = harness();
     let _metrics = metrics::set_default_local_recorder(&h.metrics);
     let function = Function::example();
@@ -322,11 +324,13 @@ async fn an_async_or_scheduled_attempt_is_published_with_its_attempt_and_not_rec
         assert_eq!((job.invocation_id, job.attempt), (invocation_id, attempt));
         assert_eq!(counted(&h.metrics, trigger, "success"), 1);
     }
-    assert_eq!(
-        shape(&h.backend.log()),
-        "I I",
-        "the dispatcher records those"
-    );
+    assert_eq!(shape(&h.backend.log()), "I R I R");
+    let records = h.backend.records();
+    let recorded: Vec<(&str, i32)> = records
+        .iter()
+        .map(|r| (r.trigger.as_str(), r.attempt))
+        .collect();
+    assert_eq!(recorded, [("async", 3), ("schedule", 1)]);
 }
 
 #[tokio::test]
