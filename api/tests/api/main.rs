@@ -26,5 +26,6 @@ mod queues;
 mod quotas;
 mod records;
 mod restarts;
+mod stream;
 mod support;
 mod triggers;
