@@ -108,10 +108,30 @@ async fn an_async_call_is_accepted_run_once_and_its_result_stored() {
     assert_eq!(list.as_array().unwrap().len(), 2);
     let (_, list) = app.get("/invocations/?status=dead_lettered").await;
     assert_eq!(list, json!([]));
-    // The seed's records still list the sync call.
+    // The records list every call that ran: the sync one, and the async attempt (with its
+    // number), as the invocation streams show them.
     let (status, records) = app.get("/metrics/?function=echo_async").await;
     assert_eq!(status, 200);
-    assert_eq!(records.as_array().unwrap().len(), 1, "{records}");
+    let mut calls: Vec<(String, String, i64)> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let id = r["invocation_id"].as_str().unwrap().to_owned();
+            (
+                id,
+                r["trigger"].as_str().unwrap().to_owned(),
+                r["attempt"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    calls.sort();
+    let mut expected = vec![
+        (sync_id.clone(), "execute".to_owned(), 1),
+        (id.clone(), "async".to_owned(), 1),
+    ];
+    expected.sort();
+    assert_eq!(calls, expected, "{records}");
     app.stop().await;
 }
 
