@@ -4,6 +4,7 @@
 //! replica's calls, the `STREAM_CLIENTS` bound, and the end at shutdown.
 
 use crate::support::{ADMIN_KEY, TestApp, client_with_key, python, read};
+use api::store::InvocationRecord;
 use common::Runtime;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -451,4 +452,77 @@ async fn a_stream_resumes_without_gaps_or_repeats_hears_every_replica_is_bounded
             "the stream ended with the api"
         );
     }
+}
+
+/// The broker connection of the api at `base_url` (its main one, not its dispatcher's), as
+/// rabbitmqctl names it.
+fn api_connection_pid(base_url: &str) -> Option<String> {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "list_connections",
+            "--no-table-headers",
+            "pid",
+            "client_properties",
+        ])
+        .output()
+        .expect("rabbitmqctl runs (the RabbitMQ this test uses is local)");
+    let address = base_url.trim_start_matches("http://");
+    let name = format!("{{\"connection_name\",\"faas-api {address} ");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find(|line| line.contains(&name) && !line.contains("dispatcher"))
+        .and_then(|line| line.split('\t').next())
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_stream_reads_what_it_missed_from_the_database_when_the_broker_connection_is_back() {
+    let app = TestApp::start().await;
+    let mut stream = EventStream::open(&app.base_url, ADMIN_KEY, "/invocations/stream", None).await;
+    // A record stored without being published, as one stored while the broker was away is.
+    let pool = api::store::connect(&app.database_url, 1).await.unwrap();
+    let namespace = api::store::get_namespace(&pool, "default")
+        .await
+        .unwrap()
+        .unwrap();
+    let record = InvocationRecord {
+        invocation_id: uuid::Uuid::now_v7(),
+        namespace: "default".into(),
+        function_id: 1,
+        function_name: "unheard".into(),
+        function_version: 1,
+        runtime: "docker".into(),
+        trigger: "execute".into(),
+        attempt: 1,
+        status: "success".into(),
+        cold_start: false,
+        duration_ms: 1.0,
+        queue_ms: None,
+        init_ms: None,
+        run_ms: None,
+        worker_id: Some("w".into()),
+        error: None,
+        logs: Some("missed while away\n".into()),
+        logs_truncated: false,
+        created_at: chrono::Utc::now(),
+        namespace_uid: namespace.uid,
+    };
+    let written = api::records::store(&pool, std::slice::from_ref(&record)).await;
+    assert_eq!(written.stored.len(), 1, "{:?}", written.error);
+    stream.expect_no_record(Duration::from_secs(1)).await;
+
+    let pid = api_connection_pid(&app.base_url).expect("the api's connection is listed");
+    let closed = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "close_connection", &pid, "test: events may be missed"])
+        .status()
+        .unwrap();
+    assert!(closed.success());
+    let resynced = stream.next_record(Duration::from_secs(15)).await;
+    assert_eq!(resynced["invocation_id"], json!(record.invocation_id));
+    assert_eq!(resynced["seq"], written.stored[0].seq);
+    assert_eq!(resynced["logs"], "missed while away\n");
+    stream.expect_no_record(Duration::from_millis(500)).await;
+    drop((stream, pool));
+    app.stop().await;
 }
