@@ -310,6 +310,27 @@ async fn a_sync_record_carries_the_replys_status_timing_worker_and_error() {
 }
 
 #[tokio::test]
+async fn a_record_keeps_16_kib_of_the_logs_and_says_they_were_cut() {
+    let h = harness();
+    let function = Function::example();
+    for (logs, worker_cut, kept, cut) in [
+        ("é".repeat(10_000), false, 16 * 1024, true),
+        ("short\n".to_owned(), true, 6, true),
+        ("short\n".to_owned(), false, 6, false),
+    ] {
+        let call = call(&function, Trigger::Execute);
+        let mut reply = reply_to(call.invocation_id, ReplyStatus::Success);
+        reply.logs = logs;
+        reply.logs_truncated = worker_cut;
+        h.backend.answer(Answer::Reply(reply));
+        h.invocations.call(call).await.unwrap();
+        let record = h.backend.records().pop().unwrap();
+        let stored = record.logs.expect("a reply's logs are kept");
+        assert_eq!((stored.len(), record.logs_truncated), (kept, cut));
+    }
+}
+
+#[tokio::test]
 async fn an_async_or_scheduled_attempt_is_published_and_recorded_with_its_attempt() {
     let h = harness();
     let _metrics = metrics::set_default_local_recorder(&h.metrics);
@@ -531,6 +552,10 @@ async fn no_reply_before_the_deadline_is_recorded_as_no_reply() {
         (None, None, None)
     );
     assert!(record.worker_id.is_none() && record.error.is_none());
+    assert!(
+        record.logs.is_none() && !record.logs_truncated,
+        "no logs were kept"
+    );
     assert_eq!(counted(&h.metrics, Trigger::Execute, "no_reply"), 1);
 }
 
