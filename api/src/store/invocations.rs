@@ -198,34 +198,37 @@ pub async fn list_invocations(
         )
         .await?;
     rows.iter()
-        .map(|row| {
-            let error: Option<serde_json::Value> = row.try_get("error")?;
-            Ok(InvocationRecord {
-                invocation_id: row.try_get("id")?,
-                namespace: row.try_get("namespace")?,
-                function_id: row.try_get("function_id")?,
-                function_name: row.try_get("function_name")?,
-                function_version: row.try_get("function_version")?,
-                runtime: row.try_get("runtime")?,
-                trigger: row.try_get("trigger")?,
-                attempt: row.try_get("attempt")?,
-                status: row.try_get("status")?,
-                cold_start: row.try_get("cold_start")?,
-                duration_ms: row.try_get("duration_ms")?,
-                queue_ms: row.try_get("queue_ms")?,
-                init_ms: row.try_get("init_ms")?,
-                run_ms: row.try_get("run_ms")?,
-                worker_id: row.try_get("worker_id")?,
-                error: error.and_then(|v| serde_json::from_value(v).ok()),
-                logs: row.try_get("logs")?,
-                logs_truncated: row.try_get("logs_truncated")?,
-                created_at: row.try_get("created_at")?,
-                // Only what the namespace's current incarnation wrote is ever read back.
-                namespace_uid: Uuid::nil(),
-            })
-        })
+        .map(record_from_row)
         .collect::<Result<_, tokio_postgres::Error>>()
         .map_err(DbError::from)
+}
+
+/// A record as `list_invocations` and `records_after` select it.
+fn record_from_row(row: &tokio_postgres::Row) -> Result<InvocationRecord, tokio_postgres::Error> {
+    let error: Option<serde_json::Value> = row.try_get("error")?;
+    Ok(InvocationRecord {
+        invocation_id: row.try_get("id")?,
+        namespace: row.try_get("namespace")?,
+        function_id: row.try_get("function_id")?,
+        function_name: row.try_get("function_name")?,
+        function_version: row.try_get("function_version")?,
+        runtime: row.try_get("runtime")?,
+        trigger: row.try_get("trigger")?,
+        attempt: row.try_get("attempt")?,
+        status: row.try_get("status")?,
+        cold_start: row.try_get("cold_start")?,
+        duration_ms: row.try_get("duration_ms")?,
+        queue_ms: row.try_get("queue_ms")?,
+        init_ms: row.try_get("init_ms")?,
+        run_ms: row.try_get("run_ms")?,
+        worker_id: row.try_get("worker_id")?,
+        error: error.and_then(|v| serde_json::from_value(v).ok()),
+        logs: row.try_get("logs")?,
+        logs_truncated: row.try_get("logs_truncated")?,
+        created_at: row.try_get("created_at")?,
+        // Only what the namespace's current incarnation wrote is ever read back.
+        namespace_uid: Uuid::nil(),
+    })
 }
 
 /// The last `seq` stored for `namespace` (0 when it has none): where a stream that opens
@@ -257,8 +260,9 @@ pub async fn records_after(
     });
     let statement = client
         .prepare_cached(
-            "SELECT seq, id, function_name, function_version, runtime, trigger, attempt, status,
-                    cold_start, duration_ms, created_at, error, logs, logs_truncated, worker_id
+            "SELECT seq, id, namespace, function_id, function_name, function_version, runtime,
+                    trigger, status, cold_start, duration_ms, queue_ms, init_ms, run_ms,
+                    worker_id, error, created_at, attempt, logs, logs_truncated
              FROM invocations
              WHERE namespace = $1 AND seq > $2
                AND ($3::text IS NULL OR function_name = $3)
@@ -273,26 +277,7 @@ pub async fn records_after(
         )
         .await?;
     rows.iter()
-        .map(|row| {
-            let error: Option<serde_json::Value> = row.try_get("error")?;
-            Ok(StreamedRecord {
-                seq: row.try_get("seq")?,
-                invocation_id: row.try_get("id")?,
-                function: row.try_get("function_name")?,
-                function_version: row.try_get("function_version")?,
-                runtime: row.try_get("runtime")?,
-                trigger: row.try_get("trigger")?,
-                attempt: row.try_get("attempt")?,
-                status: row.try_get("status")?,
-                cold_start: row.try_get("cold_start")?,
-                duration_ms: row.try_get("duration_ms")?,
-                created_at: row.try_get("created_at")?,
-                error: error.and_then(|v| serde_json::from_value(v).ok()),
-                logs: row.try_get("logs")?,
-                logs_truncated: row.try_get("logs_truncated")?,
-                worker_id: row.try_get("worker_id")?,
-            })
-        })
+        .map(|row| Ok(record_from_row(row)?.streamed(row.try_get("seq")?)))
         .collect::<Result<_, tokio_postgres::Error>>()
         .map_err(DbError::from)
 }

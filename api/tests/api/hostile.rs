@@ -3,7 +3,9 @@
 //! that would starve others, results and floods that would exhaust memory, a worker that loses
 //! its broker connection mid-call, and a SIGTERM after all of that.
 
-use crate::support::{TestApp, WorkerProcess, containers_of, python, scrape, worker_config};
+use crate::support::{
+    TestApp, WorkerProcess, broker_connection_pid, containers_of, python, scrape, worker_config,
+};
 use common::Runtime;
 use futures_util::future::join_all;
 use serde_json::json;
@@ -166,22 +168,8 @@ async fn floods_and_huge_results_cost_the_worker_a_bounded_amount_and_sigterm_st
 
 /// The pid, as rabbitmqctl names it, of the broker connection whose client called itself `name`.
 fn connection_pid(name: &str) -> Option<String> {
-    let output = std::process::Command::new("rabbitmqctl")
-        .args([
-            "-q",
-            "list_connections",
-            "--no-table-headers",
-            "pid",
-            "client_properties",
-        ])
-        .output()
-        .expect("rabbitmqctl runs (the RabbitMQ this test uses is local)");
     let property = format!("{{\"connection_name\",\"{name}\"}}");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find(|line| line.contains(&property))
-        .and_then(|line| line.split('\t').next())
-        .map(str::to_owned)
+    broker_connection_pid(|properties| properties.contains(&property))
 }
 
 #[tokio::test]

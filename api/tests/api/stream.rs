@@ -3,7 +3,7 @@
 //! their logs, filters, namespaces kept apart, resuming with `Last-Event-ID`, a second api
 //! replica's calls, the `STREAM_CLIENTS` bound, and the end at shutdown.
 
-use crate::support::{ADMIN_KEY, TestApp, client_with_key, python, read};
+use crate::support::{ADMIN_KEY, TestApp, broker_connection_pid, client_with_key, python, read};
 use api::store::InvocationRecord;
 use common::Runtime;
 use serde_json::{Value, json};
@@ -457,23 +457,11 @@ async fn a_stream_resumes_without_gaps_or_repeats_hears_every_replica_is_bounded
 /// The broker connection of the api at `base_url` (its main one, not its dispatcher's), as
 /// rabbitmqctl names it.
 fn api_connection_pid(base_url: &str) -> Option<String> {
-    let output = std::process::Command::new("rabbitmqctl")
-        .args([
-            "-q",
-            "list_connections",
-            "--no-table-headers",
-            "pid",
-            "client_properties",
-        ])
-        .output()
-        .expect("rabbitmqctl runs (the RabbitMQ this test uses is local)");
     let address = base_url.trim_start_matches("http://");
     let name = format!("{{\"connection_name\",\"faas-api {address} ");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find(|line| line.contains(&name) && !line.contains("dispatcher"))
-        .and_then(|line| line.split('\t').next())
-        .map(str::to_owned)
+    broker_connection_pid(|properties| {
+        properties.contains(&name) && !properties.contains("dispatcher")
+    })
 }
 
 #[tokio::test]

@@ -762,3 +762,23 @@ pub fn containers_labelled(labels: &[&str]) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The pid, as rabbitmqctl names it, of the first broker connection whose client properties
+/// (as `list_connections` prints them) `matches` takes.
+pub fn broker_connection_pid(matches: impl Fn(&str) -> bool) -> Option<String> {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "list_connections",
+            "--no-table-headers",
+            "pid",
+            "client_properties",
+        ])
+        .output()
+        .expect("rabbitmqctl runs (the RabbitMQ this test uses is local)");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find(|line| matches(line))
+        .and_then(|line| line.split('\t').next())
+        .map(str::to_owned)
+}
