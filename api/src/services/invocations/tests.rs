@@ -12,6 +12,7 @@ const OVERHEAD: Duration = Duration::from_millis(1_500);
 const EVENT: &str = r#"{"n":21}"#;
 
 mod queue_bytes;
+mod records;
 mod rules;
 
 struct Harness {
@@ -307,27 +308,6 @@ async fn a_sync_record_carries_the_replys_status_timing_worker_and_error() {
         ),
         1
     );
-}
-
-#[tokio::test]
-async fn a_record_keeps_16_kib_of_the_logs_and_says_they_were_cut() {
-    let h = harness();
-    let function = Function::example();
-    for (logs, worker_cut, kept, cut) in [
-        ("é".repeat(10_000), false, 16 * 1024, true),
-        ("short\n".to_owned(), true, 6, true),
-        ("short\n".to_owned(), false, 6, false),
-    ] {
-        let call = call(&function, Trigger::Execute);
-        let mut reply = reply_to(call.invocation_id, ReplyStatus::Success);
-        reply.logs = logs;
-        reply.logs_truncated = worker_cut;
-        h.backend.answer(Answer::Reply(reply));
-        h.invocations.call(call).await.unwrap();
-        let record = h.backend.records().pop().unwrap();
-        let stored = record.logs.expect("a reply's logs are kept");
-        assert_eq!((stored.len(), record.logs_truncated), (kept, cut));
-    }
 }
 
 #[tokio::test]
