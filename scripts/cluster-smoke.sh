@@ -110,7 +110,7 @@ probe guest guest -login
 probe faas-worker not-the-password -login
 probe faas-api "$(secret RABBITMQ_API_PASSWORD)" +login -consume:faas.invoke.docker -consume:faas.invoke.gvisor \
   -publish::faas.invoke.docker -declare:smoke-probe
-probe faas-worker "$(secret RABBITMQ_WORKER_PASSWORD)" +login -publish:faas.invoke:docker -publish:faas.events: \
+probe faas-worker "$(secret RABBITMQ_WORKER_PASSWORD)" +login -publish:faas.invoke:docker -publish:faas.events: -publish:faas.records: \
   -declare:smoke-probe -consume:faas.async -publish:faas.async:run
 log "RabbitMQ refuses guest, and faas-api / faas-worker what their services never do"
 

@@ -149,9 +149,10 @@ impl Invoker {
             Acks::Auto,
         )
         .await?;
+        self.topology.declare_records(&channel).await?;
         let events = self
             .topology
-            .subscribe_events(&channel, "faas-api-events")
+            .subscribe_events_and_records(&channel, "faas-api-events")
             .await?;
         // From here on events are heard; whatever was cached or loaded before may be stale.
         self.listener.connected();
@@ -166,24 +167,27 @@ impl Invoker {
     /// effort: a replica that misses it has lost its broker connection, and clears its cache.
     pub async fn publish_event(&self, event: &FunctionEvent) {
         let body = serde_json::to_vec(event).expect("an event always serializes");
-        self.publish_typed_event(EVENT_TYPE_FUNCTION, &body).await;
+        self.publish_typed_event(&self.topology.events_exchange(), EVENT_TYPE_FUNCTION, &body)
+            .await;
     }
 
     /// Tells every api replica that a key (or a namespace's keys) must not be trusted any more.
     /// Best effort, as [`Invoker::publish_event`]; the key cache's TTL is the safety net.
     pub async fn publish_key_event(&self, event: &KeyEvent) {
         let body = serde_json::to_vec(event).expect("an event always serializes");
-        self.publish_typed_event(EVENT_TYPE_KEY, &body).await;
+        self.publish_typed_event(&self.topology.events_exchange(), EVENT_TYPE_KEY, &body)
+            .await;
     }
 
     /// Tells every api replica (this one too) of invocation records just stored: a
-    /// [`RecordsEvent`] as JSON. Best effort: the streams re-read the database after a lost
-    /// connection.
+    /// [`RecordsEvent`] as JSON, on the records exchange, which workers never see. Best
+    /// effort: the streams re-read the database after a lost connection.
     pub async fn publish_records(&self, body: &[u8]) {
-        self.publish_typed_event(EVENT_TYPE_RECORDS, body).await;
+        self.publish_typed_event(&self.topology.records_exchange(), EVENT_TYPE_RECORDS, body)
+            .await;
     }
 
-    async fn publish_typed_event(&self, kind: &str, body: &[u8]) {
+    async fn publish_typed_event(&self, exchange: &str, kind: &str, body: &[u8]) {
         let Ok(session) = self.current_session() else {
             return;
         };
@@ -193,7 +197,7 @@ impl Invoker {
         let published = session
             .channel
             .basic_publish(
-                self.topology.events_exchange().as_str().into(),
+                exchange.into(),
                 "".into(),
                 BasicPublishOptions::default(),
                 body,

@@ -14,10 +14,11 @@
 #   read       basic.consume (the queue), queue.bind (the exchange)
 # Consuming direct reply-to (`amq.rabbitmq.reply-to`) needs no permission.
 #
-# faas-api: declares the exchanges faas.invoke and faas.events, the job queues
+# faas-api: declares the exchanges faas.invoke, faas.events and faas.records, the job queues
 #   faas.invoke.{docker,gvisor} (and binds them) and the unavailable queues (to count their
-#   consumers); publishes jobs to faas.invoke and function events to faas.events; binds and
-#   consumes its own amq.gen-* events queue; declares the build exchange and queue (both named
+#   consumers); publishes jobs to faas.invoke, function events to faas.events and stored
+#   invocation records (every namespace's logs: workers get nowhere near them) to
+#   faas.records; binds and consumes its own amq.gen-* events queue (to both); declares the build exchange and queue (both named
 #   faas.build), binds them and publishes build jobs to the exchange; declares the async
 #   exchange faas.async, the quorum queue faas.async, the dead queue faas.dead and the retry
 #   delay queues faas.async.delay.{secs} (the broker dead-letters those back to faas.async),
@@ -33,9 +34,9 @@
 #   worker holds the host's Docker socket, which is root on the host, anyway.
 set -eu
 
-API_CONFIGURE='^(faas\.(invoke|events|build|async|dead)|faas\.(invoke|unavailable)\.(docker|gvisor)|faas\.async\.delay\.[0-9]+|amq\.gen-.*)$'
-API_WRITE='^(faas\.(invoke|events|build|async|dead)|faas\.invoke\.(docker|gvisor)|faas\.async\.delay\.[0-9]+|amq\.gen-.*)$'
-API_READ='^(faas\.(invoke|events|build|async)|faas\.async\.delay\.[0-9]+|amq\.gen-.*)$'
+API_CONFIGURE='^(faas\.(invoke|events|records|build|async|dead)|faas\.(invoke|unavailable)\.(docker|gvisor)|faas\.async\.delay\.[0-9]+|amq\.gen-.*)$'
+API_WRITE='^(faas\.(invoke|events|records|build|async|dead)|faas\.invoke\.(docker|gvisor)|faas\.async\.delay\.[0-9]+|amq\.gen-.*)$'
+API_READ='^(faas\.(invoke|events|records|build|async)|faas\.async\.delay\.[0-9]+|amq\.gen-.*)$'
 WORKER_CONFIGURE='^(faas\.(invoke|events|build)|faas\.(invoke|unavailable)\.(docker|gvisor)|amq\.gen-.*)$'
 WORKER_WRITE='^(faas\.invoke\.(docker|gvisor)|amq\.gen-.*|amq\.default)$'
 WORKER_READ='^(faas\.(invoke|events|build)|faas\.(invoke|unavailable)\.(docker|gvisor)|amq\.gen-.*)$'

@@ -163,6 +163,19 @@ impl Topology {
         format!("{}faas.events", self.prefix)
     }
 
+    /// Fanout exchange of the invocation records an api replica stored
+    /// ([`crate::EVENT_TYPE_RECORDS`]), for every replica's invocation streams. Only api
+    /// replicas declare it and bind to it: the records carry every namespace's logs, which no
+    /// worker needs to see (the cluster's broker does not let workers near it).
+    pub fn records_exchange(&self) -> String {
+        format!("{}faas.records", self.prefix)
+    }
+
+    /// Declares [`Self::records_exchange`]; idempotent. The api's part only.
+    pub async fn declare_records(&self, channel: &Channel) -> lapin::Result<()> {
+        declare_durable_exchange(channel, &self.records_exchange(), ExchangeKind::Fanout).await
+    }
+
     /// The durable queue of dependency builds ([`crate::BuildJob`]), taken by any worker.
     pub fn build_queue(&self) -> String {
         format!("{}faas.build", self.prefix)
@@ -387,6 +400,32 @@ impl Topology {
         channel: &Channel,
         tag: &str,
     ) -> lapin::Result<lapin::Consumer> {
+        self.subscribe(channel, tag, &[self.events_exchange()])
+            .await
+    }
+
+    /// As [`Self::subscribe_events`], with the same queue bound to the records exchange too
+    /// (declared with [`Self::declare_records`] first): an api replica's events.
+    pub async fn subscribe_events_and_records(
+        &self,
+        channel: &Channel,
+        tag: &str,
+    ) -> lapin::Result<lapin::Consumer> {
+        self.subscribe(
+            channel,
+            tag,
+            &[self.events_exchange(), self.records_exchange()],
+        )
+        .await
+    }
+
+    /// A private, server-named queue bound to each of `exchanges` (fanouts), consumed.
+    async fn subscribe(
+        &self,
+        channel: &Channel,
+        tag: &str,
+        exchanges: &[String],
+    ) -> lapin::Result<lapin::Consumer> {
         let queue = channel
             .queue_declare(
                 "".into(),
@@ -398,15 +437,17 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
-        channel
-            .queue_bind(
-                queue.name().clone(),
-                self.events_exchange().as_str().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        for exchange in exchanges {
+            channel
+                .queue_bind(
+                    queue.name().clone(),
+                    exchange.as_str().into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         channel
             .basic_consume(
                 queue.name().clone(),
