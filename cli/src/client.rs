@@ -3,12 +3,17 @@
 
 use crate::config::Target;
 use crate::error::{CliError, CliResult};
-use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::time::Duration;
+use ureq::http::{self, StatusCode};
 
 /// How long a connection may take to open; requests themselves may run long (builds, calls).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest answer read (a function's result is at most 6 MiB, a build log 256 KiB).
+const MAX_ANSWER_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A response whose body is still to be read (streams).
+pub type Response = http::Response<ureq::Body>;
 
 /// An answer the api gave, whatever its status.
 #[derive(Debug)]
@@ -20,19 +25,24 @@ pub struct Answer {
 /// The api at one URL, as one key.
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    agent: ureq::Agent,
     pub target: Target,
 }
 
 impl Client {
     /// A client for `target`.
     pub fn new(target: Target) -> CliResult<Client> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .tls_config(tls)
             .user_agent(concat!("faas-cli/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|error| CliError::Usage(format!("cannot set up HTTP: {error}")))?;
-        Ok(Client { http, target })
+            .new_agent();
+        Ok(Client { agent, target })
     }
 
     /// The full URL of api path `path` (which starts with `/`).
@@ -40,69 +50,59 @@ impl Client {
         format!("{}{}", self.target.url, path)
     }
 
-    /// A request to `path` with the key, if any.
-    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let builder = self.http.request(method, self.url(path));
-        match &self.target.key {
-            Some(key) => builder.bearer_auth(key),
-            None => builder,
+    /// `method path` with the key, `headers` and a JSON `body`: the response of any status
+    /// but 401, or why there was none.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> CliResult<Response> {
+        let url = self.url(path);
+        let mut request = http::Request::builder().method(method).uri(&url);
+        if let Some(key) = &self.target.key {
+            request = request.header("authorization", format!("Bearer {key}"));
         }
-    }
-
-    /// Sends `request` and reads the answer as JSON, whatever its status; only a 401 and an
-    /// api that does not answer (or not in JSON) are errors here.
-    pub async fn answer(&self, request: reqwest::RequestBuilder) -> CliResult<Answer> {
-        let response = self.send(request).await?;
-        let status = response.status();
-        let url = response.url().to_string();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|error| CliError::Unreachable {
-                url: url.clone(),
-                reason: describe(&error),
-            })?;
-        let body: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).map_err(|_| CliError::Protocol {
-                url: url.clone(),
-                reason: format!(
-                    "HTTP {status} with a body that is not JSON: {}",
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-                ),
-            })?
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let built = |error: http::Error| CliError::Usage(format!("{url}: {error}"));
+        let sent = match body {
+            Some(body) => self.agent.run(
+                request
+                    .header("content-type", "application/json")
+                    .body(serde_json::to_vec(body).expect("JSON values serialize"))
+                    .map_err(built)?,
+            ),
+            None => self.agent.run(request.body(()).map_err(built)?),
         };
-        if status == StatusCode::UNAUTHORIZED {
-            return Err(self.unauthorized(&body));
-        }
-        Ok(Answer { status, body })
-    }
-
-    /// Sends `request`: the response of any status but 401, or why there was none.
-    pub async fn send(&self, request: reqwest::RequestBuilder) -> CliResult<reqwest::Response> {
-        let request = request
-            .build()
-            .map_err(|error| CliError::Usage(error.to_string()))?;
-        let url = request.url().to_string();
-        let response = self
-            .http
-            .execute(request)
-            .await
-            .map_err(|error| CliError::Unreachable {
-                url,
-                reason: describe(&error),
-            })?;
+        let mut response = sent.map_err(|error| CliError::Unreachable {
+            url: url.clone(),
+            reason: describe(&error),
+        })?;
         if response.status() == StatusCode::UNAUTHORIZED {
-            let body = response.json::<Value>().await.unwrap_or(Value::Null);
+            let body = read_json(&url, &mut response).unwrap_or(Value::Null);
             return Err(self.unauthorized(&body));
         }
         Ok(response)
     }
 
-    /// Sends `request` and returns its JSON body if it succeeded (2xx), else the api's error.
-    pub async fn json(&self, request: reqwest::RequestBuilder) -> CliResult<Value> {
-        let answer = self.answer(request).await?;
+    /// `method path` with a JSON `body`, the answer read as JSON whatever its status; only a
+    /// 401 and an api that does not answer (or not in JSON) are errors here.
+    pub fn answer(&self, method: &str, path: &str, body: Option<&Value>) -> CliResult<Answer> {
+        let mut response = self.send(method, path, &[], body)?;
+        let body = read_json(&self.url(path), &mut response)?;
+        Ok(Answer {
+            status: response.status(),
+            body,
+        })
+    }
+
+    /// `method path` with a JSON `body`: its JSON answer if it succeeded (2xx), else the
+    /// api's error.
+    pub fn json(&self, method: &str, path: &str, body: Option<&Value>) -> CliResult<Value> {
+        let answer = self.answer(method, path, body)?;
         if answer.status.is_success() {
             Ok(answer.body)
         } else {
@@ -111,18 +111,18 @@ impl Client {
     }
 
     /// `GET path`.
-    pub async fn get(&self, path: &str) -> CliResult<Value> {
-        self.json(self.request(Method::GET, path)).await
+    pub fn get(&self, path: &str) -> CliResult<Value> {
+        self.json("GET", path, None)
     }
 
     /// `method path` with a JSON `body`.
-    pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> CliResult<Value> {
-        self.json(self.request(method, path).json(body)).await
+    pub fn send_json(&self, method: &str, path: &str, body: &Value) -> CliResult<Value> {
+        self.json(method, path, Some(body))
     }
 
     /// `DELETE path`.
-    pub async fn delete(&self, path: &str) -> CliResult<Value> {
-        self.json(self.request(Method::DELETE, path)).await
+    pub fn delete(&self, path: &str) -> CliResult<Value> {
+        self.json("DELETE", path, None)
     }
 
     fn unauthorized(&self, body: &Value) -> CliError {
@@ -141,6 +141,30 @@ impl Client {
     }
 }
 
+/// A response's body as JSON (`null` when empty).
+pub fn read_json(url: &str, response: &mut Response) -> CliResult<Value> {
+    let status = response.status();
+    let bytes = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER_BYTES)
+        .read_to_vec()
+        .map_err(|error| CliError::Unreachable {
+            url: url.to_owned(),
+            reason: describe(&error),
+        })?;
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes).map_err(|_| CliError::Protocol {
+        url: url.to_owned(),
+        reason: format!(
+            "HTTP {status} with a body that is not JSON: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+        ),
+    })
+}
+
 /// The api's `{"detail", "code"}` error from an answer.
 pub fn api_error(status: StatusCode, body: &Value) -> CliError {
     let text = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_owned);
@@ -151,36 +175,31 @@ pub fn api_error(status: StatusCode, body: &Value) -> CliError {
     }
 }
 
-/// A transport error in words: the innermost cause says most (connection refused, DNS).
-fn describe(error: &reqwest::Error) -> String {
-    let mut cause: &dyn std::error::Error = error;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    let inner = cause.to_string();
-    if error.is_timeout() {
-        format!("timed out ({inner})")
-    } else if error.is_connect() {
-        format!("connection failed ({inner})")
-    } else {
-        inner
+/// A transport error in words.
+fn describe(error: &ureq::Error) -> String {
+    match error {
+        ureq::Error::Io(io) => format!("connection failed ({io})"),
+        ureq::Error::HostNotFound => "host not found".into(),
+        ureq::Error::Timeout(which) => format!("timed out ({which})"),
+        other => other.to_string(),
     }
 }
 
-/// `text` with the characters a query value may not hold escaped.
+/// Characters left as they are in a query value or a path segment (RFC 3986's unreserved).
+const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `text` escaped as a query value.
 pub fn query_value(text: &str) -> String {
-    let mut url = reqwest::Url::parse("http://x/").expect("a valid URL");
-    url.query_pairs_mut().append_pair("v", text);
-    url.query().unwrap_or("v=")[2..].to_owned()
+    percent_encoding::utf8_percent_encode(text, ESCAPED).to_string()
 }
 
 /// `text` escaped as one path segment.
 pub fn path_segment(text: &str) -> String {
-    let mut url = reqwest::Url::parse("http://x/").expect("a valid URL");
-    url.path_segments_mut()
-        .expect("http URLs have segments")
-        .push(text);
-    url.path()[1..].to_owned()
+    percent_encoding::utf8_percent_encode(text, ESCAPED).to_string()
 }
 
 #[cfg(test)]
@@ -204,7 +223,7 @@ mod tests {
 
     #[test]
     fn query_values_and_path_segments_are_escaped() {
-        assert_eq!(query_value("a b&c"), "a+b%26c");
+        assert_eq!(query_value("a b&c"), "a%20b%26c");
         assert_eq!(
             query_value("2026-01-01T00:00:00+00:00"),
             "2026-01-01T00%3A00%3A00%2B00%3A00"

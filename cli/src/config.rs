@@ -118,13 +118,12 @@ pub fn save(path: &Path, config: &ConfigFile) -> CliResult<()> {
 
 /// The functions' origin for api URL `url`: its scheme and host with port 8080.
 pub fn default_functions_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.has_host() => {
-            let _ = parsed.set_port(Some(DEFAULT_FUNCTIONS_PORT));
-            parsed.set_path("");
-            parsed.set_query(None);
-            parsed.as_str().trim_end_matches('/').to_owned()
-        }
+    match url.parse::<ureq::http::Uri>() {
+        Ok(parsed) if parsed.host().is_some() => format!(
+            "{}://{}:{DEFAULT_FUNCTIONS_PORT}",
+            parsed.scheme_str().unwrap_or("http"),
+            parsed.host().unwrap_or_default()
+        ),
         _ => format!("http://127.0.0.1:{DEFAULT_FUNCTIONS_PORT}"),
     }
 }
@@ -178,8 +177,11 @@ pub fn resolve(overrides: &Overrides, file: &ConfigFile) -> CliResult<Target> {
 
 /// `text` as an http(s) URL without its trailing slash; a usage error naming `flag` otherwise.
 fn checked_url(text: &str, flag: &str) -> CliResult<String> {
-    match reqwest::Url::parse(text) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+    match text.parse::<ureq::http::Uri>() {
+        Ok(url)
+            if matches!(url.scheme_str(), Some("http" | "https"))
+                && url.host().is_some_and(|host| !host.is_empty()) =>
+        {
             Ok(text.trim_end_matches('/').to_owned())
         }
         _ => Err(CliError::Usage(format!(

@@ -113,19 +113,7 @@ where
             };
         }
     };
-    // Only ring's provider is built in: install it for every TLS connection.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let outcome = runtime.block_on(dispatch(cli));
+    let outcome = dispatch(cli);
     if let Err(error) = &outcome {
         match error {
             // Reported as they happened.
@@ -155,7 +143,7 @@ impl Context {
     }
 }
 
-async fn dispatch(cli: Cli) -> CliResult {
+fn dispatch(cli: Cli) -> CliResult {
     let context = Context {
         format: cli.global.output,
         overrides: config::Overrides {
@@ -167,22 +155,22 @@ async fn dispatch(cli: Cli) -> CliResult {
     };
     use commands::*;
     match cli.command {
-        Command::Login(args) => auth::login(&context, args).await,
-        Command::Whoami => auth::whoami(&context).await,
+        Command::Login(args) => auth::login(&context, args),
+        Command::Whoami => auth::whoami(&context),
         Command::Init(args) => init::init(&context, args),
-        Command::Deploy(args) => deploy::deploy(&context, args).await.map(drop),
-        Command::Invoke(args) => invoke::invoke(&context, args).await,
-        Command::Ls => functions::list(&context).await,
-        Command::Get(args) => functions::get(&context, args).await,
-        Command::Rm(args) => functions::remove(&context, args).await,
-        Command::BuildLog(args) => functions::build_log(&context, args).await,
-        Command::Invocations(args) => logs::invocations(&context, args).await,
-        Command::Retry(args) => logs::retry(&context, args).await,
-        Command::Logs(args) => logs::logs(&context, args).await,
-        Command::Test(args) => test::test(&context, args).await,
-        Command::Dev(args) => dev::dev(&context, args).await,
-        Command::Keys(command) => keys::keys(&context, command).await,
-        Command::Ns(command) => keys::namespaces(&context, command).await,
+        Command::Deploy(args) => deploy::deploy(&context, args).map(drop),
+        Command::Invoke(args) => invoke::invoke(&context, args),
+        Command::Ls => functions::list(&context),
+        Command::Get(args) => functions::get(&context, args),
+        Command::Rm(args) => functions::remove(&context, args),
+        Command::BuildLog(args) => functions::build_log(&context, args),
+        Command::Invocations(args) => logs::invocations(&context, args),
+        Command::Retry(args) => logs::retry(&context, args),
+        Command::Logs(args) => logs::logs(&context, args),
+        Command::Test(args) => test::test(&context, args),
+        Command::Dev(args) => dev::dev(&context, args),
+        Command::Keys(command) => keys::keys(&context, command),
+        Command::Ns(command) => keys::namespaces(&context, command),
         Command::Completion(args) => {
             auth::completion(args);
             Ok(())

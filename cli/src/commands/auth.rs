@@ -20,7 +20,7 @@ only."
 pub struct LoginArgs {}
 
 /// Checks a key and saves the profile.
-pub async fn login(context: &Context, _args: LoginArgs) -> CliResult {
+pub fn login(context: &Context, _args: LoginArgs) -> CliResult {
     let path = config::config_path()?;
     let mut file = config::load(&path)?;
     let mut overrides = context.overrides.clone();
@@ -49,7 +49,7 @@ pub async fn login(context: &Context, _args: LoginArgs) -> CliResult {
     overrides.key = Some(key.clone());
     let target = config::resolve(&overrides, &file)?;
     let client = Client::new(target.clone())?;
-    let who = client.get("/whoami").await?;
+    let who = client.get("/whoami")?;
 
     let profile = file.profiles.entry(profile_name.clone()).or_default();
     profile.url = Some(target.url.clone());
@@ -109,9 +109,9 @@ fn scopes(who: &Value) -> String {
 }
 
 /// `faas whoami`.
-pub async fn whoami(context: &Context) -> CliResult {
+pub fn whoami(context: &Context) -> CliResult {
     let client = context.client()?;
-    let who = client.get("/whoami").await?;
+    let who = client.get("/whoami")?;
     match context.format {
         Format::Json => print_json(&who),
         Format::Text => {

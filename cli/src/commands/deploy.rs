@@ -7,7 +7,6 @@ use crate::client::Client;
 use crate::error::{CliError, CliResult};
 use crate::folder::Folder;
 use crate::output::{self, Format, print_json};
-use reqwest::Method;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,33 +33,27 @@ pub struct Deployed {
 }
 
 /// Deploys and prints the outcome.
-pub async fn deploy(context: &Context, args: DeployArgs) -> CliResult<Deployed> {
+pub fn deploy(context: &Context, args: DeployArgs) -> CliResult<Deployed> {
     let dir = crate::folder_or_here(args.dir);
     let folder = Folder::load(&dir, args.env_file.as_deref())?;
     let client = context.client()?;
-    let deployed = save(&client, &folder, context.format).await?;
+    let deployed = save(&client, &folder, context.format)?;
     report(context.format, &client, &deployed);
     check_build(&deployed.function)?;
     Ok(deployed)
 }
 
 /// Creates or updates the function of `folder`, waits for its build and stores its tests.
-pub async fn save(client: &Client, folder: &Folder, format: Format) -> CliResult<Deployed> {
+pub fn save(client: &Client, folder: &Folder, format: Format) -> CliResult<Deployed> {
     let name = &folder.manifest.name;
     let spinner = output::spinner(format, &format!("deploying {name}"));
-    let existing = find_function(client, name).await?;
+    let existing = find_function(client, name)?;
     let saved = match &existing {
         Some(function) => {
             let id = function_id(function)?;
-            client
-                .send_json(Method::PUT, &format!("/functions/{id}"), &folder.body)
-                .await
+            client.send_json("PUT", &format!("/functions/{id}"), &folder.body)
         }
-        None => {
-            client
-                .send_json(Method::POST, "/functions/", &folder.body)
-                .await
-        }
+        None => client.send_json("POST", "/functions/", &folder.body),
     };
     let mut function = match saved {
         Ok(function) => function,
@@ -78,17 +71,17 @@ pub async fn save(client: &Client, folder: &Folder, format: Format) -> CliResult
     if let Some(bar) = &spinner {
         bar.set_message(format!("building {name}'s dependencies"));
     }
-    let build = wait_for_build(client, id, &function, spinner.as_ref()).await;
+    let build = wait_for_build(client, id, &function, spinner.as_ref());
     if let Some(bar) = spinner {
         bar.finish_and_clear();
     }
     function["build"] = build?;
-    put_tests(client, id, folder).await?;
+    put_tests(client, id, folder)?;
     Ok(Deployed { function, changed })
 }
 
 /// The build once it is no longer pending (polled each second), or `null` without one.
-async fn wait_for_build(
+fn wait_for_build(
     client: &Client,
     id: i64,
     function: &Value,
@@ -107,22 +100,21 @@ async fn wait_for_build(
                 last.chars().take(80).collect::<String>()
             ));
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        build = client.get(&format!("/functions/{id}/build")).await?;
+        std::thread::sleep(Duration::from_secs(1));
+        build = client.get(&format!("/functions/{id}/build"))?;
     }
     Ok(build)
 }
 
 /// Replaces the function's stored test events with the folder's.
-pub async fn put_tests(client: &Client, id: i64, folder: &Folder) -> CliResult<()> {
+pub fn put_tests(client: &Client, id: i64, folder: &Folder) -> CliResult<()> {
     let tests: Vec<Value> = folder.tests.iter().map(|t| t.to_json()).collect();
     client
         .send_json(
-            Method::PUT,
+            "PUT",
             &format!("/functions/{id}/tests"),
             &json!({"tests": tests}),
         )
-        .await
         .map(drop)
 }
 

@@ -10,8 +10,8 @@ use crate::folder::package::NEVER_PACKAGED;
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// How long the folder must be quiet after a change before it is deployed.
 const SETTLE: Duration = Duration::from_millis(300);
@@ -34,21 +34,21 @@ pub fn is_relevant(dir: &Path, path: &Path) -> bool {
         .any(|part| NEVER_PACKAGED.contains(&part.as_os_str().to_string_lossy().as_ref()))
 }
 
-/// Deploys, watches and redeploys until Ctrl-C.
-pub async fn dev(context: &Context, args: DevArgs) -> CliResult {
+/// Deploys, watches and redeploys until interrupted.
+pub fn dev(context: &Context, args: DevArgs) -> CliResult {
     let dir = crate::folder_or_here(args.dir);
     let dir = dir.canonicalize().map_err(|e| CliError::io(&dir, e))?;
     let client = context.client()?;
     let load = || Folder::load(&dir, args.env_file.as_deref());
     let folder = load()?;
     let name = folder.manifest.name.clone();
-    let deployed = deploy::save(&client, &folder, context.format).await?;
+    let deployed = deploy::save(&client, &folder, context.format)?;
     report(context.format, &client, &deployed);
     if let Err(error) = check_build(&deployed.function) {
         eprintln!("{}", error.one_line());
     }
 
-    let (sender, mut changes) = mpsc::unbounded_channel();
+    let (sender, changes) = mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let _ = sender.send(event);
     })
@@ -61,50 +61,42 @@ pub async fn dev(context: &Context, args: DevArgs) -> CliResult {
         dir.display()
     );
 
-    let mut follower = {
+    {
         let client = client.clone();
         let format = context.format;
         let filter = StreamFilter {
             function: Some(name.clone()),
             status: None,
         };
-        tokio::spawn(async move { follow(&client, &filter, format, HashSet::new()).await })
-    };
-    let outcome = loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break Ok(()),
-            change = changes.recv() => {
-                let Some(change) = change else { break Ok(()) };
-                if !wants_deploy(&dir, change) {
-                    continue;
-                }
-                // Let a burst of writes (an editor's save, a checkout) end first.
-                while let Ok(Some(_)) = tokio::time::timeout(SETTLE, changes.recv()).await {}
-                eprintln!("[faas] change in {}; deploying {name}", dir.display());
-                let deployed = match load() {
-                    Ok(folder) => deploy::save(&client, &folder, context.format).await,
-                    Err(error) => Err(error),
-                };
-                match deployed {
-                    Ok(deployed) => {
-                        report(context.format, &client, &deployed);
-                        if let Err(error) = check_build(&deployed.function) {
-                            eprintln!("{}", error.one_line());
-                        }
-                    }
-                    Err(error @ CliError::Unauthorized { .. }) => break Err(error),
-                    Err(error) => eprintln!("{}", error.one_line()),
+        // Retries by itself; ends only on an error it cannot retry (a revoked key).
+        std::thread::spawn(move || {
+            if let Err(error) = follow(&client, &filter, format, HashSet::new()) {
+                eprintln!("[faas] logs stopped: {}", error.one_line());
+            }
+        });
+    }
+    // Ends with the process (Ctrl-C) or when the watcher goes away.
+    while let Ok(change) = changes.recv() {
+        if !wants_deploy(&dir, change) {
+            continue;
+        }
+        // Let a burst of writes (an editor's save, a checkout) end first.
+        while changes.recv_timeout(SETTLE).is_ok() {}
+        eprintln!("[faas] change in {}; deploying {name}", dir.display());
+        let deployed = load().and_then(|folder| deploy::save(&client, &folder, context.format));
+        match deployed {
+            Ok(deployed) => {
+                report(context.format, &client, &deployed);
+                if let Err(error) = check_build(&deployed.function) {
+                    eprintln!("{}", error.one_line());
                 }
             }
-            // The follower only ends on an error it cannot retry (a revoked key).
-            ended = &mut follower => break match ended {
-                Ok(Err(error)) => Err(error),
-                _ => Ok(()),
-            },
+            Err(error @ CliError::Unauthorized { .. }) => return Err(error),
+            Err(error) => eprintln!("{}", error.one_line()),
         }
-    };
-    follower.abort();
-    outcome
+    }
+    drop(watcher);
+    Ok(())
 }
 
 /// Whether a watcher's event is a change to deploy.

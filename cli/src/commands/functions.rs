@@ -38,9 +38,9 @@ fn listed(function: &Value) -> Value {
 }
 
 /// `faas ls`.
-pub async fn list(context: &Context) -> CliResult {
+pub fn list(context: &Context) -> CliResult {
     let client = context.client()?;
-    let functions = client.get("/functions/?limit=1000").await?;
+    let functions = client.get("/functions/?limit=1000")?;
     let rows: Vec<Value> = functions
         .as_array()
         .into_iter()
@@ -66,13 +66,11 @@ pub async fn list(context: &Context) -> CliResult {
 }
 
 /// `faas get NAME`.
-pub async fn get(context: &Context, args: NameArg) -> CliResult {
+pub fn get(context: &Context, args: NameArg) -> CliResult {
     let client = context.client()?;
-    let mut function = require_function(&client, &args.name).await?;
+    let mut function = require_function(&client, &args.name)?;
     let id = function_id(&function)?;
-    let stats = client
-        .get(&format!("/functions/{id}/stats?window_secs=3600"))
-        .await?;
+    let stats = client.get(&format!("/functions/{id}/stats?window_secs=3600"))?;
     let urls = urls(&client.target, &args.name, function["route"].as_str());
     if let Some(object) = function.as_object_mut() {
         // The source is long and says nothing `get` is for.
@@ -143,11 +141,11 @@ pub fn millis(value: &Value) -> String {
 }
 
 /// `faas rm NAME`.
-pub async fn remove(context: &Context, args: NameArg) -> CliResult {
+pub fn remove(context: &Context, args: NameArg) -> CliResult {
     let client = context.client()?;
-    let function = require_function(&client, &args.name).await?;
+    let function = require_function(&client, &args.name)?;
     let id = function_id(&function)?;
-    let answer = client.delete(&format!("/functions/{id}")).await?;
+    let answer = client.delete(&format!("/functions/{id}"))?;
     match context.format {
         Format::Json => print_json(
             &json!({"name": args.name, "id": id, "deleted": true, "message": answer["message"]}),
@@ -158,11 +156,11 @@ pub async fn remove(context: &Context, args: NameArg) -> CliResult {
 }
 
 /// `faas build-log NAME`.
-pub async fn build_log(context: &Context, args: NameArg) -> CliResult {
+pub fn build_log(context: &Context, args: NameArg) -> CliResult {
     let client = context.client()?;
-    let function = require_function(&client, &args.name).await?;
+    let function = require_function(&client, &args.name)?;
     let id = function_id(&function)?;
-    let build = client.get(&format!("/functions/{id}/build")).await?;
+    let build = client.get(&format!("/functions/{id}/build"))?;
     match context.format {
         Format::Json => print_json(&build),
         Format::Text if build.is_null() => {

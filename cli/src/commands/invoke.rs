@@ -6,7 +6,6 @@ use crate::client::{Answer, Client, api_error, path_segment};
 use crate::error::{CliError, CliResult};
 use crate::folder::events::Outcome;
 use crate::output::{Format, print_json};
-use reqwest::Method;
 use serde_json::{Value, json};
 use std::io::Read as _;
 use std::time::Duration;
@@ -53,17 +52,15 @@ pub fn read_event(data: Option<&str>) -> CliResult<Value> {
 }
 
 /// Calls the function.
-pub async fn invoke(context: &Context, args: InvokeArgs) -> CliResult {
+pub fn invoke(context: &Context, args: InvokeArgs) -> CliResult {
     let event = read_event(args.data.as_deref())?;
     let client = context.client()?;
     if args.is_async || args.wait {
-        let accepted = client
-            .send_json(
-                Method::POST,
-                &format!("/execute_async/{}", path_segment(&args.name)),
-                &json!({"event": event}),
-            )
-            .await?;
+        let accepted = client.send_json(
+            "POST",
+            &format!("/execute_async/{}", path_segment(&args.name)),
+            &json!({"event": event}),
+        )?;
         let id = accepted["invocation_id"]
             .as_str()
             .unwrap_or_default()
@@ -75,24 +72,22 @@ pub async fn invoke(context: &Context, args: InvokeArgs) -> CliResult {
             }
             return Ok(());
         }
-        let finished = wait_for(&client, &id).await?;
+        let finished = wait_for(&client, &id)?;
         return report_async(context.format, &finished);
     }
-    let answer = call(&client, &args.name, &event, args.gvisor).await?;
+    let answer = call(&client, &args.name, &event, args.gvisor)?;
     report_sync(context.format, &answer)
 }
 
 /// `POST /execute/NAME` (or `/execute_gvisor`): the answer of a call that ran, failed or not;
 /// an error when the platform refused it.
-pub async fn call(client: &Client, name: &str, event: &Value, gvisor: bool) -> CliResult<Answer> {
+pub fn call(client: &Client, name: &str, event: &Value, gvisor: bool) -> CliResult<Answer> {
     let route = if gvisor { "execute_gvisor" } else { "execute" };
-    let answer = client
-        .answer(
-            client
-                .request(Method::POST, &format!("/{route}/{}", path_segment(name)))
-                .json(&json!({"event": event})),
-        )
-        .await?;
+    let answer = client.answer(
+        "POST",
+        &format!("/{route}/{}", path_segment(name)),
+        Some(&json!({"event": event})),
+    )?;
     if answer.status.is_success() || ran(&answer.body) {
         Ok(answer)
     } else {
@@ -163,19 +158,17 @@ fn report_sync(format: Format, answer: &Answer) -> CliResult {
 const FINAL: [&str; 5] = ["succeeded", "failed", "timeout", "dead_lettered", "expired"];
 
 /// Polls `GET /invocations/{id}` until the invocation ended.
-pub async fn wait_for(client: &Client, id: &str) -> CliResult<Value> {
+pub fn wait_for(client: &Client, id: &str) -> CliResult<Value> {
     let mut pause = Duration::from_millis(200);
     loop {
-        let invocation = client
-            .get(&format!("/invocations/{}", path_segment(id)))
-            .await?;
+        let invocation = client.get(&format!("/invocations/{}", path_segment(id)))?;
         if invocation["status"]
             .as_str()
             .is_some_and(|status| FINAL.contains(&status))
         {
             return Ok(invocation);
         }
-        tokio::time::sleep(pause).await;
+        std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
@@ -206,7 +199,7 @@ fn report_async(format: Format, invocation: &Value) -> CliResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::StatusCode;
+    use ureq::http::StatusCode;
 
     #[test]
     fn events_come_from_the_flag_or_a_file() {

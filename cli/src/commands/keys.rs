@@ -4,7 +4,6 @@ use crate::Context;
 use crate::client::{path_segment, query_value};
 use crate::error::CliResult;
 use crate::output::{Format, cell, print_json, table};
-use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 /// `faas keys ...`.
@@ -62,7 +61,7 @@ pub enum NsCommand {
 }
 
 /// Runs a `keys` command.
-pub async fn keys(context: &Context, command: KeysCommand) -> CliResult {
+pub fn keys(context: &Context, command: KeysCommand) -> CliResult {
     let client = context.client()?;
     match command {
         KeysCommand::Create {
@@ -82,9 +81,7 @@ pub async fn keys(context: &Context, command: KeysCommand) -> CliResult {
                     body.insert(field.into(), json!(value));
                 }
             }
-            let created = client
-                .send_json(Method::POST, "/keys/", &Value::Object(body))
-                .await?;
+            let created = client.send_json("POST", "/keys/", &Value::Object(body))?;
             match context.format {
                 Format::Json => print_json(&created),
                 Format::Text => {
@@ -102,7 +99,7 @@ pub async fn keys(context: &Context, command: KeysCommand) -> CliResult {
                 Some(namespace) => format!("/keys/?namespace={}", query_value(&namespace)),
                 None => "/keys/".into(),
             };
-            let keys = client.get(&path).await?;
+            let keys = client.get(&path)?;
             let columns = [
                 "id",
                 "namespace",
@@ -114,9 +111,7 @@ pub async fn keys(context: &Context, command: KeysCommand) -> CliResult {
             print_list(context.format, &keys, &columns);
         }
         KeysCommand::Revoke { id } => {
-            let answer = client
-                .delete(&format!("/keys/{}", path_segment(&id)))
-                .await?;
+            let answer = client.delete(&format!("/keys/{}", path_segment(&id)))?;
             match context.format {
                 Format::Json => print_json(&answer),
                 Format::Text => println!("Revoked key {id}"),
@@ -127,7 +122,7 @@ pub async fn keys(context: &Context, command: KeysCommand) -> CliResult {
 }
 
 /// Runs an `ns` command.
-pub async fn namespaces(context: &Context, command: NsCommand) -> CliResult {
+pub fn namespaces(context: &Context, command: NsCommand) -> CliResult {
     let client = context.client()?;
     match command {
         NsCommand::Create {
@@ -143,23 +138,19 @@ pub async fn namespaces(context: &Context, command: NsCommand) -> CliResult {
             if let Some(max) = max_concurrency {
                 body.insert("max_concurrency".into(), json!(max));
             }
-            let created = client
-                .send_json(Method::POST, "/namespaces/", &Value::Object(body))
-                .await?;
+            let created = client.send_json("POST", "/namespaces/", &Value::Object(body))?;
             match context.format {
                 Format::Json => print_json(&created),
                 Format::Text => println!("Made namespace {name}"),
             }
         }
         NsCommand::Ls => {
-            let list = client.get("/namespaces/").await?;
+            let list = client.get("/namespaces/")?;
             let columns = ["name", "allowed_runtimes", "max_concurrency", "created_at"];
             print_list(context.format, &list, &columns);
         }
         NsCommand::Rm { name } => {
-            let answer = client
-                .delete(&format!("/namespaces/{}", path_segment(&name)))
-                .await?;
+            let answer = client.delete(&format!("/namespaces/{}", path_segment(&name)))?;
             match context.format {
                 Format::Json => print_json(&answer),
                 Format::Text => println!("Deleted namespace {name}"),

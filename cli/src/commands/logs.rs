@@ -2,14 +2,15 @@
 //! `GET /invocations/stream`), `faas invocations` and `faas retry`.
 
 use crate::Context;
-use crate::client::{Client, api_error, path_segment, query_value};
+use crate::client::{Client, api_error, path_segment, query_value, read_json};
 use crate::error::{CliError, CliResult};
 use crate::output::{Format, cell, indent, print_json, table};
 use crate::sse;
-use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::collections::HashSet;
+use std::io::{Read as _, Write as _};
 use std::time::Duration;
+use ureq::http::StatusCode;
 
 /// `faas logs`.
 #[derive(Debug, clap::Args)]
@@ -132,12 +133,10 @@ fn print_entry(format: Format, entry: &LogEntry, raw: &Value) {
 }
 
 /// `faas logs`.
-pub async fn logs(context: &Context, args: LogsArgs) -> CliResult {
+pub fn logs(context: &Context, args: LogsArgs) -> CliResult {
     let client = context.client()?;
     if let Some(id) = &args.id {
-        let view = client
-            .get(&format!("/invocations/{}", path_segment(id)))
-            .await?;
+        let view = client.get(&format!("/invocations/{}", path_segment(id)))?;
         print_entry(context.format, &LogEntry::from_view(&view), &view);
         return Ok(());
     }
@@ -159,7 +158,7 @@ pub async fn logs(context: &Context, args: LogsArgs) -> CliResult {
         if let Some(since) = since {
             path.push_str(&format!("&since={}", query_value(&since.to_rfc3339())));
         }
-        let listed = client.get(&path).await?;
+        let listed = client.get(&path)?;
         let mut views: Vec<&Value> = listed
             .as_array()
             .into_iter()
@@ -192,7 +191,7 @@ pub async fn logs(context: &Context, args: LogsArgs) -> CliResult {
             function: args.name.clone(),
             status: args.status.clone(),
         };
-        follow(&client, &filter, context.format, printed).await?;
+        follow(&client, &filter, context.format, printed)?;
     }
     Ok(())
 }
@@ -227,7 +226,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Follows the stream until interrupted: reconnects with `Last-Event-ID` whenever it ends (an
 /// api restart, a dropped connection), retrying with backoff while the api does not answer,
 /// and prints each invocation once. `history` holds the ids printed from the records already.
-pub async fn follow(
+pub fn follow(
     client: &Client,
     filter: &StreamFilter,
     format: Format,
@@ -238,13 +237,12 @@ pub async fn follow(
     let mut backoff = Duration::from_millis(250);
     let mut away = false;
     loop {
-        let mut request = client
-            .request(Method::GET, &filter.path())
-            .header(reqwest::header::ACCEPT, "text/event-stream");
+        let mut headers = vec![("accept", "text/event-stream")];
         if let Some(id) = &last_id {
-            request = request.header("Last-Event-ID", id);
+            headers.push(("last-event-id", id.as_str()));
         }
-        let retry_reason = match client.send(request).await {
+        let sent = client.send("GET", &filter.path(), &headers, None);
+        let retry_reason = match sent {
             Err(CliError::Unreachable { url, reason }) => Some(format!("{url}: {reason}")),
             Err(error) => return Err(error),
             Ok(response)
@@ -253,9 +251,10 @@ pub async fn follow(
             {
                 Some(format!("the api answered {}", response.status()))
             }
-            Ok(response) if !response.status().is_success() => {
+            Ok(mut response) if !response.status().is_success() => {
                 let status = response.status();
-                let body = response.json::<Value>().await.unwrap_or(Value::Null);
+                let body =
+                    read_json(&client.url(&filter.path()), &mut response).unwrap_or(Value::Null);
                 return Err(api_error(status, &body));
             }
             Ok(mut response) => {
@@ -265,8 +264,10 @@ pub async fn follow(
                 }
                 backoff = Duration::from_millis(250);
                 let mut parser = sse::Parser::default();
-                while let Ok(Some(chunk)) = response.chunk().await {
-                    for event in parser.feed(&chunk) {
+                let mut reader = response.body_mut().as_reader();
+                let mut buffer = vec![0u8; 64 * 1024];
+                while let Ok(read @ 1..) = reader.read(&mut buffer) {
+                    for event in parser.feed(&buffer[..read]) {
                         if event.event != "invocation" {
                             continue;
                         }
@@ -290,6 +291,7 @@ pub async fn follow(
                         }
                         print_entry(format, &entry, &record);
                     }
+                    let _ = std::io::stdout().flush();
                 }
                 Some("the stream ended".to_owned())
             }
@@ -299,7 +301,7 @@ pub async fn follow(
                 eprintln!("[faas] {reason}; reconnecting");
                 away = true;
             }
-            tokio::time::sleep(backoff).await;
+            std::thread::sleep(backoff);
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
@@ -319,7 +321,7 @@ pub struct InvocationsArgs {
 }
 
 /// Lists invocations.
-pub async fn invocations(context: &Context, args: InvocationsArgs) -> CliResult {
+pub fn invocations(context: &Context, args: InvocationsArgs) -> CliResult {
     let client = context.client()?;
     let mut path = format!("/invocations/?limit={}", args.limit);
     if let Some(name) = &args.name {
@@ -328,7 +330,7 @@ pub async fn invocations(context: &Context, args: InvocationsArgs) -> CliResult 
     if let Some(status) = &args.status {
         path.push_str(&format!("&status={}", query_value(status)));
     }
-    let listed = client.get(&path).await?;
+    let listed = client.get(&path)?;
     match context.format {
         Format::Json => print_json(&listed),
         Format::Text => {
@@ -372,15 +374,13 @@ pub struct RetryArgs {
 }
 
 /// Redrives a dead-lettered invocation.
-pub async fn retry(context: &Context, args: RetryArgs) -> CliResult {
+pub fn retry(context: &Context, args: RetryArgs) -> CliResult {
     let client = context.client()?;
-    let invocation = client
-        .send_json(
-            Method::POST,
-            &format!("/invocations/{}/retry", path_segment(&args.id)),
-            &Value::Null,
-        )
-        .await?;
+    let invocation = client.send_json(
+        "POST",
+        &format!("/invocations/{}/retry", path_segment(&args.id)),
+        &Value::Null,
+    )?;
     match context.format {
         Format::Json => print_json(&invocation),
         Format::Text => println!("Queued {} again ({})", args.id, cell(&invocation["status"])),

@@ -17,15 +17,13 @@ use crate::error::{CliError, CliResult};
 use serde_json::{Value, json};
 
 /// The function named `name` in the key's namespace, if there is one.
-pub async fn find_function(client: &Client, name: &str) -> CliResult<Option<Value>> {
+pub fn find_function(client: &Client, name: &str) -> CliResult<Option<Value>> {
     // `?name=` filters on the server; the name is compared here too, so that a server that
     // lists everything still gives the right answer.
-    let listed = client
-        .get(&format!(
-            "/functions/?name={}&limit=1000",
-            query_value(name)
-        ))
-        .await?;
+    let listed = client.get(&format!(
+        "/functions/?name={}&limit=1000",
+        query_value(name)
+    ))?;
     let found = listed
         .as_array()
         .into_iter()
@@ -36,8 +34,8 @@ pub async fn find_function(client: &Client, name: &str) -> CliResult<Option<Valu
 }
 
 /// The function named `name`; an error saying so when there is none.
-pub async fn require_function(client: &Client, name: &str) -> CliResult<Value> {
-    find_function(client, name).await?.ok_or_else(|| {
+pub fn require_function(client: &Client, name: &str) -> CliResult<Value> {
+    find_function(client, name)?.ok_or_else(|| {
         CliError::Usage(format!(
             "no function named {name:?} in this namespace (see `faas ls`)"
         ))

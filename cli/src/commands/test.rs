@@ -23,7 +23,7 @@ pub struct TestArgs {
 }
 
 /// Runs the events; exit 1 when one fails.
-pub async fn test(context: &Context, args: TestArgs) -> CliResult {
+pub fn test(context: &Context, args: TestArgs) -> CliResult {
     let dir = crate::folder_or_here(args.dir);
     let folder = Folder::load(&dir, None)?;
     if folder.tests.is_empty() {
@@ -34,20 +34,18 @@ pub async fn test(context: &Context, args: TestArgs) -> CliResult {
     }
     let client = context.client()?;
     let name = &folder.manifest.name;
-    let function = require_function(&client, name)
-        .await
-        .map_err(|error| match error {
-            CliError::Usage(why) => CliError::Usage(format!(
-                "{why}; deploy it first: faas deploy {}",
-                dir.display()
-            )),
-            other => other,
-        })?;
-    put_tests(&client, function_id(&function)?, &folder).await?;
+    let function = require_function(&client, name).map_err(|error| match error {
+        CliError::Usage(why) => CliError::Usage(format!(
+            "{why}; deploy it first: faas deploy {}",
+            dir.display()
+        )),
+        other => other,
+    })?;
+    put_tests(&client, function_id(&function)?, &folder)?;
     let mut results = Vec::new();
     let mut failed = 0;
     for test in &folder.tests {
-        let answer = call(&client, name, &test.event, args.gvisor).await?;
+        let answer = call(&client, name, &test.event, args.gvisor)?;
         let verdict = events::check(test.expect.as_ref(), &outcome(&answer));
         if verdict.is_err() {
             failed += 1;
