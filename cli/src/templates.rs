@@ -246,26 +246,6 @@ mod tests {
 
     #[test]
     fn every_template_has_a_valid_manifest_naming_every_field_and_a_valid_event() {
-        let fields = [
-            "name",
-            "language",
-            "handler",
-            "runtime",
-            "memory_mb",
-            "timeout",
-            "route",
-            "http_methods",
-            "http_auth",
-            "cors",
-            "env",
-            "max_concurrency",
-            "max_retries",
-            "max_event_age_secs",
-            "on_success",
-            "on_failure",
-            "schedule",
-            "schedule_timezone",
-        ];
         for language in [InitLanguage::Python, InitLanguage::Javascript] {
             for template in Template::value_variants() {
                 let files = files("hello", language, *template);
@@ -273,7 +253,7 @@ mod tests {
                 let parsed = manifest::parse(toml)
                     .unwrap_or_else(|e| panic!("{language:?} {template:?}: {e}"));
                 assert_eq!(parsed.route, "/hello");
-                for field in fields {
+                for field in manifest::FIELDS {
                     assert!(toml.contains(field), "{template:?} lacks {field}");
                 }
                 let event = &files[3];

@@ -3,6 +3,7 @@
 use super::{function_id, require_function, urls};
 use crate::Context;
 use crate::error::CliResult;
+use crate::folder::manifest::FIELDS;
 use crate::output::{Format, cell, print_json, table};
 use serde_json::{Value, json};
 
@@ -79,30 +80,10 @@ pub fn get(context: &Context, args: NameArg) -> CliResult {
     match context.format {
         Format::Json => print_json(&json!({"function": function, "urls": urls, "stats": stats})),
         Format::Text => {
-            let fields = [
-                "name",
-                "id",
-                "version",
-                "language",
-                "handler",
-                "runtime",
-                "memory_mb",
-                "timeout",
-                "route",
-                "http_methods",
-                "http_auth",
-                "cors",
-                "env",
-                "max_concurrency",
-                "max_retries",
-                "max_event_age_secs",
-                "on_success",
-                "on_failure",
-                "schedule",
-                "schedule_timezone",
-                "created_at",
-                "updated_at",
-            ];
+            let fields = ["id", "version"]
+                .into_iter()
+                .chain(FIELDS)
+                .chain(["created_at", "updated_at"]);
             for field in fields {
                 println!("{:<20}{}", format!("{field}:"), cell(&function[field]));
             }

@@ -12,6 +12,28 @@ use toml::Spanned;
 /// The file's name in a function's folder.
 pub const FILE_NAME: &str = "faas.toml";
 
+/// Every function field a `faas.toml` may set, in the order `init` writes them.
+pub const FIELDS: [&str; 18] = [
+    "name",
+    "language",
+    "handler",
+    "runtime",
+    "memory_mb",
+    "timeout",
+    "route",
+    "http_methods",
+    "http_auth",
+    "cors",
+    "env",
+    "max_concurrency",
+    "max_retries",
+    "max_event_age_secs",
+    "on_success",
+    "on_failure",
+    "schedule",
+    "schedule_timezone",
+];
+
 /// The file as written; every value with its place in the text.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
