@@ -220,6 +220,28 @@ impl StreamFilter {
     }
 }
 
+/// The `seq`s printed lately: enough to skip what a resume sends again.
+#[derive(Debug, Default)]
+pub struct SeenSeqs {
+    seqs: std::collections::BTreeSet<i64>,
+}
+
+impl SeenSeqs {
+    /// The most kept; older ones are forgotten first.
+    const KEPT: usize = 10_000;
+
+    /// Whether `seq` is new (and remembers it).
+    pub fn admit(&mut self, seq: i64) -> bool {
+        if !self.seqs.insert(seq) {
+            return false;
+        }
+        if self.seqs.len() > Self::KEPT {
+            self.seqs.pop_first();
+        }
+        true
+    }
+}
+
 /// The longest pause between two tries to reach the stream again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -233,7 +255,7 @@ pub fn follow(
     history: HashSet<String>,
 ) -> CliResult {
     let mut last_id: Option<String> = None;
-    let mut last_seq: i64 = 0;
+    let mut seen = SeenSeqs::default();
     let mut backoff = Duration::from_millis(250);
     let mut away = false;
     loop {
@@ -274,16 +296,19 @@ pub fn follow(
                         let Ok(record) = serde_json::from_str::<Value>(&event.data) else {
                             continue;
                         };
+                        // Resume after the last event received, as browsers do: records
+                        // of several replicas may come out of order, and any seen again
+                        // after a resume is skipped here.
+                        if let Some(id) = &event.id {
+                            last_id = Some(id.clone());
+                        }
                         let seq = record["seq"]
                             .as_i64()
-                            .or_else(|| event.id.as_deref().and_then(|id| id.parse().ok()))
-                            .unwrap_or(0);
-                        if seq != 0 && seq <= last_seq {
+                            .or_else(|| event.id.as_deref().and_then(|id| id.parse().ok()));
+                        if let Some(seq) = seq
+                            && !seen.admit(seq)
+                        {
                             continue;
-                        }
-                        last_seq = last_seq.max(seq);
-                        if let Some(id) = event.id {
-                            last_id = Some(id);
                         }
                         let entry = LogEntry::from_record(&record);
                         if history.contains(&entry.id) && entry.attempt.unwrap_or(1) <= 1 {
@@ -425,6 +450,22 @@ mod tests {
             assert!(status_matches(Some("failed"), ended));
         }
         assert!(!status_matches(Some("failed"), "running"));
+    }
+
+    #[test]
+    fn a_seq_is_printed_once_whatever_the_order() {
+        let mut seen = SeenSeqs::default();
+        assert!(seen.admit(10));
+        assert!(
+            seen.admit(9),
+            "a lower seq from another replica is still new"
+        );
+        assert!(!seen.admit(10));
+        assert!(!seen.admit(9));
+        for seq in 100..(100 + SeenSeqs::KEPT as i64) {
+            assert!(seen.admit(seq));
+        }
+        assert_eq!(seen.seqs.len(), SeenSeqs::KEPT);
     }
 
     #[test]

@@ -340,7 +340,7 @@ impl Scratch {
     /// `faas args` with `env` (and no key unless `env` has one), `stdin` piped in.
     pub fn faas_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
         let mut command = self.command(args);
-        command.envs(env.iter().copied());
+        command.env_remove("FAAS_KEY").envs(env.iter().copied());
         command.stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -359,7 +359,8 @@ impl Scratch {
         Run::from(child.wait_with_output().unwrap(), args)
     }
 
-    /// The command `faas args` in this directory, with nothing of the caller's faas settings.
+    /// The command `faas args` in this directory as admin, with nothing of the caller's faas
+    /// settings.
     pub fn command(&self, args: &[&str]) -> Command {
         let cluster = cluster();
         let mut command = Command::new(faas_binary());
@@ -369,7 +370,7 @@ impl Scratch {
             .env("XDG_CONFIG_HOME", self.dir.join("config"))
             .env("FAAS_URL", &cluster.api_url)
             .env("FAAS_FUNCTIONS_URL", &cluster.functions_url)
-            .env_remove("FAAS_KEY")
+            .env("FAAS_KEY", ADMIN_KEY)
             .env_remove("FAAS_PROFILE")
             .env_remove("FAAS_OUTPUT")
             .stdout(Stdio::piped())
@@ -485,10 +486,18 @@ impl Running {
                         return line;
                     }
                 }
-                Err(_) => panic!(
-                    "no line with {text:?} within {within:?}; saw:\n{}",
-                    self.seen.join("\n")
-                ),
+                Err(_) => {
+                    let _ = self.child.kill();
+                    let mut stderr = String::new();
+                    if let Some(mut pipe) = self.child.stderr.take() {
+                        use std::io::Read as _;
+                        let _ = pipe.read_to_string(&mut stderr);
+                    }
+                    panic!(
+                        "no line with {text:?} within {within:?}; saw:\n{}\nstderr:\n{stderr}",
+                        self.seen.join("\n")
+                    )
+                }
             }
         }
     }
