@@ -108,3 +108,72 @@ fn a_missing_or_wrong_key_says_how_to_log_in_and_an_absent_api_is_named() {
     assert!(run.stderr.contains(&nobody), "{run:#?}");
     let _ = cluster();
 }
+
+#[test]
+fn namespaces_and_keys_are_made_listed_used_and_removed() {
+    let scratch = Scratch::new("keys");
+    let namespace = format!("cli-ns-{}", crate::support::unique().replace('-', ""));
+    scratch.faas(&["ns", "create", &namespace]).ok();
+    let listed = scratch.faas(&["ns", "ls", "-o", "json"]).ok().json();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == namespace.as_str()),
+        "{listed}"
+    );
+    assert!(scratch.faas(&["ns", "ls"]).ok().stdout.contains(&namespace));
+
+    let created = scratch
+        .faas(&[
+            "keys",
+            "create",
+            "--scope",
+            "manage",
+            "--scope",
+            "read",
+            "--namespace",
+            &namespace,
+            "--description",
+            "cli test",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let who = scratch
+        .faas_with(&["whoami", "-o", "json"], &[("FAAS_KEY", &key)], None)
+        .ok()
+        .json();
+    assert_eq!(who["namespace"], namespace.as_str());
+    // The text form prints the key alone on stdout, for scripts.
+    let text = scratch
+        .faas(&[
+            "keys",
+            "create",
+            "--scope",
+            "invoke",
+            "--namespace",
+            &namespace,
+        ])
+        .ok();
+    assert!(text.stdout.trim().starts_with("faas_"), "{text:#?}");
+    let keys = scratch
+        .faas(&["keys", "ls", "--namespace", &namespace])
+        .ok();
+    assert!(
+        keys.stdout.contains(&id) && keys.stdout.contains("manage,read"),
+        "{}",
+        keys.stdout
+    );
+
+    scratch.faas(&["keys", "revoke", &id]).ok();
+    scratch
+        .faas_with(&["whoami"], &[("FAAS_KEY", &key)], None)
+        .refused("faas login");
+    scratch.faas(&["ns", "rm", &namespace]).ok();
+    scratch.faas(&["ns", "rm", &namespace]).refused("HTTP 404");
+}

@@ -138,6 +138,38 @@ fn a_javascript_es_module_folder_with_a_dependency_builds_and_runs() {
 }
 
 #[test]
+fn a_failed_build_prints_the_end_of_its_log_and_exits_1() {
+    let scratch = Scratch::new("failed-build");
+    let name = format!("no-pkg-{}", unique());
+    let toml =
+        format!("name = \"{name}\"\nlanguage = \"python\"\nroute = \"/{name}\"\ntimeout = 5\n");
+    scratch.write(
+        &name,
+        &[
+            ("faas.toml", &toml),
+            ("main.py", "def handler(event, context):\n    return 1\n"),
+            (
+                "requirements.txt",
+                "faas-cli-test-no-such-package-4711==1.0\n",
+            ),
+        ],
+    );
+    let run = scratch.faas(&["deploy", &name]).fails(1);
+    assert!(
+        run.stderr.contains("the dependency build failed"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stderr.contains("faas-cli-test-no-such-package-4711"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stderr.contains(&format!("faas build-log {name}")),
+        "{run:#?}"
+    );
+}
+
+#[test]
 fn redeploying_an_unchanged_folder_keeps_the_version_and_a_change_makes_the_next() {
     let scratch = Scratch::new("redeploy");
     let name = format!("same-{}", unique());
