@@ -34,24 +34,27 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The heading of the options every command takes.
+const GLOBAL: &str = "Global options";
+
 /// Where the api is, as whom, and how to print.
 #[derive(Debug, clap::Args)]
 pub struct Global {
     /// The api's URL [default: the profile's, else http://127.0.0.1:8000].
-    #[arg(long, global = true, env = "FAAS_URL")]
+    #[arg(long, global = true, env = "FAAS_URL", hide_env_values = true, help_heading = GLOBAL)]
     pub url: Option<String>,
     /// The API key (sent as `Authorization: Bearer`) [default: the profile's].
-    #[arg(long, global = true, env = "FAAS_KEY", hide_env_values = true)]
+    #[arg(long, global = true, env = "FAAS_KEY", hide_env_values = true, help_heading = GLOBAL)]
     pub key: Option<String>,
     /// The functions' origin, where HTTP triggers answer [default: the profile's, else the
     /// api's host on port 8080].
-    #[arg(long, global = true, env = "FAAS_FUNCTIONS_URL")]
+    #[arg(long, global = true, env = "FAAS_FUNCTIONS_URL", hide_env_values = true, help_heading = GLOBAL)]
     pub functions_url: Option<String>,
     /// The profile of the config file to use (and that `login` writes).
-    #[arg(long, global = true, env = "FAAS_PROFILE")]
+    #[arg(long, global = true, env = "FAAS_PROFILE", hide_env_values = true, help_heading = GLOBAL)]
     pub profile: Option<String>,
     /// Output: text for people, json for scripts (stable field names).
-    #[arg(short = 'o', long = "output", global = true, env = "FAAS_OUTPUT", value_enum, default_value_t = Format::Text)]
+    #[arg(short = 'o', long = "output", global = true, env = "FAAS_OUTPUT", hide_env_values = true, help_heading = GLOBAL, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
 
