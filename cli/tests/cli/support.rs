@@ -155,14 +155,19 @@ impl Cluster {
         let api_port = free_port();
         let functions_port = free_port();
         let mut processes = Vec::new();
-        // Drops the database once this binary is gone (after its processes got SIGTERM).
+        // Drops the database, deletes the queues and the scratch directory once this binary is
+        // gone (after its processes got SIGTERM); test.sh sweeps databases a killed run left.
         processes.push(Guarded::start(
             Path::new("/bin/sleep"),
             &["infinity"],
             &[(
                 "GUARD_AFTER",
                 format!(
-                    "sleep 3; psql '{admin}' -qc 'DROP DATABASE IF EXISTS {database} WITH (FORCE)'"
+                    "sleep 3; psql '{admin}' -qc 'DROP DATABASE IF EXISTS {database} WITH (FORCE)'; \
+                     command -v rabbitmqctl >/dev/null && rabbitmqctl -q list_queues name 2>/dev/null \
+                     | grep -F '{prefix}' | xargs -r -n1 rabbitmqctl -q delete_queue >/dev/null 2>&1; \
+                     rm -rf '{}'",
+                    dir.display()
                 ),
             )],
             &dir.join("drop.log"),
