@@ -42,7 +42,7 @@ LAYERS = {
 }
 
 MAX_LINES = 600
-CRATES = ["common", "api", "worker", "bench"]
+CRATES = ["common", "api", "worker", "bench", "cli"]
 
 USE_ITEM = re.compile(r"\b(crate|super|self)((?:::[A-Za-z_][A-Za-z0-9_]*)+|::\{)")
 
