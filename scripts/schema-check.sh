@@ -5,7 +5,7 @@
 # documented, invalid data refused and valid data accepted, auth enforced, 405 for methods the
 # document does not list, resources there after creation and gone after deletion), a fixed seed
 # so a run can be repeated, up to 100 generated examples per operation. Fails on any failure. (It
-# tests 32 of the document's 33 operations: schemathesis leaves out the document it loaded,
+# tests 36 of the document's 37 operations: schemathesis leaves out the document it loaded,
 # GET /openapi.json, which the api's own tests check.)
 #
 # Like scripts/seed-session.sh it runs the real binaries (scripts/lib/real-binaries.sh) on a
