@@ -5,7 +5,7 @@
 # documented, invalid data refused and valid data accepted, auth enforced, 405 for methods the
 # document does not list, resources there after creation and gone after deletion), a fixed seed
 # so a run can be repeated, up to 100 generated examples per operation. Fails on any failure. (It
-# tests 32 of the document's 34 operations: schemathesis leaves out the document it loaded,
+# tests 36 of the document's 38 operations: schemathesis leaves out the document it loaded,
 # GET /openapi.json, which the api's own tests check, and scripts/schemathesis.toml the endless
 # GET /invocations/stream, which api/tests/api/stream.rs checks.)
 #

@@ -5,7 +5,8 @@ Two constraints of the api cannot be written in its OpenAPI document. First, `PO
 otherwise send schema-valid past dates and report their 422 as valid data refused. This hook
 moves a generated past `expires_at` into the future, keeping everything else of the case; the
 422 for a past date is covered by the api's own tests (api/tests/api/auth.rs). The others, a
-function's `dependencies` and `code_zip`, are described at their hook, the last one.
+function's `dependencies` and `code_zip`, and the names of a function's stored tests, are
+described at their hooks.
 """
 
 import base64
@@ -135,3 +136,28 @@ def before_call(context, case, kwargs):
         and body.get("language") in PACKAGES
     ):
         case.body = {**body, "code_zip": PACKAGES[body["language"]]}
+
+
+# A stored test's `name` must be unique among the function's tests (422 otherwise), which JSON
+# Schema cannot state of one property of an array's items: a generated name seen before gets a
+# numbered one, still within the pattern. A name outside the pattern (a negative case) stays.
+_TEST_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+
+@schemathesis.hook.apply_to(method="PUT", path="/functions/{id}/tests")
+def map_case(context, case):
+    body = case.body
+    if not isinstance(body, dict) or not isinstance(body.get("tests"), list):
+        return case
+    seen, tests = set(), []
+    for test in body["tests"]:
+        name = test.get("name") if isinstance(test, dict) else None
+        if isinstance(name, str) and _TEST_NAME.match(name):
+            unique, n = name, 2
+            while unique in seen:
+                unique, n = "%s-%d" % (name[:90], n), n + 1
+            seen.add(unique)
+            test = {**test, "name": unique}
+        tests.append(test)
+    case.body = {**body, "tests": tests}
+    return case

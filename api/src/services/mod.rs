@@ -20,6 +20,7 @@ pub mod triggers;
 pub use events::Caches;
 pub use functions::{
     FunctionInput, Functions, Invalid, SaveError, SaveLimits, SaveOptions, spawn_build_releaser,
+    valid_name,
 };
 pub use invocations::{
     Call, CallError, Called, Invocations, PlatformBackend, Trigger, runtime_for,

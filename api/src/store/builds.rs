@@ -78,6 +78,9 @@ pub struct Build {
     pub log: String,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// When its job was queued; `None` while it is held for its namespace's share.
+    #[serde(skip)]
+    pub published_at: Option<DateTime<Utc>>,
 }
 
 /// A build just asked for: where it is, and the attempt to claim when it is not queued yet.
@@ -291,7 +294,8 @@ pub async fn get_function_build(
         .query_opt(
             "SELECT f.build_key, b.status AS build_status, b.digest AS build_digest,
                     b.size_bytes AS build_size, b.log AS build_log,
-                    b.started_at AS build_started_at, b.finished_at AS build_finished_at
+                    b.started_at AS build_started_at, b.finished_at AS build_finished_at,
+                    b.published_at AS build_published_at
              FROM functions f LEFT JOIN builds b ON b.key = f.build_key
              WHERE f.id = $1 AND f.namespace = $2",
             &[&id, &namespace],
@@ -304,7 +308,8 @@ impl Build {
     /// The build of a row that joined a function `f` with its build `b` as
     /// `f.build_key, b.status AS build_status, b.digest AS build_digest, b.size_bytes AS
     /// build_size, … AS build_log, b.started_at AS build_started_at, b.finished_at AS
-    /// build_finished_at`; `None` when the function has no dependencies.
+    /// build_finished_at, b.published_at AS build_published_at`; `None` when the function has
+    /// no dependencies.
     pub fn from_row(row: &tokio_postgres::Row) -> Result<Option<Build>, DbError> {
         let key: Option<String> = row.try_get("build_key")?;
         if key.is_none() {
@@ -318,7 +323,22 @@ impl Build {
             log: row.try_get("build_log")?,
             started_at: row.try_get("build_started_at")?,
             finished_at: row.try_get("build_finished_at")?,
+            published_at: row.try_get("build_published_at")?,
         }))
+    }
+
+    /// Whether saving a function that names this build would start it again at `now`: it
+    /// failed, or it was queued longer than [`STALE_BUILD`] ago and never ended (its job was
+    /// lost). The same rule as [`request_build`]'s `WHERE`, which applies it when saving.
+    pub fn restarts_on_save(&self, now: DateTime<Utc>) -> bool {
+        let stale_before = now - STALE_BUILD;
+        match self.status {
+            BuildStatus::Failed => true,
+            BuildStatus::Pending | BuildStatus::Building => {
+                self.published_at.is_some_and(|at| at < stale_before)
+            }
+            BuildStatus::Ready => false,
+        }
     }
 }
 

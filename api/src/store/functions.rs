@@ -221,7 +221,8 @@ pub(super) const FUNCTION_COLUMNS: &str = "f.id, f.namespace, f.name, f.route, f
     f.max_retries, f.max_event_age_secs, f.on_success, f.on_failure, f.schedule, f.schedule_timezone,
     n.allowed_runtimes, n.max_concurrency AS namespace_max_concurrency, n.uid AS namespace_uid,
     b.status AS build_status, b.digest AS build_digest, b.size_bytes AS build_size,
-    right(b.log, 4096) AS build_log, b.started_at AS build_started_at, b.finished_at AS build_finished_at";
+    right(b.log, 4096) AS build_log, b.started_at AS build_started_at, b.finished_at AS build_finished_at,
+    b.published_at AS build_published_at";
 
 /// A function row `f`'s namespace and build.
 pub(super) const JOINS: &str =
@@ -319,19 +320,24 @@ impl TryFrom<&Row> for TriggerSettings {
     }
 }
 
-/// The functions of `namespace`, by id.
+/// The functions of `namespace`, by id; only the one called `name` when it is given.
 pub async fn list_functions(
     pool: &Pool,
     namespace: &str,
+    name: Option<&str>,
     skip: i64,
     limit: i64,
 ) -> Result<Vec<Function>, DbError> {
     let client = pool.get().await?;
+    // `functions_namespace_name_key` finds the one named; the namespace's rows otherwise.
     let sql = format!(
         "SELECT {FUNCTION_COLUMNS} FROM functions f {JOINS}
-         WHERE f.namespace = $1 ORDER BY f.id OFFSET $2 LIMIT $3"
+         WHERE f.namespace = $1 AND ($4::text IS NULL OR f.name = $4)
+         ORDER BY f.id OFFSET $2 LIMIT $3"
     );
-    let rows = client.query(&sql, &[&namespace, &skip, &limit]).await?;
+    let rows = client
+        .query(&sql, &[&namespace, &skip, &limit, &name])
+        .await?;
     rows_to_functions(&rows)
 }
 

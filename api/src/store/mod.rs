@@ -1,6 +1,7 @@
 //! Postgres: the connection pool, the schema migrations, and every query the api makes, one
 //! module per table (functions, dependency builds and artifacts, invocation records, leases,
-//! namespaces, keys, the quotas the async tables count against).
+//! namespaces, keys, the quotas the async tables count against, functions' stored tests and
+//! their calls' stats).
 
 mod async_invocations;
 mod async_sweeps;
@@ -8,6 +9,8 @@ mod build_share;
 mod builds;
 mod error;
 mod function_saves;
+mod function_stats;
+mod function_tests;
 mod functions;
 mod invocation_views;
 mod invocations;
@@ -22,6 +25,8 @@ pub use build_share::*;
 pub use builds::*;
 pub use error::{DbError, Violation};
 pub use function_saves::*;
+pub use function_stats::*;
+pub use function_tests::*;
 pub use functions::*;
 pub use invocation_views::*;
 pub use invocations::*;

@@ -297,3 +297,111 @@ async fn nul_characters_in_code_or_env_are_422_naming_the_field_and_store_nothin
     assert_eq!(unchanged, created);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_list_filtered_by_name_holds_that_function_alone_or_nothing() {
+    let app = TestApp::start().await;
+    app.create_function(seed_function("alpha")).await;
+    let beta = app.create_function(seed_function("beta")).await;
+    // Another namespace's function of the same name is never found from this one.
+    let other = app.caller(Some(&app.namespace_with_key("other", &["manage"]).await));
+    let mut theirs = seed_function("beta");
+    theirs["route"] = json!("/their-beta");
+    let (status, theirs) = other.post("/functions/", &theirs).await;
+    assert_eq!(status, 201, "{theirs}");
+
+    let (status, list) = app.get("/functions/?name=beta").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list, json!([beta]));
+    let (_, list) = other.get("/functions/?name=beta").await;
+    assert_eq!(list, json!([theirs]));
+    let (_, list) = app.get("/functions/?name=gamma").await;
+    assert_eq!(list, json!([]));
+    // The page is taken after the filter.
+    let (_, list) = app.get("/functions/?name=beta&skip=1").await;
+    assert_eq!(list, json!([]));
+
+    for query in [
+        "name=",
+        "name=has%20space",
+        &format!("name={}", "a".repeat(65)),
+    ] {
+        let (status, body) = app.get(&format!("/functions/?{query}")).await;
+        assert_eq!(status, 422, "{query}: {body}");
+        assert_eq!(body["code"], "invalid_request");
+        assert!(
+            body["detail"].as_str().unwrap().starts_with("name must be"),
+            "{body}"
+        );
+    }
+    app.stop().await;
+}
+
+/// `(attempt, created_at)` of the one dependency build, as stored.
+async fn build_row(app: &TestApp) -> (uuid::Uuid, chrono::DateTime<chrono::Utc>) {
+    let row = app
+        .db()
+        .await
+        .query_one("SELECT attempt, created_at FROM builds", &[])
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn an_update_that_changes_nothing_keeps_version_and_build_and_any_change_is_saved() {
+    let app = TestApp::start().await;
+    let mut body = seed_function("steady");
+    body["dependencies"] = json!("six==1.16.0\n");
+    body["env"] = json!({"GREETING": "hi"});
+    body["http_methods"] = json!(["GET", "POST"]);
+    body["cors"] = json!({"allow_origins": ["https://app.example.com"], "max_age": 60});
+    body["schedule"] = json!("0 0 1 1 *");
+    body["max_retries"] = json!(1);
+    let created = app.create_function(body.clone()).await;
+    let path = format!("/functions/{}", created["id"]);
+    let build = build_row(&app).await;
+    let (_, before) = app.get(&path).await;
+
+    // The same body, and the same dependencies written otherwise (a comment, blank lines):
+    // answered at once as stored, even with `?wait=true` and the build still pending.
+    let mut commented = body.clone();
+    commented["dependencies"] = json!("# the one we need\n\nsix==1.16.0   # pinned\n");
+    for same in [&body, &commented] {
+        let started = std::time::Instant::now();
+        let (status, answered) = app.put(&format!("{path}?wait=true"), same).await;
+        assert_eq!(status, 200, "{answered}");
+        assert_eq!(answered, before, "the function as stored");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+    let (_, after) = app.get(&path).await;
+    assert_eq!(after, before, "nothing was written");
+    assert_eq!(after["version"], 1);
+    assert_eq!(after["dependencies"], "six==1.16.0\n");
+    assert_eq!(build_row(&app).await, build, "no build was started");
+
+    // Any change is a new version (the same dependencies share the build under way).
+    let mut changed = body.clone();
+    changed["env"] = json!({"GREETING": "hello"});
+    let (status, saved) = app.put(&path, &changed).await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["version"], 2);
+    assert_ne!(saved["updated_at"], before["updated_at"]);
+    assert_eq!(build_row(&app).await, build);
+
+    // A build that failed is retried by saving the same function again: that is a save.
+    app.db()
+        .await
+        .execute(
+            "UPDATE builds SET status = 'failed', finished_at = now()",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (status, retried) = app.put(&path, &changed).await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(retried["version"], 3);
+    assert_eq!(retried["build"]["status"], "pending");
+    assert_ne!(build_row(&app).await.0, build.0, "a new attempt");
+    app.stop().await;
+}

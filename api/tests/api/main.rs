@@ -12,6 +12,7 @@ mod deps;
 mod docs;
 mod dos;
 mod fairness;
+mod function_tests;
 mod functions;
 mod hostile;
 mod hot_path;

@@ -491,3 +491,54 @@ async fn artifacts_no_function_names_are_collected() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_same_files_zipped_again_change_nothing_and_store_nothing() {
+    let app = TestApp::start().await;
+    let files = [GOOD_MAIN, ("lib/util.py", "X = 1\n")];
+    let created = app
+        .create_function(packaged("same", "python", "main.handler", &zip_of(&files)))
+        .await;
+    let path = format!("/functions/{}", created["id"]);
+    let renewed = || async {
+        let row = app
+            .db()
+            .await
+            .query_one("SELECT created_at FROM artifacts", &[])
+            .await
+            .unwrap();
+        row.get::<_, chrono::DateTime<chrono::Utc>>(0)
+    };
+    let stored_at = renewed().await;
+
+    // Zipped again, in another order with other compression: another zip, the same files.
+    let mut writer = ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, text) in files.iter().rev() {
+        let stored =
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        writer.start_file(*name, stored).unwrap();
+        writer.write_all(text.as_bytes()).unwrap();
+    }
+    let again = encode(writer.finish().unwrap().into_inner());
+    assert_ne!(again, zip_of(&files));
+    let (status, answered) = app
+        .put(&path, &packaged("same", "python", "main.handler", &again))
+        .await;
+    assert_eq!(status, 200, "{answered}");
+    assert_eq!(answered, created, "the function as stored, at version 1");
+    assert_eq!(
+        renewed().await,
+        stored_at,
+        "the artifact was not written again"
+    );
+
+    // Other files are a new version.
+    let changed = zip_of(&[("main.py", "def handler(event, context):\n    return 2\n")]);
+    let (status, updated) = app
+        .put(&path, &packaged("same", "python", "main.handler", &changed))
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["version"], 2);
+    assert_ne!(updated["package"]["digest"], created["package"]["digest"]);
+    app.stop().await;
+}

@@ -334,6 +334,16 @@ impl TestApp {
         read(self.client.delete(self.url(path)).send().await.unwrap()).await
     }
 
+    /// A connection to this test's database, to read (or set up) what the api cannot show.
+    pub async fn db(&self) -> tokio_postgres::Client {
+        let (client, connection) =
+            tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("the test database is not reachable: {e}"));
+        tokio::spawn(connection);
+        client
+    }
+
     /// Creates a function and returns it; panics unless the api says 201.
     pub async fn create_function(&self, body: Value) -> Value {
         let (status, function) = self.post("/functions/", &body).await;

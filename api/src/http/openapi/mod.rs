@@ -49,6 +49,9 @@ the HTTP trigger (`/{path}`, tag `http`): functions answer on an origin of their
         routes::functions::update_function,
         routes::functions::delete_function,
         routes::functions::get_function_build,
+        routes::function_tests::get_function_tests,
+        routes::function_tests::put_function_tests,
+        routes::function_stats::get_function_stats,
         routes::invoke::execute_function,
         routes::invoke::execute_function_gvisor,
         routes::invoke::execute_function_async,
@@ -316,8 +319,8 @@ mod tests {
                 }
             }
         }
-        // 28, and the trigger's seven methods.
-        assert_eq!(operations, 35);
+        // 31, and the trigger's seven methods.
+        assert_eq!(operations, 38);
     }
 
     /// Every JSON success body shows an example: in the response, on its schema, or on every

@@ -6,7 +6,7 @@ use crate::http::bodies::Message;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Json, Path, Query, check_page};
 use crate::http::state::AppState;
-use crate::services::{FunctionInput, SaveOptions};
+use crate::services::{FunctionInput, SaveOptions, valid_name};
 use crate::store::{self, Build, Function};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -100,10 +100,19 @@ impl Upload<'_> {
     }
 }
 
-/// `?skip=0&limit=100`
+/// `?skip=0&limit=100&name=hello`
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Page {
+    /// Only the function of this name: a list of one, or empty when there is none.
+    #[serde(default)]
+    #[param(
+        pattern = "^[A-Za-z0-9_-]{1,64}$",
+        min_length = 1,
+        max_length = 64,
+        example = "hello"
+    )]
+    name: Option<String>,
     /// Functions to pass over, in id order.
     #[serde(default)]
     #[param(minimum = 0, default = 0)]
@@ -186,8 +195,8 @@ pub async fn create_function(
     Ok((StatusCode::CREATED, axum::Json(view(&function, &principal))))
 }
 
-/// The key's namespace's functions, in id order (`manage` or `read` scope; `read` keys see
-/// `env` values as null).
+/// The key's namespace's functions, in id order, or the one of `?name=` (`manage` or `read`
+/// scope; `read` keys see `env` values as null).
 #[utoipa::path(
     get,
     path = "/functions/",
@@ -196,7 +205,7 @@ pub async fn create_function(
     params(Page),
     responses(
         (status = 200, description = "A page of functions.", body = Vec<Function>),
-        (status = 422, description = "`invalid_request`: `skip` or `limit` out of range.", body = ErrorBody),
+        (status = 422, description = "`invalid_request`: `skip` or `limit` out of range, or `name` no function name.", body = ErrorBody),
         crate::http::responses::KeyErrors,
         crate::http::responses::Unavailable,
     ),
@@ -209,8 +218,21 @@ pub async fn list_functions(
 ) -> Result<axum::Json<Vec<Value>>, ApiError> {
     principal.require_any(&[Scope::Manage, Scope::Read])?;
     check_page(page.skip, page.limit, 1000)?;
-    let functions =
-        store::list_functions(&state.db, &principal.namespace, page.skip, page.limit).await?;
+    if let Some(name) = &page.name
+        && !valid_name(name)
+    {
+        return Err(ApiError::Invalid(format!(
+            "name must be a function name (1 to 64 characters of A-Z, a-z, 0-9, _ and -); got {name:?}"
+        )));
+    }
+    let functions = store::list_functions(
+        &state.db,
+        &principal.namespace,
+        page.name.as_deref(),
+        page.skip,
+        page.limit,
+    )
+    .await?;
     Ok(axum::Json(
         functions.iter().map(|f| view(f, &principal)).collect(),
     ))
@@ -408,8 +430,12 @@ mod tests {
     async fn the_query_defaults_are_the_first_hundred_and_no_wait() {
         let page: Page = query("/functions/").await.expect("parsed");
         assert_eq!((page.skip, page.limit), (0, 100));
-        let page: Page = query("/functions/?skip=5&limit=7").await.expect("parsed");
+        assert_eq!(page.name, None);
+        let page: Page = query("/functions/?skip=5&limit=7&name=hello")
+            .await
+            .expect("parsed");
         assert_eq!((page.skip, page.limit), (5, 7));
+        assert_eq!(page.name.as_deref(), Some("hello"));
         assert!(query::<Page>("/functions/?limit=many").await.is_err());
 
         let save: SaveQuery = query("/functions/").await.expect("parsed");

@@ -1,5 +1,7 @@
 //! The HTTP surface, one module per resource.
 
+pub mod function_stats;
+pub mod function_tests;
 pub mod functions;
 pub mod health;
 pub mod internal;
@@ -62,6 +64,22 @@ pub fn router(state: AppState) -> Router {
         ))
         // Before the body is read: a large one only for a key that may save functions.
         .layer(from_fn_with_state(uploads, functions::admit_upload));
+    // A function's stored tests: JSON of at most 1 MiB (422 beyond, naming the limit), read
+    // up to twice that (413 beyond); its stats take no body.
+    let function_tests = Router::new()
+        .route(
+            "/functions/{id}/tests",
+            get(function_tests::get_function_tests).put(function_tests::put_function_tests),
+        )
+        .route(
+            "/functions/{id}/stats",
+            get(function_stats::get_function_stats),
+        )
+        .layer(DefaultBodyLimit::max(function_tests::TESTS_BODY_READ_MAX))
+        .layer(from_fn_with_state(
+            BodyLimit(function_tests::TESTS_BODY_READ_MAX),
+            limits::read_body,
+        ));
     let invocations = Router::new()
         .route("/execute/{name}", post(invoke::execute_function))
         .route(
@@ -92,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/whoami", get(keys::get_whoami));
     let keyed = Router::new()
         .merge(functions)
+        .merge(function_tests)
         .merge(invocations)
         .merge(admin)
         .route("/metrics/", get(metrics::list_invocations))

@@ -8,6 +8,7 @@
 
 mod backend;
 mod held;
+mod unchanged;
 mod validate;
 
 #[cfg(test)]
@@ -17,7 +18,8 @@ mod tests;
 
 pub use backend::{FunctionBackend, LiveBackend};
 pub use held::spawn_build_releaser;
-pub use validate::{FunctionInput, Invalid, NamespacePolicy, ValidFunction};
+pub use unchanged::unchanged;
+pub use validate::{FunctionInput, Invalid, NamespacePolicy, ValidFunction, valid_name};
 
 use crate::broker::Invoker;
 use crate::domain::build_share::BuildShare;
@@ -152,7 +154,10 @@ impl<B: FunctionBackend> Functions<B> {
         self.after_save(saved, &fields, options.wait).await
     }
 
-    /// Replaces every field of function `id` of `namespace`; its version goes up by one.
+    /// Replaces every field of function `id` of `namespace`; its version goes up by one. An
+    /// update that changes nothing ([`unchanged`]) is no save: the function is answered as
+    /// stored (same version and `updated_at`), at once even with `wait`, and nothing is
+    /// written, built or announced.
     pub async fn update(
         &self,
         namespace: &str,
@@ -161,6 +166,21 @@ impl<B: FunctionBackend> Functions<B> {
         options: SaveOptions,
     ) -> Result<Function, SaveError> {
         let (fields, package) = self.prepare(namespace, input, options).await?;
+        // Read, not locked: a save that changes it meanwhile comes after this one, which then
+        // changed nothing.
+        let stored = self
+            .backend
+            .get_function(namespace, id)
+            .await?
+            .ok_or(SaveError::FunctionNotFound(id))?;
+        if unchanged(&stored, &fields, chrono::Utc::now()) {
+            tracing::info!(
+                id,
+                version = stored.version,
+                "function unchanged: not saved"
+            );
+            return Ok(stored);
+        }
         let saved = self
             .backend
             .update_function(namespace, id, &fields, package.as_ref())

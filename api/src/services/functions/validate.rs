@@ -378,7 +378,7 @@ impl ValidFunction {
 }
 
 /// A function name: 1 to [`MAX_NAME_LEN`] of `A-Za-z0-9_-`.
-fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name

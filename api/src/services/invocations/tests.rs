@@ -553,6 +553,7 @@ async fn a_version_still_building_is_not_runnable_and_takes_no_lease_nor_publish
             log: String::new(),
             started_at: None,
             finished_at: None,
+            published_at: None,
         }),
         serving: None,
         ..Function::example()

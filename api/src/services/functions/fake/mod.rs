@@ -210,6 +210,7 @@ impl FakeBackend {
             log: String::new(),
             started_at: None,
             finished_at: None,
+            published_at: None,
         };
         self.state().builds.insert(key.to_owned(), build);
     }
@@ -371,6 +372,7 @@ impl State {
             log: String::new(),
             started_at: None,
             finished_at: None,
+            published_at: None,
         };
         self.builds.insert(key.clone(), build);
         Some(Uuid::from_u128(self.last_attempt))

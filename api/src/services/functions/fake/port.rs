@@ -177,6 +177,7 @@ impl FunctionBackend for FakeBackend {
         charge.namespace = namespace.to_owned();
         if let Some(build) = state.builds.get_mut(key) {
             build.log.clear();
+            build.published_at = Some(chrono::Utc::now());
         }
         Ok(Claim::Publish)
     }
@@ -215,6 +216,7 @@ impl FunctionBackend for FakeBackend {
             });
             if let Some(build) = state.builds.get_mut(&key) {
                 build.log.clear();
+                build.published_at = Some(chrono::Utc::now());
             }
         }
         Ok(released)

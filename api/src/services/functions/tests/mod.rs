@@ -1,6 +1,7 @@
 //! The functions service over the in-memory backend of `fake`: what a save stores, queues,
 //! publishes and answers, in which order, and how each failure comes out (`saves`), the builds
-//! it queues and `?wait=true` (`builds`), deletes and announcements (`deletes`); and the real
+//! it queues and `?wait=true` (`builds`), deletes and announcements (`deletes`), updates that
+//! change nothing (`unchanged`); and the real
 //! backend with Postgres and RabbitMQ away (`live`). The function cache is the real one. This
 //! file holds what they share.
 
@@ -9,6 +10,7 @@ mod deletes;
 mod live;
 mod saves;
 mod shares;
+mod unchanged;
 
 use super::fake::{Call, FakeBackend, NAMESPACE};
 use super::*;
