@@ -18,9 +18,10 @@ COPY common/Cargo.toml common/
 COPY api/Cargo.toml api/
 COPY worker/Cargo.toml worker/
 COPY bench/Cargo.toml bench/
-RUN for m in common api worker bench; do mkdir -p "$m/src" && : >"$m/src/lib.rs"; done \
- && for m in api worker bench; do echo 'fn main() {}' >"$m/src/main.rs"; done \
- && cargo build --release --locked -p api -p worker
+COPY cli/Cargo.toml cli/
+RUN for m in common api worker bench cli; do mkdir -p "$m/src" && : >"$m/src/lib.rs"; done \
+ && for m in api worker bench cli; do echo 'fn main() {}' >"$m/src/main.rs"; done \
+ && cargo build --release --locked -p api -p worker -p cli
 
 # The real sources. bench is not built, so its stubs stay and its edits do not bust this cache.
 # api/migrations is embedded at compile time (refinery's embed_migrations!).
@@ -30,11 +31,13 @@ COPY api/migrations api/migrations
 # Swagger UI's files, compiled into the api with include_bytes! (GET /docs).
 COPY api/assets api/assets
 COPY worker/src worker/src
+# The `faas` CLI, which the api image carries (`docker compose exec api faas ...`).
+COPY cli/src cli/src
 # COPY keeps the files' mtimes, which can be older than the stubs' build: touch them so that
 # cargo rebuilds the workspace crates instead of keeping the stub artifacts.
-RUN find common/src api/src api/migrations api/assets worker/src -type f -exec touch {} + \
- && cargo build --release --locked -p api -p worker \
- && mkdir -p /out && cp target/release/api target/release/worker /out/
+RUN find common/src api/src api/migrations api/assets worker/src cli/src -type f -exec touch {} + \
+ && cargo build --release --locked -p api -p worker -p cli \
+ && mkdir -p /out && cp target/release/api target/release/worker target/release/faas /out/
 
 # Shared runtime base: no compiler, no cargo. ca-certificates for amqps:// brokers
 # (rustls reads the system store); installed only when the base lacks it, so that a base which
@@ -57,6 +60,7 @@ ENTRYPOINT ["/usr/local/bin/worker"]
 
 FROM runtime AS api
 COPY --from=builder /out/api /usr/local/bin/api
+COPY --from=builder /out/faas /usr/local/bin/faas
 # A named user rather than a bare uid: libraries that look the user up (the Postgres client's
 # default user name) find an entry. --no-log-init: a high uid would otherwise write a large
 # /var/log/lastlog into the layer.

@@ -2,7 +2,7 @@
 # Brings the compose cluster up for real and checks it end to end, then takes it down:
 #   - `up --build` builds the api, worker and runtime images and starts every service healthy;
 #   - a function answers on /execute (runc) and /execute_gvisor (runsc), and on its route;
-#     /openapi.json and /docs answer;
+#     /openapi.json and /docs answer; the api image's `faas` invokes it;
 #   - an async call (/execute_async) is accepted and reaches `succeeded` with its result;
 #   - `--scale worker-docker=3`: Prometheus finds the three replicas by DNS, and calls spread
 #     over all of them;
@@ -171,6 +171,10 @@ for endpoint in execute execute_gvisor; do
   [ "$status" = 200 ] && grep -q '"hello":"cluster"' /tmp/smoke-body || fail "$endpoint: $status $(cat /tmp/smoke-body)"
 done
 log "a function answers on runc and on runsc"
+# The api image carries the CLI: the same call through `faas`, run inside the api's container.
+out=$("${compose[@]}" exec -T -e FAAS_KEY="$(secret ADMIN_KEY)" api faas invoke smoke -d '{"name": "cli"}' 2>&1) \
+  && grep -q '"hello": *"cli"' <<<"$out" || fail "faas invoke in the api's container: $out"
+log "the api image's faas invokes it"
 # Its HTTP trigger, keyed (the default), on the functions' own published port, never the api's.
 status=$(curl -s -o /tmp/smoke-body -w '%{http_code}' "${auth[@]}" "$functions/smoke?name=x")
 [ "$status" = 200 ] && grep -q '"hello":null' /tmp/smoke-body || fail "GET $functions/smoke: $status $(cat /tmp/smoke-body)"
