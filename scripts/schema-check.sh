@@ -65,7 +65,7 @@ started=$(date +%s)
 # scripts/schemathesis.toml: what function calls answer (see there).
 # It runs in the scratch directory, where it keeps its cache (.schemathesis/), not in the clone;
 # no example database, so that the seed alone decides what is sent.
-(cd "$logs" && PYTHONPATH="$OLDPWD/scripts" SCHEMATHESIS_HOOKS=schemathesis_hooks timeout 600 \
+(cd "$logs" && PYTHONPATH="$OLDPWD/scripts" SCHEMATHESIS_HOOKS=schemathesis_hooks timeout 1200 \
   "$venv/bin/schemathesis" --config-file "$OLDPWD/scripts/schemathesis.toml" run "$base/openapi.json" \
   --seed 20260127 \
   --max-examples 100 \

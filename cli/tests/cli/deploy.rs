@@ -133,8 +133,8 @@ fn a_javascript_es_module_folder_with_a_dependency_builds_and_runs() {
     let run = scratch.faas(&["invoke", &name, "-d", r#"{"n": 21}"#]).ok();
     assert_eq!(run.json(), json!({"number": true, "doubled": 42}));
     let function = &cluster().functions_named(&name)[0];
-    // package.json, index.js and lib/math.js: node_modules stays home.
-    assert_eq!(function["package"]["files"], 3, "{function}");
+    // faas.toml, package.json, index.js and lib/math.js: node_modules stays home.
+    assert_eq!(function["package"]["files"], 4, "{function}");
 }
 
 #[test]
