@@ -198,6 +198,7 @@ pub async fn run(ctx: &Ctx<'_>, runtime: Runtime, function: &str) -> anyhow::Res
             key,
             api,
             target: target.clone(),
+            followers: None,
         })
         .collect();
     let measured = interleave::measure(ctx, runtime, &variants, plan).await?;

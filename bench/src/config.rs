@@ -64,6 +64,11 @@ pub enum Scenario {
     /// sets up; without those it measures the first two parts only.
     #[value(alias = "async-invocations")]
     Async,
+    /// 11: the warm function of scenario 1 called with nobody following the invocation stream
+    /// and with `--followers` clients following `GET /invocations/stream`, interleaved; once
+    /// per run, on the first of `--runtimes`, after scenario 7.
+    #[value(alias = "stream")]
+    Followers,
 }
 
 /// An API key, kept out of `Debug` output, `--help` and the JSON results.
@@ -139,7 +144,7 @@ pub struct Config {
         value_enum,
         value_delimiter = ',',
         default_value = "warm,throughput,cold,round-robin,naive,noisy-neighbour,auth-overhead,\
-                         http-trigger"
+                         http-trigger,followers"
     )]
     pub scenarios: Vec<Scenario>,
 
@@ -242,6 +247,27 @@ pub struct Config {
     /// Scenario 8: seconds of each phase at `--concurrency`.
     #[arg(long, env = "BENCH_HTTP_PHASE_SECS", default_value_t = 5.0)]
     pub http_phase_secs: f64,
+
+    /// Scenario 11: clients following `GET /invocations/stream` during the followed turns.
+    #[arg(long, env = "BENCH_FOLLOWERS", default_value_t = 20)]
+    pub followers: usize,
+
+    /// Scenario 11: sequential calls each way (followed and not) at concurrency 1, measured in
+    /// alternating blocks of `--followers-block-calls`.
+    #[arg(long, env = "BENCH_FOLLOWERS_CALLS", default_value_t = 500)]
+    pub followers_calls: usize,
+
+    /// Scenario 11: sequential calls of one variant before the other takes its turn.
+    #[arg(long, env = "BENCH_FOLLOWERS_BLOCK_CALLS", default_value_t = 50)]
+    pub followers_block_calls: usize,
+
+    /// Scenario 11: measured phases each way at `--concurrency`, alternating.
+    #[arg(long, env = "BENCH_FOLLOWERS_PHASES", default_value_t = 4)]
+    pub followers_phases: usize,
+
+    /// Scenario 11: seconds of each phase at `--concurrency`.
+    #[arg(long, env = "BENCH_FOLLOWERS_PHASE_SECS", default_value_t = 5.0)]
+    pub followers_phase_secs: f64,
 
     /// Scenario 9: fresh dependency texts, each built, then the first call of one function
     /// using it (the worker fetches the artifact), of a second one (cached) and of one without
@@ -438,10 +464,20 @@ mod tests {
     }
 
     #[test]
+    fn stream_followers_are_a_default_scenario_also_called_stream() {
+        assert!(Config::parse_from(["bench"]).wants(Scenario::Followers));
+        for name in ["followers", "stream"] {
+            let one = Config::parse_from(["bench", "--scenarios", name]);
+            assert_eq!(one.scenarios, vec![Scenario::Followers]);
+        }
+        assert_eq!(Config::parse_from(["bench"]).followers, 20);
+    }
+
+    #[test]
     fn the_http_trigger_is_a_default_scenario_also_called_http() {
         let all = Config::parse_from(["bench"]);
         assert!(all.wants(Scenario::HttpTrigger));
-        assert_eq!(all.scenarios.len(), 8, "{:?}", all.scenarios);
+        assert_eq!(all.scenarios.len(), 9, "{:?}", all.scenarios);
         assert_eq!(all.functions_url, "http://127.0.0.1:8080");
         for name in ["http", "http-trigger"] {
             let one = Config::parse_from(["bench", "--scenarios", name]);

@@ -236,11 +236,13 @@ pub async fn run(ctx: &Ctx<'_>, runtime: Runtime) -> anyhow::Result<HttpResult> 
             key: Path::Execute,
             api: client(&config.api_url)?,
             target: Target::execute(&name, runtime),
+            followers: None,
         },
         Variant {
             key: Path::Route,
             api: client(&config.functions_url)?,
             target: Target::Route { path: path.clone() },
+            followers: None,
         },
     ];
     let measured = interleave::measure(ctx, runtime, &variants, plan).await?;

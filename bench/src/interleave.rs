@@ -1,17 +1,19 @@
 //! Interleaved comparison of ways to call one warm function, shared by scenario 7 (auth on
-//! against auth off) and scenario 8 (HTTP trigger against `/execute`). A variant is a client
-//! (its api, its key, its own connections) and a target.
+//! against auth off), scenario 8 (HTTP trigger against `/execute`) and scenario 11 (followed by
+//! stream clients against not). A variant is a client (its api, its key, its own connections), a
+//! target, and what runs beside its measured turns (scenario 11's followers).
 //!
 //! Interleaved, so that the machine's noise falls on every variant alike: at concurrency 1,
 //! rounds of one block of sequential calls per variant; at `--concurrency`, rounds of one
 //! phase per variant. The order of the variants rotates each round (a, b; b, a; ...), so that
 //! none always goes first or always follows the same one. Each block's p50 and each phase's
 //! calls/s are kept by round, so that a scenario can pair the variants round by round and show
-//! how far the rounds move against how far the variants differ. The columns both scenarios'
+//! how far the rounds move against how far the variants differ. The columns the scenarios'
 //! reports show of a variant are here too.
 
 use crate::client::{Api, Target};
 use crate::config::Runtime;
+use crate::followers::Followers;
 use crate::scenarios::{self, Ctx, Stop, Warmup};
 use crate::section::{ms, opt_ms, range_cell};
 use crate::stats::{CallStats, Recorder, Summary};
@@ -21,11 +23,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One way of calling the function, named by `key`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Variant<K> {
     pub key: K,
     pub api: Api,
     pub target: Target,
+    /// Clients following the invocation stream during this variant's measured blocks and
+    /// phases only (scenario 11); `None` for the others.
+    pub followers: Option<Arc<Followers>>,
+}
+
+impl<K> Variant<K> {
+    /// Opens the followers' streams, if this variant has any.
+    async fn begin_turn(&self) {
+        if let Some(followers) = &self.followers {
+            followers.open().await;
+        }
+    }
+
+    /// Closes them.
+    async fn end_turn(&self) {
+        if let Some(followers) = &self.followers {
+            followers.close().await;
+        }
+    }
 }
 
 /// How many calls, in what blocks and phases.
@@ -232,8 +253,10 @@ pub async fn measure<K: Copy + Debug>(
     for (round, &size) in sizes.iter().enumerate() {
         for v in rotation(round, n) {
             let variant = &variants[v];
+            variant.begin_turn().await;
             let (recorder, latencies_ms) =
                 scenarios::sequential(&variant.api, &variant.target, size).await;
+            variant.end_turn().await;
             block_p50s[v].push(recorder.p50_ms());
             latencies[v].extend(latencies_ms);
             warm[v].merge(recorder);
@@ -262,10 +285,12 @@ pub async fn measure<K: Copy + Debug>(
     let mut phase_rates = vec![Vec::new(); n];
     for round in 0..plan.phases {
         for v in rotation(round, n) {
+            variants[v].begin_turn().await;
             let until = Instant::now() + Duration::from_secs_f64(plan.phase_secs);
-            let (recorder, seconds) =
-                scenarios::drive(&variants[v].api, &targets[v], concurrency, Stop::At(until))
-                    .await?;
+            let phase =
+                scenarios::drive(&variants[v].api, &targets[v], concurrency, Stop::At(until)).await;
+            variants[v].end_turn().await;
+            let (recorder, seconds) = phase?;
             phase_rates[v].push(rate(recorder.ok(), seconds));
             load_seconds[v] += seconds;
             load[v].merge(recorder);

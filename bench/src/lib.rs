@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod cpu;
 pub mod deps;
+pub mod followers;
 pub mod http;
 pub mod interleave;
 pub mod machine;
@@ -142,10 +143,12 @@ async fn run_all(ctx: &Ctx<'_>, out: &mut Vec<RuntimeResults>) {
 
         let first_runtime = config.runtimes.first() == Some(&runtime);
         let auth_here = config.wants(Scenario::AuthOverhead) && first_runtime;
+        let followers_here = config.wants(Scenario::Followers) && first_runtime;
         let single = if config.wants(Scenario::Warm)
             || config.wants(Scenario::Throughput)
             || config.wants(Scenario::NoisyNeighbour)
             || auth_here
+            || followers_here
         {
             match scenarios::create_single(ctx, runtime).await {
                 Ok(name) => Some(name),
@@ -181,6 +184,14 @@ async fn run_all(ctx: &Ctx<'_>, out: &mut Vec<RuntimeResults>) {
                     Err(error) => fail(results, "7. auth overhead", error),
                 }
                 pool_change(ctx, results, "7. auth overhead", before).await;
+            }
+            if followers_here {
+                let before = pool_state(ctx, runtime).await;
+                match followers::run(ctx, runtime, name).await {
+                    Ok(r) => results.followers = Some(r),
+                    Err(error) => fail(results, "11. stream followers", error),
+                }
+                pool_change(ctx, results, "11. stream followers", before).await;
             }
         }
         if config.wants(Scenario::HttpTrigger) && first_runtime {

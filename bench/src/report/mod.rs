@@ -13,6 +13,7 @@ use crate::auth::{AuthResult, AuthSection};
 use crate::config::{Config, Runtime};
 use crate::cpu::CpuUsage;
 use crate::deps::{DepsResult, DepsSection};
+use crate::followers::{FollowersResult, FollowersSection};
 use crate::http::{HttpResult, HttpSection};
 use crate::machine::Machine;
 use crate::naive::{NaiveResult, NaiveSection};
@@ -62,6 +63,8 @@ pub struct RuntimeResults {
     pub dependencies: Option<DepsResult>,
     /// Scenario 10: only on docker.
     pub async_invocations: Option<AsyncResult>,
+    /// Scenario 11: only on the first runtime of `--runtimes`.
+    pub followers: Option<FollowersResult>,
     /// The worker pool around each scenario (with `--worker-metrics-url`).
     pub pool: Vec<PoolChange>,
     /// Scenarios that could not run, and why.
@@ -83,6 +86,7 @@ impl RuntimeResults {
             http_trigger: None,
             dependencies: None,
             async_invocations: None,
+            followers: None,
             pool: Vec::new(),
             failures: Vec::new(),
         }
@@ -156,7 +160,7 @@ impl<S: Section + Sync> Part for Placed<S> {
 }
 
 /// The scenarios' sections, in the report's order.
-static SECTIONS: [&dyn Part; 10] = [
+static SECTIONS: [&dyn Part; 11] = [
     &Placed {
         section: WarmSection,
         result: |r| r.warm.as_ref(),
@@ -196,6 +200,10 @@ static SECTIONS: [&dyn Part; 10] = [
     &Placed {
         section: AsyncSection,
         result: |r| r.async_invocations.as_ref(),
+    },
+    &Placed {
+        section: FollowersSection,
+        result: |r| r.followers.as_ref(),
     },
 ];
 

@@ -11,6 +11,7 @@ use crate::client::{CallOutcome, Timing};
 use crate::config::{Config, Runtime};
 use crate::cpu::{CpuUsage, ProcessCpu, ServiceCpu};
 use crate::deps::{BuildSample, DepsResult, FirstCalls};
+use crate::followers::{FollowerCounts, FollowersResult, Following};
 use crate::http::{self, HttpResult};
 use crate::interleave::{self, Interleaved, VariantResult};
 use crate::machine::Machine;
@@ -222,6 +223,24 @@ fn http_trigger() -> HttpResult {
         ratios: interleave::ratios(&route, &execute),
         difference: http::difference(&route, &execute),
         measured: interleaved(vec![execute, route]),
+    }
+}
+
+fn followers() -> FollowersResult {
+    let alone = variant(Following::Alone, 1.0, 900.0);
+    let followed = variant(Following::Followed, 1.02, 880.0);
+    FollowersResult {
+        function: "bench-1-docker-single".into(),
+        followers: 20,
+        ratios: interleave::ratios(&followed, &alone),
+        followed_calls: 4_500,
+        counts: FollowerCounts {
+            streams_opened: 280,
+            connect_errors: vec!["answered 429 | too many\nstreams".into()],
+            ended_early: 1,
+            events_per_follower: vec![4_490, 4_500, 4_500],
+        },
+        measured: interleaved(vec![alone, followed]),
     }
 }
 
@@ -460,6 +479,7 @@ fn docker() -> RuntimeResults {
     r.noisy_neighbour = Some(noisy(false));
     r.auth_overhead = Some(auth());
     r.http_trigger = Some(http_trigger());
+    r.followers = Some(followers());
     r.dependencies = Some(deps());
     r.async_invocations = Some(async_calls());
     r.pool = vec![
