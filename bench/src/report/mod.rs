@@ -314,6 +314,8 @@ pub fn markdown(results: &Results) -> String {
 
 #[cfg(test)]
 mod snapshot;
+#[cfg(test)]
+mod snapshot_async;
 
 #[cfg(test)]
 mod tests;
