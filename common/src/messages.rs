@@ -270,7 +270,7 @@ pub const EVENT_TYPE_FUNCTION: &str = "function";
 /// The AMQP `type` of a [`KeyEvent`]; workers ignore these.
 pub const EVENT_TYPE_KEY: &str = "key";
 /// The AMQP type of the invocation records an api replica stored (for the other replicas'
-/// invocation streams); workers ignore these.
+/// invocation streams), published on the records exchange, which only api replicas bind.
 pub const EVENT_TYPE_RECORDS: &str = "records";
 
 /// A change to a function, broadcast on the events exchange after it is committed.

@@ -133,7 +133,7 @@ impl Sent {
     }
 }
 
-/// The records one api replica stored for one namespace, as published on the events exchange
+/// The records one api replica stored for one namespace, as published on the records exchange
 /// (AMQP type [`common::EVENT_TYPE_RECORDS`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordsEvent {

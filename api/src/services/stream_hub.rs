@@ -1,6 +1,6 @@
 //! How stored invocation records reach this replica's open streams (`GET
 //! /invocations/stream`): the record writer hands what it stored to the [`RecordFanout`],
-//! which publishes it on the events exchange off the writer's path; every api replica (this
+//! which publishes it on the records exchange (api replicas only) off the writer's path; every api replica (this
 //! one too) hears those events and hands the records to its [`StreamHub`], one broadcast
 //! channel per namespace, which each open stream of that namespace reads.
 //!
