@@ -21,7 +21,7 @@ use crate::client::{Api, Target, Whoami};
 use crate::config::{Config, Runtime, Scenario};
 use crate::interleave::{self, Interleaved, Plan, VARIANT_ALIGN, VARIANT_HEAD, Variant};
 use crate::scenarios::Ctx;
-use crate::section::{Section, Status, TargetCheck, cell, error_rows, ratio_cell};
+use crate::section::{Section, Status, TargetCheck, cell, ratio_cell};
 use anyhow::{Context, bail};
 use serde::Serialize;
 use std::fmt::Write;
@@ -269,16 +269,9 @@ impl Section for AuthSection {
     }
 
     fn errors(&self, runtime: Runtime, auth: &AuthResult) -> Vec<String> {
-        let measured = &auth.measured;
-        let mut lines = error_rows("7. warm-up", runtime, &measured.warmup.error_kinds);
-        for v in &measured.variants {
-            let label = auth_variant_label(auth, v.key);
-            let c1 = format!("7. {label}, c=1");
-            lines.extend(error_rows(&c1, runtime, &v.warm.error_kinds));
-            let cn = format!("7. {label}, c={}", measured.concurrency);
-            lines.extend(error_rows(&cn, runtime, &v.load.error_kinds));
-        }
-        lines
+        interleave::error_rows_of("7", runtime, &auth.measured, |key| {
+            auth_variant_label(auth, key)
+        })
     }
 
     fn targets(

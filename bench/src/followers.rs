@@ -13,7 +13,7 @@ use crate::client::{Api, Target};
 use crate::config::{Config, Runtime, Scenario};
 use crate::interleave::{self, Interleaved, Plan, Ratios, VARIANT_ALIGN, VARIANT_HEAD, Variant};
 use crate::scenarios::Ctx;
-use crate::section::{Section, Status, TargetCheck, cell, error_rows, ratio_cell};
+use crate::section::{Section, Status, TargetCheck, cell, ratio_cell};
 use anyhow::Context;
 use serde::Serialize;
 use std::fmt::Write;
@@ -370,14 +370,9 @@ impl Section for FollowersSection {
     }
 
     fn errors(&self, runtime: Runtime, result: &FollowersResult) -> Vec<String> {
-        let measured = &result.measured;
-        let mut lines = error_rows("11. warm-up", runtime, &measured.warmup.error_kinds);
-        for v in &measured.variants {
-            let c1 = format!("11. {}, c=1", v.key.label());
-            lines.extend(error_rows(&c1, runtime, &v.warm.error_kinds));
-            let cn = format!("11. {}, c={}", v.key.label(), measured.concurrency);
-            lines.extend(error_rows(&cn, runtime, &v.load.error_kinds));
-        }
+        let mut lines = interleave::error_rows_of("11", runtime, &result.measured, |following| {
+            following.label().to_owned()
+        });
         for error in &result.counts.connect_errors {
             lines.push(format!(
                 "| 11. follower's stream | {} | - | stream | 1 | {} |",

@@ -25,7 +25,7 @@ use crate::client::{Api, Target};
 use crate::config::{Config, Runtime, Scenario};
 use crate::interleave::{self, Interleaved, Plan, Ratios, VARIANT_ALIGN, VARIANT_HEAD, Variant};
 use crate::scenarios::Ctx;
-use crate::section::{Section, Status, TargetCheck, error_rows, range_cell, ratio_cell};
+use crate::section::{Section, Status, TargetCheck, range_cell, ratio_cell};
 use crate::stats::Summary;
 use serde::Serialize;
 use std::fmt::Write;
@@ -311,15 +311,7 @@ impl Section for HttpSection {
     }
 
     fn errors(&self, runtime: Runtime, http: &HttpResult) -> Vec<String> {
-        let measured = &http.measured;
-        let mut lines = error_rows("8. warm-up", runtime, &measured.warmup.error_kinds);
-        for v in &measured.variants {
-            let c1 = format!("8. {}, c=1", v.key.label());
-            lines.extend(error_rows(&c1, runtime, &v.warm.error_kinds));
-            let cn = format!("8. {}, c={}", v.key.label(), measured.concurrency);
-            lines.extend(error_rows(&cn, runtime, &v.load.error_kinds));
-        }
-        lines
+        interleave::error_rows_of("8", runtime, &http.measured, |path| path.label().to_owned())
     }
 
     fn targets(

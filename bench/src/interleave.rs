@@ -15,7 +15,7 @@ use crate::client::{Api, Target};
 use crate::config::Runtime;
 use crate::followers::Followers;
 use crate::scenarios::{self, Ctx, Stop, Warmup};
-use crate::section::{ms, opt_ms, range_cell};
+use crate::section::{error_rows, ms, opt_ms, range_cell};
 use crate::stats::{CallStats, Recorder, Summary};
 use serde::Serialize;
 use std::fmt::Debug;
@@ -155,6 +155,29 @@ pub fn variant_cells<K>(v: &VariantResult<K>) -> String {
         opt_ms(load, |s| s.p50_ms),
         opt_ms(load, |s| s.p99_ms),
     )
+}
+
+/// The error rows of interleaved scenario `number` (`"7"`): its warm-up, then each variant's
+/// calls at concurrency 1 and at `--concurrency`, the variant named by `label`.
+pub fn error_rows_of<K: Copy>(
+    number: &str,
+    runtime: Runtime,
+    measured: &Interleaved<K>,
+    label: impl Fn(K) -> String,
+) -> Vec<String> {
+    let mut lines = error_rows(
+        &format!("{number}. warm-up"),
+        runtime,
+        &measured.warmup.error_kinds,
+    );
+    for v in &measured.variants {
+        let name = label(v.key);
+        let c1 = format!("{number}. {name}, c=1");
+        lines.extend(error_rows(&c1, runtime, &v.warm.error_kinds));
+        let cn = format!("{number}. {name}, c={}", measured.concurrency);
+        lines.extend(error_rows(&cn, runtime, &v.load.error_kinds));
+    }
+    lines
 }
 
 /// The order of `n` variants in round `round`: rotated by one each round.
