@@ -24,6 +24,14 @@ const SOURCES: std::ops::RangeInclusive<u8> = 2..=9;
 /// (`limits::DRAIN_MAX_TIME`).
 const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
 
+/// How soon a keyed call or list must be answered, flood or not. Not a measure of speed (the
+/// test prints the medians): a flood that starved keyed callers would hold them until the
+/// drain lets go, past this; a CI machine busy with the other tests stays well under it.
+const SERVED_WITHIN: Duration = Duration::from_secs(8);
+/// How soon each stalled anonymous request must be refused: well before the body it never
+/// sends could have been waited for (`REQUEST_TIMEOUT`), on a busy machine.
+const ANSWERED_WITHIN: Duration = Duration::from_secs(10);
+
 /// The api binary, run as its own process on a test app's database and queues.
 struct ApiProcess {
     child: tokio::process::Child,
@@ -192,8 +200,13 @@ fn closed_by_server(stream: &TcpStream) -> bool {
     }
 }
 
-/// `n` keyed calls of `url` one after the other, each 200 within 2 s; their latencies.
-async fn keyed_calls(client: &reqwest::Client, url: &str, n: usize) -> Vec<Duration> {
+/// `n` keyed calls of `url` one after the other, each 200 within `within`; their latencies.
+async fn keyed_calls(
+    client: &reqwest::Client,
+    url: &str,
+    n: usize,
+    within: Duration,
+) -> Vec<Duration> {
     let mut latencies = Vec::with_capacity(n);
     for _ in 0..n {
         let started = Instant::now();
@@ -206,10 +219,7 @@ async fn keyed_calls(client: &reqwest::Client, url: &str, n: usize) -> Vec<Durat
         let elapsed = started.elapsed();
         let (status, body) = read(response).await;
         assert_eq!(status, 200, "a keyed call: {body}");
-        assert!(
-            elapsed < Duration::from_secs(2),
-            "a keyed call took {elapsed:?}"
-        );
+        assert!(elapsed < within, "a keyed call took {elapsed:?}");
         latencies.push(elapsed);
     }
     latencies
@@ -252,8 +262,10 @@ async fn fifteen_hundred_stalled_anonymous_bodies_leave_keyed_calls_and_manageme
         .await;
     assert_eq!(status, 201, "{body}");
     let execute = format!("{}/execute/hello", api.base_url);
-    keyed_calls(&tenant.client, &execute, 5).await; // warm
-    let before = keyed_calls(&tenant.client, &execute, 20).await;
+    // The first call starts the function cold, which a CI machine busy with other tests may
+    // take seconds over.
+    keyed_calls(&tenant.client, &execute, 5, Duration::from_secs(60)).await;
+    let before = keyed_calls(&tenant.client, &execute, 20, SERVED_WITHIN).await;
     let management_before = tenant.list_functions(5).await;
     let (rss_before, fds_before) = (api.rss_mib(), api.open_fds());
 
@@ -288,7 +300,7 @@ async fn fifteen_hundred_stalled_anonymous_bodies_leave_keyed_calls_and_manageme
                     api.addr,
                     sources[i % sources.len()],
                     requests[i].as_bytes(),
-                    Duration::from_secs(10),
+                    Duration::from_secs(20),
                 )
             }))
             .await,
@@ -308,7 +320,7 @@ async fn fifteen_hundred_stalled_anonymous_bodies_leave_keyed_calls_and_manageme
                 .contains("connection: close")
         );
         assert!(
-            connection.answered_in < Duration::from_secs(5),
+            connection.answered_in < ANSWERED_WITHIN,
             "answered after {:?}",
             connection.answered_in
         );
@@ -322,7 +334,7 @@ async fn fifteen_hundred_stalled_anonymous_bodies_leave_keyed_calls_and_manageme
         .filter(|c| !closed_by_server(&c.stream))
         .count();
     let (rss_during, fds_during) = (api.rss_mib(), api.open_fds());
-    let during = keyed_calls(&tenant.client, &execute, 20).await;
+    let during = keyed_calls(&tenant.client, &execute, 20, SERVED_WITHIN).await;
     let management_during = tenant.list_functions(5).await;
     let open_after_calls = stalled
         .iter()
@@ -372,7 +384,7 @@ async fn fifteen_hundred_stalled_anonymous_bodies_leave_keyed_calls_and_manageme
         flood_started.elapsed()
     );
     drop(stalled);
-    keyed_calls(&tenant.client, &execute, 3).await;
+    keyed_calls(&tenant.client, &execute, 3, SERVED_WITHIN).await;
     api.stop().await;
     app.stop().await;
 }
@@ -391,7 +403,8 @@ impl Caller {
         }
     }
 
-    /// `n` lists of the functions, each 200 (with `hello`) within 2 s; their latencies.
+    /// `n` lists of the functions, each 200 (with `hello`) within [`SERVED_WITHIN`]; their
+    /// latencies.
     async fn list_functions(&self, n: usize) -> Vec<Duration> {
         let mut latencies = Vec::with_capacity(n);
         for _ in 0..n {
@@ -400,7 +413,7 @@ impl Caller {
             let elapsed = started.elapsed();
             assert_eq!(status, 200, "management works: {functions}");
             assert_eq!(functions[0]["name"], "hello");
-            assert!(elapsed < Duration::from_secs(2), "a list took {elapsed:?}");
+            assert!(elapsed < SERVED_WITHIN, "a list took {elapsed:?}");
             latencies.push(elapsed);
         }
         latencies
@@ -578,7 +591,7 @@ async fn every_keyed_route_answers_a_request_without_its_key_before_reading_its_
                 "{route}: the unread body is not taken for a next request: {answer}"
             );
             assert!(
-                elapsed < Duration::from_secs(2),
+                elapsed < ANSWERED_WITHIN,
                 "{route}: answered after {elapsed:?}, as if the body had been waited for"
             );
         }

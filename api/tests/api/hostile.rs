@@ -137,8 +137,11 @@ async fn floods_and_huge_results_cost_the_worker_a_bounded_amount_and_sigterm_st
         "the size and the limit are named: {detail}"
     );
     assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "answered at once, not at the timeout"
+        // Its timeout is 30 s; a CI machine busy with other tests has taken over 5 s to
+        // generate and refuse the 20 MB.
+        started.elapsed() < Duration::from_secs(15),
+        "answered at once, not at the timeout: {:?}",
+        started.elapsed()
     );
     let peak = sampling.await.unwrap();
     println!(
