@@ -49,6 +49,17 @@ pub struct StreamedRecord {
     pub worker_id: Option<String>,
 }
 
+/// The text of `record`'s server-sent event: `id` its `seq`, `event: invocation`, and `data`
+/// the record as one line of JSON (JSON escapes every newline a log holds).
+pub fn sse_event(record: &StreamedRecord) -> String {
+    let json = serde_json::to_string(record).expect("a record's fields always serialize");
+    format!("id: {}\nevent: invocation\ndata: {json}\n\n", record.seq)
+}
+
+/// What an idle stream sends now and then: an SSE comment, which clients ignore, so that
+/// proxies and clients see the connection is alive.
+pub const KEEP_ALIVE_EVENT: &str = ": keep-alive\n\n";
+
 /// The `status` a stream may be filtered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamStatus {
@@ -275,6 +286,23 @@ mod tests {
         let live: Vec<i64> = (12..=14).filter(|seq| sent.admit(*seq)).collect();
         assert_eq!(replayed, [11, 12, 13]);
         assert_eq!(live, [14]);
+    }
+
+    #[test]
+    fn an_event_is_one_line_of_json_with_the_seq_as_its_id() {
+        let mut with_lines = record(42, "hello", "success");
+        with_lines.logs = Some("line one\nline two\n".into());
+        let text = sse_event(&with_lines);
+        let (head, data) = text.split_once("data: ").unwrap();
+        assert_eq!(head, "id: 42\nevent: invocation\n");
+        let json = data
+            .strip_suffix("\n\n")
+            .expect("an event ends with a blank line");
+        assert!(!json.contains('\n'), "{json}");
+        assert_eq!(
+            serde_json::from_str::<StreamedRecord>(json).unwrap(),
+            with_lines
+        );
     }
 
     #[test]

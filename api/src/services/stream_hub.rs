@@ -11,7 +11,8 @@
 //! open stream read what it missed from the database.
 
 use crate::broker::Invoker;
-use crate::domain::stream::{StreamedRecord, event_bodies};
+use crate::domain::stream::{StreamedRecord, event_bodies, sse_event};
+use axum::body::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -26,8 +27,16 @@ const FANOUT_QUEUE: usize = 64;
 /// message size limit, and small enough that one event does not hold a replica's memory.
 const MAX_EVENT_BYTES: usize = 512 * 1024;
 
+/// A record as the hub hands it to the streams: the record, for their filters, and the text
+/// of its event, rendered once for every stream that sends it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveRecord {
+    pub record: StreamedRecord,
+    pub event: Bytes,
+}
+
 /// A batch of one namespace's records, shared by every stream that reads it.
-pub type Batch = Arc<[StreamedRecord]>;
+pub type Batch = Arc<[LiveRecord]>;
 
 /// This replica's open streams, by namespace.
 pub struct StreamHub {
@@ -100,10 +109,23 @@ impl StreamHub {
 
     /// Hands `records`, stored for `namespace` by some replica, to its open streams here.
     pub fn publish(&self, namespace: &str, records: Vec<StreamedRecord>) {
-        let topics = self.topics.lock().unwrap();
-        if let Some(topic) = topics.get(namespace) {
+        // Rendered outside the lock, which streams opening and closing take.
+        let sender = self
+            .topics
+            .lock()
+            .unwrap()
+            .get(namespace)
+            .map(|topic| topic.sender.clone());
+        if let Some(sender) = sender {
+            let batch: Batch = records
+                .into_iter()
+                .map(|record| LiveRecord {
+                    event: Bytes::from(sse_event(&record)),
+                    record,
+                })
+                .collect();
             // No receiver is no error: the last stream just went.
-            let _ = topic.sender.send(records.into());
+            let _ = sender.send(batch);
         }
     }
 
@@ -211,7 +233,9 @@ mod tests {
         let record = crate::domain::stream::tests_support::record(7);
         hub.publish("a", vec![record.clone()]);
         hub.publish("nobody", vec![record.clone()]);
-        assert_eq!(a.live.recv().await.unwrap()[0], record);
+        let live = &a.live.recv().await.unwrap()[0];
+        assert_eq!(live.record, record);
+        assert_eq!(live.event, sse_event(&record).as_bytes());
         assert!(b.live.try_recv().is_err());
     }
 

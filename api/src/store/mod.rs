@@ -73,3 +73,16 @@ pub async fn ping(pool: &Pool) -> Result<(), DbError> {
     client.simple_query("SELECT 1").await?;
     Ok(())
 }
+
+/// A pool whose every connection fails at once, for unit tests of code that holds a pool but
+/// must not (or does not) reach a server: a Unix socket in a directory that does not exist.
+#[cfg(test)]
+pub fn pool_of_nothing() -> Pool {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host_path("/nonexistent/faas-unit-test")
+        .user("test")
+        .dbname("test");
+    let manager = Manager::new(config, NoTls);
+    Pool::builder(manager).max_size(1).build().expect("a pool")
+}

@@ -4,20 +4,7 @@
 
 use super::*;
 use crate::services::route_table::RouteTable;
-use crate::store::DbError;
-use deadpool_postgres::Pool;
-
-/// A pool whose every connection fails at once: a Unix socket in a directory that does not
-/// exist, so that no test reaches a server, or waits for one.
-fn pool_of_nothing() -> Pool {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host_path("/nonexistent/faas-unit-test")
-        .user("test")
-        .dbname("test");
-    let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
-    Pool::builder(manager).max_size(1).build().expect("a pool")
-}
+use crate::store::{DbError, pool_of_nothing};
 
 fn live() -> LiveBackend {
     LiveBackend {
