@@ -1,6 +1,7 @@
 //! How stored invocation records reach this replica's open streams (`GET
 //! /invocations/stream`): the record writer hands what it stored to the [`RecordFanout`],
-//! which publishes it on the records exchange (api replicas only) off the writer's path; every api replica (this
+//! which gathers it for [`GATHER_WINDOW`] and publishes it on the records exchange (api
+//! replicas only) off the writer's path; every api replica (this
 //! one too) hears those events and hands the records to its [`StreamHub`], one broadcast
 //! channel per namespace, which each open stream of that namespace reads.
 //!
@@ -15,14 +16,22 @@ use crate::domain::stream::{StreamedRecord, event_bodies, sse_event};
 use axum::body::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Batches of records one stream may fall behind by before it is ended.
 const LIVE_BACKLOG: usize = 256;
 /// Batches the fanout holds while it publishes; beyond, new ones are dropped (and counted).
 const FANOUT_QUEUE: usize = 64;
+/// How long the fanout gathers what the writer stores before it publishes it: the records of
+/// calls that end within it travel in one event and reach each stream as one write, instead
+/// of one of each per call (a stream is this much later at most).
+pub const GATHER_WINDOW: Duration = Duration::from_millis(100);
+/// Records gathered past which the fanout publishes without waiting for the window's end.
+const GATHER_MAX: usize = 2_000;
 /// The largest records event published (several for a batch over it): well under RabbitMQ's
 /// message size limit, and small enough that one event does not hold a replica's memory.
 const MAX_EVENT_BYTES: usize = 512 * 1024;
@@ -165,16 +174,17 @@ impl Drop for Subscription {
 /// Publishes the records the writer stored, each with its namespace, from a task of its own.
 #[derive(Clone)]
 pub struct RecordFanout {
-    tx: mpsc::Sender<Vec<(String, StreamedRecord)>>,
+    tx: mpsc::Sender<Stored>,
 }
 
 impl RecordFanout {
     /// Starts the publishing task; it ends once every `RecordFanout` is dropped and what was
     /// queued is published.
     pub fn spawn(invoker: Arc<Invoker>) -> (RecordFanout, JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<Vec<(String, StreamedRecord)>>(FANOUT_QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Stored>(FANOUT_QUEUE);
         let task = tokio::spawn(async move {
-            while let Some(records) = rx.recv().await {
+            while let Some(first) = rx.recv().await {
+                let records = gather(first, &mut rx).await;
                 // With the broker away nothing can be published; the streams re-read the
                 // database when the connection is back.
                 if !invoker.is_connected() {
@@ -189,7 +199,7 @@ impl RecordFanout {
     }
 
     /// Queues `records` for publishing; never waits. A full queue drops them, counted.
-    pub fn offer(&self, records: Vec<(String, StreamedRecord)>) {
+    pub fn offer(&self, records: Stored) {
         if records.is_empty() {
             return;
         }
@@ -202,6 +212,22 @@ impl RecordFanout {
             );
         }
     }
+}
+
+/// Records queued for publishing, with their namespaces.
+type Stored = Vec<(String, StreamedRecord)>;
+
+/// `first` and what else comes on `rx` within [`GATHER_WINDOW`] of it, until [`GATHER_MAX`]
+/// records or the writer's end.
+async fn gather(mut records: Stored, rx: &mut mpsc::Receiver<Stored>) -> Stored {
+    let window_ends = Instant::now() + GATHER_WINDOW;
+    while records.len() < GATHER_MAX {
+        match tokio::time::timeout_at(window_ends, rx.recv()).await {
+            Ok(Some(more)) => records.extend(more),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    records
 }
 
 #[cfg(test)]
@@ -248,5 +274,55 @@ mod tests {
         hub.close();
         assert!(a.closed.is_cancelled());
         assert!(hub.subscribe("b").unwrap().closed.is_cancelled());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_fanout_gathers_what_is_stored_within_its_window() {
+        let (tx, mut rx) = mpsc::channel(FANOUT_QUEUE);
+        let stored = |seq: i64| {
+            vec![(
+                "a".to_owned(),
+                crate::domain::stream::tests_support::record(seq),
+            )]
+        };
+        let writer = tokio::spawn(async move {
+            tx.send(stored(2)).await.unwrap();
+            tokio::time::sleep(GATHER_WINDOW / 2).await;
+            tx.send(stored(3)).await.unwrap();
+            tokio::time::sleep(GATHER_WINDOW).await;
+            tx.send(stored(4)).await.unwrap();
+        });
+        let seqs = |records: Stored| records.into_iter().map(|(_, r)| r.seq).collect::<Vec<_>>();
+        let started = Instant::now();
+        assert_eq!(seqs(gather(stored(1), &mut rx).await), [1, 2, 3]);
+        assert_eq!(started.elapsed(), GATHER_WINDOW);
+        let next = rx.recv().await.unwrap();
+        assert_eq!(
+            seqs(gather(next, &mut rx).await),
+            [4],
+            "the writer is gone: no wait"
+        );
+        writer.await.unwrap();
+
+        let (tx, mut rx) = mpsc::channel(FANOUT_QUEUE);
+        for _ in 0..3 {
+            tx.send(vec![
+                (
+                    "a".to_owned(),
+                    crate::domain::stream::tests_support::record(1)
+                );
+                GATHER_MAX / 2
+            ])
+            .await
+            .unwrap();
+        }
+        let started = Instant::now();
+        let first = rx.recv().await.unwrap();
+        assert_eq!(
+            gather(first, &mut rx).await.len(),
+            GATHER_MAX,
+            "a full gathering goes at once"
+        );
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 }
