@@ -19,6 +19,7 @@
 
 use crate::client::{Api, Target, Whoami};
 use crate::config::{Config, Runtime, Scenario};
+use crate::cpu::CpuUsage;
 use crate::interleave::{self, Interleaved, Plan, VARIANT_ALIGN, VARIANT_HEAD, Variant};
 use crate::scenarios::Ctx;
 use crate::section::{Section, Status, TargetCheck, cell, ratio_cell};
@@ -266,6 +267,14 @@ impl Section for AuthSection {
             write_auth(&mut out, *runtime, auth);
         }
         out
+    }
+
+    fn cpu<'r>(&self, auth: &'r AuthResult) -> Vec<(&'static str, &'r CpuUsage)> {
+        interleave::cpu_rows_of(&auth.measured, |key| match key {
+            Key::None => "7. auth off, load",
+            Key::Given => "7. auth on, given key, load",
+            Key::Made => "7. auth on, made key, load",
+        })
     }
 
     fn errors(&self, runtime: Runtime, auth: &AuthResult) -> Vec<String> {

@@ -173,6 +173,67 @@ impl CpuMeter {
     }
 }
 
+impl CpuUsage {
+    /// The use over several phases, as one: each figure the phases' mean weighted by their
+    /// seconds, over the phases that have it (processes by name, services by name); `None`
+    /// for no phase.
+    pub fn combined(phases: &[CpuUsage]) -> Option<CpuUsage> {
+        let first = phases.first()?;
+        let seconds: f64 = phases.iter().map(|p| p.seconds).sum();
+        let mean = |figure: &dyn Fn(&CpuUsage) -> Option<f64>| -> Option<f64> {
+            let (weighted, weight) = phases
+                .iter()
+                .filter_map(|p| figure(p).map(|cores| (cores * p.seconds, p.seconds)))
+                .fold((0.0, 0.0), |(a, b), (c, d)| (a + c, b + d));
+            (weight > 0.0).then(|| weighted / weight)
+        };
+        let process_cores = |name: &str| {
+            mean(&|p: &CpuUsage| {
+                p.processes
+                    .iter()
+                    .find(|process| process.name == name)
+                    .map(|process| process.cores)
+            })
+        };
+        let service_cores = |name: &str| {
+            mean(&|p: &CpuUsage| {
+                p.services
+                    .iter()
+                    .find(|service| service.name == name)
+                    .map(|service| service.cores)
+            })
+        };
+        Some(CpuUsage {
+            seconds,
+            machine_cores: mean(&|p| p.machine_cores),
+            processes: first
+                .processes
+                .iter()
+                .filter_map(|process| {
+                    Some(ProcessCpu {
+                        name: process.name.clone(),
+                        pid: process.pid,
+                        cores: process_cores(&process.name)?,
+                    })
+                })
+                .collect(),
+            bench_cores: mean(&|p| p.bench_cores),
+            containers_cores: mean(&|p| p.containers_cores),
+            services: first
+                .services
+                .iter()
+                .filter_map(|service| {
+                    Some(ServiceCpu {
+                        name: service.name.clone(),
+                        cores: service_cores(&service.name)?,
+                    })
+                })
+                .collect(),
+            rest_cores: mean(&|p| p.rest_cores),
+        })
+    }
+}
+
 /// Busy ticks of the whole machine (all CPUs): the first line of /proc/stat without idle and
 /// iowait (guest time is already in user).
 fn machine_busy_ticks() -> Option<u64> {
@@ -235,5 +296,37 @@ mod tests {
         assert!(usage.machine_cores.is_some());
         assert_eq!(usage.services.len(), SERVICES.len());
         assert!(machine_busy_ticks().is_some());
+    }
+
+    fn usage(seconds: f64, api: f64, bench: Option<f64>) -> CpuUsage {
+        CpuUsage {
+            seconds,
+            machine_cores: Some(api * 2.0),
+            processes: vec![ProcessCpu {
+                name: "api".into(),
+                pid: 1,
+                cores: api,
+            }],
+            bench_cores: bench,
+            containers_cores: None,
+            services: vec![ServiceCpu {
+                name: "Postgres".into(),
+                cores: api / 2.0,
+            }],
+            rest_cores: Some(0.0),
+        }
+    }
+
+    #[test]
+    fn phases_combine_weighted_by_their_seconds() {
+        let both = CpuUsage::combined(&[usage(1.0, 0.4, Some(0.1)), usage(3.0, 0.8, None)])
+            .expect("two phases");
+        assert_eq!(both.seconds, 4.0);
+        assert!((both.processes[0].cores - 0.7).abs() < 1e-9);
+        assert!((both.machine_cores.unwrap() - 1.4).abs() < 1e-9);
+        assert!((both.services[0].cores - 0.35).abs() < 1e-9);
+        assert_eq!(both.bench_cores, Some(0.1), "only the phase that has it");
+        assert_eq!(both.containers_cores, None);
+        assert!(CpuUsage::combined(&[]).is_none());
     }
 }

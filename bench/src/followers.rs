@@ -11,6 +11,7 @@
 
 use crate::client::{Api, Target};
 use crate::config::{Config, Runtime, Scenario};
+use crate::cpu::CpuUsage;
 use crate::interleave::{self, Interleaved, Plan, Ratios, VARIANT_ALIGN, VARIANT_HEAD, Variant};
 use crate::scenarios::Ctx;
 use crate::section::{Section, Status, TargetCheck, cell, ratio_cell};
@@ -367,6 +368,13 @@ impl Section for FollowersSection {
             write_followers(&mut out, *runtime, result);
         }
         out
+    }
+
+    fn cpu<'r>(&self, result: &'r FollowersResult) -> Vec<(&'static str, &'r CpuUsage)> {
+        interleave::cpu_rows_of(&result.measured, |following| match following {
+            Following::Alone => "11. no followers, load",
+            Following::Followed => "11. followed, load",
+        })
     }
 
     fn errors(&self, runtime: Runtime, result: &FollowersResult) -> Vec<String> {

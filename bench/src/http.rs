@@ -23,6 +23,7 @@
 
 use crate::client::{Api, Target};
 use crate::config::{Config, Runtime, Scenario};
+use crate::cpu::CpuUsage;
 use crate::interleave::{self, Interleaved, Plan, Ratios, VARIANT_ALIGN, VARIANT_HEAD, Variant};
 use crate::scenarios::Ctx;
 use crate::section::{Section, Status, TargetCheck, range_cell, ratio_cell};
@@ -308,6 +309,13 @@ impl Section for HttpSection {
             write_http(&mut out, *runtime, http);
         }
         out
+    }
+
+    fn cpu<'r>(&self, http: &'r HttpResult) -> Vec<(&'static str, &'r CpuUsage)> {
+        interleave::cpu_rows_of(&http.measured, |path| match path {
+            Path::Execute => "8. /execute, load",
+            Path::Route => "8. route, load",
+        })
     }
 
     fn errors(&self, runtime: Runtime, http: &HttpResult) -> Vec<String> {

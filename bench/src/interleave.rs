@@ -13,6 +13,7 @@
 
 use crate::client::{Api, Target};
 use crate::config::Runtime;
+use crate::cpu::CpuUsage;
 use crate::followers::Followers;
 use crate::scenarios::{self, Ctx, Stop, Warmup};
 use crate::section::{error_rows, ms, opt_ms, range_cell};
@@ -94,6 +95,8 @@ pub struct VariantResult<K> {
     pub calls_per_s: f64,
     /// Successful calls per second of each round's phase, in order.
     pub phase_calls_per_s: Vec<f64>,
+    /// Where the CPU went during the phases, all together.
+    pub load_cpu: Option<CpuUsage>,
 }
 
 impl<K> VariantResult<K> {
@@ -229,6 +232,19 @@ pub fn ratios<K: Copy>(on: &VariantResult<K>, off: &VariantResult<K>) -> Ratios<
     }
 }
 
+/// The CPU rows of the report for `measured`'s phases, one per variant that has them, each
+/// named by `label` (`"11. followed, load"`).
+pub fn cpu_rows_of<K: Copy>(
+    measured: &Interleaved<K>,
+    label: impl Fn(K) -> &'static str,
+) -> Vec<(&'static str, &CpuUsage)> {
+    measured
+        .variants
+        .iter()
+        .filter_map(|v| Some((label(v.key), v.load_cpu.as_ref()?)))
+        .collect()
+}
+
 /// Calls `variants` interleaved on `runtime` as `plan` says: first calls, a settle and one
 /// unmeasured block each, the measured blocks, warm-up rounds and unmeasured load at
 /// `--concurrency`, then the measured phases.
@@ -306,12 +322,15 @@ pub async fn measure<K: Copy + Debug>(
     let mut load: Vec<Recorder> = (0..n).map(|_| Recorder::default()).collect();
     let mut load_seconds = vec![0.0; n];
     let mut phase_rates = vec![Vec::new(); n];
+    let mut phase_cpu: Vec<Vec<CpuUsage>> = vec![Vec::new(); n];
     for round in 0..plan.phases {
         for v in rotation(round, n) {
             variants[v].begin_turn().await;
             let until = Instant::now() + Duration::from_secs_f64(plan.phase_secs);
+            let mark = ctx.cpu.mark();
             let phase =
                 scenarios::drive(&variants[v].api, &targets[v], concurrency, Stop::At(until)).await;
+            phase_cpu[v].push(ctx.cpu.since(&mark));
             variants[v].end_turn().await;
             let (recorder, seconds) = phase?;
             phase_rates[v].push(rate(recorder.ok(), seconds));
@@ -335,6 +354,7 @@ pub async fn measure<K: Copy + Debug>(
                 load: load_stats,
                 load_seconds: load_seconds[v],
                 phase_calls_per_s: std::mem::take(&mut phase_rates[v]),
+                load_cpu: CpuUsage::combined(&phase_cpu[v]),
             }
         })
         .collect();
@@ -368,6 +388,7 @@ pub(crate) mod tests {
             load_seconds: 1.0,
             calls_per_s,
             phase_calls_per_s: Vec::new(),
+            load_cpu: None,
         }
     }
 

@@ -176,6 +176,7 @@ fn variant<K>(key: K, first_ms: f64, calls_per_s: f64) -> VariantResult<K> {
         load_seconds: 20.0,
         calls_per_s,
         phase_calls_per_s: vec![calls_per_s - 12.0, calls_per_s + 7.0, calls_per_s],
+        load_cpu: Some(cpu(1.9, true)),
     }
 }
 

@@ -107,6 +107,7 @@ fn variant<K>(key: K, latencies_ms: &[f64], calls_per_s: f64) -> VariantResult<K
         load_seconds: 20.0,
         calls_per_s,
         phase_calls_per_s: vec![calls_per_s - 10.0, calls_per_s + 10.0],
+        load_cpu: None,
     }
 }
 
