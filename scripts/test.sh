@@ -65,8 +65,19 @@ cargo test --workspace --locked --no-run
 # whose features alone differ from the workspace's, a build of its own inside the tests' time.
 export FAAS_TEST_BINARIES_BUILT=1
 
+# A test that SIGKILLs a worker leaves that worker's containers running, as a crashed host
+# would; in a cluster its replacement removes them, but a test's worker is never replaced under
+# its own id. So the containers of test workers (ids `test-…`, api/tests/api/support.rs) are
+# removed before the tests (an earlier run's, however it ended) and after them.
+remove_test_containers() {
+  docker ps -a --filter label=faas.managed=true --format '{{.ID}} {{.Label "faas.worker"}}' \
+    | awk '$2 ~ /^test-/ {print $1}' | xargs -r docker rm -f >/dev/null
+}
+
 log "cargo test"
+remove_test_containers
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
+remove_test_containers
 
 log "seed README curl session"
 bash scripts/seed-session.sh
