@@ -69,6 +69,9 @@ pub enum Scenario {
     /// per run, on the first of `--runtimes`, after scenario 7.
     #[value(alias = "stream")]
     Followers,
+    /// 12: `--burst-calls` concurrent first calls of a function created just before, on each
+    /// runtime, after its other scenarios.
+    Burst,
 }
 
 /// An API key, kept out of `Debug` output, `--help` and the JSON results.
@@ -144,7 +147,7 @@ pub struct Config {
         value_enum,
         value_delimiter = ',',
         default_value = "warm,throughput,cold,round-robin,naive,noisy-neighbour,auth-overhead,\
-                         http-trigger,followers"
+                         http-trigger,followers,burst"
     )]
     pub scenarios: Vec<Scenario>,
 
@@ -179,6 +182,10 @@ pub struct Config {
     /// Scenario 3: fresh functions, each created and then called once.
     #[arg(long, env = "BENCH_COLD_FUNCTIONS", default_value_t = 30)]
     pub cold_functions: usize,
+
+    /// Scenario 12: first calls of a fresh function sent at once.
+    #[arg(long, env = "BENCH_BURST_CALLS", default_value_t = 64)]
+    pub burst_calls: usize,
 
     /// Scenario 4: distinct functions called round robin.
     #[arg(long, env = "BENCH_RR_FUNCTIONS", default_value_t = 100)]
@@ -468,6 +475,8 @@ mod tests {
     #[test]
     fn stream_followers_are_a_default_scenario_also_called_stream() {
         assert!(Config::parse_from(["bench"]).wants(Scenario::Followers));
+        assert!(Config::parse_from(["bench"]).wants(Scenario::Burst));
+        assert_eq!(Config::parse_from(["bench"]).burst_calls, 64);
         for name in ["followers", "stream"] {
             let one = Config::parse_from(["bench", "--scenarios", name]);
             assert_eq!(one.scenarios, vec![Scenario::Followers]);
@@ -480,7 +489,7 @@ mod tests {
     fn the_http_trigger_is_a_default_scenario_also_called_http() {
         let all = Config::parse_from(["bench"]);
         assert!(all.wants(Scenario::HttpTrigger));
-        assert_eq!(all.scenarios.len(), 9, "{:?}", all.scenarios);
+        assert_eq!(all.scenarios.len(), 10, "{:?}", all.scenarios);
         assert_eq!(all.functions_url, "http://127.0.0.1:8080");
         for name in ["http", "http-trigger"] {
             let one = Config::parse_from(["bench", "--scenarios", name]);

@@ -7,6 +7,7 @@
 
 pub mod async_calls;
 pub mod auth;
+pub mod burst;
 pub mod client;
 pub mod config;
 pub mod cpu;
@@ -246,6 +247,14 @@ async fn run_all(ctx: &Ctx<'_>, out: &mut Vec<RuntimeResults>) {
                 Err(error) => fail(results, "9. dependencies", error),
             }
             pool_change(ctx, results, "9. dependencies", before).await;
+        }
+        if config.wants(Scenario::Burst) {
+            let before = pool_state(ctx, runtime).await;
+            match burst::run(ctx, runtime).await {
+                Ok(r) => results.burst = Some(r),
+                Err(error) => fail(results, "12. burst", error),
+            }
+            pool_change(ctx, results, "12. burst", before).await;
         }
     }
     if config.wants(Scenario::Async) {

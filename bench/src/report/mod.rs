@@ -10,6 +10,7 @@ pub use crate::section::{Status, TargetCheck};
 
 use crate::async_calls::{AsyncResult, AsyncSection};
 use crate::auth::{AuthResult, AuthSection};
+use crate::burst::{BurstResult, BurstSection};
 use crate::config::{Config, Runtime};
 use crate::cpu::CpuUsage;
 use crate::deps::{DepsResult, DepsSection};
@@ -65,6 +66,8 @@ pub struct RuntimeResults {
     pub async_invocations: Option<AsyncResult>,
     /// Scenario 11: only on the first runtime of `--runtimes`.
     pub followers: Option<FollowersResult>,
+    /// Scenario 12.
+    pub burst: Option<BurstResult>,
     /// The worker pool around each scenario (with `--worker-metrics-url`).
     pub pool: Vec<PoolChange>,
     /// Scenarios that could not run, and why.
@@ -87,6 +90,7 @@ impl RuntimeResults {
             dependencies: None,
             async_invocations: None,
             followers: None,
+            burst: None,
             pool: Vec::new(),
             failures: Vec::new(),
         }
@@ -160,7 +164,7 @@ impl<S: Section + Sync> Part for Placed<S> {
 }
 
 /// The scenarios' sections, in the report's order.
-static SECTIONS: [&dyn Part; 11] = [
+static SECTIONS: [&dyn Part; 12] = [
     &Placed {
         section: WarmSection,
         result: |r| r.warm.as_ref(),
@@ -204,6 +208,10 @@ static SECTIONS: [&dyn Part; 11] = [
     &Placed {
         section: FollowersSection,
         result: |r| r.followers.as_ref(),
+    },
+    &Placed {
+        section: BurstSection,
+        result: |r| r.burst.as_ref(),
     },
 ];
 

@@ -7,6 +7,7 @@
 use super::snapshot_async::async_calls;
 use super::{Cleanup, Results, RuntimeResults, check_targets, markdown};
 use crate::auth::{AuthResult, Key};
+use crate::burst::BurstResult;
 use crate::client::{CallOutcome, Timing};
 use crate::config::{Config, Runtime};
 use crate::cpu::{CpuUsage, ProcessCpu, ServiceCpu};
@@ -383,6 +384,16 @@ fn docker() -> RuntimeResults {
     r.followers = Some(followers());
     r.dependencies = Some(deps());
     r.async_invocations = Some(async_calls());
+    let mut burst: Vec<CallOutcome> = (0..6)
+        .map(|i| ok(300.0 + 40.0 * i as f64, i < 4, Some(280.0)))
+        .collect();
+    burst.push(failed(503, "no_worker_room", "no room | now"));
+    r.burst = Some(BurstResult {
+        function: "bench-1-docker-burst".into(),
+        calls: 7,
+        seconds: 0.52,
+        stats: stats(&burst),
+    });
     r.pool = vec![
         pool("1. warm", Some(0.0)),
         pool("2. throughput", Some(2.0)),
