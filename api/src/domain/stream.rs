@@ -12,6 +12,7 @@
 use chrono::{DateTime, Utc};
 use common::ErrorInfo;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
@@ -156,39 +157,45 @@ pub struct RecordsEvent {
 /// none over `max_bytes` unless a single record is (records keep their order within a
 /// namespace).
 pub fn event_bodies(records: Vec<(String, StreamedRecord)>, max_bytes: usize) -> Vec<Vec<u8>> {
-    let mut by_namespace: Vec<(String, Vec<StreamedRecord>)> = Vec::new();
+    // Each record is serialized once: its size decides the cut, and the same text goes into
+    // the body.
+    let mut by_namespace: Vec<(String, Vec<Box<RawValue>>)> = Vec::new();
     for (namespace, record) in records {
+        let json = serde_json::value::to_raw_value(&record).expect("a record always serializes");
         match by_namespace.iter_mut().find(|(name, _)| *name == namespace) {
-            Some((_, list)) => list.push(record),
-            None => by_namespace.push((namespace, vec![record])),
+            Some((_, list)) => list.push(json),
+            None => by_namespace.push((namespace, vec![json])),
         }
     }
     let mut bodies = Vec::new();
-    for (namespace, records) in by_namespace {
-        let mut chunk: Vec<StreamedRecord> = Vec::new();
+    for (namespace, records) in &by_namespace {
+        let mut chunk_start = 0;
         let mut chunk_bytes = 0;
-        for record in records {
-            let size = serde_json::to_vec(&record).map_or(0, |json| json.len()) + 1;
-            if !chunk.is_empty() && chunk_bytes + size > max_bytes {
-                bodies.push(body(&namespace, std::mem::take(&mut chunk)));
+        for (i, json) in records.iter().enumerate() {
+            let size = json.get().len() + 1;
+            if i > chunk_start && chunk_bytes + size > max_bytes {
+                bodies.push(body(namespace, &records[chunk_start..i]));
+                chunk_start = i;
                 chunk_bytes = 0;
             }
             chunk_bytes += size;
-            chunk.push(record);
         }
-        if !chunk.is_empty() {
-            bodies.push(body(&namespace, chunk));
+        if chunk_start < records.len() {
+            bodies.push(body(namespace, &records[chunk_start..]));
         }
     }
     bodies
 }
 
-fn body(namespace: &str, records: Vec<StreamedRecord>) -> Vec<u8> {
-    let event = RecordsEvent {
-        namespace: namespace.to_owned(),
-        records,
-    };
-    serde_json::to_vec(&event).expect("records always serialize")
+/// A [`RecordsEvent`] as it is sent, its records already serialized.
+#[derive(Serialize)]
+struct OutgoingRecords<'a> {
+    namespace: &'a str,
+    records: &'a [Box<RawValue>],
+}
+
+fn body(namespace: &str, records: &[Box<RawValue>]) -> Vec<u8> {
+    serde_json::to_vec(&OutgoingRecords { namespace, records }).expect("records always serialize")
 }
 
 /// Records for the unit tests of the stream's parts.

@@ -196,8 +196,9 @@ fn one_chunk(records: &[&LiveRecord]) -> Option<Bytes> {
         [only] => Some(only.event.clone()),
         many => Some(Bytes::from(
             many.iter()
-                .flat_map(|live| live.event.iter().copied())
-                .collect::<Vec<u8>>(),
+                .map(|live| &live.event[..])
+                .collect::<Vec<_>>()
+                .concat(),
         )),
     }
 }
