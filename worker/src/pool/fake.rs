@@ -81,6 +81,8 @@ pub struct FakeLauncher {
     unavailable: Mutex<HashSet<String>>,
     /// Starts fail while set.
     broken: AtomicBool,
+    /// While set, each launch waits for one of its permits: see [`FakeLauncher::hold_launches`].
+    gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     pub script: Arc<Script>,
 }
 
@@ -94,6 +96,10 @@ impl Launcher for FakeLauncher {
         function: Option<&FunctionSpec>,
         mounts: &Mounts,
     ) -> Result<Fake, ContainerError> {
+        let gate = self.gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.acquire().await.expect("never closed").forget();
+        }
         if self.broken.load(Ordering::SeqCst) {
             return Err(ContainerError::Io(std::io::Error::other("no daemon")));
         }
@@ -145,6 +151,26 @@ impl FakeLauncher {
     /// Kills container `id` from outside.
     pub fn kill(&self, id: &str) {
         self.alive.lock().unwrap()[id].store(false, Ordering::SeqCst);
+    }
+
+    /// Makes every launch from now on wait until [`FakeLauncher::let_launch`] lets it through,
+    /// as a slow daemon would.
+    pub fn hold_launches(&self) {
+        *self.gate.lock().unwrap() = Some(Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    /// Lets `count` held launches through.
+    pub fn let_launch(&self, count: usize) {
+        if let Some(gate) = &*self.gate.lock().unwrap() {
+            gate.add_permits(count);
+        }
+    }
+
+    /// Ids of every container launched so far.
+    pub fn launched(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.alive.lock().unwrap().keys().cloned().collect();
+        ids.sort();
+        ids
     }
 
     pub fn removed(&self) -> Vec<String> {

@@ -6,12 +6,17 @@
 //! What becomes of a container after an exchange is decided here and nowhere else:
 //! [`Health::after_call`] for a call, the init match in `cold_start` for loading the code.
 
-use super::{BusyGuard, Launcher, Mounts, Namespace, Pool, Pooled, Slot, StemKind};
+use super::{
+    Demand, DemandGuard, FunctionKey, Launcher, Mounts, Namespace, Pool, Pooled, Slot, StemKind,
+};
 use crate::death::Death;
 use crate::error::ContainerError;
 use crate::protocol::{CallOutcome, InitOutcome, Violation};
 use common::{ErrorInfo, FunctionSpec, MAX_UNPACKED_BYTES};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// How long finding a container took, for the call's timing.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -21,6 +26,15 @@ pub struct Acquisition {
     /// Set on a cold start: what it took (artifacts, room, a start or a stem cell, loading
     /// the code), whether it ended in a container or not.
     pub cold_start: Option<Duration>,
+}
+
+impl Acquisition {
+    fn warm(waited: Duration) -> Self {
+        Acquisition {
+            warm_wait: waited,
+            cold_start: None,
+        }
+    }
 }
 
 /// One of a function's artifacts.
@@ -107,8 +121,10 @@ pub struct Lease<'a, L: Launcher> {
     pool: &'a Pool<L>,
     slot: Slot<L::Container>,
     /// Counts the call as running, for calls of the same version waiting for a container.
-    busy: BusyGuard<'a, L>,
+    busy: DemandGuard<'a, L>,
     acquisition: Acquisition,
+    /// When the call got the container, for its function's call time.
+    since: Instant,
 }
 
 impl<L: Launcher> Lease<'_, L> {
@@ -128,8 +144,13 @@ impl<L: Launcher> Lease<'_, L> {
     /// removed. For one that died, says how.
     pub async fn release(self, health: Health) -> Option<Death> {
         let Lease {
-            pool, slot, busy, ..
+            pool,
+            slot,
+            busy,
+            since,
+            ..
         } = self;
+        pool.record_call(slot.key(), since.elapsed());
         drop(busy);
         match health {
             Health::Sound => {
@@ -145,39 +166,104 @@ impl<L: Launcher> Lease<'_, L> {
     }
 }
 
+/// How a call that found no idle container got one, or none.
+enum Found<C> {
+    /// One of its function's containers came back idle (or was started for another call).
+    Warm(Slot<C>),
+    /// The call's own start ended, after `waited` for a container first and `took` starting.
+    Started {
+        ended: Result<Slot<C>, NoContainer>,
+        waited: Duration,
+        took: Duration,
+    },
+    /// The deadline passed with no container and no start of the call's own.
+    TooLate,
+}
+
+/// What a call whose start's task ended without an outcome (it panicked) is told.
+fn lost_start() -> NoContainer {
+    NoContainer::StartFailed(ContainerError::Io(std::io::Error::other(
+        "the container's start ended without an outcome",
+    )))
+}
+
+/// Why a start spawned for a call gave no container.
+enum Unstarted {
+    Refused(NoContainer),
+    /// The call got another container before this one was launched: nothing was started.
+    Abandoned,
+}
+
+impl From<NoContainer> for Unstarted {
+    fn from(why: NoContainer) -> Self {
+        Unstarted::Refused(why)
+    }
+}
+
+/// A start spawned for a waiting call: its outcome, sent to the call while it waits, and the
+/// token that abandons it if the call is served first (dropped with the call, it abandons it
+/// too).
+struct OwnStart<C> {
+    outcome: oneshot::Receiver<Result<Slot<C>, NoContainer>>,
+    since: Instant,
+    _abandon: DropGuard,
+}
+
+/// Whether a waiting call starts a container of its own now.
+enum Claim {
+    Start,
+    /// Not before this instant (the function's containers turn over within the warm wait).
+    NotBefore(tokio::time::Instant),
+    /// Not while as many are starting as may (or as calls wait).
+    No,
+}
+
+/// When a container of the version last came back, as a waiting call saw it.
+struct Turnover {
+    returned: u64,
+    since: tokio::time::Instant,
+}
+
 impl<L: Launcher> Pool<L> {
     /// A container for a call of `spec` with `memory_mb` (the job's, held to what this worker
-    /// allows) by `deadline`: a warm one of its version, else one of them that comes back
-    /// within the warm wait, else a cold start. A cold start fetches the function's
-    /// artifacts, then binds a stem cell or starts a container (waiting for room up to the
-    /// room wait), and loads the code within the init timeout; on failure the container is
-    /// already removed.
+    /// allows) by `deadline`: a warm one of its version, else whichever comes first of one of
+    /// them coming back idle and a cold start of the call's own ([`Pool::wait_or_start`]). A
+    /// cold start fetches the function's artifacts, then binds a stem cell or starts a
+    /// container (waiting for room up to the room wait), and loads the code within the init
+    /// timeout; on failure the container is already removed.
     pub async fn acquire(
-        &self,
+        self: &Arc<Self>,
         spec: &FunctionSpec,
         memory_mb: u32,
         deadline: tokio::time::Instant,
     ) -> Result<Lease<'_, L>, Refused> {
         let key = (spec.id, spec.version);
         let looked = Instant::now();
-        let warm = match self.take_idle(key) {
-            Some(slot) => Some(slot),
-            None => {
-                let wait = deadline.min(tokio::time::Instant::now() + self.settings.warm_wait);
-                self.wait_for_idle(key, wait).await
+        let found = match self.take_idle(key) {
+            Some(slot) => Found::Warm(slot),
+            None => self.wait_or_start(spec, memory_mb, deadline).await,
+        };
+        let (slot, acquisition) = match found {
+            Found::Warm(slot) => (slot, Acquisition::warm(looked.elapsed())),
+            Found::Started {
+                ended,
+                waited,
+                took,
+            } => {
+                let acquisition = Acquisition {
+                    warm_wait: waited,
+                    cold_start: Some(took),
+                };
+                match ended {
+                    Ok(slot) => (slot, acquisition),
+                    Err(why) => return Err(Refused { why, acquisition }),
+                }
             }
-        };
-        let mut acquisition = Acquisition {
-            warm_wait: looked.elapsed(),
-            cold_start: None,
-        };
-        let slot = match warm {
-            Some(slot) => slot,
-            None => {
-                let started = Instant::now();
-                let cold = self.cold_start(spec, memory_mb, deadline).await;
-                acquisition.cold_start = Some(started.elapsed());
-                cold.map_err(|why| Refused { why, acquisition })?
+            Found::TooLate => {
+                return Err(Refused {
+                    why: NoContainer::StartTooSlow,
+                    acquisition: Acquisition::warm(looked.elapsed()),
+                });
             }
         };
         Ok(Lease {
@@ -185,7 +271,173 @@ impl<L: Launcher> Pool<L> {
             busy: self.busy(key),
             slot,
             acquisition,
+            since: Instant::now(),
         })
+    }
+
+    /// After no container of `spec`'s version was idle: waits for whichever comes first, one
+    /// of them given back idle or a container the call starts itself. It starts one only while
+    /// fewer are starting for the version than may start at once and than calls wait, and,
+    /// while calls of the version run, once none of their containers came back for the warm
+    /// wait. So a burst of first calls shares the first containers to be ready instead of each
+    /// waiting for its own, and a call never waits for a start while a container of its
+    /// function is idle. A start the call no longer needs is abandoned if it has not launched
+    /// yet, else its container is kept idle for the next call.
+    async fn wait_or_start(
+        self: &Arc<Self>,
+        spec: &FunctionSpec,
+        memory_mb: u32,
+        deadline: tokio::time::Instant,
+    ) -> Found<L::Container> {
+        let key = (spec.id, spec.version);
+        let waiting_since = Instant::now();
+        let _waiting = self.count(key, |demand| &mut demand.waiting);
+        let mut turnover = Turnover {
+            returned: 0,
+            since: tokio::time::Instant::now(),
+        };
+        let mut own: Option<OwnStart<L::Container>> = None;
+        loop {
+            let changed = self.ledger.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(slot) = self.take_idle(key) {
+                if let Some(own) = own {
+                    self.give_up(own);
+                }
+                return Found::Warm(slot);
+            }
+            let mut look_again = deadline;
+            if own.is_none() {
+                match self.claim_start(key, &mut turnover) {
+                    Claim::Start => own = Some(self.spawn_start(spec, memory_mb, deadline)),
+                    Claim::NotBefore(when) => look_again = when.min(deadline),
+                    Claim::No => {}
+                }
+            }
+            match own.as_mut() {
+                Some(start) => {
+                    tokio::select! {
+                        biased;
+                        outcome = &mut start.outcome => {
+                            return Found::Started {
+                                ended: outcome.unwrap_or_else(|_| Err(lost_start())),
+                                waited: start.since.duration_since(waiting_since),
+                                took: start.since.elapsed(),
+                            };
+                        }
+                        () = &mut changed => {}
+                    }
+                }
+                None => {
+                    tokio::select! {
+                        () = &mut changed => {}
+                        () = tokio::time::sleep_until(look_again) => {
+                            if tokio::time::Instant::now() >= deadline {
+                                return Found::TooLate;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a call waiting for `key` starts a container now (counted as starting if so);
+    /// see [`Pool::wait_or_start`]. At most `max_starting` start for a version at once, and no
+    /// more than calls wait. A call starts one at once when nothing else will serve it (none
+    /// running or starting), or when the calls in line would wait longer for the version's
+    /// containers (its recent call time for each turn in line) than a start takes; else once
+    /// no container of the version came back for as long as a start takes (the calls running
+    /// may be slow or stuck), and never before the warm wait.
+    fn claim_start(&self, key: FunctionKey, turnover: &mut Turnover) -> Claim {
+        let now = tokio::time::Instant::now();
+        let mut guard = self.state.lock().unwrap();
+        let state = &mut *guard;
+        let start_takes = state.start_time.max(self.settings.warm_wait);
+        let call_takes = state.call_time.get(&key).copied().unwrap_or_default();
+        let demand: &mut Demand = state.demand.entry(key).or_default();
+        if demand.returned != turnover.returned {
+            turnover.returned = demand.returned;
+            turnover.since = now;
+        }
+        if demand.starting >= self.settings.max_starting.max(1).min(demand.waiting) {
+            return Claim::No;
+        }
+        let serving = demand.running + demand.starting;
+        let turns = demand.waiting.div_ceil(serving.max(1)) as u32;
+        let line_is_long = serving > 0 && call_takes.saturating_mul(turns) > start_takes;
+        let warm_until = turnover.since + self.settings.warm_wait;
+        let patience_ends = turnover.since + start_takes;
+        if serving == 0 || (line_is_long && now >= warm_until) || now >= patience_ends {
+            demand.starting += 1;
+            Claim::Start
+        } else if line_is_long {
+            Claim::NotBefore(warm_until)
+        } else {
+            Claim::NotBefore(patience_ends)
+        }
+    }
+
+    /// Starts a container for a waiting call, in a task of its own so that it goes on when the
+    /// call is served by another container (or gone): then it is kept idle.
+    fn spawn_start(
+        self: &Arc<Self>,
+        spec: &FunctionSpec,
+        memory_mb: u32,
+        deadline: tokio::time::Instant,
+    ) -> OwnStart<L::Container> {
+        let (send, outcome) = oneshot::channel();
+        let abandon = CancellationToken::new();
+        let pool = self.clone();
+        let spec = spec.clone();
+        let abandoned = abandon.clone();
+        let start = async move {
+            let key = (spec.id, spec.version);
+            let began = Instant::now();
+            let ended = pool
+                .cold_start(&spec, memory_mb, deadline, &abandoned)
+                .await;
+            if ended.is_ok() {
+                pool.record_start(began.elapsed());
+            }
+            pool.start_ended(key);
+            let sent = match ended {
+                Ok(slot) => send.send(Ok(slot)),
+                Err(Unstarted::Refused(why)) => send.send(Err(why)),
+                Err(Unstarted::Abandoned) => Ok(()),
+            };
+            if let Err(Ok(slot)) = sent {
+                pool.put_idle(slot);
+            }
+            // Calls waiting for the version may start one of their own now.
+            pool.ledger.changed.notify_waiters();
+        };
+        tokio::spawn(tracing::Instrument::in_current_span(start));
+        OwnStart {
+            outcome,
+            since: Instant::now(),
+            _abandon: abandon.drop_guard(),
+        }
+    }
+
+    /// A call served by another container gives up its own start: abandoned if it has not
+    /// launched; if it has already ended in a container, that one is kept idle.
+    fn give_up(&self, mut own: OwnStart<L::Container>) {
+        own.outcome.close();
+        if let Ok(Ok(slot)) = own.outcome.try_recv() {
+            self.put_idle(slot);
+        }
+    }
+
+    fn start_ended(&self, key: FunctionKey) {
+        let mut state = self.state.lock().unwrap();
+        if let Some(demand) = state.demand.get_mut(&key) {
+            demand.starting = demand.starting.saturating_sub(1);
+            if demand.is_empty() {
+                state.demand.remove(&key);
+            }
+        }
     }
 
     async fn cold_start(
@@ -193,36 +445,33 @@ impl<L: Launcher> Pool<L> {
         spec: &FunctionSpec,
         memory_mb: u32,
         deadline: tokio::time::Instant,
-    ) -> Result<Slot<L::Container>, NoContainer> {
+        abandoned: &CancellationToken,
+    ) -> Result<Slot<L::Container>, Unstarted> {
         // A stem cell cannot take a mount chosen later: a function with dependencies or a
         // package binds one that mounts its artifacts (kept for popular sets), else gets a
         // container of its own, once the artifacts are on this host.
         self.fetch_artifacts(spec, deadline).await?;
+        if abandoned.is_cancelled() {
+            return Err(Unstarted::Abandoned);
+        }
         let mut slot = match self.take_stem(&StemKind::of(spec), memory_mb) {
             Some(stem) => stem,
-            None => self.start_for(spec, memory_mb, deadline).await?,
+            None => self.start_for(spec, memory_mb, deadline, abandoned).await?,
         };
         let init_deadline = deadline.min(tokio::time::Instant::now() + self.settings.init_timeout);
         slot.bind(
             (spec.id, spec.version),
             &Namespace::from(spec.namespace.as_str()),
         );
-        match slot.container.init(spec, init_deadline).await {
-            InitOutcome::Ready => Ok(slot),
-            InitOutcome::Failed { error, logs } => {
-                self.discard(slot);
-                Err(NoContainer::InitFailed { error, logs })
-            }
-            InitOutcome::TimedOut => {
-                self.discard(slot);
-                Err(NoContainer::InitTimedOut)
-            }
-            InitOutcome::Broken(violation) => {
-                self.discard(slot);
-                Err(NoContainer::InitBroken(violation))
-            }
-            InitOutcome::Died => Err(NoContainer::InitDied(self.bury(slot).await)),
-        }
+        let why = match slot.container.init(spec, init_deadline).await {
+            InitOutcome::Ready => return Ok(slot),
+            InitOutcome::Failed { error, logs } => NoContainer::InitFailed { error, logs },
+            InitOutcome::TimedOut => NoContainer::InitTimedOut,
+            InitOutcome::Broken(violation) => NoContainer::InitBroken(violation),
+            InitOutcome::Died => return Err(NoContainer::InitDied(self.bury(slot).await).into()),
+        };
+        self.discard(slot);
+        Err(why.into())
     }
 
     /// Makes the function's artifacts (dependencies, package) present on this host, unless
@@ -261,35 +510,48 @@ impl<L: Launcher> Pool<L> {
         Ok(())
     }
 
-    /// Starts a container of its own for `spec`, once there is room. Waiting for room is
-    /// bounded by the room wait (then the call can go back to the queue) and by `deadline`.
+    /// Starts a container of its own for `spec`, once there is room and a start slot, unless
+    /// the call is served by another container first. Waiting for room is bounded by the room
+    /// wait (then the call can go back to the queue) and by `deadline`.
     async fn start_for(
         &self,
         spec: &FunctionSpec,
         memory_mb: u32,
         deadline: tokio::time::Instant,
-    ) -> Result<Slot<L::Container>, NoContainer> {
+        abandoned: &CancellationToken,
+    ) -> Result<Slot<L::Container>, Unstarted> {
         let until = deadline.min(tokio::time::Instant::now() + self.settings.room_wait);
         let namespace = Namespace::from(spec.namespace.as_str());
-        let Some(room) = self.reserve(memory_mb, &namespace, until).await else {
+        let reserved = tokio::select! {
+            biased;
+            () = abandoned.cancelled() => return Err(Unstarted::Abandoned),
+            room = self.reserve(memory_mb, &namespace, until) => room,
+        };
+        let Some(room) = reserved else {
             if tokio::time::Instant::now() < deadline {
                 tracing::debug!(
                     memory_mb,
                     "no room for the job; giving it back to the queue"
                 );
-                return Err(NoContainer::NoRoom);
+                return Err(NoContainer::NoRoom.into());
             }
-            return Err(NoContainer::NoRoomInTime);
+            return Err(NoContainer::NoRoomInTime.into());
+        };
+        let permit = tokio::select! {
+            biased;
+            () = abandoned.cancelled() => return Err(Unstarted::Abandoned),
+            () = tokio::time::sleep_until(deadline) => return Err(NoContainer::StartTooSlow.into()),
+            permit = self.starting.acquire() => permit.expect("the semaphore is never closed"),
         };
         let mounts = Mounts::of(spec);
-        let start = self.start(spec.language, memory_mb, Some(spec), &mounts, room);
+        let start = self.launch_in(permit, spec.language, memory_mb, Some(spec), &mounts, room);
         let started = tokio::time::timeout_at(deadline, start)
             .await
             .map_err(|_| NoContainer::StartTooSlow)?;
         started.map_err(|error| {
             metrics::counter!("faas_docker_errors_total").increment(1);
             tracing::error!(%error, "cannot start a container");
-            NoContainer::StartFailed(error)
+            NoContainer::StartFailed(error).into()
         })
     }
 
@@ -362,7 +624,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_release_keeps_a_sound_container_warm_and_removes_any_other() {
-        let pool = Pool::new(FakeLauncher::default(), settings(1024));
+        let pool = Arc::new(Pool::new(FakeLauncher::default(), settings(1024)));
         let f = spec(1, 1, 128);
         let oom = Death::OutOfMemory(ErrorInfo::new("Runtime.OutOfMemory", "over"));
         pool.launcher().next_death(oom.clone());
@@ -384,7 +646,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sound_container_of_a_retired_version_is_removed_all_the_same() {
-        let pool = Pool::new(FakeLauncher::default(), settings(1024));
+        let pool = Arc::new(Pool::new(FakeLauncher::default(), settings(1024)));
         let lease = pool.acquire(&spec(1, 1, 128), 128, later()).await.unwrap();
         pool.retire(1, Some(2));
         assert_eq!(lease.release(Health::Sound).await, None);
@@ -395,7 +657,7 @@ mod tests {
 
     #[tokio::test]
     async fn acquire_takes_a_warm_container_before_starting_one() {
-        let pool = Pool::new(FakeLauncher::default(), settings(1024));
+        let pool = Arc::new(Pool::new(FakeLauncher::default(), settings(1024)));
         let f = spec(1, 1, 128);
         let mut cold = pool.acquire(&f, 128, later()).await.unwrap();
         let id = cold.container().id().to_owned();
@@ -442,7 +704,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cold_start_fetches_the_artifacts_first_and_refuses_what_it_cannot_have() {
-        let pool = Pool::new(FakeLauncher::default(), settings(1024));
+        let pool = Arc::new(Pool::new(FakeLauncher::default(), settings(1024)));
         let artifact = |digest: &str, unpacked_bytes| common::ArtifactRef {
             digest: digest.to_owned(),
             unpacked_bytes,
@@ -480,7 +742,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_room_a_call_is_refused_for_later_or_for_good_by_its_deadline() {
-        let pool = Pool::new(FakeLauncher::default(), settings(128));
+        let pool = Arc::new(Pool::new(FakeLauncher::default(), settings(128)));
         let busy = pool.acquire(&spec(1, 1, 128), 128, later()).await.unwrap();
         let refused = pool
             .acquire(&spec(2, 1, 128), 128, later())
@@ -515,7 +777,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_container_whose_code_did_not_load_is_removed() {
-        let pool = Pool::new(FakeLauncher::default(), settings(1024));
+        let pool = Arc::new(Pool::new(FakeLauncher::default(), settings(1024)));
         let launcher = pool.launcher();
         launcher.next_init(InitOutcome::Failed {
             error: ErrorInfo::new("SyntaxError", "bad"),

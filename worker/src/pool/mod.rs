@@ -116,8 +116,13 @@ struct State<C> {
     deps_demand: HashMap<StemKind, std::collections::VecDeque<Instant>>,
     /// Every container started and not yet discarded, idle or busy.
     live: HashSet<String>,
-    /// Calls running per function version.
-    busy: HashMap<FunctionKey, usize>,
+    /// Per function version with calls running, waiting or starting a container.
+    demand: HashMap<FunctionKey, Demand>,
+    /// How long a call of each function version recently held its container (a moving
+    /// average), while the version has containers or demand.
+    call_time: HashMap<FunctionKey, Duration>,
+    /// How long a cold start recently took on this worker (a moving average).
+    start_time: Duration,
     /// Per function id, the oldest version that may still serve (deleted: `i32::MAX`).
     retired_below: HashMap<i64, i32>,
 }
@@ -130,7 +135,9 @@ impl<C> Default for State<C> {
             stems_starting: HashMap::new(),
             deps_demand: HashMap::new(),
             live: HashSet::new(),
-            busy: HashMap::new(),
+            demand: HashMap::new(),
+            call_time: HashMap::new(),
+            start_time: Duration::ZERO,
             retired_below: HashMap::new(),
         }
     }
@@ -196,34 +203,32 @@ impl<L: Launcher> Pool<L> {
         taken
     }
 
-    /// Waits until `deadline` for a container of `key` to come back idle, while calls of
-    /// `key` are running; `None` when none is running or none came back in time.
-    async fn wait_for_idle(
-        &self,
-        key: FunctionKey,
-        deadline: tokio::time::Instant,
-    ) -> Option<Slot<L::Container>> {
-        loop {
-            let changed = self.ledger.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if let Some(slot) = self.take_idle(key) {
-                return Some(slot);
-            }
-            let running = self.state.lock().unwrap().busy.get(&key).copied();
-            if running.unwrap_or(0) == 0 {
-                return None;
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return self.take_idle(key);
-            }
-        }
+    /// Counts a call of `key` as running until the guard is dropped.
+    fn busy(&self, key: FunctionKey) -> DemandGuard<'_, L> {
+        self.count(key, |demand| &mut demand.running)
     }
 
-    /// Counts a call of `key` as running until the guard is dropped.
-    fn busy(&self, key: FunctionKey) -> BusyGuard<'_, L> {
-        *self.state.lock().unwrap().busy.entry(key).or_default() += 1;
-        BusyGuard { pool: self, key }
+    /// Counts a call of `key` that held its container for `took` in the version's call time.
+    fn record_call(&self, key: FunctionKey, took: Duration) {
+        let mut state = self.state.lock().unwrap();
+        let average = state.call_time.entry(key).or_default();
+        *average = moving_average(*average, took);
+    }
+
+    /// Counts a cold start that took `took` in this worker's start time.
+    fn record_start(&self, took: Duration) {
+        let mut state = self.state.lock().unwrap();
+        state.start_time = moving_average(state.start_time, took);
+    }
+
+    /// Counts one more of what `field` picks in `key`'s demand, until the guard is dropped.
+    fn count(&self, key: FunctionKey, field: fn(&mut Demand) -> &mut usize) -> DemandGuard<'_, L> {
+        *field(self.state.lock().unwrap().demand.entry(key).or_default()) += 1;
+        DemandGuard {
+            pool: self,
+            key,
+            field,
+        }
     }
 
     /// Starts a container in `room`, once a start slot is free, and tracks it until it is
@@ -236,11 +241,26 @@ impl<L: Launcher> Pool<L> {
         mounts: &Mounts,
         room: Room,
     ) -> Result<Slot<L::Container>, ContainerError> {
-        let _slot = self
+        let permit = self
             .starting
             .acquire()
             .await
             .expect("the semaphore is never closed");
+        self.launch_in(permit, language, memory_mb, function, mounts, room)
+            .await
+    }
+
+    /// Starts a container in `room` while holding a start slot (`_permit`), and tracks it until
+    /// it is discarded.
+    async fn launch_in(
+        &self,
+        _permit: tokio::sync::SemaphorePermit<'_>,
+        language: Language,
+        memory_mb: u32,
+        function: Option<&FunctionSpec>,
+        mounts: &Mounts,
+        room: Room,
+    ) -> Result<Slot<L::Container>, ContainerError> {
         let container = self
             .launcher
             .launch(language, memory_mb, function, mounts)
@@ -274,6 +294,9 @@ impl<L: Launcher> Pool<L> {
             if retired || !slot.container.is_alive() {
                 Some(slot)
             } else {
+                if let Some(demand) = state.demand.get_mut(&slot.key) {
+                    demand.returned += 1;
+                }
                 state.idle.entry(slot.key).or_default().push(slot);
                 None
             }
@@ -336,6 +359,13 @@ impl<L: Launcher> Pool<L> {
                 gone.extend(old);
             }
             state.idle.retain(|_, list| !list.is_empty());
+            let State {
+                call_time,
+                idle,
+                demand,
+                ..
+            } = &mut *state;
+            call_time.retain(|key, _| idle.contains_key(key) || demand.contains_key(key));
             for list in state.stems.values_mut() {
                 let (dead, alive): (Vec<_>, Vec<_>) =
                     list.drain(..).partition(|slot| !slot.container.is_alive());
@@ -403,21 +433,54 @@ impl<L: Launcher> Pool<L> {
     }
 }
 
-/// A running call; see [`Pool::busy`].
-struct BusyGuard<'a, L: Launcher> {
-    pool: &'a Pool<L>,
-    key: FunctionKey,
+/// What a function version asks of the pool now: what decides whether a call waiting for one
+/// of its containers starts another.
+#[derive(Debug, Default)]
+struct Demand {
+    /// Calls running in a container of the version.
+    running: usize,
+    /// Calls waiting for a container of the version, after none was idle.
+    waiting: usize,
+    /// Containers being started (or stem cells bound) for it by those calls.
+    starting: usize,
+    /// Containers of the version given back idle so far: while it moves, its containers turn
+    /// over and a waiting call soon gets one.
+    returned: u64,
 }
 
-impl<L: Launcher> Drop for BusyGuard<'_, L> {
+impl Demand {
+    fn is_empty(&self) -> bool {
+        self.running == 0 && self.waiting == 0 && self.starting == 0
+    }
+}
+
+/// One call running, waiting or starting a container for `key`; see [`Pool::count`].
+struct DemandGuard<'a, L: Launcher> {
+    pool: &'a Pool<L>,
+    key: FunctionKey,
+    field: fn(&mut Demand) -> &mut usize,
+}
+
+impl<L: Launcher> Drop for DemandGuard<'_, L> {
     fn drop(&mut self) {
         let mut state = self.pool.state.lock().unwrap();
-        if let Some(count) = state.busy.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                state.busy.remove(&self.key);
+        if let Some(demand) = state.demand.get_mut(&self.key) {
+            let count = (self.field)(demand);
+            *count = count.saturating_sub(1);
+            if demand.is_empty() {
+                state.demand.remove(&self.key);
             }
         }
+    }
+}
+
+/// The next value of a moving average that weighs the newest `sample` by a quarter (the first
+/// is taken as it is).
+fn moving_average(average: Duration, sample: Duration) -> Duration {
+    if average.is_zero() {
+        sample
+    } else {
+        (average * 3 + sample) / 4
     }
 }
 
