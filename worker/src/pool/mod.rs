@@ -32,6 +32,8 @@ mod stems;
 pub(crate) mod fake;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wait_tests;
 
 pub use launcher::{FunctionKey, Launcher, Mounts, Pooled, STEM_KEY, StemKind};
 pub use lease::{Acquisition, Artifact, Health, Lease, NoContainer, Refused};
