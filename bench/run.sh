@@ -74,6 +74,8 @@ mkdir -p "$OUT_DIR"
 
 image=${PYTHON_IMAGE:-python-base}
 docker image inspect "$image" >/dev/null 2>&1 || { log "no image $image: run scripts/setup.sh first"; exit 1; }
+# The local broker's plugins (the consistent-hash exchange the jobs are routed through).
+bash scripts/local-broker.sh
 if curl -s -o /dev/null --max-time 2 "$API_URL/healthz"; then
   log "something already answers on $API_URL; stop it or set BENCH_API_ADDR"
   exit 1

@@ -33,12 +33,9 @@ start_if_down 5672 RabbitMQ rabbitmq-server -detached
 port_open 5432 || { log "Postgres does not answer on 127.0.0.1:5432 (TEST_DATABASE_URL); start it first"; exit 1; }
 port_open 5672 || { log "RabbitMQ does not answer on 127.0.0.1:5672 (AMQP_URL); start it first"; exit 1; }
 
-# RabbitMQ's own metrics (queue depth) come from its prometheus plugin; the dashboards test
-# reads them, so a local broker gets the plugin as the cluster's broker has it.
-if ! port_open 15692 && command -v rabbitmq-plugins >/dev/null 2>&1; then
-  log "enabling RabbitMQ's prometheus plugin"
-  rabbitmq-plugins enable --quiet rabbitmq_prometheus >/dev/null
-fi
+# The broker's plugins: the consistent-hash exchange (job routing) and prometheus (its metrics,
+# which the dashboards test reads), as the cluster's broker has them.
+bash scripts/local-broker.sh
 
 # Databases left by earlier runs (a test that panicked does not drop its own).
 if command -v psql >/dev/null 2>&1; then

@@ -291,8 +291,9 @@ impl Invoker {
         let confirm = session
             .channel
             .basic_publish(
-                self.topology.exchange().as_str().into(),
-                Topology::routing_key(runtime).into(),
+                // To the function's home worker, or to any worker when it has none.
+                self.topology.home_exchange(runtime).as_str().into(),
+                Topology::home_routing_key(job.function.id).as_str().into(),
                 BasicPublishOptions::default(),
                 &body,
                 properties,

@@ -16,7 +16,9 @@
 #
 # faas-api: declares the exchanges faas.invoke, faas.events and faas.records, the job queues
 #   faas.invoke.{docker,gvisor} (and binds them) and the unavailable queues (to count their
-#   consumers); publishes jobs to faas.invoke, function events to faas.events and stored
+#   consumers); declares the home exchanges faas.home.{docker,gvisor} (consistent-hash, with the
+#   alternate exchange faas.spill.{docker,gvisor}, a fanout bound to the job queue) and
+#   publishes jobs to them (publishing through an alternate exchange takes write on it too), function events to faas.events and stored
 #   invocation records (every namespace's logs: workers get nowhere near them) to
 #   faas.records; binds and consumes its own amq.gen-* events queue (to both); declares the build exchange and queue (both named
 #   faas.build), binds them and publishes build jobs to the exchange; declares the async
@@ -25,8 +27,10 @@
 #   binds them, publishes async jobs to faas.async and consumes the queue faas.async (the api
 #   runs async jobs itself); declaring a queue with a dead-letter exchange takes read on the
 #   queue (and write on that exchange). It cannot consume jobs, and has no write on the default exchange.
-# faas-worker: declares the same topology; consumes a job queue or an unavailable queue, and
-#   the build queue (which it cannot bind);
+# faas-worker: declares the same topology; declares, binds (to faas.home.{runtime}) and consumes
+#   its own home queue faas.home.{runtime}.{worker id}, dead-lettering to faas.spill.{runtime}
+#   (which takes write on that exchange and read on the queue); consumes a job queue or an
+#   unavailable queue, and the build queue (which it cannot bind);
 #   publishes replies to the default exchange (routing key: the caller's reply-to name); binds
 #   and consumes its own amq.gen-* events queue. It cannot publish jobs or events to the
 #   exchanges, nor see the async queues. Write on amq.default does let it put a message into any queue by name (RabbitMQ
@@ -34,12 +38,12 @@
 #   worker holds the host's Docker socket, which is root on the host, anyway.
 set -eu
 
-API_CONFIGURE='^(faas\.(invoke|events|records|build|async|dead)|faas\.(invoke|unavailable)\.(docker|gvisor)|faas\.async\.delay\.[0-9]+|amq\.gen-.*)$'
-API_WRITE='^(faas\.(invoke|events|records|build|async|dead)|faas\.invoke\.(docker|gvisor)|faas\.async\.delay\.[0-9]+|amq\.gen-.*)$'
-API_READ='^(faas\.(invoke|events|records|build|async)|faas\.async\.delay\.[0-9]+|amq\.gen-.*)$'
-WORKER_CONFIGURE='^(faas\.(invoke|events|build)|faas\.(invoke|unavailable)\.(docker|gvisor)|amq\.gen-.*)$'
-WORKER_WRITE='^(faas\.invoke\.(docker|gvisor)|amq\.gen-.*|amq\.default)$'
-WORKER_READ='^(faas\.(invoke|events|build)|faas\.(invoke|unavailable)\.(docker|gvisor)|amq\.gen-.*)$'
+API_CONFIGURE='^(faas\.(invoke|events|records|build|async|dead)|faas\.(invoke|unavailable|home|spill)\.(docker|gvisor)|faas\.async\.delay\.[0-9]+|amq\.gen-.*)$'
+API_WRITE='^(faas\.(invoke|events|records|build|async|dead)|faas\.(invoke|home|spill)\.(docker|gvisor)|faas\.async\.delay\.[0-9]+|amq\.gen-.*)$'
+API_READ='^(faas\.(invoke|events|records|build|async)|faas\.(home|spill)\.(docker|gvisor)|faas\.async\.delay\.[0-9]+|amq\.gen-.*)$'
+WORKER_CONFIGURE='^(faas\.(invoke|events|build)|faas\.(invoke|unavailable|home|spill)\.(docker|gvisor)|faas\.home\.(docker|gvisor)\..+|amq\.gen-.*)$'
+WORKER_WRITE='^(faas\.(invoke|spill)\.(docker|gvisor)|faas\.home\.(docker|gvisor)\..+|amq\.gen-.*|amq\.default)$'
+WORKER_READ='^(faas\.(invoke|events|build)|faas\.(invoke|unavailable|home|spill)\.(docker|gvisor)|faas\.home\.(docker|gvisor)\..+|amq\.gen-.*)$'
 
 # Where rabbitmq.conf's load_definitions points.
 DEFINITIONS=/run/faas-rabbitmq/definitions.json

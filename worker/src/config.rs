@@ -93,10 +93,17 @@ pub struct Config {
     #[arg(long, env = "DEPS_STEM_SETS", default_value_t = 4)]
     pub deps_stem_sets: usize,
 
-    /// Milliseconds a call whose function's containers are all busy waits for one of them
-    /// before it starts another (0: never waits).
+    /// Milliseconds a call whose function's containers are all busy waits at least for one of
+    /// them before it starts another (0: no floor). Beyond it, a call waits for its turn on
+    /// them as long as that is shorter than a container start (measured here).
     #[arg(long, env = "WARM_WAIT_MS", default_value_t = 25)]
     pub warm_wait_ms: u64,
+
+    /// Milliseconds a job waits in this worker's home queue (the jobs of the functions whose
+    /// home it is) before it spills to the runtime's shared queue, which any worker takes:
+    /// what a call loses when its home worker is gone or has no delivery slot free.
+    #[arg(long, env = "HOME_WAIT_MS", default_value_t = 100)]
+    pub home_wait_ms: u64,
 
     /// Containers created and started at once; calls beyond it queue for a start slot.
     #[arg(long, env = "MAX_STARTING", default_value_t = 4)]

@@ -1,5 +1,7 @@
-//! The worker's side of RabbitMQ: consumes its runtime's queue with a prefetch sized by its
-//! memory budget, runs each job in a task of its own (in a tracing span with its ids),
+//! The worker's side of RabbitMQ: consumes its home queue (the jobs of the functions whose home
+//! it is, by consistent hashing over the runtime's workers) and its runtime's shared queue
+//! (what spilled from the homes), each with a prefetch sized by its memory budget, runs each job
+//! in a task of its own (in a tracing span with its ids),
 //! publishes the reply to the job's `reply_to` and only then acks, so a job whose worker dies is
 //! redelivered to another. Whatever happens to a job, its handler decides what becomes of its
 //! delivery: acked after its reply, or given back (nacked with requeue) when there is no room
@@ -31,16 +33,40 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// A larger job message is dropped unread.
     pub max_job_bytes: usize,
-    /// Names the worker in the jobs' tracing spans.
+    /// Names the worker in the jobs' tracing spans, and its home queue.
     pub worker_id: String,
+    /// How long a job waits in the home queue before it spills to the shared one.
+    pub home_wait: Duration,
 }
 
-/// What a worker consumes: its runtime's jobs, or (when it cannot run that runtime) the
-/// runtime's unavailable queue, only to be counted there by the api.
+/// What a worker consumes: its home queue and its runtime's shared queue, or (when it cannot
+/// run that runtime) the runtime's unavailable queue, only to be counted there by the api.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
-    Jobs,
+    Home,
+    Shared,
     StandBy,
+}
+
+impl Role {
+    /// The `source` label of the jobs taken from the queue.
+    fn source(self) -> &'static str {
+        match self {
+            Role::Home => "home",
+            Role::Shared => "shared",
+            Role::StandBy => "stand-by",
+        }
+    }
+
+    /// What a job this worker has no room for gets: from the home queue it spills (rejected,
+    /// the broker dead-letters it to the shared queue, where a worker with room takes it);
+    /// from the shared queue it goes back there.
+    fn no_room(self) -> Decision {
+        match self {
+            Role::Home => Decision::Reject,
+            Role::Shared | Role::StandBy => Decision::Requeue,
+        }
+    }
 }
 
 /// Opens a session: jobs (or the unavailable queue) consumed on one channel, whose handlers
@@ -60,7 +86,18 @@ async fn open(settings: &Settings, role: Role) -> Result<Session<Channel>, lapin
         .await?;
     let replies = connection.create_channel().await?;
     let queue = match role {
-        Role::Jobs => settings.topology.queue(settings.runtime),
+        Role::Home => {
+            settings
+                .topology
+                .declare_home_queue(
+                    &channel,
+                    settings.runtime,
+                    &settings.worker_id,
+                    settings.home_wait,
+                )
+                .await?
+        }
+        Role::Shared => settings.topology.queue(settings.runtime),
         Role::StandBy => {
             settings
                 .topology
@@ -69,28 +106,23 @@ async fn open(settings: &Settings, role: Role) -> Result<Session<Channel>, lapin
             settings.topology.unavailable_queue(settings.runtime)
         }
     };
-    let session = Session::consume(
-        connection,
-        channel,
-        &queue,
-        &settings.consumer_tag,
-        Acks::Manual,
-    )
-    .await?;
+    let tag = match role {
+        Role::Home => format!("{}-home", settings.consumer_tag),
+        Role::Shared | Role::StandBy => settings.consumer_tag.clone(),
+    };
+    let session = Session::consume(connection, channel, &queue, &tag, Acks::Manual).await?;
     let events = settings
         .topology
-        .subscribe_events(
-            session.channel(),
-            &format!("{}-events", settings.consumer_tag),
-        )
+        .subscribe_events(session.channel(), &format!("{tag}-events"))
         .await?;
     Ok(session.with_events(events).with_context(replies))
 }
 
-/// The runtime's jobs, each run by the executor.
+/// The runtime's jobs from one queue (home or shared), each run by the executor.
 struct Jobs {
-    settings: Settings,
+    settings: Arc<Settings>,
     executor: Arc<Executor>,
+    role: Role,
 }
 
 impl Consume for Jobs {
@@ -98,23 +130,33 @@ impl Consume for Jobs {
     type Context = Channel;
 
     async fn open(&self) -> lapin::Result<Session<Channel>> {
-        open(&self.settings, Role::Jobs).await
+        open(&self.settings, self.role).await
     }
 
     async fn handle(self: Arc<Self>, delivery: Delivery, replies: Channel) -> Decision {
-        handle(
+        let runtime = self.settings.runtime.as_str();
+        metrics::counter!("faas_worker_jobs_total", "runtime" => runtime, "source" => self.role.source())
+            .increment(1);
+        let decision = handle(
             &delivery,
             &replies,
             &self.executor,
             self.settings.max_job_bytes,
             &self.settings.worker_id,
         )
-        .await
+        .await;
+        match decision {
+            NoRoom => self.role.no_room(),
+            Decided(decision) => decision,
+        }
     }
 
     fn event(&self, event: &Delivery) {
-        // Only function events concern workers (key events are the api replicas').
-        if common::broker::event_type(&event.properties) == EVENT_TYPE_FUNCTION {
+        // Only function events concern workers (key events are the api replicas'); both
+        // sessions hear them, and retiring twice is retiring once.
+        if self.role == Role::Home
+            && common::broker::event_type(&event.properties) == EVENT_TYPE_FUNCTION
+        {
             match serde_json::from_slice::<FunctionEvent>(&event.data) {
                 Ok(event) => self.executor.pool.retire(event.function_id, event.version),
                 Err(error) => tracing::warn!(%error, "malformed function event dropped"),
@@ -123,20 +165,45 @@ impl Consume for Jobs {
     }
 }
 
-/// Consumes jobs until `shutdown` resolves, reconnecting when the broker goes away; then stops
-/// taking jobs and gives those in flight up to the grace period to finish.
+/// Consumes jobs from the home queue and the shared queue until `shutdown` resolves,
+/// reconnecting when the broker goes away; then stops taking jobs and gives those in flight up
+/// to the grace period to finish.
 pub async fn consume(
     settings: Settings,
     executor: Arc<Executor>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
-    let first = open(&settings, Role::Jobs).await?;
-    let options = LoopOptions {
-        name: "jobs",
+    let settings = Arc::new(settings);
+    let first_home = open(&settings, Role::Home).await?;
+    let first_shared = open(&settings, Role::Shared).await?;
+    let jobs = |role| {
+        Arc::new(Jobs {
+            settings: settings.clone(),
+            executor: executor.clone(),
+            role,
+        })
+    };
+    let options = |name| LoopOptions {
+        name,
         drain: settings.shutdown_grace,
     };
-    let jobs = Arc::new(Jobs { settings, executor });
-    run_until(shutdown, jobs, options, first).await;
+    let stop = CancellationToken::new();
+    let home = common::broker::run(
+        jobs(Role::Home),
+        options("home jobs"),
+        Some(first_home),
+        stop.clone(),
+    );
+    let shared = run_until(
+        async {
+            shutdown.await;
+            stop.cancel();
+        },
+        jobs(Role::Shared),
+        options("jobs"),
+        first_shared,
+    );
+    tokio::join!(home, shared);
     Ok(())
 }
 
@@ -144,6 +211,14 @@ pub async fn consume(
 struct StandBy {
     settings: Settings,
 }
+
+/// What running a delivered job came to: the delivery's decision, or no room on this worker
+/// (which the queue it came from decides, [`Role::no_room`]).
+enum Handled {
+    Decided(Decision),
+    NoRoom,
+}
+use Handled::{Decided, NoRoom};
 
 impl Consume for StandBy {
     type Context = Channel;
@@ -199,21 +274,21 @@ async fn handle(
     executor: &Executor,
     max_job_bytes: usize,
     worker_id: &str,
-) -> Decision {
+) -> Handled {
     if delivery.data.len() > max_job_bytes {
         tracing::error!(
             bytes = delivery.data.len(),
             limit = max_job_bytes,
             "job message over MAX_JOB_BYTES dropped"
         );
-        return Decision::Reject;
+        return Decided(Decision::Reject);
     }
     let job: Job = match serde_json::from_slice(&delivery.data) {
         Ok(job) => job,
         Err(error) => {
             let error = crate::protocol::where_wrong(&error);
             tracing::error!(%error, bytes = delivery.data.len(), "malformed job rejected");
-            return Decision::Reject;
+            return Decided(Decision::Reject);
         }
     };
     let span = tracing::info_span!(
@@ -233,12 +308,7 @@ async fn handle(
 /// Runs `job` and publishes its reply: acked once the reply is out, given back to the queue
 /// when there is no room for it, when its reply cannot be published, or when its run panicked
 /// (the first time).
-async fn settle(
-    delivery: &Delivery,
-    replies: &Channel,
-    executor: &Executor,
-    job: &Job,
-) -> Decision {
+async fn settle(delivery: &Delivery, replies: &Channel, executor: &Executor, job: &Job) -> Handled {
     let runtime = executor.pool.launcher().runtime.as_str();
     let inflight = metrics::gauge!("faas_worker_inflight_jobs", "runtime" => runtime);
     inflight.increment(1.0);
@@ -247,11 +317,11 @@ async fn settle(
     let reply = match ran {
         Ok(Verdict::Reply(reply)) => reply,
         // No room on this worker.
-        Ok(Verdict::Requeue) => return Decision::Requeue,
+        Ok(Verdict::Requeue) => return NoRoom,
         Err(_) => match after_panic(delivery.redelivered) {
             AfterPanic::Requeue => {
                 tracing::error!("the job's task panicked; giving the job back to the queue");
-                return Decision::Requeue;
+                return Decided(Decision::Requeue);
             }
             AfterPanic::Answer => {
                 tracing::error!("the job's task panicked again; answering with an error");
@@ -270,9 +340,9 @@ async fn settle(
     {
         metrics::counter!("faas_broker_errors_total").increment(1);
         tracing::warn!(%error, "reply not published; giving the job back to the queue");
-        return Decision::Requeue;
+        return Decided(Decision::Requeue);
     }
-    Decision::Ack
+    Decided(Decision::Ack)
 }
 
 /// What a delivery whose task panicked gets.

@@ -82,6 +82,7 @@ pub async fn run(
         shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
         max_job_bytes: config.max_job_bytes,
         worker_id: worker_id.clone(),
+        home_wait: Duration::from_millis(config.home_wait_ms),
     };
 
     // Only a missing runtime is waited out standing by; a failing Docker stops the worker, as

@@ -2,6 +2,7 @@
 //! the real api, and where it needs them real workers, against the real Postgres, RabbitMQ and
 //! Docker daemon.
 
+mod affinity;
 mod async_invoke;
 mod auth;
 mod build_share;

@@ -509,11 +509,20 @@ pub async fn delete_topology(prefix: &str) {
             .queue_delete(queue.as_str().into(), Default::default())
             .await;
     }
+    let home_and_spill = Runtime::ALL.into_iter().flat_map(|runtime| {
+        [
+            topology.home_exchange(runtime),
+            topology.spill_exchange(runtime),
+        ]
+    });
     for exchange in [
         topology.exchange(),
         topology.build_exchange(),
         topology.async_exchange(),
-    ] {
+    ]
+    .into_iter()
+    .chain(home_and_spill)
+    {
         let _ = channel
             .exchange_delete(exchange.as_str().into(), Default::default())
             .await;

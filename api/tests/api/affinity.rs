@@ -1,0 +1,82 @@
+//! Function affinity (DESIGN §21): each function's jobs go to its home worker, by consistent
+//! hashing over the live workers of its runtime (RabbitMQ's consistent-hash exchange), so its
+//! calls find its warm containers there; a job whose home is gone spills to any worker.
+
+use crate::support::{TestApp, WorkerProcess, python};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The workers that ran `name`'s calls, from its invocation records.
+async fn workers_of(app: &TestApp, name: &str) -> BTreeSet<String> {
+    let (status, records) = app.get(&format!("/metrics/?function={name}")).await;
+    assert_eq!(status, 200, "{records}");
+    records
+        .as_array()
+        .expect("a list of records")
+        .iter()
+        .map(|record| record["worker_id"].as_str().unwrap_or("none").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_functions_calls_land_on_its_home_worker_and_spill_to_another_when_it_is_gone() {
+    let app = TestApp::start().await;
+    let ids = [format!("{}a", app.prefix), format!("{}b", app.prefix)];
+    let mut a = WorkerProcess::start(&app, &ids[0]).await;
+    let mut b = WorkerProcess::start(&app, &ids[1]).await;
+
+    // Sixteen functions, each called three times one after the other (so its home always has
+    // room): every call of a function runs on one worker, its home.
+    let mut homes: BTreeMap<String, String> = BTreeMap::new();
+    for n in 0..16 {
+        let name = format!("homed_{n}");
+        app.create_function(python(&name, "def handler(event, context):\n    return 1"))
+            .await;
+        for _ in 0..3 {
+            let (status, body) = app.invoke("execute", &name, json!({})).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        let workers = workers_of(&app, &name).await;
+        assert_eq!(workers.len(), 1, "{name} ran on {workers:?}");
+        homes.insert(name, workers.into_iter().next().unwrap());
+    }
+    // The hash spreads the functions over both workers (all sixteen on one has odds of 1 in
+    // 32,768 with an even ring).
+    let used: BTreeSet<&String> = homes.values().collect();
+    assert_eq!(used.len(), 2, "homes: {homes:?}");
+
+    // The home of homed_0 dies: its calls spill to the other worker and keep answering.
+    let (gone, other) = if homes["homed_0"] == ids[0] {
+        (&mut a, &ids[1])
+    } else {
+        (&mut b, &ids[0])
+    };
+    gone.signal("KILL");
+    gone.child.wait().await.unwrap();
+    for _ in 0..3 {
+        let (status, body) = app.invoke("execute", "homed_0", json!({})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, records) = app.get("/metrics/?function=homed_0").await;
+    let latest: Vec<&str> = records.as_array().unwrap()[..3]
+        .iter()
+        .map(|record| record["worker_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(latest, [other.as_str(); 3], "{records}");
+
+    for worker in [&mut a, &mut b] {
+        if worker.child.try_wait().unwrap().is_none() {
+            worker.signal("TERM");
+            assert!(worker.child.wait().await.unwrap().success());
+        }
+    }
+    for leftover in crate::support::containers_of(&ids[0])
+        .into_iter()
+        .chain(crate::support::containers_of(&ids[1]))
+    {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &leftover])
+            .output();
+    }
+    app.stop().await;
+}
