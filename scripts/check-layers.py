@@ -36,7 +36,7 @@ LAYERS = {
         ("pool", ["pool"]),
         ("settings", ["config"]),
         ("docker", ["artifacts", "container", "sandbox"]),
-        ("jobs", ["executor", "build", "consumer"]),
+        ("jobs", ["signals", "executor", "build", "consumer"]),
         ("composition", ["lib", "main"]),
     ],
 }

@@ -21,6 +21,12 @@ pub struct Config {
     #[arg(long, env = "WORKER_ID")]
     pub worker_id: Option<String>,
 
+    /// Name of the machine (node) this worker runs on, in `faas_worker_info`, so that metrics
+    /// add up per node; the hostname by default (in a container, set it to the host's: Swarm's
+    /// `{{.Node.Hostname}}`).
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+
     /// Jobs taken from the queue at once (the AMQP prefetch). By default as many as
     /// 64 MB containers fit in WORKER_MEMORY_MB (at most MAX_CONTAINERS and 1000): what
     /// bounds the calls that run is the memory budget, and a job with no room goes back to
@@ -237,6 +243,15 @@ impl DepsSettings {
     }
 }
 
+/// This host's name, or `worker-<pid>` when it has none.
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("worker-{}", std::process::id()))
+}
+
 /// The smallest `memory_mb` a function can have: the default prefetch is how many of those
 /// fit in the budget.
 const SMALLEST_FUNCTION_MB: u64 = 64;
@@ -291,13 +306,12 @@ impl Config {
 
     /// `worker_id`, or the hostname when none was set.
     pub fn resolved_worker_id(&self) -> String {
-        self.worker_id.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .map(|h| h.trim().to_owned())
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| format!("worker-{}", std::process::id()))
-        })
+        self.worker_id.clone().unwrap_or_else(hostname)
+    }
+
+    /// `node_id`, or the hostname when none was set.
+    pub fn resolved_node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(hostname)
     }
 }
 

@@ -135,7 +135,7 @@ impl Consume for Jobs {
 
     async fn handle(self: Arc<Self>, delivery: Delivery, replies: Channel) -> Decision {
         let runtime = self.settings.runtime.as_str();
-        metrics::counter!("faas_worker_jobs_total", "runtime" => runtime, "source" => self.role.source())
+        metrics::counter!("faas_worker_jobs_taken_total", "runtime" => runtime, "source" => self.role.source())
             .increment(1);
         let decision = handle(
             &delivery,

@@ -12,6 +12,7 @@ use crate::death::Death;
 use crate::pool::{Acquisition, Artifact, Health, Launcher, NoContainer, Pool, Pooled};
 use crate::protocol::{CallOutcome, InvokeContext};
 use crate::sandbox::Sandbox;
+use crate::signals::QueueWaits;
 use common::{ErrorInfo, Job, MAX_UNPACKED_BYTES, RawJson, Reply, ReplyStatus, Timing, raw_null};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +33,20 @@ const ATTEMPTS: usize = 2;
 pub struct Executor<L: Launcher = Sandbox> {
     pub pool: Arc<Pool<L>>,
     pub worker_id: String,
+    /// How long the jobs taken lately had waited in their queue: a scaling signal.
+    pub queue_waits: Arc<QueueWaits>,
+}
+
+impl<L: Launcher> Executor<L> {
+    /// An executor over `pool`, with its own record of queue waits.
+    pub fn new(pool: Arc<Pool<L>>, worker_id: String) -> Self {
+        let queue_waits = Arc::new(QueueWaits::new(pool.runtime_label(), Instant::now()));
+        Executor {
+            pool,
+            worker_id,
+            queue_waits,
+        }
+    }
 }
 
 /// What becomes of a delivered job.
@@ -147,9 +162,11 @@ impl<L: Launcher> Executor<L> {
                 (Err(Requeue), _) => return Verdict::Requeue,
             }
         };
+        let queued_ms = taken_at.saturating_sub(job.published_unix_ms);
+        self.queue_waits
+            .record(Duration::from_millis(queued_ms), Instant::now());
         let timing = Timing {
-            queue_ms: taken_at.saturating_sub(job.published_unix_ms) as f64
-                + millis(spent.warm_wait),
+            queue_ms: queued_ms as f64 + millis(spent.warm_wait),
             init_ms: spent.cold_start.map_or(0.0, millis),
             run_ms: millis(spent.run),
         };
@@ -451,6 +468,7 @@ mod tests {
     fn executor(settings: PoolSettings) -> Executor<FakeLauncher> {
         Executor {
             pool: Arc::new(Pool::new(FakeLauncher::default(), settings)),
+            queue_waits: Arc::new(QueueWaits::new("test", Instant::now())),
             worker_id: "w1".into(),
         }
     }

@@ -12,7 +12,7 @@
 //! ```text
 //! lib
 //! consumer build
-//! executor
+//! executor signals
 //! sandbox
 //! container
 //! artifacts
@@ -32,6 +32,7 @@ mod executor;
 mod pool;
 mod protocol;
 mod sandbox;
+mod signals;
 
 pub use artifacts::{DEPS_MOUNT, DepsCache, PACKAGE_MOUNT, unpack};
 use bollard::Docker;
@@ -71,6 +72,11 @@ pub async fn run(
     let worker_id = config.resolved_worker_id();
     let docker = preflight(&config).await?;
     register_metrics(config.runtime, config.resolved_memory_mb());
+    signals::export_identity(
+        &worker_id,
+        &config.resolved_node_id(),
+        config.runtime.as_str(),
+    );
     let stop = CancellationToken::new();
     let metrics_server = tokio::spawn(common::metrics::serve(metrics_listener, stop.clone()));
     let settings = consumer::Settings {
@@ -119,17 +125,21 @@ pub async fn run(
         Err(error) => tracing::warn!(%error, "cannot look for orphaned containers"),
     }
 
+    let executor = Arc::new(Executor::new(pool.clone(), worker_id.clone()));
     // Every second: dead idle containers go soon after they die, expired ones within a
-    // second of their TTL.
+    // second of their TTL; the longest recent queue wait is exported.
     let reaper = tokio::spawn({
-        let pool = pool.clone();
+        let (pool, queue_waits) = (pool.clone(), executor.queue_waits.clone());
         let stop = stop.clone();
         async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tick.tick() => pool.reap_idle(),
+                    _ = tick.tick() => {
+                        pool.reap_idle();
+                        queue_waits.export(std::time::Instant::now());
+                    }
                 }
             }
         }
@@ -151,10 +161,6 @@ pub async fn run(
         ))
     });
 
-    let executor = Arc::new(Executor {
-        pool: pool.clone(),
-        worker_id: worker_id.clone(),
-    });
     tracing::info!(
         %worker_id,
         runtime = %config.runtime,
@@ -281,7 +287,24 @@ fn register_metrics(runtime: Runtime, memory_budget_mb: u64) {
     describe_gauge!(
         "faas_worker_memory_mb",
         metrics::Unit::Mebibytes,
-        "This worker's memory budget (state=budget) and what its containers hold of it (state=reserved)."
+        "This worker's memory budget (state=budget), what its containers hold of it (state=reserved) and what is left (state=free)."
+    );
+    describe_counter!(
+        "faas_worker_jobs_taken_total",
+        "Jobs this worker took, by queue: its home queue (the functions whose home it is) or the runtime's shared one (spilled)."
+    );
+    describe_counter!(
+        "faas_pool_acquisitions_total",
+        "Calls that got (or did not get) a container, by how: idle at once, waited (one of its function's came back), started, refused."
+    );
+    describe_gauge!(
+        "faas_worker_queue_wait_max_seconds",
+        metrics::Unit::Seconds,
+        "The longest time a job taken in the last 10 to 20 s had waited in its queue."
+    );
+    describe_gauge!(
+        "faas_worker_info",
+        "1, labelled with this worker's id, node (NODE_ID) and runtime."
     );
     describe_gauge!(
         "faas_worker_inflight_jobs",
@@ -307,6 +330,9 @@ fn register_metrics(runtime: Runtime, memory_budget_mb: u64) {
     metrics::gauge!("faas_worker_memory_mb", "state" => "budget", "runtime" => runtime)
         .set(memory_budget_mb as f64);
     metrics::gauge!("faas_worker_memory_mb", "state" => "reserved", "runtime" => runtime).set(0.0);
+    metrics::gauge!("faas_worker_memory_mb", "state" => "free", "runtime" => runtime)
+        .set(memory_budget_mb as f64);
+    metrics::gauge!("faas_worker_queue_wait_max_seconds", "runtime" => runtime).set(0.0);
     for state in ["warm", "busy", "prewarmed"] {
         metrics::gauge!("faas_containers", "state" => state, "runtime" => runtime).set(0.0);
     }

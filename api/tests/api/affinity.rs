@@ -2,7 +2,8 @@
 //! hashing over the live workers of its runtime (RabbitMQ's consistent-hash exchange), so its
 //! calls find its warm containers there; a job whose home is gone spills to any worker.
 
-use crate::support::{TestApp, WorkerProcess, python};
+use crate::support::{TestApp, WorkerProcess, python, scrape};
+use common::Runtime;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,8 +23,10 @@ async fn workers_of(app: &TestApp, name: &str) -> BTreeSet<String> {
 async fn a_functions_calls_land_on_its_home_worker_and_spill_to_another_when_it_is_gone() {
     let app = TestApp::start().await;
     let ids = [format!("{}a", app.prefix), format!("{}b", app.prefix)];
-    let mut a = WorkerProcess::start(&app, &ids[0]).await;
-    let mut b = WorkerProcess::start(&app, &ids[1]).await;
+    // A long home wait, so that a job of a live home never spills on a loaded machine.
+    let env = [("HOME_WAIT_MS", "2000"), ("NODE_ID", "node-under-test")];
+    let mut a = WorkerProcess::start_with(&app, &ids[0], Runtime::Docker, &env).await;
+    let mut b = WorkerProcess::start_with(&app, &ids[1], Runtime::Docker, &env).await;
 
     // Sixteen functions, each called three times one after the other (so its home always has
     // room): every call of a function runs on one worker, its home.
@@ -44,6 +47,38 @@ async fn a_functions_calls_land_on_its_home_worker_and_spill_to_another_when_it_
     // 32,768 with an even ring).
     let used: BTreeSet<&String> = homes.values().collect();
     assert_eq!(used.len(), 2, "homes: {homes:?}");
+    // The workers say so: every job came from a home queue, none spilled; and they name
+    // their node, and the room they have left.
+    let mut taken = BTreeMap::new();
+    for worker in [&a, &b] {
+        let text = scrape(&worker.metrics_url).await;
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("faas_worker_jobs_taken_total{"))
+        {
+            let source = if line.contains("source=\"home\"") {
+                "home"
+            } else {
+                "shared"
+            };
+            let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            *taken.entry(source).or_insert(0.0) += count;
+        }
+        let info = format!(
+            "faas_worker_info{{worker=\"{}\",node=\"node-under-test\",runtime=\"docker\"}} 1",
+            worker.id
+        );
+        assert!(text.contains(&info), "{text}");
+        assert!(text.contains("faas_worker_memory_mb{state=\"free\",runtime=\"docker\"}"));
+        assert!(text.contains("faas_pool_acquisitions_total{runtime=\"docker\",how=\"idle\"}"));
+        assert!(text.contains("faas_worker_queue_wait_max_seconds{runtime=\"docker\"}"));
+    }
+    assert_eq!(taken.get("home"), Some(&48.0), "{taken:?}");
+    assert_eq!(
+        taken.get("shared").copied().unwrap_or(0.0),
+        0.0,
+        "{taken:?}"
+    );
 
     // The home of homed_0 dies: its calls spill to the other worker and keep answering.
     let (gone, other) = if homes["homed_0"] == ids[0] {
@@ -53,16 +88,16 @@ async fn a_functions_calls_land_on_its_home_worker_and_spill_to_another_when_it_
     };
     gone.signal("KILL");
     gone.child.wait().await.unwrap();
-    for _ in 0..3 {
+    for _ in 0..2 {
         let (status, body) = app.invoke("execute", "homed_0", json!({})).await;
         assert_eq!(status, 200, "{body}");
     }
     let (_, records) = app.get("/metrics/?function=homed_0").await;
-    let latest: Vec<&str> = records.as_array().unwrap()[..3]
+    let latest: Vec<&str> = records.as_array().unwrap()[..2]
         .iter()
         .map(|record| record["worker_id"].as_str().unwrap())
         .collect();
-    assert_eq!(latest, [other.as_str(); 3], "{records}");
+    assert_eq!(latest, [other.as_str(); 2], "{records}");
 
     for worker in [&mut a, &mut b] {
         if worker.child.try_wait().unwrap().is_none() {

@@ -338,6 +338,10 @@ fn pool(scenario: &str, evictions: Option<f64>) -> PoolChange {
             busy: None,
             evictions_total: evictions.map(|e| 3.0 + e),
             inflight_jobs: Some(0.0),
+            home_jobs_total: evictions.map(|_| 990.0),
+            jobs_taken_total: evictions.map(|_| 1000.0),
+            pool_hits_total: evictions.map(|_| 950.0),
+            acquisitions_total: evictions.map(|_| 1000.0),
         },
     }
 }

@@ -116,32 +116,44 @@ pub(super) fn cpu(w: &mut String, nproc: usize, phases: &[(&str, Runtime, &CpuUs
     );
 }
 
-/// The workers' containers after each scenario and the evictions during it.
+/// The workers' containers after each scenario, and the evictions, affinity hits (jobs their
+/// function's home worker took) and pool hits (calls that found a container of their function)
+/// during it.
 pub(super) fn pool(w: &mut String, runtimes: &[RuntimeResults]) {
     if runtimes.iter().all(|r| r.pool.is_empty()) {
         return;
     }
     let n = |value: Option<f64>| value.map_or("-".to_owned(), |v| format!("{v:.0}"));
+    let percent =
+        |value: Option<f64>| value.map_or("-".to_owned(), |v| format!("{:.1}%", v * 100.0));
     let _ = writeln!(
         w,
         "## Worker pool (from the workers' metrics)\n\n| scenario | runtime | warm after | \
-         prewarmed after | busy after | evictions during |\n| --- | --- | --: | --: | --: | --: |"
+         prewarmed after | busy after | evictions during | affinity hits | pool hits |\n\
+         | --- | --- | --: | --: | --: | --: | --: | --: |"
     );
     for r in runtimes {
         for change in &r.pool {
             let _ = writeln!(
                 w,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 change.scenario,
                 r.runtime.as_str(),
                 n(change.after.warm),
                 n(change.after.prewarmed),
                 n(change.after.busy),
-                n(change.evictions())
+                n(change.evictions()),
+                percent(change.home_share()),
+                percent(change.pool_hit_rate())
             );
         }
     }
-    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "\nAffinity hits: the jobs taken from their function's home worker's queue, of all \
+         taken; pool hits: the calls that found a container of their function (idle, or freed \
+         while they waited), of all that asked for one.\n"
+    );
 }
 
 /// The error table's line of a scenario that could not run.

@@ -6,6 +6,7 @@
 //! [`Decision`]) and hand it to [`run`].
 
 mod consumer;
+mod homes;
 mod topology;
 
 pub use consumer::{

@@ -239,10 +239,23 @@ impl<L: Launcher> Pool<L> {
     ) -> Result<Lease<'_, L>, Refused> {
         let key = (spec.id, spec.version);
         let looked = Instant::now();
-        let found = match self.take_idle(key) {
-            Some(slot) => Found::Warm(slot),
-            None => self.wait_or_start(spec, memory_mb, deadline).await,
+        let (found, how) = match self.take_idle(key) {
+            Some(slot) => (Found::Warm(slot), "idle"),
+            None => {
+                let found = self.wait_or_start(spec, memory_mb, deadline).await;
+                let how = match &found {
+                    Found::Warm(_) => "waited",
+                    Found::Started { ended: Ok(_), .. } => "started",
+                    Found::Started { ended: Err(_), .. } | Found::TooLate => "refused",
+                };
+                (found, how)
+            }
         };
+        // The pool's hit rate: calls served by a container of their function, idle or freed
+        // while they waited, over all.
+
+        metrics::counter!("faas_pool_acquisitions_total", "runtime" => self.settings.runtime_label, "how" => how)
+            .increment(1);
         let (slot, acquisition) = match found {
             Found::Warm(slot) => (slot, Acquisition::warm(looked.elapsed())),
             Found::Started {

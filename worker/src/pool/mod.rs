@@ -432,6 +432,9 @@ impl<L: Launcher> Pool<L> {
             .set(used.count.saturating_sub(idle + stems) as f64);
         metrics::gauge!("faas_worker_memory_mb", "state" => "reserved", "runtime" => runtime)
             .set(used.mb as f64);
+        // Room left, a scaling signal: what new containers can still take without evicting.
+        metrics::gauge!("faas_worker_memory_mb", "state" => "free", "runtime" => runtime)
+            .set(self.ledger.budget_mb.saturating_sub(used.mb) as f64);
     }
 }
 

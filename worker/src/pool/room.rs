@@ -24,7 +24,7 @@ pub(super) type Namespace = Arc<str>;
 /// Memory and the number of containers in use, against the budget and the cap.
 pub(super) struct Ledger {
     used: Mutex<Used>,
-    budget_mb: u64,
+    pub(super) budget_mb: u64,
     max_containers: usize,
     /// Woken whenever room frees up or a container goes back idle: a call waiting for room, or
     /// for its function's container, looks again.

@@ -71,10 +71,7 @@ pub async fn harness_with(runtime: Runtime, adjust: impl FnOnce(&mut Config)) ->
         config.pool_settings(),
     ));
     Harness {
-        executor: Executor {
-            pool: pool.clone(),
-            worker_id: config.worker_id.clone().unwrap(),
-        },
+        executor: Executor::new(pool.clone(), config.worker_id.clone().unwrap()),
         pool,
     }
 }

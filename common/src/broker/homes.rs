@@ -1,0 +1,104 @@
+//! Function affinity's part of the topology (DESIGN §21): per runtime, a consistent-hash
+//! exchange the jobs are published to by function id, a home queue per worker bound to it, and
+//! a spill exchange into the runtime's shared queue for the jobs no home takes.
+
+use super::topology::Topology;
+use crate::model::Runtime;
+use lapin::Channel;
+use lapin::options::{QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+
+impl Topology {
+    /// The exchange `runtime`'s jobs are published to, with their function's id as routing key
+    /// ([`Self::home_routing_key`]): RabbitMQ's consistent-hash exchange (plugin
+    /// `rabbitmq_consistent_hash_exchange`), to which every worker of the runtime binds its
+    /// [home queue](Self::home_queue). So each function has a home worker among the live ones,
+    /// where its warm containers are, and keeps it while workers come and go, but for the
+    /// functions of a worker that joined or left. With no home queue bound, its alternate
+    /// exchange, [`Self::spill_exchange`], takes the job.
+    pub fn home_exchange(&self, runtime: Runtime) -> String {
+        format!("{}faas.home.{}", self.prefix, runtime)
+    }
+
+    /// The routing key of a job of function `function_id` on [`Self::home_exchange`].
+    pub fn home_routing_key(function_id: i64) -> String {
+        function_id.to_string()
+    }
+
+    /// A worker's home queue of `runtime`'s jobs: bound to [`Self::home_exchange`] with
+    /// [`Self::HOME_WEIGHT`], consumed by that worker only.
+    pub fn home_queue(&self, runtime: Runtime, worker_id: &str) -> String {
+        format!("{}faas.home.{}.{}", self.prefix, runtime, worker_id)
+    }
+
+    /// Fanout exchange into `runtime`'s [shared queue](Self::queue), which every worker of the
+    /// runtime consumes: where a job spills when it has no home (no worker bound), when its
+    /// home did not take it within the home wait (gone, or busy), or refused it for want of room.
+    pub fn spill_exchange(&self, runtime: Runtime) -> String {
+        format!("{}faas.spill.{}", self.prefix, runtime)
+    }
+
+    /// The binding weight of a home queue: its share of the hash ring (equal for every worker).
+    pub const HOME_WEIGHT: &'static str = "10";
+
+    /// How long a home queue outlives its worker: unused (no consumer) for this long, the
+    /// broker deletes it and its binding, and the worker's functions get other homes. Its jobs
+    /// have long spilled by then (the home wait is far shorter).
+    pub const HOME_QUEUE_EXPIRES_MS: i64 = 15_000;
+
+    /// Declares `worker_id`'s home queue of `runtime` and binds it to the runtime's home
+    /// exchange: durable, a job in it spilling (dead-lettered to [`Self::spill_exchange`])
+    /// after `home_wait` untaken, or when the worker rejects it; gone
+    /// [`Self::HOME_QUEUE_EXPIRES_MS`] after its worker. Needs [`Self::declare`] first.
+    pub async fn declare_home_queue(
+        &self,
+        channel: &Channel,
+        runtime: Runtime,
+        worker_id: &str,
+        home_wait: std::time::Duration,
+    ) -> lapin::Result<String> {
+        let queue = self.home_queue(runtime, worker_id);
+        let mut arguments = FieldTable::default();
+        let wait_ms = i64::try_from(home_wait.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        arguments.insert(
+            ShortString::from("x-message-ttl"),
+            AMQPValue::LongLongInt(wait_ms),
+        );
+        arguments.insert(
+            ShortString::from("x-dead-letter-exchange"),
+            AMQPValue::LongString(LongString::from(self.spill_exchange(runtime))),
+        );
+        arguments.insert(
+            ShortString::from("x-expires"),
+            AMQPValue::LongLongInt(Self::HOME_QUEUE_EXPIRES_MS.max(wait_ms.saturating_mul(10))),
+        );
+        // Over the bound, the oldest job spills (drop-head dead-letters it), rather than the
+        // publish being refused while other workers have room.
+        arguments.insert(
+            ShortString::from("x-max-length"),
+            AMQPValue::LongLongInt(i64::from(self.limits.max_length)),
+        );
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                arguments,
+            )
+            .await?;
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                self.home_exchange(runtime).as_str().into(),
+                Self::HOME_WEIGHT.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(queue)
+    }
+}
