@@ -219,14 +219,28 @@ targets=$(promql 'up{job=~"api|rabbitmq"}' |
 [ "$targets" = "api=1 rabbitmq=1" ] || fail "Prometheus scrapes: $targets (not api=1 rabbitmq=1)"
 log "Prometheus scrapes the api and RabbitMQ (:15692) across the split networks"
 
-seq 90 | xargs -P 12 -I@ curl -s -o /dev/null -w '%{http_code}\n' -X POST "$api/execute/smoke" \
+# Each function has a home replica (consistent hashing over the live workers): 24 functions,
+# four calls each, reach all three (one left without a home has odds of 3 x (2/3)^24, 1 in
+# 5,000), and each function's calls stay on its home.
+for i in $(seq 0 23); do
+  status=$(post /functions/ "{\"name\": \"spread_$i\", \"language\": \"python\", \"code\": \"$code\", \"timeout\": 10}")
+  [ "$status" = 201 ] || fail "create spread_$i: $status $(cat /tmp/smoke-body)"
+done
+for i in $(seq 0 23); do for _ in 1 2 3 4; do echo "$i"; done; done |
+  xargs -P 12 -I@ curl -s -o /dev/null -w '%{http_code}\n' -X POST "$api/execute/spread_@" \
   "${auth[@]}" -H 'Content-Type: application/json' -d '{"event": {}}' | sort | uniq -c >/tmp/smoke-codes
 grep -qv ' 200$' /tmp/smoke-codes && fail "calls after scaling: $(cat /tmp/smoke-codes)"
 sleep 7 # two scrapes
-per_worker=$(promql 'sum by (instance) (faas_worker_jobs_total{runtime="docker"})' |
+per_worker=$(promql 'sum by (instance) (faas_worker_jobs_taken_total{runtime="docker",source="home"})' |
   python3 -c 'import json,sys; print(" ".join("%s=%s" % (r["metric"]["instance"], r["value"][1]) for r in json.load(sys.stdin)["data"]["result"]))')
-log "jobs per docker worker: $per_worker"
+log "jobs from their home queue per docker worker: $per_worker"
 [ "$(wc -w <<<"$per_worker")" = 3 ] && ! grep -q '=0\b' <<<"$per_worker" || fail "jobs did not reach every replica: $per_worker"
+for i in 0 7 15 23; do
+  curl -s "${auth[@]}" "$api/metrics/?function=spread_$i" >/tmp/smoke-body
+  homes=$(python3 -c 'import json; print(len({r["worker_id"] for r in json.load(open("/tmp/smoke-body"))}))')
+  [ "$homes" = 1 ] || fail "spread_$i ran on $homes workers: $(cat /tmp/smoke-body)"
+done
+log "each function's calls ran on one replica, its home"
 
 # A worker killed and removed (what recreating a crashed replica does) leaves its containers;
 # the replica that replaces it removes them at start.
