@@ -223,7 +223,7 @@ log "Prometheus scrapes the api and RabbitMQ (:15692) across the split networks"
 # four calls each, reach all three (one left without a home has odds of 3 x (2/3)^24, 1 in
 # 5,000), and each function's calls stay on its home.
 for i in $(seq 0 23); do
-  status=$(post /functions/ "{\"name\": \"spread_$i\", \"language\": \"python\", \"code\": \"$code\", \"timeout\": 10}")
+  status=$(post /functions/ "{\"name\": \"spread_$i\", \"route\": \"/spread_$i\", \"language\": \"python\", \"code\": \"$code\", \"timeout\": 10}")
   [ "$status" = 201 ] || fail "create spread_$i: $status $(cat /tmp/smoke-body)"
 done
 for i in $(seq 0 23); do for _ in 1 2 3 4; do echo "$i"; done; done |
