@@ -168,6 +168,10 @@ pub(super) fn share_mb(
 pub(super) struct Candidate {
     pub(super) namespace: Option<Namespace>,
     pub(super) stem: bool,
+    /// One of several idle containers of its function version, not the most recently used:
+    /// it goes before any function's last one, so that one call of a new function does not
+    /// cost a function in steady use its warm container.
+    pub(super) spare: bool,
     pub(super) idle_since: Instant,
     pub(super) memory_mb: u32,
 }
@@ -188,8 +192,9 @@ pub(super) struct Ask<'a> {
 /// A namespace that would be over its share once it has the room may evict only its own idle
 /// warm containers, least recently used first, then stem cells (which are no one's). Any other ask evicts first, one at a time, the
 /// least recently used idle container of the namespace most over its share (its excess
-/// shrinking as it loses them), and once none is over, as without namespaces: warm containers
-/// before stem cells, least recently used first.
+/// shrinking as it loses them), and once none is over, as without namespaces: spare warm
+/// containers (a function's idle ones beyond its most recently used), then the others, then
+/// stem cells, least recently used first within each.
 pub(super) fn choose_victims(
     candidates: &[Candidate],
     by_namespace: &HashMap<Namespace, u64>,
@@ -198,9 +203,13 @@ pub(super) fn choose_victims(
 ) -> Option<Vec<usize>> {
     let share = share_mb(budget_mb, by_namespace, ask.namespace, ask.memory_mb);
     let mut order: Vec<usize> = (0..candidates.len()).collect();
-    // Warm containers before stem cells (a stem cell makes the next new function fast), least
-    // recently used first: the order without shares, and within each namespace.
-    order.sort_by_key(|&i| (candidates[i].stem, candidates[i].idle_since));
+    // Spare warm containers, then each function's last, then stem cells (a stem cell makes the
+    // next new function fast), least recently used first within each: the order without
+    // shares, and within each namespace.
+    order.sort_by_key(|&i| {
+        let c = &candidates[i];
+        (c.stem, !c.spare, c.idle_since)
+    });
     let held = |ns: &str| by_namespace.get(ns).copied().unwrap_or(0);
     if let Some(asking) = ask.namespace
         && held(asking) + u64::from(ask.memory_mb) > share
@@ -313,10 +322,12 @@ impl<L: Launcher> Pool<L> {
                 .map(|(key, list)| (Place::Idle(*key), list)))
             .chain(stem_lists.map(|(kind, list)| (Place::Stem(kind.clone()), list)));
             for (place, list) in lists {
-                for slot in list {
+                // A list is most recently used last: all but its last are spares.
+                for (at, slot) in list.iter().enumerate() {
                     candidates.push(Candidate {
                         namespace: slot.room.namespace().cloned(),
                         stem: matches!(place, Place::Stem(_)),
+                        spare: at + 1 < list.len(),
                         idle_since: slot.idle_since,
                         memory_mb: slot.memory_mb,
                     });
@@ -387,6 +398,7 @@ mod tests {
         Candidate {
             namespace: ns.map(Namespace::from),
             stem: ns.is_none(),
+            spare: false,
             idle_since: base + Duration::from_millis(t),
             memory_mb,
         }
@@ -517,6 +529,27 @@ mod tests {
             choose_victims(&candidates, &by_ns, 4096, asked),
             None,
             "nothing goes for nothing"
+        );
+    }
+
+    #[test]
+    fn a_functions_spare_containers_go_before_any_functions_last_one() {
+        let t = Instant::now();
+        let spare = |at: u64| Candidate {
+            spare: true,
+            ..idle(t, Some("a"), at, 128)
+        };
+        // The oldest is some function's last warm container; two spares of a busier function
+        // came back later.
+        let candidates = [idle(t, Some("a"), 0, 128), spare(5), spare(9)];
+        let by_ns = held(&[("a", 384)]);
+        assert_eq!(
+            choose_victims(&candidates, &by_ns, 4096, ask(Some("a"), 128, (256, 0))),
+            Some(vec![1, 2])
+        );
+        assert_eq!(
+            choose_victims(&candidates, &by_ns, 4096, ask(Some("a"), 128, (384, 0))),
+            Some(vec![1, 2, 0])
         );
     }
 }

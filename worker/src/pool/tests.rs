@@ -93,6 +93,34 @@ async fn a_cold_start_evicts_the_least_recently_used_idle_containers_only_when_e
 }
 
 #[tokio::test]
+async fn a_new_functions_call_evicts_a_spare_container_before_another_functions_last_one() {
+    let pool = Pool::new(FakeLauncher::default(), settings(384));
+    let (steady, busier) = (spec(1, 1, 128), spec(2, 1, 128));
+    let last = cold(&pool, &steady).await;
+    let last_id = last.container.id.clone();
+    pool.put_idle(last);
+    // The busier function had two calls at once; both containers came back after the other.
+    let (first, second) = (cold(&pool, &busier).await, cold(&pool, &busier).await);
+    let spare_id = first.container.id.clone();
+    pool.put_idle(first);
+    pool.put_idle(second);
+
+    let room = pool
+        .reserve(128, &ns("default"), soon())
+        .await
+        .expect("room after eviction");
+    settle().await;
+    assert_eq!(
+        pool.launcher().removed(),
+        vec![spare_id],
+        "not the least recently used"
+    );
+    assert_eq!(pool.take_idle((1, 1)).unwrap().container.id, last_id);
+    assert!(pool.take_idle((2, 1)).is_some(), "the busier one keeps one");
+    drop(room);
+}
+
+#[tokio::test]
 async fn a_call_waits_for_room_until_a_container_goes_and_gives_up_at_its_time() {
     let pool = Arc::new(Pool::new(FakeLauncher::default(), settings(256)));
     let busy = cold(&pool, &spec(1, 1, 256)).await;
