@@ -31,6 +31,9 @@ command -v runsc >/dev/null 2>&1 || need_pkgs+=(runsc)
 docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || need_pkgs+=(docker-compose)
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need_pkgs+=(python3-yaml)
+# The web console's browser tests drive Debian's headless Chromium through its ChromeDriver.
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium fonts-liberation)
+command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium-driver)
 if ((${#need_pkgs[@]})); then
   log "installing ${need_pkgs[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive

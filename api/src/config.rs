@@ -129,6 +129,16 @@ pub struct Config {
     #[arg(long, env = "KEY_CACHE_TTL_SECS", default_value_t = 5)]
     pub key_cache_ttl_secs: u64,
 
+    /// Seconds a web console session lasts after its sign-in (at least 60).
+    #[arg(long, env = "CONSOLE_SESSION_TTL_SECS", default_value_t = 8 * 3600)]
+    pub console_session_ttl_secs: u64,
+
+    /// Marks the console's cookie `Secure` with the `__Host-` prefix: set it when browsers
+    /// reach the api over TLS (a proxy in front), so that no other port or subdomain of the
+    /// host can plant or read it.
+    #[arg(long, env = "CONSOLE_SECURE_COOKIE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub console_secure_cookie: bool,
+
     /// The secret workers present (as a bearer token) to report builds and to upload and
     /// download dependency artifacts under `/internal/`; at least 32 characters. Unset: those
     /// routes refuse everyone, so no function with dependencies can be built.

@@ -141,9 +141,10 @@ fn with_request_layers(app: Router) -> Router {
 
 /// The management origin's answers may not be framed by any page (a function's page, served
 /// from the functions' origin, must not frame `/docs` or the console to steal clicks), and
-/// their types are not sniffed.
+/// their types are not sniffed. A response with a policy of its own (the console's, which says
+/// `frame-ancestors 'none'` too) keeps it.
 fn with_management_headers(app: Router) -> Router {
-    app.layer(SetResponseHeaderLayer::overriding(
+    app.layer(SetResponseHeaderLayer::if_not_present(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("frame-ancestors 'none'"),
     ))

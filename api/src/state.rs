@@ -7,6 +7,7 @@ use crate::broker::Invoker;
 use crate::config::{self, AuthMode, Config};
 use crate::domain;
 use crate::http::state::{AppParts, AppState, Limits};
+use crate::services::console::ConsoleSessions;
 use crate::services::{self, cache, dispatch, keys, records, retention, route_table};
 use crate::store;
 use anyhow::Context;
@@ -151,10 +152,10 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
         },
     };
     let state = AppState::new(AppParts {
-        db,
+        db: db.clone(),
         invoker: invoker.clone(),
         functions: function_service,
-        key_cache,
+        key_cache: key_cache.clone(),
         keys: key_service,
         namespaces,
         builds,
@@ -177,6 +178,12 @@ pub async fn compose(config: &Config, connection_name: String) -> anyhow::Result
             .map(|token| domain::auth::sha256(token.as_bytes())),
         inflight: tokio::sync::Semaphore::new(config.max_inflight),
         functions_inflight: tokio::sync::Semaphore::new(config.max_inflight),
+        console: ConsoleSessions::new(
+            db.clone(),
+            key_cache.clone(),
+            Duration::from_secs(config.console_session_ttl_secs.max(60)),
+        ),
+        console_secure_cookie: config.console_secure_cookie,
     });
 
     Ok(Composed {

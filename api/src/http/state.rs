@@ -3,6 +3,7 @@
 use crate::broker::Invoker;
 use crate::services::builds::Builds;
 use crate::services::builds::artifacts::Artifacts;
+use crate::services::console::ConsoleSessions;
 use crate::services::dispatch::Dispatch;
 use crate::services::keys::Keys;
 use crate::services::keys::cache::KeyStore;
@@ -69,6 +70,10 @@ pub struct AppParts {
     /// The functions' origin's own `MAX_INFLIGHT` permits: a flood of calls to public routes
     /// (which need no key) leaves the management api its permits.
     pub functions_inflight: tokio::sync::Semaphore,
+    /// The web console's sessions.
+    pub console: ConsoleSessions,
+    /// Whether the console's cookie is `Secure` (and `__Host-` prefixed): behind TLS.
+    pub console_secure_cookie: bool,
 }
 
 /// Size and time limits taken from the settings.

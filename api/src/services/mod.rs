@@ -4,6 +4,7 @@
 
 pub mod builds;
 pub mod cache;
+pub mod console;
 pub mod dispatch;
 mod events;
 mod functions;

@@ -2,7 +2,7 @@
 //! and finished async invocations older than `RECORD_RETENTION_DAYS`, in small batches with a pause between them so that
 //! neither the table's locks nor the write-ahead log see one huge delete; and artifacts
 //! (packages, dependency trees) that no function has named for `ARTIFACT_GRACE_SECS`, with the
-//! finished builds no function names.
+//! finished builds no function names; and expired web console sessions.
 
 use crate::store;
 use chrono::Utc;
@@ -43,8 +43,21 @@ pub fn spawn(pool: Pool, retention: Retention, stop: CancellationToken) -> JoinH
                 delete_older_than(&pool, Utc::now() - keep, &stop).await;
             }
             collect_artifacts(&pool, retention.artifact_grace).await;
+            sweep_console_sessions(&pool).await;
         }
     })
+}
+
+/// Deletes expired console sessions (a request never resumes one: this only frees the rows).
+async fn sweep_console_sessions(pool: &Pool) {
+    match store::delete_expired_console_sessions(pool, 10_000).await {
+        Ok(0) => {}
+        Ok(count) => tracing::debug!(count, "expired console sessions deleted"),
+        Err(error) => {
+            metrics::counter!("faas_database_errors_total").increment(1);
+            tracing::warn!(%error, "cannot delete expired console sessions");
+        }
+    }
 }
 
 /// Deletes the artifacts and finished builds no function has named for `grace`.

@@ -59,3 +59,66 @@ pub async fn function_stats(
     })
     .transpose()
 }
+
+/// One function's line on the console's list: what it is, and its calls over a window.
+#[derive(Debug, Clone)]
+pub struct FunctionSummary {
+    pub id: i64,
+    pub name: String,
+    pub language: String,
+    pub runtime: String,
+    pub route: String,
+    pub version: i32,
+    pub calls: i64,
+    pub errors: i64,
+    pub cold_starts: i64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// The functions of `namespace` (by name, at most `limit`), each with its calls over the last
+/// `window_secs` seconds.
+pub async fn function_summaries(
+    pool: &Pool,
+    namespace: &str,
+    window_secs: i64,
+    limit: i64,
+) -> Result<Vec<FunctionSummary>, DbError> {
+    let client = pool.get().await?;
+    // `invocations_function_id_created_at_idx` (V14) reads each function's window only.
+    let rows = client
+        .query(
+            "SELECT f.id, f.name, f.language, f.runtime, f.route, f.version,
+                    count(i.id) AS calls,
+                    count(i.id) FILTER (WHERE i.status <> 'success') AS errors,
+                    count(i.id) FILTER (WHERE i.cold_start) AS cold_starts,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY i.duration_ms) AS p50,
+                    percentile_cont(0.99) WITHIN GROUP (ORDER BY i.duration_ms) AS p99
+             FROM functions f
+             LEFT JOIN invocations i ON i.function_id = f.id AND i.namespace = f.namespace
+                 AND i.created_at >= now() - make_interval(secs => $2)
+             WHERE f.namespace = $1
+             GROUP BY f.id
+             ORDER BY f.name
+             LIMIT $3",
+            &[&namespace, &(window_secs as f64), &limit],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(FunctionSummary {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                language: row.try_get("language")?,
+                runtime: row.try_get("runtime")?,
+                route: row.try_get("route")?,
+                version: row.try_get("version")?,
+                calls: row.try_get("calls")?,
+                errors: row.try_get("errors")?,
+                cold_starts: row.try_get("cold_starts")?,
+                p50_ms: row.try_get("p50")?,
+                p99_ms: row.try_get("p99")?,
+            })
+        })
+        .collect()
+}

@@ -1,12 +1,13 @@
 //! Postgres: the connection pool, the schema migrations, and every query the api makes, one
 //! module per table (functions, dependency builds and artifacts, invocation records, leases,
 //! namespaces, keys, the quotas the async tables count against, functions' stored tests and
-//! their calls' stats).
+//! their calls' stats, the web console's sessions).
 
 mod async_invocations;
 mod async_sweeps;
 mod build_share;
 mod builds;
+mod console_sessions;
 mod error;
 mod function_saves;
 mod function_stats;
@@ -23,6 +24,7 @@ pub use async_invocations::*;
 pub use async_sweeps::*;
 pub use build_share::*;
 pub use builds::*;
+pub use console_sessions::*;
 pub use error::{DbError, Violation};
 pub use function_saves::*;
 pub use function_stats::*;

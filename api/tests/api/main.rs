@@ -5,9 +5,11 @@
 mod affinity;
 mod async_invoke;
 mod auth;
+mod browser;
 mod build_share;
 mod cache;
 mod concurrency;
+mod console;
 mod dashboards;
 mod deps;
 mod docs;

@@ -134,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         .merge(keyed)
         .merge(streams)
         .merge(internal::router(state.clone()))
+        .merge(crate::http::console::router())
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz));
     with_body_time_limits(routes, state)

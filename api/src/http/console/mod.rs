@@ -1,0 +1,376 @@
+//! The web console (DESIGN §17), on the api's origin only, never on the functions' origin:
+//! server-rendered pages (`pages`, maud) behind a session cookie (`services::console`).
+//!
+//! - The cookie (`faas_console`; `__Host-faas_console`, `Secure`, with `CONSOLE_SECURE_COOKIE`
+//!   behind TLS) is HttpOnly, SameSite=Strict, and holds a random id the server issued; the key
+//!   is never in a page, a cookie or script-readable storage.
+//! - Every form carries the CSRF token of the server-side session (the sign-in form's too:
+//!   it has a session of its own); a POST without it is 403 and changes nothing.
+//! - Every response says `Content-Security-Policy: default-src 'self'` with
+//!   `frame-ancestors 'none'` (and no inline script anywhere), `X-Frame-Options: DENY`,
+//!   `nosniff`, and `Cache-Control: no-store` for pages.
+//! - A request without a live session goes to the sign-in page, and back to where it was
+//!   going after it (a path of the console only).
+
+mod pages;
+
+use crate::domain::auth::Principal;
+use crate::http::state::AppState;
+use crate::services::console::{FORM_TTL, Issued, Resumed, SignInError, same_token};
+use crate::store;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Form, Query, Request, State};
+use axum::http::StatusCode;
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::middleware::{Next, from_fn};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+/// The stylesheet, compiled in.
+const CONSOLE_CSS: &str = include_str!("../../../assets/console/console.css");
+
+/// What every console response says about where it may be loaded from and framed.
+const CSP: &str = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'";
+
+/// Forms are small: a key, a token, a path.
+const FORM_BODY_MAX: usize = 16 * 1024;
+
+/// The functions a list shows at most.
+const LIST_LIMIT: i64 = 1000;
+
+/// The console's routes, with their security headers.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/console",
+            get(|| async { Redirect::to("/console/functions") }),
+        )
+        .route("/console/sign-in", get(get_sign_in).post(post_sign_in))
+        .route("/console/sign-out", post(post_sign_out))
+        .route("/console/functions", get(get_functions))
+        .route("/console/console.css", get(get_css))
+        .layer(DefaultBodyLimit::max(FORM_BODY_MAX))
+        .layer(from_fn(security_headers))
+}
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+async fn get_css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        CONSOLE_CSS,
+    )
+}
+
+/// The cookie's name: `__Host-` prefixed behind TLS, so that it must be `Secure`, for the
+/// whole host and set by it.
+fn cookie_name(state: &AppState) -> &'static str {
+    if state.console_secure_cookie {
+        "__Host-faas_console"
+    } else {
+        "faas_console"
+    }
+}
+
+/// The session ids the request's cookies carry under the console's name (a planted one
+/// beside the real one included: only an id the server issued resolves).
+fn session_ids<'a>(state: &AppState, headers: &'a HeaderMap) -> Vec<&'a str> {
+    let name = cookie_name(state);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(key, value)| *key == name && !value.is_empty() && value.len() <= 64)
+        .map(|(_, value)| value)
+        .take(4)
+        .collect()
+}
+
+/// `Set-Cookie` for session `id`, lasting `max_age_secs` (0: removed).
+fn set_cookie(state: &AppState, id: &str, max_age_secs: u64) -> HeaderValue {
+    let secure = if state.console_secure_cookie {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}",
+        cookie_name(state)
+    );
+    HeaderValue::from_str(&cookie).expect("a session id is URL-safe base64")
+}
+
+/// `next` if it is a path of the console, else the functions list: the sign-in never sends
+/// anyone elsewhere.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path)
+            if path.starts_with("/console")
+                && path.len() <= 512
+                && !path.contains("//")
+                && !path.contains('\\')
+                && path.chars().all(|c| c.is_ascii_graphic()) =>
+        {
+            path.to_owned()
+        }
+        _ => "/console/functions".to_owned(),
+    }
+}
+
+/// To the sign-in page, then back to `path`.
+fn to_sign_in(path: &str) -> Response {
+    let next: String = form_urlencoded::byte_serialize(path.as_bytes()).collect();
+    Redirect::to(&format!("/console/sign-in?next={next}")).into_response()
+}
+
+/// A page that says the database is away, and nothing of why.
+fn unavailable(error: store::DbError) -> Response {
+    tracing::error!(%error, "console: the database failed");
+    metrics::counter!("faas_database_errors_total").increment(1);
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        pages::message(
+            "Unavailable",
+            "The database is unavailable; try again shortly.",
+        ),
+    )
+        .into_response()
+}
+
+/// The signed-in session of the request, or the response that sends it to sign in.
+async fn signed_in(state: &AppState, headers: &HeaderMap, path: &str) -> Result<Resumed, Response> {
+    for id in session_ids(state, headers) {
+        match state.console.resume(id).await {
+            Ok(Some(resumed)) => return Ok(resumed),
+            Ok(None) => continue,
+            Err(error) => return Err(unavailable(error)),
+        }
+    }
+    Err(to_sign_in(path))
+}
+
+#[derive(Debug, Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+async fn get_sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<NextQuery>,
+) -> Response {
+    let next = safe_next(query.next.as_deref());
+    if signed_in(&state, &headers, &next).await.is_ok() {
+        return Redirect::to(&next).into_response();
+    }
+    match state.console.open_form().await {
+        Ok(form) => sign_in_form(&state, &form, &next, None, StatusCode::OK),
+        Err(error) => unavailable(error),
+    }
+}
+
+fn sign_in_form(
+    state: &AppState,
+    form: &Issued,
+    next: &str,
+    message: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let page = pages::sign_in(&form.csrf_token, next, message, state.key_cache.is_none());
+    let cookie = set_cookie(state, &form.id, FORM_TTL.as_secs());
+    (status, [(header::SET_COOKIE, cookie)], page).into_response()
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    csrf: String,
+    next: Option<String>,
+}
+
+async fn post_sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    let next = safe_next(form.next.as_deref());
+    let Some(form_id) = session_ids(&state, &headers).into_iter().next() else {
+        return stale_form(&state, &next).await;
+    };
+    match state.console.sign_in(form_id, &form.csrf, &form.key).await {
+        Ok(session) => {
+            let ttl = state.console.ttl().as_secs();
+            let cookie = set_cookie(&state, &session.id, ttl);
+            (
+                StatusCode::SEE_OTHER,
+                [
+                    (header::SET_COOKIE, cookie),
+                    (
+                        header::LOCATION,
+                        HeaderValue::from_str(&next).expect("a checked path"),
+                    ),
+                ],
+            )
+                .into_response()
+        }
+        Err(SignInError::StaleForm) => stale_form(&state, &next).await,
+        Err(SignInError::WrongKey) => match state.console.form_token(form_id).await {
+            // The same form again, with what went wrong; its session lasts.
+            Ok(Some(csrf_token)) => {
+                let page = pages::sign_in(
+                    &csrf_token,
+                    &next,
+                    Some("That key is not valid: check it and try again."),
+                    state.key_cache.is_none(),
+                );
+                (StatusCode::UNAUTHORIZED, page).into_response()
+            }
+            Ok(None) => stale_form(&state, &next).await,
+            Err(error) => unavailable(error),
+        },
+        Err(SignInError::Database(error)) => unavailable(error),
+    }
+}
+
+/// A sign-in whose form's session is unknown, expired or not its own: 403, and a fresh form.
+async fn stale_form(state: &AppState, next: &str) -> Response {
+    match state.console.open_form().await {
+        Ok(form) => sign_in_form(
+            state,
+            &form,
+            next,
+            Some("This form had expired or was not this browser's: sign in again."),
+            StatusCode::FORBIDDEN,
+        ),
+        Err(error) => unavailable(error),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn post_sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    for id in session_ids(&state, &headers) {
+        match state.console.resume(id).await {
+            Ok(Some(session)) if same_token(&session.csrf_token, &form.csrf) => {
+                if let Err(error) = state.console.sign_out(id).await {
+                    return unavailable(error);
+                }
+                let cookie = set_cookie(&state, "", 0);
+                return (
+                    StatusCode::SEE_OTHER,
+                    [
+                        (header::SET_COOKIE, cookie),
+                        (
+                            header::LOCATION,
+                            HeaderValue::from_static("/console/sign-in"),
+                        ),
+                    ],
+                )
+                    .into_response();
+            }
+            Ok(Some(_)) => return forbidden(),
+            Ok(None) => continue,
+            Err(error) => return unavailable(error),
+        }
+    }
+    Redirect::to("/console/sign-in").into_response()
+}
+
+/// A form without its session's CSRF token.
+fn forbidden() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        pages::message(
+            "Forbidden",
+            "This form did not carry this session's token, so nothing was changed. Reload the page and try again.",
+        ),
+    )
+        .into_response()
+}
+
+async fn get_functions(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = match signed_in(&state, &headers, "/console/functions").await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    let Resumed {
+        principal,
+        csrf_token,
+    } = session;
+    let summaries =
+        store::function_summaries(&state.db, &principal.namespace, 86_400, LIST_LIMIT).await;
+    match summaries {
+        Ok(summaries) => {
+            pages::functions(&page_of(&principal, &csrf_token), &summaries).into_response()
+        }
+        Err(error) => unavailable(error),
+    }
+}
+
+/// What every signed-in page shows of its session.
+fn page_of<'a>(principal: &'a Principal, csrf_token: &'a str) -> pages::Session<'a> {
+    pages::Session {
+        namespace: &principal.namespace,
+        csrf_token,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sign_in_sends_back_only_to_the_consoles_own_paths() {
+        assert_eq!(
+            safe_next(Some("/console/functions/7")),
+            "/console/functions/7"
+        );
+        for elsewhere in [
+            None,
+            Some("https://evil.example/console"),
+            Some("//evil.example/console"),
+            Some("/console//evil.example"),
+            Some("/console\\evil"),
+            Some("/keys/"),
+            Some("/console/a b"),
+        ] {
+            assert_eq!(safe_next(elsewhere), "/console/functions", "{elsewhere:?}");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The console's pages as HTML (maud escapes every value): one layout, labelled controls, no
+//! script at all, and a stylesheet of the console's own that reads at 1280 px and at 390 px.
+
+use crate::store::FunctionSummary;
+use maud::{DOCTYPE, Markup, html};
+
+/// What a signed-in page shows of its session: whose it is, and the token its forms carry.
+pub struct Session<'a> {
+    pub namespace: &'a str,
+    pub csrf_token: &'a str,
+}
+
+fn layout(title: &str, session: Option<&Session<'_>>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · faas console" }
+                link rel="stylesheet" href="/console/console.css";
+            }
+            body {
+                a class="skip" href="#main" { "Skip to content" }
+                header class="top" {
+                    a class="brand" href="/console/functions" { "faas console" }
+                    @if let Some(session) = session {
+                        nav aria-label="Console" {
+                            a href="/console/functions" { "Functions" }
+                        }
+                        span class="who" { "Namespace " strong { (session.namespace) } }
+                        form method="post" action="/console/sign-out" class="inline" {
+                            input type="hidden" name="csrf" value=(session.csrf_token);
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main id="main" { (body) }
+            }
+        }
+    }
+}
+
+/// A page with one message.
+pub fn message(title: &str, text: &str) -> Markup {
+    layout(
+        title,
+        None,
+        html! {
+            h1 { (title) }
+            p { (text) }
+            p { a href="/console/sign-in" { "To the sign-in page" } }
+        },
+    )
+}
+
+/// The sign-in form: an API key, pasted; `message` says what went wrong before.
+pub fn sign_in(csrf_token: &str, next: &str, message: Option<&str>, auth_disabled: bool) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        html! {
+            h1 { "Sign in" }
+            @if let Some(message) = message {
+                p class="error" role="alert" { (message) }
+            }
+            @if auth_disabled {
+                p { "Keys are off on this api (AUTH=disabled): any key signs in to namespace default." }
+            }
+            form method="post" action="/console/sign-in" class="card" {
+                input type="hidden" name="csrf" value=(csrf_token);
+                input type="hidden" name="next" value=(next);
+                label for="key" { "API key" }
+                input id="key" name="key" type="password" autocomplete="off" required
+                    autofocus aria-describedby="key-help";
+                p id="key-help" class="help" {
+                    "The console keeps a session on the server; the key itself is stored nowhere."
+                }
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+fn ms(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".to_owned(), |ms| format!("{ms:.1} ms"))
+}
+
+/// The namespace's functions, each with its last 24 hours.
+pub fn functions(session: &Session<'_>, summaries: &[FunctionSummary]) -> Markup {
+    layout(
+        "Functions",
+        Some(session),
+        html! {
+            h1 { "Functions" }
+            @if summaries.is_empty() {
+                p { "No functions in this namespace yet." }
+            } @else {
+                div class="scroll" {
+                    table {
+                        caption { "Functions of namespace " (session.namespace) ", calls over the last 24 hours" }
+                        thead {
+                            tr {
+                                th scope="col" { "Name" }
+                                th scope="col" { "Language" }
+                                th scope="col" { "Runtime" }
+                                th scope="col" { "Route" }
+                                th scope="col" class="num" { "Version" }
+                                th scope="col" class="num" { "Calls" }
+                                th scope="col" class="num" { "Errors" }
+                                th scope="col" class="num" { "p50" }
+                                th scope="col" class="num" { "p99" }
+                                th scope="col" class="num" { "Cold starts" }
+                            }
+                        }
+                        tbody {
+                            @for f in summaries {
+                                tr {
+                                    th scope="row" { (f.name) }
+                                    td { (f.language) }
+                                    td { (f.runtime) }
+                                    td { code { (f.route) } }
+                                    td class="num" { (f.version) }
+                                    td class="num" { (f.calls) }
+                                    td class="num" { (f.errors) }
+                                    td class="num" { (ms(f.p50_ms)) }
+                                    td class="num" { (ms(f.p99_ms)) }
+                                    td class="num" { (f.cold_starts) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
