@@ -258,6 +258,100 @@ async fn revoking_the_key_ends_its_sessions_and_a_session_sees_only_its_namespac
     app.stop().await;
 }
 
+/// The key a keys page shows once, if any.
+fn made_key(html: &str) -> Option<String> {
+    let at = html.find("id=\"new-key\"")?;
+    let value = html[at..].find("value=\"")? + at + 7;
+    Some(html[value..].split('"').next()?.to_owned())
+}
+
+#[tokio::test]
+async fn a_key_made_in_the_console_is_shown_once_and_revoking_it_ends_its_sessions() {
+    let app = TestApp::start().await;
+    let console = Console::new(&app);
+    let admin = console.sign_in(ADMIN_KEY).await;
+    let (status, _, html) = console.get("/console/keys", Some(&admin)).await;
+    assert_eq!(status, 200, "{html}");
+    let csrf = csrf_of(&html);
+
+    // Without the session's token: 403, and no key made.
+    let (status, _, _) = console
+        .post(
+            "/console/keys",
+            Some(&admin),
+            &[("scope", "invoke"), ("csrf", "nope")],
+        )
+        .await;
+    assert_eq!(status, 403);
+    // No scope: the api's own rule, on the page, nothing made.
+    let (status, _, html) = console
+        .post(
+            "/console/keys",
+            Some(&admin),
+            &[("csrf", &csrf), ("description", "none")],
+        )
+        .await;
+    assert_eq!(status, 422, "{html}");
+    assert!(html.contains("role=\"alert\""), "{html}");
+    assert!(made_key(&html).is_none());
+
+    let (status, _, html) = console
+        .post(
+            "/console/keys",
+            Some(&admin),
+            &[
+                ("csrf", &csrf),
+                ("scope", "invoke"),
+                ("scope", "read"),
+                ("description", "from the console"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{html}");
+    let key = made_key(&html).expect("the new key, shown once");
+    assert!(key.starts_with("faas_"), "{key}");
+    assert!(
+        html.contains("src=\"/console/console.js\""),
+        "its copy button's script, a file"
+    );
+    let key_id = key
+        .strip_prefix("faas_")
+        .unwrap()
+        .split('_')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_, _, html) = console.get("/console/keys", Some(&admin)).await;
+    assert!(html.contains(&key_id) && html.contains("from the console"));
+    assert!(!html.contains(&key), "shown once only");
+
+    // Its own session: an invoke and read key sees functions, not keys.
+    let session = console.sign_in(&key).await;
+    let (status, _, _) = console.get("/console/keys", Some(&session)).await;
+    assert_eq!(status, 403);
+    let (status, _, _) = console.get("/console/functions", Some(&session)).await;
+    assert_eq!(status, 200);
+
+    // Revoked from the console (with the token only): its session is over.
+    let revoke = format!("/console/keys/{key_id}/revoke");
+    let (status, _, _) = console
+        .post(&revoke, Some(&admin), &[("csrf", "nope")])
+        .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = console.get("/console/functions", Some(&session)).await;
+    assert_eq!(status, 200, "not revoked yet");
+    let (status, headers, _) = console
+        .post(&revoke, Some(&admin), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(headers[LOCATION], "/console/keys");
+    let (status, _, _) = console.get("/console/functions", Some(&session)).await;
+    assert_eq!(status, 303, "the revoked key's session ended");
+    let (_, _, html) = console.get("/console/keys", Some(&admin)).await;
+    assert!(!html.contains(&key_id), "no longer listed");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_console_page_is_on_the_apis_origin_only() {
     let app = TestApp::start().await;
@@ -361,6 +455,60 @@ async fn in_chromium_a_person_signs_in_sees_the_functions_and_signs_out() {
             !framed.contains("faas console") && !framed.contains("API key"),
             "the console showed in a frame: {framed}"
         );
+
+        // A key made on the keys page, shown once, then revoked from its row.
+        browser.go(&app.url("/console/keys")).await;
+        browser.click("input[name=scope][value=invoke]").await;
+        browser.type_into("#description", "made in Chromium").await;
+        browser.click("form.card button[type=submit]").await;
+        let mut key = serde_json::Value::Null;
+        for _ in 0..100 {
+            key = browser.eval("document.getElementById('new-key') && document.getElementById('new-key').value").await;
+            if key.is_string() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let key = key.as_str().expect("the new key on the page").to_owned();
+        assert!(key.starts_with("faas_"));
+        browser.screenshot(&format!("keys-made{suffix}")).await;
+        let violations: Vec<String> = browser
+            .console_log()
+            .await
+            .into_iter()
+            .filter(|line| line.contains("Content Security Policy"))
+            .collect();
+        assert!(
+            violations.is_empty(),
+            "the keys page's script: {violations:?}"
+        );
+        let key_session = Console::new(&app).sign_in(&key).await;
+        let key_id = key
+            .strip_prefix("faas_")
+            .unwrap()
+            .split('_')
+            .next()
+            .unwrap()
+            .to_owned();
+        browser
+            .click(&format!("button[aria-label='Revoke key {key_id}']"))
+            .await;
+        let mut listed = true;
+        for _ in 0..100 {
+            if browser.url().await.ends_with("/console/keys")
+                && !browser.source().await.contains(&key_id)
+            {
+                listed = false;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(!listed, "the revoked key is still listed");
+        browser.screenshot(&format!("keys{suffix}")).await;
+        let (status, _, _) = Console::new(&app)
+            .get("/console/functions", Some(&key_session))
+            .await;
+        assert_eq!(status, 303, "the revoked key's session ended");
 
         browser.go(&app.url("/console/functions")).await;
         browser.click("form.inline button[type=submit]").await;

@@ -12,6 +12,7 @@
 //! - A request without a live session goes to the sign-in page, and back to where it was
 //!   going after it (a path of the console only).
 
+mod keys;
 mod pages;
 
 use crate::domain::auth::Principal;
@@ -27,8 +28,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-/// The stylesheet, compiled in.
+/// The stylesheet and the one script, compiled in.
 const CONSOLE_CSS: &str = include_str!("../../../assets/console/console.css");
+const CONSOLE_JS: &str = include_str!("../../../assets/console/console.js");
 
 /// What every console response says about where it may be loaded from and framed.
 const CSP: &str = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'";
@@ -49,7 +51,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/sign-in", get(get_sign_in).post(post_sign_in))
         .route("/console/sign-out", post(post_sign_out))
         .route("/console/functions", get(get_functions))
+        .route("/console/keys", get(keys::get_keys).post(keys::post_keys))
+        .route("/console/keys/{id}/revoke", post(keys::post_revoke_key))
         .route("/console/console.css", get(get_css))
+        .route("/console/console.js", get(get_js))
         .layer(DefaultBodyLimit::max(FORM_BODY_MAX))
         .layer(from_fn(security_headers))
 }
@@ -83,6 +88,16 @@ async fn get_css() -> impl IntoResponse {
             (header::CACHE_CONTROL, "no-cache"),
         ],
         CONSOLE_CSS,
+    )
+}
+
+async fn get_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        CONSOLE_JS,
     )
 }
 

@@ -1,7 +1,8 @@
 //! The console's pages as HTML (maud escapes every value): one layout, labelled controls, no
 //! script at all, and a stylesheet of the console's own that reads at 1280 px and at 390 px.
 
-use crate::store::FunctionSummary;
+use crate::domain::auth::Scope;
+use crate::store::{FunctionSummary, KeyInfo};
 use maud::{DOCTYPE, Markup, html};
 
 /// What a signed-in page shows of its session: whose it is, and the token its forms carry.
@@ -11,6 +12,11 @@ pub struct Session<'a> {
 }
 
 fn layout(title: &str, session: Option<&Session<'_>>, body: Markup) -> Markup {
+    page(title, session, false, body)
+}
+
+/// A page; `script`: with the console's one script file (its copy buttons).
+fn page(title: &str, session: Option<&Session<'_>>, script: bool, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -19,6 +25,9 @@ fn layout(title: &str, session: Option<&Session<'_>>, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · faas console" }
                 link rel="stylesheet" href="/console/console.css";
+                @if script {
+                    script src="/console/console.js" defer {}
+                }
             }
             body {
                 a class="skip" href="#main" { "Skip to content" }
@@ -27,6 +36,8 @@ fn layout(title: &str, session: Option<&Session<'_>>, body: Markup) -> Markup {
                     @if let Some(session) = session {
                         nav aria-label="Console" {
                             a href="/console/functions" { "Functions" }
+                            " "
+                            a href="/console/keys" { "Keys" }
                         }
                         span class="who" { "Namespace " strong { (session.namespace) } }
                         form method="post" action="/console/sign-out" class="inline" {
@@ -131,6 +142,86 @@ pub fn functions(session: &Session<'_>, summaries: &[FunctionSummary]) -> Markup
                         }
                     }
                 }
+            }
+        },
+    )
+}
+
+/// The namespace's keys, the form that makes one, and the key just made (`made`, shown this
+/// once) or why the form failed (`problem`).
+pub fn keys(
+    session: &Session<'_>,
+    keys: &[KeyInfo],
+    mintable: &[Scope],
+    made: Option<&str>,
+    problem: Option<&str>,
+) -> Markup {
+    page(
+        "Keys",
+        Some(session),
+        made.is_some(),
+        html! {
+            h1 { "Keys" }
+            @if let Some(problem) = problem {
+                p class="error" role="alert" { (problem) }
+            }
+            @if let Some(key) = made {
+                section class="card" aria-labelledby="made-title" {
+                    h2 id="made-title" { "Your new key" }
+                    p { "Copy it now: it is shown this once, and stored nowhere." }
+                    label for="new-key" { "Key" }
+                    input id="new-key" type="text" readonly value=(key);
+                    button type="button" data-copy="new-key" { "Copy" }
+                }
+            }
+            div class="scroll" {
+                table {
+                    caption { "Live keys of namespace " (session.namespace) }
+                    thead {
+                        tr {
+                            th scope="col" { "Id" }
+                            th scope="col" { "Scopes" }
+                            th scope="col" { "Description" }
+                            th scope="col" { "Made" }
+                            th scope="col" { "Expires" }
+                            th scope="col" { span class="visually-hidden" { "Revoke" } }
+                        }
+                    }
+                    tbody {
+                        @for key in keys {
+                            @let id = key.id.simple().to_string();
+                            tr {
+                                th scope="row" { code { (id) } }
+                                td { (key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")) }
+                                td { (key.description) }
+                                td { (key.created_at.format("%Y-%m-%d %H:%M UTC")) }
+                                td { (key.expires_at.map_or_else(|| "never".to_owned(), |at| at.format("%Y-%m-%d %H:%M UTC").to_string())) }
+                                td {
+                                    form method="post" action={ "/console/keys/" (id) "/revoke" } class="inline" {
+                                        input type="hidden" name="csrf" value=(session.csrf_token);
+                                        button type="submit" class="danger" aria-label={ "Revoke key " (id) } { "Revoke" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Make a key" }
+            form method="post" action="/console/keys" class="card" {
+                input type="hidden" name="csrf" value=(session.csrf_token);
+                fieldset {
+                    legend { "Scopes" }
+                    @for scope in mintable {
+                        label class="check" {
+                            input type="checkbox" name="scope" value=(scope.as_str());
+                            " " (scope.as_str())
+                        }
+                    }
+                }
+                label for="description" { "Description" }
+                input id="description" name="description" type="text" maxlength="256";
+                button type="submit" { "Make key" }
             }
         },
     )

@@ -61,6 +61,13 @@ pub struct CreatedKey {
     key: String,
 }
 
+impl CreatedKey {
+    /// The key itself, to show this once.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
 /// Why a key was not made or revoked.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyChangeError {
