@@ -3,7 +3,9 @@
 //! as a browser would, so that each one the console sets is checked.
 
 use crate::support::{ADMIN_KEY, TestApp, python};
+use common::Runtime;
 use reqwest::header::{CONTENT_SECURITY_POLICY, HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::json;
 
 /// A client that follows no redirect and keeps no cookie: the test does both.
 fn browser() -> reqwest::Client {
@@ -353,6 +355,72 @@ async fn a_key_made_in_the_console_is_shown_once_and_revoking_it_ends_its_sessio
 }
 
 #[tokio::test]
+async fn a_functions_page_shows_its_settings_code_and_calls_and_is_404_to_another_namespace() {
+    let app = TestApp::with_workers(&[Runtime::Docker]).await;
+    let code = "def handler(event, context):\n    print('line from', event.get('who'))\n    if event.get('fail'):\n        raise ValueError('asked to <fail>')\n    return 1";
+    let created = app.create_function(python("paged", code)).await;
+    let id = created["id"].as_i64().unwrap();
+    for event in [
+        json!({"who": "ada"}),
+        json!({"who": "bob"}),
+        json!({"fail": true}),
+    ] {
+        app.invoke("execute", "paged", event).await;
+    }
+    for _ in 0..100 {
+        let (_, records) = app.get("/metrics/?function=paged").await;
+        if records.as_array().is_some_and(|r| r.len() == 3) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let console = Console::new(&app);
+    let session = console.sign_in(ADMIN_KEY).await;
+    let (_, _, list) = console.get("/console/functions", Some(&session)).await;
+    assert!(
+        list.contains(&format!("href=\"/console/functions/{id}\"")),
+        "{list}"
+    );
+
+    let page = format!("/console/functions/{id}");
+    let (status, _, html) = console.get(&page, Some(&session)).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("asked to &lt;fail&gt;"),
+        "the code and the error, escaped: {html}"
+    );
+    assert!(!html.contains("asked to <fail>"));
+    assert!(
+        html.contains("line from ada") && html.contains("line from bob"),
+        "logs: {html}"
+    );
+    assert_eq!(html.matches("<td class=\"status ").count(), 3);
+    let (_, _, failed) = console
+        .get(&format!("{page}?status=failed"), Some(&session))
+        .await;
+    assert_eq!(failed.matches("<td class=\"status ").count(), 1, "{failed}");
+    assert!(!failed.contains("line from ada"));
+
+    // Another namespace's session: the same id is not found; a key that may only invoke
+    // reads no function at all.
+    let reader = app.namespace_with_key("elsewhere-ns", &["read"]).await;
+    let other = console.sign_in(&reader).await;
+    let (status, _, _) = console.get(&page, Some(&other)).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = console
+        .get("/console/functions/not-a-number", Some(&other))
+        .await;
+    assert_eq!(status, 404);
+    let invoker = app.key_of("default", &["invoke"]).await;
+    let caller = console.sign_in(&invoker).await;
+    for path in ["/console/functions", page.as_str()] {
+        let (status, _, _) = console.get(path, Some(&caller)).await;
+        assert_eq!(status, 403, "{path}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_console_page_is_on_the_apis_origin_only() {
     let app = TestApp::start().await;
     let on_api = browser()
@@ -434,6 +502,11 @@ async fn in_chromium_a_person_signs_in_sees_the_functions_and_signs_out() {
         );
         assert_eq!(browser.eval("window.localStorage.length").await, 0);
         browser.screenshot(&format!("functions{suffix}")).await;
+        browser.click("a[href^='/console/functions/']").await;
+        let page = browser.url_with("/console/functions/").await;
+        assert!(page.contains("/console/functions/"), "{page}");
+        assert!(browser.source().await.contains("return 1"));
+        browser.screenshot(&format!("function{suffix}")).await;
         let violations: Vec<String> = browser
             .console_log()
             .await

@@ -12,6 +12,7 @@
 //! - A request without a live session goes to the sign-in page, and back to where it was
 //!   going after it (a path of the console only).
 
+mod function;
 mod keys;
 mod pages;
 
@@ -51,6 +52,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/sign-in", get(get_sign_in).post(post_sign_in))
         .route("/console/sign-out", post(post_sign_out))
         .route("/console/functions", get(get_functions))
+        .route("/console/functions/{id}", get(function::get_function))
         .route("/console/keys", get(keys::get_keys).post(keys::post_keys))
         .route("/console/keys/{id}/revoke", post(keys::post_revoke_key))
         .route("/console/console.css", get(get_css))
@@ -344,6 +346,9 @@ async fn get_functions(State(state): State<AppState>, headers: HeaderMap) -> Res
         Ok(session) => session,
         Err(response) => return response,
     };
+    if !function::may_read(&session) {
+        return function::not_a_reader();
+    }
     let Resumed {
         principal,
         csrf_token,

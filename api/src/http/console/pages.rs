@@ -2,7 +2,7 @@
 //! script at all, and a stylesheet of the console's own that reads at 1280 px and at 390 px.
 
 use crate::domain::auth::Scope;
-use crate::store::{FunctionSummary, KeyInfo};
+use crate::store::{Function, FunctionSummary, InvocationRecord, KeyInfo};
 use maud::{DOCTYPE, Markup, html};
 
 /// What a signed-in page shows of its session: whose it is, and the token its forms carry.
@@ -127,7 +127,7 @@ pub fn functions(session: &Session<'_>, summaries: &[FunctionSummary]) -> Markup
                         tbody {
                             @for f in summaries {
                                 tr {
-                                    th scope="row" { (f.name) }
+                                    th scope="row" { a href={ "/console/functions/" (f.id) } { (f.name) } }
                                     td { (f.language) }
                                     td { (f.runtime) }
                                     td { code { (f.route) } }
@@ -222,6 +222,97 @@ pub fn keys(
                 label for="description" { "Description" }
                 input id="description" name="description" type="text" maxlength="256";
                 button type="submit" { "Make key" }
+            }
+        },
+    )
+}
+
+/// One function: its settings, its code, and its latest invocations (`failed_only`: those
+/// that did not succeed).
+pub fn function(
+    session: &Session<'_>,
+    function: &Function,
+    records: &[InvocationRecord],
+    failed_only: bool,
+) -> Markup {
+    let base = format!("/console/functions/{}", function.id);
+    layout(
+        &function.name,
+        Some(session),
+        html! {
+            p { a href="/console/functions" { "← Functions" } }
+            h1 { (function.name) }
+            h2 { "Settings" }
+            dl class="settings" {
+                dt { "Language" } dd { (function.language.as_str()) }
+                dt { "Runtime" } dd { (function.runtime.as_str()) }
+                dt { "Handler" } dd { code { (function.handler) } }
+                dt { "Route" } dd { code { (function.route) } }
+                dt { "Version" } dd { (function.version) }
+                dt { "Memory" } dd { (function.memory_mb) " MB" }
+                dt { "Timeout" } dd { (function.timeout) " s" }
+                dt { "Environment" } dd {
+                    @if function.env.is_empty() { "none" }
+                    @else { (function.env.keys().map(String::as_str).collect::<Vec<_>>().join(", ")) }
+                }
+            }
+            h2 { "Code" }
+            @match &function.code {
+                Some(code) => pre class="code" { code { (code) } },
+                None => p { "Deployed as a package." },
+            }
+            h2 id="invocations" { "Latest invocations" }
+            nav aria-label="Filter invocations" class="filters" {
+                @if failed_only {
+                    a href={ (base) "#invocations" } { "All" }
+                    " · " strong aria-current="page" { "Failed" }
+                } @else {
+                    strong aria-current="page" { "All" }
+                    " · " a href={ (base) "?status=failed#invocations" } { "Failed" }
+                }
+            }
+            @if records.is_empty() {
+                p { @if failed_only { "No failed calls." } @else { "No calls yet." } }
+            } @else {
+                div class="scroll" {
+                    table {
+                        caption { "Newest first" }
+                        thead {
+                            tr {
+                                th scope="col" { "When" }
+                                th scope="col" { "Status" }
+                                th scope="col" { "Trigger" }
+                                th scope="col" class="num" { "Attempt" }
+                                th scope="col" class="num" { "Duration" }
+                                th scope="col" { "Cold" }
+                                th scope="col" { "Logs and error" }
+                            }
+                        }
+                        tbody {
+                            @for r in records {
+                                tr {
+                                    td { (r.created_at.format("%Y-%m-%d %H:%M:%S UTC")) }
+                                    td class={ "status " @if r.status == "success" { "ok" } @else { "failed" } } { (r.status) }
+                                    td { (r.trigger) }
+                                    td class="num" { (r.attempt) }
+                                    td class="num" { (format!("{:.1} ms", r.duration_ms)) }
+                                    td { @if r.cold_start { "yes" } @else { "no" } }
+                                    td {
+                                        @if let Some(error) = &r.error {
+                                            p class="error" { (error.kind) ": " (error.message) }
+                                        }
+                                        @if let Some(logs) = r.logs.as_deref().filter(|logs| !logs.is_empty()) {
+                                            details {
+                                                summary { "Logs" }
+                                                pre { (logs) }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         },
     )
