@@ -26,6 +26,9 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            // Its own process group, with the Chromium it starts: a test that panics kills
+            // the whole group when the browser is dropped (see `Drop`).
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver runs (Debian's chromium-driver: scripts/setup.sh installs it)");
@@ -242,10 +245,21 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
     }
 
-    /// Ends the browser session and the driver.
-    pub async fn quit(mut self) {
+    /// Ends the browser session, then the driver and what is left of Chromium (`Drop`).
+    pub async fn quit(self) {
         let _ = self.client.delete(&self.session).send().await;
-        let _ = self.driver.kill().await;
+    }
+}
+
+impl Drop for Browser {
+    /// Kills ChromeDriver's process group, Chromium included, whether the test ended or
+    /// panicked (a panic skips `quit`, and killing the driver alone leaves Chromium running).
+    fn drop(&mut self) {
+        if let Some(pid) = self.driver.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
