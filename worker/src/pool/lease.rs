@@ -414,7 +414,7 @@ impl<L: Launcher> Pool<L> {
             if ended.is_ok() {
                 pool.record_start(began.elapsed());
             }
-            pool.start_ended(key);
+            pool.uncount(key, |demand| &mut demand.starting);
             let sent = match ended {
                 Ok(slot) => send.send(Ok(slot)),
                 Err(Unstarted::Refused(why)) => send.send(Err(why)),
@@ -440,16 +440,6 @@ impl<L: Launcher> Pool<L> {
         own.outcome.close();
         if let Ok(Ok(slot)) = own.outcome.try_recv() {
             self.put_idle(slot);
-        }
-    }
-
-    fn start_ended(&self, key: FunctionKey) {
-        let mut state = self.state.lock().unwrap();
-        if let Some(demand) = state.demand.get_mut(&key) {
-            demand.starting = demand.starting.saturating_sub(1);
-            if demand.is_empty() {
-                state.demand.remove(&key);
-            }
         }
     }
 

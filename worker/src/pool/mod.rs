@@ -233,6 +233,18 @@ impl<L: Launcher> Pool<L> {
         }
     }
 
+    /// Counts one less of what `field` picks in `key`'s demand, which goes once it is empty.
+    fn uncount(&self, key: FunctionKey, field: fn(&mut Demand) -> &mut usize) {
+        let mut state = self.state.lock().unwrap();
+        if let Some(demand) = state.demand.get_mut(&key) {
+            let count = field(demand);
+            *count = count.saturating_sub(1);
+            if demand.is_empty() {
+                state.demand.remove(&key);
+            }
+        }
+    }
+
     /// Starts a container in `room`, once a start slot is free, and tracks it until it is
     /// discarded.
     async fn start(
@@ -468,14 +480,7 @@ struct DemandGuard<'a, L: Launcher> {
 
 impl<L: Launcher> Drop for DemandGuard<'_, L> {
     fn drop(&mut self) {
-        let mut state = self.pool.state.lock().unwrap();
-        if let Some(demand) = state.demand.get_mut(&self.key) {
-            let count = (self.field)(demand);
-            *count = count.saturating_sub(1);
-            if demand.is_empty() {
-                state.demand.remove(&self.key);
-            }
-        }
+        self.pool.uncount(self.key, self.field);
     }
 }
 

@@ -15,7 +15,7 @@ fn ns(name: &str) -> Namespace {
 }
 
 /// A container of `spec`, started in room reserved for it.
-async fn cold(pool: &Pool<FakeLauncher>, spec: &FunctionSpec) -> Slot<Fake> {
+pub(super) async fn cold(pool: &Pool<FakeLauncher>, spec: &FunctionSpec) -> Slot<Fake> {
     let namespace = Namespace::from(spec.namespace.as_str());
     let room = pool
         .reserve(spec.memory_mb, &namespace, soon())

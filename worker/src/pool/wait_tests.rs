@@ -3,27 +3,10 @@
 //! while one of its function's containers is idle, a start not yet launched is abandoned, and
 //! another container is started only when waiting its turn would take longer.
 
-use super::fake::{Fake, FakeLauncher, settings, settle, spec};
+use super::fake::{FakeLauncher, settings, settle, spec};
+use super::tests::cold;
 use super::*;
 use common::FunctionSpec;
-
-/// A container of `spec`, started in room reserved for it.
-async fn cold(pool: &Pool<FakeLauncher>, spec: &FunctionSpec) -> Slot<Fake> {
-    let namespace = Namespace::from(spec.namespace.as_str());
-    let room = pool
-        .reserve(spec.memory_mb, &namespace, far())
-        .await
-        .expect("room");
-    pool.start(
-        spec.language,
-        spec.memory_mb,
-        Some(spec),
-        &Mounts::default(),
-        room,
-    )
-    .await
-    .unwrap()
-}
 
 fn far() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(30)

@@ -2,7 +2,7 @@
 //! one (shown once, with a copy button), and a revoke button per key. A revoked key's console
 //! sessions end with it (`services::console` re-checks the key on every request).
 
-use super::{Resumed, forbidden, pages, signed_in, unavailable};
+use super::{CsrfForm, Resumed, forbidden, pages, signed_in, unavailable};
 use crate::domain::auth::{Principal, Scope};
 use crate::http::state::AppState;
 use crate::services::console::same_token;
@@ -10,7 +10,6 @@ use crate::services::keys::{KeyChangeError, KeyInput};
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde::Deserialize;
 
 /// The scopes the form offers to `caller`: what it may mint.
 pub fn mintable(caller: &Principal) -> Vec<Scope> {
@@ -70,13 +69,9 @@ pub async fn get_keys(State(state): State<AppState>, headers: HeaderMap) -> Resp
 }
 
 /// The form's fields, as a browser sends them: `scope` once per ticked box.
-#[derive(Deserialize)]
 pub struct NewKeyForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     description: String,
-    #[serde(default, rename = "scope")]
     scopes: Vec<String>,
 }
 
@@ -144,17 +139,11 @@ impl NewKeyForm {
     }
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn post_revoke_key(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<CsrfForm>,
 ) -> Response {
     let session = match keys_session(&state, &headers).await {
         Ok(session) => session,

@@ -143,6 +143,15 @@ fn set_cookie(state: &AppState, id: &str, max_age_secs: u64) -> HeaderValue {
     HeaderValue::from_str(&cookie).expect("a session id is URL-safe base64")
 }
 
+/// A 303 to `location` that sets (or removes) the session cookie.
+fn see_other(cookie: HeaderValue, location: HeaderValue) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [(header::SET_COOKIE, cookie), (header::LOCATION, location)],
+    )
+        .into_response()
+}
+
 /// `next` if it is a path of the console, else the functions list: the sign-in never sends
 /// anyone elsewhere.
 fn safe_next(next: Option<&str>) -> String {
@@ -245,18 +254,8 @@ async fn post_sign_in(
     match state.console.sign_in(form_id, &form.csrf, &form.key).await {
         Ok(session) => {
             let ttl = state.console.ttl().as_secs();
-            let cookie = set_cookie(&state, &session.id, ttl);
-            (
-                StatusCode::SEE_OTHER,
-                [
-                    (header::SET_COOKIE, cookie),
-                    (
-                        header::LOCATION,
-                        HeaderValue::from_str(&next).expect("a checked path"),
-                    ),
-                ],
-            )
-                .into_response()
+            let location = HeaderValue::from_str(&next).expect("a checked path");
+            see_other(set_cookie(&state, &session.id, ttl), location)
         }
         Err(SignInError::StaleForm) => stale_form(&state, &next).await,
         Err(SignInError::WrongKey) => match state.console.form_token(form_id).await {
@@ -308,18 +307,8 @@ async fn post_sign_out(
                 if let Err(error) = state.console.sign_out(id).await {
                     return unavailable(error);
                 }
-                let cookie = set_cookie(&state, "", 0);
-                return (
-                    StatusCode::SEE_OTHER,
-                    [
-                        (header::SET_COOKIE, cookie),
-                        (
-                            header::LOCATION,
-                            HeaderValue::from_static("/console/sign-in"),
-                        ),
-                    ],
-                )
-                    .into_response();
+                let location = HeaderValue::from_static("/console/sign-in");
+                return see_other(set_cookie(&state, "", 0), location);
             }
             Ok(Some(_)) => return forbidden(),
             Ok(None) => continue,
