@@ -8,10 +8,12 @@ use std::net::SocketAddr;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "api", version, about = "HTTP API of the serverless platform")]
 pub struct Config {
-    /// Postgres holding functions and invocation records.
+    /// Postgres holding functions and invocation records (or DATABASE_URL_FILE: the URL holds a
+    /// password).
     #[arg(
         long,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pub database_url: String,

@@ -1,11 +1,11 @@
 use anyhow::Context;
 use api::Config;
-use clap::Parser;
 use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    // Secrets may come from files (NAME_FILE: Docker and Swarm secrets).
+    let config: Config = common::settings::parse();
     common::telemetry::init(config.log_format, "info,tower_http=info");
     let listener = TcpListener::bind(config.api_addr)
         .await

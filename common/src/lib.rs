@@ -1,6 +1,6 @@
 //! Contracts that the `api` and the `worker` must agree on: queue topology, the job and reply
 //! messages, the runtime and language enums, and what both binaries run alike (telemetry,
-//! shutdown signal, the broker connection and consumer loop, the metrics listener).
+//! shutdown signal, secret settings read from files, the broker connection and consumer loop, the metrics listener).
 //!
 //! Nothing here knows about HTTP or Docker, so either side can change its internals freely.
 
@@ -8,6 +8,7 @@ pub mod broker;
 pub mod messages;
 pub mod metrics;
 pub mod model;
+pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 

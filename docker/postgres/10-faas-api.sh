@@ -7,6 +7,10 @@
 # functions) run, and may connect to no other database.
 # Executed, or sourced when the file lost its executable bit: no `exit`, no `set`.
 
+# FAAS_API_DB_PASSWORD_FILE (a Swarm secret) instead: the file's content.
+if [ -z "${FAAS_API_DB_PASSWORD:-}" ] && [ -n "${FAAS_API_DB_PASSWORD_FILE:-}" ]; then
+  FAAS_API_DB_PASSWORD=$(cat "$FAAS_API_DB_PASSWORD_FILE")
+fi
 if [ -z "${FAAS_API_DB_PASSWORD:-}" ]; then
   echo "faas: FAAS_API_DB_PASSWORD is not set (scripts/make-env.sh writes a .env with every secret)" >&2
   false

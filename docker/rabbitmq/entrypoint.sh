@@ -104,7 +104,21 @@ EOF
   mv "$DEFINITIONS.tmp" "$DEFINITIONS"
 }
 
+# NAME_FILE (Swarm secrets, /run/secrets/...) instead of NAME: the file's content, without its
+# trailing newline. Both set is a mistake.
+file_env() { # NAME
+  eval "value=\${$1:-} file=\${$1_FILE:-}"
+  if [ -n "$file" ]; then
+    [ -z "$value" ] || fail "set $1 or $1_FILE, not both"
+    [ -r "$file" ] || fail "$1_FILE=$file cannot be read"
+    export "$1=$(cat "$file")"
+  fi
+  unset "$1_FILE"
+}
+
 if [ "${1:-}" = rabbitmq-server ]; then
+  file_env FAAS_API_AMQP_PASSWORD
+  file_env FAAS_WORKER_AMQP_PASSWORD
   write_definitions
 fi
 # The passwords stay out of the broker process' environment.

@@ -1,11 +1,11 @@
 use anyhow::Context;
-use clap::Parser;
 use tokio::net::TcpListener;
 use worker::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    // Secrets may come from files (NAME_FILE: Docker and Swarm secrets).
+    let config: Config = common::settings::parse();
     common::telemetry::init(config.log_format, "info");
     let metrics_listener = TcpListener::bind(config.metrics_addr)
         .await

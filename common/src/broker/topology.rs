@@ -21,10 +21,12 @@ pub const CONTENT_TYPE_JSON: &str = "application/json";
 /// binaries' settings, so `AMQP_URL` and `QUEUE_PREFIX` mean the same to each.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BrokerSettings {
-    /// RabbitMQ that carries the invocation jobs and their replies.
+    /// RabbitMQ that carries the invocation jobs and their replies (or AMQP_URL_FILE: the URL holds
+    /// a password).
     #[arg(
         long,
         env = "AMQP_URL",
+        hide_env_values = true,
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: String,

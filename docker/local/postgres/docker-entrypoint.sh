@@ -31,6 +31,10 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  # POSTGRES_PASSWORD_FILE, as in the official image (Swarm secrets).
+  if [ -z "${POSTGRES_PASSWORD:-}" ] && [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+    POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+  fi
   POSTGRES_USER=${POSTGRES_USER:-postgres}
   POSTGRES_DB=${POSTGRES_DB:-$POSTGRES_USER}
   auth=${POSTGRES_HOST_AUTH_METHOD:-}
