@@ -73,6 +73,12 @@ pub struct Config {
     #[arg(long, env = "NODE_IMAGE", default_value = "nodejs-base")]
     pub node_image: String,
 
+    /// Pulls the runtime and build images that this node's Docker lacks from their registry at
+    /// start (the images are then named `registry/name:tag`): for clusters whose nodes share a
+    /// registry rather than a build (Swarm). Off, a missing runtime image stops the worker.
+    #[arg(long, env = "PULL_IMAGES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub pull_images: bool,
+
     /// Seconds an idle warm container is kept before it is removed.
     #[arg(long, env = "IDLE_TTL_SECS", default_value_t = 300)]
     pub idle_ttl_secs: u64,
@@ -105,10 +111,13 @@ pub struct Config {
     #[arg(long, env = "WARM_WAIT_MS", default_value_t = 25)]
     pub warm_wait_ms: u64,
 
-    /// Milliseconds a job waits in this worker's home queue (the jobs of the functions whose
-    /// home it is) before it spills to the runtime's shared queue, which any worker takes:
-    /// what a call loses when its home worker is gone or has no delivery slot free.
-    #[arg(long, env = "HOME_WAIT_MS", default_value_t = 100)]
+    /// Milliseconds a job may wait in this worker's home queue (the jobs of the functions whose
+    /// home it is) for a free delivery slot before it spills to the runtime's shared queue,
+    /// which any worker takes. 0: it spills at once when the worker has no slot free or is
+    /// gone. Over 0, a job routed to the home of a killed worker in the last HOME_WAIT_MS
+    /// before the broker deletes that queue (15 s after) is lost, and its caller waits for its
+    /// deadline.
+    #[arg(long, env = "HOME_WAIT_MS", default_value_t = 0)]
     pub home_wait_ms: u64,
 
     /// Containers created and started at once; calls beyond it queue for a start slot.

@@ -222,10 +222,30 @@ pub async fn preflight(config: &Config) -> Result<Docker, WorkerError> {
     let docker = docker.negotiate_version().await.map_err(unreachable)?;
     docker.ping().await.map_err(unreachable)?;
 
+    if config.pull_images {
+        // Build images are optional (without them this worker takes no builds), so a failed
+        // pull of one is only logged.
+        for image in [
+            &config.deps.python_build_image,
+            &config.deps.node_build_image,
+        ] {
+            if let Err(error) = pull_if_missing(&docker, image).await {
+                tracing::warn!(%image, %error, "cannot pull the build image; this worker takes no builds of its language");
+            }
+        }
+    }
     for (image, dir) in [
         (&config.python_image, "docker/python"),
         (&config.node_image, "docker/nodejs"),
     ] {
+        let pulled = if config.pull_images {
+            pull_if_missing(&docker, image).await
+        } else {
+            Ok(())
+        };
+        if let Err(error) = pulled {
+            tracing::error!(%image, %error, "cannot pull the runtime image");
+        }
         if docker.inspect_image(image).await.is_err() {
             return Err(WorkerError::ImageMissing {
                 image: image.clone(),
@@ -235,6 +255,22 @@ pub async fn preflight(config: &Config) -> Result<Docker, WorkerError> {
     }
 
     Ok(docker)
+}
+
+/// Pulls `image` unless this Docker has it already.
+async fn pull_if_missing(docker: &Docker, image: &str) -> Result<(), bollard::errors::Error> {
+    use futures_util::TryStreamExt as _;
+    if docker.inspect_image(image).await.is_ok() {
+        return Ok(());
+    }
+    tracing::info!(%image, "pulling the image, which this node's Docker lacks");
+    let options = bollard::query_parameters::CreateImageOptionsBuilder::default()
+        .from_image(image)
+        .build();
+    docker
+        .create_image(Some(options), None, None)
+        .try_for_each(|_| async { Ok(()) })
+        .await
 }
 
 /// Checks that Docker can start this worker's sandboxes: for gVisor, that the daemon has the
