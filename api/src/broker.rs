@@ -288,23 +288,42 @@ impl Invoker {
 
         let (tx, rx) = oneshot::channel();
         let _pending = PendingGuard::register(self, job.invocation_id, tx);
-        let confirm = session
-            .channel
-            .basic_publish(
-                // To the function's home worker, or to any worker when it has none.
-                self.topology.home_exchange(runtime).as_str().into(),
-                Topology::home_routing_key(job.function.id).as_str().into(),
-                BasicPublishOptions::default(),
-                &body,
-                properties,
-            )
-            .await
-            .map_err(BrokerError::Unavailable)?;
-        // One round trip for a transient message: the broker confirms once it is queued.
-        if let Confirmation::Nack(_) = confirm.await.map_err(BrokerError::Unavailable)? {
-            return Err(BrokerError::Overloaded(format!(
+        let full = || {
+            BrokerError::Overloaded(format!(
                 "the {runtime} job queue is full (QUEUE_MAX_LENGTH / QUEUE_MAX_BYTES); retry shortly"
-            )));
+            ))
+        };
+        // To the function's home worker, or to any worker when it has none. `mandatory`: the
+        // exchange may still route to a home queue the broker has just deleted (its worker
+        // gone for `HOME_QUEUE_EXPIRES`), and such a job would be dropped without a word; it
+        // comes back instead, and goes to the shared queue.
+        let home = self.topology.home_exchange(runtime);
+        match publish_job(
+            &session,
+            &home,
+            &Topology::home_routing_key(job.function.id),
+            &body,
+            &properties,
+        )
+        .await?
+        {
+            Confirmation::Nack(_) => return Err(full()),
+            Confirmation::Ack(Some(_)) => {
+                metrics::counter!("faas_jobs_rerouted_total", "runtime" => runtime.as_str())
+                    .increment(1);
+                tracing::warn!(%runtime, "the job's home queue was gone; publishing it to the shared queue");
+                let spill = self.topology.spill_exchange(runtime);
+                match publish_job(&session, &spill, "", &body, &properties).await? {
+                    Confirmation::Ack(None) => {}
+                    Confirmation::Nack(_) => return Err(full()),
+                    Confirmation::Ack(Some(_)) | Confirmation::NotRequested => {
+                        return Err(BrokerError::Overloaded(format!(
+                            "the broker did not route the {runtime} job; retry shortly"
+                        )));
+                    }
+                }
+            }
+            Confirmation::Ack(None) | Confirmation::NotRequested => {}
         }
 
         match tokio::time::timeout(Duration::from_millis(ttl_ms) + grace, rx).await {
@@ -474,6 +493,33 @@ impl Drop for Invoker {
     fn drop(&mut self) {
         self.closed.cancel();
     }
+}
+
+/// Publishes a transient job (`mandatory`) and waits for the broker's confirm: one round trip,
+/// since the broker confirms a transient message once it is queued.
+async fn publish_job(
+    session: &Session,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: &BasicProperties,
+) -> Result<Confirmation, BrokerError> {
+    session
+        .channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            body,
+            properties.clone(),
+        )
+        .await
+        .map_err(BrokerError::Unavailable)?
+        .await
+        .map_err(BrokerError::Unavailable)
 }
 
 #[cfg(test)]

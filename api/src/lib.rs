@@ -236,6 +236,10 @@ fn register_metrics() {
         "Calls waiting for their reply now."
     );
     describe_counter!(
+        "faas_jobs_rerouted_total",
+        "Sync jobs the broker returned because the home queue it routed them to had just been deleted (its worker gone), published again to the runtime's shared queue."
+    );
+    describe_counter!(
         "faas_broker_errors_total",
         "Failed or lost RabbitMQ connections and publishes."
     );

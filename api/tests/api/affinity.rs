@@ -21,10 +21,22 @@ async fn workers_of(app: &TestApp, name: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn a_functions_calls_land_on_its_home_worker_and_spill_to_another_when_it_is_gone() {
+    // The default: a job its home cannot take at once spills at once.
+    homes_then_spill("0").await;
+}
+
+#[tokio::test]
+async fn with_a_home_wait_too() {
+    // A long home wait, so that a job of a live home never spills on a loaded machine.
+    homes_then_spill("2000").await;
+}
+
+/// Sixteen functions called one call at a time stay on their homes; one whose home is killed
+/// moves to the other worker.
+async fn homes_then_spill(home_wait_ms: &str) {
     let app = TestApp::start().await;
     let ids = [format!("{}a", app.prefix), format!("{}b", app.prefix)];
-    // A long home wait, so that a job of a live home never spills on a loaded machine.
-    let env = [("HOME_WAIT_MS", "2000"), ("NODE_ID", "node-under-test")];
+    let env = [("HOME_WAIT_MS", home_wait_ms), ("NODE_ID", "node-under-test")];
     let mut a = WorkerProcess::start_with(&app, &ids[0], Runtime::Docker, &env).await;
     let mut b = WorkerProcess::start_with(&app, &ids[1], Runtime::Docker, &env).await;
 

@@ -42,13 +42,15 @@ impl Topology {
     pub const HOME_WEIGHT: &'static str = "10";
 
     /// How long a home queue outlives its worker: unused (no consumer) for this long, the
-    /// broker deletes it and its binding, and the worker's functions get other homes. Its jobs
-    /// have long spilled by then (the home wait is far shorter).
+    /// broker deletes it and its binding, and the worker's functions get other homes. With no
+    /// home wait it is empty then; with one, the jobs routed to it in its last home wait are
+    /// lost with it (the broker dead-letters nothing it deletes).
     pub const HOME_QUEUE_EXPIRES_MS: i64 = 15_000;
 
     /// Declares `worker_id`'s home queue of `runtime` and binds it to the runtime's home
     /// exchange: durable, a job in it spilling (dead-lettered to [`Self::spill_exchange`])
-    /// after `home_wait` untaken, or when the worker rejects it; gone
+    /// when no delivery slot of the worker takes it at once (`home_wait` zero) or within
+    /// `home_wait`, or when the worker rejects it; gone
     /// [`Self::HOME_QUEUE_EXPIRES_MS`] after its worker. Needs [`Self::declare`] first.
     pub async fn declare_home_queue(
         &self,
@@ -59,12 +61,24 @@ impl Topology {
     ) -> lapin::Result<String> {
         let queue = self.home_queue(runtime, worker_id);
         let mut arguments = FieldTable::default();
-        let wait_ms = i64::try_from(home_wait.as_millis())
-            .unwrap_or(i64::MAX)
-            .max(1);
+        let wait_ms = i64::try_from(home_wait.as_millis()).unwrap_or(i64::MAX);
+        // Over the bound, the oldest job spills (drop-head dead-letters it), rather than the
+        // publish being refused while other workers have room.
+        let max_length = if wait_ms == 0 {
+            // Taken at once by a free delivery slot of the worker's, or spilled at once: a
+            // queue that never holds a job loses none when the broker deletes it, whereas one
+            // deleted (its worker killed) while jobs wait out their home wait drops them.
+            0
+        } else {
+            arguments.insert(
+                ShortString::from("x-message-ttl"),
+                AMQPValue::LongLongInt(wait_ms),
+            );
+            i64::from(self.limits.max_length)
+        };
         arguments.insert(
-            ShortString::from("x-message-ttl"),
-            AMQPValue::LongLongInt(wait_ms),
+            ShortString::from("x-max-length"),
+            AMQPValue::LongLongInt(max_length),
         );
         arguments.insert(
             ShortString::from("x-dead-letter-exchange"),
@@ -73,12 +87,6 @@ impl Topology {
         arguments.insert(
             ShortString::from("x-expires"),
             AMQPValue::LongLongInt(Self::HOME_QUEUE_EXPIRES_MS.max(wait_ms.saturating_mul(10))),
-        );
-        // Over the bound, the oldest job spills (drop-head dead-letters it), rather than the
-        // publish being refused while other workers have room.
-        arguments.insert(
-            ShortString::from("x-max-length"),
-            AMQPValue::LongLongInt(i64::from(self.limits.max_length)),
         );
         channel
             .queue_declare(
