@@ -298,7 +298,7 @@ impl Invoker {
         // gone for `HOME_QUEUE_EXPIRES`), and such a job would be dropped without a word; it
         // comes back instead, and goes to the shared queue.
         let home = self.topology.home_exchange(runtime);
-        match publish_job(
+        match publish_mandatory(
             &session,
             &home,
             &Topology::home_routing_key(job.function.id),
@@ -313,7 +313,7 @@ impl Invoker {
                     .increment(1);
                 tracing::warn!(%runtime, "the job's home queue was gone; publishing it to the shared queue");
                 let spill = self.topology.spill_exchange(runtime);
-                match publish_job(&session, &spill, "", &body, &properties).await? {
+                match publish_mandatory(&session, &spill, "", &body, &properties).await? {
                     Confirmation::Ack(None) => {}
                     Confirmation::Nack(_) => return Err(full()),
                     Confirmation::Ack(Some(_)) | Confirmation::NotRequested => {
@@ -397,21 +397,7 @@ impl Invoker {
         let properties = properties
             .with_content_type(CONTENT_TYPE_JSON.into())
             .with_delivery_mode(2);
-        let confirm = session
-            .channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                body,
-                properties,
-            )
-            .await
-            .map_err(BrokerError::Unavailable)?;
-        confirm.await.map_err(BrokerError::Unavailable)
+        publish_mandatory(&session, exchange, routing_key, body, &properties).await
     }
 
     /// Closes the connection; waiting requests fail with 503. Used on shutdown.
@@ -495,9 +481,10 @@ impl Drop for Invoker {
     }
 }
 
-/// Publishes a transient job (`mandatory`) and waits for the broker's confirm: one round trip,
-/// since the broker confirms a transient message once it is queued.
-async fn publish_job(
+/// Publishes `body` `mandatory` (an unroutable message comes back in the confirm) and waits for
+/// the broker's confirm: for a transient message one round trip, as the broker confirms it once
+/// it is queued; for a persistent one, once it is on disk.
+async fn publish_mandatory(
     session: &Session,
     exchange: &str,
     routing_key: &str,

@@ -27,7 +27,8 @@
 #   binds them, publishes async jobs to faas.async and consumes the queue faas.async (the api
 #   runs async jobs itself); declaring a queue with a dead-letter exchange takes read on the
 #   queue (and write on that exchange). It cannot consume jobs, and has no write on the default exchange.
-# faas-worker: declares the same topology; declares, binds (to faas.home.{runtime}) and consumes
+# faas-worker: declares the same topology; declares, binds (to faas.home.{runtime}; unbinds it when
+#   it stops) and consumes
 #   its own home queue faas.home.{runtime}.{worker id}, dead-lettering to faas.spill.{runtime}
 #   (which takes write on that exchange and read on the queue); consumes a job queue or an
 #   unavailable queue, and the build queue (which it cannot bind);

@@ -197,6 +197,9 @@ pub async fn consume(
     let shared = run_until(
         async {
             shutdown.await;
+            // Off the ring before anything else, so that no job is routed to the home queue
+            // from now on; the other workers take this one's functions.
+            unbind_home(&settings).await;
             stop.cancel();
         },
         jobs(Role::Shared),
@@ -205,6 +208,30 @@ pub async fn consume(
     );
     tokio::join!(home, shared);
     Ok(())
+}
+
+/// Unbinds this worker's home queue from the home exchange, on a connection of its own (the
+/// consumers' are busy draining); a failure is only logged: the queue still goes with its
+/// `x-expires`.
+async fn unbind_home(settings: &Settings) {
+    let unbind = async {
+        let connection = common::broker::connect(
+            &settings.amqp_url,
+            &format!("{}-stop", settings.consumer_tag),
+        )
+        .await?;
+        let channel = connection.create_channel().await?;
+        settings
+            .topology
+            .unbind_home_queue(&channel, settings.runtime, &settings.worker_id)
+            .await?;
+        connection.close(200, "home queue unbound".into()).await
+    };
+    match tokio::time::timeout(Duration::from_secs(5), unbind).await {
+        Ok(Ok(())) => tracing::info!("home queue unbound: no job is routed here any more"),
+        Ok(Err(error)) => tracing::warn!(%error, "cannot unbind the home queue at stop"),
+        Err(_) => tracing::warn!("the broker did not unbind the home queue in time"),
+    }
 }
 
 /// The unavailable queue, where no job is ever published.

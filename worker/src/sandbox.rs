@@ -369,10 +369,11 @@ impl Sandbox {
         Ok(ids.len())
     }
 
-    /// Removes containers whose worker ran in a container that no longer exists on this
-    /// daemon: a worker killed and then recreated (compose gives the new one a new id, so
-    /// [`Self::remove_leftovers`] cannot find them). Containers of workers on a host, or of a
-    /// worker container that still exists (running, restarting or stopped), are left alone.
+    /// Removes containers whose worker ran in a container that no longer runs on this daemon:
+    /// a worker killed and then recreated (compose gives the new one a new id, so
+    /// [`Self::remove_leftovers`] cannot find them), or killed with its node (Swarm keeps the
+    /// exited task container). Containers of workers on a host, or of a worker container that
+    /// runs, are left alone.
     pub async fn remove_orphans(&self) -> Result<usize, bollard::errors::Error> {
         let labelled = self
             .list_labelled(LABEL_WORKER_CONTAINER.to_owned())
@@ -392,15 +393,19 @@ impl Sandbox {
         }
         let mut removed = 0;
         for (owner, ids) in by_owner {
-            match self.docker.inspect_container(&owner, None).await {
+            // Gone, or there but not running: a worker container that exited (killed with its
+            // node, whose Swarm task keeps it as history) holds its containers' pipes no more,
+            // and a restarted one starts with a pool of its own.
+            let orphaned = match self.docker.inspect_container(&owner, None).await {
                 Err(bollard::errors::Error::DockerResponseServerError {
                     status_code: 404, ..
-                }) => {
-                    self.remove_ids(&ids).await;
-                    removed += ids.len();
-                }
-                Ok(_) => {}
+                }) => true,
+                Ok(owner) => !owner.state.and_then(|state| state.running).unwrap_or(false),
                 Err(error) => return Err(error),
+            };
+            if orphaned {
+                self.remove_ids(&ids).await;
+                removed += ids.len();
             }
         }
         Ok(removed)

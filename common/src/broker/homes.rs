@@ -109,4 +109,24 @@ impl Topology {
             .await?;
         Ok(queue)
     }
+
+    /// Takes `worker_id`'s home queue of `runtime` off the hash ring, so that no job is routed
+    /// to it any more: what a worker does first when it stops. A bound queue the broker
+    /// deletes later (`x-expires`) can lose a job routed to it while it is being deleted; an
+    /// unbound one cannot.
+    pub async fn unbind_home_queue(
+        &self,
+        channel: &Channel,
+        runtime: Runtime,
+        worker_id: &str,
+    ) -> lapin::Result<()> {
+        channel
+            .queue_unbind(
+                self.home_queue(runtime, worker_id).as_str().into(),
+                self.home_exchange(runtime).as_str().into(),
+                Self::HOME_WEIGHT.into(),
+                FieldTable::default(),
+            )
+            .await
+    }
 }
