@@ -36,7 +36,10 @@ async fn with_a_home_wait_too() {
 async fn homes_then_spill(home_wait_ms: &str) {
     let app = TestApp::start().await;
     let ids = [format!("{}a", app.prefix), format!("{}b", app.prefix)];
-    let env = [("HOME_WAIT_MS", home_wait_ms), ("NODE_ID", "node-under-test")];
+    let env = [
+        ("HOME_WAIT_MS", home_wait_ms),
+        ("NODE_ID", "node-under-test"),
+    ];
     let mut a = WorkerProcess::start_with(&app, &ids[0], Runtime::Docker, &env).await;
     let mut b = WorkerProcess::start_with(&app, &ids[1], Runtime::Docker, &env).await;
 
