@@ -116,3 +116,57 @@ if bad:
     sys.exit("\n".join(bad))
 print(f"[cluster-config] grafana provisioning parses; dashboards use provisioned datasources {sorted(uids)}", file=sys.stderr)
 PY
+
+# The Swarm stack: valid for Compose's schema (docker-compose ignores `configs` but checks the
+# rest; `docker stack deploy` has no dry run), and what it promises: the compose file's network
+# split on encrypted overlay networks, no secret in any environment (only *_FILE paths under
+# /run/secrets), state pinned to the state node, workers global on their runtime's nodes.
+REGISTRY=registry.invalid:5000 docker-compose -f deploy/swarm/stack.yml config 2>"$work/stack.err" >"$work/stack.yml" ||
+  { cat "$work/stack.err" >&2; exit 1; }
+/usr/bin/python3 - deploy/swarm/stack.yml docker-compose.yml <<'PY'
+import re, sys, yaml
+stack = yaml.safe_load(open(sys.argv[1]))
+compose = yaml.safe_load(open(sys.argv[2]))
+services, bad = stack["services"], []
+def members(config):
+    out = {}
+    for name, service in config["services"].items():
+        for network in service.get("networks") or []:
+            out.setdefault(network, set()).add(name)
+    return out
+if members(stack) != members(compose):
+    bad.append(f"networks {members(stack)} differ from compose's {members(compose)}")
+for name, network in stack["networks"].items():
+    if network.get("driver") != "overlay" or "encrypted" not in (network.get("driver_opts") or {}):
+        bad.append(f"network {name} is not an encrypted overlay")
+    if bool(network.get("internal")) != bool(compose["networks"][name] and compose["networks"][name].get("internal")):
+        bad.append(f"network {name}: internal differs from compose")
+for name, service in services.items():
+    for key, value in (service.get("environment") or {}).items():
+        if re.search(r"PASSWORD|TOKEN|KEY|_URL", key) and key not in ("API_URL",):
+            if not (key.endswith("_FILE") and str(value).startswith("/run/secrets/")):
+                bad.append(f"{name}: {key} is not a secret file")
+    deploy = service.get("deploy", {})
+    constraints = (deploy.get("placement") or {}).get("constraints", [])
+    if name in ("postgres", "rabbitmq", "prometheus", "grafana") and constraints != ["node.labels.faas.state == true"]:
+        bad.append(f"{name} is not pinned to the state node")
+    if name.startswith("worker-"):
+        runtime = name.split("-", 1)[1]
+        if deploy.get("mode") != "global" or constraints != [f"node.labels.faas.runtime.{runtime} == true"]:
+            bad.append(f"{name} is not global on faas.runtime.{runtime} nodes")
+if bad:
+    sys.exit("[cluster-config] " + "\n[cluster-config] ".join(bad))
+print("[cluster-config] deploy/swarm/stack.yml: compose's networks, encrypted; secrets from files only; state pinned; workers global", file=sys.stderr)
+PY
+
+# The Kubernetes manifests, against Kubernetes' own schemas (strict: no unknown field), with
+# kubernetes-validate in a venv outside the clone.
+K8S_VALIDATE_VERSION=1.37.0
+venv=${K8S_VALIDATE_VENV:-/var/cache/faas-venv/k8s-validate}
+if ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -qF "$K8S_VALIDATE_VERSION"; then
+  log "installing kubernetes-validate $K8S_VALIDATE_VERSION into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "kubernetes-validate==$K8S_VALIDATE_VERSION"
+fi
+"$venv/bin/kubernetes-validate" --strict --quiet -k 1.31 deploy/kubernetes/*.yaml
+log "deploy/kubernetes: $(ls deploy/kubernetes/*.yaml | wc -l) files valid for Kubernetes 1.31 (strict)"
