@@ -95,8 +95,31 @@ impl ApiClient {
             })
     }
 
-    /// Uploads the gzip'd tar at `file` as artifact `digest`, streamed from disk.
+    /// Uploads the gzip'd tar at `file` as artifact `digest`, streamed from disk; a request
+    /// that did not reach the api (a refused or reset connection on a busy host) is tried up to
+    /// three times, which a PUT by digest allows.
     pub async fn upload(
+        &self,
+        digest: &str,
+        file: &Path,
+        sha256: &str,
+        unpacked_bytes: u64,
+    ) -> Result<(), DepsError> {
+        let mut pause = std::time::Duration::from_millis(500);
+        for _ in 1..3 {
+            match self.upload_once(digest, file, sha256, unpacked_bytes).await {
+                Err(DepsError::Unreachable { source, .. }) => {
+                    tracing::warn!(error = %source, "the artifact upload did not reach the api; trying again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                done => return done,
+            }
+        }
+        self.upload_once(digest, file, sha256, unpacked_bytes).await
+    }
+
+    async fn upload_once(
         &self,
         digest: &str,
         file: &Path,
