@@ -238,20 +238,19 @@ pub async fn preflight(config: &Config) -> Result<Docker, WorkerError> {
         (&config.python_image, "docker/python"),
         (&config.node_image, "docker/nodejs"),
     ] {
-        let pulled = if config.pull_images {
-            pull_if_missing(&docker, image).await
-        } else {
-            Ok(())
-        };
-        if let Err(error) = pulled {
-            tracing::error!(%image, %error, "cannot pull the runtime image");
+        if docker.inspect_image(image).await.is_ok() {
+            continue;
         }
-        if docker.inspect_image(image).await.is_err() {
-            return Err(WorkerError::ImageMissing {
-                image: image.clone(),
-                build_command: format!("docker build -t {image} {dir}"),
-            });
+        if config.pull_images {
+            match pull(&docker, image).await {
+                Ok(()) => continue,
+                Err(error) => tracing::error!(%image, %error, "cannot pull the runtime image"),
+            }
         }
+        return Err(WorkerError::ImageMissing {
+            image: image.clone(),
+            build_command: format!("docker build -t {image} {dir}"),
+        });
     }
 
     Ok(docker)
@@ -259,10 +258,15 @@ pub async fn preflight(config: &Config) -> Result<Docker, WorkerError> {
 
 /// Pulls `image` unless this Docker has it already.
 async fn pull_if_missing(docker: &Docker, image: &str) -> Result<(), bollard::errors::Error> {
-    use futures_util::TryStreamExt as _;
     if docker.inspect_image(image).await.is_ok() {
         return Ok(());
     }
+    pull(docker, image).await
+}
+
+/// Pulls `image` from its registry; the stream ends in an error when the pull fails.
+async fn pull(docker: &Docker, image: &str) -> Result<(), bollard::errors::Error> {
+    use futures_util::TryStreamExt as _;
     tracing::info!(%image, "pulling the image, which this node's Docker lacks");
     let options = bollard::query_parameters::CreateImageOptionsBuilder::default()
         .from_image(image)
