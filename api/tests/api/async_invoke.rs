@@ -680,7 +680,7 @@ struct ApiProcess {
 impl ApiProcess {
     async fn start(app: &TestApp) -> ApiProcess {
         let addr = free_local_addr();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_api"))
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_api"))
             .env("DATABASE_URL", &app.database_url)
             .env("AMQP_URL", crate::support::amqp_url())
             .env("QUEUE_PREFIX", &app.prefix)
@@ -694,19 +694,7 @@ impl ApiProcess {
             .spawn()
             .expect("the api binary starts");
         let base_url = format!("http://{addr}");
-        let started = Instant::now();
-        while reqwest::get(format!("{base_url}/readyz"))
-            .await
-            .map(|r| r.status().as_u16())
-            .ok()
-            != Some(200)
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "api process not ready"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crate::support::wait_for_api_process(&mut child, &base_url).await;
         ApiProcess { child }
     }
 

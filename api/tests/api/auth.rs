@@ -3,7 +3,8 @@
 //! gVisor-only namespace, bad input, and keys absent from a dump of the database.
 
 use crate::support::{
-    ADMIN_KEY, Caller, TestApp, amqp_url, free_local_addr, python, worker_config,
+    ADMIN_KEY, Caller, TestApp, amqp_url, free_local_addr, python, wait_for_api_process,
+    worker_config,
 };
 use common::Runtime;
 use serde_json::{Value, json};
@@ -584,18 +585,6 @@ async fn without_admin_key_the_first_start_makes_one_and_prints_it_once() {
             .expect("the api binary starts");
         (child, format!("http://{api_addr}"))
     };
-    let wait_ready = |base: String| async move {
-        for _ in 0..200 {
-            if reqwest::get(format!("{base}/readyz"))
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the api binary did not become ready");
-    };
     let stop = |mut child: tokio::process::Child| async move {
         let pid = child.id().unwrap().to_string();
         std::process::Command::new("kill")
@@ -615,8 +604,8 @@ async fn without_admin_key_the_first_start_makes_one_and_prints_it_once() {
         out
     };
 
-    let (first, base) = start();
-    wait_ready(base.clone()).await;
+    let (mut first, base) = start();
+    wait_for_api_process(&mut first, &base).await;
     let log = stop(first).await;
     let line = log
         .lines()
@@ -626,8 +615,8 @@ async fn without_admin_key_the_first_start_makes_one_and_prints_it_once() {
     let key = made["admin_key"].as_str().unwrap().to_owned();
     assert!(key.starts_with("faas_"), "{line}");
 
-    let (second, base) = start();
-    wait_ready(base.clone()).await;
+    let (mut second, base) = start();
+    wait_for_api_process(&mut second, &base).await;
     let (status, me) = Caller::new(&base, Some(&key)).get("/whoami").await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["scopes"], json!(["admin"]));

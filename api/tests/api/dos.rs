@@ -69,18 +69,8 @@ impl ApiProcess {
             base_url: format!("http://{addr}"),
             addr,
         };
-        for _ in 0..400 {
-            if let Ok(Some(status)) = api.child.try_wait() {
-                panic!("the api process stopped during start-up: {status}");
-            }
-            if let Ok(response) = reqwest::get(format!("{}/readyz", api.base_url)).await
-                && response.status().is_success()
-            {
-                return api;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the api process did not become ready in 20 s");
+        crate::support::wait_for_api_process(&mut api.child, &api.base_url).await;
+        api
     }
 
     fn pid(&self) -> u32 {

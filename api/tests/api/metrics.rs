@@ -35,17 +35,7 @@ async fn the_series_of_a_deleted_function_expire_and_the_fixed_ones_stay() {
         .expect("the api binary starts");
     let base = format!("http://{api_addr}");
     let metrics_url = format!("http://{metrics_addr}/metrics");
-    let mut ready = false;
-    for _ in 0..200 {
-        if let Ok(response) = app.client.get(format!("{base}/readyz")).send().await
-            && response.status() == 200
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ready, "the api binary did not become ready in 10 s");
+    crate::support::wait_for_api_process(&mut api, &base).await;
 
     let response = app
         .client

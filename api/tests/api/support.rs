@@ -216,7 +216,8 @@ impl TestApp {
     }
 
     async fn wait_until_ready(&self) {
-        for _ in 0..200 {
+        let started = std::time::Instant::now();
+        while started.elapsed() < PROCESS_START_LIMIT {
             if let Some(api) = &self.api
                 && api.handle.is_finished()
             {
@@ -229,7 +230,7 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the api did not become ready in 10 s");
+        panic!("the api was not ready in {PROCESS_START_LIMIT:?}");
     }
 
     /// Starts a second api on this app's database and queues; returns where it answers.
@@ -243,7 +244,8 @@ impl TestApp {
         let mut config = api_config(&self.database_url, &self.prefix);
         adjust(&mut config);
         let (urls, replica) = spawn_api(config).await;
-        for _ in 0..200 {
+        let started = std::time::Instant::now();
+        while started.elapsed() < PROCESS_START_LIMIT {
             let ready = format!("{}/readyz", urls.base_url);
             if let Ok(response) = self.client.get(ready).send().await
                 && response.status().is_success()
@@ -253,7 +255,7 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the api replica did not become ready in 10 s");
+        panic!("the api replica was not ready in {PROCESS_START_LIMIT:?}");
     }
 
     /// Starts a worker with `config` and waits until it consumes its queue.
@@ -695,6 +697,29 @@ impl WorkerProcess {
             .unwrap();
         assert!(status.success());
     }
+}
+
+/// How long an api or worker process may take to start. Generous: a busy CI host (two cores, the
+/// other tests and their containers beside it) once took over 10 s to bring a binary up.
+pub const PROCESS_START_LIMIT: Duration = Duration::from_secs(60);
+
+/// Waits until the api process `child` answers 200 on `{base_url}/readyz`; panics when it exits
+/// first or is not ready within [`PROCESS_START_LIMIT`].
+pub async fn wait_for_api_process(child: &mut tokio::process::Child, base_url: &str) {
+    let started = std::time::Instant::now();
+    let readyz = format!("{base_url}/readyz");
+    while started.elapsed() < PROCESS_START_LIMIT {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the api process stopped during start-up: {status}");
+        }
+        if let Ok(response) = reqwest::get(&readyz).await
+            && response.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the api process was not ready in {PROCESS_START_LIMIT:?}");
 }
 
 /// A loopback address no one listens on right now, for a child process to bind.
