@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"). Sets the machine up (scripts/setup.sh),
 # checks that Postgres and RabbitMQ answer, validates the cluster's configs
-# (scripts/check-cluster-config.sh), runs the Rust test suites against the real services, then
+# (scripts/check-cluster-config.sh) and that the console's vendored scripts rebuild from their
+# pinned sources (scripts/vendor-console-assets.sh --check), runs the Rust test suites against the real services, then
 # the seed README's curl session against the real binaries (scripts/seed-session.sh), then
 # schemathesis against the api and its own OpenAPI document (scripts/schema-check.sh), and last
 # brings the compose cluster up and checks it (scripts/cluster-smoke.sh).
@@ -50,6 +51,9 @@ docker ps -a --filter label=faas.managed --format '{{.ID}} {{.Label "faas.worker
 
 log "cluster configs"
 bash scripts/check-cluster-config.sh
+# The console's vendored scripts are what their pinned sources build (npm ci from the lockfile).
+log "console assets"
+bash scripts/vendor-console-assets.sh --check
 
 # Every binary the tests start (the api's tests start `worker` as a process of its own) and every
 # test binary are built before the first test runs: built inside the run, the worker's compile

@@ -3,12 +3,14 @@
 
 use super::DbError;
 use super::builds::{BuildStatus, Requested, request_build, store_package_in};
+use super::function_versions::record_version;
 use super::functions::{FUNCTION_COLUMNS, Function, JOINS, PackageInfo};
 use crate::domain::http_trigger::{Cors, HttpAuth, RoutePattern};
 use crate::domain::package::Package;
 use crate::domain::quota::{self, Quota, QuotaDefaults};
 use common::{Language, Runtime};
 use deadpool_postgres::Pool;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use tokio_postgres::types::ToSql;
 
@@ -78,8 +80,8 @@ struct FieldValues<'a> {
     language: &'static str,
     runtime: &'static str,
     http_auth: &'static str,
-    env: serde_json::Value,
-    cors: Option<serde_json::Value>,
+    env: Value,
+    cors: Option<Value>,
     package_digest: Option<&'a str>,
     package_zip_bytes: Option<i64>,
     package_files: Option<i32>,
@@ -299,6 +301,7 @@ pub async fn insert_function(
     params.extend(values.params());
     let row = tx.query_one(&sql, &params).await?;
     let function = Function::try_from(&row)?;
+    record_version(&tx, function.id, function.version, &version_body(fields)).await?;
     tx.commit().await?;
     Ok(Saved {
         function,
@@ -364,9 +367,56 @@ pub async fn update_function(
     params.extend(values.params());
     let row = tx.query_one(&sql, &params).await?;
     let function = Function::try_from(&row)?;
+    record_version(&tx, function.id, function.version, &version_body(fields)).await?;
     tx.commit().await?;
     Ok(Some(Saved {
         function,
         publish_build: build.and_then(|b| b.publish),
     }))
+}
+
+/// `fields` as the body that saves them again (nulls left out, as a client may).
+pub fn version_body(fields: &FunctionFields) -> Value {
+    let mut body = json!({
+        "name": fields.name,
+        "route": fields.route,
+        "language": fields.language.as_str(),
+        "handler": fields.handler,
+        "timeout": fields.timeout,
+        "runtime": fields.runtime.as_str(),
+        "memory_mb": fields.memory_mb,
+        "env": fields.env,
+        "http_auth": fields.http_auth.as_str(),
+        "max_retries": fields.max_retries,
+        "max_event_age_secs": fields.max_event_age_secs,
+        "schedule_timezone": fields.schedule_timezone,
+    });
+    let optional = [
+        ("max_concurrency", fields.max_concurrency.map(Value::from)),
+        (
+            "http_methods",
+            fields.http_methods.as_ref().map(|m| json!(m)),
+        ),
+        ("cors", fields.cors.as_ref().map(|c| json!(c))),
+        ("dependencies", fields.dependencies.clone().map(Value::from)),
+        ("on_success", fields.on_success.clone().map(Value::from)),
+        ("on_failure", fields.on_failure.clone().map(Value::from)),
+        ("schedule", fields.schedule.clone().map(Value::from)),
+        (
+            "package",
+            fields
+                .package
+                .as_ref()
+                .map(|p| json!({"digest": p.digest, "zip_bytes": p.zip_bytes, "files": p.files})),
+        ),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            body[key] = value;
+        }
+    }
+    if fields.package.is_none() {
+        body["code"] = json!(fields.code);
+    }
+    body
 }

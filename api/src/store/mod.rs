@@ -1,7 +1,7 @@
 //! Postgres: the connection pool, the schema migrations, and every query the api makes, one
 //! module per table (functions, dependency builds and artifacts, invocation records, leases,
 //! namespaces, keys, the quotas the async tables count against, functions' stored tests and
-//! their calls' stats, the web console's sessions).
+//! their calls' stats and saved versions, the web console's sessions).
 
 mod async_invocations;
 mod async_sweeps;
@@ -12,6 +12,7 @@ mod error;
 mod function_saves;
 mod function_stats;
 mod function_tests;
+mod function_versions;
 mod functions;
 mod invocation_views;
 mod invocations;
@@ -29,6 +30,7 @@ pub use error::{DbError, Violation};
 pub use function_saves::*;
 pub use function_stats::*;
 pub use function_tests::*;
+pub use function_versions::*;
 pub use functions::*;
 pub use invocation_views::*;
 pub use invocations::*;

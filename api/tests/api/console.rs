@@ -8,7 +8,7 @@ use reqwest::header::{CONTENT_SECURITY_POLICY, HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::json;
 
 /// A client that follows no redirect and keeps no cookie: the test does both.
-fn browser() -> reqwest::Client {
+pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -27,7 +27,7 @@ fn set_cookie(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 /// The CSRF token a page's forms carry.
-fn csrf_of(html: &str) -> String {
+pub fn csrf_of(html: &str) -> String {
     let at = html
         .find("name=\"csrf\" value=\"")
         .expect("a form with a CSRF token")
@@ -35,20 +35,20 @@ fn csrf_of(html: &str) -> String {
     html[at..].split('"').next().unwrap().to_owned()
 }
 
-struct Console<'a> {
+pub struct Console<'a> {
     app: &'a TestApp,
     client: reqwest::Client,
 }
 
 impl Console<'_> {
-    fn new(app: &TestApp) -> Console<'_> {
+    pub fn new(app: &TestApp) -> Console<'_> {
         Console {
             app,
             client: browser(),
         }
     }
 
-    async fn get(&self, path: &str, cookie: Option<&str>) -> (u16, HeaderMap, String) {
+    pub async fn get(&self, path: &str, cookie: Option<&str>) -> (u16, HeaderMap, String) {
         let mut request = self.client.get(self.app.url(path));
         if let Some(id) = cookie {
             request = request.header("Cookie", format!("faas_console={id}"));
@@ -58,7 +58,7 @@ impl Console<'_> {
         (status, headers, response.text().await.unwrap())
     }
 
-    async fn post(
+    pub async fn post(
         &self,
         path: &str,
         cookie: Option<&str>,
@@ -89,7 +89,7 @@ impl Console<'_> {
     }
 
     /// Signs in with `key`; the session's id.
-    async fn sign_in(&self, key: &str) -> String {
+    pub async fn sign_in(&self, key: &str) -> String {
         let (form, csrf) = self.form().await;
         let (status, headers, body) = self
             .post(

@@ -10,6 +10,7 @@ mod build_share;
 mod cache;
 mod concurrency;
 mod console;
+mod console_edit;
 mod dashboards;
 mod deps;
 mod docs;

@@ -12,11 +12,17 @@
 //! - A request without a live session goes to the sign-in page, and back to where it was
 //!   going after it (a path of the console only).
 
+mod assets;
+mod edit;
+mod forms;
 mod function;
 mod keys;
+mod live;
 mod pages;
+mod test_events;
+mod versions;
 
-use crate::domain::auth::Principal;
+use crate::domain::auth::{Principal, Scope};
 use crate::http::state::AppState;
 use crate::services::console::{FORM_TTL, Issued, Resumed, SignInError, same_token};
 use crate::store;
@@ -29,22 +35,21 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-/// The stylesheet and the one script, compiled in.
-const CONSOLE_CSS: &str = include_str!("../../../assets/console/console.css");
-const CONSOLE_JS: &str = include_str!("../../../assets/console/console.js");
-
 /// What every console response says about where it may be loaded from and framed.
 const CSP: &str = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'";
 
 /// Forms are small: a key, a token, a path.
 const FORM_BODY_MAX: usize = 16 * 1024;
 
+/// A new function's code, or a test event's, at most: the api's own limits apply after.
+const EDIT_BODY_MAX: usize = 2 * 1024 * 1024;
+
 /// The functions a list shows at most.
 const LIST_LIMIT: i64 = 1000;
 
 /// The console's routes, with their security headers.
 pub fn router() -> Router<AppState> {
-    Router::new()
+    let small = Router::new()
         .route(
             "/console",
             get(|| async { Redirect::to("/console/functions") }),
@@ -53,12 +58,45 @@ pub fn router() -> Router<AppState> {
         .route("/console/sign-out", post(post_sign_out))
         .route("/console/functions", get(get_functions))
         .route("/console/functions/{id}", get(function::get_function))
+        .route(
+            "/console/functions/{id}/settings",
+            get(edit::get_settings).post(edit::post_settings),
+        )
+        .route("/console/functions/{id}/logs", get(live::get_logs))
+        .route("/console/functions/{id}/stream", get(live::get_stream))
+        .route("/console/functions/{id}/build", get(live::get_build))
+        .route(
+            "/console/functions/{id}/versions",
+            get(versions::get_versions),
+        )
+        .route(
+            "/console/functions/{id}/versions/{version}",
+            get(versions::get_version),
+        )
+        .route(
+            "/console/functions/{id}/versions/{version}/restore",
+            post(versions::post_restore),
+        )
+        .route(
+            "/console/invocations/{id}/redrive",
+            post(live::post_redrive),
+        )
         .route("/console/keys", get(keys::get_keys).post(keys::post_keys))
         .route("/console/keys/{id}/revoke", post(keys::post_revoke_key))
-        .route("/console/console.css", get(get_css))
-        .route("/console/console.js", get(get_js))
-        .layer(DefaultBodyLimit::max(FORM_BODY_MAX))
-        .layer(from_fn(security_headers))
+        .route("/console/console.css", get(assets::get_css))
+        .route("/console/console.js", get(assets::get_js))
+        .route("/console/vendor/{file}", get(assets::get_vendor))
+        .layer(DefaultBodyLimit::max(FORM_BODY_MAX));
+    // Forms that carry code or an event: larger bodies.
+    let edits = Router::new()
+        .route("/console/new", get(edit::get_new).post(edit::post_new))
+        .route("/console/functions/{id}/code", post(edit::post_code))
+        .route(
+            "/console/functions/{id}/test",
+            get(test_events::get_test).post(test_events::post_test),
+        )
+        .layer(DefaultBodyLimit::max(EDIT_BODY_MAX));
+    small.merge(edits).layer(from_fn(security_headers))
 }
 
 async fn security_headers(request: Request, next: Next) -> Response {
@@ -81,26 +119,6 @@ async fn security_headers(request: Request, next: Next) -> Response {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
-}
-
-async fn get_css() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        CONSOLE_CSS,
-    )
-}
-
-async fn get_js() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        CONSOLE_JS,
-    )
 }
 
 /// The cookie's name: `__Host-` prefixed behind TLS, so that it must be `Secure`, for the
@@ -316,6 +334,72 @@ async fn post_sign_out(
         }
     }
     Redirect::to("/console/sign-in").into_response()
+}
+
+/// The signed-in session of the request if its key has one of `scopes`; else the page that
+/// says it lacks them (`what` names what they are needed for), or the sign-in.
+async fn session_with(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+    scopes: &[Scope],
+    what: &str,
+) -> Result<Resumed, Response> {
+    let session = signed_in(state, headers, path).await?;
+    if scopes.iter().any(|scope| session.principal.has(*scope)) {
+        return Ok(session);
+    }
+    let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    let text = format!(
+        "{what} needs a key with the {} scope; this session's has none of them.",
+        names.join(" or ")
+    );
+    Err((StatusCode::FORBIDDEN, pages::message("Forbidden", &text)).into_response())
+}
+
+/// The 403 to answer instead when `given` is not the session's CSRF token.
+fn csrf_refused(session: &Resumed, given: &str) -> Option<Response> {
+    (!same_token(&session.csrf_token, given)).then(forbidden)
+}
+
+/// The session of a request for a page of function `id` at `path` (its key with one of
+/// `scopes`), and the function, of the session's namespace; else the page to answer.
+async fn function_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    path: &str,
+    scopes: &[Scope],
+    what: &str,
+) -> Result<(Resumed, store::Function), Response> {
+    let session = session_with(state, headers, path, scopes, what).await?;
+    let function = function_of(state, &session.principal.namespace, id).await?;
+    Ok((session, function))
+}
+
+/// The 404 page of a function that is not in the session's namespace.
+fn function_not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        pages::message("Not found", "No such function in this namespace."),
+    )
+        .into_response()
+}
+
+/// Function `id` (as the URL has it) of `namespace`, or the page that says it is not there.
+async fn function_of(
+    state: &AppState,
+    namespace: &str,
+    id: &str,
+) -> Result<store::Function, Response> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Err(function_not_found());
+    };
+    match store::get_function(&state.db, namespace, id).await {
+        Ok(Some(function)) => Ok(function),
+        Ok(None) => Err(function_not_found()),
+        Err(error) => Err(unavailable(error)),
+    }
 }
 
 /// A form without its session's CSRF token.

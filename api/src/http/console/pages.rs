@@ -1,8 +1,9 @@
 //! The console's pages as HTML (maud escapes every value): one layout, labelled controls, no
-//! script at all, and a stylesheet of the console's own that reads at 1280 px and at 390 px.
+//! inline script (the scripts are files: the console's own, htmx and the code editor), and a
+//! stylesheet of the console's own that reads at 1280 px and at 390 px.
 
 use crate::domain::auth::Scope;
-use crate::store::{Function, FunctionSummary, InvocationRecord, KeyInfo};
+use crate::store::{Function, FunctionSummary, KeyInfo};
 use maud::{DOCTYPE, Markup, html};
 
 /// What a signed-in page shows of its session: whose it is, and the token its forms carry.
@@ -11,12 +12,18 @@ pub struct Session<'a> {
     pub csrf_token: &'a str,
 }
 
-fn layout(title: &str, session: Option<&Session<'_>>, body: Markup) -> Markup {
+pub(super) fn layout(title: &str, session: Option<&Session<'_>>, body: Markup) -> Markup {
     page(title, session, false, body)
 }
 
-/// A page; `script`: with the console's one script file (its copy buttons).
-fn page(title: &str, session: Option<&Session<'_>>, script: bool, body: Markup) -> Markup {
+/// A page; `script`: with the console's scripts (copy buttons, the code editor, live logs,
+/// htmx).
+pub(super) fn page(
+    title: &str,
+    session: Option<&Session<'_>>,
+    script: bool,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -26,6 +33,11 @@ fn page(title: &str, session: Option<&Session<'_>>, script: bool, body: Markup) 
                 title { (title) " · faas console" }
                 link rel="stylesheet" href="/console/console.css";
                 @if script {
+                    // htmx would add an inline <style> and may evaluate attributes; the CSP
+                    // forbids both, and the console needs neither.
+                    meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false}"#;
+                    script src=(super::assets::vendor_url("htmx.min.js")) defer {}
+                    script src=(super::assets::vendor_url("editor.js")) defer {}
                     script src="/console/console.js" defer {}
                 }
             }
@@ -104,6 +116,7 @@ pub fn functions(session: &Session<'_>, summaries: &[FunctionSummary]) -> Markup
         Some(session),
         html! {
             h1 { "Functions" }
+            p { a href="/console/new" class="button" { "New function" } }
             @if summaries.is_empty() {
                 p { "No functions in this namespace yet." }
             } @else {
@@ -227,93 +240,73 @@ pub fn keys(
     )
 }
 
-/// One function: its settings, its code, and its latest invocations (`failed_only`: those
-/// that did not succeed).
-pub fn function(
-    session: &Session<'_>,
-    function: &Function,
-    records: &[InvocationRecord],
-    failed_only: bool,
-) -> Markup {
-    let base = format!("/console/functions/{}", function.id);
-    layout(
-        &function.name,
-        Some(session),
-        html! {
-            p { a href="/console/functions" { "← Functions" } }
-            h1 { (function.name) }
-            h2 { "Settings" }
-            dl class="settings" {
-                dt { "Language" } dd { (function.language.as_str()) }
-                dt { "Runtime" } dd { (function.runtime.as_str()) }
-                dt { "Handler" } dd { code { (function.handler) } }
-                dt { "Route" } dd { code { (function.route) } }
-                dt { "Version" } dd { (function.version) }
-                dt { "Memory" } dd { (function.memory_mb) " MB" }
-                dt { "Timeout" } dd { (function.timeout) " s" }
-                dt { "Environment" } dd {
-                    @if function.env.is_empty() { "none" }
-                    @else { (function.env.keys().map(String::as_str).collect::<Vec<_>>().join(", ")) }
-                }
-            }
-            h2 { "Code" }
-            @match &function.code {
-                Some(code) => pre class="code" { code { (code) } },
-                None => p { "Deployed as a package." },
-            }
-            h2 id="invocations" { "Latest invocations" }
-            nav aria-label="Filter invocations" class="filters" {
-                @if failed_only {
-                    a href={ (base) "#invocations" } { "All" }
-                    " · " strong aria-current="page" { "Failed" }
+/// The tabs of a function's pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Code,
+    Settings,
+    Test,
+    Logs,
+    Build,
+    Versions,
+}
+
+impl Tab {
+    const ALL: [Tab; 6] = [
+        Tab::Code,
+        Tab::Settings,
+        Tab::Test,
+        Tab::Logs,
+        Tab::Build,
+        Tab::Versions,
+    ];
+
+    fn title(self) -> &'static str {
+        match self {
+            Tab::Code => "Code and calls",
+            Tab::Settings => "Settings",
+            Tab::Test => "Test",
+            Tab::Logs => "Live logs",
+            Tab::Build => "Build",
+            Tab::Versions => "Versions",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Tab::Code => "",
+            Tab::Settings => "/settings",
+            Tab::Test => "/test",
+            Tab::Logs => "/logs",
+            Tab::Build => "/build",
+            Tab::Versions => "/versions",
+        }
+    }
+}
+
+/// A function page's heading and its tabs, `current` marked.
+pub fn function_head(function: &Function, current: Tab) -> Markup {
+    html! {
+        p { a href="/console/functions" { "← Functions" } }
+        h1 { (function.name) " " span class="muted" { "version " (function.version) } }
+        nav aria-label="Function" class="tabs" {
+            @for tab in Tab::ALL {
+                @if tab == current {
+                    a href={ "/console/functions/" (function.id) (tab.path()) } aria-current="page" { (tab.title()) }
                 } @else {
-                    strong aria-current="page" { "All" }
-                    " · " a href={ (base) "?status=failed#invocations" } { "Failed" }
+                    a href={ "/console/functions/" (function.id) (tab.path()) } { (tab.title()) }
                 }
             }
-            @if records.is_empty() {
-                p { @if failed_only { "No failed calls." } @else { "No calls yet." } }
-            } @else {
-                div class="scroll" {
-                    table {
-                        caption { "Newest first" }
-                        thead {
-                            tr {
-                                th scope="col" { "When" }
-                                th scope="col" { "Status" }
-                                th scope="col" { "Trigger" }
-                                th scope="col" class="num" { "Attempt" }
-                                th scope="col" class="num" { "Duration" }
-                                th scope="col" { "Cold" }
-                                th scope="col" { "Logs and error" }
-                            }
-                        }
-                        tbody {
-                            @for r in records {
-                                tr {
-                                    td { (r.created_at.format("%Y-%m-%d %H:%M:%S UTC")) }
-                                    td class={ "status " @if r.status == "success" { "ok" } @else { "failed" } } { (r.status) }
-                                    td { (r.trigger) }
-                                    td class="num" { (r.attempt) }
-                                    td class="num" { (format!("{:.1} ms", r.duration_ms)) }
-                                    td { @if r.cold_start { "yes" } @else { "no" } }
-                                    td {
-                                        @if let Some(error) = &r.error {
-                                            p class="error" { (error.kind) ": " (error.message) }
-                                        }
-                                        @if let Some(logs) = r.logs.as_deref().filter(|logs| !logs.is_empty()) {
-                                            details {
-                                                summary { "Logs" }
-                                                pre { (logs) }
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        },
-    )
+        }
+    }
+}
+
+/// A form's field problem, shown beside it: its id is what the field's `aria-describedby`
+/// names.
+pub fn field_error(field: &str, problem: Option<&super::forms::FieldProblem>) -> Markup {
+    html! {
+        @if let Some(problem) = problem.filter(|p| p.field.is_some_and(|f| f == field)) {
+            p id={ (field) "-error" } class="error" role="alert" { (problem.message) }
+        }
+    }
 }

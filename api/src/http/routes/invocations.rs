@@ -9,17 +9,13 @@ use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Path, Query, check_page};
 use crate::http::state::AppState;
 use crate::services::records;
-use crate::services::streams::{self, StreamRequest};
+use crate::services::streams::StreamRequest;
 use crate::store::{self, InvocationView, Redriven};
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::header;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt as _;
 use serde::Deserialize;
-use std::convert::Infallible;
 use uuid::Uuid;
 
 /// `?function=NAME&status=dead_lettered&since=2026-12-01T00:00:00Z&limit=20`
@@ -154,17 +150,8 @@ pub async fn retry_invocation(
 ) -> Result<(StatusCode, axum::Json<InvocationView>), ApiError> {
     principal.require(Scope::Invoke)?;
     let uuid = parse_id(&id)?;
-    match store::redrive(&state.db, &principal.namespace, uuid).await? {
-        Redriven::Requeued { next_attempt } => {
-            // A failed publish leaves it `accepting`: the sweeper publishes it.
-            if let Err(error) =
-                crate::services::dispatch::publish_attempt(&state.dispatch, uuid, next_attempt)
-                    .await
-            {
-                tracing::warn!(%error, invocation_id = %uuid, "redriven invocation not published yet; the sweeper will");
-            }
-            tracing::info!(invocation_id = %uuid, next_attempt, "invocation redriven");
-        }
+    match crate::services::dispatch::redrive(&state.dispatch, &principal.namespace, uuid).await? {
+        Redriven::Requeued { .. } => {}
         Redriven::NotDeadLettered(status) => {
             return Err(ApiError::Conflict(format!(
                 "invocation {uuid} is {status}, not dead_lettered: only a dead-lettered invocation can be retried"
@@ -255,22 +242,7 @@ pub async fn stream_invocations(
         },
         after,
     };
-    let subscription = state.streams.subscribe(&request.namespace)?;
-    let open = streams::open(subscription, &state.db, request).await?;
-    let events = futures_util::stream::unfold(open.events, |mut events| async move {
-        let chunk = events.recv().await?;
-        Some((Ok::<_, Infallible>(chunk), events))
-    })
-    // Whatever is still buffered, the response ends with the api.
-    .take_until(open.closed.cancelled_owned());
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        Body::from_stream(events),
-    )
-        .into_response())
+    crate::http::event_stream::stream_response(&state, request).await
 }
 
 /// A `Last-Event-ID`: a `seq`, 0 or more.

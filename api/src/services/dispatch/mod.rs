@@ -184,6 +184,24 @@ pub async fn publish_attempt(
     Ok(())
 }
 
+/// Runs dead-lettered invocation `id` of `namespace` again (its next attempt, counted from
+/// now): what `POST /invocations/{id}/retry` and the console's redrive do. A publish that fails
+/// leaves it `accepting`, and the sweeper publishes it.
+pub async fn redrive(
+    state: &Dispatch,
+    namespace: &str,
+    id: Uuid,
+) -> Result<store::Redriven, store::DbError> {
+    let redriven = store::redrive(&state.db, namespace, id).await?;
+    if let store::Redriven::Requeued { next_attempt } = redriven {
+        if let Err(error) = publish_attempt(state, id, next_attempt).await {
+            tracing::warn!(%error, invocation_id = %id, "redriven invocation not published yet; the sweeper will");
+        }
+        tracing::info!(invocation_id = %id, next_attempt, "invocation redriven");
+    }
+    Ok(redriven)
+}
+
 /// How long an invocation may stay `accepting` before the sweeper publishes it again.
 const UNPUBLISHED_AFTER: Duration = Duration::from_secs(30);
 /// The least time an invocation stays `queued` unchanged before the sweeper publishes its next
