@@ -171,6 +171,31 @@ impl Browser {
         .await;
     }
 
+    /// Types `text` into the element `css` finds, where its caret is (for an editable element,
+    /// after its content), without clearing it first.
+    pub async fn send_keys(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    /// The page's HTML once it contains `text`, within 30 s; panics with the page otherwise.
+    pub async fn wait_for_text(&self, text: &str) -> String {
+        let mut page = String::new();
+        for _ in 0..300 {
+            page = self.source().await;
+            if page.contains(text) {
+                return page;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{text:?} not on the page in 30 s: {page}");
+    }
+
     pub async fn click(&self, css: &str) {
         let element = self.find(css).await;
         self.command(

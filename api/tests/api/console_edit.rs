@@ -503,3 +503,202 @@ async fn console_stream(app: &TestApp, path: &str, session: &str) -> reqwest::Re
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     response
 }
+
+/// Signs `browser` in with `key` from the sign-in page a console URL sends it to.
+async fn browser_sign_in(browser: &crate::browser::Browser, app: &TestApp, key: &str) {
+    browser.go(&app.url("/console/functions")).await;
+    browser.type_into("#key", key).await;
+    browser.click("form.card button[type=submit]").await;
+    let url = browser.url_with("/console/functions").await;
+    assert!(url.ends_with("/console/functions"), "{url}");
+}
+
+/// The browser's CSP violations since the last look.
+async fn csp_violations(browser: &crate::browser::Browser) -> Vec<String> {
+    browser
+        .console_log()
+        .await
+        .into_iter()
+        .filter(|line| line.contains("Content Security Policy"))
+        .collect()
+}
+
+/// In real headless Chromium against the real api and a docker worker: a function made from a
+/// template, a test event run (its log line shown) and saved, the code edited in the CodeMirror
+/// editor and deployed as version 2, rolled back from the versions page, its live logs
+/// following a call made by another client, a settings mistake shown by its field, a dead
+/// letter redriven; no CSP violation on any page. With `FAAS_CONSOLE_SCREENSHOTS=docs/console`
+/// it leaves each page's screenshot there, at 1280x800 and at 390 px wide.
+#[tokio::test]
+async fn in_chromium_a_function_is_made_tested_edited_rolled_back_and_followed_live() {
+    let app = TestApp::with_workers(&[Runtime::Docker]).await;
+    let browser = crate::browser::Browser::start(1280, 800).await;
+    browser_sign_in(&browser, &app, crate::support::ADMIN_KEY).await;
+
+    browser.click("a[href='/console/new']").await;
+    browser.url_with("/console/new").await;
+    browser.type_into("#name", "greeter").await;
+    browser.click("input[value=python-hello]").await;
+    browser.screenshot("new").await;
+    browser.click("form.card button[type=submit]").await;
+    let url = browser.url_with("/console/functions/").await;
+    let id = function_id_in(&url[url.find("/console/functions/").unwrap()..]);
+    let page = format!("/console/functions/{id}");
+    browser.wait_for_text("data-editor=\"python\"").await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('.cm-editor .cm-content') !== null")
+            .await,
+        json!(true),
+        "the code is in CodeMirror"
+    );
+    browser.screenshot("function-code").await;
+
+    // A test event: run, its log line and result; then saved under a name.
+    browser.go(&app.url(&format!("{page}/test"))).await;
+    browser.type_into("#event", r#"{"name": "Ada"}"#).await;
+    browser.click("button[value=run]").await;
+    let html = browser.wait_for_text("saying hello to Ada").await;
+    assert!(html.contains("Hello, Ada"), "{html}");
+    browser.screenshot("test").await;
+    browser.type_into("#test-name", "ada").await;
+    browser.click("button[value=save]").await;
+    browser.wait_for_text("?test=ada").await;
+    let (_, tests) = app.get(&format!("/functions/{id}/tests")).await;
+    assert_eq!(tests["tests"][0]["name"], "ada");
+
+    // Edited in the editor (typed at its end), deployed as version 2.
+    browser.go(&app.url(&page)).await;
+    browser.wait_for_text("cm-content").await;
+    browser
+        .send_keys(".cm-content", "# edited in Chromium")
+        .await;
+    browser.click("form.editor button[type=submit]").await;
+    browser.wait_for_text("Deployed: version 2").await;
+    let (_, function) = app.get(&format!("/functions/{id}")).await;
+    assert_eq!(function["version"], 2);
+    assert!(
+        function["code"]
+            .as_str()
+            .unwrap()
+            .contains("# edited in Chromium"),
+        "{function}"
+    );
+
+    // Version 1 against 2, then rolled back: version 3 is version 1's code.
+    browser.go(&app.url(&format!("{page}/versions"))).await;
+    browser.wait_for_text("2 (current)").await;
+    browser.screenshot("versions").await;
+    browser.click("a[href$='/versions/1']").await;
+    let html = browser.wait_for_text("class=\"ins\"").await;
+    assert!(html.contains("# edited in Chromium"), "{html}");
+    browser.screenshot("version-diff").await;
+    browser
+        .click("form[action$='/versions/1/restore'] button")
+        .await;
+    browser.wait_for_text("Deployed: version 3").await;
+    let (_, function) = app.get(&format!("/functions/{id}")).await;
+    assert_eq!(function["version"], 3);
+    assert!(!function["code"].as_str().unwrap().contains("edited"));
+
+    // Live logs: a call made by another client appears with its log line.
+    browser.go(&app.url(&format!("{page}/logs"))).await;
+    browser.wait_for_text("Following").await;
+    let (status, _) = app
+        .invoke("execute", "greeter", json!({"name": "Live"}))
+        .await;
+    assert_eq!(status, 200);
+    browser.wait_for_text("saying hello to Live").await;
+    browser.screenshot("live-logs").await;
+
+    // A settings mistake: the message beside its field, nothing saved.
+    browser.go(&app.url(&format!("{page}/settings"))).await;
+    browser.type_into("#timeout", "0").await;
+    browser.click("form.card button[type=submit]").await;
+    browser.wait_for_text("id=\"timeout-error\"").await;
+    browser.screenshot("settings-error").await;
+    let (_, function) = app.get(&format!("/functions/{id}")).await;
+    assert_eq!(function["version"], 3);
+
+    // A dead letter, redriven from its row: it runs again.
+    let mut failing = python(
+        "dead",
+        "def handler(event, context):\n    raise RuntimeError('always')",
+    );
+    failing["max_retries"] = json!(0);
+    let dead = app.create_function(failing).await;
+    let (status, accepted) = read(
+        app.client
+            .post(app.url("/execute_async/dead"))
+            .json(&json!({"event": {}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let invocation = accepted["invocation_id"].as_str().unwrap().to_owned();
+    wait_for_status(&app, &invocation, "dead_lettered").await;
+    browser
+        .go(&app.url(&format!(
+            "/console/functions/{}?status=dead_lettered",
+            dead["id"]
+        )))
+        .await;
+    browser.wait_for_text("Redrive").await;
+    browser.screenshot("invocations").await;
+    browser
+        .click(&format!(
+            "button[aria-label='Redrive invocation {invocation}']"
+        ))
+        .await;
+    let started = Instant::now();
+    loop {
+        let (_, view) = app.get(&format!("/invocations/{invocation}")).await;
+        if view["attempts"].as_array().is_some_and(|a| a.len() == 2) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not run again: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let violations = csp_violations(&browser).await;
+    assert!(violations.is_empty(), "{violations:?}");
+    let html = browser.source().await;
+    assert!(!html.contains(crate::support::ADMIN_KEY));
+    browser.quit().await;
+
+    // The same pages at a phone's width.
+    let narrow = crate::browser::Browser::start(390, 844).await;
+    browser_sign_in(&narrow, &app, crate::support::ADMIN_KEY).await;
+    for (path, name, text) in [
+        ("/console/new".to_owned(), "new-narrow", "Template"),
+        (page.clone(), "function-code-narrow", "cm-content"),
+        (
+            format!("{page}/test?test=ada"),
+            "test-narrow",
+            "Saved events",
+        ),
+        (
+            format!("{page}/versions/1"),
+            "version-diff-narrow",
+            "Roll back",
+        ),
+        (
+            format!("{page}/settings"),
+            "settings-narrow",
+            "Save settings",
+        ),
+        (format!("{page}/logs"), "live-logs-narrow", "Following"),
+    ] {
+        narrow.go(&app.url(&path)).await;
+        narrow.wait_for_text(text).await;
+        narrow.screenshot(name).await;
+    }
+    let violations = csp_violations(&narrow).await;
+    assert!(violations.is_empty(), "{violations:?}");
+    narrow.quit().await;
+    app.stop().await;
+}
