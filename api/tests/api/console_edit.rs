@@ -702,3 +702,82 @@ async fn in_chromium_a_function_is_made_tested_edited_rolled_back_and_followed_l
     narrow.quit().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_makes_and_deletes_namespaces_in_the_console_and_no_one_else_may() {
+    let app = TestApp::start().await;
+    let console = Console::new(&app);
+    let session = console.sign_in(crate::support::ADMIN_KEY).await;
+    let (status, _, html) = console.get("/console/namespaces", Some(&session)).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(">default<"), "{html}");
+    let csrf = csrf_of(&html);
+    let make = |name: &'static str| {
+        [
+            ("csrf", csrf.clone()),
+            ("name", name.to_owned()),
+            ("runtime", "gvisor".to_owned()),
+            ("max_concurrency", "7".to_owned()),
+        ]
+    };
+    let form = make("team-x");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, _) = console
+        .post("/console/namespaces", Some(&session), &pairs[1..])
+        .await;
+    assert_eq!(status, 403, "no token");
+    let (status, _, body) = console
+        .post("/console/namespaces", Some(&session), &pairs)
+        .await;
+    assert_eq!(status, 303, "{body}");
+    let (_, namespaces) = app.get("/namespaces/").await;
+    let made = namespaces
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "team-x")
+        .unwrap_or_else(|| panic!("{namespaces}"));
+    assert_eq!(made["allowed_runtimes"], json!(["gvisor"]));
+    assert_eq!(made["max_concurrency"], 7);
+    let (status, _, html) = console
+        .post("/console/namespaces", Some(&session), &pairs)
+        .await;
+    assert_eq!(status, 409, "taken: {html}");
+    let bad = make("Bad_Name");
+    let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, html) = console
+        .post("/console/namespaces", Some(&session), &bad)
+        .await;
+    assert_eq!(status, 422, "{html}");
+    assert!(html.contains("class=\"error\""), "{html}");
+
+    // A key that may manage its namespace sees no namespaces page.
+    let manager = app.key_of("default", &["manage"]).await;
+    let managing = console.sign_in(&manager).await;
+    let (status, _, _) = console.get("/console/namespaces", Some(&managing)).await;
+    assert_eq!(status, 403);
+
+    // Deleting takes the name typed again.
+    let delete = "/console/namespaces/team-x/delete";
+    let (status, _, html) = console
+        .post(
+            delete,
+            Some(&session),
+            &[("csrf", &csrf), ("confirm", "team")],
+        )
+        .await;
+    assert_eq!(status, 422, "{html}");
+    let (_, namespaces) = app.get("/namespaces/").await;
+    assert!(namespaces.to_string().contains("team-x"));
+    let (status, _, _) = console
+        .post(
+            delete,
+            Some(&session),
+            &[("csrf", &csrf), ("confirm", "team-x")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (_, namespaces) = app.get("/namespaces/").await;
+    assert!(!namespaces.to_string().contains("team-x"), "{namespaces}");
+    app.stop().await;
+}

@@ -11,6 +11,7 @@ mod cache;
 mod concurrency;
 mod console;
 mod console_edit;
+mod console_overview;
 mod dashboards;
 mod deps;
 mod docs;

@@ -18,6 +18,8 @@ mod forms;
 mod function;
 mod keys;
 mod live;
+mod namespaces;
+mod overview;
 mod pages;
 mod test_events;
 mod versions;
@@ -56,6 +58,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/sign-in", get(get_sign_in).post(post_sign_in))
         .route("/console/sign-out", post(post_sign_out))
+        .route("/console/overview", get(overview::get_overview))
         .route("/console/functions", get(get_functions))
         .route("/console/functions/{id}", get(function::get_function))
         .route(
@@ -80,6 +83,14 @@ pub fn router() -> Router<AppState> {
         .route(
             "/console/invocations/{id}/redrive",
             post(live::post_redrive),
+        )
+        .route(
+            "/console/namespaces",
+            get(namespaces::get_namespaces).post(namespaces::post_namespaces),
+        )
+        .route(
+            "/console/namespaces/{name}/delete",
+            post(namespaces::post_delete_namespace),
         )
         .route("/console/keys", get(keys::get_keys).post(keys::post_keys))
         .route("/console/keys/{id}/revoke", post(keys::post_revoke_key))
@@ -441,6 +452,7 @@ fn page_of<'a>(principal: &'a Principal, csrf_token: &'a str) -> pages::Session<
     pages::Session {
         namespace: &principal.namespace,
         csrf_token,
+        admin: principal.has(Scope::Admin),
     }
 }
 

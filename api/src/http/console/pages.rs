@@ -10,6 +10,8 @@ use maud::{DOCTYPE, Markup, html};
 pub struct Session<'a> {
     pub namespace: &'a str,
     pub csrf_token: &'a str,
+    /// Whether its key is an admin's: the namespaces page is theirs only.
+    pub admin: bool,
 }
 
 pub(super) fn layout(title: &str, session: Option<&Session<'_>>, body: Markup) -> Markup {
@@ -42,9 +44,15 @@ pub(super) fn page(
                     a class="brand" href="/console/functions" { "faas console" }
                     @if let Some(session) = session {
                         nav aria-label="Console" {
+                            a href="/console/overview" { "Overview" }
+                            " "
                             a href="/console/functions" { "Functions" }
                             " "
                             a href="/console/keys" { "Keys" }
+                            @if session.admin {
+                                " "
+                                a href="/console/namespaces" { "Namespaces" }
+                            }
                         }
                         span class="who" { "Namespace " strong { (session.namespace) } }
                         form method="post" action="/console/sign-out" class="inline" {
