@@ -1,15 +1,17 @@
 //! The console's overview (DESIGN §17): a namespace's calls, errors, latency and cold starts
-//! over the last hour, day or week, in fixed buckets, counted from its invocation records in
-//! one query (no Prometheus needed).
+//! over the last hour, day or week, in fixed buckets, from the rollups the records are counted
+//! into as they are written (`invocation_rollups`, V17; no Prometheus needed).
 //!
-//! The window ends at the moment asked for and is cut, from its start, into buckets of equal
-//! width: 12 of 5 minutes, 24 of 1 hour or 28 of 6 hours. Each bucket is `[start, end)`, and so
-//! is the window. Latency percentiles are `percentile_cont` (interpolated), as on the function
-//! list and in `GET /functions/{id}/stats`, so that the pages agree.
+//! The rollups count per 5 minutes, so the window ends at the end of the current 5 minutes and
+//! is cut, from its start, into buckets of equal width: 12 of 5 minutes, 24 of 1 hour or 28 of
+//! 6 hours. Each bucket is `[start, end)`, and so is the window. Counts are exact; latency
+//! percentiles are read from duration bins 10% wide (nearest rank, each bin's geometric
+//! middle), so within 5% of the records' own.
 
 use super::DbError;
 use chrono::{DateTime, TimeDelta, Utc};
 use deadpool_postgres::Pool;
+use std::collections::BTreeMap;
 
 /// The windows the overview shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -120,50 +122,130 @@ pub struct Overview {
     pub totals: CallStats,
 }
 
-/// The overview of `namespace`'s records over `range`, the window ending at `now`.
+/// The width of a rollup bucket, in seconds: the overview's windows end on its multiples.
+pub const ROLLUP_SECS: i64 = 300;
+
+/// Where the window that contains `now` ends: the end of the current rollup bucket.
+pub fn window_end(now: DateTime<Utc>) -> DateTime<Utc> {
+    let secs = now.timestamp();
+    let end = (secs.div_euclid(ROLLUP_SECS) + 1) * ROLLUP_SECS;
+    DateTime::from_timestamp(end, 0).unwrap_or(now)
+}
+
+/// The lower bound of duration bin `bin` (V17's `duration_bin`): 0.1 ms x 1.1^bin.
+fn bin_floor_ms(bin: i16) -> f64 {
+    0.1 * 1.1_f64.powi(i32::from(bin))
+}
+
+/// What a bin stands for: its geometric middle (within 5% of any duration in it).
+pub fn bin_middle_ms(bin: i16) -> f64 {
+    bin_floor_ms(bin) * 1.1_f64.sqrt()
+}
+
+/// The `fraction` percentile (nearest rank) of calls counted by duration bin, as its bin's
+/// middle; none without calls.
+pub fn binned_percentile(bins: &BTreeMap<i16, i64>, fraction: f64) -> Option<f64> {
+    let total: i64 = bins.values().sum();
+    if total <= 0 {
+        return None;
+    }
+    let rank = ((fraction * total as f64).ceil() as i64).clamp(1, total);
+    let mut seen = 0;
+    for (&bin, &calls) in bins {
+        seen += calls;
+        if seen >= rank {
+            return Some(bin_middle_ms(bin));
+        }
+    }
+    None
+}
+
+/// Calls of a bucket or a window as they are added up: counts and the duration bins.
+#[derive(Debug, Default)]
+struct Tally {
+    calls: i64,
+    errors: i64,
+    cold_starts: i64,
+    bins: BTreeMap<i16, i64>,
+}
+
+impl Tally {
+    fn add(&mut self, bin: i16, calls: i64, errors: i64, cold_starts: i64) {
+        self.calls += calls;
+        self.errors += errors;
+        self.cold_starts += cold_starts;
+        *self.bins.entry(bin).or_default() += calls;
+    }
+
+    fn stats(&self) -> CallStats {
+        CallStats {
+            calls: self.calls,
+            errors: self.errors,
+            cold_starts: self.cold_starts,
+            p50_ms: binned_percentile(&self.bins, 0.5),
+            p99_ms: binned_percentile(&self.bins, 0.99),
+        }
+    }
+}
+
+/// The overview of `namespace`'s records over `range`, the window ending with the rollup
+/// bucket that holds `now`.
 ///
-/// One statement reads the window's records once (through `(namespace, created_at)`, V17's
-/// index covering what is counted), numbers each one's bucket with `width_bucket`, and
-/// groups them by bucket and as a whole (`GROUPING SETS`); buckets without records have no
-/// row, and are filled in here.
+/// One statement reads the window's rollups (by their key, `(namespace, bucket, bin)`) and
+/// adds them up per overview bucket (`width_bucket`) and bin; the totals and the percentiles
+/// are added up here. Buckets without rows had no calls.
 pub async fn overview(
     pool: &Pool,
     namespace: &str,
     range: OverviewRange,
     now: DateTime<Utc>,
 ) -> Result<Overview, DbError> {
-    let start = now - range.window();
+    let end = window_end(now);
+    let start = end - range.window();
     let count = range.bucket_count() as i32;
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT width_bucket(date_part('epoch', i.created_at),
+            "SELECT width_bucket(date_part('epoch', r.bucket),
                                  date_part('epoch', $2::timestamptz),
-                                 date_part('epoch', $3::timestamptz), $4::int) AS bucket,
-                    count(*) AS calls,
-                    count(*) FILTER (WHERE i.status <> 'success') AS errors,
-                    count(*) FILTER (WHERE i.cold_start) AS cold_starts,
-                    percentile_cont(0.5) WITHIN GROUP (ORDER BY i.duration_ms) AS p50,
-                    percentile_cont(0.99) WITHIN GROUP (ORDER BY i.duration_ms) AS p99
-             FROM invocations i
-             WHERE i.namespace = $1 AND i.created_at >= $2 AND i.created_at < $3
-             GROUP BY GROUPING SETS ((bucket), ())",
-            &[&namespace, &start, &now, &count],
+                                 date_part('epoch', $3::timestamptz), $4::int) AS slot,
+                    r.bin, sum(r.calls)::bigint AS calls, sum(r.errors)::bigint AS errors,
+                    sum(r.cold_starts)::bigint AS cold_starts
+             FROM invocation_rollups r
+             WHERE r.namespace = $1 AND r.bucket >= $2 AND r.bucket < $3
+             GROUP BY 1, 2",
+            &[&namespace, &start, &end, &count],
         )
         .await?;
-    let mut counted = Vec::with_capacity(rows.len());
+    let mut tallies: Vec<Tally> = (0..range.bucket_count())
+        .map(|_| Tally::default())
+        .collect();
+    let mut totals = Tally::default();
     for row in &rows {
-        let bucket: Option<i32> = row.try_get("bucket")?;
-        let stats = CallStats {
-            calls: row.try_get("calls")?,
-            errors: row.try_get("errors")?,
-            cold_starts: row.try_get("cold_starts")?,
-            p50_ms: row.try_get("p50")?,
-            p99_ms: row.try_get("p99")?,
+        let slot: i32 = row.try_get("slot")?;
+        let (bin, calls, errors, cold_starts): (i16, i64, i64, i64) = (
+            row.try_get("bin")?,
+            row.try_get("calls")?,
+            row.try_get("errors")?,
+            row.try_get("cold_starts")?,
+        );
+        // `width_bucket` numbers them from 1; the window's own bounds keep it in range.
+        let Some(tally) = usize::try_from(slot - 1)
+            .ok()
+            .and_then(|i| tallies.get_mut(i))
+        else {
+            continue;
         };
-        counted.push((bucket, stats));
+        tally.add(bin, calls, errors, cold_starts);
+        totals.add(bin, calls, errors, cold_starts);
     }
-    Ok(arrange(range, now, counted))
+    let counted = tallies
+        .iter()
+        .enumerate()
+        .map(|(i, tally)| (Some(i as i32 + 1), tally.stats()))
+        .chain([(None, totals.stats())])
+        .collect();
+    Ok(arrange(range, end, counted))
 }
 
 /// The overview of the window ending at `end` from the query's rows: `(Some(n), stats)` for
@@ -213,6 +295,44 @@ mod tests {
 
     fn at(h: u32, m: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 27, h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn the_window_ends_with_the_rollup_bucket_that_holds_now() {
+        assert_eq!(window_end(at(12, 0)), at(12, 5));
+        assert_eq!(window_end(at(12, 3)), at(12, 5));
+        assert_eq!(window_end(at(12, 4) + TimeDelta::seconds(59)), at(12, 5));
+        assert_eq!(window_end(at(12, 5)), at(12, 10));
+    }
+
+    #[test]
+    fn a_binned_percentile_is_its_nearest_ranks_bin_within_five_percent() {
+        // Bins as V17's duration_bin makes them: floor(ln(ms / 0.1) / ln(1.1)).
+        let bin = |ms: f64| ((ms.max(0.1) / 0.1).ln() / 1.1_f64.ln()).floor() as i16;
+        for ms in [0.05, 0.1, 0.5, 1.0, 7.3, 30.0, 300.0, 9_999.0, 900_000.0] {
+            let middle = bin_middle_ms(bin(ms));
+            if ms >= 0.1 {
+                assert!((middle / ms - 1.0).abs() < 0.05, "{ms} -> {middle}");
+            }
+        }
+        let mut bins = BTreeMap::new();
+        for ms in [10.0, 20.0, 30.0, 100.0, 300.0] {
+            *bins.entry(bin(ms)).or_insert(0) += 1;
+        }
+        // Five calls: the median is the 3rd, the 99th percentile the 5th.
+        assert_eq!(
+            binned_percentile(&bins, 0.5),
+            Some(bin_middle_ms(bin(30.0)))
+        );
+        assert_eq!(
+            binned_percentile(&bins, 0.99),
+            Some(bin_middle_ms(bin(300.0)))
+        );
+        assert_eq!(
+            binned_percentile(&bins, 0.0),
+            Some(bin_middle_ms(bin(10.0)))
+        );
+        assert_eq!(binned_percentile(&BTreeMap::new(), 0.5), None);
     }
 
     #[test]

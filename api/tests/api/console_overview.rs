@@ -1,6 +1,7 @@
 //! The console's overview (DESIGN §17): known invocation records, written straight into the
-//! test's database at known ages, must come out of `/console/overview` as the totals and the
-//! bucket numbers they give, for each range; records of another namespace or older than the
+//! test's database at known ages (the rollups follow by trigger), must come out of
+//! `/console/overview` as the totals and the bucket numbers they give, for each range (counts
+//! exact, percentiles as their 10% duration bins give them); records of another namespace or older than the
 //! window never count. Who may see the page: a `read` key, not an `invoke` one, nobody
 //! without a session.
 
@@ -74,17 +75,19 @@ const RANGES: [(&str, usize, f64); 3] = [
     ("7d", 28, 6.0 * HOUR),
 ];
 
-/// `percentile_cont(fraction)` of `values`, as Postgres computes it: interpolated between the
-/// two values around `fraction × (n − 1)` of the sorted values.
-fn percentile_cont(values: &[f64], fraction: f64) -> Option<f64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let last = sorted.len().checked_sub(1)?;
-    let position = fraction * last as f64;
-    let below = position.floor() as usize;
-    let above = position.ceil() as usize;
-    let (low, high) = (sorted[below], sorted[above]);
-    Some(low + (high - low) * (position - below as f64))
+/// The duration bin of `ms`, as V17's `duration_bin` computes it.
+fn bin(ms: f64) -> i32 {
+    ((ms.max(0.1) / 0.1).ln() / 1.1_f64.ln()).floor() as i32
+}
+
+/// The `fraction` percentile of `values` as the overview reads it: the nearest rank's bin, as
+/// that bin's geometric middle.
+fn binned_percentile(values: &[f64], fraction: f64) -> Option<f64> {
+    let mut bins: Vec<i32> = values.iter().map(|ms| bin(*ms)).collect();
+    bins.sort();
+    let rank = ((fraction * bins.len() as f64).ceil() as usize).clamp(1, bins.len().max(1));
+    let bin = *bins.get(rank - 1)?;
+    Some(0.1 * 1.1_f64.powi(bin) * 1.1_f64.sqrt())
 }
 
 fn ms(value: Option<f64>) -> String {
@@ -102,25 +105,32 @@ fn shown(records: &[&Record]) -> [String; 5] {
             .filter(|r| r.status != "success")
             .count()
             .to_string(),
-        ms(percentile_cont(&durations, 0.5)),
-        ms(percentile_cont(&durations, 0.99)),
+        ms(binned_percentile(&durations, 0.5)),
+        ms(binned_percentile(&durations, 0.99)),
         records.iter().filter(|r| r.cold_start).count().to_string(),
     ]
 }
 
-/// The records of `namespace` within a window of `count` buckets of `width` seconds, by
-/// bucket (oldest first), and all of them.
+/// The records of `namespace` within the window of `count` buckets of `width` seconds that
+/// starts at `start` (Unix seconds), by bucket (oldest first), and all of them; a record counts
+/// at the start of its 5 minutes, as the rollups count it. `created` is each record's time.
 fn expected<'a>(
     namespace: &str,
     count: usize,
     width: f64,
+    start: i64,
+    created: &[i64],
 ) -> (Vec<Vec<&'a Record>>, Vec<&'a Record>) {
     let mut buckets: Vec<Vec<&Record>> = (0..count).map(|_| Vec::new()).collect();
     let mut all = Vec::new();
-    for record in RECORDS.iter().filter(|r| r.namespace == namespace) {
-        let back = (record.age_secs / width).floor() as usize;
-        if back < count {
-            buckets[count - 1 - back].push(record);
+    for (record, created) in RECORDS.iter().zip(created) {
+        if record.namespace != namespace {
+            continue;
+        }
+        let rolled = created.div_euclid(300) * 300;
+        let slot = (rolled - start).div_euclid(width as i64);
+        if (0..count as i64).contains(&slot) {
+            buckets[slot as usize].push(record);
             all.push(record);
         }
     }
@@ -159,8 +169,19 @@ fn total<'a>(html: &'a str, term: &str) -> &'a str {
 }
 
 /// Checks the page of `range` against the records of `namespace`.
-fn check_page(html: &str, namespace: &str, (range, count, width): (&str, usize, f64)) {
-    let (buckets, all) = expected(namespace, count, width);
+fn check_page(
+    html: &str,
+    namespace: &str,
+    (range, count, width): (&str, usize, f64),
+    created: &[i64],
+) {
+    let rows = table_rows(html);
+    // The window starts where its first bucket does (whole minutes, UTC).
+    let start = chrono::NaiveDateTime::parse_from_str(&rows[0][0], "%Y-%m-%d %H:%M")
+        .unwrap_or_else(|e| panic!("{range}: first bucket {:?}: {e}", rows[0][0]))
+        .and_utc()
+        .timestamp();
+    let (buckets, all) = expected(namespace, count, width, start, created);
     let [calls, errors, p50, p99, cold_starts] = shown(&all);
     assert_eq!(total(html, "Calls"), calls, "{range}");
     assert_eq!(total(html, "Errors"), errors, "{range}");
@@ -176,7 +197,6 @@ fn check_page(html: &str, namespace: &str, (range, count, width): (&str, usize, 
     };
     assert_eq!(total(html, "Error rate"), rate, "{range}");
 
-    let rows = table_rows(html);
     assert_eq!(rows.len(), count, "{range}: a row per bucket");
     for (i, (row, records)) in rows.iter().zip(&buckets).enumerate() {
         assert_eq!(&row[1..], &shown(records)[..], "{range}, bucket {i}");
@@ -202,18 +222,21 @@ async fn the_overview_counts_the_namespaces_records_in_each_window_and_bucket() 
     let read_key = app.key_of("default", &["read"]).await;
 
     let db = app.db().await;
+    let now = chrono::Utc::now();
+    let mut created = Vec::new();
     for r in &RECORDS {
+        let at = now - chrono::TimeDelta::milliseconds((r.age_secs * 1000.0) as i64);
+        created.push(at.timestamp());
         db.execute(
             "INSERT INTO invocations (id, function_id, function_name, function_version, runtime,
                  status, cold_start, duration_ms, created_at, namespace)
-             VALUES ($1, 1, 'charted', 1, 'docker', $2, $3, $4,
-                 now() - make_interval(secs => $5), $6)",
+             VALUES ($1, 1, 'charted', 1, 'docker', $2, $3, $4, $5, $6)",
             &[
                 &uuid::Uuid::new_v4(),
                 &r.status,
                 &r.cold_start,
                 &r.duration_ms,
-                &r.age_secs,
+                &at,
                 &r.namespace,
             ],
         )
@@ -227,28 +250,64 @@ async fn the_overview_counts_the_namespaces_records_in_each_window_and_bucket() 
         let path = format!("/console/overview?range={}", range.0);
         let (status, _, html) = console.get(&path, Some(&admin)).await;
         assert_eq!(status, 200, "{html}");
-        check_page(&html, "default", range);
+        check_page(&html, "default", range, &created);
     }
-    // The hour's numbers, written out once, as the SQL must give them.
+    // The hour's numbers, written out once: 10, 20, 30, 100 and 300 ms; the median is the
+    // 3rd (30 ms, in the bin shown as 29.0 ms), the 99th percentile the 5th (300 ms: 314.5).
     let (_, _, html) = console
         .get("/console/overview?range=1h", Some(&admin))
         .await;
     assert_eq!(total(&html, "Calls"), "5");
     assert_eq!(total(&html, "Errors"), "2");
     assert_eq!(total(&html, "Error rate"), "40.0%");
-    assert_eq!(total(&html, "p50"), "30.0 ms");
-    assert_eq!(total(&html, "p99"), "292.0 ms");
+    assert_eq!(total(&html, "p50"), "29.0 ms");
+    assert_eq!(total(&html, "p99"), "314.5 ms");
     assert_eq!(total(&html, "Cold starts"), "3");
-    let rows = table_rows(&html);
-    assert_eq!(rows[11][1..], ["3", "1", "20.0 ms", "29.8 ms", "1"]);
-    assert_eq!(rows[9][1..], ["2", "1", "200.0 ms", "298.0 ms", "2"]);
-    assert_eq!(rows[0][1..], ["0", "0", "–", "–", "0"]);
+
+    // Deleting records takes them out of the rollups too (retention, a namespace's deletion).
+    db.execute(
+        "DELETE FROM invocations WHERE namespace = 'default' AND duration_ms IN (10, 20)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let (_, _, html) = console
+        .get("/console/overview?range=1h", Some(&admin))
+        .await;
+    assert_eq!(total(&html, "Calls"), "3");
+    assert_eq!(total(&html, "Cold starts"), "2");
+    let leftover: i64 = db
+        .query_one(
+            "SELECT count(*) FROM invocation_rollups WHERE calls <= 0",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leftover, 0, "emptied rollups are removed");
+    let restored: Vec<(f64, &str, bool)> = vec![(10.0, "success", true), (20.0, "success", false)];
+    for (duration_ms, status, cold_start) in restored {
+        db.execute(
+            "INSERT INTO invocations (id, function_id, function_name, function_version, runtime,
+                 status, cold_start, duration_ms, created_at, namespace)
+             VALUES ($1, 1, 'charted', 1, 'docker', $2, $3, $4, $5, 'default')",
+            &[
+                &uuid::Uuid::new_v4(),
+                &status,
+                &cold_start,
+                &duration_ms,
+                &chrono::DateTime::from_timestamp(created[0], 0).unwrap(),
+            ],
+        )
+        .await
+        .unwrap();
+    }
 
     // No range, or one that is not a range: the last 24 hours.
     for path in ["/console/overview", "/console/overview?range=30d"] {
         let (status, _, html) = console.get(path, Some(&admin)).await;
         assert_eq!(status, 200, "{path}");
-        check_page(&html, "default", RANGES[1]);
+        check_page(&html, "default", RANGES[1], &created);
     }
 
     // A read key sees its namespace's; the other namespace sees only its own.
@@ -257,13 +316,13 @@ async fn the_overview_counts_the_namespaces_records_in_each_window_and_bucket() 
         .get("/console/overview?range=7d", Some(&reader))
         .await;
     assert_eq!(status, 200, "{html}");
-    check_page(&html, "default", RANGES[2]);
+    check_page(&html, "default", RANGES[2], &created);
     let other = console.sign_in(&other_key).await;
     let (status, _, html) = console
         .get("/console/overview?range=1h", Some(&other))
         .await;
     assert_eq!(status, 200, "{html}");
-    check_page(&html, OTHER, RANGES[0]);
+    check_page(&html, OTHER, RANGES[0], &created);
     assert_eq!(total(&html, "Calls"), "3");
 
     // An invoke key may not read; no session goes to sign in, and back here after.

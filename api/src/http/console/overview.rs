@@ -1,7 +1,8 @@
 //! The console's overview (DESIGN §17; `read`, `manage` or `admin`): the namespace's calls,
 //! errors, latency and cold starts over the last hour, 24 hours or 7 days, as charts drawn
-//! here in SVG from its invocation records (`store::overview`; no Prometheus needed), with
-//! their totals, and every bucket's numbers in a visually hidden table for screen readers.
+//! here in SVG from the rollups of its invocation records (`store::overview`; no Prometheus
+//! needed), with their totals, and every bucket's numbers in a visually hidden table for
+//! screen readers.
 //!
 //! No inline style (the CSP forbids it): SVG presentation attributes draw and the console's
 //! stylesheet colours by class. A chart keeps its shape as it scales to the page's width
@@ -201,6 +202,9 @@ fn page(session: &Session<'_>, overview: &Overview) -> Markup {
                 (overview.start.format("%Y-%m-%d %H:%M")) " to "
                 (overview.end.format("%Y-%m-%d %H:%M")) " UTC, per " (per(range)) "."
                 @if totals.calls == 0 { " No calls in this window." }
+            }
+            p class="help" {
+                "Counts are exact. Latency percentiles are read from duration bins 10% wide, so they are within 5% of the calls' own."
             }
             h2 id="totals-title" { "Totals" }
             dl class="totals" aria-labelledby="totals-title" {
