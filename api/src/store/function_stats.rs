@@ -60,7 +60,7 @@ pub async fn function_stats(
     .transpose()
 }
 
-/// One function's line on the console's list: what it is, and its calls over a window.
+/// One function's line on the console's list: what it is, and its calls over the last 24 hours.
 #[derive(Debug, Clone)]
 pub struct FunctionSummary {
     pub id: i64,
@@ -74,37 +74,61 @@ pub struct FunctionSummary {
     pub cold_starts: i64,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// Calls per hour, oldest first: the 24 hours before now (the last one still running).
+    pub hourly: Vec<i64>,
 }
 
-/// The functions of `namespace` (by name, at most `limit`), each with its calls over the last
-/// `window_secs` seconds.
+/// A page of the functions of `namespace` by name (`limit` of them after the first `offset`),
+/// each with its calls over the last 24 hours, and how many functions the namespace has.
+///
+/// Only the page's functions are read: each one's records of the window through
+/// `invocations_function_id_created_at_idx` (V14), so the cost grows with the page, not with
+/// the namespace's functions or records.
 pub async fn function_summaries(
     pool: &Pool,
     namespace: &str,
-    window_secs: i64,
     limit: i64,
-) -> Result<Vec<FunctionSummary>, DbError> {
+    offset: i64,
+) -> Result<(Vec<FunctionSummary>, i64), DbError> {
     let client = pool.get().await?;
-    // `invocations_function_id_created_at_idx` (V14) reads each function's window only.
     let rows = client
         .query(
             "SELECT f.id, f.name, f.language, f.runtime, f.route, f.version,
-                    count(i.id) AS calls,
-                    count(i.id) FILTER (WHERE i.status <> 'success') AS errors,
-                    count(i.id) FILTER (WHERE i.cold_start) AS cold_starts,
-                    percentile_cont(0.5) WITHIN GROUP (ORDER BY i.duration_ms) AS p50,
-                    percentile_cont(0.99) WITHIN GROUP (ORDER BY i.duration_ms) AS p99
-             FROM functions f
-             LEFT JOIN invocations i ON i.function_id = f.id AND i.namespace = f.namespace
-                 AND i.created_at >= now() - make_interval(secs => $2)
-             WHERE f.namespace = $1
-             GROUP BY f.id
-             ORDER BY f.name
-             LIMIT $3",
-            &[&namespace, &(window_secs as f64), &limit],
+                    s.calls, s.errors, s.cold_starts, s.p50, s.p99, h.hourly
+             FROM (SELECT * FROM functions WHERE namespace = $1
+                   ORDER BY name LIMIT $2 OFFSET $3) f
+             CROSS JOIN LATERAL (
+                 SELECT count(*) AS calls,
+                        count(*) FILTER (WHERE i.status <> 'success') AS errors,
+                        count(*) FILTER (WHERE i.cold_start) AS cold_starts,
+                        percentile_cont(0.5) WITHIN GROUP (ORDER BY i.duration_ms) AS p50,
+                        percentile_cont(0.99) WITHIN GROUP (ORDER BY i.duration_ms) AS p99
+                 FROM invocations i
+                 WHERE i.function_id = f.id AND i.namespace = f.namespace
+                   AND i.created_at >= now() - interval '24 hours') s
+             CROSS JOIN LATERAL (
+                 SELECT array_agg(coalesce(c.calls, 0) ORDER BY hour.n) AS hourly
+                 FROM generate_series(0, 23) AS hour(n)
+                 LEFT JOIN (
+                     SELECT 23 - floor(date_part('epoch', now() - i.created_at) / 3600)::int AS n,
+                            count(*) AS calls
+                     FROM invocations i
+                     WHERE i.function_id = f.id AND i.namespace = f.namespace
+                       AND i.created_at >= now() - interval '24 hours'
+                     GROUP BY 1) c ON c.n = hour.n) h
+             ORDER BY f.name",
+            &[&namespace, &limit, &offset],
         )
         .await?;
-    rows.iter()
+    let total: i64 = client
+        .query_one(
+            "SELECT count(*) FROM functions WHERE namespace = $1",
+            &[&namespace],
+        )
+        .await?
+        .try_get(0)?;
+    let summaries = rows
+        .iter()
         .map(|row| {
             Ok(FunctionSummary {
                 id: row.try_get("id")?,
@@ -118,7 +142,9 @@ pub async fn function_summaries(
                 cold_starts: row.try_get("cold_starts")?,
                 p50_ms: row.try_get("p50")?,
                 p99_ms: row.try_get("p99")?,
+                hourly: row.try_get("hourly")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, DbError>>()?;
+    Ok((summaries, total))
 }

@@ -781,3 +781,79 @@ async fn an_admin_makes_and_deletes_namespaces_in_the_console_and_no_one_else_ma
     assert!(!namespaces.to_string().contains("team-x"), "{namespaces}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_functions_list_comes_in_pages_of_fifty_each_with_its_calls_per_hour() {
+    let app = TestApp::start().await;
+    for n in 0..55 {
+        app.create_function(python(
+            &format!("f{n:02}"),
+            "def handler(event, context):\n    return 1",
+        ))
+        .await;
+    }
+    let (_, first) = app.get("/functions/").await;
+    let f00 = first
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "f00")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    // f00: 3 calls 30 minutes ago, 1 call 5 hours ago (a failure), none older than a day counted.
+    let db = app.db().await;
+    for (minutes_ago, status) in [
+        (30, "success"),
+        (30, "success"),
+        (30, "success"),
+        (300, "error"),
+        (1500, "error"),
+    ] {
+        db.execute(
+            "INSERT INTO invocations (id, function_id, function_name, function_version, runtime,
+                 status, cold_start, duration_ms, created_at, namespace)
+             VALUES ($1, $2, 'f00', 1, 'docker', $3, false, 12, now() - make_interval(mins => $4), 'default')",
+            &[&uuid::Uuid::new_v4(), &f00, &status, &minutes_ago],
+        )
+        .await
+        .unwrap();
+    }
+    let console = Console::new(&app);
+    let session = console.sign_in(crate::support::ADMIN_KEY).await;
+    let (status, _, html) = console.get("/console/functions", Some(&session)).await;
+    assert_eq!(status, 200);
+    assert_eq!(html.matches("<th scope=\"row\">").count(), 50, "{html}");
+    assert!(html.contains("Functions 1–50 of 55"), "{html}");
+    assert!(
+        html.contains("href=\"/console/functions?page=2\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("aria-label=\"f00: 4 calls over 24 hours, per hour\""),
+        "{html}"
+    );
+    let f00_row = &html[html.find(">f00<").unwrap()..];
+    let f00_row = &f00_row[..f00_row.find("</tr>").unwrap()];
+    assert_eq!(f00_row.matches("class=\"spark-bar\"").count(), 24);
+    assert!(
+        f00_row.contains("<td class=\"num\">4</td><td class=\"num\">1</td>"),
+        "calls, errors: {f00_row}"
+    );
+    let (_, _, html) = console
+        .get("/console/functions?page=2", Some(&session))
+        .await;
+    assert_eq!(html.matches("<th scope=\"row\">").count(), 5, "{html}");
+    assert!(html.contains("Functions 51–55 of 55"), "{html}");
+    assert!(
+        html.contains("rel=\"prev\"") && !html.contains("rel=\"next\""),
+        "{html}"
+    );
+    for odd in ["0", "-3", "99", "x"] {
+        let (status, _, _) = console
+            .get(&format!("/console/functions?page={odd}"), Some(&session))
+            .await;
+        assert!(status == 200 || status == 400, "page={odd}: {status}");
+    }
+    app.stop().await;
+}

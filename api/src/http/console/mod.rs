@@ -46,8 +46,9 @@ const FORM_BODY_MAX: usize = 16 * 1024;
 /// A new function's code, or a test event's, at most: the api's own limits apply after.
 const EDIT_BODY_MAX: usize = 2 * 1024 * 1024;
 
-/// The functions a list shows at most.
-const LIST_LIMIT: i64 = 1000;
+/// The functions a page of the list shows, as Lambda's console does: the page's cost is
+/// theirs, not the namespace's.
+const LIST_PAGE: i64 = 50;
 
 /// The console's routes, with their security headers.
 pub fn router() -> Router<AppState> {
@@ -425,7 +426,17 @@ fn forbidden() -> Response {
         .into_response()
 }
 
-async fn get_functions(State(state): State<AppState>, headers: HeaderMap) -> Response {
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    /// 1-based.
+    page: Option<i64>,
+}
+
+async fn get_functions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Response {
     let session = match signed_in(&state, &headers, "/console/functions").await {
         Ok(session) => session,
         Err(response) => return response,
@@ -437,11 +448,19 @@ async fn get_functions(State(state): State<AppState>, headers: HeaderMap) -> Res
         principal,
         csrf_token,
     } = session;
+    let page = query.page.unwrap_or(1).clamp(1, 1_000_000);
+    let offset = (page - 1) * LIST_PAGE;
     let summaries =
-        store::function_summaries(&state.db, &principal.namespace, 86_400, LIST_LIMIT).await;
+        store::function_summaries(&state.db, &principal.namespace, LIST_PAGE, offset).await;
     match summaries {
-        Ok(summaries) => {
-            pages::functions(&page_of(&principal, &csrf_token), &summaries).into_response()
+        Ok((summaries, total)) => {
+            let list = pages::FunctionList {
+                summaries: &summaries,
+                page,
+                per_page: LIST_PAGE,
+                total,
+            };
+            pages::functions(&page_of(&principal, &csrf_token), &list).into_response()
         }
         Err(error) => unavailable(error),
     }

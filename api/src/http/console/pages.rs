@@ -112,8 +112,37 @@ fn ms(value: Option<f64>) -> String {
     value.map_or_else(|| "–".to_owned(), |ms| format!("{ms:.1} ms"))
 }
 
-/// The namespace's functions, each with its last 24 hours.
-pub fn functions(session: &Session<'_>, summaries: &[FunctionSummary]) -> Markup {
+/// A page of the namespace's functions.
+pub struct FunctionList<'a> {
+    pub summaries: &'a [FunctionSummary],
+    /// 1-based.
+    pub page: i64,
+    pub per_page: i64,
+    /// Functions of the namespace, on every page.
+    pub total: i64,
+}
+
+/// Calls per hour as 24 bars, the tallest the chart's height; a labelled image.
+fn sparkline(name: &str, hourly: &[i64]) -> Markup {
+    let most = hourly.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let calls: i64 = hourly.iter().sum();
+    html! {
+        svg class="spark" viewBox="0 0 96 24" width="96" height="24" role="img"
+            aria-label={ (name) ": " (calls) " calls over 24 hours, per hour" } {
+            @for (i, n) in hourly.iter().enumerate() {
+                @let h = (*n as f64 / most * 22.0).max(if *n > 0 { 1.0 } else { 0.0 });
+                rect class="spark-bar" x=(i * 4) y=(format!("{:.1}", 24.0 - h)) width="3" height=(format!("{h:.1}")) {}
+            }
+        }
+    }
+}
+
+/// The namespace's functions, a page of them, each with its last 24 hours.
+pub fn functions(session: &Session<'_>, list: &FunctionList<'_>) -> Markup {
+    let summaries = list.summaries;
+    let first = (list.page - 1) * list.per_page + 1;
+    let last = first + summaries.len() as i64 - 1;
+    let pages = (list.total + list.per_page - 1) / list.per_page;
     layout(
         "Functions",
         Some(session),
@@ -125,7 +154,9 @@ pub fn functions(session: &Session<'_>, summaries: &[FunctionSummary]) -> Markup
             } @else {
                 div class="scroll" {
                     table {
-                        caption { "Functions of namespace " (session.namespace) ", calls over the last 24 hours" }
+                        caption {
+                            "Functions " (first) "–" (last) " of " (list.total) " in namespace " (session.namespace) ", calls over the last 24 hours"
+                        }
                         thead {
                             tr {
                                 th scope="col" { "Name" }
@@ -138,6 +169,7 @@ pub fn functions(session: &Session<'_>, summaries: &[FunctionSummary]) -> Markup
                                 th scope="col" class="num" { "p50" }
                                 th scope="col" class="num" { "p99" }
                                 th scope="col" class="num" { "Cold starts" }
+                                th scope="col" { "Calls per hour" }
                             }
                         }
                         tbody {
@@ -153,8 +185,22 @@ pub fn functions(session: &Session<'_>, summaries: &[FunctionSummary]) -> Markup
                                     td class="num" { (ms(f.p50_ms)) }
                                     td class="num" { (ms(f.p99_ms)) }
                                     td class="num" { (f.cold_starts) }
+                                    td { (sparkline(&f.name, &f.hourly)) }
                                 }
                             }
+                        }
+                    }
+                }
+                @if pages > 1 {
+                    nav aria-label="Pages of functions" class="filters" {
+                        @if list.page > 1 {
+                            a href={ "/console/functions?page=" (list.page - 1) } rel="prev" { "← Previous" }
+                            " "
+                        }
+                        span { "Page " (list.page) " of " (pages) }
+                        @if list.page < pages {
+                            " "
+                            a href={ "/console/functions?page=" (list.page + 1) } rel="next" { "Next →" }
                         }
                     }
                 }
