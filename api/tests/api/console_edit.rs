@@ -664,6 +664,13 @@ async fn in_chromium_a_function_is_made_tested_edited_rolled_back_and_followed_l
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The overview and the namespaces page, drawn without a script or an inline style.
+    browser.go(&app.url("/console/overview?range=1h")).await;
+    browser.wait_for_text("Totals").await;
+    browser.screenshot("overview").await;
+    browser.go(&app.url("/console/namespaces")).await;
+    browser.wait_for_text("Make a namespace").await;
+    browser.screenshot("namespaces").await;
     let violations = csp_violations(&browser).await;
     assert!(violations.is_empty(), "{violations:?}");
     let html = browser.source().await;
@@ -692,6 +699,16 @@ async fn in_chromium_a_function_is_made_tested_edited_rolled_back_and_followed_l
             "Save settings",
         ),
         (format!("{page}/logs"), "live-logs-narrow", "Following"),
+        (
+            "/console/overview?range=1h".to_owned(),
+            "overview-narrow",
+            "Totals",
+        ),
+        (
+            "/console/namespaces".to_owned(),
+            "namespaces-narrow",
+            "Make a namespace",
+        ),
     ] {
         narrow.go(&app.url(&path)).await;
         narrow.wait_for_text(text).await;
