@@ -573,6 +573,24 @@ async fn in_chromium_a_function_is_made_tested_edited_rolled_back_and_followed_l
     browser
         .send_keys(".cm-content", "# edited in Chromium")
         .await;
+    // A filter of the calls swaps the list alone (htmx): the unsaved edit stays.
+    assert_eq!(
+        browser.eval("typeof htmx").await,
+        json!("object"),
+        "htmx loaded"
+    );
+    browser.click("a[hx-get$='?status=failed']").await;
+    browser.url_with("status=failed").await;
+    browser.wait_for_text("No such calls.").await;
+    assert_eq!(
+        browser
+            .eval(
+                "document.querySelector('.cm-content').textContent.includes('# edited in Chromium')"
+            )
+            .await,
+        json!(true),
+        "the editor kept the edit"
+    );
     browser.click("form.editor button[type=submit]").await;
     browser.wait_for_text("Deployed: version 2").await;
     let (_, function) = app.get(&format!("/functions/{id}")).await;

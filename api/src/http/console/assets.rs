@@ -1,8 +1,9 @@
 //! The console's static files, compiled into the binary: its stylesheet and script, and the
 //! vendored CodeMirror bundle and htmx (`api/assets/console/vendor`, written by
-//! `scripts/vendor-console-assets.sh` from pinned npm packages). htmx is served and pinned but
-//! no page loads it yet: every page works as plain links and forms. The vendored files are
-//! pinned by their SHA-256 in `vendor/SHA256SUMS`, which a test holds them to; pages name them
+//! `scripts/vendor-console-assets.sh` from pinned npm packages). Every page works without them,
+//! as plain links and forms; htmx only swaps a part of a page where a reload would lose
+//! something (a function's invocation filters keep the editor's unsaved code). The vendored
+//! files are pinned by their SHA-256 in `vendor/SHA256SUMS`, which a test holds them to; pages name them
 //! with the first 12 hex digits of it, so a browser may keep them for a year.
 
 use axum::extract::Path;

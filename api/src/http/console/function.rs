@@ -181,28 +181,41 @@ fn page(
                 (Some(code), false) => pre class="code" { code { (code) } },
             }
             h2 id="invocations" { "Latest invocations" }
-            nav aria-label="Filter invocations" class="filters" {
-                @if filter.is_none() {
-                    strong aria-current="page" { "All" }
-                } @else {
-                    a href={ (base) "#invocations" } { "All" }
-                }
-                @for (status, title) in FILTERS {
-                    " · "
-                    @if filter == Some(status) {
-                        strong aria-current="page" { (title) }
+            // With htmx, a filter swaps this part only: the editor above keeps what is typed.
+            div id="invocations-list" {
+                nav aria-label="Filter invocations" class="filters" {
+                    @if filter.is_none() {
+                        strong aria-current="page" { "All" }
                     } @else {
-                        a href={ (base) "?status=" (status.as_str()) "#invocations" } { (title) }
+                        (filter_link(&base, "", "All"))
+                    }
+                    @for (status, title) in FILTERS {
+                        " · "
+                        @if filter == Some(status) {
+                            strong aria-current="page" { (title) }
+                        } @else {
+                            (filter_link(&base, &format!("?status={}", status.as_str()), title))
+                        }
                     }
                 }
-            }
-            @if views.is_empty() {
-                p { @if filter.is_some() { "No such calls." } @else { "No calls yet." } }
-            } @else {
-                (invocations_table(session, views, may_redrive))
+                @if views.is_empty() {
+                    p { @if filter.is_some() { "No such calls." } @else { "No calls yet." } }
+                } @else {
+                    (invocations_table(session, views, may_redrive))
+                }
             }
         },
     )
+}
+
+/// A link to the invocations filtered by `query`: a plain link, which htmx turns into a swap
+/// of the list alone (the address still changes, so it can be shared and reloaded).
+fn filter_link(base: &str, query: &str, title: &str) -> Markup {
+    let href = format!("{base}{query}");
+    html! {
+        a href={ (href) "#invocations" } hx-get=(href) hx-target="#invocations-list"
+            hx-select="#invocations-list" hx-swap="outerHTML" hx-push-url="true" { (title) }
+    }
 }
 
 /// `error` as one line: `Type: message` for a function's error, its JSON otherwise.

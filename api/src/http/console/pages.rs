@@ -1,5 +1,5 @@
 //! The console's pages as HTML (maud escapes every value): one layout, labelled controls, no
-//! inline script (the scripts are files: the console's own and the code editor), and a
+//! inline script (the scripts are files: the console's own, the code editor and htmx), and a
 //! stylesheet of the console's own that reads at 1280 px and at 390 px.
 
 use crate::domain::auth::Scope;
@@ -18,7 +18,8 @@ pub(super) fn layout(title: &str, session: Option<&Session<'_>>, body: Markup) -
     page(title, session, false, body)
 }
 
-/// A page; `script`: with the console's scripts (copy buttons, live logs, the code editor).
+/// A page; `script`: with the console's scripts (copy buttons, live logs, the code editor,
+/// htmx).
 pub(super) fn page(
     title: &str,
     session: Option<&Session<'_>>,
@@ -34,6 +35,10 @@ pub(super) fn page(
                 title { (title) " · faas console" }
                 link rel="stylesheet" href="/console/console.css";
                 @if script {
+                    // htmx would add an inline <style> and may evaluate attributes; the CSP
+                    // forbids both, and the console needs neither.
+                    meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false}"#;
+                    script src=(super::assets::vendor_url("htmx.min.js")) defer {}
                     script src=(super::assets::vendor_url("editor.js")) defer {}
                     script src="/console/console.js" defer {}
                 }
