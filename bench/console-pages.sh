@@ -74,7 +74,7 @@ INSERT INTO invocations (id, function_id, function_name, function_version, runti
     cold_start, duration_ms, created_at, namespace, trigger, logs)
 SELECT gen_random_uuid(), f.id, f.name, 1, 'docker',
        CASE WHEN g % 10 = 0 THEN 'error' ELSE 'success' END, g % 20 = 0,
-       1 + (g * 7919 % 500)::float8 * (1 + (g % 3)),
+       1 + (g::bigint * 7919 % 500)::float8 * (1 + (g % 3)),
        now() - make_interval(secs => (g::float8 / $RECORDS) * 7 * 86400),
        'default', 'execute', 'hello'
 FROM generate_series(1, $RECORDS) AS g

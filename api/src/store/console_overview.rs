@@ -2,9 +2,9 @@
 //! over the last hour, day or week, in fixed buckets, from the rollups the records are counted
 //! into as they are written (`invocation_rollups`, V17; no Prometheus needed).
 //!
-//! The rollups count per 5 minutes, so the window ends at the end of the current 5 minutes and
-//! is cut, from its start, into buckets of equal width: 12 of 5 minutes, 24 of 1 hour or 28 of
-//! 6 hours. Each bucket is `[start, end)`, and so is the window. Counts are exact; latency
+//! The rollups count per 5 minutes (read for the hour) and per hour (for the day and the week),
+//! so the window ends at the end of the current 5 minutes or hour, and is cut, from its start,
+//! into buckets of equal width: 12 of 5 minutes, 24 of 1 hour or 28 of 6 hours. Each bucket is `[start, end)`, and so is the window. Counts are exact; latency
 //! percentiles are read from duration bins 10% wide (nearest rank, each bin's geometric
 //! middle), so within 5% of the records' own.
 
@@ -68,6 +68,15 @@ impl OverviewRange {
         }
     }
 
+    /// The width of the rollups it reads, in seconds (V17 keeps 300 and 3600): the window
+    /// ends on a multiple of it.
+    pub fn rollup_secs(self) -> i64 {
+        match self {
+            OverviewRange::Hour => 300,
+            OverviewRange::Day | OverviewRange::Week => 3600,
+        }
+    }
+
     /// The whole window.
     pub fn window(self) -> TimeDelta {
         self.bucket_width() * self.bucket_count() as i32
@@ -122,13 +131,11 @@ pub struct Overview {
     pub totals: CallStats,
 }
 
-/// The width of a rollup bucket, in seconds: the overview's windows end on its multiples.
-pub const ROLLUP_SECS: i64 = 300;
-
-/// Where the window that contains `now` ends: the end of the current rollup bucket.
-pub fn window_end(now: DateTime<Utc>) -> DateTime<Utc> {
+/// Where the window that contains `now` ends: the end of the current rollup bucket of
+/// `rollup_secs`.
+pub fn window_end(now: DateTime<Utc>, rollup_secs: i64) -> DateTime<Utc> {
     let secs = now.timestamp();
-    let end = (secs.div_euclid(ROLLUP_SECS) + 1) * ROLLUP_SECS;
+    let end = (secs.div_euclid(rollup_secs) + 1) * rollup_secs;
     DateTime::from_timestamp(end, 0).unwrap_or(now)
 }
 
@@ -191,7 +198,7 @@ impl Tally {
 /// The overview of `namespace`'s records over `range`, the window ending with the rollup
 /// bucket that holds `now`.
 ///
-/// One statement reads the window's rollups (by their key, `(namespace, bucket, bin)`) and
+/// One statement reads the window's rollups (by their key, `(namespace, width, bucket, bin)`) and
 /// adds them up per overview bucket (`width_bucket`) and bin; the totals and the percentiles
 /// are added up here. Buckets without rows had no calls.
 pub async fn overview(
@@ -200,7 +207,7 @@ pub async fn overview(
     range: OverviewRange,
     now: DateTime<Utc>,
 ) -> Result<Overview, DbError> {
-    let end = window_end(now);
+    let end = window_end(now, range.rollup_secs());
     let start = end - range.window();
     let count = range.bucket_count() as i32;
     let client = pool.get().await?;
@@ -212,9 +219,15 @@ pub async fn overview(
                     r.bin, sum(r.calls)::bigint AS calls, sum(r.errors)::bigint AS errors,
                     sum(r.cold_starts)::bigint AS cold_starts
              FROM invocation_rollups r
-             WHERE r.namespace = $1 AND r.bucket >= $2 AND r.bucket < $3
+             WHERE r.namespace = $1 AND r.width = $5 AND r.bucket >= $2 AND r.bucket < $3
              GROUP BY 1, 2",
-            &[&namespace, &start, &end, &count],
+            &[
+                &namespace,
+                &start,
+                &end,
+                &count,
+                &(range.rollup_secs() as i32),
+            ],
         )
         .await?;
     let mut tallies: Vec<Tally> = (0..range.bucket_count())
@@ -299,10 +312,15 @@ mod tests {
 
     #[test]
     fn the_window_ends_with_the_rollup_bucket_that_holds_now() {
-        assert_eq!(window_end(at(12, 0)), at(12, 5));
-        assert_eq!(window_end(at(12, 3)), at(12, 5));
-        assert_eq!(window_end(at(12, 4) + TimeDelta::seconds(59)), at(12, 5));
-        assert_eq!(window_end(at(12, 5)), at(12, 10));
+        assert_eq!(window_end(at(12, 0), 300), at(12, 5));
+        assert_eq!(window_end(at(12, 3), 300), at(12, 5));
+        assert_eq!(
+            window_end(at(12, 4) + TimeDelta::seconds(59), 300),
+            at(12, 5)
+        );
+        assert_eq!(window_end(at(12, 5), 300), at(12, 10));
+        assert_eq!(window_end(at(12, 5), 3600), at(13, 0));
+        assert_eq!(window_end(at(13, 0), 3600), at(14, 0));
     }
 
     #[test]

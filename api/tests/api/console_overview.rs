@@ -68,11 +68,11 @@ const RECORDS: [Record; 16] = [
     record(2.0 * MINUTE, 7777.0, "error", true, OTHER),
 ];
 
-/// The ranges: their parameter, bucket count and width.
-const RANGES: [(&str, usize, f64); 3] = [
-    ("1h", 12, 5.0 * MINUTE),
-    ("24h", 24, HOUR),
-    ("7d", 28, 6.0 * HOUR),
+/// The ranges: their parameter, bucket count and width, and the width of the rollups they read.
+const RANGES: [(&str, usize, f64, i64); 3] = [
+    ("1h", 12, 5.0 * MINUTE, 300),
+    ("24h", 24, HOUR, 3600),
+    ("7d", 28, 6.0 * HOUR, 3600),
 ];
 
 /// The duration bin of `ms`, as V17's `duration_bin` computes it.
@@ -113,11 +113,11 @@ fn shown(records: &[&Record]) -> [String; 5] {
 
 /// The records of `namespace` within the window of `count` buckets of `width` seconds that
 /// starts at `start` (Unix seconds), by bucket (oldest first), and all of them; a record counts
-/// at the start of its 5 minutes, as the rollups count it. `created` is each record's time.
+/// at the start of its rollup bucket (`rollup` seconds), as the rollups count it. `created` is
+/// each record's time.
 fn expected<'a>(
     namespace: &str,
-    count: usize,
-    width: f64,
+    (count, width, rollup): (usize, f64, i64),
     start: i64,
     created: &[i64],
 ) -> (Vec<Vec<&'a Record>>, Vec<&'a Record>) {
@@ -127,7 +127,7 @@ fn expected<'a>(
         if record.namespace != namespace {
             continue;
         }
-        let rolled = created.div_euclid(300) * 300;
+        let rolled = created.div_euclid(rollup) * rollup;
         let slot = (rolled - start).div_euclid(width as i64);
         if (0..count as i64).contains(&slot) {
             buckets[slot as usize].push(record);
@@ -172,7 +172,7 @@ fn total<'a>(html: &'a str, term: &str) -> &'a str {
 fn check_page(
     html: &str,
     namespace: &str,
-    (range, count, width): (&str, usize, f64),
+    (range, count, width, rollup): (&str, usize, f64, i64),
     created: &[i64],
 ) {
     let rows = table_rows(html);
@@ -181,7 +181,7 @@ fn check_page(
         .unwrap_or_else(|e| panic!("{range}: first bucket {:?}: {e}", rows[0][0]))
         .and_utc()
         .timestamp();
-    let (buckets, all) = expected(namespace, count, width, start, created);
+    let (buckets, all) = expected(namespace, (count, width, rollup), start, created);
     let [calls, errors, p50, p99, cold_starts] = shown(&all);
     assert_eq!(total(html, "Calls"), calls, "{range}");
     assert_eq!(total(html, "Errors"), errors, "{range}");
