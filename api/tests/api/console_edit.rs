@@ -294,6 +294,30 @@ async fn a_function_made_from_a_template_is_edited_refused_by_field_and_rolled_b
     app.stop().await;
 }
 
+/// A function `dead` that always fails, without retries, and the id of an async call of it,
+/// once it is dead-lettered.
+async fn dead_letter(app: &TestApp) -> (Value, String) {
+    let mut failing = python(
+        "dead",
+        "def handler(event, context):\n    raise RuntimeError('always')",
+    );
+    failing["max_retries"] = json!(0);
+    let dead = app.create_function(failing).await;
+    let (status, accepted) = read(
+        app.client
+            .post(app.url("/execute_async/dead"))
+            .json(&json!({"event": {}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let invocation = accepted["invocation_id"].as_str().unwrap().to_owned();
+    wait_for_status(app, &invocation, "dead_lettered").await;
+    (dead, invocation)
+}
+
 /// Polls `GET /invocations/{id}` until its status is `status`.
 async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
     let started = Instant::now();
@@ -434,24 +458,7 @@ async fn test_events_run_and_save_live_logs_stream_and_a_dead_letter_is_redriven
     drop(stream);
 
     // A dead letter: listed with a redrive button; redriven, it runs again.
-    let mut failing = python(
-        "dead",
-        "def handler(event, context):\n    raise RuntimeError('always')",
-    );
-    failing["max_retries"] = json!(0);
-    let dead = app.create_function(failing).await;
-    let (status, accepted) = read(
-        app.client
-            .post(app.url("/execute_async/dead"))
-            .json(&json!({"event": {}}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 202);
-    let invocation = accepted["invocation_id"].as_str().unwrap().to_owned();
-    wait_for_status(&app, &invocation, "dead_lettered").await;
+    let (dead, invocation) = dead_letter(&app).await;
     let dead_page = format!("/console/functions/{}", dead["id"]);
     let (_, _, html) = console
         .get(&format!("{dead_page}?status=dead_lettered"), Some(&session))
@@ -639,24 +646,7 @@ async fn in_chromium_a_function_is_made_tested_edited_rolled_back_and_followed_l
     assert_eq!(function["version"], 3);
 
     // A dead letter, redriven from its row: it runs again.
-    let mut failing = python(
-        "dead",
-        "def handler(event, context):\n    raise RuntimeError('always')",
-    );
-    failing["max_retries"] = json!(0);
-    let dead = app.create_function(failing).await;
-    let (status, accepted) = read(
-        app.client
-            .post(app.url("/execute_async/dead"))
-            .json(&json!({"event": {}}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 202);
-    let invocation = accepted["invocation_id"].as_str().unwrap().to_owned();
-    wait_for_status(&app, &invocation, "dead_lettered").await;
+    let (dead, invocation) = dead_letter(&app).await;
     browser
         .go(&app.url(&format!(
             "/console/functions/{}?status=dead_lettered",
