@@ -38,6 +38,12 @@ pub struct Job {
     /// always 1 for a synchronous call; a retried asynchronous one counts up.
     #[serde(default = "first_attempt")]
     pub attempt: u32,
+    /// Only load the code, in a container of its own, and reply `success` (or how loading
+    /// failed: `init_error`, ...) without calling the handler; the container is removed after.
+    /// The console's check of code before it is saved; its `version` is 0, which no saved
+    /// version has, so that no call ever finds that container.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub load_only: bool,
 }
 
 fn first_attempt() -> u32 {

@@ -115,6 +115,17 @@ impl Outcome {
             logs_truncated: false,
         }
     }
+
+    /// A load-only job's code loaded: success, nothing called.
+    fn loaded() -> Self {
+        Outcome {
+            status: ReplyStatus::Success,
+            result: raw_null(),
+            error: None,
+            logs: String::new(),
+            logs_truncated: false,
+        }
+    }
 }
 
 /// The job goes back to the queue unanswered: this worker has no room for it now.
@@ -243,7 +254,19 @@ impl<L: Launcher> Executor<L> {
                     return (no_container(refused.why), spent);
                 }
             };
+            let loaded_here = lease.acquisition().cold_start.is_some();
             spent.add(lease.acquisition());
+            if job.load_only {
+                // Taking a cold container loaded the code, which is all that was asked: the
+                // container (code no saved version has) is removed, not kept warm. A warm one
+                // (a check's container not yet gone) loaded other code: it goes too, and the
+                // check takes a cold one.
+                lease.release(Health::Unsound).await;
+                if !loaded_here && attempt < ATTEMPTS {
+                    continue;
+                }
+                return (Ok(Outcome::loaded()), spent);
+            }
 
             let run_started = Instant::now();
             let run_deadline = job_deadline
@@ -442,6 +465,7 @@ mod tests {
             deadline_unix_ms,
             published_unix_ms: 0,
             attempt: 1,
+            load_only: false,
         }
     }
 
@@ -483,6 +507,7 @@ mod tests {
             deadline_unix_ms: now + 5_000,
             published_unix_ms: now,
             attempt: 1,
+            load_only: false,
         }
     }
 
@@ -667,6 +692,35 @@ mod tests {
         });
         let reply = executor.run(&job_for(spec(1, 1, 128))).await.reply();
         assert_eq!(reply.logs, "Traceback", "the init logs reach the caller");
+    }
+
+    /// A load-only job (the console's check before a save) loads the code in a cold container
+    /// and removes it, calling nothing; code that fails to load says how, as a call would.
+    #[tokio::test]
+    async fn a_load_only_job_loads_the_code_calls_nothing_and_keeps_no_container() {
+        let executor = executor(settings(1024));
+        let launcher = executor.pool.launcher();
+        let mut job = job_for(spec(1, 0, 128));
+        job.load_only = true;
+        let reply = executor.run(&job).await.reply();
+        settle().await;
+        assert_eq!(reply.status, ReplyStatus::Success);
+        assert!(reply.cold_start);
+        assert_eq!((launcher.init_count(), launcher.call_count()), (1, 0));
+        assert_eq!(launcher.removed().len(), 1, "not kept warm");
+        assert!(executor.pool.live_ids().is_empty());
+
+        launcher.next_init(InitOutcome::Failed {
+            error: ErrorInfo::new("SyntaxError", "invalid syntax"),
+            logs: "Traceback".into(),
+        });
+        let reply = executor.run(&job).await.reply();
+        settle().await;
+        assert_eq!(reply.status, ReplyStatus::InitError);
+        assert_eq!(kind(&reply), Some("SyntaxError"));
+        assert_eq!(reply.logs, "Traceback");
+        assert_eq!(launcher.call_count(), 0);
+        assert!(executor.pool.live_ids().is_empty());
     }
 
     #[tokio::test]

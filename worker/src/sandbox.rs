@@ -360,13 +360,32 @@ impl Sandbox {
 
     /// Removes the containers that carry this worker's label: those an earlier run left
     /// behind, or (at shutdown) those whose start was cut short.
+    ///
+    /// Looked for again after each removal, up to three times: a removal Docker reports as
+    /// already under way (409), or a create the previous run asked for just before it died,
+    /// can leave one behind for a moment. CI once saw a killed worker's container still listed
+    /// after its successor had started taking jobs.
     pub async fn remove_leftovers(&self) -> Result<usize, bollard::errors::Error> {
-        let leftovers = self
-            .list_labelled(format!("{LABEL_WORKER}={}", self.worker_id))
-            .await?;
-        let ids: Vec<String> = leftovers.into_iter().filter_map(|c| c.id).collect();
-        self.remove_ids(&ids).await;
-        Ok(ids.len())
+        let mut removed = 0;
+        for round in 0..3 {
+            let leftovers = self
+                .list_labelled(format!("{LABEL_WORKER}={}", self.worker_id))
+                .await?;
+            let ids: Vec<String> = leftovers.into_iter().filter_map(|c| c.id).collect();
+            if ids.is_empty() {
+                return Ok(removed);
+            }
+            if round > 0 {
+                tracing::info!(
+                    left = ids.len(),
+                    "containers of an earlier run still listed; removing them again"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            removed += ids.len();
+            self.remove_ids(&ids).await;
+        }
+        Ok(removed)
     }
 
     /// Removes containers whose worker ran in a container that no longer runs on this daemon:

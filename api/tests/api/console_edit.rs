@@ -31,7 +31,8 @@ fn location(headers: &reqwest::header::HeaderMap) -> String {
 
 #[tokio::test]
 async fn a_function_made_from_a_template_is_edited_refused_by_field_and_rolled_back() {
-    let app = TestApp::start().await;
+    // A worker: every save of new code is loaded on one first.
+    let app = TestApp::with_workers(&[Runtime::Docker]).await;
     let console = Console::new(&app);
     let session = console.sign_in(crate::support::ADMIN_KEY).await;
     let (status, _, new) = console.get("/console/new", Some(&session)).await;
@@ -144,8 +145,43 @@ async fn a_function_made_from_a_template_is_edited_refused_by_field_and_rolled_b
     let (_, api_view) = app.get(&format!("/functions/{id}")).await;
     assert_eq!(api_view["version"], 2);
 
-    // Settings: the api's message by its field, nothing saved; then a good save.
+    // Code that does not load: the loader's error by the code, nothing saved; a handler the
+    // code does not define, by the handler.
+    let (status, _, html) = console
+        .post(
+            &code_path,
+            Some(&session),
+            &[
+                ("csrf", &csrf),
+                ("version", "2"),
+                ("code", "def handler(event, context)\n    return 1\n"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 422, "{html}");
+    assert!(html.contains("id=\"code-error\""), "{html}");
+    assert!(
+        html.contains("the code does not load") && html.contains("SyntaxError"),
+        "{html}"
+    );
     let settings = format!("{page}/settings");
+    let (status, _, html) = console
+        .post(
+            &settings,
+            Some(&session),
+            &[("csrf", &csrf), ("handler", "missing")],
+        )
+        .await;
+    assert_eq!(status, 422, "{html}");
+    assert!(html.contains("id=\"handler-error\""), "{html}");
+    assert!(html.contains("the code does not load"), "{html}");
+    let (_, api_view) = app.get(&format!("/functions/{id}")).await;
+    assert_eq!(
+        (api_view["version"].clone(), api_view["handler"].clone()),
+        (json!(2), json!("handler"))
+    );
+
+    // Settings: the api's message by its field, nothing saved; then a good save.
     for (timeout, status_wanted, message) in [
         (
             "0",

@@ -107,5 +107,6 @@ pub fn job(id: i64, code: &str, timeout_ms: u64, env: BTreeMap<String, String>) 
         deadline_unix_ms: now + timeout_ms + 15_000,
         published_unix_ms: now,
         attempt: 1,
+        load_only: false,
     }
 }

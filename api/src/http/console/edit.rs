@@ -60,7 +60,54 @@ pub enum Refused {
     /// The form comes back with this, by field, under this status.
     Problem(StatusCode, FieldProblem),
     /// Not the form's fault (the database is away): this page.
-    Page(Response),
+    Page(Box<Response>),
+}
+
+/// The body of a form as the input of a save, or the form's problem.
+fn input_of(body: Value) -> Result<FunctionInput, Refused> {
+    serde_json::from_value(body).map_err(|error| {
+        Refused::Problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            FieldProblem {
+                field: None,
+                message: format!("the form is not a function: {error}"),
+            },
+        )
+    })
+}
+
+fn options_of(session: &Resumed) -> SaveOptions {
+    SaveOptions {
+        may_catch_all: session.principal.has(Scope::Admin),
+        wait: false,
+    }
+}
+
+/// A refused save as the form shows it: the api's status, and its message by the field it
+/// names first among `fields`.
+fn refused(error: SaveError, fields: &[&'static str]) -> Refused {
+    let status = match &error {
+        SaveError::Database(_) => {
+            return Refused::Page(Box::new(unavailable(match error {
+                SaveError::Database(error) => error,
+                _ => unreachable!("matched above"),
+            })));
+        }
+        SaveError::Invalid(Invalid::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+        SaveError::Invalid(Invalid::Forbidden(_)) => StatusCode::FORBIDDEN,
+        SaveError::Invalid(Invalid::Field(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+        SaveError::Conflict(_) => StatusCode::CONFLICT,
+        SaveError::FunctionNotFound(_) | SaveError::NamespaceNotFound(_) => StatusCode::NOT_FOUND,
+        SaveError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
+    };
+    let message = error.to_string();
+    Refused::Problem(
+        status,
+        FieldProblem {
+            field: forms::field_of(&message, fields),
+            message,
+        },
+    )
 }
 
 /// Saves `body` as function `id` of the session's namespace (`None`: creates it).
@@ -71,60 +118,73 @@ pub async fn save(
     body: Value,
     fields: &[&'static str],
 ) -> Result<Function, Refused> {
-    let input: FunctionInput = serde_json::from_value(body).map_err(|error| {
-        Refused::Problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            FieldProblem {
-                field: None,
-                message: format!("the form is not a function: {error}"),
-            },
-        )
-    })?;
-    let principal = &session.principal;
-    let options = SaveOptions {
-        may_catch_all: principal.has(Scope::Admin),
-        wait: false,
-    };
+    let input = input_of(body)?;
+    let namespace = &session.principal.namespace;
+    let options = options_of(session);
     let saved = match id {
-        Some(id) => {
-            state
-                .functions
-                .update(&principal.namespace, id, input, options)
-                .await
-        }
-        None => {
-            state
-                .functions
-                .create(&principal.namespace, input, options)
-                .await
-        }
+        Some(id) => state.functions.update(namespace, id, input, options).await,
+        None => state.functions.create(namespace, input, options).await,
     };
-    saved.map_err(|error| {
-        let status = match &error {
-            SaveError::Database(_) => {
-                return Refused::Page(unavailable(match error {
-                    SaveError::Database(error) => error,
-                    _ => unreachable!("matched above"),
-                }));
+    saved.map_err(|error| refused(error, fields))
+}
+
+/// Saves `body` as the next version of `function`, as [`save`] does, once a worker has loaded
+/// its code: code that does not load is refused (422, the loader's error by `load_field`),
+/// nothing saved. Checked only when what a container loads changes (code, handler, env,
+/// runtime, memory) and the dependencies do not (a new build would be needed first); when no
+/// worker can say, the save goes on.
+pub async fn save_loaded(
+    state: &AppState,
+    session: &Resumed,
+    function: &Function,
+    body: Value,
+    fields: &[&'static str],
+    load_field: &'static str,
+) -> Result<Function, Refused> {
+    let namespace = &session.principal.namespace;
+    let valid = state
+        .functions
+        .validate(namespace, input_of(body.clone())?, options_of(session))
+        .await
+        .map_err(|error| refused(error, fields))?;
+    let loads_differently = valid.code != function.code.clone().unwrap_or_default()
+        || valid.handler != function.handler
+        || valid.env != function.env
+        || valid.runtime != function.runtime
+        || valid.memory_mb != function.memory_mb;
+    if loads_differently && valid.dependencies == function.dependencies {
+        let mut candidate = function.clone();
+        candidate.code = Some(valid.code.clone());
+        candidate.handler = valid.handler.clone();
+        candidate.env = valid.env.clone();
+        candidate.runtime = valid.runtime;
+        candidate.memory_mb = valid.memory_mb;
+        candidate.timeout = valid.timeout;
+        match state.invocations.check_load(&candidate).await {
+            Ok(Some((error, logs))) => {
+                let mut message = format!(
+                    "the code does not load, so nothing was saved: {}: {}",
+                    error.kind, error.message
+                );
+                if !logs.trim().is_empty() {
+                    message.push('\n');
+                    message.push_str(crate::store::tail(&logs, 2048));
+                }
+                return Err(Refused::Problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    FieldProblem {
+                        field: Some(load_field),
+                        message,
+                    },
+                ));
             }
-            SaveError::Invalid(Invalid::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
-            SaveError::Invalid(Invalid::Forbidden(_)) => StatusCode::FORBIDDEN,
-            SaveError::Invalid(Invalid::Field(_)) => StatusCode::UNPROCESSABLE_ENTITY,
-            SaveError::Conflict(_) => StatusCode::CONFLICT,
-            SaveError::FunctionNotFound(_) | SaveError::NamespaceNotFound(_) => {
-                StatusCode::NOT_FOUND
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, function = %function.name, "console: the load check could not run; saving unchecked");
             }
-            SaveError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
-        };
-        let message = error.to_string();
-        Refused::Problem(
-            status,
-            FieldProblem {
-                field: forms::field_of(&message, fields),
-                message,
-            },
-        )
-    })
+        }
+    }
+    save(state, session, Some(function.id), body, fields).await
 }
 
 /// The code form: the code and the version it was opened at.
@@ -172,12 +232,13 @@ pub async fn post_code(
     } else {
         let mut body = body_of(&function);
         body["code"] = Value::String(form.code.clone());
-        match save(
+        match save_loaded(
             &state,
             &session,
-            Some(function.id),
+            &function,
             body,
             &["code", "handler"],
+            "code",
         )
         .await
         {
@@ -185,7 +246,7 @@ pub async fn post_code(
                 return Redirect::to(&format!("{path}?deployed={}", saved.version)).into_response();
             }
             Err(Refused::Problem(status, problem)) => Some((status, problem.message)),
-            Err(Refused::Page(response)) => return response,
+            Err(Refused::Page(response)) => return *response,
         }
     };
     let (status, message) = problem.expect("every other branch returned");
@@ -264,10 +325,19 @@ pub async fn post_settings(
         Ok(body) => body,
         Err(problem) => return refused(StatusCode::UNPROCESSABLE_ENTITY, problem),
     };
-    match save(&state, &session, Some(function.id), body, &SETTINGS_FIELDS).await {
+    match save_loaded(
+        &state,
+        &session,
+        &function,
+        body,
+        &SETTINGS_FIELDS,
+        "handler",
+    )
+    .await
+    {
         Ok(_) => Redirect::to(&format!("{path}?saved=1")).into_response(),
         Err(Refused::Problem(status, problem)) => refused(status, problem),
-        Err(Refused::Page(response)) => response,
+        Err(Refused::Page(response)) => *response,
     }
 }
 
@@ -427,7 +497,7 @@ pub async fn post_new(
             }
             refused(status, problem)
         }
-        Err(Refused::Page(response)) => response,
+        Err(Refused::Page(response)) => *response,
     }
 }
 

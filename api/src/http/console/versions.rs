@@ -3,7 +3,7 @@
 //! (`manage`): the old version saved again as the next one, through the same checks as any
 //! save, so a route or name taken since is refused with the api's message.
 
-use super::edit::{Refused, save};
+use super::edit::{Refused, save_loaded};
 use super::pages::{self, Tab};
 use super::{Resumed, csrf_refused, function_page, page_of, unavailable};
 use crate::domain::auth::Scope;
@@ -317,7 +317,7 @@ pub async fn post_restore(
         .await;
     }
     let fields = crate::http::console::forms::SETTINGS_FIELDS;
-    match save(&state, &session, Some(function.id), old.fields, &fields).await {
+    match save_loaded(&state, &session, &function, old.fields, &fields, "code").await {
         Ok(saved) => Redirect::to(&format!(
             "/console/functions/{}?deployed={}",
             function.id, saved.version
@@ -326,7 +326,7 @@ pub async fn post_restore(
         Err(Refused::Problem(status, problem)) => {
             list(&state, &session, &function, Some(&problem.message), status).await
         }
-        Err(Refused::Page(response)) => response,
+        Err(Refused::Page(response)) => *response,
     }
 }
 

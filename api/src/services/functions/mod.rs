@@ -191,6 +191,18 @@ impl<B: FunctionBackend> Functions<B> {
         self.after_save(saved, &fields, options.wait).await
     }
 
+    /// Checks `input` as a save in `namespace` would, and stores nothing: the fields it would
+    /// save. The console checks a function's code loads between this and the save.
+    pub async fn validate(
+        &self,
+        namespace: &str,
+        input: FunctionInput,
+        options: SaveOptions,
+    ) -> Result<FunctionFields, SaveError> {
+        let (fields, _package) = self.prepare(namespace, input, options).await?;
+        Ok(fields)
+    }
+
     /// Deletes function `id` of `namespace` and tells the caches and workers; false when it
     /// has none.
     pub async fn delete(&self, namespace: &str, id: i64) -> Result<bool, DbError> {

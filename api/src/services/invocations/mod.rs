@@ -22,7 +22,7 @@ use crate::broker::{BrokerError, NoReply};
 use crate::services::cache::{FunctionCache, Lookup};
 use crate::services::records;
 use crate::store::{DbError, Function, InvocationRecord, NotRunnable};
-use common::{Job, RawJson, Reply, Runtime};
+use common::{ErrorInfo, Job, RawJson, RawValue, Reply, ReplyStatus, Runtime};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -284,6 +284,7 @@ impl<B: CallBackend> Invocations<B> {
             deadline_unix_ms: now + timeout_ms + self.invoke_overhead.as_millis() as u64,
             published_unix_ms: now,
             attempt,
+            load_only: false,
         };
         // Counted until the reply: the job sits in the queue until a worker takes it.
         let event_bytes = job.event.get().len() as u64;
@@ -333,6 +334,56 @@ impl<B: CallBackend> Invocations<B> {
             timeout_s: timeout_ms / 1000,
             outcome,
         })
+    }
+
+    /// Loads `function`'s code (not saved yet: the stored function with the fields a save would
+    /// change) in a container of its own on its runtime, without calling it: `Ok(None)` when
+    /// it loaded, or when nothing could say (no worker answered, a reply other than a load
+    /// failure, its dependencies' build not ready); `Ok(Some((error, logs)))` when it did not
+    /// load. Nothing is recorded or counted as a call; the function's and its namespace's
+    /// concurrency limits hold as for a call (the code at load runs as a call's would).
+    pub async fn check_load(
+        &self,
+        function: &Function,
+    ) -> Result<Option<(ErrorInfo, String)>, CallError> {
+        if function
+            .build
+            .as_ref()
+            .is_some_and(|build| build.status != crate::store::BuildStatus::Ready)
+        {
+            // The spec would be the version still serving, not this code.
+            return Ok(None);
+        }
+        let mut spec = function.runnable()?;
+        // No saved version is 0: no call finds this container, which the worker removes.
+        spec.version = 0;
+        let now = common::now_unix_ms();
+        let job = Job {
+            invocation_id: Uuid::now_v7(),
+            deadline_unix_ms: now + spec.timeout_ms + self.invoke_overhead.as_millis() as u64,
+            function: spec,
+            event: RawValue::from_string("{}".to_owned()).expect("{} is JSON"),
+            published_unix_ms: now,
+            attempt: 1,
+            load_only: true,
+        };
+        let _leases = self.take_leases(function, &job).await?;
+        let runtime = runtime_for(function, None);
+        let span = tracing::info_span!("load check", function = %function.name, namespace = %function.namespace);
+        match self
+            .backend
+            .invoke(runtime, &job, REPLY_GRACE)
+            .instrument(span)
+            .await?
+        {
+            Ok(reply) if reply.status == ReplyStatus::InitError => {
+                let error = reply.error.unwrap_or_else(|| {
+                    ErrorInfo::new("Runtime.InitError", "the code did not load")
+                });
+                Ok(Some((error, reply.logs)))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Takes a slot of the function's limit and of its namespace's, shared by every api
