@@ -5,19 +5,18 @@
 
 use super::forms::{self, FieldProblem, SETTINGS_FIELDS, TEMPLATES};
 use super::pages::{self, Tab, field_error};
-use super::{Resumed, csrf_refused, function_page, page_of, session_with, unavailable};
+use super::{
+    MANAGERS, Resumed, api_status, csrf_refused, function_page, page_of, session_with, unavailable,
+};
 use crate::domain::auth::Scope;
 use crate::http::state::AppState;
-use crate::services::{FunctionInput, Invalid, SaveError, SaveOptions};
+use crate::services::{FunctionInput, SaveError, SaveOptions};
 use crate::store::Function;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde_json::{Map, Value};
-
-/// Saving needs `manage` (or `admin`, which holds every scope).
-const MANAGE: &[Scope] = &[Scope::Manage];
 
 /// The keys of a function's JSON that a save takes back.
 const INPUT_KEYS: [&str; 20] = [
@@ -86,23 +85,12 @@ fn options_of(session: &Resumed) -> SaveOptions {
 /// A refused save as the form shows it: the api's status, and its message by the field it
 /// names first among `fields`.
 fn refused(error: SaveError, fields: &[&'static str]) -> Refused {
-    let status = match &error {
-        SaveError::Database(_) => {
-            return Refused::Page(Box::new(unavailable(match error {
-                SaveError::Database(error) => error,
-                _ => unreachable!("matched above"),
-            })));
-        }
-        SaveError::Invalid(Invalid::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
-        SaveError::Invalid(Invalid::Forbidden(_)) => StatusCode::FORBIDDEN,
-        SaveError::Invalid(Invalid::Field(_)) => StatusCode::UNPROCESSABLE_ENTITY,
-        SaveError::Conflict(_) => StatusCode::CONFLICT,
-        SaveError::FunctionNotFound(_) | SaveError::NamespaceNotFound(_) => StatusCode::NOT_FOUND,
-        SaveError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
-    };
+    if let SaveError::Database(error) = error {
+        return Refused::Page(Box::new(unavailable(error)));
+    }
     let message = error.to_string();
     Refused::Problem(
-        status,
+        api_status(error),
         FieldProblem {
             field: forms::field_of(&message, fields),
             message,
@@ -208,7 +196,7 @@ pub async fn post_code(
 ) -> Response {
     let path = format!("/console/functions/{id}");
     let (session, function) =
-        match function_page(&state, &headers, &id, &path, MANAGE, "Deploying").await {
+        match function_page(&state, &headers, &id, &path, MANAGERS, "Deploying").await {
             Ok(found) => found,
             Err(response) => return response,
         };
@@ -275,7 +263,7 @@ pub async fn get_settings(
     Query(query): Query<SavedQuery>,
 ) -> Response {
     let path = format!("/console/functions/{id}/settings");
-    match function_page(&state, &headers, &id, &path, MANAGE, "Settings").await {
+    match function_page(&state, &headers, &id, &path, MANAGERS, "Settings").await {
         Ok((session, function)) => {
             let values = display_values(&body_of(&function), &[]);
             let saved = query.saved.is_some();
@@ -294,7 +282,7 @@ pub async fn post_settings(
 ) -> Response {
     let path = format!("/console/functions/{id}/settings");
     let (session, function) =
-        match function_page(&state, &headers, &id, &path, MANAGE, "Settings").await {
+        match function_page(&state, &headers, &id, &path, MANAGERS, "Settings").await {
             Ok(found) => found,
             Err(response) => return response,
         };
@@ -452,7 +440,7 @@ pub struct NewForm {
 }
 
 pub async fn get_new(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match session_with(&state, &headers, "/console/new", MANAGE, "A new function").await {
+    match session_with(&state, &headers, "/console/new", MANAGERS, "A new function").await {
         Ok(session) => new_page(&session, "", TEMPLATES[0].id, None).into_response(),
         Err(response) => response,
     }
@@ -465,7 +453,7 @@ pub async fn post_new(
     Form(form): Form<NewForm>,
 ) -> Response {
     let session =
-        match session_with(&state, &headers, "/console/new", MANAGE, "A new function").await {
+        match session_with(&state, &headers, "/console/new", MANAGERS, "A new function").await {
             Ok(session) => session,
             Err(response) => return response,
         };

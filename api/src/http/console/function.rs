@@ -5,7 +5,7 @@
 
 use super::forms::FieldProblem;
 use super::pages::{self, Tab, field_error};
-use super::{Resumed, function_of, page_of, signed_in, unavailable};
+use super::{READERS, Resumed, function_page, page_of, unavailable};
 use crate::domain::async_status::InvocationStatus;
 use crate::domain::auth::Scope;
 use crate::http::state::AppState;
@@ -28,25 +28,6 @@ const FILTERS: [(InvocationStatus, &str); 4] = [
     (InvocationStatus::DeadLettered, "Dead-lettered"),
 ];
 
-/// Whether a session's key may read functions: what the api's `GET /functions/` asks too.
-pub fn may_read(session: &Resumed) -> bool {
-    [Scope::Admin, Scope::Manage, Scope::Read]
-        .iter()
-        .any(|scope| session.principal.has(*scope))
-}
-
-/// The page that says a key may not read functions.
-pub fn not_a_reader() -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        pages::message(
-            "Forbidden",
-            "Functions need a key with the read, manage or admin scope; this session's has none of them.",
-        ),
-    )
-        .into_response()
-}
-
 #[derive(Debug, Deserialize)]
 pub struct FunctionQuery {
     /// Only the invocations of this status (`failed`, `dead_lettered`, ...).
@@ -67,17 +48,12 @@ pub async fn get_function(
     Path(id): Path<String>,
     Query(query): Query<FunctionQuery>,
 ) -> Response {
-    let session = match signed_in(&state, &headers, &format!("/console/functions/{id}")).await {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    if !may_read(&session) {
-        return not_a_reader();
-    }
-    let function = match function_of(&state, &session.principal.namespace, &id).await {
-        Ok(function) => function,
-        Err(response) => return response,
-    };
+    let path = format!("/console/functions/{id}");
+    let (session, function) =
+        match function_page(&state, &headers, &id, &path, READERS, "Functions").await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     let filter = query.status.as_deref().and_then(InvocationStatus::parse);
     let notice = query
         .deployed

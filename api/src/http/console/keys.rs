@@ -2,7 +2,7 @@
 //! one (shown once, with a copy button), and a revoke button per key. A revoked key's console
 //! sessions end with it (`services::console` re-checks the key on every request).
 
-use super::{CsrfForm, Resumed, forbidden, pages, signed_in, unavailable};
+use super::{CsrfForm, Resumed, api_status, forbidden, pages, session_with, unavailable};
 use crate::domain::auth::{Principal, Scope};
 use crate::http::state::AppState;
 use crate::services::console::same_token;
@@ -20,21 +20,10 @@ pub fn mintable(caller: &Principal) -> Vec<Scope> {
     }
 }
 
-/// The session, if its key may see keys; else the page that says why.
+/// The session, if its key may see keys (`admin` or `manage`); else the page that says why.
 async fn keys_session(state: &AppState, headers: &HeaderMap) -> Result<Resumed, Response> {
-    let session = signed_in(state, headers, "/console/keys").await?;
-    if session.principal.has(Scope::Admin) || session.principal.has(Scope::Manage) {
-        Ok(session)
-    } else {
-        Err((
-            StatusCode::FORBIDDEN,
-            pages::message(
-                "Forbidden",
-                "Keys need a key with the admin or manage scope; this session's has neither.",
-            ),
-        )
-            .into_response())
-    }
+    let scopes = &[Scope::Admin, Scope::Manage];
+    session_with(state, headers, "/console/keys", scopes, "The keys page").await
 }
 
 /// The keys page, with `made` (a key just made) or `problem` (why the last form failed).
@@ -109,12 +98,8 @@ pub async fn post_keys(
         Ok(created) => render(&state, &session, Some(created.key()), None, StatusCode::OK).await,
         Err(KeyChangeError::Database(error)) => unavailable(error),
         Err(error) => {
-            let status = match error {
-                KeyChangeError::Forbidden(_) => StatusCode::FORBIDDEN,
-                KeyChangeError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
-                _ => StatusCode::UNPROCESSABLE_ENTITY,
-            };
-            render(&state, &session, None, Some(&error.to_string()), status).await
+            let message = error.to_string();
+            render(&state, &session, None, Some(&message), api_status(error)).await
         }
     }
 }

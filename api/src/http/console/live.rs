@@ -3,7 +3,7 @@
 //! and log, and the redrive of a dead-lettered invocation.
 
 use super::pages::{self, Tab};
-use super::{Resumed, csrf_refused, function_page, page_of, session_with, unavailable};
+use super::{READERS, Resumed, csrf_refused, function_page, page_of, session_with, unavailable};
 use crate::domain::auth::Scope;
 use crate::domain::stream::StreamFilter;
 use crate::http::event_stream::stream_response;
@@ -90,9 +90,8 @@ pub async fn get_build(
     Path(id): Path<String>,
 ) -> Response {
     let path = format!("/console/functions/{id}/build");
-    let reads = &[Scope::Read, Scope::Manage];
     let (session, function) =
-        match function_page(&state, &headers, &id, &path, reads, "The build log").await {
+        match function_page(&state, &headers, &id, &path, READERS, "The build log").await {
             Ok(found) => found,
             Err(response) => return response,
         };

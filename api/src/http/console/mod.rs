@@ -46,6 +46,11 @@ const FORM_BODY_MAX: usize = 16 * 1024;
 /// A new function's code, or a test event's, at most: the api's own limits apply after.
 const EDIT_BODY_MAX: usize = 2 * 1024 * 1024;
 
+/// Keys that may read functions (as `GET /functions/` asks; `admin` holds every scope).
+const READERS: &[Scope] = &[Scope::Read, Scope::Manage];
+/// Keys that may save functions (as `PUT /functions/{id}` asks).
+const MANAGERS: &[Scope] = &[Scope::Manage];
+
 /// The functions a page of the list shows, as Lambda's console does: the page's cost is
 /// theirs, not the namespace's.
 const LIST_PAGE: i64 = 50;
@@ -369,6 +374,12 @@ async fn session_with(
     Err((StatusCode::FORBIDDEN, pages::message("Forbidden", &text)).into_response())
 }
 
+/// The status the api answers `error` with: a console form refused for a reason answers as
+/// the api would a client refused for it.
+fn api_status(error: impl Into<crate::http::error::ApiError>) -> StatusCode {
+    error.into().status()
+}
+
 /// The 403 to answer instead when `given` is not the session's CSRF token.
 fn csrf_refused(session: &Resumed, given: &str) -> Option<Response> {
     (!same_token(&session.csrf_token, given)).then(forbidden)
@@ -437,13 +448,11 @@ async fn get_functions(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    let session = match signed_in(&state, &headers, "/console/functions").await {
+    let path = "/console/functions";
+    let session = match session_with(&state, &headers, path, READERS, "Functions").await {
         Ok(session) => session,
         Err(response) => return response,
     };
-    if !function::may_read(&session) {
-        return function::not_a_reader();
-    }
     let Resumed {
         principal,
         csrf_token,

@@ -2,7 +2,7 @@
 //! runtimes, concurrency and quotas in force, a form that makes one, and deletion, which takes
 //! the namespace's name typed again (it deletes its functions, keys, records and queued work).
 
-use super::{Resumed, csrf_refused, page_of, pages, session_with, unavailable};
+use super::{Resumed, api_status, csrf_refused, page_of, pages, session_with, unavailable};
 use crate::domain::auth::Scope;
 use crate::http::state::AppState;
 use crate::services::namespaces::{NamespaceError, NamespaceInput, NamespaceView};
@@ -101,28 +101,13 @@ pub async fn post_namespaces(
     }
 }
 
+/// The page again with why `error` refused the change, under the api's status for it.
 async fn refused(state: &AppState, session: &Resumed, error: NamespaceError) -> Response {
-    let status = match &error {
-        NamespaceError::Database(_) => {
-            tracing::error!(%error, "console: a namespace change failed");
-            return unavailable_page();
-        }
-        NamespaceError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        NamespaceError::Conflict(_) => StatusCode::CONFLICT,
-        NamespaceError::NotFound(_) => StatusCode::NOT_FOUND,
-    };
-    render(state, session, Some(&error.to_string()), status).await
-}
-
-fn unavailable_page() -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        pages::message(
-            "Unavailable",
-            "The database is unavailable; try again shortly.",
-        ),
-    )
-        .into_response()
+    if let NamespaceError::Database(error) = error {
+        return unavailable(error);
+    }
+    let message = error.to_string();
+    render(state, session, Some(&message), api_status(error)).await
 }
 
 #[derive(serde::Deserialize)]

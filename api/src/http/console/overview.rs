@@ -10,8 +10,7 @@
 //! drawing, so they read at 390 px as at 1280 px.
 
 use super::pages::{self, Session};
-use super::{page_of, session_with, unavailable};
-use crate::domain::auth::Scope;
+use super::{READERS, page_of, session_with, unavailable};
 use crate::http::state::AppState;
 use crate::store::{self, CallStats, Overview, OverviewRange};
 use axum::extract::{Query, State};
@@ -26,9 +25,6 @@ const WIDTH: f64 = 360.0;
 const HEIGHT: f64 = 120.0;
 const TOP: f64 = 4.0;
 const BASE: f64 = 118.0;
-
-/// The scopes that may see the overview (admin carries both).
-const READERS: &[Scope] = &[Scope::Read, Scope::Manage];
 
 #[derive(Debug, Deserialize)]
 pub struct OverviewQuery {

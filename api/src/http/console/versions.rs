@@ -5,7 +5,7 @@
 
 use super::edit::{Refused, save_loaded};
 use super::pages::{self, Tab};
-use super::{Resumed, csrf_refused, function_page, page_of, unavailable};
+use super::{MANAGERS, READERS, Resumed, csrf_refused, function_page, page_of, unavailable};
 use crate::domain::auth::Scope;
 use crate::http::state::AppState;
 use crate::store::{self, Function, FunctionVersion};
@@ -15,9 +15,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
-
-const READ: &[Scope] = &[Scope::Read, Scope::Manage];
-const MANAGE: &[Scope] = &[Scope::Manage];
 
 /// Lines of context around each change of a diff.
 const DIFF_CONTEXT: usize = 3;
@@ -29,7 +26,7 @@ pub async fn get_versions(
 ) -> Response {
     let path = format!("/console/functions/{id}/versions");
     let (session, function) =
-        match function_page(&state, &headers, &id, &path, READ, "Versions").await {
+        match function_page(&state, &headers, &id, &path, READERS, "Versions").await {
             Ok(found) => found,
             Err(response) => return response,
         };
@@ -151,7 +148,7 @@ pub async fn get_version(
 ) -> Response {
     let path = format!("/console/functions/{id}/versions/{version}");
     let (session, function) =
-        match function_page(&state, &headers, &id, &path, READ, "Versions").await {
+        match function_page(&state, &headers, &id, &path, READERS, "Versions").await {
             Ok(found) => found,
             Err(response) => return response,
         };
@@ -294,7 +291,7 @@ pub async fn post_restore(
 ) -> Response {
     let path = format!("/console/functions/{id}/versions");
     let (session, function) =
-        match function_page(&state, &headers, &id, &path, MANAGE, "Rolling back").await {
+        match function_page(&state, &headers, &id, &path, MANAGERS, "Rolling back").await {
             Ok(found) => found,
             Err(response) => return response,
         };
