@@ -4,12 +4,12 @@
 //! real call (`/execute`'s), recorded like any other.
 
 use super::pages::{self, Tab};
-use super::{Resumed, csrf_refused, function_page, page_of, unavailable};
+use super::{Resumed, api_status, csrf_refused, function_page, page_of, unavailable};
 use crate::broker::NoReply;
 use crate::domain::auth::Scope;
 use crate::domain::function_tests::{FunctionTests, TestEvent};
 use crate::http::state::AppState;
-use crate::services::{Call, CallError, Trigger, runtime_for};
+use crate::services::{Call, CallError};
 use crate::store::{self, Function};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -175,45 +175,43 @@ pub async fn post_test(
     }
     let ran = match run(&state, &function, &form.event).await {
         Ok(ran) => ran,
-        Err(problem) => {
+        Err((status, problem)) => {
             let page = page(&session, &function, &tests, &form, None, Some(&problem));
-            return (StatusCode::SERVICE_UNAVAILABLE, page).into_response();
+            return (status, page).into_response();
         }
     };
     page(&session, &function, &tests, &form, Some(&ran), None).into_response()
 }
 
-/// Calls `function` with `event` (JSON text, checked) as `/execute` would.
-async fn run(state: &AppState, function: &Function, event: &str) -> Result<Ran, String> {
+/// Calls `function` with `event` (JSON text, checked) as `/execute` would; why not, with the
+/// status the api would answer.
+async fn run(
+    state: &AppState,
+    function: &Function,
+    event: &str,
+) -> Result<Ran, (StatusCode, String)> {
     let started = Instant::now();
     if event.len() > state.limits.max_event_bytes {
-        return Err(format!(
+        let message = format!(
             "the event is {} bytes, over the limit of {}",
             event.len(),
             state.limits.max_event_bytes
-        ));
+        );
+        return Err((StatusCode::PAYLOAD_TOO_LARGE, message));
     }
-    let event = RawValue::from_string(event.to_owned()).map_err(|e| e.to_string())?;
-    let call = Call {
-        function,
-        runtime: runtime_for(function, None),
-        event,
-        invocation_id: Uuid::now_v7(),
-        trigger: Trigger::Execute,
-        attempt: 1,
-        started,
-    };
-    let called = state
-        .invocations
-        .call(call)
-        .await
-        .map_err(|error| match error {
+    let event = RawValue::from_string(event.to_owned())
+        .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let call = Call::execute(function, None, event, started);
+    let called = state.invocations.call(call).await.map_err(|error| {
+        let message = match &error {
             CallError::Database(_) | CallError::Broker(_) => {
                 tracing::error!(%error, "console: a test run failed");
                 "the platform could not run the call; try again shortly".to_owned()
             }
             other => other.to_string(),
-        })?;
+        };
+        (api_status(error), message)
+    })?;
     Ok(match called.outcome {
         Ok(reply) => ran_of(called.invocation_id, called.duration_ms, reply),
         Err(NoReply::TimedOut) => Ran {

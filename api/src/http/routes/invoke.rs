@@ -11,7 +11,7 @@ use crate::http::extract::Path;
 use crate::http::responses::Failure;
 use crate::http::state::AppState;
 use crate::services::dispatch::Accepted;
-use crate::services::{Call, Called, Trigger, runtime_for};
+use crate::services::{Call, Called};
 use crate::store::{self, Function};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -139,28 +139,9 @@ async fn execute(
     let function = state.invocations.find(namespace, name).await?;
     let called = state
         .invocations
-        .call(sync_call(&function, forced_runtime, event, started))
+        .call(Call::execute(&function, forced_runtime, event, started))
         .await?;
     Ok(called_response(called, Detail::Full))
-}
-
-/// The call `/execute` makes of `function`: a new invocation, run once, on the runtime asked
-/// for if its namespace allows it.
-fn sync_call(
-    function: &Function,
-    forced_runtime: Option<Runtime>,
-    event: RawJson,
-    started: Instant,
-) -> Call<'_> {
-    Call {
-        function,
-        runtime: runtime_for(function, forced_runtime),
-        event,
-        invocation_id: Uuid::now_v7(),
-        trigger: Trigger::Execute,
-        attempt: 1,
-        started,
-    }
 }
 
 /// How much of a failed call its caller is told.

@@ -174,6 +174,27 @@ pub struct Call<'a> {
     pub started: Instant,
 }
 
+impl<'a> Call<'a> {
+    /// The call `/execute` makes of `function` (and the console's test runs): a new
+    /// invocation, run once, on the runtime asked for if its namespace allows it.
+    pub fn execute(
+        function: &'a Function,
+        forced_runtime: Option<Runtime>,
+        event: RawJson,
+        started: Instant,
+    ) -> Self {
+        Call {
+            function,
+            runtime: runtime_for(function, forced_runtime),
+            event,
+            invocation_id: Uuid::now_v7(),
+            trigger: Trigger::Execute,
+            attempt: 1,
+            started,
+        }
+    }
+}
+
 /// The runtime a call runs on: gVisor when asked for or when the function's namespace allows
 /// nothing else, the function's own otherwise.
 pub fn runtime_for(function: &Function, forced: Option<Runtime>) -> Runtime {
@@ -275,17 +296,8 @@ impl<B: CallBackend> Invocations<B> {
         // The version whose build is not ready yet is not run: the last runnable one is, or
         // the call is refused (409 pending, 424 failed).
         let spec = function.runnable()?;
-        let now = common::now_unix_ms();
         let timeout_ms = spec.timeout_ms;
-        let job = Job {
-            invocation_id,
-            function: spec,
-            event,
-            deadline_unix_ms: now + timeout_ms + self.invoke_overhead.as_millis() as u64,
-            published_unix_ms: now,
-            attempt,
-            load_only: false,
-        };
+        let job = self.job(invocation_id, spec, event, attempt, false);
         // Counted until the reply: the job sits in the queue until a worker takes it.
         let event_bytes = job.event.get().len() as u64;
         let _bytes = self
@@ -357,16 +369,8 @@ impl<B: CallBackend> Invocations<B> {
         let mut spec = function.runnable()?;
         // No saved version is 0: no call finds this container, which the worker removes.
         spec.version = 0;
-        let now = common::now_unix_ms();
-        let job = Job {
-            invocation_id: Uuid::now_v7(),
-            deadline_unix_ms: now + spec.timeout_ms + self.invoke_overhead.as_millis() as u64,
-            function: spec,
-            event: RawValue::from_string("{}".to_owned()).expect("{} is JSON"),
-            published_unix_ms: now,
-            attempt: 1,
-            load_only: true,
-        };
+        let event = RawValue::from_string("{}".to_owned()).expect("{} is JSON");
+        let job = self.job(Uuid::now_v7(), spec, event, 1, true);
         let _leases = self.take_leases(function, &job).await?;
         let runtime = runtime_for(function, None);
         let span = tracing::info_span!("load check", function = %function.name, namespace = %function.namespace);
@@ -383,6 +387,28 @@ impl<B: CallBackend> Invocations<B> {
                 Ok(Some((error, reply.logs)))
             }
             _ => Ok(None),
+        }
+    }
+
+    /// The job that runs `spec` with `event` (attempt `attempt` of `invocation_id`), published
+    /// now and due back by the function's timeout plus `INVOKE_OVERHEAD_MS`.
+    fn job(
+        &self,
+        invocation_id: Uuid,
+        spec: common::FunctionSpec,
+        event: RawJson,
+        attempt: u32,
+        load_only: bool,
+    ) -> Job {
+        let now = common::now_unix_ms();
+        Job {
+            invocation_id,
+            deadline_unix_ms: now + spec.timeout_ms + self.invoke_overhead.as_millis() as u64,
+            function: spec,
+            event,
+            published_unix_ms: now,
+            attempt,
+            load_only,
         }
     }
 

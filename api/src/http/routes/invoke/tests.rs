@@ -345,25 +345,6 @@ fn an_idempotency_key_is_optional_and_1_to_256_visible_characters() {
 }
 
 #[test]
-fn an_execute_call_is_a_new_invocation_run_once_on_the_runtime_its_namespace_allows() {
-    let mut function = Function::example();
-    let started = Instant::now();
-    let first = sync_call(&function, None, empty_object(), started);
-    assert_eq!(first.runtime, Runtime::Docker);
-    assert_eq!((first.trigger, first.attempt), (Trigger::Execute, 1));
-    assert_eq!(first.event.get(), "{}");
-    assert_eq!(first.started, started);
-    assert_eq!(first.invocation_id.get_version_num(), 7);
-    let forced = sync_call(&function, Some(Runtime::Gvisor), empty_object(), started);
-    assert_eq!(forced.runtime, Runtime::Gvisor);
-    assert_ne!(forced.invocation_id, first.invocation_id, "one id per call");
-
-    function.allowed_runtimes = vec![Runtime::Gvisor];
-    let confined = sync_call(&function, None, empty_object(), started);
-    assert_eq!(confined.runtime, Runtime::Gvisor);
-}
-
-#[test]
 fn an_async_call_is_stored_as_a_clients_first_of_its_chain_with_the_event_as_text() {
     let function = Function {
         id: 42,
