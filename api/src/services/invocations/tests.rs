@@ -588,37 +588,3 @@ async fn a_lease_query_that_fails_refuses_the_call_as_a_database_error() {
     tokio::task::yield_now().await;
     assert_eq!(shape(&h.backend.log()), "");
 }
-
-#[test]
-fn an_execute_call_is_a_new_invocation_run_once_on_the_runtime_its_namespace_allows() {
-    let mut function = Function::example();
-    let started = Instant::now();
-    let first = Call::execute(
-        &function,
-        None,
-        RawValue::from_string("{}".into()).unwrap(),
-        started,
-    );
-    assert_eq!(first.runtime, Runtime::Docker);
-    assert_eq!((first.trigger, first.attempt), (Trigger::Execute, 1));
-    assert_eq!(first.event.get(), "{}");
-    assert_eq!(first.started, started);
-    assert_eq!(first.invocation_id.get_version_num(), 7);
-    let forced = Call::execute(
-        &function,
-        Some(Runtime::Gvisor),
-        RawValue::from_string("{}".into()).unwrap(),
-        started,
-    );
-    assert_eq!(forced.runtime, Runtime::Gvisor);
-    assert_ne!(forced.invocation_id, first.invocation_id, "one id per call");
-
-    function.allowed_runtimes = vec![Runtime::Gvisor];
-    let confined = Call::execute(
-        &function,
-        None,
-        RawValue::from_string("{}".into()).unwrap(),
-        started,
-    );
-    assert_eq!(confined.runtime, Runtime::Gvisor);
-}

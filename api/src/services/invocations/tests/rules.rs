@@ -1,5 +1,5 @@
 //! The call path's pure rules: what each error means for a retry and a metric, which runtime
-//! a call gets, and which concurrency limits it must fit under.
+//! a call gets (and the call `/execute` makes), and which concurrency limits it must fit under.
 
 use super::super::*;
 
@@ -141,4 +141,38 @@ fn limits_are_the_functions_then_its_namespaces_when_set() {
             },
         ]
     );
+}
+
+#[test]
+fn an_execute_call_is_a_new_invocation_run_once_on_the_runtime_its_namespace_allows() {
+    let mut function = Function::example();
+    let started = Instant::now();
+    let first = Call::execute(
+        &function,
+        None,
+        RawValue::from_string("{}".into()).unwrap(),
+        started,
+    );
+    assert_eq!(first.runtime, Runtime::Docker);
+    assert_eq!((first.trigger, first.attempt), (Trigger::Execute, 1));
+    assert_eq!(first.event.get(), "{}");
+    assert_eq!(first.started, started);
+    assert_eq!(first.invocation_id.get_version_num(), 7);
+    let forced = Call::execute(
+        &function,
+        Some(Runtime::Gvisor),
+        RawValue::from_string("{}".into()).unwrap(),
+        started,
+    );
+    assert_eq!(forced.runtime, Runtime::Gvisor);
+    assert_ne!(forced.invocation_id, first.invocation_id, "one id per call");
+
+    function.allowed_runtimes = vec![Runtime::Gvisor];
+    let confined = Call::execute(
+        &function,
+        None,
+        RawValue::from_string("{}".into()).unwrap(),
+        started,
+    );
+    assert_eq!(confined.runtime, Runtime::Gvisor);
 }
