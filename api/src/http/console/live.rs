@@ -6,7 +6,7 @@ use super::pages::{self, Tab};
 use super::{READERS, Resumed, csrf_refused, function_page, page_of, session_with, unavailable};
 use crate::domain::auth::Scope;
 use crate::domain::stream::StreamFilter;
-use crate::http::event_stream::stream_response;
+use crate::http::event_stream::{last_event_id, stream_response};
 use crate::http::state::AppState;
 use crate::services::streams::StreamRequest;
 use crate::store::{self, Function, Redriven};
@@ -64,11 +64,10 @@ pub async fn get_stream(
             Ok(found) => found,
             Err(response) => return response,
         };
-    let after = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .filter(|seq| *seq >= 0);
+    let after = match last_event_id(&headers) {
+        Ok(after) => after,
+        Err(error) => return error.into_response(),
+    };
     let request = StreamRequest {
         namespace: session.principal.namespace,
         filter: StreamFilter {

@@ -227,10 +227,7 @@ pub async fn stream_invocations(
             })
         })
         .transpose()?;
-    let after = match headers.get("last-event-id") {
-        Some(value) => Some(parse_seq(value.to_str().unwrap_or("-"))?),
-        None => query.after,
-    };
+    let after = crate::http::event_stream::last_event_id(&headers)?.or(query.after);
     if after.is_some_and(|seq| seq < 0) {
         return Err(ApiError::Invalid("after must be 0 or more".into()));
     }
@@ -243,20 +240,6 @@ pub async fn stream_invocations(
         after,
     };
     crate::http::event_stream::stream_response(&state, request).await
-}
-
-/// A `Last-Event-ID`: a `seq`, 0 or more.
-fn parse_seq(text: &str) -> Result<i64, ApiError> {
-    text.trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|seq| *seq >= 0)
-        .ok_or_else(|| {
-            ApiError::Invalid(format!(
-                "Last-Event-ID must be the id of an event received (a whole number); got {:?}",
-                text.chars().take(32).collect::<String>()
-            ))
-        })
 }
 
 #[cfg(test)]
@@ -274,18 +257,5 @@ mod tests {
             error.to_string(),
             r#"status must be one of queued, running, succeeded, failed, timeout, dead_lettered, expired; got "accepting""#
         );
-    }
-
-    #[test]
-    fn a_last_event_id_is_a_seq_of_zero_or_more() {
-        assert_eq!(parse_seq("41").unwrap(), 41);
-        assert_eq!(parse_seq(" 0 ").unwrap(), 0);
-        for bad in ["-1", "x", "", "1.5", "99999999999999999999"] {
-            assert_eq!(
-                parse_seq(bad).unwrap_err().code(),
-                "invalid_request",
-                "{bad:?}"
-            );
-        }
     }
 }
