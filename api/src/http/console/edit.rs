@@ -116,8 +116,8 @@ pub async fn save(
     saved.map_err(|error| refused(error, fields))
 }
 
-/// Saves `body` as the next version of `function`, as [`save`] does, once a worker has loaded
-/// its code: code that does not load is refused (422, the loader's error by `load_field`),
+/// Saves `body` as the next version of `function`, as [`save`] does (checked once), once a
+/// worker has loaded its code: code that does not load is refused (422, the loader's error by `load_field`),
 /// nothing saved. Checked only when what a container loads changes (code, handler, env,
 /// runtime, memory) and the dependencies do not (a new build would be needed first); when no
 /// worker can say, the save goes on.
@@ -130,11 +130,12 @@ pub async fn save_loaded(
     load_field: &'static str,
 ) -> Result<Function, Refused> {
     let namespace = &session.principal.namespace;
-    let valid = state
+    let checked = state
         .functions
-        .validate(namespace, input_of(body.clone())?, options_of(session))
+        .validate(namespace, input_of(body)?, options_of(session))
         .await
         .map_err(|error| refused(error, fields))?;
+    let valid = checked.fields();
     let loads_differently = valid.code != function.code.clone().unwrap_or_default()
         || valid.handler != function.handler
         || valid.env != function.env
@@ -172,7 +173,11 @@ pub async fn save_loaded(
             }
         }
     }
-    save(state, session, Some(function.id), body, fields).await
+    state
+        .functions
+        .update_checked(namespace, function.id, checked)
+        .await
+        .map_err(|error| refused(error, fields))
 }
 
 /// The code form: the code and the version it was opened at.

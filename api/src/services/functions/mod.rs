@@ -77,6 +77,23 @@ pub struct SaveLimits {
     pub quotas: crate::domain::quota::QuotaDefaults,
 }
 
+/// A save's input checked by [`Functions::validate`], to save with
+/// [`Functions::update_checked`].
+#[derive(Debug)]
+pub struct Checked {
+    fields: FunctionFields,
+    package: Option<Package>,
+    /// `SaveOptions::wait`.
+    wait: bool,
+}
+
+impl Checked {
+    /// The fields the save will store.
+    pub fn fields(&self) -> &FunctionFields {
+        &self.fields
+    }
+}
+
 /// The functions service, over the real [`LiveBackend`] unless a test gives it another.
 #[derive(Clone)]
 pub struct Functions<B = LiveBackend> {
@@ -165,7 +182,39 @@ impl<B: FunctionBackend> Functions<B> {
         input: FunctionInput,
         options: SaveOptions,
     ) -> Result<Function, SaveError> {
+        let checked = self.validate(namespace, input, options).await?;
+        self.update_checked(namespace, id, checked).await
+    }
+
+    /// Checks `input` as a save in `namespace` would, and stores nothing but its package (if
+    /// it has one, as any save does): what [`Self::update_checked`] saves. The console has a
+    /// worker load the code in between.
+    pub async fn validate(
+        &self,
+        namespace: &str,
+        input: FunctionInput,
+        options: SaveOptions,
+    ) -> Result<Checked, SaveError> {
         let (fields, package) = self.prepare(namespace, input, options).await?;
+        Ok(Checked {
+            fields,
+            package,
+            wait: options.wait,
+        })
+    }
+
+    /// [`Self::update`] of input already checked.
+    pub async fn update_checked(
+        &self,
+        namespace: &str,
+        id: i64,
+        checked: Checked,
+    ) -> Result<Function, SaveError> {
+        let Checked {
+            fields,
+            package,
+            wait,
+        } = checked;
         // Read, not locked: a save that changes it meanwhile comes after this one, which then
         // changed nothing.
         let stored = self
@@ -188,19 +237,7 @@ impl<B: FunctionBackend> Functions<B> {
             .map_err(|error| on_save_error(error, &fields))?
             .ok_or(SaveError::FunctionNotFound(id))?;
         tracing::info!(id, version = saved.function.version, "function updated");
-        self.after_save(saved, &fields, options.wait).await
-    }
-
-    /// Checks `input` as a save in `namespace` would, and stores nothing: the fields it would
-    /// save. The console checks a function's code loads between this and the save.
-    pub async fn validate(
-        &self,
-        namespace: &str,
-        input: FunctionInput,
-        options: SaveOptions,
-    ) -> Result<FunctionFields, SaveError> {
-        let (fields, _package) = self.prepare(namespace, input, options).await?;
-        Ok(fields)
+        self.after_save(saved, &fields, wait).await
     }
 
     /// Deletes function `id` of `namespace` and tells the caches and workers; false when it
