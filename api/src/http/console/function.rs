@@ -4,7 +4,7 @@
 //! for a dead letter. Another namespace's function is 404, as in the api.
 
 use super::forms::FieldProblem;
-use super::pages::{self, Tab, field_error};
+use super::pages::{self, Tab, field_error, ms};
 use super::{READERS, Resumed, function_page, page_of, unavailable};
 use crate::domain::async_status::InvocationStatus;
 use crate::domain::auth::Scope;
@@ -229,10 +229,7 @@ fn invocations_table(session: &Resumed, views: &[InvocationView], may_redrive: b
                             td { (v.mode.as_str()) }
                             td class="num" { (v.attempts.len()) }
                             td class="num" {
-                                @match last.and_then(|a| a.duration_ms) {
-                                    Some(ms) => (format!("{ms:.1} ms")),
-                                    None => "–",
-                                }
+                                (ms(last.and_then(|a| a.duration_ms)))
                             }
                             td { @if last.is_some_and(|a| a.cold_start) { "yes" } @else { "no" } }
                             td {

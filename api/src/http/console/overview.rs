@@ -9,7 +9,7 @@
 //! (`viewBox`, width 100%); its axis labels are text of the page around it, not of the
 //! drawing, so they read at 390 px as at 1280 px.
 
-use super::pages::{self, Session};
+use super::pages::{self, Session, ms};
 use super::{READERS, page_of, session_with, unavailable};
 use crate::http::state::AppState;
 use crate::store::{self, CallStats, Overview, OverviewRange};
@@ -76,10 +76,6 @@ fn clock(range: OverviewRange, at: DateTime<Utc>) -> String {
         OverviewRange::Week => at.format("%a %H:%M").to_string(),
         _ => at.format("%H:%M").to_string(),
     }
-}
-
-fn ms(value: Option<f64>) -> String {
-    value.map_or_else(|| "–".to_owned(), |ms| format!("{ms:.1} ms"))
 }
 
 fn percent(rate: Option<f64>) -> String {

@@ -113,7 +113,8 @@ pub fn sign_in(csrf_token: &str, next: &str, message: Option<&str>, auth_disable
     )
 }
 
-fn ms(value: Option<f64>) -> String {
+/// A duration in milliseconds as the pages show it; `–` for none.
+pub(super) fn ms(value: Option<f64>) -> String {
     value.map_or_else(|| "–".to_owned(), |ms| format!("{ms:.1} ms"))
 }
 
