@@ -16,6 +16,8 @@ pub enum Redriven {
     /// Back to `accepting`: publish its next attempt, then [`mark_published`].
     Requeued {
         next_attempt: u32,
+        /// The function it calls.
+        function: String,
     },
     /// It is not dead-lettered; its status as a client sees it.
     NotDeadLettered(InvocationStatus),
@@ -32,7 +34,7 @@ pub async fn redrive(pool: &Pool, namespace: &str, id: Uuid) -> Result<Redriven,
              SET status = 'accepting', retry_floor = attempts, redriven_at = now(),
                  finished_at = NULL, updated_at = now()
              WHERE id = $1 AND namespace = $2 AND status = 'dead_lettered'
-             RETURNING attempts",
+             RETURNING attempts, function_name",
             &[&id, &namespace],
         )
         .await?;
@@ -40,6 +42,7 @@ pub async fn redrive(pool: &Pool, namespace: &str, id: Uuid) -> Result<Redriven,
         let attempts: i32 = row.try_get(0)?;
         return Ok(Redriven::Requeued {
             next_attempt: attempts as u32 + 1,
+            function: row.try_get(1)?,
         });
     }
     let row = client

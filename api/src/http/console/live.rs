@@ -170,8 +170,8 @@ pub async fn post_redrive(
     };
     let namespace = &session.principal.namespace;
     let redriven = crate::services::dispatch::redrive(&state.dispatch, namespace, uuid).await;
-    match redriven {
-        Ok(Redriven::Requeued { .. }) => {}
+    let function = match redriven {
+        Ok(Redriven::Requeued { function, .. }) => function,
         Err(error) => return unavailable(error),
         Ok(Redriven::NotDeadLettered(status)) => {
             let text = format!(
@@ -180,17 +180,9 @@ pub async fn post_redrive(
             return (StatusCode::CONFLICT, pages::message("Not redriven", &text)).into_response();
         }
         Ok(Redriven::NotFound) => return not_found(),
-    }
+    };
     // Back to its function's page, where it now shows as queued.
-    let view = match store::get_invocation(&state.db, namespace, uuid).await {
-        Ok(view) => view,
-        Err(error) => return unavailable(error),
-    };
-    let function = match view {
-        Some(view) => store::get_function_by_name(&state.db, namespace, &view.function).await,
-        None => Ok(None),
-    };
-    match function {
+    match store::get_function_by_name(&state.db, namespace, &function).await {
         Ok(Some(function)) => {
             Redirect::to(&format!("/console/functions/{}#invocations", function.id)).into_response()
         }

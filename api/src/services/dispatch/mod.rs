@@ -193,7 +193,7 @@ pub async fn redrive(
     id: Uuid,
 ) -> Result<store::Redriven, store::DbError> {
     let redriven = store::redrive(&state.db, namespace, id).await?;
-    if let store::Redriven::Requeued { next_attempt } = redriven {
+    if let &store::Redriven::Requeued { next_attempt, .. } = &redriven {
         if let Err(error) = publish_attempt(state, id, next_attempt).await {
             tracing::warn!(%error, invocation_id = %id, "redriven invocation not published yet; the sweeper will");
         }
